@@ -1,0 +1,40 @@
+"""pnp-stable: Plug-and-Play restoration with certified averaged denoisers.
+
+The top-level namespace is lazy: ``import pnp_stable`` imports neither torch-heavy submodules nor
+deepinv until an attribute is used, so the command line starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Certificate": "pnp_stable.layers.certificates",
+    "certificate_of": "pnp_stable.layers.certificates",
+    "relax": "pnp_stable.layers.relax",
+    "make_firmly_nonexpansive": "pnp_stable.layers.relax",
+    "GradientFlowBlock": "pnp_stable.layers.blocks",
+    "CertifiedSequential": "pnp_stable.layers.sequential",
+    "empirical_lipschitz": "pnp_stable.verification",
+    "empirical_averagedness_violation": "pnp_stable.verification",
+    "ForwardOperator": "pnp_stable.protocols",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pnp_stable' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

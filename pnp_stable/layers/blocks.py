@@ -1,0 +1,206 @@
+"""Gradient-flow blocks: ``x -> x - h A^T s(Ax + b)``, integrated over a fixed time ``T``.
+
+The block follows the flow ``x' = -grad V(x)`` of the convex potential ``V(x) = sum g(Ax + b)``
+(``g' = s`` monotone, ``L_s``-Lipschitz), whose gradient is cocoercive and ``nu = L_s ||A||^2``
+Lipschitz. It takes ``n = ceil(T nu / (2 r (1 - margin)))`` sub-steps of size ``h = T / n`` with
+an integrator of circle-contractivity radius ``r`` — the weights are never rescaled, the number of
+steps adapts (Sherry et al., Physica D 2024). With ``margin > 0`` every Euler sub-step satisfies
+``h nu <= 2 (1 - margin)`` and is therefore strictly averaged.
+
+Which ``nu`` chooses ``n``:
+
+* in training mode (and with autograd on), one warm-started power iteration per forward — a cheap
+  estimate, as in the paper;
+* otherwise the **certified** norm bound, so that what runs in evaluation is exactly what
+  :meth:`GradientFlowBlock.certificate` proves;
+* ``freeze_substeps()`` pins the certified count (used on export), ``substeps=`` forces a count
+  (for experiments; the certificate then reports honestly whatever it implies).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pnp_stable.layers.activations import make_activation
+from pnp_stable.layers.certificates import Certificate, compose
+from pnp_stable.layers.integrators import Integrator, get_integrator
+from pnp_stable.layers.linear_maps import ConvMap, DenseMap, LinearMap
+
+__all__ = ["GradientFlowBlock", "conv_block", "dense_block"]
+
+
+class GradientFlowBlock(nn.Module):
+    """Certified block ``x -> Phi_T(x)``, the integrated gradient flow of a convex potential.
+
+    Args:
+        linear: the map ``A`` (:class:`~pnp_stable.layers.linear_maps.DenseMap` or ``ConvMap``).
+        activation: monotone Lipschitz ``s`` (``"relu"``, ``"leaky_relu"``, ``"tanh"``, a module).
+        time: integration time ``T > 0`` of the block.
+        integrator: ``"euler"`` (r = 1), ``"heun"`` (r = 1) or ``"rk4"`` (SSPRK(10,4), r = 6).
+        margin: strictness ``eps`` in ``h nu <= 2 r (1 - eps)``; 0 allows ``h nu = 2 r`` (then only
+            non-expansiveness, no averagedness, is proven).
+        bias: learn a bias ``b``.
+        substeps: force a sub-step count (0 = adaptive).
+    """
+
+    accepts_conditioning = True
+
+    def __init__(
+        self,
+        linear: LinearMap,
+        activation: str | nn.Module = "relu",
+        time: float = 1.0,
+        integrator: str | Integrator = "euler",
+        margin: float = 0.01,
+        bias: bool = True,
+        substeps: int = 0,
+        negative_slope: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if not time > 0:
+            raise ValueError(f"integration time must be positive, got {time}")
+        if not 0.0 <= margin < 1.0:
+            raise ValueError(f"margin must lie in [0, 1), got {margin}")
+        self.linear = linear
+        self.activation = make_activation(activation, negative_slope)
+        self.integrator = get_integrator(integrator)
+        self.margin = float(margin)
+        self.register_buffer("time", torch.tensor(float(time), dtype=torch.float64))
+        self.register_buffer("fixed_substeps", torch.tensor(int(substeps), dtype=torch.int64))
+        n_hidden = linear.out_channels if isinstance(linear, ConvMap) else linear.out_features
+        self.bias = nn.Parameter(torch.zeros(n_hidden)) if bias else None
+        self.last_substeps = 0
+
+    # -- constants -------------------------------------------------------------------------
+    @property
+    def activation_lipschitz(self) -> float:
+        return float(self.activation.lipschitz)
+
+    def nu(self, certified: bool = True) -> float:
+        """Lipschitz constant of ``grad V``: ``L_s ||A||^2`` (certified bound or current estimate)."""
+        if certified:
+            norm = self.linear.certified_norm()
+        else:
+            norm = float(self.linear.norm_estimate)
+            if norm == 0.0:
+                norm = self.linear.estimate_norm()
+        return self.activation_lipschitz * norm * norm
+
+    def required_substeps(self, nu: float) -> int:
+        """Smallest ``n`` with ``(T/n) nu <= 2 r (1 - margin)``."""
+        budget = 2.0 * self.integrator.radius * (1.0 - self.margin)
+        if budget <= 0:
+            raise ValueError("margin leaves no admissible step")
+        # the tiny relative slack keeps exact multiples (e.g. T nu = 2) from rounding up
+        return max(1, math.ceil(float(self.time) * nu / budget * (1 - 1e-12)))
+
+    def substeps(self, certified: bool = True) -> int:
+        forced = int(self.fixed_substeps)
+        return forced if forced > 0 else self.required_substeps(self.nu(certified))
+
+    def freeze_substeps(self) -> int:
+        """Pin the sub-step count to the one required by the certified norm; returns it."""
+        self.fixed_substeps.fill_(0)
+        n = self.required_substeps(self.nu(certified=True))
+        self.fixed_substeps.fill_(n)
+        return n
+
+    def unfreeze_substeps(self) -> None:
+        self.fixed_substeps.fill_(0)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, bias_shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Integrate the flow from ``x``. ``bias_shift`` (broadcastable to ``A x``) is added to ``b``.
+
+        A bias shift (e.g. a noise-level embedding) does not change any constant in ``x``.
+        """
+        training = self.training and torch.is_grad_enabled()
+        if training and int(self.fixed_substeps) == 0:
+            self.linear.estimate_norm(n_iter=1)
+        n = self.substeps(certified=not training)
+        self.last_substeps = n
+        h = float(self.time) / n
+        bias = self._bias(x, bias_shift)
+        linear, act = self.linear, self.activation
+
+        def field(z: torch.Tensor) -> torch.Tensor:
+            a = linear(z)
+            if bias is not None:
+                a = a + bias
+            return -linear.adjoint(act(a), z)
+
+        for _ in range(n):
+            x = self.integrator.step(x, h, field)
+        return x
+
+    def _bias(self, x: torch.Tensor, bias_shift: torch.Tensor | None) -> torch.Tensor | None:
+        b = self.bias
+        if b is not None and isinstance(self.linear, ConvMap):
+            b = b.view(1, -1, 1, 1)
+        if bias_shift is None:
+            return b
+        return bias_shift if b is None else b + bias_shift
+
+    # -- certificate -----------------------------------------------------------------------
+    def certificate(self) -> Certificate:
+        """Proven constants of the block as evaluated in eval mode, valid for every input size."""
+        nu = self.nu(certified=True)
+        n = self.substeps(certified=True)
+        h = float(self.time) / n
+        step = self.integrator.certificate(h, nu)
+        cert = compose([step] * n)
+        detail = {
+            "layer": type(self.linear).__name__,
+            "norm_certified": self.linear.certified_norm(),
+            "norm_estimate": float(self.linear.norm_estimate),
+            "nu": nu,
+            "time": float(self.time),
+            "substeps": n,
+            "h_nu": h * nu,
+            "integrator": self.integrator.name,
+            "lipschitz": cert.lipschitz,
+            "averagedness": cert.averagedness,
+        }
+        return cert.with_details(detail)
+
+    def certified_lipschitz_bound(self) -> float:
+        return self.certificate().lipschitz
+
+    def certified_averagedness(self) -> float | None:
+        return self.certificate().averagedness
+
+    def extra_repr(self) -> str:
+        return f"time={float(self.time):g}, integrator={self.integrator.name}, margin={self.margin:g}"
+
+
+def conv_block(
+    channels: int,
+    hidden: int | None = None,
+    kernel_size: int = 3,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    power_size: int = 32,
+    **block_kwargs,
+) -> GradientFlowBlock:
+    """A convolutional block on ``channels`` feature maps with ``hidden`` potential channels."""
+    linear = ConvMap(
+        channels,
+        hidden or channels,
+        kernel_size,
+        stride=stride,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+        power_size=power_size,
+    )
+    return GradientFlowBlock(linear, **block_kwargs)
+
+
+def dense_block(features: int, hidden: int | None = None, **block_kwargs) -> GradientFlowBlock:
+    """A dense block on vectors of ``features`` entries with ``hidden`` potential units."""
+    return GradientFlowBlock(DenseMap(features, hidden or features), **block_kwargs)

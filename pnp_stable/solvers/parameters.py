@@ -1,0 +1,217 @@
+"""Automatic PnP parameters from the observation noise level.
+
+The rule is a MAP heuristic. Read the denoiser as a proximal operator ``D ~ prox_{omega R}`` of an
+implicit regulariser ``R``, with strength ``omega = s^2`` for a Gaussian denoiser called
+``D(x, s)`` with noise level ``s``, ``omega = s`` for a declared proximal operator ``prox_{s g}``
+(e.g. TV), and a fixed ``omega = s_train^2`` for a denoiser called ``D(x)`` that declares the noise
+level it was trained at (attribute ``trained_noise_level``). The restoration targets
+
+    min_x  1/2 ||Ax - y||^2 + weight * sigma_y^exponent * R(x)
+
+(``exponent = 2`` is the Bayesian MAP scaling; learned denoisers are not exact proxes, so both
+constants are calibrated). Then:
+
+* **FB** with step ``tau`` runs ``prox_{tau weight sigma_y^p R}``: ``omega = tau * weight * sigma_y^p``.
+  ``tau`` defaults to ``1.9 / ||A||^2``; for a fixed-strength denoiser ``tau`` is the lever instead,
+  capped at ``1.9 / ||A||^2``, beyond which the relaxation ``t < 1`` weakens ``D`` (``t alpha``-averaged:
+  the guarantee is kept). A fixed denoiser without ``trained_noise_level`` gets no balancing:
+  ``tau = 1.9 / ||A||^2``, ``t = 1``.
+* **ADMM/DRS** with ``prox_{gamma f}`` and ``prox_{omega R}`` solve the same problem when
+  ``omega / gamma = weight sigma_y^p``. A Gaussian denoiser runs at ``s = sigma_ratio * sigma_y``
+  and ``gamma`` follows; a fixed denoiser takes ``gamma = omega / (weight sigma_y^p)``; otherwise
+  ``gamma = gamma_scale / ||A||^2`` and ``omega`` follows.
+
+Every choice keeps the convergence guarantee: ``tau < 2 / ||A||^2``, ``gamma > 0``, ``0 < t <= 1``.
+The constants of the default rules were tuned on BSDS500 *train* crops only
+(``bench/calibrate_parameters.py``); a denoiser can carry its own calibration as an attribute
+``pnp_parameter_rule`` (a :class:`ParameterRule` or a dict of its fields, keyed by method or not).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+import torch
+
+from pnp_stable.solvers.denoiser_adapter import StrengthKind
+
+__all__ = ["ParameterRule", "ChosenParameters", "DEFAULT_RULES", "choose_parameters", "estimate_noise_level", "rule_for"]
+
+_FB_STEP_FRACTION = 1.9
+
+
+@dataclass(frozen=True)
+class ParameterRule:
+    """Constants of the automatic rule (see the module docstring).
+
+    Args:
+        weight: regularisation weight of the MAP model.
+        exponent: power of the noise level in the regularisation weight.
+        sigma_ratio: ADMM/DRS with a Gaussian denoiser: ``s = sigma_ratio * sigma_y``.
+        gamma_scale: ADMM/DRS otherwise: ``gamma = gamma_scale / ||A||^2``.
+        sigma_min, sigma_max: clamp on a Gaussian denoiser's noise level (its trained range).
+    """
+
+    weight: float = 1.0
+    exponent: float = 2.0
+    sigma_ratio: float = 1.0
+    gamma_scale: float = 1.0
+    sigma_min: float = 0.0
+    sigma_max: float = math.inf
+
+    def __post_init__(self) -> None:
+        for name in ("weight", "sigma_ratio", "gamma_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ParameterRule.{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.sigma_min <= self.sigma_max:
+            raise ValueError(f"ParameterRule needs 0 <= sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChosenParameters:
+    """Parameters chosen for one solve, with the noise level they came from."""
+
+    sigma_den: float | None
+    step: float
+    relaxation: float | None
+    noise_level: float | None
+    noise_level_source: str  # "given", "estimated" or "unused"
+    rule: ParameterRule
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sigma_den": self.sigma_den,
+            "step": self.step,
+            "relaxation": self.relaxation,
+            "noise_level": self.noise_level,
+            "noise_level_source": self.noise_level_source,
+            "rule": self.rule.as_dict(),
+        }
+
+
+# Tuned by bench/calibrate_parameters.py on BSDS500 train crops (see docs/solvers.md).
+DEFAULT_RULES: dict[tuple[StrengthKind, str], ParameterRule] = {
+    ("noise_level", "fb"): ParameterRule(weight=1.0, exponent=2.0),
+    ("noise_level", "admm"): ParameterRule(weight=1.0, exponent=2.0, sigma_ratio=2.0),
+    ("prox_weight", "fb"): ParameterRule(weight=1.0, exponent=2.0),
+    ("prox_weight", "admm"): ParameterRule(weight=1.0, exponent=2.0, gamma_scale=1.0),
+    ("fixed", "fb"): ParameterRule(weight=1.0, exponent=2.0),
+    ("fixed", "admm"): ParameterRule(weight=1.0, exponent=2.0),
+}
+
+
+def _coerce_rule(value: Any) -> ParameterRule:
+    if isinstance(value, ParameterRule):
+        return value
+    if isinstance(value, Mapping):
+        known = {f.name for f in fields(ParameterRule)}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown ParameterRule fields {sorted(unknown)}")
+        return ParameterRule(**{k: float(v) for k, v in value.items()})
+    raise ValueError(f"a parameter rule must be a ParameterRule or a dict, got {type(value).__name__}")
+
+
+def rule_for(denoiser: object, kind: StrengthKind, method: str, rule: Any = None) -> ParameterRule:
+    """The rule to use: ``rule`` if given, else the denoiser's ``pnp_parameter_rule``, else the default.
+
+    DRS shares the ADMM rule (same fixed points). A per-method calibration is a dict keyed by
+    ``"fb"``/``"admm"``/``"drs"``.
+    """
+    family = "fb" if method == "fb" else "admm"
+    candidate = rule if rule is not None else getattr(denoiser, "pnp_parameter_rule", None)
+    if isinstance(candidate, Mapping) and set(candidate) & {"fb", "admm", "drs"}:
+        candidate = candidate.get(method, candidate.get(family))
+    if candidate is not None:
+        return _coerce_rule(candidate)
+    return DEFAULT_RULES[(kind, family)]
+
+
+def estimate_noise_level(y: torch.Tensor) -> list[float]:
+    """Per-image Gaussian noise level of ``y`` (``B x C x H x W``) by Donoho's MAD estimator.
+
+    ``median(|HH|) / 0.6745`` on the finest diagonal Haar detail ``HH = (a - b - c + d) / 2`` of
+    2x2 blocks (the estimator of ``skimage.restoration.estimate_sigma``, whose wavelet dependency
+    is not installed). Accurate when the clean signal has little energy in that band, as after a
+    blur; it over-estimates on textured noise-free content.
+    """
+    if y.ndim != 4 or y.shape[-1] < 2 or y.shape[-2] < 2:
+        raise ValueError(f"noise estimation needs B x C x H x W measurements, got shape {tuple(y.shape)}")
+    h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
+    v = y[..., :h, :w].to(torch.float64)
+    hh = (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2.0
+    return [float(hh[i].abs().flatten().median()) / 0.6745 for i in range(y.shape[0])]
+
+
+def choose_parameters(
+    method: str,
+    kind: StrengthKind,
+    rule: ParameterRule,
+    noise_level: float | None,
+    operator_norm: float,
+    noise_level_source: str = "given",
+    sigma_den: float | None = None,
+    step: float | None = None,
+    trained_noise_level: float | None = None,
+) -> ChosenParameters:
+    """Apply ``rule`` (see the module docstring); ``sigma_den``/``step`` given by the user are kept.
+
+    ``noise_level`` is sigma_y > 0 on the data scale. A given value fixes its coupled partner
+    consistently (e.g. ADMM with a given ``sigma_den`` takes ``gamma = sigma_den^2 / (weight
+    sigma_y^p)``). ``trained_noise_level`` is the fixed strength of a ``D(x)`` denoiser, if known.
+    """
+    if kind == "fixed" and not trained_noise_level:  # nothing to balance: plain defaults
+        if method == "fb":
+            tau = _FB_STEP_FRACTION / operator_norm**2 if step is None else float(step)
+            return ChosenParameters(None, tau, None, noise_level, "unused", rule)
+        gamma = rule.gamma_scale / operator_norm**2 if step is None else float(step)
+        return ChosenParameters(None, gamma, None, noise_level, "unused", rule)
+    if noise_level is None or not noise_level > 0:
+        raise ValueError(
+            f"the automatic parameter rule needs a positive noise level, got {noise_level}; "
+            "pass noise_level=..., or sigma_den and step explicitly"
+        )
+    if not operator_norm > 0:
+        raise ValueError(f"operator norm must be positive, got {operator_norm}")
+    lip_sq = operator_norm**2
+    target = rule.weight * noise_level**rule.exponent  # omega / step at the MAP balance
+    relaxation: float | None = None
+    if method == "fb":
+        tau = _FB_STEP_FRACTION / lip_sq if step is None else float(step)
+        if kind == "noise_level":
+            sigma = _clamp(math.sqrt(tau * target), rule) if sigma_den is None else sigma_den
+        elif kind == "prox_weight":
+            sigma = tau * target if sigma_den is None else sigma_den
+        else:
+            sigma = None
+            if step is None and trained_noise_level:
+                wanted = trained_noise_level**2 / target  # fixed strength omega = tau * target
+                if wanted <= tau:
+                    tau = wanted
+                else:  # the step cannot grow further: weaken D by relaxation (t <= 1 keeps it averaged)
+                    relaxation = tau * target / trained_noise_level**2
+        return ChosenParameters(sigma, tau, relaxation, noise_level, noise_level_source, rule)
+    if kind == "noise_level":
+        sigma = _clamp(rule.sigma_ratio * noise_level, rule) if sigma_den is None else sigma_den
+        gamma = sigma**2 / target if step is None else float(step)
+    elif kind == "prox_weight":
+        gamma = rule.gamma_scale / lip_sq if step is None else float(step)
+        sigma = gamma * target if sigma_den is None else sigma_den
+    else:
+        sigma = None
+        if step is not None:
+            gamma = float(step)
+        elif trained_noise_level:
+            gamma = trained_noise_level**2 / target
+        else:
+            gamma = rule.gamma_scale / lip_sq
+    return ChosenParameters(sigma, gamma, relaxation, noise_level, noise_level_source, rule)
+
+
+def _clamp(sigma: float, rule: ParameterRule) -> float:
+    return min(max(sigma, rule.sigma_min), rule.sigma_max)

@@ -1,0 +1,171 @@
+"""The result of a PnP solve: the image, the guarantee, and the residual history; JSON and plots."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pnp_stable.solvers.guarantee import Guarantee
+
+__all__ = ["SolveResult", "write_atomically"]
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"output folder {str(folder)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a failed cleanup must not mask the original error
+            os.unlink(tmp)
+        raise
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_finite_or_none(u) for u in v]
+    if isinstance(v, dict):
+        return {k: _finite_or_none(u) for k, u in v.items()}
+    if isinstance(v, tuple):
+        return [_finite_or_none(u) for u in v]
+    return v
+
+
+@dataclass
+class SolveResult:
+    """Outcome of :func:`pnp_stable.solvers.solve`.
+
+    ``x`` is the restored batch (the denoiser output at the final iterate), ``state`` the
+    governing variable (x for FB, w = x + u for ADMM, z for DRS) to resume from. ``iterations``
+    and ``converged`` summarise the batch (max / all); the ``*_per_image`` lists give details.
+    ``history`` holds one dict per iteration with per-image lists (``None`` once an image has
+    stopped): ``residual`` (absolute ``||T w_k - w_k||``), ``relative_residual``, ``psnr``/``ssim``
+    when ``x_true`` was given, ``update`` (how ``w_k`` was reached: start/plain/anderson), plus
+    ``evaluations`` (cumulative evaluations of ``T``), ``time`` (seconds since start) and
+    ``iteration_time``. ``monotone`` is True if no image's absolute residual increased beyond
+    floating-point tolerance.
+    """
+
+    x: torch.Tensor
+    state: torch.Tensor
+    method: str
+    iterations: int
+    converged: bool
+    history: list[dict[str, Any]]
+    guarantee: Guarantee
+    monotone: bool
+    iterations_per_image: list[int]
+    converged_per_image: list[bool]
+    monotonicity_violations: list[int]
+    first_violation: list[int | None]
+    parameters: dict[str, Any]
+    evaluations: int
+    wall_time: float
+    stopped_by: str
+    anderson: dict[str, Any] | None = None
+    certificate: dict[str, Any] | None = None
+    tol: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def final_residuals(self) -> list[float | None]:
+        """The last recorded absolute residual of each image."""
+        out: list[float | None] = [None] * len(self.iterations_per_image)
+        for row in self.history:
+            for i, r in enumerate(row["residual"]):
+                if r is not None:
+                    out[i] = r
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the tensors and the per-iteration history."""
+        return {
+            "method": self.method,
+            "iterations": self.iterations,
+            "converged": self.converged,
+            "monotone": self.monotone,
+            "iterations_per_image": self.iterations_per_image,
+            "converged_per_image": self.converged_per_image,
+            "monotonicity_violations": self.monotonicity_violations,
+            "first_violation": self.first_violation,
+            "final_residuals": self.final_residuals(),
+            "evaluations": self.evaluations,
+            "wall_time": self.wall_time,
+            "stopped_by": self.stopped_by,
+            "tol": self.tol,
+            "parameters": self.parameters,
+            "guarantee": self.guarantee.as_dict(),
+            "certificate": self.certificate,
+            "anderson": self.anderson,
+            "shape": list(self.x.shape),
+            "dtype": str(self.x.dtype).replace("torch.", ""),
+            **self.extra,
+        }
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the summary and the full history as JSON (atomically; non-finite numbers as null)."""
+        payload = _finite_or_none({**self.summary(), "history": self.history})
+        write_atomically(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+
+    def plot(self, path: str | os.PathLike) -> None:
+        """Plot the absolute residual on a log scale (and PSNR if recorded) to an image file, atomically.
+
+        The file format follows the suffix of ``path`` (png, pdf, svg). Increases beyond float
+        tolerance are marked with red crosses.
+        """
+        suffix = Path(path).suffix.lower().lstrip(".")
+        if suffix not in ("png", "pdf", "svg", "jpg", "jpeg"):
+            raise ValueError(f"plot path must end in .png, .pdf, .svg or .jpg, got {str(path)!r}")
+        # the Agg canvas is used directly: no pyplot, no change to the user's global backend
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        has_psnr = any(row.get("psnr") for row in self.history)
+        fig = Figure(figsize=(7, 6 if has_psnr else 3.6))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(2 if has_psnr else 1, 1, sharex=True, squeeze=False)[:, 0]
+        batch = len(self.iterations_per_image)
+        for i in range(batch):
+            rows = [row for row in self.history if row["residual"][i] is not None]
+            its = [row["iteration"] for row in rows]
+            res = [max(row["residual"][i], 1e-300) for row in rows]
+            label = f"image {i}" if batch > 1 else "||w_{k+1} - w_k||"
+            line = axes[0].semilogy(its, res, label=label)[0]
+            bad = [(k, r) for k, r, row in zip(its, res, rows) if row.get("increase") and row["increase"][i]]
+            if bad:
+                axes[0].plot([k for k, _ in bad], [r for _, r in bad], "x", color="red")
+            if has_psnr:
+                ps = [row["psnr"][i] for row in self.history if row.get("psnr") and row["psnr"][i] is not None]
+                pit = [row["iteration"] for row in self.history if row.get("psnr") and row["psnr"][i] is not None]
+                axes[1].plot(pit, ps, color=line.get_color())
+        status = "proven" if self.guarantee.proven else ("conditional" if self.guarantee.holds else "no guarantee")
+        axes[0].set_title(f"{self.method.upper()}: absolute fixed-point residual ({status}; monotone={self.monotone})")
+        axes[0].set_ylabel("residual")
+        axes[0].grid(True, which="both", alpha=0.3)
+        if batch > 1:
+            axes[0].legend(fontsize="small")
+        if has_psnr:
+            axes[1].set_ylabel("PSNR (dB)")
+            axes[1].grid(True, alpha=0.3)
+        axes[-1].set_xlabel("iteration")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="jpeg" if suffix == "jpg" else suffix)
+        write_atomically(path, buffer.getvalue())
+

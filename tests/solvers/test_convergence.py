@@ -1,0 +1,217 @@
+"""Convergence, monitoring, acceleration, batches and resumption of ``solve``."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from skimage import data
+from skimage.transform import resize
+
+from pnp_stable.layers.certificates import Certificate
+from pnp_stable.solvers import MonotonicityWarning, ResidualMonitor, SafeguardedAnderson, solve
+from solver_toys import FFTBlur, GaussianSmoother, certified_network, closed_form_fixed_point, gaussian_kernel
+
+SIZE = 32
+
+
+def _image(dtype=torch.float64) -> torch.Tensor:
+    return torch.tensor(resize(data.camera() / 255.0, (SIZE, SIZE), anti_aliasing=True), dtype=dtype)[None, None]
+
+
+@pytest.fixture(scope="module")
+def blur_problem():
+    op = FFTBlur(gaussian_kernel(5, 1.0), (SIZE, SIZE))
+    x = _image()
+    return op, x, op.simulate(x, 0.01, seed=0)
+
+
+def _residuals(result, image: int = 0) -> list[float]:
+    return [row["residual"][image] for row in result.history if row["residual"][image] is not None]
+
+
+@pytest.mark.parametrize("method", ["fb", "admm", "drs"])
+@pytest.mark.parametrize("relaxation", [None, 0.7])
+def test_linear_firmly_nonexpansive_denoiser_reaches_the_closed_form(blur_problem, method, relaxation):
+    op, _, y = blur_problem
+    smoother = GaussianSmoother(1.0, (SIZE, SIZE))
+    step = 1.2
+    result = solve(y, op, smoother, method=method, step=step, relaxation=relaxation, tol=1e-11, max_iter=4000, progress=False)
+    expected = closed_form_fixed_point(op, smoother, y, step, 1.0 if relaxation is None else relaxation)
+    assert result.converged and result.guarantee.proven
+    assert float((result.x - expected).norm() / expected.norm()) < 1e-8
+    r = _residuals(result)
+    assert all(b < a for a, b in zip(r, r[1:])), "the residual of an averaged linear map must decrease strictly"
+    assert result.monotone
+
+
+@pytest.mark.parametrize("method", ["fb", "admm"])
+def test_certified_network_residual_is_monotone_on_blur(blur_problem, method):
+    op, x, y = blur_problem
+    net = certified_network()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MonotonicityWarning)
+        result = solve(y, op, net, method=method, step=1.0 if method == "admm" else None, tol=1e-9, max_iter=600,
+                       x_true=x, progress=False)
+    assert result.guarantee.proven
+    assert result.monotone and result.converged
+    r = _residuals(result)
+    assert r[-1] < 1e-6 * r[0]
+    if method == "admm":
+        assert result.parameters["relaxation"] < 1.0  # the random net is averaged, not firmly non-expansive
+    assert "psnr" in result.history[0]
+
+
+@pytest.mark.parametrize("method", ["fb", "admm"])
+def test_certified_network_residual_is_monotone_on_ct(method):
+    dinv = pytest.importorskip("deepinv")
+    from skimage.data import shepp_logan_phantom
+
+    x = torch.tensor(resize(shepp_logan_phantom(), (SIZE, SIZE)), dtype=torch.float32)[None, None]
+    physics = dinv.physics.Tomography(angles=16, img_width=SIZE, circle=False, normalize=True)
+    clean = physics.A(x)
+    g = torch.Generator().manual_seed(0)
+    y = clean + 0.01 * clean.abs().max() * torch.randn(clean.shape, generator=g)
+    net = certified_network(dtype=torch.float32)
+    result = solve(y, physics, net, method=method, step=1.0 if method == "admm" else None, tol=1e-5, max_iter=300,
+                   progress=False)
+    assert result.guarantee.holds and not result.guarantee.proven  # estimated norm / iterative prox
+    assert result.monotone and result.converged
+
+
+class _ExpansiveSmoother(GaussianSmoother):
+    """Gain 1.3 > 1: expansive. Optionally lies about its constants."""
+
+    def __init__(self, lie: bool) -> None:
+        super().__init__(1.0, (SIZE, SIZE), gain=1.3)
+        self.lie = lie
+
+    def certificate(self):
+        return Certificate(1.0, 0.5) if self.lie else None
+
+
+def test_expansive_denoiser_has_no_guarantee_and_the_increase_is_reported(blur_problem):
+    op, _, y = blur_problem
+    with pytest.warns(MonotonicityWarning) as caught:
+        result = solve(y, op, _ExpansiveSmoother(lie=False), method="fb", max_iter=60, tol=0, progress=False)
+    assert len([w for w in caught if issubclass(w.category, MonotonicityWarning)]) == 1  # warned once
+    assert not result.guarantee.holds and "no certificate" in result.guarantee.reason
+    assert not result.monotone
+    assert result.monotonicity_violations[0] > 10
+    assert result.first_violation[0] is not None
+    assert any(row["increase"][0] for row in result.history)
+
+
+def test_a_false_certificate_is_caught_by_the_monitor(blur_problem):
+    op, _, y = blur_problem
+    with pytest.warns(MonotonicityWarning, match="certificate is contradicted"):
+        result = solve(y, op, _ExpansiveSmoother(lie=True), method="fb", max_iter=60, tol=0, progress=False)
+    assert result.guarantee.holds  # the (false) constants support it ...
+    assert not result.monotone  # ... and the monitor shows they are false
+
+
+def test_monitor_tolerance_ignores_rounding_and_counts_real_increases():
+    monitor = ResidualMonitor(1, torch.float32, tol=0.0)
+    eps = torch.finfo(torch.float32).eps
+    monitor.update(0, [0], [1e-3], [1.0])
+    monitor.update(1, [0], [1e-3 + 10 * eps], [1.0])  # rounding-level wiggle at ||w|| = 1
+    assert monitor.monotone
+    with pytest.warns(MonotonicityWarning):
+        monitor.update(2, [0], [1.1e-3], [1.0])
+    assert monitor.violations == [1]
+    strict = ResidualMonitor(1, torch.float64, tol=0.0)
+    strict.update(0, [0], [1e-3], [1.0])
+    with pytest.warns(MonotonicityWarning):
+        strict.update(1, [0], [1e-3 + 1e-12], [1.0])
+    assert not strict.monotone
+
+
+def test_anderson_safeguard_refuses_insufficient_decrease():
+    aa = SafeguardedAnderson(1, memory=3, decrease=0.9)
+    aa.first_residual[0] = 1.0
+    assert not aa.acceptable(0, candidate_residual=0.95, current_residual=1.0)
+    assert aa.acceptable(0, candidate_residual=0.5, current_residual=1.0)
+    assert aa.accepted == [1] and aa.rejected == [1]
+
+
+@pytest.mark.parametrize("method", ["fb", "admm", "drs"])
+def test_anderson_never_ends_above_plain_iterations(blur_problem, method):
+    op, _, y = blur_problem
+    net = certified_network()
+    step = 1.0 if method != "fb" else None
+    for n in (3, 8, 20, 40):
+        plain = solve(y, op, net, method=method, step=step, max_iter=n, tol=0, progress=False)
+        fast = solve(y, op, net, method=method, step=step, max_iter=n, tol=0, accelerate="anderson", progress=False)
+        assert _residuals(fast)[-1] <= _residuals(plain)[-1] * (1 + 1e-9), (method, n)
+        accelerated = _residuals(fast)
+        assert all(b <= a * (1 + 1e-9) for a, b in zip(accelerated, accelerated[1:]))
+        assert fast.monotone
+
+
+def test_anderson_reduces_iterations(blur_problem):
+    op, _, y = blur_problem
+    net = certified_network()
+    plain = solve(y, op, net, method="admm", step=1.0, tol=1e-8, max_iter=1000, progress=False)
+    fast = solve(y, op, net, method="admm", step=1.0, tol=1e-8, max_iter=1000, accelerate="anderson", progress=False)
+    assert fast.converged and plain.converged
+    assert fast.evaluations < plain.evaluations / 2
+    assert float((fast.x - plain.x).norm() / plain.x.norm()) < 1e-5
+
+
+def test_batch_images_stop_independently_and_match_single_solves(blur_problem):
+    op, x, y = blur_problem
+    smoother = GaussianSmoother(1.0, (SIZE, SIZE))
+    fixed = closed_form_fixed_point(op, smoother, y, 1.9)
+    y2 = torch.cat([y, op.simulate(x.flip(-1), 0.01, seed=1)])
+    x0 = torch.cat([fixed, op.A_adjoint(y2[1:])])
+    batch = solve(y2, op, smoother, method="fb", x0=x0, tol=1e-10, max_iter=2000, progress=False)
+    single = solve(y2[1:], op, smoother, method="fb", tol=1e-10, max_iter=2000, progress=False)
+    assert batch.converged_per_image == [True, True]
+    assert batch.iterations_per_image[0] == 0 and batch.iterations_per_image[1] == single.iterations
+    assert batch.history[1]["residual"][0] is None  # image 0 stopped, image 1 continued
+    assert torch.allclose(batch.x[1:], single.x, rtol=0, atol=1e-12)
+    assert torch.allclose(batch.x[:1], fixed, rtol=0, atol=1e-9)
+
+
+def test_resume_continues_exactly(blur_problem):
+    op, _, y = blur_problem
+    net = certified_network()
+    straight = solve(y, op, net, method="admm", step=1.0, tol=0, max_iter=30, progress=False)
+    first = solve(y, op, net, method="admm", step=1.0, tol=0, max_iter=12, progress=False)
+    resumed = solve(y, op, net, method="admm", tol=0, max_iter=18, progress=False, resume=first)
+    assert resumed.iterations == straight.iterations == 30
+    assert [row["iteration"] for row in resumed.history] == list(range(31))
+    assert torch.allclose(resumed.x, straight.x, rtol=0, atol=1e-12)
+    assert _residuals(resumed) == pytest.approx(_residuals(straight), rel=1e-9)
+
+
+def test_callback_stops_and_interrupt_returns_a_partial_result(blur_problem):
+    op, _, y = blur_problem
+    smoother = GaussianSmoother(1.0, (SIZE, SIZE))
+    stopped = solve(y, op, smoother, method="fb", tol=0, max_iter=100, progress=False, callback=lambda info: info["iteration"] == 4)
+    assert stopped.stopped_by == "callback" and stopped.iterations == 4
+
+    def interrupt(info):
+        if info["iteration"] == 3:
+            raise KeyboardInterrupt
+
+    partial = solve(y, op, smoother, method="fb", tol=0, max_iter=100, progress=False, callback=interrupt)
+    assert partial.stopped_by == "interrupted" and partial.iterations == 3
+
+
+def test_inference_mode_and_modes_restored(blur_problem):
+    op, _, y = blur_problem
+    net = certified_network().train()
+    result = solve(y, op, net, method="fb", tol=1e-6, max_iter=50, progress=False)
+    assert net.training and all(m.training for m in net.modules())
+    assert not result.x.requires_grad
+    assert result.guarantee.proven  # the certificate describes the eval-mode computation that ran
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_follows_y(blur_problem):
+    op, _, y = blur_problem
+    net = certified_network().cuda()
+    result = solve(y.cuda(), op, net, method="fb", tol=1e-6, max_iter=50, progress=False)
+    assert result.x.is_cuda and result.monotone

@@ -1,0 +1,109 @@
+"""The guarantee analysis states exactly what the constants support."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pnp_stable.layers.certificates import Certificate
+from pnp_stable.solvers import ProximalDenoiser, analyse_forward_backward, analyse_splitting
+from pnp_stable.layers import certificate_of
+
+
+def _combettes_yamada(a1: float, a2: float) -> float:
+    return (a1 + a2 - 2 * a1 * a2) / (1 - a1 * a2)
+
+
+def test_fb_default_step_composes_averagedness():
+    plan = analyse_forward_backward(Certificate(1.0, 0.6), "D", 2.0, "exact")
+    assert plan.step == pytest.approx(1.9 / 4.0)
+    g = plan.guarantee
+    assert g.holds and g.proven
+    assert g.constants["alpha_iteration"] == pytest.approx(_combettes_yamada(0.95, 0.6))
+    assert "Krasnosel'skii-Mann" in g.theorem
+    assert plan.km_relaxation == 1.0
+
+
+@pytest.mark.parametrize("factor, phrase", [(2.0, "only non-expansive"), (2.2, "expansive")])
+def test_fb_step_at_or_beyond_bound_breaks_the_guarantee(factor, phrase):
+    plan = analyse_forward_backward(Certificate(1.0, 0.5), "D", 1.0, "exact", step=factor)
+    assert not plan.guarantee.holds
+    assert phrase in plan.guarantee.reason
+    assert plan.guarantee.theorem is None
+
+
+def test_fb_uncertified_denoiser_has_no_guarantee():
+    plan = analyse_forward_backward(None, "DnCNN", 1.0, "exact")
+    assert not plan.guarantee.holds
+    assert "DnCNN carries no certificate" in plan.guarantee.reason
+
+
+def test_fb_nonexpansive_only_denoiser_is_averaged_by_a_km_step():
+    plan = analyse_forward_backward(Certificate(1.0, None), "D", 1.0, "exact")
+    assert plan.guarantee.holds
+    assert plan.km_relaxation == 0.5
+    assert any("Krasnosel'skii-Mann" in a for a in plan.guarantee.actions)
+
+
+def test_fb_expansive_relaxation_is_refused():
+    # t = 3 on a 0.5-averaged D gives 1.5 "averagedness": not even non-expansive
+    plan = analyse_forward_backward(Certificate(1.0, 0.5), "D", 1.0, "exact", relaxation=3.0)
+    assert not plan.guarantee.holds
+    assert "relaxed denoiser" in plan.guarantee.reason
+
+
+def test_fb_estimated_norm_makes_the_guarantee_conditional():
+    plan = analyse_forward_backward(Certificate(1.0, 0.5), "D", 1.02, "estimated", norm_statement="||A|| <= 1.02 (est.)")
+    g = plan.guarantee
+    assert g.holds and not g.proven and g.conditional
+    assert g.assumptions == ("||A|| <= 1.02 (est.)",)
+    assert "conditionally" in str(g)
+
+
+def test_admm_relaxes_an_averaged_denoiser_to_firm_nonexpansiveness():
+    plan = analyse_splitting("admm", Certificate(1.0, 0.8), "D", step=0.5)
+    assert plan.relaxation == pytest.approx(1 / 1.6)
+    g = plan.guarantee
+    assert g.holds and g.proven
+    assert g.constants["alpha_relaxed_denoiser"] == pytest.approx(0.5)
+    assert any("t = 0.625" in a for a in g.actions)
+    assert "w = x + u" in g.reason
+
+
+def test_admm_keeps_a_firmly_nonexpansive_denoiser_and_relaxes_a_nonexpansive_one():
+    assert analyse_splitting("drs", Certificate(1.0, 0.3), "D", step=1.0).relaxation == 1.0
+    plan = analyse_splitting("admm", Certificate(1.0, None), "D", step=1.0)
+    assert plan.relaxation == 0.5 and plan.guarantee.holds
+
+
+def test_admm_user_relaxation_beyond_firm_nonexpansiveness_is_reported():
+    plan = analyse_splitting("admm", Certificate(1.0, 0.8), "D", step=1.0, relaxation=1.0)
+    assert not plan.guarantee.holds
+    assert "not firmly non-expansive" in plan.guarantee.reason
+
+
+def test_admm_uncertified_and_inexact_prox():
+    assert not analyse_splitting("admm", None, "Net", step=1.0).guarantee.holds
+    plan = analyse_splitting("drs", Certificate(1.0, 0.5), "D", step=1.0, prox_is_exact=False)
+    assert plan.guarantee.holds and not plan.guarantee.proven
+    assert "iterative" in plan.guarantee.assumptions[0]
+
+
+def test_declared_prox_is_an_assumption_not_a_proof():
+    import torch
+
+    declared = ProximalDenoiser(torch.nn.Identity(), name="TV", inexact="by 1000 Chambolle-Pock steps")
+    cert = certificate_of(declared)
+    assert cert.averagedness == 0.5
+    plan = analyse_splitting("admm", cert, "ProximalDenoiser", step=1.0)
+    assert plan.guarantee.holds and not plan.guarantee.proven
+    assert "declared by the user" in plan.guarantee.assumptions[0]
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.nan])
+def test_invalid_steps_raise(bad):
+    with pytest.raises(ValueError):
+        analyse_forward_backward(Certificate(1.0, 0.5), "D", 1.0, "exact", step=bad)
+    with pytest.raises(ValueError):
+        analyse_splitting("admm", Certificate(1.0, 0.5), "D", step=bad)

@@ -1,0 +1,107 @@
+"""deepinv interop: same fixed point as deepinv's PGD, our pieces inside deepinv, adapters verified."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from skimage import data
+from skimage.transform import resize
+
+from pnp_stable.layers import certificate_of
+from pnp_stable.solvers import ProximalDenoiser, as_operator, solve
+from pnp_stable.solvers.interop import to_deepinv_denoiser, to_deepinv_physics
+from solver_toys import FFTBlur, GaussianSmoother, certified_network, closed_form_fixed_point, gaussian_kernel
+
+dinv = pytest.importorskip("deepinv")
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def problem():
+    x = torch.tensor(resize(data.camera() / 255.0, (SIZE, SIZE), anti_aliasing=True), dtype=torch.float64)[None, None]
+    physics = dinv.physics.BlurFFT(img_size=(1, SIZE, SIZE), filter=gaussian_kernel(5, 1.0)[None, None])
+    g = torch.Generator().manual_seed(0)
+    y = physics.A(x) + 0.01 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    return physics, x, y
+
+
+def test_fb_reaches_the_fixed_point_of_deepinv_pgd(problem):
+    physics, _, y = problem
+    net = certified_network()
+    ours = solve(y, physics, net, method="fb", step=1.5, tol=1e-10, max_iter=2000, progress=False)
+    assert ours.converged and ours.guarantee.holds
+    pgd = dinv.optim.PGD(
+        prior=dinv.optim.prior.PnP(denoiser=to_deepinv_denoiser(net)),
+        data_fidelity=dinv.optim.data_fidelity.L2(),
+        stepsize=1.5,
+        max_iter=ours.iterations + 50,
+        early_stop=False,
+    )
+    with torch.no_grad():
+        theirs = pgd(y, physics)
+    assert float((theirs - ours.x).norm() / ours.x.norm()) < 1e-4
+
+
+def test_relaxed_wrapper_states_the_relaxed_certificate_and_computes_it():
+    net = certified_network()
+    wrapped = to_deepinv_denoiser(net, relaxation=0.5)
+    assert isinstance(wrapped, dinv.models.Denoiser)
+    assert certificate_of(wrapped).averagedness == pytest.approx(0.5 * certificate_of(net).averagedness)
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(wrapped(x, 0.1), 0.5 * x + 0.5 * net(x))
+
+
+def test_our_operator_inside_deepinv_admm_reaches_the_closed_form():
+    op = FFTBlur(gaussian_kernel(5, 1.0), (SIZE, SIZE))
+    x = torch.rand(1, 1, SIZE, SIZE, dtype=torch.float64)
+    y = op.simulate(x, 0.01, seed=0)
+    smoother = GaussianSmoother(1.0, (SIZE, SIZE))
+    physics = to_deepinv_physics(op)
+    assert isinstance(physics, dinv.physics.LinearPhysics)
+    admm = dinv.optim.ADMM(
+        prior=dinv.optim.prior.PnP(denoiser=to_deepinv_denoiser(smoother)),
+        data_fidelity=dinv.optim.data_fidelity.L2(),
+        stepsize=0.7,
+        max_iter=300,
+        early_stop=False,
+    )
+    with torch.no_grad():
+        out = admm(y, physics)
+    expected = closed_form_fixed_point(op, smoother, y, 0.7)
+    assert float((out - expected).norm() / expected.norm()) < 1e-8
+
+
+def test_physics_adapter_norm_is_an_inflated_estimate(problem):
+    physics, _, y = problem
+    op = as_operator(physics, y, margin=0.05)
+    assert op.norm_kind == "estimated"
+    assert op.norm() == pytest.approx(1.05 * op.norm_estimate)
+    assert op.norm_estimate == pytest.approx(1.0, abs=1e-3)  # a normalised kernel has ||A|| = 1
+    assert op.prox_is_exact  # BlurFFT has a closed-form prox_l2
+    assert "safety margin" in op.norm_statement()
+
+
+def test_wrong_adjoint_is_refused(problem):
+    _, _, y = problem
+    broken = dinv.physics.LinearPhysics(A=lambda x: torch.roll(x, 1, -1), A_adjoint=lambda v: torch.roll(v, 1, -1))
+    with pytest.raises(ValueError, match="not the adjoint"):
+        solve(y, broken, GaussianSmoother(1.0, (SIZE, SIZE)), method="fb", max_iter=1, progress=False)
+
+
+def test_tv_declared_prox_in_admm_is_conditional_and_monotone(problem):
+    physics, x, y = problem
+    tv = ProximalDenoiser(dinv.models.TVDenoiser(n_it_max=50, crit=1e-8), name="TVDenoiser", inexact="by Chambolle-Pock")
+    result = solve(y, physics, tv, method="admm", noise_level=0.01, tol=0, max_iter=40, progress=False, x_true=x)
+    assert result.guarantee.holds and not result.guarantee.proven
+    assert any("declared by the user" in a for a in result.guarantee.assumptions)
+    assert result.parameters["strength_kind"] == "prox_weight"
+    assert result.monotone
+
+
+def test_importing_the_solvers_does_not_import_deepinv():
+    code = "import sys, pnp_stable.solvers, pnp_stable.solvers.interop; assert 'deepinv' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

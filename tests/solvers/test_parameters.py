@@ -1,0 +1,107 @@
+"""Automatic parameters: noise estimation, the MAP rule, and that every choice keeps the guarantee."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from skimage import data
+from skimage.transform import resize
+
+from pnp_stable.solvers import ParameterRule, choose_parameters, estimate_noise_level, solve
+from solver_toys import FFTBlur, GaussianSmoother, SigmaSmoother, gaussian_kernel
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def blurred():
+    x = torch.tensor(resize(data.camera() / 255.0, (SIZE, SIZE), anti_aliasing=True), dtype=torch.float64)[None, None]
+    op = FFTBlur(gaussian_kernel(7, 1.6), (SIZE, SIZE))
+    return op, x
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.03])
+def test_noise_level_estimate_on_blurred_image(blurred, sigma):
+    op, x = blurred
+    y = op.simulate(x, sigma, seed=3)
+    (estimate,) = estimate_noise_level(y)
+    assert estimate == pytest.approx(sigma, rel=0.15)
+
+
+def test_noise_estimate_refuses_non_images():
+    with pytest.raises(ValueError, match="B x C x H x W"):
+        estimate_noise_level(torch.zeros(2, 10))
+
+
+def test_fb_rule_for_a_gaussian_denoiser_follows_the_map_balance():
+    rule = ParameterRule(weight=2.0, exponent=2.0)
+    chosen = choose_parameters("fb", "noise_level", rule, noise_level=0.02, operator_norm=2.0)
+    tau = 1.9 / 4.0
+    assert chosen.step == pytest.approx(tau) and chosen.step < 2 / 4.0
+    assert chosen.sigma_den == pytest.approx(math.sqrt(tau * 2.0 * 0.02**2))
+
+
+def test_admm_rule_for_gaussian_and_prox_denoisers():
+    rule = ParameterRule(weight=0.5, exponent=1.0, sigma_ratio=3.0, gamma_scale=2.0)
+    gaussian = choose_parameters("admm", "noise_level", rule, noise_level=0.01, operator_norm=1.0)
+    assert gaussian.sigma_den == pytest.approx(0.03)
+    assert gaussian.step == pytest.approx(0.03**2 / (0.5 * 0.01))
+    prox = choose_parameters("admm", "prox_weight", rule, noise_level=0.01, operator_norm=2.0)
+    assert prox.step == pytest.approx(0.5)
+    assert prox.sigma_den == pytest.approx(0.5 * 0.5 * 0.01)
+
+
+def test_fixed_denoiser_uses_the_step_then_a_relaxation_at_most_one():
+    rule = ParameterRule(weight=1.0, exponent=2.0)
+    # small noise: the wanted step 0.05^2 / 0.01^2 = 25 exceeds 1.9, so the step is capped and D weakened
+    capped = choose_parameters("fb", "fixed", rule, noise_level=0.01, operator_norm=1.0, trained_noise_level=0.05)
+    assert capped.step == pytest.approx(1.9)
+    assert capped.relaxation == pytest.approx(1.9 * 0.01**2 / 0.05**2) and 0 < capped.relaxation <= 1
+    free = choose_parameters("fb", "fixed", rule, noise_level=0.1, operator_norm=1.0, trained_noise_level=0.05)
+    assert free.step == pytest.approx(0.25) and free.relaxation is None
+    untrained = choose_parameters("fb", "fixed", rule, noise_level=None, operator_norm=1.0)
+    assert untrained.step == pytest.approx(1.9) and untrained.noise_level_source == "unused"
+
+
+def test_rule_needs_a_positive_noise_level():
+    with pytest.raises(ValueError, match="positive noise level"):
+        choose_parameters("admm", "noise_level", ParameterRule(), noise_level=0.0, operator_norm=1.0)
+
+
+def test_invalid_rule_constants_are_refused():
+    with pytest.raises(ValueError, match="weight"):
+        ParameterRule(weight=0.0)
+
+
+def test_solve_passes_the_chosen_noise_level_and_keeps_the_guarantee(blurred):
+    op, x = blurred
+    y = op.simulate(x, 0.02, seed=0)
+    denoiser = SigmaSmoother(1.0, (SIZE, SIZE))
+    for method in ("fb", "admm"):
+        result = solve(y, op, denoiser, method=method, max_iter=5, progress=False)
+        auto = result.parameters["automatic"]
+        assert auto["noise_level_source"] == "estimated"
+        assert auto["noise_level"] == pytest.approx(0.02, rel=0.15)
+        assert denoiser.last_sigma == pytest.approx(result.parameters["sigma_den"])
+        assert result.guarantee.proven
+
+
+def test_denoiser_calibration_attribute_and_explicit_rule_take_precedence(blurred):
+    op, x = blurred
+    y = op.simulate(x, 0.02, seed=0)
+    denoiser = SigmaSmoother(1.0, (SIZE, SIZE))
+    denoiser.pnp_parameter_rule = {"admm": {"sigma_ratio": 4.0}}
+    result = solve(y, op, denoiser, method="admm", noise_level=0.02, max_iter=2, progress=False)
+    assert result.parameters["sigma_den"] == pytest.approx(0.08)
+    explicit = solve(y, op, denoiser, method="admm", noise_level=0.02, max_iter=2, progress=False,
+                     rule=ParameterRule(sigma_ratio=1.5))
+    assert explicit.parameters["sigma_den"] == pytest.approx(0.03)
+
+
+def test_denoiser_call_convention_errors(blurred):
+    op, x = blurred
+    y = op.simulate(x, 0.02, seed=0)
+    with pytest.raises(ValueError, match="takes no noise level"):
+        solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), method="fb", sigma_den=0.1, max_iter=1, progress=False)

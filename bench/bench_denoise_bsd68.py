@@ -1,0 +1,105 @@
+"""denoise-bsd68 (DESIGN.md §5): PSNR of denoisers on the 68 BSD68 gray images at sigma 15/25/50.
+
+    python bench/bench_denoise_bsd68.py [MODEL ...] [--data ../shared/data] [--limit N]
+        [--sigmas 15 25 50] [--out runs/bench_denoise_bsd68.json] [--threads 1]
+
+MODEL is a shipped name (see ``pnp_stable.denoisers.available()``) or a path to an exported
+``.pt`` (e.g. the unconstrained baseline); default: every shipped model. Noise: for each sigma a
+generator seeded with 0 draws the noise of the images in sorted order; PSNR (peak 1) of the
+estimate clipped to [0, 1], deepinv's metric. The table puts the anchors of DESIGN.md §3 next to
+the measured rows; ``--limit`` evaluates only the first images (a quick check, not the protocol).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+# DESIGN.md §3, BSD68 gray, PSNR dB at sigma 15 / 25 / 50 (None: not quoted)
+ANCHORS = {
+    "BM3D": {"15": 31.07, "25": 28.57, "50": 25.62},
+    "DnCNN": {"15": 31.73, "25": 29.23, "50": 26.23},
+    "DRUNet": {"15": 31.91, "25": 29.48, "50": 26.59},
+    "CRR-NN (certified, convex)": {"15": None, "25": 28.1, "50": None},
+    "averaged CNN (I+N)/2 (certified)": {"15": None, "25": 27.67, "50": None},
+}
+
+
+def _table(rows: dict[str, dict], sigmas: list[str]) -> str:
+    head = "| model | certified alpha | " + " | ".join(f"sigma {s}" for s in sigmas) + " | s/image |"
+    lines = [head, "|" + "---|" * (len(sigmas) + 3)]
+    for name, row in rows.items():
+        vals = " | ".join("—" if row["psnr"].get(s) is None else f"{row['psnr'][s]:.2f}" for s in sigmas)
+        alpha = row.get("alpha")
+        alpha_text = "—" if alpha is None else f"{alpha:.6f}"
+        per_image = row.get("seconds_per_image")
+        lines.append(f"| {name} | {alpha_text} | {vals} | {'—' if per_image is None else f'{per_image:.2f}'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*")
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[15.0, 25.0, 50.0])
+    parser.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from pnp_stable.denoisers import available, load
+    from pnp_stable.denoisers.io import atomic_write_json
+    from pnp_stable.layers import certificate_of
+    from pnp_stable.training.evaluate import denoise_bsd68
+
+    folder = Path(args.data) / "denoising" / "bsd68"
+    if not folder.is_dir():
+        print(f"error: BSD68 folder not found: {folder}", file=sys.stderr)
+        return 2
+    names = args.models or [m["name"] for m in available()]
+    if not names:
+        print("error: no model given and none shipped", file=sys.stderr)
+        return 2
+    sigmas = [f"{s:g}" for s in args.sigmas]
+    rows: dict[str, dict] = {}
+    for name in names:
+        try:
+            model = load(name)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        cert = certificate_of(model)
+        tic = time.time()
+        result = denoise_bsd68(model, str(folder), args.sigmas, limit=args.limit, progress=True)
+        seconds = time.time() - tic
+        label = Path(name).stem if name.endswith(".pt") else name
+        rows[label] = {
+            "psnr": result["psnr"], "noisy_psnr": result["noisy_psnr"], "images": result["images"],
+            "alpha": None if cert is None else cert.averagedness,
+            "lipschitz": None if cert is None else cert.lipschitz,
+            "seconds_per_image": seconds / (result["images"] * len(args.sigmas)),
+        }
+        print(f"{label}: " + ", ".join(f"sigma {s}: {v:.2f} dB" for s, v in result["psnr"].items()), flush=True)
+    table_rows = {**rows, **{f"{k} (anchor)": {"psnr": v} for k, v in ANCHORS.items()}}
+    print(_table(table_rows, sigmas))
+    if args.out:
+        atomic_write_json(args.out, {
+            "protocol": "denoise-bsd68", "limit": args.limit, "sigmas": args.sigmas, "results": rows,
+            "anchors": ANCHORS, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+            "threads": args.threads, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+        })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Architecture configuration shared by the certified denoiser and its unconstrained baseline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["DenoiserConfig"]
+
+_KINDS = ("certified", "unconstrained")
+
+
+@dataclass
+class DenoiserConfig:
+    """Everything needed to rebuild a denoiser from its weights (stored in every export).
+
+    Attributes:
+        kind: ``"certified"`` (gradient-flow blocks, averaged by construction) or
+            ``"unconstrained"`` (same pipeline, free residual blocks, no guarantee).
+        channels: image channels (1 gray, 3 RGB).
+        width: state channels after the zero-padding lift.
+        hidden: potential channels of every block (``A: width -> hidden``).
+        blocks: number of gradient-flow blocks.
+        kernel_size: odd kernel size of every ``A``.
+        strides: per-block stride of ``A`` (multi-scale potentials); empty means all 1. A strided
+            ``A`` keeps ``x - h A^T s(Ax + b)`` a gradient step of a convex potential.
+        time: integration time ``T`` of each block.
+        integrator: ``"euler"``, ``"heun"`` or ``"rk4"``.
+        activation: monotone activation (``"leaky_relu"``, ``"relu"``, ...).
+        negative_slope: slope of ``leaky_relu`` on the negative side.
+        margin: strictness of the step rule ``h nu <= 2 r (1 - margin)``.
+        sigma_conditioning: learn noise-level dependent bias shifts (one model for all sigmas).
+        embedding_dim: width of the noise-level embedding MLP.
+        learned_relaxation: output ``(1 - t(sigma)) x + t(sigma) N(x)`` with ``t`` in (0, 1).
+        center: images are shifted by ``-center`` before the network and back after (a
+            translation conjugation, which keeps every constant).
+        init_scale: multiplies the default initialisation of every ``A`` (sets the initial number
+            of sub-steps).
+        power_size: spatial size of the power-method buffers.
+    """
+
+    kind: str = "certified"
+    channels: int = 1
+    width: int = 32
+    hidden: int = 64
+    blocks: int = 8
+    kernel_size: int = 3
+    strides: tuple[int, ...] = field(default_factory=tuple)
+    time: float = 1.0
+    integrator: str = "euler"
+    activation: str = "leaky_relu"
+    negative_slope: float = 0.01
+    margin: float = 0.01
+    sigma_conditioning: bool = True
+    embedding_dim: int = 64
+    learned_relaxation: bool = True
+    center: float = 0.5
+    init_scale: float = 1.0
+    power_size: int = 32
+
+    def __post_init__(self) -> None:
+        self.strides = tuple(int(s) for s in self.strides)
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown denoiser kind {self.kind!r}; choose one of {_KINDS}")
+        for name in ("channels", "width", "hidden", "blocks", "kernel_size", "embedding_dim", "power_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.width < self.channels:
+            raise ValueError(f"width ({self.width}) must be at least the image channels ({self.channels})")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        if self.strides and len(self.strides) != self.blocks:
+            raise ValueError(f"strides has {len(self.strides)} entries but there are {self.blocks} blocks")
+        if any(s < 1 for s in self.strides):
+            raise ValueError(f"strides must be positive, got {self.strides}")
+        if not self.time > 0:
+            raise ValueError(f"time must be positive, got {self.time}")
+        if not self.init_scale > 0:
+            raise ValueError(f"init_scale must be positive, got {self.init_scale}")
+
+    @property
+    def block_strides(self) -> tuple[int, ...]:
+        return self.strides or (1,) * self.blocks
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["strides"] = list(self.strides)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DenoiserConfig":
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error (a newer format)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown denoiser configuration keys: {', '.join(unknown)}")
+        return cls(**data)

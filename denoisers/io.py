@@ -1,0 +1,146 @@
+"""Saving and loading denoisers: ``NAME.pt`` (config + weights + metadata) and ``NAME.json``.
+
+:func:`load` rebuilds the network from its stored configuration, puts it in eval mode and
+**re-derives its certificate from the weights** (certified norm bounds): the stored metadata is
+never trusted, and a mismatch is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pnp_stable.denoisers.config import DenoiserConfig
+from pnp_stable.denoisers.models import CertifiedDenoiser, UnconstrainedDenoiser, build_denoiser
+
+__all__ = ["FORMAT", "save_denoiser", "load", "available", "pretrained_dir", "atomic_write_bytes",
+           "atomic_write_json"]
+
+FORMAT = "pnp-stable-denoiser/1"
+# relative slack when comparing a recomputed certificate with the stored one (float64 SVD
+# rounding differs across BLAS builds at the ~1e-15 level; anything larger is a real mismatch)
+_CERTIFICATE_TOLERANCE = 1e-6
+
+
+def pretrained_dir() -> Path:
+    """Folder of the shipped weights (``pnp_stable.pretrained``)."""
+    import pnp_stable.pretrained as pretrained_pkg
+
+    return Path(pretrained_pkg.__file__).resolve().parent
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def save_denoiser(model: CertifiedDenoiser | UnconstrainedDenoiser, path: str | os.PathLike,
+                  metadata: dict[str, Any] | None = None) -> None:
+    """Write ``model`` (config, weights incl. frozen step counts, metadata) atomically to ``path``."""
+    payload = {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": json.loads(json.dumps(metadata or {})),  # plain types only (weights_only load)
+    }
+    atomic_write_bytes(path, _torch_bytes(payload))
+
+
+def _resolve(name_or_path: str | os.PathLike) -> Path:
+    candidate = Path(name_or_path).expanduser()
+    text = str(name_or_path)
+    looks_like_path = candidate.suffix == ".pt" or os.sep in text or (os.altsep or os.sep) in text
+    if looks_like_path:
+        if not candidate.is_file():
+            raise ValueError(f"denoiser file not found: {candidate}")
+        return candidate
+    shipped = pretrained_dir() / f"{text}.pt"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(m["name"] for m in available()) or "none"
+    raise ValueError(f"unknown denoiser {text!r}; shipped models: {names} (or pass a path to a .pt file)")
+
+
+def _check_certificate(model: nn.Module, stored: dict[str, Any] | None, source: Path) -> None:
+    if not isinstance(model, CertifiedDenoiser) or not stored:
+        return
+    cert = model.certificate()
+    claimed_alpha = stored.get("averagedness")
+    if claimed_alpha is not None:
+        if cert.averagedness is None or cert.averagedness > claimed_alpha * (1 + _CERTIFICATE_TOLERANCE):
+            raise ValueError(
+                f"{source}: weights give averagedness {cert.averagedness}, metadata claims {claimed_alpha}"
+            )
+    claimed_lip = stored.get("lipschitz")
+    if claimed_lip is not None and cert.lipschitz > claimed_lip * (1 + _CERTIFICATE_TOLERANCE):
+        raise ValueError(f"{source}: weights give Lipschitz bound {cert.lipschitz}, metadata claims {claimed_lip}")
+
+
+def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> CertifiedDenoiser | UnconstrainedDenoiser:
+    """Load a shipped denoiser by name (see :func:`available`) or a saved ``.pt`` file, in eval mode.
+
+    Guarantee: for a certified model the certificate is recomputed from the loaded weights with
+    certified norm bounds; if it is weaker than the one recorded at export, loading fails.
+    The returned module's ``metadata`` attribute holds the stored metadata.
+    """
+    path = _resolve(name_or_path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupted or foreign file
+        raise ValueError(f"cannot read denoiser file {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a pnp-stable denoiser file (format {FORMAT})")
+    config = DenoiserConfig.from_dict(payload["config"])
+    model = build_denoiser(config)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not match the stored architecture: {exc}") from exc
+    model.eval()
+    metadata = payload.get("metadata", {}) or {}
+    _check_certificate(model, metadata.get("certificate"), path)
+    model.metadata = metadata
+    return model.to(device)
+
+
+def available() -> list[dict[str, Any]]:
+    """Metadata of the shipped denoisers (one dict per ``pretrained/NAME.json``), sorted by name."""
+    out = []
+    for meta_path in sorted(pretrained_dir().glob("*.json")):
+        if not meta_path.with_suffix(".pt").is_file():
+            continue
+        with open(meta_path) as f:
+            meta = json.load(f)
+        meta.setdefault("name", meta_path.stem)
+        out.append(meta)
+    return out

@@ -1,0 +1,204 @@
+"""The certified denoiser and its unconstrained baseline (same pipeline, no constraint).
+
+Both are called as ``D(x, sigma)`` with ``x`` a ``B x C x H x W`` image in [0, 1] and ``sigma`` a
+float or a ``(B,)`` tensor on the [0, 1] scale, and compute
+
+    D(x, sigma) = (1 - t(sigma)) x + t(sigma) (P N_sigma E (x - c) + c)
+
+with ``E`` the zero-padding lift to ``width`` channels, ``P`` its adjoint, ``c`` a constant
+centre and ``N_sigma`` a stack of residual blocks whose biases are shifted by a learned
+embedding of sigma. In :class:`CertifiedDenoiser` every block is the integrated gradient flow
+of a convex potential, so ``N_sigma`` is averaged for every sigma; in
+:class:`UnconstrainedDenoiser` a block is ``x - B^T s(Ax + b)`` with ``B`` free, which carries no
+guarantee and is kept to measure the price of the certificate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pnp_stable.denoisers.conditioning import NoiseEmbedding, as_sigma_batch
+from pnp_stable.denoisers.config import DenoiserConfig
+from pnp_stable.layers import Certificate, CertifiedSequential, ConvMap, GradientFlowBlock, Lift, Projection, conv_block
+from pnp_stable.layers.activations import make_activation
+
+__all__ = ["CertifiedDenoiser", "UnconstrainedDenoiser", "FreeResidualBlock", "build_denoiser"]
+
+# sigmoid(3) = 0.95: start close to the plain network output
+_INITIAL_RELAXATION_LOGIT = 3.0
+
+
+class FreeResidualBlock(nn.Module):
+    """``x -> x - B^T s(Ax + b)`` with independent ``A`` and ``B``: the unconstrained counterpart."""
+
+    accepts_conditioning = True
+
+    def __init__(self, width: int, hidden: int, kernel_size: int, stride: int, activation: str,
+                 negative_slope: float) -> None:
+        super().__init__()
+        self.analysis = ConvMap(width, hidden, kernel_size, stride=stride)
+        self.synthesis = ConvMap(width, hidden, kernel_size, stride=stride)
+        self.activation = make_activation(activation, negative_slope)
+        self.bias = nn.Parameter(torch.zeros(hidden))
+        with torch.no_grad():
+            # a small residual branch at initialisation, as for the certified block's h
+            self.synthesis.weight.mul_(0.5)
+
+    def forward(self, x: torch.Tensor, bias_shift: torch.Tensor | None = None) -> torch.Tensor:
+        a = self.analysis(x) + self.bias.view(1, -1, 1, 1)
+        if bias_shift is not None:
+            a = a + bias_shift
+        return x - self.synthesis.adjoint(self.activation(a), x)
+
+
+class _ConditionedDenoiser(nn.Module):
+    """Shared plumbing: input checks, sigma embedding, centring, lift/projection, relaxation."""
+
+    def __init__(self, config: DenoiserConfig, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.config = config
+        self.network = CertifiedSequential(Lift(config.channels, config.width), *blocks,
+                                           Projection(config.width, config.channels))
+        self.block_hidden = [config.hidden] * config.blocks
+        n_out = sum(self.block_hidden) if config.sigma_conditioning else 0
+        if config.learned_relaxation:
+            n_out += 1
+        self.embedding: NoiseEmbedding | None = None
+        if n_out:
+            logit = _INITIAL_RELAXATION_LOGIT if config.learned_relaxation else None
+            self.embedding = NoiseEmbedding(n_out, config.embedding_dim, logit)
+
+    @property
+    def needs_sigma(self) -> bool:
+        return self.embedding is not None
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            raise ValueError(f"expected a B x C x H x W tensor, got shape {tuple(getattr(x, 'shape', ()))}")
+        if x.shape[1] != self.config.channels:
+            raise ValueError(f"this denoiser expects {self.config.channels} channel(s), got {x.shape[1]}")
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor | None = None) -> torch.Tensor:
+        """Denoise ``x`` (``B x C x H x W``, values in [0, 1]) at noise level ``sigma`` ([0, 1] scale)."""
+        self._check_input(x)
+        shifts: list[torch.Tensor | None] = [None] * self.config.blocks
+        t = None
+        if self.embedding is not None:
+            s = as_sigma_batch(sigma, x.shape[0], x)
+            code = self.embedding(s)
+            if self.config.learned_relaxation:
+                t = torch.sigmoid(code[:, -1]).view(-1, 1, 1, 1)
+                code = code[:, :-1]
+            if self.config.sigma_conditioning:
+                parts = torch.split(code, self.block_hidden, dim=1)
+                shifts = [p.reshape(p.shape[0], -1, 1, 1) for p in parts]
+        center = self.config.center
+        layers = list(self.network)
+        z = layers[0](x - center)
+        for block, shift in zip(layers[1:-1], shifts):
+            z = block(z, bias_shift=shift)
+        z = layers[-1](z) + center
+        if t is not None:
+            z = x + t * (z - x)
+        return z
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class CertifiedDenoiser(_ConditionedDenoiser):
+    """Averaged denoiser by construction: lift, gradient-flow conv blocks, projection.
+
+    Guarantee (see :meth:`certificate`): for every sigma and every input size, ``x -> D(x, sigma)``
+    is ``alpha``-averaged (hence 1-Lipschitz) with the stated ``alpha``, in **eval mode** (where
+    sub-step counts come from certified norm bounds, or were frozen from them on export).
+    Assumptions: zero padding (the lift/projection and convolutions as built here); in training
+    mode the step counts follow a power-method estimate and nothing is proven.
+    """
+
+    def __init__(self, config: DenoiserConfig) -> None:
+        if config.kind != "certified":
+            raise ValueError(f"CertifiedDenoiser needs kind='certified', got {config.kind!r}")
+        blocks = [
+            conv_block(config.width, config.hidden, kernel_size=config.kernel_size, stride=stride,
+                       power_size=config.power_size, activation=config.activation, time=config.time,
+                       integrator=config.integrator, margin=config.margin,
+                       negative_slope=config.negative_slope)
+            for stride in config.block_strides
+        ]
+        if config.init_scale != 1.0:
+            with torch.no_grad():
+                for b in blocks:
+                    b.linear.weight.mul_(config.init_scale)
+        super().__init__(config, blocks)
+
+    @property
+    def flow_blocks(self) -> list[GradientFlowBlock]:
+        return [m for m in self.network if isinstance(m, GradientFlowBlock)]
+
+    def freeze_substeps(self) -> list[int]:
+        """Pin every block's sub-step count to the one its certified norm bound requires."""
+        return [b.freeze_substeps() for b in self.flow_blocks]
+
+    def unfreeze_substeps(self) -> None:
+        for b in self.flow_blocks:
+            b.unfreeze_substeps()
+
+    def certificate(self) -> Certificate:
+        """Proven constants of ``x -> D(x, sigma)`` in eval mode, for every sigma and input size.
+
+        The network ``P N E`` keeps the constants of ``N`` (composition of the blocks), the
+        centring is a translation conjugation (same constants), and the relaxation weight
+        ``t(sigma)`` lies in (0, 1), so ``(1 - t) I + t (.)`` can only lower ``alpha``.
+        """
+        inner = self.network.certificate()
+        relax = {"relaxation": "t(sigma) in (0, 1)" if self.config.learned_relaxation else "none",
+                 "center": self.config.center}
+        return Certificate(inner.lipschitz, inner.averagedness, inner.details + (relax,))
+
+    def certified_lipschitz_bound(self) -> float:
+        return self.certificate().lipschitz
+
+    def certified_averagedness(self) -> float | None:
+        return self.certificate().averagedness
+
+
+class UnconstrainedDenoiser(_ConditionedDenoiser):
+    """Baseline with the same lift, conditioning and relaxation but free residual blocks.
+
+    It states no certificate (``certificate_of`` returns None): nothing about it is proven.
+    """
+
+    def __init__(self, config: DenoiserConfig) -> None:
+        if config.kind != "unconstrained":
+            raise ValueError(f"UnconstrainedDenoiser needs kind='unconstrained', got {config.kind!r}")
+        blocks = [
+            FreeResidualBlock(config.width, config.hidden, config.kernel_size, stride, config.activation,
+                              config.negative_slope)
+            for stride in config.block_strides
+        ]
+        if config.init_scale != 1.0:
+            with torch.no_grad():
+                for b in blocks:
+                    b.analysis.weight.mul_(config.init_scale)
+                    b.synthesis.weight.mul_(config.init_scale)
+        super().__init__(config, blocks)
+
+
+def build_denoiser(config: DenoiserConfig) -> CertifiedDenoiser | UnconstrainedDenoiser:
+    """Construct the (untrained) denoiser described by ``config``."""
+    if config.kind == "certified":
+        return CertifiedDenoiser(config)
+    return UnconstrainedDenoiser(config)
+
+
+def receptive_field_radius(config: DenoiserConfig, substeps: list[int] | None = None) -> int:
+    """Pixels of context on each side seen by the network (grows with sub-steps; for reports)."""
+    r = 0
+    steps = substeps or [1] * config.blocks
+    for stride, n in zip(config.block_strides, steps):
+        r += 2 * n * (config.kernel_size // 2) * stride
+    return int(math.ceil(r))

@@ -1,0 +1,103 @@
+"""Configuration of a denoiser training run (a plain dataclass, serialised into checkpoints)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from pnp_stable.denoisers.config import DenoiserConfig
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """A denoiser training run.
+
+    Attributes:
+        train_dirs: image folders or BSDS500 roots (``images/{train,test}`` are used, never val).
+        run_dir: where checkpoints (``checkpoint.pt``, ``best.pt``) and ``log.jsonl`` go.
+        model: architecture of the denoiser.
+        val_dir: validation folder (e.g. BSD68); None disables validation.
+        sigma_min, sigma_max: training noise range on the [0, 1] scale (equal: fixed sigma).
+        patch_size, batch_size: patches per step (per process under DDP).
+        steps: total optimisation steps.
+        lr, lr_min, warmup_steps: AdamW/Adam learning rate with linear warm-up, cosine decay.
+        optimizer: ``"adam"`` or ``"adamw"``; weight_decay for AdamW.
+        grad_clip: max global gradient norm (0 disables).
+        val_every, val_sigmas, val_limit, val_crop: validation schedule and size.
+        certified_finetune_steps: the last this-many steps run with the *certified* sub-step
+            counts (recomputed from certified norm bounds every step) instead of the power-method
+            estimate, so that the exported discretisation is the one the weights were tuned for.
+        checkpoint_every, log_every: in steps.
+        seed: seeds the initialisation and every batch (batches depend on (seed, step, rank)).
+        amp: mixed precision on CUDA (ignored on CPU).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        num_threads: torch CPU threads (0 leaves torch's default).
+        progress: show a tqdm bar.
+        resume: continue from ``run_dir/checkpoint.pt`` if it exists.
+    """
+
+    train_dirs: list[str]
+    run_dir: str
+    model: DenoiserConfig = field(default_factory=DenoiserConfig)
+    val_dir: str | None = None
+    sigma_min: float = 5.0 / 255.0
+    sigma_max: float = 50.0 / 255.0
+    patch_size: int = 40
+    batch_size: int = 16
+    steps: int = 10000
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    warmup_steps: int = 100
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    val_every: int = 500
+    val_sigmas: tuple[float, ...] = (15.0 / 255.0, 25.0 / 255.0, 50.0 / 255.0)
+    val_limit: int | None = 8
+    val_crop: int | None = 128
+    certified_finetune_steps: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    amp: bool = True
+    device: str = "auto"
+    num_threads: int = 0
+    progress: bool = True
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = DenoiserConfig.from_dict(self.model)
+        self.train_dirs = [str(d) for d in ([self.train_dirs] if isinstance(self.train_dirs, str) else self.train_dirs)]
+        self.val_sigmas = tuple(float(s) for s in self.val_sigmas)
+        if not 0 <= self.sigma_min <= self.sigma_max:
+            raise ValueError(f"need 0 <= sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.sigma_max > 1.0:
+            raise ValueError(f"sigma is on the [0, 1] scale; sigma_max={self.sigma_max} looks like a 0-255 value")
+        for name in ("patch_size", "batch_size", "steps", "val_every", "checkpoint_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0 <= self.certified_finetune_steps <= self.steps:
+            raise ValueError(f"certified_finetune_steps must lie in [0, steps], got {self.certified_finetune_steps}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if not self.lr > 0 or self.lr_min < 0:
+            raise ValueError(f"invalid learning rates lr={self.lr}, lr_min={self.lr_min}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        d["val_sigmas"] = list(self.val_sigmas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training configuration keys: {', '.join(unknown)}")
+        return cls(**data)

@@ -1,0 +1,163 @@
+"""Export a trained denoiser: certified step counts, certificate, metadata, ``NAME.pt`` + ``NAME.json``.
+
+On export every gradient-flow block's sub-step count is recomputed from the **certified** norm
+bound of its weights and frozen, the certificate of the whole denoiser is computed from those
+bounds, and the files are written atomically. Optionally the exported model is evaluated with
+the denoise-bsd68 protocol and checked empirically (random + adversarial search).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pnp_stable.denoisers.io import FORMAT, atomic_write_json, load, pretrained_dir, save_denoiser
+from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
+from pnp_stable.training.checkpoint import load_checkpoint
+from pnp_stable.training.config import TrainConfig
+
+__all__ = ["export_denoiser", "git_commit"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def git_commit(path: str | os.PathLike | None = None) -> str | None:
+    """The current commit of the repository holding ``path`` (this package by default), or None."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _empirical_check(model: CertifiedDenoiser, alpha: float | None, sigmas: list[float]) -> dict[str, Any]:
+    from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
+
+    shape = (1, model.config.channels, 16, 16)
+    lipschitz, violation = 0.0, None
+    for sigma in sigmas:
+        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
+        lipschitz = max(lipschitz, empirical_lipschitz(fn, shape, restarts=1, steps=20, n_pairs=8,
+                                                       dtype=torch.float32))
+        if alpha is not None:
+            v = empirical_averagedness_violation(fn, alpha, shape, restarts=1, steps=20, n_pairs=8,
+                                                 dtype=torch.float32)
+            violation = v if violation is None else max(violation, v)
+    return {"lipschitz_lower_bound": lipschitz, "averagedness_violation": violation,
+            "search": "random pairs + gradient ascent, 16x16 inputs, float32", "sigmas": sigmas}
+
+
+def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os.PathLike | None = None,
+                    description: str = "", bsd68_dir: str | None = None, bsd68_limit: int | None = None,
+                    empirical_check: bool = True, extra_metadata: dict[str, Any] | None = None) -> Path:
+    """Export the model in a training checkpoint to ``dest_dir/NAME.pt`` and ``NAME.json``.
+
+    Guarantee: the written model's sub-step counts are those its certified norm bounds require
+    (frozen), and the certificate recorded in the metadata is recomputed and re-checked when the
+    file is loaded (:func:`pnp_stable.denoisers.load`). ``dest_dir`` defaults to the package's
+    ``pretrained`` folder. Returns the path of the ``.pt`` file.
+    """
+    if not _NAME.match(name):
+        raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_' and '.'")
+    state = load_checkpoint(checkpoint)
+    train_config = TrainConfig.from_dict(state["config"])
+    model = build_denoiser(train_config.model)
+    model.load_state_dict(state["model"])
+    model.eval()
+
+    certificate = None
+    substeps = None
+    if isinstance(model, CertifiedDenoiser):
+        substeps = model.freeze_substeps()
+        cert = model.certificate()
+        alpha = cert.averagedness
+        certificate = {
+            "lipschitz": cert.lipschitz,
+            "averagedness": alpha,
+            "firmly_nonexpansive_relaxation": None if alpha is None else min(1.0, 1.0 / (2.0 * alpha)),
+            "norm_bounds": [b.linear.certified_norm() for b in model.flow_blocks],
+            "substeps": substeps,
+            "valid_for": "every input size and every sigma, eval mode, zero padding",
+        }
+
+    metadata: dict[str, Any] = {
+        "name": name,
+        "format": FORMAT,
+        "description": description,
+        "kind": train_config.model.kind,
+        "certified": certificate is not None and certificate["averagedness"] is not None,
+        "channels": train_config.model.channels,
+        "sigma_range_255": [train_config.sigma_min * 255.0, train_config.sigma_max * 255.0],
+        "architecture": train_config.model.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "certificate": certificate,
+        "training": {
+            "data": train_config.train_dirs,
+            "validation": train_config.val_dir,
+            "steps": int(state["step"]),
+            "planned_steps": train_config.steps,
+            "patch_size": train_config.patch_size,
+            "batch_size": train_config.batch_size,
+            "lr": train_config.lr,
+            "seed": train_config.seed,
+            "wall_hours": round(float(state.get("elapsed", 0.0)) / 3600.0, 3),
+            "best_validation": state.get("best"),
+        },
+        "date": _dt.date.today().isoformat(),
+        "commit": git_commit(),
+    }
+    if bsd68_dir is not None:
+        from pnp_stable.training.evaluate import denoise_bsd68
+
+        with torch.no_grad():
+            result = denoise_bsd68(model, bsd68_dir, limit=bsd68_limit, progress=True)
+        metadata["bsd68_psnr"] = result["psnr"]
+        metadata["bsd68_images"] = result["images"]
+    if empirical_check and certificate is not None:
+        metadata["empirical_check"] = _empirical_check(model, certificate["averagedness"], [5 / 255, 25 / 255, 50 / 255])
+    if extra_metadata:
+        metadata.update(extra_metadata)
+
+    dest = Path(dest_dir) if dest_dir is not None else pretrained_dir()
+    pt_path = dest / f"{name}.pt"
+    save_denoiser(model, pt_path, metadata)
+    atomic_write_json(dest / f"{name}.json", metadata)
+    load(pt_path)  # re-derives and checks the certificate from what was written
+    return pt_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pnp_stable.training.export CHECKPOINT NAME [--dest DIR] [--bsd68 DIR]``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m pnp_stable.training.export", description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("name")
+    parser.add_argument("--dest", default=None, help="output folder (default: the shipped pretrained folder)")
+    parser.add_argument("--bsd68", default=None, help="BSD68 folder: record denoise-bsd68 PSNR in the metadata")
+    parser.add_argument("--bsd68-limit", type=int, default=None)
+    parser.add_argument("--description", default="")
+    parser.add_argument("--no-empirical-check", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        path = export_denoiser(args.checkpoint, args.name, args.dest, args.description, args.bsd68, args.bsd68_limit,
+                               empirical_check=not args.no_empirical_check)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""The denoiser training loop: patches -> MSE -> Adam(W), with exact resume and optional DDP.
+
+Norm enforcement follows the paper: in training mode every gradient-flow block advances its
+warm-started power method by one iteration per forward and takes as many sub-steps as that
+estimate requires; validation runs the model in eval mode, i.e. with certified step counts.
+
+Determinism: the initial weights depend on ``seed`` and batch ``k`` on ``(seed, k, rank)`` only,
+and checkpoints hold the model (with its power-method buffers), optimiser, schedule and step, so
+resuming from step ``k`` performs bit-for-bit the step an uninterrupted run performs (on the same
+hardware and thread count).
+
+Distributed: launched with ``torchrun --nproc_per_node N``, each process trains on its own
+batches, gradients are averaged by DDP (NCCL on GPU, gloo on CPU) and rank 0 validates,
+logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
+from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
+from pnp_stable.training.config import TrainConfig
+from pnp_stable.training.data import PatchSampler, ValidationSet, training_image_paths
+from pnp_stable.training.evaluate import evaluate_denoiser
+
+__all__ = ["TrainResult", "train_denoiser", "CHECKPOINT_NAME", "BEST_NAME", "LOG_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
+LOG_NAME = "log.jsonl"
+
+
+@dataclass
+class TrainResult:
+    """What a (possibly partial) run produced."""
+
+    run_dir: Path
+    step: int
+    checkpoint: Path
+    best_checkpoint: Path | None
+    best_validation: dict[str, Any] | None
+    losses: list[float] = field(default_factory=list)  # per step, this process, this invocation
+
+
+class _Log:
+    """Append-only JSON-lines log (rank 0 only)."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, **record: Any) -> None:
+        if not self.enabled:
+            return
+        record.setdefault("time", time.time())
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _distributed_context(config: TrainConfig) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but CUDA is not available")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device
+
+
+def _schedule(config: TrainConfig):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+        low = config.lr_min / config.lr
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _block_stats(model: nn.Module) -> dict[str, Any]:
+    if not isinstance(model, CertifiedDenoiser):
+        return {}
+    blocks = model.flow_blocks
+    return {
+        "substeps": [b.last_substeps for b in blocks],
+        "norm_estimates": [round(float(b.linear.norm_estimate), 5) for b in blocks],
+    }
+
+
+def _certificate_summary(model: nn.Module) -> dict[str, Any]:
+    if not isinstance(model, CertifiedDenoiser):
+        return {}
+    cert = model.certificate()
+    return {"lipschitz": cert.lipschitz, "averagedness": cert.averagedness,
+            "certified_substeps": [b.substeps(certified=True) for b in model.flow_blocks]}
+
+
+def train_denoiser(config: TrainConfig, stop_after: int | None = None) -> TrainResult:
+    """Train (or resume training) the denoiser described by ``config``.
+
+    Writes ``checkpoint.pt`` (atomic; every ``checkpoint_every`` steps, at the end and on
+    Ctrl-C), ``best.pt`` (best mean validation PSNR) and ``log.jsonl`` to ``config.run_dir``.
+    ``stop_after`` ends this invocation after that many steps (checkpointed), leaving the run
+    resumable with ``resume=True``; the schedule always refers to ``config.steps``.
+
+    Raises ValueError for unusable data or a ``run_dir`` that already holds a checkpoint while
+    ``resume`` is off (a run is never overwritten). SIGTERM (``kill PID``, a scheduler's
+    preemption) ends the run after the current step with a checkpoint, like Ctrl-C.
+    """
+    stop_requested = threading.Event()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    try:
+        return _train(config, stop_after, stop_requested)
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _train(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event) -> TrainResult:
+    rank, world, device = _distributed_context(config)
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    run_dir = Path(config.run_dir).expanduser()
+    checkpoint_path, best_path = run_dir / CHECKPOINT_NAME, run_dir / BEST_NAME
+    if checkpoint_path.exists() and not config.resume:
+        raise ValueError(f"{run_dir} already holds a checkpoint; resume it or choose another run directory")
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    log = _Log(run_dir / LOG_NAME, rank == 0)
+
+    paths = training_image_paths(config.train_dirs)
+    if config.val_dir is not None:
+        val_root = Path(config.val_dir).expanduser().resolve()
+        if any(p.resolve().parent == val_root for p in paths):
+            raise ValueError(f"validation folder {val_root} is also a training folder")
+    sampler = PatchSampler(paths, config.model.channels, config.patch_size, (config.sigma_min, config.sigma_max))
+    validation = None
+    if config.val_dir is not None and rank == 0:
+        validation = ValidationSet.from_folder(config.val_dir, config.model.channels, config.val_limit, config.val_crop)
+
+    torch.manual_seed(config.seed)
+    model = build_denoiser(config.model).to(device)
+    if config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    step, best, elapsed = 0, None, 0.0
+    if config.resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        if state["config"]["model"] != config.model.to_dict():
+            raise ValueError(f"{checkpoint_path} was trained with a different architecture")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, best, elapsed = int(state["step"]), state.get("best"), float(state.get("elapsed", 0.0))
+        log.write(event="resume", step=step)
+    else:
+        log.write(event="start", step=0, config=config.to_dict(), world_size=world, device=str(device),
+                  hardware=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
+                  parameters=sum(p.numel() for p in model.parameters()), training_images=len(sampler))
+
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def state_dict() -> dict[str, Any]:
+        return {"config": config.to_dict(), "step": step, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "best": best, "elapsed": elapsed}
+
+    def checkpoint() -> None:
+        if rank == 0:
+            save_checkpoint(checkpoint_path, state_dict())
+
+    def validate() -> None:
+        nonlocal best
+        if validation is None:
+            return
+        model.eval()
+        results = evaluate_denoiser(model, validation, config.val_sigmas, device)
+        model.train()
+        mean = sum(results.values()) / len(results)
+        record = {"step": step, "psnr": {f"{s * 255:.4g}": v for s, v in results.items()}, "mean_psnr": mean,
+                  **_certificate_summary(model)}
+        log.write(event="val", **record)
+        if best is None or mean > best["mean_psnr"]:
+            best = record
+            save_checkpoint(best_path, state_dict())
+        return record
+
+    from tqdm.auto import tqdm
+
+    end = config.steps if stop_after is None else min(config.steps, step + stop_after)
+    bar = tqdm(total=config.steps, initial=step, disable=not config.progress or rank != 0, dynamic_ncols=True,
+               desc="train denoiser")
+    certified_model = isinstance(model, CertifiedDenoiser)
+    losses: list[float] = []
+    window: list[float] = []
+    model.train()
+    tic = time.time()
+    try:
+        while step < end:
+            clean, noisy, sigma = sampler.batch(config.batch_size, step, config.seed, rank)
+            clean, noisy, sigma = clean.to(device), noisy.to(device), sigma.to(device)
+            if certified_model and step >= config.steps - config.certified_finetune_steps:
+                model.freeze_substeps()
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                output = net(noisy, sigma)
+            loss = F.mse_loss(output.float(), clean)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            value = float(loss.detach())
+            losses.append(value)
+            window.append(value)
+            bar.update(1)
+            if step % config.log_every == 0 or step == end:
+                mse = sum(window) / len(window)
+                bar.set_postfix(loss=f"{mse:.2e}", psnr=f"{10 * math.log10(1 / max(mse, 1e-20)):.2f}")
+                log.write(event="train", step=step, loss=mse, lr=scheduler.get_last_lr()[0],
+                          elapsed=elapsed + time.time() - tic, **_block_stats(model))
+                window = []
+            if rank == 0 and (step % config.val_every == 0 or step == config.steps):
+                validate()
+            if stop_requested.is_set():
+                log.write(event="terminated", step=step)
+                end = step
+            if step % config.checkpoint_every == 0 or step == end:
+                elapsed += time.time() - tic
+                tic = time.time()
+                checkpoint()
+    except KeyboardInterrupt:
+        elapsed += time.time() - tic
+        checkpoint()
+        log.write(event="interrupted", step=step)
+        raise
+    finally:
+        bar.close()
+        if world > 1 and dist.is_initialized():
+            dist.barrier()
+    log.write(event="stop", step=step, elapsed=elapsed)
+    return TrainResult(run_dir, step, checkpoint_path, best_path if best_path.exists() else None, best, losses)

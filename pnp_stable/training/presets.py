@@ -1,0 +1,73 @@
+"""Named training configurations: the runs behind the shipped models, and a tiny one for tests.
+
+``gray-cpu`` is sized for one CPU thread and a few hours (the model shipped from a session
+without a GPU); ``gray-gpu`` is the full run meant for a GPU session (see docs/training.md);
+``*-unconstrained`` are the same runs with the constraint removed (the price-of-guarantee
+baseline); ``tiny`` exercises the whole pipeline in seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pnp_stable.training.config import TrainConfig
+
+__all__ = ["PRESETS", "preset"]
+
+_GRAY_CPU: dict[str, Any] = {
+    # 32 state / 64 potential channels, 8 blocks: ~0.8 s per 16x40x40 batch on one CPU thread,
+    # i.e. ~4k steps an hour; wider models make too little progress in a CPU session.
+    "model": {"kind": "certified", "channels": 1, "width": 32, "hidden": 64, "blocks": 8, "kernel_size": 3,
+              "time": 1.0, "integrator": "euler", "activation": "leaky_relu", "sigma_conditioning": True,
+              "learned_relaxation": True},
+    "sigma_min": 5.0 / 255.0, "sigma_max": 50.0 / 255.0,
+    "patch_size": 40, "batch_size": 16, "steps": 12000, "lr": 1e-3, "lr_min": 1e-5, "warmup_steps": 200,
+    "grad_clip": 1.0, "certified_finetune_steps": 1000, "val_every": 1000, "val_limit": 8, "val_crop": 128, "checkpoint_every": 100,
+    "log_every": 20, "num_threads": 1,
+}
+
+_GRAY_GPU: dict[str, Any] = {
+    "model": {"kind": "certified", "channels": 1, "width": 64, "hidden": 128, "blocks": 12, "kernel_size": 3,
+              "time": 1.0, "integrator": "euler", "activation": "leaky_relu", "sigma_conditioning": True,
+              "learned_relaxation": True},
+    "sigma_min": 5.0 / 255.0, "sigma_max": 50.0 / 255.0,
+    "patch_size": 64, "batch_size": 32, "steps": 150000, "lr": 1e-3, "lr_min": 1e-6, "warmup_steps": 1000,
+    "grad_clip": 1.0, "certified_finetune_steps": 5000, "val_every": 5000, "val_limit": None, "val_crop": None, "checkpoint_every": 1000,
+    "log_every": 100, "amp": True,
+}
+
+_TINY: dict[str, Any] = {
+    "model": {"kind": "certified", "channels": 1, "width": 4, "hidden": 8, "blocks": 2, "embedding_dim": 8,
+              "power_size": 8},
+    "sigma_min": 0.1, "sigma_max": 0.1, "patch_size": 16, "batch_size": 4, "steps": 20, "lr": 1e-2,
+    "warmup_steps": 1, "val_every": 10, "val_limit": 2, "val_crop": 24, "checkpoint_every": 5, "log_every": 5,
+    "progress": False, "num_threads": 1,
+}
+
+
+def _unconstrained(base: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    out["model"]["kind"] = "unconstrained"
+    return out
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "gray-cpu": _GRAY_CPU,
+    "gray-cpu-unconstrained": _unconstrained(_GRAY_CPU),
+    "gray-gpu": _GRAY_GPU,
+    "gray-gpu-unconstrained": _unconstrained(_GRAY_GPU),
+    "tiny": _TINY,
+}
+
+
+def preset(name: str, train_dirs: list[str], run_dir: str, **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` of preset ``name``; ``overrides`` replace top-level fields and
+    ``model`` (a dict) updates individual architecture fields."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    values = copy.deepcopy(PRESETS[name])
+    model_overrides = overrides.pop("model", None) or {}
+    values["model"].update(model_overrides)
+    values.update(overrides)
+    return TrainConfig(train_dirs=list(train_dirs), run_dir=run_dir, **values)

@@ -1,0 +1,114 @@
+"""The certified denoiser: certificate valid for every sigma and input size, and input checks."""
+
+import pytest
+import torch
+
+from pnp_stable.denoisers import CertifiedDenoiser, DenoiserConfig, UnconstrainedDenoiser, build_denoiser
+from pnp_stable.layers import certificate_of
+from pnp_stable.verification import empirical_averagedness_violation
+
+SEARCH = dict(restarts=1, steps=25, n_pairs=8)
+TOL = 1e-9  # float64 rounding
+
+
+def tiny(**kw) -> CertifiedDenoiser:
+    cfg = dict(width=3, hidden=5, blocks=2, strides=(1, 2), embedding_dim=8, power_size=8, init_scale=1.6)
+    cfg.update(kw)
+    model = build_denoiser(DenoiserConfig(**cfg))
+    if model.embedding is not None:
+        with torch.no_grad():  # a conditioning that actually moves the biases and the relaxation
+            for p in model.embedding.parameters():
+                p.normal_(0, 0.5)
+    return model.double().eval()
+
+
+def test_certificate_holds_for_every_sigma_and_size():
+    model = tiny()
+    assert max(model.freeze_substeps()) > 1  # the test exercises sub-stepping
+    cert = model.certificate()
+    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
+    assert certificate_of(model) == cert
+    # alpha-averaged implies 1-Lipschitz, so the averagedness search checks both constants
+    for sigma, shape in [(0.0, (1, 7, 9)), (0.3, (1, 6, 6))]:
+        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
+        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= TOL
+
+
+def test_search_catches_a_forced_unsafe_step():
+    """Negative control: too few sub-steps for the weights must be visible to the same search."""
+    model = tiny(init_scale=6.0, learned_relaxation=False, sigma_conditioning=False, strides=(1, 1))
+    alpha_when_safe = model.certificate().averagedness
+    for block in model.flow_blocks:
+        block.fixed_substeps.fill_(1)
+    cert = model.certificate()
+    assert cert.averagedness is None and cert.lipschitz > 1  # the certificate says so honestly
+    found = empirical_averagedness_violation(lambda x: model(x), alpha_when_safe, (1, 6, 6), **SEARCH)
+    assert found > 1e-3
+
+
+def test_eval_uses_certified_substeps_and_training_the_estimate():
+    model = tiny()
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    model(x, 0.1)
+    for block in model.flow_blocks:
+        assert block.last_substeps == block.required_substeps(block.nu(certified=True))
+    model.train()
+    model(x, 0.1)
+    for block in model.flow_blocks:
+        assert block.last_substeps == block.required_substeps(block.nu(certified=False))
+
+
+def test_sigma_float_and_tensor_agree_and_matter():
+    model = tiny()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    a = model(x, 0.1)
+    b = model(x, torch.tensor([0.1, 0.1], dtype=torch.float64))
+    torch.testing.assert_close(a, b)
+    c = model(x, torch.tensor([0.1, 0.4], dtype=torch.float64))
+    torch.testing.assert_close(a[0], c[0])
+    assert not torch.allclose(a[1], c[1])
+
+
+@pytest.mark.parametrize(
+    "x, sigma, message",
+    [
+        (torch.rand(1, 8, 8), 0.1, "B x C x H x W"),
+        (torch.rand(1, 3, 8, 8), 0.1, "channel"),
+        (torch.rand(1, 1, 8, 8), None, "sigma"),
+        (torch.rand(1, 1, 8, 8), -0.1, "non-negative"),
+        (torch.rand(2, 1, 8, 8), torch.tensor([0.1, 0.2, 0.3]), "entries"),
+    ],
+)
+def test_input_errors(x, sigma, message):
+    model = tiny().float()
+    with pytest.raises(ValueError, match=message):
+        model(x, sigma)
+
+
+def test_unconstrained_baseline_states_no_certificate():
+    model = build_denoiser(DenoiserConfig(kind="unconstrained", width=3, hidden=5, blocks=2, embedding_dim=8))
+    assert isinstance(model, UnconstrainedDenoiser)
+    assert certificate_of(model) is None
+    assert model(torch.rand(2, 1, 7, 9), 0.1).shape == (2, 1, 7, 9)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"kind": "magic"}, "kind"),
+        ({"blocks": 2, "strides": (1,)}, "strides"),
+        ({"kernel_size": 4}, "odd"),
+        ({"channels": 3, "width": 2}, "width"),
+        ({"time": 0.0}, "time"),
+    ],
+)
+def test_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DenoiserConfig(**kwargs)
+
+
+def test_config_round_trip():
+    cfg = DenoiserConfig(width=5, strides=(1, 2, 1, 2, 1, 2, 1, 2))
+    assert DenoiserConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        DenoiserConfig.from_dict({**cfg.to_dict(), "depth": 3})

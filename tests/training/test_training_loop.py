@@ -1,0 +1,120 @@
+"""End-to-end training on synthetic images: learning, exact resume, export with a certificate."""
+
+import json
+
+import pytest
+import torch
+
+from pnp_stable.denoisers import load
+from pnp_stable.layers import certificate_of
+from pnp_stable.training import export_denoiser, preset, train_denoiser
+from pnp_stable.training.checkpoint import load_checkpoint
+from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
+
+
+def tiny_config(image_folder, run_dir, **overrides):
+    return preset("tiny", [str(image_folder)], str(run_dir), val_dir=None, **overrides)
+
+
+def test_loss_decreases_and_validation_is_logged(image_folder, make_images, tmp_path):
+    val = make_images(tmp_path / "val", count=2, seed=7)
+    config = tiny_config(image_folder, tmp_path / "run", steps=30, val_every=30)
+    config.val_dir = str(val)
+    result = train_denoiser(config)
+    assert result.step == 30
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < 0.7 * first
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    val_records = [r for r in records if r["event"] == "val"]
+    assert val_records and val_records[-1]["averagedness"] < 1
+    assert set(val_records[-1]["psnr"]) == {"15", "25", "50"}
+    assert result.best_checkpoint is not None and result.best_checkpoint.exists()
+
+
+def test_resume_reproduces_the_uninterrupted_run(image_folder, tmp_path):
+    straight = train_denoiser(tiny_config(image_folder, tmp_path / "straight", steps=8), stop_after=6)
+    train_denoiser(tiny_config(image_folder, tmp_path / "split", steps=8), stop_after=5)
+    resumed = train_denoiser(tiny_config(image_folder, tmp_path / "split", steps=8, resume=True), stop_after=1)
+    assert resumed.step == 6
+    assert resumed.losses[0] == straight.losses[5]  # the same next step, bit for bit
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+
+
+def test_existing_run_is_never_overwritten(image_folder, tmp_path):
+    train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=2))
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=2))
+    with pytest.raises(ValueError, match="different architecture"):
+        train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=4, resume=True, model={"width": 5}))
+
+
+def test_certified_finetune_runs_with_certified_step_counts(image_folder, tmp_path):
+    config = tiny_config(image_folder, tmp_path / "run", steps=4, certified_finetune_steps=2)
+    train_denoiser(config)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    frozen = [int(v) for k, v in state["model"].items() if k.endswith("fixed_substeps")]
+    assert frozen and all(n >= 1 for n in frozen)
+
+
+def test_export_certificate_holds_under_adversarial_search(image_folder, tmp_path):
+    config = tiny_config(image_folder, tmp_path / "run", steps=15, sigma_min=0.02, sigma_max=0.2,
+                         model={"init_scale": 1.5})
+    train_denoiser(config)
+    path = export_denoiser(tmp_path / "run" / "checkpoint.pt", "tiny-test", dest_dir=tmp_path / "export",
+                           empirical_check=False)
+    meta = json.loads((tmp_path / "export" / "tiny-test.json").read_text())
+    model = load(path).double()
+    assert not model.training
+    cert = certificate_of(model)
+    assert cert.averagedness == pytest.approx(meta["certificate"]["averagedness"], rel=1e-9)
+    assert meta["certificate"]["substeps"] == [b.substeps() for b in model.flow_blocks]
+    assert meta["sigma_range_255"] == pytest.approx([0.02 * 255, 0.2 * 255])
+    assert meta["training"]["steps"] == 15 and meta["date"] and meta["architecture"]["width"] == 4
+    search = dict(restarts=1, steps=25, n_pairs=8)
+    fn = lambda x: model(x, 0.1)  # noqa: E731
+    assert empirical_lipschitz(fn, (1, 7, 6), **search) <= 1 + 1e-9
+    assert empirical_averagedness_violation(fn, cert.averagedness, (1, 7, 6), **search) <= 1e-9
+
+
+def test_config_errors(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="0-255"):
+        tiny_config(image_folder, tmp_path, sigma_min=5, sigma_max=50)
+    with pytest.raises(ValueError, match="optimizer"):
+        tiny_config(image_folder, tmp_path, optimizer="sgd")
+    with pytest.raises(ValueError, match="preset"):
+        preset("huge", [str(image_folder)], str(tmp_path))
+    with pytest.raises(ValueError, match="also a training folder"):
+        train_denoiser(preset("tiny", [str(image_folder)], str(tmp_path / "r"), val_dir=str(image_folder)))
+
+
+def test_sigterm_stops_cleanly_with_a_resumable_checkpoint(image_folder, tmp_path):
+    import os
+    import signal
+    import threading
+
+    config = tiny_config(image_folder, tmp_path / "run", steps=100000, checkpoint_every=100000)
+    log = tmp_path / "run" / "log.jsonl"
+    done = threading.Event()
+
+    def terminate_once_training():
+        while not done.wait(0.05):
+            if log.exists() and '"train"' in log.read_text():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    watcher = threading.Thread(target=terminate_once_training)
+    watcher.start()
+    try:
+        result = train_denoiser(config)
+    finally:
+        done.set()
+        watcher.join()
+    assert 0 < result.step < 100000
+    assert load_checkpoint(result.checkpoint)["step"] == result.step
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored
+    resumed = train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=100000, resume=True), stop_after=2)
+    assert resumed.step == result.step + 2

@@ -1,0 +1,100 @@
+"""The batched CG solver and the on-disk cache, on their own."""
+
+import os
+
+import pytest
+import torch
+
+from pnp_stable.operators.cache import cache_dir, load_entry, store_entry
+from pnp_stable.operators.cg import batched_conjugate_gradient
+
+
+def _spd_batch(conditions, n=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mats = []
+    for cond in conditions:
+        q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+        eig = torch.logspace(0, torch.log10(torch.tensor(float(cond))), n, dtype=torch.float64)
+        mats.append(q @ torch.diag(eig) @ q.T)
+    return torch.stack(mats)
+
+
+def test_per_image_convergence_matches_direct_solve():
+    mats = _spd_batch([2.0, 1e4])
+    rhs = torch.randn(2, 1, 5, 6, dtype=torch.float64)
+
+    def apply(v):
+        return (mats @ v.reshape(2, 30, 1)).reshape(v.shape)
+
+    x, info = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs)], tol=1e-12, max_iter=500)
+    expected = torch.linalg.solve(mats, rhs.reshape(2, 30, 1)).reshape(rhs.shape)
+    torch.testing.assert_close(x, expected, rtol=1e-8, atol=1e-10)
+    assert info.all_converged and max(info.relative_residuals) <= 1e-12
+    # the well-conditioned image must not be degraded by iterating on with the hard one
+    assert info.iterations <= 500
+
+
+def test_best_initial_guess_is_used_and_zero_rhs():
+    mats = _spd_batch([10.0, 10.0])
+    rhs = torch.randn(2, 1, 5, 6, dtype=torch.float64)
+
+    def apply(v):
+        return (mats @ v.reshape(2, 30, 1)).reshape(v.shape)
+
+    solution = torch.linalg.solve(mats, rhs.reshape(2, 30, 1)).reshape(rhs.shape)
+    _, exact_start = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs), solution], tol=1e-10, max_iter=100)
+    assert exact_start.iterations == 0 and exact_start.all_converged
+    mixed = torch.stack([solution[0], torch.zeros_like(solution[1])])
+    _, info = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs), mixed], tol=1e-10, max_iter=100)
+    assert info.all_converged
+    x0, info0 = batched_conjugate_gradient(apply, torch.zeros_like(rhs), [torch.ones_like(rhs)], tol=1e-10, max_iter=100)
+    assert info0.all_converged and float(x0.abs().max()) < 1e-8
+
+
+def test_non_convergence_is_reported_truthfully():
+    mats = _spd_batch([1e6])
+    rhs = torch.randn(1, 1, 5, 6, dtype=torch.float64)
+
+    def apply(v):
+        return (mats @ v.reshape(1, 30, 1)).reshape(v.shape)
+
+    x, info = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs)], tol=1e-12, max_iter=3)
+    true_residual = float((rhs - apply(x)).norm() / rhs.norm())
+    assert not info.all_converged and info.iterations == 3
+    assert info.relative_residuals[0] == pytest.approx(true_residual, rel=1e-6)
+    with pytest.raises(ValueError, match="initial guess"):
+        batched_conjugate_gradient(apply, rhs, [], tol=1e-6, max_iter=3)
+
+
+def test_cache_location_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PNP_STABLE_CACHE", str(tmp_path / "override"))
+    assert cache_dir() == tmp_path / "override"
+    monkeypatch.delenv("PNP_STABLE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "pnp-stable"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "pnp-stable"
+
+
+def test_cache_round_trip_is_atomic_and_keyed(monkeypatch, tmp_path):
+    monkeypatch.setenv("PNP_STABLE_CACHE", str(tmp_path))
+    description = {"what": "test", "size": 3}
+    assert load_entry("ns", description) is None
+    path = store_entry("ns", description, {"value": 1.5})
+    assert path is not None and path.exists()
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+    assert load_entry("ns", description) == {"value": 1.5}
+    assert load_entry("ns", {"what": "test", "size": 4}) is None
+    # a file whose stored description differs (hash collision, manual edit) is not trusted
+    text = path.read_text().replace('"size": 3', '"size": 5')
+    path.write_text(text)
+    assert load_entry("ns", description) is None
+
+
+def test_unwritable_cache_is_not_an_error(monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("PNP_STABLE_CACHE", str(blocker))
+    assert store_entry("ns", {"a": 1}, {"b": 2}) is None
+    assert os.path.isfile(blocker)

@@ -1,0 +1,149 @@
+"""ParallelBeamCT: exact adjoint, certified (cached) norm, prox, FBP, presets, errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from operator_test_helpers import explicit_matrix, relative_adjoint_error
+
+from pnp_stable.operators import ParallelBeamCT
+from pnp_stable.operators.cache import cache_dir
+from pnp_stable.protocols import ForwardOperator
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PNP_STABLE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("detector", ["full", "circle"])
+@pytest.mark.parametrize("shape", [(1, 1, 12, 12), (2, 3, 11, 11)])
+def test_adjointness_float32(detector, shape):
+    op = ParallelBeamCT(shape[-1], angles=9, detector=detector)
+    x = torch.randn(shape)
+    assert relative_adjoint_error(op, x) < 1e-5
+    assert float(op.adjointness_test(u=x)) < 1e-5
+    assert isinstance(op, ForwardOperator)
+
+
+def test_matches_deepinv_tomography_and_shapes():
+    from deepinv.physics import Tomography
+
+    op = ParallelBeamCT(14, angles=10)
+    theirs = Tomography(angles=10, img_width=14, normalize=False, adjoint_via_backprop=True)
+    x = torch.rand(2, 1, 14, 14)
+    y = op.A(x)
+    assert y.shape == (2, 1, math.ceil(math.sqrt(2) * 14), 10)
+    torch.testing.assert_close(y, theirs.A(x))
+    assert ParallelBeamCT(14, angles=10, detector="circle").A(x).shape == (2, 1, 14, 10)
+
+
+@pytest.mark.parametrize("detector", ["full", "circle"])
+def test_norm_is_certified_and_tight(detector):
+    op = ParallelBeamCT(10, angles=[0.0, 17.0, 45.0, 90.0, 133.0], detector=detector)
+    matrix = explicit_matrix(op.A, (1, 10, 10))
+    assert float(matrix.min()) >= 0.0  # the premise of the Collatz-Wielandt certificate
+    exact = float(torch.linalg.matrix_norm(matrix, ord=2))
+    bound = op.norm_bound()
+    assert op.norm_kind == bound.kind == "certified"
+    assert exact <= op.norm() <= exact * (1 + 1e-5)
+    assert bound.lower <= exact * (1 + 1e-9)
+
+
+def test_norm_is_cached_on_disk_and_a_bad_cache_is_rejected():
+    first = ParallelBeamCT(10, angles=6)
+    value = first.norm()
+    assert first.norm_bound().details["cached"] is False
+    files = list((cache_dir() / "ct-norms").glob("*.json"))
+    assert len(files) == 1 and not list((cache_dir() / "ct-norms").glob(".tmp-*"))
+    second = ParallelBeamCT(10, angles=6)
+    assert second.norm() == value and second.norm_bound().details["cached"] is True
+    # another geometry is another entry
+    ParallelBeamCT(10, angles=7).norm()
+    assert len(list((cache_dir() / "ct-norms").glob("*.json"))) == 2
+    # an entry understating the norm is detected and recomputed
+    entry = json.loads(files[0].read_text())
+    entry["result"]["upper"] = entry["result"]["lower"] = value / 2
+    files[0].write_text(json.dumps(entry))
+    third = ParallelBeamCT(10, angles=6)
+    assert third.norm() == pytest.approx(value) and third.norm_bound().details["cached"] is False
+    files[0].write_text("{ not json")
+    assert ParallelBeamCT(10, angles=6).norm() == pytest.approx(value)
+
+
+def test_normalize_gives_norm_at_most_one():
+    op = ParallelBeamCT(10, angles=5, normalize=True)
+    exact = float(torch.linalg.matrix_norm(explicit_matrix(op.A, (1, 10, 10)), ord=2))
+    assert exact <= op.norm() == pytest.approx(1.0)
+    assert exact > 0.9999
+    x = torch.randn(1, 1, 10, 10)
+    assert relative_adjoint_error(op, x) < 1e-5
+
+
+def test_prox_optimality_and_warm_start():
+    op = ParallelBeamCT(12, angles=8)
+    x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
+    y = op.simulate(x, 0.1, seed=0)
+    z = torch.rand_like(x)
+    gamma = 0.05
+    p = op.prox_data(z, y, gamma)
+    grad = gamma * op.A_adjoint(op.A(p) - y) + (p - z)
+    assert float(grad.norm() / (gamma * op.A_adjoint(y) + z).norm()) < 1e-9
+    cold = op.last_prox_info.iterations
+    op.prox_data(z + 1e-3 * torch.rand_like(z), y, gamma)
+    assert op.last_prox_info.all_converged and op.last_prox_info.iterations < cold
+
+
+def test_fbp_reconstructs_a_smooth_phantom():
+    n = 24
+    r = torch.linspace(-1, 1, n)
+    phantom = (r[:, None] ** 2 + r[None, :] ** 2 < 0.4).double()[None, None]
+    op = ParallelBeamCT(n, angles=48)
+    reconstruction = op.fbp(op.A(phantom))
+    correlation = torch.corrcoef(torch.stack([reconstruction.flatten(), phantom.flatten()]))[0, 1]
+    assert float(correlation) > 0.95
+    normalized = ParallelBeamCT(n, angles=48, normalize=True)
+    torch.testing.assert_close(normalized.fbp(normalized.A(phantom)), reconstruction, rtol=1e-6, atol=1e-6)
+
+
+def test_presets():
+    sparse = ParallelBeamCT.sparse_view(8, n_angles=30)
+    np.testing.assert_allclose(sparse.angles_deg, np.arange(30) * 6.0)
+    limited = ParallelBeamCT.limited_angle(8, max_angle=90)
+    assert len(limited.angles_deg) == 90 and limited.angles_deg.max() < 90
+    assert len(ParallelBeamCT.limited_angle(8, 120, n_angles=40).angles_deg) == 40
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: ParallelBeamCT((8, 9)), "square"),
+        (lambda: ParallelBeamCT(1), "image_size"),
+        (lambda: ParallelBeamCT(8, angles=0), "number of angles"),
+        (lambda: ParallelBeamCT(8, angles=[0.0, float("nan")]), "NaN"),
+        (lambda: ParallelBeamCT(8, angles=np.zeros((2, 2))), "1-D"),
+        (lambda: ParallelBeamCT(8, angles=True), "count"),
+        (lambda: ParallelBeamCT(8, detector="fan"), "detector"),
+        (lambda: ParallelBeamCT.sparse_view(8, n_angles=0), "n_angles"),
+        (lambda: ParallelBeamCT.limited_angle(8, max_angle=200), "max_angle"),
+    ],
+)
+def test_construction_errors(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_call_errors():
+    op = ParallelBeamCT(8, angles=4)
+    cases = [
+        (lambda: op.A(torch.rand(1, 1, 8, 9)), "spatial size"),
+        (lambda: op.A(torch.rand(8, 8)), "batch, channels"),
+        (lambda: op.A_adjoint(torch.rand(1, 1, 8, 4)), "spatial size"),
+        (lambda: op.A(torch.rand(1, 1, 8, 8).half()), "float32 and float64"),
+        (lambda: op.fbp(torch.full((1, 1, 12, 4), float("nan"))), "NaN"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()

@@ -3,9 +3,11 @@
 from pnp_stable.layers.activations import MonotoneActivation, make_activation
 from pnp_stable.layers.blocks import GradientFlowBlock, conv_block, dense_block
 from pnp_stable.layers.certificates import Certificate, Certified, certificate_of, compose, convex_combination
+from pnp_stable.layers.hamiltonian import HamiltonianNetwork, SymplecticEulerLayer, canonical_symplectic_matrix, symplectic_defect
 from pnp_stable.layers.integrators import INTEGRATORS, Integrator, euler_step_certificate, get_integrator
 from pnp_stable.layers.lift import Lift, Projection
 from pnp_stable.layers.linear_maps import ConvMap, DenseMap, LinearMap
+from pnp_stable.layers.lyapunov import InputConvexNetwork, LyapunovFunction, SmoothReLU, StableDynamics
 from pnp_stable.layers.norms import (
     conv_spectral_norm_bound,
     conv_symbol_norm_on_grid,
@@ -22,4 +24,7 @@ __all__ = [
     "conv_symbol_norm_on_grid", "convex_combination", "dense_block", "dense_spectral_norm",
     "euler_step_certificate", "get_integrator", "make_activation", "make_firmly_nonexpansive",
     "power_iteration", "relax",
+    # other stable architectures of the book chapter (Hamiltonian and Lyapunov-stable)
+    "HamiltonianNetwork", "InputConvexNetwork", "LyapunovFunction", "SmoothReLU", "StableDynamics",
+    "SymplecticEulerLayer", "canonical_symplectic_matrix", "symplectic_defect",
 ]

@@ -5,6 +5,11 @@ of ``(seed, epoch)``, the augmentation generator's state is checkpointed, and so
 (including the power-method buffers), optimiser, schedule and AMP scaler. A checkpoint is written
 every ``checkpoint_minutes``, at the end of each epoch, and on Ctrl-C before the interrupt is
 re-raised; an interrupted run continues where it stopped when started again with the same config.
+
+Ctrl-C (SIGINT) is *deferred* to the end of the current optimisation step, because a forward pass
+advances the power-method buffers and an optimiser step updates every parameter: a checkpoint
+taken mid-step would not be a state the uninterrupted run ever passed through. A second Ctrl-C
+stops at once (the last periodic checkpoint then stands).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +195,29 @@ def _amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torc
     return True, (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
 
+class _DeferredInterrupt:
+    """Turn the first SIGINT into a flag checked between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def train_classifier(
     config: TrainConfig,
     train_data: ImageClassificationData | None = None,
@@ -258,7 +288,7 @@ def train_classifier(
         }, checkpoint_path)
 
     last_save = time.monotonic()
-    try:
+    with _DeferredInterrupt() as interrupt:
         while epoch < config.epochs:
             model.train()
             order = _epoch_permutation(len(train_data), config.seed, epoch)
@@ -289,6 +319,12 @@ def train_classifier(
                 bar.update(1)
                 bar.set_postfix(loss=f"{running['loss'] / running['seen']:.4f}",
                                 acc=f"{running['correct'] / running['seen']:.3f}")
+                if interrupt.requested:
+                    running["seconds"] += time.perf_counter() - tick
+                    save_checkpoint()
+                    bar.close()
+                    tqdm.write(f"interrupted: state saved to {checkpoint_path}; run again to resume")
+                    raise KeyboardInterrupt
                 if time.monotonic() - last_save > 60.0 * config.checkpoint_minutes:
                     running["seconds"] += time.perf_counter() - tick
                     tick = time.perf_counter()
@@ -314,9 +350,6 @@ def train_classifier(
             save_checkpoint()
             last_save = time.monotonic()
             _atomic_write_json(history, out_dir / "history.json")
-    except KeyboardInterrupt:
-        save_checkpoint()
-        raise
 
     model.eval()
     bound = float(model.certified_lipschitz_bound())

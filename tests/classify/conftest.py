@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from classify_helpers import synthetic_data, synthetic_images, write_idx
 
@@ -22,3 +23,13 @@ def mnist_folder(tmp_path: Path) -> Path:
         write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images[:, 0], compress=True)
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels, compress=True)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # these tensors are tiny: a second thread only adds synchronisation, which is very costly
+    # when the cores are shared; restore the suite's setting afterwards
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,118 @@
+import json
+import signal
+
+import pytest
+import torch
+
+import pnp_stable.classify.training as training_module
+from pnp_stable.classify import ClassifierConfig, TrainConfig, load_classifier, train_classifier
+
+TINY_MODEL = {"widths": [4, 8], "blocks_per_stage": [1, 1]}
+
+
+def tiny_config(tmp_path, **kw):
+    values = dict(dataset="mnist", output_dir=str(tmp_path / "run"), model=dict(TINY_MODEL), epochs=1,
+                  batch_size=16, lr=5e-3, progress=False, seed=3)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_one_epoch_run_from_idx_files(tmp_path, mnist_folder):
+    config = tiny_config(tmp_path, data_path=str(mnist_folder), epochs=2, loss="hinge", margin=0.3)
+    result = train_classifier(config)
+    out = tmp_path / "run"
+    assert {p.name for p in out.iterdir()} == {"checkpoint.pt", "model.pt", "history.json", "config.json"}
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history == result.history
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert result.certified_lipschitz <= 1.0 + 1e-6
+    model = load_classifier(result.model_path)
+    assert model.config.image_size == (12, 12) and model.config.num_classes == 10
+    assert model.class_names[0] == "0"
+    x = torch.rand(3, 1, 12, 12)
+    torch.testing.assert_close(model(x), result.model(x))
+    assert json.loads((out / "config.json").read_text())["loss"] == "hinge"
+
+
+def test_learns_separable_synthetic_data(tmp_path, make_data):
+    train, test = make_data(256, seed=0), make_data(64, seed=1)
+    config = tiny_config(tmp_path, epochs=3, logit_scale=8.0)
+    result = train_classifier(config, train, test)
+    assert result.history[-1]["test_accuracy"] >= 0.9  # four classes: chance is 0.25
+
+
+def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, make_data, monkeypatch):
+    train, test = make_data(96), make_data(16, seed=1)
+    reference = train_classifier(tiny_config(tmp_path / "a", epochs=2), train, test)
+
+    calls = {"n": 0}
+    real_loss = training_module.classification_loss
+
+    def interrupting_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 9:  # Ctrl-C mid-way through the second epoch (6 batches per epoch)
+            signal.raise_signal(signal.SIGINT)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "classification_loss", interrupting_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny_config(tmp_path / "b", epochs=2), train, test)
+    state = torch.load(tmp_path / "b" / "run" / "checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 3)  # the interrupted step was finished
+    assert not (tmp_path / "b" / "run" / "model.pt").exists()
+    monkeypatch.setattr(training_module, "classification_loss", real_loss)
+    resumed = train_classifier(tiny_config(tmp_path / "b", epochs=2), train, test)
+    for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert [h["train_loss"] for h in resumed.history] == pytest.approx([h["train_loss"] for h in reference.history])
+
+
+def test_finished_run_is_not_retrained_and_changed_config_is_refused(tmp_path, make_data, monkeypatch):
+    train, test = make_data(32), make_data(8, seed=1)
+    first = train_classifier(tiny_config(tmp_path, epochs=1), train, test)
+    monkeypatch.setattr(training_module, "classification_loss", lambda *a, **k: pytest.fail("retrained"))
+    again = train_classifier(tiny_config(tmp_path, epochs=1, progress=True), train, test)
+    assert again.history == first.history
+    with pytest.raises(ValueError, match=r"different configuration \(lr\)"):
+        train_classifier(tiny_config(tmp_path, lr=1e-2), train, test)
+
+
+def test_resnet_and_augmented_colour_run(tmp_path, make_data):
+    train, test = make_data(32, channels=3, size=8), make_data(8, channels=3, size=8, seed=1)
+    config = tiny_config(tmp_path, dataset="cifar10", model={**TINY_MODEL, "architecture": "resnet"})
+    assert config.augment is None  # on by default for CIFAR
+    result = train_classifier(config, train, test)
+    assert result.model.config.in_channels == 3 and result.certified_lipschitz > 1.0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+    ({"epochs": 0}, "epochs and batch_size must be >= 1"),
+    ({"lr": -1.0}, "lr must be positive"),
+    ({"loss": "mse"}, "unknown loss 'mse'"),
+    ({"margin": -0.1}, "margin must be >= 0"),
+    ({"warmup_fraction": 1.0}, "warmup_fraction must lie in"),
+    ({"train_size": 0}, "train_size must be positive"),
+    ({"model": {"widths": [0]}}, "widths must be a non-empty list"),
+])
+def test_config_errors(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(tmp_path, **options)
+
+
+def test_missing_data_path_and_device(tmp_path):
+    with pytest.raises(ValueError, match="data_path is required"):
+        train_classifier(tiny_config(tmp_path))
+    with pytest.raises(ValueError, match="data folder not found"):
+        train_classifier(tiny_config(tmp_path, data_path=str(tmp_path / "absent")))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            training_module.resolve_device("cuda")
+
+
+def test_config_dict_roundtrip(tmp_path):
+    config = tiny_config(tmp_path)
+    again = TrainConfig.from_dict(config.to_dict())
+    assert again.to_dict() == config.to_dict() and isinstance(again.model, ClassifierConfig)
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"optimizer": "sgd"})

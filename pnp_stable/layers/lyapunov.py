@@ -149,13 +149,16 @@ class LyapunovFunction(nn.Module):
         return self.outer(shifted) + self.eps * (x - x_star).pow(2).sum(-1)
 
     def value_and_gradient(self, x: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(V(x), grad V(x))``; ``create_graph=True`` keeps the graph for training through ``grad V``."""
+        """``(V(x), grad V(x))``; ``create_graph=True`` keeps the graph for training through both.
+
+        Without ``create_graph`` both are returned detached.
+        """
         with torch.enable_grad():
             if not x.requires_grad:
                 x = x.detach().requires_grad_(True)
             v = self(x)
             (grad,) = torch.autograd.grad(v.sum(), x, create_graph=create_graph)
-        return v, grad
+        return (v, grad) if create_graph else (v.detach(), grad)
 
 
 class StableDynamics(nn.Module):

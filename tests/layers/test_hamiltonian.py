@@ -8,6 +8,15 @@ from pnp_stable.layers import HamiltonianNetwork, SymplecticEulerLayer, dense_bl
 TOL = 1e-10  # float64 rounding through a dozen layers
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """These tensors are tiny: a second thread only adds synchronisation, costly on shared cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def jacobians(f, x: torch.Tensor) -> torch.Tensor:
     """Per-sample Jacobians ``df/dx`` of a map acting row-wise on ``B x n``."""
     return torch.func.vmap(torch.func.jacrev(f))(x).detach()

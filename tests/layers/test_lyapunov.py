@@ -12,6 +12,15 @@ from pnp_stable.layers.lyapunov import smooth_relu
 MU = 0.5
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """These tensors are tiny: a second thread only adds synchronisation, costly on shared cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def mlp(n: int, hidden: int = 32) -> nn.Module:
     return nn.Sequential(nn.Linear(n, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, n))
 
@@ -24,9 +33,10 @@ def make_dynamics(n: int = 2, equilibrium=None, seed: int = 0) -> StableDynamics
 
 def decay_violation(dyn: StableDynamics, x: torch.Tensor) -> torch.Tensor:
     """``(dV/dt + mu V)`` normalised by the size of the terms it is made of (<= rounding if it holds)."""
-    v, dv = dyn.lyapunov_derivative(x)
-    _, grad = dyn.lyapunov.value_and_gradient(x)
-    scale = grad.norm(dim=-1) * dyn.nominal_field(x).norm(dim=-1) + dyn.decay_rate * v + 1e-300
+    with torch.no_grad():  # grad V is still taken inside, under enable_grad
+        v, dv = dyn.lyapunov_derivative(x)
+        _, grad = dyn.lyapunov.value_and_gradient(x)
+        scale = grad.norm(dim=-1) * dyn.nominal_field(x).norm(dim=-1) + dyn.decay_rate * v + 1e-300
     return (dv + dyn.decay_rate * v) / scale
 
 
@@ -58,7 +68,7 @@ def test_icnn_is_convex_for_any_parameters_and_the_check_has_teeth(monkeypatch):
         for raw in g.hidden_raw:
             raw.normal_(0, 2)
         g.output_raw.normal_(0, 2)
-    assert all(float(u.min()) >= 0 for u in g.hidden_weights())
+    assert all(float(u.detach().min()) >= 0 for u in g.hidden_weights())
     assert convexity_gap(g, 3) <= 1e-10
     # without the non-negativity the same parameters give a visibly non-convex function
     monkeypatch.setattr(g, "hidden_weights", lambda: list(g.hidden_raw))
@@ -80,7 +90,8 @@ def test_lyapunov_function_is_positive_definite_with_the_minimiser_at_the_equili
     floor = V.eps * (x - x_star).pow(2).sum(-1)
     assert bool((vx >= floor * (1 - 1e-12)).all()) and bool((vx > 0).all())
     assert convexity_gap(V, 2) <= 1e-10
-    f_star = dyn(x_star.unsqueeze(0))
+    with torch.no_grad():
+        f_star = dyn(x_star.unsqueeze(0))
     assert float(f_star.abs().max()) <= 1e-12  # the equilibrium of V is an equilibrium of f
 
 
@@ -91,9 +102,8 @@ def test_decay_condition_holds_on_random_points_for_untrained_models(seed):
     assert float(decay_violation(dyn, x).max()) <= 1e-12
     # the projection is doing the work: the raw nominal field violates the condition somewhere
     with torch.no_grad():
-        v = dyn.lyapunov(x)
-    _, grad = dyn.lyapunov.value_and_gradient(x)
-    raw = (grad * dyn.nominal_field(x)).sum(-1) + MU * v
+        v, grad = dyn.lyapunov.value_and_gradient(x)
+        raw = (grad * dyn.nominal_field(x)).sum(-1) + MU * v
     assert float(raw.max()) > 0
 
 

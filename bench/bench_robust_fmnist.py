@@ -1,0 +1,220 @@
+"""robust-fmnist benchmark (DESIGN.md §5): certified non-expansive classifier vs unconstrained ResNet.
+
+Trains both models with the same pipeline (``pnp_stable.classify.train_classifier``: same data,
+optimiser, schedule, epochs), then reports for each: clean accuracy and certified accuracy on the
+full test set, and l2-PGD accuracy (``--pgd-steps`` steps, random start) at every ``--eps`` on a
+fixed random subset of ``--eval-size`` test images (the same images for both models). Writes
+``results.json`` and ``robustness.png`` into ``--out``. Training and evaluation are resumable:
+rerun the same command after an interruption (each finished eps is cached).
+
+Full scale (GPU)::
+
+    python bench/bench_robust_fmnist.py --device cuda --epochs 30 --eval-size 10000
+
+CPU smoke scale: see docs/classify.md and docs/benchmarks.md for the exact commands used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from pnp_stable.classify import (
+    ClassifierConfig,
+    PGDConfig,
+    RobustnessReport,
+    TrainConfig,
+    certified_accuracy,
+    certified_radii,
+    evaluate,
+    load_dataset,
+    plot_robustness,
+    train_classifier,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data root (default ../shared/data)")
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "classify" / "robust_fmnist")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--models", default="nonexpansive,resnet")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--train-size", type=int, default=None, help="random training subset (default: all 60000)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--widths", type=_ints, default=[32, 64, 128])
+    p.add_argument("--blocks", type=_ints, default=[2], help="blocks per stage (one value or one per width)")
+    p.add_argument("--hidden-multiplier", type=int, default=1)
+    p.add_argument("--head", choices=("flatten", "pool"), default="flatten")
+    p.add_argument("--lift", choices=("conv", "zero"), default="conv")
+    p.add_argument("--loss", choices=("ce", "hinge"), default="hinge", help="loss of the non-expansive model")
+    p.add_argument("--margin", type=float, default=1.0, help="logit margin of the non-expansive model's loss (1.0 ~ sqrt(2) * 0.5 + slack)")
+    p.add_argument("--logit-scale", type=float, default=8.0, help="CE temperature of the non-expansive model")
+    p.add_argument("--eval-size", type=int, default=1000, help="test images attacked by PGD")
+    p.add_argument("--eps", type=_floats, default=[round(0.1 * i, 1) for i in range(1, 11)])
+    p.add_argument("--certified-eps", type=float, default=0.5)
+    p.add_argument("--pgd-steps", type=int, default=100)
+    p.add_argument("--pgd-restarts", type=int, default=1)
+    p.add_argument("--pgd-loss", choices=("margin", "ce"), default="margin")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def _write_json(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
+    # the baseline gets the loss an unconstrained network is normally trained with (plain CE)
+    certified = architecture == "nonexpansive"
+    return TrainConfig(
+        dataset="fashion_mnist",
+        data_path=str(args.data / "classification" / "fashion_mnist"),
+        output_dir=str(args.out / architecture),
+        model=ClassifierConfig(architecture=architecture, widths=tuple(args.widths), blocks_per_stage=tuple(args.blocks),
+                               hidden_multiplier=args.hidden_multiplier, head=args.head, lift=args.lift),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        loss=args.loss if certified else "ce",
+        margin=args.margin if certified else 0.0,
+        logit_scale=args.logit_scale if certified else 1.0,
+        train_size=args.train_size,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+
+
+def full_test_accuracies(model, test, eps: float, batch_size: int = 500) -> dict:
+    """Clean and certified accuracy on the whole test set (cheap: one forward pass)."""
+    device = next(model.parameters()).device
+    bound = float(model.certified_lipschitz_bound())
+    logits = []
+    with torch.no_grad():
+        for start in range(0, len(test), batch_size):
+            logits.append(model(test.float_images(slice(start, start + batch_size)).to(device)).cpu())
+    logits = torch.cat(logits)
+    radii = certified_radii(logits, test.labels, bound)
+    return {
+        "n_examples": len(test),
+        "clean_accuracy": float((logits.argmax(dim=1) == test.labels).double().mean()),
+        "certified_eps": eps,
+        "certified_accuracy": certified_accuracy(radii, eps),
+        "lipschitz_bound": bound,
+        "median_certified_radius": float(radii.median()),
+    }
+
+
+def robustness(model, subset, args: argparse.Namespace, cache_path: Path) -> RobustnessReport:
+    """PGD + certified accuracy per eps on ``subset``, caching each finished eps in ``cache_path``."""
+    pgd = PGDConfig(steps=args.pgd_steps, restarts=args.pgd_restarts, loss=args.pgd_loss)
+    key = {"pgd": pgd.to_dict(), "n": len(subset), "seed": args.seed}
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    if cache.get("key") != key:
+        cache = {"key": key, "per_eps": {}}
+    for e in args.eps:
+        if str(e) in cache["per_eps"]:
+            continue
+        report = evaluate(model, subset, eps=[e], pgd=pgd, seed=args.seed, progress=not args.no_progress)
+        cache["per_eps"][str(e)] = report.to_dict()
+        _write_json(cache, cache_path)
+        print(f"  eps {e}: PGD {report.pgd_accuracy[0]:.4f}, certified {report.certified_accuracy[0]:.4f} "
+              f"({report.seconds:.0f} s)", flush=True)
+    reports = [RobustnessReport(**cache["per_eps"][str(e)]) for e in args.eps]
+    first = reports[0]
+    return RobustnessReport(
+        n_examples=first.n_examples,
+        clean_accuracy=first.clean_accuracy,
+        eps=list(args.eps),
+        pgd_accuracy=[r.pgd_accuracy[0] for r in reports],
+        certified_accuracy=[r.certified_accuracy[0] for r in reports],
+        lipschitz_bound=first.lipschitz_bound,
+        pgd=first.pgd,
+        seconds=sum(r.seconds for r in reports),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fashion = args.data / "classification" / "fashion_mnist"
+    try:
+        test = load_dataset("fashion_mnist", fashion, "test")
+        configs = {name: train_config(args, name) for name in args.models.split(",")}
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    subset = test.subset(args.eval_size, seed=args.seed)
+    results = {
+        "benchmark": "robust-fmnist",
+        "date": date.today().isoformat(),
+        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "models": {},
+    }
+    reports = {}
+    for name, config in configs.items():
+        print(f"== {name}: training ({config.epochs} epochs, {config.train_size or 60000} images)", flush=True)
+        start = time.perf_counter()
+        trained = train_classifier(config)
+        train_seconds = sum(h["train_seconds"] for h in trained.history)
+        model = trained.model
+        full = full_test_accuracies(model, test, args.certified_eps)
+        print(f"  clean {full['clean_accuracy']:.4f}, certified@{args.certified_eps} {full['certified_accuracy']:.4f}, "
+              f"L = {full['lipschitz_bound']:.4g}", flush=True)
+        report = robustness(model, subset, args, Path(config.output_dir) / "robustness_cache.json")
+        reports[name] = report
+        results["models"][name] = {
+            "train_config": config.to_dict(),
+            "train_seconds": train_seconds,
+            "wall_seconds_this_invocation": time.perf_counter() - start,
+            "history": trained.history,
+            "full_test": full,
+            "pgd_subset": report.to_dict(),
+        }
+        _write_json(results, args.out / "results.json")
+    plot_robustness(reports, args.out / "robustness.png",
+                    title=f"Fashion-MNIST, l2-PGD ({args.pgd_steps} steps) on {len(subset)} test images")
+    print("\nmodel          clean   PGD@0.5  cert@0.5(full test)")
+    for name, r in results["models"].items():
+        pgd05 = RobustnessReport(**r["pgd_subset"]).pgd_at(0.5) if 0.5 in args.eps else float("nan")
+        print(f"{name:14s} {r['full_test']['clean_accuracy']:.4f}  {pgd05:.4f}   {r['full_test']['certified_accuracy']:.4f}")
+    print(f"written: {args.out / 'results.json'}, {args.out / 'robustness.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

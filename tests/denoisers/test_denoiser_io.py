@@ -1,0 +1,106 @@
+"""Saving/loading denoisers, the certificate re-check on load, and the shipped models."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import pnp_stable.denoisers as denoisers
+from pnp_stable.denoisers import DenoiserConfig, build_denoiser, save_denoiser
+from pnp_stable.layers import certificate_of
+
+
+def small_model():
+    model = build_denoiser(DenoiserConfig(width=3, hidden=5, blocks=2, embedding_dim=8, power_size=8))
+    model.freeze_substeps()
+    return model.eval()
+
+
+def test_round_trip_keeps_outputs_and_certificate(tmp_path):
+    model = small_model()
+    cert = model.certificate()
+    path = tmp_path / "m.pt"
+    save_denoiser(model, path, {"certificate": {"lipschitz": cert.lipschitz, "averagedness": cert.averagedness}})
+    loaded = denoisers.load(path)
+    assert not loaded.training
+    x = torch.rand(2, 1, 9, 8)
+    torch.testing.assert_close(loaded(x, 0.1), model(x, 0.1))
+    assert certificate_of(loaded).averagedness == pytest.approx(cert.averagedness, rel=1e-12)
+    assert loaded.metadata["certificate"]["averagedness"] == cert.averagedness
+
+
+def test_load_rejects_a_certificate_the_weights_do_not_support(tmp_path):
+    model = small_model()
+    alpha = model.certificate().averagedness
+    path = tmp_path / "m.pt"
+    save_denoiser(model, path, {"certificate": {"lipschitz": 1.0, "averagedness": alpha * 0.9}})
+    with pytest.raises(ValueError, match="averagedness"):
+        denoisers.load(path)
+
+
+def test_load_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="unknown denoiser 'no-such-model'"):
+        denoisers.load("no-such-model")
+    with pytest.raises(ValueError, match="not found"):
+        denoisers.load(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="cannot read"):
+        denoisers.load(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(ValueError, match="not a pnp-stable denoiser"):
+        denoisers.load(foreign)
+
+
+def test_save_is_atomic_and_never_leaves_partial_files(tmp_path):
+    model = small_model()
+    path = tmp_path / "m.pt"
+    save_denoiser(model, path)
+    before = path.read_bytes()
+
+    class Unserialisable:
+        pass
+
+    with pytest.raises(TypeError):
+        save_denoiser(model, path, {"bad": Unserialisable()})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def _camera_crop():
+    from skimage import data
+
+    return torch.from_numpy(data.camera()[200:296, 200:296].astype(np.float32) / 255.0)[None, None]
+
+
+def test_shipped_models_are_listed_certified_and_denoise():
+    shipped = denoisers.available()
+    assert any(m["certified"] and m["channels"] == 1 for m in shipped), "no certified gray model is shipped"
+    clean = _camera_crop()
+    for meta in shipped:
+        model = denoisers.load(meta["name"])
+        cert = certificate_of(model)
+        if meta["certified"]:
+            # load() recomputed the certificate from the weights; it must match the metadata
+            assert cert.averagedness == pytest.approx(meta["certificate"]["averagedness"], rel=1e-6)
+            assert cert.lipschitz <= 1.0
+        lo, hi = meta["sigma_range_255"]
+        # PSNR gain over the noisy input required at the ends of the trained range
+        for sigma_255, required_gain in ((lo, 0.3), (hi, 3.0)):
+            sigma = sigma_255 / 255
+            g = torch.Generator().manual_seed(0)
+            noisy = clean + sigma * torch.randn(clean.shape, generator=g)
+            with torch.no_grad():
+                out = model(noisy, sigma)
+            gain = 10 * torch.log10(((noisy - clean) ** 2).mean() / ((out.clamp(0, 1) - clean) ** 2).mean())
+            assert gain > required_gain, f"{meta['name']} at sigma {sigma_255}: only {float(gain):.2f} dB better than noisy"
+
+
+def test_metadata_files_are_complete():
+    for meta in denoisers.available():
+        for key in ("name", "architecture", "sigma_range_255", "certificate", "bsd68_psnr", "date", "commit",
+                    "training"):
+            assert key in meta, f"{meta['name']}: metadata lacks {key}"
+        assert json.loads(json.dumps(meta)) == meta

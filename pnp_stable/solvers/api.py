@@ -66,19 +66,56 @@ def _ssim(x: torch.Tensor, x_true: torch.Tensor) -> list[float]:
     return [float(v) for v in out.reshape(-1)]
 
 
-def _plan(
-    method: str, denoiser: object, cert, op, step, relaxation
-) -> IterationPlan:
+def _norm_statement(op: object) -> str | None:
+    statement = getattr(op, "norm_statement", None)
+    if callable(statement):
+        return statement()
+    bound = getattr(op, "norm_bound", None)
+    if callable(bound):
+        b = bound()
+        return f"||A|| <= {b.value:.6g} ({b.kind}, by {b.method})"
+    return None
+
+
+def _prox_exactness(op: object, y: torch.Tensor, gamma: float) -> tuple[bool, str | None]:
+    """Whether ``op.prox_data`` is exact, and the statement to repeat as an assumption if not.
+
+    Read from ``prox_is_exact`` when the operator states it; operators that report how each prox
+    was computed (``last_prox_info.method``, as :mod:`pnp_stable.operators` do) are asked once;
+    otherwise the protocol's contract (an exact argmin) is taken at its word.
+    """
+    name = type(getattr(op, "physics", op)).__name__
+    declared = getattr(op, "prox_is_exact", None)
+    if isinstance(declared, bool):
+        exact = declared
+    elif hasattr(op, "last_prox_info"):
+        x_like = op.A_adjoint(y[:1])  # type: ignore[attr-defined]
+        op.prox_data(x_like, y[:1], gamma)  # type: ignore[attr-defined]
+        info = getattr(op, "last_prox_info", None)
+        exact = getattr(info, "method", "closed-form") == "closed-form"
+        if not exact:
+            return False, (
+                f"prox_data of {name} is computed by conjugate gradients to relative residual "
+                f"{getattr(info, 'tolerance', float('nan')):.1e}: firm non-expansiveness holds up to that tolerance"
+            )
+    else:
+        exact = True
+    if exact:
+        return True, None
+    return False, (
+        f"prox_data of {name} is computed by an iterative least-squares solver: firm non-expansiveness "
+        "holds up to its tolerance"
+    )
+
+
+def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Tensor) -> IterationPlan:
     name = type(denoiser).__name__
     if method == "fb":
-        statement = op.norm_statement() if callable(getattr(op, "norm_statement", None)) else None
-        return analyse_forward_backward(cert, name, float(op.norm()), op.norm_kind, statement, step, relaxation)
-    exact = bool(getattr(op, "prox_is_exact", True))
-    prox_statement = None if exact else (
-        f"prox_data of {type(getattr(op, 'physics', op)).__name__} is computed by an iterative least-squares "
-        "solver: firm non-expansiveness holds up to its tolerance"
-    )
-    return analyse_splitting(method, cert, name, step, relaxation, exact, prox_statement)
+        return analyse_forward_backward(cert, name, float(op.norm()), op.norm_kind, _norm_statement(op), step, relaxation)
+    if step is None or not step > 0:  # let the analysis raise its one-line error before any prox is run
+        return analyse_splitting(method, cert, name, step if step is not None else float("nan"), relaxation)
+    exact, statement = _prox_exactness(op, y, float(step))
+    return analyse_splitting(method, cert, name, step, relaxation, exact, statement)
 
 
 def solve(
@@ -209,7 +246,8 @@ def solve(
         if relaxation is None:
             relaxation = chosen.relaxation
     requested_relaxation = relaxation
-    plan = _plan(method, D, cert, op, step, relaxation)
+    with torch.inference_mode():
+        plan = _plan(method, D, cert, op, step, relaxation, y)
     denoise = denoiser_caller(D, sigma_den if takes_sigma else None)
     if not takes_sigma and sigma_den is not None:
         denoiser_caller(D, sigma_den)  # raises the explicit error

@@ -29,11 +29,18 @@ StrengthKind = Literal["noise_level", "prox_weight", "fixed"]
 
 
 def accepts_noise_level(denoiser: Callable) -> bool:
-    """True if ``denoiser`` can be called with a second positional argument (the noise level)."""
+    """True if ``denoiser`` takes a noise level as second positional argument.
+
+    A declared boolean ``accepts_noise_level`` wins; a module stating ``needs_sigma = False`` (a
+    denoiser built without noise-level conditioning) is called ``D(x)``; otherwise the signature
+    of ``forward`` decides.
+    """
     target = denoiser.forward if isinstance(denoiser, nn.Module) else denoiser
     declared = getattr(denoiser, "accepts_noise_level", None)
     if isinstance(declared, bool):
         return declared
+    if getattr(denoiser, "needs_sigma", None) is False:
+        return False
     try:
         params = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):  # builtins without a signature: do not guess a second argument

@@ -1,0 +1,111 @@
+"""deblur-quick (DESIGN.md §5) with pnp_stable.solve, and the wall-time ratio against deepinv's own loop.
+
+BSD68 test001..test004 centre-cropped 256x256; kernels levin_1, levin_5, gaussian_25x25_sigma1.6,
+uniform_9x9; circular boundary (pnp_stable.operators.Blur); noise 0.01, generator seeded with the
+image's 0-based index. Parameters are chosen automatically (noise level estimated from y unless
+``--known-noise``). For each run: PSNR, iterations to ``--tol`` (relative residual of the governing
+variable), T-evaluations, wall time, monotonicity; with ``--compare-deepinv`` also deepinv's
+PGD/ADMM/DRS on the same operator, denoiser (same relaxation), step and noise level, stopped by
+its own relative criterion at the same ``--tol``, and the ratio of wall times (ours / deepinv).
+
+Example (the recorded results in docs/benchmarks.md):
+
+    python bench/bench_deblur_quick.py --denoiser tv --method admm --accelerate anderson --compare-deepinv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deblur_common import (  # noqa: E402
+    DEFAULT_DATA, QUICK_IMAGES, QUICK_KERNELS, QUICK_NOISE, deblur_problems, make_denoiser, psnr,
+    reset_denoiser_state, run_deepinv,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--denoiser", default="tv", help="tv | random-certified | NAME | PATH (pnp_stable.denoisers.load)")
+    parser.add_argument("--method", default="admm", choices=["fb", "admm", "drs"])
+    parser.add_argument("--accelerate", default="anderson", choices=["none", "anderson"])
+    parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--max-iter", type=int, default=500)
+    parser.add_argument("--known-noise", action="store_true", help="pass the true noise level instead of estimating it")
+    parser.add_argument("--compare-deepinv", action="store_true")
+    parser.add_argument("--images", nargs="+", default=list(QUICK_IMAGES))
+    parser.add_argument("--kernels", nargs="+", default=list(QUICK_KERNELS))
+    parser.add_argument("--float64", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="write all runs to this JSON file")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    from pnp_stable.solvers import solve
+
+    dtype = torch.float64 if args.float64 else torch.float32
+    try:
+        problems = deblur_problems(args.data, tuple(args.images), tuple(args.kernels), "denoising/bsd68", QUICK_NOISE, dtype)
+        denoiser, description = make_denoiser(args.denoiser, dtype)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    accelerate = None if args.accelerate == "none" else args.accelerate
+    print(f"denoiser: {description}; method {args.method}; accelerate {accelerate}; tol {args.tol}; dtype {dtype}")
+    runs = []
+    for p in problems:
+        reset_denoiser_state(denoiser)
+        start = time.perf_counter()
+        res = solve(p.y, p.operator, denoiser, method=args.method, tol=args.tol, max_iter=args.max_iter,
+                    accelerate=accelerate, progress=False, noise_level=QUICK_NOISE if args.known_noise else None)
+        wall = time.perf_counter() - start
+        run = {
+            "image": p.image, "kernel": p.kernel, "psnr": psnr(res.x, p.x), "iterations": res.iterations,
+            "evaluations": res.evaluations, "wall": wall, "converged": res.converged, "monotone": res.monotone,
+            "violations": res.monotonicity_violations[0], "guarantee": res.guarantee.holds,
+            "proven": res.guarantee.proven, "parameters": {k: res.parameters[k] for k in ("step", "sigma_den", "relaxation", "km_relaxation")},
+            "noise_level": (res.parameters["automatic"] or {}).get("noise_level"),
+        }
+        line = (f"{p.image} {p.kernel:26s} PSNR {run['psnr']:6.2f}  it {run['iterations']:4d}  eval {run['evaluations']:4d}  "
+                f"{wall:7.2f}s  monotone {run['monotone']}")
+        if args.compare_deepinv:
+            theirs = run_deepinv(args.method, p, denoiser, res.parameters, args.tol, args.max_iter)
+            run["deepinv"] = theirs
+            run["ratio"] = wall / theirs["wall"]
+            line += f" | deepinv PSNR {theirs['psnr']:6.2f} it {theirs['iterations']:4d} {theirs['wall']:7.2f}s  ratio {run['ratio']:.2f}"
+        print(line, flush=True)
+        runs.append(run)
+
+    n = len(runs)
+    summary = {
+        "denoiser": description, "method": args.method, "accelerate": accelerate, "tol": args.tol, "runs": n,
+        "mean_psnr": sum(r["psnr"] for r in runs) / n,
+        "mean_iterations": sum(r["iterations"] for r in runs) / n,
+        "mean_evaluations": sum(r["evaluations"] for r in runs) / n,
+        "total_wall": sum(r["wall"] for r in runs),
+        "monotone_runs": sum(r["monotone"] for r in runs),
+        "converged_runs": sum(r["converged"] for r in runs),
+        "guarantee": all(r["guarantee"] for r in runs), "proven": all(r["proven"] for r in runs),
+    }
+    if args.compare_deepinv:
+        summary["deepinv_mean_psnr"] = sum(r["deepinv"]["psnr"] for r in runs) / n
+        summary["deepinv_mean_iterations"] = sum(r["deepinv"]["iterations"] for r in runs) / n
+        summary["deepinv_total_wall"] = sum(r["deepinv"]["wall"] for r in runs)
+        summary["wall_ratio"] = summary["total_wall"] / summary["deepinv_total_wall"]
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        from pnp_stable.solvers.result import write_atomically
+
+        write_atomically(args.json, (json.dumps({"summary": summary, "runs": runs}, indent=2) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

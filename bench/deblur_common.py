@@ -1,0 +1,160 @@
+"""Shared pieces of the solver benchmarks: data of DESIGN.md §5 deblur-quick, denoisers, deepinv runs.
+
+Only the benchmarks import this file. Data come from ``--data`` (default ``../shared/data``
+relative to the repository root).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+QUICK_IMAGES = ("test001", "test002", "test003", "test004")
+QUICK_KERNELS = ("levin_1", "levin_5", "gaussian_25x25_sigma1.6", "uniform_9x9")
+QUICK_NOISE = 0.01
+CROP = 256
+
+
+def load_gray(path: Path) -> torch.Tensor:
+    """``1 x 1 x H x W`` float64 in [0, 1] (colour images converted with PIL's ITU-R 601 luma)."""
+    with Image.open(path) as img:
+        arr = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    return torch.from_numpy(arr)[None, None]
+
+
+def centre_crop(x: torch.Tensor, size: int = CROP) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"image {h}x{w} is smaller than the {size}x{size} crop")
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def load_kernel(data: Path, name: str) -> np.ndarray:
+    path = data / "kernels" / "npy" / f"{name}.npy"
+    if not path.is_file():
+        raise ValueError(f"kernel file {path} not found (is --data the shared data folder?)")
+    return np.load(path).astype(np.float64)
+
+
+@dataclass
+class Problem:
+    image: str
+    kernel: str
+    x: torch.Tensor
+    y: torch.Tensor
+    operator: Any
+
+
+def deblur_problems(
+    data: Path, images: tuple[str, ...], kernels: tuple[str, ...], folder: str, noise: float, dtype: torch.dtype,
+    crop: int = CROP,
+) -> list[Problem]:
+    """Circular-blur problems; the noise generator of image number ``i`` (0-based in ``images``) is seeded with ``i``."""
+    from pnp_stable.operators import Blur
+
+    problems = []
+    for index, name in enumerate(images):
+        candidates = sorted((data / folder).glob(f"{name}.*"))
+        if not candidates:
+            raise ValueError(f"image {name} not found in {data / folder}")
+        x = centre_crop(load_gray(candidates[0]), crop).to(dtype)
+        for kernel_name in kernels:
+            op = Blur(load_kernel(data, kernel_name), (crop, crop), boundary="circular")
+            y = op.simulate(x, noise, seed=index)
+            problems.append(Problem(name, kernel_name, x, y, op))
+    return problems
+
+
+def make_denoiser(spec: str, dtype: torch.dtype) -> tuple[torch.nn.Module, str]:
+    """``tv`` (deepinv's TVDenoiser declared a prox), ``random-certified`` (untrained), or a shipped NAME/PATH."""
+    if spec == "tv":
+        from deepinv.models import TVDenoiser
+
+        from pnp_stable.solvers import ProximalDenoiser
+
+        tv = TVDenoiser(n_it_max=1000, crit=1e-5)
+        return ProximalDenoiser(tv, name="TVDenoiser", inexact="by warm-started Chambolle-Pock (<= 1000 steps, crit 1e-5)"), \
+            "deepinv TVDenoiser (declared prox)"
+    if spec == "random-certified":
+        from pnp_stable.layers import CertifiedSequential, Lift, Projection, conv_block
+
+        torch.manual_seed(0)
+        net = CertifiedSequential(Lift(1, 16), *[conv_block(16) for _ in range(4)], Projection(16, 1))
+        return net.to(dtype).eval(), "untrained random certified network (16 ch, 4 blocks)"
+    from pnp_stable.denoisers import load
+
+    model = load(spec)
+    return model.to(dtype).eval(), f"pnp_stable.denoisers.load({spec!r})"
+
+
+def reset_denoiser_state(denoiser: torch.nn.Module) -> None:
+    """Forget warm starts kept between calls (deepinv's TVDenoiser), so runs are independent."""
+    for m in denoiser.modules():
+        if hasattr(m, "restart") and hasattr(m, "x2"):
+            m.restart = True
+            m.x2 = m.u2 = None
+
+
+class CallCounter(torch.nn.Module):
+    """Counts calls of a deepinv-facing denoiser (deepinv's loops do not report iteration counts)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor, sigma: Any = None, **kwargs: Any) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x, sigma)
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    mse = float((x.clamp(0, 1) - ref).to(torch.float64).pow(2).mean())
+    return -10.0 * np.log10(mse)
+
+
+def run_deepinv(method: str, problem: Problem, denoiser: torch.nn.Module, params: dict[str, Any], tol: float,
+                max_iter: int) -> dict[str, Any]:
+    """deepinv's own PGD/ADMM/DRS loop with the same (relaxed) denoiser, step and noise level.
+
+    Its stopping test is deepinv's: mean relative change of x below ``tol`` (``early_stop=True``).
+    """
+    import deepinv as dinv
+
+    from pnp_stable.solvers.interop import to_deepinv_denoiser, to_deepinv_physics
+
+    counter = CallCounter(to_deepinv_denoiser(denoiser, relaxation=params["relaxation"]))
+    common = dict(
+        prior=dinv.optim.prior.PnP(denoiser=counter),
+        data_fidelity=dinv.optim.data_fidelity.L2(),
+        stepsize=params["step"],
+        sigma_denoiser=params["sigma_den"],
+        max_iter=max_iter,
+        early_stop=True,
+        thres_conv=tol,
+        crit_conv="residual",
+    )
+    if method == "fb":
+        if params["km_relaxation"] != 1.0:
+            raise ValueError("deepinv's PGD has no Krasnosel'skii-Mann averaging: cannot compare")
+        solver = dinv.optim.PGD(**common)
+    elif method == "admm":
+        solver = dinv.optim.ADMM(**common)
+    else:
+        solver = dinv.optim.DRS(**common)
+    physics = to_deepinv_physics(problem.operator)
+    reset_denoiser_state(denoiser)
+    start = time.perf_counter()
+    with torch.no_grad():
+        x = solver(problem.y, physics)
+    wall = time.perf_counter() - start
+    return {"psnr": psnr(x, problem.x), "iterations": counter.calls, "wall": wall, "converged": counter.calls < max_iter}

@@ -287,6 +287,9 @@ def train_classifier(
             "class_names": train_data.class_names,
         }, checkpoint_path)
 
+    # uint8 images are small (Fashion-MNIST: 47 MB): keeping them on the device avoids a host
+    # round trip per batch on GPU; on CPU this is no copy at all
+    train_images, train_labels = train_data.images.to(device), train_data.labels.to(device)
     last_save = time.monotonic()
     with _DeferredInterrupt() as interrupt:
         while epoch < config.epochs:
@@ -296,9 +299,9 @@ def train_classifier(
                        unit="batch", disable=not config.progress, leave=False)
             tick = time.perf_counter()
             while step_in_epoch < steps_per_epoch:
-                index = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
-                x = train_data.float_images(index).to(device, non_blocking=True)
-                y = train_data.labels[index].to(device, non_blocking=True)
+                index = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size].to(device)
+                x = train_images[index].to(torch.float32) / 255.0
+                y = train_labels[index]
                 if augment:
                     x = random_crop_flip(x, aug_generator)
                 with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):

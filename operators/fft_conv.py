@@ -32,11 +32,24 @@ def good_fft_size(n: int) -> int:
 def pad_adjoint(y: torch.Tensor, pad: tuple[int, int, int, int], mode: str, input_hw: tuple[int, int]) -> torch.Tensor:
     """Adjoint of ``F.pad(x, pad, mode)`` for ``x`` of spatial size ``input_hw`` (exact: the
     backward of the padding, which sums each padded copy back onto its source pixel)."""
-    template = torch.zeros(y.shape[:-2] + tuple(input_hw), dtype=y.dtype, device=y.device, requires_grad=True)
+    shape = y.shape[:-2] + tuple(input_hw)
+    if mode == "constant":
+        left, right, top, bottom = pad
+        return y[..., top : y.shape[-2] - bottom, left : y.shape[-1] - right]
+    if not y.requires_grad and y.ndim == 4 and mode in _PAD_BACKWARD:
+        # the padding's backward kernel itself, without building an autograd graph
+        return _PAD_BACKWARD[mode](y.contiguous(), y.new_empty(shape), list(pad))
+    template = torch.zeros(shape, dtype=y.dtype, device=y.device, requires_grad=True)
     with torch.enable_grad():
         padded = F.pad(template, pad, mode=mode)
         (grad,) = torch.autograd.grad(padded, template, grad_outputs=y, create_graph=y.requires_grad)
     return grad
+
+
+_PAD_BACKWARD = {
+    "reflect": torch.ops.aten.reflection_pad2d_backward,
+    "replicate": torch.ops.aten.replication_pad2d_backward,
+}
 
 
 def grid_convolve(

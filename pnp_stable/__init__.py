@@ -22,6 +22,13 @@ _LAZY = {
     "empirical_lipschitz": "pnp_stable.verification",
     "empirical_averagedness_violation": "pnp_stable.verification",
     "ForwardOperator": "pnp_stable.protocols",
+    "solve": "pnp_stable.solvers",
+    "SolveResult": "pnp_stable.solvers",
+    "as_operator": "pnp_stable.solvers",
+    "deblur": "pnp_stable.restore",
+    "reconstruct_ct": "pnp_stable.restore",
+    "denoise": "pnp_stable.restore",
+    "Restoration": "pnp_stable.restore",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

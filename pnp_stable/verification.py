@@ -139,7 +139,8 @@ def local_lipschitz(T: Map, x: torch.Tensor, n_iter: int = 30, seed: int = 0) ->
         _, jv = torch.func.jvp(T, (x,), (v,))
         _, pullback = torch.func.vjp(T, x)
         (jtjv,) = pullback(jv)
-        estimate = float(jv.norm())
+        jv, jtjv = jv.detach(), jtjv.detach()
+        estimate = float(jv.detach().norm())
         n = jtjv.norm()
         if float(n) == 0.0:
             break

@@ -1,0 +1,54 @@
+"""``pnp-stable denoise``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pnp_stable.cli.errors import UserError, user_errors
+from pnp_stable.cli.options import parse_level
+
+
+@click.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--sigma", required=True, metavar="SIGMA",
+              help="Noise level on the [0,1] scale (0.1, 25/255, 10%%).")
+@click.option("--denoiser", default="gray", show_default=True, metavar="NAME|PATH")
+@click.option("--simulate", is_flag=True, help="Add Gaussian noise of std SIGMA first (--seed) and report PSNR.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output image (default: <stem>_denoised.<ext> beside the input).")
+@click.option("--quiet", is_flag=True)
+def denoise(image, sigma, denoiser, simulate, seed, device, out, quiet):
+    """Apply a denoiser once to IMAGE at noise level SIGMA (to judge a model).
+
+    \b
+    Examples:
+      pnp-stable denoise noisy.png --sigma 25/255
+      pnp-stable denoise clean.png --sigma 25/255 --simulate
+    """
+    with user_errors():
+        level = parse_level(sigma, "sigma")
+        from pnp_stable.cli.images import default_output, read_image, write_image
+
+        loaded = read_image(image)
+        out_path = Path(out) if out else default_output(image, "denoised")
+        if out_path.resolve() == image.resolve():
+            raise UserError(f"refusing to overwrite the input {image.name}")
+        import torch
+
+        from pnp_stable.restore import denoise as run
+
+        tensor = torch.from_numpy(loaded.data)
+        tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
+        result, report = run(tensor, level, denoiser=denoiser, simulate=simulate, seed=seed, device=device)
+        arr = result.permute(1, 2, 0).numpy() if result.shape[0] == 3 else result[0].numpy()
+        write_image(out_path, arr, loaded.bit_depth if out_path.suffix.lower() != ".npy" else None, protect=(image,))
+        if not quiet:
+            for note in list(loaded.notes) + report["notes"]:
+                click.echo(f"note: {note}", err=True)
+        m = report["metrics"]
+        extra = f"  PSNR {m['psnr']:.2f} dB (noisy {m['psnr_input']:.2f})" if "psnr" in m else ""
+        click.echo(f"denoised {out_path}{extra}  sigma {level * 255:.2f}/255  {m['time_s']:.2f} s")

@@ -1,0 +1,57 @@
+"""``pnp-stable train-denoiser``."""
+
+from __future__ import annotations
+
+import click
+
+from pnp_stable.cli.errors import UserError, user_errors
+
+
+@click.command("train-denoiser")
+@click.option("--train", "train_dirs", multiple=True, required=True, metavar="DIR",
+              help="Training images: a BSDS500 root (images/{train,test}; val is never used) or any folder. Repeatable.")
+@click.option("--val", "val_dir", default=None, metavar="DIR", help="Validation folder (e.g. BSD68); never a training folder.")
+@click.option("--run-dir", required=True, metavar="DIR", help="Checkpoints (atomic), best model and JSON log go here.")
+@click.option("--preset", default="gray-cpu", show_default=True,
+              help="Configuration preset: gray-cpu, gray-gpu, their -unconstrained baselines, tiny.")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Override the preset's number of steps.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override any field, e.g. --set lr=5e-4 --set model.width=48. Repeatable.")
+@click.option("--resume", is_flag=True, help="Continue from RUN_DIR/checkpoint.pt (exact resume).")
+@click.option("--stop-after", type=click.IntRange(1), default=None, help="End this invocation after N steps (resumable).")
+@click.option("--export", "export_name", default=None, metavar="NAME",
+              help="After training, export the best checkpoint as NAME.pt + NAME.json (certified step counts frozen).")
+@click.option("--export-dir", default=".", show_default=True, metavar="DIR", help="Where --export writes.")
+def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resume, stop_after, export_name, export_dir):
+    """Train a certified (or, with a *-unconstrained preset, baseline) denoiser.
+
+    Ctrl-C or SIGTERM stops after the current step with a checkpoint; --resume continues exactly.
+    Multi-GPU: `torchrun --nproc_per_node N -m pnp_stable.training.run ...` (same options).
+
+    \b
+    Examples:
+      pnp-stable train-denoiser --train data/bsds500 --val data/bsd68 --run-dir runs/gray
+      pnp-stable train-denoiser --train data/bsds500 --run-dir runs/gray --resume --export my-gray
+    """
+    with user_errors():
+        from pathlib import Path
+
+        from pnp_stable.training import preset as make_preset
+        from pnp_stable.training import train_denoiser as train
+        from pnp_stable.training.run import parse_overrides
+
+        extra = parse_overrides(list(overrides))
+        if steps is not None:
+            extra["steps"] = steps
+        config = make_preset(preset, list(train_dirs), run_dir, val_dir=val_dir, resume=resume, **extra)
+        result = train(config, stop_after=stop_after)
+        click.echo(f"trained {getattr(result, 'step', '?')} steps; checkpoints in {run_dir}")
+        if export_name:
+            from pnp_stable.training import export_denoiser
+
+            best = Path(run_dir) / "best.pt"
+            source = best if best.is_file() else Path(run_dir) / "checkpoint.pt"
+            if not source.is_file():
+                raise UserError(f"no checkpoint to export in {run_dir}")
+            path = export_denoiser(source, export_name, dest_dir=export_dir, bsd68_dir=val_dir)
+            click.echo(f"exported {path} (use it with --denoiser {path})")

@@ -1,0 +1,203 @@
+"""Image files in and out: PNG, JPG, TIF (8/16-bit) and ``.npy``, gray or RGB.
+
+Reading returns float32 arrays in [0, 1] (``.npy`` values are taken as they are) with the source
+bit depth, so results can be written back in the input's depth. Writing is atomic (temporary file
+in the target folder, then ``os.replace``) and refuses to overwrite the input.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
+
+
+@dataclass
+class LoadedImage:
+    data: np.ndarray  # H x W (gray) or H x W x 3 (RGB), float32
+    bit_depth: int | None  # 8, 16, or None for float data (.npy / float TIFF)
+    path: Path | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_rgb(self) -> bool:
+        return self.data.ndim == 3
+
+
+def _check_finite(arr: np.ndarray, path: Path) -> None:
+    if not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "infinite values"
+        raise ValueError(f"{path.name} contains {bad}")
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Read ``path`` as float32 in [0, 1]; gray (H x W) or RGB (H x W x 3).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unreadable file or
+    an unsupported mode (e.g. CMYK, more than 4 channels, NaN in a ``.npy``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    if path.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"unsupported image type {suffix or '(none)'} for {path.name}; use PNG, JPG, TIF or .npy")
+    notes: list[str] = []
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise ValueError(f"{path.name} holds {arr.dtype} data; expected real numbers")
+        arr = arr.astype(np.float32)
+        _check_finite(arr, path)
+        depth = None
+    else:
+        arr, depth = _read_raster(path, notes)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+        notes.append("alpha channel ignored")
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        arr = arr[:, :, 0]
+        notes.append("alpha channel ignored")
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise ValueError(f"{path.name} has shape {arr.shape}; expected a gray (H x W) or RGB (H x W x 3) image")
+    if min(arr.shape[:2]) < 8:
+        raise ValueError(f"{path.name} is too small ({arr.shape[0]} x {arr.shape[1]}); need at least 8 x 8 pixels")
+    return LoadedImage(np.ascontiguousarray(arr, dtype=np.float32), depth, path, tuple(notes))
+
+
+def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
+    from PIL import Image, UnidentifiedImageError
+
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            raw = tifffile.imread(path)
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"cannot read {path.name} as a TIFF image ({type(exc).__name__})") from None
+        if raw.ndim == 3 and raw.shape[0] in (1, 3, 4) and raw.shape[2] not in (1, 3, 4):
+            raw = np.moveaxis(raw, 0, -1)  # planar (C x H x W) TIFF
+        return _normalise(raw, path)
+    if path.suffix.lower() == ".png":
+        from pnp_stable.cli.png16 import is_rgb16_png, read_rgb16_png
+
+        if is_rgb16_png(path):
+            return _normalise(read_rgb16_png(path), path)
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode in ("P", "PA"):
+                im = im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")
+            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                raise ValueError(f"{path.name} is a {mode} image; convert it to gray or RGB first")
+            elif mode == "1":
+                im = im.convert("L")
+            raw = np.asarray(im)
+            if mode.startswith("I;16") or mode == "I":
+                raw = raw.astype(np.uint16) if raw.max(initial=0) <= 65535 and raw.min(initial=0) >= 0 else raw
+    except UnidentifiedImageError:
+        raise ValueError(f"cannot read {path.name}: not a recognised image file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path.name}: {exc}") from None
+    return _normalise(raw, path)
+
+
+def _normalise(raw: np.ndarray, path: Path) -> tuple[np.ndarray, int | None]:
+    if raw.dtype == np.uint8:
+        return raw.astype(np.float32) / 255.0, 8
+    if raw.dtype == np.uint16:
+        return raw.astype(np.float32) / 65535.0, 16
+    if raw.dtype == np.bool_:
+        return raw.astype(np.float32), 8
+    if np.issubdtype(raw.dtype, np.floating):
+        arr = raw.astype(np.float32)
+        _check_finite(arr, path)
+        return arr, None
+    raise ValueError(f"{path.name} has unsupported sample type {raw.dtype}")
+
+
+def to_depth(arr: np.ndarray, bit_depth: int) -> np.ndarray:
+    scale = 255.0 if bit_depth == 8 else 65535.0
+    out = np.clip(np.rint(np.clip(arr, 0.0, 1.0) * scale), 0, scale)
+    return out.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int | None = 8,
+                protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Write ``arr`` (values in [0, 1]) atomically; ``bit_depth`` None writes float data (.npy/.tif).
+
+    Refuses to write over any path in ``protect`` (the inputs). JPG is always 8-bit.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for p in protect:
+        if Path(p).resolve() == target:
+            raise ValueError(f"refusing to overwrite the input {path.name}; choose another --out")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"unsupported output type {suffix or '(none)'}; use .png, .jpg, .tif or .npy")
+    if not path.parent.exists():
+        raise FileNotFoundError(2, "No such directory", str(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix == ".npy":
+            np.save(tmp, np.asarray(arr, dtype=np.float32))
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            data = np.asarray(arr, dtype=np.float32) if bit_depth is None else to_depth(arr, bit_depth)
+            tifffile.imwrite(tmp, data)
+        else:
+            from PIL import Image
+
+            depth = 8 if suffix in (".jpg", ".jpeg") or bit_depth is None else bit_depth
+            data = to_depth(arr, depth)
+            if depth == 16:
+                if data.ndim == 3:  # Pillow cannot write 16-bit RGB PNG
+                    from pnp_stable.cli.png16 import write_rgb16_png
+
+                    write_rgb16_png(tmp, data)
+                else:
+                    Image.fromarray(data).save(tmp, format="PNG")
+            else:
+                Image.fromarray(data).save(tmp, format="JPEG" if suffix in (".jpg", ".jpeg") else "PNG",
+                                           **({"quality": 95} if suffix in (".jpg", ".jpeg") else {}))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def default_output(input_path: Path | None, suffix_tag: str, out_dir: Path | None = None, ext: str | None = None) -> Path:
+    """``<stem>_<tag><ext>`` beside the input (or in ``out_dir``); ``.npy`` inputs keep ``.npy``."""
+    if input_path is None:
+        base = Path.cwd() / "camera"
+        ext = ext or ".png"
+    else:
+        base = input_path
+        ext = ext or (input_path.suffix if input_path.suffix.lower() in IMAGE_SUFFIXES else ".png")
+    folder = out_dir if out_dir is not None else base.parent
+    return folder / f"{base.stem}_{suffix_tag}{ext}"
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted; raises if there are none."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images (PNG, JPG, TIF, .npy) found in {folder}")
+    return files

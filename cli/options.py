@@ -1,0 +1,60 @@
+"""Options shared by the restoration commands, and small parsers for their values."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+
+def parse_level(text: str | None, what: str = "noise") -> float | None:
+    """A noise level on the [0, 1] scale: ``0.01``, ``2.55/255`` or ``1%``."""
+    if text is None:
+        return None
+    s = str(text).strip()
+    try:
+        if s.endswith("%"):
+            value = float(s[:-1]) / 100.0
+        elif "/" in s:
+            num, den = s.split("/", 1)
+            value = float(num) / float(den)
+        else:
+            value = float(s)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{text!r} is not a number (examples: 0.01, 2.55/255, 1%)", param_hint=f"--{what}")
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"{text!r} must be a positive number", param_hint=f"--{what}")
+    if value > 1:
+        raise click.BadParameter(f"{text!r} is above 1: levels are on the [0, 1] scale (try {value:g}/255)",
+                                 param_hint=f"--{what}")
+    return value
+
+
+def solver_options(max_iter_default: int):
+    """--solver, --denoiser, --max-iter, --tol, --accelerate, --device, --report, --plot, --quiet, --seed."""
+
+    def decorate(f):
+        for opt in reversed([
+            click.option("--solver", type=click.Choice(["fb", "admm", "drs"]), default="fb", show_default=True,
+                         help="PnP algorithm (ADMM/DRS relax the denoiser to be firmly non-expansive)."),
+            click.option("--denoiser", default="gray", show_default=True, metavar="NAME|PATH",
+                         help="Shipped denoiser name (see `pnp-stable models`) or a saved .pt file."),
+            click.option("--max-iter", type=click.IntRange(1, 100000), default=max_iter_default, show_default=True),
+            click.option("--tol", type=click.FloatRange(0, 1, min_open=True), default=1e-5, show_default=True,
+                         help="Stop when the relative fixed-point residual falls below this."),
+            click.option("--accelerate/--no-accelerate", default=True, show_default=True,
+                         help="Safeguarded Anderson acceleration (keeps the guarantee and the monitor valid)."),
+            click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated noise."),
+            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+            click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+                         help="Output image (default: <stem>_restored.<ext> beside the input; never the input)."),
+            click.option("--report", type=click.Path(dir_okay=False), default=None,
+                         help="Write a JSON report (inputs, operator, certificate, guarantee, residual history)."),
+            click.option("--plot", type=click.Path(dir_okay=False), default=None,
+                         help="Write a plot of the residual (log scale) and PSNR when known (.png/.pdf/.svg)."),
+            click.option("--quiet", is_flag=True, help="No progress bar and no notes; only the summary line."),
+        ]):
+            f = opt(f)
+        return f
+
+    return decorate

@@ -1,0 +1,93 @@
+"""16-bit RGB(A) PNG, which Pillow reads only as 8-bit and cannot write.
+
+A small, self-contained codec for the one case Pillow gets wrong: non-interlaced PNGs with 16-bit
+samples and colour type 2 (RGB) or 6 (RGBA). Everything else goes through Pillow.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunks(data: bytes):
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        yield kind, data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+
+
+def is_rgb16_png(path: Path) -> bool:
+    """True for a PNG whose IHDR says 16-bit RGB or RGBA."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+    if len(head) < 33 or head[:8] != _SIGNATURE or head[12:16] != b"IHDR":
+        return False
+    depth, colour = head[24], head[25]
+    return depth == 16 and colour in (2, 6)
+
+
+def read_rgb16_png(path: Path) -> np.ndarray:
+    """Decode a 16-bit RGB/RGBA PNG to ``H x W x C`` uint16 (all five PNG filters)."""
+    data = Path(path).read_bytes()
+    ihdr = next(c for k, c in _chunks(data) if k == b"IHDR")
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    if interlace:
+        raise ValueError(f"{Path(path).name}: interlaced 16-bit PNG is not supported; re-save it without interlacing or as TIFF")
+    channels = 3 if colour == 2 else 4
+    bpp = 2 * channels
+    stride = width * bpp
+    raw = np.frombuffer(zlib.decompress(b"".join(c for k, c in _chunks(data) if k == b"IDAT")), dtype=np.uint8)
+    if raw.size != height * (stride + 1):
+        raise ValueError(f"{Path(path).name}: corrupt PNG data")
+    rows = raw.reshape(height, stride + 1)
+    out = np.zeros((height, stride), dtype=np.uint8)
+    prev = np.zeros(stride, dtype=np.int32)
+    for y in range(height):
+        ftype, line = rows[y, 0], rows[y, 1:].astype(np.int32)
+        if ftype == 0:
+            cur = line
+        elif ftype == 1:  # Sub: running sum per byte position within a pixel
+            cur = np.cumsum(line.reshape(width, bpp), axis=0).reshape(-1) % 256
+        elif ftype == 2:
+            cur = (line + prev) % 256
+        elif ftype in (3, 4):
+            cur = np.zeros(stride, dtype=np.int32)
+            for i in range(stride):
+                a = int(cur[i - bpp]) if i >= bpp else 0
+                b = int(prev[i])
+                if ftype == 3:
+                    pred = (a + b) // 2
+                else:
+                    c = int(prev[i - bpp]) if i >= bpp else 0
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                cur[i] = (int(line[i]) + pred) % 256
+        else:
+            raise ValueError(f"{Path(path).name}: corrupt PNG filter type {ftype}")
+        out[y] = cur
+        prev = cur
+    return out.view(">u2").reshape(height, width, channels).astype(np.uint16)
+
+
+def write_rgb16_png(path: str, image: np.ndarray) -> None:
+    """Encode ``H x W x 3`` (or 4) uint16 as a 16-bit PNG (filter 0, zlib level 6)."""
+    height, width, channels = image.shape
+    colour = {3: 2, 4: 6}[channels]
+    big = np.ascontiguousarray(image.astype(">u2"))
+    raw = b"".join(b"\x00" + big[i].tobytes() for i in range(height))
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+    png = (_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    with open(path, "wb") as f:
+        f.write(png)

@@ -1,0 +1,185 @@
+"""The command line: every command, its error paths, and the no-argument demos."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from pnp_stable.cli.main import main
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def assert_user_error(result, fragment):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_help_is_fast_and_imports_neither_torch_nor_deepinv():
+    code = ("import sys; from pnp_stable.cli.main import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "bad=[m for m in ('torch','deepinv','numpy') if m in sys.modules]\nprint('BAD', bad)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "BAD []" in proc.stdout, proc.stdout + proc.stderr
+    assert "deblur" in proc.stdout and "certify" in proc.stdout
+
+
+def test_version_and_subcommand_help():
+    assert run("--version").exit_code == 0
+    for cmd in ("deblur", "ct", "denoise", "certify", "models", "train-denoiser"):
+        r = run(cmd, "--help")
+        assert r.exit_code == 0 and "Example" in r.output, cmd
+
+
+def test_usage_errors_are_one_line(camera_png):
+    assert_user_error(run("deblur", camera_png, "--noise", "abc"), "not a number")
+    assert_user_error(run("deblur", camera_png, "--noise", "3"), "above 1")
+    assert_user_error(run("nope"), "No such command")
+
+
+def test_deblur_error_paths(tmp_path, camera_png, tiny_denoiser):
+    assert_user_error(run("deblur", tmp_path / "missing.png"), "file not found")
+    assert_user_error(run("deblur", camera_png, "--kernel", "blob:3"), "kernel spec")
+    assert_user_error(run("deblur", camera_png, "--kernel", "box:99", "--denoiser", tiny_denoiser), "larger than")
+    nan = tmp_path / "nan.npy"
+    arr = np.ones((32, 32), np.float32)
+    arr[3, 3] = np.nan
+    np.save(nan, arr)
+    assert_user_error(run("deblur", nan, "--denoiser", tiny_denoiser), "NaN")
+    cmyk = tmp_path / "c.jpg"
+    Image.new("CMYK", (32, 32)).save(cmyk)
+    assert_user_error(run("deblur", cmyk), "CMYK")
+    assert_user_error(run("deblur", camera_png, "--out", camera_png, "--denoiser", tiny_denoiser), "overwrite")
+    assert_user_error(run("deblur", camera_png, "--denoiser", "no-such-model"), "unknown denoiser")
+    # nothing was written beside the input by any failing run
+    assert sorted(p.name for p in camera_png.parent.iterdir()) == sorted(
+        ["cam.png", "nan.npy", "c.jpg"])
+
+
+def test_out_of_memory_is_a_user_error(monkeypatch, camera_png, tiny_denoiser):
+    import torch
+
+    import pnp_stable.restore as restore
+
+    def boom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")
+
+    monkeypatch.setattr(restore, "deblur", boom)
+    r = run("deblur", camera_png, "--denoiser", tiny_denoiser)
+    assert_user_error(r, "out of memory")
+    assert not (camera_png.parent / "cam_restored.png").exists()
+
+
+def test_deblur_simulate_round_trip_improves_psnr(tmp_path, camera_png):
+    """With the shipped model, --simulate reports a PSNR above the blurred input's."""
+    report = tmp_path / "r.json"
+    plot = tmp_path / "r.png"
+    r = run("deblur", camera_png, "--simulate", "--kernel", "gauss:1.6", "--noise", "2.55/255",
+            "--max-iter", "8", "--report", report, "--plot", plot, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "PSNR" in r.output and "guaranteed" in r.output
+    rep = json.loads(report.read_text())
+    assert rep["metrics"]["psnr"] > rep["metrics"]["psnr_input"]
+    for key in ("options", "operator", "denoiser", "solver", "history", "noise"):
+        assert key in rep
+    assert rep["solver"]["guarantee"]["holds"] is True
+    assert rep["operator"]["norm_kind"] == "exact"
+    assert plot.stat().st_size > 0
+    out = camera_png.parent / "cam_restored.png"
+    assert read_depth(out) == 8
+
+
+def read_depth(path):
+    from pnp_stable.cli.images import read_image
+
+    return read_image(path).bit_depth
+
+
+def test_deblur_demo_without_arguments(tmp_path, tiny_denoiser, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run("deblur", "--denoiser", tiny_denoiser, "--max-iter", "3", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "camera_restored.png").is_file()
+    assert "restored" in r.output
+
+
+def test_deblur_rgb_and_folder_and_estimated_noise(tmp_path, rgb_png, tiny_denoiser):
+    r = run("deblur", rgb_png, "--denoiser", tiny_denoiser, "--max-iter", "3")
+    assert r.exit_code == 0, r.output
+    assert "channel by channel" in r.output and "estimated" in r.output
+    assert read_rgb_shape(rgb_png.parent / "rgb_restored.png") == (32, 32, 3)
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((24, 24)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    r = run("deblur", folder, "--denoiser", tiny_denoiser, "--max-iter", "2", "--noise", "0.02", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (folder / "0_restored.png").is_file() and (folder / "1_restored.png").is_file()
+
+
+def read_rgb_shape(path):
+    from pnp_stable.cli.images import read_image
+
+    return read_image(path).data.shape
+
+
+def test_ct_demo_and_errors(tmp_path, rgb_png, tiny_denoiser, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    phantom = tmp_path / "ph.png"
+    from skimage import data, transform
+
+    img = transform.resize(data.shepp_logan_phantom(), (32, 32), anti_aliasing=True)
+    Image.fromarray((img * 255).astype(np.uint8)).save(phantom)
+    r = run("ct", phantom, "--simulate", "--angles", "20", "--denoiser", tiny_denoiser, "--max-iter", "3",
+            "--report", tmp_path / "ct.json", "--quiet")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "ct.json").read_text())
+    assert rep["operator"]["type"] == "ParallelBeamCT" and rep["metrics"]["input"] == "FBP"
+    assert_user_error(run("ct", rgb_png, "--denoiser", tiny_denoiser), "RGB")
+    wide = tmp_path / "wide.npy"
+    np.save(wide, np.zeros((20, 30), np.float32))
+    assert_user_error(run("ct", wide, "--simulate", "--denoiser", tiny_denoiser), "square")
+
+
+def test_denoise_and_certify_and_models(tmp_path, camera_png, tiny_denoiser):
+    r = run("denoise", camera_png, "--sigma", "25/255", "--simulate", "--denoiser", tiny_denoiser)
+    assert r.exit_code == 0, r.output
+    assert (camera_png.parent / "cam_denoised.png").is_file()
+    assert_user_error(run("denoise", camera_png), "Missing option")
+    r = run("certify", tiny_denoiser, "--json", "--size", "12", "--steps", "5", "--restarts", "1")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["certified"] and rep["averagedness"] < 1
+    assert rep["empirical"]["lipschitz_lower_bound"] <= rep["lipschitz"] * (1 + 1e-4)
+    assert rep["empirical"]["averagedness_violation"] <= 1e-4
+    r = run("certify", tiny_denoiser, "--no-search")
+    assert r.exit_code == 0 and "certified averagedness" in r.output
+    r = run("models", "--json")
+    assert r.exit_code == 0
+    names = [m["name"] for m in json.loads(r.output)]
+    assert "gray" in names
+
+
+def test_train_denoiser_tiny_run_and_resume(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((40, 40)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    args = ["train-denoiser", "--train", folder, "--run-dir", tmp_path / "run", "--preset", "tiny", "--steps", "6"]
+    r = run(*args, "--stop-after", "3")
+    assert r.exit_code == 0, r.output
+    r = run(*args)  # same run dir without --resume: refused, nothing overwritten
+    assert r.exit_code == 2 and "error:" in r.output
+    r = run(*args, "--resume", "--export", "mini", "--export-dir", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "mini.pt").is_file() and (tmp_path / "mini.json").is_file()

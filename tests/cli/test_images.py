@@ -1,0 +1,113 @@
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pnp_stable.cli.images import default_output, list_images, read_image, write_image
+from pnp_stable.cli.png16 import read_rgb16_png
+
+
+def _paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def write_filtered_png16(path, img, filters):
+    """Reference encoder applying PNG filters 0-4 row by row (to test the decoder's filters)."""
+    h, w, c = img.shape
+    bpp = 2 * c
+    rows = [np.frombuffer(img[i].astype(">u2").tobytes(), dtype=np.uint8).astype(int) for i in range(h)]
+    out = b""
+    prev = np.zeros_like(rows[0])
+    for y, row in enumerate(rows):
+        f = filters[y % len(filters)]
+        enc = []
+        for i, v in enumerate(row):
+            a = row[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            cc = prev[i - bpp] if i >= bpp else 0
+            pred = [0, a, b, (a + b) // 2, _paeth(a, b, cc)][f]
+            enc.append((v - pred) % 256)
+        out += bytes([f]) + bytes(enc)
+        prev = row
+
+    def chunk(k, d):
+        return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(out)) + chunk(b"IEND", b"")
+    path.write_bytes(png)
+
+
+def test_rgb16_png_decoder_handles_every_filter(tmp_path):
+    img = (np.random.default_rng(0).random((9, 7, 3)) * 65535).astype(np.uint16)
+    p = tmp_path / "f.png"
+    write_filtered_png16(p, img, [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(read_rgb16_png(p), img)
+
+
+@pytest.mark.parametrize("suffix,depth", [(".png", 8), (".png", 16), (".tif", 8), (".tif", 16), (".npy", None)])
+@pytest.mark.parametrize("rgb", [False, True])
+def test_round_trip_keeps_bit_depth(tmp_path, suffix, depth, rgb):
+    rng = np.random.default_rng(1)
+    arr = rng.random((12, 10, 3) if rgb else (12, 10)).astype(np.float32)
+    p = write_image(tmp_path / f"x{suffix}", arr, depth)
+    back = read_image(p)
+    assert back.bit_depth == depth and back.data.shape == arr.shape
+    tol = {8: 0.5 / 255, 16: 0.5 / 65535, None: 0}[depth]
+    assert np.abs(back.data - arr).max() <= tol + 1e-7
+
+
+def test_jpeg_is_eight_bit(tmp_path):
+    arr = np.random.default_rng(2).random((16, 16)).astype(np.float32)
+    p = write_image(tmp_path / "x.jpg", arr, 16)
+    assert read_image(p).bit_depth == 8
+
+
+def test_write_refuses_the_input_and_is_atomic(tmp_path):
+    src = tmp_path / "in.png"
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(src)
+    before = src.read_bytes()
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        write_image(src, np.ones((10, 10)), 8, protect=(src,))
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]  # no temporary left behind
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_image(tmp_path / "nope.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="not a recognised image"):
+        read_image(bad)
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((10, 10), np.nan))
+    with pytest.raises(ValueError, match="NaN"):
+        read_image(nan)
+    cmyk = tmp_path / "c.jpg"
+    Image.new("CMYK", (10, 10)).save(cmyk)
+    with pytest.raises(ValueError, match="CMYK"):
+        read_image(cmyk)
+    odd = tmp_path / "odd.txt"
+    odd.write_text("x")
+    with pytest.raises(ValueError, match="unsupported image type"):
+        read_image(odd)
+    small = tmp_path / "small.npy"
+    np.save(small, np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="too small"):
+        read_image(small)
+    four = tmp_path / "four.npy"
+    np.save(four, np.zeros((10, 10, 5)))
+    with pytest.raises(ValueError, match="expected a gray"):
+        read_image(four)
+
+
+def test_default_output_and_listing(tmp_path):
+    assert default_output(tmp_path / "a.tif", "restored").name == "a_restored.tif"
+    assert default_output(None, "restored").name == "camera_restored.png"
+    with pytest.raises(ValueError, match="no images"):
+        list_images(tmp_path)

@@ -15,8 +15,6 @@ guarantee and is kept to measure the price of the certificate.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -194,11 +192,3 @@ def build_denoiser(config: DenoiserConfig) -> CertifiedDenoiser | UnconstrainedD
         return CertifiedDenoiser(config)
     return UnconstrainedDenoiser(config)
 
-
-def receptive_field_radius(config: DenoiserConfig, substeps: list[int] | None = None) -> int:
-    """Pixels of context on each side seen by the network (grows with sub-steps; for reports)."""
-    r = 0
-    steps = substeps or [1] * config.blocks
-    for stride, n in zip(config.block_strides, steps):
-        r += 2 * n * (config.kernel_size // 2) * stride
-    return int(math.ceil(r))

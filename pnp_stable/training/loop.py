@@ -71,13 +71,16 @@ class _Log:
             f.write(json.dumps(record) + "\n")
 
 
-def _distributed_context(config: TrainConfig) -> tuple[int, int, torch.device]:
+def _distributed_context(config: TrainConfig) -> tuple[int, int, torch.device, bool]:
+    """``(rank, world_size, device, initialised_here)``; joins the torchrun group if launched by it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    initialised_here = False
     use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' requested but CUDA is not available")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        initialised_here = True
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     if use_cuda:
@@ -86,7 +89,7 @@ def _distributed_context(config: TrainConfig) -> tuple[int, int, torch.device]:
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-    return rank, world, device
+    return rank, world, device, initialised_here
 
 
 def _schedule(config: TrainConfig):
@@ -142,7 +145,16 @@ def train_denoiser(config: TrainConfig, stop_after: int | None = None) -> TrainR
 
 
 def _train(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event) -> TrainResult:
-    rank, world, device = _distributed_context(config)
+    rank, world, device, own_group = _distributed_context(config)
+    try:
+        return _train_on(config, stop_after, stop_requested, rank, world, device)
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event, rank: int, world: int,
+              device: torch.device) -> TrainResult:
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     run_dir = Path(config.run_dir).expanduser()
@@ -203,10 +215,10 @@ def _train(config: TrainConfig, stop_after: int | None, stop_requested: threadin
         if rank == 0:
             save_checkpoint(checkpoint_path, state_dict())
 
-    def validate() -> None:
+    def validate() -> dict[str, Any] | None:
         nonlocal best
         if validation is None:
-            return
+            return None
         model.eval()
         results = evaluate_denoiser(model, validation, config.val_sigmas, device)
         model.train()

@@ -101,12 +101,18 @@ class CertifiedLinearPhysics(LinearPhysics):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.ndim != 4:
             raise ValueError(f"{name} must have shape (batch, channels, height, width), got {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        if t.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{name} must be a float32 or float64 tensor, got {t.dtype}")
 
     def _check_finite(self, t: torch.Tensor, name: str) -> None:
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        # loaded buffers may define another operator: forget what was derived from the old ones
+        super()._load_from_state_dict(*args, **kwargs)
+        self._norm_bound = None
+        self._warm_start = None
 
     # -- norm --------------------------------------------------------------------------------
     def _compute_norm_bound(self) -> NormBound:  # pragma: no cover

@@ -168,7 +168,9 @@ class Blur(CertifiedLinearPhysics):
         self.channels = channels
         self.image_hw = (height, width)
         self._kernel64 = k
-        self.register_buffer("filter", torch.from_numpy(k.copy()).to(torch.float32)[None, None])
+        # for inspection only (deepinv's name); the kernel is fixed at construction, so it is not
+        # part of the state_dict
+        self.register_buffer("filter", torch.from_numpy(k.copy()).to(torch.float32)[None, None], persistent=False)
         ph, pw = kh // 2, kw // 2
         self._pad = (pw, pw, ph, ph)
         if boundary == "circular":

@@ -85,6 +85,7 @@ def _as_mask(mask: Any) -> torch.Tensor:
 class Inpainting(CertifiedLinearPhysics):
     """``A x = m ⊙ x`` for a mask ``m`` of shape ``(H, W)`` (shared by all channels) or
     ``(C, H, W)``; entries are usually 0 (missing) and 1 (observed), any finite weights are allowed.
+    The mask is the (float64) buffer ``mask``, saved in the ``state_dict``.
 
     The measurement has the image's shape with unobserved pixels set to 0. ``norm()`` is exactly
     ``max |m|``; the prox is exact and pixelwise.
@@ -96,8 +97,7 @@ class Inpainting(CertifiedLinearPhysics):
         super().__init__(img_size=(m.shape[0], m.shape[1], m.shape[2]), norm_kind="exact")
         self.channels = channels
         self.image_hw = (int(m.shape[1]), int(m.shape[2]))
-        self.register_buffer("mask", m[None].to(torch.float32))
-        self._mask64 = m[None]
+        self.register_buffer("mask", m[None])
 
     @classmethod
     def random(cls, image_shape: tuple[int, ...], observed_fraction: float, seed: int = 0) -> "Inpainting":
@@ -112,8 +112,7 @@ class Inpainting(CertifiedLinearPhysics):
         return cls(keep.to(torch.float64))
 
     def _mask_like(self, t: torch.Tensor) -> torch.Tensor:
-        m = self._mask64 if t.dtype == torch.float64 else self.mask
-        return m.to(device=t.device, dtype=t.dtype)
+        return self.mask.to(device=t.device, dtype=t.dtype)
 
     def _check(self, shape: tuple[int, ...], name: str) -> None:
         if len(shape) != 4:
@@ -150,9 +149,9 @@ class Inpainting(CertifiedLinearPhysics):
         return (z + gamma * m * y) / (1 + gamma * m * m)
 
     def _compute_norm_bound(self) -> NormBound:
-        value = float(self._mask64.abs().max())
+        value = float(self.mask.abs().max())
         return NormBound(value, "exact", "max |mask| (diagonal operator)", lower=value)
 
     def __repr__(self) -> str:
-        observed = float((self._mask64 != 0).to(torch.float64).mean())
-        return f"Inpainting(mask={tuple(self._mask64.shape[1:])}, observed={observed:.1%})"
+        observed = float((self.mask != 0).to(torch.float64).mean())
+        return f"Inpainting(mask={tuple(self.mask.shape[1:])}, observed={observed:.1%})"

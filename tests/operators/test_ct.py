@@ -143,7 +143,7 @@ def test_call_errors():
         (lambda: op.A(torch.rand(1, 1, 8, 9)), "spatial size"),
         (lambda: op.A(torch.rand(8, 8)), "batch, channels"),
         (lambda: op.A_adjoint(torch.rand(1, 1, 8, 4)), "spatial size"),
-        (lambda: op.A(torch.rand(1, 1, 8, 8).half()), "float32 and float64"),
+        (lambda: op.A(torch.rand(1, 1, 8, 8).half()), "float32 or float64"),
         (lambda: op.fbp(torch.full((1, 1, 12, 4), float("nan"))), "NaN"),
     ]
     for call, message in cases:

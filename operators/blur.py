@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_kwargs
 from pnp_stable.operators.fft_conv import good_fft_size, grid_convolve, grid_convolve_adjoint, pad_adjoint
 from pnp_stable.operators.kernels import parse_kernel_spec, validate_kernel
-from pnp_stable.operators.norm_bounds import circulant_kernel_spectrum_max, collatz_wielandt_norm_bound
+from pnp_stable.operators.norm_bounds import circulant_kernel_spectrum_max, collatz_wielandt_norm_bound, progress_bar
 
 __all__ = ["Blur", "BOUNDARIES", "as_kernel_array", "parse_image_shape", "magnitude_norm_bound"]
 
@@ -114,9 +114,16 @@ def magnitude_norm_bound(
         kept[..., ::s, ::s] = blurred[..., ::s, ::s]
         return fast.A_adjoint(kept)
 
-    result = collatz_wielandt_norm_bound(
-        apply_b, apply_b_adjoint, (1, 1, height, width), rel_gap=rel_gap, max_iter=max_iter, fast_apply_m=fast_apply_m
-    )
+    with progress_bar(f"{boundary} blur norm bound", total=max_iter) as report:
+        result = collatz_wielandt_norm_bound(
+            apply_b,
+            apply_b_adjoint,
+            (1, 1, height, width),
+            rel_gap=rel_gap,
+            max_iter=max_iter,
+            fast_apply_m=fast_apply_m,
+            progress=report,
+        )
     non_negative = bool((kernel >= 0).all())
     what = f"{boundary}-boundary convolution" + (f" subsampled by {s}" if s > 1 else "")
     return NormBound(

@@ -28,7 +28,7 @@ from torch import nn
 
 from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_kwargs
 from pnp_stable.operators.cache import load_entry, store_entry
-from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound
+from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
 __all__ = ["ParallelBeamCT"]
 
@@ -256,22 +256,14 @@ class ParallelBeamCT(CertifiedLinearPhysics):
         return upper >= rayleigh * (1 - 1e-4)
 
     def _compute_raw_norm_bound(self) -> NormBound:
-        from tqdm.auto import tqdm
-
         tomography = self._make_tomography(torch.float64, torch.device("cpu"))
-        max_iter = 200
-        with tqdm(total=max_iter, desc="CT norm bound", unit="it", leave=False, disable=None) as bar:
-
-            def report(iteration: int, upper: float, lower: float) -> None:
-                bar.update(1)
-                bar.set_postfix(upper=f"{upper:.6g}", gap=f"{upper / max(lower, 1e-300) - 1:.1e}")
-
+        with progress_bar("CT norm bound", total=200) as report:
             result = collatz_wielandt_norm_bound(
                 tomography.A,
                 tomography.A_adjoint,
                 (1, 1, self.image_size, self.image_size),
                 rel_gap=1e-6,
-                max_iter=max_iter,
+                max_iter=200,
                 progress=report,
             )
         return NormBound(

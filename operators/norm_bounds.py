@@ -24,13 +24,28 @@ rounding error of order ``n eps``, which the margin covers.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 
 from pnp_stable.layers.norms import CERTIFIED_RELATIVE_MARGIN
 
-__all__ = ["circulant_kernel_spectrum_max", "collatz_wielandt_norm_bound", "CollatzWielandtResult"]
+__all__ = ["circulant_kernel_spectrum_max", "collatz_wielandt_norm_bound", "CollatzWielandtResult", "progress_bar"]
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int, float, float], None]]:
+    """A tqdm bar (shown on terminals only) as a ``progress(iteration, upper, lower)`` callback."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=description, unit="it", leave=False, disable=None) as bar:
+
+        def report(iteration: int, upper: float, lower: float) -> None:
+            bar.update(max(0, iteration - bar.n))
+            bar.set_postfix(upper=f"{upper:.6g}", gap=f"{upper / max(lower, 1e-300) - 1:.1e}", refresh=False)
+
+        yield report
 
 
 def circulant_kernel_spectrum_max(kernel: torch.Tensor, grid: tuple[int, int]) -> float:

@@ -8,6 +8,10 @@ MODEL is a shipped name (see ``pnp_stable.denoisers.available()``) or a path to 
 generator seeded with 0 draws the noise of the images in sorted order; PSNR (peak 1) of the
 estimate clipped to [0, 1], deepinv's metric. The table puts the anchors of DESIGN.md §3 next to
 the measured rows; ``--limit`` evaluates only the first images (a quick check, not the protocol).
+
+``--reference-dncnn`` also measures KAIR's DnCNN (sigma 25, ``weights/KAIR/model_zoo/dncnn_25.pth``
+of the shared data, loaded into deepinv's DnCNN) at sigma 25 only: a cross-check that this
+protocol reproduces the DnCNN anchor. Those weights are for comparison only, never shipped.
 """
 
 from __future__ import annotations
@@ -34,6 +38,22 @@ ANCHORS = {
 }
 
 
+def kair_dncnn25(data: Path) -> torch.nn.Module:
+    """KAIR's DnCNN sigma-25 weights in deepinv's DnCNN (17 convs with bias; KAIR predicts the noise,
+    deepinv adds its output to the input, so the last layer is negated)."""
+    from deepinv.models import DnCNN
+
+    state = torch.load(data / "weights" / "KAIR" / "model_zoo" / "dncnn_25.pth", map_location="cpu", weights_only=True)
+    model = DnCNN(in_channels=1, out_channels=1, depth=17, bias=True, nf=64, pretrained=None)
+    mapped = {"in_conv.weight": state["model.0.weight"], "in_conv.bias": state["model.0.bias"],
+              "out_conv.weight": -state["model.32.weight"], "out_conv.bias": -state["model.32.bias"]}
+    for i in range(15):
+        mapped[f"conv_list.{i}.weight"] = state[f"model.{2 * (i + 1)}.weight"]
+        mapped[f"conv_list.{i}.bias"] = state[f"model.{2 * (i + 1)}.bias"]
+    model.load_state_dict(mapped)
+    return model.eval()
+
+
 def _table(rows: dict[str, dict], sigmas: list[str]) -> str:
     head = "| model | certified alpha | " + " | ".join(f"sigma {s}" for s in sigmas) + " | s/image |"
     lines = [head, "|" + "---|" * (len(sigmas) + 3)]
@@ -54,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[15.0, 25.0, 50.0])
     parser.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reference-dncnn", action="store_true", help="also measure KAIR DnCNN-25 at sigma 25")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -67,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: BSD68 folder not found: {folder}", file=sys.stderr)
         return 2
     names = args.models or [m["name"] for m in available()]
-    if not names:
+    if not names and not args.reference_dncnn:
         print("error: no model given and none shipped", file=sys.stderr)
         return 2
     sigmas = [f"{s:g}" for s in args.sigmas]
@@ -90,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_image": seconds / (result["images"] * len(args.sigmas)),
         }
         print(f"{label}: " + ", ".join(f"sigma {s}: {v:.2f} dB" for s, v in result["psnr"].items()), flush=True)
+    if args.reference_dncnn:
+        reference = kair_dncnn25(Path(args.data))
+        tic = time.time()
+        result = denoise_bsd68(lambda x, s: reference(x), str(folder), [25.0], limit=args.limit, progress=True)
+        rows["KAIR DnCNN-25 (reference weights, not shipped)"] = {
+            "psnr": result["psnr"], "noisy_psnr": result["noisy_psnr"], "images": result["images"], "alpha": None,
+            "lipschitz": None, "seconds_per_image": (time.time() - tic) / result["images"]}
+        print(f"KAIR DnCNN-25: sigma 25: {result['psnr']['25']:.2f} dB", flush=True)
     table_rows = {**rows, **{f"{k} (anchor)": {"psnr": v} for k, v in ANCHORS.items()}}
     print(_table(table_rows, sigmas))
     if args.out:

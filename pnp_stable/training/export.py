@@ -58,13 +58,18 @@ def _empirical_check(model: CertifiedDenoiser, alpha: float, sigmas: list[float]
 
 def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os.PathLike | None = None,
                     description: str = "", bsd68_dir: str | None = None, bsd68_limit: int | None = None,
-                    empirical_check: bool = True, extra_metadata: dict[str, Any] | None = None) -> Path:
+                    empirical_check: bool = True, extra_metadata: dict[str, Any] | None = None,
+                    bsd68_result: dict[str, Any] | None = None) -> Path:
     """Export the model in a training checkpoint to ``dest_dir/NAME.pt`` and ``NAME.json``.
 
     Guarantee: the written model's sub-step counts are those its certified norm bounds require
     (frozen), and the certificate recorded in the metadata is recomputed and re-checked when the
     file is loaded (:func:`pnp_stable.denoisers.load`). ``dest_dir`` defaults to the package's
     ``pretrained`` folder. Returns the path of the ``.pt`` file.
+
+    BSD68 numbers are either measured here (``bsd68_dir``) or taken from a denoise-bsd68 result of
+    the same weights (``bsd68_result``, one entry of ``bench/bench_denoise_bsd68.py --out``), so
+    that the 20-minute-to-hours CPU evaluation is not run twice.
     """
     if not _NAME.match(name):
         raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_' and '.'")
@@ -122,6 +127,9 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             result = denoise_bsd68(model, bsd68_dir, limit=bsd68_limit, progress=True)
         metadata["bsd68_psnr"] = result["psnr"]
         metadata["bsd68_images"] = result["images"]
+    elif bsd68_result is not None:
+        metadata["bsd68_psnr"] = bsd68_result["psnr"]
+        metadata["bsd68_images"] = bsd68_result["images"]
     if empirical_check and certificate is not None and certificate["averagedness"] is not None:
         metadata["empirical_check"] = _empirical_check(model, certificate["averagedness"], [5 / 255, 25 / 255, 50 / 255])
     if extra_metadata:
@@ -146,12 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", default=None, help="output folder (default: the shipped pretrained folder)")
     parser.add_argument("--bsd68", default=None, help="BSD68 folder: record denoise-bsd68 PSNR in the metadata")
     parser.add_argument("--bsd68-limit", type=int, default=None)
+    parser.add_argument("--bsd68-json", default=None, metavar="BENCH_JSON:ENTRY",
+                        help="take the BSD68 numbers from a bench_denoise_bsd68.py --out file (entry = model label)")
     parser.add_argument("--description", default="")
     parser.add_argument("--no-empirical-check", action="store_true")
     args = parser.parse_args(argv)
     try:
+        bsd68_result = None
+        if args.bsd68_json:
+            import json
+
+            file, _, entry = args.bsd68_json.rpartition(":")
+            with open(file) as f:
+                results = json.load(f)["results"]
+            if entry not in results:
+                raise ValueError(f"{file} has no entry {entry!r} (has: {', '.join(results)})")
+            bsd68_result = results[entry]
         path = export_denoiser(args.checkpoint, args.name, args.dest, args.description, args.bsd68, args.bsd68_limit,
-                               empirical_check=not args.no_empirical_check)
+                               empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ _GRAY_CPU: dict[str, Any] = {
               "time": 1.0, "integrator": "euler", "activation": "leaky_relu", "sigma_conditioning": True,
               "learned_relaxation": True},
     "sigma_min": 5.0 / 255.0, "sigma_max": 50.0 / 255.0,
-    "patch_size": 32, "batch_size": 12, "steps": 3000, "lr": 1e-3, "lr_min": 1e-5, "warmup_steps": 200,
+    "patch_size": 32, "batch_size": 12, "steps": 2400, "lr": 1e-3, "lr_min": 1e-5, "warmup_steps": 200,
     "grad_clip": 1.0, "certified_finetune_steps": 300, "val_every": 500, "val_limit": 8, "val_crop": 128,
     "checkpoint_every": 50, "log_every": 20, "num_threads": 1,
 }

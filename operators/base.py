@@ -85,7 +85,10 @@ class CertifiedLinearPhysics(LinearPhysics):
         self.cg_max_iter = int(cg_max_iter)
         self.last_prox_info: ProxInfo | None = None
         self._norm_bound: NormBound | None = None
-        self._warm_start: torch.Tensor | None = None
+        # (previous prox solution x, A^T A x or None): the next prox's warm start, no extra product
+        self._warm_start: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        # (y, its version, A^T y): y is usually the same tensor through a whole solve
+        self._adjoint_cache: tuple[torch.Tensor, int, torch.Tensor] | None = None
 
     # -- shapes ------------------------------------------------------------------------------
     def output_shape_for(self, input_shape: torch.Size) -> tuple[int, ...]:  # pragma: no cover
@@ -113,6 +116,18 @@ class CertifiedLinearPhysics(LinearPhysics):
         super()._load_from_state_dict(*args, **kwargs)
         self._norm_bound = None
         self._warm_start = None
+        self._adjoint_cache = None
+
+    def _adjoint_of_data(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^T y``, reused while ``y`` is the very same tensor object, unmodified in place (its
+        version counter): the data term's right-hand side does not change during a solve. The
+        cache holds a reference to ``y``, so its memory cannot be reused by another tensor."""
+        cached = self._adjoint_cache
+        if cached is not None and cached[0] is y and cached[1] == y._version:
+            return cached[2]
+        value = self.A_adjoint(y).detach()
+        self._adjoint_cache = (y, y._version, value)
+        return value
 
     # -- norm --------------------------------------------------------------------------------
     def _compute_norm_bound(self) -> NormBound:  # pragma: no cover
@@ -206,15 +221,24 @@ class CertifiedLinearPhysics(LinearPhysics):
         tol = default_tolerance(z.dtype) if tol is None else tol
         max_iter = self.cg_max_iter if max_iter is None else int(max_iter)
         with torch.no_grad():
-            rhs = g * self.A_adjoint(y) + z
-            guesses = [z]
+            rhs = g * self._adjoint_of_data(y) + z
+            guesses: list[torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]] = [z]
             warm = self._warm_start
-            if warm is not None and warm.shape == z.shape and warm.dtype == z.dtype and warm.device == z.device:
-                guesses.append(warm)
-            x, info = batched_conjugate_gradient(
-                lambda v: g * self.A_adjoint_A(v) + v, rhs, guesses, tol=tol, max_iter=max_iter
-            )
-        self._warm_start = x.detach()
+            if warm is not None and warm[0].shape == z.shape and warm[0].dtype == z.dtype and warm[0].device == z.device:
+                previous, normal_previous = warm
+                # M x_prev = gamma A^T A x_prev + x_prev from the stored A^T A x_prev: no product
+                guesses.append(previous if normal_previous is None else (previous, g * normal_previous + previous))
+            last_product: dict[str, torch.Tensor] = {}
+
+            def apply_matrix(v: torch.Tensor) -> torch.Tensor:
+                normal = self.A_adjoint_A(v)
+                last_product["input"], last_product["normal"] = v, normal
+                return g * normal + v
+
+            x, info, _ = batched_conjugate_gradient(apply_matrix, rhs, guesses, tol=tol, max_iter=max_iter)
+            # CG's last product is usually its final residual check, i.e. A^T A of the solution
+            normal_x = last_product["normal"] if last_product.get("input") is x else None
+            self._warm_start = (x.detach(), None if normal_x is None else normal_x.detach())
         self.last_prox_info = info
         if not info.all_converged:
             worst = max(info.relative_residuals)

@@ -53,10 +53,10 @@ def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def batched_conjugate_gradient(
     apply_matrix: Callable[[torch.Tensor], torch.Tensor],
     rhs: torch.Tensor,
-    initial_guesses: list[torch.Tensor],
+    initial_guesses: list[torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]],
     tol: float,
     max_iter: int,
-) -> tuple[torch.Tensor, ProxInfo]:
+) -> tuple[torch.Tensor, ProxInfo, torch.Tensor]:
     """Solve ``M x = rhs`` for a symmetric positive-definite ``M`` acting image-wise on a batch.
 
     Guarantee: image ``i`` is reported converged in the returned :class:`ProxInfo` if and only if
@@ -64,7 +64,9 @@ def batched_conjugate_gradient(
     ||rhs_i||``. When the recurrence claims convergence but the true residual disagrees (rounding
     drift), CG restarts from the true residual; iterations (matrix products in the recurrence)
     never exceed ``max_iter``. For each image the best of ``initial_guesses`` (smallest initial
-    residual) is the starting point. Assumes ``M`` is SPD; runs under ``torch.no_grad``.
+    residual) is the starting point; a guess may come as ``(x0, M x0)`` when ``M x0`` is already
+    known (it is then not recomputed). Returns ``(x, info, M x)``. Assumes ``M`` is SPD; runs under
+    ``torch.no_grad``.
     """
     if not initial_guesses:
         raise ValueError("batched_conjugate_gradient needs at least one initial guess")
@@ -74,16 +76,20 @@ def batched_conjugate_gradient(
         scale = torch.where(rhs_norm > 0, rhs_norm, torch.ones_like(rhs_norm))
         threshold = tol * scale
 
-        x = residual = res_sq = None
-        for guess in initial_guesses:
-            candidate_residual = rhs - apply_matrix(guess)
+        x = m_x = residual = res_sq = None
+        for item in initial_guesses:
+            guess, m_guess = item if isinstance(item, tuple) else (item, None)
+            if m_guess is None:
+                m_guess = apply_matrix(guess)
+            candidate_residual = rhs - m_guess
             candidate_sq = _batch_dot(candidate_residual, candidate_residual)
             if x is None:
-                x, residual, res_sq = guess.clone(), candidate_residual, candidate_sq
+                x, m_x, residual, res_sq = guess.clone(), m_guess, candidate_residual, candidate_sq
                 continue
             better = candidate_sq < res_sq
             mask = _expand(better, x)
             x = torch.where(mask, guess, x)
+            m_x = torch.where(mask, m_guess, m_x)
             residual = torch.where(mask, candidate_residual, residual)
             res_sq = torch.where(better, candidate_sq, res_sq)
 
@@ -110,7 +116,8 @@ def batched_conjugate_gradient(
                 # zero curvature means a zero direction: nothing left to gain for that image
                 converged = converged | (res_sq.sqrt() <= threshold) | (curvature <= 0)
             # the recurrence drifts from the true residual in finite precision: check the truth
-            residual = rhs - apply_matrix(x)
+            m_x = apply_matrix(x)
+            residual = rhs - m_x
             res_sq = _batch_dot(residual, residual)
         relative = res_sq.sqrt() / scale
     info = ProxInfo(
@@ -120,4 +127,4 @@ def batched_conjugate_gradient(
         converged=tuple(bool(c) for c in converged),
         tolerance=tol,
     )
-    return x, info
+    return x, info, m_x

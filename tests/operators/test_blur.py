@@ -227,3 +227,28 @@ def test_deepinv_solver_uses_our_prox():
         out = L2().prox(z, y, op, gamma=3.0)
     assert op.last_prox_info is not None and op.last_prox_info.method == "cg"
     torch.testing.assert_close(out, op.prox_data(z, y, 3.0))
+
+
+def test_cg_reuses_adjoint_of_unchanged_data_and_stays_exact():
+    op = Blur(_kernel("gauss"), (1, 12, 12), boundary="zero")
+    calls = []
+    original = op.A_adjoint
+
+    def counting_adjoint(v, **kwargs):
+        calls.append(v)
+        return original(v, **kwargs)
+
+    op.A_adjoint = counting_adjoint
+    x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
+    y = op.A(x)
+    z = torch.rand_like(x)
+    gammas = (0.5, 8.0, 2.0)  # the warm start carries A^T A x over a change of gamma
+    solutions = [op.prox_data(z, y, gamma) for gamma in gammas]
+    assert len([v for v in calls if v is y]) == 1  # A^T y computed once for the three proxes
+    for gamma, p in zip(gammas, solutions):
+        assert _prox_gradient_residual(op, p, z, y, gamma) < 1e-9
+    y.mul_(2.0)  # in place: the cached A^T y is stale and must not be used
+    p = op.prox_data(z, y, 3.0)
+    assert _prox_gradient_residual(op, p, z, y, 3.0) < 1e-9
+    twin = y.clone()  # equal content, another tensor: recomputed, same answer
+    torch.testing.assert_close(op.prox_data(z, twin, 3.0), p)

@@ -26,7 +26,8 @@ def test_per_image_convergence_matches_direct_solve():
     def apply(v):
         return (mats @ v.reshape(2, 30, 1)).reshape(v.shape)
 
-    x, info = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs)], tol=1e-12, max_iter=500)
+    x, info, m_x = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs)], tol=1e-12, max_iter=500)
+    torch.testing.assert_close(m_x, apply(x))
     expected = torch.linalg.solve(mats, rhs.reshape(2, 30, 1)).reshape(rhs.shape)
     torch.testing.assert_close(x, expected, rtol=1e-8, atol=1e-10)
     assert info.all_converged and max(info.relative_residuals) <= 1e-12
@@ -42,12 +43,19 @@ def test_best_initial_guess_is_used_and_zero_rhs():
         return (mats @ v.reshape(2, 30, 1)).reshape(v.shape)
 
     solution = torch.linalg.solve(mats, rhs.reshape(2, 30, 1)).reshape(rhs.shape)
-    _, exact_start = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs), solution], tol=1e-10, max_iter=100)
+    calls = []
+
+    def counted(v):
+        calls.append(1)
+        return apply(v)
+
+    _, exact_start, _ = batched_conjugate_gradient(counted, rhs, [torch.zeros_like(rhs), (solution, apply(solution))], tol=1e-10, max_iter=100)
+    assert len(calls) == 1  # a guess given with its product is not multiplied again
     assert exact_start.iterations == 0 and exact_start.all_converged
     mixed = torch.stack([solution[0], torch.zeros_like(solution[1])])
-    _, info = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs), mixed], tol=1e-10, max_iter=100)
+    _, info, _ = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs), mixed], tol=1e-10, max_iter=100)
     assert info.all_converged
-    x0, info0 = batched_conjugate_gradient(apply, torch.zeros_like(rhs), [torch.ones_like(rhs)], tol=1e-10, max_iter=100)
+    x0, info0, _ = batched_conjugate_gradient(apply, torch.zeros_like(rhs), [torch.ones_like(rhs)], tol=1e-10, max_iter=100)
     assert info0.all_converged and float(x0.abs().max()) < 1e-8
 
 
@@ -58,7 +66,7 @@ def test_non_convergence_is_reported_truthfully():
     def apply(v):
         return (mats @ v.reshape(1, 30, 1)).reshape(v.shape)
 
-    x, info = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs)], tol=1e-12, max_iter=3)
+    x, info, _ = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs)], tol=1e-12, max_iter=3)
     true_residual = float((rhs - apply(x)).norm() / rhs.norm())
     assert not info.all_converged and info.iterations == 3
     assert info.relative_residuals[0] == pytest.approx(true_residual, rel=1e-6)

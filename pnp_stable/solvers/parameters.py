@@ -12,6 +12,9 @@ level it was trained at (attribute ``trained_noise_level``). The restoration tar
 constants are calibrated). Then:
 
 * **FB** with step ``tau`` runs ``prox_{tau weight sigma_y^p R}``: ``omega = tau * weight * sigma_y^p``.
+  A Gaussian denoiser asked for a noise level below its trained range runs at the bottom of the
+  range and is weakened by the relaxation ``t = (wanted / s_min)^2 < 1`` (first order:
+  ``(1 - t) I + t prox_{omega R} ~ prox_{t omega R}``).
   ``tau`` defaults to ``1.9 / ||A||^2``; for a fixed-strength denoiser ``tau`` is the lever instead,
   capped at ``1.9 / ||A||^2``, beyond which the relaxation ``t < 1`` weakens ``D`` (``t alpha``-averaged:
   the guarantee is kept). A fixed denoiser without ``trained_noise_level`` gets no balancing:
@@ -30,14 +33,17 @@ The constants of the default rules were tuned on BSDS500 *train* crops only
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
 import torch
 
 from pnp_stable.solvers.denoiser_adapter import StrengthKind
 
-__all__ = ["ParameterRule", "ChosenParameters", "DEFAULT_RULES", "choose_parameters", "estimate_noise_level", "rule_for"]
+__all__ = [
+    "ParameterRule", "ChosenParameters", "DEFAULT_RULES", "choose_parameters", "declared_noise_range",
+    "estimate_noise_level", "rule_for",
+]
 
 _FB_STEP_FRACTION = 1.9
 
@@ -94,12 +100,15 @@ class ChosenParameters:
         }
 
 
-# Tuned by bench/calibrate_parameters.py on BSDS500 train crops (see docs/solvers.md).
+# Calibrated by bench/calibrate_parameters.py on BSDS500 *train* crops (4 images x the 4 deblur-quick
+# kernels, 128x128, noise 0.01 and 0.03); see docs/solvers.md. A declared prox solves the same
+# problem under FB and ADMM/DRS (min 1/2||Ax - y||^2 + target g), so both share one rule.
+_TV_RULE = ParameterRule(weight=0.0643, exponent=0.904, gamma_scale=1.0)
 DEFAULT_RULES: dict[tuple[StrengthKind, str], ParameterRule] = {
     ("noise_level", "fb"): ParameterRule(weight=1.0, exponent=2.0),
     ("noise_level", "admm"): ParameterRule(weight=1.0, exponent=2.0, sigma_ratio=2.0),
-    ("prox_weight", "fb"): ParameterRule(weight=1.0, exponent=2.0),
-    ("prox_weight", "admm"): ParameterRule(weight=1.0, exponent=2.0, gamma_scale=1.0),
+    ("prox_weight", "fb"): _TV_RULE,
+    ("prox_weight", "admm"): _TV_RULE,
     ("fixed", "fb"): ParameterRule(weight=1.0, exponent=2.0),
     ("fixed", "admm"): ParameterRule(weight=1.0, exponent=2.0),
 }
@@ -118,18 +127,50 @@ def _coerce_rule(value: Any) -> ParameterRule:
 
 
 def rule_for(denoiser: object, kind: StrengthKind, method: str, rule: Any = None) -> ParameterRule:
-    """The rule to use: ``rule`` if given, else the denoiser's ``pnp_parameter_rule``, else the default.
+    """The rule to use: ``rule`` if given, else the denoiser's ``pnp_parameter_rule`` (attribute, or
+    key of its ``metadata`` dict), else the default; its noise-level clamp is narrowed to the
+    denoiser's declared range (:func:`declared_noise_range`).
 
     DRS shares the ADMM rule (same fixed points). A per-method calibration is a dict keyed by
     ``"fb"``/``"admm"``/``"drs"``.
     """
     family = "fb" if method == "fb" else "admm"
     candidate = rule if rule is not None else getattr(denoiser, "pnp_parameter_rule", None)
+    metadata = getattr(denoiser, "metadata", None)
+    if candidate is None and isinstance(metadata, Mapping):
+        candidate = metadata.get("pnp_parameter_rule")
     if isinstance(candidate, Mapping) and set(candidate) & {"fb", "admm", "drs"}:
         candidate = candidate.get(method, candidate.get(family))
-    if candidate is not None:
-        return _coerce_rule(candidate)
-    return DEFAULT_RULES[(kind, family)]
+    chosen = _coerce_rule(candidate) if candidate is not None else DEFAULT_RULES[(kind, family)]
+    declared = declared_noise_range(denoiser)
+    if declared is not None:
+        low = max(chosen.sigma_min, declared[0])
+        high = min(chosen.sigma_max, declared[1])
+        if low <= high:
+            chosen = replace(chosen, sigma_min=low, sigma_max=high)
+    return chosen
+
+
+def declared_noise_range(denoiser: object) -> tuple[float, float] | None:
+    """The noise levels (data scale) a denoiser was trained for: attribute ``noise_level_range``, or
+    in its ``metadata`` dict ``sigma_range``, ``sigma_min``/``sigma_max``, or ``sigma_range_255``
+    (on the 0-255 scale, as :mod:`pnp_stable.denoisers` exports write it); None if unknown."""
+    declared = getattr(denoiser, "noise_level_range", None)
+    metadata = getattr(denoiser, "metadata", None)
+    if declared is None and isinstance(metadata, Mapping):
+        declared = metadata.get("sigma_range")
+        if declared is None and "sigma_min" in metadata and "sigma_max" in metadata:
+            declared = (metadata["sigma_min"], metadata["sigma_max"])
+        if declared is None and metadata.get("sigma_range_255") is not None:
+            try:
+                declared = tuple(float(v) / 255.0 for v in metadata["sigma_range_255"])
+            except (TypeError, ValueError):
+                declared = None
+    try:
+        low, high = (float(v) for v in declared)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if 0 <= low <= high else None
 
 
 def estimate_noise_level(y: torch.Tensor) -> list[float]:
@@ -184,7 +225,13 @@ def choose_parameters(
     if method == "fb":
         tau = _FB_STEP_FRACTION / lip_sq if step is None else float(step)
         if kind == "noise_level":
-            sigma = _clamp(math.sqrt(tau * target), rule) if sigma_den is None else sigma_den
+            if sigma_den is not None:
+                sigma = sigma_den
+            else:
+                wanted = math.sqrt(tau * target)
+                sigma = _clamp(wanted, rule)
+                if wanted < sigma:  # below the trained range: weaken D by relaxation (omega_eff ~ t omega)
+                    relaxation = (wanted / sigma) ** 2
         elif kind == "prox_weight":
             sigma = tau * target if sigma_den is None else sigma_den
         else:

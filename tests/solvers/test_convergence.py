@@ -215,3 +215,16 @@ def test_cuda_follows_y(blur_problem):
     net = certified_network().cuda()
     result = solve(y.cuda(), op, net, method="fb", tol=1e-6, max_iter=50, progress=False)
     assert result.x.is_cuda and result.monotone
+
+
+def test_rejected_extrapolations_fall_back_to_the_plain_iterates(blur_problem):
+    op, _, y = blur_problem
+    net = certified_network()
+    plain = solve(y, op, net, method="fb", max_iter=10, tol=0, progress=False)
+    # a decrease factor no extrapolation can meet: every proposal is rejected
+    guarded = solve(y, op, net, method="fb", max_iter=10, tol=0, accelerate="anderson", anderson_decrease=1e-12,
+                    progress=False)
+    assert sum(guarded.anderson["accepted"]) == 0 and sum(guarded.anderson["rejected"]) > 0
+    assert torch.allclose(guarded.x, plain.x, rtol=0, atol=1e-13)
+    assert guarded.evaluations == plain.evaluations + sum(guarded.anderson["rejected"])
+    assert all(row["update"][0] in ("start", "plain") for row in guarded.history)

@@ -105,3 +105,25 @@ def test_denoiser_call_convention_errors(blurred):
     y = op.simulate(x, 0.02, seed=0)
     with pytest.raises(ValueError, match="takes no noise level"):
         solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), method="fb", sigma_den=0.1, max_iter=1, progress=False)
+
+
+def test_declared_training_range_clamps_the_noise_level(blurred):
+    op, x = blurred
+    y = op.simulate(x, 0.01, seed=0)
+    denoiser = SigmaSmoother(1.0, (SIZE, SIZE))
+    denoiser.metadata = {"sigma_range": [0.02, 0.2]}
+    result = solve(y, op, denoiser, method="fb", noise_level=0.01, max_iter=1, progress=False)
+    assert result.parameters["sigma_den"] == pytest.approx(0.02)  # sqrt(1.9) * 0.01 < 0.02 is raised ...
+    assert result.parameters["relaxation"] == pytest.approx(1.9 * 0.01**2 / 0.02**2)  # ... and D weakened
+    assert result.guarantee.proven
+    assert result.parameters["automatic"]["rule"]["sigma_min"] == pytest.approx(0.02)
+
+
+def test_export_metadata_range_on_the_255_scale_is_read():
+    from pnp_stable.solvers.parameters import declared_noise_range
+
+    denoiser = SigmaSmoother(1.0, (8, 8))
+    denoiser.metadata = {"sigma_range_255": [5.0, 50.0]}
+    assert declared_noise_range(denoiser) == pytest.approx((5 / 255, 50 / 255))
+    denoiser.metadata = {"sigma_range_255": "nonsense"}
+    assert declared_noise_range(denoiser) is None

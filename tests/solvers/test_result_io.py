@@ -1,0 +1,83 @@
+"""Result files (JSON, plot) and argument validation of ``solve``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pnp_stable.solvers import solve
+from solver_toys import FFTBlur, GaussianSmoother, gaussian_kernel
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def run():
+    op = FFTBlur(gaussian_kernel(3, 0.8), (SIZE, SIZE))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, SIZE, SIZE, generator=g, dtype=torch.float64)
+    y = op.simulate(x, 0.01, seed=0)
+    result = solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), method="admm", step=1.0, tol=1e-8, max_iter=200,
+                   x_true=x, metrics=("psnr", "ssim"), progress=False)
+    return op, x, y, result
+
+
+def test_history_rows_carry_per_image_metrics(run):
+    *_, result = run
+    row = result.history[-1]
+    assert len(row["residual"]) == 2 and len(row["psnr"]) == 2 and len(row["ssim"]) == 2
+    assert all(0 < s <= 1 for s in result.history[0]["ssim"])
+    assert row["time"] >= result.history[0]["time"] >= 0
+    assert result.history[0]["update"] == ["start", "start"]
+
+
+def test_json_round_trip_and_no_leftovers(run, tmp_path):
+    *_, result = run
+    path = tmp_path / "run.json"
+    result.to_json(path)
+    loaded = json.loads(path.read_text())
+    assert loaded["guarantee"]["holds"] is True and loaded["method"] == "admm"
+    assert len(loaded["history"]) == len(result.history)
+    assert loaded["final_residuals"] == pytest.approx(result.final_residuals())
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # the temporary file was renamed
+
+
+def test_plot_writes_an_image_atomically(run, tmp_path):
+    *_, result = run
+    path = tmp_path / "residual.png"
+    result.plot(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["residual.png"]
+    with pytest.raises(ValueError, match="must end in"):
+        result.plot(tmp_path / "residual.txt")
+    with pytest.raises(ValueError, match="does not exist"):
+        result.to_json(tmp_path / "missing" / "run.json")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "pgd"}, "unknown method"),
+        ({"accelerate": "nesterov"}, "accelerate"),
+        ({"max_iter": -1}, "max_iter"),
+        ({"metrics": ("lpips",)}, "unknown metrics"),
+        ({"x0": torch.zeros(2, 1, SIZE + 1, SIZE, dtype=torch.float64)}, "x0 has shape"),
+        ({"step": -1.0}, "positive"),
+    ],
+)
+def test_invalid_arguments_raise_one_line_errors(run, kwargs, message):
+    op, _, y, _ = run
+    args = {"method": "fb", "progress": False, "max_iter": 1, **kwargs}
+    with pytest.raises(ValueError, match=message) as info:
+        solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), **args)
+    assert "\n" not in str(info.value)
+
+
+def test_dtype_mismatch_and_non_operator_are_refused(run):
+    op, _, y, _ = run
+    with pytest.raises(ValueError, match="convert one of them"):
+        solve(y.float(), op, GaussianSmoother(1.0, (SIZE, SIZE)).double(), progress=False)
+    with pytest.raises(ValueError, match="not a forward operator"):
+        solve(y, object(), GaussianSmoother(1.0, (SIZE, SIZE)), progress=False)

@@ -62,6 +62,7 @@ def validate_kernel(
     allow_negative: bool = False,
     normalize: bool = True,
     name: str = "kernel",
+    stacklevel: int = 2,
 ) -> np.ndarray:
     """Check a blur kernel and return it as a C-contiguous float64 copy.
 
@@ -94,7 +95,7 @@ def validate_kernel(
             warnings.warn(
                 f"{name} summed to {total:.6g}; renormalised to sum 1",
                 KernelNormalizationWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
         k /= total
     return np.ascontiguousarray(k)
@@ -263,7 +264,7 @@ def from_file(
     if index is not None and (isinstance(index, bool) or int(index) != index):
         raise ValueError(f"kernel index must be an integer, got {index!r}")
     raw = read_kernel_array(path, None if index is None else int(index), variable)
-    return validate_kernel(raw, allow_negative=allow_negative, name=f"kernel from {path.name}")
+    return validate_kernel(raw, allow_negative=allow_negative, name=f"kernel from {path.name}", stacklevel=3)
 
 
 def _numbers(args: str, spec: str, count_min: int, count_max: int) -> list[float]:

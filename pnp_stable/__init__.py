@@ -25,6 +25,8 @@ _LAZY = {
     "solve": "pnp_stable.solvers",
     "SolveResult": "pnp_stable.solvers",
     "as_operator": "pnp_stable.solvers",
+    "Blur": "pnp_stable.operators.blur",
+    "ParallelBeamCT": "pnp_stable.operators.ct",
     "deblur": "pnp_stable.restore",
     "reconstruct_ct": "pnp_stable.restore",
     "denoise": "pnp_stable.restore",

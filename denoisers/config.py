@@ -32,6 +32,8 @@ class DenoiserConfig:
         sigma_conditioning: learn noise-level dependent bias shifts (one model for all sigmas).
         embedding_dim: width of the noise-level embedding MLP.
         learned_relaxation: output ``(1 - t(sigma)) x + t(sigma) N(x)`` with ``t`` in (0, 1).
+        time_conditioning: integrate block ``k`` over ``tau_k(sigma) T`` with ``tau_k`` in (0, 1)
+            (weaker flows at low noise; certified models only).
         center: images are shifted by ``-center`` before the network and back after (a
             translation conjugation, which keeps every constant).
         init_scale: multiplies the default initialisation of every ``A`` (sets the initial number
@@ -54,6 +56,7 @@ class DenoiserConfig:
     sigma_conditioning: bool = True
     embedding_dim: int = 64
     learned_relaxation: bool = True
+    time_conditioning: bool = False
     center: float = 0.5
     init_scale: float = 1.0
     power_size: int = 32
@@ -75,6 +78,8 @@ class DenoiserConfig:
             raise ValueError(f"strides must be positive, got {self.strides}")
         if not self.time > 0:
             raise ValueError(f"time must be positive, got {self.time}")
+        if self.time_conditioning and self.kind != "certified":
+            raise ValueError("time_conditioning applies to certified gradient-flow blocks only")
         if not self.init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
 

@@ -20,13 +20,15 @@ from torch import nn
 
 from pnp_stable.denoisers.conditioning import NoiseEmbedding, as_sigma_batch
 from pnp_stable.denoisers.config import DenoiserConfig
-from pnp_stable.layers import Certificate, CertifiedSequential, ConvMap, GradientFlowBlock, Lift, Projection, conv_block
+from pnp_stable.layers import Certificate, CertifiedSequential, ConvMap, GradientFlowBlock, Lift, Projection
 from pnp_stable.layers.activations import make_activation
 
-__all__ = ["CertifiedDenoiser", "UnconstrainedDenoiser", "FreeResidualBlock", "build_denoiser"]
+__all__ = ["CertifiedDenoiser", "UnconstrainedDenoiser", "FreeResidualBlock", "TimeScaledFlowBlock", "build_denoiser"]
 
 # sigmoid(3) = 0.95: start close to the plain network output
 _INITIAL_RELAXATION_LOGIT = 3.0
+# sigmoid(5) = 0.993: start with (almost) the full integration time
+_INITIAL_TIME_LOGIT = 5.0
 
 
 class FreeResidualBlock(nn.Module):
@@ -52,6 +54,41 @@ class FreeResidualBlock(nn.Module):
         return x - self.synthesis.adjoint(self.activation(a), x)
 
 
+class TimeScaledFlowBlock(GradientFlowBlock):
+    """Gradient-flow block whose integration time can be shortened per sample: ``T tau``, ``0 < tau <= 1``.
+
+    The sub-step count ``n`` is the one for the full time ``T``; the steps become
+    ``h' = tau T / n <= h``, so every sub-step has ``h' nu <= h nu <= 2 r (1 - margin)`` and is
+    ``(h' nu / 2)``-averaged, i.e. *at most* as averaged as at ``tau = 1``: the inherited
+    certificate (computed for ``tau = 1``) is valid for every ``tau`` in (0, 1].
+    """
+
+    def forward(self, x: torch.Tensor, bias_shift: torch.Tensor | None = None,
+                time_scale: torch.Tensor | None = None) -> torch.Tensor:
+        if time_scale is None:
+            return super().forward(x, bias_shift)
+        if bool((time_scale <= 0).any()) or bool((time_scale > 1).any()):
+            raise ValueError("time_scale must lie in (0, 1] for the certificate to hold")
+        training = self.training and torch.is_grad_enabled()
+        if training and int(self.fixed_substeps) == 0:
+            self.linear.estimate_norm(n_iter=1)
+        n = self.substeps(certified=not training)
+        self.last_substeps = n
+        h = (float(self.time) / n) * time_scale.reshape(-1, *([1] * (x.ndim - 1)))
+        bias = self._bias(x, bias_shift)
+        linear, act = self.linear, self.activation
+
+        def field(z: torch.Tensor) -> torch.Tensor:
+            a = linear(z)
+            if bias is not None:
+                a = a + bias
+            return -linear.adjoint(act(a), z)
+
+        for _ in range(n):
+            x = self.integrator.step(x, h, field)
+        return x
+
+
 class _ConditionedDenoiser(nn.Module):
     """Shared plumbing: input checks, sigma embedding, centring, lift/projection, relaxation."""
 
@@ -68,10 +105,16 @@ class _ConditionedDenoiser(nn.Module):
         if n_out:
             logit = _INITIAL_RELAXATION_LOGIT if config.learned_relaxation else None
             self.embedding = NoiseEmbedding(n_out, config.embedding_dim, logit)
+        # a separate head (new parameters only), so models trained without it initialise this one
+        self.time_embedding: NoiseEmbedding | None = None
+        if config.time_conditioning:
+            self.time_embedding = NoiseEmbedding(config.blocks, config.embedding_dim)
+            with torch.no_grad():
+                self.time_embedding.mlp[-1].bias.fill_(_INITIAL_TIME_LOGIT)
 
     @property
     def needs_sigma(self) -> bool:
-        return self.embedding is not None
+        return self.embedding is not None or self.time_embedding is not None
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
@@ -83,7 +126,11 @@ class _ConditionedDenoiser(nn.Module):
         """Denoise ``x`` (``B x C x H x W``, values in [0, 1]) at noise level ``sigma`` ([0, 1] scale)."""
         self._check_input(x)
         shifts: list[torch.Tensor | None] = [None] * self.config.blocks
+        scales: list[torch.Tensor | None] = [None] * self.config.blocks
         t = None
+        if self.time_embedding is not None:
+            s = as_sigma_batch(sigma, x.shape[0], x)
+            scales = list(torch.sigmoid(self.time_embedding(s)).unbind(dim=1))
         if self.embedding is not None:
             s = as_sigma_batch(sigma, x.shape[0], x)
             code = self.embedding(s)
@@ -96,8 +143,8 @@ class _ConditionedDenoiser(nn.Module):
         center = self.config.center
         layers = list(self.network)
         z = layers[0](x - center)
-        for block, shift in zip(layers[1:-1], shifts):
-            z = block(z, bias_shift=shift)
+        for block, shift, scale in zip(layers[1:-1], shifts, scales):
+            z = block(z, bias_shift=shift) if scale is None else block(z, bias_shift=shift, time_scale=scale)
         z = layers[-1](z) + center
         if t is not None:
             z = x + t * (z - x)
@@ -121,10 +168,10 @@ class CertifiedDenoiser(_ConditionedDenoiser):
         if config.kind != "certified":
             raise ValueError(f"CertifiedDenoiser needs kind='certified', got {config.kind!r}")
         blocks = [
-            conv_block(config.width, config.hidden, kernel_size=config.kernel_size, stride=stride,
-                       power_size=config.power_size, activation=config.activation, time=config.time,
-                       integrator=config.integrator, margin=config.margin,
-                       negative_slope=config.negative_slope)
+            TimeScaledFlowBlock(
+                ConvMap(config.width, config.hidden, config.kernel_size, stride=stride, power_size=config.power_size),
+                activation=config.activation, time=config.time, integrator=config.integrator, margin=config.margin,
+                negative_slope=config.negative_slope)
             for stride in config.block_strides
         ]
         if config.init_scale != 1.0:
@@ -149,11 +196,14 @@ class CertifiedDenoiser(_ConditionedDenoiser):
         """Proven constants of ``x -> D(x, sigma)`` in eval mode, for every sigma and input size.
 
         The network ``P N E`` keeps the constants of ``N`` (composition of the blocks), the
-        centring is a translation conjugation (same constants), and the relaxation weight
-        ``t(sigma)`` lies in (0, 1), so ``(1 - t) I + t (.)`` can only lower ``alpha``.
+        centring is a translation conjugation (same constants), the relaxation weight
+        ``t(sigma)`` lies in (0, 1), so ``(1 - t) I + t (.)`` can only lower ``alpha``, and a
+        sigma-dependent integration time ``tau(sigma) T`` with ``tau`` in (0, 1) only shortens
+        the sub-steps (see :class:`TimeScaledFlowBlock`).
         """
         inner = self.network.certificate()
         relax = {"relaxation": "t(sigma) in (0, 1)" if self.config.learned_relaxation else "none",
+                 "time_scale": "tau(sigma) in (0, 1)" if self.config.time_conditioning else "none",
                  "center": self.config.center}
         return Certificate(inner.lipschitz, inner.averagedness, inner.details + (relax,))
 

@@ -36,6 +36,9 @@ class TrainConfig:
         num_threads: torch CPU threads (0 leaves torch's default).
         progress: show a tqdm bar.
         resume: continue from ``run_dir/checkpoint.pt`` if it exists.
+        init_from: start a *new* run from the weights of a training checkpoint or exported
+            ``.pt`` (every tensor whose name and shape match; e.g. to add a conditioning head to
+            a trained model). Ignored when resuming.
     """
 
     train_dirs: list[str]
@@ -66,6 +69,7 @@ class TrainConfig:
     num_threads: int = 0
     progress: bool = True
     resume: bool = False
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):

@@ -121,6 +121,25 @@ def _certificate_summary(model: nn.Module) -> dict[str, Any]:
             "certified_substeps": [b.substeps(certified=True) for b in model.flow_blocks]}
 
 
+def _initialise_from(model: nn.Module, path: str) -> dict[str, Any]:
+    """Copy every tensor of ``path`` (checkpoint or exported model) whose name and shape match."""
+    import torch as _torch
+
+    try:
+        payload = _torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read {path} to initialise from: {exc}") from exc
+    source = payload.get("model") or payload.get("state_dict") if isinstance(payload, dict) else None
+    if not isinstance(source, dict):
+        raise ValueError(f"{path} holds no model weights")
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ValueError(f"no tensor of {path} matches this architecture")
+    model.load_state_dict(matched, strict=False)
+    return {"path": str(path), "copied": len(matched), "fresh": sorted(set(own) - set(matched))}
+
+
 def train_denoiser(config: TrainConfig, stop_after: int | None = None) -> TrainResult:
     """Train (or resume training) the denoiser described by ``config``.
 
@@ -198,7 +217,9 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         step, best, elapsed = int(state["step"]), state.get("best"), float(state.get("elapsed", 0.0))
         log.write(event="resume", step=step)
     else:
+        initialised = _initialise_from(model, config.init_from) if config.init_from else None
         log.write(event="start", step=0, config=config.to_dict(), world_size=world, device=str(device),
+                  initialised_from=initialised,
                   hardware=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
                   parameters=sum(p.numel() for p in model.parameters()), training_images=len(sampler))
 

@@ -112,3 +112,27 @@ def test_config_round_trip():
     assert DenoiserConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         DenoiserConfig.from_dict({**cfg.to_dict(), "depth": 3})
+
+
+def test_time_conditioned_model_keeps_the_certificate_for_every_sigma():
+    model = tiny(time_conditioning=True)
+    with torch.no_grad():
+        for p in model.time_embedding.parameters():
+            p.normal_(0, 1.0)
+    model.freeze_substeps()
+    cert = model.certificate()
+    x = torch.rand(2, 1, 7, 9, dtype=torch.float64)
+    scales = torch.sigmoid(model.time_embedding(torch.tensor([0.02, 0.3], dtype=torch.float64)))
+    assert float(scales.min()) < 0.9  # the test exercises shortened flows
+    head = model.time_embedding
+    model.time_embedding = None  # full integration time
+    full_time = model(x, 0.02)
+    model.time_embedding = head
+    assert not torch.allclose(model(x, 0.02), full_time)
+    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
+        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
+        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= TOL
+    with pytest.raises(ValueError, match="time_scale"):
+        model.flow_blocks[0](torch.rand(1, 3, 4, 4, dtype=torch.float64), time_scale=torch.tensor([1.5]))
+    with pytest.raises(ValueError, match="certified"):
+        DenoiserConfig(kind="unconstrained", time_conditioning=True)

@@ -118,3 +118,20 @@ def test_sigterm_stops_cleanly_with_a_resumable_checkpoint(image_folder, tmp_pat
     assert signal.getsignal(signal.SIGTERM) is not None  # handler restored
     resumed = train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=100000, resume=True), stop_after=2)
     assert resumed.step == result.step + 2
+
+
+def test_init_from_copies_matching_weights_and_adds_new_heads(image_folder, tmp_path):
+    train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=3))
+    base = load_checkpoint(tmp_path / "base" / "checkpoint.pt")["model"]
+    config = tiny_config(image_folder, tmp_path / "more", steps=1, lr=1e-12, warmup_steps=1,
+                         init_from=str(tmp_path / "base" / "checkpoint.pt"), model={"time_conditioning": True})
+    train_denoiser(config)
+    grown = load_checkpoint(tmp_path / "more" / "checkpoint.pt")["model"]
+    assert any(k.startswith("time_embedding") for k in grown)
+    for key, value in base.items():
+        if key.endswith("weight") and "network" in key:
+            torch.testing.assert_close(grown[key], value, rtol=0, atol=1e-9)
+    start = json.loads((tmp_path / "more" / "log.jsonl").read_text().splitlines()[0])
+    assert start["initialised_from"]["fresh"] and start["initialised_from"]["copied"] > 0
+    with pytest.raises(ValueError, match="holds no model weights|cannot read"):
+        train_denoiser(tiny_config(image_folder, tmp_path / "bad", init_from=str(tmp_path / "base" / "log.jsonl")))

@@ -7,6 +7,7 @@ configurations, that the search is strong enough to catch a violation.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -136,7 +137,11 @@ def local_lipschitz(T: Map, x: torch.Tensor, n_iter: int = 30, seed: int = 0) ->
     estimate = 0.0
     x = x.detach()
     for _ in range(n_iter):
-        _, jv = torch.func.jvp(T, (x,), (v,))
+        with warnings.catch_warnings():
+            # torch's first forward-mode call scripts its own JVP decompositions and warns that
+            # torch.jit.script is deprecated: torch's internals, nothing the user can act on.
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+            _, jv = torch.func.jvp(T, (x,), (v,))
         _, pullback = torch.func.vjp(T, x)
         (jtjv,) = pullback(jv)
         jv, jtjv = jv.detach(), jtjv.detach()

@@ -101,13 +101,18 @@ class SafeguardedAnderson:
             return [], None
         return subset, torch.stack(points)
 
-    def acceptable(self, i: int, candidate_residual: float, current_residual: float) -> bool:
-        """The safeguard: sufficient decrease and summability (see the module docstring)."""
+    def acceptable(self, i: int, candidate_residual: float, current_residual: float, count: bool = True) -> bool:
+        """The safeguard: sufficient decrease and summability (see the module docstring).
+
+        ``count=False`` leaves the accepted/rejected counters to the caller (the solver counts an
+        acceptance when it commits the point).
+        """
         r0 = self.first_residual[i] if self.first_residual[i] is not None else current_residual
         summable = self.bound * r0 * (self.accepted[i] + 1) ** -(1.0 + 1e-6)
         ok = candidate_residual <= self.decrease * current_residual and candidate_residual <= summable
-        if ok:
-            self.accepted[i] += 1
-        else:
-            self.rejected[i] += 1
+        if count:
+            if ok:
+                self.accepted[i] += 1
+            else:
+                self.rejected[i] += 1
         return ok

@@ -171,7 +171,8 @@ def solve(
         x_true: ground truth for per-iteration PSNR (and SSIM if in ``metrics``).
         accelerate: None or ``"anderson"`` (safeguarded; keeps the monitor valid).
         callback: called after each iteration with a dict (iteration, residual, relative_residual,
-            x, state, psnr); returning True stops the solve.
+            x, state, psnr; ``x`` and ``state`` are copies the callback may keep); returning True
+            stops the solve.
         progress: show a tqdm progress bar.
         sigma_den: noise level passed to ``D``; automatic from the noise level if omitted.
         noise_level: observation noise std for the automatic rule; estimated from ``y`` (MAD of
@@ -183,8 +184,9 @@ def solve(
         monotone_tolerance: ``c`` in the float tolerance ``c eps (r_{k-1} + ||w_k||)``.
         anderson_memory, anderson_decrease: Anderson memory ``m`` and safeguard ``theta``.
         operator_margin: safety margin on a power-method norm estimate (deepinv physics).
-        resume: a previous result of the same problem to continue from (its state, counters and
-            history are carried over; the Anderson memory restarts).
+        resume: a previous result of the same problem to continue from (its state, counters,
+            parameters and history are carried over; images that had converged stay as they were;
+            the Anderson memory restarts). Resuming a converged result returns it unchanged.
 
     Returns:
         a :class:`SolveResult`. A ``KeyboardInterrupt`` during the iterations stops the solve
@@ -259,7 +261,8 @@ def solve(
         "relaxation_requested": requested_relaxation,
         "km_relaxation": plan.km_relaxation,
         "strength_kind": kind,
-        "automatic": None if chosen is None else chosen.as_dict(),
+        "automatic": (resume.parameters.get("automatic") if resume is not None else None) if chosen is None
+        else chosen.as_dict(),
         "accelerate": accelerate,
     }
 
@@ -268,9 +271,9 @@ def solve(
 
     with evaluation_mode(D), torch.inference_mode():
         if resume is not None:
-            w = resume.state.to(y.device, y.dtype).clone()
+            w = resume.state.to(y.device, y.dtype)  # _iterate copies the start into its own buffer
         elif x0 is not None:
-            w = x0.to(y.device, y.dtype).clone()
+            w = x0.to(y.device, y.dtype)
         else:
             w = op.A_adjoint(y)
         reference = op.A_adjoint(y[:1])
@@ -291,6 +294,15 @@ def _iterate(
     max_iter: int, tol: float, x_true, metrics, accelerate, anderson_memory, anderson_decrease,
     monotone_tolerance, callback, progress, resume: SolveResult | None, full_batch_only: bool,
 ) -> SolveResult:
+    """The iteration loop.
+
+    Buffer discipline: ``state`` (w_k), ``t_state`` (T w_k) and ``image`` (the read-out at w_k) are
+    owned by this function — never views of ``y``, ``x0``, the caller's ``resume`` tensors or the
+    tensors an iteration map returns — and change only by copies into them. An iteration first
+    computes every new value (Anderson candidate, plain step) and then commits them all, so an
+    interrupt (or an exception) at any point leaves the buffers at the last recorded iterate.
+    A stopped image is never written again.
+    """
     from tqdm.auto import tqdm
 
     method = plan.method
@@ -302,25 +314,33 @@ def _iterate(
     evaluations = 0
     elapsed_before = 0.0
     resumed_done: list[bool] = [False] * batch
+    carried_row: dict[str, Any] | None = None
     if resume is not None and resume.history:
-        # the resumed state is the last recorded iterate: its row is recomputed, not duplicated
+        # The resumed state is the last recorded iterate: its row is recomputed for the images that
+        # still iterate (not duplicated); images that had stopped keep their entries of that row.
         last_row = resume.history[-1]
         history = [dict(row) for row in resume.history[:-1]]
         start_iteration = last_row["iteration"]
         iterations = list(resume.iterations_per_image)
         evaluations = resume.evaluations
         elapsed_before = resume.wall_time
+        resumed_done = list(resume.converged_per_image)
         previous: list[float | None] = [None] * batch
         for row in history:
             for i, r in enumerate(row["residual"]):
                 if r is not None:
                     previous[i] = r
-        violations = [v - int(bool(f)) for v, f in zip(resume.monotonicity_violations, last_row.get("increase", [False] * batch))]
-        resumed_done = list(resume.converged_per_image)
+        increase = last_row.get("increase") or [False] * batch
+        violations = [
+            v - int(bool(f) and not done)
+            for v, f, done in zip(resume.monotonicity_violations, increase, resumed_done)
+        ]
         monitor.restore(previous, violations, resumed_done)
         monitor.first_violation = [
-            None if (f is not None and f >= start_iteration) else f for f in resume.first_violation
+            None if (f is not None and f >= start_iteration and not done) else f
+            for f, done in zip(resume.first_violation, resumed_done)
         ]
+        carried_row = last_row
 
     def evaluate(points: torch.Tensor, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         if len(idx) == batch:
@@ -332,25 +352,47 @@ def _iterate(
             return g[idx], x[idx]
         return T(points, y[idx])
 
+    def commit(idx: list[int], new_state: torch.Tensor, new_t: torch.Tensor, new_image: torch.Tensor) -> None:
+        # the sources may alias each other or t_state (FB returns T w and its read-out as one tensor; a
+        # denoiser may return its input): t_state is written last, after every source has been read
+        if len(idx) == batch:
+            state.copy_(new_state)
+            image.copy_(new_image)
+            t_state.copy_(new_t)
+        else:
+            rows = torch.tensor(idx, device=state.device)
+            state.index_copy_(0, rows, new_state)
+            image.index_copy_(0, rows, new_image)
+            t_state.index_copy_(0, rows, new_t)
+
     clock = time.perf_counter()
-    state = w
-    image = resume.x.to(w.device, w.dtype).clone() if resume is not None else torch.empty_like(w)
+    state = w.detach().clone(memory_format=torch.contiguous_format)  # never a view of y (A = I), x0 or resume
+    image = (
+        resume.x.to(state.device, state.dtype).clone(memory_format=torch.contiguous_format)
+        if resume is not None else torch.zeros_like(state)
+    )
     t_state = state.clone()
     active = [i for i in range(batch) if not resumed_done[i]]
     if active:
         g, x = evaluate(state[active] if len(active) < batch else state, active)
-        idx_t = torch.tensor(active, device=state.device)
-        t_state[idx_t] = g
-        image[idx_t] = x
+        if len(active) == batch:
+            image.copy_(x)
+            t_state.copy_(g)
+        else:
+            rows = torch.tensor(active, device=state.device)
+            image.index_copy_(0, rows, x)
+            t_state.index_copy_(0, rows, g)
         evaluations += 1
+    elif resume is not None:  # every image had converged: nothing to do
+        history = [dict(row) for row in resume.history]
     updates = ["start" if resume is None else "resume"] * batch
-    stopped_by = "max_iter"
+    stopped_by = "max_iter" if active else "converged"
     last_time = time.perf_counter()
     iteration_time = last_time - clock
-    bar = tqdm(total=max_iter, desc=f"pnp-{method}", disable=not progress, leave=False)
+    bar = tqdm(total=max_iter, desc=f"pnp-{method}", disable=not progress or not active, leave=False)
     k = start_iteration
     try:
-        for step_count in range(max_iter + 1):
+        for step_count in range(max_iter + 1 if active else 0):
             k = start_iteration + step_count
             sub = state[active] if len(active) < batch else state
             sub_t = t_state[active] if len(active) < batch else t_state
@@ -358,26 +400,39 @@ def _iterate(
             scale = batch_norms(sub).tolist()
             before = list(monitor.violations)
             relative = monitor.update(k, active, residual, scale)
+            base = carried_row if step_count == 0 else None
+            running = set(active)
+
+            def column(key: str, fill: Any) -> list[Any]:
+                col = [fill] * batch
+                old = None if base is None else base.get(key)
+                if isinstance(old, list) and len(old) == batch:
+                    for i in range(batch):
+                        if i not in running:
+                            col[i] = old[i]
+                return col
+
             row: dict[str, Any] = {
                 "iteration": k,
-                "residual": [None] * batch,
-                "relative_residual": [None] * batch,
-                "increase": [False] * batch,
-                "update": [None] * batch,
+                "residual": column("residual", None),
+                "relative_residual": column("relative_residual", None),
+                "increase": column("increase", False),
+                "update": column("update", None),
             }
             for i, r, rel in zip(active, residual, relative):
                 row["residual"][i] = r
                 row["relative_residual"][i] = rel
                 row["increase"][i] = monitor.violations[i] > before[i]
                 row["update"][i] = updates[i]
-            if x_true is not None:
-                sub_image = image[active] if len(active) < batch else image
-                sub_true = x_true[active] if len(active) < batch else x_true
-                for name, fn in (("psnr", _psnr), ("ssim", _ssim)):
-                    if name in metrics:
-                        row[name] = [None] * batch
-                        for i, v in zip(active, fn(sub_image, sub_true)):
-                            row[name][i] = v
+            for name, fn in (("psnr", _psnr), ("ssim", _ssim)):
+                measured = x_true is not None and name in metrics
+                if measured or (base is not None and isinstance(base.get(name), list)):
+                    row[name] = column(name, None)
+                if measured:
+                    sub_image = image[active] if len(active) < batch else image
+                    sub_true = x_true[active] if len(active) < batch else x_true
+                    for i, v in zip(active, fn(sub_image, sub_true)):
+                        row[name][i] = v
             now = time.perf_counter()
             row["evaluations"] = evaluations
             row["time"] = elapsed_before + now - clock
@@ -388,10 +443,10 @@ def _iterate(
                 if not math.isfinite(r):
                     monitor.converged[i] = False
             stop = False
-            if callback is not None:
+            if callback is not None:  # copies: the buffers change in place at later iterations
                 stop = bool(callback({
                     "iteration": k, "residual": row["residual"], "relative_residual": row["relative_residual"],
-                    "psnr": row.get("psnr"), "x": image, "state": state,
+                    "psnr": row.get("psnr"), "x": image.clone(), "state": state.clone(),
                 }))
             finite = [i for i, r in zip(active, residual) if math.isfinite(r)]
             if len(finite) < len(active):
@@ -409,45 +464,46 @@ def _iterate(
             if step_count == max_iter:
                 break
 
-            # -- one update per active image ---------------------------------------------------
+            # -- one update per active image: compute everything, then commit ----------------------
             step_start = time.perf_counter()
             current_residual = {i: row["residual"][i] for i in active}
             plain = list(active)
+            pending: list[tuple[str, list[int], torch.Tensor, torch.Tensor, torch.Tensor, list[float]]] = []
             if anderson is not None:
                 subset, points = anderson.propose(active, state)
                 if subset:
                     g_c, x_c = evaluate(points, subset)
                     evaluations += 1
                     r_c = batch_norms(g_c - points).tolist()
-                    accepted_rows = [n for n, i in enumerate(subset) if anderson.acceptable(i, r_c[n], current_residual[i])]
+                    accepted_rows = [
+                        n for n, i in enumerate(subset) if anderson.acceptable(i, r_c[n], current_residual[i], count=False)
+                    ]
+                    for n, i in enumerate(subset):
+                        if n not in accepted_rows:
+                            anderson.rejected[i] += 1
                     if accepted_rows:
                         acc_idx = [subset[n] for n in accepted_rows]
                         rows_t = torch.tensor(accepted_rows, device=state.device)
-                        idx_t = torch.tensor(acc_idx, device=state.device)
-                        state[idx_t] = points[rows_t]
-                        t_state[idx_t] = g_c[rows_t]
-                        image[idx_t] = x_c[rows_t]
-                        anderson.push(acc_idx, points[rows_t], g_c[rows_t], [r_c[n] for n in accepted_rows])
-                        for i in acc_idx:
-                            updates[i] = "anderson"
+                        pending.append(("anderson", acc_idx, points[rows_t], g_c[rows_t], x_c[rows_t],
+                                        [r_c[n] for n in accepted_rows]))
                         accepted = set(acc_idx)
                         plain = [i for i in active if i not in accepted]
             if plain:
-                idx_t = torch.tensor(plain, device=state.device) if len(plain) < batch else None
-                new_state = t_state[idx_t] if idx_t is not None else t_state
-                g_p, x_p = evaluate(new_state, plain)
+                # w_{k+1} = T w_k; on the full batch t_state itself is the input (commit reads it first)
+                source = t_state if len(plain) == batch else t_state[torch.tensor(plain, device=state.device)]
+                g_p, x_p = evaluate(source, plain)
                 evaluations += 1
-                if idx_t is not None:
-                    state[idx_t] = new_state
-                    t_state[idx_t] = g_p
-                    image[idx_t] = x_p
-                else:
-                    # FB returns the same tensor twice: keep the three buffers distinct
-                    state, t_state, image = new_state, g_p, (x_p.clone() if x_p is g_p else x_p)
+                pending.append(("plain", plain, source, g_p, x_p,
+                                [] if anderson is None else batch_norms(g_p - source).tolist()))
+            for kind_, idx, new_state, new_t, new_image, new_residual in pending:
                 if anderson is not None:
-                    anderson.push(plain, new_state, g_p, batch_norms(g_p - new_state).tolist())
-                for i in plain:
-                    updates[i] = "plain"
+                    anderson.push(idx, new_state, new_t, new_residual)  # before commit: new_state may be t_state
+                    if kind_ == "anderson":
+                        for i in idx:
+                            anderson.accepted[i] += 1
+                commit(idx, new_state, new_t, new_image)
+                for i in idx:
+                    updates[i] = kind_
             iteration_time = time.perf_counter() - step_start
     except KeyboardInterrupt:
         stopped_by = "interrupted"

@@ -228,3 +228,140 @@ def test_rejected_extrapolations_fall_back_to_the_plain_iterates(blur_problem):
     assert torch.allclose(guarded.x, plain.x, rtol=0, atol=1e-13)
     assert guarded.evaluations == plain.evaluations + sum(guarded.anderson["rejected"])
     assert all(row["update"][0] in ("start", "plain") for row in guarded.history)
+
+
+# -- aliasing, per-image stopping and resumption (regressions) -----------------------------------
+
+
+def _batch_with_a_solved_image(op, x):
+    """Image 0 is a constant whose noise-free measurement is a fixed point of A^T y for FB: it stops at k = 0."""
+    constant = torch.full_like(x, 0.5)
+    return torch.cat([op.A(constant), op.simulate(x, 0.01, seed=0)])
+
+
+@pytest.mark.parametrize("method", ["fb", "admm", "drs"])
+@pytest.mark.parametrize("accelerate", [None, "anderson"])
+def test_identity_operator_measurements_are_never_modified(method, accelerate):
+    # Identity.A_adjoint returns y itself: the default start A^T y must not become a live view of y
+    from pnp_stable.operators import Identity
+
+    op = Identity()
+    x = _image()
+    y = _batch_with_a_solved_image(op, x)
+    y_before = y.clone()
+    smoother = GaussianSmoother(1.0, (SIZE, SIZE))
+    step = None if method == "fb" else 0.5
+    batch = solve(y, op, smoother, method=method, step=step, tol=1e-8, max_iter=60, accelerate=accelerate,
+                  progress=False)
+    assert torch.equal(y, y_before)
+    assert batch.monotone
+    single = solve(y[1:], op, smoother, method=method, step=step, tol=1e-8, max_iter=60, accelerate=accelerate,
+                   progress=False)
+    assert batch.iterations_per_image[1] == single.iterations
+    assert torch.allclose(batch.x[1:], single.x, rtol=0, atol=1e-12)
+
+
+def test_callback_snapshots_are_not_overwritten_by_later_iterations(blur_problem):
+    op, x, _ = blur_problem
+    y = _batch_with_a_solved_image(op, x)
+    smoother = GaussianSmoother(1.0, (SIZE, SIZE))
+    seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def keep(info):
+        seen[info["iteration"]] = (info["x"], info["state"])
+
+    result = solve(y, op, smoother, method="admm", step=0.5, tol=1e-12, max_iter=8, callback=keep, progress=False)
+    assert result.iterations_per_image == [0, 8]  # image 0 stopped: later updates touch image 1 only
+    early = solve(y, op, smoother, method="admm", step=0.5, tol=1e-12, max_iter=3, progress=False)
+    assert torch.equal(seen[3][0], early.x) and torch.equal(seen[3][1], early.state)
+    assert torch.equal(seen[8][0], result.x)
+
+
+def test_resuming_a_converged_result_returns_it_unchanged(blur_problem):
+    op, _, y = blur_problem
+    net = certified_network()
+    done = solve(y, op, net, method="fb", tol=1e-6, max_iter=300, progress=False)
+    assert done.converged
+    again = solve(y, op, net, method="fb", tol=1e-6, max_iter=300, progress=False, resume=done)
+    assert again.converged and again.stopped_by == "converged"
+    assert again.iterations == done.iterations and again.evaluations == done.evaluations
+    assert torch.equal(again.x, done.x) and torch.equal(again.state, done.state)
+    assert _residuals(again) == _residuals(done)
+    assert again.parameters["automatic"] == done.parameters["automatic"]
+
+
+@pytest.mark.parametrize("method", ["fb", "admm"])
+def test_resume_in_a_batch_keeps_the_rows_of_images_that_stopped_at_the_cut(blur_problem, method):
+    op, x, y = blur_problem
+    y3 = torch.cat([y, op.simulate(x.flip(-1) * 0.5, 0.05, seed=1), op.simulate(x.flip(-2), 0.02, seed=2)])
+    net = certified_network()
+    step = None if method == "fb" else 1.0
+    straight = solve(y3, op, net, method=method, step=step, tol=1e-6, max_iter=300, progress=False)
+    cut = min(straight.iterations_per_image)  # one image converges exactly at the last iteration of the first call
+    assert cut < straight.iterations
+    first = solve(y3, op, net, method=method, step=step, tol=1e-6, max_iter=cut, progress=False)
+    resumed = solve(y3, op, net, method=method, tol=1e-6, max_iter=300, progress=False, resume=first)
+    assert resumed.iterations_per_image == straight.iterations_per_image
+    assert resumed.converged_per_image == straight.converged_per_image
+    for i in range(3):
+        assert _residuals(resumed, i) == pytest.approx(_residuals(straight, i), rel=1e-9), i
+    assert torch.allclose(resumed.x, straight.x, rtol=0, atol=1e-12)
+    assert resumed.parameters["automatic"] == straight.parameters["automatic"]
+
+
+class _InterruptOnSingleImage(torch.nn.Module):
+    """Wraps a denoiser; raises KeyboardInterrupt the first time it sees a sub-batch of one image."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.armed = False
+
+    def forward(self, x):
+        if self.armed and x.shape[0] == 1:
+            self.armed = False
+            raise KeyboardInterrupt
+        return self.net(x)
+
+    def certificate(self):
+        from pnp_stable.layers import certificate_of
+
+        return certificate_of(self.net)
+
+
+def test_an_interrupt_between_anderson_and_plain_updates_leaves_the_last_recorded_iterate(blur_problem, monkeypatch):
+    op, x, y = blur_problem
+    y2 = torch.cat([y, op.simulate(x.flip(-1), 0.01, seed=1)])
+    original = SafeguardedAnderson.acceptable
+    accepted_for_image_0: list[bool] = []
+
+    def image_1_always_rejected(self, i, candidate_residual, current_residual, **kwargs):
+        ok = original(self, i, candidate_residual, current_residual if i == 0 else 0.0, **kwargs)
+        if i == 0:
+            accepted_for_image_0.append(ok)
+        return ok
+
+    monkeypatch.setattr(SafeguardedAnderson, "acceptable", image_1_always_rejected)
+    den = _InterruptOnSingleImage(certified_network())
+    den.armed = True  # the first lone-image call is image 1's plain step right after image 0 took an Anderson step
+    partial = solve(y2, op, den, method="fb", tol=0, max_iter=50, accelerate="anderson", progress=False)
+    assert partial.stopped_by == "interrupted" and accepted_for_image_0[-1]  # image 0 had an accepted point ...
+    assert partial.anderson["accepted"][0] == sum(accepted_for_image_0[:-1])  # ... that was never committed
+    reference = solve(y2, op, den, method="fb", tol=0, max_iter=partial.iterations, accelerate="anderson",
+                      progress=False)
+    assert torch.equal(partial.state, reference.state) and torch.equal(partial.x, reference.x)
+
+
+@pytest.mark.parametrize("method", ["fb", "admm", "drs"])
+def test_anderson_in_a_batch_matches_single_solves(blur_problem, method):
+    op, x, y = blur_problem
+    y3 = torch.cat([y, op.simulate(x.flip(-1) * 0.5, 0.05, seed=1), op.simulate(x.flip(-2), 0.02, seed=2)])
+    net = certified_network()
+    step = None if method == "fb" else 1.0
+    batch = solve(y3, op, net, method=method, step=step, tol=1e-6, max_iter=300, accelerate="anderson", progress=False)
+    assert len(set(batch.iterations_per_image)) > 1  # images stop at different iterations
+    for i in range(3):
+        single = solve(y3[i:i + 1], op, net, method=method, step=step, tol=1e-6, max_iter=300, accelerate="anderson",
+                       progress=False)
+        assert batch.iterations_per_image[i] == single.iterations
+        assert torch.allclose(batch.x[i:i + 1], single.x, rtol=0, atol=1e-10)

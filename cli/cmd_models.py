@@ -12,9 +12,11 @@ from pnp_stable.cli.errors import user_errors
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the full metadata as JSON.")
 def models(as_json):
-    """List the shipped denoisers with their certified constants and BSD68 PSNR.
+    """List the shipped and your own denoisers with their certified constants and BSD68 PSNR.
 
-    Any other saved model is used by path: `--denoiser path/to/model.pt`.
+    Your models live in $PNP_STABLE_MODELS (default ~/.local/share/pnp-stable/models), where
+    `train-denoiser --export NAME` puts them; both kinds are used by name (`--denoiser NAME`),
+    any other saved model by path (`--denoiser path/to/model.pt`).
 
     \b
     Examples:
@@ -22,23 +24,30 @@ def models(as_json):
       pnp-stable models --json
     """
     with user_errors():
-        from pnp_stable.denoisers import available
+        from pnp_stable.denoisers import available, user_models_dir
 
         entries = available()
+        user_dir = user_models_dir()
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
     if not entries:
-        click.echo("no shipped models")
+        click.echo(f"no models (shipped or in {user_dir})")
         return
-    click.echo(f"{'name':<14} {'kind':<13} {'ch':>2}  {'sigma/255':<10} {'L':>6} {'alpha':>8}  {'BSD68 PSNR 15/25/50':<22} description")
+    click.echo(f"{'name':<14} {'source':<8} {'kind':<13} {'ch':>2}  {'sigma/255':<10} {'L':>6} {'alpha':>8}  "
+               f"{'BSD68 PSNR 15/25/50':<22} description")
     for m in entries:
+        if "error" in m:
+            click.echo(f"{m['name']:<14} {m['source']:<8} {m['error']} ({m['path']})")
+            continue
         cert = m.get("certificate") or {}
         rng = m.get("sigma_range_255") or []
         psnr = m.get("bsd68_psnr") or {}
         ps = "/".join(f"{psnr[k]:.2f}" if k in psnr else "-" for k in ("15", "25", "50"))
         alpha = cert.get("averagedness")
         lip = cert.get("lipschitz")
-        click.echo(f"{m.get('name', '?'):<14} {m.get('kind', '?'):<13} {m.get('channels', '?'):>2}  "
+        note = " (shadowed by the shipped model of that name)" if m.get("shadowed") else ""
+        click.echo(f"{m.get('name', '?'):<14} {m.get('source', '?'):<8} {m.get('kind', '?'):<13} {m.get('channels', '?'):>2}  "
                    f"{'-'.join(f'{v:g}' for v in rng):<10} {lip if lip is None else f'{lip:.3g}':>6} "
-                   f"{'-' if alpha is None else f'{alpha:.4f}':>8}  {ps:<22} {m.get('description', '')}")
+                   f"{'-' if alpha is None else f'{alpha:.4f}':>8}  {ps:<22} {m.get('description', '')}{note}")
+    click.echo(f"your models folder: {user_dir}")

@@ -21,7 +21,9 @@ from pnp_stable.cli.errors import UserError, user_errors
 @click.option("--stop-after", type=click.IntRange(1), default=None, help="End this invocation after N steps (resumable).")
 @click.option("--export", "export_name", default=None, metavar="NAME",
               help="After training, export the best checkpoint as NAME.pt + NAME.json (certified step counts frozen).")
-@click.option("--export-dir", default=".", show_default=True, metavar="DIR", help="Where --export writes.")
+@click.option("--export-dir", default=None, metavar="DIR",
+              help="Where --export writes  [default: your models folder, $PNP_STABLE_MODELS or "
+                   "~/.local/share/pnp-stable/models, so that --denoiser NAME finds it].")
 def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resume, stop_after, export_name, export_dir):
     """Train a certified (or, with a *-unconstrained preset, baseline) denoiser.
 
@@ -53,5 +55,10 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
             source = best if best.is_file() else Path(run_dir) / "checkpoint.pt"
             if not source.is_file():
                 raise UserError(f"no checkpoint to export in {run_dir}")
-            path = export_denoiser(source, export_name, dest_dir=export_dir, bsd68_dir=val_dir)
-            click.echo(f"exported {path} (use it with --denoiser {path})")
+            from pnp_stable.denoisers import user_models_dir
+
+            dest = Path(export_dir) if export_dir is not None else user_models_dir()
+            dest.mkdir(parents=True, exist_ok=True)
+            path = export_denoiser(source, export_name, dest_dir=dest, bsd68_dir=val_dir)
+            hint = export_name if export_dir is None else path
+            click.echo(f"exported {path} (use it with --denoiser {hint})")

@@ -19,8 +19,8 @@ from torch import nn
 from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.denoisers.models import CertifiedDenoiser, UnconstrainedDenoiser, build_denoiser
 
-__all__ = ["FORMAT", "save_denoiser", "load", "available", "pretrained_dir", "atomic_write_bytes",
-           "atomic_write_json"]
+__all__ = ["FORMAT", "save_denoiser", "load", "available", "pretrained_dir", "user_models_dir",
+           "atomic_write_bytes", "atomic_write_json"]
 
 FORMAT = "pnp-stable-denoiser/1"
 # relative slack when comparing a recomputed certificate with the stored one (float64 SVD
@@ -33,6 +33,20 @@ def pretrained_dir() -> Path:
     import pnp_stable.pretrained as pretrained_pkg
 
     return Path(pretrained_pkg.__file__).resolve().parent
+
+
+def user_models_dir() -> Path:
+    """Folder of the user's own models, found by name like the shipped ones.
+
+    ``$PNP_STABLE_MODELS`` if set, else ``$XDG_DATA_HOME/pnp-stable/models`` (default
+    ``~/.local/share/pnp-stable/models``). ``pnp-stable train-denoiser --export NAME`` writes
+    there by default. The folder need not exist.
+    """
+    explicit = os.environ.get("PNP_STABLE_MODELS")
+    if explicit:
+        return Path(explicit).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join("~", ".local", "share")
+    return Path(data_home).expanduser() / "pnp-stable" / "models"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -88,11 +102,12 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
         if not candidate.is_file():
             raise ValueError(f"denoiser file not found: {candidate}")
         return candidate
-    shipped = pretrained_dir() / f"{text}.pt"
-    if shipped.is_file():
-        return shipped
+    for folder in (pretrained_dir(), user_models_dir()):
+        named = folder / f"{text}.pt"
+        if named.is_file():
+            return named
     names = ", ".join(m["name"] for m in available()) or "none"
-    raise ValueError(f"unknown denoiser {text!r}; shipped models: {names} (or pass a path to a .pt file)")
+    raise ValueError(f"unknown denoiser {text!r}; known models: {names} (or pass a path to a .pt file)")
 
 
 def _check_certificate(model: nn.Module, stored: dict[str, Any] | None, source: Path) -> None:
@@ -137,14 +152,37 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return model.to(device)
 
 
-def available() -> list[dict[str, Any]]:
-    """Metadata of the shipped denoisers (one dict per ``pretrained/NAME.json``), sorted by name."""
-    out = []
-    for meta_path in sorted(pretrained_dir().glob("*.json")):
-        if not meta_path.with_suffix(".pt").is_file():
+def available(include_user: bool = True) -> list[dict[str, Any]]:
+    """Metadata of the models :func:`load` finds by name: the shipped ones (``pretrained/NAME.json``),
+    then, with ``include_user``, those in :func:`user_models_dir`, each sorted by name.
+
+    Every entry gets ``source`` (``"shipped"`` or ``"user"``) and ``path`` (the ``.pt`` file). A
+    user model with a shipped model's name is listed but shadowed (``load`` picks the shipped
+    one); an unreadable metadata file is reported in ``error`` instead of failing the listing.
+    """
+    folders = [("shipped", pretrained_dir())]
+    if include_user:
+        folders.append(("user", user_models_dir()))
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for source, folder in folders:
+        if not folder.is_dir():
             continue
-        with open(meta_path) as f:
-            meta = json.load(f)
-        meta.setdefault("name", meta_path.stem)
-        out.append(meta)
+        for meta_path in sorted(folder.glob("*.json")):
+            weights = meta_path.with_suffix(".pt")
+            if not weights.is_file():
+                continue
+            try:
+                with open(meta_path) as f:
+                    meta = json.load(f)
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:
+                meta = {"error": f"unreadable metadata: {exc}"}
+            meta.setdefault("name", meta_path.stem)
+            meta["source"], meta["path"] = source, str(weights)
+            if meta["name"] in seen:
+                meta["shadowed"] = True
+            seen.add(meta["name"])
+            out.append(meta)
     return out

@@ -10,3 +10,10 @@ torch.set_num_threads(1)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_models(tmp_path_factory, monkeypatch):
+    # Tests must never read or write the real user's models folder (~/.local/share/pnp-stable).
+    monkeypatch.setenv("PNP_STABLE_MODELS", str(tmp_path_factory.mktemp("user-models")))
+    yield

@@ -183,3 +183,21 @@ def test_train_denoiser_tiny_run_and_resume(tmp_path):
     r = run(*args, "--resume", "--export", "mini", "--export-dir", tmp_path)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "mini.pt").is_file() and (tmp_path / "mini.json").is_file()
+
+
+def test_exported_model_lands_in_the_user_folder_and_is_usable_by_name(tmp_path, monkeypatch, camera_png):
+    user = tmp_path / "user-models"
+    monkeypatch.setenv("PNP_STABLE_MODELS", str(user))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((40, 40)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    r = run("train-denoiser", "--train", folder, "--run-dir", tmp_path / "run", "--preset", "tiny", "--steps", "2",
+            "--export", "mine")
+    assert r.exit_code == 0, r.output
+    assert (user / "mine.pt").is_file() and "--denoiser mine" in r.output
+    r = run("models")
+    assert r.exit_code == 0 and "mine" in r.output and "user" in r.output and str(user) in r.output
+    r = run("denoise", camera_png, "--sigma", "25/255", "--denoiser", "mine", "--out", tmp_path / "d.png")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "d.png").is_file()

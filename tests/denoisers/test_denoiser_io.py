@@ -104,3 +104,31 @@ def test_metadata_files_are_complete():
                     "training"):
             assert key in meta, f"{meta['name']}: metadata lacks {key}"
         assert json.loads(json.dumps(meta)) == meta
+
+
+def test_user_models_are_found_by_name_and_listed(tmp_path, monkeypatch):
+    user = tmp_path / "mine"
+    monkeypatch.setenv("PNP_STABLE_MODELS", str(user))
+    assert denoisers.user_models_dir() == user
+    with pytest.raises(ValueError, match="unknown denoiser 'my-model'"):
+        denoisers.load("my-model")
+    assert all(m["source"] == "shipped" for m in denoisers.available())  # folder absent: fine
+    user.mkdir()
+    model = small_model()
+    cert = model.certificate()
+    meta = {"name": "my-model", "certificate": {"lipschitz": cert.lipschitz, "averagedness": cert.averagedness}}
+    save_denoiser(model, user / "my-model.pt", meta)
+    (user / "my-model.json").write_text(json.dumps(meta))
+    (user / "broken.pt").write_bytes(b"x")
+    (user / "broken.json").write_text("{not json")
+    (user / "gray.pt").write_bytes(b"x")  # a user model cannot hijack a shipped name
+    (user / "gray.json").write_text("{}")
+    x = torch.rand(1, 1, 8, 8)
+    torch.testing.assert_close(denoisers.load("my-model")(x, 0.1), model(x, 0.1))
+    listed = {(m["name"], m["source"]): m for m in denoisers.available()}
+    assert listed[("my-model", "user")]["path"] == str(user / "my-model.pt")
+    assert "unreadable metadata" in listed[("broken", "user")]["error"]
+    assert listed[("gray", "user")]["shadowed"] and not listed[("gray", "shipped")].get("shadowed")
+    assert denoisers.load("gray").metadata.get("name") == "gray"  # the shipped one
+    assert [m["name"] for m in denoisers.available(include_user=False)] == \
+        [m["name"] for m in denoisers.available() if m["source"] == "shipped"]

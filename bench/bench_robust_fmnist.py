@@ -29,17 +29,18 @@ from pathlib import Path
 import torch
 
 from pnp_stable.classify import (
+    LOSS_DEFAULTS,
     ClassifierConfig,
     PGDConfig,
     RobustnessReport,
     TrainConfig,
-    certified_accuracy,
-    certified_radii,
     evaluate,
     load_dataset,
     plot_robustness,
+    test_set_summary,
     train_classifier,
 )
+from pnp_stable.classify.models import file_mode
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -70,9 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden-multiplier", type=int, default=1)
     p.add_argument("--head", choices=("flatten", "pool"), default="flatten")
     p.add_argument("--lift", choices=("conv", "zero"), default="conv")
-    p.add_argument("--loss", choices=("ce", "hinge"), default="hinge", help="loss of the non-expansive model")
-    p.add_argument("--margin", type=float, default=1.0, help="logit margin of the non-expansive model's loss (1.0 ~ sqrt(2) * 0.5 + slack)")
-    p.add_argument("--logit-scale", type=float, default=8.0, help="CE temperature of the non-expansive model")
+    certified = LOSS_DEFAULTS["nonexpansive"]
+    p.add_argument("--loss", choices=("ce", "hinge"), default=certified["loss"], help="loss of the non-expansive model")
+    p.add_argument("--margin", type=float, default=certified["margin"],
+                   help="logit margin of the non-expansive model's loss (1.0 ~ sqrt(2) * 0.5 + slack)")
+    p.add_argument("--logit-scale", type=float, default=certified["logit_scale"],
+                   help="CE temperature of the non-expansive model")
     p.add_argument("--eval-size", type=int, default=1000, help="test images attacked by PGD")
     p.add_argument("--eps", type=_floats, default=[round(0.1 * i, 1) for i in range(1, 11)])
     p.add_argument("--certified-eps", type=float, default=0.5)
@@ -87,6 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _write_json(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, file_mode())
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
@@ -96,6 +101,7 @@ def _write_json(obj, path: Path) -> None:
 def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
     # the baseline gets the loss an unconstrained network is normally trained with (plain CE)
     certified = architecture == "nonexpansive"
+    baseline = LOSS_DEFAULTS["resnet"]
     return TrainConfig(
         dataset="fashion_mnist",
         data_path=str(args.data / "classification" / "fashion_mnist"),
@@ -106,34 +112,14 @@ def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
-        loss=args.loss if certified else "ce",
-        margin=args.margin if certified else 0.0,
-        logit_scale=args.logit_scale if certified else 1.0,
+        loss=args.loss if certified else baseline["loss"],
+        margin=args.margin if certified else baseline["margin"],
+        logit_scale=args.logit_scale if certified else baseline["logit_scale"],
         train_size=args.train_size,
         seed=args.seed,
         device=args.device,
         progress=not args.no_progress,
     )
-
-
-def full_test_accuracies(model, test, eps: float, batch_size: int = 500) -> dict:
-    """Clean and certified accuracy on the whole test set (cheap: one forward pass)."""
-    device = next(model.parameters()).device
-    bound = float(model.certified_lipschitz_bound())
-    logits = []
-    with torch.no_grad():
-        for start in range(0, len(test), batch_size):
-            logits.append(model(test.float_images(slice(start, start + batch_size)).to(device)).cpu())
-    logits = torch.cat(logits)
-    radii = certified_radii(logits, test.labels, bound)
-    return {
-        "n_examples": len(test),
-        "clean_accuracy": float((logits.argmax(dim=1) == test.labels).double().mean()),
-        "certified_eps": eps,
-        "certified_accuracy": certified_accuracy(radii, eps),
-        "lipschitz_bound": bound,
-        "median_certified_radius": float(radii.median()),
-    }
 
 
 def robustness(model, subset, args: argparse.Namespace, cache_path: Path) -> RobustnessReport:
@@ -192,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         trained = train_classifier(config)
         train_seconds = sum(h["train_seconds"] for h in trained.history)
         model = trained.model
-        full = full_test_accuracies(model, test, args.certified_eps)
+        full = test_set_summary(model, test, args.certified_eps)
         print(f"  clean {full['clean_accuracy']:.4f}, certified@{args.certified_eps} {full['certified_accuracy']:.4f}, "
               f"L = {full['lipschitz_bound']:.4g}", flush=True)
         report = robustness(model, subset, args, Path(config.output_dir) / "robustness_cache.json")

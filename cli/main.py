@@ -20,6 +20,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "certify": ("pnp_stable.cli.cmd_certify", "certify"),
     "models": ("pnp_stable.cli.cmd_models", "models"),
     "train-denoiser": ("pnp_stable.cli.cmd_train", "train_denoiser"),
+    "train-classifier": ("pnp_stable.cli.cmd_train_classifier", "train_classifier"),
 }
 
 

@@ -14,7 +14,7 @@ from pnp_stable.classify.config import ClassifierConfig
 from pnp_stable.classify.nonexpansive import NonExpansiveClassifier
 from pnp_stable.classify.resnet import ResNetClassifier
 
-__all__ = ["MODEL_FORMAT", "atomic_torch_save", "build_classifier", "load_classifier", "save_classifier"]
+__all__ = ["MODEL_FORMAT", "atomic_torch_save", "build_classifier", "file_mode", "load_classifier", "save_classifier"]
 
 MODEL_FORMAT = "pnp-stable-classifier/1"
 
@@ -26,6 +26,14 @@ def build_classifier(config: ClassifierConfig) -> nn.Module:
     return ResNetClassifier(config)
 
 
+def file_mode() -> int:
+    """Permissions of a newly created file under the current umask (``tempfile.mkstemp`` uses
+    0600, which would leave atomically written outputs readable by their owner only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the target folder, then ``os.replace``: a reader never
     sees a half-written file, and an interrupted save leaves the previous file intact."""
@@ -33,6 +41,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, file_mode())
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from pnp_stable.classify.evaluation import RobustnessReport
+from pnp_stable.classify.models import file_mode
 
 __all__ = ["plot_robustness"]
 
@@ -41,6 +42,7 @@ def plot_robustness(reports: Mapping[str, RobustnessReport], path: str | Path, t
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, file_mode())
         fig.savefig(tmp, dpi=120)
         os.replace(tmp, path)
     finally:

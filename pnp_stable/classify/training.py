@@ -36,11 +36,19 @@ from pnp_stable.classify.data import ImageClassificationData
 from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
-from pnp_stable.classify.models import atomic_torch_save, build_classifier, save_classifier
+from pnp_stable.classify.models import atomic_torch_save, build_classifier, file_mode, save_classifier
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
+__all__ = ["CHECKPOINT_FORMAT", "LOSS_DEFAULTS", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
 
 CHECKPOINT_FORMAT = "pnp-stable-classifier-checkpoint/1"
+
+# the loss each architecture is trained with unless told otherwise (benchmark and CLI defaults):
+# the certified model a margin loss (margin 1.0 in logit units ~ sqrt(2) * 0.5 plus slack, i.e.
+# aimed at radius 0.5), the unconstrained baseline plain cross-entropy, as it is normally trained
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "nonexpansive": {"loss": "hinge", "margin": 1.0, "logit_scale": 8.0},
+    "resnet": {"loss": "ce", "margin": 0.0, "logit_scale": 1.0},
+}
 
 # options that do not change the optimisation trajectory: they may differ on resume
 _RUNTIME_FIELDS = {"output_dir", "device", "progress", "resume", "checkpoint_minutes", "data_path"}
@@ -148,6 +156,7 @@ def _atomic_write_json(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, file_mode())
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")

@@ -175,3 +175,22 @@ def test_margins_losses_and_radii():
     torch.testing.assert_close(multiclass_hinge(logits, labels, margin=1.0), torch.tensor((0.0 + 1.5 + 1.0) / 3))
     with pytest.raises(ValueError, match="unknown loss"):
         classification_loss("mse", logits, labels, 0.0)
+
+
+def test_test_set_summary_matches_evaluate(make_data):
+    from pnp_stable.classify import (ClassifierConfig, ImageClassificationData, build_classifier, evaluate,
+                                     test_set_summary)
+
+    torch.manual_seed(0)
+    model = build_classifier(ClassifierConfig(widths=(4, 8), blocks_per_stage=1, image_size=12, num_classes=4))
+    data = make_data(40)
+    model.train()
+    summary = test_set_summary(model, data, eps=0.0, batch_size=7)
+    assert model.training  # mode restored
+    report = evaluate(model, data, eps=[0.0], pgd=PGDConfig(steps=1), progress=False)
+    assert summary["n_examples"] == 40
+    assert summary["clean_accuracy"] == pytest.approx(report.clean_accuracy)
+    assert summary["certified_accuracy"] == pytest.approx(report.certified_accuracy[0])
+    assert summary["lipschitz_bound"] == pytest.approx(report.lipschitz_bound)
+    with pytest.raises(ValueError, match="empty"):
+        test_set_summary(model, ImageClassificationData(data.images[:0], data.labels[:0], data.class_names))

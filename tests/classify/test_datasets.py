@@ -140,3 +140,25 @@ def test_augmentation_is_a_shift_or_mirror():
     for i in range(2):
         values = set(x[i].flatten().tolist()) | {0.0}
         assert set(out[i].flatten().tolist()) <= values
+
+
+def test_detect_dataset(tmp_path, mnist_folder):
+    from pnp_stable.classify import detect_dataset
+
+    assert detect_dataset(mnist_folder) == "mnist"
+    fashion = tmp_path / "Fashion_MNIST"
+    fashion.mkdir()
+    (fashion / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    assert detect_dataset(fashion) == "fashion_mnist"  # only the class names differ
+    _write_cifar(tmp_path / "c" / "cifar-10-batches-py", per_batch=1)
+    assert detect_dataset(tmp_path / "c") == "cifar10"
+    assert detect_dataset(tmp_path / "c" / "cifar-10-batches-py") == "cifar10"
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    assert detect_dataset(tmp_path / "imgs") == "image_folder"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="cannot tell the dataset format"):
+        detect_dataset(tmp_path / "empty")
+    with pytest.raises(ValueError, match="data folder not found"):
+        detect_dataset(tmp_path / "absent")
+    with pytest.raises(ValueError, match="got a file"):
+        detect_dataset(fashion / "train-images-idx3-ubyte.gz")

@@ -116,3 +116,16 @@ def test_config_dict_roundtrip(tmp_path):
     assert again.to_dict() == config.to_dict() and isinstance(again.model, ClassifierConfig)
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"optimizer": "sgd"})
+
+
+def test_outputs_get_the_umask_permissions_not_mkstemps_0600(tmp_path, make_data):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        train_classifier(tiny_config(tmp_path, epochs=1), make_data(16), make_data(8, seed=1))
+    finally:
+        os.umask(previous)
+    for name in ("checkpoint.pt", "model.pt", "history.json", "config.json"):
+        assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644, name

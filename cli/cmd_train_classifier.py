@@ -1,0 +1,274 @@
+"""``pnp-stable train-classifier``: front end to :func:`pnp_stable.classify.train_classifier` and
+the robustness evaluation (clean, certified and, optionally, l2-PGD accuracy)."""
+
+from __future__ import annotations
+
+import click
+
+from pnp_stable.cli.errors import UserError, user_errors
+
+# CLI spelling -> pnp_stable.classify dataset kind (None: detect from the folder's files)
+_DATASETS = {"auto": None, "fashion-mnist": "fashion_mnist", "mnist": "mnist", "cifar10": "cifar10",
+             "folder": "image_folder"}
+
+
+def _number_list(cast, what: str, minimum: float):
+    """A click callback parsing ``"0.1,0.5,1"`` into a list of numbers >= ``minimum``."""
+
+    def convert(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            numbers = [cast(v) for v in str(value).replace(" ", "").split(",") if v]
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list of {what}") from None
+        if not numbers:
+            raise click.BadParameter(f"{value!r} is an empty list")
+        if any(not n >= minimum for n in numbers):
+            raise click.BadParameter(f"{value!r}: every value must be >= {minimum}")
+        return numbers
+
+    return convert
+
+
+def _image_size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        parts = [int(v) for v in value.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise click.BadParameter(f"{value!r} is not a size (examples: 28, 32x32)")
+    return (parts[0], parts[-1])
+
+
+def _write_json(path, payload) -> None:
+    """Atomic JSON write; non-finite floats become null (JSON has no NaN/inf)."""
+    import json
+    import math
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from pnp_stable.classify.models import file_mode
+
+    def clean(obj):
+        if isinstance(obj, float) and not math.isfinite(obj):
+            return None
+        if isinstance(obj, dict):
+            return {k: clean(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [clean(v) for v in obj]
+        return obj
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 would make the report private
+        with os.fdopen(fd, "w") as f:
+            json.dump(clean(payload), f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@click.command("train-classifier")
+@click.option("--data", required=True, metavar="DIR",
+              help="Local dataset folder: MNIST/Fashion-MNIST idx(.gz) files, the CIFAR-10 python folder "
+                   "(cifar-10-batches-py), or an image folder root[/train|/test]/<class>/<images>. Never downloaded.")
+@click.option("--dataset", type=click.Choice(list(_DATASETS)), default="auto", show_default=True,
+              help="Format of --data; auto detects it from the file names (idx in a folder named *fashion* "
+                   "-> fashion-mnist).")
+@click.option("--model", "architecture", type=click.Choice(["nonexpansive", "resnet"]), default="nonexpansive",
+              show_default=True, help="Certified non-expansive network, or the unconstrained ResNet baseline.")
+@click.option("--widths", callback=_number_list(int, "channel counts", 1), default="32,64,128", show_default=True,
+              help="Channels per stage (stride-2 transitions between stages).")
+@click.option("--blocks", callback=_number_list(int, "block counts", 0), default="2", show_default=True,
+              help="Residual blocks per stage (one value for all stages, or one per width).")
+@click.option("--head", type=click.Choice(["flatten", "pool"]), default="flatten", show_default=True,
+              help="Flatten before the linear head, or a norm-preserving global pool.")
+@click.option("--image-size", callback=_image_size, default=None, metavar="HxW",
+              help="Resize image-folder images to this size (required when their sizes differ).")
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+              help="Peak learning rate of the one-cycle schedule (AdamW).")
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True)
+@click.option("--loss", type=click.Choice(["ce", "hinge"]), default=None,
+              help="Training loss [default: hinge for nonexpansive, ce for resnet].")
+@click.option("--margin", type=click.FloatRange(0), default=None,
+              help="Logit margin of the loss; with L = 1 a margin m certifies radius m/sqrt(2) "
+                   "[default: 1.0 for nonexpansive, 0 for resnet].")
+@click.option("--logit-scale", type=click.FloatRange(0, min_open=True), default=None,
+              help="Temperature of the CE loss [default: 8 for nonexpansive, 1 for resnet].")
+@click.option("--augment/--no-augment", default=None,
+              help="Random shifts and flips [default: on for CIFAR-10 only].")
+@click.option("--train-size", type=click.IntRange(1), default=None,
+              help="Train on a seeded random subset of this many images (default: all).")
+@click.option("--test-size", type=click.IntRange(1), default=None,
+              help="Evaluate on a seeded random subset of this many test images (default: all).")
+@click.option("--run-dir", default=None, metavar="DIR",
+              help="Checkpoints, model.pt, history.json, config.json [default: runs/classify/<dataset>-<model>].")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --run-dir (same options; a finished run is only evaluated).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--amp/--no-amp", default=True, show_default=True, help="bf16/fp16 autocast (CUDA only).")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="torch CPU threads (1 is fastest for small models on a shared machine).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of initialisation, shuffling, subsets and the attack's random starts.")
+@click.option("--eval/--no-eval", "do_eval", default=True, show_default=True,
+              help="After training: clean and certified accuracy on the test set (and PGD with --pgd-eps).")
+@click.option("--certified-eps", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="l2 radius (pixels in [0,1]) of the certified accuracy.")
+@click.option("--pgd-eps", callback=_number_list(float, "radii", 0.0), default=None, metavar="LIST",
+              help="Also run l2-PGD at these radii, e.g. 0.1,0.5,1.0 (default: no attack).")
+@click.option("--pgd-steps", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--pgd-restarts", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--eval-size", type=click.IntRange(1), default=1000, show_default=True,
+              help="Test images attacked by PGD (a seeded random subset).")
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="Write a JSON report (options, data, model and certificate, history, accuracies).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Plot PGD and certified accuracy against eps (needs --pgd-eps; .png/.pdf/.svg).")
+@click.option("--quiet", is_flag=True, help="No progress bars or notes; only the summary lines.")
+def train_classifier(data, dataset, architecture, widths, blocks, head, image_size, epochs, batch_size, lr,
+                     weight_decay, loss, margin, logit_scale, augment, train_size, test_size, run_dir, resume,
+                     device, amp, threads, seed, do_eval, certified_eps, pgd_eps, pgd_steps, pgd_restarts,
+                     eval_size, report, plot, quiet):
+    """Train a robust classifier (certified non-expansive, or the ResNet baseline) and evaluate it.
+
+    Prints the clean accuracy and the certified accuracy at --certified-eps on the test set and,
+    with --pgd-eps, the accuracy under l2-PGD on --eval-size test images. Ctrl-C saves a
+    checkpoint after the current step; run the same command with --resume to continue.
+
+    \b
+    Examples:
+      pnp-stable train-classifier --data data/fashion_mnist --epochs 30
+      pnp-stable train-classifier --data data/fashion_mnist --model resnet --run-dir runs/fm-resnet
+      pnp-stable train-classifier --data data/fashion_mnist --train-size 5000 --epochs 3 \\
+          --pgd-eps 0.1,0.5,1.0 --eval-size 500 --report fm.json --plot fm.png --threads 1
+      pnp-stable train-classifier --data data/cifar-10-batches-py --widths 64,128,256 --device cuda
+    """
+    with user_errors():
+        if plot and not (pgd_eps and do_eval):
+            raise UserError("--plot needs an attack to plot", hint="add --pgd-eps 0.1,0.5,1.0 (and keep --eval)")
+        from pathlib import Path
+
+        import torch
+
+        from pnp_stable.classify import (
+            LOSS_DEFAULTS,
+            ClassifierConfig,
+            PGDConfig,
+            TrainConfig,
+            detect_dataset,
+            evaluate,
+            load_dataset,
+            plot_robustness,
+            test_set_summary,
+        )
+        from pnp_stable.classify import train_classifier as train
+
+        def note(message: str) -> None:
+            if not quiet:
+                click.echo(f"note: {message}", err=True)
+
+        if threads:
+            torch.set_num_threads(threads)
+        kind = _DATASETS[dataset]
+        if kind is None:
+            kind = detect_dataset(data)
+            note(f"dataset detected as {kind} (use --dataset to override)")
+        train_data = load_dataset(kind, data, "train", image_size)
+        test_data = load_dataset(kind, data, "test", image_size)
+        if kind == "image_folder" and not (Path(data) / "test").is_dir():
+            click.echo(f"warning: {data} has no test/ sub-folder: the 'test' accuracies are measured on "
+                       "the training images", err=True)
+        if run_dir is None:
+            run_dir = str(Path("runs") / "classify" / f"{kind}-{architecture}")
+        checkpoint = Path(run_dir) / "checkpoint.pt"
+        if checkpoint.exists() and not resume:
+            raise UserError(f"{run_dir} already holds a training run",
+                            hint="pass --resume to continue it, or choose another --run-dir")
+        defaults = LOSS_DEFAULTS[architecture]
+        config = TrainConfig(
+            dataset=kind,
+            data_path=str(Path(data).resolve()),
+            output_dir=run_dir,
+            model=ClassifierConfig(architecture=architecture, widths=tuple(widths), blocks_per_stage=tuple(blocks),
+                                   head=head),
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            loss=loss or defaults["loss"],
+            margin=defaults["margin"] if margin is None else margin,
+            logit_scale=defaults["logit_scale"] if logit_scale is None else logit_scale,
+            augment=augment,
+            train_size=train_size,
+            test_size=test_size,
+            image_size=image_size,
+            seed=seed,
+            device=device,
+            amp=amp,
+            resume=resume,
+            progress=not quiet,
+        )
+        if resume and not checkpoint.exists():
+            note(f"no checkpoint in {run_dir}: starting a new run")
+        try:
+            result = train(config, train_data, test_data)
+        except FloatingPointError as exc:
+            raise UserError(str(exc)) from None
+        except ValueError as exc:
+            if "different configuration" in str(exc):
+                raise UserError(str(exc).split(";")[0],
+                                hint="resume with the run's original options, or choose another --run-dir") from None
+            raise
+        model = result.model
+        train_seconds = sum(h["train_seconds"] for h in result.history)
+        n_train = min(len(train_data), train_size or len(train_data))
+        n_epochs = len(result.history)
+        click.echo(f"trained {architecture} on {kind}: {n_epochs} epoch{'s' * (n_epochs != 1)}, {n_train} images, "
+                   f"{train_seconds:.0f} s; model {result.model_path} (certified L = "
+                   f"{result.certified_lipschitz:.4g})")
+
+        summary, robustness = None, None
+        test_eval = test_data.subset(test_size, seed=seed)  # the subset training reported on
+        if do_eval:
+            summary = test_set_summary(model, test_eval, certified_eps)
+            line = (f"test ({summary['n_examples']} images): clean {100 * summary['clean_accuracy']:.2f}%, "
+                    f"certified@{certified_eps:g} {100 * summary['certified_accuracy']:.2f}%")
+            if pgd_eps:
+                subset = test_eval.subset(eval_size, seed=seed)
+                robustness = evaluate(model, subset, eps=pgd_eps, pgd=PGDConfig(steps=pgd_steps, restarts=pgd_restarts),
+                                      seed=seed, progress=not quiet)
+                attacked = ", ".join(f"{e:g}: {100 * a:.1f}%" for e, a in zip(robustness.eps, robustness.pgd_accuracy))
+                line += f"; l2-PGD ({pgd_steps} steps, {len(subset)} images) {attacked}"
+            click.echo(line)
+        if report:
+            _write_json(report, {
+                "command": "train-classifier",
+                "options": click.get_current_context().params,
+                "data": {"path": str(data), "dataset": kind, "train_images": n_train,
+                         "test_images": len(test_eval), "image_shape": list(train_data.image_shape),
+                         "class_names": list(train_data.class_names)},
+                "model": {"architecture": architecture, "path": str(result.model_path),
+                          "config": model.config.to_dict(),
+                          "parameters": sum(p.numel() for p in model.parameters()),
+                          "certified_lipschitz": result.certified_lipschitz},
+                "training": {"config": config.to_dict(), "seconds": train_seconds, "history": result.history},
+                "test": summary,
+                "pgd": None if robustness is None else robustness.to_dict(),
+            })
+            note(f"report written to {report}")
+        if plot and robustness is not None:
+            plot_robustness({architecture: robustness}, plot,
+                            title=f"{kind}, l2-PGD ({pgd_steps} steps) on {robustness.n_examples} test images")
+            note(f"plot written to {plot}")

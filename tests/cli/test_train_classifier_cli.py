@@ -1,0 +1,151 @@
+"""``pnp-stable train-classifier``: a tiny run on synthetic idx files, its outputs, and every error path."""
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pnp_stable.cli.main import main
+
+TINY = ["--widths", "4,8", "--blocks", "1", "--epochs", "1", "--batch-size", "16", "--threads", "1", "--quiet"]
+
+
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_split(folder, prefix, n, seed):
+    # class k = faint noise + a bright patch at a class-specific place (learnable in a few steps)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, 12, 12)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 1 + 2 * (k // 2), 2 + 5 * (k % 2)
+        images[i, r:r + 3, c:c + 3] = 230
+    (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
+    (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels)))
+
+
+@pytest.fixture
+def fmnist(tmp_path):
+    """A Fashion-MNIST-layout folder of synthetic gzip'd idx files (12x12 images, 10 classes)."""
+    folder = tmp_path / "fashion_mnist"
+    folder.mkdir()
+    _write_split(folder, "train", 64, 0)
+    _write_split(folder, "t10k", 24, 1)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)  # --threads sets the process-wide value
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["train-classifier", *[str(a) for a in args]])
+
+
+def assert_user_error(result, fragment):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_help_lists_options_and_examples():
+    result = run("--help")
+    assert result.exit_code == 0
+    for text in ("Example", "--data", "--pgd-eps", "--certified-eps", "--resume", "--report"):
+        assert text in result.output
+    listing = CliRunner().invoke(main, ["--help"])
+    assert "train-classifier" in listing.output
+
+
+def test_tiny_run_writes_model_report_and_plot(tmp_path, fmnist):
+    run_dir, report, plot = tmp_path / "run", tmp_path / "out" / "r.json", tmp_path / "out" / "p.png"
+    result = run("--data", fmnist, *TINY, "--run-dir", run_dir, "--pgd-eps", "0.1,0.5", "--pgd-steps", "3",
+                 "--eval-size", "8", "--report", report, "--plot", plot)
+    assert result.exit_code == 0, result.output
+    assert "trained nonexpansive on fashion_mnist: 1 epoch, 64 images" in result.output
+    assert "certified L = 1" in result.output
+    assert "clean" in result.output and "certified@0.5" in result.output and "l2-PGD (3 steps, 8 images)" in result.output
+    assert {p.name for p in run_dir.iterdir()} >= {"checkpoint.pt", "model.pt", "history.json", "config.json"}
+    assert plot.stat().st_size > 1000
+    r = json.loads(report.read_text())
+    assert r["data"]["dataset"] == "fashion_mnist" and r["data"]["train_images"] == 64
+    assert r["data"]["class_names"][0] == "T-shirt/top"
+    assert r["model"]["certified_lipschitz"] <= 1 + 1e-6
+    assert r["training"]["config"]["loss"] == "hinge" and r["training"]["config"]["margin"] == 1.0
+    assert len(r["training"]["history"]) == 1
+    assert r["test"]["n_examples"] == 24 and 0 <= r["test"]["certified_accuracy"] <= r["test"]["clean_accuracy"]
+    assert r["pgd"]["eps"] == [0.1, 0.5] and r["pgd"]["pgd"]["steps"] == 3 and r["pgd"]["n_examples"] == 8
+    for pgd_acc, cert_acc in zip(r["pgd"]["pgd_accuracy"], r["pgd"]["certified_accuracy"]):
+        assert cert_acc <= pgd_acc <= r["pgd"]["clean_accuracy"]
+
+    # the run exists: refused without --resume, only re-evaluated with it (a finished run is not retrained)
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", run_dir), "already holds a training run")
+    again = run("--data", fmnist, *TINY, "--run-dir", run_dir, "--resume", "--no-eval")
+    assert again.exit_code == 0, again.output
+    assert "1 epoch" in again.output and "clean" not in again.output
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", run_dir, "--resume", "--lr", "0.01"),
+                      "different configuration (lr)")
+
+
+def test_resnet_with_explicit_dataset_and_subsets(tmp_path, fmnist):
+    report = tmp_path / "r.json"
+    result = run("--data", fmnist, "--dataset", "mnist", "--model", "resnet", *TINY, "--train-size", "32",
+                 "--test-size", "10", "--run-dir", tmp_path / "rn", "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "trained resnet on mnist: 1 epoch, 32 images" in result.output and "test (10 images)" in result.output
+    r = json.loads(report.read_text())
+    assert r["training"]["config"]["loss"] == "ce" and r["model"]["certified_lipschitz"] > 1
+    assert r["data"]["class_names"][0] == "0" and r["pgd"] is None
+
+
+def test_missing_and_unrecognised_data_folders(tmp_path):
+    assert_user_error(run("--data", tmp_path / "absent", *TINY), "data folder not found")
+    assert_user_error(run("--data", tmp_path / "absent", "--dataset", "fashion-mnist", *TINY), "data folder not found")
+    (tmp_path / "empty").mkdir()
+    assert_user_error(run("--data", tmp_path / "empty", *TINY), "cannot tell the dataset format")
+    assert_user_error(run("--data", tmp_path / "empty", "--dataset", "cifar10", *TINY), "missing CIFAR-10 batch files")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_idx_files(tmp_path, fmnist):
+    path = fmnist / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-12])
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "run"), "corrupt or truncated gzip")
+    path.write_bytes(_idx(np.zeros(5, np.uint8))[:-2])  # header says 5 labels, 3 present (uncompressed)
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "run"), "idx header declares shape (5,)")
+    path.unlink()
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "run"), "missing train-labels-idx1-ubyte")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (["--pgd-eps", "0.1,abc"], "not a comma-separated list"),
+    (["--pgd-eps", "-0.5"], "must be >= 0"),
+    (["--widths", "8,0"], "must be >= 1"),
+    (["--epochs", "0"], "--epochs"),
+    (["--model", "vgg"], "--model"),
+    (["--image-size", "3x"], "not a size"),
+    (["--device", "tpu"], "--device"),
+    (["--plot", "p.png"], "--plot needs an attack"),
+    (["--plot", "p.png", "--pgd-eps", "0.5", "--no-eval"], "--plot needs an attack"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, fmnist, options, fragment):
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "run", *options), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_is_required():
+    result = run("--epochs", "1")
+    assert result.exit_code == 2 and "--data" in result.output and "Traceback" not in result.output

@@ -185,11 +185,20 @@ def train_classifier(data, dataset, architecture, widths, blocks, head, image_si
         if kind is None:
             kind = detect_dataset(data)
             note(f"dataset detected as {kind} (use --dataset to override)")
+        if kind == "image_folder":
+            has = {split: (Path(data) / split).is_dir() for split in ("train", "test")}
+            if has["train"] != has["test"]:
+                present, absent = ("train", "test") if has["train"] else ("test", "train")
+                raise UserError(f"{data} has a {present}/ sub-folder but no {absent}/ one",
+                                hint="provide both, or put the class folders directly in it")
         train_data = load_dataset(kind, data, "train", image_size)
         test_data = load_dataset(kind, data, "test", image_size)
+        if train_data.class_names != test_data.class_names:
+            raise UserError(f"{data}: the train and test splits have different classes "
+                            f"({len(train_data.class_names)} vs {len(test_data.class_names)})")
         if kind == "image_folder" and not (Path(data) / "test").is_dir():
-            click.echo(f"warning: {data} has no test/ sub-folder: the 'test' accuracies are measured on "
-                       "the training images", err=True)
+            click.echo(f"warning: {data} has no train/ and test/ sub-folders: the 'test' accuracies are "
+                       "measured on the training images", err=True)
         if run_dir is None:
             run_dir = str(Path("runs") / "classify" / f"{kind}-{architecture}")
         checkpoint = Path(run_dir) / "checkpoint.pt"

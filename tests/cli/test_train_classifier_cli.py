@@ -149,3 +149,31 @@ def test_bad_options_are_one_line_errors(tmp_path, fmnist, options, fragment):
 def test_data_is_required():
     result = run("--epochs", "1")
     assert result.exit_code == 2 and "--data" in result.output and "Traceback" not in result.output
+
+
+def _image_folder(root, classes, per_class=6, size=8):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, size=(size, size)).astype(np.uint8)
+            pixels[k:k + 3, k:k + 3] = 230
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+
+
+def test_image_folder_splits(tmp_path):
+    _image_folder(tmp_path / "flat", ["cat", "dog"])
+    result = run("--data", tmp_path / "flat", *TINY[:-1], "--widths", "4", "--run-dir", tmp_path / "r1")
+    assert result.exit_code == 0, result.output
+    assert "detected as image_folder" in result.output and "measured on the training images" in result.output
+    assert "trained nonexpansive on image_folder: 1 epoch, 12 images" in result.output
+
+    _image_folder(tmp_path / "split" / "train", ["cat", "dog"])
+    assert_user_error(run("--data", tmp_path / "split", *TINY, "--run-dir", tmp_path / "r2"),
+                      "has a train/ sub-folder but no test/ one")
+    _image_folder(tmp_path / "split" / "test", ["cat", "dog", "eel"], per_class=2)
+    assert_user_error(run("--data", tmp_path / "split", "--dataset", "folder", *TINY, "--run-dir", tmp_path / "r2"),
+                      "different classes (2 vs 3)")
+    assert not (tmp_path / "r2").exists()

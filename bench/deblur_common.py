@@ -82,7 +82,10 @@ def make_denoiser(spec: str, dtype: torch.dtype) -> tuple[torch.nn.Module, str]:
         from pnp_stable.solvers import ProximalDenoiser
 
         tv = TVDenoiser(n_it_max=1000, crit=1e-5)
-        return ProximalDenoiser(tv, name="TVDenoiser", inexact="by warm-started Chambolle-Pock (<= 1000 steps, crit 1e-5)"), \
+        # x2, u2 (primal/dual warm start) and restart are TVDenoiser's state between calls: declared so
+        # that a rejected Anderson candidate does not move the warm start of the plain iteration
+        return ProximalDenoiser(tv, name="TVDenoiser", inexact="by warm-started Chambolle-Pock (<= 1000 steps, crit 1e-5)",
+                                warm_start=("x2", "u2", "restart")), \
             "deepinv TVDenoiser (declared prox)"
     if spec == "random-certified":
         from pnp_stable.layers import CertifiedSequential, Lift, Projection, conv_block

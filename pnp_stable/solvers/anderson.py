@@ -38,7 +38,7 @@ class SafeguardedAnderson:
 
     def __init__(
         self, batch: int, memory: int = 5, decrease: float = 0.99, bound: float = 1e6,
-        regularization: float = 1e-10, max_coefficient: float = 1e4,
+        regularization: float = 1e-10, max_coefficient: float = 1e4, backoff: int = 8,
     ) -> None:
         if memory < 1:
             raise ValueError(f"Anderson memory must be >= 1, got {memory}")
@@ -53,6 +53,22 @@ class SafeguardedAnderson:
         self.first_residual: list[float | None] = [None] * batch
         self.accepted = [0] * batch
         self.rejected = [0] * batch
+        if backoff < 0:
+            raise ValueError(f"Anderson backoff must be >= 0, got {backoff}")
+        self.backoff = int(backoff)
+        self._pause = [0] * batch  # iterations left without a proposal
+        self._streak = [0] * batch  # consecutive rejections
+
+    def record(self, i: int, accepted: bool) -> None:
+        """Count a decision; consecutive rejections pause proposals for 1, 2, 4, ... (<= backoff) iterations."""
+        if accepted:
+            self.accepted[i] += 1
+            self._streak[i] = 0
+        else:
+            self.rejected[i] += 1
+            self._streak[i] += 1
+            if self.backoff:
+                self._pause[i] = min(2 ** (self._streak[i] - 1), self.backoff)
 
     def reset(self, i: int) -> None:
         self.history[i].clear()
@@ -75,6 +91,9 @@ class SafeguardedAnderson:
         """
         subset, points = [], []
         for i in indices:
+            if self._pause[i] > 0:
+                self._pause[i] -= 1
+                continue
             if not self.ready(i):
                 continue
             ws = torch.stack([p[0] for p in self.history[i]])
@@ -111,8 +130,5 @@ class SafeguardedAnderson:
         summable = self.bound * r0 * (self.accepted[i] + 1) ** -(1.0 + 1e-6)
         ok = candidate_residual <= self.decrease * current_residual and candidate_residual <= summable
         if count:
-            if ok:
-                self.accepted[i] += 1
-            else:
-                self.rejected[i] += 1
+            self.record(i, ok)
         return ok

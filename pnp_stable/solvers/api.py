@@ -17,7 +17,9 @@ from torch import nn
 
 from pnp_stable.layers.certificates import certificate_of
 from pnp_stable.solvers.anderson import SafeguardedAnderson
-from pnp_stable.solvers.denoiser_adapter import accepts_noise_level, denoiser_caller, evaluation_mode, strength_kind
+from pnp_stable.solvers.denoiser_adapter import (
+    accepts_noise_level, denoiser_caller, evaluation_mode, strength_kind, warm_start_hooks,
+)
 from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting
 from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
 from pnp_stable.solvers.operator_adapter import as_operator
@@ -140,6 +142,7 @@ def solve(
     monotone_tolerance: float = DEFAULT_TOLERANCE_FACTOR,
     anderson_memory: int = 5,
     anderson_decrease: float = 0.99,
+    anderson_backoff: int = 8,
     operator_margin: float = 0.02,
     resume: SolveResult | None = None,
 ) -> SolveResult:
@@ -183,6 +186,9 @@ def solve(
         metrics: which of ``"psnr"``, ``"ssim"`` to record when ``x_true`` is given.
         monotone_tolerance: ``c`` in the float tolerance ``c eps (r_{k-1} + ||w_k||)``.
         anderson_memory, anderson_decrease: Anderson memory ``m`` and safeguard ``theta``.
+        anderson_backoff: after ``n`` consecutive rejected extrapolations an image takes
+            ``min(2^(n-1), anderson_backoff)`` plain steps before the next proposal (0: propose at
+            every iteration); a rejection costs one evaluation, so this bounds the waste.
         operator_margin: safety margin on a power-method norm estimate (deepinv physics).
         resume: a previous result of the same problem to continue from (its state, counters,
             parameters and history are carried over; images that had converged stay as they were;
@@ -285,14 +291,15 @@ def solve(
         return _iterate(
             fixed_point_map, w, y, plan, parameters, cert, batch, max_iter, tol, x_true, metrics, accelerate,
             anderson_memory, anderson_decrease, monotone_tolerance, callback, progress, resume,
-            bool(getattr(op, "per_image_parameters", False)),
+            bool(getattr(op, "per_image_parameters", False)), warm_start_hooks(D), anderson_backoff,
         )
 
 
 def _iterate(
     T, w: torch.Tensor, y: torch.Tensor, plan: IterationPlan, parameters: dict[str, Any], cert, batch: int,
     max_iter: int, tol: float, x_true, metrics, accelerate, anderson_memory, anderson_decrease,
-    monotone_tolerance, callback, progress, resume: SolveResult | None, full_batch_only: bool,
+    monotone_tolerance, callback, progress, resume: SolveResult | None, full_batch_only: bool, warm_hooks=None,
+    anderson_backoff: int = 8,
 ) -> SolveResult:
     """The iteration loop.
 
@@ -301,13 +308,17 @@ def _iterate(
     tensors an iteration map returns — and change only by copies into them. An iteration first
     computes every new value (Anderson candidate, plain step) and then commits them all, so an
     interrupt (or an exception) at any point leaves the buffers at the last recorded iterate.
-    A stopped image is never written again.
+    A stopped image is never written again. A denoiser with :func:`warm_start_hooks` is restored
+    to its state before an Anderson candidate whenever a plain step follows the candidate.
     """
     from tqdm.auto import tqdm
 
     method = plan.method
     monitor = ResidualMonitor(batch, y.dtype, tol, monotone_tolerance, plan.guarantee.holds, method)
-    anderson = SafeguardedAnderson(batch, anderson_memory, anderson_decrease) if accelerate == "anderson" else None
+    anderson = (
+        SafeguardedAnderson(batch, anderson_memory, anderson_decrease, backoff=anderson_backoff)
+        if accelerate == "anderson" else None
+    )
     history: list[dict[str, Any]] = []
     start_iteration = 0
     iterations = [0] * batch
@@ -468,10 +479,12 @@ def _iterate(
             step_start = time.perf_counter()
             current_residual = {i: row["residual"][i] for i in active}
             plain = list(active)
+            warm = None
             pending: list[tuple[str, list[int], torch.Tensor, torch.Tensor, torch.Tensor, list[float]]] = []
             if anderson is not None:
                 subset, points = anderson.propose(active, state)
                 if subset:
+                    warm = warm_hooks[0]() if warm_hooks is not None else None
                     g_c, x_c = evaluate(points, subset)
                     evaluations += 1
                     r_c = batch_norms(g_c - points).tolist()
@@ -480,7 +493,7 @@ def _iterate(
                     ]
                     for n, i in enumerate(subset):
                         if n not in accepted_rows:
-                            anderson.rejected[i] += 1
+                            anderson.record(i, False)
                     if accepted_rows:
                         acc_idx = [subset[n] for n in accepted_rows]
                         rows_t = torch.tensor(accepted_rows, device=state.device)
@@ -488,6 +501,8 @@ def _iterate(
                                         [r_c[n] for n in accepted_rows]))
                         accepted = set(acc_idx)
                         plain = [i for i in active if i not in accepted]
+            if plain and warm is not None:  # the plain step continues the plain trajectory's warm start
+                warm_hooks[1](warm)
             if plain:
                 # w_{k+1} = T w_k; on the full batch t_state itself is the input (commit reads it first)
                 source = t_state if len(plain) == batch else t_state[torch.tensor(plain, device=state.device)]
@@ -500,7 +515,7 @@ def _iterate(
                     anderson.push(idx, new_state, new_t, new_residual)  # before commit: new_state may be t_state
                     if kind_ == "anderson":
                         for i in idx:
-                            anderson.accepted[i] += 1
+                            anderson.record(i, True)
                 commit(idx, new_state, new_t, new_image)
                 for i in idx:
                     updates[i] = kind_

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import Callable, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from pnp_stable.layers.certificates import Certificate
 
 __all__ = [
     "ProximalDenoiser", "StrengthKind", "accepts_noise_level", "denoiser_caller", "evaluation_mode", "strength_kind",
+    "warm_start_hooks",
 ]
 
 # How the number passed to D(x, s) acts: a Gaussian noise level (D ~ prox of s^2 R), the weight of
@@ -76,6 +77,22 @@ def denoiser_caller(denoiser: Callable, sigma: float | None) -> Callable[[torch.
     return lambda x: denoiser(x)
 
 
+def warm_start_hooks(denoiser: object) -> tuple[Callable[[], Any], Callable[[Any], None]] | None:
+    """``(save, restore)`` of a denoiser that keeps state between calls, or None.
+
+    A denoiser whose output depends on its previous calls (an inner iterative solver warm-started
+    from the last solution, like deepinv's ``TVDenoiser``) may define ``warm_start_state()``
+    (returns an opaque snapshot) and ``restore_warm_start(snapshot)``. The solver then snapshots it
+    before evaluating an Anderson candidate and restores it when the candidate is rejected, so a
+    rejected candidate leaves no trace and the plain step is exactly the unaccelerated iteration.
+    """
+    save = getattr(denoiser, "warm_start_state", None)
+    restore = getattr(denoiser, "restore_warm_start", None)
+    if callable(save) and callable(restore):
+        return save, restore
+    return None
+
+
 @contextlib.contextmanager
 def evaluation_mode(module: object) -> Iterator[None]:
     """Run ``module`` in eval mode (what its certificate describes), restoring every flag after."""
@@ -99,16 +116,36 @@ class ProximalDenoiser(nn.Module):
     1/2)``. pnp-stable cannot check the declaration: the certificate's details carry it as an
     ``assumption``, which every guarantee built on it repeats. ``inexact`` describes how the prox
     is computed (e.g. an inner iterative solver), which is part of the same assumption.
+
+    ``warm_start`` names attributes of ``module`` that carry state from one call to the next (for
+    deepinv's ``TVDenoiser``: ``("x2", "u2", "restart")``); the wrapper then offers the
+    :func:`warm_start_hooks` protocol, so that rejected Anderson candidates do not move the warm
+    start of the plain iteration.
     """
 
     strength_kind: StrengthKind = "prox_weight"
     accepts_noise_level = True
 
-    def __init__(self, module: nn.Module, name: str | None = None, inexact: str | None = None) -> None:
+    def __init__(
+        self, module: nn.Module, name: str | None = None, inexact: str | None = None, warm_start: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self.module = module
         self.name = name or type(module).__name__
         self.inexact = inexact
+        self.warm_start = tuple(warm_start)
+
+    def warm_start_state(self) -> dict[str, Any]:
+        """Snapshot of the ``warm_start`` attributes (tensors cloned)."""
+        return {
+            a: (v.clone() if isinstance(v, torch.Tensor) else v)
+            for a in self.warm_start
+            for v in (getattr(self.module, a, None),)
+        }
+
+    def restore_warm_start(self, snapshot: dict[str, Any]) -> None:
+        for a, v in snapshot.items():
+            setattr(self.module, a, v)
 
     def forward(self, x: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
         return self.module(x, weight)

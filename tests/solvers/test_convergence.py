@@ -365,3 +365,49 @@ def test_anderson_in_a_batch_matches_single_solves(blur_problem, method):
                        progress=False)
         assert batch.iterations_per_image[i] == single.iterations
         assert torch.allclose(batch.x[i:i + 1], single.x, rtol=0, atol=1e-10)
+
+
+def test_rejections_back_off_and_every_rejection_costs_one_evaluation(blur_problem):
+    op, _, y = blur_problem
+    net = certified_network()
+    plain = solve(y, op, net, method="fb", max_iter=40, tol=0, progress=False)
+    eager = solve(y, op, net, method="fb", max_iter=40, tol=0, accelerate="anderson", anderson_decrease=1e-12,
+                  anderson_backoff=0, progress=False)
+    patient = solve(y, op, net, method="fb", max_iter=40, tol=0, accelerate="anderson", anderson_decrease=1e-12,
+                    progress=False)
+    assert eager.anderson["rejected"][0] == 38  # a proposal at every iteration once two pairs are stored
+    assert 0 < patient.anderson["rejected"][0] <= 8  # pauses of 1, 2, 4, 8, 8, ... iterations
+    for run in (eager, patient):
+        assert run.evaluations == plain.evaluations + run.anderson["rejected"][0]
+        assert torch.allclose(run.x, plain.x, rtol=0, atol=1e-13)
+
+
+class _WarmStartedSmoother(GaussianSmoother):
+    """A denoiser with memory: its output depends on its previous call (like a warm-started inner solver)."""
+
+    def __init__(self, hooks: bool) -> None:
+        super().__init__(1.0, (SIZE, SIZE))
+        self.memory = 0.0
+        if hooks:
+            self.warm_start_state = lambda: self.memory
+            self.restore_warm_start = lambda m: setattr(self, "memory", m)
+
+    def forward(self, x):
+        out = super().forward(x) + 1e-3 * self.memory
+        self.memory = float(x.mean())
+        return out
+
+    def certificate(self):
+        return None
+
+
+def test_rejected_candidates_leave_a_warm_started_denoiser_on_the_plain_trajectory(blur_problem):
+    op, _, y = blur_problem
+    kwargs = dict(method="fb", max_iter=30, tol=0, progress=False)
+    plain = solve(y, op, _WarmStartedSmoother(hooks=False), **kwargs)
+    rejected = dict(accelerate="anderson", anderson_decrease=1e-12, anderson_backoff=0)
+    restored = solve(y, op, _WarmStartedSmoother(hooks=True), **kwargs, **rejected)
+    disturbed = solve(y, op, _WarmStartedSmoother(hooks=False), **kwargs, **rejected)
+    assert sum(restored.anderson["rejected"]) > 0
+    assert torch.equal(restored.x, plain.x)
+    assert not torch.allclose(disturbed.x, plain.x, rtol=0, atol=1e-9)  # what the hooks prevent

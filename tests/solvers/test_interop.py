@@ -102,6 +102,29 @@ def test_tv_declared_prox_in_admm_is_conditional_and_monotone(problem):
     assert result.monotone
 
 
+def test_tv_warm_start_is_declared_and_restored_around_rejected_candidates(problem):
+    from pnp_stable.solvers.denoiser_adapter import warm_start_hooks
+
+    physics, x, y = problem
+    tv = ProximalDenoiser(dinv.models.TVDenoiser(n_it_max=50, crit=1e-8), name="TVDenoiser", warm_start=("x2", "u2", "restart"))
+    save, restore = warm_start_hooks(tv)
+    tv(y, 0.01)
+    snapshot = save()
+    tv(2 * y, 0.01)
+    assert not torch.equal(tv.module.x2, snapshot["x2"])
+    restore(snapshot)
+    assert torch.equal(tv.module.x2, snapshot["x2"]) and tv.module.restart is False
+    assert warm_start_hooks(ProximalDenoiser(dinv.models.TVDenoiser())) is not None  # no attributes: empty snapshots
+    assert warm_start_hooks(GaussianSmoother(1.0, (SIZE, SIZE))) is None
+
+    fresh = dict(name="TVDenoiser", warm_start=("x2", "u2", "restart"))
+    kwargs = dict(method="admm", noise_level=0.01, tol=0, max_iter=40, progress=False)
+    plain = solve(y, physics, ProximalDenoiser(dinv.models.TVDenoiser(n_it_max=50, crit=1e-8), **fresh), **kwargs)
+    never = solve(y, physics, ProximalDenoiser(dinv.models.TVDenoiser(n_it_max=50, crit=1e-8), **fresh), **kwargs,
+                  accelerate="anderson", anderson_decrease=1e-12, anderson_backoff=0)
+    assert sum(never.anderson["rejected"]) > 0 and torch.equal(never.x, plain.x)
+
+
 def test_importing_the_solvers_does_not_import_deepinv():
     code = "import sys, pnp_stable.solvers, pnp_stable.solvers.interop; assert 'deepinv' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

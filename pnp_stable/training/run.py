@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # The loop has already written an atomic checkpoint at the step it was stopped on.
+        print(f"interrupted; checkpoint saved in {args.run_dir}: continue with the same command plus --resume",
+              file=sys.stderr)
+        return 130
     print(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint),
                       "best_validation": result.best_validation}))
     return 0

@@ -36,3 +36,30 @@ def test_script_user_errors_exit_2(tmp_path, capsys, image_folder):
     assert "unknown preset" in capsys.readouterr().err
     assert main(["--preset", "tiny", "--train", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "r")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_script_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, capsys, image_folder, monkeypatch):
+    """Ctrl-C in the script entry point: the loop's checkpoint is on disk, no traceback, exit 130,
+    and the same command with --resume continues from the step it was stopped on."""
+    import torch
+
+    run_dir = tmp_path / "r"
+    original_step = torch.optim.Adam.step
+    calls = {"n": 0}
+
+    def step_then_interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_interrupt)
+    argv = ["--preset", "tiny", "--train", str(image_folder), "--run-dir", str(run_dir), "--set", "steps=6",
+            "--set", "progress=false"]
+    assert main(argv) == 130
+    assert "--resume" in capsys.readouterr().err
+    saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["step"] == 2
+    monkeypatch.setattr(torch.optim.Adam, "step", original_step)
+    assert main(argv + ["--resume"]) == 0
+    assert torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["step"] == 6

@@ -125,7 +125,8 @@ def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
 def robustness(model, subset, args: argparse.Namespace, cache_path: Path) -> RobustnessReport:
     """PGD + certified accuracy per eps on ``subset``, caching each finished eps in ``cache_path``."""
     pgd = PGDConfig(steps=args.pgd_steps, restarts=args.pgd_restarts, loss=args.pgd_loss)
-    key = {"pgd": pgd.to_dict(), "n": len(subset), "seed": args.seed}
+    # Round-trip through JSON so tuples compare equal to the lists read back from the cache.
+    key = json.loads(json.dumps({"pgd": pgd.to_dict(), "n": len(subset), "seed": args.seed}))
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     if cache.get("key") != key:
         cache = {"key": key, "per_eps": {}}

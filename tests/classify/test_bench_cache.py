@@ -1,0 +1,67 @@
+"""bench/bench_robust_fmnist.py caches each finished eps so a rerun (after Ctrl-C, or with a
+shorter eps list) does not attack again: the cache must hit when read back from disk."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pnp_stable.classify import ImageClassificationData
+
+from classify_helpers import synthetic_images
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_robust_fmnist.py"
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_robust_fmnist", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _LinearClassifier(nn.Sequential):
+    """A linear classifier; its Lipschitz bound is the weight's spectral norm (exact)."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(144, 4))
+
+    def certified_lipschitz_bound(self) -> float:
+        return float(torch.linalg.matrix_norm(self[1].weight.detach(), ord=2))
+
+
+def test_cached_eps_are_not_attacked_again(tmp_path, monkeypatch):
+    bench = _bench_module()
+    images, labels = synthetic_images(8, classes=4, size=12)
+    data = ImageClassificationData(torch.from_numpy(images), torch.from_numpy(labels),
+                                   [str(k) for k in range(4)], name="synthetic")
+    torch.manual_seed(0)
+    model = _LinearClassifier()
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
+    x, y = data.images.float() / 255, data.labels
+    for _ in range(50):               # fit the toy data so there are correct examples to attack
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimiser.step()
+    model.eval()
+    args = argparse.Namespace(pgd_steps=3, pgd_restarts=1, pgd_loss="margin", seed=0, no_progress=True,
+                              eps=[0.1, 0.5])
+    cache = tmp_path / "robustness_cache.json"
+    attacked = []
+    real_evaluate = bench.evaluate
+
+    def counting_evaluate(*a, **kw):
+        attacked.append(tuple(kw["eps"]))
+        return real_evaluate(*a, **kw)
+
+    monkeypatch.setattr(bench, "evaluate", counting_evaluate)
+    first = bench.robustness(model, data, args, cache)
+    assert attacked == [(0.1,), (0.5,)]
+    args.eps = [0.1, 0.5, 1.0]           # a rerun with one more eps attacks only that one
+    second = bench.robustness(model, data, args, cache)
+    assert attacked == [(0.1,), (0.5,), (1.0,)]
+    assert second.pgd_accuracy[:2] == first.pgd_accuracy

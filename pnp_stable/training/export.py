@@ -22,7 +22,7 @@ from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint
 from pnp_stable.training.config import TrainConfig
 
-__all__ = ["export_denoiser", "git_commit"]
+__all__ = ["export_denoiser", "git_commit", "read_calibrated_rule"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -54,6 +54,39 @@ def _empirical_check(model: CertifiedDenoiser, alpha: float, sigmas: list[float]
     )
     return {"averagedness_violation": violation, "sigmas": sigmas,
             "search": "random pairs + gradient ascent, 16x16 inputs, float32 (rounding ~1e-6)"}
+
+
+def read_calibrated_rule(spec: str) -> tuple[str, dict[str, float], dict[str, Any]]:
+    """Parse ``METHOD=FILE`` (``FILE`` written by ``bench/calibrate_parameters.py --out``).
+
+    Returns ``(method, rule, provenance)``: the rule's fields (validated as a
+    :class:`~pnp_stable.solvers.ParameterRule`) and where they were calibrated (train images, crop,
+    kernels, noise levels), so that the shipped metadata says what the automatic parameters rest on.
+    Raises ``ValueError`` for a bad spec, a missing/unreadable file or a rule of another method.
+    """
+    import json
+
+    from pnp_stable.solvers import ParameterRule
+
+    method, sep, file = spec.partition("=")
+    if not sep or method not in ("fb", "admm", "drs") or not file:
+        raise ValueError(f"--pnp-rule expects METHOD=FILE with METHOD fb, admm or drs, got {spec!r}")
+    try:
+        with open(file) as f:
+            calibration = json.load(f)
+        rule = {k: float(v) for k, v in calibration["rule"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"cannot read a calibrated rule from {file}: {exc}") from None
+    if calibration.get("method", method) != method:
+        raise ValueError(f"{file} calibrates {calibration['method']!r}, not {method!r}")
+    try:
+        ParameterRule(**rule)
+    except TypeError as exc:
+        raise ValueError(f"{file}: not a ParameterRule: {exc}") from None
+    provenance = {key: calibration.get(key) for key in ("images", "crop", "kernels")}
+    provenance["noise_levels"] = sorted(float(n) for n in calibration.get("best", {}))
+    provenance["source"] = "bench/calibrate_parameters.py on BSDS500 train crops"
+    return method, rule, provenance
 
 
 def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os.PathLike | None = None,
@@ -158,8 +191,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the BSD68 numbers from a bench_denoise_bsd68.py --out file (entry = model label)")
     parser.add_argument("--description", default="")
     parser.add_argument("--no-empirical-check", action="store_true")
+    parser.add_argument("--pnp-rule", action="append", default=[], metavar="METHOD=CALIBRATION_JSON",
+                        help="record the automatic PnP parameter rule calibrated for METHOD (fb, admm, drs) by "
+                             "bench/calibrate_parameters.py --out; repeatable")
     args = parser.parse_args(argv)
     try:
+        extra: dict[str, Any] = {}
+        for spec in args.pnp_rule:
+            method, rule, provenance = read_calibrated_rule(spec)
+            extra.setdefault("pnp_parameter_rule", {})[method] = rule
+            extra.setdefault("pnp_parameter_calibration", {})[method] = provenance
         bsd68_result = None
         if args.bsd68_json:
             import json
@@ -171,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{file} has no entry {entry!r} (has: {', '.join(results)})")
             bsd68_result = results[entry]
         path = export_denoiser(args.checkpoint, args.name, args.dest, args.description, args.bsd68, args.bsd68_limit,
-                               empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result)
+                               empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result,
+                               extra_metadata=extra or None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

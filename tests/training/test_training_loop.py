@@ -135,3 +135,33 @@ def test_init_from_copies_matching_weights_and_adds_new_heads(image_folder, tmp_
     assert start["initialised_from"]["fresh"] and start["initialised_from"]["copied"] > 0
     with pytest.raises(ValueError, match="holds no model weights|cannot read"):
         train_denoiser(tiny_config(image_folder, tmp_path / "bad", init_from=str(tmp_path / "base" / "log.jsonl")))
+
+
+def test_export_records_calibrated_pnp_rules_that_the_solvers_use(image_folder, tmp_path):
+    from pnp_stable.solvers.parameters import rule_for
+    from pnp_stable.training.export import main as export_main
+
+    train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=2))
+    fb = tmp_path / "fb.json"
+    fb.write_text(json.dumps({"method": "fb", "images": ["a"], "crop": 64, "kernels": ["k"],
+                              "best": {"0.01": {}, "0.03": {}},
+                              "rule": {"weight": 0.3, "exponent": 2.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}}))
+    admm = tmp_path / "admm.json"
+    admm.write_text(json.dumps({"method": "admm", "best": {"0.01": {}},
+                                "rule": {"weight": 2.0, "exponent": 2.5, "sigma_ratio": 4.0, "gamma_scale": 1.0}}))
+    dest = tmp_path / "export"
+    args = [str(tmp_path / "run" / "checkpoint.pt"), "calibrated", "--dest", str(dest), "--no-empirical-check"]
+    assert export_main(args + ["--pnp-rule", f"fb={fb}", "--pnp-rule", f"admm={admm}"]) == 0
+    model = load(dest / "calibrated.pt")
+    assert rule_for(model, "noise_level", "fb").weight == 0.3
+    admm_rule = rule_for(model, "noise_level", "drs")  # DRS shares the ADMM calibration
+    assert (admm_rule.weight, admm_rule.exponent, admm_rule.sigma_ratio) == (2.0, 2.5, 4.0)
+    meta = json.loads((dest / "calibrated.json").read_text())
+    assert meta["pnp_parameter_calibration"]["fb"]["noise_levels"] == [0.01, 0.03]
+
+    assert export_main(args + ["--pnp-rule", f"admm={fb}"]) == 2  # a rule of another method
+    assert export_main(args + ["--pnp-rule", "pgd=x.json"]) == 2
+    assert export_main(args + ["--pnp-rule", f"fb={tmp_path / 'missing.json'}"]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"method": "fb", "rule": {"weight": -1.0}}))
+    assert export_main(args + ["--pnp-rule", f"fb={bad}"]) == 2

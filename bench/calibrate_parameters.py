@@ -7,6 +7,7 @@ across noise levels (least squares in log-log). Prints the resulting ParameterRu
 as JSON (``--out``), ready for ``DEFAULT_RULES`` or a denoiser's ``pnp_parameter_rule``.
 
     python bench/calibrate_parameters.py --denoiser tv --method admm --out /tmp/tv_admm.json
+    python bench/calibrate_parameters.py --refit run1.json run2.json --out merged.json   # widen a grid
 """
 
 from __future__ import annotations
@@ -33,6 +34,74 @@ def _train_images(data: Path, count: int) -> tuple[str, ...]:
     return tuple(names[i * step] for i in range(count))
 
 
+def fit_rule(table: list[dict], gamma_scale: float = 1.0) -> tuple[dict[float, dict], dict[str, float]]:
+    """Fit ``target = weight * sigma^exponent`` to a grid-search table (rows: noise, weight,
+    sigma_ratio, psnr).
+
+    ``sigma_ratio`` is one constant for all noise levels, so it is chosen first: the ratio whose
+    best rows (one per noise level) have the highest mean PSNR; taking each noise level's best ratio
+    and a median across them can pick a ratio that is poor at every other noise level. Then, for
+    that ratio, ``log(best weight * sigma^2)`` is fitted linearly in ``log(sigma)`` (least squares;
+    exponent 2 with a single noise level). Returns the chosen row per noise level and the rule.
+    """
+    noises = sorted({float(r["noise"]) for r in table})
+    ratios = sorted({float(r["sigma_ratio"]) for r in table})
+
+    def best_rows(ratio: float) -> dict[float, dict] | None:
+        rows = {}
+        for noise in noises:
+            candidates = [r for r in table if float(r["noise"]) == noise and float(r["sigma_ratio"]) == ratio]
+            if not candidates:
+                return None  # this ratio was not tried at every noise level
+            rows[noise] = max(candidates, key=lambda r: r["psnr"])
+        return rows
+
+    scored = [(sum(r["psnr"] for r in rows.values()) / len(rows), ratio, rows)
+              for ratio in ratios if (rows := best_rows(ratio)) is not None]
+    if not scored:
+        raise ValueError("no sigma_ratio was tried at every noise level")
+    _, ratio, best_per_noise = max(scored, key=lambda item: item[0])
+    xs = [math.log(n) for n in best_per_noise]
+    ys = [math.log(b["weight"] * n**2) for n, b in best_per_noise.items()]
+    if len(xs) >= 2:
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        exponent = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+        log_weight = my - exponent * mx
+    else:
+        exponent, log_weight = 2.0, ys[0] - 2.0 * xs[0]
+    rule = {"weight": math.exp(log_weight), "exponent": exponent, "sigma_ratio": ratio, "gamma_scale": gamma_scale}
+    return best_per_noise, rule
+
+
+def refit(files: list[Path], out: Path | None) -> int:
+    """Merge the tables of earlier ``--out`` files (same denoiser and method) and fit one rule."""
+    try:
+        runs = [json.loads(Path(f).read_text()) for f in files]
+    except (OSError, ValueError) as err:
+        print(f"error: cannot read a calibration: {err}", file=sys.stderr)
+        return 2
+    keys = {(r["denoiser"], r["method"], r.get("crop"), tuple(r.get("images", ())), tuple(r.get("kernels", ())))
+            for r in runs}
+    if len(keys) != 1:
+        print(f"error: the files calibrate different settings: {sorted(map(str, keys))}", file=sys.stderr)
+        return 2
+    merged: dict[tuple, dict] = {}
+    for r in runs:
+        for row in r["table"]:  # a grid point measured twice is deterministic: keep one
+            merged[(row["noise"], row["weight"], row["sigma_ratio"])] = row
+    table = sorted(merged.values(), key=lambda row: (row["noise"], row["sigma_ratio"], row["weight"]))
+    gamma_scale = runs[0]["rule"].get("gamma_scale", 1.0)
+    best_per_noise, rule = fit_rule(table, gamma_scale)
+    result = {**{k: runs[0][k] for k in ("denoiser", "kind", "method", "images", "crop", "kernels")},
+              "merged_from": [str(f) for f in files], "best": best_per_noise, "rule": rule, "table": table}
+    print("rule:", json.dumps(rule))
+    if out:
+        from pnp_stable.solvers.result import write_atomically
+
+        write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -51,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-iter", type=int, default=300)
     parser.add_argument("--accelerate", default="anderson", choices=["none", "anderson"])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--refit", type=Path, nargs="+", default=None, metavar="CALIBRATION_JSON",
+                        help="no new solves: merge the tables of earlier --out files and fit the rule again")
     args = parser.parse_args(argv)
+    if args.refit:
+        return refit(args.refit, args.out)
     torch.set_num_threads(1)
 
     from pnp_stable.solvers import ParameterRule, solve, strength_kind
@@ -67,11 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     accelerate = None if args.accelerate == "none" else "anderson"
     print(f"calibrating {description} ({kind}) for {args.method} on train images {images}")
     table = []
-    best_per_noise = {}
     for noise in args.noise_levels:
         problems = deblur_problems(args.data, images, tuple(args.kernels), "denoising/bsds500/images/train", noise,
                                    torch.float32, crop=args.crop)
-        best = None
         for weight, ratio in itertools.product(args.weights, ratios):
             rule = ParameterRule(weight=weight, exponent=2.0, sigma_ratio=ratio, gamma_scale=args.gamma_scale)
             start = time.perf_counter()
@@ -87,20 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                    "iterations": sum(iterations) / len(iterations), "seconds": time.perf_counter() - start}
             table.append(row)
             print(json.dumps(row), flush=True)
-            if best is None or mean > best["psnr"]:
-                best = row
-        best_per_noise[noise] = best
-    # fit log(target) = log(weight) + exponent * log(sigma), target = best weight * sigma^2
-    xs = [math.log(n) for n in best_per_noise]
-    ys = [math.log(b["weight"] * n**2) for n, b in best_per_noise.items()]
-    if len(xs) >= 2:
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        exponent = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
-        log_weight = my - exponent * mx
-    else:
-        exponent, log_weight = 2.0, ys[0] - 2.0 * xs[0]
-    ratio = sorted(b["sigma_ratio"] for b in best_per_noise.values())[len(best_per_noise) // 2]
-    rule = {"weight": math.exp(log_weight), "exponent": exponent, "sigma_ratio": ratio, "gamma_scale": args.gamma_scale}
+    best_per_noise, rule = fit_rule(table, args.gamma_scale)
     result = {"denoiser": description, "kind": kind, "method": args.method, "images": images, "crop": args.crop,
               "kernels": args.kernels, "best": best_per_noise, "rule": rule, "table": table}
     print("rule:", json.dumps(rule))

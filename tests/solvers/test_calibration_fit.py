@@ -1,0 +1,61 @@
+"""bench/calibrate_parameters.py: the rule fitted from a grid-search table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "calibrate_parameters.py"
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("calibrate_parameters", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(noise, weight, ratio, psnr):
+    return {"noise": noise, "weight": weight, "sigma_ratio": ratio, "psnr": psnr, "iterations": 1, "seconds": 0}
+
+
+# ratio 8 wins narrowly at 0.01 and loses badly at 0.03: one ratio for all noise levels must be 4
+TABLE = [
+    _row(0.01, 1.0, 4.0, 27.79), _row(0.01, 3.0, 4.0, 27.69), _row(0.01, 3.0, 8.0, 27.93), _row(0.01, 1.0, 8.0, 27.01),
+    _row(0.03, 1.0, 4.0, 24.65), _row(0.03, 3.0, 4.0, 25.88), _row(0.03, 3.0, 8.0, 25.15), _row(0.03, 1.0, 8.0, 22.78),
+]
+
+
+def test_ratio_is_chosen_for_all_noise_levels_then_the_power_law_is_fitted():
+    best, rule = _bench_module().fit_rule(TABLE)
+    assert rule["sigma_ratio"] == 4.0
+    assert {n: b["weight"] for n, b in best.items()} == {0.01: 1.0, 0.03: 3.0}
+    # target = weight * sigma^exponent passes through both chosen points: 1 * 0.01^2 and 3 * 0.03^2
+    for noise, weight in ((0.01, 1.0), (0.03, 3.0)):
+        assert rule["weight"] * noise ** rule["exponent"] == pytest.approx(weight * noise**2, rel=1e-9)
+    assert rule["exponent"] == pytest.approx(3.0)  # weight x3 when the noise level triples: sigma^(2+1)
+
+
+def test_single_noise_level_keeps_the_map_exponent():
+    _, rule = _bench_module().fit_rule([r for r in TABLE if r["noise"] == 0.01])
+    assert rule["exponent"] == 2.0 and rule["sigma_ratio"] == 8.0 and rule["weight"] == pytest.approx(3.0)
+
+
+def test_refit_merges_tables_and_refuses_mixed_settings(tmp_path):
+    module = _bench_module()
+    common = {"denoiser": "d", "kind": "noise_level", "method": "admm", "images": ["a"], "crop": 64, "kernels": ["k"],
+              "rule": {"gamma_scale": 1.0}}
+    first, second = tmp_path / "1.json", tmp_path / "2.json"
+    first.write_text(json.dumps({**common, "table": TABLE[:2] + TABLE[4:6]}))
+    second.write_text(json.dumps({**common, "table": TABLE[2:4] + TABLE[6:]}))
+    out = tmp_path / "merged.json"
+    assert module.refit([first, second], out) == 0
+    merged = json.loads(out.read_text())
+    assert len(merged["table"]) == len(TABLE) and merged["rule"]["sigma_ratio"] == 4.0
+    other = tmp_path / "3.json"
+    other.write_text(json.dumps({**common, "method": "fb", "table": TABLE}))
+    assert module.refit([first, other], None) == 2
+    assert module.refit([tmp_path / "missing.json"], None) == 2

@@ -21,7 +21,7 @@ from pnp_stable.cli.reporting import finish_restoration
               help="IMAGE is a clean ground truth: blur it, add noise (--noise, --seed), restore, report PSNR/SSIM.")
 @click.option("--boundary", type=click.Choice(["circular", "reflect", "zero", "valid"]), default="circular",
               show_default=True)
-@solver_options(max_iter_default=500)
+@solver_options(max_iter_default=500, solver_default="admm")
 def deblur(image, kernel, noise, simulate, boundary, solver, denoiser, max_iter, tol, accelerate, seed, device,
            out, report, plot, quiet):
     """Restore a blurred IMAGE (or every image in a folder) with a certified PnP solver.
@@ -33,7 +33,7 @@ def deblur(image, kernel, noise, simulate, boundary, solver, denoiser, max_iter,
       pnp-stable deblur
       pnp-stable deblur photo.png --kernel gauss:1.6 --noise 2.55/255
       pnp-stable deblur sharp.png --simulate --kernel motion:15,30 --report r.json --plot r.png
-      pnp-stable deblur folder/ --kernel kernels.mat#3 --solver admm
+      pnp-stable deblur folder/ --kernel kernels.mat#3 --solver fb
     """
     from pnp_stable.cli.images import list_images
 

@@ -30,12 +30,16 @@ def parse_level(text: str | None, what: str = "noise") -> float | None:
     return value
 
 
-def solver_options(max_iter_default: int):
-    """--solver, --denoiser, --max-iter, --tol, --accelerate, --device, --report, --plot, --quiet, --seed."""
+def solver_options(max_iter_default: int, solver_default: str = "fb"):
+    """--solver, --denoiser, --max-iter, --tol, --accelerate, --device, --report, --plot, --quiet, --seed.
+
+    ``solver_default`` is per command: ADMM where the data prox is cheap (blur: closed form or a few
+    CG steps) and wins in quality and iterations; FB where it is an expensive CG solve (CT).
+    """
 
     def decorate(f):
         for opt in reversed([
-            click.option("--solver", type=click.Choice(["fb", "admm", "drs"]), default="fb", show_default=True,
+            click.option("--solver", type=click.Choice(["fb", "admm", "drs"]), default=solver_default, show_default=True,
                          help="PnP algorithm (ADMM/DRS relax the denoiser to be firmly non-expansive)."),
             click.option("--denoiser", default="gray", show_default=True, metavar="NAME|PATH",
                          help="Shipped denoiser name (see `pnp-stable models`) or a saved .pt file."),

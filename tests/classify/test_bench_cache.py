@@ -4,24 +4,18 @@ shorter eps list) does not attack again: the cache must hit when read back from 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from pnp_stable.classify import ImageClassificationData
 
+from bench_loader import load_bench_script
 from classify_helpers import synthetic_images
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_robust_fmnist.py"
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_robust_fmnist", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("bench_robust_fmnist")
 
 
 class _LinearClassifier(nn.Sequential):

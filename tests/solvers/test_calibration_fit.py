@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "calibrate_parameters.py"
+from bench_loader import load_bench_script
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("calibrate_parameters", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("calibrate_parameters")
 
 
 def _row(noise, weight, ratio, psnr):

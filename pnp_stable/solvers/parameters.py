@@ -6,12 +6,16 @@ implicit regulariser ``R``, with strength ``omega = s^2`` for a Gaussian denoise
 (e.g. TV), and a fixed ``omega = s_train^2`` for a denoiser called ``D(x)`` that declares the noise
 level it was trained at (attribute ``trained_noise_level``). The restoration targets
 
-    min_x  1/2 ||Ax - y||^2 + weight * sigma_y^exponent * R(x)
+    min_x  1/2 ||Ax - y||^2 + weight * ||A||^2 * sigma_x^exponent * R(x),   sigma_x = sigma_y / ||A||
 
-(``exponent = 2`` is the Bayesian MAP scaling; learned denoisers are not exact proxes, so both
-constants are calibrated). Then:
+(``exponent = 2`` is the Bayesian MAP scaling, where the target is ``weight * sigma_y^2``;
+learned denoisers are not exact proxes, so both constants are calibrated, on blur where
+``||A|| = 1``). ``sigma_x`` makes the rule invariant to rescaling ``A``, ``y`` and ``sigma_y`` by
+one factor, which does not change the problem in ``x``: a CT operator (``||A|| ~ 200``) gets the
+same denoiser strength as a blur with the same image-domain noise. Then, with
+``target = weight ||A||^2 sigma_x^p``:
 
-* **FB** with step ``tau`` runs ``prox_{tau weight sigma_y^p R}``: ``omega = tau * weight * sigma_y^p``.
+* **FB** with step ``tau`` runs ``prox_{tau target R}``: ``omega = tau * target``.
   A Gaussian denoiser asked for a noise level below its trained range runs at the bottom of the
   range and is weakened by the relaxation ``t = (wanted / s_min)^2 < 1`` (first order:
   ``(1 - t) I + t prox_{omega R} ~ prox_{t omega R}``).
@@ -20,8 +24,8 @@ constants are calibrated). Then:
   the guarantee is kept). A fixed denoiser without ``trained_noise_level`` gets no balancing:
   ``tau = 1.9 / ||A||^2``, ``t = 1``.
 * **ADMM/DRS** with ``prox_{gamma f}`` and ``prox_{omega R}`` solve the same problem when
-  ``omega / gamma = weight sigma_y^p``. A Gaussian denoiser runs at ``s = sigma_ratio * sigma_y``
-  and ``gamma`` follows; a fixed denoiser takes ``gamma = omega / (weight sigma_y^p)``; otherwise
+  ``omega / gamma = target``. A Gaussian denoiser runs at ``s = sigma_ratio * sigma_x``
+  and ``gamma`` follows; a fixed denoiser takes ``gamma = omega / target``; otherwise
   ``gamma = gamma_scale / ||A||^2`` and ``omega`` follows.
 
 Every choice keeps the convergence guarantee: ``tau < 2 / ||A||^2``, ``gamma > 0``, ``0 < t <= 1``.
@@ -220,7 +224,11 @@ def choose_parameters(
     if not operator_norm > 0:
         raise ValueError(f"operator norm must be positive, got {operator_norm}")
     lip_sq = operator_norm**2
-    target = rule.weight * noise_level**rule.exponent  # omega / step at the MAP balance
+    # The constants are calibrated on blur (||A|| = 1). Writing the rule in the image-domain noise
+    # level sigma_x = sigma_y / ||A|| makes it invariant to rescaling (A, y, sigma_y) -> c (A, y,
+    # sigma_y), which leaves the problem in x unchanged; CT (||A|| ~ 200) needs this.
+    sigma_x = noise_level / operator_norm
+    target = rule.weight * lip_sq * sigma_x**rule.exponent  # omega / step at the MAP balance
     relaxation: float | None = None
     if method == "fb":
         tau = _FB_STEP_FRACTION / lip_sq if step is None else float(step)
@@ -244,7 +252,7 @@ def choose_parameters(
                     relaxation = tau * target / trained_noise_level**2
         return ChosenParameters(sigma, tau, relaxation, noise_level, noise_level_source, rule)
     if kind == "noise_level":
-        sigma = _clamp(rule.sigma_ratio * noise_level, rule) if sigma_den is None else sigma_den
+        sigma = _clamp(rule.sigma_ratio * sigma_x, rule) if sigma_den is None else sigma_den
         gamma = sigma**2 / target if step is None else float(step)
     elif kind == "prox_weight":
         gamma = rule.gamma_scale / lip_sq if step is None else float(step)

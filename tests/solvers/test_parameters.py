@@ -50,7 +50,31 @@ def test_admm_rule_for_gaussian_and_prox_denoisers():
     assert gaussian.step == pytest.approx(0.03**2 / (0.5 * 0.01))
     prox = choose_parameters("admm", "prox_weight", rule, noise_level=0.01, operator_norm=2.0)
     assert prox.step == pytest.approx(0.5)
-    assert prox.sigma_den == pytest.approx(0.5 * 0.5 * 0.01)
+    # target = weight ||A||^2 (sigma_y / ||A||)^p = 0.5 * 4 * 0.005
+    assert prox.sigma_den == pytest.approx(0.5 * (0.5 * 4 * 0.005))
+
+
+@pytest.mark.parametrize("method", ["fb", "admm"])
+@pytest.mark.parametrize("kind", ["noise_level", "prox_weight", "fixed"])
+def test_rule_is_invariant_to_rescaling_the_operator_data_and_noise(method, kind):
+    """(A, y, sigma_y) -> c (A, y, sigma_y) leaves the problem in x unchanged: same denoiser
+    strength and relaxation, step scaled by 1/c^2 (prox_{gamma f} of the scaled f). This is what
+    makes a rule calibrated on blur (||A|| = 1) apply to CT (||A|| ~ 200)."""
+    rule = ParameterRule(weight=100.0, exponent=3.0, sigma_ratio=4.0, sigma_min=0.02, sigma_max=0.2)
+    extra = {"trained_noise_level": 0.05} if kind == "fixed" else {}
+    for sigma_y in (0.003, 0.01, 0.05):
+        base = choose_parameters(method, kind, rule, noise_level=sigma_y, operator_norm=1.0, **extra)
+        for c in (0.5, 211.0):
+            scaled = choose_parameters(method, kind, rule, noise_level=c * sigma_y, operator_norm=c, **extra)
+            assert scaled.step == pytest.approx(base.step / c**2, rel=1e-9)
+            if base.sigma_den is None:
+                assert scaled.sigma_den is None
+            else:
+                assert scaled.sigma_den == pytest.approx(base.sigma_den, rel=1e-9)
+            if base.relaxation is None:
+                assert scaled.relaxation is None
+            else:
+                assert scaled.relaxation == pytest.approx(base.relaxation, rel=1e-9)
 
 
 def test_fixed_denoiser_uses_the_step_then_a_relaxation_at_most_one():

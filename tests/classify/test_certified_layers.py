@@ -71,7 +71,7 @@ def test_normalized_linear():
     with torch.no_grad():
         layer.map.weight.mul_(9.0)
     layer.eval()
-    w = layer.map.weight / layer.divisor()
+    w = (layer.map.weight / layer.divisor()).detach()
     assert float(torch.linalg.matrix_norm(w, ord=2)) <= 1.0 + 1e-12
     assert float(torch.linalg.matrix_norm(w, ord=2)) > 1.0 - 1e-6
     layer.train()

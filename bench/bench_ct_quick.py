@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"image": name, "angles": angles, "psnr_fbp": m["psnr_input"], "ssim_fbp": m["ssim_input"],
                    "psnr": m["psnr"], "ssim": m["ssim"], "iterations": int(r.iterations),
                    "converged": bool(r.converged), "monotone": bool(r.monotone),
-                   "guarantee": bool(r.guarantee.holds), "wall": wall, "load": list(np.round(_load(), 2))}
+                   "guarantee": bool(r.guarantee.holds), "wall": wall, "load": [round(v, 2) for v in os.getloadavg()]}
             runs.append(row)
             print(f"{name:14s} {angles:4d} angles  FBP {row['psnr_fbp']:6.2f}  PnP {row['psnr']:6.2f} dB  "
                   f"SSIM {row['ssim_fbp']:.3f} -> {row['ssim']:.3f}  it {row['iterations']:4d}  {wall:7.1f}s  "
@@ -102,12 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_atomically(args.json, (json.dumps(summary, indent=2) + "\n").encode())
     return 0
-
-
-def _load() -> tuple[float, float, float]:
-    import os
-
-    return os.getloadavg()
 
 
 if __name__ == "__main__":

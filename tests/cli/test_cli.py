@@ -93,7 +93,7 @@ def test_deblur_simulate_round_trip_improves_psnr(tmp_path, camera_png):
     for key in ("options", "operator", "denoiser", "solver", "history", "noise"):
         assert key in rep
     assert rep["solver"]["guarantee"]["holds"] is True
-    assert rep["solver"]["method"] == "admm"  # deblur's default: cheap exact prox, better than FB
+    assert rep["solver"]["method"] == "admm"  # deblur's default (better than FB on deblur-quick)
     assert rep["operator"]["norm_kind"] == "exact"
     assert plot.stat().st_size > 0
     out = camera_png.parent / "cam_restored.png"
@@ -146,7 +146,7 @@ def test_ct_demo_and_errors(tmp_path, rgb_png, tiny_denoiser, monkeypatch):
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "ct.json").read_text())
     assert rep["operator"]["type"] == "ParallelBeamCT" and rep["metrics"]["input"] == "FBP"
-    assert rep["solver"]["method"] == "fb"  # ct's default: its data prox is a CG solve
+    assert rep["solver"]["method"] == "fb"  # ct's default (better SSIM than ADMM on ct-quick)
     assert_user_error(run("ct", rgb_png, "--denoiser", tiny_denoiser), "RGB")
     wide = tmp_path / "wide.npy"
     np.save(wide, np.zeros((20, 30), np.float32))

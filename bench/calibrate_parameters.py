@@ -73,6 +73,15 @@ def fit_rule(table: list[dict], gamma_scale: float = 1.0) -> tuple[dict[float, d
     return best_per_noise, rule
 
 
+def _report(result: dict, out: Path | None) -> None:
+    """Print the fitted rule and, with ``out``, write the whole calibration atomically."""
+    print("rule:", json.dumps(result["rule"]))
+    if out:
+        from pnp_stable.solvers.result import write_atomically
+
+        write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
+
+
 def refit(files: list[Path], out: Path | None) -> int:
     """Merge the tables of earlier ``--out`` files (same denoiser and method) and fit one rule."""
     try:
@@ -94,11 +103,7 @@ def refit(files: list[Path], out: Path | None) -> int:
     best_per_noise, rule = fit_rule(table, gamma_scale)
     result = {**{k: runs[0][k] for k in ("denoiser", "kind", "method", "images", "crop", "kernels")},
               "merged_from": [str(f) for f in files], "best": best_per_noise, "rule": rule, "table": table}
-    print("rule:", json.dumps(rule))
-    if out:
-        from pnp_stable.solvers.result import write_atomically
-
-        write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
+    _report(result, out)
     return 0
 
 
@@ -161,11 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     best_per_noise, rule = fit_rule(table, args.gamma_scale)
     result = {"denoiser": description, "kind": kind, "method": args.method, "images": images, "crop": args.crop,
               "kernels": args.kernels, "best": best_per_noise, "rule": rule, "table": table}
-    print("rule:", json.dumps(rule))
-    if args.out:
-        from pnp_stable.solvers.result import write_atomically
-
-        write_atomically(args.out, (json.dumps(result, indent=2) + "\n").encode())
+    _report(result, args.out)
     return 0
 
 

@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--widths", type=_ints, default=[32, 64, 128])
     p.add_argument("--blocks", type=_ints, default=[2], help="blocks per stage (one value or one per width)")
     p.add_argument("--hidden-multiplier", type=int, default=1)
+    p.add_argument("--max-substeps", type=int, default=0,
+                   help="cap on each non-expansive block's sub-steps (0 = adaptive, cost grows with the norms)")
     p.add_argument("--head", choices=("flatten", "pool"), default="flatten")
     p.add_argument("--lift", choices=("conv", "zero"), default="conv")
     certified = LOSS_DEFAULTS["nonexpansive"]
@@ -107,7 +109,8 @@ def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
         data_path=str(args.data / "classification" / "fashion_mnist"),
         output_dir=str(args.out / architecture),
         model=ClassifierConfig(architecture=architecture, widths=tuple(args.widths), blocks_per_stage=tuple(args.blocks),
-                               hidden_multiplier=args.hidden_multiplier, head=args.head, lift=args.lift),
+                               hidden_multiplier=args.hidden_multiplier, head=args.head, lift=args.lift,
+                               max_substeps=args.max_substeps if certified else 0),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

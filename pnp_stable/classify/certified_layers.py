@@ -58,21 +58,11 @@ class NormalizedConv2d(nn.Module):
     def weight(self) -> torch.Tensor:
         return self.map.weight
 
-    def _estimated_sigma(self) -> torch.Tensor:
-        m = self.map
-        m.estimate_norm(n_iter=1)
-        u = m.power_vector.to(m.weight.dtype)
-        span = m.kernel_size - 1
-        # the power method runs on the circular convolution of the buffer's size (see ConvMap)
-        pads = (span // 2, span - span // 2, span // 2, span - span // 2)
-        with torch.autocast(device_type=u.device.type, enabled=False):
-            v = F.conv2d(F.pad(u.float(), pads, mode="circular"), m.weight.float(), None, m.stride)
-            return v.norm().clamp_min(_TINY_NORM)
-
     def divisor(self) -> torch.Tensor | float:
         """What ``W`` is divided by: the power estimate while learning, else the certified bound."""
         if _learning(self):
-            return self._estimated_sigma()
+            self.map.estimate_norm(n_iter=1)
+            return self.map.differentiable_norm_estimate().clamp_min(_TINY_NORM)
         return max(self.map.certified_norm(), _TINY_NORM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,9 +100,7 @@ class NormalizedLinear(nn.Module):
         m = self.map
         if _learning(self):
             m.estimate_norm(n_iter=1)
-            u = m.power_vector.to(m.weight.dtype)
-            with torch.autocast(device_type=u.device.type, enabled=False):
-                return (m.weight.float() @ u.float()).norm().clamp_min(_TINY_NORM)
+            return m.differentiable_norm_estimate().clamp_min(_TINY_NORM)
         return max(m.certified_norm(), _TINY_NORM)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

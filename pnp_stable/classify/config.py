@@ -27,6 +27,9 @@ class ClassifierConfig:
     ``architecture="nonexpansive"``: every layer certified (gradient-flow blocks, normalised lift,
     transitions and head), so the logit map is 1-Lipschitz in l2. ``"resnet"``: the same layout
     with unconstrained blocks ``x + B s(Ax + b)`` and plain convolutions (a loose bound only).
+    ``max_substeps`` (non-expansive only) caps the sub-steps of each gradient-flow block: 0 keeps
+    the paper's adaptive count (cost grows with the weights' norms), ``k`` fixes the cost and
+    shortens the integrated time instead (:class:`~pnp_stable.layers.GradientFlowBlock`).
     """
 
     architecture: str = "nonexpansive"
@@ -38,6 +41,7 @@ class ClassifierConfig:
     hidden_multiplier: int = 1
     kernel_size: int = 3
     block_time: float = 1.0
+    max_substeps: int = 0
     activation: str = "relu"
     lift: str = "conv"
     head: str = "flatten"
@@ -75,6 +79,8 @@ class ClassifierConfig:
             raise ValueError(f"kernel_size must be odd and positive, got {self.kernel_size}")
         if not self.block_time > 0:
             raise ValueError(f"block_time must be positive, got {self.block_time}")
+        if self.max_substeps < 0:
+            raise ValueError(f"max_substeps must be >= 0 (0 = no cap), got {self.max_substeps}")
         if self.lift not in ("conv", "zero"):
             raise ValueError(f"lift must be 'conv' or 'zero', got {self.lift!r}")
         if self.lift == "zero" and self.widths[0] < self.in_channels:

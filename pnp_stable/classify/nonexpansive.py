@@ -49,7 +49,8 @@ class NonExpansiveClassifier(nn.Module):
                 layers.append(NormalizedConv2d(config.widths[stage - 1], width, k, stride=2))
             for _ in range(n_blocks):
                 layers.append(conv_block(width, config.hidden_multiplier * width, k,
-                                         time=config.block_time, activation=config.activation))
+                                         time=config.block_time, activation=config.activation,
+                                         max_substeps=config.max_substeps))
         layers.append(NormPreservingGlobalPool() if config.head == "pool" else Flatten())
         layers.append(NormalizedLinear(config.head_features(), config.num_classes))
         self.layers = CertifiedSequential(*layers)

@@ -15,6 +15,15 @@ Which ``nu`` chooses ``n``:
   :meth:`GradientFlowBlock.certificate` proves;
 * ``freeze_substeps()`` pins the certified count (used on export), ``substeps=`` forces a count
   (for experiments; the certificate then reports honestly whatever it implies).
+
+Bounded compute: with ``max_substeps=k`` a block never takes more than ``k`` sub-steps. When the
+norm grows past what ``k`` steps of the full time allow, the step stays at the admissible maximum
+``h = 2 r (1 - margin) / nu`` and the block integrates for the shorter time ``k h`` instead (the
+convex-potential layer of Meunier et al., ICML 2022, is the case ``k = 1``). The guarantee is the
+same — every sub-step satisfies ``h nu <= 2 r (1 - margin)`` — the cost is fixed, and the
+certificate reports the time actually integrated. While learning, that capped step is computed from
+a differentiable norm estimate ``||A u||`` (power vector ``u`` held fixed), so the optimiser sees
+that scaling ``A`` up shortens the step rather than lengthening the flow.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ class GradientFlowBlock(nn.Module):
             non-expansiveness, no averagedness, is proven).
         bias: learn a bias ``b``.
         substeps: force a sub-step count (0 = adaptive).
+        max_substeps: cap on the sub-step count (0 = none); beyond it the step stays at the
+            admissible maximum and the integrated time shrinks (see the module docstring).
     """
 
     accepts_conditioning = True
@@ -58,18 +69,23 @@ class GradientFlowBlock(nn.Module):
         bias: bool = True,
         substeps: int = 0,
         negative_slope: float = 0.01,
+        max_substeps: int = 0,
     ) -> None:
         super().__init__()
         if not time > 0:
             raise ValueError(f"integration time must be positive, got {time}")
         if not 0.0 <= margin < 1.0:
             raise ValueError(f"margin must lie in [0, 1), got {margin}")
+        if max_substeps < 0:
+            raise ValueError(f"max_substeps must be >= 0 (0 = no cap), got {max_substeps}")
         self.linear = linear
         self.activation = make_activation(activation, negative_slope)
         self.integrator = get_integrator(integrator)
         self.margin = float(margin)
         self.register_buffer("time", torch.tensor(float(time), dtype=torch.float64))
         self.register_buffer("fixed_substeps", torch.tensor(int(substeps), dtype=torch.int64))
+        # an architecture choice, not state: models record it in their config
+        self.max_substeps = int(max_substeps)
         n_hidden = linear.out_channels if isinstance(linear, ConvMap) else linear.out_features
         self.bias = nn.Parameter(torch.zeros(n_hidden)) if bias else None
         self.last_substeps = 0
@@ -89,22 +105,37 @@ class GradientFlowBlock(nn.Module):
                 norm = self.linear.estimate_norm()
         return self.activation_lipschitz * norm * norm
 
+    @property
+    def step_budget(self) -> float:
+        """The largest admissible ``h nu``: ``2 r (1 - margin)``."""
+        return 2.0 * self.integrator.radius * (1.0 - self.margin)
+
     def required_substeps(self, nu: float) -> int:
         """Smallest ``n`` with ``(T/n) nu <= 2 r (1 - margin)``."""
-        budget = 2.0 * self.integrator.radius * (1.0 - self.margin)
-        if budget <= 0:
-            raise ValueError("margin leaves no admissible step")
         # the tiny relative slack keeps exact multiples (e.g. T nu = 2) from rounding up
-        return max(1, math.ceil(float(self.time) * nu / budget * (1 - 1e-12)))
+        return max(1, math.ceil(float(self.time) * nu / self.step_budget * (1 - 1e-12)))
 
     def substeps(self, certified: bool = True) -> int:
         forced = int(self.fixed_substeps)
-        return forced if forced > 0 else self.required_substeps(self.nu(certified))
+        n = forced if forced > 0 else self.required_substeps(self.nu(certified))
+        cap = self.max_substeps
+        return min(n, cap) if cap > 0 else n
+
+    def step_size(self, certified: bool = True) -> float:
+        """Sub-step size ``h`` evaluated in this mode: ``T / n``, or with a cap in force the
+        admissible maximum ``2 r (1 - margin) / nu`` when that is smaller."""
+        h = float(self.time) / self.substeps(certified)
+        if self.max_substeps > 0:
+            nu = self.nu(certified)
+            if nu > 0:
+                h = min(h, self.step_budget / nu)
+        return h
 
     def freeze_substeps(self) -> int:
-        """Pin the sub-step count to the one required by the certified norm; returns it."""
+        """Pin the sub-step count to the one the certified norm requires (capped by
+        ``max_substeps``); returns it."""
         self.fixed_substeps.fill_(0)
-        n = self.required_substeps(self.nu(certified=True))
+        n = self.substeps(certified=True)
         self.fixed_substeps.fill_(n)
         return n
 
@@ -122,7 +153,9 @@ class GradientFlowBlock(nn.Module):
             self.linear.estimate_norm(n_iter=1)
         n = self.substeps(certified=not training)
         self.last_substeps = n
-        h = float(self.time) / n
+        h: float | torch.Tensor = self.step_size(certified=not training)
+        if training and h < float(self.time) / n:
+            h = self._differentiable_capped_step(float(self.time) / n)
         bias = self._bias(x, bias_shift)
         linear, act = self.linear, self.activation
 
@@ -135,6 +168,13 @@ class GradientFlowBlock(nn.Module):
         for _ in range(n):
             x = self.integrator.step(x, h, field)
         return x
+
+    def _differentiable_capped_step(self, uncapped: float) -> torch.Tensor:
+        # ||A u|| with the power vector u fixed: the estimate the float step came from, but with a
+        # gradient, so that growing A visibly shrinks the step (as in spectral normalisation).
+        sigma = self.linear.differentiable_norm_estimate()
+        nu = self.activation_lipschitz * sigma * sigma
+        return torch.clamp(self.step_budget / nu.clamp_min(1e-12), max=uncapped)
 
     def _bias(self, x: torch.Tensor, bias_shift: torch.Tensor | None) -> torch.Tensor | None:
         b = self.bias
@@ -149,7 +189,7 @@ class GradientFlowBlock(nn.Module):
         """Proven constants of the block as evaluated in eval mode, valid for every input size."""
         nu = self.nu(certified=True)
         n = self.substeps(certified=True)
-        h = float(self.time) / n
+        h = self.step_size(certified=True)
         step = self.integrator.certificate(h, nu)
         cert = compose([step] * n)
         detail = {
@@ -158,6 +198,7 @@ class GradientFlowBlock(nn.Module):
             "norm_estimate": float(self.linear.norm_estimate),
             "nu": nu,
             "time": float(self.time),
+            "integrated_time": n * h,
             "substeps": n,
             "h_nu": h * nu,
             "integrator": self.integrator.name,
@@ -173,7 +214,9 @@ class GradientFlowBlock(nn.Module):
         return self.certificate().averagedness
 
     def extra_repr(self) -> str:
-        return f"time={float(self.time):g}, integrator={self.integrator.name}, margin={self.margin:g}"
+        cap = self.max_substeps
+        return (f"time={float(self.time):g}, integrator={self.integrator.name}, margin={self.margin:g}"
+                + (f", max_substeps={cap}" if cap else ""))
 
 
 def conv_block(

@@ -40,7 +40,8 @@ class LinearMap(nn.Module):
     def adjoint(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def _power_ops(self):  # pragma: no cover - returns (forward, adjoint) on the power buffer
+    def _power_ops(self, differentiable: bool = False):  # pragma: no cover
+        # returns (forward, adjoint) on the power buffer; detached weights unless differentiable
         raise NotImplementedError
 
     def _certified(self) -> float:  # pragma: no cover
@@ -62,6 +63,19 @@ class LinearMap(nn.Module):
             self.power_vector.copy_(u.to(self.power_vector.dtype))
             self.norm_estimate.fill_(estimate)
         return estimate
+
+    def differentiable_norm_estimate(self) -> torch.Tensor:
+        """``||A u||`` for the current unit power vector ``u``, differentiable in the weights.
+
+        The power estimate with a gradient (``u`` held fixed, as in spectral normalisation): a
+        lower bound on ``||A||``, for learning only — certificates use :meth:`certified_norm`.
+        Computed in float32 outside autocast.
+        """
+        fwd, _ = self._power_ops(differentiable=True)
+        u = self.power_vector.float()
+        u = u / u.norm().clamp_min(1e-30)
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            return fwd(u).norm()
 
     def _weight_key(self) -> tuple:
         w = self.weight
@@ -91,8 +105,10 @@ class DenseMap(LinearMap):
     def adjoint(self, z: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
         return F.linear(z, self.weight.t())
 
-    def _power_ops(self):
-        w = self.weight.detach()
+    def _power_ops(self, differentiable: bool = False):
+        w = self.weight if differentiable else self.weight.detach()
+        if differentiable:
+            w = w.float()
         return (lambda u: w @ u), (lambda v: w.t() @ v)
 
     def _certified(self) -> float:
@@ -198,10 +214,10 @@ class ConvMap(LinearMap):
     def adjoint(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self._conv_adjoint(z, self.weight, tuple(like.shape[-2:]), self.padding_mode == "circular", self._pads())
 
-    def _power_ops(self):
+    def _power_ops(self, differentiable: bool = False):
         # The power method runs on a *circular* convolution of the buffer's size: its norm is the
         # symbol's maximum on that grid, a lower bound on the certified all-sizes bound.
-        w = self.weight.detach()
+        w = self.weight.float() if differentiable else self.weight.detach()
         span = self.dilation * (self.kernel_size - 1)
         pads = (span // 2, span - span // 2, span // 2, span - span // 2)
         size = tuple(self.power_vector.shape[-2:])

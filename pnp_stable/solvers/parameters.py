@@ -81,6 +81,24 @@ class ParameterRule:
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    @classmethod
+    def from_mapping(cls, value: ParameterRule | Mapping[str, Any]) -> ParameterRule:
+        """A rule from a rule or a dict of its fields (e.g. model metadata, a calibration file).
+
+        Raises ``ValueError`` naming unknown fields, non-numeric values or violated constraints.
+        """
+        if isinstance(value, ParameterRule):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"a parameter rule must be a ParameterRule or a dict, got {type(value).__name__}")
+        unknown = set(value) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ParameterRule fields {sorted(unknown)}")
+        try:
+            return cls(**{k: float(v) for k, v in value.items()})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a valid ParameterRule: {exc}") from None
+
 
 @dataclass(frozen=True)
 class ChosenParameters:
@@ -118,18 +136,6 @@ DEFAULT_RULES: dict[tuple[StrengthKind, str], ParameterRule] = {
 }
 
 
-def _coerce_rule(value: Any) -> ParameterRule:
-    if isinstance(value, ParameterRule):
-        return value
-    if isinstance(value, Mapping):
-        known = {f.name for f in fields(ParameterRule)}
-        unknown = set(value) - known
-        if unknown:
-            raise ValueError(f"unknown ParameterRule fields {sorted(unknown)}")
-        return ParameterRule(**{k: float(v) for k, v in value.items()})
-    raise ValueError(f"a parameter rule must be a ParameterRule or a dict, got {type(value).__name__}")
-
-
 def rule_for(denoiser: object, kind: StrengthKind, method: str, rule: Any = None) -> ParameterRule:
     """The rule to use: ``rule`` if given, else the denoiser's ``pnp_parameter_rule`` (attribute, or
     key of its ``metadata`` dict), else the default; its noise-level clamp is narrowed to the
@@ -145,7 +151,7 @@ def rule_for(denoiser: object, kind: StrengthKind, method: str, rule: Any = None
         candidate = metadata.get("pnp_parameter_rule")
     if isinstance(candidate, Mapping) and set(candidate) & {"fb", "admm", "drs"}:
         candidate = candidate.get(method, candidate.get(family))
-    chosen = _coerce_rule(candidate) if candidate is not None else DEFAULT_RULES[(kind, family)]
+    chosen = ParameterRule.from_mapping(candidate) if candidate is not None else DEFAULT_RULES[(kind, family)]
     declared = declared_noise_range(denoiser)
     if declared is not None:
         low = max(chosen.sigma_min, declared[0])

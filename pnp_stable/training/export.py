@@ -74,15 +74,16 @@ def read_calibrated_rule(spec: str) -> tuple[str, dict[str, float], dict[str, An
     try:
         with open(file) as f:
             calibration = json.load(f)
-        rule = {k: float(v) for k, v in calibration["rule"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        stored = calibration["rule"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"cannot read a calibrated rule from {file}: {exc}") from None
     if calibration.get("method", method) != method:
         raise ValueError(f"{file} calibrates {calibration['method']!r}, not {method!r}")
     try:
-        ParameterRule(**rule)
-    except TypeError as exc:
-        raise ValueError(f"{file}: not a ParameterRule: {exc}") from None
+        ParameterRule.from_mapping(stored)
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from None
+    rule = {k: float(v) for k, v in stored.items()}
     provenance = {key: calibration.get(key) for key in ("images", "crop", "kernels")}
     provenance["noise_levels"] = sorted(float(n) for n in calibration.get("best", {}))
     provenance["source"] = "bench/calibrate_parameters.py on BSDS500 train crops"

@@ -68,3 +68,17 @@ def test_search_catches_a_broken_configuration(kind):
     assert empirical_lipschitz(block, shapes[0], restarts=4, steps=150) > 1.05
     # the averagedness inequality with any alpha < 1 is violated as well
     assert empirical_averagedness_violation(block, 0.99, shapes[0], restarts=4, steps=150) > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_capped_block_certificate_never_exceeded(kind):
+    """max_substeps: past the cap the step stays admissible, so the certificate still holds."""
+    block, shapes = make(kind, "euler")
+    block.max_substeps = 1
+    while block.required_substeps(block.nu()) <= 3:
+        perturb(block, 1.5)
+    cert = block.certificate()
+    assert block.substeps() == 1 and cert.averagedness is not None
+    for shape in shapes:
+        assert empirical_lipschitz(block, shape, **SEARCH) <= cert.lipschitz + TOL
+        assert empirical_averagedness_violation(block, cert.averagedness, shape, **SEARCH) <= TOL

@@ -114,3 +114,66 @@ def test_invalid_block_arguments():
         conv_block(2, activation="gelu")
     with pytest.raises(ValueError, match="monotone"):
         GradientFlowBlock(DenseMap(2, 2), activation=torch.nn.GELU())
+
+
+def _grow_until(blk, substeps):
+    with torch.no_grad():
+        while blk.required_substeps(blk.nu(certified=True)) <= substeps:
+            blk.linear.weight.mul_(1.5)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "rk4"])
+def test_max_substeps_caps_cost_and_keeps_every_step_admissible(integrator):
+    blk = conv_block(3, 4, time=2.0, integrator=integrator, max_substeps=2).double().eval()
+    _grow_until(blk, 2)
+    nu = blk.nu(certified=True)
+    assert blk.substeps() == 2
+    h = blk.step_size()
+    assert h * nu == pytest.approx(blk.step_budget)  # the admissible maximum, not T / n
+    cert = blk.certificate()
+    assert cert.lipschitz <= 1.0 and cert.averagedness is not None
+    detail = cert.details[-1]
+    assert detail["substeps"] == 2 and detail["integrated_time"] == pytest.approx(2 * h) and 2 * h < 2.0
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        blk(x)
+    assert blk.last_substeps == 2
+
+
+def test_max_substeps_changes_nothing_below_the_cap():
+    torch.manual_seed(0)
+    capped = conv_block(3, 4, time=1.0, max_substeps=50).double().eval()
+    plain = conv_block(3, 4, time=1.0).double().eval()
+    plain.load_state_dict(capped.state_dict())
+    assert capped.substeps() == plain.substeps() < 50
+    x = torch.randn(1, 3, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(capped(x), plain(x), rtol=0, atol=0)
+
+
+def test_capped_step_is_differentiable_in_the_norm():
+    """With ReLU, no bias and a capped step h = c / ||A||^2, the block is invariant to scaling A:
+    the gradient has no radial component. A step treated as a constant would have one."""
+    torch.manual_seed(1)
+    blk = conv_block(3, 6, time=4.0, bias=False, max_substeps=1).double().train()
+    _grow_until(blk, 1)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    blk(x)  # settle the power vector, then freeze it for the comparison
+    blk.linear.norm_estimate.fill_(blk.linear.certified_norm())
+    w = blk.linear.weight
+    with torch.no_grad():
+        blk.linear.estimate_norm(n_iter=50)
+    loss = (blk(x) - 1.0).pow(2).sum()
+    (grad,) = torch.autograd.grad(loss, w)
+    radial = float((grad * w.detach()).sum()) / (float(grad.norm()) * float(w.detach().norm()))
+    assert abs(radial) < 1e-4
+    assert float(grad.norm()) > 0
+
+
+def test_freeze_substeps_respects_the_cap():
+    blk = conv_block(2, 3, time=3.0, max_substeps=1).eval()
+    _grow_until(blk, 1)
+    assert blk.freeze_substeps() == 1
+    assert blk.step_size() * blk.nu() == pytest.approx(blk.step_budget)
+    with pytest.raises(ValueError):
+        conv_block(2, max_substeps=-1)

@@ -99,6 +99,16 @@ def test_invalid_rule_constants_are_refused():
         ParameterRule(weight=0.0)
 
 
+def test_rule_from_a_mapping_validates_every_field():
+    rule = ParameterRule.from_mapping({"weight": "2", "exponent": 3})
+    assert (rule.weight, rule.exponent, rule.sigma_ratio) == (2.0, 3.0, 1.0)
+    assert ParameterRule.from_mapping(rule) is rule
+    for bad, message in [({"weigth": 1.0}, "unknown ParameterRule fields"), ({"weight": "x"}, "not a valid"),
+                         ({"weight": -1.0}, "must be positive"), ([1.0], "must be a ParameterRule or a dict")]:
+        with pytest.raises(ValueError, match=message):
+            ParameterRule.from_mapping(bad)
+
+
 def test_solve_passes_the_chosen_noise_level_and_keeps_the_guarantee(blurred):
     op, x = blurred
     y = op.simulate(x, 0.02, seed=0)

@@ -90,6 +90,9 @@ def _write_json(path, payload) -> None:
               help="Channels per stage (stride-2 transitions between stages).")
 @click.option("--blocks", callback=_number_list(int, "block counts", 0), default="2", show_default=True,
               help="Residual blocks per stage (one value for all stages, or one per width).")
+@click.option("--max-substeps", type=click.IntRange(0), default=0, show_default=True,
+              help="Cap on each certified block's sub-steps: fixed cost, same guarantee, shorter "
+                   "integrated time once the weights grow (0 = the paper's adaptive count).")
 @click.option("--head", type=click.Choice(["flatten", "pool"]), default="flatten", show_default=True,
               help="Flatten before the linear head, or a norm-preserving global pool.")
 @click.option("--image-size", callback=_image_size, default=None, metavar="HxW",
@@ -137,7 +140,7 @@ def _write_json(path, payload) -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Plot PGD and certified accuracy against eps (needs --pgd-eps; .png/.pdf/.svg).")
 @click.option("--quiet", is_flag=True, help="No progress bars or notes; only the summary lines.")
-def train_classifier(data, dataset, architecture, widths, blocks, head, image_size, epochs, batch_size, lr,
+def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, head, image_size, epochs, batch_size, lr,
                      weight_decay, loss, margin, logit_scale, augment, train_size, test_size, run_dir, resume,
                      device, amp, threads, seed, do_eval, certified_eps, pgd_eps, pgd_steps, pgd_restarts,
                      eval_size, report, plot, quiet):
@@ -211,7 +214,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, head, image_si
             data_path=str(Path(data).resolve()),
             output_dir=run_dir,
             model=ClassifierConfig(architecture=architecture, widths=tuple(widths), blocks_per_stage=tuple(blocks),
-                                   head=head),
+                                   head=head, max_substeps=max_substeps if architecture == "nonexpansive" else 0),
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,

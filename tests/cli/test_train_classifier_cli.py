@@ -99,6 +99,20 @@ def test_tiny_run_writes_model_report_and_plot(tmp_path, fmnist):
                       "different configuration (lr)")
 
 
+def test_max_substeps_caps_every_block_and_keeps_the_certificate(tmp_path, fmnist):
+    report = tmp_path / "r.json"
+    result = run("--data", fmnist, *TINY, "--max-substeps", "1", "--run-dir", tmp_path / "run", "--report", report)
+    assert result.exit_code == 0, result.output
+    r = json.loads(report.read_text())
+    assert r["training"]["config"]["model"]["max_substeps"] == 1
+    assert r["model"]["certified_lipschitz"] <= 1 + 1e-6
+    from pnp_stable.classify import load_classifier
+    from pnp_stable.layers import GradientFlowBlock
+    model = load_classifier(tmp_path / "run" / "model.pt")
+    blocks = [m for m in model.modules() if isinstance(m, GradientFlowBlock)]
+    assert blocks and all(b.max_substeps == 1 and b.substeps() == 1 for b in blocks)
+
+
 def test_resnet_with_explicit_dataset_and_subsets(tmp_path, fmnist):
     report = tmp_path / "r.json"
     result = run("--data", fmnist, "--dataset", "mnist", "--model", "resnet", *TINY, "--train-size", "32",
@@ -134,6 +148,7 @@ def test_bad_idx_files(tmp_path, fmnist):
     (["--pgd-eps", "0.1,abc"], "not a comma-separated list"),
     (["--pgd-eps", "-0.5"], "must be >= 0"),
     (["--widths", "8,0"], "must be >= 1"),
+    (["--max-substeps", "-1"], "--max-substeps"),
     (["--epochs", "0"], "--epochs"),
     (["--model", "vgg"], "--model"),
     (["--image-size", "3x"], "not a size"),

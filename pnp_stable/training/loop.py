@@ -140,13 +140,16 @@ def _initialise_from(model: nn.Module, path: str) -> dict[str, Any]:
     return {"path": str(path), "copied": len(matched), "fresh": sorted(set(own) - set(matched))}
 
 
-def train_denoiser(config: TrainConfig, stop_after: int | None = None) -> TrainResult:
+def train_denoiser(config: TrainConfig, stop_after: int | None = None,
+                   time_limit: float | None = None) -> TrainResult:
     """Train (or resume training) the denoiser described by ``config``.
 
     Writes ``checkpoint.pt`` (atomic; every ``checkpoint_every`` steps, at the end and on
     Ctrl-C), ``best.pt`` (best mean validation PSNR) and ``log.jsonl`` to ``config.run_dir``.
     ``stop_after`` ends this invocation after that many steps (checkpointed), leaving the run
-    resumable with ``resume=True``; the schedule always refers to ``config.steps``.
+    resumable with ``resume=True``; the schedule always refers to ``config.steps``. ``time_limit``
+    (seconds of wall time) does the same once that much time has passed in this invocation — for
+    jobs with a wall-clock allowance (a cluster slot, a borrowed GPU); all ranks stop together.
 
     Raises ValueError for unusable data or a ``run_dir`` that already holds a checkpoint while
     ``resume`` is off (a run is never overwritten). SIGTERM (``kill PID``, a scheduler's
@@ -157,23 +160,39 @@ def train_denoiser(config: TrainConfig, stop_after: int | None = None) -> TrainR
     if threading.current_thread() is threading.main_thread():
         previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     try:
-        return _train(config, stop_after, stop_requested)
+        return _train(config, stop_after, stop_requested, time_limit)
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _train(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event) -> TrainResult:
+def _train(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event,
+           time_limit: float | None) -> TrainResult:
+    if time_limit is not None and not time_limit >= 0:
+        raise ValueError(f"time_limit must be a non-negative number of seconds, got {time_limit}")
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     rank, world, device, own_group = _distributed_context(config)
     try:
-        return _train_on(config, stop_after, stop_requested, rank, world, device)
+        return _train_on(config, stop_after, stop_requested, rank, world, device, deadline)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
+def _time_is_up(deadline: float | None, world: int, device: torch.device) -> bool:
+    if deadline is None:
+        return False
+    up = time.monotonic() >= deadline
+    if world > 1:
+        # ranks' clocks differ by a step: agree (any rank out of time stops all) or DDP deadlocks
+        flag = torch.tensor([1.0 if up else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        up = bool(flag.item() > 0)
+    return up
+
+
 def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event, rank: int, world: int,
-              device: torch.device) -> TrainResult:
+              device: torch.device, deadline: float | None) -> TrainResult:
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     run_dir = Path(config.run_dir).expanduser()
@@ -294,6 +313,9 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
                 validate()
             if stop_requested.is_set():
                 log.write(event="terminated", step=step)
+                end = step
+            elif step < end and _time_is_up(deadline, world, device):
+                log.write(event="time_limit", step=step)
                 end = step
             if step % config.checkpoint_every == 0 or step == end:
                 elapsed += time.time() - tic

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stop-after", type=int, default=None, help="stop this invocation after N steps")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                        help="stop this invocation (checkpointed, resumable) after this much wall time")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
 
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = parse_overrides(args.set)
         config = preset(args.preset, args.train, args.run_dir, val_dir=args.val, resume=args.resume, **overrides)
-        result = train_denoiser(config, stop_after=args.stop_after)
+        time_limit = None if args.time_limit is None else 60.0 * args.time_limit
+        result = train_denoiser(config, stop_after=args.stop_after, time_limit=time_limit)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -52,3 +52,15 @@ def test_two_process_gloo_step_equals_the_step_on_both_batches(image_folder, tmp
     F.mse_loss(alone(batches[0][1], batches[0][2]), batches[0][0]).backward()
     optimizer.step()
     assert any(not torch.allclose(trained[n], p.detach(), rtol=1e-4, atol=1e-6) for n, p in alone.named_parameters())
+
+
+def test_time_limit_stops_every_rank_at_the_same_step(image_folder, tmp_path):
+    """Under DDP the ranks agree on when time is up (an all-reduce), stop together and exit cleanly."""
+    run_dir = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "pnp_stable.training.run", "--preset", "tiny", "--train", str(image_folder),
+           "--run-dir", str(run_dir), "--set", "steps=50", "--time-limit", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 1

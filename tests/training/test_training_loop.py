@@ -120,6 +120,18 @@ def test_sigterm_stops_cleanly_with_a_resumable_checkpoint(image_folder, tmp_pat
     assert resumed.step == result.step + 2
 
 
+def test_time_limit_stops_with_a_resumable_checkpoint(image_folder, tmp_path):
+    stopped = train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=6), time_limit=0.0)
+    assert stopped.step == 1  # the limit is checked after each step: one step, then out
+    assert load_checkpoint(stopped.checkpoint)["step"] == 1
+    events = [json.loads(line)["event"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "time_limit" in events
+    finished = train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=6, resume=True), time_limit=3600.0)
+    assert finished.step == 6
+    with pytest.raises(ValueError, match="time_limit"):
+        train_denoiser(tiny_config(image_folder, tmp_path / "other", steps=2), time_limit=-1.0)
+
+
 def test_init_from_copies_matching_weights_and_adds_new_heads(image_folder, tmp_path):
     train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=3))
     base = load_checkpoint(tmp_path / "base" / "checkpoint.pt")["model"]

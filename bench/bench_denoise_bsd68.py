@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[15.0, 25.0, 50.0])
     parser.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (the protocol's noise is drawn on the CPU)")
     parser.add_argument("--reference-dncnn", action="store_true", help="also measure KAIR DnCNN-25 at sigma 25")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         cert = certificate_of(model)
+        model = model.to(args.device)
         tic = time.time()
-        result = denoise_bsd68(model, str(folder), args.sigmas, limit=args.limit, progress=True)
+        result = denoise_bsd68(model, str(folder), args.sigmas, limit=args.limit, device=args.device, progress=True)
         seconds = time.time() - tic
         label = Path(name).stem if name.endswith(".pt") else name
         rows[label] = {
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(args.out, {
             "protocol": "denoise-bsd68", "limit": args.limit, "sigmas": args.sigmas, "results": rows,
             "anchors": ANCHORS, "machine": f"{platform.machine()} {platform.processor()}".strip(),
-            "threads": args.threads, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+            "threads": args.threads, "device": args.device, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
         })
     return 0
 

@@ -19,12 +19,15 @@ from pnp_stable.cli.errors import UserError, user_errors
               help="Override any field, e.g. --set lr=5e-4 --set model.width=48. Repeatable.")
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/checkpoint.pt (exact resume).")
 @click.option("--stop-after", type=click.IntRange(1), default=None, help="End this invocation after N steps (resumable).")
+@click.option("--time-limit", type=click.FloatRange(0), default=None, metavar="MINUTES",
+              help="End this invocation after this much wall time (checkpointed, resumable).")
 @click.option("--export", "export_name", default=None, metavar="NAME",
               help="After training, export the best checkpoint as NAME.pt + NAME.json (certified step counts frozen).")
 @click.option("--export-dir", default=None, metavar="DIR",
               help="Where --export writes  [default: your models folder, $PNP_STABLE_MODELS or "
                    "~/.local/share/pnp-stable/models, so that --denoiser NAME finds it].")
-def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resume, stop_after, export_name, export_dir):
+def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resume, stop_after, time_limit, export_name,
+                   export_dir):
     """Train a certified (or, with a *-unconstrained preset, baseline) denoiser.
 
     Ctrl-C or SIGTERM stops after the current step with a checkpoint; --resume continues exactly.
@@ -46,7 +49,7 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
         if steps is not None:
             extra["steps"] = steps
         config = make_preset(preset, list(train_dirs), run_dir, val_dir=val_dir, resume=resume, **extra)
-        result = train(config, stop_after=stop_after)
+        result = train(config, stop_after=stop_after, time_limit=None if time_limit is None else 60.0 * time_limit)
         click.echo(f"trained {getattr(result, 'step', '?')} steps; checkpoints in {run_dir}")
         if export_name:
             from pnp_stable.training import export_denoiser

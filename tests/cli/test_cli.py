@@ -180,6 +180,11 @@ def test_train_denoiser_tiny_run_and_resume(tmp_path):
     args = ["train-denoiser", "--train", folder, "--run-dir", tmp_path / "run", "--preset", "tiny", "--steps", "6"]
     r = run(*args, "--stop-after", "3")
     assert r.exit_code == 0, r.output
+    assert "trained 3 steps" in r.output
+    r = run(*args, "--resume", "--time-limit", "0")  # out of time after the first step, checkpointed
+    assert r.exit_code == 0 and "trained 4 steps" in r.output, r.output
+    r = run(*args, "--resume", "--time-limit", "-1")
+    assert r.exit_code == 2 and "--time-limit" in r.output
     r = run(*args)  # same run dir without --resume: refused, nothing overwritten
     assert r.exit_code == 2 and "error:" in r.output
     r = run(*args, "--resume", "--export", "mini", "--export-dir", tmp_path)

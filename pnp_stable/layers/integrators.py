@@ -54,8 +54,10 @@ class Integrator:
         """Gradient evaluations per step."""
         return len(self.euler_fractions)
 
-    def step(self, x: torch.Tensor, h: float, field: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """One step of size ``h`` for ``x' = field(x)`` (``field = -grad V``)."""
+    def step(self, x: torch.Tensor, h: float | torch.Tensor,
+             field: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """One step of size ``h`` for ``x' = field(x)`` (``field = -grad V``); ``h`` may be a
+        0-dim tensor carrying a gradient (a capped block's step while learning)."""
         regs = [x]
         for op in self.program:
             if op[0] == "euler":

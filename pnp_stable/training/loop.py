@@ -277,6 +277,11 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
     bar = tqdm(total=config.steps, initial=step, disable=not config.progress or rank != 0, dynamic_ncols=True,
                desc="train denoiser")
     certified_model = isinstance(model, CertifiedDenoiser)
+    if certified_model and step < config.steps - config.certified_finetune_steps:
+        # Frozen counts belong to the certified fine-tuning phase only. Weights taken from a
+        # fine-tuned model (init_from) arrive frozen; kept so, the blocks would learn with stale
+        # counts and norm estimates while the weights grow past what those counts certify.
+        model.unfreeze_substeps()
     losses: list[float] = []
     window: list[float] = []
     model.train()

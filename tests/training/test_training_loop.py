@@ -149,6 +149,21 @@ def test_init_from_copies_matching_weights_and_adds_new_heads(image_folder, tmp_
         train_denoiser(tiny_config(image_folder, tmp_path / "bad", init_from=str(tmp_path / "base" / "log.jsonl")))
 
 
+def test_init_from_a_finetuned_model_learns_with_adaptive_substeps_again(image_folder, tmp_path):
+    train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=4, certified_finetune_steps=2))
+    base = load_checkpoint(tmp_path / "base" / "checkpoint.pt")["model"]
+    assert all(int(v) > 0 for k, v in base.items() if k.endswith("fixed_substeps"))  # frozen by fine-tuning
+    config = tiny_config(image_folder, tmp_path / "more", steps=4, certified_finetune_steps=1,
+                         init_from=str(tmp_path / "base" / "checkpoint.pt"))
+    train_denoiser(config, stop_after=1)
+    state = load_checkpoint(tmp_path / "more" / "checkpoint.pt")["model"]
+    assert all(int(v) == 0 for k, v in state.items() if k.endswith("fixed_substeps"))
+    train_denoiser(tiny_config(image_folder, tmp_path / "more", steps=4, certified_finetune_steps=1, resume=True,
+                               init_from=str(tmp_path / "base" / "checkpoint.pt")))
+    state = load_checkpoint(tmp_path / "more" / "checkpoint.pt")["model"]
+    assert all(int(v) > 0 for k, v in state.items() if k.endswith("fixed_substeps"))  # its own fine-tuning
+
+
 def test_export_records_calibrated_pnp_rules_that_the_solvers_use(image_folder, tmp_path):
     from pnp_stable.solvers.parameters import rule_for
     from pnp_stable.training.export import main as export_main

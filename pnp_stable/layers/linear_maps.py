@@ -106,9 +106,7 @@ class DenseMap(LinearMap):
         return F.linear(z, self.weight.t())
 
     def _power_ops(self, differentiable: bool = False):
-        w = self.weight if differentiable else self.weight.detach()
-        if differentiable:
-            w = w.float()
+        w = self.weight.float() if differentiable else self.weight.detach()
         return (lambda u: w @ u), (lambda v: w.t() @ v)
 
     def _certified(self) -> float:

@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                (time.monotonic() - start) / 60, "bsd68_exit_code": code}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     # keep what travels back small: the final checkpoint and log, not the best-of copy
-    for extra in ("best.pt",):
-        if (run_dir / extra).exists():
-            (run_dir / extra).unlink()
+    (run_dir / "best.pt").unlink(missing_ok=True)
     print(json.dumps(summary), flush=True)
     return 0 if code == 0 else 1
 

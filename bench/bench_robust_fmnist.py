@@ -110,7 +110,7 @@ def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
         output_dir=str(args.out / architecture),
         model=ClassifierConfig(architecture=architecture, widths=tuple(args.widths), blocks_per_stage=tuple(args.blocks),
                                hidden_multiplier=args.hidden_multiplier, head=args.head, lift=args.lift,
-                               max_substeps=args.max_substeps if certified else 0),
+                               max_substeps=args.max_substeps),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

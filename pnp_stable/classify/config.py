@@ -29,7 +29,8 @@ class ClassifierConfig:
     with unconstrained blocks ``x + B s(Ax + b)`` and plain convolutions (a loose bound only).
     ``max_substeps`` (non-expansive only) caps the sub-steps of each gradient-flow block: 0 keeps
     the paper's adaptive count (cost grows with the weights' norms), ``k`` fixes the cost and
-    shortens the integrated time instead (:class:`~pnp_stable.layers.GradientFlowBlock`).
+    shortens the integrated time instead (:class:`~pnp_stable.layers.GradientFlowBlock`); a ResNet
+    has no sub-steps, so its config records 0 whatever it is given.
     """
 
     architecture: str = "nonexpansive"
@@ -58,6 +59,8 @@ class ClassifierConfig:
         self.input_mean = _as_tuple(self.input_mean, "input_mean", float)
         if len(self.input_mean) == 1:
             self.input_mean = self.input_mean * self.in_channels
+        if self.architecture == "resnet":
+            self.max_substeps = 0
         self.validate()
 
     def validate(self) -> None:

@@ -125,3 +125,9 @@ def test_config_dict_roundtrip():
     with pytest.raises(ValueError, match="unknown classifier option"):
         ClassifierConfig.from_dict({"depth": 3})
     assert config.final_resolution() == (4, 4) and config.head_features() == 64
+
+
+def test_max_substeps_is_recorded_only_where_it_applies():
+    assert ClassifierConfig(**{**TINY, "max_substeps": 2}).max_substeps == 2
+    # a ResNet has no sub-steps: a shared setting must not leave a misleading cap in its config
+    assert ClassifierConfig(**{**TINY, "architecture": "resnet", "max_substeps": 2}).max_substeps == 0

@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pgd-restarts", type=int, default=1)
     p.add_argument("--pgd-loss", choices=("margin", "ce"), default="margin")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", default=None, metavar="MODEL_PT",
+                   help="start the non-expansive model from these weights (same layout; new optimiser and schedule)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -120,6 +122,7 @@ def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
         logit_scale=args.logit_scale if certified else baseline["logit_scale"],
         train_size=args.train_size,
         seed=args.seed,
+        init_from=args.init_from if certified else None,
         device=args.device,
         progress=not args.no_progress,
     )

@@ -119,6 +119,9 @@ def _write_json(path, payload) -> None:
               help="Checkpoints, model.pt, history.json, config.json [default: runs/classify/<dataset>-<model>].")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --run-dir (same options; a finished run is only evaluated).")
+@click.option("--init-from", type=click.Path(dir_okay=False), default=None, metavar="MODEL.pt",
+              help="Start a new run from a trained model of the same layout (e.g. fine-tune with another "
+                   "--margin); fresh optimiser and schedule.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16/fp16 autocast (CUDA only).")
 @click.option("--threads", type=click.IntRange(1), default=None,
@@ -142,7 +145,7 @@ def _write_json(path, payload) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars or notes; only the summary lines.")
 def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, head, image_size, epochs, batch_size, lr,
                      weight_decay, loss, margin, logit_scale, augment, train_size, test_size, run_dir, resume,
-                     device, amp, threads, seed, do_eval, certified_eps, pgd_eps, pgd_steps, pgd_restarts,
+                     init_from, device, amp, threads, seed, do_eval, certified_eps, pgd_eps, pgd_steps, pgd_restarts,
                      eval_size, report, plot, quiet):
     """Train a robust classifier (certified non-expansive, or the ResNet baseline) and evaluate it.
 
@@ -227,6 +230,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
             test_size=test_size,
             image_size=image_size,
             seed=seed,
+            init_from=init_from,
             device=device,
             amp=amp,
             resume=resume,

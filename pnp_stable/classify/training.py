@@ -36,7 +36,8 @@ from pnp_stable.classify.data import ImageClassificationData
 from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
-from pnp_stable.classify.models import atomic_torch_save, build_classifier, file_mode, save_classifier
+from pnp_stable.classify.models import atomic_torch_save, build_classifier, file_mode, load_classifier, save_classifier
+from pnp_stable.layers import GradientFlowBlock
 
 __all__ = ["CHECKPOINT_FORMAT", "LOSS_DEFAULTS", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
 
@@ -61,6 +62,9 @@ class TrainConfig:
 
     ``margin`` is in logit units for both losses; with a 1-Lipschitz model a margin ``m`` at ``x``
     certifies the radius ``m / sqrt(2)``. ``logit_scale`` multiplies the logits inside CE only.
+    ``init_from`` starts a *new* run (fresh optimiser and schedule) from the weights of an exported
+    classifier (``model.pt``) with the same layout, e.g. to fine-tune with another margin; a run
+    being resumed takes its weights from its checkpoint instead.
     """
 
     dataset: str = "fashion_mnist"
@@ -80,6 +84,7 @@ class TrainConfig:
     test_size: int | None = None
     image_size: tuple[int, int] | None = None
     seed: int = 0
+    init_from: str | None = None
     device: str = "auto"
     amp: bool = True
     checkpoint_minutes: float = 5.0
@@ -198,6 +203,20 @@ def _model_config(config: TrainConfig, data: ImageClassificationData) -> Classif
     return ClassifierConfig.from_dict(values)
 
 
+def _initialise_from(model: nn.Module, model_config: ClassifierConfig, path: str) -> None:
+    source = load_classifier(path)
+    # the cap is not a weight: fine-tuning an adaptive model into a capped one is legitimate
+    ours = {**model_config.to_dict(), "max_substeps": None}
+    theirs = {**source.config.to_dict(), "max_substeps": None}
+    if ours != theirs:
+        changed = sorted(k for k in ours if ours[k] != theirs.get(k))
+        raise ValueError(f"{path}: a classifier of another layout ({', '.join(changed)}) cannot initialise this run")
+    model.load_state_dict(source.state_dict())
+    for module in model.modules():
+        if isinstance(module, GradientFlowBlock):
+            module.unfreeze_substeps()
+
+
 def _amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
     if not (config.amp and device.type == "cuda"):
         return False, torch.float32
@@ -277,6 +296,8 @@ def train_classifier(
         aug_generator.set_state(state["aug_generator"])
         epoch, step_in_epoch, history = state["epoch"], state["step_in_epoch"], state["history"]
         running = state["running"]
+    elif config.init_from:
+        _initialise_from(model, model_config, config.init_from)
     _atomic_write_json(config.to_dict(), out_dir / "config.json")
 
     def save_checkpoint() -> None:

@@ -129,3 +129,27 @@ def test_outputs_get_the_umask_permissions_not_mkstemps_0600(tmp_path, make_data
         os.umask(previous)
     for name in ("checkpoint.pt", "model.pt", "history.json", "config.json"):
         assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644, name
+
+
+def test_init_from_starts_a_new_run_from_trained_weights(tmp_path, make_data):
+    train, test = make_data(64), make_data(16, seed=1)
+    source = train_classifier(tiny_config(tmp_path / "a", epochs=2, logit_scale=8.0), train, test)
+    # a vanishing learning rate leaves the weights where they start: those of the source model
+    warm = train_classifier(tiny_config(tmp_path / "b", lr=1e-12, seed=7, init_from=str(source.model_path)),
+                            train, test)
+    cold = train_classifier(tiny_config(tmp_path / "c", lr=1e-12, seed=7), train, test)
+    x = torch.rand(5, *train.image_shape)
+    torch.testing.assert_close(warm.model(x), source.model(x))
+    assert not torch.allclose(cold.model(x), source.model(x), atol=1e-3)
+    assert warm.history[0]["test_accuracy"] == pytest.approx(source.history[-1]["test_accuracy"])
+    assert json.loads((tmp_path / "b" / "run" / "config.json").read_text())["init_from"] == str(source.model_path)
+
+
+def test_init_from_rejects_another_layout(tmp_path, make_data):
+    train, test = make_data(32), make_data(8, seed=1)
+    source = train_classifier(tiny_config(tmp_path / "a"), train, test)
+    wider = tiny_config(tmp_path / "b", model={**TINY_MODEL, "widths": [4, 12]}, init_from=str(source.model_path))
+    with pytest.raises(ValueError, match=r"another layout \(widths\)"):
+        train_classifier(wider, train, test)
+    with pytest.raises(ValueError, match="model file not found"):
+        train_classifier(tiny_config(tmp_path / "c", init_from=str(tmp_path / "absent.pt")), train, test)

@@ -192,3 +192,17 @@ def test_image_folder_splits(tmp_path):
     assert_user_error(run("--data", tmp_path / "split", "--dataset", "folder", *TINY, "--run-dir", tmp_path / "r2"),
                       "different classes (2 vs 3)")
     assert not (tmp_path / "r2").exists()
+
+
+def test_init_from_fine_tunes_a_trained_model_and_rejects_a_missing_one(tmp_path, fmnist):
+    first = run("--data", fmnist, *TINY, "--run-dir", tmp_path / "a")
+    assert first.exit_code == 0, first.output
+    report = tmp_path / "r.json"
+    tuned = run("--data", fmnist, *TINY, "--margin", "0.5", "--init-from", tmp_path / "a" / "model.pt",
+                "--run-dir", tmp_path / "b", "--report", report)
+    assert tuned.exit_code == 0, tuned.output
+    config = json.loads(report.read_text())["training"]["config"]
+    assert config["init_from"] == str(tmp_path / "a" / "model.pt") and config["margin"] == 0.5
+    missing = run("--data", fmnist, *TINY, "--init-from", tmp_path / "nope.pt", "--run-dir", tmp_path / "c")
+    assert missing.exit_code == 2 and "model file not found" in missing.output
+    assert "Traceback" not in missing.output and len(missing.output.strip().splitlines()) <= 2

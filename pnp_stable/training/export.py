@@ -56,6 +56,24 @@ def _empirical_check(model: CertifiedDenoiser, alpha: float, sigmas: list[float]
             "search": "random pairs + gradient ascent, 16x16 inputs, float32 (rounding ~1e-6)"}
 
 
+def _lineage(init_from: str | None) -> dict[str, Any] | None:
+    """Where a warm-started run began: the path and, when it is still a readable training
+    checkpoint, its steps and wall time (so totals can be stated), and its own origin."""
+    if not init_from:
+        return None
+    record: dict[str, Any] = {"path": init_from}
+    try:
+        state = load_checkpoint(init_from)
+    except (ValueError, OSError):
+        return record  # an exported model or a moved file: the path is all we know
+    record["steps"] = int(state["step"])
+    record["wall_hours"] = round(float(state.get("elapsed", 0.0)) / 3600.0, 3)
+    parent = state.get("config", {}).get("init_from")
+    if parent:
+        record["init_from"] = parent
+    return record
+
+
 def read_calibrated_rule(spec: str) -> tuple[str, dict[str, float], dict[str, Any]]:
     """Parse ``METHOD=FILE`` (``FILE`` written by ``bench/calibrate_parameters.py --out``).
 
@@ -150,6 +168,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             "seed": train_config.seed,
             "wall_hours": round(float(state.get("elapsed", 0.0)) / 3600.0, 3),
             "best_validation": state.get("best"),
+            "init_from": _lineage(train_config.init_from),
         },
         "date": _dt.date.today().isoformat(),
         "commit": git_commit(),

@@ -145,6 +145,12 @@ def test_init_from_copies_matching_weights_and_adds_new_heads(image_folder, tmp_
             torch.testing.assert_close(grown[key], value, rtol=0, atol=1e-9)
     start = json.loads((tmp_path / "more" / "log.jsonl").read_text().splitlines()[0])
     assert start["initialised_from"]["fresh"] and start["initialised_from"]["copied"] > 0
+    # the export states the whole history, not only the warm restart's own steps
+    exported = export_denoiser(tmp_path / "more" / "checkpoint.pt", "grown", dest_dir=tmp_path / "export",
+                               empirical_check=False)
+    lineage = json.loads(exported.with_suffix(".json").read_text())["training"]["init_from"]
+    assert lineage["path"] == str(tmp_path / "base" / "checkpoint.pt") and lineage["steps"] == 3
+    assert lineage["wall_hours"] >= 0 and "init_from" not in lineage
     with pytest.raises(ValueError, match="holds no model weights|cannot read"):
         train_denoiser(tiny_config(image_folder, tmp_path / "bad", init_from=str(tmp_path / "base" / "log.jsonl")))
 

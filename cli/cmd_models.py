@@ -25,6 +25,7 @@ def models(as_json):
     """
     with user_errors():
         from pnp_stable.denoisers import available, user_models_dir
+        from pnp_stable.layers import format_upper_bound
 
         entries = available()
         user_dir = user_models_dir()
@@ -49,5 +50,5 @@ def models(as_json):
         note = " (shadowed by the shipped model of that name)" if m.get("shadowed") else ""
         click.echo(f"{m.get('name', '?'):<14} {m.get('source', '?'):<8} {m.get('kind', '?'):<13} {m.get('channels', '?'):>2}  "
                    f"{'-'.join(f'{v:g}' for v in rng):<10} {lip if lip is None else f'{lip:.3g}':>6} "
-                   f"{'-' if alpha is None else f'{alpha:.4f}':>8}  {ps:<22} {m.get('description', '')}{note}")
+                   f"{'-' if alpha is None else format_upper_bound(alpha, 4):>8}  {ps:<22} {m.get('description', '')}{note}")
     click.echo(f"your models folder: {user_dir}")

@@ -48,6 +48,8 @@ class Restoration:
 
     def summary_line(self, output: str | None = None) -> str:
         """One line: output, PSNR, iterations, convergence and the guarantee in words."""
+        from pnp_stable.layers.certificates import format_upper_bound
+
         r = self.result
         parts = [f"restored {output}" if output else "restored"]
         m = self.report.get("metrics", {})
@@ -61,7 +63,7 @@ class Restoration:
         alpha = g.constants.get("alpha_denoiser")
         if g.holds:
             kind = "guaranteed" if g.proven else "guaranteed if assumptions hold"
-            what = f"{r.method.upper()} with {alpha:.3g}-averaged denoiser" if alpha is not None else r.method.upper()
+            what = f"{r.method.upper()} with {format_upper_bound(alpha)}-averaged denoiser" if alpha is not None else r.method.upper()
             verdict = f"{kind}: {what}"
         else:
             verdict = "NO convergence guarantee"

@@ -2,7 +2,14 @@
 
 from pnp_stable.layers.activations import MonotoneActivation, make_activation
 from pnp_stable.layers.blocks import GradientFlowBlock, conv_block, dense_block
-from pnp_stable.layers.certificates import Certificate, Certified, certificate_of, compose, convex_combination
+from pnp_stable.layers.certificates import (
+    Certificate,
+    Certified,
+    certificate_of,
+    compose,
+    convex_combination,
+    format_upper_bound,
+)
 from pnp_stable.layers.hamiltonian import HamiltonianNetwork, SymplecticEulerLayer, canonical_symplectic_matrix, symplectic_defect
 from pnp_stable.layers.integrators import INTEGRATORS, Integrator, euler_step_certificate, get_integrator
 from pnp_stable.layers.lift import Lift, Projection
@@ -22,7 +29,7 @@ __all__ = [
     "INTEGRATORS", "Integrator", "Lift", "LinearMap", "MonotoneActivation", "Projection", "Relaxed",
     "certificate_of", "certify_layers", "compose", "conv_block", "conv_spectral_norm_bound",
     "conv_symbol_norm_on_grid", "convex_combination", "dense_block", "dense_spectral_norm",
-    "euler_step_certificate", "get_integrator", "make_activation", "make_firmly_nonexpansive",
+    "euler_step_certificate", "format_upper_bound", "get_integrator", "make_activation", "make_firmly_nonexpansive",
     "power_iteration", "relax",
     # other stable architectures of the book chapter (Hamiltonian and Lyapunov-stable)
     "HamiltonianNetwork", "InputConvexNetwork", "LyapunovFunction", "SmoothReLU", "StableDynamics",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 from typing import Any, Iterable, Protocol, runtime_checkable
 
 __all__ = [
@@ -29,7 +30,27 @@ __all__ = [
     "compose",
     "convex_combination",
     "certificate_of",
+    "format_upper_bound",
 ]
+
+
+def format_upper_bound(value: float, digits: int = 3) -> str:
+    """A proven constant as short text that never understates it (rounded up, at least ``digits``
+    significant digits) and, if it is below 1, stays below 1.
+
+    Rounding to nearest would print an averagedness of 0.99959 as "1", a different and weaker
+    statement (merely non-expansive); here it reads "0.9996". Exact up to float representation
+    (the decimal rounded is the shortest one that reads back as ``value``).
+    """
+    value = float(value)
+    if value == 0.0 or not math.isfinite(value):
+        return f"{value:g}"
+    exact = Decimal(repr(value))
+    for n in range(digits, 18):
+        up = exact.quantize(Decimal(1).scaleb(exact.adjusted() - n + 1), rounding=ROUND_CEILING)
+        if not value < 1 <= up:
+            return format(up.normalize(), "f")
+    return repr(value)
 
 
 @dataclass(frozen=True)

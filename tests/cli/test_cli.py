@@ -1,6 +1,7 @@
 """The command line: every command, its error paths, and the no-argument demos."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -88,6 +89,9 @@ def test_deblur_simulate_round_trip_improves_psnr(tmp_path, camera_png):
             "--max-iter", "8", "--report", report, "--plot", plot, "--quiet")
     assert r.exit_code == 0, r.output
     assert "PSNR" in r.output and "guaranteed" in r.output
+    # the shipped model's alpha (0.9996) must not print as "1-averaged", a weaker claim
+    stated = re.search(r"with ([0-9.]+)-averaged denoiser", r.output)
+    assert stated and float(stated.group(1)) < 1, r.output
     rep = json.loads(report.read_text())
     assert rep["metrics"]["psnr"] > rep["metrics"]["psnr_input"]
     for key in ("options", "operator", "denoiser", "solver", "history", "noise"):

@@ -1,4 +1,5 @@
 import math
+import random
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from pnp_stable.layers import (
     conv_block,
     convex_combination,
     euler_step_certificate,
+    format_upper_bound,
     make_firmly_nonexpansive,
     relax,
 )
@@ -149,3 +151,27 @@ def test_ten_block_network_reports_alpha_below_one():
     net = CertifiedSequential(Lift(1, 8), *[conv_block(8, time=1.0) for _ in range(10)], Projection(8, 1)).eval()
     c = net.certificate()
     assert c.lipschitz == 1.0 and c.averagedness is not None and c.averagedness < 1.0
+
+
+@pytest.mark.parametrize("value, digits, text", [
+    (0.9995853855757888, 3, "0.9996"),   # "1" would claim only non-expansiveness
+    (0.99936932290918, 3, "0.9994"),
+    (0.5003155375477126, 3, "0.501"),    # rounded up: never below the proven constant
+    (0.5, 3, "0.5"),
+    (0.07, 3, "0.07"),                   # no spurious digit from binary representation
+    (1.0, 3, "1"),
+    (2.0004, 3, "2.01"),
+    (1 - 1e-12, 3, "0.999999999999"),
+    (0.0, 3, "0"),
+])
+def test_format_upper_bound_never_understates_and_keeps_averagedness_below_one(value, digits, text):
+    assert format_upper_bound(value, digits) == text
+    assert float(text) >= value and (value >= 1 or float(text) < 1)
+
+
+def test_format_upper_bound_on_random_constants():
+    rng = random.Random(0)
+    for _ in range(2000):
+        value = 1 - 10 ** rng.uniform(-9, 0)
+        text = format_upper_bound(value)
+        assert value <= float(text) < 1, (value, text)

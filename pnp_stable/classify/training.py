@@ -203,18 +203,22 @@ def _model_config(config: TrainConfig, data: ImageClassificationData) -> Classif
     return ClassifierConfig.from_dict(values)
 
 
-def _initialise_from(model: nn.Module, model_config: ClassifierConfig, path: str) -> None:
+def _warm_start(model_config: ClassifierConfig, path: str) -> tuple[ClassifierConfig, dict[str, torch.Tensor]]:
+    """The weights of the trained model at ``path`` and the config to build around them.
+
+    Neither the sub-step cap (fine-tuning an adaptive model into a capped one is legitimate) nor
+    the input shift (the mean of whichever subset the source saw; it is kept, so the function
+    fine-tuning starts from is the source's) must match; every other field must.
+    """
     source = load_classifier(path)
-    # the cap is not a weight: fine-tuning an adaptive model into a capped one is legitimate
-    ours = {**model_config.to_dict(), "max_substeps": None}
-    theirs = {**source.config.to_dict(), "max_substeps": None}
+    loose = ("max_substeps", "input_mean")
+    ours = {k: v for k, v in model_config.to_dict().items() if k not in loose}
+    theirs = {k: v for k, v in source.config.to_dict().items() if k not in loose}
     if ours != theirs:
         changed = sorted(k for k in ours if ours[k] != theirs.get(k))
         raise ValueError(f"{path}: a classifier of another layout ({', '.join(changed)}) cannot initialise this run")
-    model.load_state_dict(source.state_dict())
-    for module in model.modules():
-        if isinstance(module, GradientFlowBlock):
-            module.unfreeze_substeps()
+    config = ClassifierConfig.from_dict({**model_config.to_dict(), "input_mean": list(source.config.input_mean)})
+    return config, source.state_dict()
 
 
 def _amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
@@ -269,8 +273,26 @@ def train_classifier(
     augment = config.augment if config.augment is not None else dataset_kind == "cifar10"
 
     torch.manual_seed(config.seed)
-    model_config = _model_config(config, train_data)
+    state = _read_checkpoint(checkpoint_path, device) if config.resume and checkpoint_path.exists() else None
+    if state is not None:
+        saved, current = _trajectory_fields(state["train_config"]), _trajectory_fields(config.to_dict())
+        if saved != current:
+            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            raise ValueError(f"{checkpoint_path} was written with a different configuration ({', '.join(changed)}); "
+                             "use another output_dir or resume=False")
+        # the layout the run was built with (a warm start keeps its source's input shift)
+        model_config = ClassifierConfig.from_dict(state["model_config"])
+    else:
+        model_config = _model_config(config, train_data)
+    initial_state = None
+    if state is None and config.init_from:
+        model_config, initial_state = _warm_start(model_config, config.init_from)
     model = build_classifier(model_config).to(device)
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
+        for module in model.modules():  # learn with adaptive counts again, as a fresh run does
+            if isinstance(module, GradientFlowBlock):
+                module.unfreeze_substeps()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -282,13 +304,7 @@ def train_classifier(
 
     epoch, step_in_epoch, history = 0, 0, []
     running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-    if config.resume and checkpoint_path.exists():
-        state = _read_checkpoint(checkpoint_path, device)
-        saved, current = _trajectory_fields(state["train_config"]), _trajectory_fields(config.to_dict())
-        if saved != current:
-            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            raise ValueError(f"{checkpoint_path} was written with a different configuration ({', '.join(changed)}); "
-                             "use another output_dir or resume=False")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -296,8 +312,6 @@ def train_classifier(
         aug_generator.set_state(state["aug_generator"])
         epoch, step_in_epoch, history = state["epoch"], state["step_in_epoch"], state["history"]
         running = state["running"]
-    elif config.init_from:
-        _initialise_from(model, model_config, config.init_from)
     _atomic_write_json(config.to_dict(), out_dir / "config.json")
 
     def save_checkpoint() -> None:

@@ -145,6 +145,19 @@ def test_init_from_starts_a_new_run_from_trained_weights(tmp_path, make_data):
     assert json.loads((tmp_path / "b" / "run" / "config.json").read_text())["init_from"] == str(source.model_path)
 
 
+def test_init_from_keeps_the_source_input_shift_through_a_subset_and_a_resume(tmp_path, make_data):
+    train, test = make_data(64), make_data(16, seed=1)
+    source = train_classifier(tiny_config(tmp_path / "a", epochs=2, logit_scale=8.0), train, test)
+    config = dict(lr=1e-12, train_size=24, init_from=str(source.model_path))  # another subset: another mean
+    assert train.subset(24, seed=3).channel_mean() != train.channel_mean()
+    warm = train_classifier(tiny_config(tmp_path / "b", **config), train, test)
+    x = torch.rand(5, *train.image_shape)
+    torch.testing.assert_close(warm.model(x), source.model(x))
+    assert load_classifier(warm.model_path).config.input_mean == source.model.config.input_mean
+    again = train_classifier(tiny_config(tmp_path / "b", **config), train, test)  # resumed from its checkpoint
+    assert len(again.history) == 1 and again.model.config.input_mean == source.model.config.input_mean
+
+
 def test_init_from_rejects_another_layout(tmp_path, make_data):
     train, test = make_data(32), make_data(8, seed=1)
     source = train_classifier(tiny_config(tmp_path / "a"), train, test)

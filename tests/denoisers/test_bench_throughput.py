@@ -5,7 +5,7 @@ import json
 import torch
 
 from pnp_stable.denoisers import DenoiserConfig, build_denoiser, save_denoiser
-from tests.bench_loader import load_bench_script
+from bench_loader import load_bench_script
 
 
 def test_throughput_bench_on_a_tiny_model(tmp_path):

@@ -37,7 +37,6 @@ from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
 from pnp_stable.classify.models import atomic_torch_save, build_classifier, file_mode, load_classifier, save_classifier
-from pnp_stable.layers import GradientFlowBlock
 
 __all__ = ["CHECKPOINT_FORMAT", "LOSS_DEFAULTS", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
 
@@ -290,9 +289,6 @@ def train_classifier(
     model = build_classifier(model_config).to(device)
     if initial_state is not None:
         model.load_state_dict(initial_state)
-        for module in model.modules():  # learn with adaptive counts again, as a fresh run does
-            if isinstance(module, GradientFlowBlock):
-                module.unfreeze_substeps()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs

@@ -186,7 +186,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int | None 
 def default_output(input_path: Path | None, suffix_tag: str, out_dir: Path | None = None, ext: str | None = None) -> Path:
     """``<stem>_<tag><ext>`` beside the input (or in ``out_dir``); ``.npy`` inputs keep ``.npy``."""
     if input_path is None:
-        base = Path.cwd() / "camera"
+        base = Path("camera")  # the demo writes into the working folder, and says so as the user would type it
         ext = ext or ".png"
     else:
         base = input_path

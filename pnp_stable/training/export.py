@@ -56,6 +56,10 @@ def _empirical_check(model: CertifiedDenoiser, alpha: float, sigmas: list[float]
             "search": "random pairs + gradient ascent, 16x16 inputs, float32 (rounding ~1e-6)"}
 
 
+def _wall_hours(state: dict[str, Any]) -> float:
+    return round(float(state.get("elapsed", 0.0)) / 3600.0, 3)
+
+
 def _lineage(init_from: str | None) -> dict[str, Any] | None:
     """Where a warm-started run began: the path and, when it is still a readable training
     checkpoint, its steps and wall time (so totals can be stated), and its own origin."""
@@ -67,7 +71,7 @@ def _lineage(init_from: str | None) -> dict[str, Any] | None:
     except (ValueError, OSError):
         return record  # an exported model or a moved file: the path is all we know
     record["steps"] = int(state["step"])
-    record["wall_hours"] = round(float(state.get("elapsed", 0.0)) / 3600.0, 3)
+    record["wall_hours"] = _wall_hours(state)
     parent = state.get("config", {}).get("init_from")
     if parent:
         record["init_from"] = parent
@@ -166,7 +170,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             "batch_size": train_config.batch_size,
             "lr": train_config.lr,
             "seed": train_config.seed,
-            "wall_hours": round(float(state.get("elapsed", 0.0)) / 3600.0, 3),
+            "wall_hours": _wall_hours(state),
             "best_validation": state.get("best"),
             "init_from": _lineage(train_config.init_from),
         },

@@ -40,6 +40,7 @@ from pnp_stable.classify import (
     test_set_summary,
     train_classifier,
 )
+from pnp_stable.classify.config import STAGE_ACTIVATIONS
 from pnp_stable.classify.models import file_mode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-substeps", type=int, default=0,
                    help="cap on each non-expansive block's sub-steps (0 = adaptive, cost grows with the norms)")
     p.add_argument("--head", choices=("flatten", "pool"), default="flatten")
+    p.add_argument("--stage-activation", choices=STAGE_ACTIVATIONS, default="none",
+                   help="1-Lipschitz nonlinearity after the lift and each transition (both models)")
     p.add_argument("--lift", choices=("conv", "zero"), default="conv")
     certified = LOSS_DEFAULTS["nonexpansive"]
     p.add_argument("--loss", choices=("ce", "hinge"), default=certified["loss"], help="loss of the non-expansive model")
@@ -112,7 +115,7 @@ def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
         output_dir=str(args.out / architecture),
         model=ClassifierConfig(architecture=architecture, widths=tuple(args.widths), blocks_per_stage=tuple(args.blocks),
                                hidden_multiplier=args.hidden_multiplier, head=args.head, lift=args.lift,
-                               max_substeps=args.max_substeps),
+                               max_substeps=args.max_substeps, stage_activation=args.stage_activation),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

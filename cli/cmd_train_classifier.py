@@ -95,6 +95,8 @@ def _write_json(path, payload) -> None:
                    "integrated time once the weights grow (0 = the paper's adaptive count).")
 @click.option("--head", type=click.Choice(["flatten", "pool"]), default="flatten", show_default=True,
               help="Flatten before the linear head, or a norm-preserving global pool.")
+@click.option("--stage-activation", type=click.Choice(["none", "maxmin"]), default="none", show_default=True,
+              help="A 1-Lipschitz, norm-preserving MaxMin after the lift and each transition (even widths).")
 @click.option("--image-size", callback=_image_size, default=None, metavar="HxW",
               help="Resize image-folder images to this size (required when their sizes differ).")
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
@@ -143,10 +145,10 @@ def _write_json(path, payload) -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Plot PGD and certified accuracy against eps (needs --pgd-eps; .png/.pdf/.svg).")
 @click.option("--quiet", is_flag=True, help="No progress bars or notes; only the summary lines.")
-def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, head, image_size, epochs, batch_size, lr,
-                     weight_decay, loss, margin, logit_scale, augment, train_size, test_size, run_dir, resume,
-                     init_from, device, amp, threads, seed, do_eval, certified_eps, pgd_eps, pgd_steps, pgd_restarts,
-                     eval_size, report, plot, quiet):
+def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, head, stage_activation, image_size,
+                     epochs, batch_size, lr, weight_decay, loss, margin, logit_scale, augment, train_size, test_size,
+                     run_dir, resume, init_from, device, amp, threads, seed, do_eval, certified_eps, pgd_eps, pgd_steps,
+                     pgd_restarts, eval_size, report, plot, quiet):
     """Train a robust classifier (certified non-expansive, or the ResNet baseline) and evaluate it.
 
     Prints the clean accuracy and the certified accuracy at --certified-eps on the test set and,
@@ -217,7 +219,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
             data_path=str(Path(data).resolve()),
             output_dir=run_dir,
             model=ClassifierConfig(architecture=architecture, widths=tuple(widths), blocks_per_stage=tuple(blocks),
-                                   head=head, max_substeps=max_substeps),
+                                   head=head, max_substeps=max_substeps, stage_activation=stage_activation),
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,

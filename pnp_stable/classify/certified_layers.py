@@ -8,6 +8,9 @@
 * :class:`NormPreservingAvgPool2d` (``k`` times a ``k x k`` average pool with stride ``k``) and
   :class:`NormPreservingGlobalPool` (``sqrt(HW)`` times the global mean): exactly 1-Lipschitz.
 * :class:`InputShift` and :class:`Flatten`: isometries.
+* :class:`MaxMin` (GroupSort with groups of two): a parameter-free nonlinearity that is
+  1-Lipschitz and norm-preserving, placed between stages so the linear layers are not the only
+  thing the gradient-flow blocks' nonlinearity has to work against.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pnp_stable.layers import Certificate, ConvMap, DenseMap
 __all__ = [
     "Flatten",
     "InputShift",
+    "MaxMin",
     "NormPreservingAvgPool2d",
     "NormPreservingGlobalPool",
     "NormalizedConv2d",
@@ -163,6 +167,24 @@ class InputShift(nn.Module):
 
 class Flatten(nn.Flatten):
     """``nn.Flatten`` with its certificate (a re-indexing: an isometry)."""
+
+    def certificate(self) -> Certificate:
+        return Certificate(lipschitz=1.0)
+
+
+class MaxMin(nn.Module):
+    """Channel pairs ``(a, b) -> (max(a, b), min(a, b))``, pairing channel ``c`` with ``c + C/2``.
+
+    Guarantee: exactly 1-Lipschitz in l2 (on each pair the map is either the identity or the swap,
+    and it is continuous, so ``||MaxMin(x) - MaxMin(y)|| <= ||x - y||``) and norm-preserving
+    (``||MaxMin(x)|| = ||x||``). Assumes an even number of channels.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] % 2:
+            raise ValueError(f"MaxMin needs an even number of channels, got {x.shape[1]}")
+        a, b = x.chunk(2, dim=1)
+        return torch.cat((torch.maximum(a, b), torch.minimum(a, b)), dim=1)
 
     def certificate(self) -> Certificate:
         return Certificate(lipschitz=1.0)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["ARCHITECTURES", "ClassifierConfig"]
+__all__ = ["ARCHITECTURES", "ClassifierConfig", "STAGE_ACTIVATIONS"]
 
 ARCHITECTURES = ("nonexpansive", "resnet")
+STAGE_ACTIVATIONS = ("none", "maxmin")
 
 
 def _as_tuple(value: Any, name: str, cast=int) -> tuple:
@@ -30,7 +31,10 @@ class ClassifierConfig:
     ``max_substeps`` (non-expansive only) caps the sub-steps of each gradient-flow block: 0 keeps
     the paper's adaptive count (cost grows with the weights' norms), ``k`` fixes the cost and
     shortens the integrated time instead (:class:`~pnp_stable.layers.GradientFlowBlock`); a ResNet
-    has no sub-steps, so its config records 0 whatever it is given.
+    has no sub-steps, so its config records 0 whatever it is given. ``stage_activation="maxmin"``
+    puts a :class:`~pnp_stable.classify.certified_layers.MaxMin` (1-Lipschitz, norm-preserving)
+    after the lift and after each transition, in both architectures; ``"none"`` leaves the
+    gradient-flow (or residual) blocks as the only nonlinearity.
     """
 
     architecture: str = "nonexpansive"
@@ -44,6 +48,7 @@ class ClassifierConfig:
     block_time: float = 1.0
     max_substeps: int = 0
     activation: str = "relu"
+    stage_activation: str = "none"
     lift: str = "conv"
     head: str = "flatten"
     input_mean: tuple[float, ...] = (0.5,)
@@ -84,6 +89,11 @@ class ClassifierConfig:
             raise ValueError(f"block_time must be positive, got {self.block_time}")
         if self.max_substeps < 0:
             raise ValueError(f"max_substeps must be >= 0 (0 = no cap), got {self.max_substeps}")
+        if self.stage_activation not in STAGE_ACTIVATIONS:
+            raise ValueError(f"stage_activation must be one of {', '.join(STAGE_ACTIVATIONS)}, "
+                             f"got {self.stage_activation!r}")
+        if self.stage_activation == "maxmin" and any(w % 2 for w in self.widths):
+            raise ValueError(f"stage_activation 'maxmin' pairs channels: every width must be even, got {self.widths}")
         if self.lift not in ("conv", "zero"):
             raise ValueError(f"lift must be 'conv' or 'zero', got {self.lift!r}")
         if self.lift == "zero" and self.widths[0] < self.in_channels:

@@ -15,6 +15,7 @@ from torch import nn
 from pnp_stable.classify.certified_layers import (
     Flatten,
     InputShift,
+    MaxMin,
     NormalizedConv2d,
     NormalizedLinear,
     NormPreservingGlobalPool,
@@ -47,6 +48,8 @@ class NonExpansiveClassifier(nn.Module):
         for stage, (width, n_blocks) in enumerate(zip(config.widths, config.blocks_per_stage)):
             if stage > 0:
                 layers.append(NormalizedConv2d(config.widths[stage - 1], width, k, stride=2))
+            if config.stage_activation == "maxmin":
+                layers.append(MaxMin())
             for _ in range(n_blocks):
                 layers.append(conv_block(width, config.hidden_multiplier * width, k,
                                          time=config.block_time, activation=config.activation,

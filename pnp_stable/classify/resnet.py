@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pnp_stable.classify.certified_layers import Flatten, InputShift, NormPreservingGlobalPool
+from pnp_stable.classify.certified_layers import Flatten, InputShift, MaxMin, NormPreservingGlobalPool
 from pnp_stable.classify.config import ClassifierConfig
 from pnp_stable.layers import Certificate, CertifiedSequential, Lift, conv_spectral_norm_bound, dense_spectral_norm
 from pnp_stable.layers.activations import make_activation
@@ -73,6 +73,8 @@ class ResNetClassifier(nn.Module):
         for stage, (width, n_blocks) in enumerate(zip(config.widths, config.blocks_per_stage)):
             if stage > 0:
                 layers.append(PlainConv2d(config.widths[stage - 1], width, k, stride=2))
+            if config.stage_activation == "maxmin":
+                layers.append(MaxMin())
             for _ in range(n_blocks):
                 layers.append(ResidualBlock(width, config.hidden_multiplier * width, k, config.activation))
         layers.append(NormPreservingGlobalPool() if config.head == "pool" else Flatten())

@@ -6,6 +6,7 @@ import torch
 from pnp_stable.classify.certified_layers import (
     Flatten,
     InputShift,
+    MaxMin,
     NormalizedConv2d,
     NormalizedLinear,
     NormPreservingAvgPool2d,
@@ -85,6 +86,7 @@ def test_normalized_linear():
     (NormPreservingGlobalPool(), (2, 3, 5, 7)),
     (Flatten(), (2, 3, 4, 4)),
     (InputShift((0.5, 0.2, 0.1)), (2, 3, 4, 4)),
+    (MaxMin(), (2, 4, 3, 5)),
 ])
 def test_fixed_layers_have_exact_constants(layer, shape):
     g = torch.Generator().manual_seed(1)
@@ -110,3 +112,14 @@ def test_pool_constants_match_plain_average_pool():
 def test_even_kernel_rejected():
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         NormalizedConv2d(1, 2, kernel_size=4)
+
+
+def test_maxmin_sorts_channel_pairs_and_preserves_norms():
+    x = torch.randn(3, 6, 4, 4, dtype=torch.float64)
+    y = MaxMin()(x)
+    a, b = x[:, :3], x[:, 3:]
+    torch.testing.assert_close(y, torch.cat((torch.maximum(a, b), torch.minimum(a, b)), dim=1))
+    torch.testing.assert_close(y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1))
+    assert not torch.equal(y, x)  # a nonlinearity, not the identity
+    with pytest.raises(ValueError, match="even number of channels"):
+        MaxMin()(torch.zeros(1, 3, 2, 2))

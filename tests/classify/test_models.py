@@ -34,7 +34,8 @@ def empirical_lipschitz(model, shape=(2, 8, 8)):
     return max(rnd.value, adv.value, local)
 
 
-@pytest.mark.parametrize("options", [{}, {"lift": "zero", "head": "pool", "hidden_multiplier": 2, "kernel_size": 5}])
+@pytest.mark.parametrize("options", [{}, {"lift": "zero", "head": "pool", "hidden_multiplier": 2, "kernel_size": 5},
+                                     {"stage_activation": "maxmin", "widths": (4, 6)}])
 def test_nonexpansive_bound_holds_empirically(options):
     model = tiny(**options)
     bound = model.certified_lipschitz_bound()
@@ -77,10 +78,13 @@ def test_resnet_block_layout():
     torch.testing.assert_close(block(x), expected)
 
 
-def test_layouts_agree_between_models():
-    ne, rn = tiny(), tiny("resnet")
+@pytest.mark.parametrize("options", [{}, {"stage_activation": "maxmin", "widths": (4, 6)}])
+def test_layouts_agree_between_models(options):
+    ne, rn = tiny(**options), tiny("resnet", **options)
     assert [type(layer).__name__ for layer in ne.layers][0] == type(rn.layers[0]).__name__ == "InputShift"
     assert len(ne.layers) == len(rn.layers)
+    maxmin_at = lambda m: [i for i, layer in enumerate(m.layers) if type(layer).__name__ == "MaxMin"]  # noqa: E731
+    assert maxmin_at(ne) == maxmin_at(rn) == ([2, 5] if options else [])  # after the lift and the transition
     x = torch.rand(3, 2, 8, 8, dtype=torch.float64)
     assert ne(x).shape == rn(x).shape == (3, 3)
 
@@ -113,6 +117,8 @@ def test_save_and_load_roundtrip(tmp_path):
     ({"input_mean": (0.1, 0.2), "in_channels": 3}, "input_mean needs 3 entries"),
     ({"block_time": 0.0}, "block_time must be positive"),
     ({"widths": "wide"}, "widths must be a number or a sequence"),
+    ({"stage_activation": "groupsort"}, "stage_activation must be one of"),
+    ({"stage_activation": "maxmin", "widths": (3, 4), "blocks_per_stage": 1}, "every width must be even"),
 ])
 def test_config_errors(options, message):
     with pytest.raises(ValueError, match=message):

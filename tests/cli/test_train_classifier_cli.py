@@ -113,6 +113,20 @@ def test_max_substeps_caps_every_block_and_keeps_the_certificate(tmp_path, fmnis
     assert blocks and all(b.max_substeps == 1 and b.substeps() == 1 for b in blocks)
 
 
+def test_stage_activation_is_built_recorded_and_certified(tmp_path, fmnist):
+    report = tmp_path / "r.json"
+    result = run("--data", fmnist, *TINY, "--stage-activation", "maxmin", "--run-dir", tmp_path / "run",
+                 "--report", report)
+    assert result.exit_code == 0, result.output
+    r = json.loads(report.read_text())
+    assert r["training"]["config"]["model"]["stage_activation"] == "maxmin"
+    assert r["model"]["certified_lipschitz"] <= 1 + 1e-6
+    from pnp_stable.classify import load_classifier
+    from pnp_stable.classify.certified_layers import MaxMin
+    model = load_classifier(tmp_path / "run" / "model.pt")
+    assert sum(isinstance(m, MaxMin) for m in model.modules()) == 2  # after the lift and the one transition
+
+
 def test_resnet_with_explicit_dataset_and_subsets(tmp_path, fmnist):
     report = tmp_path / "r.json"
     result = run("--data", fmnist, "--dataset", "mnist", "--model", "resnet", *TINY, "--train-size", "32",
@@ -149,6 +163,8 @@ def test_bad_idx_files(tmp_path, fmnist):
     (["--pgd-eps", "-0.5"], "must be >= 0"),
     (["--widths", "8,0"], "must be >= 1"),
     (["--max-substeps", "-1"], "--max-substeps"),
+    (["--stage-activation", "maxmin", "--widths", "3,4"], "every width must be even"),
+    (["--stage-activation", "tanh"], "--stage-activation"),
     (["--epochs", "0"], "--epochs"),
     (["--model", "vgg"], "--model"),
     (["--image-size", "3x"], "not a size"),

@@ -274,7 +274,10 @@ def train_classifier(
     torch.manual_seed(config.seed)
     state = _read_checkpoint(checkpoint_path, device) if config.resume and checkpoint_path.exists() else None
     if state is not None:
-        saved, current = _trajectory_fields(state["train_config"]), _trajectory_fields(config.to_dict())
+        # read back through the dataclass: an option added after the checkpoint was written takes
+        # its default, which is what that run trained with
+        saved = _trajectory_fields(TrainConfig.from_dict(state["train_config"]).to_dict())
+        current = _trajectory_fields(config.to_dict())
         if saved != current:
             changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             raise ValueError(f"{checkpoint_path} was written with a different configuration ({', '.join(changed)}); "

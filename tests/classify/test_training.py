@@ -77,6 +77,22 @@ def test_finished_run_is_not_retrained_and_changed_config_is_refused(tmp_path, m
         train_classifier(tiny_config(tmp_path, lr=1e-2), train, test)
 
 
+def test_checkpoint_from_before_an_option_existed_resumes_as_its_default(tmp_path, make_data, monkeypatch):
+    train, test = make_data(32), make_data(8, seed=1)
+    first = train_classifier(tiny_config(tmp_path, epochs=1), train, test)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    for key in ("model_config", "train_config"):  # as written before stage_activation existed
+        model = state[key]["model"] if key == "train_config" else state[key]
+        assert model.pop("stage_activation") == "none"
+    torch.save(state, path)
+    monkeypatch.setattr(training_module, "classification_loss", lambda *a, **k: pytest.fail("retrained"))
+    again = train_classifier(tiny_config(tmp_path, epochs=1), train, test)
+    assert again.history == first.history
+    with pytest.raises(ValueError, match=r"different configuration \(model\)"):
+        train_classifier(tiny_config(tmp_path, model={**TINY_MODEL, "stage_activation": "maxmin"}), train, test)
+
+
 def test_resnet_and_augmented_colour_run(tmp_path, make_data):
     train, test = make_data(32, channels=3, size=8), make_data(8, channels=3, size=8, seed=1)
     config = tiny_config(tmp_path, dataset="cifar10", model={**TINY_MODEL, "architecture": "resnet"})

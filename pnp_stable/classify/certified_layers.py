@@ -8,9 +8,8 @@
 * :class:`NormPreservingAvgPool2d` (``k`` times a ``k x k`` average pool with stride ``k``) and
   :class:`NormPreservingGlobalPool` (``sqrt(HW)`` times the global mean): exactly 1-Lipschitz.
 * :class:`InputShift` and :class:`Flatten`: isometries.
-* :class:`MaxMin` (GroupSort with groups of two): a parameter-free nonlinearity that is
-  1-Lipschitz and norm-preserving, placed between stages so the linear layers are not the only
-  thing the gradient-flow blocks' nonlinearity has to work against.
+* :class:`MaxMin` (GroupSort with groups of two): an optional parameter-free nonlinearity
+  between stages, exactly 1-Lipschitz and norm-preserving (unlike ReLU, it loses no gradient norm).
 """
 
 from __future__ import annotations

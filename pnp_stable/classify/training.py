@@ -175,6 +175,11 @@ def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+def _differing_fields(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Sorted names of the fields whose values differ (a field missing on one side differs)."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def _trajectory_fields(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _RUNTIME_FIELDS}
 
@@ -213,8 +218,8 @@ def _warm_start(model_config: ClassifierConfig, path: str) -> tuple[ClassifierCo
     loose = ("max_substeps", "input_mean")
     ours = {k: v for k, v in model_config.to_dict().items() if k not in loose}
     theirs = {k: v for k, v in source.config.to_dict().items() if k not in loose}
-    if ours != theirs:
-        changed = sorted(k for k in ours if ours[k] != theirs.get(k))
+    changed = _differing_fields(ours, theirs)
+    if changed:
         raise ValueError(f"{path}: a classifier of another layout ({', '.join(changed)}) cannot initialise this run")
     config = ClassifierConfig.from_dict({**model_config.to_dict(), "input_mean": list(source.config.input_mean)})
     return config, source.state_dict()
@@ -278,8 +283,8 @@ def train_classifier(
         # its default, which is what that run trained with
         saved = _trajectory_fields(TrainConfig.from_dict(state["train_config"]).to_dict())
         current = _trajectory_fields(config.to_dict())
-        if saved != current:
-            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        changed = _differing_fields(saved, current)
+        if changed:
             raise ValueError(f"{checkpoint_path} was written with a different configuration ({', '.join(changed)}); "
                              "use another output_dir or resume=False")
         # the layout the run was built with (a warm start keeps its source's input shift)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from pnp_stable.denoisers import CertifiedDenoiser, DenoiserConfig, UnconstrainedDenoiser, build_denoiser
+from pnp_stable.denoisers.models import TimeScaledFlowBlock
 from pnp_stable.layers import certificate_of
 from pnp_stable.verification import empirical_averagedness_violation
 
@@ -136,3 +137,56 @@ def test_time_conditioned_model_keeps_the_certificate_for_every_sigma():
         model.flow_blocks[0](torch.rand(1, 3, 4, 4, dtype=torch.float64), time_scale=torch.tensor([1.5]))
     with pytest.raises(ValueError, match="certified"):
         DenoiserConfig(kind="unconstrained", time_conditioning=True)
+
+
+def _constant_time_scale(model: CertifiedDenoiser, tau: float) -> None:
+    """Make every block integrate over ``tau T`` whatever sigma is."""
+    last = model.time_embedding.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(float(torch.logit(torch.tensor(tau, dtype=torch.float64))))
+
+
+def test_time_adapted_substeps_never_lengthen_a_step():
+    rule = TimeScaledFlowBlock.time_adapted_substeps
+    assert [rule(10, t) for t in (1.0, 0.95, 0.6, 0.1, 0.01)] == [10, 10, 6, 1, 1]
+    assert rule(1, 1e-6) == 1 and rule(7, 1.0) == 7
+    for n in range(1, 40):
+        for tau in torch.rand(50, dtype=torch.float32).clamp_min(1e-7).tolist():
+            m = rule(n, tau)
+            assert 1 <= m <= n and tau / m <= 1.0 / n  # h' = tau T / n' <= T / n
+            assert m == 1 or tau / (m - 1) > 1.0 / n  # and no fewer steps would do
+
+
+def test_eval_takes_fewer_substeps_when_the_noise_level_shortens_the_flow():
+    model = tiny(time_conditioning=True, init_scale=4.0, learned_relaxation=False, sigma_conditioning=False,
+                 strides=(1, 1))
+    full = model.freeze_substeps()
+    assert min(full) >= 4
+    cert = model.certificate()
+    _constant_time_scale(model, 0.3)
+    x = torch.rand(1, 1, 7, 9, dtype=torch.float64)
+    adapted = model(x, 0.1)
+    assert [b.last_substeps for b in model.flow_blocks] == [max(1, -(-3 * n // 10)) for n in full]
+    for block in model.flow_blocks:
+        block.adapt_substeps_to_time = False
+    trained_discretisation = model(x, 0.1)
+    assert [b.last_substeps for b in model.flow_blocks] == full
+    # a different (coarser) discretisation of the same flows, not a different map
+    assert 0 < float((adapted - trained_discretisation).detach().abs().max()) < 0.1
+    for block in model.flow_blocks:
+        block.adapt_substeps_to_time = True
+    fn = lambda z: model(z, 0.1)  # noqa: E731
+    assert empirical_averagedness_violation(fn, cert.averagedness, (1, 6, 6), **SEARCH) <= TOL
+
+
+def test_search_catches_too_few_time_adapted_substeps(monkeypatch):
+    """Negative control: one sub-step over 0.6 T is 6x too long a step, and the search must see it."""
+    model = tiny(time_conditioning=True, init_scale=6.0, learned_relaxation=False, sigma_conditioning=False,
+                 strides=(1, 1))
+    assert min(model.freeze_substeps()) >= 10
+    cert = model.certificate()
+    _constant_time_scale(model, 0.6)
+    monkeypatch.setattr(TimeScaledFlowBlock, "time_adapted_substeps", staticmethod(lambda n, tau: 1))
+    found = empirical_averagedness_violation(lambda z: model(z, 0.1), cert.averagedness, (1, 6, 6), **SEARCH)
+    assert found > 1e-3

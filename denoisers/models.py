@@ -94,18 +94,7 @@ class TimeScaledFlowBlock(GradientFlowBlock):
             n = self.time_adapted_substeps(n, float(time_scale.detach().max().double()))
         self.last_substeps = n
         h = (float(self.time) / n) * time_scale.reshape(-1, *([1] * (x.ndim - 1)))
-        bias = self._bias(x, bias_shift)
-        linear, act = self.linear, self.activation
-
-        def field(z: torch.Tensor) -> torch.Tensor:
-            a = linear(z)
-            if bias is not None:
-                a = a + bias
-            return -linear.adjoint(act(a), z)
-
-        for _ in range(n):
-            x = self.integrator.step(x, h, field)
-        return x
+        return self._integrate(x, n, h, self._bias(x, bias_shift))
 
 
 class _ConditionedDenoiser(nn.Module):

@@ -156,7 +156,11 @@ class GradientFlowBlock(nn.Module):
         h: float | torch.Tensor = self.step_size(certified=not training)
         if training and h < float(self.time) / n:
             h = self._differentiable_capped_step(float(self.time) / n)
-        bias = self._bias(x, bias_shift)
+        return self._integrate(x, n, h, self._bias(x, bias_shift))
+
+    def _integrate(self, x: torch.Tensor, n: int, h: float | torch.Tensor,
+                   bias: torch.Tensor | None) -> torch.Tensor:
+        """``n`` integrator steps of size ``h`` along ``-A^T s(A z + bias)``."""
         linear, act = self.linear, self.activation
 
         def field(z: torch.Tensor) -> torch.Tensor:

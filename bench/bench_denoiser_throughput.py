@@ -6,7 +6,9 @@
 Each model is called on a seeded random gray (or RGB) batch at every size after one warm-up call
 (which also builds cached certificates and cuDNN plans); the time of a call is the median of
 ``--repeats``, synchronised on CUDA. Mpixel/s counts image pixels (batch x H x W), not channels.
-The certified models' cost is set by their sub-step counts, reported next to the time.
+The certified models' cost is set by their sub-step counts, reported next to the time; a
+time-conditioned model takes fewer at low noise (time-adapted sub-steps), and
+``--full-time-substeps`` measures it with the full-time counts it was trained with instead.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None, help="write the results here (atomically)")
+    parser.add_argument("--full-time-substeps", action="store_true",
+                        help="evaluate time-conditioned blocks with their full-time sub-step counts "
+                             "(the training discretisation) instead of the time-adapted ones")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.repeats < 1 or min(args.sizes) < 1:
         print("error: --batch, --repeats and --sizes must be positive", file=sys.stderr)
@@ -66,13 +71,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         channels = getattr(getattr(model, "config", None), "channels", 1)
+        for block in getattr(model, "flow_blocks", []):
+            if hasattr(block, "adapt_substeps_to_time"):
+                block.adapt_substeps_to_time = not args.full_time_substeps
         for size in args.sizes:
             x = torch.rand(args.batch, channels, size, size, generator=generator).to(args.device)
             seconds = time_calls(model, x, args.sigma / 255.0, args.repeats)
             substeps = sum(b.last_substeps for b in getattr(model, "flow_blocks", []))
             row = {"model": Path(name).stem if name.endswith(".pt") else name, "size": size, "batch": args.batch,
                    "seconds_per_call": seconds, "mpixel_per_s": args.batch * size * size / 1e6 / seconds,
-                   "substeps_per_call": substeps or None, "certified": certificate_of(model) is not None}
+                   "substeps_per_call": substeps or None, "certified": certificate_of(model) is not None,
+                   "substep_rule": "full-time" if args.full_time_substeps else "time-adapted"}
             rows.append(row)
             print(f"{row['model']:<24} {size:>5}x{size:<5} batch {args.batch}: {seconds:8.3f} s/call  "
                   f"{row['mpixel_per_s']:.4f} Mpixel/s" + (f"  ({substeps} sub-steps)" if substeps else ""), flush=True)

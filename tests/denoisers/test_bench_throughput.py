@@ -37,7 +37,7 @@ def test_throughput_bench_counts_time_adapted_and_full_time_substeps(tmp_path):
         last.bias.fill_(float(torch.logit(torch.tensor(0.25))))
     full = model.freeze_substeps()
     assert min(full) >= 4
-    tau = float(torch.sigmoid(last.bias[0]).double())
+    tau = float(torch.sigmoid(last.bias.detach()[0]).double())
     path = tmp_path / "timed.pt"
     save_denoiser(model, path, {"channels": 1})
     bench = load_bench_script("bench_denoiser_throughput")

@@ -69,7 +69,8 @@ class TimeScaledFlowBlock(GradientFlowBlock):
     holds for every ``tau`` in (0, 1]. This is the paper's adaptive rule applied to the time
     actually integrated: a block that the noise level switches almost off costs one sub-step.
     ``adapt_substeps_to_time = False`` keeps ``n`` sub-steps in evaluation too (the discretisation
-    the model was trained with).
+    the model was trained with). Under a ``max_substeps`` cap, ``T / n`` above reads as the capped
+    full-time step (:meth:`GradientFlowBlock.step_size`), and the same argument applies.
     """
 
     adapt_substeps_to_time = True
@@ -88,12 +89,15 @@ class TimeScaledFlowBlock(GradientFlowBlock):
         training = self.training and torch.is_grad_enabled()
         if training and int(self.fixed_substeps) == 0:
             self.linear.estimate_norm(n_iter=1)
-        n = self.substeps(certified=not training)
+        full_n = self.substeps(certified=not training)
+        # T / n, or under a max_substeps cap the admissible maximum step (the full time then shrinks)
+        full_h = self.step_size(certified=not training)
+        n = full_n
         if not training and self.adapt_substeps_to_time:
             # float64: tau (a float32 value) times a small integer is exact, so ceil cannot round down
-            n = self.time_adapted_substeps(n, float(time_scale.detach().max().double()))
+            n = self.time_adapted_substeps(full_n, float(time_scale.detach().max().double()))
         self.last_substeps = n
-        h = (float(self.time) / n) * time_scale.reshape(-1, *([1] * (x.ndim - 1)))
+        h = (full_h * full_n / n) * time_scale.reshape(-1, *([1] * (x.ndim - 1)))
         return self._integrate(x, n, h, self._bias(x, bias_shift))
 
 

@@ -5,7 +5,7 @@ import torch
 
 from pnp_stable.denoisers import CertifiedDenoiser, DenoiserConfig, UnconstrainedDenoiser, build_denoiser
 from pnp_stable.denoisers.models import TimeScaledFlowBlock
-from pnp_stable.layers import certificate_of
+from pnp_stable.layers import ConvMap, certificate_of
 from pnp_stable.verification import empirical_averagedness_violation
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
@@ -190,3 +190,19 @@ def test_search_catches_too_few_time_adapted_substeps(monkeypatch):
     monkeypatch.setattr(TimeScaledFlowBlock, "time_adapted_substeps", staticmethod(lambda n, tau: 1))
     found = empirical_averagedness_violation(lambda z: model(z, 0.1), cert.averagedness, (1, 6, 6), **SEARCH)
     assert found > 1e-3
+
+
+def test_time_scaled_block_under_a_substep_cap_keeps_its_certificate():
+    """With max_substeps the full-time step is the capped one; a scaled flow must not step past it."""
+    torch.manual_seed(3)
+    block = TimeScaledFlowBlock(ConvMap(2, 4, 3, power_size=8), activation="leaky_relu", max_substeps=2).double()
+    with torch.no_grad():
+        block.linear.weight.mul_(6.0)
+    block.eval()
+    assert block.required_substeps(block.nu()) > 2  # the cap binds
+    cert = block.certificate()
+    assert cert.averagedness is not None
+    for tau in (1.0, 0.7, 0.3):
+        scale = torch.tensor([tau], dtype=torch.float64)
+        fn = lambda z, s=scale: block(z, time_scale=s)  # noqa: E731
+        assert empirical_averagedness_violation(fn, cert.averagedness, (2, 6, 6), **SEARCH) <= TOL

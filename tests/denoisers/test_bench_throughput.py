@@ -27,17 +27,13 @@ def test_throughput_bench_on_a_tiny_model(tmp_path):
     assert bench.main([str(tmp_path / "absent.pt")]) == 2
 
 
-def test_throughput_bench_counts_time_adapted_and_full_time_substeps(tmp_path):
+def test_throughput_bench_counts_time_adapted_and_full_time_substeps(tmp_path, constant_time_scale):
     torch.manual_seed(0)
     model = build_denoiser(DenoiserConfig(width=4, hidden=6, blocks=2, embedding_dim=8, init_scale=4.0,
                                           time_conditioning=True)).eval()
-    last = model.time_embedding.mlp[-1]
-    with torch.no_grad():  # tau = 0.25 for every sigma
-        last.weight.zero_()
-        last.bias.fill_(float(torch.logit(torch.tensor(0.25))))
+    tau = constant_time_scale(model, 0.25)
     full = model.freeze_substeps()
     assert min(full) >= 4
-    tau = float(torch.sigmoid(last.bias.detach()[0]).double())
     path = tmp_path / "timed.pt"
     save_denoiser(model, path, {"channels": 1})
     bench = load_bench_script("bench_denoiser_throughput")

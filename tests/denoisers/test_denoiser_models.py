@@ -141,14 +141,6 @@ def test_time_conditioned_model_keeps_the_certificate_for_every_sigma():
         DenoiserConfig(kind="unconstrained", time_conditioning=True)
 
 
-def _constant_time_scale(model: CertifiedDenoiser, tau: float) -> None:
-    """Make every block integrate over ``tau T`` whatever sigma is."""
-    last = model.time_embedding.mlp[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(float(torch.logit(torch.tensor(tau, dtype=torch.float64))))
-
-
 def test_time_adapted_substeps_never_lengthen_a_step():
     rule = TimeScaledFlowBlock.time_adapted_substeps
     assert [rule(10, t) for t in (1.0, 0.95, 0.6, 0.1, 0.01)] == [10, 10, 6, 1, 1]
@@ -160,16 +152,15 @@ def test_time_adapted_substeps_never_lengthen_a_step():
             assert m == 1 or tau / (m - 1) > 1.0 / n  # and no fewer steps would do
 
 
-def test_eval_takes_fewer_substeps_when_the_noise_level_shortens_the_flow():
+def test_eval_takes_fewer_substeps_when_the_noise_level_shortens_the_flow(constant_time_scale):
     model = tiny(time_conditioning=True, init_scale=4.0, learned_relaxation=False, sigma_conditioning=False,
                  strides=(1, 1))
     full = model.freeze_substeps()
     assert min(full) >= 4
     cert = model.certificate()
-    _constant_time_scale(model, 0.3)
+    tau = constant_time_scale(model, 0.3)
     x = torch.rand(1, 1, 7, 9, dtype=torch.float64)
     adapted = model(x, 0.1)
-    tau = float(torch.sigmoid(model.time_embedding.mlp[-1].bias.detach()[0]))  # 0.3 up to rounding
     assert [b.last_substeps for b in model.flow_blocks] == [math.ceil(tau * n) for n in full]
     for block in model.flow_blocks:
         block.adapt_substeps_to_time = False
@@ -183,13 +174,13 @@ def test_eval_takes_fewer_substeps_when_the_noise_level_shortens_the_flow():
     assert empirical_averagedness_violation(fn, cert.averagedness, (1, 6, 6), **SEARCH) <= TOL
 
 
-def test_search_catches_too_few_time_adapted_substeps(monkeypatch):
+def test_search_catches_too_few_time_adapted_substeps(monkeypatch, constant_time_scale):
     """Negative control: one sub-step over 0.6 T is 6x too long a step, and the search must see it."""
     model = tiny(time_conditioning=True, init_scale=6.0, learned_relaxation=False, sigma_conditioning=False,
                  strides=(1, 1))
     assert min(model.freeze_substeps()) >= 10
     cert = model.certificate()
-    _constant_time_scale(model, 0.6)
+    constant_time_scale(model, 0.6)
     monkeypatch.setattr(TimeScaledFlowBlock, "time_adapted_substeps", staticmethod(lambda n, tau: 1))
     found = empirical_averagedness_violation(lambda z: model(z, 0.1), cert.averagedness, (1, 6, 6), **SEARCH)
     assert found > 1e-3

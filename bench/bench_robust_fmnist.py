@@ -34,6 +34,7 @@ from pnp_stable.classify import (
     PGDConfig,
     RobustnessReport,
     TrainConfig,
+    certified_radius_constants,
     evaluate,
     load_dataset,
     plot_robustness,
@@ -135,7 +136,8 @@ def robustness(model, subset, args: argparse.Namespace, cache_path: Path) -> Rob
     """PGD + certified accuracy per eps on ``subset``, caching each finished eps in ``cache_path``."""
     pgd = PGDConfig(steps=args.pgd_steps, restarts=args.pgd_restarts, loss=args.pgd_loss)
     # Round-trip through JSON so tuples compare equal to the lists read back from the cache.
-    key = json.loads(json.dumps({"pgd": pgd.to_dict(), "n": len(subset), "seed": args.seed}))
+    rule = certified_radius_constants(model)[2]  # cached certified accuracies must come from the same rule
+    key = json.loads(json.dumps({"pgd": pgd.to_dict(), "n": len(subset), "seed": args.seed, "radius_rule": rule}))
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     if cache.get("key") != key:
         cache = {"key": key, "per_eps": {}}
@@ -158,6 +160,7 @@ def robustness(model, subset, args: argparse.Namespace, cache_path: Path) -> Rob
         lipschitz_bound=first.lipschitz_bound,
         pgd=first.pgd,
         seconds=sum(r.seconds for r in reports),
+        certified_radius_rule=first.certified_radius_rule,
     )
 
 

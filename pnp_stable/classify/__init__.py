@@ -16,7 +16,14 @@ from pnp_stable.classify.certify import certified_accuracy, certified_radii
 from pnp_stable.classify.config import ARCHITECTURES, ClassifierConfig
 from pnp_stable.classify.data import ImageClassificationData
 from pnp_stable.classify.datasets import DATASET_KINDS, detect_dataset, load_dataset
-from pnp_stable.classify.evaluation import DEFAULT_EPS, RobustnessReport, clean_accuracy, evaluate, test_set_summary
+from pnp_stable.classify.evaluation import (
+    DEFAULT_EPS,
+    RobustnessReport,
+    certified_radius_constants,
+    clean_accuracy,
+    evaluate,
+    test_set_summary,
+)
 from pnp_stable.classify.idx import read_idx
 from pnp_stable.classify.losses import logit_margins, margin_cross_entropy, multiclass_hinge
 from pnp_stable.classify.models import build_classifier, load_classifier, save_classifier
@@ -29,7 +36,8 @@ from pnp_stable.classify.training import (LOSS_DEFAULTS, TrainConfig, TrainResul
 __all__ = [
     "ARCHITECTURES", "AttackResult", "ClassifierConfig", "DATASET_KINDS", "DEFAULT_EPS", "LOSS_DEFAULTS",
     "ImageClassificationData", "NonExpansiveClassifier", "PGDConfig", "ResNetClassifier", "RobustnessReport",
-    "TrainConfig", "TrainResult", "build_classifier", "certified_accuracy", "certified_radii", "clean_accuracy",
+    "TrainConfig", "TrainResult", "build_classifier", "certified_accuracy", "certified_radii",
+    "certified_radius_constants", "clean_accuracy",
     "detect_dataset", "evaluate", "load_classifier", "load_dataset", "logit_margins", "margin_cross_entropy", "multiclass_hinge",
     "pgd_attack", "plot_robustness", "project_l2_ball", "read_idx", "resolve_device", "save_classifier",
     "test_set_summary", "train_classifier",

@@ -104,7 +104,11 @@ class NormalizedLinear(nn.Module):
         if _learning(self):
             m.estimate_norm(n_iter=1)
             return m.differentiable_norm_estimate().clamp_min(_TINY_NORM)
-        return max(m.certified_norm(), _TINY_NORM)
+        return self.eval_divisor()
+
+    def eval_divisor(self) -> float:
+        """The eval-mode divisor: the certified norm of ``W`` (so ``||W / divisor|| <= 1``)."""
+        return max(self.map.certified_norm(), _TINY_NORM)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         weight = self.map.weight / self.divisor()

@@ -14,7 +14,8 @@ from pnp_stable.classify.attacks import PGDConfig, pgd_attack
 from pnp_stable.classify.certify import certified_accuracy, certified_radii
 from pnp_stable.classify.data import ImageClassificationData
 
-__all__ = ["DEFAULT_EPS", "RobustnessReport", "clean_accuracy", "evaluate", "test_set_summary"]
+__all__ = ["DEFAULT_EPS", "RobustnessReport", "certified_radius_constants", "clean_accuracy", "evaluate",
+           "test_set_summary"]
 
 DEFAULT_EPS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
@@ -34,6 +35,8 @@ class RobustnessReport:
     certified_accuracy: list[float] | None
     lipschitz_bound: float | None
     pgd: dict[str, Any] = field(default_factory=dict)
+    #: "pairwise" (bounds of each logit difference, the sharper rule), "global" (margin / (sqrt(2) L)) or None
+    certified_radius_rule: str | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +59,22 @@ def _device_of(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def certified_radius_constants(model: nn.Module) -> tuple[float | None, float | torch.Tensor | None, str | None]:
+    """``(L, constants, rule)`` for :func:`certified_radii`, all None if the model states no bound.
+
+    ``constants`` is the model's pairwise matrix (``certified_difference_lipschitz()``, rule
+    ``"pairwise"``) when it has one, else its global bound ``L`` (rule ``"global"``). Read in eval mode.
+    """
+    bound_fn = getattr(model, "certified_lipschitz_bound", None)
+    if not callable(bound_fn):
+        return None, None, None
+    lipschitz = float(bound_fn())
+    pairwise_fn = getattr(model, "certified_difference_lipschitz", None)
+    if callable(pairwise_fn):
+        return lipschitz, pairwise_fn(), "pairwise"
+    return lipschitz, lipschitz, "global"
 
 
 def _batches(n: int, batch_size: int):
@@ -82,8 +101,9 @@ def test_set_summary(model: nn.Module, data: ImageClassificationData, eps: float
     """Clean accuracy and certified accuracy at ``eps`` on all of ``data`` (one forward pass, cheap).
 
     Returns ``n_examples``, ``clean_accuracy``, ``certified_eps``, ``certified_accuracy``,
-    ``lipschitz_bound`` (``model.certified_lipschitz_bound()``, eval mode) and
-    ``median_certified_radius``. The model is put in eval mode (its previous mode is restored).
+    ``lipschitz_bound`` (``model.certified_lipschitz_bound()``, eval mode),
+    ``median_certified_radius`` and ``certified_radius_rule`` (see :func:`certified_radius_constants`).
+    The model is put in eval mode (its previous mode is restored).
     """
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
@@ -93,7 +113,9 @@ def test_set_summary(model: nn.Module, data: ImageClassificationData, eps: float
     was_training = model.training
     model.eval()
     try:
-        bound = float(model.certified_lipschitz_bound())  # type: ignore[operator]
+        bound, constants, rule = certified_radius_constants(model)
+        if constants is None:
+            raise ValueError("the model states no certified Lipschitz bound")
         logits = []
         with torch.no_grad():
             for sl in _batches(len(data), batch_size):
@@ -101,7 +123,7 @@ def test_set_summary(model: nn.Module, data: ImageClassificationData, eps: float
     finally:
         model.train(was_training)
     logits_all = torch.cat(logits)
-    radii = certified_radii(logits_all, data.labels, bound)
+    radii = certified_radii(logits_all, data.labels, constants)
     return {
         "n_examples": len(data),
         "clean_accuracy": float((logits_all.argmax(dim=1) == data.labels).double().mean()),
@@ -109,6 +131,7 @@ def test_set_summary(model: nn.Module, data: ImageClassificationData, eps: float
         "certified_accuracy": certified_accuracy(radii, eps),
         "lipschitz_bound": bound,
         "median_certified_radius": float(radii.median()),
+        "certified_radius_rule": rule,
     }
 
 
@@ -125,8 +148,9 @@ def evaluate(
     """Clean accuracy, l2-PGD accuracy at each ``eps`` and certified accuracy at each ``eps``.
 
     PGD runs only on the correctly classified examples (the others are already non-robust: ``x``
-    lies in its own ball). Certified accuracy uses ``model.certified_lipschitz_bound()`` (eval
-    mode) and the radius margin / (sqrt(2) L). ``max_examples`` takes the first examples of
+    lies in its own ball). Certified accuracy uses the model's proven constants (eval mode; see
+    :func:`certified_radius_constants`): pairwise bounds of the logit differences where the model
+    has them, else the radius margin / (sqrt(2) L). ``max_examples`` takes the first examples of
     ``data`` (pass ``data.subset(...)`` for a random subset).
     """
     pgd = pgd or PGDConfig()
@@ -140,8 +164,7 @@ def evaluate(
     n = len(data) if max_examples is None else min(len(data), max_examples)
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    bound_fn = getattr(model, "certified_lipschitz_bound", None)
-    lipschitz = float(bound_fn()) if callable(bound_fn) else None
+    lipschitz, constants, rule = certified_radius_constants(model)
     generator = torch.Generator().manual_seed(seed)
     n_clean, n_robust = 0, [0] * len(eps)
     radii_all = []
@@ -154,8 +177,8 @@ def evaluate(
                 logits = model(x)
             correct = logits.argmax(dim=1) == y
             n_clean += int(correct.sum())
-            if lipschitz is not None:
-                radii_all.append(certified_radii(logits, y, lipschitz).cpu())
+            if constants is not None:
+                radii_all.append(certified_radii(logits, y, constants).cpu())
             xc, yc = x[correct], y[correct]
             for i, e in enumerate(eps):
                 if xc.shape[0]:
@@ -166,7 +189,7 @@ def evaluate(
         bar.close()
         model.train(was_training)
     certified = None
-    if lipschitz is not None:
+    if constants is not None:
         radii = torch.cat(radii_all)
         certified = [certified_accuracy(radii, e) for e in eps]
     return RobustnessReport(
@@ -178,4 +201,5 @@ def evaluate(
         lipschitz_bound=lipschitz,
         pgd=pgd.to_dict(),
         seconds=time.perf_counter() - start,
+        certified_radius_rule=rule,
     )

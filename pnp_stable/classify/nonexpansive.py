@@ -9,6 +9,8 @@ scaled pools are isometries or co-isometries. Unlike the paper's code, nothing i
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -21,7 +23,7 @@ from pnp_stable.classify.certified_layers import (
     NormPreservingGlobalPool,
 )
 from pnp_stable.classify.config import ClassifierConfig
-from pnp_stable.layers import Certificate, CertifiedSequential, Lift, conv_block
+from pnp_stable.layers import Certificate, CertifiedSequential, Lift, certify_layers, conv_block
 
 __all__ = ["NonExpansiveClassifier"]
 
@@ -68,3 +70,22 @@ class NonExpansiveClassifier(nn.Module):
     def certified_lipschitz_bound(self) -> float:
         """Proven upper bound on the l2 Lipschitz constant of the eval-mode logit map."""
         return self.certificate().lipschitz
+
+    def certified_difference_lipschitz(self) -> torch.Tensor:
+        """``C x C`` float64 matrix ``K``: ``K[i, j]`` bounds the l2 Lipschitz constant of ``f_i - f_j`` (eval mode).
+
+        Guarantee: the head is linear, ``f = (W / s) g + b`` with ``g`` the rest of the network
+        (certified bound ``L_g``) and ``s`` the head's eval divisor, so ``f_i - f_j`` is
+        ``L_g ||w_i - w_j|| / s``-Lipschitz. Since ``||w_i - w_j|| <= sqrt(2) ||W||``, every entry is
+        at most ``sqrt(2) certified_lipschitz_bound()`` (clamped to it); the diagonal is 0. Pass it
+        to :func:`~pnp_stable.classify.certify.certified_radii` for radii at least as large as the
+        global ``margin / (sqrt(2) L)``.
+        """
+        layers = list(self.layers)
+        head = layers[-1]
+        body_bound = certify_layers(layers[:-1]).lipschitz
+        weight = head.weight.detach().double() / head.eval_divisor()
+        # row by row rather than torch.cdist, whose matrix-product shortcut loses digits
+        row_gaps = torch.stack([(weight - weight[i]).norm(dim=1) for i in range(weight.shape[0])])
+        ceiling = math.sqrt(2.0) * self.certified_lipschitz_bound()
+        return (body_bound * row_gaps).clamp_max(ceiling).fill_diagonal_(0.0)

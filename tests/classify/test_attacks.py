@@ -129,6 +129,24 @@ def test_pgd_never_breaks_a_certified_radius(make_data):
     assert bool(far.fooled.any())
 
 
+def test_pgd_never_breaks_a_pairwise_radius(make_data):
+    model, x, y = trained_tiny_certified(make_data)
+    with torch.no_grad():
+        logits = model(x)
+    pairwise = model.certified_difference_lipschitz()
+    radii = certified_radii(logits, y, pairwise)
+    global_radii = certified_radii(logits, y, model.certified_lipschitz_bound())
+    assert bool((radii >= global_radii).all())
+    assert bool((radii > global_radii * 1.01).any())  # sharper where it matters: on certified examples
+    certified = radii > 0
+    assert int(certified.sum()) >= 32
+    strong = PGDConfig(steps=30, restarts=2, clip=None)
+    for loss in ("margin", "ce"):
+        result = pgd_attack(model, x[certified], y[certified], radii[certified].float() * 0.999,
+                            PGDConfig(**{**strong.to_dict(), "loss": loss}), torch.Generator().manual_seed(3))
+        assert not bool(result.fooled.any())
+
+
 def test_a_false_certificate_is_caught(make_data, monkeypatch):
     # claim L = 1 while the head is secretly 20x larger: PGD breaks the claimed radii
     model, x, y = trained_tiny_certified(make_data)
@@ -136,11 +154,12 @@ def test_a_false_certificate_is_caught(make_data, monkeypatch):
     monkeypatch.setattr(NormalizedLinear, "divisor", lambda self: original(self) / 20.0)
     with torch.no_grad():
         logits = model(x)
-    radii = certified_radii(logits, y, model.certified_lipschitz_bound())
-    ok = radii > 0
-    result = pgd_attack(model, x[ok], y[ok], radii[ok].float() * 0.999, PGDConfig(steps=40, clip=None),
-                        torch.Generator().manual_seed(5))
-    assert bool(result.fooled.any())
+    for constants in (model.certified_lipschitz_bound(), model.certified_difference_lipschitz()):
+        radii = certified_radii(logits, y, constants)
+        ok = radii > 0
+        result = pgd_attack(model, x[ok], y[ok], radii[ok].float() * 0.999, PGDConfig(steps=40, clip=None),
+                            torch.Generator().manual_seed(5))
+        assert bool(result.fooled.any())
 
 
 def test_evaluate_report_is_consistent(make_data):
@@ -148,6 +167,7 @@ def test_evaluate_report_is_consistent(make_data):
     data = make_data(40, classes=4, size=8, seed=7)
     report = evaluate(model, data, eps=(0.0, 0.2, 0.6), pgd=PGDConfig(steps=10), batch_size=16, progress=False)
     assert report.n_examples == 40 and report.lipschitz_bound <= 1 + 1e-6
+    assert report.certified_radius_rule == "pairwise"
     assert report.pgd_accuracy[0] == pytest.approx(report.clean_accuracy)
     assert report.certified_accuracy[0] == pytest.approx(report.clean_accuracy)
     for pgd_acc, cert_acc in zip(report.pgd_accuracy, report.certified_accuracy):
@@ -175,6 +195,34 @@ def test_margins_losses_and_radii():
     torch.testing.assert_close(multiclass_hinge(logits, labels, margin=1.0), torch.tensor((0.0 + 1.5 + 1.0) / 3))
     with pytest.raises(ValueError, match="unknown loss"):
         classification_loss("mse", logits, labels, 0.0)
+
+
+def test_pairwise_radii():
+    logits = torch.tensor([[3.0, 1.0, 0.5], [0.0, 2.0, 2.5], [1.0, 1.0, 0.0], [0.0, 4.0, 1.0]])
+    labels = torch.tensor([0, 1, 0, 1])
+    pairwise = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 2.0], [0.5, 2.0, 0.0]])
+    radii = certified_radii(logits, labels, pairwise)
+    # example 0: min(2 / 1, 2.5 / 0.5); example 3: min(4 / 1, 3 / 2); wrong or tied examples: 0
+    torch.testing.assert_close(radii, torch.tensor([2.0, 0.0, 0.0, 1.5], dtype=torch.float64))
+    # with every pair at sqrt(2) L the rule is the global one
+    flat = math.sqrt(2) * 0.5 * (1 - torch.eye(3))
+    torch.testing.assert_close(certified_radii(logits, labels, flat), certified_radii(logits, labels, 0.5))
+    with pytest.raises(ValueError, match="3 x 3"):
+        certified_radii(logits, labels, torch.ones(2, 2))
+    with pytest.raises(ValueError, match="positive and finite"):
+        certified_radii(logits, labels, torch.zeros(3, 3))
+
+
+def test_models_without_pairwise_bounds_use_the_global_rule(make_data):
+    from pnp_stable.classify import certified_radius_constants
+
+    model = build_classifier(ClassifierConfig(architecture="resnet", widths=(4, 8), blocks_per_stage=1,
+                                              image_size=12, num_classes=4)).eval()
+    lipschitz, constants, rule = certified_radius_constants(model)
+    assert rule == "global" and constants == lipschitz == pytest.approx(model.certified_lipschitz_bound())
+    assert certified_radius_constants(nn.Linear(3, 2)) == (None, None, None)
+    report = evaluate(model, make_data(8), eps=[0.1], pgd=PGDConfig(steps=1), progress=False)
+    assert report.certified_radius_rule == "global"
 
 
 def test_test_set_summary_matches_evaluate(make_data):

@@ -1,5 +1,8 @@
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from pnp_stable.classify import ClassifierConfig, build_classifier, load_classifier, save_classifier
 from pnp_stable.classify.certified_layers import NormalizedLinear
@@ -60,6 +63,45 @@ def test_search_catches_a_false_certificate(monkeypatch):
     monkeypatch.setattr(NormalizedLinear, "divisor", lambda self: original(self) / 10.0)
     found = empirical_lipschitz(model)
     assert found > model.certified_lipschitz_bound() * 1.5
+
+
+class LogitDifference(nn.Module):
+    """``x -> f_i(x) - f_j(x)``, the map whose constant ``certified_difference_lipschitz()[i, j]`` bounds."""
+
+    def __init__(self, model: nn.Module, i: int, j: int) -> None:
+        super().__init__()
+        self.model, self.i, self.j = model, i, j
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        return logits[:, self.i : self.i + 1] - logits[:, self.j : self.j + 1]
+
+
+@pytest.mark.parametrize("options", [{}, {"lift": "zero", "head": "pool", "hidden_multiplier": 2, "kernel_size": 5}])
+def test_pairwise_difference_bounds_hold_empirically(options):
+    model = tiny(**options)
+    pairwise = model.certified_difference_lipschitz()
+    ceiling = math.sqrt(2) * model.certified_lipschitz_bound()
+    assert pairwise.dtype == torch.float64 and pairwise.shape == (3, 3)
+    torch.testing.assert_close(pairwise, pairwise.T)
+    assert bool((pairwise.diagonal() == 0).all()) and bool((pairwise <= ceiling).all())
+    # the random head's rows are not orthonormal, so the pairwise rule is sharper for some pair
+    assert float(pairwise[~torch.eye(3, dtype=torch.bool)].min()) < 0.95 * ceiling
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        found = empirical_lipschitz(LogitDifference(model, i, j))
+        assert found <= float(pairwise[i, j]) * (1 + 1e-6)
+        assert found > 0.1 * float(pairwise[i, j])  # the search sees a non-trivial map
+
+
+def test_search_catches_a_false_pairwise_bound(monkeypatch):
+    # the head's forward pass divides by 10x less than the certificate assumes
+    model = tiny()
+    original = NormalizedLinear.divisor
+    monkeypatch.setattr(NormalizedLinear, "divisor", lambda self: original(self) / 10.0)
+    pairwise = model.certified_difference_lipschitz()
+    found = max(empirical_lipschitz(LogitDifference(model, i, j)) / float(pairwise[i, j])
+                for i, j in ((0, 1), (0, 2), (1, 2)))
+    assert found > 1.5
 
 
 def test_resnet_bound_is_valid_and_loose():

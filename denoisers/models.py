@@ -91,7 +91,10 @@ class TimeScaledFlowBlock(GradientFlowBlock):
             self.linear.estimate_norm(n_iter=1)
         full_n = self.substeps(certified=not training)
         # T / n, or under a max_substeps cap the admissible maximum step (the full time then shrinks)
-        full_h = self.step_size(certified=not training)
+        full_h: float | torch.Tensor = self.step_size(certified=not training)
+        if training and full_h < float(self.time) / full_n:
+            # as in the plain block: the capped step carries the gradient of the norm estimate
+            full_h = self._differentiable_capped_step(float(self.time) / full_n)
         n = full_n
         if not training and self.adapt_substeps_to_time:
             # float64: tau (a float32 value) times a small integer is exact, so ceil cannot round down

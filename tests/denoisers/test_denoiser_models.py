@@ -200,3 +200,27 @@ def test_time_scaled_block_under_a_substep_cap_keeps_its_certificate():
         scale = torch.tensor([tau], dtype=torch.float64)
         fn = lambda z, s=scale: block(z, time_scale=s)  # noqa: E731
         assert empirical_averagedness_violation(fn, cert.averagedness, (2, 6, 6), **SEARCH) <= TOL
+
+
+def test_time_scaled_block_capped_step_is_differentiable_in_the_norm():
+    """As for the plain block: with ReLU, no bias and a capped step h = tau c / ||A||^2 the block is
+    invariant to scaling A, so the training gradient has no radial component; a capped step held
+    constant (as a float) would have one."""
+    torch.manual_seed(1)
+    block = TimeScaledFlowBlock(ConvMap(3, 6, 3, power_size=8), activation="relu", time=4.0, bias=False,
+                                max_substeps=1).double().train()
+    with torch.no_grad():
+        while block.required_substeps(block.nu(certified=True)) <= 1:
+            block.linear.weight.mul_(1.5)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    scale = torch.tensor([0.6, 0.9], dtype=torch.float64)
+    block(x, time_scale=scale)  # settle the power vector, then freeze it for the comparison
+    block.linear.norm_estimate.fill_(block.linear.certified_norm())
+    with torch.no_grad():
+        block.linear.estimate_norm(n_iter=50)
+    loss = (block(x, time_scale=scale) - 1.0).pow(2).sum()
+    (grad,) = torch.autograd.grad(loss, block.linear.weight)
+    weight = block.linear.weight.detach()
+    radial = float((grad * weight).sum()) / (float(grad.norm()) * float(weight.norm()))
+    assert abs(radial) < 1e-4
+    assert float(grad.norm()) > 0

@@ -4,6 +4,7 @@ shorter eps list) does not attack again: the cache must hit when read back from 
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 from torch import nn
@@ -59,3 +60,34 @@ def test_cached_eps_are_not_attacked_again(tmp_path, monkeypatch):
     second = bench.robustness(model, data, args, cache)
     assert attacked == [(0.1,), (0.5,), (1.0,)]
     assert second.pgd_accuracy[:2] == first.pgd_accuracy
+    # a model that proves pairwise bounds certifies by another rule: nothing cached may be reused
+    weight = model[1].weight.detach().double()
+    gaps = torch.stack([(weight - weight[i]).norm(dim=1) for i in range(4)])
+    monkeypatch.setattr(_LinearClassifier, "certified_difference_lipschitz", lambda self: gaps, raising=False)
+    third = bench.robustness(model, data, args, cache)
+    assert attacked[3:] == [(0.1,), (0.5,), (1.0,)]
+    assert third.certified_radius_rule == "pairwise" and second.certified_radius_rule == "global"
+    assert all(p >= g for p, g in zip(third.certified_accuracy, second.certified_accuracy))
+
+
+def test_plot_script_combines_runs_and_checks_them(tmp_path, capsys):
+    plot = load_bench_script("plot_robust_fmnist")
+    report = {"n_examples": 20, "clean_accuracy": 0.9, "eps": [0.5], "pgd_accuracy": [0.6],
+              "certified_accuracy": [0.4], "lipschitz_bound": 1.0, "pgd": {"steps": 3}}
+
+    def write(name, model, n=20):
+        path = tmp_path / name
+        path.write_text(json.dumps({"models": {model: {"train_config": {"seed": 0},
+                                                       "pgd_subset": {**report, "n_examples": n}}}}))
+        return str(path)
+
+    a, b = write("a.json", "nonexpansive"), write("b.json", "resnet")
+    out = tmp_path / "fig.png"
+    assert plot.main([a, f"{b}:resnet", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert plot.main([a, write("c.json", "resnet", n=30), "--out", str(out)]) == 2
+    assert "different test subsets" in capsys.readouterr().err
+    assert plot.main([f"{a}:resnet", "--out", str(out)]) == 2
+    assert "no model 'resnet'" in capsys.readouterr().err
+    assert plot.main([str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -91,3 +91,5 @@ def test_plot_script_combines_runs_and_checks_them(tmp_path, capsys):
     assert "no model 'resnet'" in capsys.readouterr().err
     assert plot.main([str(tmp_path / "missing.json"), "--out", str(out)]) == 2
     assert "cannot read" in capsys.readouterr().err
+    assert plot.main([a, write("d.json", "nonexpansive"), "--out", str(out)]) == 2
+    assert "model names repeat" in capsys.readouterr().err

@@ -36,17 +36,17 @@ def certified_radii(logits: torch.Tensor, labels: torch.Tensor, lipschitz: float
             raise ValueError(f"Lipschitz bound must be positive, got {lipschitz}")
         return logit_margins(logits, labels).clamp_min(0.0) / (math.sqrt(2.0) * lipschitz)
     n_classes = logits.shape[1]
-    pairwise = lipschitz.detach().double().to(logits.device)
+    pairwise = lipschitz.detach().to(logits.device, torch.float64, copy=True)  # filled in below: never the caller's
     if pairwise.shape != (n_classes, n_classes):
         raise ValueError(f"pairwise Lipschitz bounds must be a {n_classes} x {n_classes} matrix, "
                          f"got shape {tuple(pairwise.shape)}")
     off_diagonal = ~torch.eye(n_classes, dtype=torch.bool, device=pairwise.device)
     if not bool((pairwise[off_diagonal] > 0).all()) or not bool(torch.isfinite(pairwise[off_diagonal]).all()):
         raise ValueError("pairwise Lipschitz bounds must be positive and finite off the diagonal")
-    true = logits.gather(1, labels[:, None])
-    per_class = (true - logits) / pairwise[labels].masked_fill(~off_diagonal[labels], 1.0)
-    per_class = per_class.masked_fill(~off_diagonal[labels], float("inf"))
-    return per_class.min(dim=1).values.clamp_min(0.0)
+    own_class = ~off_diagonal[labels]
+    # the diagonal is a placeholder (1) so the division is defined; the own class never binds
+    per_class = (logits.gather(1, labels[:, None]) - logits) / pairwise.fill_diagonal_(1.0)[labels]
+    return per_class.masked_fill(own_class, float("inf")).min(dim=1).values.clamp_min(0.0)
 
 
 def certified_accuracy(radii: torch.Tensor, eps: float) -> float:

@@ -193,6 +193,8 @@ def test_pairwise_radii():
     radii = certified_radii(logits, labels, pairwise)
     # example 0: min(2 / 1, 2.5 / 0.5); example 3: min(4 / 1, 3 / 2); wrong or tied examples: 0
     torch.testing.assert_close(radii, torch.tensor([2.0, 0.0, 0.0, 1.5], dtype=torch.float64))
+    assert bool((pairwise.diagonal() == 0).all())  # the caller's matrix is left as it was
+    assert bool((certified_radii(logits, labels, pairwise.double()) == radii).all())
     # with every pair at sqrt(2) L the rule is the global one
     flat = math.sqrt(2) * 0.5 * (1 - torch.eye(3))
     torch.testing.assert_close(certified_radii(logits, labels, flat), certified_radii(logits, labels, 0.5))

@@ -2,6 +2,12 @@
 
     python bench/bench_denoise_bsd68.py [MODEL ...] [--data ../shared/data] [--limit N]
         [--sigmas 15 25 50] [--out runs/bench_denoise_bsd68.json] [--threads 1]
+        [--color opponent per-channel]
+
+``--color MODE ...`` runs the same protocol on the 68 colour images of CBSD68 (the same scenes,
+``denoising/cbsd68``) with gray MODELs turned into colour denoisers: ``opponent`` (the certified
+opponent-colour wrapper, :class:`pnp_stable.denoisers.OpponentColorDenoiser`) and ``per-channel``
+(R, G, B denoised independently); one row per model and mode, next to colour anchors.
 
 MODEL is a shipped name (see ``pnp_stable.denoisers.available()``) or a path to an exported
 ``.pt`` (e.g. the unconstrained baseline); default: every shipped model. Noise: for each sigma a
@@ -36,6 +42,22 @@ ANCHORS = {
     "CRR-NN (certified, convex)": {"15": None, "25": 28.1, "50": None},
     "averaged CNN (I+N)/2 (certified)": {"15": None, "25": 27.67, "50": None},
 }
+
+# CBSD68, PSNR dB at sigma 15 / 25 / 50, as quoted in Zhang et al., "Plug-and-Play Image Restoration
+# with Deep Denoiser Prior" (DRUNet), TPAMI 2022, Table 3 (not measured here)
+COLOR_ANCHORS = {
+    "CBM3D": {"15": 33.52, "25": 30.71, "50": 27.38},
+    "DRUNet (colour)": {"15": 34.30, "25": 31.69, "50": 28.51},
+}
+
+
+def colour_denoiser(model: torch.nn.Module, mode: str):
+    """``(x, sigma) -> estimate`` for ``B x 3 x H x W`` images from a gray ``model`` in ``mode``."""
+    if mode == "opponent":
+        from pnp_stable.denoisers import OpponentColorDenoiser
+
+        return OpponentColorDenoiser(model)
+    return lambda x, s: model(x.reshape(-1, 1, *x.shape[-2:]), s).reshape(x.shape)
 
 
 def kair_dncnn25(data: Path) -> torch.nn.Module:
@@ -76,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (the protocol's noise is drawn on the CPU)")
     parser.add_argument("--reference-dncnn", action="store_true", help="also measure KAIR DnCNN-25 at sigma 25")
+    parser.add_argument("--color", nargs="+", choices=["opponent", "per-channel"], default=None, metavar="MODE",
+                        help="CBSD68 (colour) with gray models in these modes: opponent, per-channel")
     args = parser.parse_args(argv)
+    if args.color and args.reference_dncnn:
+        print("error: --reference-dncnn measures the gray protocol; drop it or --color", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
 
     from pnp_stable.denoisers import available, load
@@ -84,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     from pnp_stable.layers import certificate_of
     from pnp_stable.training.evaluate import denoise_bsd68
 
-    folder = Path(args.data) / "denoising" / "bsd68"
+    folder = Path(args.data) / "denoising" / ("cbsd68" if args.color else "bsd68")
     if not folder.is_dir():
-        print(f"error: BSD68 folder not found: {folder}", file=sys.stderr)
+        print(f"error: {'CBSD68' if args.color else 'BSD68'} folder not found: {folder}", file=sys.stderr)
         return 2
     names = args.models or [m["name"] for m in available()]
     if not names and not args.reference_dncnn:
@@ -100,19 +127,26 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        cert = certificate_of(model)
         model = model.to(args.device)
-        tic = time.time()
-        result = denoise_bsd68(model, str(folder), args.sigmas, limit=args.limit, device=args.device, progress=True)
-        seconds = time.time() - tic
-        label = Path(name).stem if name.endswith(".pt") else name
-        rows[label] = {
-            "psnr": result["psnr"], "noisy_psnr": result["noisy_psnr"], "images": result["images"],
-            "alpha": None if cert is None else cert.averagedness,
-            "lipschitz": None if cert is None else cert.lipschitz,
-            "seconds_per_image": seconds / (result["images"] * len(args.sigmas)),
-        }
-        print(f"{label}: " + ", ".join(f"sigma {s}: {v:.2f} dB" for s, v in result["psnr"].items()), flush=True)
+        if args.color and getattr(model, "config", None) is not None and model.config.channels != 1:
+            print(f"error: --color turns gray models into colour ones; {name} has {model.config.channels} channels",
+                  file=sys.stderr)
+            return 2
+        for mode in args.color or [None]:
+            denoiser = model if mode is None else colour_denoiser(model, mode)
+            cert = certificate_of(denoiser) if isinstance(denoiser, torch.nn.Module) else certificate_of(model)
+            tic = time.time()
+            result = denoise_bsd68(denoiser, str(folder), args.sigmas, limit=args.limit, device=args.device,
+                                   progress=True, channels=3 if mode else 1)
+            seconds = time.time() - tic
+            label = (Path(name).stem if name.endswith(".pt") else name) + (f" ({mode})" if mode else "")
+            rows[label] = {
+                "psnr": result["psnr"], "noisy_psnr": result["noisy_psnr"], "images": result["images"],
+                "alpha": None if cert is None else cert.averagedness,
+                "lipschitz": None if cert is None else cert.lipschitz,
+                "seconds_per_image": seconds / (result["images"] * len(args.sigmas)),
+            }
+            print(f"{label}: " + ", ".join(f"sigma {s}: {v:.2f} dB" for s, v in result["psnr"].items()), flush=True)
     if args.reference_dncnn:
         reference = kair_dncnn25(Path(args.data))
         tic = time.time()
@@ -121,12 +155,13 @@ def main(argv: list[str] | None = None) -> int:
             "psnr": result["psnr"], "noisy_psnr": result["noisy_psnr"], "images": result["images"], "alpha": None,
             "lipschitz": None, "seconds_per_image": (time.time() - tic) / result["images"]}
         print(f"KAIR DnCNN-25: sigma 25: {result['psnr']['25']:.2f} dB", flush=True)
-    table_rows = {**rows, **{f"{k} (anchor)": {"psnr": v} for k, v in ANCHORS.items()}}
+    anchors = COLOR_ANCHORS if args.color else ANCHORS
+    table_rows = {**rows, **{f"{k} (anchor)": {"psnr": v} for k, v in anchors.items()}}
     print(_table(table_rows, sigmas))
     if args.out:
         atomic_write_json(args.out, {
-            "protocol": "denoise-bsd68", "limit": args.limit, "sigmas": args.sigmas, "results": rows,
-            "anchors": ANCHORS, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+            "protocol": "denoise-cbsd68" if args.color else "denoise-bsd68", "limit": args.limit,
+            "sigmas": args.sigmas, "results": rows, "anchors": anchors, "machine": f"{platform.machine()} {platform.processor()}".strip(),
             "threads": args.threads, "device": args.device, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
         })
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pnp_stable.cli.errors import UserError, user_errors
-from pnp_stable.cli.options import parse_level, solver_options
+from pnp_stable.cli.options import color_option, parse_level, solver_options
 from pnp_stable.cli.reporting import finish_restoration
 
 
@@ -21,8 +21,9 @@ from pnp_stable.cli.reporting import finish_restoration
               help="IMAGE is a clean ground truth: blur it, add noise (--noise, --seed), restore, report PSNR/SSIM.")
 @click.option("--boundary", type=click.Choice(["circular", "reflect", "zero", "valid"]), default="circular",
               show_default=True)
+@color_option
 @solver_options(max_iter_default=500, solver_default="admm")
-def deblur(image, kernel, noise, simulate, boundary, solver, denoiser, max_iter, tol, accelerate, seed, device,
+def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, accelerate, seed, device,
            out, report, plot, quiet):
     """Restore a blurred IMAGE (or every image in a folder) with a certified PnP solver.
 
@@ -53,7 +54,7 @@ def deblur(image, kernel, noise, simulate, boundary, solver, denoiser, max_iter,
         else:
             inputs = [image]
         for path in inputs:
-            _one(path, kernel, level, simulate, boundary, solver, denoiser, max_iter, tol, accelerate, seed,
+            _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, accelerate, seed,
                  device, out, report if len(inputs) == 1 else _per_file(report, path),
                  plot if len(inputs) == 1 else _per_file(plot, path), quiet)
 
@@ -65,8 +66,8 @@ def _per_file(target, path):
     return t.with_name(f"{t.stem}_{path.stem}{t.suffix}")
 
 
-def _one(path, kernel, level, simulate, boundary, solver, denoiser, max_iter, tol, accelerate, seed, device, out,
-         report, plot, quiet):
+def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, accelerate, seed, device,
+         out, report, plot, quiet):
     from pnp_stable.cli.images import default_output, read_image
 
     if path is None:
@@ -89,9 +90,9 @@ def _one(path, kernel, level, simulate, boundary, solver, denoiser, max_iter, to
     tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
     restoration = run(tensor, kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary, method=solver,
                       denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device,
-                      progress=not quiet)
+                      progress=not quiet, color=color)
     options = dict(kernel=kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary, solver=solver,
-                   denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device)
+                   denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device, color=color)
     finish_restoration("deblur", restoration, loaded, path, out_path, report, plot, options, quiet)
 
 

@@ -2,14 +2,16 @@
 
 ``load("NAME")`` returns a shipped model (or one saved in ``user_models_dir()``) in eval mode,
 ``load(path)`` any saved one, and ``available()`` lists the models found by name with their
-metadata (certified constants, BSD68 PSNR).
+metadata (certified constants, BSD68 PSNR). ``OpponentColorDenoiser(gray)`` turns a gray model
+into an RGB one with the same certificate.
 """
 
+from pnp_stable.denoisers.color import OpponentColorDenoiser
 from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.denoisers.io import available, load, save_denoiser, user_models_dir
 from pnp_stable.denoisers.models import CertifiedDenoiser, UnconstrainedDenoiser, build_denoiser
 
 __all__ = [
-    "CertifiedDenoiser", "DenoiserConfig", "UnconstrainedDenoiser", "available", "build_denoiser", "load",
+    "CertifiedDenoiser", "DenoiserConfig", "OpponentColorDenoiser", "UnconstrainedDenoiser", "available", "build_denoiser", "load",
     "save_denoiser", "user_models_dir",
 ]

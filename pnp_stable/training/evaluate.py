@@ -37,10 +37,11 @@ BSD68_SIGMAS_255 = (15.0, 25.0, 50.0)
 @torch.no_grad()
 def denoise_bsd68(denoiser: Callable[[torch.Tensor, float], torch.Tensor], folder: str,
                   sigmas_255: Sequence[float] = BSD68_SIGMAS_255, limit: int | None = None,
-                  device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Any]:
+                  device: str | torch.device = "cpu", progress: bool = False, channels: int = 1) -> dict[str, Any]:
     """The denoise-bsd68 protocol (DESIGN.md §5): mean PSNR over the BSD68 gray images.
 
-    For each sigma (0-255 scale) a generator seeded with 0 draws the noise of the images in
+    ``channels=3`` runs the same protocol on colour images (CBSD68): noise drawn per RGB value,
+    PSNR over all three channels (the usual colour convention). For each sigma (0-255 scale) a generator seeded with 0 draws the noise of the images in
     sorted file order; PSNR has peak 1 and is taken on the estimate clipped to [0, 1], with
     deepinv's metric. ``limit`` evaluates only the first images (a quick check, not the protocol).
     Returns ``{"psnr": {sigma: dB}, "noisy_psnr": {...}, "images": n, "seconds": {...}}``.
@@ -51,14 +52,14 @@ def denoise_bsd68(denoiser: Callable[[torch.Tensor, float], torch.Tensor], folde
     from tqdm.auto import tqdm
 
     metric = PSNR(max_pixel=1.0)
-    data = ValidationSet.from_folder(folder, channels=1, limit=limit)
+    data = ValidationSet.from_folder(folder, channels=channels, limit=limit)
     out: dict[str, Any] = {"psnr": {}, "noisy_psnr": {}, "images": len(data.images), "seconds": {}}
     for sigma_255 in sigmas_255:
         sigma = sigma_255 / 255.0
         g = torch.Generator().manual_seed(0)
         values, noisy_values = [], []
         tic = time.time()
-        for clean in tqdm(data.images, desc=f"bsd68 sigma {sigma_255:g}", disable=not progress, leave=False):
+        for clean in tqdm(data.images, desc=f"{'bsd68' if channels == 1 else 'cbsd68'} sigma {sigma_255:g}", disable=not progress, leave=False):
             noisy = clean + sigma * torch.randn(clean.shape, generator=g)
             estimate = denoiser(noisy.to(device), sigma).cpu()
             values.append(float(metric(estimate.clamp(0, 1), clean)))

@@ -121,8 +121,15 @@ def test_deblur_demo_without_arguments(tmp_path, tiny_denoiser, monkeypatch):
 def test_deblur_rgb_and_folder_and_estimated_noise(tmp_path, rgb_png, tiny_denoiser):
     r = run("deblur", rgb_png, "--denoiser", tiny_denoiser, "--max-iter", "3")
     assert r.exit_code == 0, r.output
-    assert "channel by channel" in r.output and "estimated" in r.output
+    assert "opponent colour space" in r.output and "estimated" in r.output
     assert read_rgb_shape(rgb_png.parent / "rgb_restored.png") == (32, 32, 3)
+    r = run("deblur", rgb_png, "--denoiser", tiny_denoiser, "--max-iter", "3", "--color", "per-channel",
+            "--out", str(rgb_png.parent / "rgb_pc.png"))
+    assert r.exit_code == 0, r.output
+    assert "channel by channel" in r.output
+    assert read_rgb_shape(rgb_png.parent / "rgb_pc.png") == (32, 32, 3)
+    r = run("deblur", rgb_png, "--denoiser", tiny_denoiser, "--color", "ycbcr")
+    assert r.exit_code == 2 and "ycbcr" in r.output
     folder = tmp_path / "batch"
     folder.mkdir()
     for i in range(2):
@@ -157,10 +164,16 @@ def test_ct_demo_and_errors(tmp_path, rgb_png, tiny_denoiser, monkeypatch):
     assert_user_error(run("ct", wide, "--simulate", "--denoiser", tiny_denoiser), "square")
 
 
-def test_denoise_and_certify_and_models(tmp_path, camera_png, tiny_denoiser):
+def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_denoiser):
     r = run("denoise", camera_png, "--sigma", "25/255", "--simulate", "--denoiser", tiny_denoiser)
     assert r.exit_code == 0, r.output
     assert (camera_png.parent / "cam_denoised.png").is_file()
+    for mode, note in [("opponent", "opponent colour space"), ("per-channel", "channel by channel")]:
+        out = tmp_path / f"rgb_{mode}.png"
+        r = run("denoise", rgb_png, "--sigma", "0.1", "--simulate", "--denoiser", tiny_denoiser, "--color", mode,
+                "--out", out)
+        assert r.exit_code == 0 and note in r.output, r.output
+        assert read_rgb_shape(out) == (32, 32, 3)
     assert_user_error(run("denoise", camera_png), "Missing option")
     r = run("certify", tiny_denoiser, "--json", "--size", "12", "--steps", "5", "--restarts", "1")
     assert r.exit_code == 0, r.output

@@ -1,0 +1,126 @@
+"""Colour denoising with a gray certified denoiser, in an orthonormal opponent colour space.
+
+An RGB pixel ``p`` is mapped to ``Q p`` with the orthonormal opponent basis
+
+    luma      (R + G + B) / sqrt(3)
+    chroma 1  (R - B) / sqrt(2)
+    chroma 2  (R - 2G + B) / sqrt(6)
+
+and each of the three planes is denoised by the gray denoiser through an affine change of scale,
+``v -> (D(a v + c, a sigma) - c) / a``: the luma plane with ``a = 1/sqrt(3)`` (so the gray model
+sees the mean of R, G, B, an ordinary [0, 1] image, at noise ``sigma / sqrt(3)``), the chroma
+planes with ``a = chroma_scale`` around ``c = 0.5``. White Gaussian noise of std ``sigma`` per RGB
+channel stays white with std ``sigma`` in every opponent plane (``Q`` is orthogonal), so ``a sigma``
+is exactly the noise level of the rescaled plane.
+
+Why the constants survive (the guarantee): if ``D(., s) = (1 - alpha) I + alpha N_s`` with ``N_s``
+non-expansive for every ``s``, then ``(D(a v + c, a s) - c) / a = (1 - alpha) v + alpha M(v)`` with
+``M(v) = (N(a v + c) - c) / a`` non-expansive, so every plane map is alpha-averaged; the three
+planes act on orthogonal coordinates, so the product map is alpha-averaged; and conjugating by the
+orthogonal ``Q`` preserves both averagedness and Lipschitz constants. The colour denoiser therefore
+carries the gray model's certificate unchanged, for every image size and noise level the gray
+certificate covers.
+
+Why it pays: the gray denoiser sees the luma plane at a noise level sqrt(3) lower than each RGB
+channel's, and the chroma planes of natural images are smooth, which the amplified scale lets the
+model exploit. Measured (docs/benchmarks.md): about +1.3 dB over channel-by-channel denoising at
+sigma 15-25 on colour photographs, the choice of ``chroma_scale = 3`` made on BSDS500 *train* crops.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from pnp_stable.layers.certificates import Certificate, certificate_of
+
+__all__ = ["OPPONENT_BASIS", "OpponentColorDenoiser", "COLOR_MODES"]
+
+# rows: luma, chroma 1, chroma 2 (orthonormal)
+OPPONENT_BASIS = (
+    (1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)),
+    (1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)),
+    (1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)),
+)
+
+#: how restoration tasks treat an RGB image given a gray denoiser
+COLOR_MODES = ("opponent", "per-channel")
+
+_LUMA_SCALE = 1 / math.sqrt(3)
+_DEFAULT_CHROMA_SCALE = 3.0
+_CHROMA_SHIFT = 0.5
+
+
+class OpponentColorDenoiser(nn.Module):
+    """An RGB denoiser ``D_rgb(x, sigma)`` made of a gray denoiser ``gray(x, sigma)``.
+
+    Guarantee: ``certificate()`` is the gray model's certificate (same Lipschitz bound and
+    averagedness; see the module docstring for the proof), valid wherever the gray certificate
+    is valid for every noise level (the gray model is called at ``sigma / sqrt(3)`` and
+    ``chroma_scale * sigma``). Assumption: ``gray`` takes a noise level as second argument (a
+    float, or a tensor with one entry per batch image) and one-channel ``B x 1 x H x W`` images.
+    """
+
+    strength_kind = "noise_level"
+    accepts_noise_level = True
+    needs_sigma = True
+
+    def __init__(self, gray: nn.Module, chroma_scale: float = _DEFAULT_CHROMA_SCALE) -> None:
+        super().__init__()
+        if not (isinstance(chroma_scale, (int, float)) and math.isfinite(chroma_scale) and chroma_scale > 0):
+            raise ValueError(f"chroma_scale must be a positive number, got {chroma_scale!r}")
+        if getattr(gray, "needs_sigma", True) is False:
+            raise ValueError("the opponent-colour denoiser rescales the noise level per plane, so the gray model must "
+                             "take one (it was built without noise-level conditioning); denoise per channel instead")
+        channels = _channels_of(gray)
+        if channels not in (None, 1):
+            raise ValueError(f"the opponent-colour denoiser needs a gray (1-channel) model, this one has {channels}")
+        self.gray = gray
+        self.chroma_scale = float(chroma_scale)
+        self.register_buffer("basis", torch.tensor(OPPONENT_BASIS, dtype=torch.float64), persistent=False)
+        meta = getattr(gray, "metadata", None)
+        self.metadata: dict[str, Any] = {**(meta if isinstance(meta, dict) else {}), "channels": 3,
+                                         "color": {"mode": "opponent", "chroma_scale": self.chroma_scale}}
+
+    def plane_scales(self) -> tuple[float, float, float]:
+        """The scale ``a`` of the luma and the two chroma planes (noise level seen: ``a sigma``)."""
+        return (_LUMA_SCALE, self.chroma_scale, self.chroma_scale)
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """Denoise ``x`` (``B x 3 x H x W``, RGB in [0, 1]) at noise level ``sigma`` ([0, 1] scale)."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a B x 3 x H x W RGB tensor, got shape {tuple(getattr(x, 'shape', ()))}")
+        if sigma is None:
+            raise ValueError("the opponent-colour denoiser needs a noise level: call it as D(x, sigma)")
+        if isinstance(sigma, torch.Tensor):
+            sigma = sigma.to(device=x.device, dtype=x.dtype)
+        q = self.basis.to(device=x.device, dtype=x.dtype)
+        planes = torch.einsum("ij,bjhw->bihw", q, x)
+        out = []
+        for i, a in enumerate(self.plane_scales()):
+            c = 0.0 if i == 0 else _CHROMA_SHIFT
+            out.append((self.gray(planes[:, i:i + 1] * a + c, sigma * a) - c) / a)
+        return torch.einsum("ji,bjhw->bihw", q, torch.cat(out, dim=1))
+
+    def certificate(self) -> Certificate | None:
+        """The gray model's certificate with a line of provenance, or None if it has none."""
+        gray = certificate_of(self.gray)
+        if gray is None:
+            return None
+        note = {"layer": "opponent colour transform",
+                "note": "orthogonal per-pixel transform and per-plane affine rescaling of a gray denoiser: "
+                        "Lipschitz bound and averagedness unchanged"}
+        return Certificate(gray.lipschitz, gray.averagedness, (note, *gray.details))
+
+    def extra_repr(self) -> str:
+        return f"chroma_scale={self.chroma_scale:g}"
+
+
+def _channels_of(module: nn.Module) -> int | None:
+    meta = getattr(module, "metadata", None)
+    if isinstance(meta, dict) and isinstance(meta.get("channels"), int):
+        return meta["channels"]
+    return getattr(getattr(module, "config", None), "channels", None)

@@ -1,0 +1,202 @@
+"""The opponent-colour denoiser: exact transform, unchanged certificate, and searches that test it."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pnp_stable.denoisers import DenoiserConfig, OpponentColorDenoiser, build_denoiser
+from pnp_stable.denoisers.color import OPPONENT_BASIS
+from pnp_stable.layers import Certificate, certificate_of
+from pnp_stable.verification import empirical_averagedness_violation
+
+SEARCH = dict(restarts=1, steps=25, n_pairs=8)
+TOL = 1e-9  # float64 rounding
+
+
+def tiny_gray(**kw) -> nn.Module:
+    cfg = dict(width=3, hidden=5, blocks=2, strides=(1, 2), embedding_dim=8, power_size=8, init_scale=1.6)
+    cfg.update(kw)
+    torch.manual_seed(0)
+    model = build_denoiser(DenoiserConfig(**cfg))
+    with torch.no_grad():  # a conditioning that actually moves the biases and the relaxation
+        for head in (model.embedding, model.time_embedding):
+            for p in () if head is None else head.parameters():
+                p.normal_(0, 0.5)
+    return model.double().eval()
+
+
+class Recorder(nn.Module):
+    """A 'gray denoiser' that returns its input and remembers what it was called with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[torch.Tensor, float]] = []
+
+    def forward(self, x, sigma):
+        self.calls.append((x.clone(), float(sigma)))
+        return x
+
+
+def test_basis_is_orthonormal_with_luma_first():
+    q = np.array(OPPONENT_BASIS)
+    assert np.allclose(q @ q.T, np.eye(3), atol=1e-15)
+    assert np.allclose(q[0], 1 / math.sqrt(3))  # luma: the scaled mean of R, G, B
+    assert np.allclose(q[1:].sum(axis=1), 0)  # chroma planes vanish on gray pixels
+
+
+def test_gray_model_sees_the_mean_at_reduced_noise_and_scaled_chroma():
+    rec = Recorder()
+    wrapper = OpponentColorDenoiser(rec, chroma_scale=3.0)
+    x = torch.rand(2, 3, 5, 4, dtype=torch.float64)
+    out = wrapper(x, 0.1)
+    assert torch.allclose(out, x, atol=1e-12)  # identity gray model -> identity (the inverse is exact)
+    (luma, s0), (c1, s1), (c2, s2) = rec.calls
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    assert torch.allclose(luma, (r + g + b) / 3, atol=1e-12) and s0 == pytest.approx(0.1 / math.sqrt(3))
+    assert torch.allclose(c1, 3 * (r - b) / math.sqrt(2) + 0.5, atol=1e-12) and s1 == pytest.approx(0.3)
+    assert torch.allclose(c2, 3 * (r - 2 * g + b) / math.sqrt(6) + 0.5, atol=1e-12) and s2 == pytest.approx(0.3)
+
+
+def test_per_image_noise_levels_are_passed_through():
+    rec = Recorder()
+    wrapper = OpponentColorDenoiser(rec)
+    rec.forward = lambda x, sigma: (rec.calls.append((x, sigma)), x)[1]
+    sigma = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    wrapper(torch.rand(2, 3, 4, 4, dtype=torch.float64), sigma)
+    assert torch.allclose(rec.calls[0][1], sigma / math.sqrt(3))
+
+
+def test_certificate_is_the_gray_certificate():
+    gray = tiny_gray()
+    wrapper = OpponentColorDenoiser(gray)
+    cg, cw = certificate_of(gray), certificate_of(wrapper)
+    assert cw == cg  # same Lipschitz bound and averagedness (details are not compared)
+    assert cw.details[0]["layer"] == "opponent colour transform"
+    assert wrapper.metadata["channels"] == 3 and wrapper.metadata["color"]["mode"] == "opponent"
+    assert OpponentColorDenoiser(Recorder()).certificate() is None  # an uncertified gray model stays uncertified
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.2])
+def test_adversarial_search_does_not_break_the_certificate(sigma):
+    gray = tiny_gray()
+    wrapper = OpponentColorDenoiser(gray)
+    alpha = wrapper.certificate().averagedness
+    assert alpha is not None and alpha < 1
+    fn = lambda x: wrapper(x, sigma)  # noqa: E731
+    assert empirical_averagedness_violation(fn, alpha, (3, 6, 5), **SEARCH) <= TOL
+
+
+class ShearedColorDenoiser(OpponentColorDenoiser):
+    """Negative control: the same construction with a non-orthogonal (but exactly inverted) transform."""
+
+    def forward(self, x, sigma):
+        shear = torch.tensor([[1.0, 0.0, 0.0], [6.0, 1.0, 0.0], [0.0, 6.0, 1.0]], dtype=x.dtype)
+        q = shear @ torch.tensor(OPPONENT_BASIS, dtype=x.dtype)
+        planes = torch.einsum("ij,bjhw->bihw", q, x)
+        out = [(self.gray(planes[:, i:i + 1] * a + 0.5, sigma * a) - 0.5) / a for i, a in enumerate(self.plane_scales())]
+        return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(q), torch.cat(out, 1))
+
+
+def test_search_catches_a_non_orthogonal_colour_transform():
+    gray = tiny_gray(init_scale=3.0)
+    alpha = certificate_of(gray).averagedness
+    broken = ShearedColorDenoiser(gray)
+    found = empirical_averagedness_violation(lambda x: broken(x, 0.05), alpha, (3, 6, 5), **SEARCH)
+    assert found > 1e-3
+
+
+def test_refuses_what_it_cannot_certify_or_call():
+    with pytest.raises(ValueError, match="noise-level conditioning"):
+        OpponentColorDenoiser(tiny_gray(sigma_conditioning=False, learned_relaxation=False, time_conditioning=False))
+    with pytest.raises(ValueError, match="gray"):
+        OpponentColorDenoiser(build_denoiser(DenoiserConfig(channels=3, width=4, hidden=4, blocks=1)))
+    with pytest.raises(ValueError, match="chroma_scale"):
+        OpponentColorDenoiser(Recorder(), chroma_scale=0.0)
+    wrapper = OpponentColorDenoiser(Recorder())
+    with pytest.raises(ValueError, match="B x 3 x H x W"):
+        wrapper(torch.rand(1, 1, 4, 4), 0.1)
+    with pytest.raises(ValueError, match="noise level"):
+        wrapper(torch.rand(1, 3, 4, 4), None)
+
+
+def _colour_scene(n: int = 48) -> torch.Tensor:
+    """Smooth colour gradients with a few saturated discs (synthetic: no reserved photograph)."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, n), torch.linspace(0, 1, n), indexing="ij")
+    img = torch.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.7 - 0.5 * xx * yy])
+    for cy, cx, rad, colour in [(0.3, 0.3, 0.15, (0.9, 0.2, 0.1)), (0.7, 0.6, 0.2, (0.1, 0.5, 0.9)),
+                                (0.25, 0.75, 0.1, (0.95, 0.9, 0.2))]:
+        mask = ((yy - cy) ** 2 + (xx - cx) ** 2) < rad ** 2
+        for c in range(3):
+            img[c][mask] = colour[c]
+    return img
+
+
+def _tinted_camera(n: int = 64) -> torch.Tensor:
+    """scikit-image's camera (the one photograph tests may use) tinted with smooth colour ramps: RGB
+    channels that share their edges, as in colour photographs."""
+    from skimage import data
+
+    cam = torch.from_numpy(data.camera()[160:160 + n, 200:200 + n].astype(np.float32) / 255)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, n), torch.linspace(0, 1, n), indexing="ij")
+    return torch.stack([0.9 * cam + 0.1 * xx, 0.8 * cam + 0.1, 0.6 * cam + 0.3 * (1 - yy)])
+
+
+def test_opponent_mode_beats_per_channel_on_a_photograph_with_the_shipped_model():
+    from pnp_stable.restore import denoise
+
+    scene = _tinted_camera()
+    _, opp = denoise(scene, 25 / 255, simulate=True, device="cpu")
+    _, per = denoise(scene, 25 / 255, simulate=True, device="cpu", color="per-channel")
+    assert opp["denoiser"]["color"] == "opponent" and per["denoiser"]["color"] == "per-channel"
+    assert "opponent colour space" in opp["notes"][0] and "channel by channel" in per["notes"][0]
+    assert opp["metrics"]["psnr"] > per["metrics"]["psnr"] + 0.5
+    with pytest.raises(ValueError, match="colour mode"):
+        denoise(scene, 0.1, color="ycbcr")
+
+
+def test_deblur_in_opponent_mode_is_one_certified_rgb_problem():
+    from pnp_stable.restore import deblur
+
+    scene = _colour_scene(32)
+    rest = deblur(scene, "gauss:1.2", simulate=True, noise=0.01, method="admm", denoiser=tiny_gray().float(),
+                  max_iter=5, progress=False, device="cpu")
+    assert rest.image.shape == (3, 32, 32)
+    assert rest.result.x.shape == (1, 3, 32, 32)  # one problem, not a batch of three
+    assert rest.result.guarantee.proven and rest.result.monotone
+
+
+def test_colour_benchmark_runs_both_modes_on_a_cbsd68_layout(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from pnp_stable.denoisers import save_denoiser
+    from tests.bench_loader import load_bench_script
+
+    folder = tmp_path / "data" / "denoising" / "cbsd68"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray((rng.random((12, 10, 3)) * 255).astype(np.uint8)).save(folder / f"{i:04d}.png")
+    model = tiny_gray().float()
+    cert = model.certificate()
+    path = tmp_path / "tiny.pt"
+    save_denoiser(model, path, {"channels": 1, "certificate": {"lipschitz": cert.lipschitz,
+                                                               "averagedness": cert.averagedness}})
+    bench = load_bench_script("bench_denoise_bsd68")
+    out = tmp_path / "r.json"
+    assert bench.main([str(path), "--data", str(tmp_path / "data"), "--color", "opponent", "per-channel",
+                       "--sigmas", "25", "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["protocol"] == "denoise-cbsd68" and "CBM3D" in rep["anchors"]
+    rows = rep["results"]
+    assert set(rows) == {"tiny (opponent)", "tiny (per-channel)"}
+    assert rows["tiny (opponent)"]["images"] == 2
+    assert rows["tiny (opponent)"]["alpha"] == pytest.approx(cert.averagedness)
+    assert rows["tiny (opponent)"]["psnr"]["25"] != rows["tiny (per-channel)"]["psnr"]["25"]
+    capsys.readouterr()
+    assert bench.main([str(path), "--data", str(tmp_path / "nowhere"), "--color", "opponent"]) == 2
+    assert "CBSD68 folder not found" in capsys.readouterr().err

@@ -30,6 +30,27 @@ def load_gray(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr)[None, None]
 
 
+def load_rgb(path: Path) -> torch.Tensor:
+    """``1 x 3 x H x W`` float64 in [0, 1]."""
+    with Image.open(path) as img:
+        arr = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
+
+
+def cbsd68_file(data: Path, gray_name: str) -> Path:
+    """The CBSD68 colour file of BSD68 image ``gray_name`` (e.g. ``test001``), from the shared index CSV."""
+    import csv
+
+    index = data / "denoising" / "cbsd68_index.csv"
+    if not index.is_file():
+        raise ValueError(f"{index} not found (is --data the shared data folder?)")
+    with open(index, newline="") as f:
+        for row in csv.DictReader(f):
+            if Path(row["bsd68_gray_file"]).stem == gray_name:
+                return data / "denoising" / "cbsd68" / row["cbsd68_file"]
+    raise ValueError(f"{gray_name} has no CBSD68 counterpart in {index}")
+
+
 def centre_crop(x: torch.Tensor, size: int = CROP) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h < size or w < size:
@@ -56,21 +77,38 @@ class Problem:
 
 def deblur_problems(
     data: Path, images: tuple[str, ...], kernels: tuple[str, ...], folder: str, noise: float, dtype: torch.dtype,
-    crop: int = CROP,
+    crop: int = CROP, color: str | None = None,
 ) -> list[Problem]:
-    """Circular-blur problems; the noise generator of image number ``i`` (0-based in ``images``) is seeded with ``i``."""
+    """Circular-blur problems; the noise generator of image number ``i`` (0-based in ``images``) is seeded with ``i``.
+
+    ``color`` takes the CBSD68 colour version of each BSD68 image instead and shapes the problem
+    for a colour mode: ``"opponent"`` one ``1 x 3 x H x W`` problem, ``"per-channel"`` a batch of
+    three gray problems ``3 x 1 x H x W`` (the same observation, blurred and noised once in RGB).
+    """
     from pnp_stable.operators import Blur
 
     problems = []
     for index, name in enumerate(images):
-        candidates = sorted((data / folder).glob(f"{name}.*"))
-        if not candidates:
-            raise ValueError(f"image {name} not found in {data / folder}")
-        x = centre_crop(load_gray(candidates[0]), crop).to(dtype)
+        if color is None:
+            candidates = sorted((data / folder).glob(f"{name}.*"))
+            if not candidates:
+                raise ValueError(f"image {name} not found in {data / folder}")
+            x = centre_crop(load_gray(candidates[0]), crop).to(dtype)
+        else:
+            path = cbsd68_file(data, name)
+            if not path.is_file():
+                raise ValueError(f"colour image {path} not found")
+            x = centre_crop(load_rgb(path), crop).to(dtype)
+        channels = x.shape[1]
         for kernel_name in kernels:
-            op = Blur(load_kernel(data, kernel_name), (crop, crop), boundary="circular")
+            k = load_kernel(data, kernel_name)
+            op = Blur(k, (channels, crop, crop), boundary="circular")
             y = op.simulate(x, noise, seed=index)
-            problems.append(Problem(name, kernel_name, x, y, op))
+            if color == "per-channel":
+                x_b, y_b = x.reshape(channels, 1, crop, crop), y.reshape(channels, 1, crop, crop)
+                problems.append(Problem(name, kernel_name, x_b, y_b, Blur(k, (1, crop, crop), boundary="circular")))
+            else:
+                problems.append(Problem(name, kernel_name, x, y, op))
     return problems
 
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from pnp_stable.layers.certificates import Certificate, certificate_of
+from pnp_stable.protocols import accepts_noise_level
 
 __all__ = ["OPPONENT_BASIS", "OpponentColorDenoiser", "COLOR_MODES"]
 
@@ -72,7 +73,7 @@ class OpponentColorDenoiser(nn.Module):
         super().__init__()
         if not (isinstance(chroma_scale, (int, float)) and math.isfinite(chroma_scale) and chroma_scale > 0):
             raise ValueError(f"chroma_scale must be a positive number, got {chroma_scale!r}")
-        if getattr(gray, "needs_sigma", True) is False:
+        if not accepts_noise_level(gray):
             raise ValueError("the opponent-colour denoiser rescales the noise level per plane, so the gray model must "
                              "take one (it was built without noise-level conditioning); denoise per channel instead")
         channels = _channels_of(gray)

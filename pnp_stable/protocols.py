@@ -4,14 +4,16 @@
 :mod:`pnp_stable.operators` implements it, and any ``deepinv.physics.LinearPhysics`` is adapted to
 it by :func:`pnp_stable.solvers.as_operator`. ``Denoiser`` is any ``nn.Module`` called as
 ``D(x, sigma)`` or ``D(x)``; it is *certified* if :func:`pnp_stable.layers.certificate_of`
-returns a certificate for it.
+returns a certificate for it; :func:`accepts_noise_level` says which of the two calls it takes.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+import inspect
+from typing import Callable, Literal, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 NormKind = Literal["exact", "certified", "estimated"]
 
@@ -37,3 +39,24 @@ class ForwardOperator(Protocol):
     def prox_data(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor: ...
 
     def simulate(self, x: torch.Tensor, noise_sigma: float, seed: int | None = None) -> torch.Tensor: ...
+
+
+def accepts_noise_level(denoiser: Callable) -> bool:
+    """True if ``denoiser`` takes a noise level as second positional argument.
+
+    A declared boolean ``accepts_noise_level`` wins; a module stating ``needs_sigma = False`` (a
+    denoiser built without noise-level conditioning) is called ``D(x)``; otherwise the signature
+    of ``forward`` decides.
+    """
+    target = denoiser.forward if isinstance(denoiser, nn.Module) else denoiser
+    declared = getattr(denoiser, "accepts_noise_level", None)
+    if isinstance(declared, bool):
+        return declared
+    if getattr(denoiser, "needs_sigma", None) is False:
+        return False
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: do not guess a second argument
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)

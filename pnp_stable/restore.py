@@ -139,13 +139,14 @@ def _as_batch(image: torch.Tensor, module: nn.Module, notes: list[str], den_info
     the channels into a batch of gray problems.
     """
     from pnp_stable.denoisers.color import COLOR_MODES, OpponentColorDenoiser
+    from pnp_stable.protocols import accepts_noise_level
 
     if color not in COLOR_MODES:
         raise ValueError(f"unknown colour mode {color!r}; choose one of {', '.join(COLOR_MODES)}")
     channels = image.shape[0]
     model_channels = _model_channels(module)
     if channels == 3 and model_channels == 1:
-        if color == "opponent" and getattr(module, "needs_sigma", True) is not False:
+        if color == "opponent" and accepts_noise_level(module):
             notes.append("RGB image restored in an opponent colour space with the gray denoiser (certificate unchanged)")
             den_info["color"] = "opponent"
             return image[None], False, OpponentColorDenoiser(module)

@@ -11,13 +11,13 @@ declaration, which the solvers repeat as an assumption of the guarantee.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import nn
 
 from pnp_stable.layers.certificates import Certificate
+from pnp_stable.protocols import accepts_noise_level
 
 __all__ = [
     "ProximalDenoiser", "StrengthKind", "accepts_noise_level", "denoiser_caller", "evaluation_mode", "strength_kind",
@@ -27,27 +27,6 @@ __all__ = [
 # How the number passed to D(x, s) acts: a Gaussian noise level (D ~ prox of s^2 R), the weight of
 # a proximal operator (D = prox_{s g}), or nothing (D(x) has a fixed strength).
 StrengthKind = Literal["noise_level", "prox_weight", "fixed"]
-
-
-def accepts_noise_level(denoiser: Callable) -> bool:
-    """True if ``denoiser`` takes a noise level as second positional argument.
-
-    A declared boolean ``accepts_noise_level`` wins; a module stating ``needs_sigma = False`` (a
-    denoiser built without noise-level conditioning) is called ``D(x)``; otherwise the signature
-    of ``forward`` decides.
-    """
-    target = denoiser.forward if isinstance(denoiser, nn.Module) else denoiser
-    declared = getattr(denoiser, "accepts_noise_level", None)
-    if isinstance(declared, bool):
-        return declared
-    if getattr(denoiser, "needs_sigma", None) is False:
-        return False
-    try:
-        params = list(inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):  # builtins without a signature: do not guess a second argument
-        return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def strength_kind(denoiser: Callable) -> StrengthKind:

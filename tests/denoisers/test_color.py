@@ -111,6 +111,8 @@ def test_search_catches_a_non_orthogonal_colour_transform():
 def test_refuses_what_it_cannot_certify_or_call():
     with pytest.raises(ValueError, match="noise-level conditioning"):
         OpponentColorDenoiser(tiny_gray(sigma_conditioning=False, learned_relaxation=False, time_conditioning=False))
+    with pytest.raises(ValueError, match="noise-level conditioning"):
+        OpponentColorDenoiser(nn.Identity())  # forward(x): no noise-level argument to rescale
     with pytest.raises(ValueError, match="gray"):
         OpponentColorDenoiser(build_denoiser(DenoiserConfig(channels=3, width=4, hidden=4, blocks=1)))
     with pytest.raises(ValueError, match="chroma_scale"):
@@ -200,3 +202,12 @@ def test_colour_benchmark_runs_both_modes_on_a_cbsd68_layout(tmp_path, capsys):
     capsys.readouterr()
     assert bench.main([str(path), "--data", str(tmp_path / "nowhere"), "--color", "opponent"]) == 2
     assert "CBSD68 folder not found" in capsys.readouterr().err
+
+
+def test_restoration_falls_back_to_per_channel_for_a_model_without_noise_level():
+    from pnp_stable.restore import denoise
+
+    fixed = tiny_gray(sigma_conditioning=False, learned_relaxation=False, time_conditioning=False).float()
+    out, rep = denoise(_tinted_camera(16), 0.1, denoiser=fixed, simulate=True, device="cpu")
+    assert out.shape == (3, 16, 16) and rep["denoiser"]["color"] == "per-channel"
+    assert "takes no noise level" in rep["notes"][0]

@@ -17,8 +17,11 @@ from pnp_stable.cli.errors import user_errors
 @click.option("--restarts", type=click.IntRange(1, 100), default=2, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 10000), default=30, show_default=True)
 @click.option("--no-search", is_flag=True, help="Only print the certificate (skip the adversarial search).")
+@click.option("--rgb", is_flag=True,
+              help="Certify and search the RGB denoiser that deblur/denoise build from a gray model "
+                   "(opponent colour space, --color opponent).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def certify(denoiser, size, sigma, restarts, steps, no_search, as_json):
+def certify(denoiser, size, sigma, restarts, steps, no_search, rgb, as_json):
     """Print the certified constants of a denoiser, and an empirical lower bound from an adversarial search.
 
     The certified Lipschitz bound and averagedness alpha come from certified spectral-norm bounds
@@ -28,6 +31,7 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, as_json):
     Examples:
       pnp-stable certify
       pnp-stable certify my_model.pt --size 64 --json
+      pnp-stable certify gray --rgb
     """
     from pnp_stable.cli.options import parse_level
 
@@ -38,6 +42,12 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, as_json):
         from pnp_stable.restore import load_denoiser
 
         module, info = load_denoiser(denoiser, torch.device("cpu"))
+        if rgb:
+            from pnp_stable.denoisers import OpponentColorDenoiser
+
+            module = OpponentColorDenoiser(module)
+            module, info = load_denoiser(module, torch.device("cpu"))
+            info["name"] = f"{denoiser} (RGB, opponent colour space)"
         report = {"denoiser": info["name"], "certified": info["certified"]}
         cert = info.get("certificate")
         if cert:
@@ -47,7 +57,7 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, as_json):
         if not no_search:
             from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
 
-            channels = getattr(getattr(module, "config", None), "channels", 1) or 1
+            channels = 3 if rgb else getattr(getattr(module, "config", None), "channels", 1) or 1
             shape = (channels, size, size)
 
             def T(x):

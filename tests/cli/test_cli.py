@@ -183,6 +183,11 @@ def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_deno
     assert rep["empirical"]["averagedness_violation"] <= 1e-4
     r = run("certify", tiny_denoiser, "--no-search")
     assert r.exit_code == 0 and "certified averagedness" in r.output
+    r = run("certify", tiny_denoiser, "--rgb", "--json", "--size", "10", "--steps", "5", "--restarts", "1")
+    assert r.exit_code == 0, r.output
+    rgb = json.loads(r.output)
+    assert "opponent" in rgb["denoiser"] and rgb["averagedness"] == rep["averagedness"]
+    assert rgb["empirical"]["averagedness_violation"] <= 1e-4
     r = run("models", "--json")
     assert r.exit_code == 0
     names = [m["name"] for m in json.loads(r.output)]

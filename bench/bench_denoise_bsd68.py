@@ -23,7 +23,6 @@ protocol reproduces the DnCNN anchor. Those weights are for comparison only, nev
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from pnp_stable.layers.certificates import Certificate, certificate_of
-from pnp_stable.protocols import accepts_noise_level
+from pnp_stable.protocols import accepts_noise_level, denoiser_channels
 
 __all__ = ["OPPONENT_BASIS", "OpponentColorDenoiser", "COLOR_MODES"]
 
@@ -78,7 +78,7 @@ class OpponentColorDenoiser(nn.Module):
         if not accepts_noise_level(gray):
             raise ValueError("the opponent-colour denoiser rescales the noise level per plane, so the gray model must "
                              "take one (it was built without noise-level conditioning); denoise per channel instead")
-        channels = _channels_of(gray)
+        channels = denoiser_channels(gray)
         if channels not in (None, 1):
             raise ValueError(f"the opponent-colour denoiser needs a gray (1-channel) model, this one has {channels}")
         self.gray = gray
@@ -120,10 +120,3 @@ class OpponentColorDenoiser(nn.Module):
 
     def extra_repr(self) -> str:
         return f"chroma_scale={self.chroma_scale:g}"
-
-
-def _channels_of(module: nn.Module) -> int | None:
-    meta = getattr(module, "metadata", None)
-    if isinstance(meta, dict) and isinstance(meta.get("channels"), int):
-        return meta["channels"]
-    return getattr(getattr(module, "config", None), "channels", None)

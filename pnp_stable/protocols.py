@@ -4,7 +4,8 @@
 :mod:`pnp_stable.operators` implements it, and any ``deepinv.physics.LinearPhysics`` is adapted to
 it by :func:`pnp_stable.solvers.as_operator`. ``Denoiser`` is any ``nn.Module`` called as
 ``D(x, sigma)`` or ``D(x)``; it is *certified* if :func:`pnp_stable.layers.certificate_of`
-returns a certificate for it; :func:`accepts_noise_level` says which of the two calls it takes.
+returns a certificate for it; :func:`accepts_noise_level` says which of the two calls it takes
+and :func:`denoiser_channels` which images.
 """
 
 from __future__ import annotations
@@ -60,3 +61,13 @@ def accepts_noise_level(denoiser: Callable) -> bool:
         return False
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def denoiser_channels(denoiser: object) -> int | None:
+    """The image channels ``denoiser`` takes, if it states them (``metadata["channels"]`` of a loaded
+    model, else ``config.channels``); None when it does not say."""
+    meta = getattr(denoiser, "metadata", None)
+    if isinstance(meta, dict) and isinstance(meta.get("channels"), int):
+        return meta["channels"]
+    channels = getattr(getattr(denoiser, "config", None), "channels", None)
+    return channels if isinstance(channels, int) else None

@@ -122,14 +122,6 @@ def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float(structural_similarity_index_measure(a, b, data_range=1.0))
 
 
-def _model_channels(module: nn.Module) -> int | None:
-    meta = getattr(module, "metadata", None)
-    if isinstance(meta, dict) and isinstance(meta.get("channels"), int):
-        return meta["channels"]
-    cfg = getattr(module, "config", None)
-    return getattr(cfg, "channels", None)
-
-
 def _as_batch(image: torch.Tensor, module: nn.Module, notes: list[str], den_info: dict[str, Any],
               color: str = "opponent") -> tuple[torch.Tensor, bool, nn.Module]:
     """``C x H x W`` -> (the batch the denoiser can take, True if channels were split, the denoiser).
@@ -139,12 +131,12 @@ def _as_batch(image: torch.Tensor, module: nn.Module, notes: list[str], den_info
     the channels into a batch of gray problems.
     """
     from pnp_stable.denoisers.color import COLOR_MODES, OpponentColorDenoiser
-    from pnp_stable.protocols import accepts_noise_level
+    from pnp_stable.protocols import accepts_noise_level, denoiser_channels
 
     if color not in COLOR_MODES:
         raise ValueError(f"unknown colour mode {color!r}; choose one of {', '.join(COLOR_MODES)}")
     channels = image.shape[0]
-    model_channels = _model_channels(module)
+    model_channels = denoiser_channels(module)
     if channels == 3 and model_channels == 1:
         if color == "opponent" and accepts_noise_level(module):
             notes.append("RGB image restored in an opponent colour space with the gray denoiser (certificate unchanged)")

@@ -9,7 +9,7 @@ from torch import nn
 
 from pnp_stable.denoisers import DenoiserConfig, OpponentColorDenoiser, build_denoiser
 from pnp_stable.denoisers.color import OPPONENT_BASIS
-from pnp_stable.layers import Certificate, certificate_of
+from pnp_stable.layers import certificate_of
 from pnp_stable.verification import empirical_averagedness_violation
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)

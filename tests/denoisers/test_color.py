@@ -176,7 +176,7 @@ def test_colour_benchmark_runs_both_modes_on_a_cbsd68_layout(tmp_path, capsys):
     from PIL import Image
 
     from pnp_stable.denoisers import save_denoiser
-    from tests.bench_loader import load_bench_script
+    from bench_loader import load_bench_script
 
     folder = tmp_path / "data" / "denoising" / "cbsd68"
     folder.mkdir(parents=True)

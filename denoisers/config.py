@@ -36,6 +36,11 @@ class DenoiserConfig:
             (weaker flows at low noise; certified models only).
         center: images are shifted by ``-center`` before the network and back after (a
             translation conjugation, which keeps every constant).
+        max_substeps: cap on every block's sub-step count (0 = none; certified models only). Past
+            the cap a block keeps the admissible maximum step ``h = 2 r (1 - margin) / nu`` and
+            integrates for less than ``T`` (:class:`~pnp_stable.layers.GradientFlowBlock`): the
+            certificate is unchanged in kind, the cost per block is fixed, so deeper stacks of
+            short flows become affordable.
         init_scale: multiplies the default initialisation of every ``A`` (sets the initial number
             of sub-steps).
         power_size: spatial size of the power-method buffers.
@@ -58,6 +63,7 @@ class DenoiserConfig:
     learned_relaxation: bool = True
     time_conditioning: bool = False
     center: float = 0.5
+    max_substeps: int = 0
     init_scale: float = 1.0
     power_size: int = 32
 
@@ -80,6 +86,11 @@ class DenoiserConfig:
             raise ValueError(f"time must be positive, got {self.time}")
         if self.time_conditioning and self.kind != "certified":
             raise ValueError("time_conditioning applies to certified gradient-flow blocks only")
+        self.max_substeps = int(self.max_substeps)
+        if self.max_substeps < 0:
+            raise ValueError(f"max_substeps must be >= 0 (0 = no cap), got {self.max_substeps}")
+        if self.max_substeps and self.kind != "certified":
+            raise ValueError("max_substeps applies to certified gradient-flow blocks only")
         if not self.init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
 

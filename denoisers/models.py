@@ -91,7 +91,7 @@ class TimeScaledFlowBlock(GradientFlowBlock):
             self.linear.estimate_norm(n_iter=1)
         full_n = self.substeps(certified=not training)
         # T / n, or under a max_substeps cap the admissible maximum step (the full time then shrinks)
-        full_h: float | torch.Tensor = self.step_size(certified=not training)
+        full_h: float | torch.Tensor = self.step_size(certified=self._steps_from_certified_norm(training))
         if training and full_h < float(self.time) / full_n:
             # as in the plain block: the capped step carries the gradient of the norm estimate
             full_h = self._differentiable_capped_step(float(self.time) / full_n)
@@ -186,7 +186,7 @@ class CertifiedDenoiser(_ConditionedDenoiser):
             TimeScaledFlowBlock(
                 ConvMap(config.width, config.hidden, config.kernel_size, stride=stride, power_size=config.power_size),
                 activation=config.activation, time=config.time, integrator=config.integrator, margin=config.margin,
-                negative_slope=config.negative_slope)
+                negative_slope=config.negative_slope, max_substeps=config.max_substeps)
             for stride in config.block_strides
         ]
         if config.init_scale != 1.0:

@@ -23,7 +23,9 @@ convex-potential layer of Meunier et al., ICML 2022, is the case ``k = 1``). The
 same — every sub-step satisfies ``h nu <= 2 r (1 - margin)`` — the cost is fixed, and the
 certificate reports the time actually integrated. While learning, that capped step is computed from
 a differentiable norm estimate ``||A u||`` (power vector ``u`` held fixed), so the optimiser sees
-that scaling ``A`` up shortens the step rather than lengthening the flow.
+that scaling ``A`` up shortens the step rather than lengthening the flow; with the counts frozen
+(certified fine-tuning) that estimate is rescaled to the certified bound, so training takes exactly
+the steps evaluation will.
 """
 
 from __future__ import annotations
@@ -153,10 +155,16 @@ class GradientFlowBlock(nn.Module):
             self.linear.estimate_norm(n_iter=1)
         n = self.substeps(certified=not training)
         self.last_substeps = n
-        h: float | torch.Tensor = self.step_size(certified=not training)
+        h: float | torch.Tensor = self.step_size(certified=self._steps_from_certified_norm(training))
         if training and h < float(self.time) / n:
             h = self._differentiable_capped_step(float(self.time) / n)
         return self._integrate(x, n, h, self._bias(x, bias_shift))
+
+    def _steps_from_certified_norm(self, training: bool) -> bool:
+        # Eval steps with the certified bound. So does training once the counts are frozen (the
+        # certified fine-tuning phase): a capped step is then exactly the one eval will take,
+        # instead of the slightly longer one the (lower) power estimate would give.
+        return not training or int(self.fixed_substeps) > 0
 
     def _integrate(self, x: torch.Tensor, n: int, h: float | torch.Tensor,
                    bias: torch.Tensor | None) -> torch.Tensor:
@@ -177,6 +185,9 @@ class GradientFlowBlock(nn.Module):
         # ||A u|| with the power vector u fixed: the estimate the float step came from, but with a
         # gradient, so that growing A visibly shrinks the step (as in spectral normalisation).
         sigma = self.linear.differentiable_norm_estimate()
+        if int(self.fixed_substeps) > 0:
+            # frozen counts: the certified bound's value with the estimate's gradient
+            sigma = sigma * (self.linear.certified_norm() / sigma.detach().clamp_min(1e-30))
         nu = self.activation_lipschitz * sigma * sigma
         return torch.clamp(self.step_budget / nu.clamp_min(1e-12), max=uncapped)
 

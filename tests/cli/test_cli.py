@@ -187,6 +187,9 @@ def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_deno
     assert r.exit_code == 0, r.output
     rgb = json.loads(r.output)
     assert "opponent" in rgb["denoiser"] and rgb["averagedness"] == rep["averagedness"]
+    # the same two gradient-flow blocks, and only them (no rows of Nones for the colour transform)
+    assert len(rep["blocks"]) == 2 and rgb["blocks"] == rep["blocks"]
+    assert all(b["norm_certified"] > 0 and b["integrated_time"] > 0 for b in rgb["blocks"])
     assert rgb["empirical"]["averagedness_violation"] <= 1e-4
     r = run("models", "--json")
     assert r.exit_code == 0

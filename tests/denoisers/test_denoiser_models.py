@@ -103,6 +103,8 @@ def test_unconstrained_baseline_states_no_certificate():
         ({"kernel_size": 4}, "odd"),
         ({"channels": 3, "width": 2}, "width"),
         ({"time": 0.0}, "time"),
+        ({"max_substeps": -1}, "max_substeps"),
+        ({"kind": "unconstrained", "max_substeps": 2}, "certified"),
     ],
 )
 def test_config_errors(kwargs, message):
@@ -224,3 +226,36 @@ def test_time_scaled_block_capped_step_is_differentiable_in_the_norm():
     radial = float((grad * weight).sum()) / (float(grad.norm()) * float(weight.norm()))
     assert abs(radial) < 1e-4
     assert float(grad.norm()) > 0
+
+
+@pytest.mark.parametrize("time_conditioning", [False, True])
+def test_capped_denoiser_keeps_its_certificate_at_a_fixed_cost(time_conditioning):
+    """max_substeps: every block costs at most the cap, and the stated alpha still holds."""
+    model = tiny(init_scale=6.0, max_substeps=2, time_conditioning=time_conditioning)
+    uncapped = [b.required_substeps(b.nu()) for b in model.flow_blocks]
+    assert max(uncapped) > 2  # the cap binds
+    assert max(model.freeze_substeps()) == 2
+    cert = model.certificate()
+    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
+    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
+        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
+        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= TOL
+        assert all(b.last_substeps <= 2 for b in model.flow_blocks)
+    assert DenoiserConfig.from_dict(model.config.to_dict()).max_substeps == 2
+
+
+def test_certified_finetuning_takes_the_capped_steps_eval_will_take():
+    """With frozen counts (the certified fine-tuning phase) a capped block steps with the
+    certified norm, as eval does; the power estimate, a lower bound, would step further."""
+    model = tiny(init_scale=6.0, max_substeps=2, strides=(1, 1))
+    model.freeze_substeps()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    expected = model(x, 0.1)
+    model.train()
+    for block in model.flow_blocks:  # a stale, low estimate, as a power vector one step in would give
+        block.linear.norm_estimate.fill_(0.8 * block.linear.certified_norm())
+    output = model(x, 0.1)
+    assert output.requires_grad
+    torch.testing.assert_close(output, expected, rtol=1e-6, atol=1e-6)  # float32 norm estimate
+    output.sum().backward()  # and the step keeps its gradient in the weights
+    assert all(float(b.linear.weight.grad.norm()) > 0 for b in model.flow_blocks)

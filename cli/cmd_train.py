@@ -13,7 +13,8 @@ from pnp_stable.cli.errors import UserError, user_errors
 @click.option("--val", "val_dir", default=None, metavar="DIR", help="Validation folder (e.g. BSD68); never a training folder.")
 @click.option("--run-dir", required=True, metavar="DIR", help="Checkpoints (atomic), best model and JSON log go here.")
 @click.option("--preset", default="gray-cpu", show_default=True,
-              help="Configuration preset: gray-cpu, gray-gpu, their -unconstrained baselines, tiny.")
+              help="Configuration preset: gray-cpu, gray-cpu-deep, gray-gpu, tiny; gray-cpu-unconstrained "
+                   "and gray-gpu-unconstrained are the baselines without the constraint.")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Override the preset's number of steps.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any field, e.g. --set lr=5e-4 --set model.width=48. Repeatable.")

@@ -1,7 +1,7 @@
 """Named training configurations: the runs behind the shipped models, and a tiny one for tests.
 
-``gray-cpu`` is sized for one CPU thread and a few hours (the model shipped from a session
-without a GPU); ``gray-gpu`` is the full run meant for a GPU session (see docs/training.md);
+``gray-cpu`` is sized for one CPU thread and a few hours (the first models of a session without
+a GPU), ``gray-cpu-deep`` spends the same kind of budget on 24 fixed-cost blocks; ``gray-gpu`` is the full run meant for a GPU session (see docs/training.md);
 ``*-unconstrained`` are the same runs with the constraint removed (the price-of-guarantee
 baseline); ``tiny`` exercises the whole pipeline in seconds.
 """
@@ -28,6 +28,13 @@ _GRAY_CPU: dict[str, Any] = {
     "checkpoint_every": 50, "log_every": 20, "num_threads": 1,
 }
 
+# The same budget spent on depth instead of sub-steps: 24 blocks of one capped gradient step each
+# (max_substeps=1) cost a fixed 24 steps per pass (~0.9 s per training step on one CPU thread),
+# where gray-cpu's 8 adaptive blocks grow to ~90 sub-steps (2.5 s per step) as their norms grow.
+_GRAY_CPU_DEEP: dict[str, Any] = copy.deepcopy(_GRAY_CPU)
+_GRAY_CPU_DEEP["model"].update(blocks=24, max_substeps=1, time_conditioning=True)
+_GRAY_CPU_DEEP.update(steps=6000, val_every=1500)
+
 _GRAY_GPU: dict[str, Any] = {
     # time conditioning as in the shipped CPU model (gray-cpu3), which is the best certified run so far
     "model": {"kind": "certified", "channels": 1, "width": 64, "hidden": 128, "blocks": 12, "kernel_size": 3,
@@ -51,13 +58,16 @@ _TINY: dict[str, Any] = {
 def _unconstrained(base: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     out["model"]["kind"] = "unconstrained"
-    out["model"]["time_conditioning"] = False  # a property of gradient-flow blocks; free blocks have none
+    # properties of gradient-flow blocks; free blocks have neither
+    out["model"]["time_conditioning"] = False
+    out["model"]["max_substeps"] = 0
     return out
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     "gray-cpu": _GRAY_CPU,
     "gray-cpu-unconstrained": _unconstrained(_GRAY_CPU),
+    "gray-cpu-deep": _GRAY_CPU_DEEP,
     "gray-gpu": _GRAY_GPU,
     "gray-gpu-unconstrained": _unconstrained(_GRAY_GPU),
     "tiny": _TINY,

@@ -51,12 +51,12 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, rgb, as_json):
         report = {"denoiser": info["name"], "certified": info["certified"]}
         cert = info.get("certificate")
         if cert:
-            # only the gradient-flow blocks: lift, projection, relaxation and colour-transform
-            # entries carry no norm and would be rows of Nones
+            # only the gradient-flow blocks (the entries with sub-steps): lift, projection,
+            # relaxation and colour-transform entries would be rows of Nones
             report.update(lipschitz=cert["lipschitz"], averagedness=cert["averagedness"], blocks=[
                 {k: b.get(k) for k in ("norm_certified", "norm_estimate", "nu", "time", "integrated_time", "substeps",
                                         "h_nu", "integrator", "averagedness")}
-                for b in cert["blocks"] if b.get("norm_certified") is not None])
+                for b in cert["blocks"] if b.get("substeps") is not None])
         if not no_search:
             from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
 

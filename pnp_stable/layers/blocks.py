@@ -185,7 +185,7 @@ class GradientFlowBlock(nn.Module):
         # ||A u|| with the power vector u fixed: the estimate the float step came from, but with a
         # gradient, so that growing A visibly shrinks the step (as in spectral normalisation).
         sigma = self.linear.differentiable_norm_estimate()
-        if int(self.fixed_substeps) > 0:
+        if self._steps_from_certified_norm(training=True):
             # frozen counts: the certified bound's value with the estimate's gradient
             sigma = sigma * (self.linear.certified_norm() / sigma.detach().clamp_min(1e-30))
         nu = self.activation_lipschitz * sigma * sigma

@@ -58,9 +58,10 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, rgb, as_json):
                                         "h_nu", "integrator", "averagedness")}
                 for b in cert["blocks"] if b.get("substeps") is not None])
         if not no_search:
+            from pnp_stable.protocols import denoiser_channels
             from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
 
-            channels = 3 if rgb else getattr(getattr(module, "config", None), "channels", 1) or 1
+            channels = 3 if rgb else denoiser_channels(module) or 1
             shape = (channels, size, size)
 
             def T(x):

@@ -43,7 +43,8 @@ def denoise_bsd68(denoiser: Callable[[torch.Tensor, float], torch.Tensor], folde
     ``channels=3`` runs the same protocol on colour images (CBSD68): noise drawn per RGB value,
     PSNR over all three channels (the usual colour convention). For each sigma (0-255 scale) a
     generator seeded with 0 draws the noise of the images in sorted file order; PSNR has peak 1
-    and is taken on the estimate clipped to [0, 1], with deepinv's metric. ``limit`` evaluates only the first images (a quick check, not the protocol).
+    and is taken on the estimate clipped to [0, 1], with deepinv's metric. ``limit`` evaluates
+    only the first images (a quick check, not the protocol).
     Returns ``{"psnr": {sigma: dB}, "noisy_psnr": {...}, "images": n, "seconds": {...}}``.
     """
     import time

@@ -1,7 +1,8 @@
 """Named training configurations: the runs behind the shipped models, and a tiny one for tests.
 
 ``gray-cpu`` is sized for one CPU thread and a few hours (the first models of a session without
-a GPU), ``gray-cpu-deep`` spends the same kind of budget on 24 fixed-cost blocks; ``gray-gpu`` is the full run meant for a GPU session (see docs/training.md);
+a GPU), ``gray-cpu-deep`` spends the same kind of budget on 24 fixed-cost blocks (the shipped
+``gray``); ``gray-gpu`` is the full run meant for a GPU session (see docs/training.md);
 ``*-unconstrained`` are the same runs with the constraint removed (the price-of-guarantee
 baseline); ``tiny`` exercises the whole pipeline in seconds.
 """

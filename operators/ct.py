@@ -88,6 +88,9 @@ class ParallelBeamCT(CertifiedLinearPhysics):
     docstring); ``prox_data`` by warm-started batched CG with reported convergence.
     """
 
+    # the automatic PnP parameters use a denoiser's CT calibration when it carries one
+    parameter_family = "ct"
+
     def __init__(
         self,
         image_size: int | tuple[int, ...],

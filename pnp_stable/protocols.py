@@ -27,6 +27,9 @@ class ForwardOperator(Protocol):
     obtained: ``"exact"`` (closed form), ``"certified"`` (a proven upper bound) or
     ``"estimated"`` (a converged power method inflated by a stated safety margin — not a proof).
     ``prox_data(z, y, gamma)`` returns ``argmin_x gamma/2 ||Ax - y||^2 + 1/2 ||x - z||^2``.
+    An operator may name its problem family in an optional ``parameter_family`` attribute
+    (``"ct"``): the automatic parameters then use a denoiser's calibration for that family, if
+    it has one (:func:`pnp_stable.solvers.rule_for`).
     """
 
     norm_kind: NormKind

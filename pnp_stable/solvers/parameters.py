@@ -136,19 +136,28 @@ DEFAULT_RULES: dict[tuple[StrengthKind, str], ParameterRule] = {
 }
 
 
-def rule_for(denoiser: object, kind: StrengthKind, method: str, rule: Any = None) -> ParameterRule:
+def rule_for(denoiser: object, kind: StrengthKind, method: str, rule: Any = None,
+             problem: str | None = None) -> ParameterRule:
     """The rule to use: ``rule`` if given, else the denoiser's ``pnp_parameter_rule`` (attribute, or
     key of its ``metadata`` dict), else the default; its noise-level clamp is narrowed to the
     denoiser's declared range (:func:`declared_noise_range`).
 
     DRS shares the ADMM rule (same fixed points). A per-method calibration is a dict keyed by
-    ``"fb"``/``"admm"``/``"drs"``.
+    ``"fb"``/``"admm"``/``"drs"``; it may hold per-problem calibrations under a problem key
+    (``{"fb": ..., "ct": {"fb": ...}}``), used when ``problem`` (an operator's
+    ``parameter_family``) names one that has a rule for this method, the generic one otherwise.
+    One MAP balance does not fit every operator: CT's ramp-shaped spectrum amplifies noise that a
+    near-unitary blur does not, so a denoiser calibrated on blur is too weak there.
     """
     family = "fb" if method == "fb" else "admm"
     candidate = rule if rule is not None else getattr(denoiser, "pnp_parameter_rule", None)
     metadata = getattr(denoiser, "metadata", None)
     if candidate is None and isinstance(metadata, Mapping):
         candidate = metadata.get("pnp_parameter_rule")
+    if isinstance(candidate, Mapping) and problem is not None and isinstance(candidate.get(problem), Mapping):
+        specific = candidate[problem]
+        if method in specific or family in specific:
+            candidate = specific
     if isinstance(candidate, Mapping) and set(candidate) & {"fb", "admm", "drs"}:
         candidate = candidate.get(method, candidate.get(family))
     chosen = ParameterRule.from_mapping(candidate) if candidate is not None else DEFAULT_RULES[(kind, family)]

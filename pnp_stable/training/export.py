@@ -78,21 +78,25 @@ def _lineage(init_from: str | None) -> dict[str, Any] | None:
     return record
 
 
-def read_calibrated_rule(spec: str) -> tuple[str, dict[str, float], dict[str, Any]]:
-    """Parse ``METHOD=FILE`` (``FILE`` written by ``bench/calibrate_parameters.py --out``).
+def read_calibrated_rule(spec: str) -> tuple[str | None, str, dict[str, float], dict[str, Any]]:
+    """Parse ``[PROBLEM:]METHOD=FILE`` (``FILE`` written by ``bench/calibrate_parameters.py --out``,
+    or ``bench/calibrate_ct_rule.py --out`` for ``PROBLEM`` ``ct``).
 
-    Returns ``(method, rule, provenance)``: the rule's fields (validated as a
+    Returns ``(problem, method, rule, provenance)``: the operator family the rule is for (None: every
+    operator without a rule of its own), the rule's fields (validated as a
     :class:`~pnp_stable.solvers.ParameterRule`) and where they were calibrated (train images, crop,
-    kernels, noise levels), so that the shipped metadata says what the automatic parameters rest on.
-    Raises ``ValueError`` for a bad spec, a missing/unreadable file or a rule of another method.
+    kernels or angles, noise levels), so that the shipped metadata says what the automatic
+    parameters rest on. Raises ``ValueError`` for a bad spec, a missing/unreadable file or a rule of
+    another method.
     """
     import json
 
     from pnp_stable.solvers import ParameterRule
 
-    method, sep, file = spec.partition("=")
-    if not sep or method not in ("fb", "admm", "drs") or not file:
-        raise ValueError(f"--pnp-rule expects METHOD=FILE with METHOD fb, admm or drs, got {spec!r}")
+    key, sep, file = spec.partition("=")
+    problem, _, method = key.rpartition(":")
+    if not sep or method not in ("fb", "admm", "drs") or not file or (problem and not _NAME.match(problem)):
+        raise ValueError(f"--pnp-rule expects [PROBLEM:]METHOD=FILE with METHOD fb, admm or drs, got {spec!r}")
     try:
         with open(file) as f:
             calibration = json.load(f)
@@ -101,15 +105,19 @@ def read_calibrated_rule(spec: str) -> tuple[str, dict[str, float], dict[str, An
         raise ValueError(f"cannot read a calibrated rule from {file}: {exc}") from None
     if calibration.get("method", method) != method:
         raise ValueError(f"{file} calibrates {calibration['method']!r}, not {method!r}")
+    if calibration.get("problem") != (problem or None):
+        raise ValueError(f"{file} calibrates {calibration.get('problem') or 'the generic rule'!r}, "
+                         f"not {problem or 'the generic rule'!r}")
     try:
         ParameterRule.from_mapping(stored)
     except ValueError as exc:
         raise ValueError(f"{file}: {exc}") from None
     rule = {k: float(v) for k, v in stored.items()}
-    provenance = {key: calibration.get(key) for key in ("images", "crop", "kernels")}
+    provenance = {key: calibration[key] for key in ("images", "crop", "kernels", "angles", "size")
+                  if key in calibration}
     provenance["noise_levels"] = sorted(float(n) for n in calibration.get("best", {}))
-    provenance["source"] = "bench/calibrate_parameters.py on BSDS500 train crops"
-    return method, rule, provenance
+    provenance["source"] = calibration.get("source", "bench/calibrate_parameters.py on BSDS500 train crops")
+    return problem or None, method, rule, provenance
 
 
 def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os.PathLike | None = None,
@@ -215,16 +223,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the BSD68 numbers from a bench_denoise_bsd68.py --out file (entry = model label)")
     parser.add_argument("--description", default="")
     parser.add_argument("--no-empirical-check", action="store_true")
-    parser.add_argument("--pnp-rule", action="append", default=[], metavar="METHOD=CALIBRATION_JSON",
+    parser.add_argument("--pnp-rule", action="append", default=[], metavar="[PROBLEM:]METHOD=CALIBRATION_JSON",
                         help="record the automatic PnP parameter rule calibrated for METHOD (fb, admm, drs) by "
-                             "bench/calibrate_parameters.py --out; repeatable")
+                             "bench/calibrate_parameters.py --out; with PROBLEM (ct: bench/calibrate_ct_rule.py) "
+                             "the rule of that operator family only; repeatable")
     args = parser.parse_args(argv)
     try:
         extra: dict[str, Any] = {}
         for spec in args.pnp_rule:
-            method, rule, provenance = read_calibrated_rule(spec)
-            extra.setdefault("pnp_parameter_rule", {})[method] = rule
-            extra.setdefault("pnp_parameter_calibration", {})[method] = provenance
+            problem, method, rule, provenance = read_calibrated_rule(spec)
+            rules = extra.setdefault("pnp_parameter_rule", {})
+            calibrations = extra.setdefault("pnp_parameter_calibration", {})
+            if problem:  # {"fb": generic, "ct": {"fb": ...}}: see pnp_stable.solvers.rule_for
+                rules, calibrations = rules.setdefault(problem, {}), calibrations.setdefault(problem, {})
+            rules[method] = rule
+            calibrations[method] = provenance
         bsd68_result = None
         if args.bsd68_json:
             import json

@@ -134,6 +134,30 @@ def test_denoiser_calibration_attribute_and_explicit_rule_take_precedence(blurre
     assert explicit.parameters["sigma_den"] == pytest.approx(0.03)
 
 
+def test_an_operator_family_selects_the_denoisers_rule_for_that_problem(blurred):
+    """A CT operator (parameter_family "ct") takes the denoiser's CT calibration; a blur, which
+    names no family, the generic one; a family without a rule for the method falls back too."""
+    from pnp_stable.operators import ParallelBeamCT
+
+    denoiser = SigmaSmoother(1.0, (32, 32))
+    denoiser.pnp_parameter_rule = {"fb": {"weight": 0.3}, "ct": {"fb": {"weight": 2.0}}}
+    ct = ParallelBeamCT(32, angles=8)
+    assert ct.parameter_family == "ct"
+    x = torch.rand(1, 1, 32, 32, dtype=torch.float64)
+    y = ct.simulate(x, 0.5, seed=0)
+    sigma_x = 0.5 / ct.norm()
+    chosen = solve(y, ct, denoiser, method="fb", noise_level=0.5, max_iter=1, progress=False).parameters
+    assert chosen["sigma_den"] == pytest.approx(math.sqrt(1.9 * 2.0) * sigma_x)
+    op, img = blurred
+    yb = op.simulate(img, 0.02, seed=0)
+    generic = solve(yb, op, SigmaSmoother(1.0, (SIZE, SIZE)), method="fb", noise_level=0.02, max_iter=1,
+                    progress=False, rule=denoiser.pnp_parameter_rule).parameters
+    assert generic["sigma_den"] == pytest.approx(math.sqrt(1.9 * 0.3) * 0.02)
+    denoiser.pnp_parameter_rule = {"fb": {"weight": 0.3}, "ct": {"admm": {"weight": 2.0}}}
+    fallback = solve(y, ct, denoiser, method="fb", noise_level=0.5, max_iter=1, progress=False).parameters
+    assert fallback["sigma_den"] == pytest.approx(math.sqrt(1.9 * 0.3) * sigma_x)
+
+
 def test_denoiser_call_convention_errors(blurred):
     op, x = blurred
     y = op.simulate(x, 0.02, seed=0)

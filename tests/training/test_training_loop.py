@@ -192,6 +192,24 @@ def test_export_records_calibrated_pnp_rules_that_the_solvers_use(image_folder, 
     meta = json.loads((dest / "calibrated.json").read_text())
     assert meta["pnp_parameter_calibration"]["fb"]["noise_levels"] == [0.01, 0.03]
 
+    ct = tmp_path / "ct.json"
+    ct.write_text(json.dumps({"method": "fb", "problem": "ct", "angles": [60, 180], "best": {"0.0003": {}},
+                              "source": "bench/calibrate_ct_rule.py on Mayo train slices",
+                              "rule": {"weight": 1.5, "exponent": 1.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}}))
+    ct_dest = tmp_path / "export-ct"
+    ct_args = [args[0], "calibrated", "--dest", str(ct_dest), "--no-empirical-check"]
+    assert export_main(ct_args + ["--pnp-rule", f"fb={fb}", "--pnp-rule", f"ct:fb={ct}"]) == 0
+    model = load(ct_dest / "calibrated.pt")
+    assert rule_for(model, "noise_level", "fb").weight == 0.3
+    assert rule_for(model, "noise_level", "fb", problem="blur").weight == 0.3  # no rule of its own
+    assert (rule_for(model, "noise_level", "fb", problem="ct").weight,
+            rule_for(model, "noise_level", "fb", problem="ct").exponent) == (1.5, 1.0)
+    assert rule_for(model, "noise_level", "admm", problem="ct").weight == 1.0  # no CT ADMM rule: the default
+    meta = json.loads((ct_dest / "calibrated.json").read_text())
+    assert meta["pnp_parameter_calibration"]["ct"]["fb"]["angles"] == [60, 180]
+    assert export_main(ct_args + ["--pnp-rule", f"fb={ct}"]) == 2  # a CT rule is not the generic one
+    assert export_main(ct_args + ["--pnp-rule", f"ct:fb={fb}"]) == 2  # nor a blur rule a CT one
+
     assert export_main(args + ["--pnp-rule", f"admm={fb}"]) == 2  # a rule of another method
     assert export_main(args + ["--pnp-rule", "pgd=x.json"]) == 2
     assert export_main(args + ["--pnp-rule", f"fb={tmp_path / 'missing.json'}"]) == 2

@@ -54,3 +54,30 @@ def test_refit_merges_tables_and_refuses_mixed_settings(tmp_path):
     other.write_text(json.dumps({**common, "method": "fb", "table": TABLE}))
     assert module.refit([first, other], None) == 2
     assert module.refit([tmp_path / "missing.json"], None) == 2
+
+
+def test_ct_calibration_never_uses_the_benchmark_or_validation_slices(tmp_path):
+    from PIL import Image
+
+    ct = load_bench_script("calibrate_ct_rule")
+    folder = tmp_path / "ct/mayo_crr/train"
+    folder.mkdir(parents=True)
+    names = ["phantom_1012", "phantom_149", "phantom_2000", "phantom_3", "phantom_4", "phantom_5"]
+    for name in names:
+        Image.new("L", (8, 8), 128).save(folder / f"{name}.png")
+    chosen = [name for name, image in ct.calibration_slices(tmp_path, 3, 16)]
+    assert sorted(chosen) == ["phantom_3", "phantom_4", "phantom_5"]
+    with pytest.raises(ValueError, match="only 3 usable"):
+        ct.calibration_slices(tmp_path, 4, 16)
+
+
+def test_ct_rule_is_fitted_across_angle_counts():
+    """Best weights 2 at sigma_x 0.004 and 1 at 0.002 (exponent 2 grid): target = w sigma^2 has
+    log-slope 2 + log(2)/log(2) = 3 between them."""
+    ct = load_bench_script("calibrate_ct_rule")
+    rows = [{"angles": a, "sigma_x": s, "weight": w, "psnr": p}
+            for a, s, w, p in [(60, 0.004, 1.0, 30.0), (60, 0.004, 2.0, 31.0),
+                               (180, 0.002, 1.0, 33.0), (180, 0.002, 2.0, 32.0)]]
+    fitted = ct._fit(rows)
+    assert fitted["rule"]["exponent"] == pytest.approx(3.0)
+    assert fitted["rule"]["weight"] * 0.004 ** 3 == pytest.approx(2.0 * 0.004 ** 2)

@@ -1,0 +1,164 @@
+"""Calibrate a denoiser's CT parameter rule on Mayo *train* slices (never validation, never ct-quick's).
+
+The automatic rule (:mod:`pnp_stable.solvers.parameters`) balances data and denoiser by the
+image-domain noise level ``sigma_x = sigma_y / ||A||``; its constants are calibrated on blur, whose
+spectrum is flat near 1. A parallel-beam CT operator has a ramp-shaped spectrum: noise in the
+measurements reaches the image amplified at high frequencies, and how much depends on the number
+of angles, so the blur rule's strength is off by a factor that moves with the geometry. This
+script grid-searches the weight of ``target = weight * ||A||^2 * sigma_x^2`` per angle count on
+``--slices`` Mayo train slices (ct-quick's two slices and ``phantom_149``, which is also a
+validation slice, are excluded), then fits ``target = weight * ||A||^2 * sigma_x^exponent`` across
+the angle counts (least squares in log-log, as ``bench/calibrate_parameters.py`` does across
+noise levels). The result carries ``"problem": "ct"`` for ``export --pnp-rule ct:fb=FILE``.
+
+    python bench/calibrate_ct_rule.py --denoiser gray --weights 0.3 0.6 1.2 2.4 --out runs/bench/calib_ct_fb.json
+    python bench/calibrate_ct_rule.py --refit a.json b.json --out merged.json   # widen a grid
+
+Rows record PSNR and SSIM; the fit maximises mean PSNR (as the blur calibration does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibrate_parameters import fit_rule  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+# ct-quick reports on these (bench_ct_quick.py picks them): calibrating on them would tune on the benchmark
+CT_QUICK_SLICES = ("phantom_1012", "phantom_2000")
+ALSO_IN_VALIDATION = ("phantom_149",)
+
+
+def calibration_slices(data: Path, count: int, size: int) -> list[tuple[str, np.ndarray]]:
+    """``count`` Mayo train slices spread over the set, minus ct-quick's and the shared one."""
+    from skimage import transform
+
+    excluded = set(CT_QUICK_SLICES) | set(ALSO_IN_VALIDATION)
+    train = sorted(p for p in (data / "ct/mayo_crr/train").glob("phantom_*.png") if p.stem not in excluded)
+    if len(train) < count:
+        raise ValueError(f"only {len(train)} usable Mayo train slices under {data}")
+    step = len(train) // count
+    out = []
+    for path in train[step // 2::step][:count]:
+        with Image.open(path) as img:
+            image = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+        fitted = np.clip(transform.resize(image, (size, size), anti_aliasing=True), 0, 1).astype(np.float32)
+        out.append((path.stem, fitted))
+    return out
+
+
+def refit(files: list[Path], out: Path | None) -> int:
+    """Merge the tables of earlier ``--out`` files (same denoiser, slices and size) and fit again."""
+    try:
+        runs = [json.loads(Path(f).read_text()) for f in files]
+    except (OSError, ValueError) as err:
+        print(f"error: cannot read a calibration: {err}", file=sys.stderr)
+        return 2
+    keys = {(r["denoiser"], r["method"], tuple(r["images"]), r["size"], r["noise_relative"]) for r in runs}
+    if len(keys) != 1:
+        print(f"error: the files calibrate different settings: {sorted(map(str, keys))}", file=sys.stderr)
+        return 2
+    merged = {(row["angles"], row["weight"]): row for r in runs for row in r["table"]}
+    table = sorted(merged.values(), key=lambda row: (row["angles"], row["weight"]))
+    result = {**runs[0], "angles": sorted({row["angles"] for row in table}), "merged_from": [str(f) for f in files]}
+    result.update(_fit(table))
+    _report(result, out)
+    return 0
+
+
+def _fit(table: list[dict]) -> dict:
+    # fit_rule groups rows by "noise": here the image-domain level of each angle count
+    best, rule = fit_rule([{**row, "noise": row["sigma_x"], "sigma_ratio": 1.0} for row in table])
+    return {"best": {str(k): v for k, v in best.items()}, "rule": rule, "table": table}
+
+
+def _report(result: dict, out: Path | None) -> None:
+    print("rule:", json.dumps(result["rule"]))
+    if out:
+        from pnp_stable.solvers.result import write_atomically
+
+        write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--denoiser", default="gray", help="NAME | PATH (pnp_stable.denoisers.load)")
+    parser.add_argument("--method", default="fb", choices=["fb"], help="FB, the default of `pnp-stable ct`")
+    parser.add_argument("--angles", type=int, nargs="+", default=[60, 180])
+    parser.add_argument("--slices", type=int, default=3)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--noise-relative", type=float, default=0.01, help="noise std / clean sinogram maximum")
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.6, 1.2, 2.4])
+    parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--max-iter", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--refit", type=Path, nargs="+", default=None, metavar="CALIBRATION_JSON")
+    args = parser.parse_args(argv)
+    if args.refit:
+        return refit(args.refit, args.out)
+    torch.set_num_threads(args.threads)
+
+    from pnp_stable.denoisers import load
+    from pnp_stable.operators import ParallelBeamCT
+    from pnp_stable.restore import psnr, ssim
+    from pnp_stable.solvers import ParameterRule, solve
+
+    try:
+        slices = calibration_slices(args.data, args.slices, args.size)
+        denoiser = load(args.denoiser)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"calibrating {args.denoiser} for CT {args.method} on Mayo train slices {[s for s, _ in slices]}")
+    table = []
+    for angles in args.angles:
+        op = ParallelBeamCT(args.size, angles=angles)
+        problems = []
+        for index, (name, image) in enumerate(slices):
+            clean = torch.from_numpy(image)[None, None]
+            noise = args.noise_relative * float(op.A(clean).abs().max())
+            y = op.simulate(clean, noise, seed=index)
+            problems.append((clean, y, noise, op.fbp(y).clamp(0, 1)))
+        sigma_x = math.exp(sum(math.log(p[2] / op.norm()) for p in problems) / len(problems))
+        for weight in args.weights:
+            rule = ParameterRule(weight=weight, exponent=2.0)
+            start = time.perf_counter()
+            psnrs, ssims, iterations, monotone = [], [], [], 0
+            for clean, y, noise, x0 in problems:
+                res = solve(y, op, denoiser, method=args.method, noise_level=noise, rule=rule, x0=x0,
+                            tol=args.tol, max_iter=args.max_iter, accelerate="anderson", progress=False)
+                restored = res.x.clamp(0, 1)[0]
+                psnrs.append(psnr(restored, clean[0]))
+                ssims.append(ssim(restored, clean[0]))
+                iterations.append(res.iterations)
+                monotone += bool(res.monotone)
+            row = {"angles": angles, "sigma_x": sigma_x, "weight": weight, "psnr": sum(psnrs) / len(psnrs),
+                   "ssim": sum(ssims) / len(ssims), "iterations": sum(iterations) / len(iterations),
+                   "monotone": monotone, "runs": len(problems), "seconds": time.perf_counter() - start}
+            table.append(row)
+            print(json.dumps(row), flush=True)
+    result = {"denoiser": args.denoiser, "method": args.method, "problem": "ct",
+              "source": "bench/calibrate_ct_rule.py on Mayo train slices (ct-quick's excluded)",
+              "images": [s for s, _ in slices], "size": args.size, "angles": args.angles,
+              "noise_relative": args.noise_relative, "date": time.strftime("%Y-%m-%d")}
+    result.update(_fit(table))
+    _report(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

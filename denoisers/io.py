@@ -26,6 +26,7 @@ FORMAT = "pnp-stable-denoiser/1"
 # relative slack when comparing a recomputed certificate with the stored one (float64 SVD
 # rounding differs across BLAS builds at the ~1e-15 level; anything larger is a real mismatch)
 _CERTIFICATE_TOLERANCE = 1e-6
+_POWER_VECTOR = ".power_vector"
 
 
 def pretrained_dir() -> Path:
@@ -82,13 +83,22 @@ def _torch_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _is_power_state(key: str) -> bool:
+    return key.endswith(_POWER_VECTOR)
+
+
 def save_denoiser(model: CertifiedDenoiser | UnconstrainedDenoiser, path: str | os.PathLike,
                   metadata: dict[str, Any] | None = None) -> None:
-    """Write ``model`` (config, weights incl. frozen step counts, metadata) atomically to ``path``."""
+    """Write ``model`` (config, weights incl. frozen step counts, metadata) atomically to ``path``.
+
+    The power method's vectors are left out: they only warm-start the next estimate (training),
+    the certificate never reads them, and they are most of a deep model's file (24 blocks: 3.1 of
+    5.4 MB). The converged estimates (one number per map) are kept.
+    """
     payload = {
         "format": FORMAT,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items() if not _is_power_state(k)},
         "metadata": json.loads(json.dumps(metadata or {})),  # plain types only (weights_only load)
     }
     atomic_write_bytes(path, _torch_bytes(payload))
@@ -142,9 +152,15 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
     config = DenoiserConfig.from_dict(payload["config"])
     model = build_denoiser(config)
     try:
-        model.load_state_dict(payload["state_dict"])
+        # files written before the power vectors were left out still carry them; newer ones keep
+        # the freshly drawn vectors, which only matter to a training run started from the file
+        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not match the stored architecture: {exc}") from exc
+    missing = [k for k in missing if not _is_power_state(k)]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match the stored architecture: "
+                         f"missing {missing[:5]}, unexpected {list(unexpected)[:5]}")
     model.eval()
     metadata = payload.get("metadata", {}) or {}
     _check_certificate(model, metadata.get("certificate"), path)

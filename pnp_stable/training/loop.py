@@ -137,6 +137,13 @@ def _initialise_from(model: nn.Module, path: str) -> dict[str, Any]:
     if not matched:
         raise ValueError(f"no tensor of {path} matches this architecture")
     model.load_state_dict(matched, strict=False)
+    # Exported models carry no power vectors. A stored estimate with a fresh random vector would
+    # make the one-iteration-per-step power method start far below ||A|| (steps too long while it
+    # catches up): a zero estimate makes the first step run the full warm-up instead.
+    for name, module in model.named_modules():
+        vector = f"{name}.power_vector" if name else "power_vector"
+        if vector in own and vector not in matched and hasattr(module, "norm_estimate"):
+            module.norm_estimate.zero_()
     return {"path": str(path), "copied": len(matched), "fresh": sorted(set(own) - set(matched))}
 
 

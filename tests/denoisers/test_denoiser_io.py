@@ -30,6 +30,27 @@ def test_round_trip_keeps_outputs_and_certificate(tmp_path):
     assert loaded.metadata["certificate"]["averagedness"] == cert.averagedness
 
 
+def test_files_leave_out_power_vectors_and_old_files_with_them_still_load(tmp_path):
+    model = small_model()
+    path = tmp_path / "m.pt"
+    save_denoiser(model, path)
+    stored = torch.load(path, weights_only=True)["state_dict"]
+    assert not any(k.endswith("power_vector") for k in stored)
+    assert any(k.endswith("norm_estimate") for k in stored)  # the converged estimates stay
+    x = torch.rand(1, 1, 9, 8)
+    torch.testing.assert_close(denoisers.load(path)(x, 0.1), model(x, 0.1))
+    # a file written before (power vectors included) loads as it did
+    old = {"format": denoisers.io.FORMAT, "config": model.config.to_dict(), "state_dict": model.state_dict(),
+           "metadata": {}}
+    torch.save(old, tmp_path / "old.pt")
+    torch.testing.assert_close(denoisers.load(tmp_path / "old.pt")(x, 0.1), model(x, 0.1))
+    # but a missing weight is still an error
+    del old["state_dict"]["network.1.linear.weight"]
+    torch.save(old, tmp_path / "broken.pt")
+    with pytest.raises(ValueError, match="do not match"):
+        denoisers.load(tmp_path / "broken.pt")
+
+
 def test_load_rejects_a_certificate_the_weights_do_not_support(tmp_path):
     model = small_model()
     alpha = model.certificate().averagedness

@@ -155,6 +155,24 @@ def test_init_from_copies_matching_weights_and_adds_new_heads(image_folder, tmp_
         train_denoiser(tiny_config(image_folder, tmp_path / "bad", init_from=str(tmp_path / "base" / "log.jsonl")))
 
 
+def test_init_from_an_exported_model_restarts_the_power_method_it_left_out(image_folder, tmp_path):
+    """Exported files carry no power vectors: training from one runs the power method's warm-up,
+    so its first steps see the norms the export saw, not a one-iteration guess from a random vector."""
+    train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=3))
+    exported = export_denoiser(tmp_path / "base" / "checkpoint.pt", "base", dest_dir=tmp_path / "export",
+                               empirical_check=False)
+    stored = torch.load(exported, weights_only=True)["state_dict"]
+    assert not any(k.endswith("power_vector") for k in stored)
+    train_denoiser(tiny_config(image_folder, tmp_path / "more", steps=1, lr=1e-12, warmup_steps=1,
+                               init_from=str(exported)))
+    state = load_checkpoint(tmp_path / "more" / "checkpoint.pt")["model"]
+    reference = load(exported)
+    for index, block in enumerate(reference.flow_blocks, start=1):
+        converged = block.linear.estimate_norm(n_iter=500, tol=1e-9)
+        key = f"network.{index}.linear.norm_estimate"
+        assert float(state[key]) == pytest.approx(converged, rel=1e-2), key
+
+
 def test_init_from_a_finetuned_model_learns_with_adaptive_substeps_again(image_folder, tmp_path):
     train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=4, certified_finetune_steps=2))
     base = load_checkpoint(tmp_path / "base" / "checkpoint.pt")["model"]

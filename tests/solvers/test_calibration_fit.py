@@ -71,13 +71,15 @@ def test_ct_calibration_never_uses_the_benchmark_or_validation_slices(tmp_path):
         ct.calibration_slices(tmp_path, 4, 16)
 
 
-def test_ct_rule_is_fitted_across_angle_counts():
-    """Best weights 2 at sigma_x 0.004 and 1 at 0.002 (exponent 2 grid): target = w sigma^2 has
-    log-slope 2 + log(2)/log(2) = 3 between them."""
+def test_ct_rule_takes_the_weight_best_on_average_over_angle_counts():
+    """60 angles prefer 1, 180 prefer 4 (each by a little), 2 is close at both: 2 wins on average;
+    a weight missing at one angle count is not a candidate."""
     ct = load_bench_script("calibrate_ct_rule")
     rows = [{"angles": a, "sigma_x": s, "weight": w, "psnr": p}
-            for a, s, w, p in [(60, 0.004, 1.0, 30.0), (60, 0.004, 2.0, 31.0),
-                               (180, 0.002, 1.0, 33.0), (180, 0.002, 2.0, 32.0)]]
+            for a, s, w, p in [(60, 0.008, 1.0, 32.1), (60, 0.008, 2.0, 32.0), (60, 0.008, 4.0, 31.0),
+                               (180, 0.004, 1.0, 32.4), (180, 0.004, 2.0, 34.0), (180, 0.004, 4.0, 34.1),
+                               (180, 0.004, 8.0, 40.0)]]
     fitted = ct._fit(rows)
-    assert fitted["rule"]["exponent"] == pytest.approx(3.0)
-    assert fitted["rule"]["weight"] * 0.004 ** 3 == pytest.approx(2.0 * 0.004 ** 2)
+    assert fitted["rule"] == {"weight": 2.0, "exponent": 2.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}
+    assert {k: v["weight"] for k, v in fitted["best"].items()} == {"0.004": 8.0, "0.008": 1.0}
+    assert "8.0" not in fitted["mean_psnr_by_weight"]

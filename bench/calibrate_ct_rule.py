@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibrate_parameters import fit_rule  # noqa: E402
+from calibrate_parameters import fit_rule, read_calibrations, report_calibration  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -61,20 +61,15 @@ def calibration_slices(data: Path, count: int, size: int) -> list[tuple[str, np.
 
 def refit(files: list[Path], out: Path | None) -> int:
     """Merge the tables of earlier ``--out`` files (same denoiser, slices and size) and fit again."""
-    try:
-        runs = [json.loads(Path(f).read_text()) for f in files]
-    except (OSError, ValueError) as err:
-        print(f"error: cannot read a calibration: {err}", file=sys.stderr)
-        return 2
-    keys = {(r["denoiser"], r["method"], tuple(r["images"]), r["size"], r["noise_relative"]) for r in runs}
-    if len(keys) != 1:
-        print(f"error: the files calibrate different settings: {sorted(map(str, keys))}", file=sys.stderr)
+    runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], tuple(r["images"]), r["size"],
+                                               r["noise_relative"]))
+    if runs is None:
         return 2
     merged = {(row["angles"], row["weight"]): row for r in runs for row in r["table"]}
     table = sorted(merged.values(), key=lambda row: (row["angles"], row["weight"]))
     result = {**runs[0], "angles": sorted({row["angles"] for row in table}), "merged_from": [str(f) for f in files]}
     result.update(_fit(table))
-    _report(result, out)
+    report_calibration(result, out)
     return 0
 
 
@@ -98,14 +93,6 @@ def _fit(table: list[dict]) -> dict:
     rule = {"weight": weight, "exponent": 2.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}
     return {"best": {str(k): v for k, v in best.items()}, "per_angle_fit": per_angle,
             "mean_psnr_by_weight": {str(k): v for k, v in mean_psnr.items()}, "rule": rule, "table": table}
-
-
-def _report(result: dict, out: Path | None) -> None:
-    print("rule:", json.dumps(result["rule"]))
-    if out:
-        from pnp_stable.solvers.result import write_atomically
-
-        write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
               "images": [s for s, _ in slices], "size": args.size, "angles": args.angles,
               "noise_relative": args.noise_relative, "date": time.strftime("%Y-%m-%d")}
     result.update(_fit(table))
-    _report(result, args.out)
+    report_calibration(result, args.out)
     return 0
 
 

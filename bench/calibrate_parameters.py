@@ -73,7 +73,7 @@ def fit_rule(table: list[dict], gamma_scale: float = 1.0) -> tuple[dict[float, d
     return best_per_noise, rule
 
 
-def _report(result: dict, out: Path | None) -> None:
+def report_calibration(result: dict, out: Path | None) -> None:
     """Print the fitted rule and, with ``out``, write the whole calibration atomically."""
     print("rule:", json.dumps(result["rule"]))
     if out:
@@ -82,17 +82,26 @@ def _report(result: dict, out: Path | None) -> None:
         write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
 
 
-def refit(files: list[Path], out: Path | None) -> int:
-    """Merge the tables of earlier ``--out`` files (same denoiser and method) and fit one rule."""
+def read_calibrations(files: list[Path], settings) -> list[dict] | None:
+    """The ``--out`` files to merge, or None (after a one-line error) when one is unreadable or
+    ``settings(run)`` (what must agree: denoiser, method, images, ...) differs between them."""
     try:
         runs = [json.loads(Path(f).read_text()) for f in files]
     except (OSError, ValueError) as err:
         print(f"error: cannot read a calibration: {err}", file=sys.stderr)
-        return 2
-    keys = {(r["denoiser"], r["method"], r.get("crop"), tuple(r.get("images", ())), tuple(r.get("kernels", ())))
-            for r in runs}
+        return None
+    keys = {settings(r) for r in runs}
     if len(keys) != 1:
         print(f"error: the files calibrate different settings: {sorted(map(str, keys))}", file=sys.stderr)
+        return None
+    return runs
+
+
+def refit(files: list[Path], out: Path | None) -> int:
+    """Merge the tables of earlier ``--out`` files (same denoiser and method) and fit one rule."""
+    runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], r.get("crop"), tuple(r.get("images", ())),
+                                               tuple(r.get("kernels", ()))))
+    if runs is None:
         return 2
     merged: dict[tuple, dict] = {}
     for r in runs:
@@ -103,7 +112,7 @@ def refit(files: list[Path], out: Path | None) -> int:
     best_per_noise, rule = fit_rule(table, gamma_scale)
     result = {**{k: runs[0][k] for k in ("denoiser", "kind", "method", "images", "crop", "kernels")},
               "merged_from": [str(f) for f in files], "best": best_per_noise, "rule": rule, "table": table}
-    _report(result, out)
+    report_calibration(result, out)
     return 0
 
 
@@ -166,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     best_per_noise, rule = fit_rule(table, args.gamma_scale)
     result = {"denoiser": description, "kind": kind, "method": args.method, "images": images, "crop": args.crop,
               "kernels": args.kernels, "best": best_per_noise, "rule": rule, "table": table}
-    _report(result, args.out)
+    report_calibration(result, args.out)
     return 0
 
 

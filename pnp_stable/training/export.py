@@ -69,12 +69,30 @@ def _lineage(init_from: str | None) -> dict[str, Any] | None:
     try:
         state = load_checkpoint(init_from)
     except (ValueError, OSError):
-        return record  # an exported model or a moved file: the path is all we know
+        return _exported_lineage(init_from, record)
     record["steps"] = int(state["step"])
     record["wall_hours"] = _wall_hours(state)
     parent = state.get("config", {}).get("init_from")
     if parent:
         record["init_from"] = parent
+    return record
+
+
+def _exported_lineage(path: str, record: dict[str, Any]) -> dict[str, Any]:
+    """An exported model's own history (name, date, commit, steps, wall time, origin), so that a
+    file later overwritten by its successor (``pretrained/NAME.pt``) is still accounted for."""
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        metadata = payload["metadata"]
+        training = metadata.get("training") or {}
+    except Exception:  # a moved or foreign file: the path is all we know
+        return record
+    record.update({key: metadata.get(key) for key in ("name", "date", "commit") if metadata.get(key)})
+    for key in ("steps", "wall_hours", "init_from"):
+        if training.get(key) is not None:
+            record[key] = training[key]
     return record
 
 

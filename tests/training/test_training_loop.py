@@ -171,6 +171,12 @@ def test_init_from_an_exported_model_restarts_the_power_method_it_left_out(image
         converged = block.linear.estimate_norm(n_iter=500, tol=1e-9)
         key = f"network.{index}.linear.norm_estimate"
         assert float(state[key]) == pytest.approx(converged, rel=1e-2), key
+    # the export of the continued run carries the exported starting point's own history
+    continued = export_denoiser(tmp_path / "more" / "checkpoint.pt", "more", dest_dir=tmp_path / "export",
+                                empirical_check=False)
+    lineage = json.loads(continued.with_suffix(".json").read_text())["training"]["init_from"]
+    assert lineage["path"] == str(exported) and lineage["name"] == "base" and lineage["steps"] == 3
+    assert lineage["wall_hours"] >= 0 and lineage["date"]
 
 
 def test_init_from_a_finetuned_model_learns_with_adaptive_substeps_again(image_folder, tmp_path):

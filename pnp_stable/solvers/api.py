@@ -245,7 +245,8 @@ def solve(
                 raise ValueError("cannot estimate the noise level of non-image measurements: pass noise_level=")
             noise_level, source = float(sorted(estimates)[len(estimates) // 2]), "estimated"
         op_norm = float(op.norm())
-        chosen = choose_parameters(method, kind, rule_for(D, kind, method, rule, getattr(op, "parameter_family", None)),
+        problem = getattr(op, "parameter_family", None)  # e.g. "ct": the denoiser's CT calibration
+        chosen = choose_parameters(method, kind, rule_for(D, kind, method, rule, problem),
                                    None if noise_level is None else float(noise_level), op_norm, source,
                                    sigma_den=sigma_den if takes_sigma else None, step=step,
                                    trained_noise_level=trained)

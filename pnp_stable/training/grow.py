@@ -53,8 +53,9 @@ def grow_denoiser(model: CertifiedDenoiser, blocks: int, fresh_weight_scale: flo
         raise ValueError(f"fresh_weight_scale must lie in (0, 1], got {fresh_weight_scale}")
     positions = grown_positions(old_config.blocks, blocks)
     new_config = DenoiserConfig.from_dict({**old_config.to_dict(), "blocks": blocks})
-    torch.manual_seed(seed)
-    grown = build_denoiser(new_config)
+    with torch.random.fork_rng():  # a seeded initialisation without touching the caller's generator
+        torch.manual_seed(seed)
+        grown = build_denoiser(new_config)
     assert isinstance(grown, CertifiedDenoiser)
 
     old_state, new_state = model.state_dict(), grown.state_dict()
@@ -125,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{dest} exists; choose another destination")
         source = load(args.source)
         grown = grow_denoiser(source, args.blocks, args.fresh_weight_scale, args.seed)
-        save_denoiser(grown, dest, metadata={"grown_from": {"source": str(args.source), "blocks": source.config.blocks,
-                                                            "positions": grown_positions(source.config.blocks, args.blocks),
-                                                            "fresh_weight_scale": args.fresh_weight_scale}})
+        grown_from = {"source": str(args.source), "blocks": source.config.blocks,
+                      "positions": grown_positions(source.config.blocks, args.blocks),
+                      "fresh_weight_scale": args.fresh_weight_scale}
+        save_denoiser(grown, dest, metadata={"grown_from": grown_from})
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,6 @@ Rows record PSNR and SSIM; the choice maximises PSNR (as the blur calibration do
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import sys

@@ -47,7 +47,7 @@ def grow_denoiser(model: CertifiedDenoiser, blocks: int, fresh_weight_scale: flo
     if not isinstance(model, CertifiedDenoiser):
         raise ValueError("only certified denoisers can be grown (the baseline has no flow blocks to keep)")
     old_config = model.config
-    if any(old_config.block_strides[i] != 1 for i in range(old_config.blocks)):
+    if any(stride != 1 for stride in old_config.block_strides):
         raise ValueError("growing a model with strided blocks is not supported: their places define the scales")
     if not 0.0 < fresh_weight_scale <= 1.0:
         raise ValueError(f"fresh_weight_scale must lie in (0, 1], got {fresh_weight_scale}")

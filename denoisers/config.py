@@ -28,6 +28,13 @@ class DenoiserConfig:
         integrator: ``"euler"``, ``"heun"`` or ``"rk4"``.
         activation: monotone activation (``"leaky_relu"``, ``"relu"``, ...).
         negative_slope: slope of ``leaky_relu`` on the negative side.
+        spline_knots: learn each potential channel's activation as a monotone linear spline with
+            this many equally spaced knots on each side of 0 (0 = the fixed ``activation``;
+            certified models only). The spline starts as ``activation`` (``leaky_relu`` or
+            ``relu``) and keeps every slope in [0, 1], so the certificate is the ReLU block's
+            (:class:`~pnp_stable.layers.MonotoneLinearSpline`); it can learn saturating,
+            edge-preserving potentials that a ReLU cannot express.
+        spline_spacing: distance between neighbouring spline knots (pre-activation units).
         margin: strictness of the step rule ``h nu <= 2 r (1 - margin)``.
         sigma_conditioning: learn noise-level dependent bias shifts (one model for all sigmas).
         embedding_dim: width of the noise-level embedding MLP.
@@ -57,6 +64,8 @@ class DenoiserConfig:
     integrator: str = "euler"
     activation: str = "leaky_relu"
     negative_slope: float = 0.01
+    spline_knots: int = 0
+    spline_spacing: float = 0.025
     margin: float = 0.01
     sigma_conditioning: bool = True
     embedding_dim: int = 64
@@ -91,6 +100,16 @@ class DenoiserConfig:
             raise ValueError(f"max_substeps must be >= 0 (0 = no cap), got {self.max_substeps}")
         if self.max_substeps and self.kind != "certified":
             raise ValueError("max_substeps applies to certified gradient-flow blocks only")
+        self.spline_knots = int(self.spline_knots)
+        if self.spline_knots < 0:
+            raise ValueError(f"spline_knots must be >= 0 (0 = no spline), got {self.spline_knots}")
+        if self.spline_knots:
+            if self.kind != "certified":
+                raise ValueError("spline_knots applies to certified gradient-flow blocks only")
+            if self.activation not in ("leaky_relu", "relu"):
+                raise ValueError(f"a spline activation starts as leaky_relu or relu, not {self.activation!r}")
+            if not self.spline_spacing > 0:
+                raise ValueError(f"spline_spacing must be positive, got {self.spline_spacing}")
         if not self.init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
 

@@ -24,6 +24,7 @@ from pnp_stable.denoisers.conditioning import NoiseEmbedding, as_sigma_batch
 from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.layers import Certificate, CertifiedSequential, ConvMap, GradientFlowBlock, Lift, Projection
 from pnp_stable.layers.activations import make_activation
+from pnp_stable.layers.splines import MonotoneLinearSpline, uniform_knots
 
 __all__ = ["CertifiedDenoiser", "UnconstrainedDenoiser", "FreeResidualBlock", "TimeScaledFlowBlock", "build_denoiser"]
 
@@ -102,6 +103,14 @@ class TimeScaledFlowBlock(GradientFlowBlock):
         self.last_substeps = n
         h = (full_h * full_n / n) * time_scale.reshape(-1, *([1] * (x.ndim - 1)))
         return self._integrate(x, n, h, self._bias(x, bias_shift))
+
+
+def _block_activation(config: DenoiserConfig) -> str | nn.Module:
+    """The configured activation, or a learned monotone spline that starts as it."""
+    if not config.spline_knots:
+        return config.activation
+    knots = uniform_knots(config.spline_knots, config.spline_spacing)
+    return MonotoneLinearSpline(config.hidden, knots, init=config.activation, negative_slope=config.negative_slope)
 
 
 class _ConditionedDenoiser(nn.Module):
@@ -185,7 +194,7 @@ class CertifiedDenoiser(_ConditionedDenoiser):
         blocks = [
             TimeScaledFlowBlock(
                 ConvMap(config.width, config.hidden, config.kernel_size, stride=stride, power_size=config.power_size),
-                activation=config.activation, time=config.time, integrator=config.integrator, margin=config.margin,
+                activation=_block_activation(config), time=config.time, integrator=config.integrator, margin=config.margin,
                 negative_slope=config.negative_slope, max_substeps=config.max_substeps)
             for stride in config.block_strides
         ]

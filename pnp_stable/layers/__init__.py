@@ -23,14 +23,16 @@ from pnp_stable.layers.norms import (
 )
 from pnp_stable.layers.relax import Relaxed, make_firmly_nonexpansive, relax
 from pnp_stable.layers.sequential import CertifiedSequential, certify_layers
+from pnp_stable.layers.splines import MonotoneLinearSpline, uniform_knots
 
 __all__ = [
     "Certificate", "Certified", "CertifiedSequential", "ConvMap", "DenseMap", "GradientFlowBlock",
-    "INTEGRATORS", "Integrator", "Lift", "LinearMap", "MonotoneActivation", "Projection", "Relaxed",
+    "INTEGRATORS", "Integrator", "Lift", "LinearMap", "MonotoneActivation", "MonotoneLinearSpline", "Projection",
+    "Relaxed",
     "certificate_of", "certify_layers", "compose", "conv_block", "conv_spectral_norm_bound",
     "conv_symbol_norm_on_grid", "convex_combination", "dense_block", "dense_spectral_norm",
     "euler_step_certificate", "format_upper_bound", "get_integrator", "make_activation", "make_firmly_nonexpansive",
-    "power_iteration", "relax",
+    "power_iteration", "relax", "uniform_knots",
     # other stable architectures of the book chapter (Hamiltonian and Lyapunov-stable)
     "HamiltonianNetwork", "InputConvexNetwork", "LyapunovFunction", "SmoothReLU", "StableDynamics",
     "SymplecticEulerLayer", "canonical_symplectic_matrix", "symplectic_defect",

@@ -121,6 +121,18 @@ def _certificate_summary(model: nn.Module) -> dict[str, Any]:
             "certified_substeps": [b.substeps(certified=True) for b in model.flow_blocks]}
 
 
+def _project_parameters(model: nn.Module) -> None:
+    """Put constrained parameters back into their sets after a step (e.g. spline slopes in [0, 1]).
+
+    The forward passes clamp them anyway, so the certificate never depends on this; without it a
+    parameter pushed past its clamp would get no gradient and stay stuck there.
+    """
+    for module in model.modules():
+        project = getattr(module, "project_parameters_", None)
+        if callable(project):
+            project()
+
+
 def _initialise_from(model: nn.Module, path: str) -> dict[str, Any]:
     """Copy every tensor of ``path`` (checkpoint or exported model) whose name and shape match."""
     import torch as _torch
@@ -309,6 +321,7 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            _project_parameters(model)
             scheduler.step()
             step += 1
             value = float(loss.detach())

@@ -22,7 +22,7 @@ from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint
 from pnp_stable.training.config import TrainConfig
 
-__all__ = ["export_denoiser", "git_commit", "read_calibrated_rule"]
+__all__ = ["certificate_record", "empirical_certificate_check", "export_denoiser", "git_commit", "read_calibrated_rule"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -39,7 +39,7 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _empirical_check(model: CertifiedDenoiser, alpha: float, sigmas: list[float]) -> dict[str, Any]:
+def empirical_certificate_check(model: CertifiedDenoiser, alpha: float, sigmas: list[float]) -> dict[str, Any]:
     """Largest averagedness violation found by random pairs + gradient ascent (<= ~1e-6 in float32).
 
     Averagedness with alpha < 1 implies the Lipschitz bound 1, so this one search tests both.
@@ -54,6 +54,22 @@ def _empirical_check(model: CertifiedDenoiser, alpha: float, sigmas: list[float]
     )
     return {"averagedness_violation": violation, "sigmas": sigmas,
             "search": "random pairs + gradient ascent, 16x16 inputs, float32 (rounding ~1e-6)"}
+
+
+def certificate_record(model: CertifiedDenoiser) -> dict[str, Any]:
+    """The metadata's ``certificate`` entry of a model whose sub-step counts are frozen: the
+    constants from certified norm bounds, the firmly non-expansive relaxation, the per-block
+    bounds and counts."""
+    cert = model.certificate()
+    alpha = cert.averagedness
+    return {
+        "lipschitz": cert.lipschitz,
+        "averagedness": alpha,
+        "firmly_nonexpansive_relaxation": None if alpha is None else min(1.0, 1.0 / (2.0 * alpha)),
+        "norm_bounds": [b.linear.certified_norm() for b in model.flow_blocks],
+        "substeps": [int(b.fixed_substeps) for b in model.flow_blocks],
+        "valid_for": "every input size and every sigma, eval mode, zero padding",
+    }
 
 
 def _wall_hours(state: dict[str, Any]) -> float:
@@ -162,19 +178,9 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     model.eval()
 
     certificate = None
-    substeps = None
     if isinstance(model, CertifiedDenoiser):
-        substeps = model.freeze_substeps()
-        cert = model.certificate()
-        alpha = cert.averagedness
-        certificate = {
-            "lipschitz": cert.lipschitz,
-            "averagedness": alpha,
-            "firmly_nonexpansive_relaxation": None if alpha is None else min(1.0, 1.0 / (2.0 * alpha)),
-            "norm_bounds": [b.linear.certified_norm() for b in model.flow_blocks],
-            "substeps": substeps,
-            "valid_for": "every input size and every sigma, eval mode, zero padding",
-        }
+        model.freeze_substeps()
+        certificate = certificate_record(model)
 
     metadata: dict[str, Any] = {
         "name": name,
@@ -214,7 +220,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         metadata["bsd68_psnr"] = bsd68_result["psnr"]
         metadata["bsd68_images"] = bsd68_result["images"]
     if empirical_check and certificate is not None and certificate["averagedness"] is not None:
-        metadata["empirical_check"] = _empirical_check(model, certificate["averagedness"], [5 / 255, 25 / 255, 50 / 255])
+        metadata["empirical_check"] = empirical_certificate_check(model, certificate["averagedness"], [5 / 255, 25 / 255, 50 / 255])
     if extra_metadata:
         metadata.update(extra_metadata)
 

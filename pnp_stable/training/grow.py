@@ -1,4 +1,4 @@
-"""Deepen a trained certified denoiser: insert gradient-flow blocks that start close to the identity.
+"""Reshape a trained certified denoiser's stack of gradient-flow blocks: grow, prune, revive.
 
 On a CPU budget depth buys more than sub-steps (docs/training.md), but a deeper model trained
 from scratch throws away the hours already spent on a shallower one. :func:`grow_denoiser` keeps
@@ -8,14 +8,24 @@ a fresh initialisation, so its step ``x - h A^T s(Ax + b)`` moves ``x`` by ``O(|
 network starts within a small distance of the trained one and training continues from there
 (``--set init_from=GROWN.pt``).
 
+Time-conditioned training can also switch blocks off for good: a block whose learned integration
+time ``tau_k(sigma)`` has gone to ~0 at every noise level costs a full convolution pair per call
+and contributes nothing (the shipped 24-block ``gray`` has five such blocks, ``tau <= 5e-4``), and
+with the sigmoid saturated it gets no gradient to come back. :func:`idle_blocks` finds them;
+:func:`prune_denoiser` drops them (the same function up to their tiny steps, at less cost) and
+:func:`revive_denoiser` replaces them in place by fresh near-identity blocks with the full
+integration time, so that training can put that capacity to use.
+
 The certificate is unaffected by construction: every block, old or new, is a capped or adaptive
 gradient step of a convex potential and the model recomputes its constants from certified norm
-bounds; more blocks only move the composed averagedness closer to (never past) 1.
+bounds; more blocks only move the composed averagedness closer to (never past) 1, fewer blocks
+only lower it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import sys
 from pathlib import Path
 
@@ -23,7 +33,10 @@ import torch
 
 from pnp_stable.denoisers import CertifiedDenoiser, DenoiserConfig, build_denoiser, load, save_denoiser
 
-__all__ = ["grow_denoiser", "grown_positions", "main"]
+__all__ = ["grow_denoiser", "grown_positions", "idle_blocks", "prune_denoiser", "revive_denoiser", "main"]
+
+# a block whose integration time never exceeds this fraction of T is idle
+IDLE_TIME_SCALE = 1e-3
 
 
 def grown_positions(old_blocks: int, new_blocks: int) -> list[int]:
@@ -44,14 +57,78 @@ def grow_denoiser(model: CertifiedDenoiser, blocks: int, fresh_weight_scale: flo
     model is in train mode with unfrozen sub-step counts. Raises ValueError for an unconstrained
     model, strided blocks (their positions carry the multi-scale layout) or a non-increasing count.
     """
+    _check_reshapable(model)
+    positions = grown_positions(model.config.blocks, blocks)
+    return _remap_blocks(model, blocks, dict(enumerate(positions)), fresh_weight_scale, seed)
+
+
+def idle_blocks(model: CertifiedDenoiser, sigma_min: float, sigma_max: float,
+                threshold: float = IDLE_TIME_SCALE, samples: int = 64) -> list[int]:
+    """Blocks (0-based) whose integration-time scale ``tau_k(sigma)`` stays below ``threshold`` at
+    every one of ``samples`` noise levels spread over ``[sigma_min, sigma_max]`` ([0, 1] scale).
+
+    Such a block moves its input by at most ``threshold`` times one admissible gradient step. A
+    model without time conditioning has no idle blocks in this sense.
+    """
+    if not isinstance(model, CertifiedDenoiser):
+        raise ValueError("only certified denoisers have gradient-flow blocks")
+    if not 0.0 <= sigma_min <= sigma_max:
+        raise ValueError(f"need 0 <= sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
+    if model.time_embedding is None:
+        return []
+    sigmas = torch.linspace(sigma_min, sigma_max, max(2, samples), dtype=torch.float32)
+    with torch.no_grad():
+        largest = torch.sigmoid(model.time_embedding(sigmas)).max(dim=0).values
+    return [k for k, tau in enumerate(largest.tolist()) if tau < threshold]
+
+
+def prune_denoiser(model: CertifiedDenoiser, drop: list[int]) -> CertifiedDenoiser:
+    """A copy of ``model`` without the blocks ``drop`` (0-based); the others keep their weights,
+    conditioning rows and frozen sub-step counts, in order. Meant for :func:`idle_blocks`."""
+    _check_reshapable(model)
+    keep = _kept(model.config.blocks, drop)
+    if not keep:
+        raise ValueError("cannot drop every block")
+    pruned = _remap_blocks(model, len(keep), {old: new for new, old in enumerate(keep)}, 1.0, 0)
+    pruned.load_state_dict({**pruned.state_dict(), **_fixed_counts(model, keep)})
+    return pruned.eval()
+
+
+def revive_denoiser(model: CertifiedDenoiser, replace: list[int], fresh_weight_scale: float = 1e-2,
+                    seed: int = 0) -> CertifiedDenoiser:
+    """A copy of ``model`` whose blocks ``replace`` (0-based) are fresh near-identity blocks with
+    the full integration time (as :func:`grow_denoiser` makes new ones), the others unchanged."""
+    _check_reshapable(model)
+    keep = _kept(model.config.blocks, replace)
+    return _remap_blocks(model, model.config.blocks, {k: k for k in keep}, fresh_weight_scale, seed)
+
+
+def _check_reshapable(model: CertifiedDenoiser) -> None:
     if not isinstance(model, CertifiedDenoiser):
         raise ValueError("only certified denoisers can be grown (the baseline has no flow blocks to keep)")
-    old_config = model.config
-    if any(stride != 1 for stride in old_config.block_strides):
-        raise ValueError("growing a model with strided blocks is not supported: their places define the scales")
+    if any(stride != 1 for stride in model.config.block_strides):
+        raise ValueError("reshaping a model with strided blocks is not supported: their places define the scales")
+
+
+def _kept(blocks: int, removed: list[int]) -> list[int]:
+    bad = [k for k in removed if not 0 <= k < blocks]
+    if bad:
+        raise ValueError(f"block indices {bad} out of range for {blocks} blocks")
+    return [k for k in range(blocks) if k not in set(removed)]
+
+
+def _fixed_counts(model: CertifiedDenoiser, keep: list[int]) -> dict[str, torch.Tensor]:
+    return {f"network.{new + 1}.fixed_substeps": model.flow_blocks[old].fixed_substeps.clone()
+            for new, old in enumerate(keep)}
+
+
+def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], fresh_weight_scale: float,
+                  seed: int) -> CertifiedDenoiser:
+    """A model with ``blocks`` blocks: old block ``i`` becomes block ``kept[i]`` (with its conditioning
+    rows); every new index not in ``kept`` gets a fresh block scaled by ``fresh_weight_scale``."""
     if not 0.0 < fresh_weight_scale <= 1.0:
         raise ValueError(f"fresh_weight_scale must lie in (0, 1], got {fresh_weight_scale}")
-    positions = grown_positions(old_config.blocks, blocks)
+    old_config = model.config
     new_config = DenoiserConfig.from_dict({**old_config.to_dict(), "blocks": blocks})
     with torch.random.fork_rng():  # a seeded initialisation without touching the caller's generator
         torch.manual_seed(seed)
@@ -63,7 +140,6 @@ def grow_denoiser(model: CertifiedDenoiser, blocks: int, fresh_weight_scale: flo
     sigma_head = f"embedding.mlp.{len(model.embedding.mlp) - 1}" if model.embedding is not None else None
     time_head = (f"time_embedding.mlp.{len(model.time_embedding.mlp) - 1}"
                  if model.time_embedding is not None else None)
-    kept = set(positions)
     with torch.no_grad():
         for key, value in old_state.items():
             parts = key.split(".")
@@ -73,17 +149,20 @@ def grow_denoiser(model: CertifiedDenoiser, blocks: int, fresh_weight_scale: flo
                     target = index  # the lift
                 elif index == old_config.blocks + 1:
                     target = blocks + 1  # the projection
+                elif index - 1 in kept:
+                    target = kept[index - 1] + 1
                 else:
-                    target = positions[index - 1] + 1
+                    continue  # a dropped or replaced block
                 new_state[".".join(["network", str(target), *parts[2:]])] = value.clone()
             elif key.rsplit(".", 1)[0] == sigma_head and old_config.sigma_conditioning:
-                new_state[key] = _spread_rows(value, new_state[key], positions, old_config.hidden, False)
+                new_state[key] = _spread_rows(value, new_state[key], kept, old_config.hidden, False, blocks)
             elif key.rsplit(".", 1)[0] == time_head:
-                new_state[key] = _spread_rows(value, new_state[key], positions, 1, True)
+                new_state[key] = _spread_rows(value, new_state[key], kept, 1, True, blocks)
             else:
                 new_state[key] = value.clone()
+        placed = set(kept.values())
         for j in range(blocks):
-            if j in kept:
+            if j in placed:
                 continue
             prefix = f"network.{j + 1}."
             new_state[prefix + "linear.weight"] = new_state[prefix + "linear.weight"] * fresh_weight_scale
@@ -94,17 +173,17 @@ def grow_denoiser(model: CertifiedDenoiser, blocks: int, fresh_weight_scale: flo
     return grown
 
 
-def _spread_rows(old: torch.Tensor, fresh: torch.Tensor, positions: list[int], rows_per_block: int,
-                 keep_fresh_bias: bool) -> torch.Tensor:
-    """An embedding head's rows for the grown model: each old block's rows move to its new place,
-    rows past the blocks (the relaxation logit) stay at the end. A new block's rows get zero
-    weights (no sigma dependence yet) and a zero bias, or ``fresh``'s bias with
-    ``keep_fresh_bias`` (the initial time logit: full integration time)."""
-    tail = len(old) - rows_per_block * len(positions)
+def _spread_rows(old: torch.Tensor, fresh: torch.Tensor, kept: dict[int, int], rows_per_block: int,
+                 keep_fresh_bias: bool, blocks: int) -> torch.Tensor:
+    """An embedding head's rows for the reshaped model (``blocks`` blocks): old block ``i``'s rows
+    move to block ``kept[i]``, rows past the blocks (the relaxation logit) stay at the end. A new
+    block's rows get zero weights (no sigma dependence yet) and a zero bias, or ``fresh``'s bias
+    with ``keep_fresh_bias`` (the initial time logit: full integration time)."""
+    tail = len(fresh) - rows_per_block * blocks
     out = fresh.clone()
     if old.ndim > 1 or not keep_fresh_bias:
         out.zero_()
-    for i, j in enumerate(positions):
+    for i, j in kept.items():
         out[j * rows_per_block:(j + 1) * rows_per_block] = old[i * rows_per_block:(i + 1) * rows_per_block]
     if tail:
         out[-tail:] = old[-tail:]
@@ -112,11 +191,18 @@ def _spread_rows(old: torch.Tensor, fresh: torch.Tensor, positions: list[int], r
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pnp_stable.training.grow SOURCE DEST --blocks N``: write the grown model to DEST."""
+    """``python -m pnp_stable.training.grow SOURCE DEST (--blocks N | --prune-idle | --revive-idle)``."""
     parser = argparse.ArgumentParser(prog="python -m pnp_stable.training.grow", description=__doc__.split("\n")[0])
-    parser.add_argument("source", help="shipped model name or .pt file to grow")
-    parser.add_argument("dest", help="where to write the grown model (.pt); never overwritten")
-    parser.add_argument("--blocks", type=int, required=True, help="gradient-flow blocks of the grown model")
+    parser.add_argument("source", help="shipped model name or .pt file to reshape")
+    parser.add_argument("dest", help="where to write the new model (.pt); never overwritten")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--blocks", type=int, help="grow to this many gradient-flow blocks (new ones spread between)")
+    what.add_argument("--prune-idle", action="store_true",
+                      help="drop the blocks whose integration time is ~0 at every noise level (same function, cheaper)")
+    what.add_argument("--revive-idle", action="store_true",
+                      help="replace those blocks in place by fresh near-identity blocks, to train on")
+    parser.add_argument("--sigma-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
+                        help="noise levels (/255) over which a block must be idle (default: the model's trained range)")
     parser.add_argument("--fresh-weight-scale", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -125,16 +211,67 @@ def main(argv: list[str] | None = None) -> int:
         if dest.exists():
             raise ValueError(f"{dest} exists; choose another destination")
         source = load(args.source)
-        grown = grow_denoiser(source, args.blocks, args.fresh_weight_scale, args.seed)
-        grown_from = {"source": str(args.source), "blocks": source.config.blocks,
-                      "positions": grown_positions(source.config.blocks, args.blocks),
-                      "fresh_weight_scale": args.fresh_weight_scale}
-        save_denoiser(grown, dest, metadata={"grown_from": grown_from})
+        if args.blocks is not None:
+            model = grow_denoiser(source, args.blocks, args.fresh_weight_scale, args.seed)
+            provenance = {"grown_from": {"source": str(args.source), "blocks": source.config.blocks,
+                                         "positions": grown_positions(source.config.blocks, args.blocks),
+                                         "fresh_weight_scale": args.fresh_weight_scale}}
+            summary = f"{args.blocks} blocks ({source.config.blocks} trained, kept in order)"
+        else:
+            low, high = _sigma_range(source, args.sigma_range)
+            idle = idle_blocks(source, low, high)
+            if not idle:
+                raise ValueError(f"no block of {args.source} is idle over sigma {255 * low:g}-{255 * high:g}/255")
+            record = {"source": str(args.source), "blocks": source.config.blocks, "idle": idle,
+                      "sigma_range_255": [255 * low, 255 * high], "time_scale_below": IDLE_TIME_SCALE}
+            if args.prune_idle:
+                model = prune_denoiser(source, idle)
+                provenance = {"pruned_from": record}
+                summary = f"{model.config.blocks} blocks (idle blocks {idle} of {source.config.blocks} dropped)"
+            else:
+                model = revive_denoiser(source, idle, args.fresh_weight_scale, args.seed)
+                provenance = {"revived_from": {**record, "fresh_weight_scale": args.fresh_weight_scale}}
+                summary = f"{model.config.blocks} blocks (idle blocks {idle} replaced by fresh ones)"
+        if args.prune_idle:
+            _save_pruned(source, model, dest, provenance)
+        else:
+            save_denoiser(model, dest, metadata=provenance)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {dest}: {args.blocks} blocks ({source.config.blocks} trained, kept in order)")
+    print(f"wrote {dest}: {summary}")
     return 0
+
+
+def _save_pruned(source: CertifiedDenoiser, pruned: CertifiedDenoiser, dest: Path, provenance: dict) -> None:
+    """A pruned model is a model to ship: ``DEST`` and ``DEST.json`` with the source's metadata
+    (training history, calibrated rules, BSD68 numbers of the same function) and what changed:
+    architecture, parameter count, the certificate recomputed from the remaining blocks and a
+    fresh empirical check of it."""
+    from pnp_stable.denoisers.io import atomic_write_json
+    from pnp_stable.training.export import certificate_record, empirical_certificate_check, git_commit
+
+    certificate = certificate_record(pruned)
+    metadata = {**(getattr(source, "metadata", None) or {}), **provenance,
+                "name": dest.stem, "architecture": pruned.config.to_dict(),
+                "parameters": sum(p.numel() for p in pruned.parameters()), "certificate": certificate,
+                "date": _dt.date.today().isoformat(), "commit": git_commit()}
+    if certificate["averagedness"] is not None:
+        metadata["empirical_check"] = empirical_certificate_check(
+            pruned, certificate["averagedness"], [5 / 255, 25 / 255, 50 / 255])
+    save_denoiser(pruned, dest, metadata)
+    atomic_write_json(dest.with_suffix(".json"), metadata)
+    load(dest)  # re-derives and checks the certificate from what was written
+
+
+def _sigma_range(model: CertifiedDenoiser, given: list[float] | None) -> tuple[float, float]:
+    """The range (on the [0, 1] scale) over which idleness is checked: given, or the model's own."""
+    if given is not None:
+        return given[0] / 255.0, given[1] / 255.0
+    trained = (getattr(model, "metadata", None) or {}).get("sigma_range_255")
+    if not trained:
+        raise ValueError("the model records no trained noise range; pass --sigma-range MIN MAX")
+    return float(trained[0]) / 255.0, float(trained[1]) / 255.0
 
 
 if __name__ == "__main__":

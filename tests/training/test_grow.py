@@ -1,11 +1,14 @@
-"""Growing a trained certified denoiser: trained blocks kept in order, output almost unchanged,
-certificate still proven (and checked by search), user errors reported."""
+"""Growing, pruning and reviving a trained certified denoiser's blocks: trained blocks kept in
+order, output (almost) unchanged, certificate still proven (and checked by search), user errors
+reported."""
+
+import json
 
 import pytest
 import torch
 
 from pnp_stable.denoisers import DenoiserConfig, build_denoiser, load, save_denoiser
-from pnp_stable.training.grow import grow_denoiser, grown_positions, main
+from pnp_stable.training.grow import grow_denoiser, grown_positions, idle_blocks, main, prune_denoiser, revive_denoiser
 from pnp_stable.verification import empirical_averagedness_violation
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
@@ -77,3 +80,116 @@ def test_command_writes_a_loadable_model_and_never_overwrites(tmp_path, capsys):
     assert main([str(source), str(dest), "--blocks", "5"]) == 2
     assert "exists" in capsys.readouterr().err
     assert main([str(source), str(tmp_path / "other.pt"), "--blocks", "2"]) == 2
+
+
+def with_idle_blocks(idle=(1, 3), blocks=5):
+    """A trained-like model whose blocks ``idle`` have tau(sigma) ~ 1e-9 at every noise level."""
+    model = trained_like(blocks=blocks)
+    head = model.time_embedding.mlp[-1]
+    with torch.no_grad():
+        for k in idle:
+            head.weight[k].zero_()
+            head.bias[k] = -20.0
+    model.freeze_substeps()
+    return model
+
+
+def _features(model, sigmas):
+    """The time head's input features at ``sigmas`` (what its last layer sees)."""
+    seen = []
+    hook = model.time_embedding.mlp[-1].register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    model.time_embedding(torch.tensor(sigmas))
+    hook.remove()
+    return seen[0]
+
+
+def test_idle_blocks_are_the_ones_switched_off_at_every_noise_level():
+    model = with_idle_blocks()
+    assert idle_blocks(model, 0.0, 0.3) == [1, 3]
+    head = model.time_embedding.mlp[-1]
+    with torch.no_grad():  # block 3 now comes back at high noise: logit -20 at sigma 0.001, +20 at 0.3
+        features = _features(model, [0.001, 0.3])
+        direction = features[1] - features[0]
+        head.weight[3] = 40.0 * direction / float(direction @ direction)
+        head.bias[3] = -20.0 - float(head.weight[3] @ features[0])
+    assert idle_blocks(model, 0.0, 0.3) == [1]
+    assert idle_blocks(model, 0.001, 0.001) == [1, 3]
+    assert idle_blocks(trained_like(time_conditioning=False), 0.0, 0.3) == []
+
+
+def test_pruning_idle_blocks_keeps_the_function_and_the_certificate():
+    model = with_idle_blocks()
+    pruned = prune_denoiser(model, [1, 3])
+    assert pruned.config.blocks == 3 and not pruned.training
+    for new, old in enumerate([0, 2, 4]):
+        assert torch.equal(pruned.flow_blocks[new].linear.weight, model.flow_blocks[old].linear.weight)
+        assert int(pruned.flow_blocks[new].fixed_substeps) == int(model.flow_blocks[old].fixed_substeps)
+    x = torch.rand(2, 1, 12, 10)
+    for sigma in (0.02, 0.1, 0.3):
+        with torch.no_grad():
+            assert float((pruned(x, sigma) - model(x, sigma)).abs().max()) < 1e-6
+    assert pruned.certificate().averagedness <= model.certificate().averagedness
+    double = pruned.double()
+    cert = double.certificate()
+    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
+        fn = lambda x, s=sigma: double(x, s)  # noqa: E731
+        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= 1e-9
+
+
+def test_pruning_a_working_block_is_visible():
+    """Negative control for the test above: the same comparison sees a block that does work."""
+    model = with_idle_blocks()
+    pruned = prune_denoiser(model, [2])
+    x = torch.rand(2, 1, 12, 10)
+    with torch.no_grad():
+        assert float((pruned(x, 0.1) - model(x, 0.1)).abs().max()) > 1e-3
+
+
+def test_reviving_replaces_idle_blocks_in_place_with_fresh_full_time_blocks():
+    model = with_idle_blocks()
+    revived = revive_denoiser(model, [1, 3], fresh_weight_scale=1e-3).eval()
+    assert revived.config.blocks == 5
+    for k in (0, 2, 4):
+        assert torch.equal(revived.flow_blocks[k].linear.weight, model.flow_blocks[k].linear.weight)
+    for k in (1, 3):
+        assert float(revived.flow_blocks[k].linear.weight.detach().abs().max()) < 1e-2
+    with torch.no_grad():
+        tau = torch.sigmoid(revived.time_embedding(torch.tensor([0.02, 0.3])))
+    assert float(tau[:, [1, 3]].min()) > 0.99 and float(tau[:, [1, 3]].max()) < 1
+    torch.testing.assert_close(tau[:, [0, 2, 4]], torch.sigmoid(model.time_embedding(torch.tensor([0.02, 0.3])))[:, [0, 2, 4]])
+    x = torch.rand(2, 1, 12, 10)
+    with torch.no_grad():
+        assert float((revived(x, 0.1) - model(x, 0.1)).abs().max()) < 1e-3
+    assert idle_blocks(revived, 0.0, 0.3) == []
+
+
+def test_reshaping_errors():
+    model = with_idle_blocks()
+    with pytest.raises(ValueError, match="out of range"):
+        prune_denoiser(model, [7])
+    with pytest.raises(ValueError, match="every block"):
+        prune_denoiser(model, list(range(5)))
+    with pytest.raises(ValueError, match="sigma_min"):
+        idle_blocks(model, 0.2, 0.1)
+
+
+def test_commands_prune_and_revive_idle_blocks(tmp_path, capsys):
+    source = tmp_path / "idle.pt"
+    save_denoiser(with_idle_blocks(), source, metadata={"sigma_range_255": [5.0, 50.0], "bsd68_psnr": {"25": 1.0}})
+    pruned_path = tmp_path / "pruned.pt"
+    assert main([str(source), str(pruned_path), "--prune-idle"]) == 0
+    pruned = load(pruned_path)
+    meta = json.loads(pruned_path.with_suffix(".json").read_text())
+    assert pruned.config.blocks == 3 and meta["pruned_from"]["idle"] == [1, 3]
+    assert meta["certificate"]["averagedness"] == pytest.approx(pruned.certificate().averagedness)
+    assert len(meta["certificate"]["substeps"]) == 3 and meta["empirical_check"]["averagedness_violation"] < 1e-5
+    assert meta["bsd68_psnr"] == {"25": 1.0} and meta["name"] == "pruned"
+    assert main([str(source), str(tmp_path / "revived.pt"), "--revive-idle"]) == 0
+    assert load(tmp_path / "revived.pt").metadata["revived_from"]["idle"] == [1, 3]
+    assert main([str(pruned_path), str(tmp_path / "again.pt"), "--prune-idle"]) == 2
+    assert "no block" in capsys.readouterr().err
+    bare = tmp_path / "bare.pt"
+    save_denoiser(with_idle_blocks(), bare)
+    assert main([str(bare), str(tmp_path / "x.pt"), "--prune-idle"]) == 2
+    assert "--sigma-range" in capsys.readouterr().err
+    assert main([str(bare), str(tmp_path / "x.pt"), "--prune-idle", "--sigma-range", "5", "50"]) == 0

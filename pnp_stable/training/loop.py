@@ -113,12 +113,17 @@ def _block_stats(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def _certificate_summary(model: nn.Module) -> dict[str, Any]:
+def _certificate_summary(model: nn.Module, sigma_min: float, sigma_max: float) -> dict[str, Any]:
     if not isinstance(model, CertifiedDenoiser):
         return {}
+    from pnp_stable.training.grow import idle_blocks
+
     cert = model.certificate()
+    # blocks the time conditioning has switched off at every trained noise level: capacity lost
+    # for good unless revived (python -m pnp_stable.training.grow --revive-idle)
     return {"lipschitz": cert.lipschitz, "averagedness": cert.averagedness,
-            "certified_substeps": [b.substeps(certified=True) for b in model.flow_blocks]}
+            "certified_substeps": [b.substeps(certified=True) for b in model.flow_blocks],
+            "idle_blocks": idle_blocks(model, sigma_min, sigma_max)}
 
 
 def _project_parameters(model: nn.Module) -> None:
@@ -283,7 +288,7 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         model.train()
         mean = sum(results.values()) / len(results)
         record = {"step": step, "psnr": {f"{s * 255:.4g}": v for s, v in results.items()}, "mean_psnr": mean,
-                  **_certificate_summary(model)}
+                  **_certificate_summary(model, config.sigma_min, config.sigma_max)}
         log.write(event="val", **record)
         if best is None or mean > best["mean_psnr"]:
             best = record

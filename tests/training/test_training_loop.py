@@ -240,3 +240,21 @@ def test_export_records_calibrated_pnp_rules_that_the_solvers_use(image_folder, 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"method": "fb", "rule": {"weight": -1.0}}))
     assert export_main(args + ["--pnp-rule", f"fb={bad}"]) == 2
+
+
+def test_validation_logs_the_blocks_time_conditioning_switched_off(image_folder, make_images, tmp_path):
+    """An idle block (tau ~ 0 at every trained sigma) is named in the validation record."""
+    base_config = tiny_config(image_folder, tmp_path / "base", steps=1, model={"time_conditioning": True})
+    train_denoiser(base_config)
+    state = load_checkpoint(tmp_path / "base" / "checkpoint.pt")
+    head = [k for k in state["model"] if k.startswith("time_embedding.mlp.") and k.endswith(".bias")][-1]
+    state["model"][head][1] = -30.0  # block 1 off at every sigma
+    state["model"][head.replace(".bias", ".weight")][1].zero_()
+    torch.save(state, tmp_path / "idle.pt")
+    val = make_images(tmp_path / "val", count=2, seed=7)
+    config = tiny_config(image_folder, tmp_path / "run", steps=2, val_every=2, lr=1e-12, warmup_steps=1,
+                         init_from=str(tmp_path / "idle.pt"), model={"time_conditioning": True})
+    config.val_dir = str(val)
+    train_denoiser(config)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["idle_blocks"] for r in records if r["event"] == "val"] == [[1]]

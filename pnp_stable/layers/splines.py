@@ -40,7 +40,7 @@ def uniform_knots(per_side: int, spacing: float) -> torch.Tensor:
     return spacing * torch.arange(-per_side, per_side + 1, dtype=torch.float64)
 
 
-def _flat_segment_index(t: torch.Tensor, knots: torch.Tensor, segments: int) -> torch.Tensor:
+def _flat_segment_index(t: torch.Tensor, first: float, spacing: float, segments: int) -> torch.Tensor:
     """Index into the flattened ``channels x segments`` tables for every entry of ``t``.
 
     Segment ``k`` of a channel holds ``knots[k-1] < t <= knots[k]`` (0: left of the first knot,
@@ -49,7 +49,6 @@ def _flat_segment_index(t: torch.Tensor, knots: torch.Tensor, segments: int) -> 
     into the neighbouring segment; the spline is continuous, so its value is the same either way.
     """
     channels = t.shape[1]
-    first, spacing = float(knots[0]), float(knots[1] - knots[0])
     # in the channel's own coordinates (small numbers, fine float spacing), then offset exactly
     local = (t * (1.0 / spacing)).sub_(first / spacing).ceil_().clamp_(0, segments - 1).long()
     shape = [1, channels] + [1] * (t.ndim - 2)
@@ -95,6 +94,8 @@ class MonotoneLinearSpline(nn.Module):
         self.channels = int(channels)
         self.zero_index = int(zero.item())
         self.register_buffer("knots", knots.float())
+        # python floats: locating segments needs no device synchronisation
+        self._first, self._spacing = float(knots[0]), float(knots[1] - knots[0])
         # segment k lies left of knot k (segment 0: (-inf, knot 0], the last: (knot -1, inf))
         segments = knots.numel() + 1
         left_of_zero = torch.arange(segments) <= self.zero_index
@@ -131,7 +132,7 @@ class MonotoneLinearSpline(nn.Module):
         # s(t) = intercept[c, k] + slope[c, k] t on segment k of channel c: one index computation
         # and two table lookups, whatever the number of knots (plain ops, so autograd and
         # torch.func's jvp/vjp, used by the certificate searches, see through it)
-        flat = _flat_segment_index(t.detach(), self.knots, slopes.shape[1]).reshape(-1)
+        flat = _flat_segment_index(t.detach(), self._first, self._spacing, slopes.shape[1]).reshape(-1)
         slope_t = slopes.to(t.dtype).reshape(-1).index_select(0, flat).view_as(t)
         return torch.addcmul(intercepts.to(t.dtype).reshape(-1).index_select(0, flat).view_as(t), slope_t, t)
 

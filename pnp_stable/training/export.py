@@ -72,6 +72,32 @@ def certificate_record(model: CertifiedDenoiser) -> dict[str, Any]:
     }
 
 
+# largest output change (on [0, 1] images) accepted when idle blocks are left out on export
+_PRUNE_TOLERANCE = 1e-4
+
+
+def _prune_idle(model: CertifiedDenoiser, sigma_min: float,
+                sigma_max: float) -> tuple[CertifiedDenoiser, dict[str, Any] | None]:
+    """``model`` without its idle blocks when that leaves the output unchanged within
+    ``_PRUNE_TOLERANCE`` on a probe image; else ``model`` (record None when nothing is idle)."""
+    from pnp_stable.training.grow import IDLE_TIME_SCALE, idle_blocks, prune_denoiser
+
+    idle = idle_blocks(model, sigma_min, sigma_max)
+    if not idle:
+        return model, None
+    pruned = prune_denoiser(model, idle)
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.rand((1, model.config.channels, 48, 48), generator=generator)
+    change = 0.0
+    with torch.no_grad():
+        for sigma in (sigma_min, (sigma_min + sigma_max) / 2, sigma_max):
+            noisy = probe + sigma * torch.randn(probe.shape, generator=generator)
+            change = max(change, float((pruned(noisy, sigma) - model(noisy, sigma)).abs().max()))
+    record = {"blocks": idle, "of": model.config.blocks, "time_scale_below": IDLE_TIME_SCALE,
+              "max_output_change": change, "kept": change > _PRUNE_TOLERANCE}
+    return (model if record["kept"] else pruned), record
+
+
 def _wall_hours(state: dict[str, Any]) -> float:
     return round(float(state.get("elapsed", 0.0)) / 3600.0, 3)
 
@@ -157,7 +183,7 @@ def read_calibrated_rule(spec: str) -> tuple[str | None, str, dict[str, float], 
 def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os.PathLike | None = None,
                     description: str = "", bsd68_dir: str | None = None, bsd68_limit: int | None = None,
                     empirical_check: bool = True, extra_metadata: dict[str, Any] | None = None,
-                    bsd68_result: dict[str, Any] | None = None) -> Path:
+                    bsd68_result: dict[str, Any] | None = None, prune_idle: bool = True) -> Path:
     """Export the model in a training checkpoint to ``dest_dir/NAME.pt`` and ``NAME.json``.
 
     Guarantee: the written model's sub-step counts are those its certified norm bounds require
@@ -168,6 +194,12 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     BSD68 numbers are either measured here (``bsd68_dir``) or taken from a denoise-bsd68 result of
     the same weights (``bsd68_result``, one entry of ``bench/bench_denoise_bsd68.py --out``), so
     that the 20-minute-to-hours CPU evaluation is not run twice.
+
+    With ``prune_idle`` (default) blocks that time conditioning switched off at every noise level
+    of the training range (:func:`pnp_stable.training.grow.idle_blocks`) are left out of the file,
+    provided the output on a probe image moves by at most ``1e-4`` at the range's ends and middle:
+    the same function at less cost per call, and a lower averagedness. What was dropped, and the
+    measured change, is recorded as ``pruned_idle_blocks``.
     """
     if not _NAME.match(name):
         raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_' and '.'")
@@ -178,8 +210,11 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     model.eval()
 
     certificate = None
+    pruned_record = None
     if isinstance(model, CertifiedDenoiser):
         model.freeze_substeps()
+        if prune_idle:
+            model, pruned_record = _prune_idle(model, train_config.sigma_min, train_config.sigma_max)
         certificate = certificate_record(model)
 
     metadata: dict[str, Any] = {
@@ -190,7 +225,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         "certified": certificate is not None and certificate["averagedness"] is not None,
         "channels": train_config.model.channels,
         "sigma_range_255": [train_config.sigma_min * 255.0, train_config.sigma_max * 255.0],
-        "architecture": train_config.model.to_dict(),
+        "architecture": model.config.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "certificate": certificate,
         "training": {
@@ -221,6 +256,8 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         metadata["bsd68_images"] = bsd68_result["images"]
     if empirical_check and certificate is not None and certificate["averagedness"] is not None:
         metadata["empirical_check"] = empirical_certificate_check(model, certificate["averagedness"], [5 / 255, 25 / 255, 50 / 255])
+    if pruned_record is not None:
+        metadata["pruned_idle_blocks"] = pruned_record
     if extra_metadata:
         metadata.update(extra_metadata)
 
@@ -230,6 +267,25 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     atomic_write_json(dest / f"{name}.json", metadata)
     load(pt_path)  # re-derives and checks the certificate from what was written
     return pt_path
+
+
+def _carried_rules(source: str) -> dict[str, Any]:
+    """The calibrated PnP rules (and their provenance) recorded in another model's metadata,
+    marked as carried over from it: a warm restart keeps the function close to its start."""
+    import copy
+
+    metadata = load(source).metadata
+    rules = metadata.get("pnp_parameter_rule")
+    if not rules:
+        raise ValueError(f"{source} records no PnP parameter rules to carry over")
+    calibrations = copy.deepcopy(metadata.get("pnp_parameter_calibration") or {})
+    origin = {"name": metadata.get("name"), "date": metadata.get("date"), "commit": metadata.get("commit")}
+    methods = ("fb", "admm", "drs")
+    for key, value in calibrations.items():  # {"fb": ..., "ct": {"fb": ...}}
+        for method, provenance in ({key: value} if key in methods else value).items():
+            if method in methods:
+                provenance["carried_from"] = origin
+    return {"pnp_parameter_rule": copy.deepcopy(rules), "pnp_parameter_calibration": calibrations}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,13 +303,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the BSD68 numbers from a bench_denoise_bsd68.py --out file (entry = model label)")
     parser.add_argument("--description", default="")
     parser.add_argument("--no-empirical-check", action="store_true")
+    parser.add_argument("--keep-idle", action="store_true",
+                        help="keep blocks that time conditioning switched off at every trained noise level "
+                             "(by default they are left out when that leaves the output unchanged)")
     parser.add_argument("--pnp-rule", action="append", default=[], metavar="[PROBLEM:]METHOD=CALIBRATION_JSON",
                         help="record the automatic PnP parameter rule calibrated for METHOD (fb, admm, drs) by "
                              "bench/calibrate_parameters.py --out; with PROBLEM (ct: bench/calibrate_ct_rule.py) "
                              "the rule of that operator family only; repeatable")
+    parser.add_argument("--pnp-rules-from", default=None, metavar="MODEL",
+                        help="carry over the PnP parameter rules of MODEL (shipped name or .pt file), e.g. the "
+                             "model a warm restart started from; --pnp-rule entries replace single methods")
     args = parser.parse_args(argv)
     try:
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = _carried_rules(args.pnp_rules_from) if args.pnp_rules_from else {}
         for spec in args.pnp_rule:
             problem, method, rule, provenance = read_calibrated_rule(spec)
             rules = extra.setdefault("pnp_parameter_rule", {})
@@ -274,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             bsd68_result = results[entry]
         path = export_denoiser(args.checkpoint, args.name, args.dest, args.description, args.bsd68, args.bsd68_limit,
                                empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result,
+                               prune_idle=not args.keep_idle,
                                extra_metadata=extra or None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

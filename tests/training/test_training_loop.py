@@ -258,3 +258,54 @@ def test_validation_logs_the_blocks_time_conditioning_switched_off(image_folder,
     train_denoiser(config)
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["idle_blocks"] for r in records if r["event"] == "val"] == [[1]]
+
+
+def _checkpoint_with_an_idle_block(image_folder, tmp_path):
+    config = tiny_config(image_folder, tmp_path / "run", steps=1, model={"time_conditioning": True, "blocks": 3})
+    train_denoiser(config)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    head = [k for k in state["model"] if k.startswith("time_embedding.mlp.") and k.endswith(".bias")][-1]
+    state["model"][head][1] = -30.0
+    state["model"][head.replace(".bias", ".weight")][1].zero_()
+    torch.save(state, path)
+    return path
+
+
+def test_export_leaves_out_idle_blocks_unless_asked_to_keep_them(image_folder, tmp_path):
+    from pnp_stable.training.export import main as export_main
+
+    checkpoint = _checkpoint_with_an_idle_block(image_folder, tmp_path)
+    path = export_denoiser(checkpoint, "lean", dest_dir=tmp_path / "export", empirical_check=False)
+    lean = load(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert lean.config.blocks == 2 and meta["architecture"]["blocks"] == 2
+    assert meta["pruned_idle_blocks"]["blocks"] == [1] and not meta["pruned_idle_blocks"]["kept"]
+    assert meta["pruned_idle_blocks"]["max_output_change"] < 1e-6
+    assert len(meta["certificate"]["substeps"]) == 2
+    full = load(export_denoiser(checkpoint, "full", dest_dir=tmp_path / "export", empirical_check=False,
+                                prune_idle=False))
+    assert full.config.blocks == 3
+    x = torch.rand(1, 1, 20, 20)
+    with torch.no_grad():
+        assert float((lean(x, 0.1) - full(x, 0.1)).abs().max()) < 1e-6
+    assert export_main([str(checkpoint), "kept", "--dest", str(tmp_path / "export"), "--no-empirical-check",
+                        "--keep-idle"]) == 0
+    assert load(tmp_path / "export" / "kept.pt").config.blocks == 3
+
+
+def test_export_carries_the_rules_of_the_model_a_warm_restart_began_from(image_folder, tmp_path, capsys):
+    from pnp_stable.training.export import main as export_main
+
+    train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=1))
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    assert export_main([checkpoint, "cont", "--dest", str(tmp_path), "--no-empirical-check",
+                        "--pnp-rules-from", "gray"]) == 0
+    meta = json.loads((tmp_path / "cont.json").read_text())
+    shipped = load("gray").metadata
+    assert meta["pnp_parameter_rule"] == shipped["pnp_parameter_rule"]
+    assert meta["pnp_parameter_calibration"]["admm"]["carried_from"]["name"] == "gray"
+    assert meta["pnp_parameter_calibration"]["ct"]["fb"]["carried_from"]["name"] == "gray"
+    assert "carried_from" not in shipped["pnp_parameter_calibration"]["admm"]  # the source is untouched
+    assert export_main([checkpoint, "none", "--dest", str(tmp_path), "--no-empirical-check",
+                        "--pnp-rules-from", checkpoint]) == 2

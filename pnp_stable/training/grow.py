@@ -105,7 +105,7 @@ def revive_denoiser(model: CertifiedDenoiser, replace: list[int], fresh_weight_s
 
 def _check_reshapable(model: CertifiedDenoiser) -> None:
     if not isinstance(model, CertifiedDenoiser):
-        raise ValueError("only certified denoisers can be grown (the baseline has no flow blocks to keep)")
+        raise ValueError("only certified denoisers can be grown, pruned or revived (the baseline has no flow blocks)")
     if any(stride != 1 for stride in model.config.block_strides):
         raise ValueError("reshaping a model with strided blocks is not supported: their places define the scales")
 

@@ -294,18 +294,33 @@ def test_export_leaves_out_idle_blocks_unless_asked_to_keep_them(image_folder, t
     assert load(tmp_path / "export" / "kept.pt").config.blocks == 3
 
 
-def test_export_carries_the_rules_of_the_model_a_warm_restart_began_from(image_folder, tmp_path, capsys):
+def test_export_carries_the_rules_of_the_model_a_warm_restart_began_from(image_folder, tmp_path):
+    from pnp_stable.denoisers import save_denoiser
     from pnp_stable.training.export import main as export_main
 
     train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=1))
     checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    rule = {"weight": 0.3, "exponent": 2.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}
+    rules = {"fb": rule, "ct": {"fb": {**rule, "weight": 0.6}}}
+    calibrations = {"fb": {"images": ["a"]}, "ct": {"fb": {"images": ["b"]}}}
+    start = build_start_model(tmp_path)
+    save_denoiser(start, tmp_path / "start.pt", metadata={"name": "start", "pnp_parameter_rule": rules,
+                                                          "pnp_parameter_calibration": calibrations})
     assert export_main([checkpoint, "cont", "--dest", str(tmp_path), "--no-empirical-check",
-                        "--pnp-rules-from", "gray"]) == 0
+                        "--pnp-rules-from", str(tmp_path / "start.pt")]) == 0
     meta = json.loads((tmp_path / "cont.json").read_text())
-    shipped = load("gray").metadata
-    assert meta["pnp_parameter_rule"] == shipped["pnp_parameter_rule"]
-    assert meta["pnp_parameter_calibration"]["admm"]["carried_from"]["name"] == "gray"
-    assert meta["pnp_parameter_calibration"]["ct"]["fb"]["carried_from"]["name"] == "gray"
-    assert "carried_from" not in shipped["pnp_parameter_calibration"]["admm"]  # the source is untouched
+    assert meta["pnp_parameter_rule"] == rules
+    assert meta["pnp_parameter_calibration"]["fb"]["carried_from"]["name"] == "start"
+    assert meta["pnp_parameter_calibration"]["ct"]["fb"]["carried_from"]["name"] == "start"
+    assert meta["pnp_parameter_calibration"]["fb"]["images"] == ["a"]
+    assert load(tmp_path / "start.pt").metadata["pnp_parameter_calibration"] == calibrations  # source untouched
     assert export_main([checkpoint, "none", "--dest", str(tmp_path), "--no-empirical-check",
                         "--pnp-rules-from", checkpoint]) == 2
+
+
+def build_start_model(tmp_path):
+    from pnp_stable.denoisers import DenoiserConfig, build_denoiser
+
+    model = build_denoiser(DenoiserConfig(width=3, hidden=4, blocks=1, embedding_dim=8, power_size=8)).eval()
+    model.freeze_substeps()
+    return model

@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from pnp_stable.denoisers.io import FORMAT, atomic_write_json, load, pretrained_dir, save_denoiser
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint
 from pnp_stable.training.config import TrainConfig
+from pnp_stable.training.grow import prune_idle_blocks
 
-__all__ = ["certificate_record", "empirical_certificate_check", "export_denoiser", "git_commit", "read_calibrated_rule"]
+__all__ = ["certificate_record", "empirical_certificate_check", "export_denoiser", "git_commit", "read_calibrated_rule",
+           "write_model"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -39,7 +42,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def empirical_certificate_check(model: CertifiedDenoiser, alpha: float, sigmas: list[float]) -> dict[str, Any]:
+def empirical_certificate_check(model: CertifiedDenoiser, alpha: float,
+                                sigmas: tuple[float, ...] = (5 / 255, 25 / 255, 50 / 255)) -> dict[str, Any]:
     """Largest averagedness violation found by random pairs + gradient ascent (<= ~1e-6 in float32).
 
     Averagedness with alpha < 1 implies the Lipschitz bound 1, so this one search tests both.
@@ -52,7 +56,7 @@ def empirical_certificate_check(model: CertifiedDenoiser, alpha: float, sigmas: 
                                          n_pairs=8, dtype=torch.float32)
         for sigma in sigmas
     )
-    return {"averagedness_violation": violation, "sigmas": sigmas,
+    return {"averagedness_violation": violation, "sigmas": list(sigmas),
             "search": "random pairs + gradient ascent, 16x16 inputs, float32 (rounding ~1e-6)"}
 
 
@@ -70,32 +74,6 @@ def certificate_record(model: CertifiedDenoiser) -> dict[str, Any]:
         "substeps": [int(b.fixed_substeps) for b in model.flow_blocks],
         "valid_for": "every input size and every sigma, eval mode, zero padding",
     }
-
-
-# largest output change (on [0, 1] images) accepted when idle blocks are left out on export
-_PRUNE_TOLERANCE = 1e-4
-
-
-def _prune_idle(model: CertifiedDenoiser, sigma_min: float,
-                sigma_max: float) -> tuple[CertifiedDenoiser, dict[str, Any] | None]:
-    """``model`` without its idle blocks when that leaves the output unchanged within
-    ``_PRUNE_TOLERANCE`` on a probe image; else ``model`` (record None when nothing is idle)."""
-    from pnp_stable.training.grow import IDLE_TIME_SCALE, idle_blocks, prune_denoiser
-
-    idle = idle_blocks(model, sigma_min, sigma_max)
-    if not idle:
-        return model, None
-    pruned = prune_denoiser(model, idle)
-    generator = torch.Generator().manual_seed(0)
-    probe = torch.rand((1, model.config.channels, 48, 48), generator=generator)
-    change = 0.0
-    with torch.no_grad():
-        for sigma in (sigma_min, (sigma_min + sigma_max) / 2, sigma_max):
-            noisy = probe + sigma * torch.randn(probe.shape, generator=generator)
-            change = max(change, float((pruned(noisy, sigma) - model(noisy, sigma)).abs().max()))
-    record = {"blocks": idle, "of": model.config.blocks, "time_scale_below": IDLE_TIME_SCALE,
-              "max_output_change": change, "kept": change > _PRUNE_TOLERANCE}
-    return (model if record["kept"] else pruned), record
 
 
 def _wall_hours(state: dict[str, Any]) -> float:
@@ -214,7 +192,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     if isinstance(model, CertifiedDenoiser):
         model.freeze_substeps()
         if prune_idle:
-            model, pruned_record = _prune_idle(model, train_config.sigma_min, train_config.sigma_max)
+            model, pruned_record = prune_idle_blocks(model, train_config.sigma_min, train_config.sigma_max)
         certificate = certificate_record(model)
 
     metadata: dict[str, Any] = {
@@ -255,7 +233,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         metadata["bsd68_psnr"] = bsd68_result["psnr"]
         metadata["bsd68_images"] = bsd68_result["images"]
     if empirical_check and certificate is not None and certificate["averagedness"] is not None:
-        metadata["empirical_check"] = empirical_certificate_check(model, certificate["averagedness"], [5 / 255, 25 / 255, 50 / 255])
+        metadata["empirical_check"] = empirical_certificate_check(model, certificate["averagedness"])
     if pruned_record is not None:
         metadata["pruned_idle_blocks"] = pruned_record
     if extra_metadata:
@@ -263,10 +241,16 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
 
     dest = Path(dest_dir) if dest_dir is not None else pretrained_dir()
     pt_path = dest / f"{name}.pt"
-    save_denoiser(model, pt_path, metadata)
-    atomic_write_json(dest / f"{name}.json", metadata)
-    load(pt_path)  # re-derives and checks the certificate from what was written
+    write_model(model, pt_path, metadata)
     return pt_path
+
+
+def write_model(model: nn.Module, pt_path: Path, metadata: dict[str, Any]) -> None:
+    """Write ``NAME.pt`` and its ``NAME.json`` metadata atomically, then reload the file, which
+    re-derives the certificate from what was written and refuses one weaker than recorded."""
+    save_denoiser(model, pt_path, metadata)
+    atomic_write_json(pt_path.with_suffix(".json"), metadata)
+    load(pt_path)
 
 
 def _carried_rules(source: str) -> dict[str, Any]:

@@ -28,12 +28,14 @@ import argparse
 import datetime as _dt
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from pnp_stable.denoisers import CertifiedDenoiser, DenoiserConfig, build_denoiser, load, save_denoiser
 
-__all__ = ["grow_denoiser", "grown_positions", "idle_blocks", "prune_denoiser", "revive_denoiser", "main"]
+__all__ = ["grow_denoiser", "grown_positions", "idle_blocks", "prune_denoiser", "prune_idle_blocks", "revive_denoiser",
+           "main"]
 
 # a block whose integration time never exceeds this fraction of T is idle
 IDLE_TIME_SCALE = 1e-3
@@ -89,9 +91,33 @@ def prune_denoiser(model: CertifiedDenoiser, drop: list[int]) -> CertifiedDenois
     keep = _kept(model.config.blocks, drop)
     if not keep:
         raise ValueError("cannot drop every block")
-    pruned = _remap_blocks(model, len(keep), {old: new for new, old in enumerate(keep)}, 1.0, 0)
-    pruned.load_state_dict({**pruned.state_dict(), **_fixed_counts(model, keep)})
-    return pruned.eval()
+    return _remap_blocks(model, len(keep), {old: new for new, old in enumerate(keep)}, 1.0, 0, for_training=False)
+
+
+# largest output change (on [0, 1] images) accepted when idle blocks are left out
+PRUNE_TOLERANCE = 1e-4
+
+
+def prune_idle_blocks(model: CertifiedDenoiser, sigma_min: float,
+                      sigma_max: float) -> tuple[CertifiedDenoiser, dict[str, Any] | None]:
+    """``model`` without its :func:`idle_blocks` over ``[sigma_min, sigma_max]``, provided that leaves
+    the output on a probe image (at the range's ends and middle) within ``PRUNE_TOLERANCE``; else
+    ``model`` itself. The record (None when no block is idle) names the blocks, the measured
+    change and whether they were ``kept`` for exceeding the tolerance."""
+    idle = idle_blocks(model, sigma_min, sigma_max)
+    if not idle:
+        return model, None
+    pruned = prune_denoiser(model, idle)
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.rand((1, model.config.channels, 48, 48), generator=generator)
+    change = 0.0
+    with torch.no_grad():
+        for sigma in (sigma_min, (sigma_min + sigma_max) / 2, sigma_max):
+            noisy = probe + sigma * torch.randn(probe.shape, generator=generator)
+            change = max(change, float((pruned(noisy, sigma) - model(noisy, sigma)).abs().max()))
+    record = {"blocks": idle, "of": model.config.blocks, "time_scale_below": IDLE_TIME_SCALE,
+              "max_output_change": change, "kept": change > PRUNE_TOLERANCE}
+    return (model if record["kept"] else pruned), record
 
 
 def revive_denoiser(model: CertifiedDenoiser, replace: list[int], fresh_weight_scale: float = 1e-2,
@@ -117,15 +143,12 @@ def _kept(blocks: int, removed: list[int]) -> list[int]:
     return [k for k in range(blocks) if k not in set(removed)]
 
 
-def _fixed_counts(model: CertifiedDenoiser, keep: list[int]) -> dict[str, torch.Tensor]:
-    return {f"network.{new + 1}.fixed_substeps": model.flow_blocks[old].fixed_substeps.clone()
-            for new, old in enumerate(keep)}
-
-
 def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], fresh_weight_scale: float,
-                  seed: int) -> CertifiedDenoiser:
+                  seed: int, for_training: bool = True) -> CertifiedDenoiser:
     """A model with ``blocks`` blocks: old block ``i`` becomes block ``kept[i]`` (with its conditioning
-    rows); every new index not in ``kept`` gets a fresh block scaled by ``fresh_weight_scale``."""
+    rows and frozen sub-step count); every new index not in ``kept`` gets a fresh block scaled by
+    ``fresh_weight_scale``. ``for_training``: returned in train mode with every count unfrozen
+    (the new blocks have none yet); otherwise in eval mode as copied."""
     if not 0.0 < fresh_weight_scale <= 1.0:
         raise ValueError(f"fresh_weight_scale must lie in (0, 1], got {fresh_weight_scale}")
     old_config = model.config
@@ -168,6 +191,8 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
             new_state[prefix + "linear.weight"] = new_state[prefix + "linear.weight"] * fresh_weight_scale
             new_state[prefix + "linear.norm_estimate"] = torch.zeros(())  # next estimate starts from scratch
     grown.load_state_dict(new_state)
+    if not for_training:
+        return grown.eval()
     grown.unfreeze_substeps()
     grown.train()
     return grown
@@ -219,18 +244,24 @@ def main(argv: list[str] | None = None) -> int:
             summary = f"{args.blocks} blocks ({source.config.blocks} trained, kept in order)"
         else:
             low, high = _sigma_range(source, args.sigma_range)
-            idle = idle_blocks(source, low, high)
+            if args.prune_idle:
+                model, record = prune_idle_blocks(source, low, high)
+                idle = record["blocks"] if record is not None else []
+            else:
+                idle = idle_blocks(source, low, high)
             if not idle:
                 raise ValueError(f"no block of {args.source} is idle over sigma {255 * low:g}-{255 * high:g}/255")
-            record = {"source": str(args.source), "blocks": source.config.blocks, "idle": idle,
+            origin = {"source": str(args.source), "blocks": source.config.blocks, "idle": idle,
                       "sigma_range_255": [255 * low, 255 * high], "time_scale_below": IDLE_TIME_SCALE}
             if args.prune_idle:
-                model = prune_denoiser(source, idle)
-                provenance = {"pruned_from": record}
+                if record["kept"]:
+                    raise ValueError(f"leaving out the idle blocks {idle} of {args.source} would move its output by "
+                                     f"{record['max_output_change']:.2e} (more than {PRUNE_TOLERANCE:g}); not pruned")
+                provenance = {"pruned_from": {**origin, "max_output_change": record["max_output_change"]}}
                 summary = f"{model.config.blocks} blocks (idle blocks {idle} of {source.config.blocks} dropped)"
             else:
                 model = revive_denoiser(source, idle, args.fresh_weight_scale, args.seed)
-                provenance = {"revived_from": {**record, "fresh_weight_scale": args.fresh_weight_scale}}
+                provenance = {"revived_from": {**origin, "fresh_weight_scale": args.fresh_weight_scale}}
                 summary = f"{model.config.blocks} blocks (idle blocks {idle} replaced by fresh ones)"
         if args.prune_idle:
             _save_pruned(source, model, dest, provenance)
@@ -248,8 +279,7 @@ def _save_pruned(source: CertifiedDenoiser, pruned: CertifiedDenoiser, dest: Pat
     (training history, calibrated rules, BSD68 numbers of the same function) and what changed:
     architecture, parameter count, the certificate recomputed from the remaining blocks and a
     fresh empirical check of it."""
-    from pnp_stable.denoisers.io import atomic_write_json
-    from pnp_stable.training.export import certificate_record, empirical_certificate_check, git_commit
+    from pnp_stable.training.export import certificate_record, empirical_certificate_check, git_commit, write_model
 
     certificate = certificate_record(pruned)
     metadata = {**(getattr(source, "metadata", None) or {}), **provenance,
@@ -257,11 +287,8 @@ def _save_pruned(source: CertifiedDenoiser, pruned: CertifiedDenoiser, dest: Pat
                 "parameters": sum(p.numel() for p in pruned.parameters()), "certificate": certificate,
                 "date": _dt.date.today().isoformat(), "commit": git_commit()}
     if certificate["averagedness"] is not None:
-        metadata["empirical_check"] = empirical_certificate_check(
-            pruned, certificate["averagedness"], [5 / 255, 25 / 255, 50 / 255])
-    save_denoiser(pruned, dest, metadata)
-    atomic_write_json(dest.with_suffix(".json"), metadata)
-    load(dest)  # re-derives and checks the certificate from what was written
+        metadata["empirical_check"] = empirical_certificate_check(pruned, certificate["averagedness"])
+    write_model(pruned, dest, metadata)
 
 
 def _sigma_range(model: CertifiedDenoiser, given: list[float] | None) -> tuple[float, float]:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pnp_stable.denoisers import DenoiserConfig, build_denoiser, load, save_denoiser
-from pnp_stable.training.grow import grow_denoiser, grown_positions, idle_blocks, main, prune_denoiser, revive_denoiser
+from pnp_stable.training.grow import (grow_denoiser, grown_positions, idle_blocks, main, prune_denoiser,
+                                     prune_idle_blocks, revive_denoiser)
 from pnp_stable.verification import empirical_averagedness_violation
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
@@ -193,3 +194,20 @@ def test_commands_prune_and_revive_idle_blocks(tmp_path, capsys):
     assert main([str(bare), str(tmp_path / "x.pt"), "--prune-idle"]) == 2
     assert "--sigma-range" in capsys.readouterr().err
     assert main([str(bare), str(tmp_path / "x.pt"), "--prune-idle", "--sigma-range", "5", "50"]) == 0
+
+
+def test_pruning_refuses_idle_blocks_that_still_move_the_output(tmp_path, capsys):
+    """tau ~ 9e-4 is below the idle threshold, yet with large weights the block moves the output by
+    ~3e-4 > 1e-4: the probe check keeps it (export) or refuses (command), never prunes silently."""
+    model = trained_like(blocks=5, init_scale=6.0)
+    head = model.time_embedding.mlp[-1]
+    with torch.no_grad():
+        head.weight[1].zero_()
+        head.bias[1] = -7.0
+    model.freeze_substeps()
+    kept, record = prune_idle_blocks(model, 0.0, 0.3)
+    assert kept is model and record["kept"] and record["blocks"] == [1] and record["max_output_change"] > 1e-4
+    source = tmp_path / "nearly.pt"
+    save_denoiser(model, source, metadata={"sigma_range_255": [0.0, 76.5]})
+    assert main([str(source), str(tmp_path / "out.pt"), "--prune-idle"]) == 2
+    assert "not pruned" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()

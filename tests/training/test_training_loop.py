@@ -303,7 +303,7 @@ def test_export_carries_the_rules_of_the_model_a_warm_restart_began_from(image_f
     rule = {"weight": 0.3, "exponent": 2.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}
     rules = {"fb": rule, "ct": {"fb": {**rule, "weight": 0.6}}}
     calibrations = {"fb": {"images": ["a"]}, "ct": {"fb": {"images": ["b"]}}}
-    start = build_start_model(tmp_path)
+    start = build_start_model()
     save_denoiser(start, tmp_path / "start.pt", metadata={"name": "start", "pnp_parameter_rule": rules,
                                                           "pnp_parameter_calibration": calibrations})
     assert export_main([checkpoint, "cont", "--dest", str(tmp_path), "--no-empirical-check",
@@ -318,7 +318,8 @@ def test_export_carries_the_rules_of_the_model_a_warm_restart_began_from(image_f
                         "--pnp-rules-from", checkpoint]) == 2
 
 
-def build_start_model(tmp_path):
+def build_start_model():
+    """A one-block certified model in eval mode with frozen counts, to save as an exported file."""
     from pnp_stable.denoisers import DenoiserConfig, build_denoiser
 
     model = build_denoiser(DenoiserConfig(width=3, hidden=4, blocks=1, embedding_dim=8, power_size=8)).eval()

@@ -25,6 +25,11 @@ class TrainConfig:
         lr, lr_min, warmup_steps: AdamW/Adam learning rate with linear warm-up, cosine decay.
         optimizer: ``"adam"`` or ``"adamw"``; weight_decay for AdamW.
         grad_clip: max global gradient norm (0 disables).
+        loss_weighting: ``"uniform"`` (plain MSE over the batch) or ``"inverse_sigma"`` (each
+            patch's MSE weighted by ``c / sigma``, ``c`` making the weights average 1 over the
+            sampled range). Plain MSE lets the noisiest patches dominate the gradient, since a
+            denoiser's error grows about linearly with sigma in 5-50/255; weighting by
+            ``1 / sigma`` balances the *relative* errors, i.e. PSNR, across the range.
         val_every, val_sigmas, val_limit, val_crop: validation schedule and size.
         certified_finetune_steps: the last this-many steps run with the *certified* sub-step
             counts (recomputed from certified norm bounds every step) instead of the power-method
@@ -56,6 +61,7 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    loss_weighting: str = "uniform"
     val_every: int = 500
     val_sigmas: tuple[float, ...] = (15.0 / 255.0, 25.0 / 255.0, 50.0 / 255.0)
     val_limit: int | None = 8
@@ -89,6 +95,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if not self.lr > 0 or self.lr_min < 0:
             raise ValueError(f"invalid learning rates lr={self.lr}, lr_min={self.lr_min}")
+        if self.loss_weighting not in ("uniform", "inverse_sigma"):
+            raise ValueError(f"loss_weighting must be 'uniform' or 'inverse_sigma', got {self.loss_weighting!r}")
+        if self.loss_weighting == "inverse_sigma" and not self.sigma_min > 0:
+            raise ValueError("loss_weighting='inverse_sigma' needs sigma_min > 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 

@@ -126,6 +126,23 @@ def _certificate_summary(model: nn.Module, sigma_min: float, sigma_max: float) -
             "idle_blocks": idle_blocks(model, sigma_min, sigma_max)}
 
 
+def denoising_loss(output: torch.Tensor, clean: torch.Tensor, sigma: torch.Tensor, weighting: str,
+                   sigma_range: tuple[float, float]) -> torch.Tensor:
+    """The training loss of a batch (``B x C x H x W``, noise levels ``sigma`` of shape ``(B,)``).
+
+    ``"uniform"``: the MSE over the batch. ``"inverse_sigma"``: the mean of each patch's MSE times
+    ``c / sigma_i``, with ``c = (hi - lo) / ln(hi / lo)`` the normaliser that makes the weights
+    average 1 for sigma uniform in ``sigma_range = (lo, hi)`` (``c = lo`` when ``lo == hi``: plain
+    MSE), so the learning rate and the clipping threshold mean the same under both.
+    """
+    if weighting == "uniform":
+        return F.mse_loss(output, clean)
+    lo, hi = sigma_range
+    scale = lo if hi - lo <= 1e-12 * hi else (hi - lo) / math.log(hi / lo)
+    per_patch = (output - clean).pow(2).flatten(1).mean(dim=1)
+    return (per_patch * (scale / sigma)).mean()
+
+
 def _project_parameters(model: nn.Module) -> None:
     """Put constrained parameters back into their sets after a step (e.g. spline slopes in [0, 1]).
 
@@ -318,7 +335,8 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
                 model.freeze_substeps()
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 output = net(noisy, sigma)
-            loss = F.mse_loss(output.float(), clean)
+            loss = denoising_loss(output.float(), clean, sigma, config.loss_weighting,
+                                  (config.sigma_min, config.sigma_max))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -331,7 +349,9 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
             step += 1
             value = float(loss.detach())
             losses.append(value)
-            window.append(value)
+            # The log and the bar report the plain MSE (a PSNR), whatever the weighting of the objective.
+            window.append(value if config.loss_weighting == "uniform"
+                          else float(F.mse_loss(output.detach().float(), clean)))
             bar.update(1)
             if step % config.log_every == 0 or step == end:
                 mse = sum(window) / len(window)

@@ -214,6 +214,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             "patch_size": train_config.patch_size,
             "batch_size": train_config.batch_size,
             "lr": train_config.lr,
+            "loss_weighting": train_config.loss_weighting,
             "seed": train_config.seed,
             "wall_hours": _wall_hours(state),
             "best_validation": state.get("best"),

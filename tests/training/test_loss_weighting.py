@@ -1,11 +1,12 @@
 """The training objective's noise-level weighting."""
 
+import json
 import math
 
 import pytest
 import torch
 
-from pnp_stable.training import preset, train_denoiser
+from pnp_stable.training import export_denoiser, preset, train_denoiser
 from pnp_stable.training.config import TrainConfig
 from pnp_stable.training.loop import denoising_loss
 
@@ -58,3 +59,8 @@ def test_weighted_training_learns_and_changes_the_objective(image_folder, tmp_pa
                                           loss_weighting="inverse_sigma"))
     assert weighted.losses[0] != plain.losses[0]  # same batch, same weights, another objective
     assert sum(weighted.losses[-5:]) < 0.7 * sum(weighted.losses[:5])
+
+    exported = export_denoiser(tmp_path / "weighted" / "checkpoint.pt", "weighted", dest_dir=tmp_path / "export",
+                               empirical_check=False)
+    metadata = json.loads(exported.with_suffix(".json").read_text())
+    assert metadata["training"]["loss_weighting"] == "inverse_sigma"

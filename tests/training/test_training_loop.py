@@ -31,6 +31,19 @@ def test_loss_decreases_and_validation_is_logged(image_folder, make_images, tmp_
     assert result.best_checkpoint is not None and result.best_checkpoint.exists()
 
 
+def test_weighted_training_learns_and_changes_the_objective(image_folder, tmp_path):
+    plain = train_denoiser(tiny_config(image_folder, tmp_path / "plain", steps=20))
+    weighted = train_denoiser(tiny_config(image_folder, tmp_path / "weighted", steps=20,
+                                          loss_weighting="inverse_sigma"))
+    assert weighted.losses[0] != plain.losses[0]  # same batch, same weights, another objective
+    assert sum(weighted.losses[-5:]) < 0.7 * sum(weighted.losses[:5])
+
+    exported = export_denoiser(tmp_path / "weighted" / "checkpoint.pt", "weighted", dest_dir=tmp_path / "export",
+                               empirical_check=False)
+    metadata = json.loads(exported.with_suffix(".json").read_text())
+    assert metadata["training"]["loss_weighting"] == "inverse_sigma"
+
+
 def test_resume_reproduces_the_uninterrupted_run(image_folder, tmp_path):
     straight = train_denoiser(tiny_config(image_folder, tmp_path / "straight", steps=8), stop_after=6)
     train_denoiser(tiny_config(image_folder, tmp_path / "split", steps=8), stop_after=5)

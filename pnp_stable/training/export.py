@@ -223,6 +223,8 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         "date": _dt.date.today().isoformat(),
         "commit": git_commit(),
     }
+    if state.get("averaged_from"):  # weights averaged over sibling runs (pnp_stable.training.average)
+        metadata["training"]["averaged_from"] = state["averaged_from"]
     if bsd68_dir is not None:
         from pnp_stable.training.evaluate import denoise_bsd68
 

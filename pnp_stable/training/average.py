@@ -59,7 +59,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     estimates are re-run from the averaged weights, and sub-step counts are frozen again from
     their certified norm bounds when every input had them frozen (the state at the end of
     certified fine-tuning). The result records its inputs (``averaged_from``: path, steps, wall
-    hours, seed); its ``elapsed`` is the inputs' total, since all of them were spent on it.
+    hours, seed); its ``elapsed`` is the inputs' total, since all of them were spent on it. Its
+    ``best`` is None: no validation has run on the average (``main --validate`` records one).
     """
     if len(paths) < 2:
         raise ValueError("averaging needs at least two checkpoints")
@@ -146,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         report: dict[str, Any] = {"out": str(out), "averaged_from": state["averaged_from"]}
         if args.validate:
             report["validation"] = {p: validate_checkpoint(load_checkpoint(p)) for p in args.checkpoints}
-            report["validation"]["average"] = validate_checkpoint(state)
+            report["validation"]["average"] = average = validate_checkpoint(state)
+            # the record a training run keeps of its best validation, so that an export of the
+            # average states its validation PSNR as it does for any run
+            state["best"] = {"step": state["step"], "psnr": {k: v for k, v in average.items() if k != "mean"},
+                             "mean_psnr": average["mean"]}
         save_checkpoint(out, state)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -215,7 +215,9 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             "batch_size": train_config.batch_size,
             "lr": train_config.lr,
             "loss_weighting": train_config.loss_weighting,
-            "seed": train_config.seed,
+            # an average of sibling runs has one seed per input, not its first input's
+            "seed": ([source["seed"] for source in state["averaged_from"]] if state.get("averaged_from")
+                     else train_config.seed),
             "wall_hours": _wall_hours(state),
             "best_validation": state.get("best"),
             "init_from": _lineage(train_config.init_from),

@@ -65,6 +65,8 @@ def test_exported_average_is_certified_and_says_what_it_averages(siblings, tmp_p
     exported = export_denoiser(out, "soup", dest_dir=tmp_path / "export")
     metadata = json.loads(exported.with_suffix(".json").read_text())
     assert [s["seed"] for s in metadata["training"]["averaged_from"]] == [1, 2]
+    assert metadata["training"]["seed"] == [1, 2]  # not the first input's seed alone
+    assert metadata["training"]["best_validation"] is None  # no --validate: no validation to state
     assert metadata["empirical_check"]["averagedness_violation"] <= 1e-5
     model = load(exported).double()
     alpha = model.certificate().averagedness
@@ -86,6 +88,12 @@ def test_validate_reports_every_input_and_the_average(siblings, tmp_path, capsys
         last = [r for r in log if r["event"] == "val"][-1]
         assert last["step"] == 8
         assert report["validation"][str(path)]["25"] == pytest.approx(last["psnr"]["25"], abs=1e-9)
+    # the average's validation travels with it into the export, as a run's best validation does
+    average = report["validation"]["average"]
+    exported = export_denoiser(tmp_path / "soup.pt", "soup", dest_dir=tmp_path / "export", empirical_check=False)
+    best = json.loads(exported.with_suffix(".json").read_text())["training"]["best_validation"]
+    assert best["step"] == 8 and best["mean_psnr"] == pytest.approx(average["mean"], abs=1e-12)
+    assert best["psnr"] == pytest.approx({k: v for k, v in average.items() if k != "mean"}, abs=1e-12)
 
 
 def test_refusals(siblings, image_folder, tmp_path, capsys):

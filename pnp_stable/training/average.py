@@ -59,8 +59,9 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     estimates are re-run from the averaged weights, and sub-step counts are frozen again from
     their certified norm bounds when every input had them frozen (the state at the end of
     certified fine-tuning). The result records its inputs (``averaged_from``: path, steps, wall
-    hours, seed); its ``elapsed`` is the inputs' total, since all of them were spent on it. Its
-    ``best`` is None: no validation has run on the average (``main --validate`` records one).
+    hours, seed, patch and batch size); its ``elapsed`` is the inputs' total, since all of them
+    were spent on it. Its ``best`` is None: no validation has run on the average (``main
+    --validate`` records one).
     """
     if len(paths) < 2:
         raise ValueError("averaging needs at least two checkpoints")
@@ -103,8 +104,11 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
         if frozen:
             model.freeze_substeps()
 
+    # the data recipe may differ between inputs (patch size, batch), and the average's own config
+    # is its first input's: each input's is kept here
     sources = [{"path": str(p), "steps": int(s["step"]), "wall_hours": round(float(s.get("elapsed", 0.0)) / 3600, 3),
-                "seed": c.seed} for p, s, c in zip(paths, states, configs)]
+                "seed": c.seed, "patch_size": c.patch_size, "batch_size": c.batch_size}
+               for p, s, c in zip(paths, states, configs)]
     return {"config": states[0]["config"], "step": max(int(s["step"]) for s in states), "model": model.state_dict(),
             "best": None, "elapsed": sum(float(s.get("elapsed", 0.0)) for s in states), "averaged_from": sources}
 

@@ -36,6 +36,9 @@ def test_average_is_the_mean_of_the_weights_and_records_its_inputs(siblings):
     assert not torch.equal(a["model"][key], b["model"][key])
     assert torch.allclose(state["model"][key], (a["model"][key] + b["model"][key]) / 2, atol=1e-7)
     assert [s["seed"] for s in state["averaged_from"]] == [1, 2]
+    config = TrainConfig.from_dict(a["config"])
+    assert all((s["patch_size"], s["batch_size"]) == (config.patch_size, config.batch_size)
+               for s in state["averaged_from"])
     assert state["elapsed"] == pytest.approx(a["elapsed"] + b["elapsed"])
     assert "optimizer" not in state  # not resumable: export it or start a run from it
 

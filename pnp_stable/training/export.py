@@ -80,6 +80,13 @@ def _wall_hours(state: dict[str, Any]) -> float:
     return round(float(state.get("elapsed", 0.0)) / 3600.0, 3)
 
 
+def _per_input(state: dict[str, Any], field: str, own: Any) -> Any:
+    """A run's ``field`` of its data recipe; for an average of runs (``pnp_stable.training.average``),
+    whose configuration is its first input's, the list of its inputs' values."""
+    sources = state.get("averaged_from")
+    return [source.get(field) for source in sources] if sources else own
+
+
 def _lineage(init_from: str | None) -> dict[str, Any] | None:
     """Where a warm-started run began: the path and, when it is still a readable training
     checkpoint, its steps and wall time (so totals can be stated), and its own origin."""
@@ -211,13 +218,11 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             "validation": train_config.val_dir,
             "steps": int(state["step"]),
             "planned_steps": train_config.steps,
-            "patch_size": train_config.patch_size,
-            "batch_size": train_config.batch_size,
+            "patch_size": _per_input(state, "patch_size", train_config.patch_size),
+            "batch_size": _per_input(state, "batch_size", train_config.batch_size),
             "lr": train_config.lr,
             "loss_weighting": train_config.loss_weighting,
-            # an average of sibling runs has one seed per input, not its first input's
-            "seed": ([source["seed"] for source in state["averaged_from"]] if state.get("averaged_from")
-                     else train_config.seed),
+            "seed": _per_input(state, "seed", train_config.seed),
             "wall_hours": _wall_hours(state),
             "best_validation": state.get("best"),
             "init_from": _lineage(train_config.init_from),

@@ -69,6 +69,8 @@ def test_exported_average_is_certified_and_says_what_it_averages(siblings, tmp_p
     metadata = json.loads(exported.with_suffix(".json").read_text())
     assert [s["seed"] for s in metadata["training"]["averaged_from"]] == [1, 2]
     assert metadata["training"]["seed"] == [1, 2]  # not the first input's seed alone
+    patch = TrainConfig.from_dict(load_checkpoint(siblings[0])["config"]).patch_size
+    assert metadata["training"]["patch_size"] == [patch, patch]
     assert metadata["training"]["best_validation"] is None  # no --validate: no validation to state
     assert metadata["empirical_check"]["averagedness_violation"] <= 1e-5
     model = load(exported).double()

@@ -36,6 +36,7 @@ import torch
 from pnp_stable.denoisers import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
 from pnp_stable.training.config import TrainConfig
+from pnp_stable.training.lineage import wall_hours
 
 __all__ = ["average_checkpoints", "validate_checkpoint", "main"]
 
@@ -59,9 +60,10 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     estimates are re-run from the averaged weights, and sub-step counts are frozen again from
     their certified norm bounds when every input had them frozen (the state at the end of
     certified fine-tuning). The result records its inputs (``averaged_from``: path, steps, wall
-    hours, seed, patch and batch size); its ``elapsed`` is the inputs' total, since all of them
-    were spent on it. Its ``best`` is None: no validation has run on the average (``main
-    --validate`` records one).
+    hours, seed, patch and batch size) and keeps their common starting-point record
+    (``init_from_record``; inputs whose records differ are refused); its ``elapsed`` is the
+    inputs' total, since all of them were spent on it. Its ``best`` is None: no validation has
+    run on the average (``main --validate`` records one).
     """
     if len(paths) < 2:
         raise ValueError("averaging needs at least two checkpoints")
@@ -76,6 +78,13 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
         if _starting_point(state["config"]) != _starting_point(states[0]["config"]):
             kind, value = _starting_point(state["config"])
             raise ValueError(f"{path} starts from another point ({kind} {value!r}) than {paths[0]}: "
+                             "only runs from one starting point can be averaged")
+    # one init_from path may have held different files when the runs started (a shipped model
+    # overwritten between them): their records, taken at each run's start, tell
+    records = [(path, s["init_from_record"]) for path, s in zip(paths, states) if "init_from_record" in s]
+    for path, record in records[1:]:
+        if record != records[0][1]:
+            raise ValueError(f"{path} started from another version of {first.init_from} than {records[0][0]}: "
                              "only runs from one starting point can be averaged")
 
     model = build_denoiser(first.model)
@@ -106,11 +115,12 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
 
     # the data recipe may differ between inputs (patch size, batch), and the average's own config
     # is its first input's: each input's is kept here
-    sources = [{"path": str(p), "steps": int(s["step"]), "wall_hours": round(float(s.get("elapsed", 0.0)) / 3600, 3),
+    sources = [{"path": str(p), "steps": int(s["step"]), "wall_hours": wall_hours(s),
                 "seed": c.seed, "patch_size": c.patch_size, "batch_size": c.batch_size}
                for p, s, c in zip(paths, states, configs)]
     return {"config": states[0]["config"], "step": max(int(s["step"]) for s in states), "model": model.state_dict(),
-            "best": None, "elapsed": sum(float(s.get("elapsed", 0.0)) for s in states), "averaged_from": sources}
+            "best": None, "elapsed": sum(float(s.get("elapsed", 0.0)) for s in states), "averaged_from": sources,
+            **({"init_from_record": records[0][1]} if records else {})}
 
 
 def validate_checkpoint(state: dict[str, Any]) -> dict[str, float]:

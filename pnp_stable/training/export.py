@@ -23,6 +23,7 @@ from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint
 from pnp_stable.training.config import TrainConfig
 from pnp_stable.training.grow import prune_idle_blocks
+from pnp_stable.training.lineage import starting_point_record, wall_hours
 
 __all__ = ["certificate_record", "empirical_certificate_check", "export_denoiser", "git_commit", "read_calibrated_rule",
            "write_model"]
@@ -76,51 +77,11 @@ def certificate_record(model: CertifiedDenoiser) -> dict[str, Any]:
     }
 
 
-def _wall_hours(state: dict[str, Any]) -> float:
-    return round(float(state.get("elapsed", 0.0)) / 3600.0, 3)
-
-
 def _per_input(state: dict[str, Any], field: str, own: Any) -> Any:
     """A run's ``field`` of its data recipe; for an average of runs (``pnp_stable.training.average``),
     whose configuration is its first input's, the list of its inputs' values."""
     sources = state.get("averaged_from")
     return [source.get(field) for source in sources] if sources else own
-
-
-def _lineage(init_from: str | None) -> dict[str, Any] | None:
-    """Where a warm-started run began: the path and, when it is still a readable training
-    checkpoint, its steps and wall time (so totals can be stated), and its own origin."""
-    if not init_from:
-        return None
-    record: dict[str, Any] = {"path": init_from}
-    try:
-        state = load_checkpoint(init_from)
-    except (ValueError, OSError):
-        return _exported_lineage(init_from, record)
-    record["steps"] = int(state["step"])
-    record["wall_hours"] = _wall_hours(state)
-    parent = state.get("config", {}).get("init_from")
-    if parent:
-        record["init_from"] = parent
-    return record
-
-
-def _exported_lineage(path: str, record: dict[str, Any]) -> dict[str, Any]:
-    """An exported model's own history (name, date, commit, steps, wall time, origin), so that a
-    file later overwritten by its successor (``pretrained/NAME.pt``) is still accounted for."""
-    import torch
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        metadata = payload["metadata"]
-        training = metadata.get("training") or {}
-    except Exception:  # a moved or foreign file: the path is all we know
-        return record
-    record.update({key: metadata.get(key) for key in ("name", "date", "commit") if metadata.get(key)})
-    for key in ("steps", "wall_hours", "init_from"):
-        if training.get(key) is not None:
-            record[key] = training[key]
-    return record
 
 
 def read_calibrated_rule(spec: str) -> tuple[str | None, str, dict[str, float], dict[str, Any]]:
@@ -223,9 +184,12 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             "lr": train_config.lr,
             "loss_weighting": train_config.loss_weighting,
             "seed": _per_input(state, "seed", train_config.seed),
-            "wall_hours": _wall_hours(state),
+            "wall_hours": wall_hours(state),
             "best_validation": state.get("best"),
-            "init_from": _lineage(train_config.init_from),
+            # the record the run took when it started; read now only for checkpoints older than
+            # records (the file may since have been overwritten, e.g. by this very export)
+            "init_from": (state["init_from_record"] if "init_from_record" in state
+                          else starting_point_record(train_config.init_from)),
         },
         "date": _dt.date.today().isoformat(),
         "commit": git_commit(),

@@ -34,6 +34,7 @@ from torch import nn
 
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
+from pnp_stable.training.lineage import starting_point_record
 from pnp_stable.training.config import TrainConfig
 from pnp_stable.training.data import PatchSampler, ValidationSet, training_image_paths
 from pnp_stable.training.evaluate import evaluate_denoiser
@@ -275,11 +276,16 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, best, elapsed = int(state["step"]), state.get("best"), float(state.get("elapsed", 0.0))
+        # a checkpoint older than starting-point records has none: export falls back to the path
+        has_origin = "init_from_record" in state
+        origin = state.get("init_from_record")
         log.write(event="resume", step=step)
     else:
         initialised = _initialise_from(model, config.init_from) if config.init_from else None
+        # taken now, before the file at init_from can be overwritten (see pnp_stable.training.lineage)
+        has_origin, origin = True, starting_point_record(config.init_from)
         log.write(event="start", step=0, config=config.to_dict(), world_size=world, device=str(device),
-                  initialised_from=initialised,
+                  initialised_from=initialised, starting_point=origin,
                   hardware=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
                   parameters=sum(p.numel() for p in model.parameters()), training_images=len(sampler))
 
@@ -290,7 +296,8 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
     def state_dict() -> dict[str, Any]:
         return {"config": config.to_dict(), "step": step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "best": best, "elapsed": elapsed}
+                "scaler": scaler.state_dict(), "best": best, "elapsed": elapsed,
+                **({"init_from_record": origin} if has_origin else {})}
 
     def checkpoint() -> None:
         if rank == 0:

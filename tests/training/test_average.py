@@ -8,7 +8,7 @@ import torch
 from pnp_stable.denoisers import build_denoiser, load
 from pnp_stable.training import export_denoiser, preset, train_denoiser
 from pnp_stable.training.average import average_checkpoints, main
-from pnp_stable.training.checkpoint import load_checkpoint
+from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
 from pnp_stable.training.config import TrainConfig
 from pnp_stable.verification import empirical_averagedness_violation
 
@@ -40,6 +40,8 @@ def test_average_is_the_mean_of_the_weights_and_records_its_inputs(siblings):
     assert all((s["patch_size"], s["batch_size"]) == (config.patch_size, config.batch_size)
                for s in state["averaged_from"])
     assert state["elapsed"] == pytest.approx(a["elapsed"] + b["elapsed"])
+    assert state["init_from_record"] == a["init_from_record"] == b["init_from_record"]
+    assert state["init_from_record"]["steps"] == 6  # the common start, carried into the export
     assert "optimizer" not in state  # not resumable: export it or start a run from it
 
 
@@ -110,6 +112,13 @@ def test_refusals(siblings, image_folder, tmp_path, capsys):
     wider = _run(image_folder, tmp_path / "wider", steps=2, model={"width": 6})
     with pytest.raises(ValueError, match="architecture"):
         average_checkpoints([siblings[0], wider])
+
+    # one init_from path, but another file behind it when the second run started
+    changed = load_checkpoint(siblings[1])
+    changed["init_from_record"] = {**changed["init_from_record"], "steps": 99}
+    save_checkpoint(tmp_path / "changed.pt", changed)
+    with pytest.raises(ValueError, match="another version"):
+        average_checkpoints([siblings[0], tmp_path / "changed.pt"])
 
     before = siblings[0].read_bytes()
     assert main([str(siblings[0]), *map(str, siblings)]) == 2  # never overwrite an input

@@ -192,6 +192,36 @@ def test_init_from_an_exported_model_restarts_the_power_method_it_left_out(image
     assert lineage["wall_hours"] >= 0 and lineage["date"]
 
 
+def test_lineage_is_taken_at_the_start_and_survives_overwriting_the_parent(image_folder, tmp_path):
+    """The shipping cycle continues ``pretrained/NAME.pt`` and exports the result as NAME, over
+    its own starting point: the lineage must still name the parent, however often it is exported,
+    and a resume after the overwrite must not re-read the file either."""
+    dest = tmp_path / "pretrained"
+    train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=3))
+    parent = export_denoiser(tmp_path / "base" / "checkpoint.pt", "gray", dest_dir=dest, empirical_check=False)
+    config = dict(steps=2, lr=1e-12, warmup_steps=1, init_from=str(parent))
+    train_denoiser(tiny_config(image_folder, tmp_path / "more", **config), stop_after=1)
+    record = load_checkpoint(tmp_path / "more" / "checkpoint.pt")["init_from_record"]
+    assert record["path"] == str(parent) and record["name"] == "gray" and record["steps"] == 3
+
+    export_denoiser(tmp_path / "more" / "checkpoint.pt", "gray", dest_dir=dest, empirical_check=False)  # overwrites
+    assert load_checkpoint(tmp_path / "more" / "checkpoint.pt")["init_from_record"] == record
+    train_denoiser(tiny_config(image_folder, tmp_path / "more", resume=True, **config))
+    assert load_checkpoint(tmp_path / "more" / "checkpoint.pt")["init_from_record"] == record
+    lineages = []
+    for _ in range(2):  # the second export reads a pretrained/gray.pt that is the run's own result
+        exported = export_denoiser(tmp_path / "more" / "checkpoint.pt", "gray", dest_dir=dest, empirical_check=False)
+        lineages.append(json.loads(exported.with_suffix(".json").read_text())["training"]["init_from"])
+    assert lineages[0] == lineages[1] == record
+    start = json.loads((tmp_path / "more" / "log.jsonl").read_text().splitlines()[0])
+    assert start["starting_point"] == record
+    # a run continued from this one states the whole chain, down to the first run
+    train_denoiser(tiny_config(image_folder, tmp_path / "third", steps=1, lr=1e-12, warmup_steps=1,
+                               init_from=str(tmp_path / "more" / "checkpoint.pt")))
+    chain = load_checkpoint(tmp_path / "third" / "checkpoint.pt")["init_from_record"]
+    assert chain["steps"] == 2 and chain["init_from"] == record
+
+
 def test_init_from_a_finetuned_model_learns_with_adaptive_substeps_again(image_folder, tmp_path):
     train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=4, certified_finetune_steps=2))
     base = load_checkpoint(tmp_path / "base" / "checkpoint.pt")["model"]

@@ -34,10 +34,10 @@ from torch import nn
 
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
-from pnp_stable.training.lineage import starting_point_record
 from pnp_stable.training.config import TrainConfig
 from pnp_stable.training.data import PatchSampler, ValidationSet, training_image_paths
 from pnp_stable.training.evaluate import evaluate_denoiser
+from pnp_stable.training.lineage import starting_point_record
 
 __all__ = ["TrainResult", "train_denoiser", "CHECKPOINT_NAME", "BEST_NAME", "LOG_NAME"]
 

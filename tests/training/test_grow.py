@@ -1,5 +1,5 @@
-"""Growing, pruning and reviving a trained certified denoiser's blocks: trained blocks kept in
-order, output (almost) unchanged, certificate still proven (and checked by search), user errors
+"""Growing, pruning, reviving and widening a trained certified denoiser: trained weights kept in
+place, output (almost) unchanged, certificate still proven (and checked by search), user errors
 reported."""
 
 import json
@@ -9,7 +9,7 @@ import torch
 
 from pnp_stable.denoisers import DenoiserConfig, build_denoiser, load, save_denoiser
 from pnp_stable.training.grow import (grow_denoiser, grown_positions, idle_blocks, main, prune_denoiser,
-                                     prune_idle_blocks, revive_denoiser)
+                                     prune_idle_blocks, revive_denoiser, widen_denoiser)
 from pnp_stable.verification import empirical_averagedness_violation
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
@@ -211,3 +211,94 @@ def test_pruning_refuses_idle_blocks_that_still_move_the_output(tmp_path, capsys
     save_denoiser(model, source, metadata={"sigma_range_255": [0.0, 76.5]})
     assert main([str(source), str(tmp_path / "out.pt"), "--prune-idle"]) == 2
     assert "not pruned" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("width,hidden,spline_knots", [(6, 5, 0), (3, 9, 0), (6, 9, 0), (6, 9, 3)])
+def test_widened_model_starts_at_the_trained_function(width, hidden, spline_knots):
+    model = trained_like(spline_knots=spline_knots)
+    if spline_knots:  # trained activations, not the initial leaky ReLU
+        with torch.no_grad():
+            for block in model.flow_blocks:
+                for p in block.activation.parameters():
+                    p.uniform_(-1.0, 1.0)
+    wide = widen_denoiser(model, width, hidden, fresh_weight_scale=1e-3)
+    assert wide.training and all(int(b.fixed_substeps) == 0 for b in wide.flow_blocks)
+    wide.eval()
+    assert (wide.config.width, wide.config.hidden, wide.config.blocks) == (width, hidden, 3)
+    for old, new in zip(model.flow_blocks, wide.flow_blocks):
+        assert new.linear.weight.shape == (hidden, width, 3, 3)
+        assert torch.equal(new.linear.weight[:5, :3], old.linear.weight)
+        new_entries = torch.cat([new.linear.weight[5:].flatten(), new.linear.weight[:, 3:].flatten()]).detach()
+        assert float(new_entries.abs().sum()) > 0 and float(new_entries.abs().max()) < 1e-2
+        assert torch.equal(new.bias[:5], old.bias) and not bool(new.bias[5:].any())
+    x = torch.rand(2, 1, 12, 10)
+    for sigma in (0.02, 0.2):
+        with torch.no_grad():
+            before, after = model(x, sigma), wide(x, sigma)
+        assert float((before - after).abs().max()) < 1e-4
+        # the trained output depends on the sigma-conditioned shifts, so a wrong row map would show
+        assert float((before - x).abs().max()) > 1e-2
+
+
+def test_widening_with_misplaced_shift_rows_is_visible():
+    """Negative control for the test above: the same comparison sees conditioning rows that were
+    not moved with their potential channels (the old, contiguous layout kept as it was)."""
+    model = trained_like()
+    wide = widen_denoiser(model, 3, 9, fresh_weight_scale=1e-3).eval()
+    head, old_head = wide.embedding.mlp[-1], model.embedding.mlp[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[:15] = old_head.weight[:15]
+        head.bias[:15] = old_head.bias[:15]
+        head.weight[-1], head.bias[-1] = old_head.weight[-1], old_head.bias[-1]
+        x = torch.rand(2, 1, 12, 10)
+        assert float((wide(x, 0.2) - model(x, 0.2)).abs().max()) > 1e-3
+
+
+def test_widened_model_keeps_its_certificate_under_search():
+    wide = widen_denoiser(trained_like(), 5, 8, fresh_weight_scale=0.5).double().eval()
+    cert = wide.certificate()
+    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
+    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
+        fn = lambda x, s=sigma: wide(x, s)  # noqa: E731
+        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= 1e-9
+
+
+def test_widening_refuses_what_it_cannot_keep():
+    model = trained_like()
+    with pytest.raises(ValueError, match="one must grow"):
+        widen_denoiser(model, 3, 5)
+    with pytest.raises(ValueError, match="neither may shrink"):
+        widen_denoiser(model, 2, 9)
+    with pytest.raises(ValueError, match="only certified"):
+        widen_denoiser(build_denoiser(DenoiserConfig(kind="unconstrained", width=3, hidden=5, blocks=2)), 6)
+    with pytest.raises(ValueError, match="fresh_weight_scale"):
+        widen_denoiser(model, 6, 9, fresh_weight_scale=2.0)
+
+
+def test_widened_file_initialises_a_wider_training_run_completely(tmp_path):
+    """Every tensor of the run's model comes from the widened file (``init_from`` copies what
+    matches by name and shape), so training continues from the trained function."""
+    from pnp_stable.training.loop import _initialise_from
+
+    wide_path = tmp_path / "wide.pt"
+    save_denoiser(widen_denoiser(trained_like(), 6, 9), wide_path)
+    target = build_denoiser(DenoiserConfig(width=6, hidden=9, blocks=3, embedding_dim=8, power_size=8,
+                                           time_conditioning=True, max_substeps=1))
+    record = _initialise_from(target, str(wide_path))
+    assert record["fresh"] == [name for name in record["fresh"] if name.endswith("power_vector")]
+    assert torch.equal(target.flow_blocks[1].linear.weight, load(wide_path).flow_blocks[1].linear.weight)
+
+
+def test_command_widens_and_records_where_from(tmp_path, capsys):
+    source, dest = tmp_path / "small.pt", tmp_path / "wide.pt"
+    model = trained_like()
+    model.freeze_substeps()
+    save_denoiser(model, source)
+    assert main([str(source), str(dest), "--widen", "6", "9"]) == 0
+    wide = load(dest)
+    assert (wide.config.width, wide.config.hidden) == (6, 9)
+    assert wide.metadata["widened_from"] == {"source": str(source), "width": 3, "hidden": 5, "fresh_weight_scale": 0.03}
+    assert main([str(source), str(tmp_path / "narrow.pt"), "--widen", "2", "5"]) == 2
+    assert "shrink" in capsys.readouterr().err

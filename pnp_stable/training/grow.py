@@ -365,12 +365,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.prune_idle:
             _save_pruned(source, model, dest, provenance)
         else:
-            save_denoiser(model, dest, metadata=provenance)
+            save_denoiser(model, dest, metadata=_reshaped_metadata(source, provenance))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {dest}: {summary}")
     return 0
+
+
+def _reshaped_metadata(source: CertifiedDenoiser, provenance: dict) -> dict:
+    """Metadata of a model to train on: the reshape (``provenance``, naming the source's name,
+    date and commit when it has them) and the source's ``training`` section, whose steps and wall
+    time are the reshaped weights' history too."""
+    source_meta = getattr(source, "metadata", None) or {}
+    identity = {key: source_meta[key] for key in ("name", "date", "commit") if source_meta.get(key)}
+    metadata = {key: ({**value, "source_model": identity} if identity else value) for key, value in provenance.items()}
+    if source_meta.get("training"):
+        metadata["training"] = source_meta["training"]
+    return metadata
 
 
 def _save_pruned(source: CertifiedDenoiser, pruned: CertifiedDenoiser, dest: Path, provenance: dict) -> None:

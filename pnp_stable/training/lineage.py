@@ -18,6 +18,9 @@ from pnp_stable.training.checkpoint import load_checkpoint
 
 __all__ = ["starting_point_record", "wall_hours"]
 
+# what pnp_stable.training.grow records of a reshaped model's source
+_RESHAPE_KEYS = ("grown_from", "widened_from", "revived_from")
+
 
 def wall_hours(state: dict[str, Any]) -> float:
     """A training checkpoint state's accumulated wall time, in hours (3 decimals)."""
@@ -27,7 +30,8 @@ def wall_hours(state: dict[str, Any]) -> float:
 def starting_point_record(init_from: str | None) -> dict[str, Any] | None:
     """The history of the file a run starts from, as it is *now*: its path and, for a training
     checkpoint, its steps, wall time and own origin; for an exported model, its name, date,
-    commit, steps, wall time and origin (its metadata's ``training``). None without ``init_from``;
+    commit, steps, wall time and origin (its metadata's ``training``), and for a model reshaped by
+    ``pnp_stable.training.grow`` also the reshape (``grown_from``, ...). None without ``init_from``;
     only the path for a file that cannot be read as either (a foreign weights file)."""
     if not init_from:
         return None
@@ -57,4 +61,8 @@ def _exported_record(path: str, record: dict[str, Any]) -> dict[str, Any]:
     for key in ("steps", "wall_hours", "init_from"):
         if training.get(key) is not None:
             record[key] = training[key]
+    # a model reshaped by pnp_stable.training.grow: what was done to which model
+    for key in _RESHAPE_KEYS:
+        if metadata.get(key):
+            record[key] = metadata[key]
     return record

@@ -295,10 +295,19 @@ def test_command_widens_and_records_where_from(tmp_path, capsys):
     source, dest = tmp_path / "small.pt", tmp_path / "wide.pt"
     model = trained_like()
     model.freeze_substeps()
-    save_denoiser(model, source)
+    history = {"steps": 7, "wall_hours": 0.5, "init_from": {"name": "older"}}
+    save_denoiser(model, source, metadata={"name": "small", "date": "2026-12-01", "commit": "abc", "training": history})
     assert main([str(source), str(dest), "--widen", "6", "9"]) == 0
     wide = load(dest)
     assert (wide.config.width, wide.config.hidden) == (6, 9)
-    assert wide.metadata["widened_from"] == {"source": str(source), "width": 3, "hidden": 5, "fresh_weight_scale": 0.03}
+    assert wide.metadata["widened_from"] == {
+        "source": str(source), "width": 3, "hidden": 5, "fresh_weight_scale": 0.03,
+        "source_model": {"name": "small", "date": "2026-12-01", "commit": "abc"}}
+    # a run started from the widened file keeps the source's history in its lineage
+    from pnp_stable.training.lineage import starting_point_record
+
+    record = starting_point_record(str(dest))
+    assert record["steps"] == 7 and record["wall_hours"] == 0.5 and record["init_from"] == {"name": "older"}
+    assert record["widened_from"]["source_model"]["name"] == "small"
     assert main([str(source), str(tmp_path / "narrow.pt"), "--widen", "2", "5"]) == 2
     assert "shrink" in capsys.readouterr().err

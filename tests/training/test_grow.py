@@ -29,6 +29,17 @@ def trained_like(blocks=3, **kw):
     return model.eval()
 
 
+def assert_starts_at(model, reshaped, tolerance):
+    """``reshaped`` computes ``model``'s function to ``tolerance``, at two noise levels where the
+    trained output really depends on the conditioning (so a wrong row map would show)."""
+    x = torch.rand(2, 1, 12, 10)
+    for sigma in (0.02, 0.2):
+        with torch.no_grad():
+            before, after = model(x, sigma), reshaped(x, sigma)
+        assert float((before - after).abs().max()) < tolerance
+        assert float((before - x).abs().max()) > 1e-2
+
+
 def test_positions_spread_new_blocks_between_old_ones():
     assert grown_positions(24, 32)[:7] == [0, 1, 2, 4, 5, 6, 8]
     assert grown_positions(3, 3 * 2) == [0, 2, 4]
@@ -43,22 +54,21 @@ def test_grown_model_starts_at_the_trained_function(time_conditioning):
     assert grown.config.blocks == 7 and len(grown.flow_blocks) == 7
     for i, j in enumerate(grown_positions(3, 7)):
         assert torch.equal(grown.flow_blocks[j].linear.weight, model.flow_blocks[i].linear.weight)
-    x = torch.rand(2, 1, 12, 10)
-    for sigma in (0.02, 0.2):
-        with torch.no_grad():
-            before, after = model(x, sigma), grown(x, sigma)
-        assert float((before - after).abs().max()) < 1e-3
-        # the trained output really depends on the copied conditioning (a wrong row map would show)
-        assert float((before - x).abs().max()) > 1e-2
+    assert_starts_at(model, grown, 1e-3)
+
+
+def assert_certificate_survives_search(model):
+    """The reshaped model states a proper certificate and the adversarial search cannot break it."""
+    model = model.double().eval()
+    cert = model.certificate()
+    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
+    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
+        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
+        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= 1e-9
 
 
 def test_grown_model_keeps_its_certificate_under_search():
-    grown = grow_denoiser(trained_like(), 6, fresh_weight_scale=0.5).double().eval()
-    cert = grown.certificate()
-    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda x, s=sigma: grown(x, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= 1e-9
+    assert_certificate_survives_search(grow_denoiser(trained_like(), 6, fresh_weight_scale=0.5))
 
 
 def test_growing_refuses_what_it_cannot_keep():
@@ -231,13 +241,7 @@ def test_widened_model_starts_at_the_trained_function(width, hidden, spline_knot
         new_entries = torch.cat([new.linear.weight[5:].flatten(), new.linear.weight[:, 3:].flatten()]).detach()
         assert float(new_entries.abs().sum()) > 0 and float(new_entries.abs().max()) < 1e-2
         assert torch.equal(new.bias[:5], old.bias) and not bool(new.bias[5:].any())
-    x = torch.rand(2, 1, 12, 10)
-    for sigma in (0.02, 0.2):
-        with torch.no_grad():
-            before, after = model(x, sigma), wide(x, sigma)
-        assert float((before - after).abs().max()) < 1e-4
-        # the trained output depends on the sigma-conditioned shifts, so a wrong row map would show
-        assert float((before - x).abs().max()) > 1e-2
+    assert_starts_at(model, wide, 1e-4)
 
 
 def test_widening_with_misplaced_shift_rows_is_visible():
@@ -257,12 +261,7 @@ def test_widening_with_misplaced_shift_rows_is_visible():
 
 
 def test_widened_model_keeps_its_certificate_under_search():
-    wide = widen_denoiser(trained_like(), 5, 8, fresh_weight_scale=0.5).double().eval()
-    cert = wide.certificate()
-    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda x, s=sigma: wide(x, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= 1e-9
+    assert_certificate_survives_search(widen_denoiser(trained_like(), 5, 8, fresh_weight_scale=0.5))
 
 
 def test_widening_refuses_what_it_cannot_keep():

@@ -167,16 +167,10 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
     if width < old.width or hidden < old.hidden or (width, hidden) == (old.width, old.hidden):
         raise ValueError(f"cannot widen {old.width} state / {old.hidden} potential channels to {width} / {hidden}: "
                          "neither may shrink and one must grow")
-    if not 0.0 < fresh_weight_scale <= 1.0:
-        raise ValueError(f"fresh_weight_scale must lie in (0, 1], got {fresh_weight_scale}")
-    new_config = DenoiserConfig.from_dict({**old.to_dict(), "width": width, "hidden": hidden})
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        wide = build_denoiser(new_config)
-    assert isinstance(wide, CertifiedDenoiser)
-
+    wide = _fresh_model({**old.to_dict(), "width": width, "hidden": hidden}, fresh_weight_scale, seed)
     old_state, new_state = model.state_dict(), wide.state_dict()
-    sigma_head = f"embedding.mlp.{len(model.embedding.mlp) - 1}" if model.embedding is not None else None
+    sigma_head = _last_layer(model.embedding, "embedding")
+    same_places = {k: k for k in range(old.blocks)}
     with torch.no_grad():
         for key, fresh in new_state.items():
             value = old_state[key]
@@ -186,7 +180,8 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
             if key.endswith("power_vector") or key.endswith("fixed_substeps"):
                 continue  # a fresh power vector; the counts are unfrozen below
             if sigma_head is not None and key.rsplit(".", 1)[0] == sigma_head and old.sigma_conditioning:
-                new_state[key] = _widen_shift_rows(value, fresh, old.blocks, old.hidden, hidden)
+                new_state[key] = _spread_rows(value, fresh, same_places, old.hidden, False, old.blocks,
+                                              new_rows_per_block=hidden)
                 continue
             out = fresh.clone()
             if key.endswith("linear.weight"):
@@ -199,19 +194,6 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
     wide.unfreeze_substeps()
     wide.train()
     return wide
-
-
-def _widen_shift_rows(old: torch.Tensor, fresh: torch.Tensor, blocks: int, old_hidden: int,
-                      hidden: int) -> torch.Tensor:
-    """The sigma head's rows for ``hidden`` potential channels per block: block ``k``'s trained rows
-    first, zero rows (no shift) for its new channels, the relaxation logit row(s) kept at the end."""
-    out = torch.zeros_like(fresh)
-    for k in range(blocks):
-        out[k * hidden:k * hidden + old_hidden] = old[k * old_hidden:(k + 1) * old_hidden]
-    tail = len(old) - blocks * old_hidden
-    if tail:
-        out[-tail:] = old[-tail:]
-    return out
 
 
 def _check_reshapable(model: CertifiedDenoiser) -> None:
@@ -234,20 +216,12 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
     rows and frozen sub-step count); every new index not in ``kept`` gets a fresh block scaled by
     ``fresh_weight_scale``. ``for_training``: returned in train mode with every count unfrozen
     (the new blocks have none yet); otherwise in eval mode as copied."""
-    if not 0.0 < fresh_weight_scale <= 1.0:
-        raise ValueError(f"fresh_weight_scale must lie in (0, 1], got {fresh_weight_scale}")
     old_config = model.config
-    new_config = DenoiserConfig.from_dict({**old_config.to_dict(), "blocks": blocks})
-    with torch.random.fork_rng():  # a seeded initialisation without touching the caller's generator
-        torch.manual_seed(seed)
-        grown = build_denoiser(new_config)
-    assert isinstance(grown, CertifiedDenoiser)
-
+    grown = _fresh_model({**old_config.to_dict(), "blocks": blocks}, fresh_weight_scale, seed)
     old_state, new_state = model.state_dict(), grown.state_dict()
     # the last layer of each embedding has one row (group) per block: those rows move with the blocks
-    sigma_head = f"embedding.mlp.{len(model.embedding.mlp) - 1}" if model.embedding is not None else None
-    time_head = (f"time_embedding.mlp.{len(model.time_embedding.mlp) - 1}"
-                 if model.time_embedding is not None else None)
+    sigma_head = _last_layer(model.embedding, "embedding")
+    time_head = _last_layer(model.time_embedding, "time_embedding")
     with torch.no_grad():
         for key, value in old_state.items():
             parts = key.split(".")
@@ -283,18 +257,37 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
     return grown
 
 
+def _fresh_model(config: dict[str, Any], fresh_weight_scale: float, seed: int) -> CertifiedDenoiser:
+    """A new certified denoiser of ``config``, initialised from ``seed`` without touching the
+    caller's generator; checks the scale its new weights will be given."""
+    if not 0.0 < fresh_weight_scale <= 1.0:
+        raise ValueError(f"fresh_weight_scale must lie in (0, 1], got {fresh_weight_scale}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_denoiser(DenoiserConfig.from_dict(config))
+    assert isinstance(model, CertifiedDenoiser)
+    return model
+
+
+def _last_layer(embedding: torch.nn.Module | None, name: str) -> str | None:
+    """State-dict prefix of an embedding head's last layer (its rows are grouped per block)."""
+    return f"{name}.mlp.{len(embedding.mlp) - 1}" if embedding is not None else None
+
+
 def _spread_rows(old: torch.Tensor, fresh: torch.Tensor, kept: dict[int, int], rows_per_block: int,
-                 keep_fresh_bias: bool, blocks: int) -> torch.Tensor:
-    """An embedding head's rows for the reshaped model (``blocks`` blocks): old block ``i``'s rows
-    move to block ``kept[i]``, rows past the blocks (the relaxation logit) stay at the end. A new
-    block's rows get zero weights (no sigma dependence yet) and a zero bias, or ``fresh``'s bias
-    with ``keep_fresh_bias`` (the initial time logit: full integration time)."""
-    tail = len(fresh) - rows_per_block * blocks
+                 keep_fresh_bias: bool, blocks: int, new_rows_per_block: int | None = None) -> torch.Tensor:
+    """An embedding head's rows for the reshaped model (``blocks`` blocks of ``new_rows_per_block``
+    rows, default ``rows_per_block``): old block ``i``'s rows move to the start of block
+    ``kept[i]``'s, rows past the blocks (the relaxation logit) stay at the end. A new block's rows,
+    and a widened block's new rows, get zero weights (no sigma dependence yet) and a zero bias, or
+    ``fresh``'s bias with ``keep_fresh_bias`` (the initial time logit: full integration time)."""
+    new_rows = rows_per_block if new_rows_per_block is None else new_rows_per_block
+    tail = len(fresh) - new_rows * blocks
     out = fresh.clone()
     if old.ndim > 1 or not keep_fresh_bias:
         out.zero_()
     for i, j in kept.items():
-        out[j * rows_per_block:(j + 1) * rows_per_block] = old[i * rows_per_block:(i + 1) * rows_per_block]
+        out[j * new_rows:j * new_rows + rows_per_block] = old[i * rows_per_block:(i + 1) * rows_per_block]
     if tail:
         out[-tail:] = old[-tail:]
     return out

@@ -41,6 +41,14 @@ class DenoiserConfig:
         learned_relaxation: output ``(1 - t(sigma)) x + t(sigma) N(x)`` with ``t`` in (0, 1).
         time_conditioning: integrate block ``k`` over ``tau_k(sigma) T`` with ``tau_k`` in (0, 1)
             (weaker flows at low noise; certified models only).
+        input_injection: after every block ``k`` pull the state back towards the lifted input,
+            ``z_k = (1 - theta_k(sigma)) G_k(z_{k-1}) + theta_k(sigma) z_0`` with ``theta_k`` in
+            (0, 1) learned per noise level. With shared blocks this is the unrolled iteration of a
+            proximal operator of a convex potential (``z = (1 - theta) G(z) + theta z_0`` is the
+            resolvent ``(I + lambda grad V)^-1 z_0``, ``lambda = (1 - theta) h / theta``), where a
+            plain stack repeating one block flows to a minimiser of ``V`` and forgets ``z_0``.
+            Every ``z_k`` is a relaxation towards the identity of an averaged map (a composition
+            of averaged maps), so the plain composition's constants still hold.
         center: images are shifted by ``-center`` before the network and back after (a
             translation conjugation, which keeps every constant).
         max_substeps: cap on every block's sub-step count (0 = none; certified models only). Past
@@ -71,6 +79,7 @@ class DenoiserConfig:
     embedding_dim: int = 64
     learned_relaxation: bool = True
     time_conditioning: bool = False
+    input_injection: bool = False
     center: float = 0.5
     max_substeps: int = 0
     init_scale: float = 1.0

@@ -7,7 +7,8 @@ float or a ``(B,)`` tensor on the [0, 1] scale, and compute
 
 with ``E`` the zero-padding lift to ``width`` channels, ``P`` its adjoint, ``c`` a constant
 centre and ``N_sigma`` a stack of residual blocks whose biases are shifted by a learned
-embedding of sigma. In :class:`CertifiedDenoiser` every block is the integrated gradient flow
+embedding of sigma (with ``input_injection``, each block's output is pulled back towards the
+lifted input by a learned ``theta_k(sigma)``; see :class:`DenoiserConfig`). In :class:`CertifiedDenoiser` every block is the integrated gradient flow
 of a convex potential, so ``N_sigma`` is averaged for every sigma; in
 :class:`UnconstrainedDenoiser` a block is ``x - B^T s(Ax + b)`` with ``B`` free, which carries no
 guarantee and is kept to measure the price of the certificate.
@@ -32,6 +33,12 @@ __all__ = ["CertifiedDenoiser", "UnconstrainedDenoiser", "FreeResidualBlock", "T
 _INITIAL_RELAXATION_LOGIT = 3.0
 # sigmoid(5) = 0.993: start with (almost) the full integration time
 _INITIAL_TIME_LOGIT = 5.0
+# sigmoid(-6) = 0.0025: start close to the plain composition (a warm start from a model trained
+# without injection loses little); the head's output is multiplied by the gain so that Adam, whose
+# steps are about lr in the raw output, moves the logits ~gain times faster (from -6 to an
+# effective pull of a few percent within a thousand steps at a continuation's learning rate)
+_INITIAL_INJECTION_LOGIT = -6.0
+_INJECTION_LOGIT_GAIN = 20.0
 
 
 class FreeResidualBlock(nn.Module):
@@ -135,10 +142,22 @@ class _ConditionedDenoiser(nn.Module):
             self.time_embedding = NoiseEmbedding(config.blocks, config.embedding_dim)
             with torch.no_grad():
                 self.time_embedding.mlp[-1].bias.fill_(_INITIAL_TIME_LOGIT)
+        self.injection_embedding: NoiseEmbedding | None = None
+        if config.input_injection:
+            self.injection_embedding = NoiseEmbedding(config.blocks, config.embedding_dim)
+            with torch.no_grad():
+                self.injection_embedding.mlp[-1].bias.fill_(_INITIAL_INJECTION_LOGIT / _INJECTION_LOGIT_GAIN)
+
+    def injection_weights(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``theta_k(sigma)`` in (0, 1), ``B x blocks``: how far block ``k``'s output is pulled
+        back towards the lifted input (needs ``input_injection``)."""
+        if self.injection_embedding is None:
+            raise ValueError("this denoiser has no input injection")
+        return torch.sigmoid(_INJECTION_LOGIT_GAIN * self.injection_embedding(sigma))
 
     @property
     def needs_sigma(self) -> bool:
-        return self.embedding is not None or self.time_embedding is not None
+        return any(e is not None for e in (self.embedding, self.time_embedding, self.injection_embedding))
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
@@ -151,7 +170,11 @@ class _ConditionedDenoiser(nn.Module):
         self._check_input(x)
         shifts: list[torch.Tensor | None] = [None] * self.config.blocks
         scales: list[torch.Tensor | None] = [None] * self.config.blocks
+        pulls: list[torch.Tensor | None] = [None] * self.config.blocks
         t = None
+        if self.injection_embedding is not None:
+            s = as_sigma_batch(sigma, x.shape[0], x)
+            pulls = [p.view(-1, 1, 1, 1) for p in self.injection_weights(s).unbind(dim=1)]
         if self.time_embedding is not None:
             s = as_sigma_batch(sigma, x.shape[0], x)
             scales = list(torch.sigmoid(self.time_embedding(s)).unbind(dim=1))
@@ -166,9 +189,11 @@ class _ConditionedDenoiser(nn.Module):
                 shifts = [p.reshape(p.shape[0], -1, 1, 1) for p in parts]
         center = self.config.center
         layers = list(self.network)
-        z = layers[0](x - center)
-        for block, shift, scale in zip(layers[1:-1], shifts, scales):
+        z0 = z = layers[0](x - center)
+        for block, shift, scale, pull in zip(layers[1:-1], shifts, scales, pulls):
             z = block(z, bias_shift=shift) if scale is None else block(z, bias_shift=shift, time_scale=scale)
+            if pull is not None:
+                z = z + pull * (z0 - z)
         z = layers[-1](z) + center
         if t is not None:
             z = x + t * (z - x)
@@ -223,11 +248,17 @@ class CertifiedDenoiser(_ConditionedDenoiser):
         centring is a translation conjugation (same constants), the relaxation weight
         ``t(sigma)`` lies in (0, 1), so ``(1 - t) I + t (.)`` can only lower ``alpha``, and a
         sigma-dependent integration time ``tau(sigma) T`` with ``tau`` in (0, 1) only shortens
-        the sub-steps (see :class:`TimeScaledFlowBlock`).
+        the sub-steps (see :class:`TimeScaledFlowBlock`). With input injection the state after
+        block ``k`` is ``S_k z_0`` with ``S_k = (1 - theta_k) G_k S_{k-1} + theta_k I``: by
+        induction ``G_k S_{k-1}`` is averaged with at most the constant of the plain composition
+        of the first ``k`` blocks (Combettes-Yamada, increasing in each factor's constant), and
+        relaxing it towards ``I`` with ``theta_k`` in (0, 1) multiplies that constant by
+        ``1 - theta_k``: the plain composition's constants hold.
         """
         inner = self.network.certificate()
         relax = {"relaxation": "t(sigma) in (0, 1)" if self.config.learned_relaxation else "none",
                  "time_scale": "tau(sigma) in (0, 1)" if self.config.time_conditioning else "none",
+                 "input_injection": "theta_k(sigma) in (0, 1)" if self.config.input_injection else "none",
                  "center": self.config.center}
         return Certificate(inner.lipschitz, inner.averagedness, inner.details + (relax,))
 

@@ -222,6 +222,7 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
     # the last layer of each embedding has one row (group) per block: those rows move with the blocks
     sigma_head = _last_layer(model.embedding, "embedding")
     time_head = _last_layer(model.time_embedding, "time_embedding")
+    injection_head = _last_layer(model.injection_embedding, "injection_embedding")
     with torch.no_grad():
         for key, value in old_state.items():
             parts = key.split(".")
@@ -238,7 +239,8 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
                 new_state[".".join(["network", str(target), *parts[2:]])] = value.clone()
             elif key.rsplit(".", 1)[0] == sigma_head and old_config.sigma_conditioning:
                 new_state[key] = _spread_rows(value, new_state[key], kept, old_config.hidden, False, blocks)
-            elif key.rsplit(".", 1)[0] == time_head:
+            elif key.rsplit(".", 1)[0] in (time_head, injection_head):
+                # a new block starts with the full integration time and the initial (small) pull
                 new_state[key] = _spread_rows(value, new_state[key], kept, 1, True, blocks)
             else:
                 new_state[key] = value.clone()

@@ -73,9 +73,10 @@ def test_certified_finetune_runs_with_certified_step_counts(image_folder, tmp_pa
     assert frozen and all(n >= 1 for n in frozen)
 
 
-def test_export_certificate_holds_under_adversarial_search(image_folder, tmp_path):
+@pytest.mark.parametrize("architecture", [{}, {"input_injection": True, "time_conditioning": True}])
+def test_export_certificate_holds_under_adversarial_search(image_folder, tmp_path, architecture):
     config = tiny_config(image_folder, tmp_path / "run", steps=15, sigma_min=0.02, sigma_max=0.2,
-                         model={"init_scale": 1.5})
+                         model={"init_scale": 1.5, **architecture})
     train_denoiser(config)
     path = export_denoiser(tmp_path / "run" / "checkpoint.pt", "tiny-test", dest_dir=tmp_path / "export")
     meta = json.loads((tmp_path / "export" / "tiny-test.json").read_text())
@@ -87,6 +88,8 @@ def test_export_certificate_holds_under_adversarial_search(image_folder, tmp_pat
     assert meta["sigma_range_255"] == pytest.approx([0.02 * 255, 0.2 * 255])
     assert meta["empirical_check"]["averagedness_violation"] <= 1e-5  # float32 search at export
     assert meta["training"]["steps"] == 15 and meta["date"] and meta["architecture"]["width"] == 4
+    if architecture:  # the injection head was trained, not left at its zero-weight start
+        assert meta["architecture"]["input_injection"] and float(model.injection_embedding.mlp[-1].weight.abs().max()) > 0
     search = dict(restarts=1, steps=25, n_pairs=8)
     fn = lambda x: model(x, 0.1)  # noqa: E731
     # alpha-averaged (alpha < 1) implies 1-Lipschitz: one search checks both constants

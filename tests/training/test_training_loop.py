@@ -89,7 +89,8 @@ def test_export_certificate_holds_under_adversarial_search(image_folder, tmp_pat
     assert meta["empirical_check"]["averagedness_violation"] <= 1e-5  # float32 search at export
     assert meta["training"]["steps"] == 15 and meta["date"] and meta["architecture"]["width"] == 4
     if architecture:  # the injection head was trained, not left at its zero-weight start
-        assert meta["architecture"]["input_injection"] and float(model.injection_embedding.mlp[-1].weight.abs().max()) > 0
+        assert meta["architecture"]["input_injection"]
+        assert float(model.injection_embedding.mlp[-1].weight.detach().abs().max()) > 0
     search = dict(restarts=1, steps=25, n_pairs=8)
     fn = lambda x: model(x, 0.1)  # noqa: E731
     # alpha-averaged (alpha < 1) implies 1-Lipschitz: one search checks both constants

@@ -8,8 +8,9 @@ float or a ``(B,)`` tensor on the [0, 1] scale, and compute
 with ``E`` the zero-padding lift to ``width`` channels, ``P`` its adjoint, ``c`` a constant
 centre and ``N_sigma`` a stack of residual blocks whose biases are shifted by a learned
 embedding of sigma (with ``input_injection``, each block's output is pulled back towards the
-lifted input by a learned ``theta_k(sigma)``; see :class:`DenoiserConfig`). In :class:`CertifiedDenoiser` every block is the integrated gradient flow
-of a convex potential, so ``N_sigma`` is averaged for every sigma; in
+lifted input by a learned ``theta_k(sigma)``; see :class:`DenoiserConfig`). In
+:class:`CertifiedDenoiser` every block is the integrated gradient flow of a convex potential, so
+``N_sigma`` is averaged for every sigma; in
 :class:`UnconstrainedDenoiser` a block is ``x - B^T s(Ax + b)`` with ``B`` free, which carries no
 guarantee and is kept to measure the price of the certificate.
 """
@@ -136,17 +137,19 @@ class _ConditionedDenoiser(nn.Module):
         if n_out:
             logit = _INITIAL_RELAXATION_LOGIT if config.learned_relaxation else None
             self.embedding = NoiseEmbedding(n_out, config.embedding_dim, logit)
-        # a separate head (new parameters only), so models trained without it initialise this one
-        self.time_embedding: NoiseEmbedding | None = None
-        if config.time_conditioning:
-            self.time_embedding = NoiseEmbedding(config.blocks, config.embedding_dim)
-            with torch.no_grad():
-                self.time_embedding.mlp[-1].bias.fill_(_INITIAL_TIME_LOGIT)
-        self.injection_embedding: NoiseEmbedding | None = None
-        if config.input_injection:
-            self.injection_embedding = NoiseEmbedding(config.blocks, config.embedding_dim)
-            with torch.no_grad():
-                self.injection_embedding.mlp[-1].bias.fill_(_INITIAL_INJECTION_LOGIT / _INJECTION_LOGIT_GAIN)
+        # separate heads (new parameters only), so models trained without one initialise it
+        self.time_embedding = self._per_block_head(config.time_conditioning, _INITIAL_TIME_LOGIT)
+        self.injection_embedding = self._per_block_head(config.input_injection,
+                                                        _INITIAL_INJECTION_LOGIT / _INJECTION_LOGIT_GAIN)
+
+    def _per_block_head(self, enabled: bool, initial_output: float) -> NoiseEmbedding | None:
+        """One number per block from sigma, every one starting at ``initial_output``."""
+        if not enabled:
+            return None
+        head = NoiseEmbedding(self.config.blocks, self.config.embedding_dim)
+        with torch.no_grad():
+            head.mlp[-1].bias.fill_(initial_output)
+        return head
 
     def injection_weights(self, sigma: torch.Tensor) -> torch.Tensor:
         """``theta_k(sigma)`` in (0, 1), ``B x blocks``: how far block ``k``'s output is pulled
@@ -172,14 +175,12 @@ class _ConditionedDenoiser(nn.Module):
         scales: list[torch.Tensor | None] = [None] * self.config.blocks
         pulls: list[torch.Tensor | None] = [None] * self.config.blocks
         t = None
+        s = as_sigma_batch(sigma, x.shape[0], x) if self.needs_sigma else None
         if self.injection_embedding is not None:
-            s = as_sigma_batch(sigma, x.shape[0], x)
             pulls = [p.view(-1, 1, 1, 1) for p in self.injection_weights(s).unbind(dim=1)]
         if self.time_embedding is not None:
-            s = as_sigma_batch(sigma, x.shape[0], x)
             scales = list(torch.sigmoid(self.time_embedding(s)).unbind(dim=1))
         if self.embedding is not None:
-            s = as_sigma_batch(sigma, x.shape[0], x)
             code = self.embedding(s)
             if self.config.learned_relaxation:
                 t = torch.sigmoid(code[:, -1]).view(-1, 1, 1, 1)

@@ -63,9 +63,13 @@ def grow_denoiser(model: CertifiedDenoiser, blocks: int, fresh_weight_scale: flo
     bias shift and, with time conditioning, the full integration time (the initial logit of a new
     model); their power-method state is reset so training re-estimates their norms. The returned
     model is in train mode with unfrozen sub-step counts. Raises ValueError for an unconstrained
-    model, strided blocks (their positions carry the multi-scale layout) or a non-increasing count.
+    model, strided blocks (where new blocks would go between scales is a design choice, not a
+    reshape) or a non-increasing count.
     """
     _check_reshapable(model)
+    if any(stride != 1 for stride in model.config.block_strides):
+        raise ValueError("growing a model with strided blocks is not supported: where new blocks go between "
+                         "the scales is a design choice")
     positions = grown_positions(model.config.blocks, blocks)
     return _remap_blocks(model, blocks, dict(enumerate(positions)), fresh_weight_scale, seed)
 
@@ -157,8 +161,7 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
     ``eps^2`` terms to ``A A^T`` or ``A^T A``). The certificate needs no argument: the widened model
     is a certified denoiser like any other and recomputes its constants from certified norm bounds.
     Returned in train mode with every sub-step count unfrozen and the power method reset (the
-    norms changed). Raises ValueError for an unconstrained model, strided blocks, or a width or
-    hidden count that is not larger than the model's.
+    norms changed). Raises ValueError for an unconstrained model, or a width or hidden count that is not larger than the model's.
     """
     _check_reshapable(model)
     old = model.config
@@ -199,8 +202,6 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
 def _check_reshapable(model: CertifiedDenoiser) -> None:
     if not isinstance(model, CertifiedDenoiser):
         raise ValueError("only certified denoisers can be grown, pruned, revived or widened (the baseline has no flow blocks)")
-    if any(stride != 1 for stride in model.config.block_strides):
-        raise ValueError("reshaping a model with strided blocks is not supported: their places define the scales")
 
 
 def _kept(blocks: int, removed: list[int]) -> list[int]:
@@ -217,7 +218,17 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
     ``fresh_weight_scale``. ``for_training``: returned in train mode with every count unfrozen
     (the new blocks have none yet); otherwise in eval mode as copied."""
     old_config = model.config
-    grown = _fresh_model({**old_config.to_dict(), "blocks": blocks}, fresh_weight_scale, seed)
+    config = {**old_config.to_dict(), "blocks": blocks}
+    if old_config.strides:
+        # a kept block keeps its scale; a new block only ever replaces one in place (revive)
+        strides = [1] * blocks
+        for old, new in kept.items():
+            strides[new] = old_config.strides[old]
+        if blocks == old_config.blocks:
+            for j in set(range(blocks)) - set(kept.values()):
+                strides[j] = old_config.strides[j]
+        config["strides"] = strides
+    grown = _fresh_model(config, fresh_weight_scale, seed)
     old_state, new_state = model.state_dict(), grown.state_dict()
     # the last layer of each embedding has one row (group) per block: those rows move with the blocks
     sigma_head = _last_layer(model.embedding, "embedding")

@@ -93,9 +93,9 @@ def test_command_writes_a_loadable_model_and_never_overwrites(tmp_path, capsys):
     assert main([str(source), str(tmp_path / "other.pt"), "--blocks", "2"]) == 2
 
 
-def with_idle_blocks(idle=(1, 3), blocks=5):
+def with_idle_blocks(idle=(1, 3), blocks=5, **kw):
     """A trained-like model whose blocks ``idle`` have tau(sigma) ~ 1e-9 at every noise level."""
-    model = trained_like(blocks=blocks)
+    model = trained_like(blocks=blocks, **kw)
     head = model.time_embedding.mlp[-1]
     with torch.no_grad():
         for k in idle:
@@ -172,6 +172,29 @@ def test_reviving_replaces_idle_blocks_in_place_with_fresh_full_time_blocks():
     with torch.no_grad():
         assert float((revived(x, 0.1) - model(x, 0.1)).abs().max()) < 1e-3
     assert idle_blocks(revived, 0.0, 0.3) == []
+
+
+def test_strided_blocks_keep_their_scale_when_pruned_revived_or_widened():
+    """A multi-scale model (stride-2 potentials) reshapes like any other: each kept block keeps its
+    stride, so export can leave idle blocks out of it (it prunes, as below)."""
+    strides = (1, 2, 1, 2, 2)
+    model = with_idle_blocks(strides=strides)
+    pruned, record = prune_idle_blocks(model, 0.02, 0.2)
+    assert record["blocks"] == [1, 3] and not record["kept"]
+    assert pruned.config.strides == (1, 1, 2)
+    assert [b.linear.stride for b in pruned.flow_blocks] == [1, 1, 2]
+    x = torch.rand(2, 1, 13, 10)  # odd sizes: the strided maps pad and crop
+    for sigma in (0.02, 0.2):
+        with torch.no_grad():
+            assert float((pruned(x, sigma) - model(x, sigma)).abs().max()) < 1e-6
+    assert_certificate_survives_search(pruned)
+    revived = revive_denoiser(model, [1, 3], fresh_weight_scale=1e-3).eval()
+    assert revived.config.strides == strides
+    assert torch.equal(revived.flow_blocks[4].linear.weight, model.flow_blocks[4].linear.weight)
+    assert_starts_at(model, revived, 1e-3)
+    widened = widen_denoiser(model, 5, 8, fresh_weight_scale=1e-3).eval()
+    assert widened.config.strides == strides
+    assert_starts_at(model, widened, 1e-3)
 
 
 def test_reshaping_errors():

@@ -161,7 +161,8 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
     ``eps^2`` terms to ``A A^T`` or ``A^T A``). The certificate needs no argument: the widened model
     is a certified denoiser like any other and recomputes its constants from certified norm bounds.
     Returned in train mode with every sub-step count unfrozen and the power method reset (the
-    norms changed). Raises ValueError for an unconstrained model, or a width or hidden count that is not larger than the model's.
+    norms changed). Raises ValueError for an unconstrained model, or a width or hidden count that is
+    not larger than the model's.
     """
     _check_reshapable(model)
     old = model.config
@@ -220,13 +221,11 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
     old_config = model.config
     config = {**old_config.to_dict(), "blocks": blocks}
     if old_config.strides:
-        # a kept block keeps its scale; a new block only ever replaces one in place (revive)
-        strides = [1] * blocks
+        # a kept block keeps its scale; in a strided model a fresh block only replaces one in place
+        # (revive: same count), since growing refuses strides
+        strides = list(old_config.strides) if blocks == old_config.blocks else [1] * blocks
         for old, new in kept.items():
             strides[new] = old_config.strides[old]
-        if blocks == old_config.blocks:
-            for j in set(range(blocks)) - set(kept.values()):
-                strides[j] = old_config.strides[j]
         config["strides"] = strides
     grown = _fresh_model(config, fresh_weight_scale, seed)
     old_state, new_state = model.state_dict(), grown.state_dict()

@@ -49,6 +49,12 @@ class DenoiserConfig:
             plain stack repeating one block flows to a minimiser of ``V`` and forgets ``z_0``.
             Every ``z_k`` is a relaxation towards the identity of an averaged map (a composition
             of averaged maps), so the plain composition's constants still hold.
+        channel_gating: weight potential channel ``c`` of block ``k`` by a learned
+            ``g_kc(sigma)`` in (0, 1): the block follows the gradient of
+            ``sum_c g_kc(sigma) g(a_c z + b_c)``, still convex with a gradient at most as
+            Lipschitz, so the step rule and the certificate are unchanged; per noise level the
+            network can switch individual filters of its potentials off, where time conditioning
+            can only shorten a whole block.
         center: images are shifted by ``-center`` before the network and back after (a
             translation conjugation, which keeps every constant).
         max_substeps: cap on every block's sub-step count (0 = none; certified models only). Past
@@ -80,6 +86,7 @@ class DenoiserConfig:
     learned_relaxation: bool = True
     time_conditioning: bool = False
     input_injection: bool = False
+    channel_gating: bool = False
     center: float = 0.5
     max_substeps: int = 0
     init_scale: float = 1.0

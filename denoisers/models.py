@@ -40,6 +40,8 @@ _INITIAL_TIME_LOGIT = 5.0
 # effective pull of a few percent within a thousand steps at a continuation's learning rate)
 _INITIAL_INJECTION_LOGIT = -6.0
 _INJECTION_LOGIT_GAIN = 20.0
+# sigmoid(5) = 0.993: every potential channel starts (almost) fully on
+_INITIAL_GATE_LOGIT = 5.0
 
 
 class FreeResidualBlock(nn.Module):
@@ -58,11 +60,13 @@ class FreeResidualBlock(nn.Module):
             # a small residual branch at initialisation, as for the certified block's h
             self.synthesis.weight.mul_(0.5)
 
-    def forward(self, x: torch.Tensor, bias_shift: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias_shift: torch.Tensor | None = None,
+                channel_gate: torch.Tensor | None = None) -> torch.Tensor:
         a = self.analysis(x) + self.bias.view(1, -1, 1, 1)
         if bias_shift is not None:
             a = a + bias_shift
-        return x - self.synthesis.adjoint(self.activation(a), x)
+        s = self.activation(a)
+        return x - self.synthesis.adjoint(s if channel_gate is None else channel_gate * s, x)
 
 
 class TimeScaledFlowBlock(GradientFlowBlock):
@@ -90,9 +94,13 @@ class TimeScaledFlowBlock(GradientFlowBlock):
         return max(1, min(full_time_substeps, math.ceil(tau_max * full_time_substeps)))
 
     def forward(self, x: torch.Tensor, bias_shift: torch.Tensor | None = None,
-                time_scale: torch.Tensor | None = None) -> torch.Tensor:
-        if time_scale is None:
+                time_scale: torch.Tensor | None = None, channel_gate: torch.Tensor | None = None) -> torch.Tensor:
+        if time_scale is None and channel_gate is None:
             return super().forward(x, bias_shift)
+        if channel_gate is not None and (bool((channel_gate < 0).any()) or bool((channel_gate > 1).any())):
+            raise ValueError("channel_gate must lie in [0, 1] for the certificate to hold")
+        if time_scale is None:
+            time_scale = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         if bool((time_scale <= 0).any()) or bool((time_scale > 1).any()):
             raise ValueError("time_scale must lie in (0, 1] for the certificate to hold")
         training = self.training and torch.is_grad_enabled()
@@ -110,7 +118,7 @@ class TimeScaledFlowBlock(GradientFlowBlock):
             n = self.time_adapted_substeps(full_n, float(time_scale.detach().max().double()))
         self.last_substeps = n
         h = (full_h * full_n / n) * time_scale.reshape(-1, *([1] * (x.ndim - 1)))
-        return self._integrate(x, n, h, self._bias(x, bias_shift))
+        return self._integrate(x, n, h, self._bias(x, bias_shift), channel_gate)
 
 
 def _block_activation(config: DenoiserConfig) -> str | nn.Module:
@@ -141,6 +149,11 @@ class _ConditionedDenoiser(nn.Module):
         self.time_embedding = self._per_block_head(config.time_conditioning, _INITIAL_TIME_LOGIT)
         self.injection_embedding = self._per_block_head(config.input_injection,
                                                         _INITIAL_INJECTION_LOGIT / _INJECTION_LOGIT_GAIN)
+        self.gate_embedding: NoiseEmbedding | None = None
+        if config.channel_gating:
+            self.gate_embedding = NoiseEmbedding(sum(self.block_hidden), config.embedding_dim)
+            with torch.no_grad():
+                self.gate_embedding.mlp[-1].bias.fill_(_INITIAL_GATE_LOGIT)
 
     def _per_block_head(self, enabled: bool, initial_output: float) -> NoiseEmbedding | None:
         """One number per block from sigma, every one starting at ``initial_output``."""
@@ -160,7 +173,8 @@ class _ConditionedDenoiser(nn.Module):
 
     @property
     def needs_sigma(self) -> bool:
-        return any(e is not None for e in (self.embedding, self.time_embedding, self.injection_embedding))
+        return any(e is not None for e in (self.embedding, self.time_embedding, self.injection_embedding,
+                                           self.gate_embedding))
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
@@ -174,12 +188,16 @@ class _ConditionedDenoiser(nn.Module):
         shifts: list[torch.Tensor | None] = [None] * self.config.blocks
         scales: list[torch.Tensor | None] = [None] * self.config.blocks
         pulls: list[torch.Tensor | None] = [None] * self.config.blocks
+        gates: list[torch.Tensor | None] = [None] * self.config.blocks
         t = None
         s = as_sigma_batch(sigma, x.shape[0], x) if self.needs_sigma else None
         if self.injection_embedding is not None:
             pulls = [p.view(-1, 1, 1, 1) for p in self.injection_weights(s).unbind(dim=1)]
         if self.time_embedding is not None:
             scales = list(torch.sigmoid(self.time_embedding(s)).unbind(dim=1))
+        if self.gate_embedding is not None:
+            parts = torch.split(torch.sigmoid(self.gate_embedding(s)), self.block_hidden, dim=1)
+            gates = [p.reshape(p.shape[0], -1, 1, 1) for p in parts]
         if self.embedding is not None:
             code = self.embedding(s)
             if self.config.learned_relaxation:
@@ -191,8 +209,11 @@ class _ConditionedDenoiser(nn.Module):
         center = self.config.center
         layers = list(self.network)
         z0 = z = layers[0](x - center)
-        for block, shift, scale, pull in zip(layers[1:-1], shifts, scales, pulls):
-            z = block(z, bias_shift=shift) if scale is None else block(z, bias_shift=shift, time_scale=scale)
+        for block, shift, scale, gate, pull in zip(layers[1:-1], shifts, scales, gates, pulls):
+            extra = {} if scale is None else {"time_scale": scale}
+            if gate is not None:
+                extra["channel_gate"] = gate
+            z = block(z, bias_shift=shift, **extra)
             if pull is not None:
                 z = z + pull * (z0 - z)
         z = layers[-1](z) + center
@@ -254,12 +275,15 @@ class CertifiedDenoiser(_ConditionedDenoiser):
         induction ``G_k S_{k-1}`` is averaged with at most the constant of the plain composition
         of the first ``k`` blocks (Combettes-Yamada, increasing in each factor's constant), and
         relaxing it towards ``I`` with ``theta_k`` in (0, 1) multiplies that constant by
-        ``1 - theta_k``: the plain composition's constants hold.
+        ``1 - theta_k``: the plain composition's constants hold. A channel gate ``g_kc(sigma)`` in
+        (0, 1) reweights the terms of block ``k``'s convex potential; its gradient stays at most
+        ``L_s ||A||^2``-Lipschitz, so every sub-step keeps the constants computed without it.
         """
         inner = self.network.certificate()
         relax = {"relaxation": "t(sigma) in (0, 1)" if self.config.learned_relaxation else "none",
                  "time_scale": "tau(sigma) in (0, 1)" if self.config.time_conditioning else "none",
                  "input_injection": "theta_k(sigma) in (0, 1)" if self.config.input_injection else "none",
+                 "channel_gate": "g_kc(sigma) in (0, 1)" if self.config.channel_gating else "none",
                  "center": self.config.center}
         return Certificate(inner.lipschitz, inner.averagedness, inner.details + (relax,))
 

@@ -167,15 +167,21 @@ class GradientFlowBlock(nn.Module):
         return not training or int(self.fixed_substeps) > 0
 
     def _integrate(self, x: torch.Tensor, n: int, h: float | torch.Tensor,
-                   bias: torch.Tensor | None) -> torch.Tensor:
-        """``n`` integrator steps of size ``h`` along ``-A^T s(A z + bias)``."""
+                   bias: torch.Tensor | None, gate: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` integrator steps of size ``h`` along ``-A^T (gate * s(A z + bias))``.
+
+        A ``gate`` in [0, 1] per potential channel weights the terms of ``V = sum g(Az + b)``:
+        ``sum gate_c g(a_c z + b_c)`` is still convex and its gradient is at most as Lipschitz
+        (``A^T diag(gate s') A <= L_s A^T A``), so the step rule and the certificate are unchanged.
+        """
         linear, act = self.linear, self.activation
 
         def field(z: torch.Tensor) -> torch.Tensor:
             a = linear(z)
             if bias is not None:
                 a = a + bias
-            return -linear.adjoint(act(a), z)
+            s = act(a)
+            return -linear.adjoint(s if gate is None else gate * s, z)
 
         for _ in range(n):
             x = self.integrator.step(x, h, field)

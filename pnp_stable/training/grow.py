@@ -174,6 +174,7 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
     wide = _fresh_model({**old.to_dict(), "width": width, "hidden": hidden}, fresh_weight_scale, seed)
     old_state, new_state = model.state_dict(), wide.state_dict()
     sigma_head = _last_layer(model.embedding, "embedding")
+    gate_head = _last_layer(model.gate_embedding, "gate_embedding")
     same_places = {k: k for k in range(old.blocks)}
     with torch.no_grad():
         for key, fresh in new_state.items():
@@ -185,6 +186,11 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
                 continue  # a fresh power vector; the counts are unfrozen below
             if sigma_head is not None and key.rsplit(".", 1)[0] == sigma_head and old.sigma_conditioning:
                 new_state[key] = _spread_rows(value, fresh, same_places, old.hidden, False, old.blocks,
+                                              new_rows_per_block=hidden)
+                continue
+            if gate_head is not None and key.rsplit(".", 1)[0] == gate_head:
+                # a new potential channel starts (almost) fully on, like a fresh model's
+                new_state[key] = _spread_rows(value, fresh, same_places, old.hidden, True, old.blocks,
                                               new_rows_per_block=hidden)
                 continue
             out = fresh.clone()
@@ -233,6 +239,7 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
     sigma_head = _last_layer(model.embedding, "embedding")
     time_head = _last_layer(model.time_embedding, "time_embedding")
     injection_head = _last_layer(model.injection_embedding, "injection_embedding")
+    gate_head = _last_layer(model.gate_embedding, "gate_embedding")
     with torch.no_grad():
         for key, value in old_state.items():
             parts = key.split(".")
@@ -252,6 +259,9 @@ def _remap_blocks(model: CertifiedDenoiser, blocks: int, kept: dict[int, int], f
             elif key.rsplit(".", 1)[0] in (time_head, injection_head):
                 # a new block starts with the full integration time and the initial (small) pull
                 new_state[key] = _spread_rows(value, new_state[key], kept, 1, True, blocks)
+            elif key.rsplit(".", 1)[0] == gate_head:
+                # and with every potential channel (almost) fully on
+                new_state[key] = _spread_rows(value, new_state[key], kept, old_config.hidden, True, blocks)
             else:
                 new_state[key] = value.clone()
         placed = set(kept.values())

@@ -146,20 +146,17 @@ class _ConditionedDenoiser(nn.Module):
             logit = _INITIAL_RELAXATION_LOGIT if config.learned_relaxation else None
             self.embedding = NoiseEmbedding(n_out, config.embedding_dim, logit)
         # separate heads (new parameters only), so models trained without one initialise it
-        self.time_embedding = self._per_block_head(config.time_conditioning, _INITIAL_TIME_LOGIT)
-        self.injection_embedding = self._per_block_head(config.input_injection,
-                                                        _INITIAL_INJECTION_LOGIT / _INJECTION_LOGIT_GAIN)
-        self.gate_embedding: NoiseEmbedding | None = None
-        if config.channel_gating:
-            self.gate_embedding = NoiseEmbedding(sum(self.block_hidden), config.embedding_dim)
-            with torch.no_grad():
-                self.gate_embedding.mlp[-1].bias.fill_(_INITIAL_GATE_LOGIT)
+        self.time_embedding = self._sigma_head(config.time_conditioning, config.blocks, _INITIAL_TIME_LOGIT)
+        self.injection_embedding = self._sigma_head(config.input_injection, config.blocks,
+                                                    _INITIAL_INJECTION_LOGIT / _INJECTION_LOGIT_GAIN)
+        self.gate_embedding = self._sigma_head(config.channel_gating, sum(self.block_hidden), _INITIAL_GATE_LOGIT)
 
-    def _per_block_head(self, enabled: bool, initial_output: float) -> NoiseEmbedding | None:
-        """One number per block from sigma, every one starting at ``initial_output``."""
+    def _sigma_head(self, enabled: bool, outputs: int, initial_output: float) -> NoiseEmbedding | None:
+        """``outputs`` numbers from sigma (one per block, or one per potential channel of every
+        block), every one starting at ``initial_output``."""
         if not enabled:
             return None
-        head = NoiseEmbedding(self.config.blocks, self.config.embedding_dim)
+        head = NoiseEmbedding(outputs, self.config.embedding_dim)
         with torch.no_grad():
             head.mlp[-1].bias.fill_(initial_output)
         return head
@@ -196,16 +193,14 @@ class _ConditionedDenoiser(nn.Module):
         if self.time_embedding is not None:
             scales = list(torch.sigmoid(self.time_embedding(s)).unbind(dim=1))
         if self.gate_embedding is not None:
-            parts = torch.split(torch.sigmoid(self.gate_embedding(s)), self.block_hidden, dim=1)
-            gates = [p.reshape(p.shape[0], -1, 1, 1) for p in parts]
+            gates = self._per_block_channels(torch.sigmoid(self.gate_embedding(s)))
         if self.embedding is not None:
             code = self.embedding(s)
             if self.config.learned_relaxation:
                 t = torch.sigmoid(code[:, -1]).view(-1, 1, 1, 1)
                 code = code[:, :-1]
             if self.config.sigma_conditioning:
-                parts = torch.split(code, self.block_hidden, dim=1)
-                shifts = [p.reshape(p.shape[0], -1, 1, 1) for p in parts]
+                shifts = self._per_block_channels(code)
         center = self.config.center
         layers = list(self.network)
         z0 = z = layers[0](x - center)
@@ -220,6 +215,10 @@ class _ConditionedDenoiser(nn.Module):
         if t is not None:
             z = x + t * (z - x)
         return z
+
+    def _per_block_channels(self, code: torch.Tensor) -> list[torch.Tensor]:
+        """``B x sum(hidden)`` head outputs as one ``B x hidden x 1 x 1`` tensor per block."""
+        return [p.reshape(p.shape[0], -1, 1, 1) for p in torch.split(code, self.block_hidden, dim=1)]
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

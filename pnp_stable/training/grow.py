@@ -184,13 +184,11 @@ def widen_denoiser(model: CertifiedDenoiser, width: int | None = None, hidden: i
                 continue
             if key.endswith("power_vector") or key.endswith("fixed_substeps"):
                 continue  # a fresh power vector; the counts are unfrozen below
-            if sigma_head is not None and key.rsplit(".", 1)[0] == sigma_head and old.sigma_conditioning:
-                new_state[key] = _spread_rows(value, fresh, same_places, old.hidden, False, old.blocks,
-                                              new_rows_per_block=hidden)
-                continue
-            if gate_head is not None and key.rsplit(".", 1)[0] == gate_head:
-                # a new potential channel starts (almost) fully on, like a fresh model's
-                new_state[key] = _spread_rows(value, fresh, same_places, old.hidden, True, old.blocks,
+            head = key.rsplit(".", 1)[0]
+            if head == gate_head or (head == sigma_head and old.sigma_conditioning):
+                # rows per potential channel: a new channel's shift starts without sigma dependence,
+                # its gate (almost) fully on, like a fresh model's
+                new_state[key] = _spread_rows(value, fresh, same_places, old.hidden, head == gate_head, old.blocks,
                                               new_rows_per_block=hidden)
                 continue
             out = fresh.clone()

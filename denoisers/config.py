@@ -35,6 +35,13 @@ class DenoiserConfig:
             (:class:`~pnp_stable.layers.MonotoneLinearSpline`); it can learn saturating,
             edge-preserving potentials that a ReLU cannot express.
         spline_spacing: distance between neighbouring spline knots (pre-activation units).
+        shrinkage_group_size: replace the scalar ``activation`` by joint shrinkage of groups of
+            this many consecutive potential channels (0 = the scalar activation;
+            :class:`~pnp_stable.layers.GroupShrinkage`): each group vector keeps
+            ``max(leak, 1 - lambda_g / ||u_g||)`` of itself, with a learned threshold per group and
+            ``leak = negative_slope``. It is the gradient of a convex function with a 1-Lipschitz
+            gradient, so the certificate is the ReLU block's; a group can keep or kill a pair of
+            filter responses on their joint energy, which no elementwise activation expresses.
         margin: strictness of the step rule ``h nu <= 2 r (1 - margin)``.
         sigma_conditioning: learn noise-level dependent bias shifts (one model for all sigmas).
         embedding_dim: width of the noise-level embedding MLP.
@@ -80,6 +87,7 @@ class DenoiserConfig:
     negative_slope: float = 0.01
     spline_knots: int = 0
     spline_spacing: float = 0.025
+    shrinkage_group_size: int = 0
     margin: float = 0.01
     sigma_conditioning: bool = True
     embedding_dim: int = 64
@@ -126,6 +134,15 @@ class DenoiserConfig:
                 raise ValueError(f"a spline activation starts as leaky_relu or relu, not {self.activation!r}")
             if not self.spline_spacing > 0:
                 raise ValueError(f"spline_spacing must be positive, got {self.spline_spacing}")
+        self.shrinkage_group_size = int(self.shrinkage_group_size)
+        if self.shrinkage_group_size:
+            if self.shrinkage_group_size < 0 or self.hidden % self.shrinkage_group_size:
+                raise ValueError(f"shrinkage_group_size must divide hidden ({self.hidden}), got {self.shrinkage_group_size}")
+            if self.spline_knots:
+                raise ValueError("choose spline_knots or shrinkage_group_size, not both")
+            if self.channel_gating:
+                # a per-channel gate inside a group would make the block's field no gradient
+                raise ValueError("channel_gating cannot weight channels of a shrinkage group")
         if not self.init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
 

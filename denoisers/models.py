@@ -26,6 +26,7 @@ from pnp_stable.denoisers.conditioning import NoiseEmbedding, as_sigma_batch
 from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.layers import Certificate, CertifiedSequential, ConvMap, GradientFlowBlock, Lift, Projection
 from pnp_stable.layers.activations import make_activation
+from pnp_stable.layers.group_shrinkage import GroupShrinkage
 from pnp_stable.layers.splines import MonotoneLinearSpline, uniform_knots
 
 __all__ = ["CertifiedDenoiser", "UnconstrainedDenoiser", "FreeResidualBlock", "TimeScaledFlowBlock", "build_denoiser"]
@@ -42,6 +43,9 @@ _INITIAL_INJECTION_LOGIT = -6.0
 _INJECTION_LOGIT_GAIN = 20.0
 # sigmoid(5) = 0.993: every potential channel starts (almost) fully on
 _INITIAL_GATE_LOGIT = 5.0
+# a group shrinkage threshold at construction, in pre-activation units: about the median
+# |pre-activation| of the shipped `gray` at sigma 15-25/255 (0.009-0.011)
+_INITIAL_SHRINKAGE_THRESHOLD = 0.01
 
 
 class FreeResidualBlock(nn.Module):
@@ -49,7 +53,7 @@ class FreeResidualBlock(nn.Module):
 
     accepts_conditioning = True
 
-    def __init__(self, width: int, hidden: int, kernel_size: int, stride: int, activation: str,
+    def __init__(self, width: int, hidden: int, kernel_size: int, stride: int, activation: str | nn.Module,
                  negative_slope: float) -> None:
         super().__init__()
         self.analysis = ConvMap(width, hidden, kernel_size, stride=stride)
@@ -122,7 +126,10 @@ class TimeScaledFlowBlock(GradientFlowBlock):
 
 
 def _block_activation(config: DenoiserConfig) -> str | nn.Module:
-    """The configured activation, or a learned monotone spline that starts as it."""
+    """The configured activation, a learned monotone spline that starts as it, or group shrinkage."""
+    if config.shrinkage_group_size:
+        return GroupShrinkage(config.hidden, config.shrinkage_group_size, leak=config.negative_slope,
+                              initial_threshold=_INITIAL_SHRINKAGE_THRESHOLD)
     if not config.spline_knots:
         return config.activation
     knots = uniform_knots(config.spline_knots, config.spline_spacing)
@@ -303,7 +310,7 @@ class UnconstrainedDenoiser(_ConditionedDenoiser):
         if config.kind != "unconstrained":
             raise ValueError(f"UnconstrainedDenoiser needs kind='unconstrained', got {config.kind!r}")
         blocks = [
-            FreeResidualBlock(config.width, config.hidden, config.kernel_size, stride, config.activation,
+            FreeResidualBlock(config.width, config.hidden, config.kernel_size, stride, _block_activation(config),
                               config.negative_slope)
             for stride in config.block_strides
         ]

@@ -10,6 +10,7 @@ from pnp_stable.layers.certificates import (
     convex_combination,
     format_upper_bound,
 )
+from pnp_stable.layers.group_shrinkage import GroupShrinkage
 from pnp_stable.layers.hamiltonian import HamiltonianNetwork, SymplecticEulerLayer, canonical_symplectic_matrix, symplectic_defect
 from pnp_stable.layers.integrators import INTEGRATORS, Integrator, euler_step_certificate, get_integrator
 from pnp_stable.layers.lift import Lift, Projection
@@ -26,7 +27,7 @@ from pnp_stable.layers.sequential import CertifiedSequential, certify_layers
 from pnp_stable.layers.splines import MonotoneLinearSpline, uniform_knots
 
 __all__ = [
-    "Certificate", "Certified", "CertifiedSequential", "ConvMap", "DenseMap", "GradientFlowBlock",
+    "Certificate", "Certified", "CertifiedSequential", "ConvMap", "DenseMap", "GradientFlowBlock", "GroupShrinkage",
     "INTEGRATORS", "Integrator", "Lift", "LinearMap", "MonotoneActivation", "MonotoneLinearSpline", "Projection",
     "Relaxed",
     "certificate_of", "certify_layers", "compose", "conv_block", "conv_spectral_norm_bound",

@@ -5,14 +5,22 @@ with negative controls showing that the same search catches a shrinkage that lea
 import pytest
 import torch
 
-from pnp_stable.denoisers import DenoiserConfig, build_denoiser, load, save_denoiser
+from pnp_stable.denoisers import DenoiserConfig, build_denoiser
 from pnp_stable.denoisers.models import FreeResidualBlock
-from pnp_stable.layers import ConvMap, GradientFlowBlock, GroupShrinkage, make_activation
+from pnp_stable.layers import GroupShrinkage, make_activation
 from pnp_stable.training.grow import prune_denoiser, widen_denoiser
-from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
+from pnp_stable.verification import empirical_lipschitz
+
+from activation_blocks import (
+    TOL,
+    assert_block_keeps_its_certificate,
+    assert_denoiser_keeps_its_certificate,
+    block_with_activation,
+    saved_and_loaded,
+    single_admissible_step,
+)
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
-TOL = 1e-9  # float64 rounding
 
 
 def random_shrinkage(channels=6, group_size=2, leak=0.05, seed=0):
@@ -83,26 +91,8 @@ def test_gradients_match_finite_differences():
     assert float(shrink.raw_thresholds.detach().min()) == 0.0
 
 
-def shrinkage_block(shrink, scale=1.5):
-    torch.manual_seed(0)
-    linear = ConvMap(2, shrink.channels, 3, power_size=8)
-    with torch.no_grad():
-        linear.weight.mul_(scale)
-    block = GradientFlowBlock(linear, activation=shrink, time=1.0).double().eval()
-    with torch.no_grad():
-        block.bias.normal_(0, 0.3)
-    return block
-
-
 def test_block_with_group_shrinkage_keeps_its_certificate():
-    block = shrinkage_block(random_shrinkage(seed=5))
-    assert block.substeps() > 1
-    cert = block.certificate()
-    assert cert.averagedness is not None and cert.lipschitz <= 1
-    for shape in [(2, 7, 6)]:
-        lip = empirical_lipschitz(block, shape, **SEARCH)
-        assert 0.5 < lip <= cert.lipschitz + TOL
-        assert empirical_averagedness_violation(block, cert.averagedness, shape, **SEARCH) <= TOL
+    assert_block_keeps_its_certificate(block_with_activation(random_shrinkage(seed=5)), [(2, 7, 6)], SEARCH)
 
 
 class _Rotated(GroupShrinkage):
@@ -127,12 +117,8 @@ def test_search_catches_a_shrinkage_that_leaves_the_class(broken):
     shrink = broken(4, 2, leak=1.0).double()  # leak 1, threshold 0: a linear s, the worst case for both
     with torch.no_grad():
         shrink.raw_thresholds.zero_()
-    block = shrinkage_block(shrink, scale=1.0)
-    block.fixed_substeps.fill_(1)
-    block.time.fill_(1.9 / block.nu())  # the admissible step for a 1-Lipschitz monotone s
-    honest = shrinkage_block(GroupShrinkage(4, 2, leak=1.0).double(), scale=1.0)
-    honest.fixed_substeps.fill_(1)
-    honest.time.fill_(1.9 / honest.nu())
+    block = single_admissible_step(block_with_activation(shrink, scale=1.0))
+    honest = single_admissible_step(block_with_activation(GroupShrinkage(4, 2, leak=1.0).double(), scale=1.0))
     assert empirical_lipschitz(honest, (2, 6, 6), restarts=1, steps=60) <= 1 + TOL
     assert empirical_lipschitz(block, (2, 6, 6), restarts=1, steps=60) > 1.05
 
@@ -155,12 +141,7 @@ def tiny_grouped(**kw):
 def test_denoiser_with_group_shrinkage_keeps_its_certificate_for_every_sigma():
     model = tiny_grouped()
     assert all(isinstance(b.activation, GroupShrinkage) for b in model.flow_blocks)
-    model.freeze_substeps()
-    cert = model.certificate()
-    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= TOL
+    assert_denoiser_keeps_its_certificate(model, SEARCH)
 
 
 def test_unconstrained_twin_uses_the_same_activation():
@@ -182,12 +163,7 @@ def test_configuration_refuses_what_would_break_the_groups():
 
 def test_saves_loads_and_reshapes_with_its_thresholds(tmp_path):
     model = tiny_grouped()
-    model.freeze_substeps()
-    save_denoiser(model, tmp_path / "grouped.pt")
-    again = load(tmp_path / "grouped.pt").double()
-    x = torch.rand(1, 1, 9, 8, dtype=torch.float64)
-    with torch.no_grad():
-        torch.testing.assert_close(again(x, 0.1), model(x, 0.1), rtol=0, atol=1e-12)
+    again = saved_and_loaded(model, tmp_path / "grouped.pt")
     assert again.certificate().averagedness == model.certificate().averagedness
     # pruning moves each block's thresholds with it; widening keeps the old ones in place
     pruned = prune_denoiser(model, [1])

@@ -6,12 +6,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pnp_stable.denoisers import DenoiserConfig, build_denoiser, load, save_denoiser
-from pnp_stable.layers import ConvMap, GradientFlowBlock, MonotoneLinearSpline, make_activation, uniform_knots
-from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
+from pnp_stable.denoisers import DenoiserConfig, build_denoiser
+from pnp_stable.layers import MonotoneLinearSpline, make_activation, uniform_knots
+from pnp_stable.verification import empirical_lipschitz
+
+from activation_blocks import (
+    TOL,
+    assert_block_keeps_its_certificate,
+    assert_denoiser_keeps_its_certificate,
+    block_with_activation,
+    saved_and_loaded,
+    single_admissible_step,
+)
 
 SEARCH = dict(restarts=2, steps=40, n_pairs=16)
-TOL = 1e-9  # float64 rounding
 
 
 def random_spline(channels=3, per_side=4, spacing=0.25, low=-1.0, high=2.0, seed=0):
@@ -64,26 +72,8 @@ def test_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(call, (raw,))
 
 
-def spline_block(spline, scale=1.5):
-    torch.manual_seed(0)
-    linear = ConvMap(2, spline.channels, 3, power_size=8)
-    with torch.no_grad():
-        linear.weight.mul_(scale)
-    block = GradientFlowBlock(linear, activation=spline, time=1.0).double().eval()
-    with torch.no_grad():
-        block.bias.normal_(0, 0.3)
-    return block
-
-
 def test_block_with_a_random_spline_keeps_its_certificate():
-    block = spline_block(random_spline(seed=2))
-    assert block.substeps() > 1
-    cert = block.certificate()
-    assert cert.averagedness is not None and cert.lipschitz <= 1
-    for shape in [(2, 5, 5), (2, 7, 6)]:
-        lip = empirical_lipschitz(block, shape, **SEARCH)
-        assert 0.5 < lip <= cert.lipschitz + TOL
-        assert empirical_averagedness_violation(block, cert.averagedness, shape, **SEARCH) <= TOL
+    assert_block_keeps_its_certificate(block_with_activation(random_spline(seed=2)), [(2, 5, 5), (2, 7, 6)], SEARCH)
 
 
 class _Unclamped(MonotoneLinearSpline):
@@ -100,9 +90,7 @@ def test_search_catches_a_spline_that_leaves_the_class(raw_slope):
     spline = _Unclamped(4, uniform_knots(2, 0.5)).double()
     with torch.no_grad():
         spline.raw_slopes.fill_(raw_slope)
-    block = spline_block(spline, scale=1.0)
-    block.fixed_substeps.fill_(1)
-    block.time.fill_(1.9 / block.nu())  # the admissible step for a 1-Lipschitz monotone s
+    block = single_admissible_step(block_with_activation(spline, scale=1.0))
     assert empirical_lipschitz(block, (2, 6, 6), restarts=4, steps=150) > 1.05
 
 
@@ -122,23 +110,14 @@ def tiny_spline_denoiser(**kw):
 
 def test_denoiser_with_spline_activations_keeps_its_certificate_for_every_sigma():
     model = tiny_spline_denoiser()
-    model.freeze_substeps()
-    cert = model.certificate()
-    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= TOL
+    assert_denoiser_keeps_its_certificate(model, SEARCH)
 
 
 def test_spline_denoiser_saves_loads_and_warm_starts_from_a_relu_model(tmp_path):
     from pnp_stable.training.loop import _initialise_from
 
     model = tiny_spline_denoiser()
-    model.freeze_substeps()
-    save_denoiser(model, tmp_path / "spline.pt")
-    again = load(tmp_path / "spline.pt").double()
-    x = torch.rand(1, 1, 9, 8, dtype=torch.float64)
-    torch.testing.assert_close(again(x, 0.1), model(x, 0.1))
+    again = saved_and_loaded(model, tmp_path / "spline.pt")
     assert again.config.spline_knots == 3 and again.config.spline_spacing == 0.2
 
     plain = build_denoiser(DenoiserConfig(width=3, hidden=5, blocks=2, embedding_dim=8, power_size=8)).eval()

@@ -1,15 +1,17 @@
 """Certified blocks around a learned activation, shared by the activation tests (splines, group
-shrinkage): the same block, the same certificate check, the same negative-control step."""
+shrinkage): the same block, the same certificate check, the same negative-control step, the same save/load
+round trip."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from pnp_stable.denoisers import load, save_denoiser
 from pnp_stable.layers import ConvMap, GradientFlowBlock
 from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
 
-TOL = 1e-9  # float64 rounding
+from certificate_search import TOL
 
 
 def block_with_activation(activation: nn.Module, scale: float = 1.5) -> GradientFlowBlock:
@@ -44,22 +46,9 @@ def single_admissible_step(block: GradientFlowBlock) -> GradientFlowBlock:
     return block
 
 
-def assert_denoiser_keeps_its_certificate(model: nn.Module, search: dict) -> None:
-    """With frozen sub-steps the denoiser's certificate (averaged, Lipschitz <= 1) survives the
-    adversarial search at a low and a high noise level (the sigma head moves every bias)."""
-    model.freeze_substeps()
-    cert = model.certificate()
-    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **search) <= TOL
-
-
 def saved_and_loaded(model: nn.Module, path) -> nn.Module:
     """``model`` (sub-steps frozen) through ``save_denoiser`` and ``load``, checked to give the
     same outputs in float64."""
-    from pnp_stable.denoisers import load, save_denoiser
-
     model.freeze_substeps()
     save_denoiser(model, path)
     again = load(path).double()

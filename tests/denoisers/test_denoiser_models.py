@@ -10,6 +10,8 @@ from pnp_stable.denoisers.models import TimeScaledFlowBlock
 from pnp_stable.layers import ConvMap, certificate_of
 from pnp_stable.verification import empirical_averagedness_violation
 
+from certificate_search import assert_averaged_at_both_noise_levels
+
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
 TOL = 1e-9  # float64 rounding
 
@@ -134,9 +136,7 @@ def test_time_conditioned_model_keeps_the_certificate_for_every_sigma():
     full_time = model(x, 0.02)
     model.time_embedding = head
     assert not torch.allclose(model(x, 0.02), full_time)
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= TOL
+    assert_averaged_at_both_noise_levels(model, cert.averagedness, SEARCH)
     with pytest.raises(ValueError, match="time_scale"):
         model.flow_blocks[0](torch.rand(1, 3, 4, 4, dtype=torch.float64), time_scale=torch.tensor([1.5]))
     with pytest.raises(ValueError, match="certified"):

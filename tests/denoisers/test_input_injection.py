@@ -15,6 +15,8 @@ from pnp_stable.training.grow import grow_denoiser, grown_positions
 from pnp_stable.training.loop import _initialise_from
 from pnp_stable.verification import empirical_averagedness_violation
 
+from certificate_search import assert_averaged_at_both_noise_levels
+
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
 TOL = 1e-9  # float64 rounding
 
@@ -49,9 +51,7 @@ def test_injected_model_keeps_the_plain_composition_certificate_for_every_sigma(
     assert model.certificate().averagedness == cert.averagedness  # the same constants
     model.injection_embedding = head
     assert float((model(x, 0.02) - plain).detach().abs().max()) > 1e-3
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda z, s=sigma: model(z, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= TOL
+    assert_averaged_at_both_noise_levels(model, cert.averagedness, SEARCH)
 
 
 def test_search_catches_an_injection_that_extrapolates(monkeypatch):

@@ -10,7 +10,8 @@ import torch
 from pnp_stable.denoisers import DenoiserConfig, build_denoiser, load, save_denoiser
 from pnp_stable.training.grow import (grow_denoiser, grown_positions, idle_blocks, main, prune_denoiser,
                                      prune_idle_blocks, revive_denoiser, widen_denoiser)
-from pnp_stable.verification import empirical_averagedness_violation
+
+from certificate_search import assert_averaged_at_both_noise_levels, assert_denoiser_keeps_its_certificate
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
 
@@ -59,12 +60,7 @@ def test_grown_model_starts_at_the_trained_function(time_conditioning):
 
 def assert_certificate_survives_search(model):
     """The reshaped model states a proper certificate and the adversarial search cannot break it."""
-    model = model.double().eval()
-    cert = model.certificate()
-    assert cert.averagedness is not None and cert.averagedness < 1 and cert.lipschitz <= 1
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda x, s=sigma: model(x, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= 1e-9
+    assert_denoiser_keeps_its_certificate(model.double().eval(), SEARCH)
 
 
 def test_grown_model_keeps_its_certificate_under_search():
@@ -141,10 +137,7 @@ def test_pruning_idle_blocks_keeps_the_function_and_the_certificate():
             assert float((pruned(x, sigma) - model(x, sigma)).abs().max()) < 1e-6
     assert pruned.certificate().averagedness <= model.certificate().averagedness
     double = pruned.double()
-    cert = double.certificate()
-    for sigma, shape in [(0.02, (1, 7, 9)), (0.3, (1, 6, 6))]:
-        fn = lambda x, s=sigma: double(x, s)  # noqa: E731
-        assert empirical_averagedness_violation(fn, cert.averagedness, shape, **SEARCH) <= 1e-9
+    assert_averaged_at_both_noise_levels(double, double.certificate().averagedness, SEARCH)
 
 
 def test_pruning_a_working_block_is_visible():

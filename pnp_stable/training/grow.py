@@ -1,7 +1,7 @@
 """Reshape a trained certified denoiser: grow, prune or revive its blocks, or widen them.
 
-On a CPU budget depth buys more than sub-steps (docs/training.md), but a deeper model trained
-from scratch throws away the hours already spent on a shallower one. :func:`grow_denoiser` keeps
+On a CPU budget depth buys more than sub-steps (docs/training-log.md), but a deeper model
+trained from scratch throws away the hours already spent on a shallower one. :func:`grow_denoiser` keeps
 every trained block, in order, with its sigma-conditioned bias and integration-time rows, and
 spreads new blocks between them. A new block's convolution starts at ``fresh_weight_scale`` times
 a fresh initialisation, so its step ``x - h A^T s(Ax + b)`` moves ``x`` by ``O(||A||)``: the grown
@@ -16,7 +16,7 @@ with the sigmoid saturated it gets no gradient to come back. :func:`idle_blocks`
 :func:`revive_denoiser` replaces them in place by fresh near-identity blocks with the full
 integration time, so that training can put that capacity to use.
 
-At equal training steps width pays (docs/training.md, "What binds at equal steps"): twice the
+At equal training steps width pays (docs/training-log.md, "What binds at equal steps"): twice the
 state and potential channels gained about +0.1 dB. :func:`widen_denoiser` gives a trained model
 more state channels (``width``) and/or potential channels (``hidden``) while computing nearly the
 same function, so the extra capacity is learned on top of the hours already spent: the trained

@@ -1,9 +1,9 @@
 """Reshape a trained certified denoiser: grow, prune or revive its blocks, or widen them.
 
 On a CPU budget depth buys more than sub-steps (docs/training-log.md), but a deeper model
-trained from scratch throws away the hours already spent on a shallower one. :func:`grow_denoiser` keeps
-every trained block, in order, with its sigma-conditioned bias and integration-time rows, and
-spreads new blocks between them. A new block's convolution starts at ``fresh_weight_scale`` times
+trained from scratch throws away the hours already spent on a shallower one.
+:func:`grow_denoiser` keeps every trained block, in order, with its sigma-conditioned bias and
+integration-time rows, and spreads new blocks between them. A new block's convolution starts at ``fresh_weight_scale`` times
 a fresh initialisation, so its step ``x - h A^T s(Ax + b)`` moves ``x`` by ``O(||A||)``: the grown
 network starts within a small distance of the trained one and training continues from there
 (``--set init_from=GROWN.pt``).

@@ -10,10 +10,9 @@ from pnp_stable.denoisers.models import TimeScaledFlowBlock
 from pnp_stable.layers import ConvMap, certificate_of
 from pnp_stable.verification import empirical_averagedness_violation
 
-from certificate_search import assert_averaged_at_both_noise_levels
+from certificate_search import TOL, assert_averaged_at_both_noise_levels
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
-TOL = 1e-9  # float64 rounding
 
 
 def tiny(**kw) -> CertifiedDenoiser:

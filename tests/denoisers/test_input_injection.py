@@ -18,7 +18,6 @@ from pnp_stable.verification import empirical_averagedness_violation
 from certificate_search import assert_averaged_at_both_noise_levels
 
 SEARCH = dict(restarts=1, steps=25, n_pairs=8)
-TOL = 1e-9  # float64 rounding
 
 
 def injected(**kw) -> CertifiedDenoiser:

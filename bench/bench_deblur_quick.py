@@ -11,7 +11,8 @@ its own relative criterion at the same ``--tol``, and the ratio of wall times (o
 ``--color opponent|per-channel`` runs the same problems on the colour versions of the four images
 (CBSD68, matched through ``denoising/cbsd68_index.csv``), blurred per channel by the same kernel,
 with a gray denoiser in that colour mode (``pnp_stable.denoisers.OpponentColorDenoiser``, or R, G, B
-as three gray problems); PSNR over the three channels.
+as three gray problems); PSNR over the three channels. A colour model (one that takes RGB images)
+runs as it is with ``--color opponent``.
 
 Example (the recorded results in docs/benchmarks.md):
 
@@ -65,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         problems = deblur_problems(args.data, tuple(args.images), tuple(args.kernels), "denoising/bsd68", QUICK_NOISE, dtype,
                                    color=args.color)
         denoiser, description = make_denoiser(args.denoiser, dtype)
-        if args.color == "opponent":
+        from pnp_stable.protocols import denoiser_channels
+
+        if args.color and denoiser_channels(denoiser) == 3:
+            if args.color == "per-channel":
+                raise ValueError(f"{args.denoiser} is a colour model: it restores RGB images as they are (--color opponent)")
+            description = f"{description} (a colour model)"
+        elif args.color == "opponent":
             from pnp_stable.denoisers import OpponentColorDenoiser
 
             denoiser, description = OpponentColorDenoiser(denoiser), f"{description} in opponent colour space"

@@ -7,10 +7,12 @@
 ``--color MODE ...`` runs the same protocol on the 68 colour images of CBSD68 (the same scenes,
 ``denoising/cbsd68``) with gray MODELs turned into colour denoisers: ``opponent`` (the certified
 opponent-colour wrapper, :class:`pnp_stable.denoisers.OpponentColorDenoiser`) and ``per-channel``
-(R, G, B denoised independently); one row per model and mode, next to colour anchors.
+(R, G, B denoised independently); one row per model and mode, next to colour anchors. A colour
+MODEL (one that takes RGB images, e.g. the shipped ``color``) runs as it is, in one row.
 
 MODEL is a shipped name (see ``pnp_stable.denoisers.available()``) or a path to an exported
-``.pt`` (e.g. the unconstrained baseline); default: every shipped model. Noise: for each sigma a
+``.pt`` (e.g. the unconstrained baseline); default: every shipped model (the gray ones without
+``--color``). Noise: for each sigma a
 generator seeded with 0 draws the noise of the images in sorted order; PSNR (peak 1) of the
 estimate clipped to [0, 1], deepinv's metric. The table puts the anchors of DESIGN.md §3 next to
 the measured rows; ``--limit`` evaluates only the first images (a quick check, not the protocol).
@@ -108,13 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     from pnp_stable.denoisers import available, load
     from pnp_stable.denoisers.io import atomic_write_json
     from pnp_stable.layers import certificate_of
+    from pnp_stable.protocols import denoiser_channels
     from pnp_stable.training.evaluate import denoise_bsd68
 
     folder = Path(args.data) / "denoising" / ("cbsd68" if args.color else "bsd68")
     if not folder.is_dir():
         print(f"error: {'CBSD68' if args.color else 'BSD68'} folder not found: {folder}", file=sys.stderr)
         return 2
-    names = args.models or [m["name"] for m in available()]
+    # by default every shipped model the protocol fits: colour models only on CBSD68
+    names = args.models or [m["name"] for m in available() if args.color or m.get("channels") != 3]
     if not names and not args.reference_dncnn:
         print("error: no model given and none shipped", file=sys.stderr)
         return 2
@@ -127,16 +131,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         model = model.to(args.device)
-        if args.color and getattr(model, "config", None) is not None and model.config.channels != 1:
-            print(f"error: --color turns gray models into colour ones; {name} has {model.config.channels} channels",
+        channels = denoiser_channels(model) or 1
+        if channels == 3 and not args.color:
+            print(f"error: {name} is a colour model: measure it on CBSD68 with --color opponent", file=sys.stderr)
+            return 2
+        if channels not in (1, 3):
+            print(f"error: {name} takes {channels} channels; this benchmark measures gray or RGB models",
                   file=sys.stderr)
             return 2
-        for mode in args.color or [None]:
+        # a colour model (e.g. a gray one trained inside the opponent-colour denoiser) runs as it is
+        modes = [None] if channels == 3 else (args.color or [None])
+        for mode in modes:
             denoiser = model if mode is None else colour_denoiser(model, mode)
             cert = certificate_of(denoiser) if isinstance(denoiser, torch.nn.Module) else certificate_of(model)
             tic = time.time()
             result = denoise_bsd68(denoiser, str(folder), args.sigmas, limit=args.limit, device=args.device,
-                                   progress=True, channels=3 if mode else 1)
+                                   progress=True, channels=3 if args.color else 1)
             seconds = time.time() - tic
             label = (Path(name).stem if name.endswith(".pt") else name) + (f" ({mode})" if mode else "")
             rows[label] = {

@@ -14,7 +14,8 @@ from pnp_stable.cli.options import color_option, parse_level
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--sigma", required=True, metavar="SIGMA",
               help="Noise level on the [0,1] scale (0.1, 25/255, 10%%).")
-@click.option("--denoiser", default="gray", show_default=True, metavar="NAME|PATH")
+@click.option("--denoiser", default=None, metavar="NAME|PATH",
+              help="Shipped denoiser name or a saved .pt file [default: gray; color for RGB images].")
 @click.option("--simulate", is_flag=True, help="Add Gaussian noise of std SIGMA first (--seed) and report PSNR.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

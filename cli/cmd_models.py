@@ -12,7 +12,8 @@ from pnp_stable.cli.errors import user_errors
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the full metadata as JSON.")
 def models(as_json):
-    """List the shipped and your own denoisers with their certified constants and BSD68 PSNR.
+    """List the shipped and your own denoisers with their certified constants and BSD68 PSNR
+    (CBSD68, marked C, for colour models).
 
     Your models live in $PNP_STABLE_MODELS (default ~/.local/share/pnp-stable/models), where
     `train-denoiser --export NAME` puts them; both kinds are used by name (`--denoiser NAME`),
@@ -43,12 +44,14 @@ def models(as_json):
             continue
         cert = m.get("certificate") or {}
         rng = m.get("sigma_range_255") or []
-        psnr = m.get("bsd68_psnr") or {}
-        ps = "/".join(f"{psnr[k]:.2f}" if k in psnr else "-" for k in ("15", "25", "50"))
+        # a colour model is measured on CBSD68 (the colour versions of the same scenes): marked C
+        colour = m.get("channels") == 3
+        psnr = (m.get("cbsd68_psnr") if colour else m.get("bsd68_psnr")) or {}
+        ps = ("C " if colour and psnr else "") + "/".join(f"{psnr[k]:.2f}" if k in psnr else "-" for k in ("15", "25", "50"))
         alpha = cert.get("averagedness")
         lip = cert.get("lipschitz")
         note = " (shadowed by the shipped model of that name)" if m.get("shadowed") else ""
         click.echo(f"{m.get('name', '?'):<14} {m.get('source', '?'):<8} {m.get('kind', '?'):<13} {m.get('channels', '?'):>2}  "
-                   f"{'-'.join(f'{v:g}' for v in rng):<10} {lip if lip is None else f'{lip:.3g}':>6} "
+                   f"{'-'.join(f'{v:g}' for v in rng):<10} {'-' if lip is None else f'{lip:.3g}':>6} "
                    f"{'-' if alpha is None else format_upper_bound(alpha, 4):>8}  {ps:<22} {m.get('description', '')}{note}")
     click.echo(f"your models folder: {user_dir}")

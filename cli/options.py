@@ -49,8 +49,9 @@ def solver_options(max_iter_default: int, solver_default: str = "fb"):
             click.option("--solver", type=click.Choice(["fb", "admm", "drs"]), default=solver_default,
                          show_default=True,
                          help="PnP algorithm (ADMM/DRS relax the denoiser to be firmly non-expansive)."),
-            click.option("--denoiser", default="gray", show_default=True, metavar="NAME|PATH",
-                         help="Shipped denoiser name (see `pnp-stable models`) or a saved .pt file."),
+            click.option("--denoiser", default=None, metavar="NAME|PATH",
+                         help="Shipped denoiser name (see `pnp-stable models`) or a saved .pt file "
+                              "[default: gray; color for RGB images]."),
             click.option("--max-iter", type=click.IntRange(1, 100000), default=max_iter_default, show_default=True),
             click.option("--tol", type=click.FloatRange(0, 1, min_open=True), default=1e-5, show_default=True,
                          help="Stop when the relative fixed-point residual falls below this."),

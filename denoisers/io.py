@@ -135,12 +135,17 @@ def _check_certificate(model: nn.Module, stored: dict[str, Any] | None, source: 
         raise ValueError(f"{source}: weights give Lipschitz bound {cert.lipschitz}, metadata claims {claimed_lip}")
 
 
-def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> CertifiedDenoiser | UnconstrainedDenoiser:
+def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Load a shipped denoiser by name (see :func:`available`) or a saved ``.pt`` file, in eval mode.
 
     Guarantee: for a certified model the certificate is recomputed from the loaded weights with
     certified norm bounds; if it is weaker than the one recorded at export, loading fails.
     The returned module's ``metadata`` attribute holds the stored metadata.
+
+    Returns a :class:`CertifiedDenoiser` or :class:`UnconstrainedDenoiser`; a gray model trained
+    for colour images (metadata ``color``, ``python -m pnp_stable.training.run ... --set
+    color=opponent``) comes inside the :class:`~pnp_stable.denoisers.OpponentColorDenoiser` it was
+    trained in, an RGB denoiser with the gray model's certificate.
     """
     path = _resolve(name_or_path)
     try:
@@ -164,8 +169,22 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
     model.eval()
     metadata = payload.get("metadata", {}) or {}
     _check_certificate(model, metadata.get("certificate"), path)
+    color = metadata.get("color")
+    if isinstance(color, dict):
+        return _colour_denoiser(model, color, metadata, path).to(device)
     model.metadata = metadata
     return model.to(device)
+
+
+def _colour_denoiser(gray: nn.Module, color: dict[str, Any], metadata: dict[str, Any], path: Path) -> nn.Module:
+    from pnp_stable.denoisers.color import OpponentColorDenoiser
+
+    if color.get("mode") != "opponent":
+        raise ValueError(f"{path}: unknown colour mode {color.get('mode')!r} in the metadata")
+    gray.metadata = {**metadata, "channels": 1}
+    colour = OpponentColorDenoiser(gray, color.get("chroma_scale", 3.0))
+    colour.metadata = {**colour.metadata, **metadata}
+    return colour.eval()
 
 
 def available(include_user: bool = True) -> list[dict[str, Any]]:

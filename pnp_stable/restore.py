@@ -10,6 +10,8 @@ problem whose denoiser is the gray model applied in an orthonormal opponent colo
 (:class:`pnp_stable.denoisers.OpponentColorDenoiser`: same certificate, better than channel by
 channel on colour photographs; docs/denoisers.md). ``color="per-channel"`` restores the three
 channels as a batch of three gray problems, each with its own monitored residual and stopping.
+When no denoiser is named, gray images get ``gray`` and RGB images in the opponent mode get the
+shipped ``color`` (:func:`default_denoiser`): gray weights trained inside that colour denoiser.
 """
 
 from __future__ import annotations
@@ -24,9 +26,23 @@ import torch
 from torch import nn
 
 __all__ = ["Restoration", "deblur", "reconstruct_ct", "denoise", "load_denoiser", "psnr", "ssim", "resolve_device",
-           "DEFAULT_DENOISER"]
+           "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser"]
 
 DEFAULT_DENOISER = "gray"
+# the same architecture and certificate as `gray`, trained on RGB images inside the opponent-colour
+# denoiser: better than `gray` there (docs/benchmarks.md, "Colour images")
+DEFAULT_COLOR_DENOISER = "color"
+
+
+def default_denoiser(channels: int, color: str = "opponent") -> str:
+    """The shipped denoiser the tasks use when none is named: ``DEFAULT_COLOR_DENOISER`` for RGB
+    images (``channels == 3``) in the opponent mode, if it is shipped; ``DEFAULT_DENOISER`` otherwise."""
+    if channels == 3 and color == "opponent":
+        from pnp_stable.denoisers.io import pretrained_dir
+
+        if (pretrained_dir() / f"{DEFAULT_COLOR_DENOISER}.pt").is_file():
+            return DEFAULT_COLOR_DENOISER
+    return DEFAULT_DENOISER
 
 
 @dataclass
@@ -191,7 +207,7 @@ def deblur(
     seed: int = 0,
     boundary: str = "circular",
     method: str = "fb",
-    denoiser: str | nn.Module = DEFAULT_DENOISER,
+    denoiser: str | nn.Module | None = None,
     max_iter: int = 500,
     tol: float = 1e-5,
     accelerate: bool = True,
@@ -204,7 +220,8 @@ def deblur(
     With ``simulate=True`` the image is a clean ground truth: it is blurred and ``noise``-corrupted
     (seeded), restored, and PSNR/SSIM are reported. Otherwise ``noise`` is the observation's noise
     std (estimated when None). The convergence guarantee is in ``result.guarantee``. ``color``: how
-    an RGB image is treated with a gray denoiser (see the module docstring).
+    an RGB image is treated with a gray denoiser (see the module docstring). ``denoiser``: a name,
+    a path, a module, or None for :func:`default_denoiser`.
     """
     from pnp_stable.operators import Blur
     from pnp_stable.operators.kernels import parse_kernel_spec
@@ -212,8 +229,8 @@ def deblur(
     notes: list[str] = []
     dev = resolve_device(device)
     k = parse_kernel_spec(kernel) if isinstance(kernel, str) else np.asarray(kernel, dtype=np.float64)
-    module, den_info = load_denoiser(denoiser, dev)
     image = _check_image(image).to(dev)
+    module, den_info = load_denoiser(default_denoiser(image.shape[0], color) if denoiser is None else denoiser, dev)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     if simulate:
         if noise is None:
@@ -272,7 +289,7 @@ def reconstruct_ct(
     seed: int = 0,
     image_size: int | None = None,
     method: str = "fb",
-    denoiser: str | nn.Module = DEFAULT_DENOISER,
+    denoiser: str | nn.Module | None = None,
     max_iter: int = 300,
     tol: float = 1e-5,
     accelerate: bool = True,
@@ -285,13 +302,13 @@ def reconstruct_ct(
     uniform angles gets Gaussian noise of std ``noise``, or ``noise_relative`` times the clean
     sinogram's maximum (default 1%).
     Otherwise ``data`` is a sinogram ``n_detectors x n_angles`` (``image_size`` inferred when the
-    detector count allows it).
+    detector count allows it). ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
     """
     from pnp_stable.operators import ParallelBeamCT
 
     notes: list[str] = []
     dev = resolve_device(device)
-    module, den_info = load_denoiser(denoiser, dev)
+    module, den_info = load_denoiser(DEFAULT_DENOISER if denoiser is None else denoiser, dev)
     data = _check_image(data).to(dev)
     if data.shape[0] != 1:
         raise ValueError("CT data must be single-channel (gray)")
@@ -352,7 +369,7 @@ def denoise(
     image: torch.Tensor,
     sigma: float,
     *,
-    denoiser: str | nn.Module = DEFAULT_DENOISER,
+    denoiser: str | nn.Module | None = None,
     simulate: bool = False,
     seed: int = 0,
     device: str = "auto",
@@ -360,13 +377,14 @@ def denoise(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Apply the denoiser once at noise level ``sigma`` ([0, 1] scale); with ``simulate`` add the
     noise first (seeded) and report PSNR. Returns ``(image, report)``. ``color``: how an RGB image
-    is treated with a gray denoiser (see the module docstring)."""
+    is treated with a gray denoiser (see the module docstring); ``denoiser``: a name, a path, a
+    module, or None for :func:`default_denoiser`."""
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number on the [0, 1] scale, got {sigma}")
     notes: list[str] = []
     dev = resolve_device(device)
-    module, den_info = load_denoiser(denoiser, dev)
     image = _check_image(image).to(dev)
+    module, den_info = load_denoiser(default_denoiser(image.shape[0], color) if denoiser is None else denoiser, dev)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     noisy = batch
     if simulate:

@@ -44,6 +44,12 @@ class TrainConfig:
         init_from: start a *new* run from the weights of a training checkpoint or exported
             ``.pt`` (every tensor whose name and shape match; e.g. to add a conditioning head to
             a trained model). Ignored when resuming.
+        color: ``None`` (train on images with ``model.channels`` channels) or ``"opponent"``:
+            train a gray (1-channel, noise-level conditioned) model *inside* the opponent-colour
+            denoiser (:class:`pnp_stable.denoisers.OpponentColorDenoiser`) on RGB patches and RGB
+            validation images, i.e. for the job it does on colour images (luma at ``sigma /
+            sqrt(3)``, chroma planes amplified at ``3 sigma``). The weights stay a gray model's,
+            with the gray model's certificate, which the colour denoiser keeps.
     """
 
     train_dirs: list[str]
@@ -76,6 +82,7 @@ class TrainConfig:
     progress: bool = True
     resume: bool = False
     init_from: str | None = None
+    color: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -99,6 +106,10 @@ class TrainConfig:
             raise ValueError(f"loss_weighting must be 'uniform' or 'inverse_sigma', got {self.loss_weighting!r}")
         if self.loss_weighting == "inverse_sigma" and not self.sigma_min > 0:
             raise ValueError("loss_weighting='inverse_sigma' needs sigma_min > 0")
+        if self.color not in (None, "opponent"):
+            raise ValueError(f"color must be None or 'opponent', got {self.color!r}")
+        if self.color and self.model.channels != 1:
+            raise ValueError(f"color='opponent' trains a gray model; model.channels is {self.model.channels}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 

@@ -183,6 +183,8 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             "batch_size": _per_input(state, "batch_size", train_config.batch_size),
             "lr": train_config.lr,
             "loss_weighting": train_config.loss_weighting,
+            # "opponent": trained inside the opponent-colour denoiser on RGB images, its job there
+            "color": train_config.color,
             "seed": _per_input(state, "seed", train_config.seed),
             "wall_hours": wall_hours(state),
             "best_validation": state.get("best"),
@@ -196,6 +198,17 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     }
     if state.get("averaged_from"):  # weights averaged over sibling runs (pnp_stable.training.average)
         metadata["training"]["averaged_from"] = state["averaged_from"]
+    measured_on = "bsd68"
+    if train_config.color:
+        # trained for RGB images inside the opponent-colour denoiser: load() returns that denoiser
+        from pnp_stable.denoisers.color import OpponentColorDenoiser
+
+        metadata["channels"] = 3
+        metadata["color"] = {"mode": train_config.color, "chroma_scale": OpponentColorDenoiser(model).chroma_scale}
+        measured_on = "cbsd68"
+        if bsd68_dir is not None:
+            raise ValueError("a colour model is measured on CBSD68, not the gray BSD68: pass the entry of "
+                             "bench/bench_denoise_bsd68.py --color ... --out instead")
     if bsd68_dir is not None:
         from pnp_stable.training.evaluate import denoise_bsd68
 
@@ -204,8 +217,12 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         metadata["bsd68_psnr"] = result["psnr"]
         metadata["bsd68_images"] = result["images"]
     elif bsd68_result is not None:
-        metadata["bsd68_psnr"] = bsd68_result["psnr"]
-        metadata["bsd68_images"] = bsd68_result["images"]
+        protocol = bsd68_result.get("protocol", f"denoise-{measured_on}")
+        if protocol != f"denoise-{measured_on}":
+            raise ValueError(f"the numbers given were measured by {protocol}; this model is measured by "
+                             f"denoise-{measured_on}")
+        metadata[f"{measured_on}_psnr"] = bsd68_result["psnr"]
+        metadata[f"{measured_on}_images"] = bsd68_result["images"]
     if empirical_check and certificate is not None and certificate["averagedness"] is not None:
         metadata["empirical_check"] = empirical_certificate_check(model, certificate["averagedness"])
     if pruned_record is not None:
@@ -258,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bsd68", default=None, help="BSD68 folder: record denoise-bsd68 PSNR in the metadata")
     parser.add_argument("--bsd68-limit", type=int, default=None)
     parser.add_argument("--bsd68-json", default=None, metavar="BENCH_JSON:ENTRY",
-                        help="take the BSD68 numbers from a bench_denoise_bsd68.py --out file (entry = model label)")
+                        help="take the BSD68 numbers (CBSD68 for a colour model: the run with --color) from a "
+                             "bench_denoise_bsd68.py --out file (entry = model label)")
     parser.add_argument("--description", default="")
     parser.add_argument("--no-empirical-check", action="store_true")
     parser.add_argument("--keep-idle", action="store_true",
@@ -288,10 +306,11 @@ def main(argv: list[str] | None = None) -> int:
 
             file, _, entry = args.bsd68_json.rpartition(":")
             with open(file) as f:
-                results = json.load(f)["results"]
+                bench = json.load(f)
+            results = bench["results"]
             if entry not in results:
                 raise ValueError(f"{file} has no entry {entry!r} (has: {', '.join(results)})")
-            bsd68_result = results[entry]
+            bsd68_result = {**results[entry], "protocol": bench.get("protocol", "denoise-bsd68")}
         path = export_denoiser(args.checkpoint, args.name, args.dest, args.description, args.bsd68, args.bsd68_limit,
                                empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result,
                                prune_idle=not args.keep_idle,

@@ -32,6 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from pnp_stable.denoisers.color import OpponentColorDenoiser
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
 from pnp_stable.training.config import TrainConfig
@@ -250,10 +251,11 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         val_root = Path(config.val_dir).expanduser().resolve()
         if any(p.resolve().parent == val_root for p in paths):
             raise ValueError(f"validation folder {val_root} is also a training folder")
-    sampler = PatchSampler(paths, config.model.channels, config.patch_size, (config.sigma_min, config.sigma_max))
+    image_channels = 3 if config.color else config.model.channels
+    sampler = PatchSampler(paths, image_channels, config.patch_size, (config.sigma_min, config.sigma_max))
     validation = None
     if config.val_dir is not None and rank == 0:
-        validation = ValidationSet.from_folder(config.val_dir, config.model.channels, config.val_limit, config.val_crop)
+        validation = ValidationSet.from_folder(config.val_dir, image_channels, config.val_limit, config.val_crop)
 
     torch.manual_seed(config.seed)
     model = build_denoiser(config.model).to(device)
@@ -289,9 +291,12 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
                   hardware=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
                   parameters=sum(p.numel() for p in model.parameters()), training_images=len(sampler))
 
-    net: nn.Module = model
+    # what the loss and validation see: the model itself, or the colour denoiser made of it
+    # (its weights, checkpoints and exports stay the gray model's)
+    task: nn.Module = OpponentColorDenoiser(model) if config.color == "opponent" else model
+    net: nn.Module = task
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(task, device_ids=[device.index] if device.type == "cuda" else None)
 
     def state_dict() -> dict[str, Any]:
         return {"config": config.to_dict(), "step": step, "model": model.state_dict(),
@@ -308,7 +313,7 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         if validation is None:
             return None
         model.eval()
-        results = evaluate_denoiser(model, validation, config.val_sigmas, device)
+        results = evaluate_denoiser(task, validation, config.val_sigmas, device)
         model.train()
         mean = sum(results.values()) / len(results)
         record = {"step": step, "psnr": {f"{s * 255:.4g}": v for s, v in results.items()}, "mean_psnr": mean,

@@ -233,3 +233,27 @@ def test_exported_model_lands_in_the_user_folder_and_is_usable_by_name(tmp_path,
     r = run("denoise", camera_png, "--sigma", "25/255", "--denoiser", "mine", "--out", tmp_path / "d.png")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d.png").is_file()
+
+
+def test_a_colour_model_restores_rgb_images_as_they_are_and_refuses_gray_ones(tmp_path, monkeypatch, camera_png,
+                                                                                rgb_png):
+    import torch
+
+    from pnp_stable.denoisers import DenoiserConfig, build_denoiser, save_denoiser
+
+    user = tmp_path / "user-models"
+    monkeypatch.setenv("PNP_STABLE_MODELS", str(user))
+    torch.manual_seed(0)
+    gray = build_denoiser(DenoiserConfig(width=4, hidden=6, blocks=2, embedding_dim=8)).eval()
+    cert = gray.certificate()
+    save_denoiser(gray, user / "tint.pt", {"channels": 3, "color": {"mode": "opponent", "chroma_scale": 3.0},
+                                           "cbsd68_psnr": {"25": 21.5},
+                                           "certificate": {"lipschitz": cert.lipschitz, "averagedness": cert.averagedness}})
+    (user / "tint.json").write_text(json.dumps({"channels": 3, "kind": "certified", "cbsd68_psnr": {"25": 21.5}}))
+    r = run("denoise", rgb_png, "--sigma", "0.1", "--simulate", "--denoiser", "tint", "--out", tmp_path / "c.png")
+    assert r.exit_code == 0, r.output
+    assert "opponent colour space with the gray denoiser" not in r.output  # no second wrapping
+    assert read_rgb_shape(tmp_path / "c.png") == (32, 32, 3)
+    assert_user_error(run("denoise", camera_png, "--sigma", "0.1", "--denoiser", "tint"), "3-channel")
+    r = run("models")
+    assert r.exit_code == 0 and "C -/21.50/-" in r.output, r.output

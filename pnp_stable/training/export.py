@@ -263,6 +263,28 @@ def _carried_rules(source: str) -> dict[str, Any]:
     return {"pnp_parameter_rule": copy.deepcopy(rules), "pnp_parameter_calibration": calibrations}
 
 
+def _bench_numbers(specs: list[str]) -> dict[str, Any]:
+    """The PSNR of one model from ``FILE:ENTRY`` specs (``bench_denoise_bsd68.py --out`` files),
+    merged over the files: they must measure the same protocol on the same number of images."""
+    import json
+
+    merged: dict[str, Any] = {"psnr": {}}
+    for spec in specs:
+        file, _, entry = spec.rpartition(":")
+        with open(file) as f:
+            bench = json.load(f)
+        results = bench["results"]
+        if entry not in results:
+            raise ValueError(f"{file} has no entry {entry!r} (has: {', '.join(results)})")
+        found = {**results[entry], "protocol": bench.get("protocol", "denoise-bsd68")}
+        for key in ("protocol", "images"):
+            if merged.get(key, found[key]) != found[key]:
+                raise ValueError(f"{file}: {key} {found[key]!r} differs from {merged[key]!r} in the files before it")
+            merged[key] = found[key]
+        merged["psnr"].update(found["psnr"])
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m pnp_stable.training.export CHECKPOINT NAME [--dest DIR] [--bsd68 DIR]``."""
     import argparse
@@ -274,9 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", default=None, help="output folder (default: the shipped pretrained folder)")
     parser.add_argument("--bsd68", default=None, help="BSD68 folder: record denoise-bsd68 PSNR in the metadata")
     parser.add_argument("--bsd68-limit", type=int, default=None)
-    parser.add_argument("--bsd68-json", default=None, metavar="BENCH_JSON:ENTRY",
+    parser.add_argument("--bsd68-json", action="append", default=[], metavar="BENCH_JSON:ENTRY",
                         help="take the BSD68 numbers (CBSD68 for a colour model: the run with --color) from a "
-                             "bench_denoise_bsd68.py --out file (entry = model label)")
+                             "bench_denoise_bsd68.py --out file (entry = model label); repeatable, e.g. one "
+                             "file per noise level")
     parser.add_argument("--description", default="")
     parser.add_argument("--no-empirical-check", action="store_true")
     parser.add_argument("--keep-idle", action="store_true",
@@ -300,17 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 rules, calibrations = rules.setdefault(problem, {}), calibrations.setdefault(problem, {})
             rules[method] = rule
             calibrations[method] = provenance
-        bsd68_result = None
-        if args.bsd68_json:
-            import json
-
-            file, _, entry = args.bsd68_json.rpartition(":")
-            with open(file) as f:
-                bench = json.load(f)
-            results = bench["results"]
-            if entry not in results:
-                raise ValueError(f"{file} has no entry {entry!r} (has: {', '.join(results)})")
-            bsd68_result = {**results[entry], "protocol": bench.get("protocol", "denoise-bsd68")}
+        bsd68_result = _bench_numbers(args.bsd68_json) if args.bsd68_json else None
         path = export_denoiser(args.checkpoint, args.name, args.dest, args.description, args.bsd68, args.bsd68_limit,
                                empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result,
                                prune_idle=not args.keep_idle,

@@ -85,3 +85,26 @@ def test_a_colour_model_records_cbsd68_numbers_and_refuses_gray_ones(rgb_folder,
                            bsd68_result={**gray_numbers, "protocol": "denoise-cbsd68"})
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["cbsd68_psnr"] == {"25": 27.0} and "bsd68_psnr" not in meta
+
+
+def test_export_merges_the_numbers_of_several_benchmark_files(rgb_folder, tmp_path, capsys):
+    from pnp_stable.training.export import main
+
+    train_denoiser(color_config(rgb_folder, tmp_path / "run", steps=2))
+
+    def bench_file(name, psnr, images=68, protocol="denoise-cbsd68"):
+        path = tmp_path / name
+        path.write_text(json.dumps({"protocol": protocol, "results": {"c": {"psnr": psnr, "images": images}}}))
+        return f"{path}:c"
+
+    s25, s15_50 = bench_file("a.json", {"25": 29.9}), bench_file("b.json", {"15": 32.5, "50": 26.6})
+    args = [str(tmp_path / "run" / "checkpoint.pt"), "c", "--dest", str(tmp_path / "export"), "--no-empirical-check"]
+    assert main([*args, "--bsd68-json", s25, "--bsd68-json", s15_50]) == 0
+    meta = json.loads((tmp_path / "export" / "c.json").read_text())
+    assert meta["cbsd68_psnr"] == {"25": 29.9, "15": 32.5, "50": 26.6} and meta["cbsd68_images"] == 68
+    capsys.readouterr()
+    assert main([*args, "--bsd68-json", s25, "--bsd68-json", bench_file("d.json", {"15": 1.0}, images=10)]) == 2
+    assert "images 10 differs from 68" in capsys.readouterr().err
+    assert main([*args, "--bsd68-json", f"{tmp_path / 'a.json'}:nope"]) == 2
+    assert main([*args, "--bsd68-json", bench_file("g.json", {"25": 27.9}, protocol="denoise-bsd68")]) == 2
+    assert "denoise-cbsd68" in capsys.readouterr().err

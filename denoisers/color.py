@@ -40,7 +40,7 @@ from torch import nn
 from pnp_stable.layers.certificates import Certificate, certificate_of
 from pnp_stable.protocols import accepts_noise_level, denoiser_channels
 
-__all__ = ["OPPONENT_BASIS", "OpponentColorDenoiser", "COLOR_MODES"]
+__all__ = ["OPPONENT_BASIS", "OpponentColorDenoiser", "COLOR_MODES", "DEFAULT_CHROMA_SCALE"]
 
 # rows: luma, chroma 1, chroma 2 (orthonormal)
 OPPONENT_BASIS = (
@@ -53,7 +53,8 @@ OPPONENT_BASIS = (
 COLOR_MODES = ("opponent", "per-channel")
 
 _LUMA_SCALE = 1 / math.sqrt(3)
-_DEFAULT_CHROMA_SCALE = 3.0
+#: chosen on BSDS500 train crops (docs/denoisers.md, "Colour images")
+DEFAULT_CHROMA_SCALE = 3.0
 _CHROMA_SHIFT = 0.5
 
 
@@ -71,7 +72,7 @@ class OpponentColorDenoiser(nn.Module):
     accepts_noise_level = True
     needs_sigma = True
 
-    def __init__(self, gray: nn.Module, chroma_scale: float = _DEFAULT_CHROMA_SCALE) -> None:
+    def __init__(self, gray: nn.Module, chroma_scale: float = DEFAULT_CHROMA_SCALE) -> None:
         super().__init__()
         if not (isinstance(chroma_scale, (int, float)) and math.isfinite(chroma_scale) and chroma_scale > 0):
             raise ValueError(f"chroma_scale must be a positive number, got {chroma_scale!r}")

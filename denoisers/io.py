@@ -177,12 +177,12 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 
 def _colour_denoiser(gray: nn.Module, color: dict[str, Any], metadata: dict[str, Any], path: Path) -> nn.Module:
-    from pnp_stable.denoisers.color import OpponentColorDenoiser
+    from pnp_stable.denoisers.color import DEFAULT_CHROMA_SCALE, OpponentColorDenoiser
 
     if color.get("mode") != "opponent":
         raise ValueError(f"{path}: unknown colour mode {color.get('mode')!r} in the metadata")
     gray.metadata = {**metadata, "channels": 1}
-    colour = OpponentColorDenoiser(gray, color.get("chroma_scale", 3.0))
+    colour = OpponentColorDenoiser(gray, color.get("chroma_scale", DEFAULT_CHROMA_SCALE))
     colour.metadata = {**colour.metadata, **metadata}
     return colour.eval()
 

@@ -100,8 +100,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_denoiser(denoiser: str | nn.Module, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """A denoiser module (by shipped name, file path, or as given) and a description for reports."""
+def load_denoiser(denoiser: str | nn.Module | None, device: torch.device, channels: int = 1,
+                  color: str = "opponent") -> tuple[nn.Module, dict[str, Any]]:
+    """A denoiser module (by shipped name, file path, or as given; None: :func:`default_denoiser`
+    for images of ``channels`` channels in ``color`` mode) and a description for reports."""
+    if denoiser is None:
+        denoiser = default_denoiser(channels, color)
     if isinstance(denoiser, nn.Module):
         module, name = denoiser, type(denoiser).__name__
     else:
@@ -230,7 +234,7 @@ def deblur(
     dev = resolve_device(device)
     k = parse_kernel_spec(kernel) if isinstance(kernel, str) else np.asarray(kernel, dtype=np.float64)
     image = _check_image(image).to(dev)
-    module, den_info = load_denoiser(default_denoiser(image.shape[0], color) if denoiser is None else denoiser, dev)
+    module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     if simulate:
         if noise is None:
@@ -308,7 +312,7 @@ def reconstruct_ct(
 
     notes: list[str] = []
     dev = resolve_device(device)
-    module, den_info = load_denoiser(DEFAULT_DENOISER if denoiser is None else denoiser, dev)
+    module, den_info = load_denoiser(denoiser, dev)
     data = _check_image(data).to(dev)
     if data.shape[0] != 1:
         raise ValueError("CT data must be single-channel (gray)")
@@ -384,7 +388,7 @@ def denoise(
     notes: list[str] = []
     dev = resolve_device(device)
     image = _check_image(image).to(dev)
-    module, den_info = load_denoiser(default_denoiser(image.shape[0], color) if denoiser is None else denoiser, dev)
+    module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     noisy = batch
     if simulate:

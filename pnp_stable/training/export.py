@@ -200,11 +200,12 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         metadata["training"]["averaged_from"] = state["averaged_from"]
     measured_on = "bsd68"
     if train_config.color:
-        # trained for RGB images inside the opponent-colour denoiser: load() returns that denoiser
-        from pnp_stable.denoisers.color import OpponentColorDenoiser
+        # trained for RGB images inside the opponent-colour denoiser (the training loop builds it
+        # with its default chroma scale): load() returns that denoiser
+        from pnp_stable.denoisers.color import DEFAULT_CHROMA_SCALE
 
         metadata["channels"] = 3
-        metadata["color"] = {"mode": train_config.color, "chroma_scale": OpponentColorDenoiser(model).chroma_scale}
+        metadata["color"] = {"mode": train_config.color, "chroma_scale": DEFAULT_CHROMA_SCALE}
         measured_on = "cbsd68"
         if bsd68_dir is not None:
             raise ValueError("a colour model is measured on CBSD68, not the gray BSD68: pass the entry of "

@@ -18,7 +18,7 @@ from pnp_stable.cli.reporting import finish_restoration
 @click.option("--simulate", is_flag=True,
               help="DATA is a square phantom image: project it, add noise, reconstruct, report PSNR/SSIM.")
 @click.option("--noise", default=None, metavar="SIGMA",
-              help="Noise std of the sinogram (absolute, e.g. 0.5, or 1%% of its max with --simulate); "
+              help="Noise std of the sinogram (absolute, e.g. 0.5, or 1% of its max with --simulate); "
                    "estimated if omitted.")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")

@@ -16,7 +16,7 @@ from pnp_stable.cli.reporting import finish_restoration
 @click.option("--kernel", "-k", default="gauss", show_default=True, metavar="SPEC",
               help="gauss, gauss:1.6, box:9, disk:3, motion:15,30, motion-random:SEED, PATH.npy, Levin09.mat#3.")
 @click.option("--noise", default=None, metavar="SIGMA",
-              help="Noise std of the observation on the [0,1] scale (0.01, 2.55/255, 1%%); estimated if omitted.")
+              help="Noise std of the observation on the [0,1] scale (0.01, 2.55/255, 1%); estimated if omitted.")
 @click.option("--simulate", is_flag=True,
               help="IMAGE is a clean ground truth: blur it, add noise (--noise, --seed), restore, report PSNR/SSIM.")
 @click.option("--boundary", type=click.Choice(["circular", "reflect", "zero", "valid"]), default="circular",

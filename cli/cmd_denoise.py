@@ -13,7 +13,7 @@ from pnp_stable.cli.options import color_option, parse_level
 @click.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--sigma", required=True, metavar="SIGMA",
-              help="Noise level on the [0,1] scale (0.1, 25/255, 10%%).")
+              help="Noise level on the [0,1] scale (0.1, 25/255, 10%).")
 @click.option("--denoiser", default=None, metavar="NAME|PATH",
               help="Shipped denoiser name or a saved .pt file [default: gray; color for RGB images].")
 @click.option("--simulate", is_flag=True, help="Add Gaussian noise of std SIGMA first (--seed) and report PSNR.")

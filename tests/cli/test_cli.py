@@ -40,6 +40,8 @@ def test_version_and_subcommand_help():
     for cmd in ("deblur", "ct", "denoise", "certify", "models", "train-denoiser"):
         r = run(cmd, "--help")
         assert r.exit_code == 0 and "Example" in r.output, cmd
+        # click does not %-format help texts: an escaped percent sign would be shown doubled
+        assert "%%" not in r.output, cmd
 
 
 def test_usage_errors_are_one_line(camera_png):

@@ -271,3 +271,50 @@ def test_rgb_images_get_the_shipped_colour_model_unless_a_denoiser_is_named():
     # the same certificate: trained inside the wrapper, the colour model is the gray architecture
     assert rep["denoiser"]["certificate"]["lipschitz"] == 1.0
     assert rep["denoiser"]["certificate"]["averagedness"] < 1
+
+
+def _deblur_quick_colour_layout(root):
+    """A shared-data layout with one CBSD68 image (the 256x256 crop of deblur-quick) and one kernel."""
+    from PIL import Image
+
+    denoising = root / "denoising"
+    (denoising / "cbsd68").mkdir(parents=True)
+    (root / "kernels" / "npy").mkdir(parents=True)
+    Image.fromarray(_colour_scene(256).mul(255).round().byte().permute(1, 2, 0).numpy()).save(
+        denoising / "cbsd68" / "0000.png")
+    (denoising / "cbsd68_index.csv").write_text("bsd68_gray_file,cbsd68_file\ntest001.png,0000.png\n")
+    np.save(root / "kernels" / "npy" / "box3.npy", np.full((3, 3), 1 / 9))
+
+
+def test_deblur_quick_bench_runs_a_colour_model_as_it_is_and_a_gray_one_in_either_mode(tmp_path, capsys):
+    import json
+
+    from pnp_stable.denoisers import save_denoiser
+    from bench_loader import load_bench_script
+
+    data = tmp_path / "data"
+    _deblur_quick_colour_layout(data)
+    gray = tiny_gray().float()
+    cert = {"lipschitz": gray.certificate().lipschitz, "averagedness": gray.certificate().averagedness}
+    save_denoiser(gray, tmp_path / "tiny.pt", {"channels": 1, "certificate": cert})
+    save_denoiser(gray, tmp_path / "tiny-color.pt", {"channels": 3, "color": {"mode": "opponent"}, "certificate": cert})
+    bench = load_bench_script("bench_deblur_quick")
+    common = ["--data", str(data), "--images", "test001", "--kernels", "box3", "--max-iter", "3", "--method", "admm"]
+
+    summaries = {}
+    for name, colour in (("tiny-color", "opponent"), ("tiny", "opponent"), ("tiny", "per-channel")):
+        out = tmp_path / f"{name}-{colour}.json"
+        assert bench.main(["--denoiser", str(tmp_path / f"{name}.pt"), "--color", colour, "--json", str(out), *common]) == 0
+        report = json.loads(out.read_text())
+        summaries[name, colour] = report["summary"]
+        assert report["summary"]["runs"] == 1 and report["summary"]["proven"]
+        assert 10 < report["runs"][0]["psnr"] < 60
+    assert summaries["tiny-color", "opponent"]["denoiser"].endswith("(a colour model)")
+    assert summaries["tiny", "opponent"]["denoiser"].endswith("in opponent colour space")
+    assert summaries["tiny", "per-channel"]["denoiser"].endswith("R, G, B as three gray problems")
+    # the colour model file is the gray weights inside the opponent denoiser: the same restoration
+    assert summaries["tiny-color", "opponent"]["mean_psnr"] == pytest.approx(summaries["tiny", "opponent"]["mean_psnr"], abs=1e-9)
+
+    capsys.readouterr()
+    assert bench.main(["--denoiser", str(tmp_path / "tiny-color.pt"), "--color", "per-channel", *common]) == 2
+    assert "is a colour model" in capsys.readouterr().err

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deblur_common import (  # noqa: E402
-    DEFAULT_DATA, QUICK_IMAGES, QUICK_KERNELS, QUICK_NOISE, deblur_problems, make_denoiser, psnr,
+    DEFAULT_DATA, QUICK_IMAGES, QUICK_KERNELS, QUICK_NOISE, deblur_problems, in_colour_mode, make_denoiser, psnr,
     reset_denoiser_state, run_deepinv,
 )
 
@@ -65,19 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         problems = deblur_problems(args.data, tuple(args.images), tuple(args.kernels), "denoising/bsd68", QUICK_NOISE, dtype,
                                    color=args.color)
-        denoiser, description = make_denoiser(args.denoiser, dtype)
-        from pnp_stable.protocols import denoiser_channels
-
-        if args.color and denoiser_channels(denoiser) == 3:
-            if args.color == "per-channel":
-                raise ValueError(f"{args.denoiser} is a colour model: it restores RGB images as they are (--color opponent)")
-            description = f"{description} (a colour model)"
-        elif args.color == "opponent":
-            from pnp_stable.denoisers import OpponentColorDenoiser
-
-            denoiser, description = OpponentColorDenoiser(denoiser), f"{description} in opponent colour space"
-        elif args.color == "per-channel":
-            description = f"{description}, R, G, B as three gray problems"
+        denoiser, description = in_colour_mode(*make_denoiser(args.denoiser, dtype), args.color)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -5,9 +5,12 @@ for ADMM/DRS with a Gaussian denoiser, ``sigma_ratio``) maximising the mean PSNR
 ``--images`` train crops x the deblur-quick kernels; then fit ``target = weight * sigma_y^exponent``
 across noise levels (least squares in log-log). Prints the resulting ParameterRule and writes it
 as JSON (``--out``), ready for ``DEFAULT_RULES`` or a denoiser's ``pnp_parameter_rule``.
+``--color opponent`` calibrates on the RGB crops (one colour problem per crop and kernel, the same
+kernel on every channel): the rule of a colour model, or of a gray one in opponent mode.
 
     python bench/calibrate_parameters.py --denoiser tv --method admm --out /tmp/tv_admm.json
     python bench/calibrate_parameters.py --refit run1.json run2.json --out merged.json   # widen a grid
+    python bench/calibrate_parameters.py --denoiser color --color opponent --method admm --out /tmp/color_admm.json
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deblur_common import DEFAULT_DATA, QUICK_KERNELS, deblur_problems, make_denoiser, psnr, reset_denoiser_state  # noqa: E402
+from deblur_common import (  # noqa: E402
+    DEFAULT_DATA, QUICK_KERNELS, deblur_problems, in_colour_mode, make_denoiser, psnr, reset_denoiser_state,
+)
 
 
 def _train_images(data: Path, count: int) -> tuple[str, ...]:
@@ -100,7 +105,7 @@ def read_calibrations(files: list[Path], settings) -> list[dict] | None:
 def refit(files: list[Path], out: Path | None) -> int:
     """Merge the tables of earlier ``--out`` files (same denoiser and method) and fit one rule."""
     runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], r.get("crop"), tuple(r.get("images", ())),
-                                               tuple(r.get("kernels", ()))))
+                                               tuple(r.get("kernels", ())), r.get("color")))
     if runs is None:
         return 2
     merged: dict[tuple, dict] = {}
@@ -110,7 +115,7 @@ def refit(files: list[Path], out: Path | None) -> int:
     table = sorted(merged.values(), key=lambda row: (row["noise"], row["sigma_ratio"], row["weight"]))
     gamma_scale = runs[0]["rule"].get("gamma_scale", 1.0)
     best_per_noise, rule = fit_rule(table, gamma_scale)
-    result = {**{k: runs[0][k] for k in ("denoiser", "kind", "method", "images", "crop", "kernels")},
+    result = {**{k: runs[0][k] for k in ("denoiser", "kind", "method", "images", "crop", "kernels", "color") if k in runs[0]},
               "merged_from": [str(f) for f in files], "best": best_per_noise, "rule": rule, "table": table}
     report_calibration(result, out)
     return 0
@@ -133,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-iter", type=int, default=300)
     parser.add_argument("--accelerate", default="anderson", choices=["none", "anderson"])
+    parser.add_argument("--color", choices=["opponent", "per-channel"], default=None,
+                        help="calibrate on the RGB crops, a gray denoiser in this colour mode (a colour model: opponent)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--refit", type=Path, nargs="+", default=None, metavar="CALIBRATION_JSON",
                         help="no new solves: merge the tables of earlier --out files and fit the rule again")
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         images = _train_images(args.data, args.images)
-        denoiser, description = make_denoiser(args.denoiser, torch.float32)
+        denoiser, description = in_colour_mode(*make_denoiser(args.denoiser, torch.float32), args.color)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     table = []
     for noise in args.noise_levels:
         problems = deblur_problems(args.data, images, tuple(args.kernels), "denoising/bsds500/images/train", noise,
-                                   torch.float32, crop=args.crop)
+                                   torch.float32, crop=args.crop, color=args.color)
         for weight, ratio in itertools.product(args.weights, ratios):
             rule = ParameterRule(weight=weight, exponent=2.0, sigma_ratio=ratio, gamma_scale=args.gamma_scale)
             start = time.perf_counter()
@@ -174,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
     best_per_noise, rule = fit_rule(table, args.gamma_scale)
     result = {"denoiser": description, "kind": kind, "method": args.method, "images": images, "crop": args.crop,
-              "kernels": args.kernels, "best": best_per_noise, "rule": rule, "table": table}
+              "kernels": args.kernels, **({"color": args.color} if args.color else {}),
+              "best": best_per_noise, "rule": rule, "table": table}
     report_calibration(result, args.out)
     return 0
 

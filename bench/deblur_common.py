@@ -81,24 +81,24 @@ def deblur_problems(
 ) -> list[Problem]:
     """Circular-blur problems; the noise generator of image number ``i`` (0-based in ``images``) is seeded with ``i``.
 
-    ``color`` takes the CBSD68 colour version of each BSD68 image instead and shapes the problem
-    for a colour mode: ``"opponent"`` one ``1 x 3 x H x W`` problem, ``"per-channel"`` a batch of
+    ``color`` reads the images in RGB (for ``denoising/bsd68``, which is gray, the CBSD68 colour
+    version of each image) and shapes the problem for a colour mode: ``"opponent"`` one ``1 x 3 x H x W`` problem, ``"per-channel"`` a batch of
     three gray problems ``3 x 1 x H x W`` (the same observation, blurred and noised once in RGB).
     """
     from pnp_stable.operators import Blur
 
     problems = []
     for index, name in enumerate(images):
-        if color is None:
-            candidates = sorted((data / folder).glob(f"{name}.*"))
-            if not candidates:
-                raise ValueError(f"image {name} not found in {data / folder}")
-            x = centre_crop(load_gray(candidates[0]), crop).to(dtype)
-        else:
+        if color is not None and folder == "denoising/bsd68":  # BSD68 is gray: its colour originals are CBSD68's
             path = cbsd68_file(data, name)
             if not path.is_file():
                 raise ValueError(f"colour image {path} not found")
-            x = centre_crop(load_rgb(path), crop).to(dtype)
+        else:
+            candidates = sorted((data / folder).glob(f"{name}.*"))
+            if not candidates:
+                raise ValueError(f"image {name} not found in {data / folder}")
+            path = candidates[0]
+        x = centre_crop(load_gray(path) if color is None else load_rgb(path), crop).to(dtype)
         channels = x.shape[1]
         for kernel_name in kernels:
             k = load_kernel(data, kernel_name)
@@ -110,6 +110,29 @@ def deblur_problems(
             else:
                 problems.append(Problem(name, kernel_name, x, y, op))
     return problems
+
+
+def in_colour_mode(denoiser: torch.nn.Module, description: str, color: str | None) -> tuple[torch.nn.Module, str]:
+    """The denoiser that restores the problems of ``deblur_problems(..., color=color)``.
+
+    A colour model (one that takes RGB images) runs as it is, in opponent mode only; a gray model
+    is wrapped in ``OpponentColorDenoiser`` for ``"opponent"`` and used as it is for
+    ``"per-channel"`` (three gray problems) or without a colour mode. Raises ``ValueError`` for a
+    colour model asked to restore channels one by one or gray images.
+    """
+    from pnp_stable.protocols import denoiser_channels
+
+    if denoiser_channels(denoiser) == 3:
+        if color != "opponent":
+            raise ValueError(f"{description} is a colour model: it restores RGB images as they are (--color opponent)")
+        return denoiser, f"{description} (a colour model)"
+    if color == "opponent":
+        from pnp_stable.denoisers import OpponentColorDenoiser
+
+        return OpponentColorDenoiser(denoiser), f"{description} in opponent colour space"
+    if color == "per-channel":
+        return denoiser, f"{description}, R, G, B as three gray problems"
+    return denoiser, description
 
 
 def make_denoiser(spec: str, dtype: torch.dtype) -> tuple[torch.nn.Module, str]:

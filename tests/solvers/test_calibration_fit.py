@@ -83,3 +83,54 @@ def test_ct_rule_takes_the_weight_best_on_average_over_angle_counts():
     assert fitted["rule"] == {"weight": 2.0, "exponent": 2.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}
     assert {k: v["weight"] for k, v in fitted["best"].items()} == {"0.004": 8.0, "0.008": 1.0}
     assert "8.0" not in fitted["mean_psnr_by_weight"]
+
+
+def test_colour_calibration_solves_rgb_problems_and_its_rule_records_the_mode(tmp_path, capsys):
+    """A full (tiny) calibration run on RGB train crops: one 3-channel problem per crop and kernel,
+    the colour mode recorded in the file and carried into a model's metadata by export."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from pnp_stable.denoisers import DenoiserConfig, build_denoiser, save_denoiser
+    from pnp_stable.training.export import read_calibrated_rule
+
+    train = tmp_path / "data" / "denoising" / "bsds500" / "images" / "train"
+    train.mkdir(parents=True)
+    yy, xx = np.mgrid[0:40, 0:40] / 40.0
+    rgb = np.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.8 - 0.5 * xx * yy], axis=-1)
+    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(train / "1.jpg", quality=95)
+    (tmp_path / "data" / "kernels" / "npy").mkdir(parents=True)
+    np.save(tmp_path / "data" / "kernels" / "npy" / "box3.npy", np.full((3, 3), 1 / 9))
+    torch.manual_seed(0)
+    gray = build_denoiser(DenoiserConfig(width=3, hidden=5, blocks=2, embedding_dim=8, power_size=8)).eval()
+    cert = gray.certificate()
+    meta = {"certificate": {"lipschitz": cert.lipschitz, "averagedness": cert.averagedness}}
+    save_denoiser(gray, tmp_path / "g.pt", {**meta, "channels": 1})
+    save_denoiser(gray, tmp_path / "c.pt", {**meta, "channels": 3, "color": {"mode": "opponent"}})
+
+    module = _bench_module()
+    common = ["--data", str(tmp_path / "data"), "--images", "1", "--crop", "32", "--kernels", "box3",
+              "--noise-levels", "0.02", "--weights", "10", "100", "--sigma-ratios", "1", "--max-iter", "3",
+              "--method", "fb"]
+    tables = {}
+    for model, colour in (("g", None), ("g", "opponent"), ("c", "opponent")):
+        out = tmp_path / f"{model}-{colour}.json"
+        args = ["--denoiser", str(tmp_path / f"{model}.pt"), *common, "--out", str(out)]
+        assert module.main(args + (["--color", colour] if colour else [])) == 0
+        result = json.loads(out.read_text())
+        assert result.get("color") == colour and len(result["table"]) == 2
+        tables[model, colour] = [row["psnr"] for row in result["table"]]
+    # RGB problems are not the gray ones; the colour model file is the gray weights in opponent mode
+    assert tables["g", "opponent"] != pytest.approx(tables["g", None], abs=1e-3)
+    assert tables["c", "opponent"] == pytest.approx(tables["g", "opponent"], abs=1e-6)
+    _, method, _, provenance = read_calibrated_rule(f"fb={tmp_path / 'c-opponent.json'}")
+    assert method == "fb" and provenance["color"] == "opponent" and provenance["images"] == ["1"]
+
+    capsys.readouterr()
+    assert module.main(["--denoiser", str(tmp_path / "c.pt"), *common]) == 2  # a colour model on gray crops
+    assert "is a colour model" in capsys.readouterr().err
+    refit_out = tmp_path / "refit.json"
+    assert module.refit([tmp_path / "c-opponent.json"], refit_out) == 0
+    assert json.loads(refit_out.read_text())["color"] == "opponent"
+    assert module.refit([tmp_path / "c-opponent.json", tmp_path / "g-None.json"], None) == 2  # colour and gray mixed

@@ -12,7 +12,8 @@ its own relative criterion at the same ``--tol``, and the ratio of wall times (o
 (CBSD68, matched through ``denoising/cbsd68_index.csv``), blurred per channel by the same kernel,
 with a gray denoiser in that colour mode (``pnp_stable.denoisers.OpponentColorDenoiser``, or R, G, B
 as three gray problems); PSNR over the three channels. A colour model (one that takes RGB images)
-runs as it is with ``--color opponent``.
+runs as it is with ``--color opponent``. ``--noise`` changes the noise level (a check off the
+protocol, e.g. of a parameter rule at a higher noise level).
 
 Example (the recorded results in docs/benchmarks.md):
 
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-iter", type=int, default=500)
     parser.add_argument("--known-noise", action="store_true", help="pass the true noise level instead of estimating it")
+    parser.add_argument("--noise", type=float, default=QUICK_NOISE,
+                        help=f"noise std of the observations (the protocol: {QUICK_NOISE}; other values are checks off it)")
     parser.add_argument("--compare-deepinv", action="store_true")
     parser.add_argument("--images", nargs="+", default=list(QUICK_IMAGES))
     parser.add_argument("--kernels", nargs="+", default=list(QUICK_KERNELS))
@@ -63,20 +66,20 @@ def main(argv: list[str] | None = None) -> int:
 
     dtype = torch.float64 if args.float64 else torch.float32
     try:
-        problems = deblur_problems(args.data, tuple(args.images), tuple(args.kernels), "denoising/bsd68", QUICK_NOISE, dtype,
+        problems = deblur_problems(args.data, tuple(args.images), tuple(args.kernels), "denoising/bsd68", args.noise, dtype,
                                    color=args.color)
         denoiser, description = in_colour_mode(*make_denoiser(args.denoiser, dtype), args.color)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     accelerate = None if args.accelerate == "none" else args.accelerate
-    print(f"denoiser: {description}; method {args.method}; accelerate {accelerate}; tol {args.tol}; dtype {dtype}")
+    print(f"denoiser: {description}; noise {args.noise}; method {args.method}; accelerate {accelerate}; tol {args.tol}; dtype {dtype}")
     runs = []
     for p in problems:
         reset_denoiser_state(denoiser)
         start = time.perf_counter()
         res = solve(p.y, p.operator, denoiser, method=args.method, tol=args.tol, max_iter=args.max_iter,
-                    accelerate=accelerate, progress=False, noise_level=QUICK_NOISE if args.known_noise else None)
+                    accelerate=accelerate, progress=False, noise_level=args.noise if args.known_noise else None)
         wall = time.perf_counter() - start
         run = {
             "image": p.image, "kernel": p.kernel, "psnr": psnr(res.x, p.x), "iterations": res.iterations,
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n = len(runs)
     summary = {
-        "denoiser": description, "color": args.color, "method": args.method, "accelerate": accelerate, "tol": args.tol, "runs": n,
+        "denoiser": description, "color": args.color, "noise": args.noise, "method": args.method, "accelerate": accelerate, "tol": args.tol, "runs": n,
         "mean_psnr": sum(r["psnr"] for r in runs) / n,
         "mean_iterations": sum(r["iterations"] for r in runs) / n,
         "mean_evaluations": sum(r["evaluations"] for r in runs) / n,

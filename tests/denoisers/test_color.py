@@ -315,6 +315,14 @@ def test_deblur_quick_bench_runs_a_colour_model_as_it_is_and_a_gray_one_in_eithe
     # the colour model file is the gray weights inside the opponent denoiser: the same restoration
     assert summaries["tiny-color", "opponent"]["mean_psnr"] == pytest.approx(summaries["tiny", "opponent"]["mean_psnr"], abs=1e-9)
 
+    assert summaries["tiny-color", "opponent"]["noise"] == 0.01  # the protocol's
+    noisier = tmp_path / "noisier.json"
+    assert bench.main(["--denoiser", str(tmp_path / "tiny-color.pt"), "--color", "opponent", "--noise", "0.05",
+                       "--json", str(noisier), *common]) == 0
+    report = json.loads(noisier.read_text())
+    assert report["summary"]["noise"] == 0.05
+    assert report["summary"]["mean_psnr"] < summaries["tiny-color", "opponent"]["mean_psnr"] - 0.1
+
     capsys.readouterr()
     assert bench.main(["--denoiser", str(tmp_path / "tiny-color.pt"), "--color", "per-channel", *common]) == 2
     assert "is a colour model" in capsys.readouterr().err

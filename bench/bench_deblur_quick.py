@@ -13,7 +13,8 @@ its own relative criterion at the same ``--tol``, and the ratio of wall times (o
 with a gray denoiser in that colour mode (``pnp_stable.denoisers.OpponentColorDenoiser``, or R, G, B
 as three gray problems); PSNR over the three channels. A colour model (one that takes RGB images)
 runs as it is with ``--color opponent``. ``--noise`` changes the noise level (a check off the
-protocol, e.g. of a parameter rule at a higher noise level).
+protocol, e.g. of a parameter rule at a higher noise level); ``--rule`` replaces the denoiser's own
+parameter rule by one from ``calibrate_parameters.py --out`` (to check a calibration before export).
 
 Example (the recorded results in docs/benchmarks.md):
 
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write all runs to this JSON file")
     parser.add_argument("--color", choices=["opponent", "per-channel"], default=None,
                         help="colour versions of the images (CBSD68) with a gray denoiser in this mode")
+    parser.add_argument("--rule", type=Path, default=None, metavar="CALIBRATION_JSON",
+                        help="the parameter rule of this calibrate_parameters.py --out file instead of the denoiser's")
     args = parser.parse_args(argv)
     if args.color and args.compare_deepinv:
         print("error: --compare-deepinv runs the gray protocol; drop it or --color", file=sys.stderr)
@@ -69,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         problems = deblur_problems(args.data, tuple(args.images), tuple(args.kernels), "denoising/bsd68", args.noise, dtype,
                                    color=args.color)
         denoiser, description = in_colour_mode(*make_denoiser(args.denoiser, dtype), args.color)
+        rule = None
+        if args.rule:
+            from pnp_stable.training.export import read_calibrated_rule
+
+            rule = read_calibrated_rule(f"{args.method}={args.rule}")[2]
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -79,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         reset_denoiser_state(denoiser)
         start = time.perf_counter()
         res = solve(p.y, p.operator, denoiser, method=args.method, tol=args.tol, max_iter=args.max_iter,
-                    accelerate=accelerate, progress=False, noise_level=args.noise if args.known_noise else None)
+                    accelerate=accelerate, progress=False, noise_level=args.noise if args.known_noise else None,
+                    rule=rule)
         wall = time.perf_counter() - start
         run = {
             "image": p.image, "kernel": p.kernel, "psnr": psnr(res.x, p.x), "iterations": res.iterations,
@@ -100,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
     n = len(runs)
     summary = {
-        "denoiser": description, "color": args.color, "noise": args.noise, "method": args.method, "accelerate": accelerate, "tol": args.tol, "runs": n,
+        "denoiser": description, "color": args.color, "noise": args.noise, "method": args.method,
+        "rule": {"file": str(args.rule), **rule} if rule else "the denoiser's", "accelerate": accelerate, "tol": args.tol, "runs": n,
         "mean_psnr": sum(r["psnr"] for r in runs) / n,
         "mean_iterations": sum(r["iterations"] for r in runs) / n,
         "mean_evaluations": sum(r["evaluations"] for r in runs) / n,

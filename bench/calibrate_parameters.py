@@ -3,7 +3,8 @@
 For each noise level, grid-search the regularisation balance ``target = weight * sigma_y^2`` (and,
 for ADMM/DRS with a Gaussian denoiser, ``sigma_ratio``) maximising the mean PSNR over
 ``--images`` train crops x the deblur-quick kernels; then fit ``target = weight * sigma_y^exponent``
-across noise levels (least squares in log-log). Prints the resulting ParameterRule and writes it
+across noise levels (least squares in log-log); with ``--ratio-follows-noise`` also the denoiser
+strength ``sigma_den = sigma_ratio * sigma_y^sigma_exponent`` instead of one ratio for all levels. Prints the resulting ParameterRule and writes it
 as JSON (``--out``), ready for ``DEFAULT_RULES`` or a denoiser's ``pnp_parameter_rule``.
 ``--color opponent`` calibrates on the RGB crops (one colour problem per crop and kernel, the same
 kernel on every channel): the rule of a colour model, or of a gray one in opponent mode.
@@ -39,42 +40,66 @@ def _train_images(data: Path, count: int) -> tuple[str, ...]:
     return tuple(names[i * step] for i in range(count))
 
 
-def fit_rule(table: list[dict], gamma_scale: float = 1.0) -> tuple[dict[float, dict], dict[str, float]]:
+def _log_linear_fit(noises: list[float], values: list[float]) -> tuple[float, float]:
+    """Least-squares ``log value = intercept + slope * log noise``; returns ``(exp(intercept), slope)``."""
+    xs, ys = [math.log(n) for n in noises], [math.log(v) for v in values]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+    return math.exp(my - slope * mx), slope
+
+
+def fit_rule(table: list[dict], gamma_scale: float = 1.0,
+             ratio_follows_noise: bool = False) -> tuple[dict[float, dict], dict[str, float]]:
     """Fit ``target = weight * sigma^exponent`` to a grid-search table (rows: noise, weight,
     sigma_ratio, psnr).
 
-    ``sigma_ratio`` is one constant for all noise levels, so it is chosen first: the ratio whose
-    best rows (one per noise level) have the highest mean PSNR; taking each noise level's best ratio
-    and a median across them can pick a ratio that is poor at every other noise level. Then, for
-    that ratio, ``log(best weight * sigma^2)`` is fitted linearly in ``log(sigma)`` (least squares;
-    exponent 2 with a single noise level). Returns the chosen row per noise level and the rule.
+    By default ``sigma_ratio`` is one constant for all noise levels, so it is chosen first: the ratio
+    whose best rows (one per noise level) have the highest mean PSNR; taking each noise level's best
+    ratio and a median across them can pick a ratio that is poor at every other noise level. Then,
+    for that ratio, ``log(best weight * sigma^2)`` is fitted linearly in ``log(sigma)`` (least
+    squares; exponent 2 with a single noise level).
+
+    With ``ratio_follows_noise`` each noise level keeps its own best row, and the denoiser strength
+    ``s = sigma_ratio * sigma`` of those rows is fitted the same way, ``s = ratio * sigma^q``
+    (``sigma_exponent = q``, at least 0; 1 with a single noise level). Returns the chosen row per
+    noise level and the rule.
     """
     noises = sorted({float(r["noise"]) for r in table})
     ratios = sorted({float(r["sigma_ratio"]) for r in table})
 
-    def best_rows(ratio: float) -> dict[float, dict] | None:
+    def best_rows(ratio: float | None) -> dict[float, dict] | None:
         rows = {}
         for noise in noises:
-            candidates = [r for r in table if float(r["noise"]) == noise and float(r["sigma_ratio"]) == ratio]
+            candidates = [r for r in table if float(r["noise"]) == noise
+                          and (ratio is None or float(r["sigma_ratio"]) == ratio)]
             if not candidates:
                 return None  # this ratio was not tried at every noise level
             rows[noise] = max(candidates, key=lambda r: r["psnr"])
         return rows
 
-    scored = [(sum(r["psnr"] for r in rows.values()) / len(rows), ratio, rows)
-              for ratio in ratios if (rows := best_rows(ratio)) is not None]
-    if not scored:
-        raise ValueError("no sigma_ratio was tried at every noise level")
-    _, ratio, best_per_noise = max(scored, key=lambda item: item[0])
-    xs = [math.log(n) for n in best_per_noise]
-    ys = [math.log(b["weight"] * n**2) for n, b in best_per_noise.items()]
-    if len(xs) >= 2:
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        exponent = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
-        log_weight = my - exponent * mx
+    if ratio_follows_noise:
+        best_per_noise = best_rows(None)
+        assert best_per_noise is not None  # every noise level has rows
     else:
-        exponent, log_weight = 2.0, ys[0] - 2.0 * xs[0]
-    rule = {"weight": math.exp(log_weight), "exponent": exponent, "sigma_ratio": ratio, "gamma_scale": gamma_scale}
+        scored = [(sum(r["psnr"] for r in rows.values()) / len(rows), ratio, rows)
+                  for ratio in ratios if (rows := best_rows(ratio)) is not None]
+        if not scored:
+            raise ValueError("no sigma_ratio was tried at every noise level")
+        best_per_noise = max(scored, key=lambda item: item[0])[2]
+    targets = [b["weight"] * n**2 for n, b in best_per_noise.items()]
+    strengths = [b["sigma_ratio"] * n for n, b in best_per_noise.items()]
+    if len(noises) >= 2:
+        weight, exponent = _log_linear_fit(noises, targets)
+    else:
+        weight, exponent = targets[0] / noises[0] ** 2, 2.0
+    sigma_ratio, sigma_exponent = float(best_per_noise[noises[0]]["sigma_ratio"]), 1.0
+    if ratio_follows_noise and len(noises) >= 2:
+        sigma_ratio, sigma_exponent = _log_linear_fit(noises, strengths)
+        if sigma_exponent < 0:  # a strength falling with the noise is grid noise: hold it constant
+            sigma_exponent = 0.0
+            sigma_ratio = math.exp(sum(math.log(s) for s in strengths) / len(strengths))
+    rule = {"weight": weight, "exponent": exponent, "sigma_ratio": sigma_ratio, "sigma_exponent": sigma_exponent,
+            "gamma_scale": gamma_scale}
     return best_per_noise, rule
 
 
@@ -102,7 +127,7 @@ def read_calibrations(files: list[Path], settings) -> list[dict] | None:
     return runs
 
 
-def refit(files: list[Path], out: Path | None) -> int:
+def refit(files: list[Path], out: Path | None, ratio_follows_noise: bool = False) -> int:
     """Merge the tables of earlier ``--out`` files (same denoiser and method) and fit one rule."""
     runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], r.get("crop"), tuple(r.get("images", ())),
                                                tuple(r.get("kernels", ())), r.get("color")))
@@ -114,9 +139,10 @@ def refit(files: list[Path], out: Path | None) -> int:
             merged[(row["noise"], row["weight"], row["sigma_ratio"])] = row
     table = sorted(merged.values(), key=lambda row: (row["noise"], row["sigma_ratio"], row["weight"]))
     gamma_scale = runs[0]["rule"].get("gamma_scale", 1.0)
-    best_per_noise, rule = fit_rule(table, gamma_scale)
+    best_per_noise, rule = fit_rule(table, gamma_scale, ratio_follows_noise)
     result = {**{k: runs[0][k] for k in ("denoiser", "kind", "method", "images", "crop", "kernels", "color") if k in runs[0]},
-              "merged_from": [str(f) for f in files], "best": best_per_noise, "rule": rule, "table": table}
+              "merged_from": [str(f) for f in files], "ratio_follows_noise": ratio_follows_noise,
+              "best": best_per_noise, "rule": rule, "table": table}
     report_calibration(result, out)
     return 0
 
@@ -140,12 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accelerate", default="anderson", choices=["none", "anderson"])
     parser.add_argument("--color", choices=["opponent", "per-channel"], default=None,
                         help="calibrate on the RGB crops, a gray denoiser in this colour mode (a colour model: opponent)")
+    parser.add_argument("--ratio-follows-noise", action="store_true",
+                        help="fit sigma_den = ratio * sigma^q across noise levels (sigma_exponent q) instead of "
+                             "one sigma_ratio for all of them")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--refit", type=Path, nargs="+", default=None, metavar="CALIBRATION_JSON",
                         help="no new solves: merge the tables of earlier --out files and fit the rule again")
     args = parser.parse_args(argv)
     if args.refit:
-        return refit(args.refit, args.out)
+        return refit(args.refit, args.out, args.ratio_follows_noise)
     torch.set_num_threads(1)
 
     from pnp_stable.solvers import ParameterRule, solve, strength_kind
@@ -179,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                    "iterations": sum(iterations) / len(iterations), "seconds": time.perf_counter() - start}
             table.append(row)
             print(json.dumps(row), flush=True)
-    best_per_noise, rule = fit_rule(table, args.gamma_scale)
+    best_per_noise, rule = fit_rule(table, args.gamma_scale, args.ratio_follows_noise)
     result = {"denoiser": description, "kind": kind, "method": args.method, "images": images, "crop": args.crop,
               "kernels": args.kernels, **({"color": args.color} if args.color else {}),
-              "best": best_per_noise, "rule": rule, "table": table}
+              "ratio_follows_noise": args.ratio_follows_noise, "best": best_per_noise, "rule": rule, "table": table}
     report_calibration(result, args.out)
     return 0
 

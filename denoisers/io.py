@@ -20,7 +20,7 @@ from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.denoisers.models import CertifiedDenoiser, UnconstrainedDenoiser, build_denoiser
 
 __all__ = ["FORMAT", "save_denoiser", "load", "available", "pretrained_dir", "user_models_dir",
-           "atomic_write_bytes", "atomic_write_json"]
+           "atomic_write_bytes", "atomic_write_json", "stored_metadata", "rewrite_with_metadata"]
 
 FORMAT = "pnp-stable-denoiser/1"
 # relative slack when comparing a recomputed certificate with the stored one (float64 SVD
@@ -120,6 +120,39 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     raise ValueError(f"unknown denoiser {text!r}; known models: {names} (or pass a path to a .pt file)")
 
 
+def _read_payload(path: Path) -> dict[str, Any]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupted or foreign file
+        raise ValueError(f"cannot read denoiser file {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a pnp-stable denoiser file (format {FORMAT})")
+    return payload
+
+
+def stored_metadata(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata stored in a model file (shipped name or path), as written at export."""
+    return dict(_read_payload(_resolve(name_or_path)).get("metadata") or {})
+
+
+def rewrite_with_metadata(name_or_path: str | os.PathLike, pt_path: str | os.PathLike,
+                          metadata: dict[str, Any]) -> Path:
+    """Write the configuration and weights of a model file, byte for byte, to ``pt_path`` with new
+    ``metadata`` (and its ``.json``), atomically; then reload it, which re-derives the certificate
+    from the weights and refuses one weaker than ``metadata`` records. ``pt_path`` may not be the
+    source file: an input is never overwritten."""
+    source = _resolve(name_or_path)
+    pt_path = Path(pt_path)
+    if pt_path.exists() and pt_path.resolve() == source.resolve():
+        raise ValueError(f"{pt_path} is the model being rewritten: write to another name or folder")
+    payload = _read_payload(source)
+    payload = {**payload, "metadata": json.loads(json.dumps(metadata))}
+    atomic_write_bytes(pt_path, _torch_bytes(payload))
+    atomic_write_json(pt_path.with_suffix(".json"), payload["metadata"])
+    load(pt_path)
+    return pt_path
+
+
 def _check_certificate(model: nn.Module, stored: dict[str, Any] | None, source: Path) -> None:
     if not isinstance(model, CertifiedDenoiser) or not stored:
         return
@@ -148,12 +181,7 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
     trained in, an RGB denoiser with the gray model's certificate.
     """
     path = _resolve(name_or_path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupted or foreign file
-        raise ValueError(f"cannot read denoiser file {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a pnp-stable denoiser file (format {FORMAT})")
+    payload = _read_payload(path)
     config = DenoiserConfig.from_dict(payload["config"])
     model = build_denoiser(config)
     try:

@@ -24,8 +24,9 @@ same denoiser strength as a blur with the same image-domain noise. Then, with
   the guarantee is kept). A fixed denoiser without ``trained_noise_level`` gets no balancing:
   ``tau = 1.9 / ||A||^2``, ``t = 1``.
 * **ADMM/DRS** with ``prox_{gamma f}`` and ``prox_{omega R}`` solve the same problem when
-  ``omega / gamma = target``. A Gaussian denoiser runs at ``s = sigma_ratio * sigma_x``
-  and ``gamma`` follows; a fixed denoiser takes ``gamma = omega / target``; otherwise
+  ``omega / gamma = target``. A Gaussian denoiser runs at ``s = sigma_ratio * sigma_x^q``
+  (``q = sigma_exponent``; 1, the default, keeps ``s`` proportional to the noise) and ``gamma``
+  follows; a fixed denoiser takes ``gamma = omega / target``; otherwise
   ``gamma = gamma_scale / ||A||^2`` and ``omega`` follows.
 
 Every choice keeps the convergence guarantee: ``tau < 2 / ||A||^2``, ``gamma > 0``, ``0 < t <= 1``.
@@ -59,7 +60,11 @@ class ParameterRule:
     Args:
         weight: regularisation weight of the MAP model.
         exponent: power of the noise level in the regularisation weight.
-        sigma_ratio: ADMM/DRS with a Gaussian denoiser: ``s = sigma_ratio * sigma_y``.
+        sigma_ratio: ADMM/DRS with a Gaussian denoiser: ``s = sigma_ratio * sigma_x^sigma_exponent``
+            (``sigma_x = sigma_y / ||A||``).
+        sigma_exponent: power of the noise level in that denoiser strength: 1 keeps ``s / sigma_x``
+            constant; below 1, ``s`` grows slower than the noise (the ratio falls as the noise
+            rises), which is what learned denoisers calibrated across noise levels want.
         gamma_scale: ADMM/DRS otherwise: ``gamma = gamma_scale / ||A||^2``.
         sigma_min, sigma_max: clamp on a Gaussian denoiser's noise level (its trained range).
     """
@@ -67,6 +72,7 @@ class ParameterRule:
     weight: float = 1.0
     exponent: float = 2.0
     sigma_ratio: float = 1.0
+    sigma_exponent: float = 1.0
     gamma_scale: float = 1.0
     sigma_min: float = 0.0
     sigma_max: float = math.inf
@@ -75,6 +81,11 @@ class ParameterRule:
         for name in ("weight", "sigma_ratio", "gamma_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ParameterRule.{name} must be positive, got {getattr(self, name)}")
+        for name in ("exponent", "sigma_exponent"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"ParameterRule.{name} must be finite, got {getattr(self, name)}")
+        if self.sigma_exponent < 0:  # s would fall as the noise rises
+            raise ValueError(f"ParameterRule.sigma_exponent must be >= 0, got {self.sigma_exponent}")
         if not 0 <= self.sigma_min <= self.sigma_max:
             raise ValueError(f"ParameterRule needs 0 <= sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
 
@@ -267,7 +278,7 @@ def choose_parameters(
                     relaxation = tau * target / trained_noise_level**2
         return ChosenParameters(sigma, tau, relaxation, noise_level, noise_level_source, rule)
     if kind == "noise_level":
-        sigma = _clamp(rule.sigma_ratio * sigma_x, rule) if sigma_den is None else sigma_den
+        sigma = _clamp(rule.sigma_ratio * sigma_x**rule.sigma_exponent, rule) if sigma_den is None else sigma_den
         gamma = sigma**2 / target if step is None else float(step)
     elif kind == "prox_weight":
         gamma = rule.gamma_scale / lip_sq if step is None else float(step)

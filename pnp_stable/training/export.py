@@ -18,7 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pnp_stable.denoisers.io import FORMAT, atomic_write_json, load, pretrained_dir, save_denoiser
+from pnp_stable.denoisers.io import (
+    FORMAT, atomic_write_json, load, pretrained_dir, rewrite_with_metadata, save_denoiser, stored_metadata,
+)
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint
 from pnp_stable.training.config import TrainConfig
@@ -245,6 +247,56 @@ def write_model(model: nn.Module, pt_path: Path, metadata: dict[str, Any]) -> No
     load(pt_path)
 
 
+_METHODS = ("fb", "admm", "drs")
+
+
+def _merge_rules(base: dict[str, Any], update: dict[str, Any]) -> list[str]:
+    """Replace ``base``'s rules (``{"fb": ..., "ct": {"fb": ...}}``) method by method with
+    ``update``'s, in place; returns what was replaced, e.g. ``["admm", "ct:fb"]``."""
+    replaced = []
+    for key, value in update.items():
+        if key in _METHODS:
+            base[key] = value
+            replaced.append(key)
+        else:  # an operator family's own rules
+            family = base.setdefault(key, {})
+            family.update(value)
+            replaced.extend(f"{key}:{method}" for method in value)
+    return replaced
+
+
+def replace_pnp_rules(source: str | os.PathLike, name: str, dest_dir: str | os.PathLike | None = None,
+                      rules: dict[str, Any] | None = None, description: str = "") -> Path:
+    """Write the exported model ``source`` (shipped name or ``.pt`` file) again as ``NAME`` with new
+    PnP parameter rules, e.g. a calibration made after export.
+
+    ``rules`` holds ``pnp_parameter_rule`` and ``pnp_parameter_calibration`` as ``--pnp-rule`` builds
+    them; they replace the source's rules method by method (per operator family too), the others
+    are kept. The weights, architecture, certificate and measured numbers are the source's, byte
+    for byte; the reload re-derives the certificate (:func:`pnp_stable.denoisers.load`).
+    ``rules_updated`` records the date, the commit and what was replaced. The source file is never
+    overwritten.
+    """
+    import copy
+
+    if not _NAME.match(name):
+        raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_' and '.'")
+    if not rules or not rules.get("pnp_parameter_rule"):
+        raise ValueError("no PnP parameter rule to record: pass --pnp-rule METHOD=FILE or --pnp-rules-from MODEL")
+    metadata = copy.deepcopy(stored_metadata(source))
+    current_rules = metadata.setdefault("pnp_parameter_rule", {})
+    current_calibrations = metadata.setdefault("pnp_parameter_calibration", {})
+    replaced = _merge_rules(current_rules, copy.deepcopy(rules["pnp_parameter_rule"]))
+    _merge_rules(current_calibrations, copy.deepcopy(rules.get("pnp_parameter_calibration", {})))
+    metadata["name"] = name
+    if description:
+        metadata["description"] = description
+    metadata["rules_updated"] = {"date": _dt.date.today().isoformat(), "commit": git_commit(),
+                                 "replaced": replaced, "from": str(source)}
+    dest = Path(dest_dir) if dest_dir is not None else pretrained_dir()
+    return rewrite_with_metadata(source, dest / f"{name}.pt", metadata)
+
+
 def _carried_rules(source: str) -> dict[str, Any]:
     """The calibrated PnP rules (and their provenance) recorded in another model's metadata,
     marked as carried over from it: a warm restart keeps the function close to its start."""
@@ -256,10 +308,9 @@ def _carried_rules(source: str) -> dict[str, Any]:
         raise ValueError(f"{source} records no PnP parameter rules to carry over")
     calibrations = copy.deepcopy(metadata.get("pnp_parameter_calibration") or {})
     origin = {"name": metadata.get("name"), "date": metadata.get("date"), "commit": metadata.get("commit")}
-    methods = ("fb", "admm", "drs")
     for key, value in calibrations.items():  # {"fb": ..., "ct": {"fb": ...}}
-        for method, provenance in ({key: value} if key in methods else value).items():
-            if method in methods:
+        for method, provenance in ({key: value} if key in _METHODS else value).items():
+            if method in _METHODS:
                 provenance["carried_from"] = origin
     return {"pnp_parameter_rule": copy.deepcopy(rules), "pnp_parameter_calibration": calibrations}
 
@@ -313,7 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pnp-rules-from", default=None, metavar="MODEL",
                         help="carry over the PnP parameter rules of MODEL (shipped name or .pt file), e.g. the "
                              "model a warm restart started from; --pnp-rule entries replace single methods")
+    parser.add_argument("--replace-rules", action="store_true",
+                        help="CHECKPOINT is an exported model (.pt file or shipped name): write it again as NAME "
+                             "with the rules of --pnp-rule / --pnp-rules-from in place of its own, weights, "
+                             "certificate and measured numbers unchanged")
     args = parser.parse_args(argv)
+    if args.replace_rules and (args.bsd68 or args.bsd68_json or args.keep_idle):
+        print("error: --replace-rules keeps the model as exported: drop --bsd68, --bsd68-json and --keep-idle",
+              file=sys.stderr)
+        return 2
     try:
         extra: dict[str, Any] = _carried_rules(args.pnp_rules_from) if args.pnp_rules_from else {}
         for spec in args.pnp_rule:
@@ -324,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                 rules, calibrations = rules.setdefault(problem, {}), calibrations.setdefault(problem, {})
             rules[method] = rule
             calibrations[method] = provenance
+        if args.replace_rules:
+            print(replace_pnp_rules(args.checkpoint, args.name, args.dest, extra, args.description))
+            return 0
         bsd68_result = _bench_numbers(args.bsd68_json) if args.bsd68_json else None
         path = export_denoiser(args.checkpoint, args.name, args.dest, args.description, args.bsd68, args.bsd68_limit,
                                empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result,

@@ -326,3 +326,20 @@ def test_deblur_quick_bench_runs_a_colour_model_as_it_is_and_a_gray_one_in_eithe
     capsys.readouterr()
     assert bench.main(["--denoiser", str(tmp_path / "tiny-color.pt"), "--color", "per-channel", *common]) == 2
     assert "is a colour model" in capsys.readouterr().err
+
+    # --rule: a calibration file's rule replaces the model's own (sigma_den = ratio * sigma^q)
+    calibration = tmp_path / "calibrated.json"
+    calibration.write_text(json.dumps({"method": "admm", "rule": {"weight": 1.0, "exponent": 2.0, "sigma_ratio": 0.5,
+                                                                   "sigma_exponent": 0.5, "gamma_scale": 1.0}}))
+    ruled = tmp_path / "ruled.json"
+    assert bench.main(["--denoiser", str(tmp_path / "tiny-color.pt"), "--color", "opponent", "--rule", str(calibration),
+                       "--json", str(ruled), *common]) == 0
+    report = json.loads(ruled.read_text())
+    assert report["summary"]["rule"]["file"] == str(calibration) and report["summary"]["rule"]["sigma_exponent"] == 0.5
+    run = report["runs"][0]
+    assert run["parameters"]["sigma_den"] == pytest.approx(0.5 * run["noise_level"] ** 0.5, rel=1e-6)
+    assert summaries["tiny-color", "opponent"].get("rule") == "the denoiser's"
+    capsys.readouterr()
+    assert bench.main(["--denoiser", str(tmp_path / "tiny-color.pt"), "--color", "opponent", "--rule", str(calibration),
+                       *common[:-2], "--method", "fb"]) == 2
+    assert "calibrates 'admm', not 'fb'" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -34,6 +35,26 @@ def test_ratio_is_chosen_for_all_noise_levels_then_the_power_law_is_fitted():
     assert rule["exponent"] == pytest.approx(3.0)  # weight x3 when the noise level triples: sigma^(2+1)
 
 
+def test_a_ratio_that_follows_the_noise_keeps_each_levels_best_and_fits_a_power_law():
+    """Each noise level keeps its own best row (ratio 8 at 0.01, 4 at 0.03): denoiser strengths
+    0.08 and 0.12, so ``s = ratio * sigma^q`` with q = log 1.5 / log 3 passes through both."""
+    best, rule = _bench_module().fit_rule(TABLE, ratio_follows_noise=True)
+    assert {n: (b["weight"], b["sigma_ratio"]) for n, b in best.items()} == {0.01: (3.0, 8.0), 0.03: (3.0, 4.0)}
+    assert rule["sigma_exponent"] == pytest.approx(math.log(1.5) / math.log(3.0))
+    for noise, strength, target in ((0.01, 0.08, 3e-4), (0.03, 0.12, 2.7e-3)):
+        assert rule["sigma_ratio"] * noise ** rule["sigma_exponent"] == pytest.approx(strength, rel=1e-9)
+        assert rule["weight"] * noise ** rule["exponent"] == pytest.approx(target, rel=1e-9)
+    _, shared = _bench_module().fit_rule(TABLE)
+    assert shared["sigma_exponent"] == 1.0  # one ratio for all noise levels: s proportional to sigma
+
+
+def test_a_strength_falling_with_the_noise_is_held_constant():
+    table = [_row(0.01, 1.0, 8.0, 28.0), _row(0.01, 1.0, 2.0, 27.0), _row(0.03, 1.0, 2.0, 25.0), _row(0.03, 1.0, 8.0, 24.0)]
+    _, rule = _bench_module().fit_rule(table, ratio_follows_noise=True)  # s: 0.08 at 0.01, 0.06 at 0.03
+    assert rule["sigma_exponent"] == 0.0
+    assert rule["sigma_ratio"] == pytest.approx(math.sqrt(0.08 * 0.06))
+
+
 def test_single_noise_level_keeps_the_map_exponent():
     _, rule = _bench_module().fit_rule([r for r in TABLE if r["noise"] == 0.01])
     assert rule["exponent"] == 2.0 and rule["sigma_ratio"] == 8.0 and rule["weight"] == pytest.approx(3.0)
@@ -50,6 +71,11 @@ def test_refit_merges_tables_and_refuses_mixed_settings(tmp_path):
     assert module.refit([first, second], out) == 0
     merged = json.loads(out.read_text())
     assert len(merged["table"]) == len(TABLE) and merged["rule"]["sigma_ratio"] == 4.0
+    assert merged["ratio_follows_noise"] is False and merged["rule"]["sigma_exponent"] == 1.0
+    assert module.refit([first, second], out, ratio_follows_noise=True) == 0
+    following = json.loads(out.read_text())
+    assert following["ratio_follows_noise"] is True
+    assert following["rule"]["sigma_exponent"] == pytest.approx(math.log(1.5) / math.log(3.0))
     other = tmp_path / "3.json"
     other.write_text(json.dumps({**common, "method": "fb", "table": TABLE}))
     assert module.refit([first, other], None) == 2

@@ -54,13 +54,29 @@ def test_admm_rule_for_gaussian_and_prox_denoisers():
     assert prox.sigma_den == pytest.approx(0.5 * (0.5 * 4 * 0.005))
 
 
+def test_admm_denoiser_strength_follows_a_power_of_the_noise_level():
+    """``s = sigma_ratio * sigma_x^q``: with q = 0.5 a noise level 4x higher gets a denoiser only 2x
+    stronger, and the step still sets the MAP balance ``s^2 / gamma = target``."""
+    rule = ParameterRule(weight=2.0, exponent=2.0, sigma_ratio=0.4, sigma_exponent=0.5)
+    low = choose_parameters("admm", "noise_level", rule, noise_level=0.01, operator_norm=1.0)
+    high = choose_parameters("admm", "noise_level", rule, noise_level=0.04, operator_norm=1.0)
+    assert low.sigma_den == pytest.approx(0.4 * 0.1) and high.sigma_den == pytest.approx(2 * low.sigma_den)
+    for chosen, noise in ((low, 0.01), (high, 0.04)):
+        assert chosen.sigma_den**2 / chosen.step == pytest.approx(2.0 * noise**2)
+    proportional = choose_parameters("admm", "noise_level", ParameterRule(sigma_ratio=4.0), noise_level=0.03,
+                                     operator_norm=1.0)
+    assert proportional.sigma_den == pytest.approx(0.12)  # the default q = 1: s / sigma_x constant
+
+
 @pytest.mark.parametrize("method", ["fb", "admm"])
 @pytest.mark.parametrize("kind", ["noise_level", "prox_weight", "fixed"])
-def test_rule_is_invariant_to_rescaling_the_operator_data_and_noise(method, kind):
+@pytest.mark.parametrize("sigma_exponent", [1.0, 0.3])
+def test_rule_is_invariant_to_rescaling_the_operator_data_and_noise(method, kind, sigma_exponent):
     """(A, y, sigma_y) -> c (A, y, sigma_y) leaves the problem in x unchanged: same denoiser
     strength and relaxation, step scaled by 1/c^2 (prox_{gamma f} of the scaled f). This is what
     makes a rule calibrated on blur (||A|| = 1) apply to CT (||A|| ~ 200)."""
-    rule = ParameterRule(weight=100.0, exponent=3.0, sigma_ratio=4.0, sigma_min=0.02, sigma_max=0.2)
+    rule = ParameterRule(weight=100.0, exponent=3.0, sigma_ratio=4.0, sigma_exponent=sigma_exponent,
+                         sigma_min=0.02, sigma_max=0.2)
     extra = {"trained_noise_level": 0.05} if kind == "fixed" else {}
     for sigma_y in (0.003, 0.01, 0.05):
         base = choose_parameters(method, kind, rule, noise_level=sigma_y, operator_norm=1.0, **extra)
@@ -97,11 +113,17 @@ def test_rule_needs_a_positive_noise_level():
 def test_invalid_rule_constants_are_refused():
     with pytest.raises(ValueError, match="weight"):
         ParameterRule(weight=0.0)
+    with pytest.raises(ValueError, match="sigma_exponent must be >= 0"):
+        ParameterRule(sigma_exponent=-0.5)
+    for name in ("exponent", "sigma_exponent"):
+        with pytest.raises(ValueError, match=f"{name} must be finite"):
+            ParameterRule(**{name: math.nan})
 
 
 def test_rule_from_a_mapping_validates_every_field():
     rule = ParameterRule.from_mapping({"weight": "2", "exponent": 3})
-    assert (rule.weight, rule.exponent, rule.sigma_ratio) == (2.0, 3.0, 1.0)
+    assert (rule.weight, rule.exponent, rule.sigma_ratio, rule.sigma_exponent) == (2.0, 3.0, 1.0, 1.0)
+    assert ParameterRule.from_mapping({"sigma_exponent": 0.25}).sigma_exponent == 0.25
     assert ParameterRule.from_mapping(rule) is rule
     for bad, message in [({"weigth": 1.0}, "unknown ParameterRule fields"), ({"weight": "x"}, "not a valid"),
                          ({"weight": -1.0}, "must be positive"), ([1.0], "must be a ParameterRule or a dict")]:

@@ -281,6 +281,39 @@ def test_export_records_calibrated_pnp_rules_that_the_solvers_use(image_folder, 
     assert export_main(ct_args + ["--pnp-rule", f"fb={ct}"]) == 2  # a CT rule is not the generic one
     assert export_main(ct_args + ["--pnp-rule", f"ct:fb={fb}"]) == 2  # nor a blur rule a CT one
 
+    # a calibration made after export: --replace-rules writes the model again, weights byte for byte
+    follow = tmp_path / "follow.json"
+    follow.write_text(json.dumps({"method": "admm", "best": {"0.01": {}, "0.03": {}}, "images": ["b"],
+                                  "rule": {"weight": 0.4, "exponent": 1.7, "sigma_ratio": 0.05, "sigma_exponent": 0.0,
+                                           "gamma_scale": 1.0}}))
+    source_bytes = (ct_dest / "calibrated.pt").read_bytes()
+    replaced_dest = tmp_path / "export-replaced"
+    assert export_main([str(ct_dest / "calibrated.pt"), "recalibrated", "--dest", str(replaced_dest),
+                        "--replace-rules", "--pnp-rule", f"admm={follow}"]) == 0
+    assert (ct_dest / "calibrated.pt").read_bytes() == source_bytes  # the input is untouched
+    before, after = load(ct_dest / "calibrated.pt"), load(replaced_dest / "recalibrated.pt")
+    stored = [torch.load(f, weights_only=True) for f in (ct_dest / "calibrated.pt", replaced_dest / "recalibrated.pt")]
+    assert stored[0]["config"] == stored[1]["config"] and stored[0]["state_dict"].keys() == stored[1]["state_dict"].keys()
+    assert all(torch.equal(v, stored[1]["state_dict"][k]) for k, v in stored[0]["state_dict"].items())
+    assert after.certificate().averagedness == before.certificate().averagedness
+    assert (rule_for(after, "noise_level", "admm").sigma_ratio, rule_for(after, "noise_level", "admm").sigma_exponent) == (0.05, 0.0)
+    assert rule_for(after, "noise_level", "fb").weight == 0.3  # the rules not replaced are kept
+    assert rule_for(after, "noise_level", "fb", problem="ct").weight == 1.5
+    meta = json.loads((replaced_dest / "recalibrated.json").read_text())
+    assert meta["name"] == "recalibrated" and meta["rules_updated"]["replaced"] == ["admm"]
+    assert meta["pnp_parameter_calibration"]["admm"]["images"] == ["b"]
+    assert meta["pnp_parameter_calibration"]["fb"]["noise_levels"] == [0.01, 0.03]
+    assert {k: v for k, v in meta.items() if k not in ("name", "rules_updated", "pnp_parameter_rule",
+                                                     "pnp_parameter_calibration")} == \
+        {k: v for k, v in json.loads((ct_dest / "calibrated.json").read_text()).items()
+         if k not in ("name", "pnp_parameter_rule", "pnp_parameter_calibration")}
+    replace_args = [str(ct_dest / "calibrated.pt"), "calibrated", "--dest", str(ct_dest), "--replace-rules"]
+    assert export_main(replace_args + ["--pnp-rule", f"admm={follow}"]) == 2  # never over its input
+    assert export_main(replace_args[:2] + ["--dest", str(replaced_dest), "--replace-rules"]) == 2  # no rule given
+    assert export_main(replace_args[:2] + ["--dest", str(replaced_dest), "--replace-rules", "--bsd68", "x",
+                                           "--pnp-rule", f"admm={follow}"]) == 2
+    assert (ct_dest / "calibrated.pt").read_bytes() == source_bytes
+
     assert export_main(args + ["--pnp-rule", f"admm={fb}"]) == 2  # a rule of another method
     assert export_main(args + ["--pnp-rule", "pgd=x.json"]) == 2
     assert export_main(args + ["--pnp-rule", f"fb={tmp_path / 'missing.json'}"]) == 2

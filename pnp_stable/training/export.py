@@ -308,6 +308,8 @@ def _carried_rules(source: str) -> dict[str, Any]:
         raise ValueError(f"{source} records no PnP parameter rules to carry over")
     calibrations = copy.deepcopy(metadata.get("pnp_parameter_calibration") or {})
     origin = {"name": metadata.get("name"), "date": metadata.get("date"), "commit": metadata.get("commit")}
+    if isinstance(metadata.get("rules_updated"), dict):  # rules recorded after the weights were exported
+        origin["rules_updated"] = {k: metadata["rules_updated"].get(k) for k in ("date", "commit")}
     for key, value in calibrations.items():  # {"fb": ..., "ct": {"fb": ...}}
         for method, provenance in ({key: value} if key in _METHODS else value).items():
             if method in _METHODS:

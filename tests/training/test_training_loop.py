@@ -307,6 +307,14 @@ def test_export_records_calibrated_pnp_rules_that_the_solvers_use(image_folder, 
                                                      "pnp_parameter_calibration")} == \
         {k: v for k, v in json.loads((ct_dest / "calibrated.json").read_text()).items()
          if k not in ("name", "pnp_parameter_rule", "pnp_parameter_calibration")}
+    carried_dest = tmp_path / "export-carried"  # a model carrying the replaced rules says when they changed
+    assert export_main([str(ct_dest / "calibrated.pt"), "carrier", "--dest", str(carried_dest), "--replace-rules",
+                        "--pnp-rules-from", str(replaced_dest / "recalibrated.pt")]) == 0
+    carried = json.loads((carried_dest / "carrier.json").read_text())
+    assert carried["pnp_parameter_rule"]["admm"]["sigma_exponent"] == 0.0
+    assert carried["pnp_parameter_calibration"]["admm"]["carried_from"]["rules_updated"]["date"] == \
+        meta["rules_updated"]["date"]
+    assert sorted(carried["rules_updated"]["replaced"]) == ["admm", "ct:fb", "fb"]
     replace_args = [str(ct_dest / "calibrated.pt"), "calibrated", "--dest", str(ct_dest), "--replace-rules"]
     assert export_main(replace_args + ["--pnp-rule", f"admm={follow}"]) == 2  # never over its input
     assert export_main(replace_args[:2] + ["--dest", str(replaced_dest), "--replace-rules"]) == 2  # no rule given

@@ -23,8 +23,8 @@ from pnp_stable.cli.reporting import finish_restoration
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
 @solver_options(max_iter_default=300)
-def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, accelerate, seed, device, out, report,
-       plot, quiet):
+def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sigma_den, step, accelerate, seed, device,
+       out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.
 
     Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles, 1% noise (--simulate).
@@ -36,6 +36,7 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, acc
       pnp-stable ct sinogram.npy --size 256
     """
     with user_errors():
+        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step}
         level = None
         if noise is not None:
             text = noise.strip()
@@ -81,9 +82,9 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, acc
         restoration = reconstruct_ct(tensor, angles=angles, simulate=simulate, noise=absolute,
                                      noise_relative=relative, seed=seed,
                                      image_size=size, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
-                                     accelerate=accelerate, device=device, progress=not quiet)
+                                     accelerate=accelerate, device=device, progress=not quiet, **manual)
         if not simulate:  # a sinogram has no meaningful bit depth for the reconstruction
             loaded = LoadedImage(loaded.data, loaded.bit_depth or 16, loaded.path, loaded.notes)
         options = dict(angles=angles, simulate=simulate, noise=noise, size=size, solver=solver, denoiser=denoiser,
-                       max_iter=max_iter, tol=tol, accelerate=accelerate, seed=seed, device=device)
+                       max_iter=max_iter, tol=tol, accelerate=accelerate, seed=seed, device=device, **manual)
         finish_restoration("ct", restoration, loaded, data, out_path, report, plot, options, quiet)

@@ -23,8 +23,8 @@ from pnp_stable.cli.reporting import finish_restoration
               show_default=True)
 @color_option
 @solver_options(max_iter_default=500, solver_default="admm")
-def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, accelerate, seed, device,
-           out, report, plot, quiet):
+def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step, accelerate,
+           seed, device, out, report, plot, quiet):
     """Restore a blurred IMAGE (or every image in a folder) with a certified PnP solver.
 
     Without IMAGE, runs the demo: scikit-image's camera (256x256), blurred and restored (--simulate).
@@ -35,11 +35,13 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
       pnp-stable deblur photo.png --kernel gauss:1.6 --noise 2.55/255
       pnp-stable deblur sharp.png --simulate --kernel motion:15,30 --report r.json --plot r.png
       pnp-stable deblur folder/ --kernel kernels.mat#3 --solver fb
+      pnp-stable deblur photo.png --kernel box:9 --sigma-den 8/255 --step 4
     """
     from pnp_stable.cli.images import list_images
 
     with user_errors():
         level = parse_level(noise)
+        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step}
         from pnp_stable.operators.kernels import parse_kernel_spec
 
         parse_kernel_spec(kernel)  # fail on a bad spec before any heavy work
@@ -54,8 +56,8 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
         else:
             inputs = [image]
         for path in inputs:
-            _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, accelerate, seed,
-                 device, out, report if len(inputs) == 1 else _per_file(report, path),
+            _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, manual, accelerate,
+                 seed, device, out, report if len(inputs) == 1 else _per_file(report, path),
                  plot if len(inputs) == 1 else _per_file(plot, path), quiet)
 
 
@@ -66,8 +68,8 @@ def _per_file(target, path):
     return t.with_name(f"{t.stem}_{path.stem}{t.suffix}")
 
 
-def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, accelerate, seed, device,
-         out, report, plot, quiet):
+def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, manual, accelerate, seed,
+         device, out, report, plot, quiet):
     from pnp_stable.cli.images import default_output, read_image
 
     if path is None:
@@ -90,9 +92,10 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
     tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
     restoration = run(tensor, kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary, method=solver,
                       denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device,
-                      progress=not quiet, color=color)
+                      progress=not quiet, color=color, **manual)
     options = dict(kernel=kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary, solver=solver,
-                   denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device, color=color)
+                   denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device, color=color,
+                   **manual)
     finish_restoration("deblur", restoration, loaded, path, out_path, report, plot, options, quiet)
 
 

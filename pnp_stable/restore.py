@@ -172,12 +172,12 @@ def _as_batch(image: torch.Tensor, module: nn.Module, notes: list[str], den_info
 
 
 def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, accelerate, noise, noise_source,
-                      x_true_batch, progress, x0=None, sigma_den=None):
+                      x_true_batch, progress, x0=None, sigma_den=None, step=None):
     from pnp_stable.solvers import solve
 
     res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
                 accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
-                sigma_den=sigma_den)
+                sigma_den=sigma_den, step=step)
     report = {
         "noise": {"sigma": noise, "source": noise_source},
         "denoiser": den_info,
@@ -218,6 +218,8 @@ def deblur(
     device: str = "auto",
     progress: bool = True,
     color: str = "opponent",
+    sigma_den: float | None = None,
+    step: float | None = None,
 ) -> Restoration:
     """Deblur ``image`` (``C x H x W`` in [0, 1]) blurred by ``kernel`` (array or CLI spec string).
 
@@ -225,7 +227,9 @@ def deblur(
     (seeded), restored, and PSNR/SSIM are reported. Otherwise ``noise`` is the observation's noise
     std (estimated when None). The convergence guarantee is in ``result.guarantee``. ``color``: how
     an RGB image is treated with a gray denoiser (see the module docstring). ``denoiser``: a name,
-    a path, a module, or None for :func:`default_denoiser`.
+    a path, a module, or None for :func:`default_denoiser`. ``sigma_den`` (the denoiser's noise
+    level) and ``step`` (FB ``tau``, ADMM/DRS ``gamma``) replace the automatic choice
+    (:func:`pnp_stable.solvers.solve`); the guarantee is re-derived for them.
     """
     from pnp_stable.operators import Blur
     from pnp_stable.operators.kernels import parse_kernel_spec
@@ -253,7 +257,7 @@ def deblur(
     sigma, source = _noise(y, noise, notes)
     t0 = time.perf_counter()
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
-                                    clean, progress)
+                                    clean, progress, sigma_den=sigma_den, step=step)
     x = res.x.clamp(0, 1)
     restored = x[:, 0] if split else x[0]
     obs = y[:, 0] if split else y[0]
@@ -299,6 +303,8 @@ def reconstruct_ct(
     accelerate: bool = True,
     device: str = "auto",
     progress: bool = True,
+    sigma_den: float | None = None,
+    step: float | None = None,
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam sinogram, initialised by FBP.
 
@@ -307,6 +313,7 @@ def reconstruct_ct(
     sinogram's maximum (default 1%).
     Otherwise ``data`` is a sinogram ``n_detectors x n_angles`` (``image_size`` inferred when the
     detector count allows it). ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
+    ``sigma_den`` and ``step`` replace the automatic parameters, as in :func:`deblur`.
     """
     from pnp_stable.operators import ParallelBeamCT
 
@@ -346,7 +353,7 @@ def reconstruct_ct(
     x0 = op.fbp(y).clamp(0, 1)
     t0 = time.perf_counter()
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
-                                    clean, progress, x0=x0)
+                                    clean, progress, x0=x0, sigma_den=sigma_den, step=step)
     restored = res.x.clamp(0, 1)[0]
     report["operator"] = {"type": "ParallelBeamCT", "image_size": n, "angles": len(op.angles_deg),
                           "norm": float(op.norm()), "norm_kind": op.norm_kind}

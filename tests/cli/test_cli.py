@@ -166,6 +166,35 @@ def test_ct_demo_and_errors(tmp_path, rgb_png, tiny_denoiser, monkeypatch):
     assert_user_error(run("ct", wide, "--simulate", "--denoiser", tiny_denoiser), "square")
 
 
+def test_manual_parameters_replace_the_automatic_ones_and_the_guarantee_follows_them(tmp_path, camera_png,
+                                                                                       tiny_denoiser):
+    common = ("--simulate", "--denoiser", tiny_denoiser, "--max-iter", "3", "--quiet")
+    r = run("deblur", camera_png, *common, "--sigma-den", "8/255", "--step", "4", "--report", tmp_path / "admm.json",
+            "--out", tmp_path / "admm.png")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "admm.json").read_text())
+    assert rep["solver"]["parameters"]["sigma_den"] == pytest.approx(8 / 255)
+    assert rep["solver"]["parameters"]["step"] == 4.0 and rep["solver"]["parameters"]["automatic"] is None
+    assert rep["options"]["sigma_den"] == pytest.approx(8 / 255) and rep["options"]["step"] == 4.0
+    assert rep["solver"]["guarantee"]["holds"]  # ADMM: any gamma > 0
+    # FB beyond 2/||A||^2 (= 2 for a normalised blur): the run goes on, and says the theorem does not apply
+    r = run("deblur", camera_png, *common, "--solver", "fb", "--step", "2.5", "--report", tmp_path / "fb.json",
+            "--out", tmp_path / "fb.png")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "fb.json").read_text())
+    assert rep["solver"]["parameters"]["step"] == 2.5 and not rep["solver"]["guarantee"]["holds"]
+    assert "NO convergence guarantee" in r.output
+    assert_user_error(run("deblur", camera_png, *common, "--sigma-den", "3"), "above 1")
+    assert_user_error(run("deblur", camera_png, *common, "--sigma-den", "x"), "--sigma-den")
+    assert run("deblur", camera_png, *common, "--step", "0").exit_code == 2
+    phantom = tmp_path / "ph.png"
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(phantom)
+    r = run("ct", phantom, *common, "--angles", "20", "--sigma-den", "0.05", "--report", tmp_path / "ct.json",
+            "--out", tmp_path / "ct.png")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ct.json").read_text())["solver"]["parameters"]["sigma_den"] == 0.05
+
+
 def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_denoiser):
     r = run("denoise", camera_png, "--sigma", "25/255", "--simulate", "--denoiser", tiny_denoiser)
     assert r.exit_code == 0, r.output

@@ -33,8 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deblur_common import (  # noqa: E402
-    DEFAULT_DATA, QUICK_IMAGES, QUICK_KERNELS, QUICK_NOISE, deblur_problems, in_colour_mode, make_denoiser, psnr,
-    reset_denoiser_state, run_deepinv,
+    DEFAULT_DATA, QUICK_IMAGES, QUICK_KERNELS, QUICK_NOISE, deblur_problems, in_colour_mode, make_denoiser,
+    run_deepinv, solve_problem, summarize_runs,
 )
 
 
@@ -65,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     torch.set_num_threads(args.threads)
-    from pnp_stable.solvers import solve
-
     dtype = torch.float64 if args.float64 else torch.float32
     try:
         problems = deblur_problems(args.data, tuple(args.images), tuple(args.kernels), "denoising/bsd68", args.noise, dtype,
@@ -84,19 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"denoiser: {description}; noise {args.noise}; method {args.method}; accelerate {accelerate}; tol {args.tol}; dtype {dtype}")
     runs = []
     for p in problems:
-        reset_denoiser_state(denoiser)
-        start = time.perf_counter()
-        res = solve(p.y, p.operator, denoiser, method=args.method, tol=args.tol, max_iter=args.max_iter,
-                    accelerate=accelerate, progress=False, noise_level=args.noise if args.known_noise else None,
-                    rule=rule)
-        wall = time.perf_counter() - start
-        run = {
-            "image": p.image, "kernel": p.kernel, "psnr": psnr(res.x, p.x), "iterations": res.iterations,
-            "evaluations": res.evaluations, "wall": wall, "converged": res.converged, "monotone": res.monotone,
-            "violations": sum(res.monotonicity_violations), "guarantee": res.guarantee.holds,
-            "proven": res.guarantee.proven, "parameters": {k: res.parameters[k] for k in ("step", "sigma_den", "relaxation", "km_relaxation")},
-            "noise_level": (res.parameters["automatic"] or {}).get("noise_level"),
-        }
+        run, res = solve_problem(p, denoiser, args.method, args.tol, args.max_iter, accelerate,
+                                 noise_level=args.noise if args.known_noise else None, rule=rule)
+        wall = run["wall"]
         line = (f"{p.image} {p.kernel:26s} PSNR {run['psnr']:6.2f}  it {run['iterations']:4d}  eval {run['evaluations']:4d}  "
                 f"{wall:7.2f}s  monotone {run['monotone']}")
         if args.compare_deepinv:
@@ -110,14 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     n = len(runs)
     summary = {
         "denoiser": description, "color": args.color, "noise": args.noise, "method": args.method,
-        "rule": {"file": str(args.rule), **rule} if rule else "the denoiser's", "accelerate": accelerate, "tol": args.tol, "runs": n,
-        "mean_psnr": sum(r["psnr"] for r in runs) / n,
-        "mean_iterations": sum(r["iterations"] for r in runs) / n,
-        "mean_evaluations": sum(r["evaluations"] for r in runs) / n,
-        "total_wall": sum(r["wall"] for r in runs),
-        "monotone_runs": sum(r["monotone"] for r in runs),
-        "converged_runs": sum(r["converged"] for r in runs),
-        "guarantee": all(r["guarantee"] for r in runs), "proven": all(r["proven"] for r in runs),
+        "rule": {"file": str(args.rule), **rule} if rule else "the denoiser's",
+        "accelerate": accelerate, "tol": args.tol, **summarize_runs(runs),
     }
     if args.compare_deepinv:
         summary["deepinv_mean_psnr"] = sum(r["deepinv"]["psnr"] for r in runs) / n

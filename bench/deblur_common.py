@@ -77,9 +77,10 @@ class Problem:
 
 def deblur_problems(
     data: Path, images: tuple[str, ...], kernels: tuple[str, ...], folder: str, noise: float, dtype: torch.dtype,
-    crop: int = CROP, color: str | None = None,
+    crop: int | None = CROP, color: str | None = None, first_index: int = 0,
 ) -> list[Problem]:
-    """Circular-blur problems; the noise generator of image number ``i`` (0-based in ``images``) is seeded with ``i``.
+    """Circular-blur problems; the noise generator of image number ``i`` (0-based in ``images``, counted
+    from ``first_index``) is seeded with ``i``. ``crop=None`` keeps the full images.
 
     ``color`` reads the images in RGB (for ``denoising/bsd68``, which is gray, the CBSD68 colour
     version of each image) and shapes the problem for a colour mode: ``"opponent"`` one ``1 x 3 x H x W`` problem, ``"per-channel"`` a batch of
@@ -88,7 +89,7 @@ def deblur_problems(
     from pnp_stable.operators import Blur
 
     problems = []
-    for index, name in enumerate(images):
+    for index, name in enumerate(images, start=first_index):
         if color is not None and folder == "denoising/bsd68":  # BSD68 is gray: its colour originals are CBSD68's
             path = cbsd68_file(data, name)
             if not path.is_file():
@@ -98,18 +99,56 @@ def deblur_problems(
             if not candidates:
                 raise ValueError(f"image {name} not found in {data / folder}")
             path = candidates[0]
-        x = centre_crop(load_gray(path) if color is None else load_rgb(path), crop).to(dtype)
-        channels = x.shape[1]
+        x = load_gray(path) if color is None else load_rgb(path)
+        x = (x if crop is None else centre_crop(x, crop)).to(dtype)
+        channels, h, w = x.shape[1:]
         for kernel_name in kernels:
             k = load_kernel(data, kernel_name)
-            op = Blur(k, (channels, crop, crop), boundary="circular")
+            op = Blur(k, (channels, h, w), boundary="circular")
             y = op.simulate(x, noise, seed=index)
             if color == "per-channel":
-                x_b, y_b = x.reshape(channels, 1, crop, crop), y.reshape(channels, 1, crop, crop)
-                problems.append(Problem(name, kernel_name, x_b, y_b, Blur(k, (1, crop, crop), boundary="circular")))
+                x_b, y_b = x.reshape(channels, 1, h, w), y.reshape(channels, 1, h, w)
+                problems.append(Problem(name, kernel_name, x_b, y_b, Blur(k, (1, h, w), boundary="circular")))
             else:
                 problems.append(Problem(name, kernel_name, x, y, op))
     return problems
+
+
+def solve_problem(problem: Problem, denoiser: torch.nn.Module, method: str, tol: float, max_iter: int,
+                  accelerate: str | None, noise_level: float | None = None, rule: Any = None) -> tuple[dict[str, Any], Any]:
+    """Solve one problem with ``pnp_stable.solve`` (parameters automatic unless ``rule``; noise level
+    estimated unless given) and return the benchmark record of the run, with the solver's result."""
+    from pnp_stable.solvers import solve
+
+    reset_denoiser_state(denoiser)
+    start = time.perf_counter()
+    res = solve(problem.y, problem.operator, denoiser, method=method, tol=tol, max_iter=max_iter,
+                accelerate=accelerate, progress=False, noise_level=noise_level, rule=rule)
+    wall = time.perf_counter() - start
+    run = {
+        "image": problem.image, "kernel": problem.kernel, "psnr": psnr(res.x, problem.x), "iterations": res.iterations,
+        "evaluations": res.evaluations, "wall": wall, "converged": res.converged, "monotone": res.monotone,
+        "violations": sum(res.monotonicity_violations), "guarantee": res.guarantee.holds,
+        "proven": res.guarantee.proven,
+        "parameters": {k: res.parameters[k] for k in ("step", "sigma_den", "relaxation", "km_relaxation")},
+        "noise_level": (res.parameters["automatic"] or {}).get("noise_level"),
+    }
+    return run, res
+
+
+def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean PSNR, iterations and evaluations, total wall time, and the counts the protocols report."""
+    n = len(runs)
+    return {
+        "runs": n,
+        "mean_psnr": sum(r["psnr"] for r in runs) / n,
+        "mean_iterations": sum(r["iterations"] for r in runs) / n,
+        "mean_evaluations": sum(r["evaluations"] for r in runs) / n,
+        "total_wall": sum(r["wall"] for r in runs),
+        "monotone_runs": sum(r["monotone"] for r in runs),
+        "converged_runs": sum(r["converged"] for r in runs),
+        "guarantee": all(r["guarantee"] for r in runs), "proven": all(r["proven"] for r in runs),
+    }
 
 
 def in_colour_mode(denoiser: torch.nn.Module, description: str, color: str | None) -> tuple[torch.nn.Module, str]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deblur_common import DEFAULT_DATA, deblur_problems, make_denoiser, solve_problem, summarize_runs  # noqa: E402
+from deblur_common import add_solver_arguments, deblur_problems, make_denoiser, solve_problem, summarize_runs  # noqa: E402
 
 FULL_IMAGES = tuple(f"test{i:03d}" for i in range(1, 11))
 FULL_KERNELS = tuple(f"levin_{i}" for i in range(1, 9)) + ("uniform_9x9", "gaussian_25x25_sigma1.6")
@@ -59,12 +59,7 @@ def _report(settings: dict, runs: list[dict], device: str, threads: int) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--denoiser", default="gray", help="tv | random-certified | NAME | PATH (pnp_stable.denoisers.load)")
-    parser.add_argument("--method", default="admm", choices=["fb", "admm", "drs"])
-    parser.add_argument("--accelerate", default="anderson", choices=["none", "anderson"])
-    parser.add_argument("--tol", type=float, default=1e-4)
-    parser.add_argument("--max-iter", type=int, default=500)
+    add_solver_arguments(parser, denoiser_default="gray")
     parser.add_argument("--images", nargs="+", default=list(FULL_IMAGES))
     parser.add_argument("--kernels", nargs="+", default=list(FULL_KERNELS))
     parser.add_argument("--noise-levels", type=float, nargs="+", default=list(FULL_NOISE_LEVELS))

@@ -33,19 +33,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deblur_common import (  # noqa: E402
-    DEFAULT_DATA, QUICK_IMAGES, QUICK_KERNELS, QUICK_NOISE, deblur_problems, in_colour_mode, make_denoiser,
+    QUICK_IMAGES, QUICK_KERNELS, QUICK_NOISE, add_solver_arguments, deblur_problems, in_colour_mode, make_denoiser,
     run_deepinv, solve_problem, summarize_runs,
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--denoiser", default="tv", help="tv | random-certified | NAME | PATH (pnp_stable.denoisers.load)")
-    parser.add_argument("--method", default="admm", choices=["fb", "admm", "drs"])
-    parser.add_argument("--accelerate", default="anderson", choices=["none", "anderson"])
-    parser.add_argument("--tol", type=float, default=1e-4)
-    parser.add_argument("--max-iter", type=int, default=500)
+    add_solver_arguments(parser, denoiser_default="tv")
     parser.add_argument("--known-noise", action="store_true", help="pass the true noise level instead of estimating it")
     parser.add_argument("--noise", type=float, default=QUICK_NOISE,
                         help=f"noise std of the observations (the protocol: {QUICK_NOISE}; other values are checks off it)")

@@ -114,6 +114,18 @@ def deblur_problems(
     return problems
 
 
+def add_solver_arguments(parser: Any, denoiser_default: str) -> None:
+    """The options every deblurring benchmark takes: data folder, denoiser, method, acceleration,
+    stopping rule."""
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--denoiser", default=denoiser_default,
+                        help="tv | random-certified | NAME | PATH (pnp_stable.denoisers.load)")
+    parser.add_argument("--method", default="admm", choices=["fb", "admm", "drs"])
+    parser.add_argument("--accelerate", default="anderson", choices=["none", "anderson"])
+    parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--max-iter", type=int, default=500)
+
+
 def solve_problem(problem: Problem, denoiser: torch.nn.Module, method: str, tol: float, max_iter: int,
                   accelerate: str | None, noise_level: float | None = None, rule: Any = None) -> tuple[dict[str, Any], Any]:
     """Solve one problem with ``pnp_stable.solve`` (parameters automatic unless ``rule``; noise level

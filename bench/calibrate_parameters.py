@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deblur_common import (  # noqa: E402
-    DEFAULT_DATA, QUICK_KERNELS, deblur_problems, in_colour_mode, make_denoiser, psnr, reset_denoiser_state,
+    DEFAULT_DATA, QUICK_KERNELS, deblur_problems, in_colour_mode, make_denoiser, solve_problem, summarize_runs,
 )
 
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return refit(args.refit, args.out, args.ratio_follows_noise)
     torch.set_num_threads(1)
 
-    from pnp_stable.solvers import ParameterRule, solve, strength_kind
+    from pnp_stable.solvers import ParameterRule, strength_kind
 
     try:
         images = _train_images(args.data, args.images)
@@ -196,16 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         for weight, ratio in itertools.product(args.weights, ratios):
             rule = ParameterRule(weight=weight, exponent=2.0, sigma_ratio=ratio, gamma_scale=args.gamma_scale)
             start = time.perf_counter()
-            scores, iterations = [], []
-            for p in problems:
-                reset_denoiser_state(denoiser)
-                res = solve(p.y, p.operator, denoiser, method=args.method, noise_level=noise, rule=rule, tol=args.tol,
-                            max_iter=args.max_iter, accelerate=accelerate, progress=False)
-                scores.append(psnr(res.x, p.x))
-                iterations.append(res.iterations)
-            mean = sum(scores) / len(scores)
-            row = {"noise": noise, "weight": weight, "sigma_ratio": ratio, "psnr": mean,
-                   "iterations": sum(iterations) / len(iterations), "seconds": time.perf_counter() - start}
+            summary = summarize_runs([solve_problem(p, denoiser, args.method, args.tol, args.max_iter, accelerate,
+                                                    noise_level=noise, rule=rule)[0] for p in problems])
+            row = {"noise": noise, "weight": weight, "sigma_ratio": ratio, "psnr": summary["mean_psnr"],
+                   "iterations": summary["mean_iterations"], "seconds": time.perf_counter() - start}
             table.append(row)
             print(json.dumps(row), flush=True)
     best_per_noise, rule = fit_rule(table, args.gamma_scale, args.ratio_follows_noise)

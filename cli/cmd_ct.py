@@ -24,7 +24,7 @@ from pnp_stable.cli.reporting import finish_restoration
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
 @solver_options(max_iter_default=300)
 def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sigma_den, step, accelerate, seed, device,
-       out, report, plot, quiet):
+       tile, out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.
 
     Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles, 1% noise (--simulate).
@@ -36,7 +36,7 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
       pnp-stable ct sinogram.npy --size 256
     """
     with user_errors():
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step}
+        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "tile": tile}
         level = None
         if noise is not None:
             text = noise.strip()

@@ -24,7 +24,7 @@ from pnp_stable.cli.reporting import finish_restoration
 @color_option
 @solver_options(max_iter_default=500, solver_default="admm")
 def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step, accelerate,
-           seed, device, out, report, plot, quiet):
+           seed, device, tile, out, report, plot, quiet):
     """Restore a blurred IMAGE (or every image in a folder) with a certified PnP solver.
 
     Without IMAGE, runs the demo: scikit-image's camera (256x256), blurred and restored (--simulate).
@@ -41,7 +41,7 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
 
     with user_errors():
         level = parse_level(noise)
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step}
+        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "tile": tile}
         from pnp_stable.operators.kernels import parse_kernel_spec
 
         parse_kernel_spec(kernel)  # fail on a bad spec before any heavy work

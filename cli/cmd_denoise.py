@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pnp_stable.cli.errors import UserError, user_errors
-from pnp_stable.cli.options import color_option, parse_level
+from pnp_stable.cli.options import color_option, parse_level, tile_option
 
 
 @click.command()
@@ -22,8 +22,9 @@ from pnp_stable.cli.options import color_option, parse_level
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output image (default: <stem>_denoised.<ext> beside the input).")
 @color_option
+@tile_option
 @click.option("--quiet", is_flag=True)
-def denoise(image, sigma, denoiser, simulate, seed, device, out, color, quiet):
+def denoise(image, sigma, denoiser, simulate, seed, device, out, color, tile, quiet):
     """Apply a denoiser once to IMAGE at noise level SIGMA (to judge a model).
 
     \b
@@ -45,7 +46,8 @@ def denoise(image, sigma, denoiser, simulate, seed, device, out, color, quiet):
 
         tensor = torch.from_numpy(loaded.data)
         tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
-        result, report = run(tensor, level, denoiser=denoiser, simulate=simulate, seed=seed, device=device, color=color)
+        result, report = run(tensor, level, denoiser=denoiser, simulate=simulate, seed=seed, device=device, color=color,
+                             tile=tile)
         arr = result.permute(1, 2, 0).numpy() if result.shape[0] == 3 else result[0].numpy()
         write_image(out_path, arr, loaded.bit_depth if out_path.suffix.lower() != ".npy" else None, protect=(image,))
         if not quiet:

@@ -36,9 +36,16 @@ color_option = click.option(
          "better on photographs) or channel by channel (better for independent channels, e.g. fluorescence).")
 
 
+tile_option = click.option(
+    "--tile", type=click.IntRange(0), default=None, metavar="N",
+    help="Denoise in N x N tiles, each cropped with the margin the denoiser's receptive field needs: the same "
+         "output and certificate in bounded memory. Default: above 1 Mpixel per denoiser call, tiles of "
+         "256 (CPU) or 1024 (GPU); 0: never.")
+
+
 def solver_options(max_iter_default: int, solver_default: str = "fb"):
-    """--solver, --denoiser, --max-iter, --tol, --sigma-den, --step, --accelerate, --device, --report, --plot,
-    --quiet, --seed.
+    """--solver, --denoiser, --max-iter, --tol, --sigma-den, --step, --accelerate, --device, --tile, --report,
+    --plot, --quiet, --seed.
 
     ``solver_default`` is per command, from the benchmarks with the shipped model: ADMM for blur
     (0.25 dB better than FB on deblur-quick, 3x fewer iterations), FB for CT (same PSNR as ADMM on
@@ -65,6 +72,7 @@ def solver_options(max_iter_default: int, solver_default: str = "fb"):
                          help="Safeguarded Anderson acceleration (keeps the guarantee and the monitor valid)."),
             click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated noise."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+            tile_option,
             click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
                          help="Output image (default: <stem>_restored.<ext> beside the input; never the input)."),
             click.option("--report", type=click.Path(dir_okay=False), default=None,

@@ -134,12 +134,13 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """Mean SSIM (data range 1) over channels, computed on ``C x H x W`` images."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
+    """Mean SSIM (data range 1) over channels, computed on ``C x H x W`` images (in bounded memory:
+    :func:`pnp_stable.metrics.ssim_per_image`)."""
+    from pnp_stable.metrics import ssim_per_image
 
     a = x.clamp(0, 1).reshape(-1, 1, *x.shape[-2:]).float()
     b = ref.reshape(-1, 1, *ref.shape[-2:]).float()
-    return float(structural_similarity_index_measure(a, b, data_range=1.0))
+    return float(ssim_per_image(a, b).mean())
 
 
 def _as_batch(image: torch.Tensor, module: nn.Module, notes: list[str], den_info: dict[str, Any],
@@ -169,6 +170,38 @@ def _as_batch(image: torch.Tensor, module: nn.Module, notes: list[str], den_info
     if model_channels is not None and channels != model_channels:
         raise ValueError(f"the denoiser expects {model_channels}-channel images but the image has {channels}")
     return image[None], False, module
+
+
+def _tiled(module: nn.Module, batch_shape: tuple[int, ...], tile: int | None, notes: list[str],
+           den_info: dict[str, Any]) -> nn.Module:
+    """``module``, or a :class:`~pnp_stable.denoisers.tiling.TiledDenoiser` of it (the same output
+    and certificate in bounded memory). ``tile``: None tiles (by ``default_tile`` for the module's
+    device) when one call would denoise more than ``AUTO_TILE_PIXELS`` pixels and the receptive
+    field is known, 0 never, ``N`` in ``N x N`` tiles."""
+    from pnp_stable.denoisers.tiling import AUTO_TILE_PIXELS, TiledDenoiser, default_tile, receptive_field
+
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
+        raise ValueError(f"tile must be a number of pixels >= 0 (0: no tiling), got {tile!r}")
+    if tile == 0:
+        return module
+    batch, height, width = batch_shape[0], batch_shape[-2], batch_shape[-1]
+    field = receptive_field(module)
+    if tile is None:
+        if batch * height * width <= AUTO_TILE_PIXELS or field is None:
+            return module
+        parameter = next(module.parameters(), None) if isinstance(module, nn.Module) else None
+        tile = default_tile(parameter.device if parameter is not None else "cpu")
+    if height <= tile and width <= tile:
+        return module
+    if field is None:
+        raise ValueError("this denoiser's receptive field is unknown, so it cannot be tiled exactly; "
+                         "use tile 0 (no tiling)")
+    tiled = TiledDenoiser(module, tile)
+    count = len(tiled.tiles(height, width))
+    notes.append(f"denoiser applied in {count} tiles of {tiled.tile} px with a {tiled.margin}-pixel margin "
+                 "(exact: the same output and certificate as one call)")
+    den_info["tiling"] = {"tile": tiled.tile, "margin": tiled.margin, "tiles": count}
+    return tiled
 
 
 def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, accelerate, noise, noise_source,
@@ -220,6 +253,7 @@ def deblur(
     color: str = "opponent",
     sigma_den: float | None = None,
     step: float | None = None,
+    tile: int | None = None,
 ) -> Restoration:
     """Deblur ``image`` (``C x H x W`` in [0, 1]) blurred by ``kernel`` (array or CLI spec string).
 
@@ -229,7 +263,10 @@ def deblur(
     an RGB image is treated with a gray denoiser (see the module docstring). ``denoiser``: a name,
     a path, a module, or None for :func:`default_denoiser`. ``sigma_den`` (the denoiser's noise
     level) and ``step`` (FB ``tau``, ADMM/DRS ``gamma``) replace the automatic choice
-    (:func:`pnp_stable.solvers.solve`); the guarantee is re-derived for them.
+    (:func:`pnp_stable.solvers.solve`); the guarantee is re-derived for them. ``tile``: the
+    denoiser runs in ``tile x tile`` crops with the margin its receptive field needs, which changes
+    neither the result nor the certificate and bounds memory (None: automatic above ~1 Mpixel per
+    call, 0: never; :class:`~pnp_stable.denoisers.tiling.TiledDenoiser`).
     """
     from pnp_stable.operators import Blur
     from pnp_stable.operators.kernels import parse_kernel_spec
@@ -240,6 +277,7 @@ def deblur(
     image = _check_image(image).to(dev)
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
+    module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
     if simulate:
         if noise is None:
             noise = 2.55 / 255
@@ -305,6 +343,7 @@ def reconstruct_ct(
     progress: bool = True,
     sigma_den: float | None = None,
     step: float | None = None,
+    tile: int | None = None,
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam sinogram, initialised by FBP.
 
@@ -313,7 +352,8 @@ def reconstruct_ct(
     sinogram's maximum (default 1%).
     Otherwise ``data`` is a sinogram ``n_detectors x n_angles`` (``image_size`` inferred when the
     detector count allows it). ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
-    ``sigma_den`` and ``step`` replace the automatic parameters, as in :func:`deblur`.
+    ``sigma_den`` and ``step`` replace the automatic parameters and ``tile`` tiles the denoiser, as
+    in :func:`deblur`.
     """
     from pnp_stable.operators import ParallelBeamCT
 
@@ -350,6 +390,7 @@ def reconstruct_ct(
         y = sino[None, None]
         clean = None
     sigma, source = _noise(y, noise, notes)
+    module = _tiled(module, (1, 1, n, n), tile, notes, den_info)
     x0 = op.fbp(y).clamp(0, 1)
     t0 = time.perf_counter()
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
@@ -385,11 +426,12 @@ def denoise(
     seed: int = 0,
     device: str = "auto",
     color: str = "opponent",
+    tile: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Apply the denoiser once at noise level ``sigma`` ([0, 1] scale); with ``simulate`` add the
     noise first (seeded) and report PSNR. Returns ``(image, report)``. ``color``: how an RGB image
     is treated with a gray denoiser (see the module docstring); ``denoiser``: a name, a path, a
-    module, or None for :func:`default_denoiser`."""
+    module, or None for :func:`default_denoiser`; ``tile``: as in :func:`deblur`."""
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number on the [0, 1] scale, got {sigma}")
     notes: list[str] = []
@@ -397,6 +439,7 @@ def denoise(
     image = _check_image(image).to(dev)
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
+    module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
     noisy = batch
     if simulate:
         g = torch.Generator(device=dev).manual_seed(seed)

@@ -62,10 +62,9 @@ def _psnr(x: torch.Tensor, x_true: torch.Tensor) -> list[float]:
 
 
 def _ssim(x: torch.Tensor, x_true: torch.Tensor) -> list[float]:
-    from torchmetrics.functional.image import structural_similarity_index_measure
+    from pnp_stable.metrics import ssim_per_image
 
-    out = structural_similarity_index_measure(x.clamp(0, 1), x_true, data_range=1.0, reduction="none")
-    return [float(v) for v in out.reshape(-1)]
+    return [float(v) for v in ssim_per_image(x, x_true)]
 
 
 def _norm_statement(op: object) -> str | None:

@@ -195,6 +195,29 @@ def test_manual_parameters_replace_the_automatic_ones_and_the_guarantee_follows_
     assert json.loads((tmp_path / "ct.json").read_text())["solver"]["parameters"]["sigma_den"] == 0.05
 
 
+def test_tiled_denoising_restores_exactly_what_one_call_restores(tmp_path, camera_png, rgb_png, tiny_denoiser):
+    common = ("--simulate", "--denoiser", tiny_denoiser, "--max-iter", "4", "--no-accelerate")
+    outputs = {}
+    for tile in ("0", "20"):
+        r = run("deblur", camera_png, *common, "--tile", tile, "--report", tmp_path / f"t{tile}.json",
+                "--out", tmp_path / f"t{tile}.npy")
+        assert r.exit_code == 0, r.output
+        outputs[tile] = np.load(tmp_path / f"t{tile}.npy")
+        rep = json.loads((tmp_path / f"t{tile}.json").read_text())
+        assert rep["options"]["tile"] == int(tile)
+    assert "tiles of 20 px" in r.output and rep["denoiser"]["tiling"]["tiles"] == 16  # 64 = 3 x 20 + 4
+    assert rep["solver"]["guarantee"]["holds"] and rep["denoiser"]["certified"]
+    assert np.abs(outputs["0"] - outputs["20"]).max() < 1e-5
+    r = run("denoise", rgb_png, "--sigma", "0.1", "--simulate", "--denoiser", tiny_denoiser, "--tile", "12",
+            "--out", tmp_path / "rgb_tiled.npy")
+    assert r.exit_code == 0 and "tiles of 12 px" in r.output, r.output
+    r = run("denoise", rgb_png, "--sigma", "0.1", "--simulate", "--denoiser", tiny_denoiser,
+            "--out", tmp_path / "rgb_whole.npy")  # 32 x 32: below the automatic threshold, one call
+    assert r.exit_code == 0 and "tiles" not in r.output, r.output
+    assert np.abs(np.load(tmp_path / "rgb_tiled.npy") - np.load(tmp_path / "rgb_whole.npy")).max() < 1e-5
+    assert_user_error(run("deblur", camera_png, *common, "--tile", "-1"), "--tile")
+
+
 def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_denoiser):
     r = run("denoise", camera_png, "--sigma", "25/255", "--simulate", "--denoiser", tiny_denoiser)
     assert r.exit_code == 0, r.output

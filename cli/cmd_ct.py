@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pnp_stable.cli.errors import UserError, user_errors
+from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import parse_level, solver_options
 from pnp_stable.cli.reporting import finish_restoration
 
@@ -24,7 +24,7 @@ from pnp_stable.cli.reporting import finish_restoration
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
 @solver_options(max_iter_default=300)
 def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sigma_den, step, accelerate, seed, device,
-       tile, out, report, plot, quiet):
+       tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.
 
     Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles, 1% noise (--simulate).
@@ -35,8 +35,11 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
       pnp-stable ct phantom.png --simulate --angles 180 --report ct.json
       pnp-stable ct sinogram.npy --size 256
     """
-    with user_errors():
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "tile": tile}
+    with user_errors(), sigterm_as_interrupt():
+        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "tile": tile,
+                  "checkpoint": checkpoint, "resume": resume}
+        if resume and checkpoint is None:
+            raise UserError("--resume needs --checkpoint FILE (the state to continue)")
         level = None
         if noise is not None:
             text = noise.strip()
@@ -70,8 +73,9 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
                 raise UserError(f"{data.name} is an RGB image; CT data must be gray")
         out_path = Path(out) if out else default_output(data if data else Path("shepp_logan.png"),
                                                         "reconstructed", ext=None if data else ".png")
-        if data is not None and out_path.resolve() == data.resolve():
-            raise UserError(f"refusing to overwrite the input {data.name}")
+        for target in (out_path, checkpoint):
+            if data is not None and target is not None and Path(target).resolve() == data.resolve():
+                raise UserError(f"refusing to overwrite the input {data.name}")
         import torch
 
         from pnp_stable.restore import reconstruct_ct

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pnp_stable.cli.errors import UserError, user_errors
+from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import color_option, parse_level, solver_options
 from pnp_stable.cli.reporting import finish_restoration
 
@@ -24,7 +24,7 @@ from pnp_stable.cli.reporting import finish_restoration
 @color_option
 @solver_options(max_iter_default=500, solver_default="admm")
 def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step, accelerate,
-           seed, device, tile, out, report, plot, quiet):
+           seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Restore a blurred IMAGE (or every image in a folder) with a certified PnP solver.
 
     Without IMAGE, runs the demo: scikit-image's camera (256x256), blurred and restored (--simulate).
@@ -36,10 +36,11 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
       pnp-stable deblur sharp.png --simulate --kernel motion:15,30 --report r.json --plot r.png
       pnp-stable deblur folder/ --kernel kernels.mat#3 --solver fb
       pnp-stable deblur photo.png --kernel box:9 --sigma-den 8/255 --step 4
+      pnp-stable deblur big.png --kernel gauss:1.6 --checkpoint big.state   # Ctrl-C, then again with --resume
     """
     from pnp_stable.cli.images import list_images
 
-    with user_errors():
+    with user_errors(), sigterm_as_interrupt():
         level = parse_level(noise)
         manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "tile": tile}
         from pnp_stable.operators.kernels import parse_kernel_spec
@@ -55,8 +56,12 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
                 raise UserError("--out names one file; with a folder, outputs go beside each input")
         else:
             inputs = [image]
+        if resume and checkpoint is None:
+            raise UserError("--resume needs --checkpoint FILE (the state to continue)")
         for path in inputs:
-            _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, manual, accelerate,
+            per_image = dict(manual, checkpoint=checkpoint if len(inputs) == 1 else _per_file(checkpoint, path),
+                             resume=resume)
+            _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, per_image, accelerate,
                  seed, device, out, report if len(inputs) == 1 else _per_file(report, path),
                  plot if len(inputs) == 1 else _per_file(plot, path), quiet)
 
@@ -83,7 +88,7 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
     else:
         loaded = read_image(path)
     out_path = Path(out) if out else default_output(path, "restored")
-    _check_outputs(path, out_path, report, plot)
+    _check_outputs(path, out_path, report, plot, manual.get("checkpoint"))
     import torch
 
     from pnp_stable.restore import deblur as run
@@ -99,8 +104,8 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
     finish_restoration("deblur", restoration, loaded, path, out_path, report, plot, options, quiet)
 
 
-def _check_outputs(path, out_path, report, plot):
+def _check_outputs(path, out_path, report, plot, checkpoint=None):
     protected = [p for p in [path] if p is not None]
-    for target in [out_path, report, plot]:
+    for target in [out_path, report, plot, checkpoint]:
         if target is not None and any(Path(target).resolve() == Path(p).resolve() for p in protected):
             raise UserError(f"refusing to overwrite the input {Path(target).name}", hint="choose another output name")

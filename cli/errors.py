@@ -7,6 +7,7 @@ command line reports them through :func:`user_errors` and never shows a tracebac
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from typing import Iterator
 
@@ -57,3 +58,22 @@ def user_errors() -> Iterator[None]:
         if isinstance(exc, ValueError):
             raise UserError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         raise
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM (a scheduler's or ``kill``'s stop) like Ctrl-C, so that a solve stops cleanly
+    at its last recorded iterate and, with ``--checkpoint``, saves its state."""
+
+    def interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (e.g. an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -44,8 +44,8 @@ tile_option = click.option(
 
 
 def solver_options(max_iter_default: int, solver_default: str = "fb"):
-    """--solver, --denoiser, --max-iter, --tol, --sigma-den, --step, --accelerate, --device, --tile, --report,
-    --plot, --quiet, --seed.
+    """--solver, --denoiser, --max-iter, --tol, --sigma-den, --step, --accelerate, --device, --tile, --checkpoint,
+    --resume, --report, --plot, --quiet, --seed.
 
     ``solver_default`` is per command, from the benchmarks with the shipped model: ADMM for blur
     (0.25 dB better than FB on deblur-quick, 3x fewer iterations), FB for CT (same PSNR as ADMM on
@@ -73,6 +73,12 @@ def solver_options(max_iter_default: int, solver_default: str = "fb"):
             click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated noise."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
             tile_option,
+            click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                         help="Save the solver state here every minute and when the run ends or is stopped "
+                              "(Ctrl-C, SIGTERM); with a folder, one file per image (FILE's stem + the image's)."),
+            click.option("--resume", is_flag=True,
+                         help="Continue the solve saved in --checkpoint (same input and options; --max-iter, "
+                              "--tol and --tile may change)."),
             click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
                          help="Output image (default: <stem>_restored.<ext> beside the input; never the input)."),
             click.option("--report", type=click.Path(dir_okay=False), default=None,

@@ -55,3 +55,6 @@ def finish_restoration(command: str, restoration, loaded, input_path, out_path: 
         if not g.holds:
             click.echo(f"warning: no convergence guarantee: {g.reason}", err=True)
     click.echo(restoration.summary_line(str(out_path)))
+    saved = restoration.report.get("checkpoint")
+    if saved and not restoration.result.converged:
+        click.echo(f"solver state saved to {saved['path']}: the same command with --resume continues it", err=True)

@@ -12,12 +12,20 @@ channel on colour photographs; docs/denoisers.md). ``color="per-channel"`` resto
 channels as a batch of three gray problems, each with its own monitored residual and stopping.
 When no denoiser is named, gray images get ``gray`` and RGB images in the opponent mode get the
 shipped ``color`` (:func:`default_denoiser`): gray weights trained inside that colour denoiser.
+
+Long restorations can be stopped and resumed: with ``checkpoint=PATH`` the solver state is written
+(atomically) every ``checkpoint_every`` seconds and when the solve ends or is interrupted, together
+with a fingerprint of the problem (observation, operator, denoiser weights, method, parameters);
+``resume=True`` continues from it, exactly as if never stopped (without acceleration; with it,
+the Anderson memory restarts), and refuses a file written for another problem.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,19 +212,77 @@ def _tiled(module: nn.Module, batch_shape: tuple[int, ...], tile: int | None, no
     return tiled
 
 
+def _digest(tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _problem_fingerprint(task: str, y: torch.Tensor, operator: dict[str, Any], module: nn.Module, method: str,
+                         noise: float, sigma_den: float | None, step: float | None) -> dict[str, Any]:
+    """What must not change between a checkpoint and its resumption (tiling, progress, ``max_iter``
+    and ``tol`` may)."""
+    from pnp_stable.denoisers.tiling import TiledDenoiser
+
+    inner = module.denoiser if isinstance(module, TiledDenoiser) else module  # tiled: the same map
+    # parameters only: buffers such as power-iteration vectors move on every norm estimate
+    weights = _digest(inner.parameters()) if isinstance(inner, nn.Module) else type(inner).__name__
+    return {"task": task, "observation": f"sha256 {_digest([y])}", "operator": operator,
+            "denoiser": f"{type(inner).__name__}, weights sha256 {weights}", "method": method,
+            "noise level": float(noise), "denoiser noise level": sigma_den, "step": step}
+
+
+def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: dict[str, Any]):
+    """(the result to resume or None, the function that saves a state, or None)."""
+    from pnp_stable.solvers import load_solve_state, save_solve_state
+
+    if checkpoint is None:
+        if resume:
+            raise ValueError("resuming needs the checkpoint file to resume from")
+        return None, None
+    path = Path(checkpoint)
+    previous = None
+    if resume:
+        if not path.is_file():
+            raise ValueError(f"no checkpoint to resume at {path}")
+        previous, meta = load_solve_state(path)
+        stored = meta.get("problem", {})
+        changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+        if changed:
+            raise ValueError(f"{path} was written for another problem (different {', '.join(changed)}); "
+                             "resume with the same input and options, or choose another checkpoint")
+    elif path.exists():
+        raise ValueError(f"checkpoint {path} exists: resume it, or choose another file")
+
+    def save(result) -> None:
+        save_solve_state(path, result, {"problem": fingerprint})
+
+    return previous, save
+
+
 def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, accelerate, noise, noise_source,
-                      x_true_batch, progress, x0=None, sigma_den=None, step=None):
+                      x_true_batch, progress, x0=None, sigma_den=None, step=None, checkpoint=None, resume=False,
+                      checkpoint_every=60.0, task="", operator_info=None):
     from pnp_stable.solvers import solve
 
+    fingerprint = _problem_fingerprint(task, y_batch, operator_info or {}, module, method, noise, sigma_den, step)
+    previous, save = _checkpointing(checkpoint, resume, fingerprint)
     res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
                 accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
-                sigma_den=sigma_den, step=step)
+                sigma_den=sigma_den, step=step, resume=previous, checkpoint=save, checkpoint_every=checkpoint_every)
     report = {
         "noise": {"sigma": noise, "source": noise_source},
         "denoiser": den_info,
         "solver": res.summary(),
         "history": res.history,
     }
+    if save is not None:
+        save(res)
+        report["checkpoint"] = {"path": str(checkpoint), "resumed_from_iteration":
+                                previous.iterations if previous is not None else None}
     return res, report
 
 
@@ -254,6 +320,9 @@ def deblur(
     sigma_den: float | None = None,
     step: float | None = None,
     tile: int | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_every: float = 60.0,
 ) -> Restoration:
     """Deblur ``image`` (``C x H x W`` in [0, 1]) blurred by ``kernel`` (array or CLI spec string).
 
@@ -266,7 +335,8 @@ def deblur(
     (:func:`pnp_stable.solvers.solve`); the guarantee is re-derived for them. ``tile``: the
     denoiser runs in ``tile x tile`` crops with the margin its receptive field needs, which changes
     neither the result nor the certificate and bounds memory (None: automatic above ~1 Mpixel per
-    call, 0: never; :class:`~pnp_stable.denoisers.tiling.TiledDenoiser`).
+    call, 0: never; :class:`~pnp_stable.denoisers.tiling.TiledDenoiser`). ``checkpoint``,
+    ``resume``, ``checkpoint_every``: stop and resume (see the module docstring).
     """
     from pnp_stable.operators import Blur
     from pnp_stable.operators.kernels import parse_kernel_spec
@@ -294,8 +364,12 @@ def deblur(
         y = batch
     sigma, source = _noise(y, noise, notes)
     t0 = time.perf_counter()
+    operator_info = {"type": "Blur", "boundary": boundary, "kernel_sha256": _digest([torch.from_numpy(k)]),
+                     "shape": list(batch.shape)}
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
-                                    clean, progress, sigma_den=sigma_den, step=step)
+                                    clean, progress, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
+                                    resume=resume, checkpoint_every=checkpoint_every, task="deblur",
+                                    operator_info=operator_info)
     x = res.x.clamp(0, 1)
     restored = x[:, 0] if split else x[0]
     obs = y[:, 0] if split else y[0]
@@ -344,6 +418,9 @@ def reconstruct_ct(
     sigma_den: float | None = None,
     step: float | None = None,
     tile: int | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_every: float = 60.0,
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam sinogram, initialised by FBP.
 
@@ -352,8 +429,8 @@ def reconstruct_ct(
     sinogram's maximum (default 1%).
     Otherwise ``data`` is a sinogram ``n_detectors x n_angles`` (``image_size`` inferred when the
     detector count allows it). ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
-    ``sigma_den`` and ``step`` replace the automatic parameters and ``tile`` tiles the denoiser, as
-    in :func:`deblur`.
+    ``sigma_den`` and ``step`` replace the automatic parameters, ``tile`` tiles the denoiser and
+    ``checkpoint``/``resume`` stop and resume, as in :func:`deblur`.
     """
     from pnp_stable.operators import ParallelBeamCT
 
@@ -394,7 +471,10 @@ def reconstruct_ct(
     x0 = op.fbp(y).clamp(0, 1)
     t0 = time.perf_counter()
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
-                                    clean, progress, x0=x0, sigma_den=sigma_den, step=step)
+                                    clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
+                                    resume=resume, checkpoint_every=checkpoint_every, task="ct",
+                                    operator_info={"type": "ParallelBeamCT", "image_size": n,
+                                                   "angles": [float(a) for a in op.angles_deg]})
     restored = res.x.clamp(0, 1)[0]
     report["operator"] = {"type": "ParallelBeamCT", "image_size": n, "angles": len(op.angles_deg),
                           "norm": float(op.norm()), "norm_kind": op.norm_kind}

@@ -17,11 +17,11 @@ from pnp_stable.solvers.parameters import (
     choose_parameters,
     estimate_noise_level,
 )
-from pnp_stable.solvers.result import SolveResult
+from pnp_stable.solvers.result import SolveResult, load_solve_state, save_solve_state
 
 __all__ = [
     "DEFAULT_RULES", "METHODS", "ChosenParameters", "Guarantee", "IterationPlan", "MonotonicityWarning",
     "ParameterRule", "PhysicsOperator", "ProximalDenoiser", "ResidualMonitor", "SafeguardedAnderson",
     "SolveResult", "accepts_noise_level", "analyse_forward_backward", "analyse_splitting", "as_operator",
-    "choose_parameters", "estimate_noise_level", "solve", "strength_kind",
+    "choose_parameters", "estimate_noise_level", "load_solve_state", "save_solve_state", "solve", "strength_kind",
 ]

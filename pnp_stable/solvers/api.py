@@ -144,6 +144,8 @@ def solve(
     anderson_backoff: int = 8,
     operator_margin: float = 0.02,
     resume: SolveResult | None = None,
+    checkpoint: Callable[[SolveResult], None] | None = None,
+    checkpoint_every: float = 60.0,
 ) -> SolveResult:
     """Restore ``y = A x + noise`` by PnP forward-backward, ADMM or DRS, checking the theorem.
 
@@ -192,6 +194,11 @@ def solve(
         resume: a previous result of the same problem to continue from (its state, counters,
             parameters and history are carried over; images that had converged stay as they were;
             the Anderson memory restarts). Resuming a converged result returns it unchanged.
+        checkpoint: called with a snapshot :class:`SolveResult` (``stopped_by="checkpoint"``) at
+            the first recorded iterate at least ``checkpoint_every`` seconds after the start or the
+            previous snapshot; a snapshot is a valid ``resume`` (e.g. saved with
+            :func:`pnp_stable.solvers.save_solve_state`), so a killed process loses at most that
+            much work.
 
     Returns:
         a :class:`SolveResult`. A ``KeyboardInterrupt`` during the iterations stops the solve
@@ -292,6 +299,7 @@ def solve(
             fixed_point_map, w, y, plan, parameters, cert, batch, max_iter, tol, x_true, metrics, accelerate,
             anderson_memory, anderson_decrease, monotone_tolerance, callback, progress, resume,
             bool(getattr(op, "per_image_parameters", False)), warm_start_hooks(D), anderson_backoff,
+            checkpoint, checkpoint_every,
         )
 
 
@@ -299,7 +307,8 @@ def _iterate(
     T, w: torch.Tensor, y: torch.Tensor, plan: IterationPlan, parameters: dict[str, Any], cert, batch: int,
     max_iter: int, tol: float, x_true, metrics, accelerate, anderson_memory, anderson_decrease,
     monotone_tolerance, callback, progress, resume: SolveResult | None, full_batch_only: bool, warm_hooks=None,
-    anderson_backoff: int = 8,
+    anderson_backoff: int = 8, checkpoint: Callable[[SolveResult], None] | None = None,
+    checkpoint_every: float = 60.0,
 ) -> SolveResult:
     """The iteration loop.
 
@@ -397,10 +406,42 @@ def _iterate(
     elif resume is not None:  # every image had converged: nothing to do
         history = [dict(row) for row in resume.history]
     updates = ["start" if resume is None else "resume"] * batch
+    def snapshot(stopped: str) -> SolveResult:
+        """The result as of the last recorded iterate (a valid ``resume``)."""
+        converged_per_image = list(monitor.converged)
+        anderson_stats = None
+        if anderson is not None:
+            anderson_stats = {
+                "memory": anderson.memory, "decrease": anderson.decrease,
+                "accepted": list(anderson.accepted), "rejected": list(anderson.rejected),
+            }
+        return SolveResult(
+            x=image.clone(),
+            state=state.clone(),
+            method=method,
+            iterations=max(iterations) if iterations else 0,
+            converged=all(converged_per_image),
+            history=[dict(row) for row in history],
+            guarantee=plan.guarantee,
+            monotone=monitor.monotone,
+            iterations_per_image=list(iterations),
+            converged_per_image=converged_per_image,
+            monotonicity_violations=list(monitor.violations),
+            first_violation=list(monitor.first_violation),
+            parameters=parameters,
+            evaluations=evaluations,
+            wall_time=elapsed_before + time.perf_counter() - clock,
+            stopped_by=stopped,
+            anderson=anderson_stats,
+            certificate=None if cert is None else cert.as_dict(),
+            tol=tol,
+        )
+
     stopped_by = "max_iter" if active else "converged"
     last_time = time.perf_counter()
     iteration_time = last_time - clock
     bar = tqdm(total=max_iter, desc=f"pnp-{method}", disable=not progress or not active, leave=False)
+    last_checkpoint = time.perf_counter()
     k = start_iteration
     try:
         for step_count in range(max_iter + 1 if active else 0):
@@ -474,6 +515,9 @@ def _iterate(
                 break
             if step_count == max_iter:
                 break
+            if checkpoint is not None and time.perf_counter() - last_checkpoint >= checkpoint_every:
+                checkpoint(snapshot("checkpoint"))  # the iterate just recorded; the final one is returned
+                last_checkpoint = time.perf_counter()
 
             # -- one update per active image: compute everything, then commit ----------------------
             step_start = time.perf_counter()
@@ -525,32 +569,4 @@ def _iterate(
     finally:
         bar.close()
 
-    wall = elapsed_before + time.perf_counter() - clock
-    converged_per_image = list(monitor.converged)
-    anderson_stats = None
-    if anderson is not None:
-        anderson_stats = {
-            "memory": anderson.memory, "decrease": anderson.decrease,
-            "accepted": list(anderson.accepted), "rejected": list(anderson.rejected),
-        }
-    return SolveResult(
-        x=image.clone(),
-        state=state.clone(),
-        method=method,
-        iterations=max(iterations) if iterations else 0,
-        converged=all(converged_per_image),
-        history=history,
-        guarantee=plan.guarantee,
-        monotone=monitor.monotone,
-        iterations_per_image=iterations,
-        converged_per_image=converged_per_image,
-        monotonicity_violations=list(monitor.violations),
-        first_violation=list(monitor.first_violation),
-        parameters=parameters,
-        evaluations=evaluations,
-        wall_time=wall,
-        stopped_by=stopped_by,
-        anderson=anderson_stats,
-        certificate=None if cert is None else cert.as_dict(),
-        tol=tol,
-    )
+    return snapshot(stopped_by)

@@ -1,4 +1,5 @@
-"""The result of a PnP solve: the image, the guarantee, and the residual history; JSON and plots."""
+"""The result of a PnP solve: the image, the guarantee, and the residual history; JSON, plots, and a
+resumable state file."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 
 from pnp_stable.solvers.guarantee import Guarantee
 
-__all__ = ["SolveResult", "write_atomically"]
+__all__ = ["SOLVE_STATE_FORMAT", "SolveResult", "load_solve_state", "save_solve_state", "write_atomically"]
 
 
 def write_atomically(path: str | os.PathLike, data: bytes) -> None:
@@ -169,3 +170,49 @@ class SolveResult:
         fig.savefig(buffer, format="jpeg" if suffix == "jpg" else suffix)
         write_atomically(path, buffer.getvalue())
 
+
+
+SOLVE_STATE_FORMAT = "pnp-stable-solve/1"
+
+# the dataclass fields stored as they are (plain numbers, strings, lists and dicts of them)
+_PLAIN_FIELDS = ("method", "iterations", "converged", "history", "monotone", "iterations_per_image",
+                 "converged_per_image", "monotonicity_violations", "first_violation", "parameters", "evaluations",
+                 "wall_time", "stopped_by", "anderson", "certificate", "tol", "extra")
+
+
+def save_solve_state(path: str | os.PathLike, result: SolveResult, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``result`` (a finished, interrupted or snapshot solve) so that :func:`load_solve_state`
+    gives back a valid ``solve(..., resume=...)``; atomically, so a crash mid-write leaves the
+    previous file intact. ``metadata`` (plain values) is stored beside it, e.g. what identifies the
+    problem. Only tensors and plain Python values are written, so loading needs no pickle trust."""
+    payload = {
+        "format": SOLVE_STATE_FORMAT,
+        "x": result.x.detach().cpu(),
+        "state": result.state.detach().cpu(),
+        "guarantee": result.guarantee.as_dict(),
+        "metadata": dict(metadata or {}),
+        **{name: getattr(result, name) for name in _PLAIN_FIELDS},
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomically(path, buffer.getvalue())
+
+
+def load_solve_state(path: str | os.PathLike) -> tuple[SolveResult, dict[str, Any]]:
+    """Read a file written by :func:`save_solve_state`: ``(result, metadata)``; ValueError if it
+    cannot be read or is not one."""
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one user-facing error
+        raise ValueError(f"cannot read the solver state {os.fspath(path)}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != SOLVE_STATE_FORMAT:
+        raise ValueError(f"{os.fspath(path)} is not a pnp-stable solver state")
+    g = payload["guarantee"]
+    guarantee = Guarantee(holds=g["holds"], reason=g["reason"], method=g["method"], theorem=g["theorem"],
+                          constants=dict(g["constants"]), assumptions=tuple(g["assumptions"]),
+                          actions=tuple(g["actions"]))
+    result = SolveResult(x=payload["x"], state=payload["state"], guarantee=guarantee,
+                         **{name: payload[name] for name in _PLAIN_FIELDS})
+    return result, dict(payload["metadata"])

@@ -218,6 +218,84 @@ def test_tiled_denoising_restores_exactly_what_one_call_restores(tmp_path, camer
     assert_user_error(run("deblur", camera_png, *common, "--tile", "-1"), "--tile")
 
 
+def test_checkpoint_and_resume_continue_the_same_solve(tmp_path, camera_png, tiny_denoiser):
+    common = ("--simulate", "--denoiser", tiny_denoiser, "--no-accelerate", "--tol", "1e-9")
+    state = tmp_path / "cam.state"
+    r = run("deblur", camera_png, *common, "--max-iter", "6", "--out", tmp_path / "whole.npy")
+    assert r.exit_code == 0, r.output
+    r = run("deblur", camera_png, *common, "--max-iter", "3", "--checkpoint", state, "--out", tmp_path / "a.npy")
+    assert r.exit_code == 0 and state.is_file(), r.output
+    assert "--resume continues it" in r.output
+    assert_user_error(run("deblur", camera_png, *common, "--checkpoint", state), "exists")
+    r = run("deblur", camera_png, *common, "--max-iter", "3", "--checkpoint", state, "--resume", "--tile", "40",
+            "--out", tmp_path / "b.npy", "--report", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "b.json").read_text())
+    assert rep["checkpoint"]["resumed_from_iteration"] == 3 and rep["solver"]["iterations"] == 6
+    assert len(rep["history"]) == 7 and rep["solver"]["monotone"] and rep["solver"]["guarantee"]["holds"]
+    assert np.abs(np.load(tmp_path / "b.npy") - np.load(tmp_path / "whole.npy")).max() < 1e-6  # tiled or not
+    # what must not change
+    assert_user_error(run("deblur", camera_png, *common, "--kernel", "box:5", "--checkpoint", state, "--resume"),
+                      "another problem (different observation, operator)")
+    assert_user_error(run("deblur", camera_png, *common, "--seed", "1", "--checkpoint", state, "--resume"),
+                      "(different observation)")
+    assert_user_error(run("deblur", camera_png, *common, "--solver", "fb", "--checkpoint", state, "--resume"),
+                      "(different method)")
+    assert_user_error(run("deblur", camera_png, *common, "--resume"), "--checkpoint")
+    assert_user_error(run("deblur", camera_png, *common, "--checkpoint", tmp_path / "none.state", "--resume"),
+                      "no checkpoint to resume")
+    (tmp_path / "junk.state").write_text("junk")
+    assert_user_error(run("deblur", camera_png, *common, "--checkpoint", tmp_path / "junk.state", "--resume"),
+                      "cannot read the solver state")
+    assert_user_error(run("deblur", camera_png, *common, "--checkpoint", camera_png, "--out", tmp_path / "c.png"),
+                      "overwrite the input")
+    phantom = tmp_path / "ph.png"
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(phantom)
+    ct = ("ct", phantom, "--simulate", "--angles", "20", "--denoiser", tiny_denoiser, "--no-accelerate", "--tol", "1e-9",
+          "--max-iter", "2", "--checkpoint", tmp_path / "ct.state", "--quiet")
+    assert run(*ct, "--out", tmp_path / "ct1.png").exit_code == 0
+    r = run(*ct, "--resume", "--out", tmp_path / "ct2.png", "--report", tmp_path / "ct.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ct.json").read_text())["solver"]["iterations"] == 4
+    assert_user_error(run(*ct[:4], "30", *ct[5:], "--resume"), "observation, operator")
+
+
+def test_an_interrupted_restoration_saves_its_state_and_resumes_exactly(tmp_path):
+    """Ctrl-C (or SIGTERM, which the CLI turns into it) inside a denoiser call: the last recorded
+    iterate is saved, and resuming reaches what an uninterrupted run reaches."""
+    import os
+    import signal
+
+    import torch
+
+    from pnp_stable.cli.errors import sigterm_as_interrupt
+    from pnp_stable.denoisers import DenoiserConfig, build_denoiser
+    from pnp_stable.restore import deblur
+
+    torch.manual_seed(0)
+    model = build_denoiser(DenoiserConfig(width=4, hidden=6, blocks=2, embedding_dim=8)).eval()
+    image = torch.rand(1, 24, 24)
+    kw = dict(simulate=True, method="admm", denoiser=model, accelerate=False, tol=1e-12, progress=False)
+    whole = deblur(image, "gauss:1.2", max_iter=8, **kw)
+
+    calls = []
+
+    def stop_on_the_fifth_call(module, args):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the call, as a real stop would
+
+    handle = model.register_forward_pre_hook(stop_on_the_fifth_call)
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_as_interrupt():
+        cut = deblur(image, "gauss:1.2", max_iter=8, checkpoint=tmp_path / "s.state", **kw)
+    handle.remove()
+    assert cut.result.stopped_by == "interrupted" and cut.result.iterations == 3
+    rest = deblur(image, "gauss:1.2", max_iter=5, checkpoint=tmp_path / "s.state", resume=True, **kw)
+    assert rest.result.iterations == 8 and torch.equal(rest.image, whole.image)
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+
+
 def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_denoiser):
     r = run("denoise", camera_png, "--sigma", "25/255", "--simulate", "--denoiser", tiny_denoiser)
     assert r.exit_code == 0, r.output

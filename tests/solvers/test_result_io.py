@@ -81,3 +81,33 @@ def test_dtype_mismatch_and_non_operator_are_refused(run):
         solve(y.float(), op, GaussianSmoother(1.0, (SIZE, SIZE)).double(), progress=False)
     with pytest.raises(ValueError, match="not a forward operator"):
         solve(y, object(), GaussianSmoother(1.0, (SIZE, SIZE)), progress=False)
+
+
+def test_state_files_resume_exactly_and_snapshots_are_resumable(run, tmp_path):
+    from pnp_stable.solvers import load_solve_state, save_solve_state
+
+    op, x, y, _ = run
+    D = GaussianSmoother(1.0, (SIZE, SIZE))
+    snapshots = []
+    whole = solve(y, op, D, method="admm", step=1.0, tol=1e-12, max_iter=12, x_true=x, progress=False,
+                  checkpoint=snapshots.append, checkpoint_every=0.0)
+    assert [s.iterations for s in snapshots] == list(range(12))  # one per recorded iterate while running
+    assert all(s.stopped_by == "checkpoint" for s in snapshots)
+    path = tmp_path / "run.state"
+    save_solve_state(path, snapshots[5], {"problem": {"id": 1}})
+    loaded, meta = load_solve_state(path)
+    assert meta == {"problem": {"id": 1}} and loaded.iterations == 5 and loaded.guarantee == whole.guarantee
+    assert [p.name for p in tmp_path.iterdir()] == ["run.state"]  # atomic: no temporary file left
+    rest = solve(y, op, D, method="admm", tol=1e-12, max_iter=7, x_true=x, progress=False, resume=loaded)
+    assert rest.iterations == 12 and torch.equal(rest.x, whole.x)  # no acceleration: exactly the same run
+    assert [r["residual"] for r in rest.history] == [r["residual"] for r in whole.history]
+    # the final result is a state too
+    save_solve_state(path, whole)
+    again, _ = load_solve_state(path)
+    assert torch.equal(again.state, whole.state) and again.history == whole.history
+    (tmp_path / "bad.state").write_bytes(b"not a state")
+    with pytest.raises(ValueError, match="cannot read the solver state"):
+        load_solve_state(tmp_path / "bad.state")
+    torch.save({"format": "something else"}, tmp_path / "other.state")
+    with pytest.raises(ValueError, match="not a pnp-stable solver state"):
+        load_solve_state(tmp_path / "other.state")

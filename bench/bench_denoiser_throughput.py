@@ -14,13 +14,15 @@ time-conditioned model takes fewer at low noise (time-adapted sub-steps), and
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import run_record  # noqa: E402
 
 
 def time_calls(model, x: torch.Tensor, sigma: float, repeats: int) -> float:
@@ -86,12 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['model']:<24} {size:>5}x{size:<5} batch {args.batch}: {seconds:8.3f} s/call  "
                   f"{row['mpixel_per_s']:.4f} Mpixel/s" + (f"  ({substeps} sub-steps)" if substeps else ""), flush=True)
     if args.json:
-        atomic_write_json(args.json, {
-            "benchmark": "denoiser-throughput", "results": rows, "sigma_255": args.sigma, "repeats": args.repeats,
-            "device": args.device, "threads": args.threads, "torch": torch.__version__,
-            "machine": f"{platform.machine()} {platform.processor()}".strip(), "date": time.strftime("%Y-%m-%d"),
-            "command": "python bench/bench_denoiser_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        })
+        atomic_write_json(args.json, run_record(
+            __file__, argv, benchmark="denoiser-throughput", results=rows, sigma_255=args.sigma, repeats=args.repeats,
+            device=args.device, threads=args.threads))
     return 0
 
 

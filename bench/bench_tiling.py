@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import run_record  # noqa: E402
 
 
 def _peak_rss_gb() -> float:
@@ -114,12 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                 timing = row.get("error") or f"{row['seconds']:.1f} s"
                 print(f"{size}x{size} {what:<22} {timing:>10}  {memory}{diff}", flush=True)
     if args.json:
-        atomic_write_json(args.json, {
-            "benchmark": "tiling", "model": args.model, "results": rows, "sigma_255": args.sigma,
-            "device": args.device, "threads": args.threads, "torch": torch.__version__,
-            "machine": f"{platform.machine()} {platform.processor()}".strip(), "date": time.strftime("%Y-%m-%d"),
-            "command": "python bench/bench_tiling.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        })
+        atomic_write_json(args.json, run_record(
+            __file__, argv, benchmark="tiling", model=args.model, results=rows, sigma_255=args.sigma,
+            device=args.device, threads=args.threads))
     return 0
 
 

@@ -189,3 +189,24 @@ def test_restoration_tasks_tile_automatically_only_large_calls():
         _tiled(nn.Identity(), (1, 1, 50, 50), 16, [], {})
     with pytest.raises(ValueError, match="tile"):
         _tiled(model, (1, 1, 50, 50), -2, [], {})
+
+
+def test_tiling_benchmark_records_exactness_per_size_and_tile(tmp_path):
+    import json
+
+    from bench_loader import load_bench_script
+
+    from pnp_stable.denoisers import save_denoiser
+
+    model = tiny().float()
+    path = tmp_path / "tiny.pt"
+    save_denoiser(model, path, {"channels": 1})
+    bench = load_bench_script("bench_tiling")
+    out = tmp_path / "tiling.json"
+    assert bench.main([str(path), "--sizes", "40", "--tiles", "16", "0", "--threads", "1", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    whole, tiled = record["results"]
+    assert whole["tile"] == 0 and "max_abs_difference" not in whole and whole["peak_rss_gb"] > 0
+    assert tiled["tile"] == 16 and tiled["tiles"] == 9 and tiled["max_abs_difference"] == 0.0
+    assert record["command"].startswith("python bench/bench_tiling.py ") and record["date"]
+    assert bench.main(["gray", "--tiles", "-1"]) == 2

@@ -54,7 +54,8 @@ def user_errors() -> Iterator[None]:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - classified below, re-raised if unexpected
         if _is_out_of_memory(exc):
-            raise UserError("out of memory", hint="use a smaller image, --device cpu, or crop the input") from None
+            raise UserError("out of memory",
+                            hint="denoise in smaller tiles (--tile 256), use --device cpu, or crop the input") from None
         if isinstance(exc, ValueError):
             raise UserError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         raise

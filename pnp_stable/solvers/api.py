@@ -406,6 +406,7 @@ def _iterate(
     elif resume is not None:  # every image had converged: nothing to do
         history = [dict(row) for row in resume.history]
     updates = ["start" if resume is None else "resume"] * batch
+
     def snapshot(stopped: str) -> SolveResult:
         """The result as of the last recorded iterate (a valid ``resume``)."""
         converged_per_image = list(monitor.converged)

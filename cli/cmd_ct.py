@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -92,3 +93,6 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
         options = dict(angles=angles, simulate=simulate, noise=noise, size=size, solver=solver, denoiser=denoiser,
                        max_iter=max_iter, tol=tol, accelerate=accelerate, seed=seed, device=device, **manual)
         finish_restoration("ct", restoration, loaded, data, out_path, report, plot, options, quiet)
+        if restoration.result.stopped_by == "interrupted":
+            click.echo("interrupted", err=True)
+            sys.exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -51,19 +52,43 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
             if not quiet:
                 click.echo("demo: scikit-image's camera (256x256), blurred and restored (--simulate)", err=True)
         elif image.is_dir():
-            inputs = list_images(image)
+            inputs = list_images(image, outputs_tag="restored")
             if out is not None:
                 raise UserError("--out names one file; with a folder, outputs go beside each input")
         else:
             inputs = [image]
         if resume and checkpoint is None:
             raise UserError("--resume needs --checkpoint FILE (the state to continue)")
-        for path in inputs:
-            per_image = dict(manual, checkpoint=checkpoint if len(inputs) == 1 else _per_file(checkpoint, path),
-                             resume=resume)
-            _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, per_image, accelerate,
-                 seed, device, out, report if len(inputs) == 1 else _per_file(report, path),
-                 plot if len(inputs) == 1 else _per_file(plot, path), quiet)
+        folder = len(inputs) > 1
+        for n, path in enumerate(inputs):
+            state = _per_file(checkpoint, path) if folder else checkpoint
+            resume_this = resume
+            if resume and folder:
+                # a folder resumes where it stopped: finished images are kept, unstarted ones start
+                done = _finished(state)
+                if done:
+                    if not quiet:
+                        click.echo(f"note: {path.name} already restored ({done}; state {state})", err=True)
+                    continue
+                resume_this = Path(state).is_file()
+            per_image = dict(manual, checkpoint=state, resume=resume_this)
+            stopped = _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, per_image,
+                           accelerate, seed, device, out, _per_file(report, path) if folder else report,
+                           _per_file(plot, path) if folder else plot, quiet)
+            if stopped == "interrupted":
+                left = len(inputs) - n - 1
+                click.echo("interrupted" + (f": {left} more image(s) not restored" if left else ""), err=True)
+                sys.exit(130)
+
+
+def _finished(state) -> str | None:
+    """How a saved solve ended, if it ended (converged or reached --max-iter); None otherwise."""
+    if state is None or not Path(state).is_file():
+        return None
+    from pnp_stable.solvers import load_solve_state
+
+    stopped = load_solve_state(state)[0].stopped_by
+    return stopped if stopped in ("converged", "max_iter") else None
 
 
 def _per_file(target, path):
@@ -102,6 +127,7 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
                    denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device, color=color,
                    **manual)
     finish_restoration("deblur", restoration, loaded, path, out_path, report, plot, options, quiet)
+    return restoration.result.stopped_by
 
 
 def _check_outputs(path, out_path, report, plot, checkpoint=None):

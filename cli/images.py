@@ -195,9 +195,15 @@ def default_output(input_path: Path | None, suffix_tag: str, out_dir: Path | Non
     return folder / f"{base.stem}_{suffix_tag}{ext}"
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted; raises if there are none."""
+def list_images(folder: Path, outputs_tag: str | None = None) -> list[Path]:
+    """Image files directly inside ``folder``, sorted; raises if there are none. With ``outputs_tag``,
+    files that are :func:`default_output` of another file there (``X_<tag>.png`` beside ``X.tif``:
+    what an earlier run wrote) are left out, so that a rerun or a resumed run does not restore its
+    own outputs."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if outputs_tag is not None:
+        produced = {default_output(p, outputs_tag) for p in files}
+        files = [p for p in files if p not in produced]
     if not files:
         raise ValueError(f"no images (PNG, JPG, TIF, .npy) found in {folder}")
     return files

@@ -260,6 +260,43 @@ def test_checkpoint_and_resume_continue_the_same_solve(tmp_path, camera_png, tin
     assert_user_error(run(*ct[:4], "30", *ct[5:], "--resume"), "observation, operator")
 
 
+def test_a_stopped_folder_exits_130_and_resumes_where_it_stopped(tmp_path, camera_png, tiny_denoiser, monkeypatch):
+    import shutil
+
+    import pnp_stable.solvers as solvers
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        shutil.copy(camera_png, folder / f"{name}.png")
+    real = solvers.solve
+    calls = []
+
+    def stopped_during_the_second(*args, **kw):
+        calls.append(1)
+        result = real(*args, **kw)
+        if len(calls) == 2:
+            result.stopped_by = "interrupted"  # as a Ctrl-C inside the second image's solve returns
+        return result
+
+    monkeypatch.setattr(solvers, "solve", stopped_during_the_second)
+    common = ("deblur", folder, "--simulate", "--denoiser", tiny_denoiser, "--max-iter", "2", "--no-accelerate",
+              "--checkpoint", tmp_path / "s.state", "--report", tmp_path / "r.json")
+    r = run(*common)
+    assert r.exit_code == 130 and "interrupted: 1 more image(s) not restored" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.glob("s_*.state")) == ["s_a.state", "s_b.state"]
+    assert (folder / "b_restored.png").is_file() and not (folder / "c_restored.png").exists()
+    monkeypatch.setattr(solvers, "solve", real)
+    r = run(*common, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "a.png already restored (max_iter" in r.output
+    assert not (folder / "a_restored_restored.png").exists()  # its own outputs are not inputs
+    assert json.loads((tmp_path / "r_b.json").read_text())["checkpoint"]["resumed_from_iteration"] == 2
+    assert json.loads((tmp_path / "r_b.json").read_text())["solver"]["iterations"] == 4
+    assert json.loads((tmp_path / "r_c.json").read_text())["checkpoint"]["resumed_from_iteration"] is None
+    assert (tmp_path / "s_c.state").is_file()
+
+
 def test_an_interrupted_restoration_saves_its_state_and_resumes_exactly(tmp_path):
     """Ctrl-C (or SIGTERM, which the CLI turns into it) inside a denoiser call: the last recorded
     iterate is saved, and resuming reaches what an uninterrupted run reaches."""

@@ -96,7 +96,7 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float) -> tuple[bool, st
         exact = getattr(info, "method", "closed-form") == "closed-form"
         if not exact:
             return False, (
-                f"prox_data of {name} is computed by conjugate gradients to relative residual "
+                f"prox_data of {name} is computed by conjugate gradients (float64) to relative residual "
                 f"{getattr(info, 'tolerance', float('nan')):.1e}: firm non-expansiveness holds up to that tolerance"
             )
     else:
@@ -323,7 +323,8 @@ def _iterate(
     from tqdm.auto import tqdm
 
     method = plan.method
-    monitor = ResidualMonitor(batch, y.dtype, tol, monotone_tolerance, plan.guarantee.holds, method)
+    monitor = ResidualMonitor(batch, y.dtype, tol, monotone_tolerance, plan.guarantee.holds, method,
+                              plan.guarantee.assumptions)
     anderson = (
         SafeguardedAnderson(batch, anderson_memory, anderson_decrease, backoff=anderson_backoff)
         if accelerate == "anderson" else None

@@ -41,7 +41,7 @@ class ResidualMonitor:
 
     def __init__(
         self, batch: int, dtype: torch.dtype, tol: float, tolerance_factor: float = DEFAULT_TOLERANCE_FACTOR,
-        guarantee_holds: bool = True, method: str = "",
+        guarantee_holds: bool = True, method: str = "", assumptions: tuple[str, ...] = (),
     ) -> None:
         if not tol >= 0:
             raise ValueError(f"tol must be >= 0, got {tol}")
@@ -58,6 +58,7 @@ class ResidualMonitor:
         self.warned = False
         self.guarantee_holds = guarantee_holds
         self.method = method
+        self.assumptions = tuple(assumptions)
 
     def restore(self, last: list[float | None], violations: list[int], converged: list[bool]) -> None:
         """Continue from a previous run (resume)."""
@@ -82,11 +83,13 @@ class ResidualMonitor:
                 self.largest_increase[i] = max(self.largest_increase[i], (r - prev) / max(prev, 1e-300))
                 if not self.warned:
                     self.warned = True
-                    context = (
-                        "although the convergence guarantee holds: the averagedness certificate is contradicted"
-                        if self.guarantee_holds
-                        else "(no convergence guarantee holds for this configuration)"
-                    )
+                    if not self.guarantee_holds:
+                        context = "(no convergence guarantee holds for this configuration)"
+                    elif self.assumptions:
+                        context = ("although the convergence guarantee holds if its assumptions do: one of them "
+                                   f"({'; '.join(self.assumptions)}) or a certificate is contradicted")
+                    else:
+                        context = "although the convergence guarantee holds: the averagedness certificate is contradicted"
                     warnings.warn(
                         f"{(self.method.upper() + ' ') if self.method else ''}fixed-point residual increased at iteration {iteration} of image {i} "
                         f"from {prev:.4e} to {r:.4e}, beyond floating-point tolerance, {context}; "

@@ -20,8 +20,10 @@ from pnp_stable.cli.reporting import finish_restoration
               help="Noise std of the observation on the [0,1] scale (0.01, 2.55/255, 1%); estimated if omitted.")
 @click.option("--simulate", is_flag=True,
               help="IMAGE is a clean ground truth: blur it, add noise (--noise, --seed), restore, report PSNR/SSIM.")
-@click.option("--boundary", type=click.Choice(["circular", "reflect", "zero", "valid"]), default="circular",
-              show_default=True)
+@click.option("--boundary", type=click.Choice(["auto", "circular", "reflect", "zero", "valid"]), default="auto",
+              show_default=True,
+              help="How the blur treats the edges: auto is circular with --simulate (the model that made the "
+                   "observation) and reflect for a real image, whose scene goes on beyond its frame.")
 @color_option
 @solver_options(max_iter_default=500, solver_default="admm")
 def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step, accelerate,

@@ -141,6 +141,20 @@ def test_deblur_rgb_and_folder_and_estimated_noise(tmp_path, rgb_png, tiny_denoi
     assert (folder / "0_restored.png").is_file() and (folder / "1_restored.png").is_file()
 
 
+def test_boundary_auto_is_reflect_for_photographs_and_circular_for_simulations(tmp_path, camera_png, tiny_denoiser):
+    common = ("--denoiser", tiny_denoiser, "--max-iter", "2", "--noise", "0.01")
+    r = run("deblur", camera_png, *common, "--report", tmp_path / "real.json", "--out", tmp_path / "real.png")
+    assert r.exit_code == 0 and "boundary: reflect" in r.output, r.output
+    rep = json.loads((tmp_path / "real.json").read_text())
+    assert rep["operator"]["boundary"] == "reflect" and rep["options"]["boundary"] == "auto"
+    r = run("deblur", camera_png, *common, "--simulate", "--report", tmp_path / "sim.json", "--out", tmp_path / "s.png")
+    assert r.exit_code == 0 and "boundary:" not in r.output, r.output
+    assert json.loads((tmp_path / "sim.json").read_text())["operator"]["boundary"] == "circular"
+    r = run("deblur", camera_png, *common, "--boundary", "circular", "--report", tmp_path / "c.json",
+            "--out", tmp_path / "c.png")
+    assert r.exit_code == 0 and json.loads((tmp_path / "c.json").read_text())["operator"]["boundary"] == "circular"
+
+
 def read_rgb_shape(path):
     from pnp_stable.cli.images import read_image
 

@@ -14,7 +14,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["ProxInfo", "ProxConvergenceWarning", "batched_conjugate_gradient", "default_tolerance"]
+__all__ = ["ProxInfo", "ProxConvergenceWarning", "batched_conjugate_gradient", "default_tolerance",
+           "refined_conjugate_gradient"]
 
 
 class ProxConvergenceWarning(RuntimeWarning):
@@ -50,6 +51,37 @@ def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
+def _thresholds(rhs: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image stopping thresholds ``tol ||rhs||`` and the scale ``||rhs||`` (1 for a zero rhs,
+    whose exact solution 0 is then compared absolutely against ``tol``)."""
+    rhs_norm = _batch_dot(rhs, rhs).sqrt()
+    scale = torch.where(rhs_norm > 0, rhs_norm, torch.ones_like(rhs_norm))
+    return tol * scale, scale
+
+
+def _best_start(apply_matrix, rhs: torch.Tensor, initial_guesses) -> tuple[torch.Tensor, ...]:
+    """Per image, the guess with the smallest residual: ``(x, M x, rhs - M x, ||rhs - M x||^2)``."""
+    if not initial_guesses:
+        raise ValueError("conjugate gradients need at least one initial guess")
+    x = m_x = residual = res_sq = None
+    for item in initial_guesses:
+        guess, m_guess = item if isinstance(item, tuple) else (item, None)
+        if m_guess is None:
+            m_guess = apply_matrix(guess)
+        candidate_residual = rhs - m_guess
+        candidate_sq = _batch_dot(candidate_residual, candidate_residual)
+        if x is None:
+            x, m_x, residual, res_sq = guess.clone(), m_guess, candidate_residual, candidate_sq
+            continue
+        better = candidate_sq < res_sq
+        mask = _expand(better, x)
+        x = torch.where(mask, guess, x)
+        m_x = torch.where(mask, m_guess, m_x)
+        residual = torch.where(mask, candidate_residual, residual)
+        res_sq = torch.where(better, candidate_sq, res_sq)
+    return x, m_x, residual, res_sq
+
+
 def batched_conjugate_gradient(
     apply_matrix: Callable[[torch.Tensor], torch.Tensor],
     rhs: torch.Tensor,
@@ -68,30 +100,9 @@ def batched_conjugate_gradient(
     known (it is then not recomputed). Returns ``(x, info, M x)``. Assumes ``M`` is SPD; runs under
     ``torch.no_grad``.
     """
-    if not initial_guesses:
-        raise ValueError("batched_conjugate_gradient needs at least one initial guess")
     with torch.no_grad():
-        rhs_norm = _batch_dot(rhs, rhs).sqrt()
-        # a zero right-hand side has the exact solution 0; compare absolutely against tol then
-        scale = torch.where(rhs_norm > 0, rhs_norm, torch.ones_like(rhs_norm))
-        threshold = tol * scale
-
-        x = m_x = residual = res_sq = None
-        for item in initial_guesses:
-            guess, m_guess = item if isinstance(item, tuple) else (item, None)
-            if m_guess is None:
-                m_guess = apply_matrix(guess)
-            candidate_residual = rhs - m_guess
-            candidate_sq = _batch_dot(candidate_residual, candidate_residual)
-            if x is None:
-                x, m_x, residual, res_sq = guess.clone(), m_guess, candidate_residual, candidate_sq
-                continue
-            better = candidate_sq < res_sq
-            mask = _expand(better, x)
-            x = torch.where(mask, guess, x)
-            m_x = torch.where(mask, m_guess, m_x)
-            residual = torch.where(mask, candidate_residual, residual)
-            res_sq = torch.where(better, candidate_sq, res_sq)
+        threshold, scale = _thresholds(rhs, tol)
+        x, m_x, residual, res_sq = _best_start(apply_matrix, rhs, initial_guesses)
 
         iterations = 0
         while True:
@@ -124,6 +135,61 @@ def batched_conjugate_gradient(
         method="cg",
         iterations=iterations,
         relative_residuals=tuple(float(r) for r in relative),
+        converged=tuple(bool(c) for c in converged),
+        tolerance=tol,
+    )
+    return x, info, m_x
+
+
+def refined_conjugate_gradient(
+    apply_matrix: Callable[[torch.Tensor], torch.Tensor],
+    apply_matrix_coarse: Callable[[torch.Tensor], torch.Tensor],
+    rhs: torch.Tensor,
+    initial_guesses: list[torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]],
+    tol: float,
+    max_iter: int,
+    coarse_dtype: torch.dtype,
+    inner_tol: float = 1e-4,
+) -> tuple[torch.Tensor, ProxInfo, torch.Tensor]:
+    """Mixed-precision iterative refinement: :func:`batched_conjugate_gradient`'s result and
+    guarantee, at most of the cost of CG in ``coarse_dtype``.
+
+    The residual ``rhs - M x`` is computed in ``rhs``'s (fine) precision with ``apply_matrix``; each
+    correction ``M d = r`` is solved by CG in ``coarse_dtype`` with ``apply_matrix_coarse`` to
+    ``inner_tol`` relative to ``||r||``; ``x += d``. Each round gains about ``-log10(inner_tol)``
+    digits until the fine precision's tolerance ``tol`` is met, while almost every product runs in
+    the coarse precision. Guarantee: image ``i`` is reported converged if and only if its true
+    fine-precision residual satisfies ``||rhs_i - M x_i|| <= tol ||rhs_i||``; coarse CG iterations
+    (counted in ``info.iterations``) never exceed ``max_iter``, and a round that improves no
+    unconverged image ends the solve (reported as not converged). Returns ``(x, info, M x)``.
+    """
+    with torch.no_grad():
+        threshold, scale = _thresholds(rhs, tol)
+        x, m_x, residual, res_sq = _best_start(apply_matrix, rhs, initial_guesses)
+        iterations = 0
+        while True:
+            converged = res_sq.sqrt() <= threshold
+            if bool(converged.all()) or iterations >= max_iter:
+                break
+            # converged images get a zero right-hand side: their correction is exactly 0
+            r = torch.where(_expand(converged, residual), torch.zeros_like(residual), residual).to(coarse_dtype)
+            d, inner, _ = batched_conjugate_gradient(apply_matrix_coarse, r, [torch.zeros_like(r)], tol=inner_tol,
+                                                     max_iter=max_iter - iterations)
+            iterations += max(inner.iterations, 1)
+            x = x + d.to(x.dtype)
+            m_x = apply_matrix(x)
+            residual = rhs - m_x
+            new_sq = _batch_dot(residual, residual)
+            improved = (~converged) & (new_sq < 0.25 * res_sq)
+            res_sq = new_sq
+            if not bool(improved.any()):
+                converged = res_sq.sqrt() <= threshold
+                break
+        relative = res_sq.sqrt() / scale
+    info = ProxInfo(
+        method="cg",
+        iterations=iterations,
+        relative_residuals=tuple(float(v) for v in relative),
         converged=tuple(bool(c) for c in converged),
         tolerance=tol,
     )

@@ -106,3 +106,37 @@ def test_unwritable_cache_is_not_an_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PNP_STABLE_CACHE", str(blocker))
     assert store_entry("ns", {"a": 1}, {"b": 2}) is None
     assert os.path.isfile(blocker)
+
+
+def test_mixed_precision_refinement_reaches_the_float64_tolerance_with_float32_products():
+    from pnp_stable.operators.cg import batched_conjugate_gradient, refined_conjugate_gradient
+
+    torch.manual_seed(0)
+    n = 40
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+    matrix = q @ torch.diag(torch.logspace(0, 3, n, dtype=torch.float64)) @ q.T  # SPD, condition 1e3
+    coarse_calls = []
+
+    def fine(v):
+        return (v.reshape(v.shape[0], -1) @ matrix).reshape(v.shape)
+
+    def coarse(v):
+        coarse_calls.append(v.dtype)
+        return (v.reshape(v.shape[0], -1) @ matrix.float()).reshape(v.shape)
+
+    rhs = torch.randn(3, 1, 5, 8, dtype=torch.float64)
+    rhs[1] = 0.0  # a zero right-hand side: exactly 0
+    x, info, m_x = refined_conjugate_gradient(fine, coarse, rhs, [torch.zeros_like(rhs)], tol=1e-11, max_iter=500,
+                                              coarse_dtype=torch.float32)
+    exact, _, _ = batched_conjugate_gradient(fine, rhs, [torch.zeros_like(rhs)], tol=1e-13, max_iter=500)
+    assert info.all_converged and max(info.relative_residuals) <= 1e-11
+    assert torch.allclose(x, exact, atol=1e-10, rtol=0) and torch.equal(x[1], torch.zeros_like(x[1]))
+    assert torch.allclose(m_x, fine(x)) and set(coarse_calls) == {torch.float32}
+    # a float32 CG alone stops far above that tolerance
+    _, alone, _ = batched_conjugate_gradient(coarse, rhs.float(), [torch.zeros_like(rhs.float())], tol=1e-11,
+                                             max_iter=500)
+    assert not alone.all_converged
+    # the iteration cap holds and non-convergence is reported, not hidden
+    _, capped, _ = refined_conjugate_gradient(fine, coarse, rhs, [torch.zeros_like(rhs)], tol=1e-11, max_iter=5,
+                                              coarse_dtype=torch.float32)
+    assert capped.iterations <= 5 and not capped.all_converged

@@ -51,6 +51,11 @@ def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
+def _cg_info(iterations: int, relative: torch.Tensor, converged: torch.Tensor, tol: float) -> ProxInfo:
+    return ProxInfo(method="cg", iterations=iterations, relative_residuals=tuple(float(v) for v in relative),
+                    converged=tuple(bool(c) for c in converged), tolerance=tol)
+
+
 def _thresholds(rhs: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image stopping thresholds ``tol ||rhs||`` and the scale ``||rhs||`` (1 for a zero rhs,
     whose exact solution 0 is then compared absolutely against ``tol``)."""
@@ -130,15 +135,7 @@ def batched_conjugate_gradient(
             m_x = apply_matrix(x)
             residual = rhs - m_x
             res_sq = _batch_dot(residual, residual)
-        relative = res_sq.sqrt() / scale
-    info = ProxInfo(
-        method="cg",
-        iterations=iterations,
-        relative_residuals=tuple(float(r) for r in relative),
-        converged=tuple(bool(c) for c in converged),
-        tolerance=tol,
-    )
-    return x, info, m_x
+    return x, _cg_info(iterations, res_sq.sqrt() / scale, converged, tol), m_x
 
 
 def refined_conjugate_gradient(
@@ -185,12 +182,4 @@ def refined_conjugate_gradient(
             if not bool(improved.any()):
                 converged = res_sq.sqrt() <= threshold
                 break
-        relative = res_sq.sqrt() / scale
-    info = ProxInfo(
-        method="cg",
-        iterations=iterations,
-        relative_residuals=tuple(float(v) for v in relative),
-        converged=tuple(bool(c) for c in converged),
-        tolerance=tol,
-    )
-    return x, info, m_x
+    return x, _cg_info(iterations, res_sq.sqrt() / scale, converged, tol), m_x

@@ -9,7 +9,7 @@ import click
 
 from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import parse_level, solver_options
-from pnp_stable.cli.reporting import finish_restoration
+from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite
 
 
 @click.command()
@@ -74,9 +74,7 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
                 raise UserError(f"{data.name} is an RGB image; CT data must be gray")
         out_path = Path(out) if out else default_output(data if data else Path("shepp_logan.png"),
                                                         "reconstructed", ext=None if data else ".png")
-        for target in (out_path, checkpoint):
-            if data is not None and target is not None and Path(target).resolve() == data.resolve():
-                raise UserError(f"refusing to overwrite the input {data.name}")
+        refuse_to_overwrite(data, out_path, report, plot, checkpoint)
         import torch
 
         from pnp_stable.restore import reconstruct_ct

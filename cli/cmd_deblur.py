@@ -9,7 +9,7 @@ import click
 
 from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import color_option, parse_level, solver_options
-from pnp_stable.cli.reporting import finish_restoration
+from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite
 
 
 @click.command()
@@ -115,7 +115,7 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
     else:
         loaded = read_image(path)
     out_path = Path(out) if out else default_output(path, "restored")
-    _check_outputs(path, out_path, report, plot, manual.get("checkpoint"))
+    refuse_to_overwrite(path, out_path, report, plot, manual.get("checkpoint"))
     import torch
 
     from pnp_stable.restore import deblur as run
@@ -131,9 +131,3 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
     finish_restoration("deblur", restoration, loaded, path, out_path, report, plot, options, quiet)
     return restoration.result.stopped_by
 
-
-def _check_outputs(path, out_path, report, plot, checkpoint=None):
-    protected = [p for p in [path] if p is not None]
-    for target in [out_path, report, plot, checkpoint]:
-        if target is not None and any(Path(target).resolve() == Path(p).resolve() for p in protected):
-            raise UserError(f"refusing to overwrite the input {Path(target).name}", hint="choose another output name")

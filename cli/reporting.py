@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from pnp_stable.cli.errors import UserError
+
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     from pnp_stable.solvers.result import _finite_or_none
@@ -24,6 +26,17 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def refuse_to_overwrite(input_path: Path | None, *targets) -> None:
+    """A one-line user error if any of ``targets`` (output, report, plot, checkpoint; None skipped)
+    is the input file itself."""
+    if input_path is None:
+        return
+    for target in targets:
+        if target is not None and Path(target).resolve() == Path(input_path).resolve():
+            raise UserError(f"refusing to overwrite the input {Path(input_path).name}",
+                            hint="choose another output name")
 
 
 def finish_restoration(command: str, restoration, loaded, input_path, out_path: Path, report, plot,

@@ -106,8 +106,7 @@ def receptive_field(denoiser: Any) -> ReceptiveField | None:
     """How far an output pixel of ``denoiser`` (in eval mode) can see, or None if unknown.
 
     Known: our certified and unconstrained denoisers (zero padding), the opponent-colour wrapper
-    of one, a :class:`TiledDenoiser`, and any module with a ``receptive_field()`` method returning
-    a :class:`ReceptiveField`. Circular padding and unknown layers give None (no exact tiling).
+    of one, and any module with a ``receptive_field()`` method returning a :class:`ReceptiveField`. Circular padding and unknown layers give None (no exact tiling).
     """
     from pnp_stable.denoisers.color import OpponentColorDenoiser
     from pnp_stable.denoisers.models import _ConditionedDenoiser

@@ -67,8 +67,8 @@ class CertifiedLinearPhysics(LinearPhysics):
     ``input_shape_for``/``output_shape_for``, and optionally ``_closed_form_prox``.
 
     ``cg_tol`` (default: exact to the result's rounding, float64 residuals for float32 problems
-    too) and ``cg_max_iter``
-    control the iterative prox; ``last_prox_info`` holds the :class:`ProxInfo` of the latest prox.
+    too) and ``cg_max_iter`` control the iterative prox; ``last_prox_info`` holds the
+    :class:`ProxInfo` of the latest prox.
     """
 
     norm_kind: NormKind
@@ -205,13 +205,13 @@ class CertifiedLinearPhysics(LinearPhysics):
         """``argmin_x gamma/2 ||A x - y||^2 + 1/2 ||x - z||^2``, i.e. the solution of
         ``(gamma A^T A + I) x = gamma A^T y + z``.
 
-        Exact (closed form) where the operator has one; otherwise batched CG to float64's
-        tolerance (for float32 ``z`` by mixed-precision refinement: float64 residuals, float32 CG
-        corrections; the result is returned in ``z``'s dtype), warm-started from the previous prox solution when
-        the shapes match, to relative residual ``tol`` (default ``cg_tol``, else 1e-10 for float64
-        ``z`` and, for float32 ``z``, ``eps_32 ||z|| / ||rhs||`` clamped to [1e-10, 1e-8]: an error
-        below the rounding of the float32 result) within
-        ``max_iter`` iterations (default ``cg_max_iter``). If an image does not
+        Exact (closed form) where the operator has one; otherwise batched CG with float64 residuals
+        (for float32 ``z`` by mixed-precision refinement: float64 residuals, float32 CG
+        corrections; the result is returned in ``z``'s dtype), warm-started from the previous prox
+        solution when the shapes match, to relative residual ``tol`` (default ``cg_tol``, else 1e-10
+        for float64 ``z`` and, for float32 ``z``, ``eps_32 ||z|| / ||rhs||`` clamped to
+        [1e-10, 1e-8]: an error below the rounding of the float32 result) within ``max_iter``
+        iterations (default ``cg_max_iter``). If an image does not
         converge, a :class:`ProxConvergenceWarning` is issued; ``last_prox_info`` always records
         the outcome. ``gamma`` is a scalar or one value per image. The CG path is not
         differentiable (it runs under ``no_grad``); the closed forms are.
@@ -228,7 +228,7 @@ class CertifiedLinearPhysics(LinearPhysics):
         if exact is not None:
             self.last_prox_info = ProxInfo("closed-form", 0, (0.0,) * z.shape[0], (True,) * z.shape[0], 0.0)
             return exact
-        # The solve is exact to float64's tolerance whatever the problem's dtype: the monitored
+        # The solve is exact to the result's rounding whatever the problem's dtype: the monitored
         # residual of a PnP solve is only as trustworthy as the prox is exact, and a float32 CG stops
         # at ~1e-5 ||rhs||, an error that exceeded the fixed-point residual near convergence
         # (residual increases in 4 of 8 zero/reflect deblurring runs; none once exact). For float32

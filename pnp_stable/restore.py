@@ -25,9 +25,9 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -235,14 +235,16 @@ def _problem_fingerprint(task: str, y: torch.Tensor, operator: dict[str, Any], m
             "noise level": float(noise), "denoiser noise level": sigma_den, "step": step}
 
 
-def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: dict[str, Any]):
-    """(the result to resume or None, the function that saves a state, or None)."""
+def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Callable[[], dict[str, Any]]):
+    """(the result to resume or None, the function that saves a state, or None). ``fingerprint`` is
+    only computed (hashing the observation and the weights) when there is a checkpoint."""
     from pnp_stable.solvers import load_solve_state, save_solve_state
 
     if checkpoint is None:
         if resume:
             raise ValueError("resuming needs the checkpoint file to resume from")
         return None, None
+    problem = fingerprint()
     path = Path(checkpoint)
     previous = None
     if resume:
@@ -250,7 +252,7 @@ def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: dic
             raise ValueError(f"no checkpoint to resume at {path}")
         previous, meta = load_solve_state(path)
         stored = meta.get("problem", {})
-        changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+        changed = sorted(k for k in set(stored) | set(problem) if stored.get(k) != problem.get(k))
         if changed:
             raise ValueError(f"{path} was written for another problem (different {', '.join(changed)}); "
                              "resume with the same input and options, or choose another checkpoint")
@@ -258,7 +260,7 @@ def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: dic
         raise ValueError(f"checkpoint {path} exists: resume it, or choose another file")
 
     def save(result) -> None:
-        save_solve_state(path, result, {"problem": fingerprint})
+        save_solve_state(path, result, {"problem": problem})
 
     return previous, save
 
@@ -268,8 +270,8 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
                       checkpoint_every=60.0, task="", operator_info=None):
     from pnp_stable.solvers import solve
 
-    fingerprint = _problem_fingerprint(task, y_batch, operator_info or {}, module, method, noise, sigma_den, step)
-    previous, save = _checkpointing(checkpoint, resume, fingerprint)
+    previous, save = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
+        task, y_batch, operator_info or {}, module, method, noise, sigma_den, step))
     res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
                 accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
                 sigma_den=sigma_den, step=step, resume=previous, checkpoint=save, checkpoint_every=checkpoint_every)

@@ -272,6 +272,9 @@ def test_checkpoint_and_resume_continue_the_same_solve(tmp_path, camera_png, tin
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "ct.json").read_text())["solver"]["iterations"] == 4
     assert_user_error(run(*ct[:4], "30", *ct[5:], "--resume"), "observation, operator")
+    for option in ("--report", "--plot"):  # ct protects its input like deblur does
+        assert_user_error(run("ct", phantom, "--simulate", "--denoiser", tiny_denoiser, option, phantom),
+                          "overwrite the input")
 
 
 def test_a_stopped_folder_exits_130_and_resumes_where_it_stopped(tmp_path, camera_png, tiny_denoiser, monkeypatch):

@@ -68,10 +68,14 @@ class CertifiedLinearPhysics(LinearPhysics):
 
     ``cg_tol`` (default: exact to the result's rounding, float64 residuals for float32 problems
     too) and ``cg_max_iter`` control the iterative prox; ``last_prox_info`` holds the
-    :class:`ProxInfo` of the latest prox.
+    :class:`ProxInfo` of the latest prox, including certified bounds on its error.
     """
 
     norm_kind: NormKind
+    #: ``prox_data`` takes ``max_error`` and reports certified error bounds in
+    #: ``last_prox_info.error_bounds`` (the solvers then account for an inexact prox, see
+    #: :mod:`pnp_stable.solvers.monitor`)
+    certified_prox_error: bool = True
 
     def __init__(
         self,
@@ -95,7 +99,7 @@ class CertifiedLinearPhysics(LinearPhysics):
         # (previous prox solution x, A^T A x or None): the next prox's warm start, no extra product
         self._warm_start: tuple[torch.Tensor, torch.Tensor | None] | None = None
         # (y, its version, A^T y): y is usually the same tensor through a whole solve
-        self._adjoint_cache: tuple[torch.Tensor, int, torch.Tensor] | None = None
+        self._adjoint_cache: tuple[torch.Tensor, int, torch.dtype, torch.Tensor] | None = None
 
     # -- shapes ------------------------------------------------------------------------------
     def output_shape_for(self, input_shape: torch.Size) -> tuple[int, ...]:  # pragma: no cover
@@ -125,15 +129,17 @@ class CertifiedLinearPhysics(LinearPhysics):
         self._warm_start = None
         self._adjoint_cache = None
 
-    def _adjoint_of_data(self, y: torch.Tensor) -> torch.Tensor:
-        """``A^T y``, reused while ``y`` is the very same tensor object, unmodified in place (its
-        version counter): the data term's right-hand side does not change during a solve. The
-        cache holds a reference to ``y``, so its memory cannot be reused by another tensor."""
+    def _adjoint_of_data(self, y: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``A^T y`` computed in ``dtype`` (default ``y``'s), reused while ``y`` is the very same
+        tensor object, unmodified in place (its version counter): the data term's right-hand side
+        does not change during a solve. The cache holds a reference to ``y``, so its memory cannot
+        be reused by another tensor."""
+        dtype = y.dtype if dtype is None else dtype
         cached = self._adjoint_cache
-        if cached is not None and cached[0] is y and cached[1] == y._version:
-            return cached[2]
-        value = self.A_adjoint(y).detach()
-        self._adjoint_cache = (y, y._version, value)
+        if cached is not None and cached[0] is y and cached[1] == y._version and cached[2] == dtype:
+            return cached[3]
+        value = self.A_adjoint(y.to(dtype)).detach()
+        self._adjoint_cache = (y, y._version, dtype, value)
         return value
 
     # -- norm --------------------------------------------------------------------------------
@@ -201,6 +207,7 @@ class CertifiedLinearPhysics(LinearPhysics):
         gamma: float | torch.Tensor,
         tol: float | None = None,
         max_iter: int | None = None,
+        max_error: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``argmin_x gamma/2 ||A x - y||^2 + 1/2 ||x - z||^2``, i.e. the solution of
         ``(gamma A^T A + I) x = gamma A^T y + z``.
@@ -215,6 +222,13 @@ class CertifiedLinearPhysics(LinearPhysics):
         converge, a :class:`ProxConvergenceWarning` is issued; ``last_prox_info`` always records
         the outcome. ``gamma`` is a scalar or one value per image. The CG path is not
         differentiable (it runs under ``no_grad``); the closed forms are.
+
+        ``max_error`` (a scalar or one value per image) asks for an *inexact* prox instead of
+        ``tol``/``cg_tol``: CG stops once the absolute residual ``||rhs - M x||`` is at most
+        ``max_error`` (or at the rounding level of the default tolerance, whichever is looser). Guarantee: since every eigenvalue of ``M = gamma A^T A + I`` is >= 1,
+        ``||x - prox|| <= ||rhs - M x||``, and ``last_prox_info.error_bounds`` reports that residual
+        per image (computed in float64, before the result is rounded to ``z``'s dtype) whether or
+        not ``max_error`` was given. The closed forms are exact (bound 0) and ignore ``max_error``.
         """
         self._check_tensor(z, "z")
         self._check_tensor(y, "y")
@@ -226,7 +240,8 @@ class CertifiedLinearPhysics(LinearPhysics):
         g = self._gamma(gamma, z)
         exact = self._closed_form_prox(z, y, g)
         if exact is not None:
-            self.last_prox_info = ProxInfo("closed-form", 0, (0.0,) * z.shape[0], (True,) * z.shape[0], 0.0)
+            self.last_prox_info = ProxInfo("closed-form", 0, (0.0,) * z.shape[0], (True,) * z.shape[0], 0.0,
+                                           (0.0,) * z.shape[0])
             return exact
         # The solve is exact to the result's rounding whatever the problem's dtype: the monitored
         # residual of a PnP solve is only as trustworthy as the prox is exact, and a float32 CG stops
@@ -236,11 +251,14 @@ class CertifiedLinearPhysics(LinearPhysics):
         # 2.6x a float32 one for CT).
         work = torch.float64
         tol = self.cg_tol if tol is None else float(tol)
+        if max_error is not None:
+            tol = None  # the budget replaces the tolerance; the rounding floor below still applies
         max_iter = self.cg_max_iter if max_iter is None else int(max_iter)
         with torch.no_grad():
             g_work = g.to(work) if isinstance(g, torch.Tensor) else g
             g_coarse = g.to(z.dtype) if isinstance(g, torch.Tensor) else g
-            rhs = g_work * self._adjoint_of_data(y).to(work) + z.to(work)
+            # A^T y in float64 too: the error bound is that of the exact prox of the given z and y
+            rhs = g_work * self._adjoint_of_data(y, work) + z.to(work)
             if tol is None:
                 tol = default_tolerance(work)
                 if z.dtype != work:
@@ -249,6 +267,8 @@ class CertifiedLinearPhysics(LinearPhysics):
                     z_norm = z.to(work).flatten(1).norm(dim=1)
                     ratio = float((z_norm / rhs.flatten(1).norm(dim=1).clamp_min(1e-300)).min())
                     tol = min(1e-8, max(tol, torch.finfo(z.dtype).eps * ratio))
+            if max_error is not None:
+                tol = self._loosened_tolerance(tol, max_error, rhs)
             guesses: list[torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]] = [z.to(work)]
             warm = self._warm_start
             if warm is not None and warm[0].shape == z.shape and warm[0].dtype == work and warm[0].device == z.device:
@@ -277,11 +297,24 @@ class CertifiedLinearPhysics(LinearPhysics):
             worst = max(info.relative_residuals)
             warnings.warn(
                 f"{type(self).__name__}.prox_data: CG stopped after {info.iterations} iterations with "
-                f"relative residual {worst:.2e} > tol {tol:.1e}; raise max_iter or tol",
+                f"relative residual {worst:.2e} > tol {info.tolerance:.1e}; raise max_iter or tol",
                 ProxConvergenceWarning,
                 stacklevel=2,
             )
         return x
+
+    @staticmethod
+    def _loosened_tolerance(tol: float, max_error: float | torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        """Per-image relative tolerances ``max(tol, max_error_i / ||rhs_i||)``, at most 1 (the zero
+        solution's residual)."""
+        bound = torch.as_tensor(max_error, dtype=torch.float64, device=rhs.device).reshape(-1)
+        if bound.numel() not in (1, rhs.shape[0]):
+            raise ValueError(f"max_error must be a scalar or have one value per image ({rhs.shape[0]}), "
+                             f"got {bound.numel()} values")
+        if bool(torch.isnan(bound).any()) or bool((bound < 0).any()):
+            raise ValueError("max_error must be non-negative")
+        rhs_norm = rhs.flatten(1).norm(dim=1).to(torch.float64).clamp_min(1e-300)
+        return (bound.expand(rhs.shape[0]) / rhs_norm).clamp(min=tol, max=1.0)
 
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float | torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """deepinv's name for :meth:`prox_data` (same convention); ``tol``/``max_iter`` are honoured."""

@@ -78,8 +78,9 @@ def _norm_statement(op: object) -> str | None:
     return None
 
 
-def _prox_exactness(op: object, y: torch.Tensor, gamma: float) -> tuple[bool, str | None]:
-    """Whether ``op.prox_data`` is exact, and the statement to repeat as an assumption if not.
+def _prox_exactness(op: object, y: torch.Tensor, gamma: float, error_ratio: float) -> tuple[bool, str | None, str | None]:
+    """Whether ``op.prox_data`` is exact; if not, either the statement to repeat as an assumption,
+    or (for an operator that certifies its prox's error) how the error is controlled.
 
     Read from ``prox_is_exact`` when the operator states it; operators that report how each prox
     was computed (``last_prox_info.method``, as :mod:`pnp_stable.operators` do) are asked once;
@@ -91,32 +92,44 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float) -> tuple[bool, st
         exact = declared
     elif hasattr(op, "last_prox_info"):
         x_like = op.A_adjoint(y[:1])  # type: ignore[attr-defined]
-        op.prox_data(x_like, y[:1], gamma)  # type: ignore[attr-defined]
+        if getattr(op, "certified_prox_error", False):  # a probe: any error will do, so no CG runs
+            op.prox_data(x_like, y[:1], gamma, max_error=float("inf"))  # type: ignore[attr-defined]
+        else:
+            op.prox_data(x_like, y[:1], gamma)  # type: ignore[attr-defined]
         info = getattr(op, "last_prox_info", None)
         exact = getattr(info, "method", "closed-form") == "closed-form"
+        if not exact and getattr(op, "certified_prox_error", False):
+            budget = ("to the rounding of its result" if error_ratio == 0 else
+                      f"to an error below {error_ratio:g} x the latest fixed-point residual and "
+                      f"{error_ratio:g} r_0 / (k + 1)^2 (summable)")
+            return False, None, (
+                f"prox_data of {name} is computed by conjugate gradients {budget}; each error is certified "
+                "(||x - prox|| <= ||b - M x||, M = gamma A^T A + I >= I) and the monitor allows for it"
+            )
         if not exact:
             return False, (
                 f"prox_data of {name} is computed by conjugate gradients (float64) to relative residual "
                 f"{getattr(info, 'tolerance', float('nan')):.1e}: firm non-expansiveness holds up to that tolerance"
-            )
+            ), None
     else:
         exact = True
     if exact:
-        return True, None
+        return True, None, None
     return False, (
         f"prox_data of {name} is computed by an iterative least-squares solver: firm non-expansiveness "
         "holds up to its tolerance"
-    )
+    ), None
 
 
-def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Tensor) -> IterationPlan:
+def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Tensor,
+          prox_error_ratio: float) -> IterationPlan:
     name = type(denoiser).__name__
     if method == "fb":
         return analyse_forward_backward(cert, name, float(op.norm()), op.norm_kind, _norm_statement(op), step, relaxation)
     if step is None or not step > 0:  # let the analysis raise its one-line error before any prox is run
         return analyse_splitting(method, cert, name, step if step is not None else float("nan"), relaxation)
-    exact, statement = _prox_exactness(op, y, float(step))
-    return analyse_splitting(method, cert, name, step, relaxation, exact, statement)
+    exact, statement, control = _prox_exactness(op, y, float(step), prox_error_ratio)
+    return analyse_splitting(method, cert, name, step, relaxation, exact, statement, control)
 
 
 def solve(
@@ -146,6 +159,7 @@ def solve(
     resume: SolveResult | None = None,
     checkpoint: Callable[[SolveResult], None] | None = None,
     checkpoint_every: float = 60.0,
+    prox_error_ratio: float = 0.03,
 ) -> SolveResult:
     """Restore ``y = A x + noise`` by PnP forward-backward, ADMM or DRS, checking the theorem.
 
@@ -199,6 +213,13 @@ def solve(
             previous snapshot; a snapshot is a valid ``resume`` (e.g. saved with
             :func:`pnp_stable.solvers.save_solve_state`), so a killed process loses at most that
             much work.
+        prox_error_ratio: ``eta`` for a data prox computed iteratively by an operator that
+            certifies its error (:mod:`pnp_stable.operators` with a CG prox): at iteration ``k``
+            the prox's certified error is kept below ``eta min(r_k, r_0 / (k + 1)^2)`` (``r``: the
+            image's monitored residual; the first prox: ``1e-3 eta ||w_0||``), a summable
+            sequence, so the inexact Krasnosel'skii-Mann theorem applies, and the monitor adds
+            the certified bounds to its tolerance. 0 computes every prox to the rounding of its
+            result. Ignored for closed-form proxes and FB.
 
     Returns:
         a :class:`SolveResult`. A ``KeyboardInterrupt`` during the iterations stops the solve
@@ -222,6 +243,8 @@ def solve(
     unknown = [m for m in metrics if m not in _METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}: choose from {list(_METRICS)}")
+    if not (isinstance(prox_error_ratio, (int, float)) and 0 <= prox_error_ratio < 1):
+        raise ValueError(f"prox_error_ratio must lie in [0, 1), got {prox_error_ratio!r}")
     if resume is not None and resume.method != method:
         raise ValueError(f"cannot resume a {resume.method!r} solve with method {method!r}")
     _check_denoiser(D, y)
@@ -262,7 +285,7 @@ def solve(
             relaxation = chosen.relaxation
     requested_relaxation = relaxation
     with torch.inference_mode():
-        plan = _plan(method, D, cert, op, step, relaxation, y)
+        plan = _plan(method, D, cert, op, step, relaxation, y, float(prox_error_ratio))
     denoise = denoiser_caller(D, sigma_den if takes_sigma else None)
     if not takes_sigma and sigma_den is not None:
         denoiser_caller(D, sigma_den)  # raises the explicit error
@@ -278,6 +301,9 @@ def solve(
         else chosen.as_dict(),
         "accelerate": accelerate,
     }
+    error_control = plan.guarantee.constants.get("prox_error_control")
+    if error_control:
+        parameters["prox_error_ratio"] = float(prox_error_ratio)
 
     if x_true is not None and x_true.shape[0] != batch:
         raise ValueError(f"x_true has batch {x_true.shape[0]} but y has {batch}")
@@ -299,7 +325,7 @@ def solve(
             fixed_point_map, w, y, plan, parameters, cert, batch, max_iter, tol, x_true, metrics, accelerate,
             anderson_memory, anderson_decrease, monotone_tolerance, callback, progress, resume,
             bool(getattr(op, "per_image_parameters", False)), warm_start_hooks(D), anderson_backoff,
-            checkpoint, checkpoint_every,
+            checkpoint, checkpoint_every, float(prox_error_ratio) if error_control else None,
         )
 
 
@@ -308,7 +334,7 @@ def _iterate(
     max_iter: int, tol: float, x_true, metrics, accelerate, anderson_memory, anderson_decrease,
     monotone_tolerance, callback, progress, resume: SolveResult | None, full_batch_only: bool, warm_hooks=None,
     anderson_backoff: int = 8, checkpoint: Callable[[SolveResult], None] | None = None,
-    checkpoint_every: float = 60.0,
+    checkpoint_every: float = 60.0, prox_error_ratio: float | None = None,
 ) -> SolveResult:
     """The iteration loop.
 
@@ -319,6 +345,8 @@ def _iterate(
     interrupt (or an exception) at any point leaves the buffers at the last recorded iterate.
     A stopped image is never written again. A denoiser with :func:`warm_start_hooks` is restored
     to its state before an Anderson candidate whenever a plain step follows the candidate.
+    ``prox_error_ratio`` (None: every evaluation exact to rounding) sets each evaluation's error
+    budget (see :func:`solve`); ``t_error`` holds the certified error bound of ``t_state``.
     """
     from tqdm.auto import tqdm
 
@@ -336,6 +364,8 @@ def _iterate(
     elapsed_before = 0.0
     resumed_done: list[bool] = [False] * batch
     carried_row: dict[str, Any] | None = None
+    t_error = [0.0] * batch
+    first_residual: list[float | None] = [None] * batch
     if resume is not None and resume.history:
         # The resumed state is the last recorded iterate: its row is recomputed for the images that
         # still iterate (not duplicated); images that had stopped keep their entries of that row.
@@ -347,33 +377,69 @@ def _iterate(
         elapsed_before = resume.wall_time
         resumed_done = list(resume.converged_per_image)
         previous: list[float | None] = [None] * batch
+        previous_error = [0.0] * batch
         for row in history:
+            errors = row.get("prox_error") or [None] * batch
             for i, r in enumerate(row["residual"]):
                 if r is not None:
                     previous[i] = r
+                    previous_error[i] = float(errors[i] or 0.0)
+                    if first_residual[i] is None:
+                        first_residual[i] = r
         increase = last_row.get("increase") or [False] * batch
         violations = [
             v - int(bool(f) and not done)
             for v, f, done in zip(resume.monotonicity_violations, increase, resumed_done)
         ]
-        monitor.restore(previous, violations, resumed_done)
+        monitor.restore(previous, violations, resumed_done, previous_error)
         monitor.first_violation = [
             None if (f is not None and f >= start_iteration and not done) else f
             for f, done in zip(resume.first_violation, resumed_done)
         ]
         carried_row = last_row
 
-    def evaluate(points: torch.Tensor, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def budgets(points: torch.Tensor, idx: list[int], index: int) -> torch.Tensor | None:
+        """Per row of ``points``, the iterate ``w_index`` of images ``idx``: the error allowed to the
+        data prox of its evaluation, ``eta min(r_(index-1), r_0 / index^2)``."""
+        if prox_error_ratio is None:
+            return None
+        eta = prox_error_ratio
+        point_norms = batch_norms(points).tolist()
+        out = []
+        for i, norm in zip(idx, point_norms):
+            r, r0 = monitor.last[i], first_residual[i]
+            if r is None or r0 is None or not math.isfinite(r) or index < 1:
+                out.append(1e-3 * eta * norm)
+            else:  # eta r tracks the residual; the cap makes the errors summable
+                out.append(eta * min(r, r0 / index ** 2))
+        return torch.tensor(out, dtype=torch.float64)
+
+    def evaluate(points: torch.Tensor, idx: list[int], index: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """``(T~ points, read-out, certified error bound per row)`` for the images ``idx`` at their
+        iterate number ``index``."""
+        budget = budgets(points, idx, index)
         if len(idx) == batch:
-            return T(points, y)
-        if full_batch_only:  # the operator holds per-image parameters: evaluate the whole batch
+            g, x = T(points, y, budget)
+            rows = list(range(batch))
+        elif full_batch_only:  # the operator holds per-image parameters: evaluate the whole batch
             full = state.clone()
             full[idx] = points
-            g, x = T(full, y)
-            return g[idx], x[idx]
-        return T(points, y[idx])
+            if budget is not None:  # the other images' results are discarded: any error will do
+                full_budget = torch.full((batch,), float("inf"), dtype=torch.float64)
+                full_budget[idx] = budget
+                budget = full_budget
+            g, x = T(full, y, budget)
+            g, x, rows = g[idx], x[idx], idx
+        else:
+            g, x = T(points, y[idx], budget)
+            rows = list(range(len(idx)))
+        bounds = T.last_prox_error
+        return g, x, [0.0] * len(idx) if bounds is None else [float(bounds[r]) for r in rows]
 
-    def commit(idx: list[int], new_state: torch.Tensor, new_t: torch.Tensor, new_image: torch.Tensor) -> None:
+    def commit(idx: list[int], new_state: torch.Tensor, new_t: torch.Tensor, new_image: torch.Tensor,
+               new_error: list[float]) -> None:
+        for i, e in zip(idx, new_error):
+            t_error[i] = e
         # the sources may alias each other or t_state (FB returns T w and its read-out as one tensor; a
         # denoiser may return its input): t_state is written last, after every source has been read
         if len(idx) == batch:
@@ -394,8 +460,11 @@ def _iterate(
     )
     t_state = state.clone()
     active = [i for i in range(batch) if not resumed_done[i]]
+    k = start_iteration
     if active:
-        g, x = evaluate(state[active] if len(active) < batch else state, active)
+        g, x, errors = evaluate(state[active] if len(active) < batch else state, active, k)
+        for i, e in zip(active, errors):
+            t_error[i] = e
         if len(active) == batch:
             image.copy_(x)
             t_state.copy_(g)
@@ -444,7 +513,6 @@ def _iterate(
     iteration_time = last_time - clock
     bar = tqdm(total=max_iter, desc=f"pnp-{method}", disable=not progress or not active, leave=False)
     last_checkpoint = time.perf_counter()
-    k = start_iteration
     try:
         for step_count in range(max_iter + 1 if active else 0):
             k = start_iteration + step_count
@@ -453,7 +521,11 @@ def _iterate(
             residual = batch_norms(sub_t - sub).tolist()
             scale = batch_norms(sub).tolist()
             before = list(monitor.violations)
-            relative = monitor.update(k, active, residual, scale)
+            relative = monitor.update(k, active, residual, scale,
+                                      None if prox_error_ratio is None else [t_error[i] for i in active])
+            for i, r in zip(active, residual):
+                if first_residual[i] is None:
+                    first_residual[i] = r
             base = carried_row if step_count == 0 else None
             running = set(active)
 
@@ -473,11 +545,15 @@ def _iterate(
                 "increase": column("increase", False),
                 "update": column("update", None),
             }
+            if prox_error_ratio is not None:
+                row["prox_error"] = column("prox_error", None)
             for i, r, rel in zip(active, residual, relative):
                 row["residual"][i] = r
                 row["relative_residual"][i] = rel
                 row["increase"][i] = monitor.violations[i] > before[i]
                 row["update"][i] = updates[i]
+                if prox_error_ratio is not None:
+                    row["prox_error"][i] = t_error[i]
             for name, fn in (("psnr", _psnr), ("ssim", _ssim)):
                 measured = x_true is not None and name in metrics
                 if measured or (base is not None and isinstance(base.get(name), list)):
@@ -526,12 +602,12 @@ def _iterate(
             current_residual = {i: row["residual"][i] for i in active}
             plain = list(active)
             warm = None
-            pending: list[tuple[str, list[int], torch.Tensor, torch.Tensor, torch.Tensor, list[float]]] = []
+            pending: list[tuple[str, list[int], torch.Tensor, torch.Tensor, torch.Tensor, list[float], list[float]]] = []
             if anderson is not None:
                 subset, points = anderson.propose(active, state)
                 if subset:
                     warm = warm_hooks[0]() if warm_hooks is not None else None
-                    g_c, x_c = evaluate(points, subset)
+                    g_c, x_c, e_c = evaluate(points, subset, k + 1)
                     evaluations += 1
                     r_c = batch_norms(g_c - points).tolist()
                     accepted_rows = [
@@ -544,7 +620,7 @@ def _iterate(
                         acc_idx = [subset[n] for n in accepted_rows]
                         rows_t = torch.tensor(accepted_rows, device=state.device)
                         pending.append(("anderson", acc_idx, points[rows_t], g_c[rows_t], x_c[rows_t],
-                                        [r_c[n] for n in accepted_rows]))
+                                        [r_c[n] for n in accepted_rows], [e_c[n] for n in accepted_rows]))
                         accepted = set(acc_idx)
                         plain = [i for i in active if i not in accepted]
             if plain and warm is not None:  # the plain step continues the plain trajectory's warm start
@@ -552,17 +628,17 @@ def _iterate(
             if plain:
                 # w_{k+1} = T w_k; on the full batch t_state itself is the input (commit reads it first)
                 source = t_state if len(plain) == batch else t_state[torch.tensor(plain, device=state.device)]
-                g_p, x_p = evaluate(source, plain)
+                g_p, x_p, e_p = evaluate(source, plain, k + 1)
                 evaluations += 1
                 pending.append(("plain", plain, source, g_p, x_p,
-                                [] if anderson is None else batch_norms(g_p - source).tolist()))
-            for kind_, idx, new_state, new_t, new_image, new_residual in pending:
+                                [] if anderson is None else batch_norms(g_p - source).tolist(), e_p))
+            for kind_, idx, new_state, new_t, new_image, new_residual, new_error in pending:
                 if anderson is not None:
                     anderson.push(idx, new_state, new_t, new_residual)  # before commit: new_state may be t_state
                     if kind_ == "anderson":
                         for i in idx:
                             anderson.record(i, True)
-                commit(idx, new_state, new_t, new_image)
+                commit(idx, new_state, new_t, new_image, new_error)
                 for i in idx:
                     updates[i] = kind_
             iteration_time = time.perf_counter() - step_start

@@ -40,6 +40,14 @@ _KM_THEOREM = (
 )
 
 
+_INEXACT_KM_THEOREM = (
+    "inexact Krasnosel'skii-Mann (Combettes, 'Solving monotone inclusions via compositions of nonexpansive "
+    "averaged operators', Optimization 53, 2004: perturbed averaged iterations): iterating an averaged map with "
+    "errors e_k, sum_k ||e_k|| < inf, w_k converges to a fixed point whenever one exists; the absolute residual "
+    "obeys r_(k+1) <= r_k + ||e_k|| + ||e_(k+1)|| (monotone up to the certified errors)"
+)
+
+
 @dataclass(frozen=True)
 class Guarantee:
     """What the solver can state about convergence, and on which constants it rests.
@@ -215,6 +223,7 @@ def analyse_splitting(
     relaxation: float | None = None,
     prox_is_exact: bool = True,
     prox_statement: str | None = None,
+    prox_error_control: str | None = None,
 ) -> IterationPlan:
     """Plan and guarantee of ADMM or DRS, i.e. KM on ``w+ = 1/2 (I + R_f R_D) w``.
 
@@ -222,6 +231,11 @@ def analyse_splitting(
     guarantee). ``relaxation=None`` chooses ``t`` automatically so that ``D_t`` is firmly
     non-expansive: ``1`` if ``alpha_D <= 1/2``, ``1 / (2 alpha_D)`` if ``alpha_D > 1/2``, ``1/2``
     if ``D`` is certified non-expansive only. The guarantee does not depend on ``||A||``.
+
+    An inexact prox is an assumption (``prox_statement``) unless its errors are certified and
+    controlled (``prox_error_control`` says how): the map evaluated is then ``T w + e_k`` with
+    ``||e_k||`` certified and summable, the inexact Krasnosel'skii-Mann theorem gives convergence,
+    and the monitor's tolerance includes the bounds (:mod:`pnp_stable.solvers.monitor`).
     """
     if method not in ("admm", "drs"):
         raise ValueError(f"unknown splitting method {method!r}")
@@ -239,8 +253,10 @@ def analyse_splitting(
     failures: list[str] = []
     actions: list[str] = []
     assumptions = _certificate_assumptions(denoiser_cert)
-    if not prox_is_exact:
+    if not prox_is_exact and prox_error_control is None:
         assumptions.append(prox_statement or "the data prox is computed inexactly by an iterative solver")
+    if not prox_is_exact and prox_error_control is not None:
+        constants["prox_error_control"] = prox_error_control
 
     t = 1.0 if relaxation is None else float(relaxation)
     if denoiser_cert is None:
@@ -282,4 +298,9 @@ def analyse_splitting(
         + (f", relaxed with t = {t:.6g}" if t != 1.0 else "")
         + ". The guarantee does not depend on ||A||."
     )
-    return IterationPlan(method, gamma, t, 0.5, Guarantee(True, reason, method, _KM_THEOREM, constants, tuple(assumptions), tuple(actions)))
+    theorem = _KM_THEOREM
+    if "prox_error_control" in constants:
+        reason += (f" {constants['prox_error_control']}: T is evaluated with certified errors e_k, so the "
+                   "residual obeys r_(k+1) <= r_k + ||e_k|| + ||e_(k+1)||.")
+        theorem = _INEXACT_KM_THEOREM
+    return IterationPlan(method, gamma, t, 0.5, Guarantee(True, reason, method, theorem, constants, tuple(assumptions), tuple(actions)))

@@ -9,6 +9,14 @@ meaningful beyond
 with ``eps`` the machine epsilon of the dtype and ``c`` the ``tolerance_factor`` (default 64:
 deep networks and FFTs accumulate a few tens of roundings per evaluation). Increases beyond that
 falsify the averagedness assumption; they are counted per image and warned about once per solve.
+
+An inexact evaluation ``T~ w = T w + e`` with a *certified* bound ``||e|| <= err`` (an iterative
+data prox, :mod:`pnp_stable.solvers.splitting`) adds that bound twice: with ``w_{k+1} = T~ w_k``,
+
+    ||T~ w_{k+1} - w_{k+1}|| <= ||T w_{k+1} - T w_k|| + err_k + err_{k+1} <= r_k + err_k + err_{k+1}
+
+for a non-expansive ``T``, so the test becomes ``r_k > r_{k-1} (1 + c eps) + c eps ||w_k|| + err_{k-1}
++ err_k``: still a falsification test, as sharp as the bounds are small next to ``r``.
 """
 
 from __future__ import annotations
@@ -34,9 +42,9 @@ def batch_norms(v: torch.Tensor) -> torch.Tensor:
 class ResidualMonitor:
     """Tracks ``r_k`` per image, counts increases beyond float tolerance and decides convergence.
 
-    ``update(indices, residual, scale)`` records ``r_k`` and ``||w_k||`` for the images
-    ``indices`` (those still iterating); an image is converged once
-    ``r_k / max(||w_k||, tiny) <= tol``.
+    ``update(iteration, indices, residual, scale, errors)`` records ``r_k``, ``||w_k||`` and the
+    certified error bound of the evaluation ``T~ w_k`` (0 if exact) for the images ``indices``
+    (those still iterating); an image is converged once ``r_k / max(||w_k||, tiny) <= tol``.
     """
 
     def __init__(
@@ -51,6 +59,7 @@ class ResidualMonitor:
         self.tol = float(tol)
         self.factor = float(tolerance_factor)
         self.last = [None] * batch  # previous r per image
+        self.last_error = [0.0] * batch  # certified error bound of the evaluation behind it
         self.violations = [0] * batch
         self.first_violation: list[int | None] = [None] * batch
         self.largest_increase = [0.0] * batch  # largest (r_k - r_{k-1}) / r_{k-1} beyond tolerance
@@ -60,23 +69,29 @@ class ResidualMonitor:
         self.method = method
         self.assumptions = tuple(assumptions)
 
-    def restore(self, last: list[float | None], violations: list[int], converged: list[bool]) -> None:
+    def restore(self, last: list[float | None], violations: list[int], converged: list[bool],
+                last_error: list[float] | None = None) -> None:
         """Continue from a previous run (resume)."""
         self.last = list(last)
         self.violations = list(violations)
         self.converged = list(converged)
+        if last_error is not None:
+            self.last_error = [float(e or 0.0) for e in last_error]
 
-    def allowed(self, previous: float, scale: float) -> float:
-        """Largest residual that does not count as an increase after ``previous``."""
+    def allowed(self, previous: float, scale: float, error: float = 0.0) -> float:
+        """Largest residual that does not count as an increase after ``previous``, when the two
+        evaluations' certified error bounds sum to ``error``."""
         slack = self.factor * self.eps
-        return previous * (1.0 + slack) + slack * scale
+        return previous * (1.0 + slack) + slack * scale + error
 
-    def update(self, iteration: int, indices: list[int], residual: list[float], scale: list[float]) -> list[float]:
+    def update(self, iteration: int, indices: list[int], residual: list[float], scale: list[float],
+               errors: list[float] | None = None) -> list[float]:
         """Record one iteration; returns the relative residuals of ``indices``."""
         relative = []
-        for i, r, s in zip(indices, residual, scale):
+        for n, (i, r, s) in enumerate(zip(indices, residual, scale)):
             prev = self.last[i]
-            if prev is not None and r > self.allowed(prev, s):
+            error = 0.0 if errors is None else float(errors[n])
+            if prev is not None and r > self.allowed(prev, s, self.last_error[i] + error):
                 self.violations[i] += 1
                 if self.first_violation[i] is None:
                     self.first_violation[i] = iteration
@@ -98,6 +113,7 @@ class ResidualMonitor:
                         stacklevel=3,
                     )
             self.last[i] = r
+            self.last_error[i] = error
             rel = r / max(s, 1e-30)
             relative.append(rel)
             if rel <= self.tol:

@@ -9,6 +9,12 @@ Each map is called on a (sub-)batch ``w`` with the matching measurements ``y`` a
   prox_{gamma f}(2 D_t(w) - w) = 1/2 (I + R_f R_D) w``, read-out ``D_t(w)``.
 * DRS (data prox first): ``T z = z - prox_{gamma f}(z) + D_t(2 prox_{gamma f}(z) - z) = 1/2 (I + R_D R_f) z``,
   read-out ``D_t(2 prox_{gamma f}(z) - z)``.
+
+An inexact data prox ``prox + e`` moves ``T w`` by at most ``||e||`` in both splittings: in ADMM by
+exactly ``e``; in DRS ``T z = 1/2 (z + R_D(2 p - z))`` and ``R_D`` is non-expansive when ``D_t`` is
+firmly non-expansive (the guarantee's premise). The splitting maps pass a per-image ``prox_error``
+budget to operators that accept one (``certified_prox_error``) and record the operator's certified
+bounds in ``last_prox_error``, which :mod:`pnp_stable.solvers.monitor` adds to its tolerance.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class IterationMap:
         self.denoise = denoise
         self.step = float(step)
         self.relaxation = float(relaxation)
+        # per row of the latest call: certified bound on ||T~ w - T w|| (None: exact to rounding)
+        self.last_prox_error: list[float] | None = None
 
     def relaxed_denoise(self, z: torch.Tensor) -> torch.Tensor:
         d = self.denoise(z)
@@ -39,8 +47,20 @@ class IterationMap:
             return d
         return torch.lerp(z, d, self.relaxation)  # (1 - t) z + t D(z)
 
-    def __call__(self, w: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+    def __call__(self, w: torch.Tensor, y: torch.Tensor, prox_error: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    def prox(self, z: torch.Tensor, y: torch.Tensor, prox_error: torch.Tensor | None) -> torch.Tensor:
+        """The data prox; with ``prox_error`` (per row), an inexact one within that budget whose
+        certified error bounds land in ``last_prox_error``."""
+        op = self.operator
+        if not getattr(op, "certified_prox_error", False):
+            self.last_prox_error = None
+            return op.prox_data(z, y, self.step)
+        v = op.prox_data(z, y, self.step, max_error=prox_error)  # type: ignore[call-arg]
+        self.last_prox_error = list(op.last_prox_info.error_bounds)  # type: ignore[attr-defined]
+        return v
 
 
 class ForwardBackwardMap(IterationMap):
@@ -48,7 +68,8 @@ class ForwardBackwardMap(IterationMap):
         super().__init__(operator, denoise, step, relaxation)
         self.km_relaxation = float(km_relaxation)
 
-    def __call__(self, w: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, w: torch.Tensor, y: torch.Tensor, prox_error: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         op = self.operator
         z = w - self.step * op.A_adjoint(op.A(w) - y)
         x = self.relaxed_denoise(z)
@@ -58,15 +79,17 @@ class ForwardBackwardMap(IterationMap):
 
 
 class ADMMMap(IterationMap):
-    def __call__(self, w: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, w: torch.Tensor, y: torch.Tensor, prox_error: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.relaxed_denoise(w)
-        v = self.operator.prox_data(2.0 * x - w, y, self.step)
+        v = self.prox(2.0 * x - w, y, prox_error)
         return w + (v - x), x
 
 
 class DRSMap(IterationMap):
-    def __call__(self, w: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.operator.prox_data(w, y, self.step)
+    def __call__(self, w: torch.Tensor, y: torch.Tensor, prox_error: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.prox(w, y, prox_error)
         x = self.relaxed_denoise(2.0 * p - w)
         return w + (x - p), x
 

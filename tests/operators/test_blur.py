@@ -146,6 +146,40 @@ def test_cg_prox_warm_start_and_non_convergence_report():
     assert not info.all_converged and info.iterations == 2 and min(info.relative_residuals) > 1e-14
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_an_inexact_cg_prox_certifies_its_error(dtype):
+    """``max_error`` per image: the reported bound is at most the budget (or the rounding floor), and
+    the distance to the exact prox (a dense solve) is at most the reported bound."""
+    op = Blur(_kernel("gauss"), (1, 9, 10), boundary="reflect")
+    matrix = explicit_matrix(op.A, (1, 9, 10))
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 1, 9, 10, generator=gen, dtype=torch.float64)
+    y = op.A(x) + 0.01 * torch.randn(3, 1, 9, 10, generator=gen, dtype=torch.float64)
+    z = torch.rand(3, 1, 9, 10, generator=gen, dtype=torch.float64)
+    gamma = 30.0
+    y, z = y.to(dtype).to(torch.float64), z.to(dtype).to(torch.float64)  # the prox of the inputs it gets
+    system = gamma * matrix.T @ matrix + torch.eye(90, dtype=torch.float64)
+    exact = torch.linalg.solve(system, (gamma * matrix.T @ y.reshape(3, -1).T + z.reshape(3, -1).T)).T
+    budgets = torch.tensor([1e-1, 1e-3, 0.0], dtype=torch.float64)
+    result = op.prox_data(z.to(dtype), y.to(dtype), gamma, max_error=budgets)
+    info = op.last_prox_info
+    assert info.method == "cg" and info.all_converged and len(info.error_bounds) == 3
+    floor = 1e-9 * float(z.norm())
+    for i in range(3):
+        distance = float((result[i].to(torch.float64).reshape(-1) - exact[i]).norm())
+        rounding = float(torch.finfo(dtype).eps) * float(exact[i].norm())
+        assert distance <= info.error_bounds[i] + rounding, (i, distance, info.error_bounds[i])
+        assert info.error_bounds[i] <= max(float(budgets[i]), floor + float(torch.finfo(dtype).eps) * float(z[i].norm()))
+    assert info.error_bounds[0] > info.error_bounds[2]  # the budget was used, not ignored
+    with pytest.raises(ValueError, match="max_error"):
+        op.prox_data(z, y, gamma, max_error=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="max_error"):
+        op.prox_data(z, y, gamma, max_error=-1.0)
+    circular = Blur(_kernel("gauss"), (1, 9, 10), boundary="circular")
+    circular.prox_data(z, y, gamma, max_error=1.0)
+    assert circular.last_prox_info.error_bounds == (0.0, 0.0, 0.0)  # a closed form is exact
+
+
 def test_closed_form_prox_is_differentiable():
     op = Blur(_kernel("gauss"), (1, 8, 8))
     z = torch.rand(1, 1, 8, 8, requires_grad=True)

@@ -127,6 +127,16 @@ def test_monitor_tolerance_ignores_rounding_and_counts_real_increases():
     assert not strict.monotone
 
 
+def test_monitor_allows_exactly_the_certified_errors_of_two_evaluations():
+    monitor = ResidualMonitor(1, torch.float64, tol=0.0)
+    monitor.update(0, [0], [1e-3], [1.0], errors=[2e-4])
+    monitor.update(1, [0], [1e-3 + 2e-4 + 1e-4 - 1e-9], [1.0], errors=[1e-4])  # within err_0 + err_1
+    assert monitor.monotone
+    with pytest.warns(MonotonicityWarning):
+        monitor.update(2, [0], [1.3e-3 + 1e-4 + 1e-9 + 1e-6], [1.0], errors=[0.0])  # beyond err_1 + err_2
+    assert monitor.violations == [1]
+
+
 def test_anderson_safeguard_refuses_insufficient_decrease():
     aa = SafeguardedAnderson(1, memory=3, decrease=0.9)
     aa.first_residual[0] = 1.0

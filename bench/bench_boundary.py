@@ -30,6 +30,28 @@ from records import run_record  # noqa: E402
 EDGE = 20
 
 
+def photo_problems(data: Path, images: int, kernels: list[str], size: int, noise: float):
+    """Yield ``(file name, kernel, y, truth)``: the valid part of the blur of a ``size`` x ``size``
+    centre crop of each of the first ``images`` BSDS500 *train* images (sorted), seeded noise, and
+    the scene on the observed pixels. Raises FileNotFoundError without the images."""
+    from pnp_stable.operators import Blur
+
+    folder = data / "denoising/bsds500/images/train"
+    files = sorted(folder.glob("*.jpg"))[:images]
+    if not files:
+        raise FileNotFoundError(f"no BSDS500 train images in {folder}")
+    for file in files:
+        img = np.asarray(Image.open(file).convert("L"), dtype=np.float32) / 255
+        h, w = img.shape
+        c = size // 2
+        scene = torch.from_numpy(img[h // 2 - c:h // 2 + c, w // 2 - c:w // 2 + c].copy())[None]
+        for kernel in kernels:
+            y = Blur(kernel, tuple(scene.shape), boundary="valid").simulate(scene[None], noise, seed=0)[0]
+            top = (scene.shape[-2] - y.shape[-2]) // 2
+            left = (scene.shape[-1] - y.shape[-1]) // 2
+            yield file.name, kernel, y, scene[:, top:top + y.shape[-2], left:left + y.shape[-1]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -43,39 +65,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from pnp_stable.denoisers.io import atomic_write_json
-    from pnp_stable.operators import Blur
     from pnp_stable.restore import deblur, psnr
 
-    folder = args.data / "denoising/bsds500/images/train"
-    files = sorted(folder.glob("*.jpg"))[: args.images]
-    if not files:
-        print(f"error: no BSDS500 train images in {folder}", file=sys.stderr)
-        return 2
     rows = []
-    for file in files:
-        img = np.asarray(Image.open(file).convert("L"), dtype=np.float32) / 255
-        h, w = img.shape
-        c = args.size // 2
-        scene = torch.from_numpy(img[h // 2 - c:h // 2 + c, w // 2 - c:w // 2 + c].copy())[None]
-        for kernel in args.kernels:
-            y = Blur(kernel, tuple(scene.shape), boundary="valid").simulate(scene[None], args.noise, seed=0)[0]
-            top = (scene.shape[-2] - y.shape[-2]) // 2
-            left = (scene.shape[-1] - y.shape[-1]) // 2
-            truth = scene[:, top:top + y.shape[-2], left:left + y.shape[-1]]
-            inner = (slice(None), slice(EDGE, -EDGE), slice(EDGE, -EDGE))
-            for boundary in args.boundaries:
-                tic = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    r = deblur(y, kernel, noise=args.noise, boundary=boundary, method="admm", progress=False)
-                row = {"image": file.name, "kernel": kernel, "boundary": boundary,
-                       "psnr": psnr(r.image, truth), "psnr_interior": psnr(r.image[inner], truth[inner]),
-                       "iterations": r.result.iterations, "monotone": r.result.monotone,
-                       "converged": r.result.converged, "seconds": time.perf_counter() - tic}
-                rows.append(row)
-                print(f"{file.name} {kernel:<14} {boundary:<9} {row['psnr']:6.2f} dB (interior "
-                      f"{row['psnr_interior']:6.2f})  {row['iterations']:3d} it  "
-                      f"{'monotone' if row['monotone'] else 'RESIDUAL ROSE'}  {row['seconds']:.0f} s", flush=True)
+    try:
+        problems = list(photo_problems(args.data, args.images, args.kernels, args.size, args.noise))
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    inner = (slice(None), slice(EDGE, -EDGE), slice(EDGE, -EDGE))
+    for name, kernel, y, truth in problems:
+        for boundary in args.boundaries:
+            tic = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = deblur(y, kernel, noise=args.noise, boundary=boundary, method="admm", progress=False)
+            row = {"image": name, "kernel": kernel, "boundary": boundary,
+                   "psnr": psnr(r.image, truth), "psnr_interior": psnr(r.image[inner], truth[inner]),
+                   "iterations": r.result.iterations, "monotone": r.result.monotone,
+                   "converged": r.result.converged, "seconds": time.perf_counter() - tic}
+            rows.append(row)
+            print(f"{name} {kernel:<14} {boundary:<9} {row['psnr']:6.2f} dB (interior "
+                  f"{row['psnr_interior']:6.2f})  {row['iterations']:3d} it  "
+                  f"{'monotone' if row['monotone'] else 'RESIDUAL ROSE'}  {row['seconds']:.0f} s", flush=True)
     summary = {}
     for boundary in args.boundaries:
         sel = [r for r in rows if r["boundary"] == boundary]

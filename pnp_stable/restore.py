@@ -267,14 +267,15 @@ def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Cal
 
 def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, accelerate, noise, noise_source,
                       x_true_batch, progress, x0=None, sigma_den=None, step=None, checkpoint=None, resume=False,
-                      checkpoint_every=60.0, task="", operator_info=None):
+                      checkpoint_every=60.0, task="", operator_info=None, prox_error_ratio=0.03):
     from pnp_stable.solvers import solve
 
     previous, save = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
         task, y_batch, operator_info or {}, module, method, noise, sigma_den, step))
     res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
                 accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
-                sigma_den=sigma_den, step=step, resume=previous, checkpoint=save, checkpoint_every=checkpoint_every)
+                sigma_den=sigma_den, step=step, resume=previous, checkpoint=save, checkpoint_every=checkpoint_every,
+                prox_error_ratio=prox_error_ratio)
     report = {
         "noise": {"sigma": noise, "source": noise_source},
         "denoiser": den_info,
@@ -325,6 +326,7 @@ def deblur(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     checkpoint_every: float = 60.0,
+    prox_error_ratio: float = 0.03,
 ) -> Restoration:
     """Deblur ``image`` (``C x H x W`` in [0, 1]) blurred by ``kernel`` (array or CLI spec string).
 
@@ -342,6 +344,8 @@ def deblur(
     how the blur treats the image's edges; ``"auto"`` is ``"circular"`` for a simulation (the model
     that made the observation) and ``"reflect"`` for a real image, whose scene goes on beyond its
     frame (docs/benchmarks.md, "Boundaries for photographs": +3.7 dB over circular on average).
+    ``prox_error_ratio``: the budget of an iterative (CG) data prox relative to the monitored
+    residual (:func:`pnp_stable.solvers.solve`; 0: exact to rounding).
     """
     from pnp_stable.operators import Blur
     from pnp_stable.operators.kernels import parse_kernel_spec
@@ -379,6 +383,7 @@ def deblur(
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
                                     clean, progress, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="deblur",
+                                    prox_error_ratio=prox_error_ratio,
                                     operator_info=operator_info)
     x = res.x.clamp(0, 1)
     restored = x[:, 0] if split else x[0]
@@ -431,6 +436,7 @@ def reconstruct_ct(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     checkpoint_every: float = 60.0,
+    prox_error_ratio: float = 0.03,
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam sinogram, initialised by FBP.
 
@@ -440,7 +446,8 @@ def reconstruct_ct(
     Otherwise ``data`` is a sinogram ``n_detectors x n_angles`` (``image_size`` inferred when the
     detector count allows it). ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
     ``sigma_den`` and ``step`` replace the automatic parameters, ``tile`` tiles the denoiser and
-    ``checkpoint``/``resume`` stop and resume, as in :func:`deblur`.
+    ``checkpoint``/``resume`` stop and resume, and ``prox_error_ratio`` budgets the CG prox of
+    ADMM/DRS, as in :func:`deblur`.
     """
     from pnp_stable.operators import ParallelBeamCT
 
@@ -483,6 +490,7 @@ def reconstruct_ct(
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
                                     clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="ct",
+                                    prox_error_ratio=prox_error_ratio,
                                     operator_info={"type": "ParallelBeamCT", "image_size": n,
                                                    "angles": [float(a) for a in op.angles_deg]})
     restored = res.x.clamp(0, 1)[0]

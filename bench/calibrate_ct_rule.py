@@ -14,6 +14,12 @@ counts (exponent 2; see :func:`_fit` for why no exponent is fitted). The result 
     python bench/calibrate_ct_rule.py --denoiser gray --weights 0.3 0.6 1.2 2.4 --out runs/bench/calib_ct_fb.json
     python bench/calibrate_ct_rule.py --refit a.json b.json --out merged.json   # widen a grid
 
+ADMM (``--method admm``) has a second constant, the denoiser strength: as in the blur rules of the
+shipped denoisers it is one level for all noise levels (``sigma_exponent = 0``, ``s = sigma_ratio``),
+searched over ``--strengths``, while the weight sets ``gamma`` (``omega / gamma = target``); the
+pair with the best PSNR averaged over the angle counts is kept. Export it with
+``--pnp-rule ct:admm=FILE``.
+
 Rows record PSNR and SSIM; the choice maximises PSNR (as the blur calibration does).
 """
 
@@ -64,8 +70,8 @@ def refit(files: list[Path], out: Path | None) -> int:
                                                r["noise_relative"]))
     if runs is None:
         return 2
-    merged = {(row["angles"], row["weight"]): row for r in runs for row in r["table"]}
-    table = sorted(merged.values(), key=lambda row: (row["angles"], row["weight"]))
+    merged = {(row["angles"], row["weight"], row.get("strength")): row for r in runs for row in r["table"]}
+    table = sorted(merged.values(), key=lambda row: (row["angles"], row["weight"], row.get("strength") or 0.0))
     result = {**runs[0], "angles": sorted({row["angles"] for row in table}), "merged_from": [str(f) for f in files]}
     result.update(_fit(table))
     report_calibration(result, out)
@@ -73,37 +79,56 @@ def refit(files: list[Path], out: Path | None) -> int:
 
 
 def _fit(table: list[dict]) -> dict:
-    """The rule: exponent 2 (the MAP scaling) and the one weight with the best PSNR averaged over
-    the angle counts. The power law through each angle count's best weight is recorded too
+    """The rule: exponent 2 (the MAP scaling) and the one weight (for ADMM: the one pair of weight
+    and denoiser strength, rows with a ``strength``) with the best PSNR averaged over the angle
+    counts. The power law through each angle count's best weight is recorded too
     (``per_angle_fit``, as bench/calibrate_parameters.py fits noise levels) but not used: with
     two angle counts on a factor-2 grid its exponent is set by grid noise, and the first run
     (2026-11-30) gave a negative one, a rule that regularises more as the noise vanishes."""
+    if any(row.get("strength") is not None for row in table):
+        return _fit_admm(table)
     # fit_rule groups rows by "noise": here the image-domain level of each angle count
     best, per_angle = fit_rule([{**row, "noise": row["sigma_x"], "sigma_ratio": 1.0} for row in table])
-    groups = sorted({row["angles"] for row in table})
-    mean_psnr = {}
-    for weight in sorted({row["weight"] for row in table}):
-        rows = [row for row in table if row["weight"] == weight]
-        if sorted(row["angles"] for row in rows) == groups:  # measured at every angle count
-            mean_psnr[weight] = sum(row["psnr"] for row in rows) / len(rows)
-    if not mean_psnr:
-        raise ValueError("no weight was tried at every angle count")
+    mean_psnr = _mean_psnr_over_angles(table, lambda row: row["weight"])
     weight = max(mean_psnr, key=mean_psnr.get)
     rule = {"weight": weight, "exponent": 2.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}
     return {"best": {str(k): v for k, v in best.items()}, "per_angle_fit": per_angle,
             "mean_psnr_by_weight": {str(k): v for k, v in mean_psnr.items()}, "rule": rule, "table": table}
 
 
+def _mean_psnr_over_angles(table: list[dict], key) -> dict:
+    """Mean PSNR per ``key(row)`` over the angle counts, for the keys measured at every one."""
+    groups = sorted({row["angles"] for row in table})
+    mean_psnr = {}
+    for value in sorted({key(row) for row in table}):
+        rows = [row for row in table if key(row) == value]
+        if sorted(row["angles"] for row in rows) == groups:  # measured at every angle count
+            mean_psnr[value] = sum(row["psnr"] for row in rows) / len(rows)
+    if not mean_psnr:
+        raise ValueError("no parameter setting was tried at every angle count")
+    return mean_psnr
+
+
+def _fit_admm(table: list[dict]) -> dict:
+    mean_psnr = _mean_psnr_over_angles(table, lambda row: (row["weight"], row["strength"]))
+    weight, strength = max(mean_psnr, key=mean_psnr.get)
+    rule = {"weight": weight, "exponent": 2.0, "sigma_ratio": strength, "sigma_exponent": 0.0, "gamma_scale": 1.0}
+    return {"mean_psnr_by_setting": {f"{w}/{s}": v for (w, s), v in mean_psnr.items()}, "rule": rule,
+            "table": table}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--denoiser", default="gray", help="NAME | PATH (pnp_stable.denoisers.load)")
-    parser.add_argument("--method", default="fb", choices=["fb"], help="FB, the default of `pnp-stable ct`")
+    parser.add_argument("--method", default="fb", choices=["fb", "admm"])
     parser.add_argument("--angles", type=int, nargs="+", default=[60, 180])
     parser.add_argument("--slices", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--noise-relative", type=float, default=0.01, help="noise std / clean sinogram maximum")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.6, 1.2, 2.4])
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.035, 0.05, 0.07],
+                        help="ADMM: the denoiser's noise levels to search (one for all noise levels)")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-iter", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
@@ -136,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             y = op.simulate(clean, noise, seed=index)
             problems.append((clean, y, noise, op.fbp(y).clamp(0, 1)))
         sigma_x = math.exp(sum(math.log(p[2] / op.norm()) for p in problems) / len(problems))
-        for weight in args.weights:
-            rule = ParameterRule(weight=weight, exponent=2.0)
+        settings = [(w, None) for w in args.weights] if args.method == "fb" else [
+            (w, s) for s in args.strengths for w in args.weights]
+        for weight, strength in settings:
+            rule = (ParameterRule(weight=weight, exponent=2.0) if strength is None else
+                    ParameterRule(weight=weight, exponent=2.0, sigma_ratio=strength, sigma_exponent=0.0))
             start = time.perf_counter()
             psnrs, ssims, iterations, monotone = [], [], [], 0
             for clean, y, noise, x0 in problems:
@@ -148,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                 ssims.append(ssim(restored, clean[0]))
                 iterations.append(res.iterations)
                 monotone += bool(res.monotone)
-            row = {"angles": angles, "sigma_x": sigma_x, "weight": weight, "psnr": sum(psnrs) / len(psnrs),
+            row = {"angles": angles, "sigma_x": sigma_x, "weight": weight, "strength": strength,
+                   "psnr": sum(psnrs) / len(psnrs),
                    "ssim": sum(ssims) / len(ssims), "iterations": sum(iterations) / len(iterations),
                    "monotone": monotone, "runs": len(problems), "seconds": time.perf_counter() - start}
             table.append(row)

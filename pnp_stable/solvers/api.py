@@ -219,7 +219,8 @@ def solve(
             image's monitored residual; the first prox: ``1e-3 eta ||w_0||``), a summable
             sequence, so the inexact Krasnosel'skii-Mann theorem applies, and the monitor adds
             the certified bounds to its tolerance. 0 computes every prox to the rounding of its
-            result. Ignored for closed-form proxes and FB.
+            result. Ignored for closed-form proxes, FB, and when no guarantee holds (every prox is
+            then exact to rounding: the errors' effect on the map is only bounded under it).
 
     Returns:
         a :class:`SolveResult`. A ``KeyboardInterrupt`` during the iterations stops the solve
@@ -301,7 +302,8 @@ def solve(
         else chosen.as_dict(),
         "accelerate": accelerate,
     }
-    error_control = plan.guarantee.constants.get("prox_error_control")
+    # without a guarantee the errors' effect on T is not bounded (DRS needs R_D non-expansive): exact proxes
+    error_control = plan.guarantee.holds and bool(plan.guarantee.constants.get("prox_error_control"))
     if error_control:
         parameters["prox_error_ratio"] = float(prox_error_ratio)
 

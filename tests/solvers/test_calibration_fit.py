@@ -111,6 +111,22 @@ def test_ct_rule_takes_the_weight_best_on_average_over_angle_counts():
     assert "8.0" not in fitted["mean_psnr_by_weight"]
 
 
+def test_ct_admm_rule_takes_the_pair_best_on_average_over_angle_counts():
+    """ADMM rows carry a denoiser strength: the (weight, strength) pair with the best mean PSNR over
+    the angle counts wins, with the strength constant across noise levels (sigma_exponent 0)."""
+    ct = load_bench_script("calibrate_ct_rule")
+    rows = [{"angles": a, "sigma_x": x, "weight": w, "strength": s, "psnr": p}
+            for a, x, w, s, p in [(60, 0.008, 0.5, 0.05, 31.0), (60, 0.008, 1.0, 0.05, 31.5),
+                                  (60, 0.008, 0.5, 0.07, 31.8), (60, 0.008, 1.0, 0.07, 31.2),
+                                  (180, 0.004, 0.5, 0.05, 33.0), (180, 0.004, 1.0, 0.05, 33.9),
+                                  (180, 0.004, 0.5, 0.07, 32.9), (180, 0.004, 1.0, 0.07, 33.0),
+                                  (180, 0.004, 2.0, 0.07, 40.0)]]
+    fitted = ct._fit(rows)
+    assert fitted["rule"] == {"weight": 1.0, "exponent": 2.0, "sigma_ratio": 0.05, "sigma_exponent": 0.0,
+                              "gamma_scale": 1.0}
+    assert "2.0/0.07" not in fitted["mean_psnr_by_setting"]  # not measured at 60 angles
+
+
 def test_colour_calibration_solves_rgb_problems_and_its_rule_records_the_mode(tmp_path, capsys):
     """A full (tiny) calibration run on RGB train crops: one 3-channel problem per crop and kernel,
     the colour mode recorded in the file and carried into a model's metadata by export."""

@@ -166,3 +166,20 @@ def test_prox_error_ratio_is_validated(problem):
     for bad in (-0.1, 1.0, float("nan")):
         with pytest.raises(ValueError, match="prox_error_ratio"):
             solve(y, op, model, method="admm", step=1.0, sigma_den=0.05, progress=False, prox_error_ratio=bad)
+
+
+def test_without_a_guarantee_every_prox_is_exact(problem):
+    """An uncertified denoiser: no guarantee, so no error budget (for DRS the effect of a prox error
+    on the map is bounded only under the guarantee's premise)."""
+    _, y, _ = problem
+
+    class Smoother(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+    op = CountingBlur("gauss:1.6", tuple(y.shape[1:]), boundary="reflect")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = solve(y, op, Smoother(), method="drs", step=2.0, progress=False, max_iter=5)
+    assert not result.guarantee.holds
+    assert "prox_error_ratio" not in result.parameters and "prox_error" not in result.history[0]

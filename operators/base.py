@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from deepinv.physics import LinearPhysics
@@ -200,6 +200,11 @@ class CertifiedLinearPhysics(LinearPhysics):
         """Exact prox, or None when this operator has no closed form (CG is used instead)."""
         return None
 
+    def _cg_preconditioner(self, gamma: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """An SPD approximation of ``(gamma A^T A + I)^-1`` (``gamma``: ``(B, 1, 1, 1)`` float64) for
+        the CG prox, applied image-wise in the dtype of its input; None: plain CG."""
+        return None
+
     def prox_data(
         self,
         z: torch.Tensor,
@@ -282,12 +287,14 @@ class CertifiedLinearPhysics(LinearPhysics):
                 last_product["input"], last_product["normal"] = v, normal
                 return g_work * normal + v
 
+            precondition = self._cg_preconditioner(g_work)
             if z.dtype == work:
-                x, info, _ = batched_conjugate_gradient(apply_matrix, rhs, guesses, tol=tol, max_iter=max_iter)
+                x, info, _ = batched_conjugate_gradient(apply_matrix, rhs, guesses, tol=tol, max_iter=max_iter,
+                                                        precondition=precondition)
             else:
                 x, info, _ = refined_conjugate_gradient(
                     apply_matrix, lambda v: g_coarse * self.A_adjoint_A(v) + v, rhs, guesses, tol=tol,
-                    max_iter=max_iter, coarse_dtype=z.dtype)
+                    max_iter=max_iter, coarse_dtype=z.dtype, precondition=precondition)
             # CG's last product is usually its final residual check, i.e. A^T A of the solution
             normal_x = last_product["normal"] if last_product.get("input") is x else None
             self._warm_start = (x.detach(), None if normal_x is None else normal_x.detach())

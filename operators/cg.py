@@ -103,6 +103,7 @@ def batched_conjugate_gradient(
     initial_guesses: list[torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]],
     tol: float | torch.Tensor,
     max_iter: int,
+    precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ProxInfo, torch.Tensor]:
     """Solve ``M x = rhs`` for a symmetric positive-definite ``M`` acting image-wise on a batch.
 
@@ -112,8 +113,10 @@ def batched_conjugate_gradient(
     drift), CG restarts from the true residual; iterations (matrix products in the recurrence)
     never exceed ``max_iter``. For each image the best of ``initial_guesses`` (smallest initial
     residual) is the starting point; a guess may come as ``(x0, M x0)`` when ``M x0`` is already
-    known (it is then not recomputed). Returns ``(x, info, M x)``. Assumes ``M`` is SPD; runs under
-    ``torch.no_grad``.
+    known (it is then not recomputed). ``precondition`` (optional) applies a symmetric
+    positive-definite approximation of ``M^-1`` image-wise (preconditioned CG); it changes the
+    iterations, never the stopping test, which stays on the true residual. Returns
+    ``(x, info, M x)``. Assumes ``M`` is SPD; runs under ``torch.no_grad``.
     """
     with torch.no_grad():
         threshold, scale = _thresholds(rhs, tol)
@@ -124,21 +127,27 @@ def batched_conjugate_gradient(
             converged = res_sq.sqrt() <= threshold
             if bool(converged.all()) or iterations >= max_iter:
                 break
-            direction = residual.clone()
+            # z = P r (z = r without a preconditioner); rz = <r, z> drives the recurrence
+            z = residual if precondition is None else precondition(residual)
+            rz = res_sq if precondition is None else _batch_dot(residual, z)
+            direction = z.clone()
             while iterations < max_iter and not bool(converged.all()):
                 iterations += 1
                 m_direction = apply_matrix(direction)
                 curvature = _batch_dot(direction, m_direction)
                 active = (~converged) & (curvature > 0)
                 safe_curvature = torch.where(curvature > 0, curvature, torch.ones_like(curvature))
-                step = torch.where(active, res_sq / safe_curvature, torch.zeros_like(res_sq))
+                step = torch.where(active, rz / safe_curvature, torch.zeros_like(rz))
                 x = x + _expand(step, x) * direction
                 residual = residual - _expand(step, x) * m_direction
                 new_res_sq = _batch_dot(residual, residual)
-                safe_res_sq = torch.where(res_sq > 0, res_sq, torch.ones_like(res_sq))
-                beta = torch.where(active, new_res_sq / safe_res_sq, torch.zeros_like(res_sq))
-                direction = torch.where(_expand(active, x), residual + _expand(beta, x) * direction, direction)
+                z = residual if precondition is None else precondition(residual)
+                new_rz = new_res_sq if precondition is None else _batch_dot(residual, z)
+                safe_rz = torch.where(rz > 0, rz, torch.ones_like(rz))
+                beta = torch.where(active, new_rz / safe_rz, torch.zeros_like(rz))
+                direction = torch.where(_expand(active, x), z + _expand(beta, x) * direction, direction)
                 res_sq = torch.where(active, new_res_sq, res_sq)
+                rz = torch.where(active, new_rz, rz)
                 # zero curvature means a zero direction: nothing left to gain for that image
                 converged = converged | (res_sq.sqrt() <= threshold) | (curvature <= 0)
             # the recurrence drifts from the true residual in finite precision: check the truth
@@ -157,6 +166,7 @@ def refined_conjugate_gradient(
     max_iter: int,
     coarse_dtype: torch.dtype,
     inner_tol: float = 1e-4,
+    precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ProxInfo, torch.Tensor]:
     """Mixed-precision iterative refinement: :func:`batched_conjugate_gradient`'s result and
     guarantee, at most of the cost of CG in ``coarse_dtype``.
@@ -169,7 +179,8 @@ def refined_conjugate_gradient(
     value per image) is met, while almost every product runs in the coarse precision. Guarantee: image ``i`` is reported converged if and only if its true
     fine-precision residual satisfies ``||rhs_i - M x_i|| <= tol ||rhs_i||``; coarse CG iterations
     (counted in ``info.iterations``) never exceed ``max_iter``, and a round that improves no
-    unconverged image ends the solve (reported as not converged). Returns ``(x, info, M x)``.
+    unconverged image ends the solve (reported as not converged). ``precondition`` is passed to the
+    coarse CG (it must accept ``coarse_dtype`` tensors). Returns ``(x, info, M x)``.
     """
     with torch.no_grad():
         threshold, scale = _thresholds(rhs, tol)
@@ -186,7 +197,7 @@ def refined_conjugate_gradient(
             needed = (threshold / res_sq.sqrt().clamp_min(1e-300))[~converged]
             round_tol = min(0.25, max(inner_tol, 0.5 * float(needed.min())))
             d, inner, _ = batched_conjugate_gradient(apply_matrix_coarse, r, [torch.zeros_like(r)], tol=round_tol,
-                                                     max_iter=max_iter - iterations)
+                                                     max_iter=max_iter - iterations, precondition=precondition)
             iterations += max(inner.iterations, 1)
             x = x + d.to(x.dtype)
             m_x = apply_matrix(x)

@@ -140,3 +140,29 @@ def test_mixed_precision_refinement_reaches_the_float64_tolerance_with_float32_p
     _, capped, _ = refined_conjugate_gradient(fine, coarse, rhs, [torch.zeros_like(rhs)], tol=1e-11, max_iter=5,
                                               coarse_dtype=torch.float32)
     assert capped.iterations <= 5 and not capped.all_converged
+
+
+def test_preconditioned_cg_matches_the_direct_solve_and_an_exact_preconditioner_takes_one_step():
+    mats = _spd_batch([1e3, 1e5])
+    rhs = torch.randn(2, 1, 5, 6, dtype=torch.float64)
+
+    def apply(v):
+        return (mats @ v.reshape(2, 30, 1)).reshape(v.shape)
+
+    inverse = torch.linalg.inv(mats)
+    diagonal = torch.diagonal(mats, dim1=1, dim2=2)
+
+    def jacobi(v):
+        return (v.reshape(2, 30) / diagonal).reshape(v.shape)
+
+    def exact(v):
+        return (inverse @ v.reshape(2, 30, 1)).reshape(v.shape)
+
+    expected = torch.linalg.solve(mats, rhs.reshape(2, 30, 1)).reshape(rhs.shape)
+    plain = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs)], tol=1e-11, max_iter=500)
+    for precondition in (jacobi, exact):
+        x, info, _ = batched_conjugate_gradient(apply, rhs, [torch.zeros_like(rhs)], tol=1e-11, max_iter=500,
+                                                precondition=precondition)
+        assert info.all_converged and max(info.relative_residuals) <= 1e-11
+        torch.testing.assert_close(x, expected, rtol=1e-7, atol=1e-9)
+    assert info.iterations <= 2 < plain[1].iterations  # the exact inverse: one step (plus rounding)

@@ -23,7 +23,7 @@ from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite
                    "estimated if omitted.")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
-@solver_options(max_iter_default=300)
+@solver_options(max_iter_default=300, solver_default="admm")
 def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sigma_den, step, accelerate, seed, device,
        tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.

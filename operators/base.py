@@ -98,7 +98,7 @@ class CertifiedLinearPhysics(LinearPhysics):
         self._norm_bound: NormBound | None = None
         # (previous prox solution x, A^T A x or None): the next prox's warm start, no extra product
         self._warm_start: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        # (y, its version, A^T y): y is usually the same tensor through a whole solve
+        # (y, its version, the dtype of A^T y, A^T y): y is usually the same tensor through a whole solve
         self._adjoint_cache: tuple[torch.Tensor, int, torch.dtype, torch.Tensor] | None = None
 
     # -- shapes ------------------------------------------------------------------------------
@@ -230,10 +230,12 @@ class CertifiedLinearPhysics(LinearPhysics):
 
         ``max_error`` (a scalar or one value per image) asks for an *inexact* prox instead of
         ``tol``/``cg_tol``: CG stops once the absolute residual ``||rhs - M x||`` is at most
-        ``max_error`` (or at the rounding level of the default tolerance, whichever is looser). Guarantee: since every eigenvalue of ``M = gamma A^T A + I`` is >= 1,
+        ``max_error`` (or at the rounding level of the default tolerance, whichever is looser).
+        Guarantee: since every eigenvalue of ``M = gamma A^T A + I`` is >= 1,
         ``||x - prox|| <= ||rhs - M x||``, and ``last_prox_info.error_bounds`` reports that residual
-        per image (computed in float64, before the result is rounded to ``z``'s dtype) whether or
-        not ``max_error`` was given. The closed forms are exact (bound 0) and ignore ``max_error``.
+        per image (computed in float64, ``A^T y`` included, before the result is rounded to ``z``'s
+        dtype) whether or not ``max_error`` was given. The closed forms are exact (bound 0) and
+        ignore ``max_error``. An operator may precondition its CG (:meth:`_cg_preconditioner`).
         """
         self._check_tensor(z, "z")
         self._check_tensor(y, "y")

@@ -257,9 +257,8 @@ class CertifiedLinearPhysics(LinearPhysics):
         # problems, mixed-precision refinement keeps most products in float32 (float64 A^T A costs
         # 2.6x a float32 one for CT).
         work = torch.float64
-        tol = self.cg_tol if tol is None else float(tol)
-        if max_error is not None:
-            tol = None  # the budget replaces the tolerance; the rounding floor below still applies
+        # a budget replaces the tolerance (the rounding floor below still applies)
+        tol = None if max_error is not None else self.cg_tol if tol is None else float(tol)
         max_iter = self.cg_max_iter if max_iter is None else int(max_iter)
         with torch.no_grad():
             g_work = g.to(work) if isinstance(g, torch.Tensor) else g

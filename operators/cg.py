@@ -109,9 +109,9 @@ def batched_conjugate_gradient(
 
     Guarantee: image ``i`` is reported converged in the returned :class:`ProxInfo` if and only if
     its *true* residual (recomputed, not the CG recurrence) satisfies ``||rhs_i - M x_i|| <= tol
-    ||rhs_i||`` (``tol`` is a scalar or one value per image). When the recurrence claims convergence but the true residual disagrees (rounding
-    drift), CG restarts from the true residual; iterations (matrix products in the recurrence)
-    never exceed ``max_iter``. For each image the best of ``initial_guesses`` (smallest initial
+    ||rhs_i||`` (``tol`` is a scalar or one value per image). When the recurrence claims
+    convergence but the true residual disagrees (rounding drift), CG restarts from the true
+    residual; iterations (matrix products in the recurrence) never exceed ``max_iter``. For each image the best of ``initial_guesses`` (smallest initial
     residual) is the starting point; a guess may come as ``(x0, M x0)`` when ``M x0`` is already
     known (it is then not recomputed). ``precondition`` (optional) applies a symmetric
     positive-definite approximation of ``M^-1`` image-wise (preconditioned CG); it changes the
@@ -176,8 +176,9 @@ def refined_conjugate_gradient(
     ``inner_tol`` relative to ``||r||`` (or less strictly, when half of that round's residual
     reduction already meets the strictest threshold still open); ``x += d``. Each round gains
     about ``-log10(inner_tol)`` digits until the fine precision's tolerance ``tol`` (a scalar or one
-    value per image) is met, while almost every product runs in the coarse precision. Guarantee: image ``i`` is reported converged if and only if its true
-    fine-precision residual satisfies ``||rhs_i - M x_i|| <= tol ||rhs_i||``; coarse CG iterations
+    value per image) is met, while almost every product runs in the coarse precision. Guarantee:
+    image ``i`` is reported converged if and only if its true fine-precision residual satisfies
+    ``||rhs_i - M x_i|| <= tol ||rhs_i||``; coarse CG iterations
     (counted in ``info.iterations``) never exceed ``max_iter``, and a round that improves no
     unconverged image ends the solve (reported as not converged). ``precondition`` is passed to the
     coarse CG (it must accept ``coarse_dtype`` tensors). Returns ``(x, info, M x)``.

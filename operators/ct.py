@@ -115,6 +115,8 @@ class ParallelBeamCT(CertifiedLinearPhysics):
         self._radon = nn.ModuleDict()
         self._radon[_dtype_key(torch.float32)] = self._make_tomography(torch.float32, self._device)
         self._scale = 1.0
+        # the spectrum behind the CG preconditioner (see _normal_transfer), computed on first use
+        self._normal_transfer_cache: torch.Tensor | None = None
         if self.normalize:
             self._scale = self._raw_norm_bound().value
 
@@ -202,7 +204,7 @@ class ParallelBeamCT(CertifiedLinearPhysics):
     def _normal_transfer(self, device: torch.device) -> torch.Tensor:
         """Real spectrum of ``A^T A``'s response to a centred point, on the doubled grid (so that the
         circular convolution it defines does not wrap), float64; computed once per device."""
-        cached = getattr(self, "_normal_transfer_cache", None)
+        cached = self._normal_transfer_cache
         if cached is not None and cached.device == device:
             return cached
         n = self.image_size

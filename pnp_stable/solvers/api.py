@@ -367,7 +367,6 @@ def _iterate(
     resumed_done: list[bool] = [False] * batch
     carried_row: dict[str, Any] | None = None
     t_error = [0.0] * batch
-    first_residual: list[float | None] = [None] * batch
     if resume is not None and resume.history:
         # The resumed state is the last recorded iterate: its row is recomputed for the images that
         # still iterate (not duplicated); images that had stopped keep their entries of that row.
@@ -380,6 +379,7 @@ def _iterate(
         resumed_done = list(resume.converged_per_image)
         previous: list[float | None] = [None] * batch
         previous_error = [0.0] * batch
+        first_residual: list[float | None] = [None] * batch
         for row in history:
             errors = row.get("prox_error") or [None] * batch
             for i, r in enumerate(row["residual"]):
@@ -393,7 +393,7 @@ def _iterate(
             v - int(bool(f) and not done)
             for v, f, done in zip(resume.monotonicity_violations, increase, resumed_done)
         ]
-        monitor.restore(previous, violations, resumed_done, previous_error)
+        monitor.restore(previous, violations, resumed_done, previous_error, first_residual)
         monitor.first_violation = [
             None if (f is not None and f >= start_iteration and not done) else f
             for f, done in zip(resume.first_violation, resumed_done)
@@ -409,7 +409,7 @@ def _iterate(
         point_norms = batch_norms(points).tolist()
         out = []
         for i, norm in zip(idx, point_norms):
-            r, r0 = monitor.last[i], first_residual[i]
+            r, r0 = monitor.last[i], monitor.first[i]
             if r is None or r0 is None or not math.isfinite(r) or index < 1:
                 out.append(1e-3 * eta * norm)
             else:  # eta r tracks the residual; the cap makes the errors summable
@@ -525,9 +525,6 @@ def _iterate(
             before = list(monitor.violations)
             relative = monitor.update(k, active, residual, scale,
                                       None if prox_error_ratio is None else [t_error[i] for i in active])
-            for i, r in zip(active, residual):
-                if first_residual[i] is None:
-                    first_residual[i] = r
             base = carried_row if step_count == 0 else None
             running = set(active)
 

@@ -59,6 +59,7 @@ class ResidualMonitor:
         self.tol = float(tol)
         self.factor = float(tolerance_factor)
         self.last = [None] * batch  # previous r per image
+        self.first: list[float | None] = [None] * batch  # r_0 per image (of the whole solve, resumes included)
         self.last_error = [0.0] * batch  # certified error bound of the evaluation behind it
         self.violations = [0] * batch
         self.first_violation: list[int | None] = [None] * batch
@@ -70,9 +71,11 @@ class ResidualMonitor:
         self.assumptions = tuple(assumptions)
 
     def restore(self, last: list[float | None], violations: list[int], converged: list[bool],
-                last_error: list[float] | None = None) -> None:
+                last_error: list[float] | None = None, first: list[float | None] | None = None) -> None:
         """Continue from a previous run (resume)."""
         self.last = list(last)
+        if first is not None:
+            self.first = list(first)
         self.violations = list(violations)
         self.converged = list(converged)
         if last_error is not None:
@@ -114,6 +117,8 @@ class ResidualMonitor:
                     )
             self.last[i] = r
             self.last_error[i] = error
+            if self.first[i] is None:
+                self.first[i] = r
             rel = r / max(s, 1e-30)
             relative.append(rel)
             if rel <= self.tol:

@@ -9,7 +9,7 @@ import click
 
 from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import parse_level, solver_options
-from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite
+from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite, solver_warnings
 
 
 @click.command()
@@ -82,10 +82,11 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
         tensor = torch.from_numpy(loaded.data)[None]
         absolute = level[1] if level is not None and level[0] == "absolute" else None
         relative = level[1] if level is not None and level[0] == "relative" else None
-        restoration = reconstruct_ct(tensor, angles=angles, simulate=simulate, noise=absolute,
-                                     noise_relative=relative, seed=seed,
-                                     image_size=size, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
-                                     accelerate=accelerate, device=device, progress=not quiet, **manual)
+        with solver_warnings(quiet):
+            restoration = reconstruct_ct(tensor, angles=angles, simulate=simulate, noise=absolute,
+                                         noise_relative=relative, seed=seed, image_size=size, method=solver,
+                                         denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
+                                         device=device, progress=not quiet, **manual)
         if not simulate:  # a sinogram has no meaningful bit depth for the reconstruction
             loaded = LoadedImage(loaded.data, loaded.bit_depth or 16, loaded.path, loaded.notes)
         options = dict(angles=angles, simulate=simulate, noise=noise, size=size, solver=solver, denoiser=denoiser,

@@ -9,7 +9,7 @@ import click
 
 from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import color_option, parse_level, solver_options
-from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite
+from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite, solver_warnings
 
 
 @click.command()
@@ -122,9 +122,10 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
 
     tensor = torch.from_numpy(loaded.data)
     tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
-    restoration = run(tensor, kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary, method=solver,
-                      denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device,
-                      progress=not quiet, color=color, **manual)
+    with solver_warnings(quiet):
+        restoration = run(tensor, kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary,
+                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
+                          device=device, progress=not quiet, color=color, **manual)
     options = dict(kernel=kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary, solver=solver,
                    denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device, color=color,
                    **manual)

@@ -1,7 +1,9 @@
-"""User-facing errors: one line, exit code 2, no traceback.
+"""User-facing errors and warnings: one line each, errors with exit code 2, no traceback.
 
 Library code raises ``ValueError``/``FileNotFoundError`` with a message naming the problem; the
 command line reports them through :func:`user_errors` and never shows a traceback for them.
+Library warnings (e.g. a fixed-point residual that increased) are shown by
+:func:`one_line_warnings` as ``warning: <message>``, without Python's ``file:line`` prefix.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import warnings
 from typing import Iterator
 
 import click
@@ -59,6 +62,22 @@ def user_errors() -> Iterator[None]:
         if isinstance(exc, ValueError):
             raise UserError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         raise
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show every warning raised inside as one line ``warning: <message>`` on stderr, written
+    above a running progress bar (``tqdm.write``) rather than through it."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - warnings API
+        from tqdm import tqdm
+
+        text = " ".join(str(message).split())
+        tqdm.write(f"warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 @contextlib.contextmanager

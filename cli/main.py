@@ -28,12 +28,16 @@ class LazyGroup(click.Group):
     """Imports sub-commands on demand; reports every user error as one line with exit code 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
+        from pnp_stable.cli.errors import one_line_warnings
+
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+            with one_line_warnings():
+                return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         import sys
 
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with one_line_warnings():
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:  # bad option value, missing argument, unknown command
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             click.echo(f"error: {exc.format_message()}{hint}", err=True)

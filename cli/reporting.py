@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -26,6 +28,18 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def solver_warnings(quiet: bool) -> Iterator[None]:
+    """With ``--quiet`` only the summary line is printed, and it already counts the fixed-point
+    residual's increases: their warnings (``MonotonicityWarning``) are dropped. Other warnings pass."""
+    with warnings.catch_warnings():
+        if quiet:
+            from pnp_stable.solvers import MonotonicityWarning
+
+            warnings.simplefilter("ignore", MonotonicityWarning)
+        yield
 
 
 def refuse_to_overwrite(input_path: Path | None, *targets) -> None:
@@ -66,7 +80,7 @@ def finish_restoration(command: str, restoration, loaded, input_path, out_path: 
             click.echo(f"note: {note}", err=True)
         g = restoration.result.guarantee
         if not g.holds:
-            click.echo(f"warning: no convergence guarantee: {g.reason}", err=True)
+            click.echo(f"warning: {g.reason[0].lower()}{g.reason[1:]}", err=True)
     click.echo(restoration.summary_line(str(out_path)))
     saved = restoration.report.get("checkpoint")
     if saved and not restoration.result.converged:

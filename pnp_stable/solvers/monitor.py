@@ -102,7 +102,7 @@ class ResidualMonitor:
                 if not self.warned:
                     self.warned = True
                     if not self.guarantee_holds:
-                        context = "(no convergence guarantee holds for this configuration)"
+                        context = "which it may: no convergence guarantee holds for this configuration"
                     elif self.assumptions:
                         context = ("although the convergence guarantee holds if its assumptions do: one of them "
                                    f"({'; '.join(self.assumptions)}) or a certificate is contradicted")

@@ -182,6 +182,24 @@ def test_ct_demo_and_errors(tmp_path, rgb_png, tiny_denoiser, monkeypatch):
     assert_user_error(run("ct", wide, "--simulate", "--denoiser", tiny_denoiser), "square")
 
 
+def test_a_residual_increase_is_one_warning_line_and_quiet_leaves_it_to_the_summary(tmp_path, camera_png,
+                                                                                     tiny_denoiser):
+    # FB with tau = 8 > 2/||A||^2: the gradient step is expansive and the residual rises at once
+    common = ("--simulate", "--denoiser", tiny_denoiser, "--max-iter", "4", "--solver", "fb", "--step", "8",
+              "--no-accelerate", "--out", tmp_path / "fb.png")
+    r = run("deblur", camera_png, *common)
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.output.splitlines() if "residual increased at iteration" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: FB fixed-point residual increased"), r.output
+    assert "MonotonicityWarning" not in r.output and ".py:" not in r.output
+    assert "warning: no convergence guarantee: tau = 8 exceeds" in r.output
+    assert "guarantee: No convergence" not in r.output
+    r = run("deblur", camera_png, *common, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == [line for line in r.output.splitlines() if line.startswith("restored")]
+    assert "residual increased" in r.output and "NO convergence guarantee" in r.output
+
+
 def test_manual_parameters_replace_the_automatic_ones_and_the_guarantee_follows_them(tmp_path, camera_png,
                                                                                        tiny_denoiser):
     common = ("--simulate", "--denoiser", tiny_denoiser, "--max-iter", "3", "--quiet")

@@ -195,19 +195,22 @@ class _ConditionedDenoiser(nn.Module):
         gates: list[torch.Tensor | None] = [None] * self.config.blocks
         t = None
         s = as_sigma_batch(sigma, x.shape[0], x) if self.needs_sigma else None
-        if self.injection_embedding is not None:
-            pulls = [p.view(-1, 1, 1, 1) for p in self.injection_weights(s).unbind(dim=1)]
-        if self.time_embedding is not None:
-            scales = list(torch.sigmoid(self.time_embedding(s)).unbind(dim=1))
-        if self.gate_embedding is not None:
-            gates = self._per_block_channels(torch.sigmoid(self.gate_embedding(s)))
-        if self.embedding is not None:
-            code = self.embedding(s)
-            if self.config.learned_relaxation:
-                t = torch.sigmoid(code[:, -1]).view(-1, 1, 1, 1)
-                code = code[:, :-1]
-            if self.config.sigma_conditioning:
-                shifts = self._per_block_channels(code)
+        # the noise-level heads run outside autocast: in float16 a sigmoid of a logit below about -17
+        # underflows to 0, and a time scale or relaxation of 0 is outside the certificate's (0, 1]
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if self.injection_embedding is not None:
+                pulls = [p.view(-1, 1, 1, 1) for p in self.injection_weights(s).unbind(dim=1)]
+            if self.time_embedding is not None:
+                scales = list(torch.sigmoid(self.time_embedding(s)).unbind(dim=1))
+            if self.gate_embedding is not None:
+                gates = self._per_block_channels(torch.sigmoid(self.gate_embedding(s)))
+            if self.embedding is not None:
+                code = self.embedding(s)
+                if self.config.learned_relaxation:
+                    t = torch.sigmoid(code[:, -1]).view(-1, 1, 1, 1)
+                    code = code[:, :-1]
+                if self.config.sigma_conditioning:
+                    shifts = self._per_block_channels(code)
         center = self.config.center
         layers = list(self.network)
         z0 = z = layers[0](x - center)

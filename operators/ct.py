@@ -162,10 +162,13 @@ class ParallelBeamCT(CertifiedLinearPhysics):
             )
 
     def _tomography(self, t: torch.Tensor) -> nn.Module:
+        if t.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"ParallelBeamCT supports float32 and float64 tensors, got {t.dtype}")
         key = _dtype_key(t.dtype)
-        if key not in self._radon:
-            if t.dtype not in (torch.float32, torch.float64):
-                raise ValueError(f"ParallelBeamCT supports float32 and float64 tensors, got {t.dtype}")
+        # one backend per dtype, on the device of the data it serves: deepinv's Radon would copy its
+        # sampling grids to the input's device at every call, and it caches its autograd adjoint by
+        # shape only, so a backend seen from two devices would mix them
+        if key not in self._radon or self._radon[key].angles.device != t.device:
             self._radon[key] = self._make_tomography(t.dtype, t.device)
         return self._radon[key]
 

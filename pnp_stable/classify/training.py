@@ -37,6 +37,7 @@ from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
 from pnp_stable.classify.models import atomic_torch_save, build_classifier, file_mode, load_classifier, save_classifier
+from pnp_stable.precision import cuda_autocast_dtype
 
 __all__ = ["CHECKPOINT_FORMAT", "LOSS_DEFAULTS", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
 
@@ -228,7 +229,7 @@ def _warm_start(model_config: ClassifierConfig, path: str) -> tuple[ClassifierCo
 def _amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
     if not (config.amp and device.type == "cuda"):
         return False, torch.float32
-    return True, (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return True, cuda_autocast_dtype()
 
 
 class _DeferredInterrupt:
@@ -312,7 +313,8 @@ def train_classifier(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved with the scaler off (CPU, bf16): a float16 resume starts it afresh
+            scaler.load_state_dict(state["scaler"])
         aug_generator.set_state(state["aug_generator"])
         epoch, step_in_epoch, history = state["epoch"], state["step_in_epoch"], state["history"]
         running = state["running"]

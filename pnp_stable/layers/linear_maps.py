@@ -57,7 +57,8 @@ class LinearMap(nn.Module):
         if float(self.norm_estimate) == 0.0:
             n_iter, tol = max(n_iter, _WARMUP_ITERATIONS), _WARMUP_TOL if tol is None else tol
         fwd, adj = self._power_ops()
-        with torch.no_grad():
+        # outside autocast: a bf16/fp16 product would quantise the stored power vector every step
+        with torch.no_grad(), torch.autocast(device_type=self.weight.device.type, enabled=False):
             u = self.power_vector.to(self.weight.dtype)
             estimate, u = power_iteration(fwd, adj, u, n_iter=n_iter, tol=tol)
             self.power_vector.copy_(u.to(self.power_vector.dtype))

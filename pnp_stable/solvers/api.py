@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pnp_stable.layers.certificates import certificate_of
+from pnp_stable.precision import ieee_float32
 from pnp_stable.solvers.anderson import SafeguardedAnderson
 from pnp_stable.solvers.denoiser_adapter import (
     accepts_noise_level, denoiser_caller, evaluation_mode, strength_kind, warm_start_hooks,
@@ -132,6 +133,7 @@ def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Te
     return analyse_splitting(method, cert, name, step, relaxation, exact, statement, control)
 
 
+@ieee_float32()  # the monitor's tolerance is float32 rounding, not TF32's (pnp_stable.precision)
 def solve(
     y: torch.Tensor,
     A: object,
@@ -322,6 +324,8 @@ def solve(
             raise ValueError(f"x0 has shape {tuple(w.shape)} but A^T y has shape {(batch, *reference.shape[1:])}")
         if x_true is not None and x_true.shape != w.shape:
             raise ValueError(f"x_true has shape {tuple(x_true.shape)} but the image has shape {tuple(w.shape)}")
+        if x_true is not None:
+            x_true = x_true.to(y.device, y.dtype)
         fixed_point_map = make_iteration_map(method, op, denoise, plan.step, plan.relaxation, plan.km_relaxation)
         return _iterate(
             fixed_point_map, w, y, plan, parameters, cert, batch, max_iter, tol, x_true, metrics, accelerate,

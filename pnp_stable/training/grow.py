@@ -88,7 +88,8 @@ def idle_blocks(model: CertifiedDenoiser, sigma_min: float, sigma_max: float,
         raise ValueError(f"need 0 <= sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
     if model.time_embedding is None:
         return []
-    sigmas = torch.linspace(sigma_min, sigma_max, max(2, samples), dtype=torch.float32)
+    device = next(model.time_embedding.parameters()).device
+    sigmas = torch.linspace(sigma_min, sigma_max, max(2, samples), dtype=torch.float32, device=device)
     with torch.no_grad():
         largest = torch.sigmoid(model.time_embedding(sigmas)).max(dim=0).values
     return [k for k, tau in enumerate(largest.tolist()) if tau < threshold]

@@ -34,6 +34,7 @@ from torch import nn
 
 from pnp_stable.denoisers.color import OpponentColorDenoiser
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
+from pnp_stable.precision import cuda_autocast_dtype
 from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
 from pnp_stable.training.config import TrainConfig
 from pnp_stable.training.data import PatchSampler, ValidationSet, training_image_paths
@@ -265,7 +266,7 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = cuda_autocast_dtype() if use_amp else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     step, best, elapsed = 0, None, 0.0
@@ -276,7 +277,8 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved with the scaler off (CPU, bf16): a float16 resume starts it afresh
+            scaler.load_state_dict(state["scaler"])
         step, best, elapsed = int(state["step"]), state.get("best"), float(state.get("elapsed", 0.0))
         # a checkpoint older than starting-point records has none: export falls back to the path
         has_origin = "init_from_record" in state
@@ -293,7 +295,8 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
 
     # what the loss and validation see: the model itself, or the colour denoiser made of it
     # (its weights, checkpoints and exports stay the gray model's)
-    task: nn.Module = OpponentColorDenoiser(model) if config.color == "opponent" else model
+    # on the device: DDP broadcasts every buffer, the colour basis included
+    task: nn.Module = OpponentColorDenoiser(model).to(device) if config.color == "opponent" else model
     net: nn.Module = task
     if world > 1:
         net = nn.parallel.DistributedDataParallel(task, device_ids=[device.index] if device.type == "cuda" else None)

@@ -223,16 +223,22 @@ def _train(config: TrainConfig, stop_after: int | None, stop_requested: threadin
             dist.destroy_process_group()
 
 
-def _time_is_up(deadline: float | None, world: int, device: torch.device) -> bool:
-    if deadline is None:
-        return False
-    up = time.monotonic() >= deadline
+def _stop_reason(stop_requested: threading.Event, deadline: float | None, world: int,
+                 device: torch.device) -> str | None:
+    """``"terminated"`` (a stop signal), ``"time_limit"`` or None, agreed by every rank under DDP.
+
+    Ranks see a signal or their clock run out at different steps; one that stopped alone would leave
+    the others waiting in the next collective, so any rank's reason stops them all at this step.
+    """
+    flags = [1.0 if stop_requested.is_set() else 0.0,
+             1.0 if deadline is not None and time.monotonic() >= deadline else 0.0]
     if world > 1:
-        # ranks' clocks differ by a step: agree (any rank out of time stops all) or DDP deadlocks
-        flag = torch.tensor([1.0 if up else 0.0], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        up = bool(flag.item() > 0)
-    return up
+        agreed = torch.tensor(flags, device=device)
+        dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+        flags = agreed.tolist()
+    if flags[0] > 0:
+        return "terminated"
+    return "time_limit" if flags[1] > 0 else None
 
 
 def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event, rank: int, world: int,
@@ -376,11 +382,11 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
                 window = []
             if rank == 0 and (step % config.val_every == 0 or step == config.steps):
                 validate()
-            if stop_requested.is_set():
-                log.write(event="terminated", step=step)
-                end = step
-            elif step < end and _time_is_up(deadline, world, device):
-                log.write(event="time_limit", step=step)
+            # at the last step every rank stops anyway: no agreement needed (nor a collective)
+            reason = (_stop_reason(stop_requested, deadline, world, device) if step < end
+                      else "terminated" if stop_requested.is_set() else None)
+            if reason is not None:
+                log.write(event=reason, step=step)
                 end = step
             if step % config.checkpoint_every == 0 or step == end:
                 elapsed += time.time() - tic

@@ -40,10 +40,8 @@ def test_missing_data_is_a_one_line_error(tmp_path, capsys):
 
 
 @pytest.fixture
-def write_images_root(tmp_path):
-    from conftest import write_images
-
+def write_images_root(tmp_path, make_images):
     root = tmp_path / "data" / "denoising"
-    write_images(root / "bsds500" / "images" / "train", count=4)
-    write_images(root / "bsd68", count=2, seed=5)
+    make_images(root / "bsds500" / "images" / "train", count=4)
+    make_images(root / "bsd68", count=2, seed=5)
     return tmp_path / "data"

@@ -64,3 +64,36 @@ def test_time_limit_stops_every_rank_at_the_same_step(image_folder, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 1
+
+
+def _stop_reason_on_rank(rank, store_path, results_path):
+    import threading
+
+    import torch.distributed as dist
+
+    from pnp_stable.training.loop import _stop_reason
+
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    try:
+        signalled = threading.Event()
+        if rank == 1:  # only rank 1 got the signal; neither has a deadline
+            signalled.set()
+        first = _stop_reason(signalled, None, 2, torch.device("cpu"))
+        # no signal anywhere, rank 0's clock has run out
+        second = _stop_reason(threading.Event(), 0.0 if rank == 0 else None, 2, torch.device("cpu"))
+        third = _stop_reason(threading.Event(), None, 2, torch.device("cpu"))
+        with open(f"{results_path}.{rank}", "w") as f:
+            json.dump([first, second, third], f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_stop_signal_or_deadline_seen_by_one_rank_stops_every_rank(tmp_path):
+    """A SIGTERM or a deadline that only one rank has seen yet must stop both at the same step;
+    otherwise the other waits forever in the next step's all-reduce."""
+    import torch.multiprocessing as mp
+
+    results = tmp_path / "reasons"
+    mp.spawn(_stop_reason_on_rank, args=(str(tmp_path / "store"), str(results)), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"reasons.{rank}").read_text()) == ["terminated", "time_limit", None]

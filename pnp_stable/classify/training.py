@@ -145,13 +145,15 @@ class TrainResult:
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``"auto"`` picks CUDA when available; otherwise the named device (must exist)."""
+    """``"auto"`` picks CUDA when available; otherwise the named CPU or CUDA device (must exist)."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(spec)
     except RuntimeError:
         raise ValueError(f"unknown device {spec!r}") from None
+    if device.type not in ("cpu", "cuda"):  # e.g. mps: no float64, which the certified layers keep
+        raise ValueError(f"device {spec!r} is not supported: use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} requested but CUDA is not available")
     return device

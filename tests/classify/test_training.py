@@ -124,6 +124,10 @@ def test_missing_data_path_and_device(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             training_module.resolve_device("cuda")
+    with pytest.raises(ValueError, match="'mps' is not supported"):
+        training_module.resolve_device("mps")
+    with pytest.raises(ValueError, match="unknown device"):
+        training_module.resolve_device("gpu0")
 
 
 def test_config_dict_roundtrip(tmp_path):

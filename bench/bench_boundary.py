@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from pnp_stable.denoisers.io import atomic_write_json
+    from pnp_stable.fileio import atomic_write_json
     from pnp_stable.restore import deblur, psnr
 
     rows = []
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['monotone']}/{s['runs']}  {s['seconds']:.1f} s per run")
     if args.json:
         atomic_write_json(args.json, run_record(__file__, argv, benchmark="boundary", results=rows, summary=summary,
-                                                threads=args.threads, noise=args.noise, size=args.size))
+                                                threads=args.threads, noise=args.noise, size=args.size), make_parents=True)
     return 0
 
 

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from pnp_stable.restore import reconstruct_ct
-    from pnp_stable.solvers.result import write_atomically
+    from pnp_stable.fileio import atomic_write_json
 
     try:
         images = phantoms(args.data, args.mayo, args.size)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
     if args.json:
-        write_atomically(args.json, (json.dumps(summary, indent=2) + "\n").encode())
+        atomic_write_json(args.json, summary)
     return 0
 
 

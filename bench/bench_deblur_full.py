@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from pnp_stable.solvers.result import write_atomically
+    from pnp_stable.fileio import atomic_write_json
 
     planned = len(args.images) * len(args.kernels) * len(args.noise_levels)
     print(f"deblur-full: {description}; {args.method}; accelerate {accelerate}; tol {args.tol}; {device}; "
@@ -128,12 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                     bar.set_postfix(psnr=f"{run['psnr']:.2f}", it=run["iterations"])
                     bar.update()
                     if args.json:
-                        write_atomically(args.json, (json.dumps(_report(settings, runs, device, torch.get_num_threads()),
-                                                                indent=2) + "\n").encode())
+                        atomic_write_json(args.json, _report(settings, runs, device, torch.get_num_threads()))
     report = _report(settings, runs, device, torch.get_num_threads())
     print(json.dumps({k: report[k] for k in ("protocol", "complete", "summary")}, indent=2))
     if args.json:
-        write_atomically(args.json, (json.dumps(report, indent=2) + "\n").encode())
+        atomic_write_json(args.json, report)
     return 0
 
 

@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         summary["wall_ratio"] = summary["total_wall"] / summary["deepinv_total_wall"]
     print(json.dumps(summary, indent=2))
     if args.json:
-        from pnp_stable.solvers.result import write_atomically
+        from pnp_stable.fileio import atomic_write_json
 
-        write_atomically(args.json, (json.dumps({"summary": summary, "runs": runs}, indent=2) + "\n").encode())
+        atomic_write_json(args.json, {"summary": summary, "runs": runs})
     return 0
 
 

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from pnp_stable.denoisers import available, load
-    from pnp_stable.denoisers.io import atomic_write_json
+    from pnp_stable.fileio import atomic_write_json
     from pnp_stable.layers import certificate_of
     from pnp_stable.protocols import denoiser_channels
     from pnp_stable.training.evaluate import denoise_bsd68
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "protocol": "denoise-cbsd68" if args.color else "denoise-bsd68", "limit": args.limit,
             "sigmas": args.sigmas, "results": rows, "anchors": anchors, "machine": f"{platform.machine()} {platform.processor()}".strip(),
             "threads": args.threads, "device": args.device, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-        })
+        }, make_parents=True)
     return 0
 
 

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from pnp_stable.denoisers import load
-    from pnp_stable.denoisers.io import atomic_write_json
+    from pnp_stable.fileio import atomic_write_json
     from pnp_stable.layers import certificate_of
 
     generator = torch.Generator().manual_seed(0)
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         atomic_write_json(args.json, run_record(
             __file__, argv, benchmark="denoiser-throughput", results=rows, sigma_255=args.sigma, repeats=args.repeats,
-            device=args.device, threads=args.threads))
+            device=args.device, threads=args.threads), make_parents=True)
     return 0
 
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from pnp_stable.denoisers.io import atomic_write_json
+    from pnp_stable.fileio import atomic_write_json
     from pnp_stable.restore import psnr
 
     rows = []
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
               f"monotone {s['monotone']}/{s['runs']}  proven {s['proven']}/{s['runs']}")
     if args.json:
         atomic_write_json(args.json, run_record(__file__, argv, benchmark="inexact_prox", results=rows,
-                                                summary=summary, threads=args.threads))
+                                                summary=summary, threads=args.threads), make_parents=True)
     return 0
 
 

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -42,7 +40,7 @@ from pnp_stable.classify import (
     train_classifier,
 )
 from pnp_stable.classify.config import STAGE_ACTIVATIONS
-from pnp_stable.classify.models import file_mode
+from pnp_stable.fileio import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -96,16 +94,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _write_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.chmod(tmp, file_mode())
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def train_config(args: argparse.Namespace, architecture: str) -> TrainConfig:
     # the baseline gets the loss an unconstrained network is normally trained with (plain CE)
     certified = architecture == "nonexpansive"
@@ -146,7 +134,7 @@ def robustness(model, subset, args: argparse.Namespace, cache_path: Path) -> Rob
             continue
         report = evaluate(model, subset, eps=[e], pgd=pgd, seed=args.seed, progress=not args.no_progress)
         cache["per_eps"][str(e)] = report.to_dict()
-        _write_json(cache, cache_path)
+        atomic_write_json(cache_path, cache, make_parents=True)
         print(f"  eps {e}: PGD {report.pgd_accuracy[0]:.4f}, certified {report.certified_accuracy[0]:.4f} "
               f"({report.seconds:.0f} s)", flush=True)
     reports = [RobustnessReport(**cache["per_eps"][str(e)]) for e in args.eps]
@@ -204,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             "full_test": full,
             "pgd_subset": report.to_dict(),
         }
-        _write_json(results, args.out / "results.json")
+        atomic_write_json(args.out / "results.json", results, make_parents=True)
     plot_robustness(reports, args.out / "robustness.png",
                     title=f"Fashion-MNIST, l2-PGD ({args.pgd_steps} steps) on {len(subset)} test images")
     print("\nmodel          clean   PGD@0.5  cert@0.5(full test)")

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from pnp_stable.solvers import solve
-    from pnp_stable.solvers.result import write_atomically
+    from pnp_stable.fileio import atomic_write_json
 
     try:
         problems = deblur_problems(args.data, tuple(args.images), tuple(args.kernels), "denoising/bsd68", QUICK_NOISE,
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             for k in LABELS) + f"  [{p.image} {p.kernel}; load {row['load_after'][0]:.2f}]", flush=True)
         if args.json:
             payload = {"summary": summarise(rows, header), "rows": rows, "complete": len(rows) == len(problems)}
-            write_atomically(args.json, (json.dumps(payload, indent=2) + "\n").encode())
+            atomic_write_json(args.json, payload)
 
     summary = summarise(rows, header)
     print(json.dumps(summary, indent=2))

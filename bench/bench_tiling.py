@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.sizes) < 1 or min(args.tiles) < 0:
         print("error: --sizes must be positive and --tiles non-negative", file=sys.stderr)
         return 2
-    from pnp_stable.denoisers.io import atomic_write_json
+    from pnp_stable.fileio import atomic_write_json
 
     rows = []
     tiles = sorted(set(args.tiles))  # 0 (the reference) first
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         atomic_write_json(args.json, run_record(
             __file__, argv, benchmark="tiling", model=args.model, results=rows, sigma_255=args.sigma,
-            device=args.device, threads=args.threads))
+            device=args.device, threads=args.threads), make_parents=True)
     return 0
 
 

@@ -107,9 +107,9 @@ def report_calibration(result: dict, out: Path | None) -> None:
     """Print the fitted rule and, with ``out``, write the whole calibration atomically."""
     print("rule:", json.dumps(result["rule"]))
     if out:
-        from pnp_stable.solvers.result import write_atomically
+        from pnp_stable.fileio import atomic_write_json
 
-        write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
+        atomic_write_json(out, result)
 
 
 def read_calibrations(files: list[Path], settings) -> list[dict] | None:

@@ -13,7 +13,8 @@ from pnp_stable.cli.errors import user_errors
 @click.argument("denoiser", required=False, default="gray", metavar="[NAME|PATH]")
 @click.option("--size", type=click.IntRange(8, 4096), default=32, show_default=True,
               help="Image size (N x N) for the empirical adversarial search (the certificate holds for all sizes).")
-@click.option("--sigma", default="25/255", show_default=True, help="Noise level at which the search evaluates D.")
+@click.option("--sigma", default="25/255", show_default=True, metavar="SIGMA",
+              help="Noise level at which the search evaluates D (0.1, 25/255, 10%).")
 @click.option("--restarts", type=click.IntRange(1, 100), default=2, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 10000), default=30, show_default=True)
 @click.option("--no-search", is_flag=True, help="Only print the certificate (skip the adversarial search).")

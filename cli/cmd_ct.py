@@ -6,16 +6,18 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import parse_level, solver_options
-from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite, solver_warnings
+from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
 
 @click.command()
 @click.argument("data", required=False, type=click.Path(path_type=Path))
 @click.option("--angles", type=click.IntRange(1, 10000), default=60, show_default=True,
-              help="Number of projection angles, uniform over [0, 180) degrees.")
+              help="Number of projection angles, uniform over [0, 180) degrees, for --simulate and the demo; "
+                   "a sinogram's angles are its columns.")
 @click.option("--simulate", is_flag=True,
               help="DATA is a square phantom image: project it, add noise, reconstruct, report PSNR/SSIM.")
 @click.option("--noise", default=None, metavar="SIGMA",
@@ -23,7 +25,7 @@ from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite, so
                    "estimated if omitted.")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
-@solver_options(max_iter_default=300, solver_default="admm")
+@solver_options(max_iter_default=300, solver_default="admm", rgb=False)
 def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sigma_den, step, accelerate, seed, device,
        tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.
@@ -72,9 +74,14 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
             loaded = read_image(data)
             if loaded.is_rgb:
                 raise UserError(f"{data.name} is an RGB image; CT data must be gray")
+            angles_given = click.get_current_context().get_parameter_source("angles") != ParameterSource.DEFAULT
+            if not simulate and angles_given and loaded.data.shape[1] != angles:
+                raise UserError(f"{data.name} has {loaded.data.shape[1]} angles (columns; a sinogram is "
+                                f"n_detectors x n_angles) but --angles is {angles}",
+                                hint="a sinogram's angles are its columns: drop --angles, or transpose it")
         out_path = Path(out) if out else default_output(data if data else Path("shepp_logan.png"),
                                                         "reconstructed", ext=None if data else ".png")
-        refuse_to_overwrite(data, out_path, report, plot, checkpoint)
+        check_outputs(data, out=out_path, report=report, plot=plot, checkpoint=checkpoint)
         import torch
 
         from pnp_stable.restore import reconstruct_ct

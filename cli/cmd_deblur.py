@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import color_option, parse_level, solver_options
-from pnp_stable.cli.reporting import finish_restoration, refuse_to_overwrite, solver_warnings
+from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
 
 @click.command()
 @click.argument("image", required=False, type=click.Path(path_type=Path))
 @click.option("--kernel", "-k", default="gauss", show_default=True, metavar="SPEC",
-              help="gauss, gauss:1.6, box:9, disk:3, motion:15,30, motion-random:SEED, PATH.npy, Levin09.mat#3.")
+              help="gauss, gauss:1.6, box:9, disk:3, motion:15,30, motion-random:SEED, PATH.npy, Levin09.mat#3 "
+                   "(0-based index), FILE.mat:VARIABLE[#INDEX] (a .mat file holding several variables).")
 @click.option("--noise", default=None, metavar="SIGMA",
               help="Noise std of the observation on the [0,1] scale (0.01, 2.55/255, 1%); estimated if omitted.")
 @click.option("--simulate", is_flag=True,
@@ -46,9 +48,11 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
     with user_errors(), sigterm_as_interrupt():
         level = parse_level(noise)
         manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "tile": tile}
-        from pnp_stable.operators.kernels import parse_kernel_spec
+        from pnp_stable.operators.kernels import KernelNormalizationWarning, parse_kernel_spec
 
-        parse_kernel_spec(kernel)  # fail on a bad spec before any heavy work
+        with warnings.catch_warnings():  # the restoration parses it again, and says so then
+            warnings.simplefilter("ignore", KernelNormalizationWarning)
+            parse_kernel_spec(kernel)  # fail on a bad spec before any heavy work
         if image is None:
             inputs, simulate = [None], True
             if not quiet:
@@ -62,6 +66,8 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
         if resume and checkpoint is None:
             raise UserError("--resume needs --checkpoint FILE (the state to continue)")
         folder = len(inputs) > 1
+        if folder:  # every image readable and every output writable before the first solve writes anything
+            _check_folder(inputs, out, report, plot, checkpoint)
         for n, path in enumerate(inputs):
             state = _per_file(checkpoint, path) if folder else checkpoint
             resume_this = resume
@@ -83,6 +89,16 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
                 sys.exit(130)
 
 
+def _check_folder(inputs: list[Path], out, report, plot, checkpoint) -> None:
+    from pnp_stable.cli.images import check_unit_range, default_output, read_image
+
+    for path in inputs:
+        check_outputs(path, out=Path(out) if out else default_output(path, "restored"),
+                      report=_per_file(report, path), plot=_per_file(plot, path),
+                      checkpoint=_per_file(checkpoint, path))
+        check_unit_range(read_image(path), str(path))
+
+
 def _finished(state) -> str | None:
     """How a saved solve ended, if it ended (converged or reached --max-iter); None otherwise."""
     if state is None or not Path(state).is_file():
@@ -102,7 +118,7 @@ def _per_file(target, path):
 
 def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, manual, accelerate, seed,
          device, out, report, plot, quiet):
-    from pnp_stable.cli.images import default_output, read_image
+    from pnp_stable.cli.images import check_unit_range, default_output, read_image
 
     if path is None:
         import numpy as np
@@ -112,10 +128,11 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
         from pnp_stable.cli.images import LoadedImage
 
         loaded = LoadedImage(cam.astype(np.float32), 8, None)
-    else:
-        loaded = read_image(path)
     out_path = Path(out) if out else default_output(path, "restored")
-    refuse_to_overwrite(path, out_path, report, plot, manual.get("checkpoint"))
+    check_outputs(path, out=out_path, report=report, plot=plot, checkpoint=manual.get("checkpoint"))
+    if path is not None:
+        loaded = read_image(path)
+        check_unit_range(loaded, str(path))
     import torch
 
     from pnp_stable.restore import deblur as run

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pnp_stable.cli.errors import UserError, user_errors
+from pnp_stable.cli.errors import user_errors
 from pnp_stable.cli.options import color_option, parse_level, tile_option
 
 
@@ -20,10 +20,11 @@ from pnp_stable.cli.options import color_option, parse_level, tile_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output image (default: <stem>_denoised.<ext> beside the input).")
+              help="Output image (.png, .jpg, .tif or .npy; default: <stem>_denoised.<ext> beside the input; "
+                   "never the input).")
 @color_option
 @tile_option
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No notes; only the summary line.")
 def denoise(image, sigma, denoiser, simulate, seed, device, out, color, tile, quiet):
     """Apply a denoiser once to IMAGE at noise level SIGMA (to judge a model).
 
@@ -34,12 +35,13 @@ def denoise(image, sigma, denoiser, simulate, seed, device, out, color, tile, qu
     """
     with user_errors():
         level = parse_level(sigma, "sigma")
-        from pnp_stable.cli.images import default_output, read_image, write_image
+        from pnp_stable.cli.images import check_unit_range, default_output, read_image, write_image
+        from pnp_stable.cli.reporting import check_outputs
 
-        loaded = read_image(image)
         out_path = Path(out) if out else default_output(image, "denoised")
-        if out_path.resolve() == image.resolve():
-            raise UserError(f"refusing to overwrite the input {image.name}")
+        check_outputs(image, out=out_path)
+        loaded = read_image(image)
+        check_unit_range(loaded, image.name)
         import torch
 
         from pnp_stable.restore import denoise as run

@@ -18,7 +18,8 @@ from pnp_stable.cli.errors import UserError, user_errors
 @click.option("--steps", type=click.IntRange(1), default=None, help="Override the preset's number of steps.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any field, e.g. --set lr=5e-4 --set model.width=48. Repeatable.")
-@click.option("--resume", is_flag=True, help="Continue from RUN_DIR/checkpoint.pt (exact resume).")
+@click.option("--resume", is_flag=True,
+              help="Continue from RUN_DIR/checkpoint.pt (exact resume); an error if there is none.")
 @click.option("--stop-after", type=click.IntRange(1), default=None, help="End this invocation after N steps (resumable).")
 @click.option("--time-limit", type=click.FloatRange(0), default=None, metavar="MINUTES",
               help="End this invocation after this much wall time (checkpointed, resumable).")
@@ -44,9 +45,10 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
 
         from pnp_stable.training import preset as make_preset
         from pnp_stable.training import train_denoiser as train
-        from pnp_stable.training.run import parse_overrides
+        from pnp_stable.training.run import check_run_dir, parse_set_options
 
-        extra = parse_overrides(list(overrides))
+        extra = parse_set_options(list(overrides))
+        check_run_dir(run_dir, resume)  # before any data is read: a wrong folder fails at once
         if steps is not None:
             extra["steps"] = steps
         config = make_preset(preset, list(train_dirs), run_dir, val_dir=val_dir, resume=resume, **extra)

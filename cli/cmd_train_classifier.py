@@ -43,40 +43,6 @@ def _image_size(ctx, param, value):
     return (parts[0], parts[-1])
 
 
-def _write_json(path, payload) -> None:
-    """Atomic JSON write; non-finite floats become null (JSON has no NaN/inf)."""
-    import json
-    import math
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from pnp_stable.classify.models import file_mode
-
-    def clean(obj):
-        if isinstance(obj, float) and not math.isfinite(obj):
-            return None
-        if isinstance(obj, dict):
-            return {k: clean(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [clean(v) for v in obj]
-        return obj
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, file_mode())  # mkstemp's 0600 would make the report private
-        with os.fdopen(fd, "w") as f:
-            json.dump(clean(payload), f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @click.command("train-classifier")
 @click.option("--data", required=True, metavar="DIR",
               help="Local dataset folder: MNIST/Fashion-MNIST idx(.gz) files, the CIFAR-10 python folder "
@@ -170,6 +136,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
 
         import torch
 
+        from pnp_stable.fileio import atomic_write_json
         from pnp_stable.classify import (
             LOSS_DEFAULTS,
             ClassifierConfig,
@@ -191,7 +158,15 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
             torch.set_num_threads(threads)
         kind = _DATASETS[dataset]
         if kind is None:
-            kind = detect_dataset(data)
+            try:
+                kind = detect_dataset(data)
+            except ValueError as exc:
+                if not Path(data).is_dir():  # missing, or a file: the message says so
+                    raise
+                # the library's advice names its own argument; here the format is an option
+                choices = [name for name in _DATASETS if name != "auto"]
+                raise UserError(str(exc).split(";")[0],
+                                hint=f"pass --dataset {', '.join(choices[:-1])} or {choices[-1]}") from None
             note(f"dataset detected as {kind} (use --dataset to override)")
         if kind == "image_folder":
             has = {split: (Path(data) / split).is_dir() for split in ("train", "test")}
@@ -271,7 +246,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
                 line += f"; l2-PGD ({pgd_steps} steps, {len(subset)} images) {attacked}"
             click.echo(line)
         if report:
-            _write_json(report, {
+            atomic_write_json(report, {
                 "command": "train-classifier",
                 "options": click.get_current_context().params,
                 "data": {"path": str(data), "dataset": kind, "train_images": n_train,
@@ -284,7 +259,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
                 "training": {"config": config.to_dict(), "seconds": train_seconds, "history": result.history},
                 "test": summary,
                 "pgd": None if robustness is None else robustness.to_dict(),
-            })
+            }, make_parents=True, default=str)
             note(f"report written to {report}")
         if plot and robustness is not None:
             plot_robustness({architecture: robustness}, plot,

@@ -8,11 +8,12 @@ in the target folder, then ``os.replace``) and refuses to overwrite the input.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from pnp_stable.fileio import atomic_output
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
 
@@ -35,8 +36,35 @@ def _check_finite(arr: np.ndarray, path: Path) -> None:
         raise ValueError(f"{path.name} contains {bad}")
 
 
+def _integer_array_to_unit(arr: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
+    """An integer ``.npy`` holds 8- or 16-bit samples, as an image file would: scale it to [0, 1] by
+    the smallest of those ranges that holds it (a note says which)."""
+    low, high = int(arr.min(initial=0)), int(arr.max(initial=0))
+    if low < 0 or high > 65535:
+        raise ValueError(f"{path.name} holds integers in [{low}, {high}]; expected 8- or 16-bit samples "
+                         "(0..255 or 0..65535) or floats")
+    peak = 255 if high <= 255 else 65535
+    if arr.dtype != np.bool_ and high > 1:
+        notes.append(f"integer samples scaled from [0, {peak}] to [0, 1]; the output is float")
+        return arr.astype(np.float32) / peak
+    return arr.astype(np.float32)
+
+
+def check_unit_range(loaded: LoadedImage, name: str) -> None:
+    """Images to deblur or denoise must be on the [0, 1] scale the denoisers were trained on. A float
+    array (``.npy``, float TIFF) can hold anything: refuse one clearly outside that scale rather than
+    restore it and clip the result. Noise may push an observation a little beyond [0, 1]: a margin
+    of 0.25 is accepted."""
+    low, high = float(loaded.data.min()), float(loaded.data.max())
+    if low < -0.25 or high > 1.25:
+        raise ValueError(f"{name} holds values in [{low:.4g}, {high:.4g}]; images must be scaled to [0, 1] "
+                         "(e.g. divided by 255 or 65535, or by their maximum)")
+
+
 def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Read ``path`` as float32 in [0, 1]; gray (H x W) or RGB (H x W x 3).
+    """Read ``path`` as float32; gray (H x W) or RGB (H x W x 3). Image files and integer ``.npy``
+    arrays are scaled to [0, 1]; float data (``.npy``, float TIFF) keep their values (a sinogram's
+    scale is its own; :func:`check_unit_range` checks images).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unreadable file or
     an unsupported mode (e.g. CMYK, more than 4 channels, NaN in a ``.npy``).
@@ -57,6 +85,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
             raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
         if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
             raise ValueError(f"{path.name} holds {arr.dtype} data; expected real numbers")
+        if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+            arr = _integer_array_to_unit(arr, path, notes)
         arr = arr.astype(np.float32)
         _check_finite(arr, path)
         depth = None
@@ -148,11 +178,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int | None 
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"unsupported output type {suffix or '(none)'}; use .png, .jpg, .tif or .npy")
-    if not path.parent.exists():
-        raise FileNotFoundError(2, "No such directory", str(path.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         if suffix == ".npy":
             np.save(tmp, np.asarray(arr, dtype=np.float32))
         elif suffix in (".tif", ".tiff"):
@@ -175,11 +201,6 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int | None 
             else:
                 Image.fromarray(data).save(tmp, format="JPEG" if suffix in (".jpg", ".jpeg") else "PNG",
                                            **({"quality": 95} if suffix in (".jpg", ".jpeg") else {}))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

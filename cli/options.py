@@ -36,20 +36,32 @@ color_option = click.option(
          "better on photographs) or channel by channel (better for independent channels, e.g. fluorescence).")
 
 
+MIN_TILE = 16
+
+
+def _tile_size(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    # every tile is computed with the receptive field's margin around it (tens of pixels for the
+    # shipped models): below a few tens of pixels the margins are almost all the work
+    if value is not None and 0 < value < MIN_TILE:
+        raise click.BadParameter(f"{value} is too small: use 0 (never tile) or at least {MIN_TILE}")
+    return value
+
+
 tile_option = click.option(
-    "--tile", type=click.IntRange(0), default=None, metavar="N",
-    help="Denoise in N x N tiles, each cropped with the margin the denoiser's receptive field needs: the same "
-         "output and certificate in bounded memory. Default: above 1 Mpixel per denoiser call, tiles of "
-         "256 (CPU) or 1024 (GPU); 0: never.")
+    "--tile", type=click.IntRange(0), default=None, metavar="N", callback=_tile_size,
+    help="Denoise in N x N tiles (N >= 16), each cropped with the margin the denoiser's receptive field needs: "
+         "the same output and certificate in bounded memory. Default: above 1 Mpixel per denoiser call, tiles "
+         "of 256 (CPU) or 1024 (GPU); 0: never.")
 
 
-def solver_options(max_iter_default: int, solver_default: str = "fb"):
+def solver_options(max_iter_default: int, solver_default: str = "fb", rgb: bool = True):
     """--solver, --denoiser, --max-iter, --tol, --sigma-den, --step, --accelerate, --device, --tile, --checkpoint,
     --resume, --report, --plot, --quiet, --seed.
 
     ``solver_default`` is per command, from the benchmarks with the shipped model: ADMM for blur
     (0.25 dB better than FB on deblur-quick, 3x fewer iterations) and for CT (+1.1 dB over FB on
     ct-quick at the same mean SSIM, for about twice the time: a preconditioned CG prox per iteration).
+    ``rgb``: the command takes RGB images (the default denoiser then depends on the image).
     """
 
     def decorate(f):
@@ -59,7 +71,7 @@ def solver_options(max_iter_default: int, solver_default: str = "fb"):
                          help="PnP algorithm (ADMM/DRS relax the denoiser to be firmly non-expansive)."),
             click.option("--denoiser", default=None, metavar="NAME|PATH",
                          help="Shipped denoiser name (see `pnp-stable models`) or a saved .pt file "
-                              "[default: gray; color for RGB images]."),
+                              + ("[default: gray; color for RGB images]." if rgb else "[default: gray].")),
             click.option("--max-iter", type=click.IntRange(1, 100000), default=max_iter_default, show_default=True),
             click.option("--tol", type=click.FloatRange(0, 1, min_open=True), default=1e-5, show_default=True,
                          help="Stop when the relative fixed-point residual falls below this."),
@@ -80,11 +92,14 @@ def solver_options(max_iter_default: int, solver_default: str = "fb"):
                          help="Continue the solve saved in --checkpoint (same input and options; --max-iter, "
                               "--tol and --tile may change)."),
             click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-                         help="Output image (default: <stem>_restored.<ext> beside the input; never the input)."),
+                         help="Output image (.png, .jpg, .tif or .npy; default: <stem>_restored.<ext> beside the "
+                              "input; never the input)."),
             click.option("--report", type=click.Path(dir_okay=False), default=None,
-                         help="Write a JSON report (inputs, operator, certificate, guarantee, residual history)."),
+                         help="Write a JSON report (inputs, operator, certificate, guarantee, residual history); "
+                              "with a folder, one file per image (FILE's stem + the image's)."),
             click.option("--plot", type=click.Path(dir_okay=False), default=None,
-                         help="Write a plot of the residual (log scale) and PSNR when known (.png/.pdf/.svg)."),
+                         help="Write a plot of the residual (log scale) and PSNR when known (.png, .pdf, .svg or "
+                              ".jpg); with a folder, one file per image."),
             click.option("--quiet", is_flag=True, help="No progress bar and no notes; only the summary line."),
         ]):
             f = opt(f)

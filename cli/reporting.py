@@ -3,54 +3,65 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import click
 
+from pnp_stable.fileio import atomic_write_json
 from pnp_stable.cli.errors import UserError
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    from pnp_stable.solvers.result import _finite_or_none
-
-    data = json.dumps(_finite_or_none(payload), indent=2, default=str) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
 def solver_warnings(quiet: bool) -> Iterator[None]:
-    """With ``--quiet`` only the summary line is printed, and it already counts the fixed-point
-    residual's increases: their warnings (``MonotonicityWarning``) are dropped. Other warnings pass."""
+    """With ``--quiet`` only the summary line is printed: it already counts the fixed-point
+    residual's increases (``MonotonicityWarning``), and a kernel's renormalisation to sum 1
+    (``KernelNormalizationWarning``) is a note. Those warnings are dropped; others pass."""
     with warnings.catch_warnings():
         if quiet:
+            from pnp_stable.operators.kernels import KernelNormalizationWarning
             from pnp_stable.solvers import MonotonicityWarning
 
             warnings.simplefilter("ignore", MonotonicityWarning)
+            warnings.simplefilter("ignore", KernelNormalizationWarning)
         yield
 
 
-def refuse_to_overwrite(input_path: Path | None, *targets) -> None:
-    """A one-line user error if any of ``targets`` (output, report, plot, checkpoint; None skipped)
-    is the input file itself."""
-    if input_path is None:
-        return
-    for target in targets:
-        if target is not None and Path(target).resolve() == Path(input_path).resolve():
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None:
+    """Refuse, before any work, outputs that could not be written or would destroy something: each of
+    ``targets`` (option name -> path, None skipped; ``out`` for ``--out`` ...) must not be the input,
+    must not be another target, must have a folder that exists, and ``out`` / ``plot`` a type we
+    write. One-line user errors (exit code 2) naming the option."""
+    from pnp_stable.cli.images import IMAGE_SUFFIXES
+
+    seen: dict[Path, str] = {}
+    for option, target in targets.items():
+        if target is None:
+            continue
+        flag = f"--{option}"
+        path = Path(target)
+        resolved = path.resolve()
+        if input_path is not None and resolved == Path(input_path).resolve():
             raise UserError(f"refusing to overwrite the input {Path(input_path).name}",
-                            hint="choose another output name")
+                            hint=f"choose another {flag} name")
+        if resolved in seen:
+            raise UserError(f"{seen[resolved]} and {flag} name the same file ({path})")
+        seen[resolved] = flag
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.exists():
+            raise UserError(f"output folder '{folder}' of {flag} does not exist")
+        if not folder.is_dir():
+            raise UserError(f"cannot write {path} ({flag}): '{folder}' is not a folder")
+        if path.is_dir():
+            raise UserError(f"{flag} {path} is a folder; name a file")
+        suffixes = {"out": IMAGE_SUFFIXES, "plot": PLOT_SUFFIXES}.get(option)
+        if suffixes is not None and path.suffix.lower() not in suffixes:
+            raise UserError(f"{flag} {path.name}: unsupported type {path.suffix or '(none)'}; use "
+                            + ", ".join(suffixes))
 
 
 def finish_restoration(command: str, restoration, loaded, input_path, out_path: Path, report, plot,
@@ -72,7 +83,7 @@ def finish_restoration(command: str, restoration, loaded, input_path, out_path: 
                       "notes": list(loaded.notes)},
             **restoration.report,
         }
-        _write_json(Path(report), payload)
+        atomic_write_json(Path(report), payload, default=str)
     if plot:
         restoration.result.plot(plot)
     if not quiet:

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from pnp_stable.fileio import atomic_write_bytes, atomic_write_json, read_torch_file
 from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.denoisers.models import CertifiedDenoiser, UnconstrainedDenoiser, build_denoiser
 
 __all__ = ["FORMAT", "save_denoiser", "load", "available", "pretrained_dir", "user_models_dir",
-           "atomic_write_bytes", "atomic_write_json", "stored_metadata", "rewrite_with_metadata"]
+           "stored_metadata", "rewrite_with_metadata"]
 
 FORMAT = "pnp-stable-denoiser/1"
 # relative slack when comparing a recomputed certificate with the stored one (float64 SVD
@@ -50,31 +50,6 @@ def user_models_dir() -> Path:
     return Path(data_home).expanduser() / "pnp-stable" / "models"
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def _torch_bytes(obj: Any) -> bytes:
     import io
 
@@ -101,10 +76,12 @@ def save_denoiser(model: CertifiedDenoiser | UnconstrainedDenoiser, path: str | 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items() if not _is_power_state(k)},
         "metadata": json.loads(json.dumps(metadata or {})),  # plain types only (weights_only load)
     }
-    atomic_write_bytes(path, _torch_bytes(payload))
+    atomic_write_bytes(path, _torch_bytes(payload), make_parents=True)
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:
+    """The file that ``name_or_path`` names: a path (``.pt`` suffix or a separator), else a shipped
+    or user model name, else an existing file; ValueError naming the input if none."""
     candidate = Path(name_or_path).expanduser()
     text = str(name_or_path)
     looks_like_path = candidate.suffix == ".pt" or os.sep in text or (os.altsep or os.sep) in text
@@ -116,15 +93,18 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
         named = folder / f"{text}.pt"
         if named.is_file():
             return named
+    if candidate.is_file():
+        # an existing file without a .pt suffix (``garbage.png``, ``model.pth``) is what the user
+        # meant: reading it says what is wrong with it, where "unknown denoiser NAME" would not
+        return candidate
+    if candidate.is_dir():
+        raise ValueError(f"{candidate} is a folder, not a denoiser file")
     names = ", ".join(m["name"] for m in available()) or "none"
     raise ValueError(f"unknown denoiser {text!r}; known models: {names} (or pass a path to a .pt file)")
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupted or foreign file
-        raise ValueError(f"cannot read denoiser file {path}: {exc}") from exc
+    payload = read_torch_file(path, "a pnp-stable denoiser file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pnp-stable denoiser file (format {FORMAT})")
     return payload
@@ -147,8 +127,8 @@ def rewrite_with_metadata(name_or_path: str | os.PathLike, pt_path: str | os.Pat
         raise ValueError(f"{pt_path} is the model being rewritten: write to another name or folder")
     payload = _read_payload(source)
     payload = {**payload, "metadata": json.loads(json.dumps(metadata))}
-    atomic_write_bytes(pt_path, _torch_bytes(payload))
-    atomic_write_json(pt_path.with_suffix(".json"), payload["metadata"])
+    atomic_write_bytes(pt_path, _torch_bytes(payload), make_parents=True)
+    atomic_write_json(pt_path.with_suffix(".json"), payload["metadata"], make_parents=True)
     load(pt_path)
     return pt_path
 

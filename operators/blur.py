@@ -22,7 +22,6 @@ replicate                   non-negative matrix of ``|k|`` (tight for
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from pnp_stable.fileio import atomic_write_bytes
 
 __all__ = ["cache_dir", "cache_key", "load_entry", "store_entry"]
 
@@ -57,17 +58,8 @@ def store_entry(namespace: str, description: dict[str, Any], result: dict[str, A
     directory is not writable (caching is an optimisation, never a reason to fail)."""
     path = _entry_path(namespace, description)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"description": description, "result": result}, f, sort_keys=True, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError:
+        text = json.dumps({"description": description, "result": result}, sort_keys=True, indent=1)
+        atomic_write_bytes(path, text.encode("utf-8"), make_parents=True)
+    except (OSError, ValueError):  # ValueError: atomic_write_bytes names an unwritable folder
         return None
     return path

@@ -82,7 +82,17 @@ class ParallelBeamCT(CertifiedLinearPhysics):
     ``"circle"`` uses ``n`` cells and restricts the object to the inscribed disc (pixels outside
     are ignored by ``A``). ``normalize=True`` divides ``A`` by its certified norm bound, so
     ``||A|| <= 1`` (then ``norm()`` is 1, still certified). Measurements have shape
-    ``(B, C, n_detectors, n_angles)``.
+    ``(B, C, n_detectors, n_angles)``: rows are detector bins, columns are angles.
+
+    Geometry (docs/operators.md, "Geometry and sinogram layout"): with ``G = n_detectors``, bin
+    ``b`` of angle ``theta`` (degrees) sums the image along the line
+    ``b = (G - 1)/2 + (col - c) cos(theta) + (c - row) sin(theta)``, i.e. the projection on the
+    direction ``theta`` counter-clockwise from the column axis, rows counted downwards (at 0
+    degrees the column sums, at 90 the row sums from the bottom row up); ``c = (G - 1)/2 -
+    (G//2 - n//2)`` in image pixels (``(n - 1)/2`` for ``detector="circle"``). Values are line
+    integrals in pixel units. ``skimage.transform.radon`` uses the same layout, direction and
+    scale but rotates about pixel ``G//2``: for an even ``G`` its bins are offset by
+    ``(1 - cos(theta) + sin(theta)) / 2`` (docs/operators.md, "Sinograms from scikit-image").
 
     Guarantees: exact adjoint (autograd transpose); ``norm()`` a certified upper bound (module
     docstring); ``prox_data`` by warm-started batched CG with reported convergence.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_kwargs

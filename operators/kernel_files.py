@@ -19,13 +19,16 @@ _PREFERRED_MAT_VARIABLES = ("kernels", "kernel", "k", "K")
 def read_kernel_array(path: Path, index: int | None, variable: str | None) -> np.ndarray:
     """The ``index``-th (0-based) kernel stored in ``path`` as a 2-D float64 array.
 
+    ``variable`` names the MATLAB variable of a ``.mat`` file (the kernel spec ``PATH:VARIABLE``).
     Raises ``ValueError`` for a missing file, an unsupported suffix, an unreadable file, a missing
-    or ambiguous variable, a file holding several kernels without ``index``, and an index out of
-    range.
+    or ambiguous variable, a variable given for a file that is not ``.mat``, a file holding several
+    kernels without ``index``, and an index out of range.
     """
     if not path.is_file():
         raise ValueError(f"kernel file {path} does not exist")
     suffix = path.suffix.lower()
+    if variable is not None and suffix != ".mat":
+        raise ValueError(f"{path} is not a MATLAB .mat file; only .mat files have variables (got {variable!r})")
     if suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
@@ -93,7 +96,7 @@ def _read_image(path: Path) -> np.ndarray:
     return np.asarray(array, dtype=np.float64)
 
 
-def _pick_variable(names: list[str], variable: str | None, path: Path) -> str:
+def _pick_variable(names: list[str], variable: str | None, path: Path, index: int | None) -> str:
     if variable is not None:
         if variable not in names:
             raise ValueError(f"{path} has no variable {variable!r}; it holds {', '.join(names) or 'nothing'}")
@@ -103,7 +106,11 @@ def _pick_variable(names: list[str], variable: str | None, path: Path) -> str:
             return preferred
     if len(names) == 1:
         return names[0]
-    raise ValueError(f"{path} holds several variables ({', '.join(names)}); choose one with variable=")
+    if not names:
+        raise ValueError(f"{path} holds no variables")
+    # the kernel-spec syntax PATH:VARIABLE[#INDEX] (pnp_stable.operators.kernels.parse_kernel_spec)
+    example = f"{path}:{names[0]}" + ("" if index is None else f"#{index}")
+    raise ValueError(f"{path} holds several variables ({', '.join(names)}); choose one as PATH:VARIABLE, e.g. {example}")
 
 
 def _read_mat(path: Path, index: int | None, variable: str | None) -> np.ndarray:
@@ -118,7 +125,7 @@ def _read_mat(path: Path, index: int | None, variable: str | None) -> np.ndarray
     except (OSError, ValueError, NotImplementedError, TypeError, scipy.io.matlab.MatReadError) as exc:
         raise ValueError(f"cannot read MATLAB file {path}: {exc}") from None
     names = [k for k in contents if not k.startswith("__")]
-    array = contents[_pick_variable(names, variable, path)]
+    array = contents[_pick_variable(names, variable, path, index)]
     if array.dtype == object:
         # MATLAB's linear order is column-major
         return _select_from_cells(list(array.reshape(-1, order="F")), index, path)
@@ -131,7 +138,7 @@ def _read_mat_v73(path: Path, index: int | None, variable: str | None) -> np.nda
     try:
         with h5py.File(path, "r") as f:
             names = [k for k in f.keys() if not k.startswith("#")]
-            node = f[_pick_variable(names, variable, path)]
+            node = f[_pick_variable(names, variable, path, index)]
             if not isinstance(node, h5py.Dataset):
                 raise ValueError(f"variable in {path} is a MATLAB struct, not a kernel or a cell array")
             data = node[()]

@@ -17,6 +17,10 @@ Kernel specs (:func:`parse_kernel_spec`), names case-insensitive::
     motion:LENGTH,ANGLE                        linear motion, ANGLE in degrees, counter-clockwise
     motion-random:SEED | motion-random:SEED,SIZE   random camera shake (default size 25)
     PATH | PATH#INDEX                          a file (see :func:`from_file`); INDEX is 0-based
+    PATH:VARIABLE | PATH:VARIABLE#INDEX        the named variable of a MATLAB .mat file
+
+A spec that names an existing file is always read as a path, so a file whose name contains ``#``
+or ``:`` is still found.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ __all__ = [
 
 KERNEL_SPEC_HELP = (
     "gauss[:SIGMA[,SIZE]] | box[:SIZE] | disk:RADIUS | motion:LENGTH,ANGLE | "
-    "motion-random:SEED[,SIZE] | PATH[#INDEX]"
+    "motion-random:SEED[,SIZE] | PATH[#INDEX] | FILE.mat:VARIABLE[#INDEX]"
 )
 
 # Larger kernels than this are almost certainly a unit mistake (e.g. sigma in pixels^2).
@@ -69,7 +73,12 @@ def validate_kernel(
     Guarantee: the result is 2-D, finite, non-empty, non-negative unless ``allow_negative``, and,
     when ``normalize`` is true, sums to 1 (to float64 rounding). A kernel whose sum differs from 1
     by more than 1e-6 (relative) is divided by its sum and a :class:`KernelNormalizationWarning`
-    names the original sum. Raises ``ValueError`` naming the first violated condition.
+    (a ``UserWarning``) names the original sum. Raises ``ValueError`` naming the violated
+    condition (both, for negative entries and a sum that is not positive).
+
+    A blur kernel must be non-negative, and the error says so without naming ``allow_negative``,
+    which the command line does not have: signed kernels (e.g. bicubic downsampling kernels) are
+    for the Python API only, with ``allow_negative=True`` here or in :func:`from_file`.
     """
     try:
         k = np.array(kernel, dtype=np.float64, copy=True)
@@ -83,14 +92,19 @@ def validate_kernel(
         raise ValueError(f"{name} is {k.shape[0]}x{k.shape[1]}, larger than {_MAX_KERNEL_SIZE} pixels")
     if not np.all(np.isfinite(k)):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if not allow_negative and np.any(k < 0):
+    negative = not allow_negative and bool(np.any(k < 0))
+    total = float(k.sum())
+    bad_sum = normalize and not total > 0
+    if negative and bad_sum:
         raise ValueError(
-            f"{name} has negative entries (min {k.min():.3g}); pass allow_negative=True if intended"
+            f"{name} sums to {total:.3g} and has negative entries (min {k.min():.3g}); "
+            "a blur kernel must be non-negative with a positive sum"
         )
+    if bad_sum:
+        raise ValueError(f"{name} sums to {total:.3g}; a blur kernel must have a positive sum")
+    if negative:
+        raise ValueError(f"{name} has negative entries (min {k.min():.3g}); a blur kernel must be non-negative")
     if normalize:
-        total = float(k.sum())
-        if not total > 0:
-            raise ValueError(f"{name} sums to {total:.3g}; a blur kernel must have a positive sum")
         if abs(total - 1.0) > _SUM_TOLERANCE:
             warnings.warn(
                 f"{name} summed to {total:.6g}; renormalised to sum 1",
@@ -257,8 +271,11 @@ def from_file(
     the MATLAB orientation restored. A file holding several kernels (a MATLAB cell array, a
     ``(n, h, w)`` ``.npy`` stack or a MATLAB ``(h, w, n)`` stack) needs ``index`` (0-based:
     ``from_file("Levin09.mat", index=0)`` is the first Levin kernel). ``variable`` picks the
-    MATLAB variable (default: ``kernels``, ``kernel``, or the file's only array). Images must be
-    grayscale. The result is validated and normalised by :func:`validate_kernel`.
+    MATLAB variable of a ``.mat`` file (default: ``kernels``, ``kernel``, ``k``, ``K``, or the
+    file's only variable; the kernel spec ``FILE.mat:VARIABLE[#INDEX]``); it is an error for other
+    files. Images must be grayscale. The result is validated and normalised by
+    :func:`validate_kernel`; ``allow_negative=True`` accepts a signed kernel (e.g. a bicubic
+    downsampling kernel), which a blur kernel otherwise may not be.
     """
     path = Path(path)
     if index is not None and (isinstance(index, bool) or int(index) != index):
@@ -291,8 +308,8 @@ def parse_kernel_spec(spec: str) -> np.ndarray:
     """Build a kernel from a command-line spec (grammar in the module docstring).
 
     Raises ``ValueError`` with a one-line message for an empty spec, an unknown name, a wrong
-    number or type of parameters, out-of-range values, a missing or unreadable file and a bad
-    ``#INDEX``.
+    number or type of parameters, out-of-range values, a missing or unreadable file, a bad
+    ``#INDEX`` and a missing or misplaced ``:VARIABLE``.
     """
     if not isinstance(spec, str):
         raise ValueError(f"kernel spec must be a string, got {type(spec).__name__}")
@@ -326,7 +343,10 @@ def parse_kernel_spec(spec: str) -> np.ndarray:
 
 
 def _kernel_from_path_spec(text: str, spec: str) -> np.ndarray:
+    """``PATH[:VARIABLE][#INDEX]``; ``#INDEX`` and then ``:VARIABLE`` are split off only while
+    what is left does not name an existing file."""
     index = None
+    variable = None
     path = Path(text).expanduser()
     if not path.exists() and "#" in text:
         path_text, _, index_text = text.rpartition("#")
@@ -337,9 +357,17 @@ def _kernel_from_path_spec(text: str, spec: str) -> np.ndarray:
             index = int(index_text)
         except ValueError:
             raise ValueError(f"kernel spec {spec!r}: index {index_text!r} after '#' is not an integer") from None
+    if not path.exists() and ":" in str(path):
+        path_text, _, variable_text = str(path).rpartition(":")
+        variable = variable_text.strip()
+        if not variable:
+            raise ValueError(f"kernel spec {spec!r}: missing MATLAB variable name after ':'")
+        path = Path(path_text)
+        if path.is_file() and path.suffix.lower() != ".mat":
+            raise ValueError(f"kernel spec {spec!r}: ':{variable}' names a MATLAB variable, but {path} is not a .mat file")
     if not path.exists():
         known = ", ".join(n for n in _NAMES if "_" not in n)
         raise ValueError(f"kernel spec {spec!r} is neither a kernel name ({known}) nor an existing file")
     if not path.is_file():
         raise ValueError(f"kernel spec {spec!r}: {path} is not a file")
-    return from_file(path, index=index)
+    return from_file(path, index=index, variable=variable)

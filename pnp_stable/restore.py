@@ -289,18 +289,23 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
     return res, report
 
 
-def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str]) -> tuple[float, str]:
+def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_scale: bool = True,
+           defaulted: bool = False) -> tuple[float, str]:
+    """The noise level and where it came from ("given", "default" for a simulation's default,
+    "estimated"); ``image_scale`` False for data not on the [0, 1] image scale (a sinogram), whose
+    level in /255 would mean nothing."""
     if noise is not None:
         if not (math.isfinite(noise) and noise > 0):
             raise ValueError(f"noise level must be a positive number on the [0, 1] scale, got {noise}")
-        return float(noise), "given"
+        return float(noise), "default" if defaulted else "given"
     from pnp_stable.solvers import estimate_noise_level
 
     est = estimate_noise_level(y_batch)
     value = float(np.median(est))
     if not value > 0:
         raise ValueError("could not estimate the noise level (the image looks noise-free); pass --noise")
-    notes.append(f"noise level estimated from the image: {value:.4g} ({value * 255:.2f}/255)")
+    in_255 = f" ({value * 255:.2f}/255)" if image_scale else ""
+    notes.append(f"noise level estimated from the {'image' if image_scale else 'data'}: {value:.4g}{in_255}")
     return value, "estimated"
 
 
@@ -362,6 +367,7 @@ def deblur(
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
+    defaulted = simulate and noise is None
     if simulate:
         if noise is None:
             noise = 2.55 / 255
@@ -376,7 +382,7 @@ def deblur(
             raise ValueError("boundary 'valid' needs a simulated observation (it is smaller than the image); "
                              "use --simulate or another boundary")
         y = batch
-    sigma, source = _noise(y, noise, notes)
+    sigma, source = _noise(y, noise, notes, defaulted=defaulted)
     t0 = time.perf_counter()
     operator_info = {"type": "Blur", "boundary": boundary, "kernel_sha256": _digest([torch.from_numpy(k)]),
                      "shape": list(batch.shape)}
@@ -459,6 +465,7 @@ def reconstruct_ct(
         raise ValueError("CT data must be single-channel (gray)")
     if noise_relative is not None and not simulate:
         raise ValueError("a noise level relative to the clean sinogram needs a simulation")
+    defaulted = simulate and noise is None and noise_relative is None
     if simulate:
         n = data.shape[-1]
         if data.shape[-2] != n:
@@ -477,13 +484,22 @@ def reconstruct_ct(
         if angles and angles != n_ang:
             notes.append(f"using the sinogram's {n_ang} angles")
         n = image_size or _size_from_detectors(n_det)
+        if n_ang > n_det:  # possible (dense views), but more often a sinogram stored angles x detectors
+            notes.append(f"sinogram read as {n_det} detectors x {n_ang} angles ({n}x{n} image); if its rows "
+                         "are the angles, transpose it")
         op = ParallelBeamCT(n, angles=n_ang, device=dev)
         if op.n_detectors != n_det:
             raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {op.n_detectors}; "
                              "check --size")
         y = sino[None, None]
         clean = None
-    sigma, source = _noise(y, noise, notes)
+    try:
+        sigma, source = _noise(y, noise, notes, image_scale=False, defaulted=defaulted)
+    except ValueError as exc:
+        if simulate or "noise-free" not in str(exc):
+            raise
+        raise ValueError("could not estimate the sinogram's noise level (it looks noise-free); pass --noise, "
+                         "or --simulate if DATA is an image to project") from None
     module = _tiled(module, (1, 1, n, n), tile, notes, den_info)
     x0 = op.fbp(y).clamp(0, 1)
     t0 = time.perf_counter()

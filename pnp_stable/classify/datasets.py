@@ -40,8 +40,10 @@ def detect_dataset(path: str | Path) -> str:
         return "cifar10"
     if any((path / n).is_dir() for n in names):
         return "image_folder"
+    # the text after "; " is the API's advice; the command line replaces it with its --dataset option
     raise ValueError(f"{path}: cannot tell the dataset format (no idx files, CIFAR-10 batches or class "
-                     "sub-folders); name the dataset kind explicitly")
+                     f"sub-folders); name the dataset kind explicitly (load_dataset's kind: "
+                     f"{', '.join(DATASET_KINDS)})")
 
 
 def load_dataset(

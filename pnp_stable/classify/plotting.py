@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 from pnp_stable.classify.evaluation import RobustnessReport
-from pnp_stable.classify.models import file_mode
+from pnp_stable.fileio import atomic_output
 
 __all__ = ["plot_robustness"]
 
@@ -38,14 +36,6 @@ def plot_robustness(reports: Mapping[str, RobustnessReport], path: str | Path, t
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, file_mode())
+    with atomic_output(path, make_parents=True) as tmp:
         fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -9,7 +9,6 @@ typically astronomically loose: that is the point of the comparison.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pnp_stable.classify.certified_layers import Flatten, InputShift, MaxMin, NormPreservingGlobalPool

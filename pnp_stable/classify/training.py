@@ -15,11 +15,8 @@ stops at once (the last periodic checkpoint then stands).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,13 +27,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pnp_stable.fileio import atomic_write_json, read_torch_file
 from pnp_stable.classify.augment import random_crop_flip
 from pnp_stable.classify.config import ClassifierConfig
 from pnp_stable.classify.data import ImageClassificationData
 from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
-from pnp_stable.classify.models import atomic_torch_save, build_classifier, file_mode, load_classifier, save_classifier
+from pnp_stable.classify.models import atomic_torch_save, build_classifier, load_classifier, save_classifier
 from pnp_stable.precision import cuda_autocast_dtype
 
 __all__ = ["CHECKPOINT_FORMAT", "LOSS_DEFAULTS", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
@@ -157,21 +155,6 @@ def resolve_device(spec: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} requested but CUDA is not available")
     return device
-
-
-def _atomic_write_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, file_mode())
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -320,7 +303,7 @@ def train_classifier(
         aug_generator.set_state(state["aug_generator"])
         epoch, step_in_epoch, history = state["epoch"], state["step_in_epoch"], state["history"]
         running = state["running"]
-    _atomic_write_json(config.to_dict(), out_dir / "config.json")
+    atomic_write_json(out_dir / "config.json", config.to_dict(), make_parents=True)
 
     def save_checkpoint() -> None:
         atomic_torch_save({
@@ -404,7 +387,7 @@ def train_classifier(
             running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
             save_checkpoint()
             last_save = time.monotonic()
-            _atomic_write_json(history, out_dir / "history.json")
+            atomic_write_json(out_dir / "history.json", history, make_parents=True)
 
     model.eval()
     bound = float(model.certified_lipschitz_bound())
@@ -418,10 +401,7 @@ def _stale(model_path: Path, checkpoint_path: Path) -> bool:
 
 
 def _read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or corrupt files
-        raise ValueError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    state = read_torch_file(path, "a pnp-stable classifier checkpoint", device)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a pnp-stable classifier checkpoint")
     state["aug_generator"] = state["aug_generator"].cpu()

@@ -3,50 +3,18 @@ resumable state file."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import json
-import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pnp_stable.fileio import atomic_write_bytes, atomic_write_json, read_torch_file
 from pnp_stable.solvers.guarantee import Guarantee
 
-__all__ = ["SOLVE_STATE_FORMAT", "SolveResult", "load_solve_state", "save_solve_state", "write_atomically"]
-
-
-def write_atomically(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"output folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a failed cleanup must not mask the original error
-            os.unlink(tmp)
-        raise
-
-
-def _finite_or_none(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, list):
-        return [_finite_or_none(u) for u in v]
-    if isinstance(v, dict):
-        return {k: _finite_or_none(u) for k, u in v.items()}
-    if isinstance(v, tuple):
-        return [_finite_or_none(u) for u in v]
-    return v
+__all__ = ["SOLVE_STATE_FORMAT", "SolveResult", "load_solve_state", "save_solve_state"]
 
 
 @dataclass
@@ -121,8 +89,7 @@ class SolveResult:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the summary and the full history as JSON (atomically; non-finite numbers as null)."""
-        payload = _finite_or_none({**self.summary(), "history": self.history})
-        write_atomically(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+        atomic_write_json(path, {**self.summary(), "history": self.history}, default=str)
 
     def plot(self, path: str | os.PathLike) -> None:
         """Plot the absolute residual on a log scale (and PSNR if recorded) to an image file, atomically.
@@ -168,7 +135,7 @@ class SolveResult:
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="jpeg" if suffix == "jpg" else suffix)
-        write_atomically(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
 
 
 
@@ -195,18 +162,13 @@ def save_solve_state(path: str | os.PathLike, result: SolveResult, metadata: dic
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_atomically(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_solve_state(path: str | os.PathLike) -> tuple[SolveResult, dict[str, Any]]:
     """Read a file written by :func:`save_solve_state`: ``(result, metadata)``; ValueError if it
     cannot be read or is not one."""
-    try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one user-facing error
-        raise ValueError(f"cannot read the solver state {os.fspath(path)}: {str(exc).splitlines()[0]}") from None
+    payload = read_torch_file(path, "a pnp-stable solver state")
     if not isinstance(payload, dict) or payload.get("format") != SOLVE_STATE_FORMAT:
         raise ValueError(f"{os.fspath(path)} is not a pnp-stable solver state")
     g = payload["guarantee"]

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from pnp_stable.denoisers.io import atomic_write_bytes
+from pnp_stable.fileio import atomic_write_bytes
+from pnp_stable.fileio import read_torch_file
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
 
@@ -21,16 +22,14 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     leaves the previous checkpoint intact."""
     buffer = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), make_parents=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; ValueError if it is not one."""
+    """Read a checkpoint written by :func:`save_checkpoint`; a one-line ValueError naming ``path``
+    if it cannot be read or is not one."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    state = read_torch_file(path, "a pnp-stable training checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a pnp-stable training checkpoint")
     return state

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import os
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pnp_stable.denoisers.config import DenoiserConfig
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "check_field_values"]
 
 
 @dataclass
@@ -126,3 +131,71 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training configuration keys: {', '.join(unknown)}")
         return cls(**data)
+
+
+def check_field_values(cls: type, values: dict[str, Any], prefix: str = "") -> None:
+    """Check overrides of dataclass ``cls``'s fields before ``cls(**values)`` is built from them.
+
+    Guarantee: returns only if every key of ``values`` is a field of ``cls`` and every value has
+    the field's type (an int is a float; a bool is neither; a list is a tuple); otherwise a
+    one-line ValueError names the key (``prefix`` + key), the value and what was expected, and for
+    an unknown key the nearest field names. Without this check a wrong key is Python's "unexpected
+    keyword argument" and a string in a numeric field a TypeError deep in ``__post_init__``.
+    Fields of other types (e.g. ``model``) are left to their own constructors.
+    """
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for key, value in values.items():
+        if key not in hints:
+            near = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+            # a nested configuration (``model``) is set field by field: list it as ``model.KEY``
+            listed = sorted(n + (".KEY" if dataclasses.is_dataclass(hints[n]) else "") for n in names)
+            known = (f"did you mean {' or '.join(prefix + n for n in near)}?" if near
+                     else f"valid keys: {', '.join(prefix + n for n in listed)}")
+            raise ValueError(f"unknown configuration key {prefix + key!r} ({known})")
+        expected = _describe(hints[key])
+        if expected is not None and not _conforms(value, hints[key]):
+            raise ValueError(f"invalid value for {prefix + key}: {value!r} (expected {expected})")
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has type ``hint`` (the plain types of configuration fields only)."""
+    if _is_union(hint):
+        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):  # bool is an int to Python, not to a user typing lr=true
+        allowed = (int,) if hint is int else (int, float)
+        return isinstance(value, allowed) and not isinstance(value, bool)
+    if hint is str:  # a path object where a path is meant (val_dir, init_from) is what API callers pass
+        return isinstance(value, (str, os.PathLike))
+    if typing.get_origin(hint) in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        items = [arg for arg in typing.get_args(hint) if arg is not Ellipsis]
+        return not items or all(_conforms(v, items[0]) for v in value)
+    return True
+
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+_PLURALS = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+
+
+def _describe(hint: Any) -> str | None:
+    """What a user should write for a field of type ``hint``; None for types this module does not check."""
+    if _is_union(hint):
+        parts = [_describe(arg) for arg in typing.get_args(hint)]
+        return None if None in parts else " or ".join(parts)  # type: ignore[arg-type]
+    if hint in _NAMES:
+        return _NAMES[hint]
+    if typing.get_origin(hint) in (list, tuple):
+        items = [arg for arg in typing.get_args(hint) if arg is not Ellipsis]
+        inner = _PLURALS.get(items[0]) if items else None
+        return "a JSON list" + (f" of {inner}" if inner else "")
+    return None

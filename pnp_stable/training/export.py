@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from pnp_stable.fileio import atomic_write_json
 from pnp_stable.denoisers.io import (
-    FORMAT, atomic_write_json, load, pretrained_dir, rewrite_with_metadata, save_denoiser, stored_metadata,
+    FORMAT, load, pretrained_dir, rewrite_with_metadata, save_denoiser, stored_metadata,
 )
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.training.checkpoint import load_checkpoint
@@ -243,7 +244,7 @@ def write_model(model: nn.Module, pt_path: Path, metadata: dict[str, Any]) -> No
     """Write ``NAME.pt`` and its ``NAME.json`` metadata atomically, then reload the file, which
     re-derives the certificate from what was written and refuses one weaker than recorded."""
     save_denoiser(model, pt_path, metadata)
-    atomic_write_json(pt_path.with_suffix(".json"), metadata)
+    atomic_write_json(pt_path.with_suffix(".json"), metadata, make_parents=True)
     load(pt_path)
 
 

@@ -49,10 +49,10 @@ def starting_point_record(init_from: str | None) -> dict[str, Any] | None:
 
 
 def _exported_record(path: str, record: dict[str, Any]) -> dict[str, Any]:
-    import torch
+    from pnp_stable.fileio import read_torch_file
 
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = read_torch_file(path, "an exported model")
         metadata = payload["metadata"]
         training = metadata.get("training") or {}
     except Exception:  # a moved or foreign file: the path is all we know

@@ -160,12 +160,9 @@ def _project_parameters(model: nn.Module) -> None:
 
 def _initialise_from(model: nn.Module, path: str) -> dict[str, Any]:
     """Copy every tensor of ``path`` (checkpoint or exported model) whose name and shape match."""
-    import torch as _torch
+    from pnp_stable.fileio import read_torch_file
 
-    try:
-        payload = _torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"cannot read {path} to initialise from: {exc}") from exc
+    payload = read_torch_file(path, "a pnp-stable checkpoint or model file to initialise from")
     source = payload.get("model") or payload.get("state_dict") if isinstance(payload, dict) else None
     if not isinstance(source, dict):
         raise ValueError(f"{path} holds no model weights")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from pnp_stable.training.config import TrainConfig
+from pnp_stable.denoisers.config import DenoiserConfig
+from pnp_stable.training.config import TrainConfig, check_field_values
 
 __all__ = ["PRESETS", "preset"]
 
@@ -77,11 +78,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset(name: str, train_dirs: list[str], run_dir: str, **overrides: Any) -> TrainConfig:
     """The :class:`TrainConfig` of preset ``name``; ``overrides`` replace top-level fields and
-    ``model`` (a dict) updates individual architecture fields."""
+    ``model`` (a dict) updates individual architecture fields.
+
+    A key that is no field, or a value of the wrong type (``lr="abc"``), is a one-line ValueError
+    naming it (``model.KEY`` for an architecture field), raised before anything is built.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
     values = copy.deepcopy(PRESETS[name])
     model_overrides = overrides.pop("model", None) or {}
+    if not isinstance(model_overrides, dict):
+        raise ValueError(f"invalid value for model: {model_overrides!r} (expected a JSON object of "
+                         "architecture fields; or set them one by one, as model.KEY=VALUE)")
+    check_field_values(TrainConfig, overrides)
+    check_field_values(DenoiserConfig, model_overrides, prefix="model.")
     values["model"].update(model_overrides)
     values.update(overrides)
     return TrainConfig(train_dirs=list(train_dirs), run_dir=run_dir, **values)

@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
-__all__ = ["main", "parse_overrides"]
+__all__ = ["check_run_dir", "main", "parse_overrides", "parse_set_options"]
+
+# fields that this script and ``pnp-stable train-denoiser`` set from options of their own: a
+# --set of one would clash with the option's value (Python's "got multiple values" TypeError)
+_OWN_OPTIONS = {"train_dirs": "--train", "run_dir": "--run-dir", "val_dir": "--val", "resume": "--resume"}
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -37,6 +43,33 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def parse_set_options(items: list[str]) -> dict:
+    """:func:`parse_overrides` of the front ends' ``--set`` options; a one-line ValueError for a
+    field that has an option of its own (``--set run_dir=...``: use ``--run-dir``)."""
+    overrides = parse_overrides(items)
+    for key, option in _OWN_OPTIONS.items():
+        if key in overrides:
+            raise ValueError(f"--set {key}=...: {key} has its own option, {option}")
+    return overrides
+
+
+def check_run_dir(run_dir: str | os.PathLike, resume: bool) -> None:
+    """Refuse, before any data is read or a step is taken, a run directory that cannot hold the
+    run: an existing file, or (``resume``) a folder without a checkpoint. One-line ValueError.
+
+    Here and not in the loop: :attr:`TrainConfig.resume` means "continue if there is a
+    checkpoint", while a user who types ``--resume`` expects a run to continue, not hours of a new
+    one from scratch (a mistyped ``--run-dir``).
+    """
+    from pnp_stable.training.loop import CHECKPOINT_NAME
+
+    path = Path(run_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"run directory {os.fspath(run_dir)} is a file, not a folder")
+    if resume and not (path / CHECKPOINT_NAME).is_file():
+        raise ValueError(f"no checkpoint to resume in {os.fspath(run_dir)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pnp_stable.training.run", description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="gray-cpu")
@@ -54,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     from pnp_stable.training.presets import preset
 
     try:
-        overrides = parse_overrides(args.set)
+        overrides = parse_set_options(args.set)
+        check_run_dir(args.run_dir, args.resume)
         config = preset(args.preset, args.train, args.run_dir, val_dir=args.val, resume=args.resume, **overrides)
         time_limit = None if args.time_limit is None else 60.0 * args.time_limit
         result = train_denoiser(config, stop_after=args.stop_after, time_limit=time_limit)

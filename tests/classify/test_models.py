@@ -141,8 +141,13 @@ def test_save_and_load_roundtrip(tmp_path):
     assert loaded.class_names == ["a", "b", "c"] and not loaded.training
     assert loaded.certified_lipschitz_bound() == pytest.approx(model.certified_lipschitz_bound())
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="cannot read model file"):
+    with pytest.raises(ValueError, match=r"junk.pt is not a pnp-stable classifier \(it could not be read as one\)$"):
         load_classifier(tmp_path / "junk.pt")
+    # a pickle that weights_only loading refuses: one line, not PyTorch's explanation of weights_only
+    torch.save({"config": math.pi, "state_dict": nn.Identity()}, tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match="could not be read") as refused:
+        load_classifier(tmp_path / "pickled.pt")
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a pnp-stable classifier"):
         load_classifier(tmp_path / "other.pt")

@@ -77,6 +77,18 @@ def test_finished_run_is_not_retrained_and_changed_config_is_refused(tmp_path, m
         train_classifier(tiny_config(tmp_path, lr=1e-2), train, test)
 
 
+def test_a_corrupt_checkpoint_is_one_short_error(tmp_path, make_data):
+    """Resuming from a checkpoint torch cannot read names the file in one line, without PyTorch's
+    long explanation of ``weights_only`` loading."""
+    train, test = make_data(32), make_data(8, seed=1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(ValueError, match=r"checkpoint.pt is not a pnp-stable classifier checkpoint \(it could not be "
+                                         r"read as one\)$") as refused:
+        train_classifier(tiny_config(tmp_path), train, test)
+    assert "weights_only" not in str(refused.value)
+
+
 def test_checkpoint_from_before_an_option_existed_resumes_as_its_default(tmp_path, make_data, monkeypatch):
     train, test = make_data(32), make_data(8, seed=1)
     first = train_classifier(tiny_config(tmp_path, epochs=1), train, test)

@@ -69,6 +69,76 @@ def test_deblur_error_paths(tmp_path, camera_png, tiny_denoiser):
         ["cam.png", "nan.npy", "c.jpg"])
 
 
+def test_outputs_are_checked_before_any_work_and_never_collide(tmp_path, camera_png, tiny_denoiser, monkeypatch):
+    import pnp_stable.restore as restore
+
+    def must_not_run(*a, **k):
+        raise AssertionError("the restoration started although an output was unusable")
+
+    monkeypatch.setattr(restore, "deblur", must_not_run)
+    base = ("deblur", camera_png, "--denoiser", tiny_denoiser)
+    o = tmp_path / "o.png"
+    assert_user_error(run(*base, "--out", o, "--plot", o), "--out and --plot name the same file")
+    assert_user_error(run(*base, "--out", o, "--report", o), "--out and --report name the same file")
+    assert_user_error(run(*base, "--out", o, "--checkpoint", o), "--out and --checkpoint name the same file")
+    assert_user_error(run(*base, "--report", tmp_path / "r.json", "--plot", tmp_path / "r.json"),
+                      "--report and --plot name the same file")
+    for option, name in (("--out", "x.png"), ("--report", "r.json"), ("--plot", "p.png"), ("--checkpoint", "s")):
+        assert_user_error(run(*base, option, tmp_path / "nodir" / name), f"output folder '{tmp_path / 'nodir'}' of "
+                                                                          f"{option} does not exist")
+        assert_user_error(run(*base, option, camera_png / name), "is not a folder")
+    assert_user_error(run(*base, "--plot", tmp_path / "p.bmp"), "--plot p.bmp: unsupported type .bmp")
+    assert_user_error(run(*base, "--out", tmp_path / "o.gif"), "--out o.gif: unsupported type .gif")
+    assert_user_error(run("denoise", camera_png, "--sigma", "0.1", "--out", camera_png / "x.png"), "is not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.png"]
+
+
+def test_npy_images_integer_scaled_and_float_out_of_range_refused(tmp_path, tiny_denoiser):
+    from skimage import data
+
+    cam = data.camera()[200:248, 220:268]
+    np.save(tmp_path / "int.npy", cam)  # uint8 samples in a .npy
+    r = run("deblur", tmp_path / "int.npy", "--simulate", "--denoiser", tiny_denoiser, "--max-iter", "2")
+    assert r.exit_code == 0 and "integer samples scaled from [0, 255] to [0, 1]" in r.output, r.output
+    out = np.load(tmp_path / "int_restored.npy")
+    assert 0.2 < out.mean() < 0.8  # on the image's scale, not clipped to 1
+    np.save(tmp_path / "wide.npy", cam.astype(np.float32))  # floats 0..255
+    assert_user_error(run("deblur", tmp_path / "wide.npy", "--denoiser", tiny_denoiser), "images must be scaled to [0, 1]")
+    np.save(tmp_path / "centred.npy", cam.astype(np.float32) / 255 - 0.5)
+    assert_user_error(run("denoise", tmp_path / "centred.npy", "--sigma", "0.1"), "holds values in [-0.")
+    np.save(tmp_path / "big.npy", np.full((16, 16), 70000, np.int32))
+    assert_user_error(run("deblur", tmp_path / "big.npy", "--denoiser", tiny_denoiser), "expected 8- or 16-bit")
+
+
+def test_a_folder_is_checked_whole_before_the_first_image_is_restored(tmp_path, tiny_denoiser):
+    from skimage import data
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cam = data.camera()[200:248, 220:268]
+    Image.fromarray(cam).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"not an image")
+    Image.fromarray(cam).save(folder / "c.png")
+    assert_user_error(run("deblur", folder, "--denoiser", tiny_denoiser, "--max-iter", "1"), "cannot read b.png")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png", "c.png"]  # nothing restored yet
+
+
+def test_outputs_get_the_umask_permissions(tmp_path, camera_png, tiny_denoiser):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        r = run("deblur", camera_png, "--simulate", "--denoiser", tiny_denoiser, "--max-iter", "1", "--quiet",
+                "--out", tmp_path / "o.png", "--report", tmp_path / "r.json", "--plot", tmp_path / "p.png",
+                "--checkpoint", tmp_path / "s.state")
+    finally:
+        os.umask(previous)
+    assert r.exit_code == 0, r.output
+    for name in ("o.png", "r.json", "p.png", "s.state"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644, name
+
+
 def test_out_of_memory_is_a_user_error(monkeypatch, camera_png, tiny_denoiser):
     import torch
 
@@ -180,6 +250,31 @@ def test_ct_demo_and_errors(tmp_path, rgb_png, tiny_denoiser, monkeypatch):
     wide = tmp_path / "wide.npy"
     np.save(wide, np.zeros((20, 30), np.float32))
     assert_user_error(run("ct", wide, "--simulate", "--denoiser", tiny_denoiser), "square")
+    assert rep["noise"]["source"] == "default"  # 1 % of the sinogram's maximum, the simulation's default
+
+
+def test_ct_sinogram_angles_layout_and_noise(tmp_path, tiny_denoiser):
+    import torch
+    from skimage import data, transform
+
+    from pnp_stable.operators import ParallelBeamCT
+
+    img = transform.resize(data.shepp_logan_phantom(), (32, 32), anti_aliasing=True).astype(np.float32)
+    op = ParallelBeamCT(32, angles=12)
+    sino = op.simulate(torch.from_numpy(img)[None, None], 0.5, seed=0)[0, 0].numpy()  # 46 detectors x 12 angles
+    np.save(tmp_path / "sino.npy", sino)
+    common = ("--denoiser", tiny_denoiser, "--max-iter", "2")
+    assert_user_error(run("ct", tmp_path / "sino.npy", "--angles", "90", *common),
+                      "sino.npy has 12 angles (columns; a sinogram is n_detectors x n_angles) but --angles is 90")
+    r = run("ct", tmp_path / "sino.npy", *common, "--out", tmp_path / "r.npy")
+    assert r.exit_code == 0 and "noise level estimated from the data: " in r.output, r.output
+    assert "/255" not in r.output  # a sinogram's noise is in its own units
+    np.save(tmp_path / "sinoT.npy", np.ascontiguousarray(sino.T))  # 12 x 46: angles as rows
+    r = run("ct", tmp_path / "sinoT.npy", *common, "--size", "8", "--out", tmp_path / "t.npy")
+    assert "if its rows are the angles, transpose it" in r.output, r.output
+    clean = tmp_path / "phantom.npy"  # an image given without --simulate: piecewise constant, noise-free
+    np.save(clean, data.shepp_logan_phantom()[::10, ::10].astype(np.float32))
+    assert_user_error(run("ct", clean, *common), "or --simulate if DATA is an image to project")
 
 
 def test_a_residual_increase_is_one_warning_line_and_quiet_leaves_it_to_the_summary(tmp_path, camera_png,
@@ -242,14 +337,16 @@ def test_tiled_denoising_restores_exactly_what_one_call_restores(tmp_path, camer
     assert "tiles of 20 px" in r.output and rep["denoiser"]["tiling"]["tiles"] == 16  # 64 = 3 x 20 + 4
     assert rep["solver"]["guarantee"]["holds"] and rep["denoiser"]["certified"]
     assert np.abs(outputs["0"] - outputs["20"]).max() < 1e-5
-    r = run("denoise", rgb_png, "--sigma", "0.1", "--simulate", "--denoiser", tiny_denoiser, "--tile", "12",
+    r = run("denoise", rgb_png, "--sigma", "0.1", "--simulate", "--denoiser", tiny_denoiser, "--tile", "16",
             "--out", tmp_path / "rgb_tiled.npy")
-    assert r.exit_code == 0 and "tiles of 12 px" in r.output, r.output
+    assert r.exit_code == 0 and "tiles of 16 px" in r.output, r.output
     r = run("denoise", rgb_png, "--sigma", "0.1", "--simulate", "--denoiser", tiny_denoiser,
             "--out", tmp_path / "rgb_whole.npy")  # 32 x 32: below the automatic threshold, one call
     assert r.exit_code == 0 and "tiles" not in r.output, r.output
     assert np.abs(np.load(tmp_path / "rgb_tiled.npy") - np.load(tmp_path / "rgb_whole.npy")).max() < 1e-5
     assert_user_error(run("deblur", camera_png, *common, "--tile", "-1"), "--tile")
+    # a tile of a few pixels would be almost all margin (the reviewer's --tile 1 ran for minutes)
+    assert_user_error(run("deblur", camera_png, *common, "--tile", "1"), "use 0 (never tile) or at least 16")
 
 
 def test_checkpoint_and_resume_continue_the_same_solve(tmp_path, camera_png, tiny_denoiser):
@@ -280,7 +377,7 @@ def test_checkpoint_and_resume_continue_the_same_solve(tmp_path, camera_png, tin
                       "no checkpoint to resume")
     (tmp_path / "junk.state").write_text("junk")
     assert_user_error(run("deblur", camera_png, *common, "--checkpoint", tmp_path / "junk.state", "--resume"),
-                      "cannot read the solver state")
+                      "junk.state is not a pnp-stable solver state")
     assert_user_error(run("deblur", camera_png, *common, "--checkpoint", camera_png, "--out", tmp_path / "c.png"),
                       "overwrite the input")
     phantom = tmp_path / "ph.png"

@@ -143,6 +143,10 @@ def test_missing_and_unrecognised_data_folders(tmp_path):
     assert_user_error(run("--data", tmp_path / "absent", "--dataset", "fashion-mnist", *TINY), "data folder not found")
     (tmp_path / "empty").mkdir()
     assert_user_error(run("--data", tmp_path / "empty", *TINY), "cannot tell the dataset format")
+    # on the command line the kind is named with --dataset (the library's advice names its argument)
+    undetected = run("--data", tmp_path / "empty", *TINY)
+    assert_user_error(undetected, "pass --dataset fashion-mnist, mnist, cifar10 or folder")
+    assert "explicitly" not in undetected.output
     assert_user_error(run("--data", tmp_path / "empty", "--dataset", "cifar10", *TINY), "missing CIFAR-10 batch files")
     assert not (tmp_path / "runs").exists()
 
@@ -222,3 +226,7 @@ def test_init_from_fine_tunes_a_trained_model_and_rejects_a_missing_one(tmp_path
     missing = run("--data", fmnist, *TINY, "--init-from", tmp_path / "nope.pt", "--run-dir", tmp_path / "c")
     assert missing.exit_code == 2 and "model file not found" in missing.output
     assert "Traceback" not in missing.output and len(missing.output.strip().splitlines()) <= 2
+    # a file that is no torch file: one short line, not PyTorch's weights_only explanation
+    (tmp_path / "junk.pt").write_bytes(b"\x80junk")
+    assert_user_error(run("--data", fmnist, *TINY, "--init-from", tmp_path / "junk.pt", "--run-dir", tmp_path / "d"),
+                      "junk.pt is not a pnp-stable classifier (it could not be read as one)")

@@ -1,6 +1,7 @@
 """Saving/loading denoisers, the certificate re-check on load, and the shipped models."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -67,12 +68,46 @@ def test_load_errors_are_clear(tmp_path):
         denoisers.load(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match=r"junk.pt is not a pnp-stable denoiser file \(it could not be read as one"):
         denoisers.load(junk)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(1)}, foreign)
     with pytest.raises(ValueError, match="not a pnp-stable denoiser"):
         denoisers.load(foreign)
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, b"", "pickle"])
+def test_unreadable_files_give_one_short_line_not_torchs_weights_only_text(tmp_path, content):
+    """Random bytes, an empty file, or a pickle weights-only loading refuses (what torch explains
+    in several paragraphs on arbitrary code execution): one line naming the file."""
+    path = tmp_path / "bad.pt"
+    if content == "pickle":
+        # a path object: a class weights-only loading does not allow (torch's long refusal)
+        torch.save({"format": "pnp-stable-denoiser/1", "config": pathlib.Path("x")}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError) as refused:
+        denoisers.load(path)
+    assert str(refused.value) == f"{path} is not a pnp-stable denoiser file (it could not be read as one)"
+
+
+def test_an_existing_file_is_read_as_a_file_whatever_its_suffix(tmp_path, monkeypatch):
+    """``garbage.png`` names a file, not an unknown model: the error says what is wrong with it.
+    A folder is refused as one; shipped names still win over a same-named file in the folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.png").write_bytes(b"\x89PNG not a model")
+    with pytest.raises(ValueError, match="^garbage.png is not a pnp-stable denoiser file"):
+        denoisers.load("garbage.png")
+    model = small_model()
+    save_denoiser(model, tmp_path / "mine.pth")
+    assert isinstance(denoisers.load("mine.pth"), type(model))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match="folder is a folder, not a denoiser file"):
+        denoisers.load("folder")
+    (tmp_path / "gray").write_bytes(b"junk")
+    from pnp_stable.denoisers import io as denoiser_io
+
+    assert denoiser_io._resolve("gray").parent == denoiser_io.pretrained_dir()  # the shipped model, not the junk
 
 
 def test_save_is_atomic_and_never_leaves_partial_files(tmp_path):

@@ -179,3 +179,65 @@ def test_call_errors():
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+# --- geometry conventions (docs/operators.md, "Geometry and sinogram layout") ------------------
+def _skimage_to_ours(s, theta_deg):
+    """The recipe of docs/operators.md, "Sinograms from scikit-image", verbatim."""
+    G = s.shape[0]
+    e = G // 2 - (G - 1) / 2  # 0.5 for an even detector count, 0 for an odd one
+    t = np.deg2rad(theta_deg)
+    d = e * (1 - np.cos(t) + np.sin(t))  # ours[b] = skimage[b + d], per angle
+    m = 2 * G  # zero-padded: the sub-bin shift does not wrap around
+    f = np.fft.rfft(s, n=m, axis=0) * np.exp(2j * np.pi * np.fft.rfftfreq(m)[:, None] * d)
+    return np.fft.irfft(f, n=m, axis=0)[:G]
+
+
+def _phantom(n):
+    from skimage.data import shepp_logan_phantom
+    from skimage.transform import resize
+
+    return resize(shepp_logan_phantom(), (n, n), anti_aliasing=True)
+
+
+def _relative(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("detector", ["full", "circle"])
+def test_detector_bin_formula_for_a_point(detector):
+    # bin = (G - 1)/2 + (col - c) cos(theta) + (c - row) sin(theta), c = (G - 1)/2 - (G//2 - n//2)
+    # ("full"; G = 20, 22, 23, 25: even and odd G, even and odd n) or (n - 1)/2 ("circle")
+    for n in (14, 15, 16, 17):
+        op = ParallelBeamCT(n, angles=[0.0, 90.0, 180.0], detector=detector)
+        G = op.n_detectors
+        c = (G - 1) / 2 - (G // 2 - n // 2) if detector == "full" else (n - 1) / 2
+        assert G == (math.ceil(math.sqrt(2) * n) if detector == "full" else n)
+        x = torch.zeros(1, 1, n, n, dtype=torch.float64)
+        row, col = 5, n - 5  # inside the inscribed disc
+        x[0, 0, row, col] = 1.0
+        y = op.A(x)[0, 0].numpy()
+        assert y.shape == (G, 3)
+        for j, theta in enumerate((0.0, 90.0, 180.0)):
+            t = math.radians(theta)
+            expected = (G - 1) / 2 + (col - c) * math.cos(t) + (c - row) * math.sin(t)
+            assert (np.arange(G) * y[:, j]).sum() / y[:, j].sum() == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("n, detector, circle", [(64, "full", False), (128, "full", False), (128, "circle", True)])
+def test_skimage_radon_relation(n, detector, circle):
+    from skimage.transform import radon
+
+    p = _phantom(n)
+    theta = np.linspace(0, 180, 36, endpoint=False)
+    s = radon(p, theta=theta, circle=circle)
+    op = ParallelBeamCT(n, angles=36, detector=detector)
+    np.testing.assert_allclose(op.angles_deg, theta)
+    ours = op.A(torch.tensor(p)[None, None])[0, 0].numpy()
+    assert s.shape == ours.shape == (op.n_detectors, 36)
+    if op.n_detectors % 2:  # odd detector count (n = 64: 91 bins): the same rotation centre
+        assert _relative(s, ours) < 1e-12
+    else:  # even (n = 128: 182 bins): skimage's centre is half a bin further, shifted d(theta) bins
+        assert _relative(s, ours) > 0.05
+        assert _relative(_skimage_to_ours(s, theta), ours) < 6e-3
+    assert _relative(_skimage_to_ours(s, theta), ours) < 6e-3

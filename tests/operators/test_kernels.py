@@ -295,3 +295,98 @@ def test_kernels_module_imports_neither_torch_nor_deepinv():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- user-facing messages, MATLAB variables in specs, one warning per kernel ------------------
+def test_negative_kernel_message_states_the_rule_without_python_keywords(tmp_path):
+    sharpen = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], float)
+    np.save(tmp_path / "k_neg.npy", sharpen)
+    with pytest.raises(ValueError, match=r"has negative entries \(min -1\); a blur kernel must be non-negative") as info:
+        K.parse_kernel_spec(str(tmp_path / "k_neg.npy"))
+    assert "allow_negative" not in str(info.value) and "=" not in str(info.value)
+    np.testing.assert_allclose(K.from_file(tmp_path / "k_neg.npy", allow_negative=True), sharpen)
+
+
+def test_zero_sum_kernel_with_negative_entries_names_the_sum(tmp_path):
+    laplacian = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], float)
+    np.save(tmp_path / "k_zero.npy", laplacian)
+    with pytest.raises(ValueError, match="sums to 0 and has negative entries") as info:
+        K.parse_kernel_spec(str(tmp_path / "k_zero.npy"))
+    assert "positive sum" in str(info.value) and "allow_negative" not in str(info.value)
+    with pytest.raises(ValueError, match="sums to 0; a blur kernel must have a positive sum"):
+        K.validate_kernel(laplacian, allow_negative=True)  # signed is allowed, a zero sum is not
+
+
+def _two_variables(tmp_path):
+    import scipy.io
+
+    stack = np.stack([ASYMMETRIC, ASYMMETRIC.T, 2 * ASYMMETRIC], axis=2)  # MATLAB (h, w, n)
+    path = tmp_path / "kers2.mat"
+    scipy.io.savemat(path, {"a": ASYMMETRIC.T, "b": stack})
+    return path
+
+
+def test_mat_variable_spec_selects_variable_and_index(tmp_path):
+    path = _two_variables(tmp_path)
+    np.testing.assert_allclose(K.parse_kernel_spec(f"{path}:a"), ASYMMETRIC.T)
+    np.testing.assert_allclose(K.parse_kernel_spec(f"{path}:b#0"), ASYMMETRIC)
+    np.testing.assert_allclose(K.parse_kernel_spec(f"{path}:b#1"), ASYMMETRIC.T)
+    with pytest.warns(K.KernelNormalizationWarning, match="summed to 2"):
+        np.testing.assert_allclose(K.parse_kernel_spec(f"{path}:b#2"), ASYMMETRIC)
+    with pytest.raises(ValueError, match="holds 3 kernels"):
+        K.parse_kernel_spec(f"{path}:b")
+    with pytest.raises(ValueError, match="out of range"):
+        K.parse_kernel_spec(f"{path}:b#3")
+
+
+def test_ambiguous_mat_file_suggests_the_variable_spec(tmp_path):
+    path = _two_variables(tmp_path)
+    with pytest.raises(ValueError, match="several variables") as info:
+        K.parse_kernel_spec(str(path))
+    assert f"{path}:a" in str(info.value) and "variable=" not in str(info.value)
+    with pytest.raises(ValueError, match="several variables") as info:
+        K.parse_kernel_spec(f"{path}#1")
+    assert f"{path}:a#1" in str(info.value)
+    # the suggested spec works
+    np.testing.assert_allclose(K.parse_kernel_spec(f"{path}:b#1"), ASYMMETRIC.T)
+
+
+def test_mat_variable_spec_errors(tmp_path):
+    path = _two_variables(tmp_path)
+    with pytest.raises(ValueError, match="no variable 'c'; it holds a, b"):
+        K.parse_kernel_spec(f"{path}:c")
+    with pytest.raises(ValueError, match="missing MATLAB variable name"):
+        K.parse_kernel_spec(f"{path}:")
+    with pytest.raises(ValueError, match="neither a kernel name"):
+        K.parse_kernel_spec(f"{tmp_path / 'missing.mat'}:a")
+    np.save(tmp_path / "k.npy", ASYMMETRIC)
+    with pytest.raises(ValueError, match="not a .mat file"):
+        K.parse_kernel_spec(f"{tmp_path / 'k.npy'}:a")
+    with pytest.raises(ValueError, match="only .mat files have variables"):
+        K.from_file(tmp_path / "k.npy", variable="a")
+
+
+def test_file_names_with_colon_or_hash_are_read_as_paths(tmp_path):
+    np.save(tmp_path / "odd:name.npy", ASYMMETRIC)
+    np.save(tmp_path / "odd#1.npy", ASYMMETRIC.T)
+    np.testing.assert_allclose(K.parse_kernel_spec(str(tmp_path / "odd:name.npy")), ASYMMETRIC)
+    np.testing.assert_allclose(K.parse_kernel_spec(str(tmp_path / "odd#1.npy")), ASYMMETRIC.T)
+
+
+def test_cli_prints_the_renormalisation_warning_once(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+    from skimage import data
+
+    from pnp_stable.cli.main import main
+
+    Image.fromarray(data.camera()[200:232, 220:252]).save(tmp_path / "img.png")
+    np.save(tmp_path / "k_good.npy", np.ones((5, 5)))
+    args = ["deblur", str(tmp_path / "img.png"), "--kernel", str(tmp_path / "k_good.npy"), "--max-iter", "1",
+            "--out", str(tmp_path / "out.png")]
+    result = CliRunner().invoke(main, args)  # the command checks the spec, then builds the operator from it
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "renormalised" in line]
+    assert lines == ["warning: kernel from k_good.npy summed to 25; renormalised to sum 1"], result.output
+    result = CliRunner().invoke(main, [*args, "--quiet"])  # a note: --quiet leaves only the summary
+    assert result.exit_code == 0 and "renormalised" not in result.output, result.output

@@ -106,7 +106,7 @@ def test_state_files_resume_exactly_and_snapshots_are_resumable(run, tmp_path):
     again, _ = load_solve_state(path)
     assert torch.equal(again.state, whole.state) and again.history == whole.history
     (tmp_path / "bad.state").write_bytes(b"not a state")
-    with pytest.raises(ValueError, match="cannot read the solver state"):
+    with pytest.raises(ValueError, match=r"bad.state is not a pnp-stable solver state \(it could not be read as one\)"):
         load_solve_state(tmp_path / "bad.state")
     torch.save({"format": "something else"}, tmp_path / "other.state")
     with pytest.raises(ValueError, match="not a pnp-stable solver state"):

@@ -5,7 +5,7 @@ import pytest
 from pnp_stable.denoisers import build_denoiser
 from pnp_stable.layers import certificate_of
 from pnp_stable.training import PRESETS, preset
-from pnp_stable.training.run import main, parse_overrides
+from pnp_stable.training.run import check_run_dir, main, parse_overrides, parse_set_options
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -63,3 +63,66 @@ def test_script_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, capsys, image_fol
     monkeypatch.setattr(torch.optim.Adam, "step", original_step)
     assert main(argv + ["--resume"]) == 0
     assert torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["step"] == 6
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"foo": 1}, "unknown configuration key 'foo' (valid keys: amp, batch_size, "),
+    ({"lrr": 1}, "unknown configuration key 'lrr' (did you mean lr"),
+    ({"model": {"wdth": 4}}, "unknown configuration key 'model.wdth' (did you mean model.width?)"),
+    ({"lr": "abc"}, "invalid value for lr: 'abc' (expected a number)"),
+    ({"steps": 2.5}, "invalid value for steps: 2.5 (expected an integer)"),
+    ({"amp": "yes"}, "invalid value for amp: 'yes' (expected true or false)"),
+    ({"val_limit": "all"}, "invalid value for val_limit: 'all' (expected an integer or null)"),
+    ({"val_sigmas": [0.1, "a"]}, "invalid value for val_sigmas: [0.1, 'a'] (expected a JSON list of numbers)"),
+    ({"model": {"width": "wide"}}, "invalid value for model.width: 'wide' (expected an integer)"),
+    ({"model": 3}, "invalid value for model: 3"),
+])
+def test_bad_override_keys_and_values_are_one_line_errors(tmp_path, overrides, message):
+    """A wrong key names nearby fields (or all of them), a wrong value names the key, the value and
+    the expected type; before this check they were TypeErrors ("unexpected keyword argument",
+    "'>' not supported between 'str' and 'int')."""
+    with pytest.raises(ValueError) as refused:
+        preset("tiny", ["images"], str(tmp_path), **overrides)
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_overrides_of_the_right_type_pass(tmp_path):
+    """An int is a float, null an optional value, a JSON list a tuple; nested keys still work."""
+    config = preset("tiny", ["images"], str(tmp_path), **parse_overrides(
+        ["lr=1", "val_limit=null", "val_sigmas=[0.1, 0.2]", "amp=false", "model.width=6", "optimizer=adamw"]))
+    assert config.lr == 1 and config.val_limit is None and config.val_sigmas == (0.1, 0.2) and not config.amp
+    assert config.model.width == 6 and config.optimizer == "adamw"
+
+
+def test_set_options_refuse_fields_with_options_of_their_own():
+    assert parse_set_options(["model.width=48"]) == {"model": {"width": 48}}
+    with pytest.raises(ValueError, match="--set run_dir=...: run_dir has its own option, --run-dir"):
+        parse_set_options(["run_dir=elsewhere"])
+    with pytest.raises(ValueError, match="--resume"):
+        parse_set_options(["resume=true"])
+
+
+def test_run_dir_is_checked_before_training(tmp_path):
+    """A file as run directory, or a resume with nothing to resume, fail at once with one line."""
+    (tmp_path / "file.png").write_bytes(b"png")
+    with pytest.raises(ValueError, match="file.png is a file, not a folder"):
+        check_run_dir(tmp_path / "file.png", resume=False)
+    check_run_dir(tmp_path / "new", resume=False)  # a new run: fine, created by the loop
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="^no checkpoint to resume in .*empty$"):
+        check_run_dir(tmp_path / "empty", resume=True)
+    with pytest.raises(ValueError, match="no checkpoint to resume"):
+        check_run_dir(tmp_path / "absent", resume=True)
+    (tmp_path / "empty" / "checkpoint.pt").write_bytes(b"")
+    check_run_dir(tmp_path / "empty", resume=True)
+
+
+def test_script_refuses_bad_sets_and_run_dirs_with_exit_2(tmp_path, capsys, image_folder):
+    base = ["--preset", "tiny", "--train", str(image_folder)]
+    assert main([*base, "--run-dir", str(tmp_path / "r"), "--set", "foo=1"]) == 2
+    assert "unknown configuration key 'foo'" in capsys.readouterr().err
+    assert main([*base, "--run-dir", str(tmp_path / "r"), "--set", "lr=abc"]) == 2
+    assert "invalid value for lr: 'abc'" in capsys.readouterr().err
+    assert main([*base, "--run-dir", str(tmp_path / "r"), "--resume"]) == 2
+    assert "no checkpoint to resume" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing was started

@@ -1,0 +1,128 @@
+"""Reading and writing the package's files.
+
+Output is atomic: a reader sees the old file or the complete new one, never half of one.
+
+Every file the package writes (restored images, reports, plots, solver states, training
+checkpoints, exported models, caches) goes through :func:`atomic_output`: the data is written to a
+temporary file in the target's folder, which then replaces the target with ``os.replace`` (atomic
+on POSIX and Windows within one file system). The temporary file gets the permissions a plain
+``open()`` would have given the target under the current umask; ``tempfile.mkstemp`` alone creates
+it readable by its owner only.
+
+Torch files (models, checkpoints, solver states) are read with :func:`read_torch_file`, whose
+failures are one short line instead of PyTorch's text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "json_safe", "new_file_mode", "read_torch_file"]
+
+
+def new_file_mode() -> int:
+    """Permissions of a file created by ``open(path, "w")`` under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, make_parents: bool = False, sync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix, so writers that go by the extension
+    work); when the block ends normally it replaces ``path``, and on an exception it is removed and
+    ``path`` is left as it was.
+
+    Raises ValueError naming ``path`` (not the temporary file) when its folder does not exist
+    (unless ``make_parents``), is not a folder, or cannot be written. ``sync`` flushes the data to
+    disk before the rename, so that a crash cannot leave an empty file under the final name.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if make_parents:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot create the folder of {target}: {exc.strerror or exc}") from None
+    if not folder.exists():
+        raise ValueError(f"output folder '{folder}' does not exist")
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {target}: '{folder}' is not a folder")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=folder)
+    except OSError as exc:
+        raise ValueError(f"cannot write {target}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, new_file_mode())
+        if sync:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a failed cleanup must not mask the original error
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, make_parents: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path, make_parents=make_parents) as tmp:
+        tmp.write_bytes(data)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or infinity; Python's
+    ``json`` would write them as invalid tokens)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, make_parents: bool = False,
+                      default: Callable[[Any], Any] | None = None) -> None:
+    """Write ``obj`` as indented JSON (non-finite floats as null) to ``path`` atomically; ``default``
+    as in :func:`json.dumps` (e.g. ``str`` for a report that may hold paths)."""
+    text = json.dumps(json_safe(obj), indent=2, default=default) + "\n"
+    atomic_write_bytes(path, text.encode(), make_parents=make_parents)
+
+
+def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, with failures as one short ``ValueError``.
+
+    Guarantee: a missing file raises ``FileNotFoundError``; whatever else ``path`` holds, the only
+    exception is a ValueError whose message is one line naming ``path``: ``cannot read PATH:
+    <reason>`` when the file system refuses (permission, a directory), ``PATH is not WHAT (it could
+    not be read as one)`` otherwise (random bytes, a truncated file, a pickle of something else).
+    The caller checks the content it expects (format tag, keys) and says "not WHAT" itself for a
+    readable file of the wrong kind.
+    """
+    import torch
+
+    # torch warns of a pickle protocol other than its own (2) before failing on most such files:
+    # never one of ours, and a second line before the one error that matters
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign or corrupt files
+        # Not str(exc): for any file that is not a weights-only pickle, PyTorch's text is a
+        # multi-paragraph essay on its weights_only default and arbitrary code execution.
+        raise ValueError(f"{os.fspath(path)} is not {what} (it could not be read as one)") from exc

@@ -1,0 +1,59 @@
+"""pnp_stable.fileio: all-or-nothing writes, with the permissions of a plain open()."""
+
+import os
+import stat
+
+import pytest
+
+from pnp_stable.fileio import atomic_output, atomic_write_bytes, atomic_write_json
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_the_written_file_gets_the_umask_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.bin", b"y")
+    finally:
+        os.umask(previous)
+    assert _mode(tmp_path / "a.bin") == 0o644  # mkstemp alone would give 0600
+    assert _mode(tmp_path / "b.bin") == 0o600
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "r.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_the_temporary_keeps_the_suffix_and_the_result_replaces_the_target(tmp_path):
+    target = tmp_path / "plot.png"
+    target.write_text("old")
+    with atomic_output(target) as tmp:
+        assert tmp.suffix == ".png" and tmp.parent == tmp_path and tmp != target
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
+
+
+def test_bad_folders_are_named_without_the_temporary(tmp_path):
+    with pytest.raises(ValueError, match=r"output folder '.*nodir' does not exist"):
+        atomic_write_bytes(tmp_path / "nodir" / "x.png", b"")
+    (tmp_path / "in.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"cannot write .*in\.png/x\.png: '.*in\.png' is not a folder") as err:
+        atomic_write_bytes(tmp_path / "in.png" / "x.png", b"")
+    assert ".x." not in str(err.value)
+    atomic_write_bytes(tmp_path / "made" / "deep" / "x.bin", b"z", make_parents=True)
+    assert (tmp_path / "made" / "deep" / "x.bin").read_bytes() == b"z"
+
+
+def test_json_has_no_invalid_tokens(tmp_path):
+    atomic_write_json(tmp_path / "r.json", {"a": float("nan"), "b": [float("inf"), 1.5], "c": (1, 2)})
+    assert (tmp_path / "r.json").read_text() == '{\n  "a": null,\n  "b": [\n    null,\n    1.5\n  ],\n  "c": [\n    1,\n    2\n  ]\n}\n'

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from pnp_stable.fileio import atomic_output, atomic_write_bytes, atomic_write_json
+from pnp_stable.fileio import atomic_output, atomic_write_bytes, atomic_write_json, read_torch_file
 
 
 def _mode(path):
@@ -57,3 +57,39 @@ def test_bad_folders_are_named_without_the_temporary(tmp_path):
 def test_json_has_no_invalid_tokens(tmp_path):
     atomic_write_json(tmp_path / "r.json", {"a": float("nan"), "b": [float("inf"), 1.5], "c": (1, 2)})
     assert (tmp_path / "r.json").read_text() == '{\n  "a": null,\n  "b": [\n    null,\n    1.5\n  ],\n  "c": [\n    1,\n    2\n  ]\n}\n'
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, b"", b"\x80\x02garbage", "pickle", "protocol 4"])
+def test_unreadable_torch_files_give_one_short_line_not_torchs_text(tmp_path, content):
+    """Random bytes, an empty or truncated file, a pickle weights-only loading refuses (torch explains
+    that in paragraphs on arbitrary code execution), a plain pickle (torch warns of its protocol
+    first): one line naming the file and what it should have been, and no warning."""
+    import pathlib
+    import pickle
+    import warnings
+
+    import torch
+
+    path = tmp_path / "bad.pt"
+    if content == "pickle":
+        torch.save({"step": pathlib.Path("x")}, path)  # a class weights-only loading does not allow
+    elif content == "protocol 4":
+        path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    else:
+        path.write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as refused:
+            read_torch_file(path, "a thing")
+    assert str(refused.value) == f"{path} is not a thing (it could not be read as one)"
+
+
+def test_torch_file_system_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_torch_file(tmp_path / "missing.pt", "a thing")
+    with pytest.raises(ValueError, match="^cannot read .*: Is a directory$"):
+        read_torch_file(tmp_path, "a thing")
+    import torch
+
+    torch.save({"a": torch.ones(2)}, tmp_path / "good.pt")
+    assert torch.equal(read_torch_file(tmp_path / "good.pt", "a thing")["a"], torch.ones(2))

@@ -25,7 +25,9 @@ def parse_level(text: str | None, what: str = "noise") -> float | None:
     if not math.isfinite(value) or value <= 0:
         raise click.BadParameter(f"{text!r} must be a positive number", param_hint=f"--{what}")
     if value > 1:
-        raise click.BadParameter(f"{text!r} is above 1: levels are on the [0, 1] scale (try {value:g}/255)",
+        # a bare number above 1 is most likely on the 0..255 scale; a percentage is of the [0, 1] range
+        hint = f"{value:g}/255" if not s.endswith("%") and "/" not in s else "e.g. 1% or 2.55/255"
+        raise click.BadParameter(f"{text!r} is above 1: levels are on the [0, 1] scale (try {hint})",
                                  param_hint=f"--{what}")
     return value
 

@@ -46,7 +46,8 @@ def test_version_and_subcommand_help():
 
 def test_usage_errors_are_one_line(camera_png):
     assert_user_error(run("deblur", camera_png, "--noise", "abc"), "not a number")
-    assert_user_error(run("deblur", camera_png, "--noise", "3"), "above 1")
+    assert_user_error(run("deblur", camera_png, "--noise", "3"), "above 1: levels are on the [0, 1] scale (try 3/255)")
+    assert_user_error(run("deblur", camera_png, "--noise", "200%"), "(try e.g. 1% or 2.55/255)")
     assert_user_error(run("nope"), "No such command")
 
 

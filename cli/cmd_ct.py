@@ -94,11 +94,11 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
                                          noise_relative=relative, seed=seed, image_size=size, method=solver,
                                          denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
                                          device=device, progress=not quiet, **manual)
-        if not simulate:  # a sinogram has no meaningful bit depth for the reconstruction
-            loaded = LoadedImage(loaded.data, loaded.bit_depth or 16, loaded.path, loaded.notes)
         options = dict(angles=angles, simulate=simulate, noise=noise, size=size, solver=solver, denoiser=denoiser,
                        max_iter=max_iter, tol=tol, accelerate=accelerate, seed=seed, device=device, **manual)
-        finish_restoration("ct", restoration, loaded, data, out_path, report, plot, options, quiet)
+        # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
+        finish_restoration("ct", restoration, loaded, data, out_path, report, plot, options, quiet,
+                           output_bit_depth=None if simulate else 16)
         if restoration.result.stopped_by == "interrupted":
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -65,14 +65,16 @@ def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None
 
 
 def finish_restoration(command: str, restoration, loaded, input_path, out_path: Path, report, plot,
-                       options: dict[str, Any], quiet: bool) -> None:
-    """Write the restored image in the input's bit depth, the report and the plot; print the summary."""
+                       options: dict[str, Any], quiet: bool, output_bit_depth: int | None = None) -> None:
+    """Write the restored image in the input's bit depth (or ``output_bit_depth``), the report and the
+    plot; print the summary."""
     from pnp_stable.cli.images import write_image
 
     img = restoration.image
     arr = img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy()
     protect = tuple(p for p in [input_path] if p is not None)
-    write_image(out_path, arr, loaded.bit_depth if out_path.suffix.lower() != ".npy" else None, protect=protect)
+    depth = output_bit_depth or loaded.bit_depth
+    write_image(out_path, arr, depth if out_path.suffix.lower() != ".npy" else None, protect=protect)
     if report:
         payload = {
             "command": command,

@@ -267,9 +267,11 @@ def test_ct_sinogram_angles_layout_and_noise(tmp_path, tiny_denoiser):
     common = ("--denoiser", tiny_denoiser, "--max-iter", "2")
     assert_user_error(run("ct", tmp_path / "sino.npy", "--angles", "90", *common),
                       "sino.npy has 12 angles (columns; a sinogram is n_detectors x n_angles) but --angles is 90")
-    r = run("ct", tmp_path / "sino.npy", *common, "--out", tmp_path / "r.npy")
+    r = run("ct", tmp_path / "sino.npy", *common, "--out", tmp_path / "r.png", "--report", tmp_path / "r.json")
     assert r.exit_code == 0 and "noise level estimated from the data: " in r.output, r.output
     assert "/255" not in r.output  # a sinogram's noise is in its own units
+    assert read_depth(tmp_path / "r.png") == 16  # the reconstruction's depth, not the sinogram's
+    assert json.loads((tmp_path / "r.json").read_text())["image"]["bit_depth"] is None  # a float sinogram
     np.save(tmp_path / "sinoT.npy", np.ascontiguousarray(sino.T))  # 12 x 46: angles as rows
     r = run("ct", tmp_path / "sinoT.npy", *common, "--size", "8", "--out", tmp_path / "t.npy")
     assert "if its rows are the angles, transpose it" in r.output, r.output

@@ -90,10 +90,11 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
         absolute = level[1] if level is not None and level[0] == "absolute" else None
         relative = level[1] if level is not None and level[0] == "relative" else None
         with solver_warnings(quiet):
-            restoration = reconstruct_ct(tensor, angles=angles, simulate=simulate, noise=absolute,
-                                         noise_relative=relative, seed=seed, image_size=size, method=solver,
-                                         denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
-                                         device=device, progress=not quiet, **manual)
+            # a sinogram's angles are its columns (an explicit --angles that differs was refused above)
+            restoration = reconstruct_ct(tensor, angles=angles if simulate else None, simulate=simulate,
+                                         noise=absolute, noise_relative=relative, seed=seed, image_size=size,
+                                         method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
+                                         accelerate=accelerate, device=device, progress=not quiet, **manual)
         options = dict(angles=angles, simulate=simulate, noise=noise, size=size, solver=solver, denoiser=denoiser,
                        max_iter=max_iter, tol=tol, accelerate=accelerate, seed=seed, device=device, **manual)
         # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -72,6 +73,24 @@ class Restoration:
     def psnr(self) -> float | None:
         return self.report.get("metrics", {}).get("psnr")
 
+    @property
+    def guarantee(self):  # -> pnp_stable.solvers.Guarantee
+        """The convergence verdict of the solve (``result.guarantee``)."""
+        return self.result.guarantee
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the report (inputs, operator, denoiser, guarantee, metrics, history) as JSON, atomically."""
+        from pnp_stable.fileio import atomic_write_json
+
+        atomic_write_json(path, self.report, default=str)
+
+    def plot(self, path: str | os.PathLike) -> None:
+        """The residual (and PSNR when known) plot of the solve; see ``SolveResult.plot``."""
+        self.result.plot(path)
+
+    def __repr__(self) -> str:
+        return f"Restoration({self.summary_line()})"
+
     def summary_line(self, output: str | None = None) -> str:
         """One line: output, PSNR, iterations, convergence and the guarantee in words."""
         from pnp_stable.layers.certificates import format_upper_bound
@@ -102,7 +121,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but no CUDA GPU is available; use --device cpu")
+        raise ValueError(f"device {device!r} was requested but no CUDA GPU is available; use 'cpu'")
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda")
     return torch.device(device)
@@ -363,7 +382,7 @@ def deblur(
                          "for periodic data)")
     dev = resolve_device(device)
     k = parse_kernel_spec(kernel) if isinstance(kernel, str) else np.asarray(kernel, dtype=np.float64)
-    image = _check_image(image).to(dev)
+    image = _check_image(image, notes).to(dev)
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
@@ -408,22 +427,36 @@ def deblur(
     return Restoration(restored.cpu(), obs.cpu(), None if truth is None else truth.cpu(), res, report, notes)
 
 
-def _check_image(image: torch.Tensor) -> torch.Tensor:
+def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True) -> torch.Tensor:
+    """``image`` as a float ``C x H x W`` tensor. With ``unit_range`` (an image, not a sinogram):
+    8- and 16-bit integer samples are scaled to [0, 1] (a note says so), and float values far
+    outside [0, 1] are refused: the denoisers know that scale, and a 0..255 image would otherwise
+    be restored into garbage without a word."""
     if not isinstance(image, torch.Tensor):
         image = torch.as_tensor(np.asarray(image))
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3:
         raise ValueError(f"expected an image C x H x W (or H x W), got shape {tuple(image.shape)}")
+    if unit_range and image.dtype in (torch.uint8, torch.uint16):
+        peak = 255 if image.dtype == torch.uint8 else 65535
+        notes.append(f"{image.dtype} samples scaled from [0, {peak}] to [0, 1]")
+        return image.float() / peak
+    image = image.float()
     if not torch.isfinite(image).all():
         raise ValueError("the image contains NaN or infinite values")
-    return image.float()
+    if unit_range:
+        low, high = float(image.min()), float(image.max())
+        if low < -0.25 or high > 1.25:  # noise may take an observation a little beyond [0, 1]
+            raise ValueError(f"the image holds values in [{low:.4g}, {high:.4g}]; images must be scaled to "
+                             "[0, 1] (e.g. divided by 255 or 65535)")
+    return image
 
 
 def reconstruct_ct(
     data: torch.Tensor,
     *,
-    angles: int = 60,
+    angles: int | Sequence[float] | None = None,
     simulate: bool = False,
     noise: float | None = None,
     noise_relative: float | None = None,
@@ -446,11 +479,13 @@ def reconstruct_ct(
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam sinogram, initialised by FBP.
 
-    ``simulate=True``: ``data`` is a square gray image (the phantom); its sinogram over ``angles``
-    uniform angles gets Gaussian noise of std ``noise``, or ``noise_relative`` times the clean
-    sinogram's maximum (default 1%).
+    ``angles``: a count of angles uniform over [0, 180) degrees, or the angles themselves (degrees).
+    ``simulate=True``: ``data`` is a square gray image in [0, 1] (the phantom); its sinogram over
+    ``angles`` (default 60) gets Gaussian noise of std ``noise``, or ``noise_relative`` times the
+    clean sinogram's maximum (default 1%; give one of the two).
     Otherwise ``data`` is a sinogram ``n_detectors x n_angles`` (``image_size`` inferred when the
-    detector count allows it). ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
+    detector count allows it); its columns are uniform over [0, 180) unless ``angles`` lists them,
+    and an ``angles`` whose count differs from the column count is an error. ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
     ``sigma_den`` and ``step`` replace the automatic parameters, ``tile`` tiles the denoiser and
     ``checkpoint``/``resume`` stop and resume, and ``prox_error_ratio`` budgets the CG prox of
     ADMM/DRS, as in :func:`deblur`.
@@ -460,17 +495,19 @@ def reconstruct_ct(
     notes: list[str] = []
     dev = resolve_device(device)
     module, den_info = load_denoiser(denoiser, dev)
-    data = _check_image(data).to(dev)
+    data = _check_image(data, notes, unit_range=simulate).to(dev)  # a phantom is an image; a sinogram is not
     if data.shape[0] != 1:
         raise ValueError("CT data must be single-channel (gray)")
     if noise_relative is not None and not simulate:
         raise ValueError("a noise level relative to the clean sinogram needs a simulation")
+    if noise is not None and noise_relative is not None:
+        raise ValueError("give noise (absolute) or noise_relative, not both")
     defaulted = simulate and noise is None and noise_relative is None
     if simulate:
         n = data.shape[-1]
         if data.shape[-2] != n:
             raise ValueError(f"the phantom must be square for parallel-beam CT, got {data.shape[-2]}x{n}; crop it")
-        op = ParallelBeamCT(n, angles=angles, device=dev)
+        op = ParallelBeamCT(n, angles=60 if angles is None else angles, device=dev)
         clean = data[None]
         clean_sino = op.A(clean)
         if noise is None:
@@ -481,13 +518,15 @@ def reconstruct_ct(
     else:
         sino = data[0]
         n_det, n_ang = sino.shape
-        if angles and angles != n_ang:
-            notes.append(f"using the sinogram's {n_ang} angles")
+        count = None if angles is None else angles if isinstance(angles, int) else len(angles)
+        if count is not None and count != n_ang:
+            raise ValueError(f"the sinogram has {n_ang} angles (columns; n_detectors x n_angles) but {count} were "
+                             "given")
         n = image_size or _size_from_detectors(n_det)
         if n_ang > n_det:  # possible (dense views), but more often a sinogram stored angles x detectors
             notes.append(f"sinogram read as {n_det} detectors x {n_ang} angles ({n}x{n} image); if its rows "
                          "are the angles, transpose it")
-        op = ParallelBeamCT(n, angles=n_ang, device=dev)
+        op = ParallelBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles, device=dev)
         if op.n_detectors != n_det:
             raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {op.n_detectors}; "
                              "check --size")
@@ -546,11 +585,12 @@ def denoise(
     noise first (seeded) and report PSNR. Returns ``(image, report)``. ``color``: how an RGB image
     is treated with a gray denoiser (see the module docstring); ``denoiser``: a name, a path, a
     module, or None for :func:`default_denoiser`; ``tile``: as in :func:`deblur`."""
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number on the [0, 1] scale, got {sigma}")
+    if not (math.isfinite(sigma) and 0 < sigma <= 1):
+        hint = f" (e.g. {sigma:g}/255 = {sigma / 255:.4g})" if math.isfinite(sigma) and sigma > 1 else ""
+        raise ValueError(f"sigma must be a positive number on the [0, 1] scale, got {sigma:g}{hint}")
     notes: list[str] = []
     dev = resolve_device(device)
-    image = _check_image(image).to(dev)
+    image = _check_image(image, notes).to(dev)
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     module = _tiled(module, tuple(batch.shape), tile, notes, den_info)

@@ -47,8 +47,11 @@ def lipschitz_ratio(T: Map, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def averagedness_violation(T: Map, alpha: float, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Normalised violation of the alpha-averagedness inequality (<= 0 when it holds).
 
-    ``(||Tx - Ty||^2 - ||x - y||^2 + (1 - alpha)/alpha ||(I-T)x - (I-T)y||^2) / ||x - y||^2``.
+    ``(||Tx - Ty||^2 - ||x - y||^2 + (1 - alpha)/alpha ||(I-T)x - (I-T)y||^2) / ||x - y||^2``,
+    for ``alpha`` in (0, 1] (1: non-expansiveness).
     """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
     tx, ty = T(x), T(y)
     d = (x - y).flatten(1)
     dt = (tx - ty).flatten(1)
@@ -179,6 +182,15 @@ def residual_ratio(T: Map, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return r.norm(dim=1) / d.norm(dim=1).clamp_min(1e-30)
 
 
+
+def _check_search(shape: Sequence[int], restarts: int, steps: int, n_pairs: int) -> None:
+    if not (len(shape) >= 1 and all(isinstance(n, int) and n >= 1 for n in shape)):
+        raise ValueError(f"shape must be one input's shape without the batch dimension, e.g. (1, 16, 16); "
+                         f"got {tuple(shape)}")
+    for name, value, least in (("restarts", restarts, 1), ("steps", steps, 0), ("n_pairs", n_pairs, 1)):
+        if not (isinstance(value, int) and value >= least):
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
 @ieee_float32()  # TF32 rounding (GPU) would pass for a Lipschitz excess
 def empirical_lipschitz(
     T: Map, shape: Sequence[int], restarts: int = 4, steps: int = 100, n_pairs: int = 64, seed: int = 0,
@@ -187,8 +199,12 @@ def empirical_lipschitz(
     """Largest ``||Tx - Ty|| / ||x - y||`` found (a lower bound on Lip(T)).
 
     Random pairs, gradient ascent on the ratio, gradient ascent on the residual ratio (see
-    :func:`residual_ratio`), then the local Jacobian norm at the best points.
+    :func:`residual_ratio`), then the local Jacobian norm at the best points. ``shape`` is one
+    input's shape without the batch dimension (``(C, H, W)`` for an image model); the search runs
+    in ``dtype`` (float64 by default, for a search free of float32 rounding: convert the model with
+    ``.double()``, or pass ``dtype=torch.float32``).
     """
+    _check_search(shape, restarts, steps, n_pairs)
     params = _freeze(T)
     try:
         obj = lambda x, y: lipschitz_ratio(T, x, y)  # noqa: E731
@@ -215,7 +231,11 @@ def empirical_averagedness_violation(
 
     Random pairs, then gradient ascent on the violation started from the best random pair and
     from the pair that maximises the residual ratio (where averagedness is hardest to keep).
+    ``shape`` and ``dtype`` as in :func:`empirical_lipschitz`; ``alpha`` in (0, 1].
     """
+    _check_search(shape, restarts, steps, n_pairs)
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
     params = _freeze(T)
     try:
         obj = lambda x, y: averagedness_violation(T, alpha, x, y)  # noqa: E731

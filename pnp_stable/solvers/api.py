@@ -133,6 +133,14 @@ def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Te
     return analyse_splitting(method, cert, name, step, relaxation, exact, statement, control)
 
 
+
+def _positive_number(value: object) -> bool:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(number) and number > 0
+
 @ieee_float32()  # the monitor's tolerance is float32 rounding, not TF32's (pnp_stable.precision)
 def solve(
     y: torch.Tensor,
@@ -190,9 +198,9 @@ def solve(
         tol: stop an image when ``||T w_k - w_k|| / ||w_k|| <= tol``.
         x_true: ground truth for per-iteration PSNR (and SSIM if in ``metrics``).
         accelerate: None or ``"anderson"`` (safeguarded; keeps the monitor valid).
-        callback: called after each iteration with a dict (iteration, residual, relative_residual,
-            x, state, psnr; ``x`` and ``state`` are copies the callback may keep); returning True
-            stops the solve.
+        callback: called with a dict (iteration, residual, relative_residual, x, state, psnr;
+            ``x`` and ``state`` are copies the callback may keep) for the starting point's
+            evaluation (iteration 0) and after each iteration; returning True stops the solve.
         progress: show a tqdm progress bar.
         sigma_den: noise level passed to ``D``; automatic from the noise level if omitted.
         noise_level: observation noise std for the automatic rule; estimated from ``y`` (MAD of
@@ -200,7 +208,8 @@ def solve(
         relaxation: ``t`` in ``D_t = (1 - t) I + t D``; default 1 for FB, and for ADMM/DRS the
             smallest change making ``D_t`` firmly non-expansive.
         rule: a :class:`ParameterRule` overriding the denoiser's or the default calibration.
-        metrics: which of ``"psnr"``, ``"ssim"`` to record when ``x_true`` is given.
+        metrics: which of ``"psnr"``, ``"ssim"`` to record when ``x_true`` is given (one name or a
+            sequence of names).
         monotone_tolerance: ``c`` in the float tolerance ``c eps (r_{k-1} + ||w_k||)``.
         anderson_memory, anderson_decrease: Anderson memory ``m`` and safeguard ``theta``.
         anderson_backoff: after ``n`` consecutive rejected extrapolations an image takes
@@ -239,6 +248,15 @@ def solve(
         raise ValueError("y must be a tensor with a batch dimension first (B x ...)")
     if not y.is_floating_point():
         raise ValueError(f"y must be a floating-point tensor, got {y.dtype}")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("y contains NaN or infinite values")
+    if y.ndim == 2 and len(getattr(A, "img_size", ())) == 3:
+        raise ValueError(f"y has shape {tuple(y.shape)}, but {type(A).__name__} works on batch x channels x height "
+                         "x width tensors (for one gray image: y[None, None])")
+    if step is not None and not _positive_number(step):
+        raise ValueError(f"step must be a positive number, got {step!r}")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
     if accelerate not in (None, "anderson"):
         raise ValueError(f"accelerate must be None or 'anderson', got {accelerate!r}")
     if not (isinstance(max_iter, int) and max_iter >= 0):

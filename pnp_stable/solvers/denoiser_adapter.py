@@ -44,16 +44,30 @@ def denoiser_caller(denoiser: Callable, sigma: float | None) -> Callable[[torch.
     """``x -> D(x, sigma)`` if ``D`` takes a noise level, else ``x -> D(x)``.
 
     Raises ``ValueError`` if ``D`` needs a noise level and none is given, or if one is given to a
-    denoiser that cannot take it (silently ignoring it would hide a mistake).
+    denoiser that cannot take it (silently ignoring it would hide a mistake); the returned caller
+    raises it if ``D`` returns anything but a tensor of its input's shape.
     """
+    name = type(denoiser).__name__
     if accepts_noise_level(denoiser):
         if sigma is None:
-            raise ValueError(f"{type(denoiser).__name__} takes a noise level: pass sigma_den (or let it be chosen)")
+            raise ValueError(f"{name} takes a noise level: pass sigma_den (or let it be chosen)")
         value = float(sigma)
-        return lambda x: denoiser(x, value)
+        return lambda x: _checked_output(denoiser(x, value), x, name)
     if sigma is not None:
-        raise ValueError(f"{type(denoiser).__name__} is called D(x) and takes no noise level, but sigma_den={sigma} was given")
-    return lambda x: denoiser(x)
+        raise ValueError(f"{name} is called D(x) and takes no noise level, but sigma_den={sigma} was given")
+    return lambda x: _checked_output(denoiser(x), x, name)
+
+
+def _checked_output(out: object, x: torch.Tensor, name: str) -> torch.Tensor:
+    # a denoiser that crops, returns a tuple or a batch of another size fails deep inside the
+    # iteration otherwise, with a message about tensors the user never made
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"the denoiser {name} returned a {type(out).__name__}; a denoiser must return a tensor "
+                         "of its input's shape")
+    if out.shape != x.shape:
+        raise ValueError(f"the denoiser {name} returned shape {tuple(out.shape)} for an input of shape "
+                         f"{tuple(x.shape)}; a denoiser must return its input's shape")
+    return out
 
 
 def warm_start_hooks(denoiser: object) -> tuple[Callable[[], Any], Callable[[Any], None]] | None:

@@ -53,6 +53,12 @@ class SolveResult:
     tol: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # the dataclass default would print both tensors and every history row
+        verdict = "guaranteed" if self.guarantee.holds else "NO guarantee"
+        return (f"SolveResult({self.method}, x {tuple(self.x.shape)}, {self.iterations} it, "
+                f"{self.stopped_by}, {'monotone' if self.monotone else 'residual increased'}, {verdict})")
+
     def final_residuals(self) -> list[float | None]:
         """The last recorded absolute residual of each image."""
         out: list[float | None] = [None] * len(self.iterations_per_image)

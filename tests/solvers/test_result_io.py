@@ -65,6 +65,7 @@ def test_plot_writes_an_image_atomically(run, tmp_path):
         ({"metrics": ("lpips",)}, "unknown metrics"),
         ({"x0": torch.zeros(2, 1, SIZE + 1, SIZE, dtype=torch.float64)}, "x0 has shape"),
         ({"step": -1.0}, "positive"),
+        ({"step": float("nan")}, "step must be a positive number"),
     ],
 )
 def test_invalid_arguments_raise_one_line_errors(run, kwargs, message):
@@ -73,6 +74,35 @@ def test_invalid_arguments_raise_one_line_errors(run, kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), **args)
     assert "\n" not in str(info.value)
+
+
+def test_bad_observations_and_denoiser_outputs_are_named(run):
+    op, _, y, _ = run
+    smoother = GaussianSmoother(1.0, (SIZE, SIZE))
+    bad = y.clone()
+    bad[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="y contains NaN or infinite values"):
+        solve(bad, op, smoother, progress=False)
+
+    class Cropping(torch.nn.Module):
+        def forward(self, x):
+            return x[..., :-1, :-1]
+
+    class Pair(torch.nn.Module):
+        def forward(self, x):
+            return x, x
+
+    with pytest.raises(ValueError, match=r"returned shape \(2, 1, 15, 15\) for an input of shape \(2, 1, 16, 16\)"):
+        solve(y, op, Cropping(), max_iter=1, progress=False)
+    with pytest.raises(ValueError, match="the denoiser Pair returned a tuple"):
+        solve(y, op, Pair(), max_iter=1, progress=False)
+
+
+def test_a_metric_name_alone_and_a_short_repr(run):
+    op, x, y, _ = run
+    result = solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), max_iter=2, x_true=x, metrics="ssim", progress=False)
+    assert "ssim" in result.history[-1]
+    assert repr(result) == "SolveResult(fb, x (2, 1, 16, 16), 2 it, max_iter, monotone, guaranteed)"
 
 
 def test_dtype_mismatch_and_non_operator_are_refused(run):

@@ -1,0 +1,104 @@
+"""The Python API refuses mistakes a user makes from Python with a ValueError naming the argument
+(found by a review as a demanding user), and its result objects are usable on their own."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import pnp_stable as ps
+from pnp_stable import restore
+from pnp_stable.denoisers import DenoiserConfig, build_denoiser
+from pnp_stable.operators import Blur
+from pnp_stable.verification import empirical_averagedness_violation, empirical_lipschitz
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_denoiser(DenoiserConfig(width=3, hidden=4, blocks=1, embedding_dim=4)).eval()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def _deblur(img, tiny, **kw):
+    return restore.deblur(img, "gauss:1.0", simulate=True, max_iter=1, denoiser=tiny, device="cpu", progress=False, **kw)
+
+
+def test_images_off_the_unit_scale_are_scaled_or_refused(tiny, image):
+    with pytest.raises(ValueError, match=r"holds values in \[.*\]; images must be scaled to \[0, 1\]"):
+        _deblur(image * 255, tiny)
+    with pytest.raises(ValueError, match="images must be scaled"):
+        restore.denoise(image - 0.5, 0.1, denoiser=tiny, device="cpu")
+    as_bytes = (image * 255).round().to(torch.uint8)
+    r = _deblur(as_bytes, tiny)
+    assert "torch.uint8 samples scaled from [0, 255] to [0, 1]" in r.notes
+    assert torch.allclose(r.ground_truth, as_bytes.float() / 255)
+    _deblur(image * 1.1 - 0.05, tiny)  # a noisy observation may leave [0, 1] a little
+
+
+def test_noise_levels_on_the_255_scale_are_refused(tiny, image):
+    with pytest.raises(ValueError, match=r"got 25 \(e.g. 25/255 = 0.09804\)"):
+        restore.denoise(image, 25, denoiser=tiny, device="cpu")
+    with pytest.raises(ValueError, match="sigma 25 is above 1: noise levels are on the \\[0, 1\\] image scale"):
+        tiny(image[None], 25.0)
+
+
+def test_solve_names_a_two_dimensional_observation(tiny, image):
+    op = Blur("gauss:1.0", (1, 32, 32))
+    y = op.A(image[None])
+    with pytest.raises(ValueError, match=r"y has shape \(32, 32\), but Blur works on batch x channels"):
+        ps.solve(y[0, 0], op, tiny)
+
+
+def test_ct_angles_must_match_the_sinogram_and_may_list_them(tiny):
+    from pnp_stable.operators import ParallelBeamCT
+
+    op = ParallelBeamCT(32, angles=[0.0, 20.0, 50.0, 90.0, 130.0, 170.0])
+    phantom = torch.zeros(1, 1, 32, 32)
+    phantom[..., 10:22, 8:20] = 0.8
+    sino = op.simulate(phantom, 0.05, seed=0)[0]
+    common = dict(denoiser=tiny, max_iter=1, device="cpu", progress=False, noise=0.05)
+    with pytest.raises(ValueError, match="the sinogram has 6 angles .* but 30 were given"):
+        restore.reconstruct_ct(sino, angles=30, **common)
+    listed = restore.reconstruct_ct(sino, angles=[0.0, 20.0, 50.0, 90.0, 130.0, 170.0], **common)
+    uniform = restore.reconstruct_ct(sino, **common)
+    assert listed.report["operator"]["angles"] == 6 and not torch.equal(listed.image, uniform.image)
+    with pytest.raises(ValueError, match="not both"):
+        restore.reconstruct_ct(phantom[0], simulate=True, noise=0.1, noise_relative=0.01, denoiser=tiny, device="cpu")
+
+
+def test_a_restoration_reports_saves_and_plots_itself(tiny, image, tmp_path):
+    r = _deblur(image, tiny)
+    assert r.guarantee is r.result.guarantee
+    r.to_json(tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["solver"]["guarantee"]["holds"] == r.guarantee.holds
+    r.plot(tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert repr(r).startswith("Restoration(restored  PSNR ")
+
+
+def test_a_cuda_request_without_a_gpu_is_worded_for_the_api(image, tiny):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="device 'cuda' was requested but no CUDA GPU is available; use 'cpu'"):
+        restore.deblur(image, "gauss", device="cuda")
+
+
+def test_verification_arguments_are_checked():
+    half = lambda z: 0.5 * z  # noqa: E731
+    with pytest.raises(ValueError, match="without the batch dimension"):
+        empirical_lipschitz(half, (), restarts=1, steps=1, n_pairs=1)
+    with pytest.raises(ValueError, match="restarts must be an integer >= 1"):
+        empirical_lipschitz(half, (1, 4, 4), restarts=0)
+    with pytest.raises(ValueError, match="n_pairs must be an integer >= 1"):
+        empirical_lipschitz(half, (1, 4, 4), n_pairs=0)
+    for alpha in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\]"):
+            empirical_averagedness_violation(half, alpha, (1, 4, 4), restarts=1, steps=1, n_pairs=1)
+    assert empirical_lipschitz(half, (1, 4, 4), restarts=1, steps=2, n_pairs=2) == pytest.approx(0.5)
+    assert np.isfinite(empirical_averagedness_violation(half, 0.5, (1, 4, 4), restarts=1, steps=2, n_pairs=2))

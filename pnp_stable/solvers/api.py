@@ -7,6 +7,7 @@ for what is monitored, :mod:`pnp_stable.solvers.anderson` for the acceleration a
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -133,6 +134,14 @@ def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Te
     return analyse_splitting(method, cert, name, step, relaxation, exact, statement, control)
 
 
+
+
+def observation_digest(y: torch.Tensor) -> str:
+    """SHA-256 of ``y``'s shape, dtype and bytes: what a resumed solve must be given again."""
+    data = y.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{tuple(data.shape)} {data.dtype}".encode())
+    digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 def _positive_number(value: object) -> bool:
     try:
@@ -268,6 +277,10 @@ def solve(
         raise ValueError(f"prox_error_ratio must lie in [0, 1), got {prox_error_ratio!r}")
     if resume is not None and resume.method != method:
         raise ValueError(f"cannot resume a {resume.method!r} solve with method {method!r}")
+    observation = observation_digest(y)
+    recorded = None if resume is None else resume.parameters.get("observation_sha256")
+    if recorded is not None and recorded != observation:  # its residuals would be another problem's
+        raise ValueError("cannot resume: y differs from the observation of the solve being continued")
     _check_denoiser(D, y)
     op = as_operator(A, y, operator_margin)
     batch = y.shape[0]
@@ -321,6 +334,7 @@ def solve(
         "automatic": (resume.parameters.get("automatic") if resume is not None else None) if chosen is None
         else chosen.as_dict(),
         "accelerate": accelerate,
+        "observation_sha256": observation,
     }
     # without a guarantee the errors' effect on T is not bounded (DRS needs R_D non-expansive): exact proxes
     error_control = plan.guarantee.holds and bool(plan.guarantee.constants.get("prox_error_control"))

@@ -98,6 +98,16 @@ def test_bad_observations_and_denoiser_outputs_are_named(run):
         solve(y, op, Pair(), max_iter=1, progress=False)
 
 
+def test_resuming_with_another_observation_is_refused(run):
+    op, _, y, _ = run
+    smoother = GaussianSmoother(1.0, (SIZE, SIZE))
+    first = solve(y, op, smoother, max_iter=2, progress=False)
+    with pytest.raises(ValueError, match="cannot resume: y differs from the observation"):
+        solve(2 * y, op, smoother, max_iter=2, resume=first, progress=False)
+    again = solve(y.clone(), op, smoother, max_iter=2, resume=first, progress=False)  # equal values: accepted
+    assert again.iterations == 4
+
+
 def test_a_metric_name_alone_and_a_short_repr(run):
     op, x, y, _ = run
     result = solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), max_iter=2, x_true=x, metrics="ssim", progress=False)

@@ -9,8 +9,8 @@ from typing import Any, Iterator
 
 import click
 
-from pnp_stable.fileio import atomic_write_json
 from pnp_stable.cli.errors import UserError
+from pnp_stable.fileio import atomic_write_json
 
 
 @contextlib.contextmanager

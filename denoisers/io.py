@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pnp_stable.fileio import atomic_write_bytes, atomic_write_json, read_torch_file
 from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.denoisers.models import CertifiedDenoiser, UnconstrainedDenoiser, build_denoiser
+from pnp_stable.fileio import atomic_write_bytes, atomic_write_json, read_torch_file
 
 __all__ = ["FORMAT", "save_denoiser", "load", "available", "pretrained_dir", "user_models_dir",
            "stored_metadata", "rewrite_with_metadata"]

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from pnp_stable.fileio import atomic_output, read_torch_file
 from pnp_stable.classify.config import ClassifierConfig
 from pnp_stable.classify.nonexpansive import NonExpansiveClassifier
 from pnp_stable.classify.resnet import ResNetClassifier
+from pnp_stable.fileio import atomic_output, read_torch_file
 
 __all__ = ["MODEL_FORMAT", "atomic_torch_save", "build_classifier", "load_classifier", "save_classifier"]
 

@@ -27,7 +27,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pnp_stable.fileio import atomic_write_json, read_torch_file
 from pnp_stable.classify.augment import random_crop_flip
 from pnp_stable.classify.config import ClassifierConfig
 from pnp_stable.classify.data import ImageClassificationData
@@ -35,6 +34,7 @@ from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
 from pnp_stable.classify.models import atomic_torch_save, build_classifier, load_classifier, save_classifier
+from pnp_stable.fileio import atomic_write_json, read_torch_file
 from pnp_stable.precision import cuda_autocast_dtype
 
 __all__ = ["CHECKPOINT_FORMAT", "LOSS_DEFAULTS", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]

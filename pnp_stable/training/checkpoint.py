@@ -9,8 +9,7 @@ from typing import Any
 
 import torch
 
-from pnp_stable.fileio import atomic_write_bytes
-from pnp_stable.fileio import read_torch_file
+from pnp_stable.fileio import atomic_write_bytes, read_torch_file
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
 

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from pnp_stable.fileio import atomic_write_json
 from pnp_stable.denoisers.io import (
     FORMAT, load, pretrained_dir, rewrite_with_metadata, save_denoiser, stored_metadata,
 )
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
+from pnp_stable.fileio import atomic_write_json
 from pnp_stable.training.checkpoint import load_checkpoint
 from pnp_stable.training.config import TrainConfig
 from pnp_stable.training.grow import prune_idle_blocks

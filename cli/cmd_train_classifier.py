@@ -188,6 +188,8 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
         if checkpoint.exists() and not resume:
             raise UserError(f"{run_dir} already holds a training run",
                             hint="pass --resume to continue it, or choose another --run-dir")
+        if resume and not checkpoint.exists():  # a mistyped --run-dir must not start hours of a new run
+            raise UserError(f"no checkpoint to resume in {run_dir}")
         defaults = LOSS_DEFAULTS[architecture]
         config = TrainConfig(
             dataset=kind,
@@ -213,8 +215,6 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
             resume=resume,
             progress=not quiet,
         )
-        if resume and not checkpoint.exists():
-            note(f"no checkpoint in {run_dir}: starting a new run")
         try:
             result = train(config, train_data, test_data)
         except FloatingPointError as exc:

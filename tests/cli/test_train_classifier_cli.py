@@ -97,6 +97,10 @@ def test_tiny_run_writes_model_report_and_plot(tmp_path, fmnist):
     assert "1 epoch" in again.output and "clean" not in again.output
     assert_user_error(run("--data", fmnist, *TINY, "--run-dir", run_dir, "--resume", "--lr", "0.01"),
                       "different configuration (lr)")
+    # --resume where there is nothing to resume (a mistyped --run-dir): refused, nothing created
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "typo", "--resume"),
+                      "no checkpoint to resume in")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_max_substeps_caps_every_block_and_keeps_the_certificate(tmp_path, fmnist):

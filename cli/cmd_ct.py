@@ -25,9 +25,12 @@ from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_w
                    "estimated if omitted.")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
+@click.option("--from-skimage", is_flag=True,
+              help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180)): move it to this "
+                   "tool's rotation axis first (half a pixel apart for an even detector count).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False)
-def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sigma_den, step, accelerate, seed, device,
-       tile, checkpoint, resume, out, report, plot, quiet):
+def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, accelerate,
+       seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.
 
     Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles, 1% noise (--simulate).
@@ -43,6 +46,8 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
                   "checkpoint": checkpoint, "resume": resume}
         if resume and checkpoint is None:
             raise UserError("--resume needs --checkpoint FILE (the state to continue)")
+        if from_skimage and (simulate or data is None):
+            raise UserError("--from-skimage converts a sinogram; with --simulate the sinogram is made here")
         level = None
         if noise is not None:
             text = noise.strip()
@@ -79,6 +84,15 @@ def ct(data, angles, simulate, noise, size, solver, denoiser, max_iter, tol, sig
                 raise UserError(f"{data.name} has {loaded.data.shape[1]} angles (columns; a sinogram is "
                                 f"n_detectors x n_angles) but --angles is {angles}",
                                 hint="a sinogram's angles are its columns: drop --angles, or transpose it")
+            if from_skimage and not simulate:
+                import numpy as np
+
+                from pnp_stable.operators.ct import sinogram_from_skimage
+
+                converted = sinogram_from_skimage(loaded.data).astype(np.float32)
+                loaded = LoadedImage(converted, loaded.bit_depth, loaded.path,
+                                     (*loaded.notes, "sinogram moved from skimage.transform.radon's rotation axis "
+                                                     "to this tool's (docs/operators.md)"))
         out_path = Path(out) if out else default_output(data if data else Path("shepp_logan.png"),
                                                         "reconstructed", ext=None if data else ".png")
         check_outputs(data, out=out_path, report=report, plot=plot, checkpoint=checkpoint)

@@ -16,6 +16,7 @@ from typing import Any
 _LAZY = {
     "Blur": "pnp_stable.operators.blur",
     "ParallelBeamCT": "pnp_stable.operators.ct",
+    "sinogram_from_skimage": "pnp_stable.operators.ct",
     "Identity": "pnp_stable.operators.pointwise",
     "Inpainting": "pnp_stable.operators.pointwise",
     "Downsample": "pnp_stable.operators.downsample",

@@ -30,7 +30,7 @@ from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_
 from pnp_stable.operators.cache import load_entry, store_entry
 from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
-__all__ = ["ParallelBeamCT"]
+__all__ = ["ParallelBeamCT", "sinogram_from_skimage"]
 
 Detector = Literal["full", "circle"]
 _NORM_CACHE_NAMESPACE = "ct-norms"
@@ -348,3 +348,32 @@ class ParallelBeamCT(CertifiedLinearPhysics):
             f"angle_range=[{self.angles_deg.min():.1f}, {self.angles_deg.max():.1f}] deg, detector={self.detector!r}, "
             f"normalize={self.normalize})"
         )
+
+
+def sinogram_from_skimage(sinogram: np.ndarray | torch.Tensor, angles_deg: Iterable[float] | None = None) -> np.ndarray:
+    """A ``skimage.transform.radon`` sinogram (``G x N``: detector bins x angles, ``circle`` either
+    way) in :class:`ParallelBeamCT`'s convention, as float64.
+
+    The two transforms share layout, angles, direction, sampling and scale, and differ only in the
+    rotation axis (docs/operators.md, "Sinograms from scikit-image"): for an odd ``G`` they agree
+    to rounding and the data are returned unchanged; for an even ``G`` skimage's bin for a line is
+    ours plus ``d(theta) = (1 - cos theta + sin theta) / 2``, undone here by a sub-bin Fourier
+    shift of each column (zero-padded, so nothing wraps around). What remains is not a shift (the
+    rotation centres differ by half a pixel in both axes): about 0.4 % of the sinogram on the
+    128 x 128 Shepp-Logan phantom, against about 10 % unconverted. ``angles_deg`` defaults to the
+    columns uniform over [0, 180), skimage's usual ``theta``.
+    """
+    s = np.asarray(sinogram.detach().cpu() if isinstance(sinogram, torch.Tensor) else sinogram, dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"a sinogram is a 2-D array (detector bins x angles), got shape {s.shape}")
+    bins, columns = s.shape
+    theta = np.linspace(0.0, 180.0, columns, endpoint=False) if angles_deg is None else _angles_in_degrees(angles_deg)
+    if theta.size != columns:
+        raise ValueError(f"{theta.size} angles for a sinogram of {columns} columns")
+    if bins % 2:
+        return s.copy()
+    t = np.deg2rad(theta)
+    shift = 0.5 * (1 - np.cos(t) + np.sin(t))  # ours[b] = skimage[b + shift], per angle
+    padded = 2 * bins
+    spectrum = np.fft.rfft(s, n=padded, axis=0) * np.exp(2j * np.pi * np.fft.rfftfreq(padded)[:, None] * shift)
+    return np.fft.irfft(spectrum, n=padded, axis=0)[:bins]

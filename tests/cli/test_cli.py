@@ -280,6 +280,25 @@ def test_ct_sinogram_angles_layout_and_noise(tmp_path, tiny_denoiser):
     assert_user_error(run("ct", clean, *common), "or --simulate if DATA is an image to project")
 
 
+def test_ct_reads_a_scikit_image_sinogram_with_from_skimage(tmp_path):
+    from skimage.data import shepp_logan_phantom
+    from skimage.transform import radon, resize
+
+    truth = resize(shepp_logan_phantom(), (48, 48), anti_aliasing=True)  # 68 detector bins: even
+    sino = radon(truth, theta=np.linspace(0, 180, 30, endpoint=False), circle=False)
+    np.save(tmp_path / "sk.npy", sino.astype(np.float32))
+    psnr = {}
+    for flag in ("", "--from-skimage"):
+        out = tmp_path / f"r{flag}.npy"
+        r = run("ct", tmp_path / "sk.npy", *([flag] if flag else []), "--noise", "0.05", "--max-iter", "20",
+                "--out", out)
+        assert r.exit_code == 0, r.output
+        psnr[flag] = 10 * np.log10(1 / np.mean((np.clip(np.load(out), 0, 1) - truth) ** 2))
+    assert "sinogram moved from skimage.transform.radon's rotation axis" in r.output
+    assert psnr["--from-skimage"] > psnr[""] + 5, psnr  # measured 19.1 -> 33.9 dB at 128 x 128, 60 angles
+    assert_user_error(run("ct", "--from-skimage"), "--from-skimage converts a sinogram")
+
+
 def test_a_residual_increase_is_one_warning_line_and_quiet_leaves_it_to_the_summary(tmp_path, camera_png,
                                                                                      tiny_denoiser):
     # FB with tau = 8 > 2/||A||^2: the gradient step is expansive and the residual rises at once

@@ -8,7 +8,7 @@ import pytest
 import torch
 from operator_test_helpers import explicit_matrix, relative_adjoint_error
 
-from pnp_stable.operators import ParallelBeamCT
+from pnp_stable.operators import ParallelBeamCT, sinogram_from_skimage
 from pnp_stable.operators.cache import cache_dir
 from pnp_stable.protocols import ForwardOperator
 
@@ -182,17 +182,6 @@ def test_call_errors():
 
 
 # --- geometry conventions (docs/operators.md, "Geometry and sinogram layout") ------------------
-def _skimage_to_ours(s, theta_deg):
-    """The recipe of docs/operators.md, "Sinograms from scikit-image", verbatim."""
-    G = s.shape[0]
-    e = G // 2 - (G - 1) / 2  # 0.5 for an even detector count, 0 for an odd one
-    t = np.deg2rad(theta_deg)
-    d = e * (1 - np.cos(t) + np.sin(t))  # ours[b] = skimage[b + d], per angle
-    m = 2 * G  # zero-padded: the sub-bin shift does not wrap around
-    f = np.fft.rfft(s, n=m, axis=0) * np.exp(2j * np.pi * np.fft.rfftfreq(m)[:, None] * d)
-    return np.fft.irfft(f, n=m, axis=0)[:G]
-
-
 def _phantom(n):
     from skimage.data import shepp_logan_phantom
     from skimage.transform import resize
@@ -239,5 +228,5 @@ def test_skimage_radon_relation(n, detector, circle):
         assert _relative(s, ours) < 1e-12
     else:  # even (n = 128: 182 bins): skimage's centre is half a bin further, shifted d(theta) bins
         assert _relative(s, ours) > 0.05
-        assert _relative(_skimage_to_ours(s, theta), ours) < 6e-3
-    assert _relative(_skimage_to_ours(s, theta), ours) < 6e-3
+        assert _relative(sinogram_from_skimage(s), ours) < 6e-3
+    assert _relative(sinogram_from_skimage(s), ours) < 6e-3

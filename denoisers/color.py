@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pnp_stable.denoisers.conditioning import as_sigma_batch
 from pnp_stable.layers.certificates import Certificate, certificate_of
 from pnp_stable.protocols import accepts_noise_level, denoiser_channels
 
@@ -99,6 +100,7 @@ class OpponentColorDenoiser(nn.Module):
             raise ValueError(f"expected a B x 3 x H x W RGB tensor, got shape {tuple(getattr(x, 'shape', ()))}")
         if sigma is None:
             raise ValueError("the opponent-colour denoiser needs a noise level: call it as D(x, sigma)")
+        as_sigma_batch(sigma, x.shape[0], x)  # checks it lies in [0, 1]; a float stays a float for ``gray``
         if isinstance(sigma, torch.Tensor):
             sigma = sigma.to(device=x.device, dtype=x.dtype)
         q = self.basis.to(device=x.device, dtype=x.dtype)
@@ -106,7 +108,10 @@ class OpponentColorDenoiser(nn.Module):
         out = []
         for i, a in enumerate(self.plane_scales()):
             c = 0.0 if i == 0 else _CHROMA_SHIFT
-            out.append((self.gray(planes[:, i:i + 1] * a + c, sigma * a) - c) / a)
+            # an amplified chroma plane's noise passes 1 for sigma > 1/a (85/255 at a = 3), far beyond any
+            # training; the gray model is asked at most 1 there (sigma moves biases only: same certificate)
+            level = (sigma * a).clamp(max=1.0) if isinstance(sigma, torch.Tensor) else min(sigma * a, 1.0)
+            out.append((self.gray(planes[:, i:i + 1] * a + c, level) - c) / a)
         return torch.einsum("ji,bjhw->bihw", q, torch.cat(out, dim=1))
 
     def certificate(self) -> Certificate | None:

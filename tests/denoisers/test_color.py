@@ -60,6 +60,17 @@ def test_gray_model_sees_the_mean_at_reduced_noise_and_scaled_chroma():
     assert torch.allclose(c2, 3 * (r - 2 * g + b) / math.sqrt(6) + 0.5, atol=1e-12) and s2 == pytest.approx(0.3)
 
 
+def test_noise_levels_stay_on_the_unit_scale():
+    # the user's sigma must lie in [0, 1]; an amplified chroma plane's level is capped at 1 (sigma = 0.5
+    # would ask the gray model for 1.5, which it refuses as a level on the wrong scale)
+    rec = Recorder()
+    wrapper = OpponentColorDenoiser(rec, chroma_scale=3.0)
+    wrapper(torch.rand(1, 3, 4, 4, dtype=torch.float64), 0.5)
+    assert [s for _, s in rec.calls] == [pytest.approx(0.5 / math.sqrt(3)), 1.0, 1.0]
+    with pytest.raises(ValueError, match="sigma 25 is above 1"):
+        wrapper(torch.rand(1, 3, 4, 4, dtype=torch.float64), 25.0)
+
+
 def test_per_image_noise_levels_are_passed_through():
     rec = Recorder()
     wrapper = OpponentColorDenoiser(rec)

@@ -84,9 +84,10 @@ class Restoration:
 
         atomic_write_json(path, self.report, default=str)
 
-    def plot(self, path: str | os.PathLike) -> None:
-        """The residual (and PSNR when known) plot of the solve; see ``SolveResult.plot``."""
-        self.result.plot(path)
+    def plot(self, path: str | os.PathLike | None = None):
+        """The residual (and PSNR when known) plot of the solve, a matplotlib ``Figure`` (also written
+        to ``path`` if given); see ``SolveResult.plot``."""
+        return self.result.plot(path)
 
     def __repr__(self) -> str:
         return f"Restoration({self.summary_line()})"

@@ -97,14 +97,15 @@ class SolveResult:
         """Write the summary and the full history as JSON (atomically; non-finite numbers as null)."""
         atomic_write_json(path, {**self.summary(), "history": self.history}, default=str)
 
-    def plot(self, path: str | os.PathLike) -> None:
-        """Plot the absolute residual on a log scale (and PSNR if recorded) to an image file, atomically.
+    def plot(self, path: str | os.PathLike | None = None):
+        """Plot the absolute residual on a log scale (and PSNR if recorded); returns the matplotlib
+        ``Figure`` (for a notebook: display it, or ``fig.savefig``).
 
-        The file format follows the suffix of ``path`` (png, pdf, svg). Increases beyond float
-        tolerance are marked with red crosses.
+        With ``path`` the figure is also written there, atomically; the file format follows its
+        suffix (png, pdf, svg, jpg). Increases beyond float tolerance are marked with red crosses.
         """
-        suffix = Path(path).suffix.lower().lstrip(".")
-        if suffix not in ("png", "pdf", "svg", "jpg", "jpeg"):
+        suffix = None if path is None else Path(path).suffix.lower().lstrip(".")
+        if suffix is not None and suffix not in ("png", "pdf", "svg", "jpg", "jpeg"):
             raise ValueError(f"plot path must end in .png, .pdf, .svg or .jpg, got {str(path)!r}")
         # the Agg canvas is used directly: no pyplot, no change to the user's global backend
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -139,9 +140,11 @@ class SolveResult:
             axes[1].grid(True, alpha=0.3)
         axes[-1].set_xlabel("iteration")
         fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="jpeg" if suffix == "jpg" else suffix)
-        atomic_write_bytes(path, buffer.getvalue())
+        if path is not None:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="jpeg" if suffix == "jpg" else suffix)
+            atomic_write_bytes(path, buffer.getvalue())
+        return fig
 
 
 

@@ -47,8 +47,10 @@ def test_json_round_trip_and_no_leftovers(run, tmp_path):
 def test_plot_writes_an_image_atomically(run, tmp_path):
     *_, result = run
     path = tmp_path / "residual.png"
-    result.plot(path)
+    figure = result.plot(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [ax.get_ylabel() for ax in figure.axes] == ["residual", "PSNR (dB)"]
+    assert result.plot().axes[0].get_yscale() == "log"  # no path: the figure only, for a notebook
     assert [p.name for p in tmp_path.iterdir()] == ["residual.png"]
     with pytest.raises(ValueError, match="must end in"):
         result.plot(tmp_path / "residual.txt")

@@ -55,6 +55,17 @@ def test_solve_names_a_two_dimensional_observation(tiny, image):
         ps.solve(y[0, 0], op, tiny)
 
 
+def test_an_observation_that_requires_grad_is_taken_as_data(tiny, image):
+    import warnings
+
+    op = Blur("gauss:1.0", (1, 32, 32))
+    y = op.simulate(image[None], 0.01, seed=0).requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warned when the noise estimate met float() on such a y
+        result = ps.solve(y, op, tiny, max_iter=2, progress=False)
+    assert not result.x.requires_grad
+
+
 def test_ct_angles_must_match_the_sinogram_and_may_list_them(tiny):
     from pnp_stable.operators import ParallelBeamCT
 

@@ -257,6 +257,7 @@ def solve(
         raise ValueError("y must be a tensor with a batch dimension first (B x ...)")
     if not y.is_floating_point():
         raise ValueError(f"y must be a floating-point tensor, got {y.dtype}")
+    y = y.detach()  # the solve is no autograd graph (it runs under inference_mode)
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y contains NaN or infinite values")
     if y.ndim == 2 and len(getattr(A, "img_size", ())) == 3:

@@ -439,6 +439,9 @@ def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True)
         image = image[None]
     if image.ndim != 3:
         raise ValueError(f"expected an image C x H x W (or H x W), got shape {tuple(image.shape)}")
+    if image.shape[0] not in (1, 3) and image.shape[-1] in (1, 3, 4):
+        raise ValueError(f"expected channels first (C x H x W), got shape {tuple(image.shape)}: an H x W x C array "
+                         "needs .permute(2, 0, 1) (numpy: .transpose(2, 0, 1))")
     if unit_range and image.dtype in (torch.uint8, torch.uint16):
         peak = 255 if image.dtype == torch.uint8 else 65535
         notes.append(f"{image.dtype} samples scaled from [0, {peak}] to [0, 1]")

@@ -41,6 +41,12 @@ def test_images_off_the_unit_scale_are_scaled_or_refused(tiny, image):
     _deblur(image * 1.1 - 0.05, tiny)  # a noisy observation may leave [0, 1] a little
 
 
+def test_a_channels_last_image_gets_the_permutation_it_needs(tiny):
+    rgb = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)  # as skimage or PIL give it
+    with pytest.raises(ValueError, match=r"expected channels first .*\(24, 24, 3\).*permute\(2, 0, 1\)"):
+        restore.deblur(rgb, "gauss", device="cpu", progress=False)
+
+
 def test_noise_levels_on_the_255_scale_are_refused(tiny, image):
     with pytest.raises(ValueError, match=r"got 25 \(e.g. 25/255 = 0.09804\)"):
         restore.denoise(image, 25, denoiser=tiny, device="cpu")

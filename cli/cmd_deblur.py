@@ -90,13 +90,14 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
 
 
 def _check_folder(inputs: list[Path], out, report, plot, checkpoint) -> None:
-    from pnp_stable.cli.images import check_unit_range, default_output, read_image
+    from pnp_stable.cli.images import default_output, read_image
+    from pnp_stable.restore import check_unit_range
 
     for path in inputs:
         check_outputs(path, out=Path(out) if out else default_output(path, "restored"),
                       report=_per_file(report, path), plot=_per_file(plot, path),
                       checkpoint=_per_file(checkpoint, path))
-        check_unit_range(read_image(path), str(path))
+        check_unit_range(read_image(path).data, str(path))
 
 
 def _finished(state) -> str | None:
@@ -118,7 +119,7 @@ def _per_file(target, path):
 
 def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, manual, accelerate, seed,
          device, out, report, plot, quiet):
-    from pnp_stable.cli.images import check_unit_range, default_output, read_image
+    from pnp_stable.cli.images import default_output, read_image
 
     if path is None:
         import numpy as np
@@ -131,8 +132,7 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
     out_path = Path(out) if out else default_output(path, "restored")
     check_outputs(path, out=out_path, report=report, plot=plot, checkpoint=manual.get("checkpoint"))
     if path is not None:
-        loaded = read_image(path)
-        check_unit_range(loaded, str(path))
+        loaded = read_image(path)  # pnp_stable.restore.deblur checks its range
     import torch
 
     from pnp_stable.restore import deblur as run

@@ -35,13 +35,12 @@ def denoise(image, sigma, denoiser, simulate, seed, device, out, color, tile, qu
     """
     with user_errors():
         level = parse_level(sigma, "sigma")
-        from pnp_stable.cli.images import check_unit_range, default_output, read_image, write_image
+        from pnp_stable.cli.images import default_output, read_image, write_image
         from pnp_stable.cli.reporting import check_outputs
 
         out_path = Path(out) if out else default_output(image, "denoised")
         check_outputs(image, out=out_path)
-        loaded = read_image(image)
-        check_unit_range(loaded, image.name)
+        loaded = read_image(image)  # pnp_stable.restore.denoise checks its range
         import torch
 
         from pnp_stable.restore import denoise as run

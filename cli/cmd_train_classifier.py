@@ -136,7 +136,6 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
 
         import torch
 
-        from pnp_stable.fileio import atomic_write_json
         from pnp_stable.classify import (
             LOSS_DEFAULTS,
             ClassifierConfig,
@@ -149,6 +148,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
             test_set_summary,
         )
         from pnp_stable.classify import train_classifier as train
+        from pnp_stable.fileio import atomic_write_json
 
         def note(message: str) -> None:
             if not quiet:

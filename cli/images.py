@@ -50,21 +50,10 @@ def _integer_array_to_unit(arr: np.ndarray, path: Path, notes: list[str]) -> np.
     return arr.astype(np.float32)
 
 
-def check_unit_range(loaded: LoadedImage, name: str) -> None:
-    """Images to deblur or denoise must be on the [0, 1] scale the denoisers were trained on. A float
-    array (``.npy``, float TIFF) can hold anything: refuse one clearly outside that scale rather than
-    restore it and clip the result. Noise may push an observation a little beyond [0, 1]: a margin
-    of 0.25 is accepted."""
-    low, high = float(loaded.data.min()), float(loaded.data.max())
-    if low < -0.25 or high > 1.25:
-        raise ValueError(f"{name} holds values in [{low:.4g}, {high:.4g}]; images must be scaled to [0, 1] "
-                         "(e.g. divided by 255 or 65535, or by their maximum)")
-
-
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Read ``path`` as float32; gray (H x W) or RGB (H x W x 3). Image files and integer ``.npy``
     arrays are scaled to [0, 1]; float data (``.npy``, float TIFF) keep their values (a sinogram's
-    scale is its own; :func:`check_unit_range` checks images).
+    scale is its own; :func:`pnp_stable.restore.check_unit_range` checks images).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unreadable file or
     an unsupported mode (e.g. CMYK, more than 4 channels, NaN in a ``.npy``).

@@ -31,9 +31,11 @@ def as_sigma_batch(sigma: float | torch.Tensor | None, batch: int, like: torch.T
         s = s.expand(batch)
     elif s.numel() != batch:
         raise ValueError(f"sigma has {s.numel()} entries for a batch of {batch} images")
-    if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
-        raise ValueError("sigma must be finite and non-negative (on the [0, 1] image scale)")
-    if bool((s > 1).any()):  # a level on the 0..255 scale (25 for 25/255) would give garbage silently
+    # one host synchronisation per call (every denoiser call passes here); details only on failure
+    if bool((~torch.isfinite(s) | (s < 0) | (s > 1)).any()):
+        if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+            raise ValueError("sigma must be finite and non-negative (on the [0, 1] image scale)")
+        # a level on the 0..255 scale (25 for 25/255) would give garbage silently
         raise ValueError(f"sigma {float(s.max()):g} is above 1: noise levels are on the [0, 1] image scale "
                          f"(e.g. {float(s.max()):g}/255 = {float(s.max()) / 255:.4g})")
     return s

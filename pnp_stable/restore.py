@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 __all__ = ["Restoration", "deblur", "reconstruct_ct", "denoise", "load_denoiser", "psnr", "ssim", "resolve_device",
-           "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser"]
+           "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range"]
 
 DEFAULT_DENOISER = "gray"
 # the same architecture and certificate as `gray`, trained on RGB images inside the opponent-colour
@@ -323,6 +323,9 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
     est = estimate_noise_level(y_batch)
     value = float(np.median(est))
     if not value > 0:
+        if not image_scale:  # a sinogram: perhaps an image given without --simulate
+            raise ValueError("could not estimate the sinogram's noise level (it looks noise-free); pass --noise, "
+                             "or --simulate if DATA is an image to project")
         raise ValueError("could not estimate the noise level (the image looks noise-free); pass --noise")
     in_255 = f" ({value * 255:.2f}/255)" if image_scale else ""
     notes.append(f"noise level estimated from the {'image' if image_scale else 'data'}: {value:.4g}{in_255}")
@@ -450,11 +453,18 @@ def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True)
     if not torch.isfinite(image).all():
         raise ValueError("the image contains NaN or infinite values")
     if unit_range:
-        low, high = float(image.min()), float(image.max())
-        if low < -0.25 or high > 1.25:  # noise may take an observation a little beyond [0, 1]
-            raise ValueError(f"the image holds values in [{low:.4g}, {high:.4g}]; images must be scaled to "
-                             "[0, 1] (e.g. divided by 255 or 65535)")
+        check_unit_range(image)
     return image
+
+
+def check_unit_range(image: torch.Tensor | np.ndarray, what: str = "the image") -> None:
+    """Refuse an image clearly off the [0, 1] scale the denoisers know (a 0..255 image, a zero-mean
+    one): ValueError naming ``what`` and its range. Noise may take an observation a little beyond
+    [0, 1], so a margin of 0.25 is accepted."""
+    low, high = float(image.min()), float(image.max())
+    if low < -0.25 or high > 1.25:
+        raise ValueError(f"{what} holds values in [{low:.4g}, {high:.4g}]; images must be scaled to [0, 1] "
+                         "(e.g. divided by 255 or 65535, or by their maximum)")
 
 
 def reconstruct_ct(
@@ -536,13 +546,7 @@ def reconstruct_ct(
                              "check --size")
         y = sino[None, None]
         clean = None
-    try:
-        sigma, source = _noise(y, noise, notes, image_scale=False, defaulted=defaulted)
-    except ValueError as exc:
-        if simulate or "noise-free" not in str(exc):
-            raise
-        raise ValueError("could not estimate the sinogram's noise level (it looks noise-free); pass --noise, "
-                         "or --simulate if DATA is an image to project") from None
+    sigma, source = _noise(y, noise, notes, image_scale=False, defaulted=defaulted)
     module = _tiled(module, (1, 1, n, n), tile, notes, den_info)
     x0 = op.fbp(y).clamp(0, 1)
     t0 = time.perf_counter()

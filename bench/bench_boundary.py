@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             tic = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                r = deblur(y, kernel, noise=args.noise, boundary=boundary, method="admm", progress=False)
+                r = deblur(y, kernel, noise_level=args.noise, boundary=boundary, method="admm", progress=False)
             row = {"image": name, "kernel": kernel, "boundary": boundary,
                    "psnr": psnr(r.image, truth), "psnr_interior": psnr(r.image[inner], truth[inner]),
                    "iterations": r.result.iterations, "monotone": r.result.monotone,

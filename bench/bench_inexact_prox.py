@@ -79,7 +79,7 @@ def problems(args):
             for boundary in args.boundaries:
                 yield (f"{name} {kernel} {boundary}",
                        lambda ratio, y=y, kernel=kernel, boundary=boundary: deblur(
-                           y, kernel, noise=args.noise, boundary=boundary, method="admm", progress=False,
+                           y, kernel, noise_level=args.noise, boundary=boundary, method="admm", progress=False,
                            max_iter=args.max_iter, prox_error_ratio=ratio), truth)
 
 

@@ -106,8 +106,8 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
         with solver_warnings(quiet):
             # a sinogram's angles are its columns (an explicit --angles that differs was refused above)
             restoration = reconstruct_ct(tensor, angles=angles if simulate else None, simulate=simulate,
-                                         noise=absolute, noise_relative=relative, seed=seed, image_size=size,
-                                         method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
+                                         noise_level=absolute, relative_noise_level=relative, seed=seed,
+                                         image_size=size, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
                                          accelerate=accelerate, device=device, progress=not quiet, **manual)
         options = dict(angles=angles, simulate=simulate, noise=noise, size=size, solver=solver, denoiser=denoiser,
                        max_iter=max_iter, tol=tol, accelerate=accelerate, seed=seed, device=device, **manual)

@@ -140,7 +140,7 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
     tensor = torch.from_numpy(loaded.data)
     tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
     with solver_warnings(quiet):
-        restoration = run(tensor, kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary,
+        restoration = run(tensor, kernel, noise_level=level, simulate=simulate, seed=seed, boundary=boundary,
                           method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
                           device=device, progress=not quiet, color=color, **manual)
     options = dict(kernel=kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary, solver=solver,

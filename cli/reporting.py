@@ -67,7 +67,7 @@ def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None
 def finish_restoration(command: str, restoration, loaded, input_path, out_path: Path, report, plot,
                        options: dict[str, Any], quiet: bool, output_bit_depth: int | None = None) -> None:
     """Write the restored image in the input's bit depth (or ``output_bit_depth``), the report and the
-    plot; print the summary."""
+    plot (a restoration of :mod:`pnp_stable.restore`; a denoising has no plot); print the summary."""
     from pnp_stable.cli.images import write_image
 
     img = restoration.image
@@ -87,12 +87,12 @@ def finish_restoration(command: str, restoration, loaded, input_path, out_path: 
         }
         atomic_write_json(Path(report), payload, default=str)
     if plot:
-        restoration.result.plot(plot)
+        restoration.plot(plot)
     if not quiet:
         for note in list(loaded.notes) + list(restoration.notes):
             click.echo(f"note: {note}", err=True)
-        g = restoration.result.guarantee
-        if not g.holds:
+        g = restoration.guarantee  # None for a denoising (no iterations)
+        if g is not None and not g.holds:
             click.echo(f"warning: {g.reason[0].lower()}{g.reason[1:]}", err=True)
     click.echo(restoration.summary_line(str(out_path)))
     saved = restoration.report.get("checkpoint")

@@ -7,7 +7,7 @@
 * ``prox_data(z, y, gamma)`` — ``argmin_x gamma/2 ||Ax - y||^2 + 1/2 ||x - z||^2`` (deepinv's
   ``prox_l2`` convention; ``prox_l2`` is routed here so deepinv's solvers use it), in closed form
   where a subclass provides one and otherwise by warm-started batched CG;
-* ``simulate(x, noise_sigma, seed)`` — ``A x`` plus Gaussian noise from a private generator;
+* ``simulate(x, noise_level, seed)`` — ``A x`` plus Gaussian noise from a private generator;
 * input validation with one-line ``ValueError`` messages.
 """
 
@@ -160,15 +160,15 @@ class CertifiedLinearPhysics(LinearPhysics):
         return self.norm_bound().value
 
     # -- simulation --------------------------------------------------------------------------
-    def simulate(self, x: torch.Tensor, noise_sigma: float, seed: int | None = None) -> torch.Tensor:
-        """``A x + noise_sigma * n`` with ``n`` standard Gaussian drawn from a private
+    def simulate(self, x: torch.Tensor, noise_level: float, seed: int | None = None) -> torch.Tensor:
+        """``A x + noise_level * n`` with ``n`` standard Gaussian drawn from a private
         ``torch.Generator`` seeded with ``seed`` (the global RNG is untouched). Deterministic given
         ``seed`` on a given device; ``seed=None`` draws a fresh seed."""
         self._check_tensor(x, "x")
         self._check_finite(x, "x")
-        sigma = float(noise_sigma)
+        sigma = float(noise_level)
         if not math.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"noise_sigma must be a finite non-negative number, got {noise_sigma}")
+            raise ValueError(f"noise_level must be a finite non-negative number, got {noise_level}")
         y = self.A(x)
         if sigma == 0:
             return y

@@ -79,14 +79,15 @@ def test_ct_angles_must_match_the_sinogram_and_may_list_them(tiny):
     phantom = torch.zeros(1, 1, 32, 32)
     phantom[..., 10:22, 8:20] = 0.8
     sino = op.simulate(phantom, 0.05, seed=0)[0]
-    common = dict(denoiser=tiny, max_iter=1, device="cpu", progress=False, noise=0.05)
+    common = dict(denoiser=tiny, max_iter=1, device="cpu", progress=False, noise_level=0.05)
     with pytest.raises(ValueError, match="the sinogram has 6 angles .* but 30 were given"):
         restore.reconstruct_ct(sino, angles=30, **common)
     listed = restore.reconstruct_ct(sino, angles=[0.0, 20.0, 50.0, 90.0, 130.0, 170.0], **common)
     uniform = restore.reconstruct_ct(sino, **common)
     assert listed.report["operator"]["angles"] == 6 and not torch.equal(listed.image, uniform.image)
     with pytest.raises(ValueError, match="not both"):
-        restore.reconstruct_ct(phantom[0], simulate=True, noise=0.1, noise_relative=0.01, denoiser=tiny, device="cpu")
+        restore.reconstruct_ct(phantom[0], simulate=True, noise_level=0.1, relative_noise_level=0.01, denoiser=tiny,
+                               device="cpu")
 
 
 def test_a_restoration_reports_saves_and_plots_itself(tiny, image, tmp_path):
@@ -119,3 +120,56 @@ def test_verification_arguments_are_checked():
             empirical_averagedness_violation(half, alpha, (1, 4, 4), restarts=1, steps=1, n_pairs=1)
     assert empirical_lipschitz(half, (1, 4, 4), restarts=1, steps=2, n_pairs=2) == pytest.approx(0.5)
     assert np.isfinite(empirical_averagedness_violation(half, 0.5, (1, 4, 4), restarts=1, steps=2, n_pairs=2))
+
+
+def test_one_name_for_the_noise_level_across_the_api():
+    import inspect
+
+    from pnp_stable.operators import ParallelBeamCT
+    from pnp_stable.protocols import ForwardOperator
+
+    takers = (restore.deblur, restore.reconstruct_ct, restore.denoise, ps.solve, Blur.simulate,
+              ParallelBeamCT.simulate, ForwardOperator.simulate)
+    for function in takers:
+        assert "noise_level" in inspect.signature(function).parameters, function.__qualname__
+    assert "relative_noise_level" in inspect.signature(restore.reconstruct_ct).parameters
+
+
+def test_denoise_returns_a_restoration_without_iterations(tiny, image, tmp_path):
+    r = restore.denoise(image, 0.1, denoiser=tiny, device="cpu", simulate=True)
+    assert isinstance(r, restore.Restoration) and r.result is None and r.guarantee is None
+    assert r.image.shape == image.shape and torch.equal(r.ground_truth, image)
+    assert r.report["noise"] == {"sigma": 0.1, "source": "given"}
+    metrics = r.report["metrics"]
+    assert r.psnr == metrics["psnr"] and metrics["psnr_input"] == pytest.approx(restore.psnr(r.observation, image))
+    assert 18 < metrics["psnr_input"] < 22  # the observation is the noisy image (std 0.1: 20 dB)
+    r.to_json(tmp_path / "d.json")
+    assert json.loads((tmp_path / "d.json").read_text())["metrics"]["psnr"] == r.psnr
+    with pytest.raises(ValueError, match="no iterations to plot"):
+        r.plot()
+    assert repr(r).startswith("Restoration(denoised  PSNR ") and "noise level 25.50/255" in repr(r)
+    plain = restore.denoise(image, 0.1, denoiser=tiny, device="cpu")
+    assert plain.ground_truth is None and plain.psnr is None and torch.equal(plain.observation, image)
+
+
+def test_the_tasks_refuse_levels_on_the_255_scale_and_a_batch(tiny, image):
+    with pytest.raises(ValueError, match=r"noise_level must be a positive number on the \[0, 1\] scale, got 2.55 "
+                                         r"\(e.g. 2.55/255 = 0.01\)"):
+        _deblur(image, tiny, noise_level=2.55)
+    with pytest.raises(ValueError, match="noise_level must be a positive number"):
+        _deblur(image, tiny, noise_level="0.01")
+    with pytest.raises(ValueError, match=r"got a batch of shape \(2, 1, 32, 32\): restore its images one by one"):
+        _deblur(torch.stack([image, image]), tiny)
+
+
+def test_solve_takes_accelerate_as_a_bool_like_the_tasks(tiny, image):
+    op = Blur("gauss:1.0", (1, 32, 32))
+    y = op.simulate(image[None], 0.01, seed=0)
+
+    def run(accelerate):
+        return ps.solve(y, op, tiny, max_iter=6, progress=False, accelerate=accelerate)
+
+    assert torch.equal(run(True).x, run("anderson").x) and torch.equal(run(False).x, run(None).x)
+    assert not torch.equal(run(True).x, run(False).x)
+    with pytest.raises(ValueError, match="accelerate must be None, 'anderson' or a bool"):
+        run("yes")

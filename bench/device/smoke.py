@@ -109,7 +109,7 @@ def solves_agree_with_the_cpu_and_stay_monotone(ctx: Context) -> None:
     device = ctx.device
     x = _camera(64)
     op = Blur("gauss:1.6", (1, 64, 64))
-    y = op.simulate(x, noise_sigma=2.55 / 255, seed=0)
+    y = op.simulate(x, noise_level=2.55 / 255, seed=0)
     denoiser = load(ctx.denoiser)
     for method in ("fb", "admm"):
         cpu = solve(y, op, denoiser, method=method, max_iter=25, x_true=x, progress=False)

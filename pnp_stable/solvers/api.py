@@ -161,7 +161,7 @@ def solve(
     max_iter: int = 500,
     tol: float = 1e-5,
     x_true: torch.Tensor | None = None,
-    accelerate: str | None = None,
+    accelerate: str | bool | None = None,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
     progress: bool = True,
     *,
@@ -206,7 +206,8 @@ def solve(
         max_iter: iterations (accepted updates) per call.
         tol: stop an image when ``||T w_k - w_k|| / ||w_k|| <= tol``.
         x_true: ground truth for per-iteration PSNR (and SSIM if in ``metrics``).
-        accelerate: None or ``"anderson"`` (safeguarded; keeps the monitor valid).
+        accelerate: None or ``"anderson"`` (safeguarded; keeps the monitor valid); ``True`` and
+            ``False`` mean ``"anderson"`` and None, as in the restoration tasks.
         callback: called with a dict (iteration, residual, relative_residual, x, state, psnr;
             ``x`` and ``state`` are copies the callback may keep) for the starting point's
             evaluation (iteration 0) and after each iteration; returning True stops the solve.
@@ -267,8 +268,10 @@ def solve(
         raise ValueError(f"step must be a positive number, got {step!r}")
     if isinstance(metrics, str):
         metrics = (metrics,)
+    if isinstance(accelerate, bool):
+        accelerate = "anderson" if accelerate else None
     if accelerate not in (None, "anderson"):
-        raise ValueError(f"accelerate must be None or 'anderson', got {accelerate!r}")
+        raise ValueError(f"accelerate must be None, 'anderson' or a bool, got {accelerate!r}")
     if not (isinstance(max_iter, int) and max_iter >= 0):
         raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
     unknown = [m for m in metrics if m not in _METRICS]

@@ -108,9 +108,9 @@ class PhysicsOperator:
     def prox_data(self, z: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
         return self.physics.prox_l2(z, y, gamma)
 
-    def simulate(self, x: torch.Tensor, noise_sigma: float, seed: int | None = None) -> torch.Tensor:
+    def simulate(self, x: torch.Tensor, noise_level: float, seed: int | None = None) -> torch.Tensor:
         ax = self.physics.A(x)
-        if noise_sigma == 0:
+        if noise_level == 0:
             return ax
         g = torch.Generator(device="cpu")
         if seed is not None:
@@ -118,7 +118,7 @@ class PhysicsOperator:
         else:
             g.seed()
         noise = torch.randn(ax.shape, generator=g, dtype=torch.float64).to(ax.device, ax.dtype)
-        return ax + noise_sigma * noise
+        return ax + noise_level * noise
 
 
 def as_operator(A: object, like: torch.Tensor, margin: float = _DEFAULT_MARGIN) -> ForwardOperator:

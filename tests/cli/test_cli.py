@@ -277,7 +277,7 @@ def test_ct_sinogram_angles_layout_and_noise(tmp_path, tiny_denoiser):
     assert "if its rows are the angles, transpose it" in r.output, r.output
     clean = tmp_path / "phantom.npy"  # an image given without --simulate: piecewise constant, noise-free
     np.save(clean, data.shepp_logan_phantom()[::10, ::10].astype(np.float32))
-    assert_user_error(run("ct", clean, *common), "or --simulate if DATA is an image to project")
+    assert_user_error(run("ct", clean, *common), "or simulate (simulate=True, --simulate) if the data is an image to project")
 
 
 def test_ct_reads_a_scikit_image_sinogram_with_from_skimage(tmp_path):
@@ -582,3 +582,39 @@ def test_a_colour_model_restores_rgb_images_as_they_are_and_refuses_gray_ones(tm
     assert_user_error(run("denoise", camera_png, "--sigma", "0.1", "--denoiser", "tint"), "3-channel")
     r = run("models")
     assert r.exit_code == 0 and "C -/21.50/-" in r.output, r.output
+
+
+def test_the_api_tasks_have_the_command_line_defaults():
+    """A script calling pnp_stable.deblur / reconstruct_ct gets what the command would give."""
+    import inspect
+
+    import click
+
+    from pnp_stable import restore
+
+    context = click.Context(main)
+    for command, task in (("deblur", restore.deblur), ("ct", restore.reconstruct_ct), ("denoise", restore.denoise)):
+        defaults = {p.name: p.default for p in main.get_command(context, command).params}
+        signature = inspect.signature(task).parameters
+        for option, argument in (("solver", "method"), ("max_iter", "max_iter"), ("tol", "tol"),
+                                 ("accelerate", "accelerate"), ("seed", "seed"), ("device", "device"),
+                                 ("color", "color"), ("boundary", "boundary")):
+            if option in defaults and argument in signature:
+                assert signature[argument].default == defaults[option], (command, option)
+
+
+def test_denoise_takes_noise_or_sigma_and_writes_a_report(tmp_path, camera_png, tiny_denoiser):
+    report = tmp_path / "d.json"
+    common = ("denoise", camera_png, "--simulate", "--denoiser", tiny_denoiser, "--quiet")
+    by_noise = run(*common, "--noise", "25/255", "--out", tmp_path / "a.png", "--report", report)
+    assert by_noise.exit_code == 0, by_noise.output
+    assert by_noise.output.startswith(f"denoised {tmp_path / 'a.png'}  PSNR ")
+    assert "noise level 25.00/255" in by_noise.output
+    rep = json.loads(report.read_text())
+    assert rep["command"] == "denoise" and rep["noise"] == {"sigma": 25 / 255, "source": "given"}
+    assert 19 < rep["metrics"]["psnr_input"] < 23 and rep["denoiser"]["certified"] is True  # noise std 0.098
+    assert f"PSNR {rep['metrics']['psnr']:.2f} dB (input {rep['metrics']['psnr_input']:.2f})" in by_noise.output
+    by_sigma = run(*common, "--sigma", "25/255", "--out", tmp_path / "b.png")
+    assert by_sigma.exit_code == 0, by_sigma.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
+    assert_user_error(run("denoise", camera_png, "--noise", "25"), "above 1")

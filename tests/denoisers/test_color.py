@@ -161,8 +161,8 @@ def test_opponent_mode_beats_per_channel_on_a_photograph_with_the_shipped_model(
     from pnp_stable.restore import denoise
 
     scene = _tinted_camera()
-    _, opp = denoise(scene, 25 / 255, denoiser="gray", simulate=True, device="cpu")
-    _, per = denoise(scene, 25 / 255, simulate=True, device="cpu", color="per-channel")
+    opp = denoise(scene, 25 / 255, denoiser="gray", simulate=True, device="cpu").report
+    per = denoise(scene, 25 / 255, simulate=True, device="cpu", color="per-channel").report
     assert per["denoiser"]["name"] == "gray"  # the colour model takes RGB only: not for per-channel
     assert opp["denoiser"]["color"] == "opponent" and per["denoiser"]["color"] == "per-channel"
     assert "opponent colour space" in opp["notes"][0] and "channel by channel" in per["notes"][0]
@@ -175,7 +175,7 @@ def test_deblur_in_opponent_mode_is_one_certified_rgb_problem():
     from pnp_stable.restore import deblur
 
     scene = _colour_scene(32)
-    rest = deblur(scene, "gauss:1.2", simulate=True, noise=0.01, method="admm", denoiser=tiny_gray().float(),
+    rest = deblur(scene, "gauss:1.2", simulate=True, noise_level=0.01, method="admm", denoiser=tiny_gray().float(),
                   max_iter=5, progress=False, device="cpu")
     assert rest.image.shape == (3, 32, 32)
     assert rest.result.x.shape == (1, 3, 32, 32)  # one problem, not a batch of three
@@ -258,7 +258,8 @@ def test_restoration_falls_back_to_per_channel_for_a_model_without_noise_level()
     from pnp_stable.restore import denoise
 
     fixed = tiny_gray(sigma_conditioning=False, learned_relaxation=False, time_conditioning=False).float()
-    out, rep = denoise(_tinted_camera(16), 0.1, denoiser=fixed, simulate=True, device="cpu")
+    denoised = denoise(_tinted_camera(16), 0.1, denoiser=fixed, simulate=True, device="cpu")
+    out, rep = denoised.image, denoised.report
     assert out.shape == (3, 16, 16) and rep["denoiser"]["color"] == "per-channel"
     assert "takes no noise level" in rep["notes"][0]
 
@@ -271,10 +272,10 @@ def test_rgb_images_get_the_shipped_colour_model_unless_a_denoiser_is_named():
     assert default_denoiser(3) == DEFAULT_COLOR_DENOISER
     assert default_denoiser(1) == default_denoiser(3, "per-channel") == "gray"
     image = _tinted_camera(64)
-    _, rep = denoise(image, 50 / 255, simulate=True, device="cpu")
+    rep = denoise(image, 50 / 255, simulate=True, device="cpu").report
     assert rep["denoiser"]["name"] == DEFAULT_COLOR_DENOISER and rep["denoiser"]["channels"] == 3
     assert not rep["notes"]  # an RGB model: no wrapping, no note
-    _, named = denoise(image, 50 / 255, denoiser="gray", simulate=True, device="cpu")
+    named = denoise(image, 50 / 255, denoiser="gray", simulate=True, device="cpu").report
     assert named["denoiser"]["name"] == "gray" and named["denoiser"]["color"] == "opponent"
     # trained for the job: better than the gray weights in the same colour denoiser (measured
     # 27.47 against 27.06 dB here; CBSD68 at sigma 25: 29.89 against 29.72)

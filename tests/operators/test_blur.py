@@ -241,7 +241,7 @@ def test_call_errors():
         (lambda: op.prox_data(good * float("nan"), good, 1.0), "NaN"),
         (lambda: op.prox_data(good, good, -1.0), "gamma"),
         (lambda: op.prox_data(good, good, torch.ones(2)), "one value per image"),
-        (lambda: op.simulate(good, -0.1), "noise_sigma"),
+        (lambda: op.simulate(good, -0.1), "noise_level"),
         (lambda: op.simulate(good, 0.1, seed=1.5), "seed"),
     ]
     for call, message in cases:

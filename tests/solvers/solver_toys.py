@@ -52,10 +52,10 @@ class FFTBlur:
         num = gamma * torch.fft.fft2(y) * s.conj() + torch.fft.fft2(z)
         return torch.fft.ifft2(num / (gamma * s.abs() ** 2 + 1)).real.to(z.dtype)
 
-    def simulate(self, x, noise_sigma, seed=None):
+    def simulate(self, x, noise_level, seed=None):
         g = torch.Generator().manual_seed(0 if seed is None else seed)
         y = self.A(x)
-        return y + noise_sigma * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)
+        return y + noise_level * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)
 
 
 class GaussianSmoother(nn.Module):

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         trained = train_classifier(config)
         train_seconds = sum(h["train_seconds"] for h in trained.history)
         model = trained.model
-        full = test_set_summary(model, test, args.certified_eps)
+        full = test_set_summary(model, test, args.certified_eps, progress=True)
         print(f"  clean {full['clean_accuracy']:.4f}, certified@{args.certified_eps} {full['certified_accuracy']:.4f}, "
               f"L = {full['lipschitz_bound']:.4g}", flush=True)
         report = robustness(model, subset, args, Path(config.output_dir) / "robustness_cache.json")

@@ -31,6 +31,24 @@ def _number_list(cast, what: str, minimum: float):
     return convert
 
 
+def _check_destination(path: str, option: str, folder: bool = False) -> None:
+    """Refuse, before any training, an output path that cannot be written: an existing file where
+    a folder is needed (or the reverse), or a parent that is a file or read-only."""
+    import os
+    from pathlib import Path
+
+    target = Path(path)
+    if target.exists() and target.is_dir() != folder:
+        raise UserError(f"{option} {path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
+    ancestor = target if folder and target.exists() else target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{option} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {ancestor} is not writable")
+
+
 def _image_size(ctx, param, value):
     if value is None:
         return None
@@ -118,8 +136,8 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
     """Train a robust classifier (certified non-expansive, or the ResNet baseline) and evaluate it.
 
     Prints the clean accuracy and the certified accuracy at --certified-eps on the test set and,
-    with --pgd-eps, the accuracy under l2-PGD on --eval-size test images. Ctrl-C saves a
-    checkpoint after the current step; run the same command with --resume to continue.
+    with --pgd-eps, the accuracy under l2-PGD on --eval-size test images. Ctrl-C (or SIGTERM)
+    saves a checkpoint after the current step; run the same command with --resume to continue.
 
     \b
     Examples:
@@ -148,7 +166,14 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
             test_set_summary,
         )
         from pnp_stable.classify import train_classifier as train
-        from pnp_stable.fileio import atomic_write_json
+        from pnp_stable.fileio import atomic_write_json, figure_format
+
+        # every destination is checked before hours of training, not after
+        if report:
+            _check_destination(report, "--report")
+        if plot:
+            _check_destination(plot, "--plot")
+            figure_format(plot)  # ValueError (one line) for a suffix matplotlib cannot write
 
         def note(message: str) -> None:
             if not quiet:
@@ -168,6 +193,9 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
                 raise UserError(str(exc).split(";")[0],
                                 hint=f"pass --dataset {', '.join(choices[:-1])} or {choices[-1]}") from None
             note(f"dataset detected as {kind} (use --dataset to override)")
+        if image_size is not None and kind != "image_folder":  # it would be ignored without a word
+            raise UserError(f"--image-size resizes image folders only; {kind} images are used at their size",
+                            hint="leave out --image-size")
         if kind == "image_folder":
             has = {split: (Path(data) / split).is_dir() for split in ("train", "test")}
             if has["train"] != has["test"]:
@@ -184,6 +212,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
                        "measured on the training images", err=True)
         if run_dir is None:
             run_dir = str(Path("runs") / "classify" / f"{kind}-{architecture}")
+        _check_destination(run_dir, "--run-dir", folder=True)
         checkpoint = Path(run_dir) / "checkpoint.pt"
         if checkpoint.exists() and not resume:
             raise UserError(f"{run_dir} already holds a training run",
@@ -235,7 +264,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
         summary, robustness = None, None
         test_eval = test_data.subset(test_size, seed=seed)  # the subset training reported on
         if do_eval:
-            summary = test_set_summary(model, test_eval, certified_eps)
+            summary = test_set_summary(model, test_eval, certified_eps, progress=not quiet)
             line = (f"test ({summary['n_examples']} images): clean {100 * summary['clean_accuracy']:.2f}%, "
                     f"certified@{certified_eps:g} {100 * summary['certified_accuracy']:.2f}%")
             if pgd_eps:

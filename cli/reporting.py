@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import click
 
 from pnp_stable.cli.errors import UserError
-from pnp_stable.fileio import atomic_write_json
+from pnp_stable.fileio import atomic_write_json, figure_format
 
 
 @contextlib.contextmanager
@@ -26,9 +26,6 @@ def solver_warnings(quiet: bool) -> Iterator[None]:
             warnings.simplefilter("ignore", MonotonicityWarning)
             warnings.simplefilter("ignore", KernelNormalizationWarning)
         yield
-
-
-PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
 def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None:
@@ -58,10 +55,14 @@ def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None
             raise UserError(f"cannot write {path} ({flag}): '{folder}' is not a folder")
         if path.is_dir():
             raise UserError(f"{flag} {path} is a folder; name a file")
-        suffixes = {"out": IMAGE_SUFFIXES, "plot": PLOT_SUFFIXES}.get(option)
-        if suffixes is not None and path.suffix.lower() not in suffixes:
+        if option == "out" and path.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"{flag} {path.name}: unsupported type {path.suffix or '(none)'}; use "
-                            + ", ".join(suffixes))
+                            + ", ".join(IMAGE_SUFFIXES))
+        if option == "plot":
+            try:
+                figure_format(path)
+            except ValueError as error:
+                raise UserError(f"{flag} {error}") from None
 
 
 def finish_restoration(command: str, restoration, loaded, input_path, out_path: Path, report, plot,

@@ -1,16 +1,18 @@
-"""Output helpers shared by the example scripts: the output folder, atomic writes, Agg figures.
+"""Output helpers shared by the example scripts: the output folder, atomic writes, Agg figures,
+and the argument parser whose errors are one line with exit code 2.
 
-Every file an example produces is written to a temporary name in the same folder and moved into
-place with ``os.replace``, so an interrupted run never leaves a half-written figure or summary.
+Every file an example produces goes through :func:`pnp_stable.fileio.atomic_output` (a temporary
+name in the same folder, flushed to disk, then moved into place with ``os.replace``), so an
+interrupted run never leaves a half-written figure or summary.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import matplotlib
 
@@ -18,10 +20,16 @@ matplotlib.use("Agg")  # examples run headless (CI, ssh); must precede any pyplo
 
 from matplotlib.figure import Figure  # noqa: E402
 
+from pnp_stable.fileio import atomic_output  # noqa: E402
+
 __all__ = [
+    "ExampleParser",
     "markdown_table",
     "moving_average",
+    "non_negative_float",
     "output_dir",
+    "positive_float",
+    "positive_int",
     "save_figure_atomic",
     "write_json_atomic",
     "write_text_atomic",
@@ -37,19 +45,54 @@ def output_dir(out: str | os.PathLike | None, name: str) -> Path:
     return path
 
 
-def _atomic_write(path: Path, write) -> Path:
+def _atomic_write(path: Path, write: Callable[[Any], Any]) -> Path:
+    """Call ``write(handle)`` on a binary handle of a temporary file that replaces ``path`` only if
+    ``write`` returns (the package's :func:`~pnp_stable.fileio.atomic_output`)."""
     path = Path(path)
-    # a fresh name in the same folder (same filesystem, so os.replace is atomic); opened with
-    # "xb" rather than mkstemp so the file gets the user's umask, not mode 0600
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        with open(tmp, "xb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
     return path
+
+
+# -- command line --------------------------------------------------------------------------
+def _number(cast: Callable[[str], Any], test: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return convert
+
+
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "a positive number")
+non_negative_float = _number(float, lambda v: v >= 0 and v != float("inf"), "a non-negative number")
+
+
+class ExampleParser(argparse.ArgumentParser):
+    """``argparse`` with one-line errors (``<script>: error: ...``, exit code 2, no usage dump)
+    and an ``--out`` that must be a folder (or not exist yet)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        out = getattr(parsed, "out", None)
+        if out is not None:
+            path = Path(out)
+            if path.exists() and not path.is_dir():
+                self.error(f"--out {out} is a file, not a folder")
+            ancestor = path
+            while not ancestor.exists() and ancestor != ancestor.parent:
+                ancestor = ancestor.parent
+            if not ancestor.is_dir():
+                self.error(f"--out {out}: {ancestor} is a file, not a folder")
+        return parsed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -31,9 +31,13 @@ import torch
 from torch import nn
 
 from example_outputs import (
+    ExampleParser,
     markdown_table,
     moving_average,
+    non_negative_float,
     output_dir,
+    positive_float,
+    positive_int,
     save_figure_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -218,22 +222,27 @@ def plot_tau_grid(path: Path, taus, train_errors, lipschitz, tau_star, dpi: int)
 
 # -- main ----------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ExampleParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help=f"output folder (default examples/output/{NAME}/)")
     p.add_argument("--quick", action="store_true", help="tiny run for smoke tests (seconds)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--iterations", type=int, default=None, help="Adam iterations per network (default 10000; quick 100)")
-    p.add_argument("--n-train", type=int, default=None, help="default 2000; quick 256")
-    p.add_argument("--n-test", type=int, default=None, help="default 2000; quick 256")
-    p.add_argument("--noise", type=float, default=0.1, help="standard deviation delta of the noise")
-    p.add_argument("--epsilon", type=float, default=0.25, help="e in A = [[1+e, 1], [1, 1+e]]")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="Adam iterations per network (default 10000; quick 100)")
+    p.add_argument("--n-train", type=positive_int, default=None, help="default 2000; quick 256")
+    p.add_argument("--n-test", type=positive_int, default=None, help="default 2000; quick 256")
+    p.add_argument("--noise", type=non_negative_float, default=0.1, help="standard deviation delta of the noise")
+    p.add_argument("--epsilon", type=positive_float, default=0.25,
+                   help="e > 0 in A = [[1+e, 1], [1, 1+e]] (singular values 2+e and e)")
+    p.add_argument("--batch", type=positive_int, default=256)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
-    args.iterations = args.iterations or (100 if args.quick else 10_000)
-    args.n_train = args.n_train or (256 if args.quick else 2000)
-    args.n_test = args.n_test or (256 if args.quick else 2000)
+    if args.iterations is None:
+        args.iterations = 100 if args.quick else 10_000
+    if args.n_train is None:
+        args.n_train = 256 if args.quick else 2000
+    if args.n_test is None:
+        args.n_test = 256 if args.quick else 2000
     return args
 
 

@@ -28,9 +28,13 @@ import torch
 from torch import nn
 
 from example_outputs import (
+    ExampleParser,
     markdown_table,
     moving_average,
+    non_negative_float,
     output_dir,
+    positive_float,
+    positive_int,
     save_figure_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -174,22 +178,25 @@ def plot_losses(path: Path, curves: dict[str, list[float]], dpi: int) -> None:
 
 # -- main ----------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ExampleParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help=f"output folder (default examples/output/{NAME}/)")
     p.add_argument("--quick", action="store_true", help="tiny run for smoke tests (seconds)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--iterations", type=int, default=None, help="Adam iterations per model (default 1500; quick 10)")
-    p.add_argument("--trajectories", type=int, default=None, help="training trajectories (default 40; quick 8)")
-    p.add_argument("--damping", type=float, default=0.5, help="gamma of the Duffing oscillator")
-    p.add_argument("--decay-rate", type=float, default=0.1, help="mu in dV/dt <= -mu V")
-    p.add_argument("--dt", type=float, default=0.1, help="sampling interval of the trajectories")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="Adam iterations per model (default 1500; quick 10)")
+    p.add_argument("--trajectories", type=positive_int, default=None, help="training trajectories (default 40; quick 8)")
+    p.add_argument("--damping", type=non_negative_float, default=0.5, help="gamma >= 0 of the Duffing oscillator")
+    p.add_argument("--decay-rate", type=non_negative_float, default=0.1, help="mu >= 0 in dV/dt <= -mu V")
+    p.add_argument("--dt", type=positive_float, default=0.1, help="sampling interval of the trajectories")
+    p.add_argument("--batch", type=positive_int, default=256)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
-    args.iterations = args.iterations or (10 if args.quick else 1500)
+    if args.iterations is None:
+        args.iterations = 10 if args.quick else 1500
     args.batch = min(args.batch, 64) if args.quick else args.batch
-    args.trajectories = args.trajectories or (8 if args.quick else 40)
+    if args.trajectories is None:
+        args.trajectories = 8 if args.quick else 40
     return args
 
 

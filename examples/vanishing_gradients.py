@@ -30,7 +30,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from example_outputs import markdown_table, output_dir, save_figure_atomic, write_json_atomic, write_text_atomic
+from example_outputs import (
+    ExampleParser,
+    markdown_table,
+    non_negative_float,
+    output_dir,
+    positive_float,
+    positive_int,
+    save_figure_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from pnp_stable.layers import HamiltonianNetwork, symplectic_defect
 
 NAME = "vanishing_gradients"
@@ -191,22 +201,26 @@ def plot_decision_regions(path: Path, models: dict[str, Classifier], embed: torc
 
 # -- main ----------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ExampleParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help=f"output folder (default examples/output/{NAME}/)")
     p.add_argument("--quick", action="store_true", help="tiny run for smoke tests (seconds)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--iterations", type=int, default=None, help="SGD iterations per model (default 2000; quick 30)")
-    p.add_argument("--n-train", type=int, default=None, help="default 1000; quick 200")
-    p.add_argument("--n-test", type=int, default=None, help="default 1000; quick 200")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="full-batch iterations per model (default 2000; quick 30)")
+    p.add_argument("--n-train", type=positive_int, default=None, help="default 1000; quick 200")
+    p.add_argument("--n-test", type=positive_int, default=None, help="default 1000; quick 200")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="SGD has momentum 0.9")
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--clip", type=float, default=0.0, help="gradient-norm clipping (0: none)")
-    p.add_argument("--step", type=float, default=0.5, help="step h of the Hamiltonian layers")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--lr", type=positive_float, default=1e-2)
+    p.add_argument("--clip", type=non_negative_float, default=0.0, help="gradient-norm clipping (0: none)")
+    p.add_argument("--step", type=positive_float, default=0.5, help="step h of the Hamiltonian layers")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
-    args.iterations = args.iterations or (30 if args.quick else 2000)
-    args.n_train = args.n_train or (200 if args.quick else 1000)
-    args.n_test = args.n_test or (200 if args.quick else 1000)
+    if args.iterations is None:
+        args.iterations = 30 if args.quick else 2000
+    if args.n_train is None:
+        args.n_train = 200 if args.quick else 1000
+    if args.n_test is None:
+        args.n_test = 200 if args.quick else 1000
     return args
 
 

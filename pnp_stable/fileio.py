@@ -24,7 +24,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "json_safe", "new_file_mode", "read_torch_file"]
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "figure_format", "json_safe", "new_file_mode",
+           "read_torch_file"]
 
 
 def new_file_mode() -> int:
@@ -126,3 +127,20 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
         # Not str(exc): for any file that is not a weights-only pickle, PyTorch's text is a
         # multi-paragraph essay on its weights_only default and arbitrary code execution.
         raise ValueError(f"{os.fspath(path)} is not {what} (it could not be read as one)") from exc
+
+
+def figure_format(path: str | os.PathLike) -> str:
+    """The matplotlib format named by ``path``'s suffix (``png``, ``pdf``, ``svg``, ``jpg`` ...).
+
+    Figures are written through a temporary file whose name says nothing, so the format must come
+    from the destination. ``ValueError`` naming the supported suffixes if there is none or
+    matplotlib cannot write it: check a destination with it before the work, not after.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    supported = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in supported:
+        what = f"a .{suffix} file" if suffix else "a file without a suffix"
+        raise ValueError(f"{path}: cannot plot to {what}; use one of {', '.join('.' + s for s in sorted(supported))}")
+    return suffix

@@ -97,6 +97,8 @@ def test_a_restoration_reports_saves_and_plots_itself(tiny, image, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["solver"]["guarantee"]["holds"] == r.guarantee.holds
     r.plot(tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="cannot plot to a file without a suffix; use one of .*\\.pdf"):
+        r.plot(tmp_path / "r")
     assert repr(r).startswith("Restoration(restored  PSNR ")
 
 

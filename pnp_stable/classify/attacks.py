@@ -99,9 +99,10 @@ def pgd_attack(
     """Search ``||delta||_2 <= eps`` (per example if ``eps`` is a tensor) for misclassifications.
 
     Guarantees: every returned input satisfies ``||adversarial - x||_2 <= eps`` (up to float
-    rounding) and lies in the ``clip`` box; ``fooled[i]`` is True only if the model misclassifies
-    ``adversarial[i]``. The model is used as given (put it in eval mode first); parameter
-    gradients are never accumulated.
+    rounding) and lies in the ``clip`` box (inputs ``x`` outside that box are a ``ValueError``:
+    pass ``clip=None`` or the data's range for normalised data); ``fooled[i]`` is True only if
+    the model misclassifies ``adversarial[i]``. The model is used as given (put it in eval mode
+    first); parameter gradients are never accumulated.
     """
     config = config or PGDConfig()
     n = x.shape[0]
@@ -109,8 +110,12 @@ def pgd_attack(
     eps_t = eps_t.expand(n).clone() if eps_t.ndim == 0 else eps_t.to(x.dtype)
     if eps_t.shape != (n,) or bool((eps_t < 0).any()):
         raise ValueError("eps must be a non-negative number or one value per example")
-    if config.clip is not None:
-        x = x.clamp(*config.clip)
+    if config.clip is not None and n and (float(x.min()) < config.clip[0] or float(x.max()) > config.clip[1]):
+        # clamping x itself would move the clean point: the "adversarial" inputs could then lie
+        # outside the eps-ball around the given x, and the clamp alone could flip predictions
+        raise ValueError(f"inputs lie outside the clip box [{config.clip[0]:g}, {config.clip[1]:g}] "
+                         f"(range [{float(x.min()):.4g}, {float(x.max()):.4g}]); pass PGDConfig(clip=None) "
+                         "or the data's pixel range")
     adversarial = x.detach().clone()
     fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
     for _ in range(config.restarts):

@@ -82,28 +82,39 @@ def _batches(n: int, batch_size: int):
         yield slice(start, min(n, start + batch_size))
 
 
-def clean_accuracy(model: nn.Module, data: ImageClassificationData, batch_size: int = 500) -> float:
-    """Top-1 accuracy of the eval-mode model (restores the previous train/eval mode)."""
+def _progress(n: int, desc: str, enabled: bool):
+    return tqdm(total=n, desc=desc, unit="img", disable=not enabled, leave=False)
+
+
+def clean_accuracy(model: nn.Module, data: ImageClassificationData, batch_size: int = 500,
+                   progress: bool = False) -> float:
+    """Top-1 accuracy of the eval-mode model (restores the previous train/eval mode);
+    ``progress`` shows a tqdm bar (a full test set takes a minute on one CPU thread)."""
     device = _device_of(model)
     was_training = model.training
     model.eval()
     correct = 0
-    with torch.no_grad():
-        for sl in _batches(len(data), batch_size):
-            x = data.float_images(sl).to(device)
-            correct += int((model(x).argmax(dim=1) == data.labels[sl].to(device)).sum())
-    model.train(was_training)
+    bar = _progress(len(data), "test accuracy", progress)
+    try:
+        with torch.no_grad():
+            for sl in _batches(len(data), batch_size):
+                x = data.float_images(sl).to(device)
+                correct += int((model(x).argmax(dim=1) == data.labels[sl].to(device)).sum())
+                bar.update(x.shape[0])
+    finally:
+        bar.close()
+        model.train(was_training)
     return correct / max(1, len(data))
 
 
 def test_set_summary(model: nn.Module, data: ImageClassificationData, eps: float = 0.5,
-                     batch_size: int = 500) -> dict[str, Any]:
+                     batch_size: int = 500, progress: bool = False) -> dict[str, Any]:
     """Clean accuracy and certified accuracy at ``eps`` on all of ``data`` (one forward pass, cheap).
 
     Returns ``n_examples``, ``clean_accuracy``, ``certified_eps``, ``certified_accuracy``,
     ``lipschitz_bound`` (``model.certified_lipschitz_bound()``, eval mode),
     ``median_certified_radius`` and ``certified_radius_rule`` (see :func:`certified_radius_constants`).
-    The model is put in eval mode (its previous mode is restored).
+    The model is put in eval mode (its previous mode is restored); ``progress`` shows a tqdm bar.
     """
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
@@ -112,6 +123,7 @@ def test_set_summary(model: nn.Module, data: ImageClassificationData, eps: float
     device = _device_of(model)
     was_training = model.training
     model.eval()
+    bar = _progress(len(data), "certified radii", progress)
     try:
         bound, constants, rule = certified_radius_constants(model)
         if constants is None:
@@ -120,7 +132,9 @@ def test_set_summary(model: nn.Module, data: ImageClassificationData, eps: float
         with torch.no_grad():
             for sl in _batches(len(data), batch_size):
                 logits.append(model(data.float_images(sl).to(device)).cpu())
+                bar.update(logits[-1].shape[0])
     finally:
+        bar.close()
         model.train(was_training)
     logits_all = torch.cat(logits)
     radii = certified_radii(logits_all, data.labels, constants)

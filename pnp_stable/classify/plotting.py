@@ -6,18 +6,20 @@ from pathlib import Path
 from typing import Mapping
 
 from pnp_stable.classify.evaluation import RobustnessReport
-from pnp_stable.fileio import atomic_output
+from pnp_stable.fileio import atomic_output, figure_format
 
 __all__ = ["plot_robustness"]
 
 
 def plot_robustness(reports: Mapping[str, RobustnessReport], path: str | Path, title: str | None = None) -> Path:
     """Plot PGD accuracy (solid) and certified accuracy (dashed) against eps, eps = 0 being the
-    clean accuracy, one colour per model; written atomically to ``path`` (format from suffix)."""
+    clean accuracy, one colour per model; written atomically to ``path`` (format from its suffix,
+    see :func:`pnp_stable.fileio.figure_format`)."""
     # the object-oriented API needs no pyplot backend (and leaves the user's backend alone)
     from matplotlib.figure import Figure
 
     path = Path(path)
+    fmt = figure_format(path)
     fig = Figure(figsize=(6.0, 4.2))
     ax = fig.subplots()
     for i, (name, r) in enumerate(reports.items()):
@@ -37,5 +39,5 @@ def plot_robustness(reports: Mapping[str, RobustnessReport], path: str | Path, t
         ax.set_title(title)
     fig.tight_layout()
     with atomic_output(path, make_parents=True) as tmp:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, format=fmt, dpi=120)
     return path

@@ -3,13 +3,15 @@
 Resumption is exact up to floating-point non-determinism: the epoch's shuffling is a function
 of ``(seed, epoch)``, the augmentation generator's state is checkpointed, and so are the model
 (including the power-method buffers), optimiser, schedule and AMP scaler. A checkpoint is written
-every ``checkpoint_minutes``, at the end of each epoch, and on Ctrl-C before the interrupt is
-re-raised; an interrupted run continues where it stopped when started again with the same config.
+every ``checkpoint_minutes``, at the end of each epoch, and on Ctrl-C or SIGTERM before a
+``KeyboardInterrupt`` is raised; an interrupted run continues where it stopped when started again
+with the same config.
 
-Ctrl-C (SIGINT) is *deferred* to the end of the current optimisation step, because a forward pass
-advances the power-method buffers and an optimiser step updates every parameter: a checkpoint
-taken mid-step would not be a state the uninterrupted run ever passed through. A second Ctrl-C
-stops at once (the last periodic checkpoint then stands).
+Ctrl-C (SIGINT) and SIGTERM (``kill``, ``timeout``, a batch scheduler) are *deferred* to the end of
+the current optimisation step, because a forward pass advances the power-method buffers and an
+optimiser step updates every parameter: a checkpoint taken mid-step would not be a state the
+uninterrupted run ever passed through. A second signal stops at once (the last periodic
+checkpoint then stands).
 """
 
 from __future__ import annotations
@@ -218,11 +220,14 @@ def _amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torc
 
 
 class _DeferredInterrupt:
-    """Turn the first SIGINT into a flag checked between steps (main thread only)."""
+    """Turn the first SIGINT or SIGTERM (``kill``, ``timeout``, a batch scheduler's stop) into a
+    flag checked between steps (main thread only); a second one stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
@@ -231,13 +236,14 @@ class _DeferredInterrupt:
 
     def __enter__(self) -> "_DeferredInterrupt":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def train_classifier(
@@ -374,7 +380,7 @@ def train_classifier(
                 "epoch": epoch + 1,
                 "train_loss": running["loss"] / max(1, running["seen"]),
                 "train_accuracy": running["correct"] / max(1, running["seen"]),
-                "test_accuracy": clean_accuracy(model, test_data),
+                "test_accuracy": clean_accuracy(model, test_data, progress=config.progress),
                 "train_seconds": running["seconds"],
                 "lr_end": scheduler.get_last_lr()[0],
             }

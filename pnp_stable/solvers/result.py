@@ -6,12 +6,11 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from pnp_stable.fileio import atomic_write_bytes, atomic_write_json, read_torch_file
+from pnp_stable.fileio import atomic_write_bytes, atomic_write_json, figure_format, read_torch_file
 from pnp_stable.solvers.guarantee import Guarantee
 
 __all__ = ["SOLVE_STATE_FORMAT", "SolveResult", "load_solve_state", "save_solve_state"]
@@ -102,11 +101,9 @@ class SolveResult:
         ``Figure`` (for a notebook: display it, or ``fig.savefig``).
 
         With ``path`` the figure is also written there, atomically; the file format follows its
-        suffix (png, pdf, svg, jpg). Increases beyond float tolerance are marked with red crosses.
+        suffix (png, pdf, svg, jpg, ...: :func:`pnp_stable.fileio.figure_format`). Increases beyond float tolerance are marked with red crosses.
         """
-        suffix = None if path is None else Path(path).suffix.lower().lstrip(".")
-        if suffix is not None and suffix not in ("png", "pdf", "svg", "jpg", "jpeg"):
-            raise ValueError(f"plot path must end in .png, .pdf, .svg or .jpg, got {str(path)!r}")
+        fmt = None if path is None else figure_format(path)
         # the Agg canvas is used directly: no pyplot, no change to the user's global backend
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -142,7 +139,7 @@ class SolveResult:
         fig.tight_layout()
         if path is not None:
             buffer = io.BytesIO()
-            fig.savefig(buffer, format="jpeg" if suffix == "jpg" else suffix)
+            fig.savefig(buffer, format=fmt)
             atomic_write_bytes(path, buffer.getvalue())
         return fig
 

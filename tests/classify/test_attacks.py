@@ -233,3 +233,44 @@ def test_test_set_summary_matches_evaluate(make_data):
     assert summary["lipschitz_bound"] == pytest.approx(report.lipschitz_bound)
     with pytest.raises(ValueError, match="empty"):
         test_set_summary(model, ImageClassificationData(data.images[:0], data.labels[:0], data.class_names))
+
+
+def test_pgd_refuses_inputs_outside_the_clip_box():
+    # clamping x itself would move the clean point: perturbations far beyond eps, and "fooled"
+    # examples that only the clamp fooled (normalised data with the default (0, 1) box)
+    model, x, y, _ = linear_toy()
+    assert float(x.min()) < 0.0
+    with pytest.raises(ValueError, match=r"outside the clip box \[0, 1\].*clip=None"):
+        pgd_attack(model, x, y, 0.1, PGDConfig(steps=2))
+    result = pgd_attack(model, x, y, 0.1, PGDConfig(steps=2, clip=(float(x.min()), float(x.max()))))
+    assert float((result.adversarial - x).flatten(1).norm(dim=1).max()) <= 0.1 * (1 + 1e-9)
+
+
+def test_plot_format_comes_from_the_suffix_and_is_checked_first(tmp_path):
+    from pnp_stable.classify import RobustnessReport, plot_robustness
+
+    report = RobustnessReport(n_examples=4, clean_accuracy=0.75, eps=[0.5], pgd_accuracy=[0.5],
+                              certified_accuracy=[0.25], lipschitz_bound=1.0, pgd={"steps": 3})
+    # without a suffix matplotlib used to take the format from the random part of the temporary
+    # name ("Format 'xqm65rp4' is not supported"); now the error names the path and the choices
+    for name, fragment in (("plot", "a file without a suffix"), ("plot.xyz", r"a \.xyz file")):
+        with pytest.raises(ValueError, match=rf"{name}: cannot plot to {fragment}; use one of .*\.png"):
+            plot_robustness({"m": report}, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    path = plot_robustness({"m": report}, tmp_path / "p.PDF")
+    assert path.read_bytes()[:4] == b"%PDF" and [p.name for p in tmp_path.iterdir()] == ["p.PDF"]
+
+
+def test_full_test_set_passes_show_progress(make_data, capsys):
+    # a full Fashion-MNIST test set takes about a minute per pass on one CPU thread: not silently
+    from pnp_stable.classify import clean_accuracy, test_set_summary
+
+    model = build_classifier(ClassifierConfig(widths=(4, 8), blocks_per_stage=1, image_size=12, num_classes=4))
+    data = make_data(12)
+    clean_accuracy(model, data, batch_size=5, progress=True)
+    test_set_summary(model, data, batch_size=5, progress=True)
+    err = capsys.readouterr().err
+    assert "test accuracy" in err and "certified radii" in err and "/12 " in err
+    clean_accuracy(model, data, progress=False)
+    test_set_summary(model, data)
+    assert capsys.readouterr().err == ""

@@ -67,6 +67,38 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tmp_path, make_data, m
     assert [h["train_loss"] for h in resumed.history] == pytest.approx([h["train_loss"] for h in reference.history])
 
 
+def test_sigterm_is_deferred_and_saved_like_ctrl_c(tmp_path, make_data, monkeypatch):
+    # `timeout`, `kill` and batch schedulers stop a run with SIGTERM: it too must finish the step,
+    # save and stop, rather than lose everything since the last periodic checkpoint
+    train, test = make_data(96), make_data(16, seed=1)
+
+    class Killed(Exception):
+        pass
+
+    def die(signum, frame):  # what an unhandled SIGTERM amounts to: the run ends where it is
+        raise Killed
+
+    previous = signal.signal(signal.SIGTERM, die)
+    calls = {"n": 0}
+    real_loss = training_module.classification_loss
+
+    def terminating_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            signal.raise_signal(signal.SIGTERM)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "classification_loss", terminating_loss)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(tiny_config(tmp_path, epochs=2), train, test)
+        assert signal.getsignal(signal.SIGTERM) is die  # the caller's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 3)
+
+
 def test_finished_run_is_not_retrained_and_changed_config_is_refused(tmp_path, make_data, monkeypatch):
     train, test = make_data(32), make_data(8, seed=1)
     first = train_classifier(tiny_config(tmp_path, epochs=1), train, test)

@@ -88,7 +88,7 @@ def test_outputs_are_checked_before_any_work_and_never_collide(tmp_path, camera_
         assert_user_error(run(*base, option, tmp_path / "nodir" / name), f"output folder '{tmp_path / 'nodir'}' of "
                                                                           f"{option} does not exist")
         assert_user_error(run(*base, option, camera_png / name), "is not a folder")
-    assert_user_error(run(*base, "--plot", tmp_path / "p.bmp"), "--plot p.bmp: unsupported type .bmp")
+    assert_user_error(run(*base, "--plot", tmp_path / "p.bmp"), "p.bmp: cannot plot to a .bmp file; use one of")
     assert_user_error(run(*base, "--out", tmp_path / "o.gif"), "--out o.gif: unsupported type .gif")
     assert_user_error(run("denoise", camera_png, "--sigma", "0.1", "--out", camera_png / "x.png"), "is not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.png"]

@@ -179,9 +179,32 @@ def test_bad_idx_files(tmp_path, fmnist):
     (["--device", "tpu"], "--device"),
     (["--plot", "p.png"], "--plot needs an attack"),
     (["--plot", "p.png", "--pgd-eps", "0.5", "--no-eval"], "--plot needs an attack"),
+    # refused before training, not after it (the format used to be checked when the plot was drawn)
+    (["--plot", "p.xyz", "--pgd-eps", "0.5"], "cannot plot to a .xyz file; use one of"),
+    (["--plot", "plot", "--pgd-eps", "0.5"], "cannot plot to a file without a suffix"),
+    # Fashion-MNIST is never resized: the option used to be ignored without a word
+    (["--image-size", "32"], "--image-size resizes image folders only"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, fmnist, options, fragment):
     assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "run", *options), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unwritable_destinations_are_refused_before_training(tmp_path, fmnist, monkeypatch):
+    import pnp_stable.classify
+
+    monkeypatch.setattr(pnp_stable.classify, "train_classifier", lambda *a, **k: pytest.fail("trained"))
+    (tmp_path / "file").write_text("x")
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "file"),
+                      f"--run-dir {tmp_path / 'file'} is a file, not a folder")
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "file" / "run"),
+                      f"{tmp_path / 'file'} is a file, not a folder")
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "run", "--report",
+                          tmp_path / "file" / "deep" / "r.json"), f"{tmp_path / 'file'} is a file, not a folder")
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "run", "--report", tmp_path),
+                      "is a directory")  # click's own check
+    assert_user_error(run("--data", fmnist, *TINY, "--run-dir", tmp_path / "run", "--pgd-eps", "0.5",
+                          "--plot", tmp_path / "file" / "p.png"), f"{tmp_path / 'file'} is a file, not a folder")
     assert not (tmp_path / "run").exists()
 
 

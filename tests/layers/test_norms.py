@@ -132,3 +132,23 @@ def test_certified_norm_cache_follows_weight_updates():
     with torch.no_grad():
         m.weight.mul_(2.0)
     assert m.certified_norm() == pytest.approx(2 * a, rel=1.2e-2)
+
+
+def test_certified_conv_bounds_are_memoised_by_value_never_stale(monkeypatch):
+    from pnp_stable.layers import norms
+
+    monkeypatch.setattr(norms, "_BOUND_CACHE", type(norms._BOUND_CACHE)())
+    monkeypatch.setattr(norms, "_BOUND_CACHE_SIZE", 3)
+    w = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(0))
+    first = conv_spectral_norm_bound(w)
+    assert conv_spectral_norm_bound(w.clone()) == first and len(norms._BOUND_CACHE) == 1  # same values: reused
+    with torch.no_grad():
+        w[0, 0, 1, 1] += 0.5  # changed in place: another operator, another bound
+    changed = conv_spectral_norm_bound(w)
+    assert changed != first and len(norms._BOUND_CACHE) == 2
+    strided = conv_spectral_norm_bound(w, stride=2)  # the arguments are part of the key
+    norms._BOUND_CACHE.clear()
+    assert conv_spectral_norm_bound(w) == changed and conv_spectral_norm_bound(w, stride=2) == strided
+    for scale in (2.0, 3.0, 4.0):
+        conv_spectral_norm_bound(w * scale)
+    assert len(norms._BOUND_CACHE) == 3  # least recently used entries are dropped

@@ -52,7 +52,7 @@ def test_plot_writes_an_image_atomically(run, tmp_path):
     assert [ax.get_ylabel() for ax in figure.axes] == ["residual", "PSNR (dB)"]
     assert result.plot().axes[0].get_yscale() == "log"  # no path: the figure only, for a notebook
     assert [p.name for p in tmp_path.iterdir()] == ["residual.png"]
-    with pytest.raises(ValueError, match="must end in"):
+    with pytest.raises(ValueError, match=r"residual.txt: cannot plot to a \.txt file; use one of .*\.png"):
         result.plot(tmp_path / "residual.txt")
     with pytest.raises(ValueError, match="does not exist"):
         result.to_json(tmp_path / "missing" / "run.json")

@@ -116,6 +116,14 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
             return _normalise(read_rgb16_png(path), path)
     try:
         with Image.open(path) as im:
+            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            if orientation not in (None, 1):
+                # viewers show the image turned as the tag says; the output file carries no tag, so
+                # restoring the stored pixels would come out turned against the input as displayed
+                from PIL import ImageOps
+
+                im = ImageOps.exif_transpose(im)
+                notes.append(f"EXIF orientation {orientation} applied: the image is restored as it is displayed")
             mode = im.mode
             if mode in ("P", "PA"):
                 im = im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")
@@ -131,6 +139,9 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
     except OSError as exc:
         raise ValueError(f"cannot read {path.name}: {exc}") from None
     return _normalise(raw, path)
+
+
+_EXIF_ORIENTATION = 0x0112
 
 
 def _normalise(raw: np.ndarray, path: Path) -> tuple[np.ndarray, int | None]:

@@ -111,3 +111,23 @@ def test_default_output_and_listing(tmp_path):
     assert default_output(None, "restored").name == "camera_restored.png"
     with pytest.raises(ValueError, match="no images"):
         list_images(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied_so_the_output_matches_the_display(tmp_path, suffix):
+    from PIL import ImageOps
+
+    stored = np.arange(12 * 20, dtype=np.uint8).reshape(12, 20)  # 12 rows x 20 columns: not square
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / f"turned{suffix}"
+    im.save(path, exif=exif, **({"quality": 100} if suffix == ".jpg" else {}))
+    loaded = read_image(path)
+    with Image.open(path) as reopened:
+        shown = np.asarray(ImageOps.exif_transpose(reopened), dtype=np.float32) / 255
+    assert loaded.data.shape == (20, 12) and np.array_equal(loaded.data, shown)
+    assert any("EXIF orientation 6 applied" in note for note in loaded.notes)
+    plain = tmp_path / f"plain{suffix}"
+    Image.fromarray(stored).save(plain)
+    assert read_image(plain).data.shape == (12, 20) and not read_image(plain).notes

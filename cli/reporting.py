@@ -68,10 +68,17 @@ def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None
 def finish_restoration(command: str, restoration, loaded, input_path, out_path: Path, report, plot,
                        options: dict[str, Any], quiet: bool, output_bit_depth: int | None = None) -> None:
     """Write the restored image in the input's bit depth (or ``output_bit_depth``), the report and the
-    plot (a restoration of :mod:`pnp_stable.restore`; a denoising has no plot); print the summary."""
+    plot (a restoration of :mod:`pnp_stable.restore`; a denoising has no plot); print the summary.
+    A CT reconstruction on another scale than [0, 1] (``report["operator"]["data_scale"]``) keeps its
+    values in a ``.npy`` and is written divided by that scale in an image file (a note says so)."""
     from pnp_stable.cli.images import write_image
 
     img = restoration.image
+    data_scale = restoration.report.get("operator", {}).get("data_scale", 1.0)
+    if data_scale != 1.0 and out_path.suffix.lower() != ".npy":
+        img = img / data_scale
+        restoration.notes.append(f"{out_path.name} holds the reconstruction divided by {data_scale:.4g} (an image "
+                                 "file holds [0, 1]); write a .npy for the values on the sinogram's scale")
     arr = img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy()
     protect = tuple(p for p in [input_path] if p is not None)
     depth = output_bit_depth or loaded.bit_depth

@@ -175,3 +175,31 @@ def test_solve_takes_accelerate_as_a_bool_like_the_tasks(tiny, image):
     assert not torch.equal(run(True).x, run(False).x)
     with pytest.raises(ValueError, match="accelerate must be None, 'anderson' or a bool"):
         run("yes")
+
+
+def test_a_sinogram_on_another_scale_is_reconstructed_on_the_denoisers_scale():
+    from skimage.data import shepp_logan_phantom
+    from skimage.transform import resize
+
+    from pnp_stable.operators import ParallelBeamCT
+
+    phantom = torch.tensor(resize(shepp_logan_phantom(), (48, 48)), dtype=torch.float32)[None, None]
+    op = ParallelBeamCT(48, angles=40)
+
+    def reconstruct(scale):
+        y = op.simulate(phantom * scale, 0.01 * float(op.A(phantom * scale).max()), seed=0)[0]
+        r = restore.reconstruct_ct(y, denoiser="gray", max_iter=40, progress=False, device="cpu")
+        error = float((r.image - phantom[0] * scale).norm() / (phantom * scale).norm())
+        assert torch.allclose(r.observation, y, rtol=1e-6, atol=0) and r.guarantee.holds and r.result.monotone
+        return r, error
+
+    unit, unit_error = reconstruct(1.0)
+    assert unit.report["operator"]["data_scale"] == 1.0 and not any("FBP peaks" in n for n in unit.notes)
+    results = {}
+    for scale in (5.0, 0.02):  # before: clipped at 1, or the denoiser at the wrong noise level (12 % error)
+        r, error = reconstruct(scale)
+        assert any("FBP peaks near" in n for n in r.notes) and r.report["operator"]["data_scale"] != 1.0
+        assert error < 1.2 * unit_error and float(r.image.max()) > 0.8 * scale
+        results[scale] = r
+    big, small = results[5.0], results[0.02]
+    assert torch.allclose(big.image / 5.0, small.image / 0.02, rtol=1e-3, atol=1e-4)  # scale-equivariant

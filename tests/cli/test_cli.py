@@ -280,6 +280,27 @@ def test_ct_sinogram_angles_layout_and_noise(tmp_path, tiny_denoiser):
     assert_user_error(run("ct", clean, *common), "or simulate (simulate=True, --simulate) if the data is an image to project")
 
 
+def test_ct_sinogram_on_another_scale_keeps_its_values_in_npy_and_is_normalised_in_images(tmp_path, tiny_denoiser):
+    import torch
+    from skimage import data, transform
+
+    from pnp_stable.operators import ParallelBeamCT
+
+    img = transform.resize(data.shepp_logan_phantom(), (32, 32), anti_aliasing=True).astype(np.float32)
+    op = ParallelBeamCT(32, angles=12)
+    sino = op.simulate(torch.from_numpy(img * 50)[None, None], 25.0, seed=0)[0, 0].numpy()  # attenuation x 50
+    np.save(tmp_path / "sino.npy", sino)
+    common = ("ct", tmp_path / "sino.npy", "--denoiser", tiny_denoiser, "--max-iter", "3")
+    values = run(*common, "--out", tmp_path / "r.npy", "--report", tmp_path / "r.json")
+    assert values.exit_code == 0 and "the sinogram's FBP peaks near" in values.output, values.output
+    scale = json.loads((tmp_path / "r.json").read_text())["operator"]["data_scale"]
+    assert 20 < scale < 80 and np.load(tmp_path / "r.npy").max() > 20  # on the sinogram's scale, not clipped at 1
+    image = run(*common, "--out", tmp_path / "r.png")
+    assert image.exit_code == 0 and f"r.png holds the reconstruction divided by {scale:.4g}" in image.output
+    written = np.asarray(Image.open(tmp_path / "r.png"), dtype=np.float64) / 65535
+    assert np.allclose(written, np.clip(np.load(tmp_path / "r.npy") / scale, 0, 1), atol=2 / 65535)
+
+
 def test_ct_reads_a_scikit_image_sinogram_with_from_skimage(tmp_path):
     from skimage.data import shepp_logan_phantom
     from skimage.transform import radon, resize

@@ -8,7 +8,9 @@ Each model is called on a seeded random gray (or RGB) batch at every size after 
 ``--repeats``, synchronised on CUDA. Mpixel/s counts image pixels (batch x H x W), not channels.
 The certified models' cost is set by their sub-step counts, reported next to the time; a
 time-conditioned model takes fewer at low noise (time-adapted sub-steps), and
-``--full-time-substeps`` measures it with the full-time counts it was trained with instead.
+``--full-time-substeps`` measures it with the full-time counts it was trained with instead. The
+time to load each model (its certificate recomputed from the weights) is reported too, first and
+again in the same process.
 """
 
 from __future__ import annotations
@@ -63,27 +65,36 @@ def main(argv: list[str] | None = None) -> int:
     from pnp_stable.denoisers import load
     from pnp_stable.fileio import atomic_write_json
     from pnp_stable.layers import certificate_of
+    from pnp_stable.protocols import denoiser_channels
 
     generator = torch.Generator().manual_seed(0)
     rows = []
     for name in args.models:
         try:
-            model = load(name).to(args.device).eval()
+            tic = time.perf_counter()
+            load(name)  # the certificate is recomputed from the weights
+            load_first = time.perf_counter() - tic
+            tic = time.perf_counter()
+            model = load(name).to(args.device).eval()  # the certified bounds of the same weights are memoised
+            load_again = time.perf_counter() - tic
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        channels = getattr(getattr(model, "config", None), "channels", 1)
-        for block in getattr(model, "flow_blocks", []):
+        print(f"{name}: load {load_first:.3f} s, again in the same process {load_again:.3f} s", flush=True)
+        channels = denoiser_channels(model) or 1  # the colour model wraps a 1-channel config
+        blocks = getattr(model, "flow_blocks", None) or getattr(getattr(model, "gray", None), "flow_blocks", [])
+        for block in blocks:
             if hasattr(block, "adapt_substeps_to_time"):
                 block.adapt_substeps_to_time = not args.full_time_substeps
         for size in args.sizes:
             x = torch.rand(args.batch, channels, size, size, generator=generator).to(args.device)
             seconds = time_calls(model, x, args.sigma / 255.0, args.repeats)
-            substeps = sum(b.last_substeps for b in getattr(model, "flow_blocks", []))
+            substeps = sum(b.last_substeps for b in blocks)
             row = {"model": Path(name).stem if name.endswith(".pt") else name, "size": size, "batch": args.batch,
                    "seconds_per_call": seconds, "mpixel_per_s": args.batch * size * size / 1e6 / seconds,
                    "substeps_per_call": substeps or None, "certified": certificate_of(model) is not None,
-                   "substep_rule": "full-time" if args.full_time_substeps else "time-adapted"}
+                   "substep_rule": "full-time" if args.full_time_substeps else "time-adapted",
+                   "load_seconds": load_first, "load_again_seconds": load_again}
             rows.append(row)
             print(f"{row['model']:<24} {size:>5}x{size:<5} batch {args.batch}: {seconds:8.3f} s/call  "
                   f"{row['mpixel_per_s']:.4f} Mpixel/s" + (f"  ({substeps} sub-steps)" if substeps else ""), flush=True)

@@ -81,9 +81,14 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, rgb, as_json):
     if not report["certified"]:
         click.echo("  no certificate: this denoiser carries no proven constants")
     else:
+        from pnp_stable.layers import format_upper_bound
+
+        # rounded up, never to nearest: 1.0000004 printed as "1" would claim non-expansiveness, and an
+        # averagedness of 0.9999996 as "1" a weaker, different statement
         a = report["averagedness"]
-        click.echo(f"  certified Lipschitz bound  {report['lipschitz']:.6g}")
-        click.echo(f"  certified averagedness     {a:.6g}" if a is not None else "  averagedness               not proven")
+        click.echo(f"  certified Lipschitz bound  {format_upper_bound(report['lipschitz'], 6)}")
+        click.echo(f"  certified averagedness     {format_upper_bound(a, 6)}" if a is not None
+                   else "  averagedness               not proven")
         click.echo("  valid for every image size and every noise level (eval mode)")
         click.echo("  block  ||A|| (certified)  ||A|| (power est.)  sub-steps  h*nu    time     integrator")
         for i, b in enumerate(report["blocks"]):

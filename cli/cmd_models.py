@@ -52,6 +52,6 @@ def models(as_json):
         lip = cert.get("lipschitz")
         note = " (shadowed by the shipped model of that name)" if m.get("shadowed") else ""
         click.echo(f"{m.get('name', '?'):<14} {m.get('source', '?'):<8} {m.get('kind', '?'):<13} {m.get('channels', '?'):>2}  "
-                   f"{'-'.join(f'{v:g}' for v in rng):<10} {'-' if lip is None else f'{lip:.3g}':>6} "
+                   f"{'-'.join(f'{v:g}' for v in rng):<10} {'-' if lip is None else format_upper_bound(lip, 3):>6} "
                    f"{'-' if alpha is None else format_upper_bound(alpha, 4):>8}  {ps:<22} {m.get('description', '')}{note}")
     click.echo(f"your models folder: {user_dir}")

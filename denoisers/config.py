@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -115,8 +116,11 @@ class DenoiserConfig:
             raise ValueError(f"strides has {len(self.strides)} entries but there are {self.blocks} blocks")
         if any(s < 1 for s in self.strides):
             raise ValueError(f"strides must be positive, got {self.strides}")
-        if not self.time > 0:
-            raise ValueError(f"time must be positive, got {self.time}")
+        if not (self.time > 0 and math.isfinite(self.time)):
+            raise ValueError(f"time must be a positive finite number, got {self.time}")
+        for name in ("center", "spline_spacing", "init_scale", "margin", "negative_slope"):
+            if not math.isfinite(float(getattr(self, name))):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         if self.time_conditioning and self.kind != "certified":
             raise ValueError("time_conditioning applies to certified gradient-flow blocks only")
         self.max_substeps = int(self.max_substeps)

@@ -133,6 +133,28 @@ def rewrite_with_metadata(name_or_path: str | os.PathLike, pt_path: str | os.Pat
     return pt_path
 
 
+def _check_finite_state(model: nn.Module, source: Path) -> None:
+    """Refuse NaN/inf anywhere in the weights and buffers: a non-finite bias, embedding or
+    integration time makes the output NaN, which no certificate describes."""
+    bad = [k for k, v in model.state_dict().items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{source}: non-finite values (NaN or inf) in {', '.join(bad[:5])}"
+                         + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
+
+
+def _check_block_times(model: nn.Module, source: Path) -> None:
+    """Every block integrates over the configured time: the per-block ``time`` buffers are state
+    only so that they move with the module; a stored one that differs (negative: a flow run
+    backwards, expansive; huge: 10^300 sub-steps) is not the model the configuration describes."""
+    if not isinstance(model, CertifiedDenoiser):
+        return
+    for i, block in enumerate(model.flow_blocks):
+        if float(block.time) != float(model.config.time):
+            raise ValueError(f"{source}: block {i} stores integration time {float(block.time)!r}, "
+                             f"the configuration says {model.config.time!r}")
+
+
 def _check_certificate(model: nn.Module, stored: dict[str, Any] | None, source: Path) -> None:
     if not isinstance(model, CertifiedDenoiser) or not stored:
         return
@@ -168,12 +190,14 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
         # files written before the power vectors were left out still carry them; newer ones keep
         # the freshly drawn vectors, which only matter to a training run started from the file
         missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         raise ValueError(f"{path}: weights do not match the stored architecture: {exc}") from exc
     missing = [k for k in missing if not _is_power_state(k)]
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match the stored architecture: "
                          f"missing {missing[:5]}, unexpected {list(unexpected)[:5]}")
+    _check_finite_state(model, path)
+    _check_block_times(model, path)
     model.eval()
     metadata = payload.get("metadata", {}) or {}
     _check_certificate(model, metadata.get("certificate"), path)

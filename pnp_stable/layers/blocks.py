@@ -175,6 +175,15 @@ class GradientFlowBlock(nn.Module):
         (``A^T diag(gate s') A <= L_s A^T A``), so the step rule and the certificate are unchanged.
         """
         linear, act = self.linear, self.activation
+        group = int(getattr(act, "group_size", 1))
+        if gate is not None and group > 1:
+            # A vector activation (group shrinkage) is the gradient of a function of whole groups:
+            # a gate that differs inside a group makes the field no gradient (a non-symmetric
+            # Jacobian), and the block expansive (Lipschitz 1.04 measured against a certified 1).
+            g = gate.reshape(gate.shape[0], -1, group, *gate.shape[2:])
+            if not torch.equal(g, g[:, :, :1].expand_as(g)):
+                raise ValueError(f"a channel gate must be constant on each group of {group} channels of a "
+                                 "group-shrinkage activation for the certificate to hold")
 
         def field(z: torch.Tensor) -> torch.Tensor:
             a = linear(z)

@@ -7,7 +7,7 @@ Each map owns:
 * a power-method state (``power_vector``, ``norm_estimate`` buffers, saved in ``state_dict``)
   advanced by :meth:`estimate_norm` — a cheap **lower** bound used during training;
 * :meth:`certified_norm` — an **upper** bound valid for every input size, cached until the weight
-  changes (tracked through the tensor's version counter).
+  changes (compared by value).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class LinearMap(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("norm_estimate", torch.zeros(()))
-        self._certified_cache: tuple[tuple, float] | None = None
+        self._certified_cache: tuple[torch.Tensor, float] | None = None
 
     # -- interface -------------------------------------------------------------------------
     def adjoint(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:  # pragma: no cover
@@ -78,16 +78,20 @@ class LinearMap(nn.Module):
         with torch.autocast(device_type=u.device.type, enabled=False):
             return fwd(u).norm()
 
-    def _weight_key(self) -> tuple:
-        w = self.weight
-        return (w._version, w.data_ptr(), str(w.device), w.dtype, tuple(w.shape))
-
     def certified_norm(self) -> float:
-        """Certified upper bound on ``||A||`` for every input size (cached per weight version)."""
-        key = self._weight_key()
-        if self._certified_cache is None or self._certified_cache[0] != key:
-            self._certified_cache = (key, self._certified())
-        return self._certified_cache[1]
+        """Certified upper bound on ``||A||`` for every input size (cached while the weight's values
+        stay those it was computed from)."""
+        w = self.weight.detach()
+        cached = self._certified_cache
+        # Compared by value: a version counter misses writes through ``weight.data`` (``p.data.mul_``,
+        # old-style optimisers), which share the storage but not the counter, and then returned the
+        # bound of the old weights; a storage address can be reused by a new tensor.
+        if (cached is None or cached[0].shape != w.shape or cached[0].dtype != w.dtype
+                or cached[0].device != w.device or not torch.equal(cached[0], w)):
+            value = self._certified()
+            self._certified_cache = (w.clone(), value)
+            return value
+        return cached[1]
 
 
 class DenseMap(LinearMap):
@@ -140,7 +144,9 @@ class ConvMap(LinearMap):
 
     ``padding="same"`` pads ``dilation * (k - 1) / 2`` on each side (odd kernels), which keeps the
     spatial size for stride 1. Reflect/replicate padding is refused: it is not a compression of a
-    circular convolution, so the certified bound would not apply.
+    circular convolution, so the certified bound would not apply. Circular padding needs the
+    ``same`` padding (a total pad of exactly the kernel's span) and, with a stride ``s``, image sides
+    that are multiples of ``s``: only then is it the circular convolution the bound covers.
     """
 
     def __init__(
@@ -167,6 +173,11 @@ class ConvMap(LinearMap):
             if span % 2:
                 raise ValueError("padding='same' needs an odd effective kernel size")
             padding = span // 2
+        if padding_mode == "circular" and 2 * int(padding) != span:
+            # Only a total pad of exactly the kernel's span makes a circular convolution: with more, rows
+            # of it are repeated (a 3x3 kernel padded by 2 on 2x2 images has norm 1.99x the bound).
+            raise ValueError(f"circular padding needs padding = dilation * (kernel_size - 1) / 2 = {span / 2:g} "
+                             f"('same'), got {padding}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.dilation, self.groups = kernel_size, stride, dilation, groups
         self.padding, self.padding_mode = int(padding), padding_mode
@@ -207,11 +218,25 @@ class ConvMap(LinearMap):
         p = self.padding
         return (p, p, p, p)
 
+    def _check_circular_size(self, size: tuple[int, ...]) -> None:
+        # A strided circular convolution is the polyphase (certified) one only on a torus whose sides
+        # are multiples of the stride; otherwise the wrap mixes the phases, and the map is no longer
+        # bounded by the polyphase symbol (stride 2, all-ones 3x3 kernel, 1x1 image: 1.79x the bound).
+        if self.stride > 1 and any(n % self.stride for n in size):
+            raise ValueError(f"a circular convolution with stride {self.stride} needs image sides that are "
+                             f"multiples of {self.stride}, got {tuple(size)}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv(x, self.weight, self.padding_mode == "circular", self._pads())
+        circular = self.padding_mode == "circular"
+        if circular:
+            self._check_circular_size(tuple(x.shape[-2:]))
+        return self._conv(x, self.weight, circular, self._pads())
 
     def adjoint(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return self._conv_adjoint(z, self.weight, tuple(like.shape[-2:]), self.padding_mode == "circular", self._pads())
+        circular = self.padding_mode == "circular"
+        if circular:
+            self._check_circular_size(tuple(like.shape[-2:]))
+        return self._conv_adjoint(z, self.weight, tuple(like.shape[-2:]), circular, self._pads())
 
     def _power_ops(self, differentiable: bool = False):
         # The power method runs on a *circular* convolution of the buffer's size: its norm is the

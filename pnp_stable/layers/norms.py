@@ -70,8 +70,30 @@ def dense_spectral_norm(weight: torch.Tensor) -> float:
     w = weight.detach().to(device="cpu", dtype=torch.float64)
     if w.numel() == 0:
         return 0.0
+    _check_finite(w)
     value = torch.linalg.matrix_norm(w, ord=2).item()
     return value * (1.0 + CERTIFIED_RELATIVE_MARGIN)
+
+
+def _check_finite(weight: torch.Tensor) -> None:
+    # A NaN/inf weight has no norm; left to the SVDs it gave a LinAlgError, or for an all-inf
+    # 1x1 kernel a "bound" of 0 (a certificate of the identity for a map that outputs NaN).
+    if not bool(torch.isfinite(weight).all()):
+        raise ValueError("the weights contain NaN or infinite values: no norm bound (and no certificate) exists")
+
+
+def _power_of_two_scale(kernel: torch.Tensor) -> float:
+    """``2^-e`` with ``max |kernel| * 2^-e`` in [0.5, 1): an exact rescaling into float32's comfortable range.
+
+    The bound is positively homogeneous, and multiplying by a power of two is exact, so the
+    complex64 stage sees O(1) numbers whatever the weights' magnitude. Without it, weights of
+    ~1e-23 made the Gram matrices subnormal in float32 (relative rounding far above the Cholesky
+    margin: the bound came out up to 0.47 % *below* the exact norm), and weights above ~1e19 overflowed.
+    """
+    peak = float(kernel.abs().max()) if kernel.numel() else 0.0
+    if peak == 0.0:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(peak)[1])
 
 
 def _expand_dilation(weight: torch.Tensor, dilation: tuple[int, int]) -> torch.Tensor:
@@ -188,6 +210,10 @@ def _gram(symbols: torch.Tensor) -> torch.Tensor:
 
 
 def _single_kernel_bound(kernel: torch.Tensor, rel_tol: float, max_evaluations: int) -> float:
+    scale = _power_of_two_scale(kernel)
+    if scale != 1.0:
+        # exact: the bound of (scale K) is scale times the bound of K, and 1/scale is a power of two
+        return _single_kernel_bound(kernel * scale, rel_tol, max_evaluations) / scale
     k1, k2 = kernel.shape[-2:]
     d1, d2 = (k1 - 1) / 2.0, (k2 - 1) / 2.0
     if d1 == 0 and d2 == 0:  # a 1x1 convolution is a constant symbol: exact
@@ -255,6 +281,7 @@ def conv_spectral_norm_bound(
     # A pure function of the weights' values: loading a model again (every restoration task call,
     # every tile of a tiled denoiser) recomputed ~1.6 s of SVDs for the shipped `gray`.
     exact = weight.detach().to(device="cpu", dtype=torch.float64).contiguous()
+    _check_finite(exact)
     key = (hashlib.sha256(exact.numpy().tobytes()).hexdigest(), tuple(exact.shape), _pair(stride),
            _pair(dilation), int(groups), float(rel_tol), int(max_evaluations))
     cached = _BOUND_CACHE.get(key)

@@ -110,7 +110,11 @@ class MonotoneLinearSpline(nn.Module):
     def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(slopes, intercepts)`` per channel and segment, with ``s`` continuous and ``s(0) = 0``."""
         slopes = self.slopes()
-        knots = self.knots.to(slopes.dtype)
+        # the knots the segments are located with (python floats fixed at construction), never the
+        # buffer: a file whose stored knots differ would otherwise make s jump at every knot
+        knots = self._first + self._spacing * torch.arange(
+            slopes.shape[1] - 1, dtype=torch.float64, device=slopes.device)
+        knots = knots.to(slopes.dtype)
         # s at each knot: integrate the slopes of the inner segments, then shift so that s(0) = 0
         inner = slopes[:, 1:-1] * (knots[1:] - knots[:-1])
         at_knots = torch.cat([torch.zeros_like(slopes[:, :1]), inner.cumsum(dim=1)], dim=1)
@@ -119,6 +123,21 @@ class MonotoneLinearSpline(nn.Module):
         anchor_t = torch.cat([knots[:1], knots])
         anchor_s = torch.cat([at_knots[:, :1], at_knots], dim=1)
         return slopes, anchor_s - slopes * anchor_t
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        stored = state_dict.get(prefix + "knots")
+        if isinstance(stored, torch.Tensor):
+            mine = self.knots.detach().to("cpu", torch.float64)
+            theirs = stored.detach().to("cpu", torch.float64)
+            if theirs.shape != mine.shape or not bool(
+                    ((theirs - mine).abs() <= 1e-6 * self._spacing).all()):
+                # the forward pass uses the constructed knots; stored ones that differ are another
+                # spline (or a tampered file), not these weights' function
+                raise ValueError(f"{prefix}knots: the stored spline knots {theirs.tolist()} are not the configured "
+                                 f"ones {mine.tolist()}")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     @torch.no_grad()
     def project_parameters_(self) -> None:

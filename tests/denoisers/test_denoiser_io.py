@@ -185,3 +185,36 @@ def test_user_models_are_found_by_name_and_listed(tmp_path, monkeypatch):
     assert denoisers.load("gray").metadata.get("name") == "gray"  # the shipped one
     assert [m["name"] for m in denoisers.available(include_user=False)] == \
         [m["name"] for m in denoisers.available() if m["source"] == "shipped"]
+
+
+@pytest.mark.parametrize("key,value", [("network.1.bias", float("nan")), ("network.2.linear.weight", float("inf")),
+                                       ("embedding.mlp.0.weight", float("nan"))])
+def test_a_file_with_non_finite_weights_is_refused(tmp_path, key, value):
+    # a NaN bias or embedding makes every output NaN while the certificate (from the finite
+    # convolution weights) still read alpha < 1; an inf 1x1 kernel had a "bound" of 0
+    model = small_model()
+    state = model.state_dict()
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = value
+    payload = {"format": denoisers.io.FORMAT, "config": model.config.to_dict(), "state_dict": state, "metadata": {}}
+    torch.save(payload, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="non-finite|NaN or infinite"):
+        denoisers.load(tmp_path / "m.pt")
+
+
+@pytest.mark.parametrize("time", [-1.0, 0.5, 1e300])
+def test_a_file_whose_blocks_store_another_integration_time_is_refused(tmp_path, time):
+    # T = -1 runs the flow backwards (expansive); 1e300 asks for ~1e300 sub-steps
+    model = small_model()
+    state = model.state_dict()
+    state["network.1.time"] = torch.tensor(time, dtype=torch.float64)
+    payload = {"format": denoisers.io.FORMAT, "config": model.config.to_dict(), "state_dict": state, "metadata": {}}
+    torch.save(payload, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="integration time"):
+        denoisers.load(tmp_path / "m.pt")
+
+
+@pytest.mark.parametrize("field,value", [("time", float("inf")), ("center", float("nan"))])
+def test_a_configuration_with_non_finite_numbers_is_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        DenoiserConfig(**{field: value})

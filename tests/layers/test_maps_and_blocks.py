@@ -18,6 +18,8 @@ def inner(a, b):
 @pytest.mark.parametrize("size", [(9, 9), (8, 11)])
 def test_conv_map_adjoint(kw, size):
     m = ConvMap(4, 6, **{"kernel_size": 3, **kw}).double()
+    if kw.get("padding_mode") == "circular" and kw.get("stride", 1) > 1 and any(n % kw["stride"] for n in size):
+        size = tuple(n + n % kw["stride"] for n in size)  # refused otherwise (see test_norms)
     x = torch.randn(2, 4, *size, dtype=torch.float64)
     ax = m(x)
     z = torch.randn_like(ax)

@@ -152,3 +152,92 @@ def test_certified_conv_bounds_are_memoised_by_value_never_stale(monkeypatch):
     for scale in (2.0, 3.0, 4.0):
         conv_spectral_norm_bound(w * scale)
     assert len(norms._BOUND_CACHE) == 3  # least recently used entries are dropped
+
+
+# --- attacks on the certificate (each failed before its fix) ----------------------------------
+def explicit_matrix(m, shape):
+    """The matrix of the map ``m`` on inputs of ``shape`` (C x H x W), column by column."""
+    n = math.prod(shape)
+    with torch.no_grad():
+        return m(torch.eye(n, dtype=torch.float64).reshape(n, *shape)).reshape(n, -1).T
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_strided_circular_map_refuses_sizes_that_are_not_multiples_of_the_stride(stride):
+    # On a 1x1 or odd-sized torus the wrap mixes the polyphase components: the all-ones 3x3 kernel
+    # with stride 2 has norm 9 on a 1x1 image against a certified 5.02 (stride 3: 9 against 3).
+    m = ConvMap(1, 1, 3, stride=stride, padding_mode="circular").double()
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    cert = m.certified_norm()
+    for n in (1, 3, 5, 7):
+        if n % stride:
+            with pytest.raises(ValueError, match="multiples"):
+                m(torch.zeros(1, 1, n, n, dtype=torch.float64))
+            with pytest.raises(ValueError, match="multiples"):
+                m.adjoint(torch.zeros(1, 1, 1, 1, dtype=torch.float64), torch.zeros(1, 1, n, n, dtype=torch.float64))
+    g = torch.Generator().manual_seed(stride)
+    for ci, co in ((1, 1), (2, 3)):
+        m = ConvMap(ci, co, 3, stride=stride, padding_mode="circular").double()
+        with torch.no_grad():
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64))
+        cert = m.certified_norm()
+        for n1, n2 in ((stride, stride), (stride, 2 * stride), (3 * stride, 2 * stride)):
+            exact = float(torch.linalg.svdvals(explicit_matrix(m, (ci, n1, n2)))[0])
+            assert exact <= cert
+
+
+@pytest.mark.parametrize("padding", [0, 2, 3])
+def test_circular_map_needs_the_same_padding(padding):
+    # padding 2 with a 3x3 kernel repeats rows of the circular convolution: 1.99x the bound on 2x2
+    with pytest.raises(ValueError, match="circular padding needs"):
+        ConvMap(1, 1, 3, padding=padding, padding_mode="circular")
+    ConvMap(1, 1, 5, padding=2, padding_mode="circular")  # the same padding, given as a number
+
+
+def test_circular_bound_holds_on_tiny_tori():
+    # a circular pad as large as the image (1x1, 2x2 with a 5x5 or dilated kernel) aliases the
+    # symbol onto a coarse grid: still below its supremum
+    g = torch.Generator().manual_seed(0)
+    for kw in (dict(kernel_size=3), dict(kernel_size=5), dict(kernel_size=3, dilation=2)):
+        m = ConvMap(2, 2, **kw, padding_mode="circular").double()
+        with torch.no_grad():
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64))
+        cert = m.certified_norm()
+        span = m.dilation * (m.kernel_size - 1) // 2
+        for n in range(max(1, span), 6):
+            assert float(torch.linalg.svdvals(explicit_matrix(m, (2, n, n)))[0]) <= cert
+
+
+def test_non_finite_weights_have_no_bound():
+    # an all-inf 1x1 kernel gave a bound of 0: the certificate of the identity for a NaN map
+    for w in (torch.full((2, 2, 1, 1), float("inf")), torch.full((2, 2, 3, 3), float("nan"))):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            conv_spectral_norm_bound(w)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        dense_spectral_norm(torch.tensor([[float("nan"), 1.0], [0.0, 1.0]]))
+
+
+@pytest.mark.parametrize("exponent", [-76, -74, 0, 40, 70])
+def test_conv_bound_is_scale_invariant_far_from_unit_weights(exponent):
+    # weights of 2^-76 made the complex64 Gram matrices subnormal: the third kernel below got a
+    # bound 0.47 % *below* its exact norm (seed 16's 1x3 kernel at 2^-74: 0.12 %)
+    for seed in (4, 16):
+        g = torch.Generator().manual_seed(seed)
+        for shape in ((2, 2, 1, 3), (1, 1, 1, 3), (2, 2, 3, 3)):
+            w = torch.randn(*shape, generator=g, dtype=torch.float64)
+            grid = conv_symbol_norm_on_grid(w, 128)
+            scale = 2.0 ** exponent
+            cert = conv_spectral_norm_bound(w * scale) / scale
+            assert grid <= cert <= grid * (1 + 5e-3) / math.cos(2 * math.pi / 128)
+
+
+def test_certified_norm_sees_writes_through_data():
+    # ``p.data.mul_`` bypasses the version counter the cache was keyed on: the old (10x smaller)
+    # bound was returned, and a block with h nu = 200 certified as averaged
+    for m in (ConvMap(2, 2, 3), DenseMap(3, 4)):
+        a = m.certified_norm()
+        m.weight.data.mul_(10.0)
+        assert m.certified_norm() >= 10 * a * (1 - 1e-2)
+        m.weight.data = m.weight.data / 10.0
+        assert m.certified_norm() == pytest.approx(a, rel=1e-2)

@@ -146,3 +146,41 @@ def test_spline_errors(knots, message):
         MonotoneLinearSpline(2, torch.tensor(knots))
     with pytest.raises(ValueError, match="channels in dimension 1"):
         MonotoneLinearSpline(2)(torch.zeros(1, 3, 4))
+
+
+def test_the_knots_buffer_cannot_change_the_function():
+    """The intercepts were computed from the ``knots`` buffer (saved in every file), the segments
+    located with the constructed knots: knots of -50, -40, 0, 40, 50 stored for -0.2 ... 0.2 made a
+    saturating spline jump by 40 at 0.1, and a one-block denoiser measured Lipschitz 2337 while its
+    certificate said 1. Now the buffer is ignored by the forward pass and checked on loading."""
+    spline = MonotoneLinearSpline(2, uniform_knots(2, 0.1)).double()
+    with torch.no_grad():
+        spline.raw_slopes[:, -2:] = 0.0  # saturate beyond the first positive knot
+    t = torch.linspace(-1.0, 1.0, 401, dtype=torch.float64).repeat(1, 2, 1)
+    before = spline(t).detach()
+    with torch.no_grad():
+        spline.knots.copy_(torch.tensor([-50.0, -40.0, 0.0, 40.0, 50.0]))
+    torch.testing.assert_close(spline(t).detach(), before, rtol=0, atol=1e-12)
+    slopes = (spline(t)[..., 1:] - spline(t)[..., :-1]).detach() / (t[..., 1:] - t[..., :-1])
+    assert float(slopes.max()) <= 1 + 1e-9 and float(slopes.min()) >= -1e-12
+    # random pairs and adversarial search on the activation itself
+    assert empirical_lipschitz(spline, (2, 5), **SEARCH) <= 1 + TOL
+    fresh = MonotoneLinearSpline(2, uniform_knots(2, 0.1))
+    with pytest.raises(ValueError, match="knots"):
+        fresh.load_state_dict(spline.state_dict())
+    spline.knots.copy_(uniform_knots(2, 0.1).float())
+    fresh.load_state_dict(spline.state_dict())  # its own knots (float32 storage): fine
+
+
+def test_a_file_with_tampered_knots_is_refused(tmp_path):
+    from pnp_stable.denoisers import load, save_denoiser
+
+    config = DenoiserConfig(width=2, hidden=2, blocks=1, spline_knots=2, spline_spacing=0.1, embedding_dim=4,
+                            power_size=8)
+    model = build_denoiser(config).eval()
+    with torch.no_grad():
+        model.network[1].activation.raw_slopes[:, -2:] = 0.0
+        model.network[1].activation.knots.copy_(torch.tensor([-50.0, -40.0, 0.0, 40.0, 50.0]))
+    save_denoiser(model, tmp_path / "m.pt", {"certificate": model.certificate().as_dict()})
+    with pytest.raises(ValueError, match="knots"):
+        load(tmp_path / "m.pt")

@@ -71,7 +71,7 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, rgb, as_json):
             search = dict(restarts=restarts, steps=steps, n_pairs=8, dtype=torch.float32)
             report["empirical"] = {"image_size": size, "sigma": level,
                                    "lipschitz_lower_bound": empirical_lipschitz(T, shape, **search)}
-            if cert and cert["averagedness"] is not None:
+            if cert and cert["averagedness"] is not None and cert["averagedness"] > 0:  # 0: the identity
                 report["empirical"]["averagedness_violation"] = empirical_averagedness_violation(
                     T, cert["averagedness"], shape, **search)
     if as_json:

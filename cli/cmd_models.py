@@ -55,3 +55,5 @@ def models(as_json):
                    f"{'-'.join(f'{v:g}' for v in rng):<10} {'-' if lip is None else format_upper_bound(lip, 3):>6} "
                    f"{'-' if alpha is None else format_upper_bound(alpha, 4):>8}  {ps:<22} {m.get('description', '')}{note}")
     click.echo(f"your models folder: {user_dir}")
+    # the listing reads each model's metadata file; loading recomputes the constants from the weights
+    click.echo("L and alpha as recorded at export; `pnp-stable certify NAME` recomputes them from the weights")

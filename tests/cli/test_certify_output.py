@@ -40,3 +40,21 @@ def test_models_never_rounds_a_lipschitz_bound_down(monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     row = next(s for s in r.output.splitlines() if s.startswith("m "))
     assert float(row.split()[4]) >= 1.0004  # "%.3g" printed 1
+
+
+def test_certify_handles_the_identity_and_models_says_where_its_constants_come_from(tmp_path):
+    import torch
+
+    from pnp_stable.denoisers import DenoiserConfig, build_denoiser, save_denoiser
+
+    model = build_denoiser(DenoiserConfig(width=3, hidden=4, blocks=1, embedding_dim=4)).eval()
+    with torch.no_grad():  # no potential: every block is the identity, averagedness 0
+        for name, parameter in model.named_parameters():
+            if "linear" in name and name.endswith("weight"):
+                parameter.zero_()
+    assert model.certificate().averagedness == 0
+    save_denoiser(model, tmp_path / "identity.pt", {"channels": 1})
+    r = CliRunner().invoke(main, ["certify", str(tmp_path / "identity.pt"), "--size", "8", "--steps", "2"])
+    assert r.exit_code == 0 and "certified averagedness     0" in r.output, r.output  # it crashed in the search
+    listing = CliRunner().invoke(main, ["models"])
+    assert "`pnp-stable certify NAME` recomputes them from the weights" in listing.output

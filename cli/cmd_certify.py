@@ -8,6 +8,9 @@ import click
 
 from pnp_stable.cli.errors import user_errors
 
+# what the float32 adversarial search may exceed a proven constant by through rounding alone
+SEARCH_TOLERANCE = 1e-4
+
 
 @click.command()
 @click.argument("denoiser", required=False, default="gray", metavar="[NAME|PATH]")
@@ -97,8 +100,14 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, rgb, as_json):
                        f"{b['integrated_time']:.5f}  {b['integrator']}")
     if "empirical" in report:
         e = report["empirical"]
-        click.echo(f"  adversarial search ({e['image_size']}x{e['image_size']}): Lipschitz >= "
-                   f"{e['lipschitz_lower_bound']:.6g}")
+        found = e["lipschitz_lower_bound"]
+        verdict = ""
+        if report.get("lipschitz") is not None:
+            # the search runs in float32: ratios of nearby outputs carry ~1e-5 of rounding
+            holds = found <= report["lipschitz"] * (1 + SEARCH_TOLERANCE)
+            verdict = " (within the certified bound)" if holds else " (ABOVE the certified bound: VIOLATED)"
+        click.echo(f"  adversarial search ({e['image_size']}x{e['image_size']}): Lipschitz >= {found:.6g}{verdict}")
         if "averagedness_violation" in e:
             v = e["averagedness_violation"]
-            click.echo(f"  worst averagedness-inequality gap found: {v:.3g} ({'holds' if v <= 1e-4 else 'VIOLATED'})")
+            click.echo(f"  worst averagedness-inequality gap found: {v:.3g} "
+                       f"({'holds' if v <= SEARCH_TOLERANCE else 'VIOLATED'})")

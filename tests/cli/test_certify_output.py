@@ -58,3 +58,23 @@ def test_certify_handles_the_identity_and_models_says_where_its_constants_come_f
     assert r.exit_code == 0 and "certified averagedness     0" in r.output, r.output  # it crashed in the search
     listing = CliRunner().invoke(main, ["models"])
     assert "`pnp-stable certify NAME` recomputes them from the weights" in listing.output
+
+
+def test_certify_says_whether_the_search_stays_within_the_certified_bound(monkeypatch):
+    import pnp_stable.restore as restore
+
+    def lying(name, device):  # claims non-expansive, doubles distances
+        cert = {"lipschitz": 1.0, "averagedness": None, "blocks": []}
+        return (lambda x, sigma: 2 * x), {"name": "liar", "certified": True, "certificate": cert}
+
+    monkeypatch.setattr(restore, "load_denoiser", lying)
+    r = CliRunner().invoke(main, ["certify", "liar", "--size", "8", "--steps", "2", "--restarts", "1"])
+    assert r.exit_code == 0 and "Lipschitz >= 2 (ABOVE the certified bound: VIOLATED)" in r.output, r.output
+
+    def honest(name, device):
+        cert = {"lipschitz": 1.0, "averagedness": None, "blocks": []}
+        return (lambda x, sigma: 0.5 * x), {"name": "half", "certified": True, "certificate": cert}
+
+    monkeypatch.setattr(restore, "load_denoiser", honest)
+    r = CliRunner().invoke(main, ["certify", "half", "--size", "8", "--steps", "2", "--restarts", "1"])
+    assert "Lipschitz >= 0.5 (within the certified bound)" in r.output, r.output

@@ -135,6 +135,10 @@ class CertifiedLinearPhysics(LinearPhysics):
         does not change during a solve. The cache holds a reference to ``y``, so its memory cannot
         be reused by another tensor."""
         dtype = y.dtype if dtype is None else dtype
+        if y.is_inference():
+            # an inference tensor (made under torch.inference_mode, e.g. a solver's sub-batch y[idx])
+            # has no version counter, so an in-place change could not be detected: never cache it
+            return self.A_adjoint(y.to(dtype)).detach()
         cached = self._adjoint_cache
         if cached is not None and cached[0] is y and cached[1] == y._version and cached[2] == dtype:
             return cached[3]

@@ -84,11 +84,15 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float, error_ratio: floa
     """Whether ``op.prox_data`` is exact; if not, either the statement to repeat as an assumption,
     or (for an operator that certifies its prox's error) how the error is controlled.
 
-    Read from ``prox_is_exact`` when the operator states it; operators that report how each prox
+    Read from ``prox_exactness(gamma)`` or ``prox_is_exact`` when the operator states it; operators that report how each prox
     was computed (``last_prox_info.method``, as :mod:`pnp_stable.operators` do) are asked once;
     otherwise the protocol's contract (an exact argmin) is taken at its word.
     """
     name = type(getattr(op, "physics", op)).__name__
+    check = getattr(op, "prox_exactness", None)
+    if callable(check):  # e.g. a deepinv physics: its structure and a probe of the optimality condition
+        exact, statement = check(gamma)
+        return (True, None, None) if exact else (False, statement, None)
     declared = getattr(op, "prox_is_exact", None)
     if isinstance(declared, bool):
         exact = declared
@@ -142,6 +146,14 @@ def observation_digest(y: torch.Tensor) -> str:
     digest = hashlib.sha256(f"{tuple(data.shape)} {data.dtype}".encode())
     digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+def _non_negative_number(value: object) -> bool:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(number) and number >= 0
+
 
 def _positive_number(value: object) -> bool:
     try:
@@ -212,7 +224,7 @@ def solve(
             ``x`` and ``state`` are copies the callback may keep) for the starting point's
             evaluation (iteration 0) and after each iteration; returning True stops the solve.
         progress: show a tqdm progress bar.
-        sigma_den: noise level passed to ``D``; automatic from the noise level if omitted.
+        sigma_den: noise level passed to ``D`` (finite, >= 0); automatic from the noise level if omitted.
         noise_level: observation noise std for the automatic rule; estimated from ``y`` (MAD of
             the finest diagonal Haar band, median over the batch) if omitted and needed.
         relaxation: ``t`` in ``D_t = (1 - t) I + t D``; default 1 for FB, and for ADMM/DRS the
@@ -321,6 +333,10 @@ def solve(
         step = chosen.step
         if relaxation is None:
             relaxation = chosen.relaxation
+    if sigma_den is not None and not _non_negative_number(sigma_den):
+        # a noise level or prox weight below 0 makes no denoiser: prox_{s g} with s < 0 is the "prox"
+        # of a concave function, which no certificate (declared or proven) covers
+        raise ValueError(f"sigma_den must be a finite non-negative number, got {sigma_den!r}")
     requested_relaxation = relaxation
     with torch.inference_mode():
         plan = _plan(method, D, cert, op, step, relaxation, y, float(prox_error_ratio))

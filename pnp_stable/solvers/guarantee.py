@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from pnp_stable.layers.certificates import Certificate, compose
@@ -106,6 +107,28 @@ class IterationPlan:
     relaxation: float
     km_relaxation: float
     guarantee: Guarantee
+
+
+def _largest_firm_relaxation(alpha: float) -> float:
+    """The largest float ``t`` with ``t alpha <= 1/2`` in exact arithmetic (``1 / (2 alpha)`` rounded
+    down where the float division rounded up), so that ``D_t`` is *proven* firmly non-expansive."""
+    t = 1.0 / (2.0 * alpha)
+    while Fraction(t) * Fraction(alpha) > Fraction(1, 2):
+        t = math.nextafter(t, 0.0)
+    return t
+
+
+def _exact_relaxed_averagedness(cert: Certificate, t: float) -> Fraction | None:
+    """The averagedness constant of ``(1 - t) I + t D`` that :meth:`Certificate.relaxed` states, in
+    exact arithmetic (None when none is stated)."""
+    candidates = []
+    if cert.averagedness is not None and t * cert.averagedness < 1.0:
+        candidates.append(Fraction(t) * Fraction(cert.averagedness))
+    if t < 1.0 and cert.lipschitz <= 1.0:
+        candidates.append(Fraction(t))
+    if t == 1.0 and cert.averagedness is not None:
+        candidates.append(Fraction(cert.averagedness))
+    return min(candidates) if candidates else None
 
 
 def _certificate_assumptions(cert: Certificate | None) -> list[str]:
@@ -269,7 +292,7 @@ def analyse_splitting(
             if alpha is None and denoiser_cert.lipschitz <= 1.0:
                 t = 0.5
             elif alpha is not None and alpha > 0.5:
-                t = 1.0 / (2.0 * alpha)
+                t = _largest_firm_relaxation(alpha)
             if t != 1.0:
                 actions.append(
                     f"relaxed the denoiser to D_t = (1 - t) I + t D with t = {t:.6g} so that it is firmly "
@@ -283,6 +306,14 @@ def analyse_splitting(
                 f"D_t (t = {t:.6g}) is not firmly non-expansive (averagedness {got} > 1/2), so R_D = 2 D_t - I "
                 f"is not proven non-expansive; {_describe_denoiser(denoiser_cert, denoiser_name)}"
             )
+        else:
+            exact = _exact_relaxed_averagedness(denoiser_cert, t)
+            if exact is not None and exact > Fraction(1, 2):
+                # within the float slack but not proven: the hypothesis holds only up to rounding
+                assumptions.append(
+                    f"D_t (t = {t!r}) is taken as firmly non-expansive although t alpha_D exceeds 1/2 by "
+                    f"{float(exact - Fraction(1, 2)):.1e} (rounding of t; t = 1/(2 alpha_D) rounded down proves it)"
+                )
     constants["relaxation"] = t
     constants["km_relaxation"] = 0.5
     constants["alpha_iteration"] = None if failures else 0.5

@@ -74,7 +74,10 @@ def _physics_class() -> type:
     from deepinv.physics import LinearPhysics
 
     class ProtocolPhysics(LinearPhysics):
-        """A ForwardOperator as a deepinv LinearPhysics (noise-free ``forward``)."""
+        """A ForwardOperator as a deepinv LinearPhysics (noise-free ``forward``); our solvers unwrap it
+        (:func:`pnp_stable.solvers.as_operator`)."""
+
+        wraps_forward_operator = True
 
         def __init__(self, operator: ForwardOperator) -> None:
             super().__init__(A=lambda x, **kw: operator.A(x), A_adjoint=lambda y, **kw: operator.A_adjoint(y))

@@ -57,7 +57,8 @@ class PhysicsOperator:
     (at most 2000 iterations). The power method converges from *below*, so this is not a proof:
     ``norm_kind = "estimated"`` and every guarantee built on it is stated as conditional.
     ``prox_data`` is ``physics.prox_l2`` (closed form when the class provides one, otherwise
-    deepinv's iterative least-squares solver, which is inexact; see ``prox_is_exact``).
+    deepinv's iterative least-squares solver, which is inexact; see ``prox_is_exact`` and
+    :meth:`prox_exactness`, which the solvers use).
     """
 
     norm_kind: NormKind = "estimated"
@@ -78,13 +79,62 @@ class PhysicsOperator:
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return self.physics.A_adjoint(y)
 
-    @property
-    def prox_is_exact(self) -> bool:
-        """True when the physics class overrides ``LinearPhysics.prox_l2`` (a closed form)."""
+    def _prox_class(self) -> str:
+        """Name of the class whose ``prox_l2`` the physics runs."""
         for cls in type(self.physics).__mro__:
             if "prox_l2" in cls.__dict__:
-                return cls.__name__ != "LinearPhysics"
-        return False
+                return cls.__name__
+        return "LinearPhysics"
+
+    @property
+    def prox_is_exact(self) -> bool:
+        """Whether the physics class provides a closed-form ``prox_l2`` for this instance, by its
+        structure: ``LinearPhysics.prox_l2`` is deepinv's iterative least-squares solver, and
+        deepinv's ``Downsampling`` family overrides it but falls back to that solver unless its
+        padding is circular. Other overrides are taken at their word here; :meth:`prox_exactness`
+        also checks the optimality condition numerically."""
+        return self._structural_inexactness() is None
+
+    def _structural_inexactness(self) -> str | None:
+        owner = self._prox_class()
+        name = type(self.physics).__name__
+        if owner == "LinearPhysics":
+            return f"prox_l2 of {name} is deepinv's iterative least-squares solver"
+        padding = getattr(self.physics, "padding", None)
+        if any(cls.__name__ == "Downsampling" for cls in type(self.physics).__mro__) and padding != "circular":
+            return (f"prox_l2 of {name} (padding {padding!r}) falls back to deepinv's iterative least-squares "
+                    "solver (its closed form needs circular padding)")
+        return None
+
+    def prox_exactness(self, gamma: float) -> tuple[bool, str | None]:
+        """``(exact, statement)`` for ``prox_l2`` with weight ``gamma``: exact only if the class
+        structure says so (:attr:`prox_is_exact`) *and* a probe on a random ``(z, y)`` satisfies the
+        optimality condition ``(gamma A^T A + I) x = gamma A^T y + z`` to rounding, i.e. with relative
+        residual at most ``64 eps (1 + gamma ||A||^2)`` (the estimated norm). The probe can only
+        falsify: a closed form that passes it is still taken at its word. ``statement`` says why an
+        inexact prox is inexact (an assumption of any guarantee built on it)."""
+        structural = self._structural_inexactness()
+        if structural is not None:
+            return False, structural + ": firm non-expansiveness holds up to its tolerance"
+        like = self._like[:1]
+        x_like = self.physics.A_adjoint(like)
+        g = torch.Generator().manual_seed(1)
+        z = torch.randn(x_like.shape, generator=g, dtype=torch.float64).to(x_like.device, x_like.dtype)
+        y = torch.randn(like.shape, generator=g, dtype=torch.float64).to(like.device, like.dtype)
+        x = self.physics.prox_l2(z, y, gamma)
+        adjoint_y = self.physics.A_adjoint(y)
+        rhs = gamma * adjoint_y + z
+        residual = gamma * self.physics.A_adjoint(self.physics.A(x)) + x - rhs
+        relative = float(residual.double().norm() / rhs.double().norm().clamp_min(1e-300))
+        eps = torch.finfo(like.dtype).eps
+        limit = 64.0 * eps * (1.0 + float(gamma) * self.norm() ** 2)
+        if not relative <= limit:
+            return False, (
+                f"prox_l2 of {type(self.physics).__name__} is not the exact prox: on a random probe its optimality "
+                f"residual is {relative:.1e} relative (rounding would give at most {limit:.1e}); firm "
+                "non-expansiveness holds up to that error"
+            )
+        return True, None
 
     def norm(self) -> float:
         if self._norm is None:
@@ -125,8 +175,9 @@ def as_operator(A: object, like: torch.Tensor, margin: float = _DEFAULT_MARGIN) 
     """Return ``A`` as a :class:`~pnp_stable.protocols.ForwardOperator`.
 
     Args:
-        A: an object implementing the protocol (returned unchanged after the check) or a
-            ``deepinv.physics.LinearPhysics`` (wrapped in :class:`PhysicsOperator`).
+        A: an object implementing the protocol (returned unchanged after the check), one seen as
+            a deepinv physics by :func:`~pnp_stable.solvers.interop.to_deepinv_physics` (unwrapped),
+            or a ``deepinv.physics.LinearPhysics`` (wrapped in :class:`PhysicsOperator`).
         like: a measurement ``y`` (any batch size) fixing the image shape for the norm estimate
             and the adjointness check.
         margin: relative safety margin added to a power-method norm estimate.
@@ -136,6 +187,10 @@ def as_operator(A: object, like: torch.Tensor, margin: float = _DEFAULT_MARGIN) 
             (relative mismatch above 1e-3 in float32 / 1e-8 in float64), since every step size
             and prox then rests on a false ``A^T``.
     """
+    if getattr(A, "wraps_forward_operator", False) and is_forward_operator(getattr(A, "operator", None)):
+        # our own operator seen as a deepinv physics (interop.to_deepinv_physics): use it directly,
+        # with its certified norm and prox, rather than estimate what it already proves
+        A = A.operator  # type: ignore[attr-defined]
     native = is_forward_operator(A)
     if not native and not _is_linear_physics(A):
         raise ValueError(

@@ -166,3 +166,24 @@ def test_preconditioned_cg_matches_the_direct_solve_and_an_exact_preconditioner_
         assert info.all_converged and max(info.relative_residuals) <= 1e-11
         torch.testing.assert_close(x, expected, rtol=1e-7, atol=1e-9)
     assert info.iterations <= 2 < plain[1].iterations  # the exact inverse: one step (plus rounding)
+
+
+def test_cg_prox_accepts_inference_tensors():
+    """Under ``torch.inference_mode`` a measurement made there (e.g. a solver's sub-batch ``y[idx]``)
+    has no version counter: the cached ``A^T y`` must not need one (it used to raise)."""
+    from pnp_stable.operators import Blur
+
+    op = Blur([[0.2, 0.5, 0.3], [0.1, 0.6, 0.1]], (1, 5, 6), boundary="zero")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 1, 5, 6, generator=g, dtype=torch.float64)
+    y_normal = torch.randn(2, 1, 5, 6, generator=g, dtype=torch.float64)
+    expected = op.prox_data(z, y_normal, 0.7)
+    with torch.inference_mode():
+        y = y_normal[[1]]  # an inference tensor
+        assert y.is_inference()
+        first = op.prox_data(z[[1]], y, 0.7)
+        y.mul_(2.0)  # an in-place change is not seen by a version counter: nothing may be cached
+        second = op.prox_data(z[[1]], y, 0.7)
+    assert torch.allclose(first, expected[[1]], atol=1e-12)
+    redo = op.prox_data(z[[1]], 2.0 * y_normal[[1]], 0.7)
+    assert torch.allclose(second, redo, atol=1e-12)

@@ -107,3 +107,43 @@ def test_invalid_steps_raise(bad):
         analyse_forward_backward(Certificate(1.0, 0.5), "D", 1.0, "exact", step=bad)
     with pytest.raises(ValueError):
         analyse_splitting("admm", Certificate(1.0, 0.5), "D", step=bad)
+
+
+def test_automatic_admm_relaxation_is_firm_in_exact_arithmetic():
+    """t = 1/(2 alpha) rounds up for about half of all alphas, leaving t alpha a rounding above 1/2:
+    the automatic relaxation used to claim a proof of a hypothesis that failed by one ulp."""
+    from fractions import Fraction
+
+    alpha = 0.8789772014701512
+    assert Fraction(1.0 / (2.0 * alpha)) * Fraction(alpha) > Fraction(1, 2)  # the naive t is not firm
+    plan = analyse_splitting("admm", Certificate(1.0, alpha), "D", step=1.0)
+    assert Fraction(plan.relaxation) * Fraction(alpha) <= Fraction(1, 2)
+    assert plan.relaxation == pytest.approx(1.0 / (2.0 * alpha), rel=1e-15)
+    assert plan.guarantee.proven
+
+
+def test_a_user_relaxation_firm_only_up_to_rounding_is_an_assumption():
+    alpha = 0.8789772014701512
+    naive = analyse_splitting("admm", Certificate(1.0, alpha), "D", step=1.0, relaxation=1.0 / (2.0 * alpha))
+    assert naive.guarantee.holds and not naive.guarantee.proven
+    assert any("exceeds 1/2" in a for a in naive.guarantee.assumptions)
+    rounded = analyse_splitting("admm", Certificate(1.0, alpha), "D", step=1.0, relaxation=round(1 / (2 * alpha), 6))
+    assert not rounded.guarantee.holds  # 6 digits rounded up: far beyond rounding, not firm
+
+
+@pytest.mark.parametrize("sigma", [-0.5, float("nan"), float("inf")])
+def test_a_negative_or_non_finite_denoiser_strength_is_refused(sigma):
+    """prox_{s g} with s < 0 is no prox: a declared ProximalDenoiser used to keep its guarantee."""
+    import torch
+
+    from pnp_stable.operators import Identity
+    from pnp_stable.solvers import solve
+
+    class SoftThreshold(torch.nn.Module):
+        def forward(self, x, s):
+            return torch.sign(x) * torch.clamp(x.abs() - s, min=0)
+
+    y = torch.rand(1, 1, 4, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="sigma_den must be a finite non-negative number"):
+        solve(y, Identity(), ProximalDenoiser(SoftThreshold()), method="admm", step=1.0, sigma_den=sigma,
+              max_iter=2, progress=False)

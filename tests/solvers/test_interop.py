@@ -128,3 +128,48 @@ def test_tv_warm_start_is_declared_and_restored_around_rejected_candidates(probl
 def test_importing_the_solvers_does_not_import_deepinv():
     code = "import sys, pnp_stable.solvers, pnp_stable.solvers.interop; assert 'deepinv' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _downsampling(padding: str, size: int = 16):
+    filt = gaussian_kernel(5, 1.0)[None, None]
+    return dinv.physics.Downsampling(img_size=(1, size, size), filter=filt, factor=2, padding=padding, device="cpu")
+
+
+@pytest.mark.parametrize("padding", ["reflect", "replicate"])
+def test_a_physics_whose_prox_falls_back_to_cg_is_an_assumption_not_a_proof(padding):
+    """deepinv's Downsampling overrides prox_l2 but runs its iterative least-squares solver unless the
+    padding is circular: ADMM used to be reported *proven* on that inexact prox."""
+    physics = _downsampling(padding)
+    g = torch.Generator().manual_seed(0)
+    y = physics.A(torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64))
+    op = as_operator(physics, y)
+    assert not op.prox_is_exact
+    smoother = GaussianSmoother(1.0, (16, 16))
+    res = solve(y, physics, smoother, method="admm", step=1.0, max_iter=2, progress=False)
+    assert res.guarantee.holds and not res.guarantee.proven
+    assert any("least-squares solver" in a for a in res.guarantee.assumptions)
+    exact = solve(y, _downsampling("circular"), smoother, method="admm", step=1.0, max_iter=2, progress=False)
+    assert exact.guarantee.proven  # the circular closed form passes the optimality probe
+
+
+def test_a_closed_form_prox_that_is_not_the_prox_is_caught_by_the_probe():
+    class WrongProx(dinv.physics.Denoising):
+        def prox_l2(self, z, y, gamma, **kwargs):
+            return super().prox_l2(z, y, gamma, **kwargs) * (1 + 1e-4)
+
+    y = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    res = solve(y, WrongProx(), GaussianSmoother(1.0, (8, 8)), method="drs", step=1.0, max_iter=2, progress=False)
+    assert res.guarantee.holds and not res.guarantee.proven
+    assert any("not the exact prox" in a for a in res.guarantee.assumptions)
+    ok = solve(y, dinv.physics.Denoising(), GaussianSmoother(1.0, (8, 8)), method="drs", step=1.0, max_iter=2,
+               progress=False)
+    assert ok.guarantee.proven
+
+
+def test_our_operator_seen_as_a_deepinv_physics_keeps_its_exact_norm():
+    op = FFTBlur(gaussian_kernel(3, 1.0), (6, 7))
+    y = op.A(torch.rand(1, 1, 6, 7, dtype=torch.float64))
+    physics = to_deepinv_physics(op)
+    assert physics is not op and as_operator(physics, y) is op
+    res = solve(y, physics, certified_network(), method="fb", max_iter=2, progress=False)
+    assert res.guarantee.proven and res.guarantee.constants["norm_kind"] == "exact"

@@ -7,6 +7,7 @@ for what is monitored, :mod:`pnp_stable.solvers.anderson` for the acceleration a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -22,7 +23,7 @@ from pnp_stable.solvers.anderson import SafeguardedAnderson
 from pnp_stable.solvers.denoiser_adapter import (
     accepts_noise_level, denoiser_caller, evaluation_mode, strength_kind, warm_start_hooks,
 )
-from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting
+from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting, with_acceleration
 from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
 from pnp_stable.solvers.operator_adapter import as_operator
 from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, estimate_noise_level, rule_for
@@ -340,6 +341,7 @@ def solve(
     requested_relaxation = relaxation
     with torch.inference_mode():
         plan = _plan(method, D, cert, op, step, relaxation, y, float(prox_error_ratio))
+    plan = dataclasses.replace(plan, guarantee=with_acceleration(plan.guarantee, accelerate))
     denoise = denoiser_caller(D, sigma_den if takes_sigma else None)
     if not takes_sigma and sigma_den is not None:
         denoiser_caller(D, sigma_den)  # raises the explicit error

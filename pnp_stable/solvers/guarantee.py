@@ -22,13 +22,13 @@ whenever one exists. The monotonicity holds even when no fixed point exists.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
 from pnp_stable.layers.certificates import Certificate, compose
 
-__all__ = ["Guarantee", "IterationPlan", "analyse_forward_backward", "analyse_splitting"]
+__all__ = ["Guarantee", "IterationPlan", "analyse_forward_backward", "analyse_splitting", "with_acceleration"]
 
 # relative slack when comparing a computed constant with a theorem's threshold (float rounding of
 # e.g. 1.9 / ||A||^2 * ||A||^2 must not turn a valid step into an invalid one)
@@ -47,6 +47,22 @@ _INEXACT_KM_THEOREM = (
     "errors e_k, sum_k ||e_k|| < inf, w_k converges to a fixed point whenever one exists; the absolute residual "
     "obeys r_(k+1) <= r_k + ||e_k|| + ||e_(k+1)|| (monotone up to the certified errors)"
 )
+
+
+_ANDERSON_CLAUSE = (
+    "; with safeguarded Anderson acceleration (an extrapolation is kept only where it lowers the residual by "
+    "1 %, every other step is a plain step) the residual is non-increasing and tends to 0, so every cluster "
+    "point of w_k is a fixed point; the sum bound and the convergence of the whole sequence are stated for the "
+    "plain iteration, not for the accelerated one"
+)
+
+
+def with_acceleration(guarantee: "Guarantee", accelerate: str | None) -> "Guarantee":
+    """``guarantee`` for a solve run with ``accelerate``: under Anderson acceleration the iterates are
+    not a Krasnosel'skii-Mann sequence, and the theorem quoted says what still follows."""
+    if accelerate != "anderson" or not guarantee.holds:
+        return guarantee
+    return replace(guarantee, theorem=guarantee.theorem + _ANDERSON_CLAUSE)
 
 
 @dataclass(frozen=True)

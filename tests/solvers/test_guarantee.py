@@ -147,3 +147,24 @@ def test_a_negative_or_non_finite_denoiser_strength_is_refused(sigma):
     with pytest.raises(ValueError, match="sigma_den must be a finite non-negative number"):
         solve(y, Identity(), ProximalDenoiser(SoftThreshold()), method="admm", step=1.0, sigma_den=sigma,
               max_iter=2, progress=False)
+
+
+def test_an_accelerated_solve_quotes_only_what_the_theorem_gives_it():
+    import torch
+
+    from pnp_stable.denoisers import DenoiserConfig, build_denoiser
+    from pnp_stable.operators import Blur
+    from pnp_stable.solvers import solve
+
+    torch.manual_seed(0)
+    D = build_denoiser(DenoiserConfig(width=3, hidden=4, blocks=1, embedding_dim=4)).eval()
+    op = Blur("gauss:1.0", (1, 16, 16))
+    y = op.simulate(torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)), 0.01, seed=0)
+    plain = solve(y, op, D, max_iter=2, progress=False)
+    accelerated = solve(y, op, D, max_iter=2, progress=False, accelerate=True)
+    assert plain.guarantee.holds and accelerated.guarantee.holds
+    assert "cluster point" not in plain.guarantee.theorem
+    # Anderson iterates are no Krasnosel'skii-Mann sequence: the sum bound is not theirs
+    assert accelerated.guarantee.theorem.startswith(plain.guarantee.theorem)
+    assert "every cluster point of w_k is a fixed point" in accelerated.guarantee.theorem
+    assert "not for the accelerated one" in accelerated.guarantee.theorem

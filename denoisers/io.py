@@ -143,6 +143,11 @@ def _check_finite_state(model: nn.Module, source: Path) -> None:
                          + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
 
 
+# no trained model needs more sub-steps per block (the shipped ones take 1); a larger stored count is
+# no model the training pipeline writes
+MAX_FROZEN_SUBSTEPS = 10_000
+
+
 def _check_block_times(model: nn.Module, source: Path) -> None:
     """Every block integrates over the configured time: the per-block ``time`` buffers are state
     only so that they move with the module; a stored one that differs (negative: a flow run
@@ -153,6 +158,11 @@ def _check_block_times(model: nn.Module, source: Path) -> None:
         if float(block.time) != float(model.config.time):
             raise ValueError(f"{source}: block {i} stores integration time {float(block.time)!r}, "
                              f"the configuration says {model.config.time!r}")
+        frozen = int(block.fixed_substeps)
+        if not 0 <= frozen <= MAX_FROZEN_SUBSTEPS:
+            # more sub-steps never weaken the certificate, but a crafted count makes every call endless
+            raise ValueError(f"{source}: block {i} stores {frozen} frozen sub-steps; at most {MAX_FROZEN_SUBSTEPS} "
+                             "are accepted")
 
 
 def _check_certificate(model: nn.Module, stored: dict[str, Any] | None, source: Path) -> None:

@@ -214,6 +214,18 @@ def test_a_file_whose_blocks_store_another_integration_time_is_refused(tmp_path,
         denoisers.load(tmp_path / "m.pt")
 
 
+@pytest.mark.parametrize("count", [-3, 10**12])
+def test_a_file_with_an_absurd_frozen_sub_step_count_is_refused(tmp_path, count):
+    # more sub-steps never weaken the certificate, but 10^12 of them make every call endless
+    model = small_model()
+    state = model.state_dict()
+    state["network.1.fixed_substeps"] = torch.tensor(count, dtype=torch.int64)
+    payload = {"format": denoisers.io.FORMAT, "config": model.config.to_dict(), "state_dict": state, "metadata": {}}
+    torch.save(payload, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=f"block 0 stores {count} frozen sub-steps; at most 10000"):
+        denoisers.load(tmp_path / "m.pt")
+
+
 @pytest.mark.parametrize("field,value", [("time", float("inf")), ("center", float("nan"))])
 def test_a_configuration_with_non_finite_numbers_is_refused(field, value):
     with pytest.raises(ValueError, match=field):

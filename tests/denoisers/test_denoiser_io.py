@@ -187,43 +187,45 @@ def test_user_models_are_found_by_name_and_listed(tmp_path, monkeypatch):
         [m["name"] for m in denoisers.available() if m["source"] == "shipped"]
 
 
+def _saved_with(tmp_path, key, value):
+    """A small model's file whose state entry ``key`` is replaced by ``value`` (a crafted file)."""
+    model = small_model()
+    state = model.state_dict()
+    state[key] = value(state[key]) if callable(value) else value
+    payload = {"format": denoisers.io.FORMAT, "config": model.config.to_dict(), "state_dict": state, "metadata": {}}
+    torch.save(payload, tmp_path / "m.pt")
+    return tmp_path / "m.pt"
+
+
+def _first_entry_set_to(number):
+    def tamper(tensor):
+        tensor = tensor.clone()
+        tensor.view(-1)[0] = number
+        return tensor
+    return tamper
+
+
 @pytest.mark.parametrize("key,value", [("network.1.bias", float("nan")), ("network.2.linear.weight", float("inf")),
                                        ("embedding.mlp.0.weight", float("nan"))])
 def test_a_file_with_non_finite_weights_is_refused(tmp_path, key, value):
     # a NaN bias or embedding makes every output NaN while the certificate (from the finite
     # convolution weights) still read alpha < 1; an inf 1x1 kernel had a "bound" of 0
-    model = small_model()
-    state = model.state_dict()
-    state[key] = state[key].clone()
-    state[key].view(-1)[0] = value
-    payload = {"format": denoisers.io.FORMAT, "config": model.config.to_dict(), "state_dict": state, "metadata": {}}
-    torch.save(payload, tmp_path / "m.pt")
     with pytest.raises(ValueError, match="non-finite|NaN or infinite"):
-        denoisers.load(tmp_path / "m.pt")
+        denoisers.load(_saved_with(tmp_path, key, _first_entry_set_to(value)))
 
 
 @pytest.mark.parametrize("time", [-1.0, 0.5, 1e300])
 def test_a_file_whose_blocks_store_another_integration_time_is_refused(tmp_path, time):
     # T = -1 runs the flow backwards (expansive); 1e300 asks for ~1e300 sub-steps
-    model = small_model()
-    state = model.state_dict()
-    state["network.1.time"] = torch.tensor(time, dtype=torch.float64)
-    payload = {"format": denoisers.io.FORMAT, "config": model.config.to_dict(), "state_dict": state, "metadata": {}}
-    torch.save(payload, tmp_path / "m.pt")
     with pytest.raises(ValueError, match="integration time"):
-        denoisers.load(tmp_path / "m.pt")
+        denoisers.load(_saved_with(tmp_path, "network.1.time", torch.tensor(time, dtype=torch.float64)))
 
 
 @pytest.mark.parametrize("count", [-3, 10**12])
 def test_a_file_with_an_absurd_frozen_sub_step_count_is_refused(tmp_path, count):
     # more sub-steps never weaken the certificate, but 10^12 of them make every call endless
-    model = small_model()
-    state = model.state_dict()
-    state["network.1.fixed_substeps"] = torch.tensor(count, dtype=torch.int64)
-    payload = {"format": denoisers.io.FORMAT, "config": model.config.to_dict(), "state_dict": state, "metadata": {}}
-    torch.save(payload, tmp_path / "m.pt")
     with pytest.raises(ValueError, match=f"block 0 stores {count} frozen sub-steps; at most 10000"):
-        denoisers.load(tmp_path / "m.pt")
+        denoisers.load(_saved_with(tmp_path, "network.1.fixed_substeps", torch.tensor(count, dtype=torch.int64)))
 
 
 @pytest.mark.parametrize("field,value", [("time", float("inf")), ("center", float("nan"))])

@@ -135,7 +135,6 @@ def bench_blur(data: Path, repeats: int) -> list[dict]:
             bound = op.norm_bound()
             norm_s = time.perf_counter() - t0
             y = op.simulate(x, 0.01, seed=0)
-            z = y.clone()
             row = {
                 "kernel": kernel_name,
                 "boundary": boundary,

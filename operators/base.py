@@ -118,6 +118,26 @@ class CertifiedLinearPhysics(LinearPhysics):
         if t.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"{name} must be a float32 or float64 tensor, got {t.dtype}")
 
+    # -- warm start of the iterative prox ------------------------------------------------------
+    def warm_start_state(self) -> dict[str, torch.Tensor] | None:
+        """The iterative prox's warm start (the previous prox solution and its ``A^T A`` product),
+        or None. A solver snapshot stores it, so that a resumed solve starts each CG from the guesses
+        the uninterrupted one used and takes exactly its proxes. The tensors are the operator's own
+        (not copies): copy them to keep them."""
+        if self._warm_start is None:
+            return None
+        solution, normal = self._warm_start
+        return {"solution": solution} if normal is None else {"solution": solution, "normal": normal}
+
+    def restore_warm_start(self, saved: dict[str, torch.Tensor] | None, device: torch.device | str) -> None:
+        """Set the warm start from :meth:`warm_start_state`'s output (None clears it), on ``device``
+        and in the stored dtype (the CG works in float64)."""
+        if saved is None:
+            self._warm_start = None
+            return
+        normal = saved.get("normal")
+        self._warm_start = (saved["solution"].to(device), None if normal is None else normal.to(device))
+
     def _check_finite(self, t: torch.Tensor, name: str) -> None:
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} contains NaN or infinite values")

@@ -16,10 +16,9 @@ shipped ``color`` (:func:`default_denoiser`): gray weights trained inside that c
 Long restorations can be stopped and resumed: with ``checkpoint=PATH`` the solver state is written
 (atomically) every ``checkpoint_every`` seconds and when the solve ends or is interrupted, together
 with a fingerprint of the problem (observation, operator, denoiser weights, method, parameters);
-``resume=True`` continues from it, exactly as if never stopped for a closed-form data prox without
-acceleration (with acceleration the Anderson memory restarts; with a CG prox the resumed iterates
-agree within the prox's certified error budget, the CG warm start not being saved), and refuses a
-file written for another problem.
+``resume=True`` continues from it, exactly as if never stopped without acceleration (the state
+keeps the CG prox's warm start; with acceleration the Anderson memory restarts), and refuses a file
+written for another problem.
 """
 
 from __future__ import annotations

@@ -240,8 +240,10 @@ def solve(
             every iteration); a rejection costs one evaluation, so this bounds the waste.
         operator_margin: safety margin on a power-method norm estimate (deepinv physics).
         resume: a previous result of the same problem to continue from (its state, counters,
-            parameters and history are carried over; images that had converged stay as they were;
-            the Anderson memory restarts). Resuming a converged result returns it unchanged.
+            parameters, history and ``continuation`` are carried over, so that without acceleration
+            the resumed run is the uninterrupted one bit for bit; images that had converged stay as
+            they were; the Anderson memory restarts). Resuming a converged result returns it
+            unchanged.
         checkpoint: called with a snapshot :class:`SolveResult` (``stopped_by="checkpoint"``) at
             the first recorded iterate at least ``checkpoint_every`` seconds after the start or the
             previous snapshot; a snapshot is a valid ``resume`` (e.g. saved with
@@ -521,7 +523,21 @@ def _iterate(
     t_state = state.clone()
     active = [i for i in range(batch) if not resumed_done[i]]
     k = start_iteration
-    if active:
+    # the operator's CG warm start as of the last recorded iterate (what a snapshot stores)
+    operator = getattr(T, "operator", None)
+    warm_start_of = getattr(operator, "warm_start_state", None)
+    recorded_warm = None
+    continuation = None if resume is None else resume.continuation
+    if active and continuation is not None and tuple(continuation["t_state"].shape) == tuple(state.shape):
+        # T~ w_k as the interrupted solve computed it, and the CG warm start it then had: evaluating
+        # again from a fresh warm start would give another T~ w_k (within the certified error)
+        t_state.copy_(continuation["t_state"].to(state.device, state.dtype))
+        for i in active:
+            t_error[i] = float(continuation["t_error"][i])
+        if hasattr(operator, "restore_warm_start"):
+            operator.restore_warm_start(continuation.get("warm_start"), state.device)
+        recorded_warm = continuation.get("warm_start")
+    elif active:
         g, x, errors = evaluate(state[active] if len(active) < batch else state, active, k)
         for i, e in zip(active, errors):
             t_error[i] = e
@@ -566,6 +582,11 @@ def _iterate(
             anderson=anderson_stats,
             certificate=None if cert is None else cert.as_dict(),
             tol=tol,
+            continuation={
+                "t_state": t_state.clone(),
+                "t_error": list(t_error),
+                "warm_start": None if recorded_warm is None else {k_: v.clone() for k_, v in recorded_warm.items()},
+            },
         )
 
     stopped_by = "max_iter" if active else "converged"
@@ -625,6 +646,8 @@ def _iterate(
             row["time"] = elapsed_before + now - clock
             row["iteration_time"] = iteration_time
             history.append(row)
+            if warm_start_of is not None:  # the last prox evaluated T~ w_k (tensors replaced, not mutated)
+                recorded_warm = warm_start_of()
             for i, r in zip(active, residual):
                 iterations[i] = k
                 if not math.isfinite(r):

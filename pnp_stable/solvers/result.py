@@ -28,7 +28,9 @@ class SolveResult:
     when ``x_true`` was given, ``update`` (how ``w_k`` was reached: start/plain/anderson), plus
     ``evaluations`` (cumulative evaluations of ``T``), ``time`` (seconds since start) and
     ``iteration_time``. ``monotone`` is True if no image's absolute residual increased beyond
-    floating-point tolerance.
+    floating-point tolerance. ``continuation`` holds what ``resume`` needs to continue bit for bit:
+    ``T~ state`` (``t_state``), its certified error bounds (``t_error``) and the operator's CG warm
+    start (``warm_start``) as of the last recorded iterate.
     """
 
     x: torch.Tensor
@@ -51,6 +53,9 @@ class SolveResult:
     certificate: dict[str, Any] | None = None
     tol: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # what a resumed solve needs to continue bit for bit (T~ state, its certified error bounds, the
+    # operator's CG warm start); None for results written before it was kept
+    continuation: dict[str, Any] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         # the dataclass default would print both tensors and every history row
@@ -153,6 +158,17 @@ _PLAIN_FIELDS = ("method", "iterations", "converged", "history", "monotone", "it
                  "wall_time", "stopped_by", "anderson", "certificate", "tol", "extra")
 
 
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor (in nested dicts and lists) detached and on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
 def save_solve_state(path: str | os.PathLike, result: SolveResult, metadata: dict[str, Any] | None = None) -> None:
     """Write ``result`` (a finished, interrupted or snapshot solve) so that :func:`load_solve_state`
     gives back a valid ``solve(..., resume=...)``; atomically, so a crash mid-write leaves the
@@ -164,6 +180,7 @@ def save_solve_state(path: str | os.PathLike, result: SolveResult, metadata: dic
         "state": result.state.detach().cpu(),
         "guarantee": result.guarantee.as_dict(),
         "metadata": dict(metadata or {}),
+        "continuation": _to_cpu(result.continuation),
         **{name: getattr(result, name) for name in _PLAIN_FIELDS},
     }
     buffer = io.BytesIO()
@@ -182,5 +199,6 @@ def load_solve_state(path: str | os.PathLike) -> tuple[SolveResult, dict[str, An
                           constants=dict(g["constants"]), assumptions=tuple(g["assumptions"]),
                           actions=tuple(g["actions"]))
     result = SolveResult(x=payload["x"], state=payload["state"], guarantee=guarantee,
+                         continuation=payload.get("continuation"),
                          **{name: payload[name] for name in _PLAIN_FIELDS})
     return result, dict(payload["metadata"])

@@ -474,9 +474,12 @@ def test_a_stopped_folder_exits_130_and_resumes_where_it_stopped(tmp_path, camer
     assert (tmp_path / "s_c.state").is_file()
 
 
-def test_an_interrupted_restoration_saves_its_state_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("boundary", ["circular", "reflect"])  # a closed-form prox, a CG prox
+def test_an_interrupted_restoration_saves_its_state_and_resumes_exactly(tmp_path, boundary):
     """Ctrl-C (or SIGTERM, which the CLI turns into it) inside a denoiser call: the last recorded
-    iterate is saved, and resuming reaches what an uninterrupted run reaches."""
+    iterate is saved, and resuming reaches bit for bit what an uninterrupted run reaches (with a CG
+    prox too: the snapshot keeps T~ w_k and the CG warm start of the last recorded iterate, not the
+    one the interrupted evaluation left)."""
     import os
     import signal
 
@@ -489,7 +492,8 @@ def test_an_interrupted_restoration_saves_its_state_and_resumes_exactly(tmp_path
     torch.manual_seed(0)
     model = build_denoiser(DenoiserConfig(width=4, hidden=6, blocks=2, embedding_dim=8)).eval()
     image = torch.rand(1, 24, 24)
-    kw = dict(simulate=True, method="admm", denoiser=model, accelerate=False, tol=1e-12, progress=False)
+    kw = dict(simulate=True, method="admm", denoiser=model, accelerate=False, tol=1e-12, progress=False,
+              boundary=boundary)
     whole = deblur(image, "gauss:1.2", max_iter=8, **kw)
 
     calls = []

@@ -139,8 +139,6 @@ def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Te
     return analyse_splitting(method, cert, name, step, relaxation, exact, statement, control)
 
 
-
-
 def observation_digest(y: torch.Tensor) -> str:
     """SHA-256 of ``y``'s shape, dtype and bytes: what a resumed solve must be given again."""
     data = y.detach().cpu().contiguous()
@@ -148,20 +146,15 @@ def observation_digest(y: torch.Tensor) -> str:
     digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
-def _non_negative_number(value: object) -> bool:
+
+def _finite_number(value: object) -> float | None:
+    """``value`` as a finite float, or None if it is not one."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return False
-    return math.isfinite(number) and number >= 0
+        return None
+    return number if math.isfinite(number) else None
 
-
-def _positive_number(value: object) -> bool:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(number) and number > 0
 
 @ieee_float32()  # the monitor's tolerance is float32 rounding, not TF32's (pnp_stable.precision)
 def solve(
@@ -279,7 +272,8 @@ def solve(
     if y.ndim == 2 and len(getattr(A, "img_size", ())) == 3:
         raise ValueError(f"y has shape {tuple(y.shape)}, but {type(A).__name__} works on batch x channels x height "
                          "x width tensors (for one gray image: y[None, None])")
-    if step is not None and not _positive_number(step):
+    step_value = None if step is None else _finite_number(step)
+    if step is not None and (step_value is None or step_value <= 0):
         raise ValueError(f"step must be a positive number, got {step!r}")
     if isinstance(metrics, str):
         metrics = (metrics,)
@@ -336,7 +330,8 @@ def solve(
         step = chosen.step
         if relaxation is None:
             relaxation = chosen.relaxation
-    if sigma_den is not None and not _non_negative_number(sigma_den):
+    strength = None if sigma_den is None else _finite_number(sigma_den)
+    if sigma_den is not None and (strength is None or strength < 0):
         # a noise level or prox weight below 0 makes no denoiser: prox_{s g} with s < 0 is the "prox"
         # of a concave function, which no certificate (declared or proven) covers
         raise ValueError(f"sigma_den must be a finite non-negative number, got {sigma_den!r}")

@@ -32,21 +32,12 @@ def _number_list(cast, what: str, minimum: float):
 
 
 def _check_destination(path: str, option: str, folder: bool = False) -> None:
-    """Refuse, before any training, an output path that cannot be written: an existing file where
-    a folder is needed (or the reverse), or a parent that is a file or read-only."""
-    import os
-    from pathlib import Path
+    """Refuse, before any training, an output path that cannot be written (one-line user error)."""
+    from pnp_stable.fileio import destination_problem
 
-    target = Path(path)
-    if target.exists() and target.is_dir() != folder:
-        raise UserError(f"{option} {path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
-    ancestor = target if folder and target.exists() else target.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UserError(f"{option} {path}: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: {ancestor} is not writable")
+    problem = destination_problem(path, folder)
+    if problem:
+        raise UserError(f"{option} {path}{problem}")
 
 
 def _image_size(ctx, param, value):

@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # examples run headless (CI, ssh); must precede any pyplo
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from pnp_stable.fileio import atomic_output  # noqa: E402
+from pnp_stable.fileio import atomic_output, destination_problem, figure_format  # noqa: E402
 
 __all__ = [
     "ExampleParser",
@@ -83,15 +83,9 @@ class ExampleParser(argparse.ArgumentParser):
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
         parsed = super().parse_args(args, namespace)
         out = getattr(parsed, "out", None)
-        if out is not None:
-            path = Path(out)
-            if path.exists() and not path.is_dir():
-                self.error(f"--out {out} is a file, not a folder")
-            ancestor = path
-            while not ancestor.exists() and ancestor != ancestor.parent:
-                ancestor = ancestor.parent
-            if not ancestor.is_dir():
-                self.error(f"--out {out}: {ancestor} is a file, not a folder")
+        problem = None if out is None else destination_problem(out, folder=True)
+        if problem:
+            self.error(f"--out {out}{problem}")
         return parsed
 
 
@@ -110,7 +104,7 @@ def save_figure_atomic(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> 
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
+    fmt = figure_format(path)
     try:
         return _atomic_write(path, lambda h: fig.savefig(h, format=fmt, dpi=dpi, bbox_inches="tight"))
     finally:

@@ -24,8 +24,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "figure_format", "json_safe", "new_file_mode",
-           "read_torch_file"]
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "destination_problem", "figure_format",
+           "json_safe", "new_file_mode", "read_torch_file"]
 
 
 def new_file_mode() -> int:
@@ -144,3 +144,21 @@ def figure_format(path: str | os.PathLike) -> str:
         what = f"a .{suffix} file" if suffix else "a file without a suffix"
         raise ValueError(f"{path}: cannot plot to {what}; use one of {', '.join('.' + s for s in sorted(supported))}")
     return suffix
+
+
+def destination_problem(path: str | os.PathLike, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or with ``folder`` a folder) could not be written with its missing
+    parent folders made, or None if it can: the words that follow the path in a one-line message
+    (`` is a folder, not a file``, ``: PARENT is a file, not a folder``, ``: PARENT is not
+    writable``). Checked before long work, so that it does not fail at its end."""
+    target = Path(path)
+    if target.exists() and target.is_dir() != folder:
+        return f" is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}"
+    ancestor = target if folder and target.exists() else target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f": {ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f": {ancestor} is not writable"
+    return None

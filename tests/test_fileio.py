@@ -93,3 +93,17 @@ def test_torch_file_system_errors(tmp_path):
 
     torch.save({"a": torch.ones(2)}, tmp_path / "good.pt")
     assert torch.equal(read_torch_file(tmp_path / "good.pt", "a thing")["a"], torch.ones(2))
+
+
+def test_destination_problem_names_what_stands_in_the_way(tmp_path, monkeypatch):
+    from pnp_stable.fileio import destination_problem
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    assert destination_problem(tmp_path / "new" / "deeper" / "r.json") is None  # parents are made
+    assert destination_problem(tmp_path / "folder", folder=True) is None
+    assert destination_problem(tmp_path / "folder") == " is a folder, not a file"
+    assert destination_problem(tmp_path / "file", folder=True) == " is a file, not a folder"
+    assert destination_problem(tmp_path / "file" / "deep" / "r.json") == f": {tmp_path / 'file'} is a file, not a folder"
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # root may write anywhere: simulate a read-only folder
+    assert destination_problem(tmp_path / "new" / "r.json") == f": {tmp_path} is not writable"

@@ -55,17 +55,21 @@ def parse_set_options(items: list[str]) -> dict:
 
 def check_run_dir(run_dir: str | os.PathLike, resume: bool) -> None:
     """Refuse, before any data is read or a step is taken, a run directory that cannot hold the
-    run: an existing file, or (``resume``) a folder without a checkpoint. One-line ValueError.
+    run: an existing file, a parent that is a file or not writable
+    (:func:`pnp_stable.fileio.destination_problem`), or (``resume``) a folder without a checkpoint.
+    One-line ValueError.
 
     Here and not in the loop: :attr:`TrainConfig.resume` means "continue if there is a
     checkpoint", while a user who types ``--resume`` expects a run to continue, not hours of a new
     one from scratch (a mistyped ``--run-dir``).
     """
+    from pnp_stable.fileio import destination_problem
     from pnp_stable.training.loop import CHECKPOINT_NAME
 
     path = Path(run_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"run directory {os.fspath(run_dir)} is a file, not a folder")
+    problem = destination_problem(path, folder=True)
+    if problem:
+        raise ValueError(f"run directory {os.fspath(run_dir)}{problem}")
     if resume and not (path / CHECKPOINT_NAME).is_file():
         raise ValueError(f"no checkpoint to resume in {os.fspath(run_dir)}")
 

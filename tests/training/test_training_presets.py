@@ -107,6 +107,8 @@ def test_run_dir_is_checked_before_training(tmp_path):
     (tmp_path / "file.png").write_bytes(b"png")
     with pytest.raises(ValueError, match="file.png is a file, not a folder"):
         check_run_dir(tmp_path / "file.png", resume=False)
+    with pytest.raises(ValueError, match="run directory .*file.png/run: .*file.png is a file, not a folder"):
+        check_run_dir(tmp_path / "file.png" / "run", resume=False)  # it failed only when the loop made it
     check_run_dir(tmp_path / "new", resume=False)  # a new run: fine, created by the loop
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="^no checkpoint to resume in .*empty$"):

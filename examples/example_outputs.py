@@ -24,6 +24,7 @@ from pnp_stable.fileio import atomic_output, destination_problem, figure_format 
 
 __all__ = [
     "ExampleParser",
+    "fill_quick_defaults",
     "markdown_table",
     "moving_average",
     "non_negative_float",
@@ -87,6 +88,13 @@ class ExampleParser(argparse.ArgumentParser):
         if problem:
             self.error(f"--out {out}{problem}")
         return parsed
+
+
+def fill_quick_defaults(args: argparse.Namespace, **defaults: tuple[Any, Any]) -> None:
+    """Set each option left unset (None) to its ``(quick, full)`` default, by ``args.quick``."""
+    for name, (quick, full) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

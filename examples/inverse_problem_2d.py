@@ -32,6 +32,7 @@ from torch import nn
 
 from example_outputs import (
     ExampleParser,
+    fill_quick_defaults,
     markdown_table,
     moving_average,
     non_negative_float,
@@ -237,12 +238,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
-    if args.iterations is None:
-        args.iterations = 100 if args.quick else 10_000
-    if args.n_train is None:
-        args.n_train = 256 if args.quick else 2000
-    if args.n_test is None:
-        args.n_test = 256 if args.quick else 2000
+    fill_quick_defaults(args, iterations=(100, 10_000), n_train=(256, 2000), n_test=(256, 2000))
     return args
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from example_outputs import (
     ExampleParser,
+    fill_quick_defaults,
     markdown_table,
     moving_average,
     non_negative_float,
@@ -192,11 +193,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
-    if args.iterations is None:
-        args.iterations = 10 if args.quick else 1500
+    fill_quick_defaults(args, iterations=(10, 1500), trajectories=(8, 40))
     args.batch = min(args.batch, 64) if args.quick else args.batch
-    if args.trajectories is None:
-        args.trajectories = 8 if args.quick else 40
     return args
 
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from example_outputs import (
     ExampleParser,
+    fill_quick_defaults,
     markdown_table,
     non_negative_float,
     output_dir,
@@ -215,12 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--step", type=positive_float, default=0.5, help="step h of the Hamiltonian layers")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
-    if args.iterations is None:
-        args.iterations = 30 if args.quick else 2000
-    if args.n_train is None:
-        args.n_train = 200 if args.quick else 1000
-    if args.n_test is None:
-        args.n_test = 200 if args.quick else 1000
+    fill_quick_defaults(args, iterations=(30, 2000), n_train=(200, 1000), n_test=(200, 1000))
     return args
 
 

@@ -148,10 +148,11 @@ def _check_finite_state(model: nn.Module, source: Path) -> None:
 MAX_FROZEN_SUBSTEPS = 10_000
 
 
-def _check_block_times(model: nn.Module, source: Path) -> None:
+def _check_block_integration(model: nn.Module, source: Path) -> None:
     """Every block integrates over the configured time: the per-block ``time`` buffers are state
     only so that they move with the module; a stored one that differs (negative: a flow run
-    backwards, expansive; huge: 10^300 sub-steps) is not the model the configuration describes."""
+    backwards, expansive; huge: 10^300 sub-steps) is not the model the configuration describes.
+    Nor is a frozen sub-step count outside [0, ``MAX_FROZEN_SUBSTEPS``]."""
     if not isinstance(model, CertifiedDenoiser):
         return
     for i, block in enumerate(model.flow_blocks):
@@ -207,7 +208,7 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise ValueError(f"{path}: weights do not match the stored architecture: "
                          f"missing {missing[:5]}, unexpected {list(unexpected)[:5]}")
     _check_finite_state(model, path)
-    _check_block_times(model, path)
+    _check_block_integration(model, path)
     model.eval()
     metadata = payload.get("metadata", {}) or {}
     _check_certificate(model, metadata.get("certificate"), path)

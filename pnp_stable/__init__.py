@@ -33,10 +33,16 @@ _LAZY = {
     "Restoration": "pnp_stable.restore",
 }
 
+# subpackages reachable as attributes (``ps.denoisers.load("gray")``), imported on first use;
+# the command line (pnp_stable.cli) is deliberately not among them
+_SUBPACKAGES = ("classify", "denoisers", "layers", "operators", "solvers", "training")
+
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"pnp_stable.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pnp_stable' has no attribute {name!r}")
@@ -46,4 +52,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

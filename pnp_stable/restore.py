@@ -302,9 +302,17 @@ def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Cal
 
 def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, accelerate, noise, noise_source,
                       x_true_batch, progress, x0=None, sigma_den=None, step=None, checkpoint=None, resume=False,
-                      checkpoint_every=60.0, task="", operator_info=None, prox_error_ratio=0.03):
+                      checkpoint_every=60.0, task="", operator_info=None, prox_error_ratio=0.03, strength="rule"):
     from pnp_stable.solvers import solve
 
+    if strength == "sure":
+        from pnp_stable.solvers.strength import select_strength
+
+        res = select_strength(y_batch, op, module, method, noise_level=noise, max_iter=max_iter, tol=tol,
+                              x_true=x_true_batch, accelerate="anderson" if accelerate else None, progress=progress,
+                              prox_error_ratio=prox_error_ratio, x0=x0)
+        return res, {"noise": {"sigma": noise, "source": noise_source}, "denoiser": den_info,
+                     "solver": res.summary(), "history": res.history}
     previous, save = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
         task, y_batch, operator_info or {}, module, method, noise, sigma_den, step))
     res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
@@ -322,6 +330,37 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
         report["checkpoint"] = {"path": str(checkpoint), "resumed_from_iteration":
                                 previous.iterations if previous is not None else None}
     return res, report
+
+
+STRENGTHS = ("rule", "sure")
+
+
+def _check_strength(strength: object, sigma_den, step, checkpoint, resume) -> str:
+    """``strength`` checked against the options it cannot be combined with (before any work)."""
+    if strength not in STRENGTHS:
+        raise ValueError(f"unknown strength {strength!r}; choose one of {', '.join(STRENGTHS)}")
+    if strength == "sure":
+        for name, value in (("sigma_den", sigma_den), ("step", step)):
+            if value is not None:
+                raise ValueError(f"strength 'sure' chooses the regularisation itself: it cannot be combined with {name}")
+        if checkpoint is not None or resume:
+            raise ValueError("strength 'sure' runs several solves and cannot be checkpointed or resumed; "
+                             "use the default strength ('rule') with a checkpoint")
+    return strength
+
+
+def _strength_note(res, notes: list[str]) -> None:
+    chosen = res.parameters.get("strength")
+    if not chosen:
+        return
+    by_factor = {row["factor"]: row["sure"] for row in chosen["tried"]}
+    factor = chosen["chosen_factor"]
+    if factor == 1.0:
+        notes.append(f"strength by SURE: the rule's kept (a stronger one did not lower the estimated risk by "
+                     f"{1 - chosen['margin']:.0%}; {len(chosen['tried'])} settings tried)")
+    else:
+        notes.append(f"strength by SURE: {factor:g} x the rule's balance, estimated risk {by_factor[factor]:.3g} "
+                     f"against {by_factor[1.0]:.3g} with the rule")
 
 
 def _check_noise_level(level: object, name: str = "noise_level", unit_scale: bool = True) -> float:
@@ -385,6 +424,7 @@ def deblur(
     resume: bool = False,
     checkpoint_every: float = 60.0,
     prox_error_ratio: float = 0.03,
+    strength: str = "rule",
 ) -> Restoration:
     """Deblur ``image`` (``C x H x W`` in [0, 1]) blurred by ``kernel`` (array or CLI spec string).
 
@@ -405,11 +445,16 @@ def deblur(
     made the observation) and ``"reflect"`` for a real image, whose scene goes on beyond its frame
     (docs/benchmarks.md, "Boundaries for photographs": +3.7 dB over circular on average).
     ``prox_error_ratio``: the budget of an iterative (CG) data prox relative to the monitored
-    residual (:func:`pnp_stable.solvers.solve`; 0: exact to rounding).
+    residual (:func:`pnp_stable.solvers.solve`; 0: exact to rounding). ``strength``: ``"rule"``
+    (default) regularises as the automatic rule says; ``"sure"`` also tries stronger settings and
+    keeps one only when Stein's unbiased risk estimate falls clearly
+    (:func:`pnp_stable.solvers.strength.select_strength`: for images with little to restore, such
+    as flat regions, at two to four times the cost); not with ``sigma_den``, ``step`` or a checkpoint.
     """
     from pnp_stable.operators import Blur
     from pnp_stable.operators.kernels import parse_kernel_spec
 
+    strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
     notes: list[str] = []
     if boundary == "auto":
         boundary = "circular" if simulate else "reflect"
@@ -444,8 +489,9 @@ def deblur(
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
                                     clean, progress, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="deblur",
-                                    prox_error_ratio=prox_error_ratio,
+                                    prox_error_ratio=prox_error_ratio, strength=strength,
                                     operator_info=operator_info)
+    _strength_note(res, notes)
     x = res.x.clamp(0, 1)
     restored = x[:, 0] if split else x[0]
     obs = y[:, 0] if split else y[0]
@@ -525,6 +571,7 @@ def reconstruct_ct(
     resume: bool = False,
     checkpoint_every: float = 60.0,
     prox_error_ratio: float = 0.03,
+    strength: str = "rule",
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam sinogram, initialised by FBP.
 
@@ -542,10 +589,11 @@ def reconstruct_ct(
     ``"fb"`` or ``"drs"``. ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
     ``sigma_den`` and ``step`` replace the automatic parameters, ``tile`` tiles the denoiser and
     ``checkpoint``/``resume`` stop and resume, and ``prox_error_ratio`` budgets the CG prox of
-    ADMM/DRS, as in :func:`deblur`.
+    ADMM/DRS, and ``strength="sure"`` chooses the regularisation from the data, as in :func:`deblur`.
     """
     from pnp_stable.operators import ParallelBeamCT
 
+    strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
     notes: list[str] = []
     dev = resolve_device(device)
     module, den_info = load_denoiser(denoiser, dev)
@@ -579,10 +627,12 @@ def reconstruct_ct(
         if n_ang > n_det:  # possible (dense views), but more often a sinogram stored angles x detectors
             notes.append(f"sinogram read as {n_det} detectors x {n_ang} angles ({n}x{n} image); if its rows "
                          "are the angles, transpose it")
+        # checked before the operator is built: its rotation grids for a wrong, large size alone can
+        # exhaust the memory (a 91-detector sinogram with --size 8192 asked for ~32 GB)
+        needed = int(math.ceil(math.sqrt(2) * n))
+        if needed != n_det:
+            raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {needed}; check --size")
         op = ParallelBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles, device=dev)
-        if op.n_detectors != n_det:
-            raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {op.n_detectors}; "
-                             "check --size")
         y = sino[None, None]
         clean = None
     fbp = op.fbp(y)  # the initial iterate, and for a sinogram the measure of its scale
@@ -597,9 +647,10 @@ def reconstruct_ct(
     res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
                                     clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="ct",
-                                    prox_error_ratio=prox_error_ratio,
+                                    prox_error_ratio=prox_error_ratio, strength=strength,
                                     operator_info={"type": "ParallelBeamCT", "image_size": n,
                                                    "angles": [float(a) for a in op.angles_deg]})
+    _strength_note(res, notes)
     # rescaled data: the percentile is no maximum, so only the sign is known (attenuation >= 0)
     restored = res.x.clamp(0, 1)[0] if scale == 1.0 else res.x.clamp(min=0)[0] * scale
     report["operator"] = {"type": "ParallelBeamCT", "image_size": n, "angles": len(op.angles_deg),

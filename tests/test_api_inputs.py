@@ -207,3 +207,22 @@ def test_a_sinogram_on_another_scale_is_reconstructed_on_the_denoisers_scale():
     given = restore.reconstruct_ct(y, noise_level=0.5, denoiser="gray", max_iter=1, progress=False, device="cpu")
     assert given.report["noise"]["sigma"] == pytest.approx(0.5 / given.report["operator"]["data_scale"])
     assert torch.allclose(big.image / 5.0, small.image / 0.02, rtol=1e-3, atol=1e-4)  # scale-equivariant
+
+
+def test_a_ct_size_that_does_not_match_the_detectors_is_refused_before_the_operator_is_built(tiny, monkeypatch):
+    # the operator's rotation grids for a wrong, large --size alone could exhaust the memory
+    import pnp_stable.operators as operators
+
+    built = []
+    real = operators.ParallelBeamCT
+
+    def spy(n, **kw):
+        built.append(n)
+        assert n <= 1024, "the operator was built for the wrong size"
+        return real(n, **kw)
+
+    monkeypatch.setattr(operators, "ParallelBeamCT", spy)
+    sino = torch.rand(1, 46, 12)  # 46 detectors: a 32x32 image
+    with pytest.raises(ValueError, match="sinogram has 46 detectors but a 8192x8192 image needs 11586"):
+        restore.reconstruct_ct(sino, image_size=8192, denoiser=tiny, device="cpu", progress=False, noise_level=0.05)
+    assert built == []

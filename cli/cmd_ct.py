@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
+from pnp_stable.cli.errors import UserError, check_level_square, check_step, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import parse_level, solver_options
 from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
@@ -29,7 +29,7 @@ from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_w
               help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180)): move it to this "
                    "tool's rotation axis first (half a pixel apart for an even detector count).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False)
-def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, accelerate,
+def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.
 
@@ -42,8 +42,10 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
       pnp-stable ct sinogram.npy --size 256
     """
     with user_errors(), sigterm_as_interrupt():
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "tile": tile,
+        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "strength": strength, "tile": tile,
                   "checkpoint": checkpoint, "resume": resume}
+        check_level_square(manual["sigma_den"], "--sigma-den")
+        check_step(step, solver)
         if resume and checkpoint is None:
             raise UserError("--resume needs --checkpoint FILE (the state to continue)")
         if from_skimage and (simulate or data is None):
@@ -62,6 +64,7 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
                     raise UserError(f"--noise {noise!r} is not a number") from None
                 if not value > 0:
                     raise UserError("--noise must be positive")
+                check_level_square(value, "--noise")
                 level = ("absolute", value)
         from pnp_stable.cli.images import LoadedImage, default_output, read_image
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pnp_stable.cli.errors import UserError, sigterm_as_interrupt, user_errors
+from pnp_stable.cli.errors import UserError, check_level_square, check_step, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import color_option, parse_level, solver_options
 from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
@@ -28,7 +28,7 @@ from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_w
                    "observation) and reflect for a real image, whose scene goes on beyond its frame.")
 @color_option
 @solver_options(max_iter_default=500, solver_default="admm")
-def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step, accelerate,
+def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
            seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Restore a blurred IMAGE (or every image in a folder) with a certified PnP solver.
 
@@ -47,7 +47,10 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
 
     with user_errors(), sigterm_as_interrupt():
         level = parse_level(noise)
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "tile": tile}
+        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "strength": strength, "tile": tile}
+        check_level_square(level, "--noise")
+        check_level_square(manual["sigma_den"], "--sigma-den")
+        check_step(step, solver)
         from pnp_stable.operators.kernels import KernelNormalizationWarning, parse_kernel_spec
 
         with warnings.catch_warnings():  # the restoration parses it again, and says so then
@@ -67,37 +70,85 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
             raise UserError("--resume needs --checkpoint FILE (the state to continue)")
         folder = len(inputs) > 1
         if folder:  # every image readable and every output writable before the first solve writes anything
-            _check_folder(inputs, out, report, plot, checkpoint)
+            _check_folder(inputs, kernel, out, report, plot, checkpoint, resume)
         for n, path in enumerate(inputs):
             state = _per_file(checkpoint, path) if folder else checkpoint
-            resume_this = resume
+            resume_this, iterations, hint = resume, max_iter, None
+            if folder and checkpoint is not None:
+                # in a folder, --resume keeps an image that ended (as the uninterrupted run would have
+                # left it), so the "continue it" hint of a single image does not hold there
+                hint = (f"a folder --resume keeps {path.name} as it is; to iterate further, resume it alone "
+                        f"(pnp-stable deblur {path} --checkpoint {state} --resume, same options)")
             if resume and folder:
                 # a folder resumes where it stopped: finished images are kept, unstarted ones start
                 done = _finished(state)
                 if done:
                     if not quiet:
-                        click.echo(f"note: {path.name} already restored ({done}; state {state})", err=True)
-                    continue
+                        click.echo(f"note: {path.name} already restored ({done}; state {state}); checking it "
+                                   "against these options", err=True)
+                    # resumed for 0 more iterations: pnp_stable.restore compares the state's problem
+                    # fingerprint (input, kernel, solver, seed, ...) with this run's and refuses a
+                    # change, as for one image; the outputs are written again from the saved state
+                    iterations = 0
                 resume_this = Path(state).is_file()
             per_image = dict(manual, checkpoint=state, resume=resume_this)
             stopped = _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, per_image,
                            accelerate, seed, device, out, _per_file(report, path) if folder else report,
-                           _per_file(plot, path) if folder else plot, quiet)
+                           _per_file(plot, path) if folder else plot, quiet, iterations=iterations, resume_hint=hint)
             if stopped == "interrupted":
                 left = len(inputs) - n - 1
                 click.echo("interrupted" + (f": {left} more image(s) not restored" if left else ""), err=True)
                 sys.exit(130)
 
 
-def _check_folder(inputs: list[Path], out, report, plot, checkpoint) -> None:
+def _check_folder(inputs: list[Path], kernel: str, out, report, plot, checkpoint, resume: bool) -> None:
+    """Refuse, before the first solve, what would otherwise fail or destroy something part way
+    through a folder: a destination (restored image, --report, --plot, --checkpoint, each
+    ``<stem>_<image stem><suffix>`` per image) that is one of the inputs or that two images share
+    (a.png and a.tif), an existing state without --resume, an unreadable image, and an image smaller
+    than the kernel."""
+    import warnings
+
     from pnp_stable.cli.images import default_output, read_image
+    from pnp_stable.operators.kernels import KernelNormalizationWarning, parse_kernel_spec
     from pnp_stable.restore import check_unit_range
 
+    inputs_by_path = {p.resolve(): p for p in inputs}
+    owners: dict[Path, tuple[str, Path]] = {}
     for path in inputs:
-        check_outputs(path, out=Path(out) if out else default_output(path, "restored"),
-                      report=_per_file(report, path), plot=_per_file(plot, path),
-                      checkpoint=_per_file(checkpoint, path))
-        check_unit_range(read_image(path).data, str(path))
+        targets = {"out": Path(out) if out else default_output(path, "restored"),
+                   "report": _per_file(report, path), "plot": _per_file(plot, path),
+                   "checkpoint": _per_file(checkpoint, path)}
+        check_outputs(path, **targets)
+        for option, target in targets.items():
+            if target is None:
+                continue
+            what = "the restored image" if option == "out" else f"--{option}"
+            resolved = target.resolve()
+            if resolved in inputs_by_path:
+                raise UserError(f"refusing to overwrite the input {inputs_by_path[resolved].name}: it is where "
+                                f"{what} of {path.name} would go ({target})",
+                                hint=f"choose a --{option} name that no input name starts with, or another folder")
+            if resolved in owners:
+                other = owners[resolved][1]
+                raise UserError(f"{other.name} and {path.name} would both write {what} {target} (per-image "
+                                "names are <name>_<image stem><suffix>)",
+                                hint="rename one of the images, or restore them separately")
+            owners[resolved] = (option, path)
+        state = targets["checkpoint"]
+        if state is not None and not resume and state.exists():
+            raise UserError(f"checkpoint {state} exists: resume it (--resume), or choose another --checkpoint")
+    with warnings.catch_warnings():  # the restoration parses it again, and says so then
+        warnings.simplefilter("ignore", KernelNormalizationWarning)
+        kh, kw = parse_kernel_spec(kernel).shape
+    kh, kw = kh + 1 - kh % 2, kw + 1 - kw % 2  # centred on an odd grid, as the blur operator does
+    for path in inputs:
+        data = read_image(path).data
+        check_unit_range(data, str(path))
+        height, width = data.shape[:2]
+        if kh > height or kw > width:
+            raise UserError(f"{path.name} ({height}x{width}) is smaller than the kernel ({kh}x{kw} after "
+                            "centring); nothing was restored")
 
 
 def _finished(state) -> str | None:
@@ -118,7 +169,7 @@ def _per_file(target, path):
 
 
 def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, manual, accelerate, seed,
-         device, out, report, plot, quiet):
+         device, out, report, plot, quiet, iterations=None, resume_hint=None):
     from pnp_stable.cli.images import default_output, read_image
 
     if path is None:
@@ -141,11 +192,14 @@ def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_i
     tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
     with solver_warnings(quiet):
         restoration = run(tensor, kernel, noise_level=level, simulate=simulate, seed=seed, boundary=boundary,
-                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
+                          method=solver, denoiser=denoiser, max_iter=max_iter if iterations is None else iterations,
+                          tol=tol, accelerate=accelerate,
                           device=device, progress=not quiet, color=color, **manual)
     options = dict(kernel=kernel, noise=level, simulate=simulate, seed=seed, boundary=boundary, solver=solver,
                    denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate, device=device, color=color,
                    **manual)
-    finish_restoration("deblur", restoration, loaded, path, out_path, report, plot, options, quiet)
+    hint = resume_hint if restoration.result.stopped_by == "max_iter" else None
+    finish_restoration("deblur", restoration, loaded, path, out_path, report, plot, options, quiet,
+                       resume_hint=hint)
     return restoration.result.stopped_by
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from pnp_stable.cli.errors import UserError, user_errors
@@ -50,21 +52,48 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
         extra = parse_set_options(list(overrides))
         check_run_dir(run_dir, resume)  # before any data is read: a wrong folder fails at once
         if steps is not None:
+            if "steps" in extra and extra["steps"] != steps:
+                raise UserError(f"--steps {steps} and --set steps={extra['steps']} disagree: give one of them")
             extra["steps"] = steps
         config = make_preset(preset, list(train_dirs), run_dir, val_dir=val_dir, resume=resume, **extra)
-        result = train(config, stop_after=stop_after, time_limit=None if time_limit is None else 60.0 * time_limit)
-        click.echo(f"trained {getattr(result, 'step', '?')} steps; checkpoints in {run_dir}")
+        dest = None
         if export_name:
+            # checked now, not after hours of training
+            from pnp_stable.denoisers import user_models_dir
+            from pnp_stable.fileio import destination_problem
+            from pnp_stable.training.export import check_model_name
+
+            check_model_name(export_name)
+            dest = Path(export_dir) if export_dir is not None else user_models_dir()
+            problem = destination_problem(dest, folder=True)
+            if problem:
+                raise UserError(f"export folder {dest}{problem}")
+        try:
+            result = train(config, stop_after=stop_after, time_limit=None if time_limit is None else 60.0 * time_limit)
+        except KeyboardInterrupt:
+            # a second Ctrl-C aborts mid-step: nothing is saved then, the last checkpoint stands
+            click.echo(f"aborted; the last checkpoint in {run_dir} (if any) is intact: continue with the same "
+                       "command plus --resume", err=True)
+            sys.exit(130)
+        if result.stopped in ("interrupted", "terminated"):
+            # an unfinished run is never exported; exit as the restoration commands do when interrupted
+            click.echo(f"{result.stopped} at step {result.step} of {result.planned_steps}; checkpoint saved in "
+                       f"{run_dir}: continue with the same command plus --resume", err=True)
+            sys.exit(130)
+        click.echo(f"trained {result.step} steps; checkpoints in {run_dir}")
+        if export_name and not result.finished:
+            click.echo(f"not exported: the run is at step {result.step} of {result.planned_steps}; continue with "
+                       f"the same command plus --resume (and --export {export_name}) to finish and export it", err=True)
+        elif export_name:
             from pnp_stable.training import export_denoiser
 
             best = Path(run_dir) / "best.pt"
             source = best if best.is_file() else Path(run_dir) / "checkpoint.pt"
             if not source.is_file():
                 raise UserError(f"no checkpoint to export in {run_dir}")
-            from pnp_stable.denoisers import user_models_dir
-
-            dest = Path(export_dir) if export_dir is not None else user_models_dir()
             dest.mkdir(parents=True, exist_ok=True)
-            path = export_denoiser(source, export_name, dest_dir=dest, bsd68_dir=val_dir)
+            # the --val folder is measured under a neutral key naming it: it is BSD68 only if the
+            # user says so (python -m pnp_stable.training.export --bsd68 DIR)
+            path = export_denoiser(source, export_name, dest_dir=dest, validation_dir=val_dir)
             hint = export_name if export_dir is None else path
             click.echo(f"exported {path} (use it with --denoiser {hint})")

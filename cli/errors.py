@@ -9,6 +9,7 @@ Library warnings (e.g. a fixed-point residual that increased) are shown by
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import warnings
@@ -35,7 +36,19 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
     name = type(exc).__name__
-    return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+    text = str(exc).lower()
+    # PyTorch's CPU allocator says "DefaultCPUAllocator: can't allocate memory: you tried to allocate
+    # N bytes" (a RuntimeError), not "out of memory" as CUDA does
+    return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text))
+
+
+def check_level_square(value: float | None, option: str) -> None:
+    """Refuse a noise level whose square underflows (below ~1.5e-154): the parameter rules divide
+    by such squares, which would fail with a ZeroDivisionError deep inside, or blame another option."""
+    if value is not None and value > 0 and value * value < sys.float_info.min:
+        raise UserError(f"{option} {value:g} is too small: its square underflows to 0 in floating point",
+                        hint="noise levels are on the [0, 1] scale, e.g. 0.01, 1% or 2.55/255")
 
 
 @contextlib.contextmanager
@@ -97,3 +110,19 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_step(step: float | None, solver: str) -> None:
+    """Refuse a ``--step`` that cannot be computed with: infinite, or for ADMM/DRS (whose gamma
+    enters the data prox as a float32 tensor) above float32's largest value, which becomes infinite
+    there and was reported as "gamma must be finite, got 1e+300" (a finite number)."""
+    if step is None:
+        return
+    if not math.isfinite(step):
+        raise UserError(f"--step must be a finite number, got {step}")
+    if solver != "fb" and step > _FLOAT32_MAX:
+        raise UserError(f"--step {step:g} is too large: it overflows to infinity in single precision "
+                        f"(at most {_FLOAT32_MAX:.3g})")

@@ -43,9 +43,14 @@ def _integer_array_to_unit(arr: np.ndarray, path: Path, notes: list[str]) -> np.
     if low < 0 or high > 65535:
         raise ValueError(f"{path.name} holds integers in [{low}, {high}]; expected 8- or 16-bit samples "
                          "(0..255 or 0..65535) or floats")
-    peak = 255 if high <= 255 else 65535
-    if arr.dtype != np.bool_ and high > 1:
-        notes.append(f"integer samples scaled from [0, {peak}] to [0, 1]; the output is float")
+    # the dtype says the scale where it can (a dark 16-bit image's samples may all be <= 255); other
+    # integer types (int32, int64 ...) go by the smallest range that holds them
+    if arr.dtype in (np.uint8, np.uint16):
+        peak = 255 if arr.dtype == np.uint8 else 65535
+    else:
+        peak = 255 if high <= 255 else 65535
+    if arr.dtype != np.bool_ and (high > 1 or arr.dtype == np.uint16):
+        notes.append(f"integer samples scaled from [0, {peak}] to [0, 1] ({arr.dtype}); the output is float")
         return arr.astype(np.float32) / peak
     return arr.astype(np.float32)
 
@@ -110,10 +115,15 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
             raw = np.moveaxis(raw, 0, -1)  # planar (C x H x W) TIFF
         return _normalise(raw, path)
     if path.suffix.lower() == ".png":
-        from pnp_stable.cli.png16 import is_rgb16_png, read_rgb16_png
+        from pnp_stable.cli.png16 import (is_gray_alpha16_png, is_rgb16_png, read_gray_alpha16_png,
+                                          read_rgb16_png)
 
         if is_rgb16_png(path):
             return _normalise(read_rgb16_png(path), path)
+        if is_gray_alpha16_png(path):
+            # Pillow reads 16-bit gray+alpha as 8-bit "LA" (and then RGBA): decode it ourselves, keep
+            # the gray channel at 16 bits (read_image drops the alpha, with its note)
+            return _normalise(read_gray_alpha16_png(path), path)
     try:
         with Image.open(path) as im:
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
@@ -136,6 +146,10 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
                 raw = raw.astype(np.uint16) if raw.max(initial=0) <= 65535 and raw.min(initial=0) >= 0 else raw
     except UnidentifiedImageError:
         raise ValueError(f"cannot read {path.name}: not a recognised image file") from None
+    except Image.DecompressionBombError:  # not an OSError: it would escape as a traceback
+        raise ValueError(f"cannot read {path.name}: it is larger than Pillow's image size limit "
+                         f"({Image.MAX_IMAGE_PIXELS * 2} pixels, a guard against decompression bombs); "
+                         "crop it or split it into tiles") from None
     except OSError as exc:
         raise ValueError(f"cannot read {path.name}: {exc}") from None
     return _normalise(raw, path)

@@ -33,19 +33,46 @@ def is_rgb16_png(path: Path) -> bool:
     return depth == 16 and colour in (2, 6)
 
 
+def is_gray_alpha16_png(path: Path) -> bool:
+    """True for a PNG whose IHDR says 16-bit gray+alpha (colour type 4), which Pillow reads as 8-bit."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+    return len(head) >= 33 and head[:8] == _SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] == 4
+
+
+def read_gray_alpha16_png(path: Path) -> np.ndarray:
+    """Decode a 16-bit gray+alpha PNG to ``H x W x 2`` uint16 (gray, alpha)."""
+    return read_rgb16_png(path)
+
+
+_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+
+
 def read_rgb16_png(path: Path) -> np.ndarray:
-    """Decode a 16-bit RGB/RGBA PNG to ``H x W x C`` uint16 (all five PNG filters)."""
+    """Decode a 16-bit RGB/RGBA (or gray+alpha) PNG to ``H x W x C`` uint16 (all five PNG filters).
+
+    A corrupt or truncated file raises ValueError naming it."""
+    name = Path(path).name
     data = Path(path).read_bytes()
-    ihdr = next(c for k, c in _chunks(data) if k == b"IHDR")
-    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    try:
+        ihdr = next(c for k, c in _chunks(data) if k == b"IHDR")
+        width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    except (StopIteration, struct.error):
+        raise ValueError(f"cannot read {name}: corrupt PNG header") from None
     if interlace:
-        raise ValueError(f"{Path(path).name}: interlaced 16-bit PNG is not supported; re-save it without interlacing or as TIFF")
-    channels = 3 if colour == 2 else 4
+        raise ValueError(f"{name}: interlaced 16-bit PNG is not supported; re-save it without interlacing or as TIFF")
+    if colour not in _CHANNELS:
+        raise ValueError(f"cannot read {name}: corrupt PNG header (colour type {colour})")
+    channels = _CHANNELS[colour]
     bpp = 2 * channels
     stride = width * bpp
-    raw = np.frombuffer(zlib.decompress(b"".join(c for k, c in _chunks(data) if k == b"IDAT")), dtype=np.uint8)
+    try:
+        # zlib.error (damaged or truncated data) is no ValueError: it would escape as a traceback
+        raw = np.frombuffer(zlib.decompress(b"".join(c for k, c in _chunks(data) if k == b"IDAT")), dtype=np.uint8)
+    except zlib.error:
+        raise ValueError(f"cannot read {name}: corrupt or truncated PNG data") from None
     if raw.size != height * (stride + 1):
-        raise ValueError(f"{Path(path).name}: corrupt PNG data")
+        raise ValueError(f"{name}: corrupt PNG data")
     rows = raw.reshape(height, stride + 1)
     out = np.zeros((height, stride), dtype=np.uint8)
     prev = np.zeros(stride, dtype=np.int32)

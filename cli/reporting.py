@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import click
 
 from pnp_stable.cli.errors import UserError
-from pnp_stable.fileio import atomic_write_json, figure_format
+from pnp_stable.fileio import atomic_write_json, destination_problem, figure_format
 
 
 @contextlib.contextmanager
@@ -19,6 +19,8 @@ def solver_warnings(quiet: bool) -> Iterator[None]:
     residual's increases (``MonotonicityWarning``), and a kernel's renormalisation to sum 1
     (``KernelNormalizationWarning``) is a note. Those warnings are dropped; others pass."""
     with warnings.catch_warnings():
+        # a diverged solve is refused with one error line that says so (refuse_diverged)
+        warnings.filterwarnings("ignore", message=r".* produced non-finite values", category=RuntimeWarning)
         if quiet:
             from pnp_stable.operators.kernels import KernelNormalizationWarning
             from pnp_stable.solvers import MonotonicityWarning
@@ -55,6 +57,11 @@ def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None
             raise UserError(f"cannot write {path} ({flag}): '{folder}' is not a folder")
         if path.is_dir():
             raise UserError(f"{flag} {path} is a folder; name a file")
+        # a folder that exists but cannot be written (permissions, a read-only file system such as
+        # /sys) would otherwise only fail after the solve, with some outputs already written
+        problem = destination_problem(path)
+        if problem:
+            raise UserError(f"cannot write {flag} {path}{problem}")
         if option == "out" and path.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"{flag} {path.name}: unsupported type {path.suffix or '(none)'}; use "
                             + ", ".join(IMAGE_SUFFIXES))
@@ -66,13 +73,15 @@ def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None
 
 
 def finish_restoration(command: str, restoration, loaded, input_path, out_path: Path, report, plot,
-                       options: dict[str, Any], quiet: bool, output_bit_depth: int | None = None) -> None:
+                       options: dict[str, Any], quiet: bool, output_bit_depth: int | None = None,
+                       resume_hint: str | None = None) -> None:
     """Write the restored image in the input's bit depth (or ``output_bit_depth``), the report and the
     plot (a restoration of :mod:`pnp_stable.restore`; a denoising has no plot); print the summary.
     A CT reconstruction on another scale than [0, 1] (``report["operator"]["data_scale"]``) keeps its
     values in a ``.npy`` and is written divided by that scale in an image file (a note says so)."""
     from pnp_stable.cli.images import write_image
 
+    refuse_diverged(restoration)
     img = restoration.image
     data_scale = restoration.report.get("operator", {}).get("data_scale", 1.0)
     if data_scale != 1.0 and out_path.suffix.lower() != ".npy":
@@ -105,4 +114,24 @@ def finish_restoration(command: str, restoration, loaded, input_path, out_path: 
     click.echo(restoration.summary_line(str(out_path)))
     saved = restoration.report.get("checkpoint")
     if saved and not restoration.result.converged:
-        click.echo(f"solver state saved to {saved['path']}: the same command with --resume continues it", err=True)
+        hint = resume_hint or "the same command with --resume continues it"
+        click.echo(f"solver state saved to {saved['path']}: {hint}", err=True)
+
+
+def refuse_diverged(restoration) -> None:
+    """A solve stopped because its iterates became non-finite has no restored image: writing its
+    NaNs cast to an image file gives a black picture and a numpy cast warning, with exit code 0.
+    Refuse (one line, exit 2) naming why, before any output is written."""
+    result = getattr(restoration, "result", None)
+    if result is None or result.stopped_by != "non-finite":
+        return
+    g = restoration.guarantee
+    why = ""
+    if g is not None and not g.holds:
+        reason = g.reason.rstrip(".")
+        head, sep, rest = reason.partition(":")
+        if sep and head.strip().lower() == "no convergence guarantee":
+            reason = rest.strip()
+        why = f": no convergence guarantee at these settings ({reason})"
+    raise UserError(f"the iteration diverged (non-finite values after {result.iterations} iteration(s)){why}; "
+                    "nothing was written", hint="use a smaller --step, or leave it to the automatic rule")

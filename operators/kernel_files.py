@@ -34,6 +34,8 @@ def read_kernel_array(path: Path, index: int | None, variable: str | None) -> np
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read kernel file {path}: {exc}") from None
+        except EOFError:  # an empty file; click would take an EOFError for its own "aborted"
+            raise ValueError(f"cannot read kernel file {path}: it is empty") from None
         return _select(array, index, path, stack_axis=0)
     if suffix in IMAGE_SUFFIXES:
         if index not in (None, 0):
@@ -46,8 +48,19 @@ def read_kernel_array(path: Path, index: int | None, variable: str | None) -> np
     )
 
 
+def _check_real(array: np.ndarray, path: Path) -> None:
+    """Refuse complex data (casting it to float drops the imaginary part, with a numpy warning) and
+    text or other non-numeric data (the cast fails with numpy's message, which names no file), as
+    images are refused."""
+    if array.dtype == object:
+        return  # a cell array of kernels: each cell is checked when picked
+    if np.iscomplexobj(array) or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ValueError(f"kernel file {path} holds {array.dtype} data; expected real numbers")
+
+
 def _select(array: np.ndarray, index: int | None, path: Path, stack_axis: int) -> np.ndarray:
     """Pick one 2-D kernel from a 2-D array or a 3-D stack along ``stack_axis``."""
+    _check_real(array, path)
     if array.dtype == object:
         return _select_from_cells(list(array.reshape(-1)), index, path)
     if array.ndim == 2:
@@ -75,6 +88,7 @@ def _select_from_cells(cells: list, index: int | None, path: Path) -> np.ndarray
     cell = np.asarray(cells[0 if index is None else index])
     if cell.dtype == object or cell.ndim != 2:
         raise ValueError(f"entry {index} of {path} is not a 2-D numeric kernel (shape {cell.shape})")
+    _check_real(cell, path)
     return np.asarray(cell, dtype=np.float64)
 
 
@@ -88,6 +102,9 @@ def _read_image(path: Path) -> np.ndarray:
             array = np.asarray(image)
     except (OSError, UnidentifiedImageError) as exc:
         raise ValueError(f"cannot read kernel image {path}: {exc}") from None
+    except Image.DecompressionBombError:  # not an OSError: it would escape as a traceback
+        raise ValueError(f"kernel image {path} is too large to read (over Pillow's image size limit); "
+                         "a kernel is at most a few hundred pixels wide") from None
     if array.ndim == 3:
         channels = array[..., :3] if array.shape[-1] >= 3 else array[..., :1]
         if not np.all(channels == channels[..., :1]):

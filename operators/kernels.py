@@ -138,6 +138,8 @@ def gaussian(sigma: float, size: int | None = None) -> np.ndarray:
     centre is at ``(size - 1) / 2``, so odd sizes are symmetric about the kernel's centre pixel.
     """
     sigma = _positive(sigma, "gaussian sigma")
+    if size is None and 4 * sigma > _MAX_KERNEL_SIZE:  # before the size: it would print a 300-digit number
+        raise ValueError(f"gaussian sigma {sigma:g} is too large: its kernel would exceed {_MAX_KERNEL_SIZE} pixels")
     size = 2 * math.ceil(4 * sigma) + 1 if size is None else _size(size, "gaussian size")
     if size > _MAX_KERNEL_SIZE:
         raise ValueError(f"gaussian sigma {sigma} needs a {size}x{size} kernel, too large")
@@ -296,6 +298,10 @@ def _numbers(args: str, spec: str, count_min: int, count_max: int) -> list[float
 
 
 def _integer(value: float, spec: str, what: str) -> int:
+    # int() of inf raises OverflowError and of NaN ValueError with Python's wording, and 1e300 would
+    # build a 300-digit size: refuse them here, naming the spec and the parameter
+    if not math.isfinite(value) or abs(value) > 2**62:
+        raise ValueError(f"kernel spec {spec!r}: {what} must be a finite integer, got {value:g}")
     if value != int(value):
         raise ValueError(f"kernel spec {spec!r}: {what} must be an integer, got {value}")
     return int(value)

@@ -161,4 +161,13 @@ def destination_problem(path: str | os.PathLike, folder: bool = False) -> str | 
         return f": {ancestor} is a file, not a folder"
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return f": {ancestor} is not writable"
+    # os.access trusts the permission bits, which root passes everywhere, even on a read-only file
+    # system (/sys, a read-only mount): only creating a file there tells for sure
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pnp-stable-probe.", dir=ancestor)
+    except OSError as exc:
+        return f": {ancestor} is not writable ({exc.strerror or exc})"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
     return None

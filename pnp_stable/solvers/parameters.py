@@ -255,6 +255,14 @@ def choose_parameters(
     # sigma_y), which leaves the problem in x unchanged; CT (||A|| ~ 200) needs this.
     sigma_x = noise_level / operator_norm
     target = rule.weight * lip_sq * sigma_x**rule.exponent  # omega / step at the MAP balance
+    # a level so small that its powers underflow would divide by zero below (ZeroDivisionError) or
+    # give a zero step that blames another option: refuse it here, by name
+    if not target > 0 or not noise_level * noise_level > 0:
+        raise ValueError(f"the noise level {noise_level:g} is too small for the parameter rule (its square "
+                         "underflows to 0 in floating point); give a larger level")
+    if sigma_den is not None and not sigma_den * sigma_den > 0:
+        raise ValueError(f"the denoiser noise level {sigma_den:g} is too small (its square underflows to 0 in "
+                         "floating point); give a larger level")
     relaxation: float | None = None
     if method == "fb":
         tau = _FB_STEP_FRACTION / lip_sq if step is None else float(step)

@@ -19,7 +19,7 @@ from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.denoisers.models import CertifiedDenoiser, UnconstrainedDenoiser, build_denoiser
 from pnp_stable.fileio import atomic_write_bytes, atomic_write_json, read_torch_file
 
-__all__ = ["FORMAT", "save_denoiser", "load", "available", "pretrained_dir", "user_models_dir",
+__all__ = ["FORMAT", "MAX_FROZEN_SUBSTEPS", "check_finite_state", "save_denoiser", "load", "available", "pretrained_dir", "user_models_dir",
            "stored_metadata", "rewrite_with_metadata"]
 
 FORMAT = "pnp-stable-denoiser/1"
@@ -104,15 +104,71 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
-    payload = read_torch_file(path, "a pnp-stable denoiser file")
+    try:
+        payload = read_torch_file(path, "a pnp-stable denoiser file")
+    except ValueError as exc:
+        # torch reports a truncated archive as an OSError ("Invalid argument"), which
+        # read_torch_file passes on as the file system refusing: a file we may read is not that
+        if isinstance(exc.__cause__, OSError) and path.is_file() and os.access(path, os.R_OK):
+            raise ValueError(f"{path} is not a (complete) pnp-stable denoiser file: it is truncated or "
+                             "corrupt") from None
+        raise
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pnp-stable denoiser file (format {FORMAT})")
     return payload
 
 
+def _invalid(path: Path, why: str) -> ValueError:
+    return ValueError(f"{path} is not a valid pnp-stable denoiser file: {why}")
+
+
+def _is_number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_parts(payload: dict[str, Any], path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """``(model, state_dict, metadata)`` of a payload whose format tag is right, its fields checked:
+    a crafted or damaged file (a field missing, None, or of another type) is a one-line
+    ValueError naming ``path``, never a KeyError, TypeError or AttributeError from deeper down."""
+    config, state, metadata = payload.get("config"), payload.get("state_dict"), payload.get("metadata")
+    if not isinstance(config, dict):
+        raise _invalid(path, f"its config is {type(config).__name__}, not a mapping")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise _invalid(path, "it holds no state_dict of named tensors")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise _invalid(path, f"its metadata is {type(metadata).__name__}, not a mapping")
+    certificate = metadata.get("certificate")
+    if certificate is not None:
+        if not isinstance(certificate, dict):
+            raise _invalid(path, f"its metadata's certificate is {type(certificate).__name__}, not a mapping")
+        for key in ("averagedness", "lipschitz"):
+            value = certificate.get(key)
+            if value is not None and not _is_number(value):
+                raise _invalid(path, f"its certificate's {key} is {value!r}, not a finite number")
+    color = metadata.get("color")
+    if color is not None and not isinstance(color, dict):
+        raise _invalid(path, f"its metadata's color is {type(color).__name__}, not a mapping")
+    if isinstance(color, dict) and "chroma_scale" in color and not (_is_number(color["chroma_scale"])
+                                                                 and color["chroma_scale"] > 0):
+        raise _invalid(path, f"its colour chroma_scale is {color['chroma_scale']!r}, not a positive number")
+    try:
+        model = build_denoiser(DenoiserConfig.from_dict(config))
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _invalid(path, f"its config describes no model ({reason})") from None
+    return model, state, metadata
+
+
 def stored_metadata(name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata stored in a model file (shipped name or path), as written at export."""
-    return dict(_read_payload(_resolve(name_or_path)).get("metadata") or {})
+    """The metadata stored in a model file (shipped name or path), as written at export; a
+    one-line ValueError for a file that is not a valid model (see :func:`load`)."""
+    path = _resolve(name_or_path)
+    return dict(_checked_parts(_read_payload(path), path)[2])
 
 
 def rewrite_with_metadata(name_or_path: str | os.PathLike, pt_path: str | os.PathLike,
@@ -133,9 +189,10 @@ def rewrite_with_metadata(name_or_path: str | os.PathLike, pt_path: str | os.Pat
     return pt_path
 
 
-def _check_finite_state(model: nn.Module, source: Path) -> None:
-    """Refuse NaN/inf anywhere in the weights and buffers: a non-finite bias, embedding or
-    integration time makes the output NaN, which no certificate describes."""
+def check_finite_state(model: nn.Module, source: Path) -> None:
+    """Refuse NaN/inf anywhere in the weights and buffers (a one-line ValueError naming
+    ``source``): a non-finite bias, embedding or integration time makes the output NaN, which no
+    certificate describes. Also used by export, before it computes anything from the weights."""
     bad = [k for k, v in model.state_dict().items()
            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
@@ -195,22 +252,20 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
     """
     path = _resolve(name_or_path)
     payload = _read_payload(path)
-    config = DenoiserConfig.from_dict(payload["config"])
-    model = build_denoiser(config)
+    model, state, metadata = _checked_parts(payload, path)
     try:
         # files written before the power vectors were left out still carry them; newer ones keep
         # the freshly drawn vectors, which only matter to a training run started from the file
-        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except (RuntimeError, ValueError) as exc:
         raise ValueError(f"{path}: weights do not match the stored architecture: {exc}") from exc
     missing = [k for k in missing if not _is_power_state(k)]
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match the stored architecture: "
                          f"missing {missing[:5]}, unexpected {list(unexpected)[:5]}")
-    _check_finite_state(model, path)
+    check_finite_state(model, path)
     _check_block_integration(model, path)
     model.eval()
-    metadata = payload.get("metadata", {}) or {}
     _check_certificate(model, metadata.get("certificate"), path)
     color = metadata.get("color")
     if isinstance(color, dict):

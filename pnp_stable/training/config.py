@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -12,7 +13,11 @@ from typing import Any
 
 from pnp_stable.denoisers.config import DenoiserConfig
 
-__all__ = ["TrainConfig", "check_field_values"]
+__all__ = ["MIN_POWER_SIZE", "TrainConfig", "check_field_values"]
+
+_INT64 = 2**63
+# smallest spatial size of the power-method buffers a training run accepts (the tiny preset's 8)
+MIN_POWER_SIZE = 8
 
 
 @dataclass
@@ -35,12 +40,14 @@ class TrainConfig:
             sampled range). Plain MSE lets the noisiest patches dominate the gradient, since a
             denoiser's error grows about linearly with sigma in 5-50/255; weighting by
             ``1 / sigma`` balances the *relative* errors, i.e. PSNR, across the range.
-        val_every, val_sigmas, val_limit, val_crop: validation schedule and size.
+        val_every, val_sigmas, val_limit, val_crop: validation schedule and size (``val_limit``
+            and ``val_crop`` None: every image, uncropped; otherwise positive).
         certified_finetune_steps: the last this-many steps run with the *certified* sub-step
             counts (recomputed from certified norm bounds every step) instead of the power-method
             estimate, so that the exported discretisation is the one the weights were tuned for.
         checkpoint_every, log_every: in steps.
-        seed: seeds the initialisation and every batch (batches depend on (seed, step, rank)).
+        seed: seeds the initialisation and every batch (batches depend on (seed, step, rank));
+            a 64-bit integer.
         amp: mixed precision on CUDA (ignored on CPU).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         num_threads: torch CPU threads (0 leaves torch's default).
@@ -105,8 +112,35 @@ class TrainConfig:
             raise ValueError(f"certified_finetune_steps must lie in [0, steps], got {self.certified_finetune_steps}")
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        if not self.lr > 0 or self.lr_min < 0:
-            raise ValueError(f"invalid learning rates lr={self.lr}, lr_min={self.lr_min}")
+        if not (math.isfinite(self.lr) and math.isfinite(self.lr_min) and self.lr > 0 and 0 <= self.lr_min <= self.lr):
+            # NaN passed the old "lr > 0 or lr_min < 0" test and trained on NaN; lr_min > lr
+            # made the cosine "decay" a rise
+            raise ValueError(f"need finite learning rates with 0 < lr and 0 <= lr_min <= lr, got lr={self.lr}, "
+                             f"lr_min={self.lr_min}")
+        if not -_INT64 <= self.seed < _INT64:
+            raise ValueError(f"seed must be a 64-bit integer (|seed| < 2^63), got {self.seed}")
+        if not len(self.val_sigmas):
+            raise ValueError("val_sigmas is empty: give at least one validation noise level (or no --val)")
+        bad_sigmas = [s for s in self.val_sigmas if not (math.isfinite(s) and 0 < s <= 1)]
+        if bad_sigmas:
+            raise ValueError(f"val_sigmas are noise levels in (0, 1] (the [0, 1] scale), got {bad_sigmas[0]}")
+        for name in ("val_limit", "val_crop"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                # 0 used to mean "all" or "no crop" by accident; null says so
+                raise ValueError(f"{name} must be a positive integer, or null for none, got {value}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ValueError(f"grad_clip must be a finite number >= 0 (0 disables clipping), got {self.grad_clip}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if int(self.warmup_steps) < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if int(self.num_threads) < 0:
+            raise ValueError(f"num_threads must be >= 0 (0 leaves torch's default), got {self.num_threads}")
+        if self.model.power_size < MIN_POWER_SIZE:
+            # the power method on a smaller image sees too little of a convolution to estimate
+            # its norm: the training sub-step counts then rest on a poor lower bound
+            raise ValueError(f"model.power_size must be at least {MIN_POWER_SIZE}, got {self.model.power_size}")
         if self.loss_weighting not in ("uniform", "inverse_sigma"):
             raise ValueError(f"loss_weighting must be 'uniform' or 'inverse_sigma', got {self.loss_weighting!r}")
         if self.loss_weighting == "inverse_sigma" and not self.sigma_min > 0:

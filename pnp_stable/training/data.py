@@ -21,6 +21,7 @@ __all__ = [
     "list_images",
     "training_image_paths",
     "read_image",
+    "to_unit_range",
     "PatchSampler",
     "ValidationSet",
 ]
@@ -60,24 +61,71 @@ def training_image_paths(folders: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
-    """Read ``path`` as ``H x W x channels`` uint8 (1: luma, 3: RGB); ValueError if unreadable."""
+    """Read ``path`` as ``H x W x channels`` (1: luma, 3: RGB); ValueError if unreadable.
+
+    8-bit images (and every mode Pillow converts to 8 bits: palette, bilevel, CMYK...) come as
+    uint8 in [0, 255]. Single-channel 16-bit images (PNG, TIFF) come as float32 in [0, 1] (divided
+    by 65535), float images (TIFF mode ``F``) as float32 as they are, provided their values lie in
+    [0, 1] (otherwise a one-line ValueError: no scale is known). Pillow's ``convert("L")`` would
+    clip both to 255, i.e. train on nearly white images; :func:`to_unit_range` turns either kind
+    into [0, 1] floats.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+            if im.mode in _WIDE_GRAY_MODES:
+                arr = _wide_gray(np.asarray(im), im.mode, path)
+                if channels == 3:  # a gray image as RGB: the same plane three times, as convert("RGB") does
+                    arr = np.repeat(arr[..., None], 3, axis=-1)
+            else:
+                im = im.convert("L" if channels == 1 else "RGB")
+                arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if isinstance(exc, _RangeError):
+            raise ValueError(str(exc)) from None
         raise ValueError(f"cannot read image {path}: {exc}") from exc
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+# Pillow's single-channel modes wider than 8 bits: 16-bit integers, 32-bit integers (16-bit PNGs in
+# older Pillow versions), 32-bit floats
+_WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+class _RangeError(ValueError):
+    """An image whose values have no known scale to [0, 1]."""
+
+
+def _wide_gray(arr: np.ndarray, mode: str, path: str | os.PathLike) -> np.ndarray:
+    """A wide single-channel image as float32 in [0, 1]: integers over the 16-bit range, floats as
+    they are; _RangeError for values that fit neither."""
+    if mode == "F":
+        values = arr.astype(np.float32)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            raise _RangeError(f"cannot read image {path}: float image with values outside [0, 1] "
+                              f"({np.nanmin(values):.4g} to {np.nanmax(values):.4g}); rescale it to [0, 1]")
+        return values
+    if arr.min() < 0 or arr.max() > 65535:
+        raise _RangeError(f"cannot read image {path}: {mode} image with values outside the 16-bit range "
+                          f"({arr.min()} to {arr.max()})")
+    return (arr.astype(np.float64) / 65535.0).astype(np.float32)
+
+
+def to_unit_range(image: torch.Tensor) -> torch.Tensor:
+    """A tensor of :func:`read_image` values as float32 in [0, 1]: uint8 divided by 255, floats
+    (already in [0, 1]) as they are."""
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
 
 
 def _step_generator(seed: int, step: int, rank: int, stream: int) -> torch.Generator:
     g = torch.Generator()
     # distinct, reproducible streams per (seed, step, rank, purpose)
-    g.manual_seed(((seed * 1_000_003 + step) * 1_009 + rank) * 7 + stream)
+    # modulo 2^64, what manual_seed does to a negative seed anyway: the same streams as before for
+    # every seed that worked, and no "Overflow when unpacking long long" for seeds past ~2.6e9
+    g.manual_seed((((seed * 1_000_003 + step) * 1_009 + rank) * 7 + stream) % (1 << 64))
     return g
 
 
@@ -131,8 +179,8 @@ class PatchSampler:
             patch = im[:, top : top + p, left : left + p]
             if self.augment:
                 patch = _dihedral(patch, int(flips[i]))
-            patches.append(patch)
-        clean = torch.stack(patches).float().div_(255.0)
+            patches.append(to_unit_range(patch))
+        clean = torch.stack(patches)
         lo, hi = self.sigma_range
         sigma = lo + (hi - lo) * torch.rand(batch_size, generator=g)
         noise = torch.randn(clean.shape, generator=_step_generator(seed, step, rank, 1))
@@ -163,7 +211,7 @@ class ValidationSet:
                 h, w = im.shape[-2:]
                 ch, cw = min(crop, h), min(crop, w)
                 im = im[:, (h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
-            images.append(im.float().div(255.0).unsqueeze(0))
+            images.append(to_unit_range(im).unsqueeze(0))
         return cls(images, [p.name for p in paths])
 
     def noisy(self, index: int, sigma: float) -> torch.Tensor:

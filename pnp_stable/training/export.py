@@ -19,19 +19,26 @@ import torch
 from torch import nn
 
 from pnp_stable.denoisers.io import (
-    FORMAT, load, pretrained_dir, rewrite_with_metadata, save_denoiser, stored_metadata,
+    FORMAT, check_finite_state, load, pretrained_dir, rewrite_with_metadata, save_denoiser, stored_metadata,
 )
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
-from pnp_stable.fileio import atomic_write_json
+from pnp_stable.fileio import atomic_output, json_safe
 from pnp_stable.training.checkpoint import load_checkpoint
 from pnp_stable.training.config import TrainConfig
 from pnp_stable.training.grow import prune_idle_blocks
 from pnp_stable.training.lineage import starting_point_record, wall_hours
 
-__all__ = ["certificate_record", "empirical_certificate_check", "export_denoiser", "git_commit", "read_calibrated_rule",
-           "write_model"]
+__all__ = ["certificate_record", "check_model_name", "empirical_certificate_check", "export_denoiser", "git_commit",
+           "read_calibrated_rule", "write_model"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_model_name(name: str) -> None:
+    """One-line ValueError unless ``name`` is a usable model name (letters, digits, '-', '_', '.'):
+    callers that export after hours of training check it before the first step."""
+    if not _NAME.match(name):
+        raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_' and '.'")
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
@@ -132,7 +139,8 @@ def read_calibrated_rule(spec: str) -> tuple[str | None, str, dict[str, float], 
 def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os.PathLike | None = None,
                     description: str = "", bsd68_dir: str | None = None, bsd68_limit: int | None = None,
                     empirical_check: bool = True, extra_metadata: dict[str, Any] | None = None,
-                    bsd68_result: dict[str, Any] | None = None, prune_idle: bool = True) -> Path:
+                    bsd68_result: dict[str, Any] | None = None, prune_idle: bool = True,
+                    validation_dir: str | os.PathLike | None = None) -> Path:
     """Export the model in a training checkpoint to ``dest_dir/NAME.pt`` and ``NAME.json``.
 
     Guarantee: the written model's sub-step counts are those its certified norm bounds require
@@ -144,19 +152,26 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     the same weights (``bsd68_result``, one entry of ``bench/bench_denoise_bsd68.py --out``), so
     that the 20-minute-to-hours CPU evaluation is not run twice.
 
+    ``validation_dir`` measures the model with the same protocol on any folder (a colour model on
+    its RGB images, inside its colour denoiser) and records it under ``validation_psnr``, with the
+    folder in ``validation_dir``: the numbers of ``pnp-stable train-denoiser --val DIR --export``,
+    which say nothing of BSD68 unless DIR is that set.
+
     With ``prune_idle`` (default) blocks that time conditioning switched off at every noise level
     of the training range (:func:`pnp_stable.training.grow.idle_blocks`) are left out of the file,
     provided the output on a probe image moves by at most ``1e-4`` at the range's ends and middle:
     the same function at less cost per call, and a lower averagedness. What was dropped, and the
     measured change, is recorded as ``pruned_idle_blocks``.
     """
-    if not _NAME.match(name):
-        raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_' and '.'")
+    check_model_name(name)
     state = load_checkpoint(checkpoint)
     train_config = TrainConfig.from_dict(state["config"])
     model = build_denoiser(train_config.model)
     model.load_state_dict(state["model"])
     model.eval()
+    # before anything is computed from them: NaN weights (a diverged run) would otherwise fail
+    # deep in the empirical check with a message about tensor shapes
+    check_finite_state(model, Path(checkpoint))
 
     certificate = None
     pruned_record = None
@@ -227,6 +242,19 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
                              f"denoise-{measured_on}")
         metadata[f"{measured_on}_psnr"] = bsd68_result["psnr"]
         metadata[f"{measured_on}_images"] = bsd68_result["images"]
+    if validation_dir is not None:
+        from pnp_stable.training.evaluate import denoise_bsd68
+
+        measured: nn.Module = model
+        if train_config.color:
+            from pnp_stable.denoisers.color import OpponentColorDenoiser
+
+            measured = OpponentColorDenoiser(model, metadata["color"]["chroma_scale"]).eval()
+        with torch.no_grad():
+            result = denoise_bsd68(measured, str(validation_dir), progress=True, channels=metadata["channels"])
+        metadata["validation_dir"] = str(validation_dir)
+        metadata["validation_psnr"] = result["psnr"]
+        metadata["validation_images"] = result["images"]
     if empirical_check and certificate is not None and certificate["averagedness"] is not None:
         metadata["empirical_check"] = empirical_certificate_check(model, certificate["averagedness"])
     if pruned_record is not None:
@@ -241,11 +269,28 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
 
 
 def write_model(model: nn.Module, pt_path: Path, metadata: dict[str, Any]) -> None:
-    """Write ``NAME.pt`` and its ``NAME.json`` metadata atomically, then reload the file, which
-    re-derives the certificate from what was written and refuses one weaker than recorded."""
-    save_denoiser(model, pt_path, metadata)
-    atomic_write_json(pt_path.with_suffix(".json"), metadata, make_parents=True)
-    load(pt_path)
+    """Write ``NAME.pt`` and its ``NAME.json`` metadata, validated before they take their names.
+
+    Both are written to temporary files beside their targets; the ``.pt`` is reloaded with
+    :func:`pnp_stable.denoisers.load` (which re-derives the certificate from what was written and
+    refuses non-finite weights or a certificate weaker than recorded), and only then are both
+    moved into place (``os.replace``). Guarantee: when this raises, nothing under either name has
+    changed — a previous model of that name stays as it was, and no half-checked model is listed
+    by ``pnp-stable models``.
+    """
+    import json
+
+    pt_path = Path(pt_path)
+    text = json.dumps(json_safe(metadata), indent=2) + "\n"
+    # exits in reverse order: the .pt takes its name first, then its .json, which is what lists it
+    with atomic_output(pt_path.with_suffix(".json"), make_parents=True) as json_tmp, \
+            atomic_output(pt_path, make_parents=True) as pt_tmp:
+        save_denoiser(model, pt_tmp, metadata)
+        json_tmp.write_text(text)
+        try:
+            load(pt_tmp)
+        except ValueError as exc:  # name the file the user asked for, not the temporary one
+            raise ValueError(str(exc).replace(str(pt_tmp), str(pt_path))) from None
 
 
 _METHODS = ("fb", "admm", "drs")
@@ -394,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
                                empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result,
                                prune_idle=not args.keep_idle,
                                extra_metadata=extra or None)
+    except FileNotFoundError as exc:
+        print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pnp_stable.denoisers.color import OpponentColorDenoiser
+from pnp_stable.denoisers.io import MAX_FROZEN_SUBSTEPS
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
 from pnp_stable.precision import cuda_autocast_dtype
 from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
@@ -41,7 +42,8 @@ from pnp_stable.training.data import PatchSampler, ValidationSet, training_image
 from pnp_stable.training.evaluate import evaluate_denoiser
 from pnp_stable.training.lineage import starting_point_record
 
-__all__ = ["TrainResult", "train_denoiser", "CHECKPOINT_NAME", "BEST_NAME", "LOG_NAME"]
+__all__ = ["TrainResult", "train_denoiser", "CHECKPOINT_NAME", "BEST_NAME", "LOG_NAME", "MAX_TRAINING_SUBSTEPS",
+           "RESUME_FIXED_KEYS"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
@@ -58,6 +60,16 @@ class TrainResult:
     best_checkpoint: Path | None
     best_validation: dict[str, Any] | None
     losses: list[float] = field(default_factory=list)  # per step, this process, this invocation
+    # why this invocation ended before ``end``: "interrupted" (Ctrl-C), "terminated" (SIGTERM),
+    # "time_limit"; None when it ran the steps it was asked for (all of them, or ``stop_after``)
+    stopped: str | None = None
+    planned_steps: int = 0  # config.steps: ``step < planned_steps`` is an unfinished run
+    rank: int = 0  # this process's rank under DDP (0 alone): only rank 0 reports
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has taken all its planned steps (and may be exported)."""
+        return self.step >= self.planned_steps
 
 
 class _Log:
@@ -129,6 +141,126 @@ def _certificate_summary(model: nn.Module, sigma_min: float, sigma_max: float) -
             "idle_blocks": idle_blocks(model, sigma_min, sigma_max)}
 
 
+# A block asking for more sub-steps than this per forward pass has diverged (norms of 10^4 and
+# more after too large a learning rate): running them would take hours per step and all the
+# memory autograd keeps per sub-step. The same bound load() puts on a stored frozen count
+# (pnp_stable.denoisers.io), so no run that passes this check trains a model it could not load.
+MAX_TRAINING_SUBSTEPS = MAX_FROZEN_SUBSTEPS
+
+
+def _substeps_about_to_run(block: nn.Module) -> tuple[int, float]:
+    """``(n, norm)``: the sub-step count ``block.forward`` is about to take, and the norm it comes from.
+
+    In training mode (counts not frozen) the forward pass first advances the power method by one
+    iteration: that iteration is run here on copies of the power buffers, which are then put
+    back, so that the forward pass repeats it bit for bit and the run is the one it would be
+    without this check.
+    """
+    frozen = int(block.fixed_substeps)
+    linear = block.linear
+    if frozen > 0:
+        n, norm = frozen, float(linear.norm_estimate)
+    elif block.training and torch.is_grad_enabled():
+        saved = [buffer.clone() for buffer in (linear.power_vector, linear.norm_estimate)]
+        try:
+            norm = float(linear.estimate_norm(n_iter=1))
+        finally:
+            linear.power_vector.copy_(saved[0])
+            linear.norm_estimate.copy_(saved[1])
+        nu = block.activation_lipschitz * norm * norm
+        n = block.required_substeps(nu) if math.isfinite(nu) else -1
+    else:
+        norm = float(linear.certified_norm())
+        nu = block.activation_lipschitz * norm * norm
+        n = block.required_substeps(nu) if math.isfinite(nu) else -1
+    cap = int(block.max_substeps)
+    if cap > 0 and n != -1:
+        n = min(n, cap)
+    return n, norm
+
+
+def _substep_guard(index: int, current_step: Any) -> Any:
+    """A forward pre-hook for flow block ``index`` refusing, before it runs them, more than
+    :data:`MAX_TRAINING_SUBSTEPS` sub-steps (or a non-finite norm): a one-line ValueError."""
+
+    def hook(block: nn.Module, args: Any) -> None:  # noqa: ARG001 - forward pre-hook signature
+        n, norm = _substeps_about_to_run(block)
+        if n == -1 or n > MAX_TRAINING_SUBSTEPS:
+            asked = "a non-finite number of" if n == -1 else f"{n}"
+            raise ValueError(f"training diverged at step {current_step() + 1}: block {index} would take {asked} "
+                             f"sub-steps (operator norm {norm:.4g}; at most {MAX_TRAINING_SUBSTEPS} are allowed); "
+                             "lower the learning rate (lr) or keep gradient clipping on (grad_clip)")
+
+    return hook
+
+
+# Settings a resumed run must share with its checkpoint: the data and the noise it is drawn with,
+# the batches (a pure function of seed, step and rank, hence of the world size too), the objective,
+# the optimiser and its schedule's shape, the validation that picks best.pt, and the starting
+# point. Changing one makes the resumed run neither the one that was started nor a new run with a
+# record of its own, yet the checkpoint (and any export) would then name only the new value.
+RESUME_FIXED_KEYS = ("train_dirs", "val_dir", "sigma_min", "sigma_max", "patch_size", "batch_size", "lr", "lr_min",
+                     "warmup_steps", "optimizer", "weight_decay", "grad_clip", "loss_weighting", "val_sigmas",
+                     "val_limit", "val_crop", "certified_finetune_steps", "seed", "amp", "color", "init_from")
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """``value`` of configuration ``key`` in a form that compares equal for the same setting
+    (a folder given as another spelling of the same path, a tuple stored as a list)."""
+    if key in ("train_dirs", "val_dir", "init_from") and value is not None:
+        items = [value] if isinstance(value, (str, os.PathLike)) else value
+        resolved = [str(Path(v).expanduser().resolve()) for v in items]
+        return resolved if key == "train_dirs" else resolved[0]
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    return value
+
+
+def _resume_changes(state: dict[str, Any], config: TrainConfig, world: int) -> dict[str, list[Any]]:
+    """Compare a resumed configuration with its checkpoint's: a one-line ValueError listing the
+    changed :data:`RESUME_FIXED_KEYS` (and a changed DDP world size); otherwise the other changed
+    fields as ``{key: [old, new]}`` (``steps``, ``val_every``, ``checkpoint_every``, ``device``...),
+    which the caller logs. ``steps`` may grow or shrink, but not below the checkpoint's step."""
+    stored, new = state["config"], config.to_dict()
+    refused = [f"{key} ({stored[key]!r} -> {new[key]!r})" for key in RESUME_FIXED_KEYS
+               if key in stored and _comparable(key, stored[key]) != _comparable(key, new[key])]
+    recorded_world = state.get("world_size")
+    if recorded_world is not None and int(recorded_world) != world:
+        refused.append(f"DDP world size ({recorded_world} -> {world})")
+    if refused:
+        raise ValueError(f"cannot resume {config.run_dir} with changed settings: {', '.join(refused)}; resume with "
+                         "the settings it was started with (or start a new run, e.g. with init_from)")
+    if config.steps < int(state["step"]):
+        raise ValueError(f"cannot resume {config.run_dir} with steps={config.steps}: its checkpoint is already at "
+                         f"step {int(state['step'])}")
+    ignored = set(RESUME_FIXED_KEYS) | {"model", "resume"}
+    return {key: [stored.get(key), new[key]] for key in new
+            if key not in ignored and _comparable(key, stored.get(key)) != _comparable(key, new[key])}
+
+
+def _truncate_log(log: "_Log", step: int) -> int:
+    """Remove from the log the records of steps after ``step`` (the checkpoint a resume starts
+    from), and a partial last line; returns how many records were removed."""
+    if not log.enabled or not log.path.is_file():
+        return 0
+    from pnp_stable.fileio import atomic_write_bytes
+
+    kept, dropped = [], 0
+    for line in log.path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            later = int(record.get("step", 0)) > step
+        except (ValueError, TypeError, AttributeError):
+            later = True  # a line cut by the crash
+        if later:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        atomic_write_bytes(log.path, "".join(line + "\n" for line in kept).encode())
+    return dropped
+
+
 def denoising_loss(output: torch.Tensor, clean: torch.Tensor, sigma: torch.Tensor, weighting: str,
                    sigma_range: tuple[float, float]) -> torch.Tensor:
     """The training loss of a batch (``B x C x H x W``, noise levels ``sigma`` of shape ``(B,)``).
@@ -185,36 +317,57 @@ def train_denoiser(config: TrainConfig, stop_after: int | None = None,
                    time_limit: float | None = None) -> TrainResult:
     """Train (or resume training) the denoiser described by ``config``.
 
-    Writes ``checkpoint.pt`` (atomic; every ``checkpoint_every`` steps, at the end and on
-    Ctrl-C), ``best.pt`` (best mean validation PSNR) and ``log.jsonl`` to ``config.run_dir``.
+    Writes ``checkpoint.pt`` (atomic; every ``checkpoint_every`` steps, at the end and when
+    stopped), ``best.pt`` (best mean validation PSNR) and ``log.jsonl`` to ``config.run_dir``.
     ``stop_after`` ends this invocation after that many steps (checkpointed), leaving the run
     resumable with ``resume=True``; the schedule always refers to ``config.steps``. ``time_limit``
     (seconds of wall time) does the same once that much time has passed in this invocation — for
     jobs with a wall-clock allowance (a cluster slot, a borrowed GPU); all ranks stop together.
 
-    Raises ValueError for unusable data or a ``run_dir`` that already holds a checkpoint while
-    ``resume`` is off (a run is never overwritten). SIGTERM (``kill PID``, a scheduler's
-    preemption) ends the run after the current step with a checkpoint, like Ctrl-C.
+    Raises ValueError for unusable data, a ``run_dir`` that already holds a checkpoint while
+    ``resume`` is off (a run is never overwritten), a resume whose configuration changes what the
+    checkpoint was trained with (:data:`RESUME_FIXED_KEYS`), or norms that diverged (a block
+    asking for more than :data:`MAX_TRAINING_SUBSTEPS` sub-steps).
+
+    SIGTERM (``kill PID``, a scheduler's preemption) and Ctrl-C (SIGINT) end the run after the
+    current step (and its validation) with a checkpoint at that step boundary; the result's
+    ``stopped`` says which. A second Ctrl-C aborts at once with KeyboardInterrupt and writes no
+    checkpoint (the state is mid-step): the last one written stays, and resuming from it is exact.
     """
     stop_requested = threading.Event()
-    previous_handler = None
+    signals: list[str] = []
+
+    def request_stop(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+        if signum == signal.SIGINT and "interrupted" in signals:
+            raise KeyboardInterrupt  # the user insists: abort now (no checkpoint of a mid-step state)
+        signals.append("interrupted" if signum == signal.SIGINT else "terminated")
+        stop_requested.set()
+
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+        # SIGINT too: its default KeyboardInterrupt lands anywhere inside a step (power vectors
+        # already advanced by the forward pass, Adam half-way through its update), and a checkpoint
+        # of that state makes the resumed run differ from the uninterrupted one
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, request_stop)
     try:
-        return _train(config, stop_after, stop_requested, time_limit)
+        return _train(config, stop_after, stop_requested, time_limit, signals)
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _train(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event,
-           time_limit: float | None) -> TrainResult:
+           time_limit: float | None, signals: list[str]) -> TrainResult:
+    if stop_after is not None and not stop_after >= 1:
+        # zero steps would write no checkpoint, yet report one (a path that does not exist)
+        raise ValueError(f"stop_after must be a positive number of steps, got {stop_after}")
     if time_limit is not None and not time_limit >= 0:
         raise ValueError(f"time_limit must be a non-negative number of seconds, got {time_limit}")
     deadline = None if time_limit is None else time.monotonic() + time_limit
     rank, world, device, own_group = _distributed_context(config)
     try:
-        return _train_on(config, stop_after, stop_requested, rank, world, device, deadline)
+        return _train_on(config, stop_after, stop_requested, rank, world, device, deadline, signals)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -239,7 +392,7 @@ def _stop_reason(stop_requested: threading.Event, deadline: float | None, world:
 
 
 def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event, rank: int, world: int,
-              device: torch.device, deadline: float | None) -> TrainResult:
+              device: torch.device, deadline: float | None, signals: list[str]) -> TrainResult:
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     run_dir = Path(config.run_dir).expanduser()
@@ -277,6 +430,7 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         state = load_checkpoint(checkpoint_path, map_location=device)
         if state["config"]["model"] != config.model.to_dict():
             raise ValueError(f"{checkpoint_path} was trained with a different architecture")
+        changed = _resume_changes(state, config, world)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -286,7 +440,10 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         # a checkpoint older than starting-point records has none: export falls back to the path
         has_origin = "init_from_record" in state
         origin = state.get("init_from_record")
-        log.write(event="resume", step=step)
+        # a crash (or a hard abort) after the checkpoint leaves records of steps the resumed run
+        # takes again: drop them, so that the log holds each step once
+        discarded = _truncate_log(log, step)
+        log.write(event="resume", step=step, changed=changed, discarded_records=discarded)
     else:
         initialised = _initialise_from(model, config.init_from) if config.init_from else None
         # taken now, before the file at init_from can be overwritten (see pnp_stable.training.lineage)
@@ -305,14 +462,18 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         net = nn.parallel.DistributedDataParallel(task, device_ids=[device.index] if device.type == "cuda" else None)
 
     def state_dict() -> dict[str, Any]:
-        return {"config": config.to_dict(), "step": step, "model": model.state_dict(),
+        return {"config": config.to_dict(), "world_size": world, "step": step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "best": best, "elapsed": elapsed,
                 **({"init_from_record": origin} if has_origin else {})}
 
+    checkpointed = step  # the step of the last checkpoint written (what a hard abort falls back to)
+
     def checkpoint() -> None:
+        nonlocal checkpointed
         if rank == 0:
             save_checkpoint(checkpoint_path, state_dict())
+        checkpointed = step
 
     def validate() -> dict[str, Any] | None:
         nonlocal best
@@ -343,7 +504,11 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         model.unfreeze_substeps()
     losses: list[float] = []
     window: list[float] = []
+    stopped: str | None = None
     model.train()
+    # checked before each block integrates (see _substep_guard): a diverged run fails at once
+    guards = [block.register_forward_pre_hook(_substep_guard(i, lambda: step))
+              for i, block in enumerate(getattr(model, "flow_blocks", []))]
     tic = time.time()
     try:
         while step < end:
@@ -383,6 +548,9 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
             reason = (_stop_reason(stop_requested, deadline, world, device) if step < end
                       else "terminated" if stop_requested.is_set() else None)
             if reason is not None:
+                if reason == "terminated":  # which signal: this rank's own, or another rank's SIGTERM/Ctrl-C
+                    reason = signals[0] if signals else "terminated"
+                stopped = reason
                 log.write(event=reason, step=step)
                 end = step
             if step % config.checkpoint_every == 0 or step == end:
@@ -390,13 +558,17 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
                 tic = time.time()
                 checkpoint()
     except KeyboardInterrupt:
-        elapsed += time.time() - tic
-        checkpoint()
-        log.write(event="interrupted", step=step)
+        # A second Ctrl-C (or one outside the main thread, where no handler catches it) lands
+        # anywhere inside a step: no checkpoint of that state. The last one, at a step boundary,
+        # stays, and resuming from it is exact (the steps since are taken again).
+        log.write(event="aborted", step=step, checkpoint_step=checkpointed)
         raise
     finally:
+        for guard in guards:
+            guard.remove()
         bar.close()
         if world > 1 and dist.is_initialized():
             dist.barrier()
     log.write(event="stop", step=step, elapsed=elapsed)
-    return TrainResult(run_dir, step, checkpoint_path, best_path if best_path.exists() else None, best, losses)
+    return TrainResult(run_dir, step, checkpoint_path, best_path if best_path.exists() else None, best, losses,
+                       stopped=stopped, planned_steps=config.steps, rank=rank)

@@ -91,21 +91,32 @@ def main(argv: list[str] | None = None) -> int:
     from pnp_stable.training.presets import preset
 
     try:
+        if args.stop_after is not None and args.stop_after < 1:
+            raise ValueError(f"--stop-after must be a positive number of steps, got {args.stop_after}")
         overrides = parse_set_options(args.set)
         check_run_dir(args.run_dir, args.resume)
         config = preset(args.preset, args.train, args.run_dir, val_dir=args.val, resume=args.resume, **overrides)
         time_limit = None if args.time_limit is None else 60.0 * args.time_limit
         result = train_denoiser(config, stop_after=args.stop_after, time_limit=time_limit)
+    except FileNotFoundError as exc:  # e.g. init_from naming no file
+        print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # The loop has already written an atomic checkpoint at the step it was stopped on.
-        print(f"interrupted; checkpoint saved in {args.run_dir}: continue with the same command plus --resume",
-              file=sys.stderr)
+        # a second Ctrl-C: aborted mid-step, so nothing was saved now; the last checkpoint stands
+        print(f"aborted; the last checkpoint in {args.run_dir} (if any) is intact: continue with the same command "
+              "plus --resume", file=sys.stderr)
         return 130
+    if result.rank != 0:  # under DDP every rank returns; one report is enough
+        return 130 if result.stopped in ("interrupted", "terminated") else 0
     print(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint),
-                      "best_validation": result.best_validation}))
+                      "best_validation": result.best_validation, "stopped": result.stopped}))
+    if result.stopped in ("interrupted", "terminated"):
+        print(f"{result.stopped} at step {result.step} of {result.planned_steps}; checkpoint saved in "
+              f"{args.run_dir}: continue with the same command plus --resume", file=sys.stderr)
+        return 130  # as the restoration commands exit when interrupted
     return 0
 
 

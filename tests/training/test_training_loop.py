@@ -163,7 +163,7 @@ def test_time_limit_stops_with_a_resumable_checkpoint(image_folder, tmp_path):
 def test_init_from_copies_matching_weights_and_adds_new_heads(image_folder, tmp_path):
     train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=3))
     base = load_checkpoint(tmp_path / "base" / "checkpoint.pt")["model"]
-    config = tiny_config(image_folder, tmp_path / "more", steps=1, lr=1e-12, warmup_steps=1,
+    config = tiny_config(image_folder, tmp_path / "more", steps=1, lr=1e-12, lr_min=0.0, warmup_steps=1,
                          init_from=str(tmp_path / "base" / "checkpoint.pt"), model={"time_conditioning": True})
     train_denoiser(config)
     grown = load_checkpoint(tmp_path / "more" / "checkpoint.pt")["model"]
@@ -192,7 +192,7 @@ def test_init_from_an_exported_model_restarts_the_power_method_it_left_out(image
                                empirical_check=False)
     stored = torch.load(exported, weights_only=True)["state_dict"]
     assert not any(k.endswith("power_vector") for k in stored)
-    train_denoiser(tiny_config(image_folder, tmp_path / "more", steps=1, lr=1e-12, warmup_steps=1,
+    train_denoiser(tiny_config(image_folder, tmp_path / "more", steps=1, lr=1e-12, lr_min=0.0, warmup_steps=1,
                                init_from=str(exported)))
     state = load_checkpoint(tmp_path / "more" / "checkpoint.pt")["model"]
     reference = load(exported)
@@ -215,7 +215,7 @@ def test_lineage_is_taken_at_the_start_and_survives_overwriting_the_parent(image
     dest = tmp_path / "pretrained"
     train_denoiser(tiny_config(image_folder, tmp_path / "base", steps=3))
     parent = export_denoiser(tmp_path / "base" / "checkpoint.pt", "gray", dest_dir=dest, empirical_check=False)
-    config = dict(steps=2, lr=1e-12, warmup_steps=1, init_from=str(parent))
+    config = dict(steps=2, lr=1e-12, lr_min=0.0, warmup_steps=1, init_from=str(parent))
     train_denoiser(tiny_config(image_folder, tmp_path / "more", **config), stop_after=1)
     record = load_checkpoint(tmp_path / "more" / "checkpoint.pt")["init_from_record"]
     assert record["path"] == str(parent) and record["name"] == "gray" and record["steps"] == 3
@@ -232,7 +232,7 @@ def test_lineage_is_taken_at_the_start_and_survives_overwriting_the_parent(image
     start = json.loads((tmp_path / "more" / "log.jsonl").read_text().splitlines()[0])
     assert start["starting_point"] == record
     # a run continued from this one states the whole chain, down to the first run
-    train_denoiser(tiny_config(image_folder, tmp_path / "third", steps=1, lr=1e-12, warmup_steps=1,
+    train_denoiser(tiny_config(image_folder, tmp_path / "third", steps=1, lr=1e-12, lr_min=0.0, warmup_steps=1,
                                init_from=str(tmp_path / "more" / "checkpoint.pt")))
     chain = load_checkpoint(tmp_path / "third" / "checkpoint.pt")["init_from_record"]
     assert chain["steps"] == 2 and chain["init_from"] == record
@@ -352,7 +352,7 @@ def test_validation_logs_the_blocks_time_conditioning_switched_off(image_folder,
     state["model"][head.replace(".bias", ".weight")][1].zero_()
     torch.save(state, tmp_path / "idle.pt")
     val = make_images(tmp_path / "val", count=2, seed=7)
-    config = tiny_config(image_folder, tmp_path / "run", steps=2, val_every=2, lr=1e-12, warmup_steps=1,
+    config = tiny_config(image_folder, tmp_path / "run", steps=2, val_every=2, lr=1e-12, lr_min=0.0, warmup_steps=1,
                          init_from=str(tmp_path / "idle.pt"), model={"time_conditioning": True})
     config.val_dir = str(val)
     train_denoiser(config)

@@ -39,8 +39,12 @@ def test_script_user_errors_exit_2(tmp_path, capsys, image_folder):
 
 
 def test_script_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, capsys, image_folder, monkeypatch):
-    """Ctrl-C in the script entry point: the loop's checkpoint is on disk, no traceback, exit 130,
-    and the same command with --resume continues from the step it was stopped on."""
+    """Ctrl-C in the script entry point, arriving in the middle of a step (inside Adam's update):
+    the step is finished and checkpointed, no traceback, exit 130, and the same command with
+    --resume continues from the step it was stopped on."""
+    import os
+    import signal
+
     import torch
 
     run_dir = tmp_path / "r"
@@ -50,7 +54,7 @@ def test_script_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, capsys, image_fol
     def step_then_interrupt(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         return original_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step_then_interrupt)
@@ -59,7 +63,7 @@ def test_script_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, capsys, image_fol
     assert main(argv) == 130
     assert "--resume" in capsys.readouterr().err
     saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    assert saved["step"] == 2
+    assert saved["step"] == 3  # the interrupted step, completed
     monkeypatch.setattr(torch.optim.Adam, "step", original_step)
     assert main(argv + ["--resume"]) == 0
     assert torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["step"] == 6

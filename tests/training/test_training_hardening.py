@@ -16,14 +16,6 @@ from pnp_stable.training import loop as loop_module
 from pnp_stable.training.checkpoint import load_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _images(folder, count=3, size=(40, 36), rgb=False, seed=0):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -18,10 +18,12 @@ from pnp_stable.solvers.parameters import (
     estimate_noise_level,
 )
 from pnp_stable.solvers.result import SolveResult, load_solve_state, save_solve_state
+from pnp_stable.solvers.strength import select_strength
 
 __all__ = [
     "DEFAULT_RULES", "METHODS", "ChosenParameters", "Guarantee", "IterationPlan", "MonotonicityWarning",
     "ParameterRule", "PhysicsOperator", "ProximalDenoiser", "ResidualMonitor", "SafeguardedAnderson",
     "SolveResult", "accepts_noise_level", "analyse_forward_backward", "analyse_splitting", "as_operator",
-    "choose_parameters", "estimate_noise_level", "load_solve_state", "save_solve_state", "solve", "strength_kind",
+    "choose_parameters", "estimate_noise_level", "load_solve_state", "save_solve_state", "select_strength", "solve",
+    "strength_kind",
 ]

@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-iter", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--strength", default="rule", choices=["rule", "sure"],
+                        help="regularisation strength: the automatic rule, or chosen by SURE (docs/solvers.md)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -79,19 +81,22 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             restoration = reconstruct_ct(torch.from_numpy(image)[None], angles=angles, simulate=True, seed=index,
                                          method=args.method, denoiser=args.denoiser, max_iter=args.max_iter,
-                                         tol=args.tol, accelerate=True, device="cpu", progress=False)
+                                         tol=args.tol, accelerate=True, device="cpu", progress=False,
+                                         strength=args.strength)
             wall = time.perf_counter() - start
             m, r = restoration.report["metrics"], restoration.result
             row = {"image": name, "angles": angles, "psnr_fbp": m["psnr_input"], "ssim_fbp": m["ssim_input"],
                    "psnr": m["psnr"], "ssim": m["ssim"], "iterations": int(r.iterations),
                    "converged": bool(r.converged), "monotone": bool(r.monotone),
-                   "guarantee": bool(r.guarantee.holds), "wall": wall, "load": [round(v, 2) for v in os.getloadavg()]}
+                   "guarantee": bool(r.guarantee.holds), "wall": wall, "load": [round(v, 2) for v in os.getloadavg()],
+                   "strength_factor": (r.parameters.get("strength") or {}).get("chosen_factor")}
             runs.append(row)
             print(f"{name:14s} {angles:4d} angles  FBP {row['psnr_fbp']:6.2f}  PnP {row['psnr']:6.2f} dB  "
                   f"SSIM {row['ssim_fbp']:.3f} -> {row['ssim']:.3f}  it {row['iterations']:4d}  {wall:7.1f}s  "
                   f"monotone {row['monotone']}  guarantee {row['guarantee']}", flush=True)
     summary = {
-        "protocol": "ct-quick", "denoiser": args.denoiser, "method": args.method, "size": args.size,
+        "protocol": "ct-quick", "denoiser": args.denoiser, "method": args.method, "strength": args.strength,
+        "size": args.size,
         "tol": args.tol, "runs": runs,
         "mean_psnr_fbp": sum(r["psnr_fbp"] for r in runs) / len(runs),
         "mean_psnr": sum(r["psnr"] for r in runs) / len(runs),

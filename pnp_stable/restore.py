@@ -325,7 +325,9 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
         "solver": res.summary(),
         "history": res.history,
     }
-    if save is not None:
+    if save is not None and res.stopped_by != "non-finite":
+        # a diverged solve has nothing worth continuing: the last finite state (if one was saved
+        # on the way) is kept, rather than replaced by one a resume would only diverge from again
         save(res)
         report["checkpoint"] = {"path": str(checkpoint), "resumed_from_iteration":
                                 previous.iterations if previous is not None else None}

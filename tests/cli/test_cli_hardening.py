@@ -110,10 +110,12 @@ def test_an_unwritable_destination_is_refused_before_the_solve(tmp_path, camera_
 def test_a_diverged_solve_writes_nothing_and_says_why(tmp_path, camera_png, tiny_denoiser):
     out = tmp_path / "o.png"
     r = run("deblur", camera_png, "--denoiser", tiny_denoiser, "--solver", "fb", "--step", "1e30", "--sigma-den", "0.05",
-            "--max-iter", "3", "--noise", "0.02", "--out", out, "--report", tmp_path / "r.json", "--quiet")
+            "--max-iter", "3", "--noise", "0.02", "--out", out, "--report", tmp_path / "r.json",
+            "--checkpoint", tmp_path / "s.state", "--quiet")
     assert_user_error(r, "the iteration diverged")
     assert "no convergence guarantee" in r.output and "cast" not in r.output
-    assert not out.exists() and not (tmp_path / "r.json").exists()
+    # nor a state file: a resume would only diverge again from it
+    assert not out.exists() and not (tmp_path / "r.json").exists() and not (tmp_path / "s.state").exists()
 
 
 def test_an_overflowing_admm_step_is_named(camera_png, tiny_denoiser):

@@ -217,7 +217,11 @@ class CertifiedLinearPhysics(LinearPhysics):
         else:
             raise ValueError(f"gamma must be a scalar or have one value per image ({like.shape[0]}), got shape {tuple(g.shape)}")
         if not bool(torch.isfinite(g).all()) or bool((g < 0).any()):
-            raise ValueError(f"gamma must be finite and non-negative, got {gamma}")
+            # a finite float64 gamma can still overflow in the data's precision (1e300 in float32)
+            finite_as_given = bool(torch.isfinite(torch.as_tensor(gamma, dtype=torch.float64)).all())
+            overflow = finite_as_given and not bool(torch.isfinite(g).all())
+            why = f" (it overflows to infinity in {str(like.dtype).replace('torch.', '')})" if overflow else ""
+            raise ValueError(f"gamma must be finite and non-negative, got {gamma}{why}")
         return g.reshape(-1, 1, 1, 1)
 
     def _closed_form_prox(self, z: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor | None:

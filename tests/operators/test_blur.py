@@ -286,3 +286,12 @@ def test_cg_reuses_adjoint_of_unchanged_data_and_stays_exact():
     assert _prox_gradient_residual(op, p, z, y, 3.0) < 1e-9
     twin = y.clone()  # equal content, another tensor: recomputed, same answer
     torch.testing.assert_close(op.prox_data(z, twin, 3.0), p)
+
+
+def test_a_gamma_that_overflows_in_the_data_precision_is_named_so():
+    op = Blur("gauss:1.0", (1, 16, 16))
+    y = torch.rand(1, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"got 1e\+300 \(it overflows to infinity in float32\)"):
+        op.prox_data(y, y, 1e300)
+    with pytest.raises(ValueError, match=r"non-negative, got -1.0$"):
+        op.prox_data(y, y, -1.0)

@@ -71,15 +71,24 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, rgb, as_json):
             channels = 3 if rgb else denoiser_channels(module) or 1
             shape = (channels, size, size)
 
+            from tqdm.auto import tqdm
+
+            # the search's length depends on its restarts and the local Jacobian iterations, so the
+            # bar counts evaluations without a total: at --size 512 the search runs for most of an
+            # hour on two CPU cores, and a silent command that long looks hung
+            bar = tqdm(desc=f"adversarial search {size}x{size}", unit=" evaluations", leave=False)
+
             def T(x):
+                bar.update(1)
                 return module(x, level)
 
             search = dict(restarts=restarts, steps=steps, n_pairs=8, dtype=torch.float32)
-            report["empirical"] = {"image_size": size, "sigma": level,
-                                   "lipschitz_lower_bound": empirical_lipschitz(T, shape, **search)}
-            if cert and cert["averagedness"] is not None and cert["averagedness"] > 0:  # 0: the identity
-                report["empirical"]["averagedness_violation"] = empirical_averagedness_violation(
-                    T, cert["averagedness"], shape, **search)
+            with bar:
+                report["empirical"] = {"image_size": size, "sigma": level,
+                                       "lipschitz_lower_bound": empirical_lipschitz(T, shape, **search)}
+                if cert and cert["averagedness"] is not None and cert["averagedness"] > 0:  # 0: the identity
+                    report["empirical"]["averagedness_violation"] = empirical_averagedness_violation(
+                        T, cert["averagedness"], shape, **search)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -527,7 +527,7 @@ def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_deno
     assert_user_error(run("denoise", camera_png), "Missing option")
     r = run("certify", tiny_denoiser, "--json", "--size", "12", "--steps", "5", "--restarts", "1")
     assert r.exit_code == 0, r.output
-    rep = json.loads(r.output)
+    rep = json.loads(r.stdout)  # the search's progress goes to stderr
     assert rep["certified"] and rep["averagedness"] < 1
     assert rep["empirical"]["lipschitz_lower_bound"] <= rep["lipschitz"] * (1 + 1e-4)
     assert rep["empirical"]["averagedness_violation"] <= 1e-4
@@ -535,7 +535,7 @@ def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_deno
     assert r.exit_code == 0 and "certified averagedness" in r.output
     r = run("certify", tiny_denoiser, "--rgb", "--json", "--size", "10", "--steps", "5", "--restarts", "1")
     assert r.exit_code == 0, r.output
-    rgb = json.loads(r.output)
+    rgb = json.loads(r.stdout)
     assert "opponent" in rgb["denoiser"] and rgb["averagedness"] == rep["averagedness"]
     # the same two gradient-flow blocks, and only them (no rows of Nones for the colour transform)
     assert len(rep["blocks"]) == 2 and rgb["blocks"] == rep["blocks"]

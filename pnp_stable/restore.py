@@ -305,20 +305,20 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
                       checkpoint_every=60.0, task="", operator_info=None, prox_error_ratio=0.03, strength="rule"):
     from pnp_stable.solvers import solve
 
-    if strength == "sure":
+    if strength == "sure":  # several solves, never checkpointed (_check_strength refused a checkpoint)
         from pnp_stable.solvers.strength import select_strength
 
+        previous = save = None
         res = select_strength(y_batch, op, module, method, noise_level=noise, max_iter=max_iter, tol=tol,
                               x_true=x_true_batch, accelerate="anderson" if accelerate else None, progress=progress,
                               prox_error_ratio=prox_error_ratio, x0=x0)
-        return res, {"noise": {"sigma": noise, "source": noise_source}, "denoiser": den_info,
-                     "solver": res.summary(), "history": res.history}
-    previous, save = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
-        task, y_batch, operator_info or {}, module, method, noise, sigma_den, step))
-    res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
-                accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
-                sigma_den=sigma_den, step=step, resume=previous, checkpoint=save, checkpoint_every=checkpoint_every,
-                prox_error_ratio=prox_error_ratio)
+    else:
+        previous, save = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
+            task, y_batch, operator_info or {}, module, method, noise, sigma_den, step))
+        res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
+                    accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
+                    sigma_den=sigma_den, step=step, resume=previous, checkpoint=save,
+                    checkpoint_every=checkpoint_every, prox_error_ratio=prox_error_ratio)
     report = {
         "noise": {"sigma": noise, "source": noise_source},
         "denoiser": den_info,

@@ -74,6 +74,13 @@ def _image_size(image_size: int | tuple[int, ...]) -> int:
     return int(image_size)
 
 
+def detector_count(n: int, detector: str = "full") -> int:
+    """Detector bins of :class:`ParallelBeamCT` for an ``n x n`` image: ``n`` for ``"circle"``, else
+    ``ceil(sqrt(2) n)`` (the image's diagonal). Cheap, unlike building the operator, whose rotation
+    grids for a large ``n`` take gigabytes: callers check a sinogram's size with it first."""
+    return n if detector == "circle" else int(math.ceil(math.sqrt(2) * n))
+
+
 class ParallelBeamCT(CertifiedLinearPhysics):
     """Parallel-beam CT ``y = A x`` for ``n x n`` images (any channel and batch count).
 
@@ -120,7 +127,7 @@ class ParallelBeamCT(CertifiedLinearPhysics):
         self.angles_deg = angles_deg
         self.detector = detector
         self.normalize = bool(normalize)
-        self.n_detectors = n if detector == "circle" else int(math.ceil(math.sqrt(2) * n))
+        self.n_detectors = detector_count(n, detector)
         self._device = torch.device(device)
         self._radon = nn.ModuleDict()
         self._radon[_dtype_key(torch.float32)] = self._make_tomography(torch.float32, self._device)

@@ -594,6 +594,7 @@ def reconstruct_ct(
     ADMM/DRS, and ``strength="sure"`` chooses the regularisation from the data, as in :func:`deblur`.
     """
     from pnp_stable.operators import ParallelBeamCT
+    from pnp_stable.operators.ct import detector_count
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
     notes: list[str] = []
@@ -631,7 +632,7 @@ def reconstruct_ct(
                          "are the angles, transpose it")
         # checked before the operator is built: its rotation grids for a wrong, large size alone can
         # exhaust the memory (a 91-detector sinogram with --size 8192 asked for ~32 GB)
-        needed = int(math.ceil(math.sqrt(2) * n))
+        needed = detector_count(n)
         if needed != n_det:
             raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {needed}; check --size")
         op = ParallelBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles, device=dev)
@@ -692,8 +693,9 @@ def _attenuation_scale(fbp: torch.Tensor, notes: list[str]) -> float:
 
 
 def _size_from_detectors(n_det: int) -> int:
-    candidates = [n for n in range(max(1, int(n_det / math.sqrt(2)) - 2), n_det + 1)
-                  if int(math.ceil(math.sqrt(2) * n)) == n_det]
+    from pnp_stable.operators.ct import detector_count
+
+    candidates = [n for n in range(max(1, int(n_det / math.sqrt(2)) - 2), n_det + 1) if detector_count(n) == n_det]
     if not candidates:
         raise ValueError(f"cannot infer the image size from {n_det} detectors; pass --size")
     return candidates[0]

@@ -55,7 +55,7 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
 
         with warnings.catch_warnings():  # the restoration parses it again, and says so then
             warnings.simplefilter("ignore", KernelNormalizationWarning)
-            parse_kernel_spec(kernel)  # fail on a bad spec before any heavy work
+            kernel_shape = parse_kernel_spec(kernel).shape  # fail on a bad spec before any heavy work
         if image is None:
             inputs, simulate = [None], True
             if not quiet:
@@ -70,7 +70,7 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
             raise UserError("--resume needs --checkpoint FILE (the state to continue)")
         folder = len(inputs) > 1
         if folder:  # every image readable and every output writable before the first solve writes anything
-            _check_folder(inputs, kernel, out, report, plot, checkpoint, resume)
+            _check_folder(inputs, kernel_shape, out, report, plot, checkpoint, resume)
         for n, path in enumerate(inputs):
             state = _per_file(checkpoint, path) if folder else checkpoint
             resume_this, iterations, hint = resume, max_iter, None
@@ -101,16 +101,14 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
                 sys.exit(130)
 
 
-def _check_folder(inputs: list[Path], kernel: str, out, report, plot, checkpoint, resume: bool) -> None:
+def _check_folder(inputs: list[Path], kernel_shape: tuple[int, int], out, report, plot, checkpoint,
+                  resume: bool) -> None:
     """Refuse, before the first solve, what would otherwise fail or destroy something part way
     through a folder: a destination (restored image, --report, --plot, --checkpoint, each
     ``<stem>_<image stem><suffix>`` per image) that is one of the inputs or that two images share
     (a.png and a.tif), an existing state without --resume, an unreadable image, and an image smaller
     than the kernel."""
-    import warnings
-
     from pnp_stable.cli.images import default_output, read_image
-    from pnp_stable.operators.kernels import KernelNormalizationWarning, parse_kernel_spec
     from pnp_stable.restore import check_unit_range
 
     inputs_by_path = {p.resolve(): p for p in inputs}
@@ -138,9 +136,7 @@ def _check_folder(inputs: list[Path], kernel: str, out, report, plot, checkpoint
         state = targets["checkpoint"]
         if state is not None and not resume and state.exists():
             raise UserError(f"checkpoint {state} exists: resume it (--resume), or choose another --checkpoint")
-    with warnings.catch_warnings():  # the restoration parses it again, and says so then
-        warnings.simplefilter("ignore", KernelNormalizationWarning)
-        kh, kw = parse_kernel_spec(kernel).shape
+    kh, kw = kernel_shape
     kh, kw = kh + 1 - kh % 2, kw + 1 - kw % 2  # centred on an odd grid, as the blur operator does
     for path in inputs:
         data = read_image(path).data

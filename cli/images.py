@@ -115,15 +115,12 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
             raw = np.moveaxis(raw, 0, -1)  # planar (C x H x W) TIFF
         return _normalise(raw, path)
     if path.suffix.lower() == ".png":
-        from pnp_stable.cli.png16 import (is_gray_alpha16_png, is_rgb16_png, read_gray_alpha16_png,
-                                          read_rgb16_png)
+        from pnp_stable.cli.png16 import png16_colour_type, read_rgb16_png
 
-        if is_rgb16_png(path):
+        if png16_colour_type(path) in (2, 4, 6):
+            # Pillow reads 16-bit RGB(A) and gray+alpha as 8 bits: decode them here (a gray+alpha
+            # image keeps its gray channel at 16 bits; read_image drops the alpha, with its note)
             return _normalise(read_rgb16_png(path), path)
-        if is_gray_alpha16_png(path):
-            # Pillow reads 16-bit gray+alpha as 8-bit "LA" (and then RGBA): decode it ourselves, keep
-            # the gray channel at 16 bits (read_image drops the alpha, with its note)
-            return _normalise(read_gray_alpha16_png(path), path)
     try:
         with Image.open(path) as im:
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)

@@ -1,7 +1,7 @@
 """16-bit RGB(A) PNG, which Pillow reads only as 8-bit and cannot write.
 
-A small, self-contained codec for the one case Pillow gets wrong: non-interlaced PNGs with 16-bit
-samples and colour type 2 (RGB) or 6 (RGBA). Everything else goes through Pillow.
+A small, self-contained codec for the cases Pillow gets wrong: non-interlaced PNGs with 16-bit
+samples and colour type 2 (RGB), 4 (gray+alpha) or 6 (RGBA). Everything else goes through Pillow.
 """
 
 from __future__ import annotations
@@ -23,26 +23,14 @@ def _chunks(data: bytes):
         pos += 12 + length
 
 
-def is_rgb16_png(path: Path) -> bool:
-    """True for a PNG whose IHDR says 16-bit RGB or RGBA."""
+def png16_colour_type(path: Path) -> int | None:
+    """The IHDR colour type of a PNG with 16-bit samples (0 gray, 2 RGB, 4 gray+alpha, 6 RGBA), or
+    None for any other file."""
     with open(path, "rb") as f:
         head = f.read(33)
-    if len(head) < 33 or head[:8] != _SIGNATURE or head[12:16] != b"IHDR":
-        return False
-    depth, colour = head[24], head[25]
-    return depth == 16 and colour in (2, 6)
-
-
-def is_gray_alpha16_png(path: Path) -> bool:
-    """True for a PNG whose IHDR says 16-bit gray+alpha (colour type 4), which Pillow reads as 8-bit."""
-    with open(path, "rb") as f:
-        head = f.read(33)
-    return len(head) >= 33 and head[:8] == _SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] == 4
-
-
-def read_gray_alpha16_png(path: Path) -> np.ndarray:
-    """Decode a 16-bit gray+alpha PNG to ``H x W x 2`` uint16 (gray, alpha)."""
-    return read_rgb16_png(path)
+    if len(head) < 33 or head[:8] != _SIGNATURE or head[12:16] != b"IHDR" or head[24] != 16:
+        return None
+    return head[25]
 
 
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}

@@ -38,7 +38,6 @@ import torch
 from torch import nn
 
 from pnp_stable.solvers.api import solve
-from pnp_stable.solvers.operator_adapter import as_operator
 from pnp_stable.solvers.parameters import ParameterRule, estimate_noise_level
 from pnp_stable.solvers.result import SolveResult
 
@@ -122,7 +121,6 @@ def select_strength(
     noise_level = float(noise_level)
     if not (math.isfinite(noise_level) and noise_level > 0):
         raise ValueError(f"choosing the strength needs a positive noise level, got {noise_level}")
-    op = as_operator(A, y)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     probe = torch.randn(y.shape, generator=generator, dtype=torch.float64).to(device=y.device, dtype=y.dtype)
     eps = PROBE_SCALE * noise_level
@@ -131,23 +129,26 @@ def select_strength(
     probe_kwargs = {k: v for k, v in solve_kwargs.items() if k not in ("x_true", "callback", "metrics", "x0")}
     probe_kwargs["progress"] = False
 
-    def attempt(current_rule):
-        res = solve(y, A, D, method, noise_level=noise_level, rule=current_rule, **solve_kwargs)
+    def probed(res, current_rule):
+        """The probe's solve and the SURE of ``res``."""
         res_probe = solve(y_probe, A, D, method, x0=res.x, noise_level=noise_level, rule=current_rule, **probe_kwargs)
         with torch.no_grad():
-            risk = sure_predicted_risk(op.A(res.x), op.A(res_probe.x), y, probe, eps, noise_level)
-        return res, res_probe, risk
+            risk = sure_predicted_risk(A.A(res.x), A.A(res_probe.x), y, probe, eps, noise_level)
+        return res_probe, risk
 
-    best, best_probe, best_risk = attempt(rule)
+    best = solve(y, A, D, method, noise_level=noise_level, rule=rule, **solve_kwargs)
     automatic = best.parameters.get("automatic") or {}
-    if best.parameters.get("strength_kind") == "unused" or "rule" not in automatic:
+    if best.parameters.get("strength_kind") == "unused" or "rule" not in automatic:  # before any probe
         raise ValueError("this denoiser's strength is not set by the parameter rule (a fixed denoiser without "
                          "trained_noise_level): there is no strength to choose")
+    best_probe, best_risk = probed(best, rule)
     base_rule = ParameterRule.from_mapping(automatic["rule"])
     tried = [_row(1.0, best_risk, best, best_probe)]
     chosen = 1.0
     for factor in factors:
-        res, res_probe, risk = attempt(replace(base_rule, weight=base_rule.weight * factor))
+        scaled = replace(base_rule, weight=base_rule.weight * factor)
+        res = solve(y, A, D, method, noise_level=noise_level, rule=scaled, **solve_kwargs)
+        res_probe, risk = probed(res, scaled)
         tried.append(_row(factor, risk, res, res_probe))
         if not risk < margin * best_risk:
             break

@@ -229,10 +229,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
             raise ValueError("a colour model is measured on CBSD68, not the gray BSD68: pass the entry of "
                              "bench/bench_denoise_bsd68.py --color ... --out instead")
     if bsd68_dir is not None:
-        from pnp_stable.training.evaluate import denoise_bsd68
-
-        with torch.no_grad():
-            result = denoise_bsd68(model, bsd68_dir, limit=bsd68_limit, progress=True)
+        result = _measure(model, bsd68_dir, metadata, limit=bsd68_limit)
         metadata["bsd68_psnr"] = result["psnr"]
         metadata["bsd68_images"] = result["images"]
     elif bsd68_result is not None:
@@ -243,15 +240,7 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         metadata[f"{measured_on}_psnr"] = bsd68_result["psnr"]
         metadata[f"{measured_on}_images"] = bsd68_result["images"]
     if validation_dir is not None:
-        from pnp_stable.training.evaluate import denoise_bsd68
-
-        measured: nn.Module = model
-        if train_config.color:
-            from pnp_stable.denoisers.color import OpponentColorDenoiser
-
-            measured = OpponentColorDenoiser(model, metadata["color"]["chroma_scale"]).eval()
-        with torch.no_grad():
-            result = denoise_bsd68(measured, str(validation_dir), progress=True, channels=metadata["channels"])
+        result = _measure(model, validation_dir, metadata)
         metadata["validation_dir"] = str(validation_dir)
         metadata["validation_psnr"] = result["psnr"]
         metadata["validation_images"] = result["images"]
@@ -266,6 +255,21 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     pt_path = dest / f"{name}.pt"
     write_model(model, pt_path, metadata)
     return pt_path
+
+
+def _measure(model: nn.Module, folder: str | os.PathLike, metadata: dict[str, Any],
+             limit: int | None = None) -> dict[str, Any]:
+    """The denoise-bsd68 protocol on ``folder`` for the model as :func:`load` will return it: a colour
+    model (``metadata["color"]``) inside its opponent-colour denoiser, on RGB images."""
+    from pnp_stable.training.evaluate import denoise_bsd68
+
+    measured: nn.Module = model
+    if metadata.get("color"):
+        from pnp_stable.denoisers.color import OpponentColorDenoiser
+
+        measured = OpponentColorDenoiser(model, metadata["color"]["chroma_scale"]).eval()
+    with torch.no_grad():
+        return denoise_bsd68(measured, str(folder), limit=limit, progress=True, channels=metadata["channels"])
 
 
 def write_model(model: nn.Module, pt_path: Path, metadata: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ from pnp_stable import __version__
 # command name -> (module, attribute)
 _COMMANDS: dict[str, tuple[str, str]] = {
     "deblur": ("pnp_stable.cli.cmd_deblur", "deblur"),
+    "superres": ("pnp_stable.cli.cmd_superres", "superres"),
+    "inpaint": ("pnp_stable.cli.cmd_inpaint", "inpaint"),
     "ct": ("pnp_stable.cli.cmd_ct", "ct"),
     "denoise": ("pnp_stable.cli.cmd_denoise", "denoise"),
     "certify": ("pnp_stable.cli.cmd_certify", "certify"),
@@ -70,6 +72,8 @@ def main() -> None:
     Examples:
       pnp-stable deblur                        # demo: blur + restore scikit-image's camera
       pnp-stable deblur photo.png --kernel gauss:1.6 --noise 2.55/255
+      pnp-stable superres small.png --factor 2 # 2x the rows and columns
+      pnp-stable inpaint photo.png --missing mask.png
       pnp-stable ct                            # demo: sparse-view CT of a Shepp-Logan phantom
       pnp-stable certify                       # constants of the default denoiser
       pnp-stable models                        # shipped and user denoisers

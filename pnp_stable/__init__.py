@@ -28,6 +28,8 @@ _LAZY = {
     "Blur": "pnp_stable.operators.blur",
     "ParallelBeamCT": "pnp_stable.operators.ct",
     "deblur": "pnp_stable.restore",
+    "super_resolve": "pnp_stable.restore",
+    "inpaint": "pnp_stable.restore",
     "reconstruct_ct": "pnp_stable.restore",
     "denoise": "pnp_stable.restore",
     "Restoration": "pnp_stable.restore",

@@ -1,4 +1,4 @@
-"""High-level restoration tasks: deblurring, CT reconstruction, denoising.
+"""High-level restoration tasks: deblurring, super-resolution, inpainting, CT reconstruction, denoising.
 
 Each task builds the operator, picks the denoiser, chooses or estimates the noise level, runs
 :func:`pnp_stable.solvers.solve` and returns a :class:`Restoration` holding the image, the solver
@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Restoration", "deblur", "reconstruct_ct", "denoise", "load_denoiser", "psnr", "ssim", "resolve_device",
-           "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range"]
+__all__ = ["Restoration", "deblur", "super_resolve", "inpaint", "reconstruct_ct", "denoise", "load_denoiser", "psnr",
+           "ssim", "resolve_device", "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range",
+           "default_super_resolution_kernel", "interpolate_samples", "fill_missing", "QUANTISATION_NOISE_LEVEL"]
 
 DEFAULT_DENOISER = "gray"
 # the same architecture and certificate as `gray`, trained on RGB images inside the opponent-colour
@@ -59,7 +60,8 @@ def default_denoiser(channels: int, color: str = "opponent") -> str:
 class Restoration:
     """A restored image with everything needed to report on it.
 
-    Every task returns one: :func:`deblur`, :func:`reconstruct_ct` and :func:`denoise`.
+    Every task returns one: :func:`deblur`, :func:`super_resolve`, :func:`inpaint`,
+    :func:`reconstruct_ct` and :func:`denoise`.
     ``image`` is ``C x H x W`` (float32, clipped to [0, 1]; for a CT sinogram on another scale,
     ``report["operator"]["data_scale"]`` times the reconstruction, clipped below at 0); ``observation`` what was restored
     from; ``ground_truth`` set when the problem was simulated. ``result`` is the solver's
@@ -110,7 +112,10 @@ class Restoration:
         parts = [f"{verb} {output}" if output else verb]
         m = self.report.get("metrics", {})
         if m.get("psnr") is not None:
-            parts.append(f"PSNR {m['psnr']:.2f} dB (input {m['psnr_input']:.2f})" if m.get("psnr_input") is not None
+            # the reference the PSNR gain is read against: the observation, or the FBP, the bicubic
+            # interpolation ... when the observation is no image of the same size
+            parts.append(f"PSNR {m['psnr']:.2f} dB ({m.get('input', 'input')} {m['psnr_input']:.2f})"
+                         if m.get("psnr_input") is not None
                          else f"PSNR {m['psnr']:.2f} dB")
         if r is None:
             level = self.report["noise"]["sigma"]
@@ -458,11 +463,7 @@ def deblur(
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
     notes: list[str] = []
-    if boundary == "auto":
-        boundary = "circular" if simulate else "reflect"
-        if not simulate:
-            notes.append("boundary: reflect (a photograph's scene goes on beyond its frame; --boundary circular "
-                         "for periodic data)")
+    boundary = _auto_boundary(boundary, simulate, notes)
     dev = resolve_device(device)
     k = parse_kernel_spec(kernel) if isinstance(kernel, str) else np.asarray(kernel, dtype=np.float64)
     image = _check_image(image, notes).to(dev)
@@ -493,22 +494,339 @@ def deblur(
                                     resume=resume, checkpoint_every=checkpoint_every, task="deblur",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
                                     operator_info=operator_info)
+    operator_report = {"type": "Blur", "boundary": boundary, "kernel_shape": list(k.shape),
+                       "kernel": kernel if isinstance(kernel, str) else "array",
+                       "norm": float(op.norm()), "norm_kind": op.norm_kind}
+    return _image_restoration(res, report, y, clean, split, notes, t0, operator_report)
+
+
+def _image_restoration(res, report: dict[str, Any], y: torch.Tensor, clean: torch.Tensor | None, split: bool,
+                       notes: list[str], started: float, operator_report: dict[str, Any],
+                       reference: torch.Tensor | None = None, reference_label: str = "input") -> Restoration:
+    """The :class:`Restoration` of an image task solved as ``res`` from the batch ``y`` (``split``:
+    the channels of one image were a batch of gray problems). With a ground truth ``clean``, PSNR
+    and SSIM of the result and of ``reference`` (a batch on the image grid, e.g. an interpolation;
+    by default the observation when it has the image's size), named ``reference_label``."""
     _strength_note(res, notes)
-    x = res.x.clamp(0, 1)
-    restored = x[:, 0] if split else x[0]
-    obs = y[:, 0] if split else y[0]
-    report["operator"] = {"type": "Blur", "boundary": boundary, "kernel_shape": list(k.shape),
-                          "kernel": kernel if isinstance(kernel, str) else "array",
-                          "norm": float(op.norm()), "norm_kind": op.norm_kind}
-    report["metrics"] = {"time_s": time.perf_counter() - t0}
+
+    def one_image(batch: torch.Tensor) -> torch.Tensor:
+        return batch[:, 0] if split else batch[0]
+
+    restored, obs = one_image(res.x.clamp(0, 1)), one_image(y)
+    report["operator"] = operator_report
+    report["metrics"] = {"time_s": time.perf_counter() - started}
     truth = None
     if clean is not None:
-        truth = clean[:, 0] if split else clean[0]
+        truth = one_image(clean)
         report["metrics"].update(psnr=psnr(restored, truth), ssim=ssim(restored, truth))
-        if obs.shape == truth.shape:
-            report["metrics"].update(psnr_input=psnr(obs, truth), ssim_input=ssim(obs, truth))
+        baseline = obs if reference is None else one_image(reference.clamp(0, 1))
+        if baseline.shape == truth.shape:
+            report["metrics"].update(psnr_input=psnr(baseline, truth), ssim_input=ssim(baseline, truth))
+            if reference is not None:
+                report["metrics"]["input"] = reference_label
     report["notes"] = notes
     return Restoration(restored.cpu(), obs.cpu(), None if truth is None else truth.cpu(), res, report, notes)
+
+
+def default_super_resolution_kernel(factor: int) -> str:
+    """The blur assumed before sampling when none is given: a Gaussian of std ``factor / 2`` pixels
+    (of the fine grid), the anti-aliasing of a camera or a careful downscaling, as a kernel spec."""
+    return f"gauss:{factor / 2:g}"
+
+
+def _check_factor(factor: object) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 2:
+        hint = " (factor 1 is deblurring: use deblur)" if factor == 1 else ""
+        raise ValueError(f"the super-resolution factor must be an integer >= 2, got {factor!r}{hint}")
+    return int(factor)
+
+
+def interpolate_samples(y: torch.Tensor, factor: int, size: tuple[int, int], offset: tuple[int, int] = (0, 0),
+                        mode: str = "bicubic") -> torch.Tensor:
+    """Interpolate samples ``y`` (``B x C x h x w``) taken at rows and columns ``offset + factor * i``
+    of an ``H x W`` grid (``size``) onto that grid (the edge samples repeated beyond the last ones).
+
+    This is the sampling of :class:`~pnp_stable.operators.Downsample` (rows ``0, s, 2s, ...``), so
+    the interpolation is aligned with the operator; ``torch.nn.functional.interpolate`` centres
+    the coarse pixels instead, a shift of ``(factor - 1) / 2`` fine pixels."""
+    import torch.nn.functional as F
+
+    def normalised(n_fine: int, n_coarse: int, start: int) -> torch.Tensor:
+        position = (torch.arange(n_fine, dtype=y.dtype, device=y.device) - start) / factor
+        return 2 * position / (n_coarse - 1) - 1 if n_coarse > 1 else torch.zeros_like(position)
+
+    rows = normalised(size[0], y.shape[-2], offset[0])
+    cols = normalised(size[1], y.shape[-1], offset[1])
+    grid = torch.stack(torch.meshgrid(cols, rows, indexing="xy"), dim=-1)  # H x W x (x, y)
+    return F.grid_sample(y, grid.expand(y.shape[0], *grid.shape), mode=mode, padding_mode="border",
+                         align_corners=True)
+
+
+def super_resolve(
+    image: torch.Tensor,
+    factor: int = 2,
+    *,
+    kernel: Any = None,
+    noise_level: float | None = None,
+    simulate: bool = False,
+    seed: int = 0,
+    boundary: str = "auto",
+    method: str = "admm",
+    denoiser: str | nn.Module | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-5,
+    accelerate: bool = True,
+    device: str = "auto",
+    progress: bool = True,
+    color: str = "opponent",
+    sigma_den: float | None = None,
+    step: float | None = None,
+    tile: int | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_every: float = 60.0,
+    prox_error_ratio: float = 0.03,
+    strength: str = "rule",
+) -> Restoration:
+    """Super-resolve ``image`` (``C x h x w`` in [0, 1]) by ``factor``: the result is
+    ``C x (factor h) x (factor w)``, the image whose blurred (``kernel``) and sampled (every
+    ``factor``-th row and column, from the first) version best explains the observation under the
+    certified denoiser's prior (:class:`~pnp_stable.operators.Downsample`).
+
+    ``kernel``: the blur before sampling (array or spec string); None assumes
+    :func:`default_super_resolution_kernel` (a Gaussian of std ``factor / 2``). With
+    ``simulate=True`` the image is the clean high-resolution ground truth: it is blurred, sampled
+    and corrupted by Gaussian noise of std ``noise_level`` (default 2.55/255, seeded), restored,
+    and PSNR/SSIM are reported against the bicubic interpolation of the observation. The solve starts
+    from that interpolation (aligned with the sampling grid: :func:`interpolate_samples`). The other
+    arguments are those of :func:`deblur`, and so is the guarantee (``result.guarantee``): the
+    operator's norm and prox are exact for a circular boundary (the simulation's default), certified
+    with a conjugate-gradient prox whose error is budgeted otherwise (a real image's default
+    boundary is ``"reflect"``).
+    """
+    from pnp_stable.operators import Downsample
+    from pnp_stable.operators.kernels import parse_kernel_spec
+
+    factor = _check_factor(factor)
+    strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
+    notes: list[str] = []
+    boundary = _auto_boundary(boundary, simulate, notes)
+    if boundary == "valid" and not simulate:
+        raise ValueError("boundary 'valid' needs a simulated observation (the sampled image is smaller than the "
+                         "scene); use --simulate or another boundary")
+    dev = resolve_device(device)
+    spec = default_super_resolution_kernel(factor) if kernel is None else kernel
+    k = parse_kernel_spec(spec) if isinstance(spec, str) else np.asarray(spec, dtype=np.float64)
+    image = _check_image(image, notes).to(dev)
+    module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
+    batch, split, module = _as_batch(image, module, notes, den_info, color)
+    defaulted = simulate and noise_level is None
+    if simulate:
+        if noise_level is None:
+            noise_level = 2.55 / 255
+            notes.append("simulation noise level defaulted to 2.55/255")
+        clean = batch
+        op = Downsample(factor, k, tuple(batch.shape[1:]), boundary=boundary).to(dev)
+        y = op.simulate(clean, noise_level, seed=seed)
+    else:
+        clean, y = None, batch
+        op = Downsample(factor, k, (batch.shape[1], factor * batch.shape[2], factor * batch.shape[3]),
+                        boundary=boundary).to(dev)
+    fine = (batch.shape[0], batch.shape[1], *op.image_hw)
+    module = _tiled(module, fine, tile, notes, den_info)
+    sigma, source = _noise(y, noise_level, notes, defaulted=defaulted)
+    # 'valid' crops the blurred image by the kernel's half-size before sampling
+    offset = ((fine[2] - op._blurred_hw[0]) // 2, (fine[3] - op._blurred_hw[1]) // 2)
+    x0 = interpolate_samples(y, factor, op.image_hw, offset).clamp(0, 1)
+    t0 = time.perf_counter()
+    operator_info = {"type": "Downsample", "factor": factor, "boundary": boundary,
+                     "kernel_sha256": _digest([torch.from_numpy(k)]), "shape": list(fine)}
+    res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
+                                    clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
+                                    resume=resume, checkpoint_every=checkpoint_every, task="super-resolve",
+                                    prox_error_ratio=prox_error_ratio, strength=strength,
+                                    operator_info=operator_info)
+    operator_report = {"type": "Downsample", "factor": factor, "boundary": boundary, "kernel_shape": list(k.shape),
+                       "kernel": spec if isinstance(spec, str) else "array", "norm": float(op.norm()),
+                       "norm_kind": op.norm_kind, "output_shape": list(fine[1:]) if not split else [3, *fine[2:]]}
+    return _image_restoration(res, report, y, clean, split, notes, t0, operator_report, reference=x0,
+                              reference_label="bicubic")
+
+
+# The noise level of data that are exact up to 8-bit rounding: uniform error of one step, std
+# 1 / (255 sqrt(12)). Inpainting uses it for noise-free observations, where the automatic rule
+# (regularisation balanced against the noise) needs a positive level.
+QUANTISATION_NOISE_LEVEL = 1.0 / (255.0 * math.sqrt(12.0))
+
+
+def _missing_mask(missing: Any, image: torch.Tensor) -> torch.Tensor:
+    """``missing`` (``H x W`` or ``C x H x W``, True/nonzero where a pixel is missing) as a float
+    ``C' x H x W`` mask of observed pixels (1) for ``image`` (``C x H x W``), ``C'`` 1 or ``C``."""
+    if isinstance(missing, torch.Tensor):
+        m = missing.detach().cpu()
+        kind = "c" if m.dtype.is_complex else "f"
+    else:
+        array = np.asarray(missing)
+        kind = array.dtype.kind
+        m = torch.from_numpy(array.astype(np.float64)) if kind in "biuf" else None
+    if kind not in "biuf":
+        raise ValueError(f"the missing-pixel mask must hold booleans or numbers (nonzero: missing), got "
+                         f"{getattr(missing, 'dtype', type(missing).__name__)}")
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim != 3 or tuple(m.shape[-2:]) != tuple(image.shape[-2:]) or m.shape[0] not in (1, image.shape[0]):
+        raise ValueError(f"the missing-pixel mask has shape {tuple(m.shape)}; the image is {tuple(image.shape)} "
+                         "(the mask must be H x W, or C x H x W with the image's channels)")
+    m = m.to(torch.float64)
+    if not torch.isfinite(m).all():
+        raise ValueError("the missing-pixel mask contains NaN or infinite values")
+    if m.shape[0] > 1 and bool((m == m[:1]).all()):  # the same mask on every channel: one mask
+        m = m[:1]
+    observed = (m == 0).to(torch.float64)
+    if not observed.any():
+        raise ValueError("every pixel is marked missing: there is nothing to inpaint from")
+    return observed
+
+
+def fill_missing(y: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """``y`` (``B x C x H x W``) with its unobserved pixels (``observed`` 0, broadcast to ``y``)
+    filled by normalised Gaussian smoothing of the observed ones, at the finest scale (std 2, 4,
+    8 ... pixels) that reaches them: a smooth start for inpainting, not a restoration."""
+    import torch.nn.functional as F
+
+    observed = observed.to(dtype=y.dtype, device=y.device).expand_as(y)
+    filled, todo = y * observed, observed == 0
+    scale = 2.0
+    while bool(todo.any()):
+        radius = int(min(3 * scale, max(y.shape[-2:])))
+        t = torch.arange(-radius, radius + 1, dtype=y.dtype, device=y.device)
+        g = torch.exp(-t**2 / (2 * scale**2))
+        g = g / g.sum()
+        num, den = (y * observed).flatten(0, 1)[:, None], observed.flatten(0, 1)[:, None]
+        # separable: rows, then columns; replicate padding works for any radius (reflect does not)
+        for kernel, pad in ((g.view(1, 1, -1, 1), (0, 0, radius, radius)),
+                            (g.view(1, 1, 1, -1), (radius, radius, 0, 0))):
+            num = F.conv2d(F.pad(num, pad, mode="replicate"), kernel)
+            den = F.conv2d(F.pad(den, pad, mode="replicate"), kernel)
+        num, den = num.view_as(y), den.view_as(y)
+        reached = todo & (den > 1e-3)
+        filled = torch.where(reached, num / den.clamp_min(1e-3), filled)
+        todo = todo & ~reached
+        if radius >= max(y.shape[-2:]):  # the whole image is within reach: nothing left unreached
+            filled = torch.where(todo, (y * observed).sum() / observed.sum(), filled)
+            break
+        scale *= 2
+    return filled
+
+
+def inpaint(
+    image: torch.Tensor,
+    missing: Any = None,
+    *,
+    observed_fraction: float = 0.5,
+    noise_level: float | None = None,
+    simulate: bool = False,
+    seed: int = 0,
+    method: str = "admm",
+    denoiser: str | nn.Module | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-5,
+    accelerate: bool = True,
+    device: str = "auto",
+    progress: bool = True,
+    color: str = "opponent",
+    sigma_den: float | None = None,
+    step: float | None = None,
+    tile: int | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_every: float = 60.0,
+    prox_error_ratio: float = 0.03,
+    strength: str = "rule",
+) -> Restoration:
+    """Fill the missing pixels of ``image`` (``C x H x W`` in [0, 1]) and denoise the others, by PnP
+    with the inpainting operator ``A x = m * x`` (:class:`~pnp_stable.operators.Inpainting`: exact
+    norm and prox, so the guarantee is proven, as for :func:`deblur`).
+
+    ``missing``: ``H x W`` (all channels) or ``C x H x W``, True or nonzero where a pixel is missing
+    (the values of ``image`` there are ignored). With ``simulate=True`` the image is a clean ground
+    truth; without ``missing``, each pixel is kept with probability ``observed_fraction`` (seeded);
+    noise of std ``noise_level`` (default 0: none) is added to the kept ones, and PSNR/SSIM are
+    reported against the smooth fill the solve starts from (:func:`fill_missing`). Otherwise
+    ``missing`` is required and ``noise_level`` is estimated from the fully observed 2x2 blocks
+    when None. A level of 0, or an estimate below it, is replaced by the 8-bit rounding level
+    ``QUANTISATION_NOISE_LEVEL`` (the rule balances the regularisation against a positive level).
+    The other arguments are those of :func:`deblur`.
+    """
+    from pnp_stable.operators import Inpainting
+    from pnp_stable.solvers import estimate_noise_level
+
+    strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
+    notes: list[str] = []
+    dev = resolve_device(device)
+    image = _check_image(image, notes).to(dev)
+    if missing is None:
+        if not simulate:
+            raise ValueError("inpainting an image needs its missing pixels (missing=, --missing FILE); without them "
+                             "only a simulation (simulate=True) can draw a random mask")
+        fraction = float(observed_fraction)
+        if not 0 < fraction <= 1:
+            raise ValueError(f"observed_fraction must lie in (0, 1], got {observed_fraction!r}")
+        observed = Inpainting.random(tuple(image.shape[-2:]), fraction, seed=seed).mask[0]
+        notes.append(f"random mask: each pixel kept with probability {fraction:g} (seed {seed})")
+    else:
+        observed = _missing_mask(missing, image)
+    module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
+    batch, split, module = _as_batch(image, module, notes, den_info, color)
+    if split and observed.shape[0] > 1:
+        raise ValueError("a mask per colour channel needs the opponent colour mode (color='opponent'); channel by "
+                         "channel, one H x W mask serves the three")
+    op = Inpainting(observed).to(dev)
+    module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
+    if noise_level is not None and not (isinstance(noise_level, (int, float)) and noise_level == 0):
+        noise_level = _check_noise_level(noise_level)
+    if simulate:
+        clean = batch
+        y = op.simulate(clean, 0.0 if noise_level is None else noise_level, seed=seed)
+        sigma, source = (noise_level or 0.0), "given" if noise_level is not None else "default"
+    else:
+        clean = None
+        y = op.A(batch)
+        if noise_level is None:
+            full = (op.mask > 0).to(batch.dtype).expand(batch.shape[0], batch.shape[1], -1, -1)
+            estimates = estimate_noise_level(y, observed=full)
+            sigma, source = float(np.median(estimates)), "estimated"
+            notes.append(f"noise level estimated from the fully observed pixels: {sigma:.4g} ({sigma * 255:.2f}/255)")
+        else:
+            sigma, source = float(noise_level), "given"
+    if sigma < QUANTISATION_NOISE_LEVEL:
+        level = "no noise" if sigma == 0 else f"a noise level of {sigma * 255:.2g}/255"
+        notes.append(f"{level}: the regularisation is balanced against the 8-bit rounding level "
+                     f"({QUANTISATION_NOISE_LEVEL * 255:.2f}/255) instead")
+        sigma = QUANTISATION_NOISE_LEVEL
+    x0 = fill_missing(y, op.mask)
+    t0 = time.perf_counter()
+    operator_info = {"type": "Inpainting", "mask_sha256": _digest([op.mask]), "shape": list(batch.shape)}
+    res, report = _solve_and_report(y, op, module, den_info, method, max_iter, tol, accelerate, sigma, source,
+                                    clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
+                                    resume=resume, checkpoint_every=checkpoint_every, task="inpaint",
+                                    prox_error_ratio=prox_error_ratio, strength=strength,
+                                    operator_info=operator_info)
+    operator_report = {"type": "Inpainting", "observed_fraction": float(op.mask.mean()),
+                       "mask_channels": int(observed.shape[0]), "norm": float(op.norm()), "norm_kind": op.norm_kind}
+    return _image_restoration(res, report, y, clean, split, notes, t0, operator_report, reference=x0,
+                              reference_label="fill")
+
+
+def _auto_boundary(boundary: str, simulate: bool, notes: list[str]) -> str:
+    """``"auto"``: circular for a simulation (the model that made it), reflect for a real image."""
+    if boundary != "auto":
+        return boundary
+    if simulate:
+        return "circular"
+    notes.append("boundary: reflect (a photograph's scene goes on beyond its frame; --boundary circular "
+                 "for periodic data)")
+    return "reflect"
 
 
 def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True) -> torch.Tensor:

@@ -470,11 +470,8 @@ def deblur(
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
-    defaulted = simulate and noise_level is None
+    noise_level, defaulted = _simulation_noise_level(noise_level, simulate, notes)
     if simulate:
-        if noise_level is None:
-            noise_level = 2.55 / 255
-            notes.append("simulation noise level defaulted to 2.55/255")
         clean = batch
         op = Blur(k, tuple(batch.shape[1:]), boundary=boundary).to(dev)
         y = op.simulate(clean, noise_level, seed=seed)
@@ -620,11 +617,8 @@ def super_resolve(
     image = _check_image(image, notes).to(dev)
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
-    defaulted = simulate and noise_level is None
+    noise_level, defaulted = _simulation_noise_level(noise_level, simulate, notes)
     if simulate:
-        if noise_level is None:
-            noise_level = 2.55 / 255
-            notes.append("simulation noise level defaulted to 2.55/255")
         clean = batch
         op = Downsample(factor, k, tuple(batch.shape[1:]), boundary=boundary).to(dev)
         y = op.simulate(clean, noise_level, seed=seed)
@@ -816,6 +810,15 @@ def inpaint(
                        "mask_channels": int(observed.shape[0]), "norm": float(op.norm()), "norm_kind": op.norm_kind}
     return _image_restoration(res, report, y, clean, split, notes, t0, operator_report, reference=x0,
                               reference_label="fill")
+
+
+def _simulation_noise_level(noise_level: float | None, simulate: bool, notes: list[str]) -> tuple[float | None, bool]:
+    """The noise level to simulate with (2.55/255 when a simulation is not given one, with a note),
+    and whether it was defaulted."""
+    if not simulate or noise_level is not None:
+        return noise_level, False
+    notes.append("simulation noise level defaulted to 2.55/255")
+    return 2.55 / 255, True
 
 
 def _auto_boundary(boundary: str, simulate: bool, notes: list[str]) -> str:

@@ -191,3 +191,11 @@ def test_the_benchmark_says_when_its_data_are_missing(tmp_path, capsys):
     bench = load_bench_script("bench_superres_inpaint")
     assert bench.main(["--data", str(tmp_path), "--denoisers", "gray"]) == 2
     assert "test001.png not found" in capsys.readouterr().err
+
+
+def test_sure_keeps_the_rule_for_a_noise_free_inpainting(camera64, gray):
+    # SURE is negative here (the solver assumes the 8-bit rounding level): a relative margin on a
+    # negative risk used to take 16 times the rule's balance
+    r = ps.inpaint(camera64[:, :32, :32], simulate=True, denoiser=gray, strength="sure", progress=False)
+    chosen = r.result.parameters["strength"]
+    assert chosen["tried"][0]["sure"] < 0 and chosen["chosen_factor"] == 1.0

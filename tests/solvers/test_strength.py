@@ -90,3 +90,15 @@ def test_a_denoiser_without_an_adjustable_strength_is_refused():
     op, y = _problem(x)
     with pytest.raises(ValueError, match="no strength to choose"):
         select_strength(y, op, GaussianSmoother(1.0, (32, 32)).float(), "fb", noise_level=0.01, progress=False)
+
+
+@pytest.mark.parametrize("risk, best, taken", [
+    (0.89, 1.0, True), (0.91, 1.0, False), (1.2, 1.0, False),
+    # SURE can be negative at low noise: lower means more negative, by 10 % of the size
+    (-1.11, -1.0, True), (-1.05, -1.0, False), (-0.9, -1.0, False),
+    (-4.08e-7, -4.53e-7, False),  # a noise-free inpainting took this as "lower" under margin * best
+])
+def test_a_stronger_setting_is_taken_only_for_a_clearly_lower_risk(risk, best, taken):
+    from pnp_stable.solvers.strength import clearly_lower
+
+    assert clearly_lower(risk, best, 0.9) is taken

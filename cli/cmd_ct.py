@@ -28,7 +28,7 @@ from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_w
 @click.option("--from-skimage", is_flag=True,
               help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180)): move it to this "
                    "tool's rotation axis first (half a pixel apart for an even detector count).")
-@solver_options(max_iter_default=300, solver_default="admm", rgb=False)
+@solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed")
 def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.

@@ -27,7 +27,7 @@ from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_w
               help="How the blur treats the edges: auto is circular with --simulate (the model that made the "
                    "observation) and reflect for a real image, whose scene goes on beyond its frame.")
 @color_option
-@solver_options(max_iter_default=500, solver_default="admm")
+@solver_options(max_iter_default=500, solver_default="admm", folders=True)
 def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
            seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Restore a blurred IMAGE (or every image in a folder) with a certified PnP solver.

@@ -11,11 +11,17 @@ from pnp_stable.cli.options import color_option, solver_options
 
 
 def _parse_noise(text: str | None) -> float | None:
-    """``--noise``: the levels of :func:`parse_level`, or 0 for noise-free data."""
+    """``--noise``: the levels of :func:`parse_level`, or any spelling of 0 for noise-free data."""
     from pnp_stable.cli.options import parse_level
 
-    if text is not None and text.strip() in ("0", "0.0", "0/255", "0%"):
-        return 0.0
+    if text is not None:
+        s = text.strip()
+        try:
+            number = float(s[:-1]) if s.endswith("%") else float(s.split("/", 1)[0])
+        except ValueError:
+            number = None  # parse_level names the problem
+        if number == 0:
+            return 0.0
     return parse_level(text)
 
 
@@ -33,7 +39,7 @@ def _parse_noise(text: str | None) -> float | None:
               help="IMAGE is a complete ground truth: remove pixels (--missing, or --observed at random), add noise "
                    "(--noise), restore, report PSNR/SSIM (against a smooth fill).")
 @color_option
-@solver_options(max_iter_default=500, solver_default="admm")
+@solver_options(max_iter_default=500, solver_default="admm", output_tag="inpainted")
 def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, max_iter, tol, sigma_den, step,
             strength, accelerate, seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Fill the missing pixels of IMAGE (and denoise the others) with a certified PnP solver.
@@ -71,6 +77,9 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
             if image is None:
                 raise UserError("--missing needs an IMAGE (the demo draws its own mask)")
             loaded_mask = read_image(missing)
+            if not quiet:
+                for note in loaded_mask.notes:
+                    click.echo(f"note: {missing.name}: {note}", err=True)
             # white is missing; the threshold ignores a JPEG's ringing around the marks
             mask = (loaded_mask.data.transpose(2, 0, 1) if loaded_mask.is_rgb else loaded_mask.data) >= 0.5
         from pnp_stable.cli.image_task import run_image_command

@@ -26,7 +26,7 @@ from pnp_stable.cli.options import color_option, parse_level, solver_options
               show_default=True,
               help="How the blur treats the edges: auto is circular with --simulate and reflect for a real image.")
 @color_option
-@solver_options(max_iter_default=500, solver_default="admm")
+@solver_options(max_iter_default=500, solver_default="admm", output_tag="superres")
 def superres(image, factor, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step,
              strength, accelerate, seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Super-resolve IMAGE by FACTOR with a certified PnP solver (the blur and sampling model of --kernel).

@@ -77,7 +77,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
             arr = np.load(path, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        if (not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_) or np.iscomplexobj(arr):
             raise ValueError(f"{path.name} holds {arr.dtype} data; expected real numbers")
         if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
             arr = _integer_array_to_unit(arr, path, notes)

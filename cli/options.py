@@ -56,7 +56,8 @@ tile_option = click.option(
          "of 256 (CPU) or 1024 (GPU); 0: never.")
 
 
-def solver_options(max_iter_default: int, solver_default: str = "fb", rgb: bool = True):
+def solver_options(max_iter_default: int, solver_default: str = "fb", rgb: bool = True, output_tag: str = "restored",
+                   folders: bool = False):
     """--solver, --denoiser, --max-iter, --tol, --sigma-den, --step, --strength, --accelerate, --device, --tile, --checkpoint,
     --resume, --report, --plot, --quiet, --seed.
 
@@ -64,7 +65,10 @@ def solver_options(max_iter_default: int, solver_default: str = "fb", rgb: bool 
     (0.25 dB better than FB on deblur-quick, 3x fewer iterations) and for CT (+1.1 dB over FB on
     ct-quick at the same mean SSIM, for about twice the time: a preconditioned CG prox per iteration).
     ``rgb``: the command takes RGB images (the default denoiser then depends on the image).
+    ``output_tag``: the default output is ``<stem>_<output_tag>.<ext>``; ``folders``: the command
+    takes a folder of images (the per-image naming of --checkpoint, --report and --plot is described).
     """
+    per_image = (lambda text: text) if folders else (lambda text: "")
 
     def decorate(f):
         for opt in reversed([
@@ -94,19 +98,20 @@ def solver_options(max_iter_default: int, solver_default: str = "fb", rgb: bool 
             tile_option,
             click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                          help="Save the solver state here every minute and when the run ends or is stopped "
-                              "(Ctrl-C, SIGTERM); with a folder, one file per image (FILE's stem + the image's)."),
+                              "(Ctrl-C, SIGTERM)" + per_image("; with a folder, one file per image (FILE's stem + "
+                                                              "the image's)") + "."),
             click.option("--resume", is_flag=True,
                          help="Continue the solve saved in --checkpoint (same input and options; --max-iter, "
                               "--tol and --tile may change)."),
             click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-                         help="Output image (.png, .jpg, .tif or .npy; default: <stem>_restored.<ext> beside the "
+                         help=f"Output image (.png, .jpg, .tif or .npy; default: <stem>_{output_tag}.<ext> beside the "
                               "input; never the input)."),
             click.option("--report", type=click.Path(dir_okay=False), default=None,
-                         help="Write a JSON report (inputs, operator, certificate, guarantee, residual history); "
-                              "with a folder, one file per image (FILE's stem + the image's)."),
+                         help="Write a JSON report (inputs, operator, certificate, guarantee, residual history)"
+                              + per_image("; with a folder, one file per image (FILE's stem + the image's)") + "."),
             click.option("--plot", type=click.Path(dir_okay=False), default=None,
                          help="Write a plot of the residual (log scale) and PSNR when known (.png, .pdf, .svg or "
-                              ".jpg); with a folder, one file per image."),
+                              ".jpg)" + per_image("; with a folder, one file per image") + "."),
             click.option("--quiet", is_flag=True, help="No progress bar and no notes; only the summary line."),
         ]):
             f = opt(f)

@@ -158,7 +158,7 @@ def test_the_fill_keeps_the_observed_pixels_and_reaches_every_hole():
     (None, "needs its missing pixels"),
     (np.ones((64, 64), bool), "every pixel is marked missing"),
     (np.zeros((32, 32), bool), "mask has shape"),
-    (np.zeros((2, 64, 64), bool), "mask has shape"),
+    (np.stack([np.zeros((64, 64), bool), np.eye(64, dtype=bool)]), "mask has shape"),
     (np.array([["a"] * 64] * 64), "booleans or numbers"),
     (np.full((64, 64), np.nan), "NaN"),
 ])
@@ -199,3 +199,30 @@ def test_sure_keeps_the_rule_for_a_noise_free_inpainting(camera64, gray):
     r = ps.inpaint(camera64[:, :32, :32], simulate=True, denoiser=gray, strength="sure", progress=False)
     chosen = r.result.parameters["strength"]
     assert chosen["tried"][0]["sure"] < 0 and chosen["chosen_factor"] == 1.0
+
+
+def test_a_tiny_image_has_no_ssim_rather_than_an_error(gray):
+    r = ps.inpaint(torch.rand(1, 4, 50), simulate=True, noise_level=0.01, denoiser=gray, max_iter=2, progress=False)
+    assert r.report["metrics"]["ssim"] is None and r.psnr is not None
+    with pytest.raises(ValueError, match="at least 2 x 2 pixels, got 1 x 50"):
+        estimate_noise_level(torch.rand(1, 1, 1, 50))
+
+
+def test_the_subsampled_norm_bound_computes_only_the_kept_outputs(monkeypatch):
+    """A factor-16 super-resolution of a 64 x 64 image (1024 x 1024, a 49 x 49 kernel) asked for 35 GB:
+    the certifying convolutions ran at full resolution before keeping one output in 256."""
+    import pnp_stable.operators.blur as blur
+    from pnp_stable.operators import Downsample
+
+    sizes = []
+    real = blur.F.conv2d
+
+    def recording(*args, **kwargs):
+        out = real(*args, **kwargs)
+        sizes.append(out.shape[-2:])
+        return out
+
+    monkeypatch.setattr(blur.F, "conv2d", recording)
+    op = Downsample(8, "gauss:4", (1, 256, 256), boundary="reflect")
+    assert op.norm_kind == "certified" and 0 < op.norm() <= 1
+    assert sizes and all(tuple(s) == (32, 32) for s in sizes)

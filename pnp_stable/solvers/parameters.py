@@ -213,8 +213,11 @@ def estimate_noise_level(y: torch.Tensor, observed: torch.Tensor | None = None) 
     where a value was measured; e.g. an inpainting mask) keeps only the blocks measured in full:
     a missing pixel's 0 would read as a jump. ValueError if an image has no such block.
     """
-    if y.ndim != 4 or y.shape[-1] < 2 or y.shape[-2] < 2:
+    if y.ndim != 4:
         raise ValueError(f"noise estimation needs B x C x H x W measurements, got shape {tuple(y.shape)}")
+    if y.shape[-1] < 2 or y.shape[-2] < 2:
+        raise ValueError(f"noise estimation needs images of at least 2 x 2 pixels, got {y.shape[-2]} x {y.shape[-1]}: "
+                         "give the noise level")
     h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
 
     def blocks(t: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -117,3 +117,61 @@ def test_inpaint_refuses_a_mask_of_another_size(tmp_path, camera_png, tiny_denoi
     mask = _mask(tmp_path, size=(32, 32), box=(slice(0, 4), slice(0, 4)))
     assert_user_error(run("inpaint", camera_png, "--missing", mask, "--noise", "0.01", "--denoiser", tiny_denoiser),
                       "mask has shape (1, 32, 32)")
+
+
+# -- review findings -----------------------------------------------------------------------------
+
+def test_an_rgb_or_palette_mask_of_a_gray_image_is_one_mask(tmp_path, camera_png, tiny_denoiser):
+    m = np.zeros((64, 64), np.uint8)
+    m[10:20, 10:30] = 255
+    Image.fromarray(np.stack([m] * 3, axis=-1)).save(tmp_path / "rgb_mask.png")
+    Image.fromarray(m).convert("P").save(tmp_path / "palette_mask.png")
+    for mask in ("rgb_mask.png", "palette_mask.png"):
+        report = tmp_path / f"{mask}.json"
+        r = run("inpaint", camera_png, "--missing", tmp_path / mask, "--noise", "0.01", "--denoiser", tiny_denoiser,
+                "--max-iter", "1", "--report", report, "--out", tmp_path / f"o_{mask}", "--quiet")
+        assert r.exit_code == 0, r.output
+        assert json.loads(report.read_text())["operator"]["mask_channels"] == 1
+
+
+def test_a_boolean_npy_mask_is_read(tmp_path, camera_png, tiny_denoiser):
+    m = np.zeros((64, 64), bool)
+    m[:8] = True
+    np.save(tmp_path / "m.npy", m)
+    report = tmp_path / "r.json"
+    r = run("inpaint", camera_png, "--missing", tmp_path / "m.npy", "--noise", "0.01", "--denoiser", tiny_denoiser,
+            "--max-iter", "1", "--report", report, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert json.loads(report.read_text())["operator"]["observed_fraction"] == pytest.approx(56 / 64)
+
+
+@pytest.mark.parametrize("zero", ["0", "0.00", "0e0", "0.0%", "0.000/255"])
+def test_every_spelling_of_zero_noise_is_noise_free(tmp_path, camera_png, tiny_denoiser, zero):
+    r = run("inpaint", camera_png, "--missing", _mask(tmp_path), "--noise", zero, "--denoiser", tiny_denoiser,
+            "--max-iter", "1")
+    assert r.exit_code == 0, r.output
+    assert "no noise: the regularisation is balanced against the 8-bit rounding level" in r.output
+
+
+def test_a_fraction_that_keeps_no_pixel_is_named(camera_png, tiny_denoiser):
+    assert_user_error(run("inpaint", camera_png, "--simulate", "--observed", "1e-6", "--denoiser", tiny_denoiser),
+                      "observed_fraction 1e-06 kept no pixel of the 64x64 image")
+
+
+def test_the_mask_notes_and_an_empty_mask_are_said(tmp_path, camera_png, tiny_denoiser):
+    la = np.zeros((64, 64, 2), np.uint8)
+    la[..., 1] = 255
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    r = run("inpaint", camera_png, "--missing", tmp_path / "la.png", "--noise", "0.01", "--denoiser", tiny_denoiser,
+            "--max-iter", "1")
+    assert r.exit_code == 0, r.output
+    assert "note: la.png: " in r.output and "alpha" in r.output
+    assert "the mask marks no pixel missing: this restoration only denoises the image" in r.output
+
+
+@pytest.mark.parametrize("command, tag", [("superres", "superres"), ("inpaint", "inpainted"), ("ct", "reconstructed"),
+                                          ("deblur", "restored")])
+def test_the_help_names_each_commands_outputs(command, tag):
+    text = " ".join(run(command, "--help").output.split())
+    assert f"<stem>_{tag}.<ext>" in text
+    assert ("with a folder" in text) == (command == "deblur")

@@ -765,6 +765,8 @@ def inpaint(
     from pnp_stable.solvers import estimate_noise_level
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
+    if noise_level is not None and not (isinstance(noise_level, (int, float)) and noise_level == 0):
+        noise_level = _check_noise_level(noise_level)  # 0 is allowed here: noise-free data
     notes: list[str] = []
     dev = resolve_device(device)
     image = _check_image(image, notes).to(dev)
@@ -791,8 +793,6 @@ def inpaint(
                          "opponent); channel by channel, one H x W mask serves the three")
     op = Inpainting(observed).to(dev)
     module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
-    if noise_level is not None and not (isinstance(noise_level, (int, float)) and noise_level == 0):
-        noise_level = _check_noise_level(noise_level)
     if simulate:
         clean = batch
         y = op.simulate(clean, 0.0 if noise_level is None else noise_level, seed=seed)

@@ -7,23 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
+from cli_test_helpers import assert_user_error, run
+
 from pnp_stable.cli.main import main
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result
-
-
-def assert_user_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert fragment in lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_help_is_fast_and_imports_neither_torch_nor_deepinv():

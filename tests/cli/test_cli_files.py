@@ -11,23 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from pnp_stable.cli.main import main
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_user_error(result, fragment):
-    """Exit code 2 and exactly one line, ``error: ...`` containing ``fragment``."""
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output and "weights_only" not in result.output
+from cli_test_helpers import assert_user_error, run
 
 
 @pytest.fixture

@@ -8,22 +8,9 @@ import zlib
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from pnp_stable.cli.main import main
-
-
-def run(*args, env=None):
-    return CliRunner().invoke(main, [str(a) for a in args], env=env)
-
-
-def assert_user_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert fragment in lines[0], result.output
-    assert "Traceback" not in result.output
+from cli_test_helpers import assert_user_error, run
 
 
 def _folder(tmp_path, camera_png, names):

@@ -9,6 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cli_test_helpers import assert_user_error
+
 from pnp_stable.cli.main import main
 
 TINY = ["--widths", "4,8", "--blocks", "1", "--epochs", "1", "--batch-size", "16", "--threads", "1", "--quiet"]
@@ -50,14 +52,6 @@ def _one_thread():
 
 def run(*args):
     return CliRunner().invoke(main, ["train-classifier", *[str(a) for a in args]])
-
-
-def assert_user_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_help_lists_options_and_examples():

@@ -1,7 +1,7 @@
 """sr-inpaint-quick: super-resolution and inpainting by ``pnp_stable.super_resolve`` / ``inpaint``.
 
     python bench/bench_superres_inpaint.py [--data ../shared/data] [--denoisers gray tv] [--threads 1]
-        [--json out.json]
+        [--problems ...] [--color] [--json out.json]
 
 Problems (the images of deblur-quick): BSD68 test001..test004, gray, centre-cropped 256x256, each
   * super-resolved by 2 (kernel gauss:1) and by 4 (gauss:2), circular boundary, noise 0.01;
@@ -10,7 +10,9 @@ seeded with the image index (mask and noise). Each is solved by PnP-ADMM with th
 parameters (the rules calibrated for deblurring; docs/solvers.md) for each denoiser, and compared
 with the task's reference: the bicubic interpolation (aligned with the sampling grid) for
 super-resolution, the smooth fill the solve starts from for inpainting. Records PSNR, SSIM,
-iterations, wall time, whether the guarantee was proven and the residual monotone.
+iterations, wall time, whether the guarantee was proven and the residual monotone. ``--color``
+takes the CBSD68 colour versions of the same images (the tasks' default for RGB is the opponent
+colour mode; pass ``--denoisers color``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deblur_common import DEFAULT_DATA, QUICK_IMAGES, centre_crop, load_gray, make_denoiser  # noqa: E402
+from deblur_common import (  # noqa: E402
+    DEFAULT_DATA, QUICK_IMAGES, cbsd68_file, centre_crop, load_gray, load_rgb, make_denoiser,
+)
 from records import run_record  # noqa: E402
 
 PROBLEMS = {
@@ -42,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--denoisers", nargs="+", default=["gray", "tv"])
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser.add_argument("--color", action="store_true", help="the CBSD68 colour images instead of the gray ones")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -49,12 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     from pnp_stable.fileio import atomic_write_json
     from pnp_stable.restore import inpaint, super_resolve
 
-    files = [args.data / "denoising/bsd68" / f"{name}.png" for name in QUICK_IMAGES]
+    try:
+        files = [cbsd68_file(args.data, name) if args.color else args.data / "denoising/bsd68" / f"{name}.png"
+                 for name in QUICK_IMAGES]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     missing = [f for f in files if not f.is_file()]
     if missing:
         print(f"error: {missing[0]} not found (is --data the shared data folder?)", file=sys.stderr)
         return 2
-    images = [centre_crop(load_gray(f))[0].float() for f in files]
+    load = load_rgb if args.color else load_gray
+    images = [centre_crop(load(f))[0].float() for f in files]
     denoisers = {spec: make_denoiser(spec, torch.float32)[0] for spec in args.denoisers}
     rows = []
     for problem in args.problems:
@@ -93,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{s['converged']}/{s['runs']}")
     if args.json:
         atomic_write_json(args.json, run_record(__file__, argv, benchmark="sr-inpaint-quick", results=rows,
-                                                summary=summary, threads=args.threads), make_parents=True)
+                                                summary=summary, threads=args.threads, color=args.color),
+                          make_parents=True)
     return 0
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from pnp_stable.cli.errors import UserError, check_level_square, check_step, sigterm_as_interrupt, user_errors
-from pnp_stable.cli.options import parse_level, solver_options
+from pnp_stable.cli.errors import UserError, check_level_square, sigterm_as_interrupt, user_errors
+from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
 
@@ -42,12 +42,7 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
       pnp-stable ct sinogram.npy --size 256
     """
     with user_errors(), sigterm_as_interrupt():
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "strength": strength, "tile": tile,
-                  "checkpoint": checkpoint, "resume": resume}
-        check_level_square(manual["sigma_den"], "--sigma-den")
-        check_step(step, solver)
-        if resume and checkpoint is None:
-            raise UserError("--resume needs --checkpoint FILE (the state to continue)")
+        manual = manual_settings(sigma_den, step, strength, tile, solver, checkpoint, resume)
         if from_skimage and (simulate or data is None):
             raise UserError("--from-skimage converts a sinogram; with --simulate the sinogram is made here")
         level = None

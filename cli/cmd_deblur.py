@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import click
 
-from pnp_stable.cli.errors import UserError, check_level_square, check_step, sigterm_as_interrupt, user_errors
-from pnp_stable.cli.options import color_option, parse_level, solver_options
+from pnp_stable.cli.errors import UserError, check_level_square, sigterm_as_interrupt, user_errors
+from pnp_stable.cli.options import check_kernel_spec, color_option, manual_settings, parse_level, solver_options
 from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
 
@@ -47,15 +46,9 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
 
     with user_errors(), sigterm_as_interrupt():
         level = parse_level(noise)
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "strength": strength, "tile": tile}
         check_level_square(level, "--noise")
-        check_level_square(manual["sigma_den"], "--sigma-den")
-        check_step(step, solver)
-        from pnp_stable.operators.kernels import KernelNormalizationWarning, parse_kernel_spec
-
-        with warnings.catch_warnings():  # the restoration parses it again, and says so then
-            warnings.simplefilter("ignore", KernelNormalizationWarning)
-            kernel_shape = parse_kernel_spec(kernel).shape  # fail on a bad spec before any heavy work
+        manual = manual_settings(sigma_den, step, strength, tile, solver, per_image_state=True)
+        kernel_shape = check_kernel_spec(kernel)
         if image is None:
             inputs, simulate = [None], True
             if not quiet:
@@ -166,28 +159,19 @@ def _per_file(target, path):
 
 def _one(path, kernel, level, simulate, boundary, color, solver, denoiser, max_iter, tol, manual, accelerate, seed,
          device, out, report, plot, quiet, iterations=None, resume_hint=None):
+    from pnp_stable.cli.image_task import as_tensor, demo_camera
     from pnp_stable.cli.images import default_output, read_image
 
     if path is None:
-        import numpy as np
-        from skimage import data, transform
-
-        cam = transform.resize(data.camera().astype(np.float32) / 255.0, (256, 256), anti_aliasing=True)
-        from pnp_stable.cli.images import LoadedImage
-
-        loaded = LoadedImage(cam.astype(np.float32), 8, None)
+        loaded = demo_camera()
     out_path = Path(out) if out else default_output(path, "restored")
     check_outputs(path, out=out_path, report=report, plot=plot, checkpoint=manual.get("checkpoint"))
     if path is not None:
         loaded = read_image(path)  # pnp_stable.restore.deblur checks its range
-    import torch
-
     from pnp_stable.restore import deblur as run
 
-    tensor = torch.from_numpy(loaded.data)
-    tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
     with solver_warnings(quiet):
-        restoration = run(tensor, kernel, noise_level=level, simulate=simulate, seed=seed, boundary=boundary,
+        restoration = run(as_tensor(loaded), kernel, noise_level=level, simulate=simulate, seed=seed, boundary=boundary,
                           method=solver, denoiser=denoiser, max_iter=max_iter if iterations is None else iterations,
                           tol=tol, accelerate=accelerate,
                           device=device, progress=not quiet, color=color, **manual)

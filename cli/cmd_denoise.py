@@ -43,13 +43,10 @@ def denoise(image, noise, denoiser, simulate, seed, device, out, report, color, 
         out_path = Path(out) if out else default_output(image, "denoised")
         check_outputs(image, out=out_path, report=report)
         loaded = read_image(image)  # pnp_stable.restore.denoise checks its range
-        import torch
-
+        from pnp_stable.cli.image_task import as_tensor
         from pnp_stable.restore import denoise as run
 
-        tensor = torch.from_numpy(loaded.data)
-        tensor = tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
-        restoration = run(tensor, level, denoiser=denoiser, simulate=simulate, seed=seed, device=device, color=color,
+        restoration = run(as_tensor(loaded), level, denoiser=denoiser, simulate=simulate, seed=seed, device=device, color=color,
                           tile=tile)
         options = dict(noise=level, simulate=simulate, seed=seed, denoiser=denoiser, device=device, color=color,
                        tile=tile)

@@ -6,23 +6,33 @@ from pathlib import Path
 
 import click
 
-from pnp_stable.cli.errors import UserError, check_level_square, check_step, sigterm_as_interrupt, user_errors
-from pnp_stable.cli.options import color_option, solver_options
+from pnp_stable.cli.errors import UserError, check_level_square, sigterm_as_interrupt, user_errors
+from pnp_stable.cli.options import color_option, manual_settings, parse_level, solver_options
 
 
-def _parse_noise(text: str | None) -> float | None:
-    """``--noise``: the levels of :func:`parse_level`, or any spelling of 0 for noise-free data."""
-    from pnp_stable.cli.options import parse_level
+def _read_mask(path: Path, quiet: bool):
+    """The missing-pixel mask of ``--missing``: an image file is thresholded at 50 % grey (white:
+    missing; a JPEG's ringing ignored); a ``.npy`` keeps its values, nonzero meaning missing, as in
+    the API (an 8/16-bit or label array is not rescaled first)."""
+    import numpy as np
 
-    if text is not None:
-        s = text.strip()
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise FileNotFoundError(2, "No such file", str(path))
         try:
-            number = float(s[:-1]) if s.endswith("%") else float(s.split("/", 1)[0])
-        except ValueError:
-            number = None  # parse_level names the problem
-        if number == 0:
-            return 0.0
-    return parse_level(text)
+            array = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
+        if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] not in (1, 3):
+            array = array[..., :3].transpose(2, 0, 1)  # H x W x C, as an image file would be
+        return array
+    from pnp_stable.cli.images import read_image
+
+    loaded = read_image(path)
+    if not quiet:
+        for note in loaded.notes:
+            click.echo(f"note: {path.name}: {note}", err=True)
+    return (loaded.data.transpose(2, 0, 1) if loaded.is_rgb else loaded.data) >= 0.5
 
 
 @click.command()
@@ -53,18 +63,10 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
       pnp-stable inpaint photo.png --missing scratches.png
       pnp-stable inpaint sharp.png --simulate --observed 0.2 --noise 2.55/255 --report inpaint.json
     """
-    from pnp_stable.cli.options import parse_level
-
     with user_errors(), sigterm_as_interrupt():
-        level = _parse_noise(noise)
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "strength": strength, "tile": tile,
-                  "checkpoint": checkpoint, "resume": resume}
-        if level:
-            check_level_square(level, "--noise")
-        check_level_square(manual["sigma_den"], "--sigma-den")
-        check_step(step, solver)
-        if resume and checkpoint is None:
-            raise UserError("--resume needs --checkpoint FILE (the state to continue)")
+        level = parse_level(noise, allow_zero=True)
+        check_level_square(level, "--noise")
+        manual = manual_settings(sigma_den, step, strength, tile, solver, checkpoint, resume)
         if image is None:
             simulate = True
         if missing is None and not simulate:
@@ -72,23 +74,18 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
                             hint="or --simulate to remove pixels at random from a complete image")
         mask = None
         if missing is not None:
-            from pnp_stable.cli.images import read_image
-
             if image is None:
                 raise UserError("--missing needs an IMAGE (the demo draws its own mask)")
-            loaded_mask = read_image(missing)
-            if not quiet:
-                for note in loaded_mask.notes:
-                    click.echo(f"note: {missing.name}: {note}", err=True)
-            # white is missing; the threshold ignores a JPEG's ringing around the marks
-            mask = (loaded_mask.data.transpose(2, 0, 1) if loaded_mask.is_rgb else loaded_mask.data) >= 0.5
+            mask = _read_mask(missing, quiet)
         from pnp_stable.cli.image_task import run_image_command
         from pnp_stable.restore import inpaint as task
 
         arguments = dict(missing=mask, observed_fraction=observed, noise_level=level, simulate=simulate, seed=seed,
                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
                          device=device, color=color, **manual)
-        options = dict(arguments, missing=None if missing is None else str(missing), noise=level, solver=solver)
+        # the report names the options as the command line does
+        options = {k: v for k, v in arguments.items() if k not in ('noise_level', 'method', 'missing')}
+        options.update(missing=None if missing is None else str(missing), noise=level, solver=solver)
         run_image_command("inpaint", image, "demo: scikit-image's camera (256x256), half its pixels removed at random "
                           "and restored (--simulate)", task, arguments, options, out, report, plot, quiet,
                           tag="inpainted", also_inputs=() if missing is None else (missing,))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import click
 
-from pnp_stable.cli.errors import UserError, check_level_square, check_step, sigterm_as_interrupt, user_errors
-from pnp_stable.cli.options import color_option, parse_level, solver_options
+from pnp_stable.cli.errors import check_level_square, sigterm_as_interrupt, user_errors
+from pnp_stable.cli.options import check_kernel_spec, color_option, manual_settings, parse_level, solver_options
 
 
 @click.command()
@@ -18,7 +17,8 @@ from pnp_stable.cli.options import color_option, parse_level, solver_options
 @click.option("--kernel", "-k", default=None, metavar="SPEC",
               help="Blur before sampling (the specs of `deblur --kernel`) [default: gauss:FACTOR/2].")
 @click.option("--noise", default=None, metavar="SIGMA",
-              help="Noise std of IMAGE on the [0,1] scale (0.01, 2.55/255, 1%); estimated if omitted.")
+              help="Noise std of IMAGE on the [0,1] scale (0 for clean 8-bit data, 0.5/255, 0.01, 1%); estimated if "
+                   "omitted (2.55/255 with --simulate).")
 @click.option("--simulate", is_flag=True,
               help="IMAGE is a sharp ground truth: blur and sample it, add noise (--noise, --seed), restore it, "
                    "report PSNR/SSIM (against bicubic interpolation).")
@@ -41,20 +41,11 @@ def superres(image, factor, kernel, noise, simulate, boundary, color, solver, de
       pnp-stable superres sharp.png --simulate --factor 4 --kernel gauss:2 --report sr.json
     """
     with user_errors(), sigterm_as_interrupt():
-        level = parse_level(noise)
-        manual = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "strength": strength, "tile": tile,
-                  "checkpoint": checkpoint, "resume": resume}
+        level = parse_level(noise, allow_zero=True)
         check_level_square(level, "--noise")
-        check_level_square(manual["sigma_den"], "--sigma-den")
-        check_step(step, solver)
-        if resume and checkpoint is None:
-            raise UserError("--resume needs --checkpoint FILE (the state to continue)")
+        manual = manual_settings(sigma_den, step, strength, tile, solver, checkpoint, resume)
         if kernel is not None:
-            from pnp_stable.operators.kernels import KernelNormalizationWarning, parse_kernel_spec
-
-            with warnings.catch_warnings():  # the restoration parses it again, and says so then
-                warnings.simplefilter("ignore", KernelNormalizationWarning)
-                parse_kernel_spec(kernel)  # fail on a bad spec before any heavy work
+            check_kernel_spec(kernel)
         if image is None:
             simulate = True
         from pnp_stable.cli.image_task import run_image_command
@@ -63,7 +54,9 @@ def superres(image, factor, kernel, noise, simulate, boundary, color, solver, de
         arguments = dict(factor=factor, kernel=kernel, noise_level=level, simulate=simulate, seed=seed,
                          boundary=boundary, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
                          accelerate=accelerate, device=device, color=color, **manual)
-        options = dict(arguments, noise=level, solver=solver)
+        # the report names the options as the command line does
+        options = {k: v for k, v in arguments.items() if k not in ('noise_level', 'method')}
+        options.update(noise=level, solver=solver)
         run_image_command("superres", image, f"demo: scikit-image's camera (256x256), sampled by {factor} and "
                           "super-resolved (--simulate)", super_resolve, arguments, options, out, report, plot, quiet,
                           tag="superres")

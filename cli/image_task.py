@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from pnp_stable.cli.errors import UserError
 from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
+if TYPE_CHECKING:  # torch is imported where the work starts, so that --help answers at once
+    import torch
 
-def demo_camera():
+    from pnp_stable.cli.images import LoadedImage
+
+
+def demo_camera() -> LoadedImage:
     """scikit-image's camera at 256x256 in [0, 1], the demo image of the restoration commands."""
     import numpy as np
     from skimage import data, transform
@@ -24,7 +29,7 @@ def demo_camera():
     return LoadedImage(cam.astype(np.float32), 8, None)
 
 
-def as_tensor(loaded):
+def as_tensor(loaded: LoadedImage) -> torch.Tensor:
     """A read image as the ``C x H x W`` tensor the tasks take."""
     import torch
 

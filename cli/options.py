@@ -7,8 +7,9 @@ import math
 import click
 
 
-def parse_level(text: str | None, what: str = "noise") -> float | None:
-    """A noise level on the [0, 1] scale: ``0.01``, ``2.55/255`` or ``1%``."""
+def parse_level(text: str | None, what: str = "noise", allow_zero: bool = False) -> float | None:
+    """A noise level on the [0, 1] scale: ``0.01``, ``2.55/255`` or ``1%``; with ``allow_zero``, any
+    spelling of 0 too (noise-free data)."""
     if text is None:
         return None
     s = str(text).strip()
@@ -22,14 +23,47 @@ def parse_level(text: str | None, what: str = "noise") -> float | None:
             value = float(s)
     except (ValueError, ZeroDivisionError):
         raise click.BadParameter(f"{text!r} is not a number (examples: 0.01, 2.55/255, 1%)", param_hint=f"--{what}")
-    if not math.isfinite(value) or value <= 0:
-        raise click.BadParameter(f"{text!r} must be a positive number", param_hint=f"--{what}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise click.BadParameter(f"{text!r} must be {kind} number", param_hint=f"--{what}")
+    value = abs(value)  # -0 is 0
     if value > 1:
         # a bare number above 1 is most likely on the 0..255 scale; a percentage is of the [0, 1] range
         hint = f"{value:g}/255" if not s.endswith("%") and "/" not in s else "e.g. 1% or 2.55/255"
         raise click.BadParameter(f"{text!r} is above 1: levels are on the [0, 1] scale (try {hint})",
                                  param_hint=f"--{what}")
     return value
+
+
+def manual_settings(sigma_den: str | None, step: float | None, strength: str, tile: int | None, solver: str,
+                    checkpoint: str | None = None, resume: bool = False, per_image_state: bool = False) -> dict:
+    """The solver settings a restoration command hands its task (``sigma_den``, ``step``,
+    ``strength``, ``tile`` and, unless ``per_image_state``, ``checkpoint`` and ``resume``), checked
+    before any work: a level whose square underflows, a step outside the solver's range, ``--resume``
+    without ``--checkpoint`` (left to the caller with ``per_image_state``: a folder names one state
+    per image)."""
+    from pnp_stable.cli.errors import UserError, check_level_square, check_step
+
+    settings = {"sigma_den": parse_level(sigma_den, "sigma-den"), "step": step, "strength": strength, "tile": tile}
+    check_level_square(settings["sigma_den"], "--sigma-den")
+    check_step(step, solver)
+    if not per_image_state:
+        if resume and checkpoint is None:
+            raise UserError("--resume needs --checkpoint FILE (the state to continue)")
+        settings.update(checkpoint=checkpoint, resume=resume)
+    return settings
+
+
+def check_kernel_spec(kernel: str) -> tuple[int, int]:
+    """Parse ``kernel`` once before any heavy work, so a bad spec fails first; its shape. The task
+    parses it again and warns then (about a renormalised kernel, for instance)."""
+    import warnings
+
+    from pnp_stable.operators.kernels import KernelNormalizationWarning, parse_kernel_spec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KernelNormalizationWarning)
+        return parse_kernel_spec(kernel).shape
 
 
 color_option = click.option(

@@ -86,6 +86,12 @@ class Downsample(CertifiedLinearPhysics):
         self._check(tuple(output_shape), self._out_hw, "y")
         return (output_shape[0], output_shape[1], *self.image_hw)
 
+    @property
+    def first_sample(self) -> tuple[int, int]:
+        """Row and column of the image grid that the first measured sample sits on: ``(0, 0)``, or
+        the kernel's half-size for a ``valid`` boundary (which crops the blurred image by it)."""
+        return ((self.image_hw[0] - self._blurred_hw[0]) // 2, (self.image_hw[1] - self._blurred_hw[1]) // 2)
+
     # -- A, A^T ------------------------------------------------------------------------------
     def A(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Blur (if a kernel is set), then keep every ``factor``-th row and column."""

@@ -114,6 +114,12 @@ class Inpainting(CertifiedLinearPhysics):
     def _mask_like(self, t: torch.Tensor) -> torch.Tensor:
         return self.mask.to(device=t.device, dtype=t.dtype)
 
+    def measured_entries(self, y: torch.Tensor) -> torch.Tensor:
+        """Which entries of a measurement ``y`` are measured (``m != 0``), as a boolean tensor of
+        ``y``'s shape: the others are zeros by construction, not data, and an estimate of the
+        noise (Stein's, :func:`pnp_stable.solvers.strength.sure_predicted_risk`) must not count them."""
+        return (self.mask != 0).to(device=y.device).expand(y.shape)
+
     def _check(self, shape: tuple[int, ...], name: str) -> None:
         if len(shape) != 4:
             raise ValueError(f"{name} must have shape (batch, channels, height, width), got {shape}")

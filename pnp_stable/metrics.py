@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ssim_per_image"]
+__all__ = ["SSIM_WINDOW_RADIUS", "ssim_per_image"]
 
 # torchmetrics' default Gaussian window: 11 x 11, so a reach of 5 pixels
-_WINDOW_RADIUS = 5
+SSIM_WINDOW_RADIUS = 5  # torchmetrics' default 11 x 11 Gaussian window
 # pixels per torchmetrics call
 _STRIP_PIXELS = 1 << 20
 
@@ -36,7 +36,7 @@ def ssim_per_image(x: torch.Tensor, ref: torch.Tensor, strip_pixels: int = _STRI
     x = x.clamp(0, 1)
     height, width = x.shape[-2:]
     rows = max(1, strip_pixels // max(1, x.shape[1] * width))
-    p = _WINDOW_RADIUS
+    p = SSIM_WINDOW_RADIUS
     if height <= rows or height <= p:
         return structural_similarity_index_measure(x, ref, data_range=1.0, reduction="none").reshape(-1)
     # the row padding torchmetrics would apply to the whole image; each strip pads its columns itself

@@ -183,10 +183,11 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> float | None:
     """Mean SSIM (data range 1) over channels, computed on ``C x H x W`` images (in bounded memory:
-    :func:`pnp_stable.metrics.ssim_per_image`); None for an image too small for its 11 x 11 window."""
-    from pnp_stable.metrics import _WINDOW_RADIUS, ssim_per_image
+    :func:`pnp_stable.metrics.ssim_per_image`); None for an image of at most ``SSIM_WINDOW_RADIUS``
+    rows or columns, which its window's reflect padding cannot take."""
+    from pnp_stable.metrics import SSIM_WINDOW_RADIUS, ssim_per_image
 
-    if min(x.shape[-2:]) <= _WINDOW_RADIUS:
+    if min(x.shape[-2:]) <= SSIM_WINDOW_RADIUS:
         return None
 
     a = x.clamp(0, 1).reshape(-1, 1, *x.shape[-2:]).float()
@@ -258,8 +259,9 @@ def _tiled(module: nn.Module, batch_shape: tuple[int, ...], tile: int | None, no
 def _digest(tensors) -> str:
     h = hashlib.sha256()
     for t in tensors:
-        t = t.detach().to("cpu").contiguous().reshape(-1)
-        h.update(str(t.dtype).encode())
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype} {tuple(t.shape)}".encode())  # a 1x5 and a 5x1 kernel hold the same bytes
+        t = t.reshape(-1)
         h.update(t.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
@@ -373,7 +375,8 @@ def _strength_note(res, notes: list[str]) -> None:
                      f"against {by_factor[1.0]:.3g} with the rule")
 
 
-def _check_noise_level(level: object, name: str = "noise_level", unit_scale: bool = True) -> float:
+def _check_noise_level(level: object, name: str = "noise_level", unit_scale: bool = True,
+                       allow_zero: bool = False) -> float:
     """``level`` as a float, refused unless a positive finite number, and with ``unit_scale`` at most
     1: images are on the [0, 1] scale, and a level above 1 is almost always one on the 0..255 scale
     (the message gives its /255 reading)."""
@@ -381,20 +384,22 @@ def _check_noise_level(level: object, name: str = "noise_level", unit_scale: boo
         value = float(level) if not isinstance(level, (bool, str)) else math.nan
     except (TypeError, ValueError):
         value = math.nan
-    if math.isfinite(value) and value > 0 and (value <= 1 or not unit_scale):
+    if math.isfinite(value) and (value > 0 or (allow_zero and value == 0)) and (value <= 1 or not unit_scale):
         return value
     hint = f" (e.g. {value:g}/255 = {value / 255:.4g})" if math.isfinite(value) and value > 1 else ""
     scale = "on the [0, 1] scale" if unit_scale else "(on the data's scale)"
-    raise ValueError(f"{name} must be a positive number {scale}, got {level!r}{hint}")
+    kind = "a non-negative" if allow_zero else "a positive"
+    raise ValueError(f"{name} must be {kind} number {scale}, got {level!r}{hint}")
 
 
 def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_scale: bool = True,
-           defaulted: bool = False) -> tuple[float, str]:
+           defaulted: bool = False, allow_zero: bool = False) -> tuple[float, str]:
     """The noise level and where it came from ("given", "default" for a simulation's default,
     "estimated"); ``image_scale`` False for data not on the [0, 1] image scale (a sinogram), whose
     level in /255 would mean nothing."""
     if noise is not None:
-        return _check_noise_level(noise, unit_scale=image_scale), "default" if defaulted else "given"
+        return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
+                "default" if defaulted else "given")
     from pnp_stable.solvers import estimate_noise_level
 
     est = estimate_noise_level(y_batch)
@@ -596,19 +601,22 @@ def super_resolve(
     ``kernel``: the blur before sampling (array or spec string); None assumes
     :func:`default_super_resolution_kernel` (a Gaussian of std ``factor / 2``). With
     ``simulate=True`` the image is the clean high-resolution ground truth: it is blurred, sampled
-    and corrupted by Gaussian noise of std ``noise_level`` (default 2.55/255, seeded), restored,
+    and corrupted by Gaussian noise of std ``noise_level`` (default 2.55/255, seeded; 0: none), restored,
     and PSNR/SSIM are reported against the bicubic interpolation of the observation. The solve starts
     from that interpolation (aligned with the sampling grid: :func:`interpolate_samples`). The other
     arguments are those of :func:`deblur`, and so is the guarantee (``result.guarantee``): the
     operator's norm and prox are exact for a circular boundary (the simulation's default), certified
     with a conjugate-gradient prox whose error is budgeted otherwise (a real image's default
-    boundary is ``"reflect"``).
+    boundary is ``"reflect"``). A noise level below the 8-bit rounding level (0 included) is replaced
+    by ``QUANTISATION_NOISE_LEVEL`` for the parameter rule, as in :func:`inpaint`.
     """
     from pnp_stable.operators import Downsample
     from pnp_stable.operators.kernels import parse_kernel_spec
 
     factor = _check_factor(factor)
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
+    if noise_level is not None:
+        noise_level = _check_noise_level(noise_level, allow_zero=True)  # 0: exact up to 8-bit rounding
     notes: list[str] = []
     boundary = _auto_boundary(boundary, simulate, notes)
     if boundary == "valid" and not simulate:
@@ -631,16 +639,15 @@ def super_resolve(
                         boundary=boundary).to(dev)
     fine = (batch.shape[0], batch.shape[1], *op.image_hw)
     module = _tiled(module, fine, tile, notes, den_info)
-    sigma, source = _noise(y, noise_level, notes, defaulted=defaulted)
+    sigma, source = _noise(y, noise_level, notes, defaulted=defaulted, allow_zero=True)
+    sigma, raised_from = _rounding_level_floor(sigma, notes)
     if source == "estimated":
         # a sampled image keeps its fine texture, which the estimator reads as noise (a blurred one
         # has little): on clean 8-bit samples of four BSDS500 train crops it read 1.5 to 3.7/255
         # and cost 0.05 to 1.2 dB against a given 0.5/255
         notes.append("a sharp image's fine texture reads as noise: if the image is clean, give a small level "
                      "(noise_level=0.5/255, --noise 0.5/255)")
-    # 'valid' crops the blurred image by the kernel's half-size before sampling
-    offset = ((fine[2] - op._blurred_hw[0]) // 2, (fine[3] - op._blurred_hw[1]) // 2)
-    x0 = interpolate_samples(y, factor, op.image_hw, offset).clamp(0, 1)
+    x0 = interpolate_samples(y, factor, op.image_hw, op.first_sample).clamp(0, 1)
     t0 = time.perf_counter()
     operator_info = {"type": "Downsample", "factor": factor, "boundary": boundary,
                      "kernel_sha256": _digest([torch.from_numpy(k)]), "shape": list(fine)}
@@ -649,6 +656,8 @@ def super_resolve(
                                     resume=resume, checkpoint_every=checkpoint_every, task="super-resolve",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
                                     operator_info=operator_info)
+    if raised_from is not None:
+        report["noise"]["raised_from"] = raised_from
     operator_report = {"type": "Downsample", "factor": factor, "boundary": boundary, "kernel_shape": list(k.shape),
                        "kernel": spec if isinstance(spec, str) else "array", "norm": float(op.norm()),
                        "norm_kind": op.norm_kind, "output_shape": list(fine[1:]) if not split else [3, *fine[2:]]}
@@ -689,6 +698,33 @@ def _missing_mask(missing: Any, image: torch.Tensor) -> torch.Tensor:
     if not observed.any():
         raise ValueError("every pixel is marked missing: there is nothing to inpaint from")
     return observed
+
+
+def _without_missing_values(image: Any, missing: Any) -> Any:
+    """``image`` with its missing values (``missing`` nonzero) set to 0, before the image checks: a
+    NaN or an out-of-range value may mark a hole. Left as it is when the shapes do not fit, for the
+    checks to name the problem."""
+    t = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
+    if t.ndim not in (2, 3) or t.dtype.is_complex:
+        return image
+    t3 = t[None] if t.ndim == 2 else t
+    observed = _missing_mask(missing, t3).to(torch.bool)
+    if t3.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch.where has no CPU kernel for them
+        kept = torch.from_numpy(np.where(observed.cpu().numpy(), t3.cpu().numpy(), 0).astype(t3.cpu().numpy().dtype))
+    else:
+        kept = torch.where(observed.to(t3.device), t3, torch.zeros((), dtype=t3.dtype, device=t3.device))
+    return kept[0] if t.ndim == 2 else kept
+
+
+def _rounding_level_floor(sigma: float, notes: list[str]) -> tuple[float, float | None]:
+    """``sigma``, or ``QUANTISATION_NOISE_LEVEL`` (with a note) when below it, and the level it
+    replaced (None when kept): the rule balances the regularisation against a positive level."""
+    if sigma >= QUANTISATION_NOISE_LEVEL:
+        return sigma, None
+    level = "no noise" if sigma == 0 else f"a noise level of {sigma * 255:.2g}/255"
+    notes.append(f"{level}: the regularisation is balanced against the 8-bit rounding level "
+                 f"({QUANTISATION_NOISE_LEVEL * 255:.2f}/255) instead")
+    return QUANTISATION_NOISE_LEVEL, sigma
 
 
 def fill_missing(y: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
@@ -765,10 +801,12 @@ def inpaint(
     from pnp_stable.solvers import estimate_noise_level
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
-    if noise_level is not None and not (isinstance(noise_level, (int, float)) and noise_level == 0):
-        noise_level = _check_noise_level(noise_level)  # 0 is allowed here: noise-free data
+    if noise_level is not None:
+        noise_level = _check_noise_level(noise_level, allow_zero=True)  # 0: noise-free data
     notes: list[str] = []
     dev = resolve_device(device)
+    if missing is not None:  # the values under the mask are no data: NaN or anything may mark them
+        image = _without_missing_values(image, missing)
     image = _check_image(image, notes).to(dev)
     if missing is None:
         if not simulate:
@@ -789,29 +827,27 @@ def inpaint(
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     if split and observed.shape[0] > 1:
-        raise ValueError("a mask per colour channel needs the opponent colour mode (color='opponent', --color "
-                         "opponent); channel by channel, one H x W mask serves the three")
+        why = ("color='opponent', --color opponent" if den_info.get("color") == "per-channel" and color != "opponent"
+               else "a denoiser that takes a noise level, which the opponent mode needs")
+        raise ValueError(f"a mask per colour channel needs the opponent colour mode ({why}); channel by channel, "
+                         "one H x W mask serves the three")
     op = Inpainting(observed).to(dev)
     module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
     if simulate:
         clean = batch
-        y = op.simulate(clean, 0.0 if noise_level is None else noise_level, seed=seed)
+        # noise on the kept pixels only: the holes of a simulation are zeros, as a real observation's
+        y = op.A(op.simulate(clean, 0.0 if noise_level is None else noise_level, seed=seed))
         sigma, source = (noise_level or 0.0), "given" if noise_level is not None else "default"
     else:
         clean = None
         y = op.A(batch)
         if noise_level is None:
-            full = (op.mask > 0).to(batch.dtype).expand(batch.shape[0], batch.shape[1], -1, -1)
-            estimates = estimate_noise_level(y, observed=full)
+            estimates = estimate_noise_level(y, observed=op.measured_entries(y))
             sigma, source = float(np.median(estimates)), "estimated"
             notes.append(f"noise level estimated from the fully observed pixels: {sigma:.4g} ({sigma * 255:.2f}/255)")
         else:
             sigma, source = float(noise_level), "given"
-    if sigma < QUANTISATION_NOISE_LEVEL:
-        level = "no noise" if sigma == 0 else f"a noise level of {sigma * 255:.2g}/255"
-        notes.append(f"{level}: the regularisation is balanced against the 8-bit rounding level "
-                     f"({QUANTISATION_NOISE_LEVEL * 255:.2f}/255) instead")
-        sigma = QUANTISATION_NOISE_LEVEL
+    sigma, raised_from = _rounding_level_floor(sigma, notes)
     x0 = fill_missing(y, op.mask)
     t0 = time.perf_counter()
     operator_info = {"type": "Inpainting", "mask_sha256": _digest([op.mask]), "shape": list(batch.shape)}
@@ -820,6 +856,8 @@ def inpaint(
                                     resume=resume, checkpoint_every=checkpoint_every, task="inpaint",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
                                     operator_info=operator_info)
+    if raised_from is not None:
+        report["noise"]["raised_from"] = raised_from
     operator_report = {"type": "Inpainting", "observed_fraction": float(op.mask.mean()),
                        "mask_channels": int(observed.shape[0]), "norm": float(op.norm()), "norm_kind": op.norm_kind}
     return _image_restoration(res, report, y, clean, split, notes, t0, operator_report, reference=x0,

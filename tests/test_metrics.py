@@ -24,12 +24,12 @@ def test_a_wrong_window_radius_would_be_caught():
     ref = torch.rand(1, 1, 60, 30, dtype=torch.float64)
     x = (ref + 0.3 * torch.randn_like(ref)).clamp(0, 1)
     whole = structural_similarity_index_measure(x, ref, data_range=1.0, reduction="none")
-    radius = metrics._WINDOW_RADIUS
+    radius = metrics.SSIM_WINDOW_RADIUS
     try:
-        metrics._WINDOW_RADIUS = radius - 1
+        metrics.SSIM_WINDOW_RADIUS = radius - 1
         off = ssim_per_image(x, ref, strip_pixels=5 * 30)
     finally:
-        metrics._WINDOW_RADIUS = radius
+        metrics.SSIM_WINDOW_RADIUS = radius
     assert not torch.allclose(off, whole, atol=1e-6, rtol=0)
 
 

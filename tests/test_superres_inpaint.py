@@ -193,12 +193,18 @@ def test_the_benchmark_says_when_its_data_are_missing(tmp_path, capsys):
     assert "test001.png not found" in capsys.readouterr().err
 
 
-def test_sure_keeps_the_rule_for_a_noise_free_inpainting(camera64, gray):
-    # SURE is negative here (the solver assumes the 8-bit rounding level): a relative margin on a
-    # negative risk used to take 16 times the rule's balance
-    r = ps.inpaint(camera64[:, :32, :32], simulate=True, denoiser=gray, strength="sure", progress=False)
-    chosen = r.result.parameters["strength"]
-    assert chosen["tried"][0]["sure"] < 0 and chosen["chosen_factor"] == 1.0
+def test_sure_sees_a_simulated_and_a_real_inpainting_alike(camera64, gray):
+    # the holes are no measurements: counted as noisy data they lowered SURE by sigma^2 times the
+    # missing fraction on real data (zeros there) but not on a simulation (noise there), and the
+    # same observation chose 4x the rule's balance when given as real data, the rule when simulated
+    missing = torch.rand(32, 32, generator=torch.Generator().manual_seed(2)) < 0.5
+    common = dict(noise_level=0.02, denoiser=gray, strength="sure", progress=False)
+    simulated = ps.inpaint(camera64[:, :32, :32], missing, simulate=True, **common)
+    real = ps.inpaint(simulated.observation, missing, **common)
+    a, b = (r.result.parameters["strength"] for r in (simulated, real))
+    assert a["chosen_factor"] == b["chosen_factor"]
+    assert [row["sure"] for row in a["tried"]] == pytest.approx([row["sure"] for row in b["tried"]], rel=1e-4)
+    assert (simulated.observation[:, missing] == 0).all()  # the simulation's holes hold no noise
 
 
 def test_a_tiny_image_has_no_ssim_rather_than_an_error(gray):
@@ -226,3 +232,62 @@ def test_the_subsampled_norm_bound_computes_only_the_kept_outputs(monkeypatch):
     op = Downsample(8, "gauss:4", (1, 256, 256), boundary="reflect")
     assert op.norm_kind == "certified" and 0 < op.norm() <= 1
     assert sizes and all(tuple(s) == (32, 32) for s in sizes)
+
+
+
+def test_a_valid_boundary_simulation_starts_on_the_samples(camera64, gray):
+    r = ps.super_resolve(camera64, 2, kernel="gauss:1", boundary="valid", simulate=True, noise_level=0.01,
+                         denoiser=gray, progress=False)
+    from pnp_stable.operators import Downsample
+
+    op = Downsample(2, "gauss:1", (1, 64, 64), boundary="valid")
+    assert op.first_sample == (4, 4) and r.observation.shape == (1, 28, 28)
+    assert r.report["metrics"]["psnr"] > r.report["metrics"]["psnr_input"] > 20  # an aligned start
+
+
+def test_rgb_super_resolution_in_both_colour_modes(gray):
+    rgb = torch.rand(3, 12, 10, generator=torch.Generator().manual_seed(0))
+    for color in ("opponent", "per-channel"):
+        r = ps.super_resolve(rgb, 2, noise_level=0.02, denoiser=gray, color=color, max_iter=2, progress=False)
+        assert r.image.shape == (3, 24, 20) and r.report["operator"]["output_shape"] == [3, 24, 20]
+
+
+def test_an_inpainting_checkpoint_refuses_another_mask(camera64, gray, tmp_path):
+    missing = torch.zeros(64, 64, dtype=torch.bool)
+    missing[:10] = True
+    state = tmp_path / "i.state"
+    common = dict(noise_level=0.01, denoiser=gray, max_iter=2, progress=False, checkpoint=state)
+    ps.inpaint(camera64, missing, **common)
+    other = missing.clone()
+    other[:, :3] = True
+    with pytest.raises(ValueError, match="another problem"):
+        ps.inpaint(camera64, other, resume=True, **common)
+
+
+def test_a_checkpoint_refuses_a_transposed_kernel(camera64, gray, tmp_path):
+    # the fingerprint hashes shapes too: a 1x5 and a 5x1 kernel hold the same bytes
+    state = tmp_path / "d.state"
+    row = np.full((1, 5), 0.2)
+    common = dict(noise_level=0.01, denoiser=gray, max_iter=2, progress=False, checkpoint=state, simulate=True)
+    ps.deblur(camera64, row, **common)
+    with pytest.raises(ValueError, match="another problem"):
+        ps.deblur(camera64, row.T, resume=True, **common)
+
+
+def test_nan_marks_a_hole_as_well_as_any_value(camera64, gray):
+    missing = torch.zeros(64, 64, dtype=torch.bool)
+    missing[20:30, 20:30] = True
+    marked = camera64.clone()
+    marked[:, missing] = float("nan")
+    r = ps.inpaint(marked, missing, noise_level=0.01, denoiser=gray, max_iter=3, progress=False)
+    assert torch.isfinite(r.image).all()
+    with pytest.raises(ValueError, match="NaN"):  # outside the holes NaN is still refused
+        ps.inpaint(marked, torch.zeros(64, 64, dtype=torch.bool), noise_level=0.01, progress=False)
+
+
+def test_a_clean_looking_estimate_is_flagged_for_super_resolution(camera64, gray):
+    r = ps.super_resolve(camera64[:, ::2, ::2], 2, denoiser=gray, max_iter=2, progress=False)
+    assert r.report["noise"]["source"] == "estimated"
+    assert any("fine texture reads as noise" in n for n in r.notes)
+    r0 = ps.super_resolve(camera64[:, ::2, ::2], 2, noise_level=0, denoiser=gray, max_iter=2, progress=False)
+    assert r0.report["noise"]["raised_from"] == 0.0

@@ -53,19 +53,26 @@ PROBE_SCALE = 0.5
 
 
 def sure_predicted_risk(A_of_x: torch.Tensor, A_of_probe: torch.Tensor, y: torch.Tensor, probe: torch.Tensor,
-                        eps: float, noise_level: float) -> float:
-    """SURE of the predicted risk ``||A (x(y) - x)||^2 / N`` (``N`` entries of ``y``; see the module).
+                        eps: float, noise_level: float, measured: torch.Tensor | None = None) -> float:
+    """SURE of the predicted risk ``||A (x(y) - x)||^2 / N`` (``N`` measured entries of ``y``; see
+    the module).
 
     Args:
         A_of_x: ``A x(y)``; A_of_probe: ``A x(y + eps probe)``; y: the observation; probe: the
-            standard Gaussian direction; eps: the probe's size; noise_level: the noise std.
+            standard Gaussian direction; eps: the probe's size; noise_level: the noise std;
+            measured: which entries of ``y`` are measurements (boolean, ``y``'s shape; None: all),
+            e.g. an inpainting operator's ``measured_entries(y)``: an unmeasured entry is no noisy
+            datum, and counting it lowered the estimate by ``sigma^2`` times their fraction.
 
-    Unbiased for Gaussian noise of std ``noise_level`` up to the finite-difference and Monte-Carlo
-    errors of the divergence (one probe).
+    Unbiased for Gaussian noise of std ``noise_level`` on the measured entries, up to the
+    finite-difference and Monte-Carlo errors of the divergence (one probe).
     """
-    n = y.numel()
-    divergence = float((probe * (A_of_probe - A_of_x)).sum()) / eps
-    return (float((A_of_x - y).pow(2).sum()) - n * noise_level**2 + 2 * noise_level**2 * divergence) / n
+    if measured is None:
+        measured = torch.ones_like(y, dtype=torch.bool)
+    keep = measured.to(dtype=y.dtype)
+    n = float(keep.sum())
+    divergence = float((keep * probe * (A_of_probe - A_of_x)).sum()) / eps
+    return (float((keep * (A_of_x - y)).pow(2).sum()) - n * noise_level**2 + 2 * noise_level**2 * divergence) / n
 
 
 def select_strength(
@@ -130,11 +137,14 @@ def select_strength(
     probe_kwargs = {k: v for k, v in solve_kwargs.items() if k not in ("x_true", "callback", "metrics", "x0")}
     probe_kwargs["progress"] = False
 
+    # an operator may declare entries of y that are no measurements (an inpainting mask's holes)
+    measured = A.measured_entries(y) if hasattr(A, "measured_entries") else None
+
     def probed(res, current_rule):
         """The probe's solve and the SURE of ``res``."""
         res_probe = solve(y_probe, A, D, method, x0=res.x, noise_level=noise_level, rule=current_rule, **probe_kwargs)
         with torch.no_grad():
-            risk = sure_predicted_risk(A.A(res.x), A.A(res_probe.x), y, probe, eps, noise_level)
+            risk = sure_predicted_risk(A.A(res.x), A.A(res_probe.x), y, probe, eps, noise_level, measured)
         return res_probe, risk
 
     best = solve(y, A, D, method, noise_level=noise_level, rule=rule, **solve_kwargs)

@@ -102,3 +102,22 @@ def test_a_stronger_setting_is_taken_only_for_a_clearly_lower_risk(risk, best, t
     from pnp_stable.solvers.strength import clearly_lower
 
     assert clearly_lower(risk, best, 0.9) is taken
+
+
+def test_sure_counts_only_the_measured_entries_of_an_inpainting():
+    """For the restoration x(y) = y, SURE of the predicted risk is exactly sigma^2 on the measured
+    entries; counting the holes as noisy data halves it with half the pixels missing."""
+    from pnp_stable.operators import Inpainting
+
+    op = Inpainting.random((1, 64, 64), observed_fraction=0.5, seed=0)
+    sigma, eps = 0.05, 0.025
+    g = torch.Generator().manual_seed(1)
+    y = op.A(op.simulate(torch.rand(1, 1, 64, 64, generator=g), sigma, seed=2))
+    # a +-1 probe makes the divergence exact: sum over measured entries of probe^2 = their count
+    probe = torch.randint(0, 2, y.shape, generator=g).float() * 2 - 1
+    a_x, a_probe = op.A(y), op.A(y + eps * probe)
+    measured = op.measured_entries(y)
+    assert sure_predicted_risk(a_x, a_probe, y, probe, eps, sigma, measured) == pytest.approx(sigma**2, rel=1e-6)
+    fraction = float(measured.float().mean())
+    unmeasured = sure_predicted_risk(a_x, a_probe, y, probe, eps, sigma)  # negative control
+    assert unmeasured == pytest.approx(sigma**2 * (2 * fraction - 1), rel=1e-3)

@@ -730,32 +730,45 @@ def _rounding_level_floor(sigma: float, notes: list[str]) -> tuple[float, float 
 def fill_missing(y: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     """``y`` (``B x C x H x W``) with its unobserved pixels (``observed`` 0, broadcast to ``y``)
     filled by normalised Gaussian smoothing of the observed ones, at the finest scale (std 2, 4,
-    8 ... pixels) that reaches them: a smooth start for inpainting, not a restoration."""
-    import torch.nn.functional as F
-
+    8 ... pixels) that reaches them: a smooth start for inpainting, not a restoration. Observed
+    pixels are kept as they are; filled ones are weighted means of observed ones."""
     observed = observed.to(dtype=y.dtype, device=y.device).expand_as(y)
+    height, width = y.shape[-2:]
+    num, den = (y * observed).flatten(0, 1)[:, None], observed.flatten(0, 1)[:, None]
     filled, todo = y * observed, observed == 0
     scale = 2.0
     while bool(todo.any()):
-        radius = int(min(3 * scale, max(y.shape[-2:])))
-        t = torch.arange(-radius, radius + 1, dtype=y.dtype, device=y.device)
-        g = torch.exp(-t**2 / (2 * scale**2))
-        g = g / g.sum()
-        num, den = (y * observed).flatten(0, 1)[:, None], observed.flatten(0, 1)[:, None]
-        # separable: rows, then columns; replicate padding works for any radius (reflect does not)
-        for kernel, pad in ((g.view(1, 1, -1, 1), (0, 0, radius, radius)),
-                            (g.view(1, 1, 1, -1), (radius, radius, 0, 0))):
-            num = F.conv2d(F.pad(num, pad, mode="replicate"), kernel)
-            den = F.conv2d(F.pad(den, pad, mode="replicate"), kernel)
-        num, den = num.view_as(y), den.view_as(y)
-        reached = todo & (den > 1e-3)
-        filled = torch.where(reached, num / den.clamp_min(1e-3), filled)
+        whole = 3 * scale >= max(height, width)  # this scale reaches every pixel from every other
+        smooth_num, smooth_den = (_smooth(t, scale, (height, width)).view_as(y) for t in (num, den))
+        reached = todo & (smooth_den > 1e-3) if not whole else todo
+        filled = torch.where(reached, smooth_num / smooth_den.clamp_min(1e-12), filled)
         todo = todo & ~reached
-        if radius >= max(y.shape[-2:]):  # the whole image is within reach: nothing left unreached
-            filled = torch.where(todo, (y * observed).sum() / observed.sum(), filled)
-            break
         scale *= 2
     return filled
+
+
+def _smooth(t: torch.Tensor, scale: float, size: tuple[int, int]) -> torch.Tensor:
+    """Gaussian smoothing (std ``scale`` pixels, replicate edges) of ``N x 1 x H x W`` ``t``. From std
+    8 on it runs on a grid pooled by ``scale / 4`` and is interpolated back: the same smooth weights
+    at a cost that does not grow with the scale (a direct 800-pixel hole on a 2048^2 image took
+    14 s)."""
+    import torch.nn.functional as F
+
+    pool = max(1, int(scale) // 4)
+    if pool > 1:
+        pad = (0, -size[1] % pool, 0, -size[0] % pool)
+        t = F.avg_pool2d(F.pad(t, pad, mode="replicate"), pool)
+    sigma = scale / pool
+    radius = int(min(3 * sigma, max(t.shape[-2:])))
+    r = torch.arange(-radius, radius + 1, dtype=t.dtype, device=t.device)
+    g = torch.exp(-r**2 / (2 * sigma**2))
+    g = g / g.sum()
+    # separable: rows, then columns; replicate padding works for any radius (reflect does not)
+    for kernel, pad in ((g.view(1, 1, -1, 1), (0, 0, radius, radius)), (g.view(1, 1, 1, -1), (radius, radius, 0, 0))):
+        t = F.conv2d(F.pad(t, pad, mode="replicate"), kernel)
+    if pool > 1:
+        t = F.interpolate(t, scale_factor=pool, mode="bilinear", align_corners=False)[..., : size[0], : size[1]]
+    return t
 
 
 def inpaint(

@@ -291,3 +291,11 @@ def test_a_clean_looking_estimate_is_flagged_for_super_resolution(camera64, gray
     assert any("fine texture reads as noise" in n for n in r.notes)
     r0 = ps.super_resolve(camera64[:, ::2, ::2], 2, noise_level=0, denoiser=gray, max_iter=2, progress=False)
     assert r0.report["noise"]["raised_from"] == 0.0
+
+
+def test_the_fill_terminates_when_a_channel_has_no_observed_pixel():
+    x = torch.rand(1, 3, 40, 40, dtype=torch.float64)
+    observed = torch.ones(1, 3, 40, 40, dtype=torch.float64)
+    observed[:, 0] = 0
+    filled = fill_missing(x * observed, observed)
+    assert torch.isfinite(filled).all() and torch.equal(filled[:, 1:], x[:, 1:])

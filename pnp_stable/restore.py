@@ -35,9 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from pnp_stable.observations import (
+    default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
+    without_missing_values,
+)
+
 __all__ = ["Restoration", "deblur", "super_resolve", "inpaint", "reconstruct_ct", "denoise", "load_denoiser", "psnr",
-           "ssim", "resolve_device", "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range",
-           "default_super_resolution_kernel", "interpolate_samples", "fill_missing", "QUANTISATION_NOISE_LEVEL"]
+           "ssim", "resolve_device", "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range"]
 
 DEFAULT_DENOISER = "gray"
 # the same architecture and certificate as `gray`, trained on RGB images inside the opponent-colour
@@ -533,38 +537,11 @@ def _image_restoration(res, report: dict[str, Any], y: torch.Tensor, clean: torc
     return Restoration(restored.cpu(), obs.cpu(), None if truth is None else truth.cpu(), res, report, notes)
 
 
-def default_super_resolution_kernel(factor: int) -> str:
-    """The blur assumed before sampling when none is given: a Gaussian of std ``factor / 2`` pixels
-    (of the fine grid), the anti-aliasing of a camera or a careful downscaling, as a kernel spec."""
-    return f"gauss:{factor / 2:g}"
-
-
 def _check_factor(factor: object) -> int:
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 2:
         hint = " (factor 1 is deblurring: use deblur)" if factor == 1 else ""
         raise ValueError(f"the super-resolution factor must be an integer >= 2, got {factor!r}{hint}")
     return int(factor)
-
-
-def interpolate_samples(y: torch.Tensor, factor: int, size: tuple[int, int], offset: tuple[int, int] = (0, 0),
-                        mode: str = "bicubic") -> torch.Tensor:
-    """Interpolate samples ``y`` (``B x C x h x w``) taken at rows and columns ``offset + factor * i``
-    of an ``H x W`` grid (``size``) onto that grid (the edge samples repeated beyond the last ones).
-
-    This is the sampling of :class:`~pnp_stable.operators.Downsample` (rows ``0, s, 2s, ...``), so
-    the interpolation is aligned with the operator; ``torch.nn.functional.interpolate`` centres
-    the coarse pixels instead, a shift of ``(factor - 1) / 2`` fine pixels."""
-    import torch.nn.functional as F
-
-    def normalised(n_fine: int, n_coarse: int, start: int) -> torch.Tensor:
-        position = (torch.arange(n_fine, dtype=y.dtype, device=y.device) - start) / factor
-        return 2 * position / (n_coarse - 1) - 1 if n_coarse > 1 else torch.zeros_like(position)
-
-    rows = normalised(size[0], y.shape[-2], offset[0])
-    cols = normalised(size[1], y.shape[-1], offset[1])
-    grid = torch.stack(torch.meshgrid(cols, rows, indexing="xy"), dim=-1)  # H x W x (x, y)
-    return F.grid_sample(y, grid.expand(y.shape[0], *grid.shape), mode=mode, padding_mode="border",
-                         align_corners=True)
 
 
 def super_resolve(
@@ -599,16 +576,18 @@ def super_resolve(
     certified denoiser's prior (:class:`~pnp_stable.operators.Downsample`).
 
     ``kernel``: the blur before sampling (array or spec string); None assumes
-    :func:`default_super_resolution_kernel` (a Gaussian of std ``factor / 2``). With
-    ``simulate=True`` the image is the clean high-resolution ground truth: it is blurred, sampled
-    and corrupted by Gaussian noise of std ``noise_level`` (default 2.55/255, seeded; 0: none), restored,
-    and PSNR/SSIM are reported against the bicubic interpolation of the observation. The solve starts
-    from that interpolation (aligned with the sampling grid: :func:`interpolate_samples`). The other
-    arguments are those of :func:`deblur`, and so is the guarantee (``result.guarantee``): the
-    operator's norm and prox are exact for a circular boundary (the simulation's default), certified
-    with a conjugate-gradient prox whose error is budgeted otherwise (a real image's default
-    boundary is ``"reflect"``). A noise level below the 8-bit rounding level (0 included) is replaced
-    by ``QUANTISATION_NOISE_LEVEL`` for the parameter rule, as in :func:`inpaint`.
+    :func:`~pnp_stable.observations.default_super_resolution_kernel` (a Gaussian of std
+    ``factor / 2``). With ``simulate=True`` the image is the clean high-resolution ground truth: it
+    is blurred, sampled and corrupted by Gaussian noise of std ``noise_level`` (default 2.55/255,
+    seeded; 0: none), restored, and PSNR/SSIM are reported against the bicubic interpolation of the
+    observation. The solve starts from that interpolation (aligned with the sampling grid:
+    :func:`~pnp_stable.observations.interpolate_samples`). The other arguments are those of
+    :func:`deblur`, and so is the guarantee (``result.guarantee``): the operator's norm and prox are
+    exact for a circular boundary (the simulation's default), certified with a conjugate-gradient
+    prox whose error is budgeted otherwise (a real image's default boundary is ``"reflect"``). A
+    noise level below the 8-bit rounding level (0 included) is replaced by
+    ``pnp_stable.observations.QUANTISATION_NOISE_LEVEL`` for the parameter rule, as in
+    :func:`inpaint`.
     """
     from pnp_stable.operators import Downsample
     from pnp_stable.operators.kernels import parse_kernel_spec
@@ -640,7 +619,7 @@ def super_resolve(
     fine = (batch.shape[0], batch.shape[1], *op.image_hw)
     module = _tiled(module, fine, tile, notes, den_info)
     sigma, source = _noise(y, noise_level, notes, defaulted=defaulted, allow_zero=True)
-    sigma, raised_from = _rounding_level_floor(sigma, notes)
+    sigma, raised_from = rounding_level_floor(sigma, notes)
     if source == "estimated":
         # a sampled image keeps its fine texture, which the estimator reads as noise (a blurred one
         # has little): on clean 8-bit samples of four BSDS500 train crops it read 1.5 to 3.7/255
@@ -663,112 +642,6 @@ def super_resolve(
                        "norm_kind": op.norm_kind, "output_shape": list(fine[1:]) if not split else [3, *fine[2:]]}
     return _image_restoration(res, report, y, clean, split, notes, t0, operator_report, reference=x0,
                               reference_label="bicubic")
-
-
-# The noise level of data that are exact up to 8-bit rounding: uniform error of one step, std
-# 1 / (255 sqrt(12)). Inpainting uses it for noise-free observations, where the automatic rule
-# (regularisation balanced against the noise) needs a positive level.
-QUANTISATION_NOISE_LEVEL = 1.0 / (255.0 * math.sqrt(12.0))
-
-
-def _missing_mask(missing: Any, image: torch.Tensor) -> torch.Tensor:
-    """``missing`` (``H x W`` or ``C x H x W``, True/nonzero where a pixel is missing) as a float
-    ``C' x H x W`` mask of observed pixels (1) for ``image`` (``C x H x W``), ``C'`` 1 or ``C``."""
-    if isinstance(missing, torch.Tensor):
-        m = missing.detach().cpu()
-        kind = "c" if m.dtype.is_complex else "f"
-    else:
-        array = np.asarray(missing)
-        kind = array.dtype.kind
-        m = torch.from_numpy(array.astype(np.float64)) if kind in "biuf" else None
-    if kind not in "biuf":
-        raise ValueError(f"the missing-pixel mask must hold booleans or numbers (nonzero: missing), got "
-                         f"{getattr(missing, 'dtype', type(missing).__name__)}")
-    if m.ndim == 2:
-        m = m[None]
-    m = m.to(torch.float64)
-    if m.ndim == 3 and m.shape[0] > 1 and bool((m == m[:1]).all()):  # the same mask on every channel
-        m = m[:1]  # (an RGB or palette mask image of a gray photograph)
-    if m.ndim != 3 or tuple(m.shape[-2:]) != tuple(image.shape[-2:]) or m.shape[0] not in (1, image.shape[0]):
-        raise ValueError(f"the missing-pixel mask has shape {tuple(m.shape)}; the image is {tuple(image.shape)} "
-                         "(the mask must be H x W, or C x H x W with the image's channels)")
-    if not torch.isfinite(m).all():
-        raise ValueError("the missing-pixel mask contains NaN or infinite values")
-    observed = (m == 0).to(torch.float64)
-    if not observed.any():
-        raise ValueError("every pixel is marked missing: there is nothing to inpaint from")
-    return observed
-
-
-def _without_missing_values(image: Any, missing: Any) -> Any:
-    """``image`` with its missing values (``missing`` nonzero) set to 0, before the image checks: a
-    NaN or an out-of-range value may mark a hole. Left as it is when the shapes do not fit, for the
-    checks to name the problem."""
-    t = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
-    if t.ndim not in (2, 3) or t.dtype.is_complex:
-        return image
-    t3 = t[None] if t.ndim == 2 else t
-    observed = _missing_mask(missing, t3).to(torch.bool)
-    if t3.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch.where has no CPU kernel for them
-        kept = torch.from_numpy(np.where(observed.cpu().numpy(), t3.cpu().numpy(), 0).astype(t3.cpu().numpy().dtype))
-    else:
-        kept = torch.where(observed.to(t3.device), t3, torch.zeros((), dtype=t3.dtype, device=t3.device))
-    return kept[0] if t.ndim == 2 else kept
-
-
-def _rounding_level_floor(sigma: float, notes: list[str]) -> tuple[float, float | None]:
-    """``sigma``, or ``QUANTISATION_NOISE_LEVEL`` (with a note) when below it, and the level it
-    replaced (None when kept): the rule balances the regularisation against a positive level."""
-    if sigma >= QUANTISATION_NOISE_LEVEL:
-        return sigma, None
-    level = "no noise" if sigma == 0 else f"a noise level of {sigma * 255:.2g}/255"
-    notes.append(f"{level}: the regularisation is balanced against the 8-bit rounding level "
-                 f"({QUANTISATION_NOISE_LEVEL * 255:.2f}/255) instead")
-    return QUANTISATION_NOISE_LEVEL, sigma
-
-
-def fill_missing(y: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    """``y`` (``B x C x H x W``) with its unobserved pixels (``observed`` 0, broadcast to ``y``)
-    filled by normalised Gaussian smoothing of the observed ones, at the finest scale (std 2, 4,
-    8 ... pixels) that reaches them: a smooth start for inpainting, not a restoration. Observed
-    pixels are kept as they are; filled ones are weighted means of observed ones."""
-    observed = observed.to(dtype=y.dtype, device=y.device).expand_as(y)
-    height, width = y.shape[-2:]
-    num, den = (y * observed).flatten(0, 1)[:, None], observed.flatten(0, 1)[:, None]
-    filled, todo = y * observed, observed == 0
-    scale = 2.0
-    while bool(todo.any()):
-        whole = 3 * scale >= max(height, width)  # this scale reaches every pixel from every other
-        smooth_num, smooth_den = (_smooth(t, scale, (height, width)).view_as(y) for t in (num, den))
-        reached = todo & (smooth_den > 1e-3) if not whole else todo
-        filled = torch.where(reached, smooth_num / smooth_den.clamp_min(1e-12), filled)
-        todo = todo & ~reached
-        scale *= 2
-    return filled
-
-
-def _smooth(t: torch.Tensor, scale: float, size: tuple[int, int]) -> torch.Tensor:
-    """Gaussian smoothing (std ``scale`` pixels, replicate edges) of ``N x 1 x H x W`` ``t``. From std
-    8 on it runs on a grid pooled by ``scale / 4`` and is interpolated back: the same smooth weights
-    at a cost that does not grow with the scale (a direct 800-pixel hole on a 2048^2 image took
-    14 s)."""
-    import torch.nn.functional as F
-
-    pool = max(1, int(scale) // 4)
-    if pool > 1:
-        pad = (0, -size[1] % pool, 0, -size[0] % pool)
-        t = F.avg_pool2d(F.pad(t, pad, mode="replicate"), pool)
-    sigma = scale / pool
-    radius = int(min(3 * sigma, max(t.shape[-2:])))
-    r = torch.arange(-radius, radius + 1, dtype=t.dtype, device=t.device)
-    g = torch.exp(-r**2 / (2 * sigma**2))
-    g = g / g.sum()
-    # separable: rows, then columns; replicate padding works for any radius (reflect does not)
-    for kernel, pad in ((g.view(1, 1, -1, 1), (0, 0, radius, radius)), (g.view(1, 1, 1, -1), (radius, radius, 0, 0))):
-        t = F.conv2d(F.pad(t, pad, mode="replicate"), kernel)
-    if pool > 1:
-        t = F.interpolate(t, scale_factor=pool, mode="bilinear", align_corners=False)[..., : size[0], : size[1]]
-    return t
 
 
 def inpaint(
@@ -804,11 +677,12 @@ def inpaint(
     (the values of ``image`` there are ignored). With ``simulate=True`` the image is a clean ground
     truth; without ``missing``, each pixel is kept with probability ``observed_fraction`` (seeded);
     noise of std ``noise_level`` (default 0: none) is added to the kept ones, and PSNR/SSIM are
-    reported against the smooth fill the solve starts from (:func:`fill_missing`). Otherwise
-    ``missing`` is required and ``noise_level`` is estimated from the fully observed 2x2 blocks
-    when None. A level of 0, or an estimate below it, is replaced by the 8-bit rounding level
-    ``QUANTISATION_NOISE_LEVEL`` (the rule balances the regularisation against a positive level).
-    The other arguments are those of :func:`deblur`.
+    reported against the smooth fill the solve starts from
+    (:func:`~pnp_stable.observations.fill_missing`). Otherwise ``missing`` is required and
+    ``noise_level`` is estimated from the fully observed 2x2 blocks when None. A level of 0, or an
+    estimate below it, is replaced by the 8-bit rounding level
+    ``pnp_stable.observations.QUANTISATION_NOISE_LEVEL`` (the rule balances the regularisation
+    against a positive level). The other arguments are those of :func:`deblur`.
     """
     from pnp_stable.operators import Inpainting
     from pnp_stable.solvers import estimate_noise_level
@@ -819,7 +693,7 @@ def inpaint(
     notes: list[str] = []
     dev = resolve_device(device)
     if missing is not None:  # the values under the mask are no data: NaN or anything may mark them
-        image = _without_missing_values(image, missing)
+        image = without_missing_values(image, missing)
     image = _check_image(image, notes).to(dev)
     if missing is None:
         if not simulate:
@@ -834,7 +708,7 @@ def inpaint(
                              f"image (seed {seed}): there is nothing to inpaint from; keep a larger fraction")
         notes.append(f"random mask: each pixel kept with probability {fraction:g} (seed {seed})")
     else:
-        observed = _missing_mask(missing, image)
+        observed = observed_mask(missing, image)
     if bool(observed.all()):
         notes.append("the mask marks no pixel missing: this restoration only denoises the image")
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
@@ -860,7 +734,7 @@ def inpaint(
             notes.append(f"noise level estimated from the fully observed pixels: {sigma:.4g} ({sigma * 255:.2f}/255)")
         else:
             sigma, source = float(noise_level), "given"
-    sigma, raised_from = _rounding_level_floor(sigma, notes)
+    sigma, raised_from = rounding_level_floor(sigma, notes)
     x0 = fill_missing(y, op.mask)
     t0 = time.perf_counter()
     operator_info = {"type": "Inpainting", "mask_sha256": _digest([op.mask]), "shape": list(batch.shape)}

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from skimage import data
 
 import pnp_stable as ps
-from pnp_stable.restore import QUANTISATION_NOISE_LEVEL, fill_missing, interpolate_samples, psnr
+from pnp_stable.observations import QUANTISATION_NOISE_LEVEL, fill_missing, interpolate_samples
+from pnp_stable.restore import psnr
 from pnp_stable.solvers import estimate_noise_level
 
 

@@ -14,20 +14,13 @@ def _read_mask(path: Path, quiet: bool):
     """The missing-pixel mask of ``--missing``: an image file is thresholded at 50 % grey (white:
     missing; a JPEG's ringing ignored); a ``.npy`` keeps its values, nonzero meaning missing, as in
     the API (an 8/16-bit or label array is not rescaled first)."""
-    import numpy as np
+    from pnp_stable.cli.images import read_image, read_npy
 
     if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise FileNotFoundError(2, "No such file", str(path))
-        try:
-            array = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise UserError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
+        array = read_npy(path)
         if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] not in (1, 3):
             array = array[..., :3].transpose(2, 0, 1)  # H x W x C, as an image file would be
         return array
-    from pnp_stable.cli.images import read_image
-
     loaded = read_image(path)
     if not quiet:
         for note in loaded.notes:
@@ -83,9 +76,7 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
         arguments = dict(missing=mask, observed_fraction=observed, noise_level=level, simulate=simulate, seed=seed,
                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
                          device=device, color=color, **manual)
-        # the report names the options as the command line does
-        options = {k: v for k, v in arguments.items() if k not in ('noise_level', 'method', 'missing')}
-        options.update(missing=None if missing is None else str(missing), noise=level, solver=solver)
         run_image_command("inpaint", image, "demo: scikit-image's camera (256x256), half its pixels removed at random "
-                          "and restored (--simulate)", task, arguments, options, out, report, plot, quiet,
-                          tag="inpainted", also_inputs=() if missing is None else (missing,))
+                          "and restored (--simulate)", task, arguments, out, report, plot, quiet, tag="inpainted",
+                          also_inputs=() if missing is None else (missing,),
+                          reported={"missing": None if missing is None else str(missing)})

@@ -54,9 +54,6 @@ def superres(image, factor, kernel, noise, simulate, boundary, color, solver, de
         arguments = dict(factor=factor, kernel=kernel, noise_level=level, simulate=simulate, seed=seed,
                          boundary=boundary, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
                          accelerate=accelerate, device=device, color=color, **manual)
-        # the report names the options as the command line does
-        options = {k: v for k, v in arguments.items() if k not in ('noise_level', 'method')}
-        options.update(noise=level, solver=solver)
         run_image_command("superres", image, f"demo: scikit-image's camera (256x256), sampled by {factor} and "
-                          "super-resolved (--simulate)", super_resolve, arguments, options, out, report, plot, quiet,
+                          "super-resolved (--simulate)", super_resolve, arguments, out, report, plot, quiet,
                           tag="superres")

@@ -37,13 +37,21 @@ def as_tensor(loaded: LoadedImage) -> torch.Tensor:
     return tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
 
 
+# task argument -> the option the report names it by, as the command line does
+_OPTION_NAMES = {"noise_level": "noise", "method": "solver"}
+
+
 def run_image_command(command: str, image: Path | None, demo: str, task: Callable[..., Any],
-                      task_arguments: dict[str, Any], options: dict[str, Any], out, report, plot, quiet: bool,
-                      tag: str, also_inputs: tuple[Path, ...] = ()) -> None:
+                      task_arguments: dict[str, Any], out, report, plot, quiet: bool, tag: str,
+                      also_inputs: tuple[Path, ...] = (), reported: dict[str, Any] | None = None) -> None:
     """Read ``image`` (None: the demo, described by ``demo`` on stderr), check every destination
     against the inputs (``image`` and ``also_inputs``, e.g. a mask) before any work, run
-    ``task(tensor, **task_arguments)`` and write ``<stem>_<tag>``, the report and the plot;
-    exit 130 after an interruption (the state is saved when ``--checkpoint`` was given)."""
+    ``task(tensor, **task_arguments)`` and write ``<stem>_<tag>``, the report (whose options are the
+    task arguments under their option names, with ``reported`` in place of the values a report
+    should not hold, such as a mask array) and the plot; exit 130 after an interruption (the state
+    is saved when ``--checkpoint`` was given)."""
+    options = {_OPTION_NAMES.get(k, k): v for k, v in task_arguments.items()}
+    options.update(reported or {})
     from pnp_stable.cli.images import default_output, read_image
 
     if image is not None and image.is_dir():

@@ -55,6 +55,17 @@ def _integer_array_to_unit(arr: np.ndarray, path: Path, notes: list[str]) -> np.
     return arr.astype(np.float32)
 
 
+def read_npy(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file as stored (no scaling, no checks of its values); ValueError
+    naming the file when it cannot be read (no pickles)."""
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
+
+
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Read ``path`` as float32; gray (H x W) or RGB (H x W x 3). Image files and integer ``.npy``
     arrays are scaled to [0, 1]; float data (``.npy``, float TIFF) keep their values (a sinogram's
@@ -73,10 +84,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise ValueError(f"unsupported image type {suffix or '(none)'} for {path.name}; use PNG, JPG, TIF or .npy")
     notes: list[str] = []
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
+        arr = read_npy(path)
         if (not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_) or np.iscomplexobj(arr):
             raise ValueError(f"{path.name} holds {arr.dtype} data; expected real numbers")
         if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:

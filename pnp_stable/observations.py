@@ -47,8 +47,8 @@ def interpolate_samples(y: torch.Tensor, factor: int, size: tuple[int, int], off
 
 
 # The noise level of data that are exact up to 8-bit rounding: uniform error of one step, std
-# 1 / (255 sqrt(12)). Inpainting uses it for noise-free observations, where the automatic rule
-# (regularisation balanced against the noise) needs a positive level.
+# 1 / (255 sqrt(12)). Inpainting and super-resolution use it for noise-free observations, where the
+# automatic rule (regularisation balanced against the noise) needs a positive level.
 QUANTISATION_NOISE_LEVEL = 1.0 / (255.0 * math.sqrt(12.0))
 
 
@@ -130,9 +130,9 @@ def fill_missing(y: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
 
 def _smooth(t: torch.Tensor, scale: float, size: tuple[int, int]) -> torch.Tensor:
     """Gaussian smoothing (std ``scale`` pixels, replicate edges) of ``N x 1 x H x W`` ``t``. From std
-    8 on it runs on a grid pooled by ``scale / 4`` and is interpolated back: the same smooth weights
-    at a cost that does not grow with the scale (a direct 800-pixel hole on a 2048^2 image took
-    14 s)."""
+    8 on it runs on a grid pooled by ``scale / 4`` (std 4 there) and is interpolated back: nearly
+    the same smooth weights at a cost that falls with the scale (a direct 800-pixel hole on a 2048^2
+    image took 14 s)."""
     import torch.nn.functional as F
 
     pool = max(1, int(scale) // 4)

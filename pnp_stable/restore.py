@@ -316,7 +316,8 @@ def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Cal
 
 def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, accelerate, noise, noise_source,
                       x_true_batch, progress, x0=None, sigma_den=None, step=None, checkpoint=None, resume=False,
-                      checkpoint_every=60.0, task="", operator_info=None, prox_error_ratio=0.03, strength="rule"):
+                      checkpoint_every=60.0, task="", operator_info=None, prox_error_ratio=0.03, strength="rule",
+                      noise_raised_from=None):
     from pnp_stable.solvers import solve
 
     if strength == "sure":  # several solves, never checkpointed (_check_strength refused a checkpoint)
@@ -334,7 +335,9 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
                     sigma_den=sigma_den, step=step, resume=previous, checkpoint=save,
                     checkpoint_every=checkpoint_every, prox_error_ratio=prox_error_ratio)
     report = {
-        "noise": {"sigma": noise, "source": noise_source},
+        # raised_from: the level given or estimated, when the rounding-level floor replaced it
+        "noise": {"sigma": noise, "source": noise_source,
+                  **({} if noise_raised_from is None else {"raised_from": noise_raised_from})},
         "denoiser": den_info,
         "solver": res.summary(),
         "history": res.history,
@@ -634,12 +637,10 @@ def super_resolve(
                                     clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="super-resolve",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
-                                    operator_info=operator_info)
-    if raised_from is not None:
-        report["noise"]["raised_from"] = raised_from
+                                    operator_info=operator_info, noise_raised_from=raised_from)
     operator_report = {"type": "Downsample", "factor": factor, "boundary": boundary, "kernel_shape": list(k.shape),
                        "kernel": spec if isinstance(spec, str) else "array", "norm": float(op.norm()),
-                       "norm_kind": op.norm_kind, "output_shape": list(fine[1:]) if not split else [3, *fine[2:]]}
+                       "norm_kind": op.norm_kind, "output_shape": [image.shape[0], *op.image_hw]}
     return _image_restoration(res, report, y, clean, split, notes, t0, operator_report, reference=x0,
                               reference_label="bicubic")
 
@@ -742,9 +743,7 @@ def inpaint(
                                     clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="inpaint",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
-                                    operator_info=operator_info)
-    if raised_from is not None:
-        report["noise"]["raised_from"] = raised_from
+                                    operator_info=operator_info, noise_raised_from=raised_from)
     operator_report = {"type": "Inpainting", "observed_fraction": float(op.mask.mean()),
                        "mask_channels": int(observed.shape[0]), "norm": float(op.norm()), "norm_kind": op.norm_kind}
     return _image_restoration(res, report, y, clean, split, notes, t0, operator_report, reference=x0,

@@ -226,14 +226,12 @@ def estimate_noise_level(y: torch.Tensor, observed: torch.Tensor | None = None) 
 
     a, b, c, d = blocks(y.to(torch.float64))
     hh = (a - b - c + d) / 2.0
-    if observed is None:
-        return [float(hh[i].abs().flatten().median()) / 0.6745 for i in range(y.shape[0])]
-    if tuple(observed.shape) != tuple(y.shape):
+    if observed is not None and tuple(observed.shape) != tuple(y.shape):
         raise ValueError(f"observed has shape {tuple(observed.shape)}, y {tuple(y.shape)}")
-    full = torch.stack([o != 0 for o in blocks(observed)]).all(dim=0)
+    full = None if observed is None else torch.stack([o != 0 for o in blocks(observed)]).all(dim=0)
     levels = []
     for i in range(y.shape[0]):
-        kept = hh[i][full[i]]
+        kept = hh[i].flatten() if full is None else hh[i][full[i]]
         if kept.numel() == 0:
             raise ValueError("no 2x2 block of the image is fully observed, so its noise level cannot be estimated: "
                              "give it (noise_level=, --noise)")

@@ -45,7 +45,8 @@ __all__ = ["DEFAULT_STRENGTH_FACTORS", "SURE_MARGIN", "clearly_lower", "select_s
 
 # multipliers of the rule's balance ``target`` tried after the rule itself (x1)
 DEFAULT_STRENGTH_FACTORS: tuple[float, ...] = (4.0, 16.0, 64.0)
-# a stronger setting is taken only when SURE falls below this fraction of the current best
+# a stronger setting is taken only when SURE falls below the current best by 1 - SURE_MARGIN of the
+# best's size (clearly_lower: this fraction of it when positive)
 SURE_MARGIN = 0.9
 # the Monte-Carlo probe's size relative to the noise level (measured on BSDS500 train crops:
 # SURE within a few per cent of the true predicted risk)

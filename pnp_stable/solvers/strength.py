@@ -125,8 +125,11 @@ def select_strength(
         raise ValueError(f"factors must be increasing numbers above 1, got {factors}")
     if not 0 < margin <= 1:
         raise ValueError(f"margin must be in (0, 1], got {margin}")
+    # an operator may declare entries of y that are no measurements (an inpainting mask's holes):
+    # neither the noise estimate nor SURE may count them
+    measured = A.measured_entries(y) if hasattr(A, "measured_entries") else None
     if noise_level is None:
-        noise_level = statistics.median(estimate_noise_level(y))
+        noise_level = statistics.median(estimate_noise_level(y, observed=measured))
     noise_level = float(noise_level)
     if not (math.isfinite(noise_level) and noise_level > 0):
         raise ValueError(f"choosing the strength needs a positive noise level, got {noise_level}")
@@ -137,9 +140,6 @@ def select_strength(
     # the probe runs without progress bars or ground truth: it only measures the divergence
     probe_kwargs = {k: v for k, v in solve_kwargs.items() if k not in ("x_true", "callback", "metrics", "x0")}
     probe_kwargs["progress"] = False
-
-    # an operator may declare entries of y that are no measurements (an inpainting mask's holes)
-    measured = A.measured_entries(y) if hasattr(A, "measured_entries") else None
 
     def probed(res, current_rule):
         """The probe's solve and the SURE of ``res``."""

@@ -121,3 +121,18 @@ def test_sure_counts_only_the_measured_entries_of_an_inpainting():
     fraction = float(measured.float().mean())
     unmeasured = sure_predicted_risk(a_x, a_probe, y, probe, eps, sigma)  # negative control
     assert unmeasured == pytest.approx(sigma**2 * (2 * fraction - 1), rel=1e-3)
+
+
+
+def test_select_strength_estimates_an_inpaintings_noise_on_measured_entries():
+    from pnp_stable.operators import Inpainting
+    from pnp_stable.solvers import estimate_noise_level
+
+    op = Inpainting.random((1, 64, 64), observed_fraction=0.75, seed=0)  # ~330 fully observed 2x2 blocks
+    y = op.A(op.simulate(torch.full((1, 1, 64, 64), 0.5), 0.05, seed=1))
+    D = ps.denoisers.load("gray")
+    res = select_strength(y, op, D, "admm", factors=(4.0,), max_iter=2, progress=False)
+    level = res.parameters["strength"]["noise_level"]
+    assert level == pytest.approx(estimate_noise_level(y, observed=op.measured_entries(y))[0])
+    assert 0.04 < level < 0.06  # the holes' zeros, counted, read as jumps of 0.5
+    assert estimate_noise_level(y)[0] > 0.1

@@ -30,9 +30,10 @@ def _read_mask(path: Path, quiet: bool):
 
 @click.command()
 @click.argument("image", required=False, type=click.Path(path_type=Path))
-@click.option("--missing", type=click.Path(path_type=Path), default=None, metavar="MASK",
+@click.option("--missing", type=click.Path(path_type=Path), default=None, metavar="MASK|DIR",
               help="Image of IMAGE's size whose white pixels (>= 50% grey) are missing, to be filled; a colour mask "
-                   "marks missing values per channel.")
+                   "marks missing values per channel. A folder holds one mask per image, named as the image (any "
+                   "image type: a.png for a.jpg); one MASK file serves every image of a folder.")
 @click.option("--observed", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="With --simulate and no --missing: the fraction of pixels kept, drawn at random (--seed).")
 @click.option("--noise", default=None, metavar="SIGMA",
@@ -42,10 +43,11 @@ def _read_mask(path: Path, quiet: bool):
               help="IMAGE is a complete ground truth: remove pixels (--missing, or --observed at random), add noise "
                    "(--noise), restore, report PSNR/SSIM (against a smooth fill).")
 @color_option
-@solver_options(max_iter_default=500, solver_default="admm", output_tag="inpainted")
+@solver_options(max_iter_default=500, solver_default="admm", output_tag="inpainted", folders=True)
 def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, max_iter, tol, sigma_den, step,
             strength, accelerate, seed, device, tile, checkpoint, resume, out, report, plot, quiet):
-    """Fill the missing pixels of IMAGE (and denoise the others) with a certified PnP solver.
+    """Fill the missing pixels of IMAGE, or of every image in a folder (and denoise the others), with a
+    certified PnP solver.
 
     Without IMAGE, runs the demo: scikit-image's camera (256x256) with half its pixels removed at
     random, restored (--simulate).
@@ -54,29 +56,87 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
     Examples:
       pnp-stable inpaint
       pnp-stable inpaint photo.png --missing scratches.png
+      pnp-stable inpaint frames/ --missing dead_pixels.png
+      pnp-stable inpaint scans/ --missing masks/
       pnp-stable inpaint sharp.png --simulate --observed 0.2 --noise 2.55/255 --report inpaint.json
     """
     with user_errors(), sigterm_as_interrupt():
         level = parse_level(noise, allow_zero=True)
         check_level_square(level, "--noise")
-        manual = manual_settings(sigma_den, step, strength, tile, solver, checkpoint, resume)
+        manual = manual_settings(sigma_den, step, strength, tile, solver, per_image_state=True)
         if image is None:
             simulate = True
         if missing is None and not simulate:
             raise UserError("inpainting an image needs its missing pixels: --missing MASK (white: missing)",
                             hint="or --simulate to remove pixels at random from a complete image")
-        mask = None
         if missing is not None:
             if image is None:
                 raise UserError("--missing needs an IMAGE (the demo draws its own mask)")
-            mask = _read_mask(missing, quiet)
-        from pnp_stable.cli.image_task import run_image_command
+            if not missing.exists():
+                raise UserError(f"mask {missing} not found (--missing)")
+            if missing.is_dir() and image.is_dir() and missing.resolve() == image.resolve():
+                raise UserError("--missing names the folder of the images: put the masks in a folder of their own",
+                                hint="e.g. scans/masks/, with a mask per image named as the image")
+        from pnp_stable.cli.folders import run_restorations
         from pnp_stable.restore import inpaint as task
 
-        arguments = dict(missing=mask, observed_fraction=observed, noise_level=level, simulate=simulate, seed=seed,
+        arguments = dict(missing=None, observed_fraction=observed, noise_level=level, simulate=simulate, seed=seed,
                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
                          device=device, color=color, **manual)
-        run_image_command("inpaint", image, "demo: scikit-image's camera (256x256), half its pixels removed at random "
-                          "and restored (--simulate)", task, arguments, out, report, plot, quiet, tag="inpainted",
-                          also_inputs=() if missing is None else (missing,),
-                          reported={"missing": None if missing is None else str(missing)})
+        run_restorations("inpaint", image, tag="inpainted",
+                         demo="demo: scikit-image's camera (256x256), half its pixels removed at random and restored "
+                              "(--simulate)", task=task, arguments=arguments, checkpoint=checkpoint, resume=resume,
+                         out=out, report=report, plot=plot, quiet=quiet,
+                         inputs_for=lambda path: _mask_inputs(missing, path, quiet), check_image=_check_masked,
+                         allow_nonfinite=missing is not None)  # NaN may mark the missing pixels
+
+
+def _mask_file(missing: Path, image: Path) -> Path:
+    """The mask of ``image``: ``missing`` itself, or in the folder ``missing`` the one file named as
+    the image (any image type)."""
+    from pnp_stable.cli.images import IMAGE_SUFFIXES
+
+    if not missing.is_dir():
+        return missing
+    found = sorted(p for p in missing.iterdir()
+                   if p.is_file() and p.stem == image.stem and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise UserError(f"no mask for {image.name} in {missing} (a mask is named as its image: {image.stem}.png, "
+                        f"{image.stem}.npy ...)")
+    if len(found) > 1:
+        raise UserError(f"{len(found)} masks for {image.name} in {missing}: " + ", ".join(p.name for p in found),
+                        hint="keep one mask per image")
+    if found[0].resolve() == image.resolve():
+        raise UserError(f"--missing {missing} holds {image.name} itself: put the masks in a folder of their own")
+    return found[0]
+
+
+def _mask_inputs(missing: Path | None, image: Path | None, quiet: bool):
+    """The task inputs of ``image``'s mask (none for a random mask)."""
+    from pnp_stable.cli.folders import NO_INPUTS, ImageInputs
+
+    if missing is None:
+        return NO_INPUTS
+    mask = _mask_file(missing, image)
+    return ImageInputs(files=(mask,), reported={"missing": str(mask)},
+                       read=lambda: {"missing": _read_mask(mask, quiet)})
+
+
+def _check_masked(path: Path, loaded, inputs) -> None:
+    """A folder's image against its mask, before the first is restored: the mask's size and, where
+    a pixel is observed, the image's values: finite and in range (under the mask they are no data)."""
+    from pnp_stable.cli.image_task import as_tensor
+    from pnp_stable.observations import observed_mask, without_missing_values
+    from pnp_stable.restore import check_unit_range
+
+    image = as_tensor(loaded)
+    mask = inputs.read().get("missing")
+    if mask is not None:
+        try:
+            observed_mask(mask, image)
+        except ValueError as error:
+            raise UserError(f"{path.name}: {error}") from None
+        image = without_missing_values(image, mask)
+    if not bool(image.isfinite().all()):
+        raise UserError(f"{path.name} contains NaN or infinite values where its mask marks no pixel missing")
+    check_unit_range(image, str(path))

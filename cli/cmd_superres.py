@@ -26,10 +26,11 @@ from pnp_stable.cli.options import check_kernel_spec, color_option, manual_setti
               show_default=True,
               help="How the blur treats the edges: auto is circular with --simulate and reflect for a real image.")
 @color_option
-@solver_options(max_iter_default=500, solver_default="admm", output_tag="superres")
+@solver_options(max_iter_default=500, solver_default="admm", output_tag="superres", folders=True)
 def superres(image, factor, kernel, noise, simulate, boundary, color, solver, denoiser, max_iter, tol, sigma_den, step,
              strength, accelerate, seed, device, tile, checkpoint, resume, out, report, plot, quiet):
-    """Super-resolve IMAGE by FACTOR with a certified PnP solver (the blur and sampling model of --kernel).
+    """Super-resolve IMAGE (or every image in a folder) by FACTOR with a certified PnP solver (the blur and
+    sampling model of --kernel).
 
     Without IMAGE, runs the demo: scikit-image's camera (256x256), blurred, sampled by 2 and restored
     (--simulate).
@@ -39,21 +40,23 @@ def superres(image, factor, kernel, noise, simulate, boundary, color, solver, de
       pnp-stable superres
       pnp-stable superres small.png --factor 2 --noise 1/255
       pnp-stable superres sharp.png --simulate --factor 4 --kernel gauss:2 --report sr.json
+      pnp-stable superres thumbnails/ --factor 4 --noise 0
     """
     with user_errors(), sigterm_as_interrupt():
         level = parse_level(noise, allow_zero=True)
         check_level_square(level, "--noise")
-        manual = manual_settings(sigma_den, step, strength, tile, solver, checkpoint, resume)
+        manual = manual_settings(sigma_den, step, strength, tile, solver, per_image_state=True)
         if kernel is not None:
             check_kernel_spec(kernel)
         if image is None:
             simulate = True
-        from pnp_stable.cli.image_task import run_image_command
+        from pnp_stable.cli.folders import run_restorations
         from pnp_stable.restore import super_resolve
 
         arguments = dict(factor=factor, kernel=kernel, noise_level=level, simulate=simulate, seed=seed,
                          boundary=boundary, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
                          accelerate=accelerate, device=device, color=color, **manual)
-        run_image_command("superres", image, f"demo: scikit-image's camera (256x256), sampled by {factor} and "
-                          "super-resolved (--simulate)", super_resolve, arguments, out, report, plot, quiet,
-                          tag="superres")
+        run_restorations("superres", image, tag="superres",
+                         demo=f"demo: scikit-image's camera (256x256), sampled by {factor} and super-resolved "
+                              "(--simulate)", task=super_resolve, arguments=arguments, checkpoint=checkpoint,
+                         resume=resume, out=out, report=report, plot=plot, quiet=quiet)

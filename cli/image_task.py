@@ -1,15 +1,14 @@
-"""What the single-image restoration commands (``superres``, ``inpaint``) share: the demo image,
-reading the input, running the task under the solver's warnings, and writing the outputs."""
+"""One restoration of one image, as the restoration commands (``deblur``, ``superres``, ``inpaint``)
+run it: the demo image, reading the input, running the task under the solver's warnings, and
+writing the outputs (:mod:`pnp_stable.cli.folders` runs it for each image of a folder)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from pnp_stable.cli.errors import UserError
 from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
 if TYPE_CHECKING:  # torch is imported where the work starts, so that --help answers at once
@@ -41,21 +40,23 @@ def as_tensor(loaded: LoadedImage) -> torch.Tensor:
 _OPTION_NAMES = {"noise_level": "noise", "method": "solver"}
 
 
-def run_image_command(command: str, image: Path | None, demo: str, task: Callable[..., Any],
-                      task_arguments: dict[str, Any], out, report, plot, quiet: bool, tag: str,
-                      also_inputs: tuple[Path, ...] = (), reported: dict[str, Any] | None = None) -> None:
+def restore_image(command: str, image: Path | None, demo: str, task: Callable[..., Any],
+                  task_arguments: dict[str, Any], out, report, plot, quiet: bool, tag: str,
+                  also_inputs: tuple[Path, ...] = (), reported: dict[str, Any] | None = None,
+                  resume_hint: str | None = None, allow_nonfinite: bool = False) -> str:
     """Read ``image`` (None: the demo, described by ``demo`` on stderr), check every destination
     against the inputs (``image`` and ``also_inputs``, e.g. a mask) before any work, run
     ``task(tensor, **task_arguments)`` and write ``<stem>_<tag>``, the report (whose options are the
-    task arguments under their option names, with ``reported`` in place of the values a report
-    should not hold, such as a mask array) and the plot; exit 130 after an interruption (the state
-    is saved when ``--checkpoint`` was given)."""
+    task arguments under their option names, updated by ``reported``: the values a report should
+    show instead, such as a mask's file name for its array) and the plot. Returns how the solve
+    stopped (``"interrupted"``: the outputs of the last recorded iterate are written, and the state
+    is saved when a checkpoint was given); ``resume_hint`` replaces the "--resume continues it" line
+    of a solve stopped at its iteration cap; ``allow_nonfinite`` lets NaN through to the task (which
+    ignores them in an inpainting's holes and refuses them elsewhere)."""
     options = {_OPTION_NAMES.get(k, k): v for k, v in task_arguments.items()}
     options.update(reported or {})
     from pnp_stable.cli.images import default_output, read_image
 
-    if image is not None and image.is_dir():
-        raise UserError(f"{image} is a folder; {command} restores one image at a time")
     out_path = Path(out) if out else default_output(image, tag)
     targets = dict(out=out_path, report=report, plot=plot, checkpoint=task_arguments.get("checkpoint"))
     for source in (image, *also_inputs):
@@ -65,10 +66,10 @@ def run_image_command(command: str, image: Path | None, demo: str, task: Callabl
         if not quiet:
             click.echo(demo, err=True)
     else:
-        loaded = read_image(image)  # the task checks the range
+        loaded = read_image(image, allow_nonfinite)  # the task checks the range
     with solver_warnings(quiet):
         restoration = task(as_tensor(loaded), progress=not quiet, **task_arguments)
-    finish_restoration(command, restoration, loaded, image, out_path, report, plot, options, quiet)
-    if restoration.result.stopped_by == "interrupted":
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    stopped_by = restoration.result.stopped_by
+    finish_restoration(command, restoration, loaded, image, out_path, report, plot, options, quiet,
+                       resume_hint=resume_hint if stopped_by == "max_iter" else None)
+    return stopped_by

@@ -66,13 +66,14 @@ def read_npy(path: Path) -> np.ndarray:
         raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
 
 
-def read_image(path: str | os.PathLike) -> LoadedImage:
+def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> LoadedImage:
     """Read ``path`` as float32; gray (H x W) or RGB (H x W x 3). Image files and integer ``.npy``
     arrays are scaled to [0, 1]; float data (``.npy``, float TIFF) keep their values (a sinogram's
     scale is its own; :func:`pnp_stable.restore.check_unit_range` checks images).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unreadable file or
-    an unsupported mode (e.g. CMYK, more than 4 channels, NaN in a ``.npy``).
+    an unsupported mode (e.g. CMYK, more than 4 channels, NaN in a ``.npy`` or a float TIFF, unless
+    ``allow_nonfinite``: an inpainting's missing pixels may be marked so).
     """
     path = Path(path)
     if not path.exists():
@@ -90,7 +91,6 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
             arr = _integer_array_to_unit(arr, path, notes)
         arr = arr.astype(np.float32)
-        _check_finite(arr, path)
         depth = None
     else:
         arr, depth = _read_raster(path, notes)
@@ -104,6 +104,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         notes.append("alpha channel ignored")
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise ValueError(f"{path.name} has shape {arr.shape}; expected a gray (H x W) or RGB (H x W x 3) image")
+    if not allow_nonfinite:
+        _check_finite(arr, path)
     if min(arr.shape[:2]) < 8:
         raise ValueError(f"{path.name} is too small ({arr.shape[0]} x {arr.shape[1]}); need at least 8 x 8 pixels")
     return LoadedImage(np.ascontiguousarray(arr, dtype=np.float32), depth, path, tuple(notes))
@@ -171,9 +173,7 @@ def _normalise(raw: np.ndarray, path: Path) -> tuple[np.ndarray, int | None]:
     if raw.dtype == np.bool_:
         return raw.astype(np.float32), 8
     if np.issubdtype(raw.dtype, np.floating):
-        arr = raw.astype(np.float32)
-        _check_finite(arr, path)
-        return arr, None
+        return raw.astype(np.float32), None
     raise ValueError(f"{path.name} has unsupported sample type {raw.dtype}")
 
 

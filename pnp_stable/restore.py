@@ -695,7 +695,7 @@ def inpaint(
     dev = resolve_device(device)
     if missing is not None:  # the values under the mask are no data: NaN or anything may mark them
         image = without_missing_values(image, missing)
-    image = _check_image(image, notes).to(dev)
+    image = _check_image(image, notes, where="" if missing is None else " where the mask marks no pixel missing").to(dev)
     if missing is None:
         if not simulate:
             raise ValueError("inpainting an image needs its missing pixels (missing=, --missing FILE); without them "
@@ -770,11 +770,11 @@ def _auto_boundary(boundary: str, simulate: bool, notes: list[str]) -> str:
     return "reflect"
 
 
-def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True) -> torch.Tensor:
+def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True, where: str = "") -> torch.Tensor:
     """``image`` as a float ``C x H x W`` tensor. With ``unit_range`` (an image, not a sinogram):
     8- and 16-bit integer samples are scaled to [0, 1] (a note says so), and float values far
     outside [0, 1] are refused: the denoisers know that scale, and a 0..255 image would otherwise
-    be restored into garbage without a word."""
+    be restored into garbage without a word. ``where`` says where values were checked (NaN message)."""
     if not isinstance(image, torch.Tensor):
         image = torch.as_tensor(np.asarray(image))
     if image.ndim == 2:
@@ -793,7 +793,7 @@ def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True)
         return image.float() / peak
     image = image.float()
     if not torch.isfinite(image).all():
-        raise ValueError("the image contains NaN or infinite values")
+        raise ValueError(f"the image contains NaN or infinite values{where}")
     if unit_range:
         check_unit_range(image)
     return image

@@ -48,9 +48,92 @@ def test_superres_user_errors(camera_png, tiny_denoiser, args, fragment):
     assert_user_error(run("superres", camera_png, "--denoiser", tiny_denoiser, *args), fragment)
 
 
-def test_superres_refuses_a_folder(tmp_path, tiny_denoiser):
-    assert_user_error(run("superres", tmp_path, "--denoiser", tiny_denoiser, "--noise", "0.01"),
-                      "restores one image at a time")
+def _images(folder, names, size=(40, 40)):
+    folder.mkdir()
+    for i, name in enumerate(names):
+        Image.fromarray((np.random.default_rng(i).random(size) * 255).astype(np.uint8)).save(folder / name)
+    return folder
+
+
+def test_superres_restores_every_image_of_a_folder(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "in", ["a.png", "b.png"])
+    r = run("superres", folder, "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", "2", "--quiet",
+            "--report", tmp_path / "r.json", "--checkpoint", tmp_path / "s.state")
+    assert r.exit_code == 0, r.output
+    for stem in "ab":
+        assert Image.open(folder / f"{stem}_superres.png").size == (80, 80)
+        rep = json.loads((tmp_path / f"r_{stem}.json").read_text())
+        assert rep["input"] == str(folder / f"{stem}.png") and rep["options"]["checkpoint"] == str(tmp_path / f"s_{stem}.state")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_superres.png", "b.png", "b_superres.png"]
+    # a rerun leaves the earlier outputs out of the inputs, and --resume keeps the finished images
+    r = run("superres", folder, "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", "2",
+            "--checkpoint", tmp_path / "s.state", "--resume")
+    assert r.exit_code == 0 and "a.png already restored (max_iter" in r.output, r.output
+    assert not (folder / "a_superres_superres.png").exists()
+    assert_user_error(run("superres", folder, "--out", tmp_path / "o.png", "--denoiser", tiny_denoiser),
+                      "--out names one file")
+
+
+def test_inpaint_a_folder_with_one_mask_for_every_image(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "frames", ["f1.png", "f2.png"], size=(64, 64))
+    mask = _mask(tmp_path, name="dead.png")
+    before = mask.read_bytes()
+    r = run("inpaint", folder, "--missing", mask, "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "2",
+            "--quiet", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert (folder / "f1_inpainted.png").is_file() and (folder / "f2_inpainted.png").is_file()
+    assert json.loads((tmp_path / "r_f2.json").read_text())["options"]["missing"] == str(mask)
+    assert mask.read_bytes() == before
+
+
+def test_inpaint_a_folder_with_a_mask_per_image(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "scans", ["a.png", "b.jpg"], size=(64, 64))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _mask(masks, name="a.png")
+    np.save(masks / "b.npy", np.eye(64, dtype=bool))
+    common = ("inpaint", folder, "--missing", masks, "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "2",
+              "--quiet")
+    r = run(*common, "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "r_a.json").read_text())["options"]["missing"] == str(masks / "a.png")
+    assert json.loads((tmp_path / "r_b.json").read_text())["options"]["missing"] == str(masks / "b.npy")
+    b = np.asarray(Image.open(folder / "b_inpainted.jpg"), np.float64)
+    assert b.shape == (64, 64)
+    # each image's own mask, checked whole before the first solve: a missing one, one of another size
+    for p in folder.glob("*_inpainted.*"):
+        p.unlink()
+    (masks / "b.npy").unlink()
+    assert_user_error(run(*common), "no mask for b.jpg in")
+    np.save(masks / "b.npy", np.eye(32, dtype=bool))
+    assert_user_error(run(*common), "b.jpg: the missing-pixel mask has shape (1, 32, 32)")
+    _mask(masks, name="b.png")
+    assert_user_error(run(*common), "2 masks for b.jpg")
+    assert not list(folder.glob("*_inpainted.*"))  # nothing restored before the refusal
+
+
+def test_inpaint_refuses_the_images_folder_as_its_masks(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "in", ["a.png"], size=(64, 64))
+    assert_user_error(run("inpaint", folder, "--missing", folder, "--denoiser", tiny_denoiser),
+                      "--missing names the folder of the images")
+    assert_user_error(run("inpaint", folder / "a.png", "--missing", folder, "--denoiser", tiny_denoiser),
+                      "holds a.png itself")
+
+
+def test_a_folder_never_writes_over_a_mask(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "in", ["a.png", "p_a.png"], size=(64, 64))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _mask(masks, name="a.png")
+    victim = _mask(masks, name="p_a.png")
+    before = victim.read_bytes()
+    common = ("inpaint", folder, "--missing", masks, "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "1")
+    # a's plot, masks/p_a.png, would be p_a.png's mask
+    assert_user_error(run(*common, "--plot", masks / "p.png"), "refusing to overwrite the input p_a.png")
+    assert victim.read_bytes() == before and not list(folder.glob("*_inpainted.png"))
+    r = run(*common, "--plot", masks / "x.png", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert victim.read_bytes() == before and (masks / "x_a.png").is_file() and (masks / "x_p_a.png").is_file()
 
 
 def _mask(tmp_path, size=(64, 64), box=(slice(10, 30), slice(20, 50)), name="mask.png"):
@@ -161,7 +244,7 @@ def test_the_mask_notes_and_an_empty_mask_are_said(tmp_path, camera_png, tiny_de
 def test_the_help_names_each_commands_outputs(command, tag):
     text = " ".join(run(command, "--help").output.split())
     assert f"<stem>_{tag}.<ext>" in text
-    assert ("with a folder" in text) == (command == "deblur")
+    assert ("with a folder" in text) == (command != "ct")
 
 
 
@@ -191,3 +274,38 @@ def test_inpaint_simulates_with_a_given_mask(tmp_path, camera_png, tiny_denoiser
     rep = json.loads(report.read_text())
     assert rep["operator"]["observed_fraction"] == pytest.approx(1 - 20 * 30 / 64**2) and "psnr" in rep["metrics"]
     assert rep["noise"] == {"sigma": pytest.approx(0.29 / 255, rel=0.02), "source": "default", "raised_from": 0.0}
+
+
+def test_nan_may_mark_the_missing_pixels_of_a_float_image(tmp_path, camera_png, tiny_denoiser):
+    import tifffile
+
+    image = np.asarray(Image.open(camera_png), np.float32) / 255
+    missing = np.zeros(image.shape, bool)
+    missing[10:20, 5:30] = True
+    image[missing] = np.nan
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "a.npy", image)
+    tifffile.imwrite(folder / "b.tif", image)
+    np.save(tmp_path / "holes.npy", missing)
+    common = ("--missing", tmp_path / "holes.npy", "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "2",
+              "--quiet")
+    r = run("inpaint", folder / "a.npy", *common)
+    assert r.exit_code == 0, r.output
+    assert np.isfinite(np.load(folder / "a_inpainted.npy")).all()
+    (folder / "a_inpainted.npy").unlink()
+    r = run("inpaint", folder, *common)
+    assert r.exit_code == 0, r.output
+    assert np.isfinite(np.load(folder / "a_inpainted.npy")).all() and (folder / "b_inpainted.tif").is_file()
+    # a NaN the mask does not cover is refused, for one image and before the first of a folder
+    smaller = missing.copy()
+    smaller[19] = False
+    np.save(tmp_path / "holes.npy", smaller)
+    for p in folder.glob("*_inpainted.*"):
+        p.unlink()
+    assert_user_error(run("inpaint", folder / "a.npy", *common), "NaN or infinite values where the mask marks no")
+    assert_user_error(run("inpaint", folder, *common), "a.npy contains NaN or infinite values where its mask")
+    assert not list(folder.glob("*_inpainted.*"))
+    # without a mask (a random one) and in the other commands, NaN is refused as before
+    assert_user_error(run("inpaint", folder / "a.npy", "--simulate", "--denoiser", tiny_denoiser), "contains NaN")
+    assert_user_error(run("deblur", folder / "a.npy", "--denoiser", tiny_denoiser), "a.npy contains NaN")

@@ -1,0 +1,167 @@
+"""One image or every image of a folder, as the restoration commands (``deblur``, ``superres``,
+``inpaint``) take them.
+
+A folder is checked whole before the first solve writes anything: every image readable and in
+range (and whatever else the command checks per image: a kernel that fits, a mask of the right
+size), every destination writable, none of them an input and none shared by two images.
+``--checkpoint``, ``--report`` and ``--plot`` name one file per image (``FILE``'s stem + the
+image's). A stop (Ctrl-C, SIGTERM) ends the whole folder with exit code 130; ``--resume`` then
+keeps the images that had finished (converged or at ``--max-iter``, as the uninterrupted run leaves
+them; their states are still checked against the options), continues the stopped one and starts
+the others.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from pnp_stable.cli.errors import UserError
+from pnp_stable.cli.image_task import restore_image
+from pnp_stable.cli.reporting import check_outputs
+
+if TYPE_CHECKING:
+    from pnp_stable.cli.images import LoadedImage
+
+
+def _no_arguments() -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """What a task takes besides the image, per image: the files it comes from (protected like the
+    image), how the report names them, and ``read()``, which reads them into task arguments (an
+    inpainting mask) when they are needed: a folder never holds every image's at once."""
+
+    files: tuple[Path, ...] = ()
+    reported: dict[str, Any] = field(default_factory=dict)
+    read: Callable[[], dict[str, Any]] = _no_arguments
+
+
+NO_INPUTS = ImageInputs()
+
+
+def per_image_name(target: str | Path | None, image: Path) -> Path | None:
+    """``FILE``'s per-image name in a folder run: ``<FILE stem>_<image stem><FILE suffix>``."""
+    if target is None:
+        return None
+    t = Path(target)
+    return t.with_name(f"{t.stem}_{image.stem}{t.suffix}")
+
+
+def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, task: Callable[..., Any],
+                     arguments: dict[str, Any], checkpoint, resume: bool, out, report, plot, quiet: bool,
+                     inputs_for: Callable[[Path | None], ImageInputs] | None = None,
+                     check_image: Callable[[Path, LoadedImage, ImageInputs], None] | None = None,
+                     allow_nonfinite: bool = False) -> None:
+    """Run ``task`` (a :mod:`pnp_stable.restore` task) on ``image``: one file, every image of a
+    folder (its earlier outputs ``X_<tag>.*`` left out), or the demo when None (described by
+    ``demo``). ``arguments`` are the task's, shared by every image; ``inputs_for(path)`` names an
+    image's own inputs (see :class:`ImageInputs`); ``check_image(path, loaded, inputs)`` refuses, before the first solve of a folder, an image the task would refuse
+    (the range is checked by default: a check that replaces it must check it too; with
+    ``allow_nonfinite`` the images are read with their NaN, which it must judge). Exits 130 after a
+    stop, naming the images left."""
+    from pnp_stable.cli.images import list_images
+
+    folder = image is not None and image.is_dir()
+    if folder:
+        if out is not None:
+            raise UserError("--out names one file; with a folder, outputs go beside each input")
+        paths: list[Path | None] = list(list_images(image, outputs_tag=tag))
+    else:
+        paths = [image]
+    if resume and checkpoint is None:
+        raise UserError("--resume needs --checkpoint FILE (the state to continue)")
+    inputs_for = inputs_for or (lambda path: NO_INPUTS)
+    if folder:  # every image readable and every output writable before the first solve writes anything
+        _check_folder(command, paths, inputs_for, check_image or _check_range, tag, report, plot, checkpoint, resume,
+                      allow_nonfinite)
+    for n, path in enumerate(paths):
+        state = per_image_name(checkpoint, path) if folder else checkpoint
+        resume_this, these_arguments, reported, hint = resume, dict(arguments), {}, None
+        if folder and checkpoint is not None:
+            # in a folder, --resume keeps an image that ended (as the uninterrupted run would have
+            # left it), so the "continue it" hint of a single image does not hold there
+            hint = (f"a folder --resume keeps {path.name} as it is; to iterate further, resume it alone "
+                    f"(pnp-stable {command} {path} --checkpoint {state} --resume, same options)")
+        if resume and folder:
+            done = _finished(state)
+            if done:
+                if not quiet:
+                    click.echo(f"note: {path.name} already restored ({done}; state {state}); checking it "
+                               "against these options", err=True)
+                # resumed for 0 more iterations: pnp_stable.restore compares the state's problem
+                # fingerprint (input, operator, solver, seed, ...) with this run's and refuses a
+                # change, as for one image; the outputs are written again from the saved state
+                these_arguments["max_iter"], reported["max_iter"] = 0, arguments.get("max_iter")
+            resume_this = Path(state).is_file()
+        these_arguments.update(checkpoint=state, resume=resume_this)
+        extra = inputs_for(path)
+        these_arguments.update(extra.read())
+        stopped = restore_image(command, path, demo, task, these_arguments, out,
+                                per_image_name(report, path) if folder else report,
+                                per_image_name(plot, path) if folder else plot, quiet, tag,
+                                also_inputs=extra.files, reported={**reported, **extra.reported}, resume_hint=hint,
+                                allow_nonfinite=allow_nonfinite)
+        if stopped == "interrupted":
+            left = len(paths) - n - 1
+            click.echo("interrupted" + (f": {left} more image(s) not restored" if left else ""), err=True)
+            sys.exit(130)
+
+
+def _check_range(path: Path, loaded: LoadedImage, inputs: ImageInputs) -> None:
+    from pnp_stable.restore import check_unit_range
+
+    check_unit_range(loaded.data, str(path))
+
+
+def _check_folder(command: str, paths: list[Path], inputs_for, check_image, tag: str, report, plot, checkpoint,
+                  resume: bool, allow_nonfinite: bool) -> None:
+    """Refuse, before the first solve, what would otherwise fail or destroy something part way
+    through a folder: a destination (the restored image, --report, --plot, --checkpoint) that is an
+    input (an image, or a file beside it such as a mask) or that two images share (a.png and a.tif),
+    an existing state without --resume, an unreadable image, and one ``check_image`` refuses."""
+    from pnp_stable.cli.images import default_output, read_image
+
+    inputs = [(path, inputs_for(path)) for path in paths]
+    protected = {p.resolve(): p for path, extra in inputs for p in (path, *extra.files)}
+    owners: dict[Path, Path] = {}
+    for path, extra in inputs:
+        targets = {"out": default_output(path, tag), "report": per_image_name(report, path),
+                   "plot": per_image_name(plot, path), "checkpoint": per_image_name(checkpoint, path)}
+        for source in (path, *extra.files):
+            check_outputs(source, **targets)
+        for option, target in targets.items():
+            if target is None:
+                continue
+            what = "the restored image" if option == "out" else f"--{option}"
+            resolved = target.resolve()
+            if resolved in protected:
+                raise UserError(f"refusing to overwrite the input {protected[resolved].name}: it is where "
+                                f"{what} of {path.name} would go ({target})",
+                                hint=f"choose a --{option} name that no input name starts with, or another folder")
+            if resolved in owners:
+                raise UserError(f"{owners[resolved].name} and {path.name} would both write {what} {target} "
+                                "(per-image names are <name>_<image stem><suffix>)",
+                                hint=f"rename one of the images, or run pnp-stable {command} on them separately")
+            owners[resolved] = path
+        state = targets["checkpoint"]
+        if state is not None and not resume and state.exists():
+            raise UserError(f"checkpoint {state} exists: resume it (--resume), or choose another --checkpoint")
+    for path, extra in inputs:
+        check_image(path, read_image(path, allow_nonfinite), extra)
+
+
+def _finished(state) -> str | None:
+    """How a saved solve ended, if it ended (converged or reached --max-iter); None otherwise."""
+    if state is None or not Path(state).is_file():
+        return None
+    from pnp_stable.solvers import load_solve_state
+
+    stopped = load_solve_state(state)[0].stopped_by
+    return stopped if stopped in ("converged", "max_iter") else None

@@ -2,7 +2,7 @@
 
     python bench/bench_denoise_bsd68.py [MODEL ...] [--data ../shared/data] [--limit N]
         [--sigmas 15 25 50] [--out runs/bench_denoise_bsd68.json] [--threads 1]
-        [--color opponent per-channel]
+        [--color opponent per-channel] [--estimate-noise]
 
 ``--color MODE ...`` runs the same protocol on the 68 colour images of CBSD68 (the same scenes,
 ``denoising/cbsd68``) with gray MODELs turned into colour denoisers: ``opponent`` (the certified
@@ -16,6 +16,10 @@ MODEL is a shipped name (see ``pnp_stable.denoisers.available()``) or a path to 
 generator seeded with 0 draws the noise of the images in sorted order; PSNR (peak 1) of the
 estimate clipped to [0, 1], deepinv's metric. The table puts the anchors of DESIGN.md §3 next to
 the measured rows; ``--limit`` evaluates only the first images (a quick check, not the protocol).
+
+``--estimate-noise`` hands each denoiser the noise level estimated from the noisy image (what
+``pnp-stable denoise`` does without ``--noise``: :func:`pnp_stable.solvers.estimate_noise_level`)
+instead of the true one, and records the estimates' error: the price of not knowing the level.
 
 ``--reference-dncnn`` also measures KAIR's DnCNN (sigma 25, ``weights/KAIR/model_zoo/dncnn_25.pth``
 of the shared data, loaded into deepinv's DnCNN) at sigma 25 only: a cross-check that this
@@ -77,6 +81,30 @@ def kair_dncnn25(data: Path) -> torch.nn.Module:
     return model.eval()
 
 
+class EstimatedLevel:
+    """``(x, sigma) -> denoiser(x, sigma estimated from x)``, keeping each (true, estimated) pair."""
+
+    def __init__(self, denoiser) -> None:
+        self.denoiser, self.pairs = denoiser, []
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        from pnp_stable.solvers import estimate_noise_level
+
+        (level,) = estimate_noise_level(x)
+        self.pairs.append((float(sigma), level))
+        return self.denoiser(x, level)
+
+    def error_summary(self) -> dict[str, dict[str, float]]:
+        """Per true level (0-255): the estimates' median ratio to it and their range."""
+        import statistics
+
+        by_sigma: dict[str, list[float]] = {}
+        for sigma, level in self.pairs:
+            by_sigma.setdefault(f"{sigma * 255:g}", []).append(level / sigma)
+        return {s: {"median_ratio": statistics.median(r), "min_ratio": min(r), "max_ratio": max(r)}
+                for s, r in by_sigma.items()}
+
+
 def _table(rows: dict[str, dict], sigmas: list[str]) -> str:
     head = "| model | certified alpha | " + " | ".join(f"sigma {s}" for s in sigmas) + " | s/image |"
     lines = [head, "|" + "---|" * (len(sigmas) + 3)]
@@ -99,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (the protocol's noise is drawn on the CPU)")
     parser.add_argument("--reference-dncnn", action="store_true", help="also measure KAIR DnCNN-25 at sigma 25")
+    parser.add_argument("--estimate-noise", action="store_true",
+                        help="hand the denoisers the noise level estimated from each noisy image, not the true one")
     parser.add_argument("--color", nargs="+", choices=["opponent", "per-channel"], default=None, metavar="MODE",
                         help="CBSD68 (colour) with gray models in these modes: opponent, per-channel")
     args = parser.parse_args(argv)
@@ -144,17 +174,24 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             denoiser = model if mode is None else colour_denoiser(model, mode)
             cert = certificate_of(denoiser) if isinstance(denoiser, torch.nn.Module) else certificate_of(model)
+            estimated = EstimatedLevel(denoiser) if args.estimate_noise else None
             tic = time.time()
-            result = denoise_bsd68(denoiser, str(folder), args.sigmas, limit=args.limit, device=args.device,
-                                   progress=True, channels=3 if args.color else 1)
+            result = denoise_bsd68(estimated or denoiser, str(folder), args.sigmas, limit=args.limit,
+                                   device=args.device, progress=True, channels=3 if args.color else 1)
             seconds = time.time() - tic
-            label = (Path(name).stem if name.endswith(".pt") else name) + (f" ({mode})" if mode else "")
+            label = ((Path(name).stem if name.endswith(".pt") else name) + (f" ({mode})" if mode else "")
+                     + (" (estimated level)" if estimated else ""))
             rows[label] = {
                 "psnr": result["psnr"], "noisy_psnr": result["noisy_psnr"], "images": result["images"],
                 "alpha": None if cert is None else cert.averagedness,
                 "lipschitz": None if cert is None else cert.lipschitz,
                 "seconds_per_image": seconds / (result["images"] * len(args.sigmas)),
             }
+            if estimated:
+                rows[label]["estimated_level"] = estimated.error_summary()
+                print(f"{label}: estimated / true level: " + ", ".join(
+                    f"sigma {s}: median {e['median_ratio']:.3f} [{e['min_ratio']:.3f}, {e['max_ratio']:.3f}]"
+                    for s, e in rows[label]["estimated_level"].items()), flush=True)
             print(f"{label}: " + ", ".join(f"sigma {s}: {v:.2f} dB" for s, v in result["psnr"].items()), flush=True)
     if args.reference_dncnn:
         reference = kair_dncnn25(Path(args.data))
@@ -170,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         atomic_write_json(args.out, {
             "protocol": "denoise-cbsd68" if args.color else "denoise-bsd68", "limit": args.limit,
-            "sigmas": args.sigmas, "results": rows, "anchors": anchors, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+            "sigmas": args.sigmas, "estimate_noise": args.estimate_noise, "results": rows, "anchors": anchors, "machine": f"{platform.machine()} {platform.processor()}".strip(),
             "threads": args.threads, "device": args.device, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
         }, make_parents=True)
     return 0

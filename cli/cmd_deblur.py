@@ -52,19 +52,21 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
 
         arguments = dict(kernel=kernel, noise_level=level, simulate=simulate, seed=seed, boundary=boundary,
                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
-                         device=device, color=color, **manual)
+                         device=device, color=color, checkpoint=checkpoint,
+                         resume=resume, **manual)
         run_restorations("deblur", image, tag="restored",
                          demo="demo: scikit-image's camera (256x256), blurred and restored (--simulate)", task=task,
-                         arguments=arguments, checkpoint=checkpoint, resume=resume, out=out, report=report, plot=plot,
+                         arguments=arguments, out=out, report=report, plot=plot,
                          quiet=quiet, check_image=lambda path, loaded, _: _fits_the_kernel(path, loaded, kernel_shape))
 
 
 def _fits_the_kernel(path: Path, loaded, kernel_shape: tuple[int, int]) -> None:
     """A folder's image in range and at least as large as the kernel (centred on an odd grid, as
     the blur operator does), checked before the first image is restored."""
+    from pnp_stable.cli.image_task import as_tensor
     from pnp_stable.restore import check_unit_range
 
-    check_unit_range(loaded.data, str(path))
+    check_unit_range(as_tensor(loaded), str(path))
     kh, kw = kernel_shape
     kh, kw = kh + 1 - kh % 2, kw + 1 - kw % 2
     height, width = loaded.data.shape[:2]

@@ -82,10 +82,11 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
 
         arguments = dict(missing=None, observed_fraction=observed, noise_level=level, simulate=simulate, seed=seed,
                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
-                         device=device, color=color, **manual)
+                         device=device, color=color, checkpoint=checkpoint,
+                         resume=resume, **manual)
         run_restorations("inpaint", image, tag="inpainted",
                          demo="demo: scikit-image's camera (256x256), half its pixels removed at random and restored "
-                              "(--simulate)", task=task, arguments=arguments, checkpoint=checkpoint, resume=resume,
+                              "(--simulate)", task=task, arguments=arguments,
                          out=out, report=report, plot=plot, quiet=quiet,
                          inputs_for=lambda path: _mask_inputs(missing, path, quiet), check_image=_check_masked,
                          allow_nonfinite=missing is not None)  # NaN may mark the missing pixels

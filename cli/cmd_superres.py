@@ -55,8 +55,8 @@ def superres(image, factor, kernel, noise, simulate, boundary, color, solver, de
 
         arguments = dict(factor=factor, kernel=kernel, noise_level=level, simulate=simulate, seed=seed,
                          boundary=boundary, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
-                         accelerate=accelerate, device=device, color=color, **manual)
+                         accelerate=accelerate, device=device, color=color, checkpoint=checkpoint,
+                         resume=resume, **manual)
         run_restorations("superres", image, tag="superres",
                          demo=f"demo: scikit-image's camera (256x256), sampled by {factor} and super-resolved "
-                              "(--simulate)", task=super_resolve, arguments=arguments, checkpoint=checkpoint,
-                         resume=resume, out=out, report=report, plot=plot, quiet=quiet)
+                              "(--simulate)", task=super_resolve, arguments=arguments, out=out, report=report, plot=plot, quiet=quiet)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from pnp_stable.cli.errors import UserError
-from pnp_stable.cli.image_task import restore_image
+from pnp_stable.cli.image_task import as_tensor, restore_image
 from pnp_stable.cli.reporting import check_outputs
 
 if TYPE_CHECKING:
@@ -55,17 +55,19 @@ def per_image_name(target: str | Path | None, image: Path) -> Path | None:
 
 
 def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, task: Callable[..., Any],
-                     arguments: dict[str, Any], checkpoint, resume: bool, out, report, plot, quiet: bool,
+                     arguments: dict[str, Any], out, report, plot, quiet: bool,
                      inputs_for: Callable[[Path | None], ImageInputs] | None = None,
                      check_image: Callable[[Path, LoadedImage, ImageInputs], None] | None = None,
                      allow_nonfinite: bool = False) -> None:
     """Run ``task`` (a :mod:`pnp_stable.restore` task) on ``image``: one file, every image of a
     folder (its earlier outputs ``X_<tag>.*`` left out), or the demo when None (described by
-    ``demo``). ``arguments`` are the task's, shared by every image; ``inputs_for(path)`` names an
-    image's own inputs (see :class:`ImageInputs`); ``check_image(path, loaded, inputs)`` refuses, before the first solve of a folder, an image the task would refuse
-    (the range is checked by default: a check that replaces it must check it too; with
-    ``allow_nonfinite`` the images are read with their NaN, which it must judge). Exits 130 after a
-    stop, naming the images left."""
+    ``demo``). ``arguments`` are the task's, shared by every image; an iterative task's hold
+    ``checkpoint`` and ``resume`` (a folder's states are named per image). ``inputs_for(path)``
+    names an image's own inputs (see :class:`ImageInputs`); ``check_image(path, loaded, inputs)``
+    refuses, before the first solve of a folder, an image the task would refuse (the range is
+    checked by default: a check that replaces it must check it too; with ``allow_nonfinite`` the
+    images are read with their NaN, which it must judge). Exits 130 after a stop, naming the
+    images left."""
     from pnp_stable.cli.images import list_images
 
     folder = image is not None and image.is_dir()
@@ -75,6 +77,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
         paths: list[Path | None] = list(list_images(image, outputs_tag=tag))
     else:
         paths = [image]
+    checkpoint, resume = arguments.get("checkpoint"), bool(arguments.get("resume"))
     if resume and checkpoint is None:
         raise UserError("--resume needs --checkpoint FILE (the state to continue)")
     inputs_for = inputs_for or (lambda path: NO_INPUTS)
@@ -100,7 +103,8 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
                 # change, as for one image; the outputs are written again from the saved state
                 these_arguments["max_iter"], reported["max_iter"] = 0, arguments.get("max_iter")
             resume_this = Path(state).is_file()
-        these_arguments.update(checkpoint=state, resume=resume_this)
+        if "checkpoint" in arguments:
+            these_arguments.update(checkpoint=state, resume=resume_this)
         extra = inputs_for(path)
         these_arguments.update(extra.read())
         stopped = restore_image(command, path, demo, task, these_arguments, out,
@@ -117,7 +121,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
 def _check_range(path: Path, loaded: LoadedImage, inputs: ImageInputs) -> None:
     from pnp_stable.restore import check_unit_range
 
-    check_unit_range(loaded.data, str(path))
+    check_unit_range(as_tensor(loaded), str(path))
 
 
 def _check_folder(command: str, paths: list[Path], inputs_for, check_image, tag: str, report, plot, checkpoint,

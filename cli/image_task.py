@@ -69,7 +69,7 @@ def restore_image(command: str, image: Path | None, demo: str, task: Callable[..
         loaded = read_image(image, allow_nonfinite)  # the task checks the range
     with solver_warnings(quiet):
         restoration = task(as_tensor(loaded), progress=not quiet, **task_arguments)
-    stopped_by = restoration.result.stopped_by
+    stopped_by = "done" if restoration.result is None else restoration.result.stopped_by  # a denoising: no solve
     finish_restoration(command, restoration, loaded, image, out_path, report, plot, options, quiet,
                        resume_hint=resume_hint if stopped_by == "max_iter" else None)
     return stopped_by

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from pnp_stable.observations import (
-    default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
+    QUANTISATION_NOISE_LEVEL, default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
     without_missing_values,
 )
 
@@ -416,8 +416,11 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
             raise ValueError("could not estimate the sinogram's noise level (it looks noise-free): give it "
                              "(noise_level=, --noise), or simulate (simulate=True, --simulate) if the data is "
                              "an image to project")
-        raise ValueError("could not estimate the noise level (the image looks noise-free): give it "
-                         "(noise_level=, --noise)")
+        # the flattest regions of a clean 8-bit image hold no noise above its rounding: balance the
+        # regularisation against that (as super_resolve and inpaint do for noise-free data)
+        notes.append("noise level estimated from the image: 0 (it looks noise-free); the rounding level "
+                     f"{QUANTISATION_NOISE_LEVEL * 255:.2f}/255 is used (give --noise / noise_level= if you know it)")
+        return QUANTISATION_NOISE_LEVEL, "estimated"
     in_255 = f" ({value * 255:.2f}/255)" if image_scale else ""
     notes.append(f"noise level estimated from the {'image' if image_scale else 'data'}: {value:.4g}{in_255}")
     return value, "estimated"
@@ -624,9 +627,9 @@ def super_resolve(
     sigma, source = _noise(y, noise_level, notes, defaulted=defaulted, allow_zero=True)
     sigma, raised_from = rounding_level_floor(sigma, notes)
     if source == "estimated":
-        # a sampled image keeps its fine texture, which the estimator reads as noise (a blurred one
-        # has little): on clean 8-bit samples of four BSDS500 train crops it read 1.5 to 3.7/255
-        # and cost 0.05 to 1.2 dB against a given 0.5/255
+        # a sampled image keeps its fine texture, which the estimator can read as noise (a blurred
+        # one has little): on clean 8-bit samples of four BSDS500 train crops it read 0 to 3/255
+        # and cost 0 to 0.5 dB against a given 0.5/255 (docs/benchmarks.md)
         notes.append("a sharp image's fine texture reads as noise: if the image is clean, give a small level "
                      "(noise_level=0.5/255, --noise 0.5/255)")
     x0 = interpolate_samples(y, factor, op.image_hw, op.first_sample).clamp(0, 1)
@@ -801,10 +804,20 @@ def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True,
 
 def check_unit_range(image: torch.Tensor | np.ndarray, what: str = "the image") -> None:
     """Refuse an image clearly off the [0, 1] scale the denoisers know (a 0..255 image, a zero-mean
-    one): ValueError naming ``what`` and its range. Noise may take an observation a little beyond
-    [0, 1], so a margin of 0.25 is accepted."""
-    low, high = float(image.min()), float(image.max())
-    if low < -0.25 or high > 1.25:
+    one): ValueError naming ``what`` and its range.
+
+    ``image`` is ``C x H x W`` or ``H x W``. The test is on the means of its 8 x 8 blocks, which
+    must lie in [-0.25, 1.25], and on its values, which must lie in [-1, 2]. Noise takes single
+    values well beyond [0, 1] (a black pixel with noise of std 50/255 reaches -0.6 one time in a
+    thousand) but not the mean of 64 of them, while the blocks of a 0..255 image or of a zero-mean
+    photograph (its dark regions at -0.5) are far out."""
+    t = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).detach()
+    t = t.to(torch.float64)
+    low, high = float(t.min()), float(t.max())
+    planes = t.reshape(-1, 1, *t.shape[-2:]) if t.ndim >= 2 else t.reshape(1, 1, 1, -1)
+    block = (min(8, planes.shape[-2]), min(8, planes.shape[-1]))
+    means = torch.nn.functional.avg_pool2d(planes, block)
+    if float(means.min()) < -0.25 or float(means.max()) > 1.25 or low < -1 or high > 2:
         raise ValueError(f"{what} holds values in [{low:.4g}, {high:.4g}]; images must be scaled to [0, 1] "
                          "(e.g. divided by 255 or 65535, or by their maximum)")
 
@@ -960,9 +973,13 @@ def _size_from_detectors(n_det: int) -> int:
     return candidates[0]
 
 
+# the level a denoising simulation adds when it is given none: the middle level of denoise-bsd68
+DENOISING_SIMULATION_NOISE_LEVEL = 25 / 255
+
+
 def denoise(
     image: torch.Tensor,
-    noise_level: float,
+    noise_level: float | None = None,
     *,
     denoiser: str | nn.Module | None = None,
     simulate: bool = False,
@@ -972,16 +989,32 @@ def denoise(
     tile: int | None = None,
 ) -> Restoration:
     """Apply the denoiser once to ``image`` (``C x H x W`` in [0, 1]) at ``noise_level`` (the
-    noise std on the [0, 1] scale). With ``simulate=True`` the image is a clean ground truth:
-    Gaussian noise of std ``noise_level`` is added first (seeded) and PSNR/SSIM are reported.
+    noise std on the [0, 1] scale; when None, estimated from the image as for the restorations,
+    a note saying so). With ``simulate=True`` the image is a clean ground truth: Gaussian noise of
+    std ``noise_level`` (default 25/255, with a note) is added first (seeded) and PSNR/SSIM are
+    reported.
     Returns a :class:`Restoration` whose ``result`` is None (no iterations). ``color``: how an RGB
     image is treated with a gray denoiser (see the module docstring); ``denoiser``: a name, a path,
     a module, or None for :func:`default_denoiser`; ``tile``: as in :func:`deblur`."""
-    noise_level = _check_noise_level(noise_level)
     notes: list[str] = []
+    source = "given"
+    if noise_level is not None:
+        noise_level = _check_noise_level(noise_level)
+    elif simulate:
+        noise_level, source = DENOISING_SIMULATION_NOISE_LEVEL, "default"
+        notes.append("simulation noise level defaulted to 25/255")
     dev = resolve_device(device)
     image = _check_image(image, notes).to(dev)
+    if noise_level is None:
+        noise_level, source = _noise(image[None], None, notes)
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
+    from pnp_stable.solvers.parameters import declared_noise_range
+
+    trained = declared_noise_range(module)
+    if trained is not None and not trained[0] <= noise_level <= trained[1]:
+        side = "below" if noise_level < trained[0] else "above"
+        notes.append(f"the noise level {noise_level * 255:.3g}/255 is {side} the range the denoiser was trained for "
+                     f"({trained[0] * 255:.3g} to {trained[1] * 255:.3g}/255): its output there is an extrapolation")
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
     noisy = batch
@@ -993,7 +1026,7 @@ def denoise(
         out = module(noisy, noise_level).clamp(0, 1)
     result = out[:, 0] if split else out[0]
     obs = noisy[:, 0] if split else noisy[0]
-    report: dict[str, Any] = {"noise": {"sigma": noise_level, "source": "given"}, "denoiser": den_info,
+    report: dict[str, Any] = {"noise": {"sigma": noise_level, "source": source}, "denoiser": den_info,
                               "metrics": {"time_s": time.perf_counter() - t0}}
     truth = None
     if simulate:

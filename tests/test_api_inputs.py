@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from skimage.data import camera
 import torch
 
 import pnp_stable as ps
@@ -32,13 +33,29 @@ def _deblur(img, tiny, **kw):
 def test_images_off_the_unit_scale_are_scaled_or_refused(tiny, image):
     with pytest.raises(ValueError, match=r"holds values in \[.*\]; images must be scaled to \[0, 1\]"):
         _deblur(image * 255, tiny)
-    with pytest.raises(ValueError, match="images must be scaled"):
-        restore.denoise(image - 0.5, 0.1, denoiser=tiny, device="cpu")
+    photograph = torch.from_numpy(camera()[::8, ::8].astype(np.float32) / 255)[None]
+    with pytest.raises(ValueError, match="images must be scaled"):  # a zero-mean photograph
+        restore.denoise(photograph - 0.5, 0.1, denoiser=tiny, device="cpu")
     as_bytes = (image * 255).round().to(torch.uint8)
     r = _deblur(as_bytes, tiny)
     assert "torch.uint8 samples scaled from [0, 255] to [0, 1]" in r.notes
     assert torch.allclose(r.ground_truth, as_bytes.float() / 255)
     _deblur(image * 1.1 - 0.05, tiny)  # a noisy observation may leave [0, 1] a little
+
+
+def test_heavy_noise_on_dark_or_bright_regions_is_not_taken_for_another_scale(tiny):
+    """Noise of std 50/255 takes single values far beyond [0, 1] (here to -0.8 and 1.8), which a
+    test on the values alone refused; the means of 8 x 8 blocks stay in range."""
+    flat = torch.zeros(1, 64, 64)
+    flat[:, :, 32:] = 1.0
+    noisy = flat + 50 / 255 * torch.randn(flat.shape, generator=torch.Generator().manual_seed(0))
+    assert float(noisy.min()) < -0.6 and float(noisy.max()) > 1.6
+    restore.check_unit_range(noisy)
+    restore.denoise(noisy, 50 / 255, denoiser=tiny, device="cpu")
+    with pytest.raises(ValueError, match="images must be scaled"):  # yet one wild value is refused
+        restore.check_unit_range(torch.where(torch.arange(64) == 5, torch.tensor(2.5), flat))
+    with pytest.raises(ValueError, match="images must be scaled"):  # and a uniform offset of a third
+        restore.check_unit_range(flat[:, :, :32] - 0.3)
 
 
 def test_a_channels_last_image_gets_the_permutation_it_needs(tiny):
@@ -226,3 +243,17 @@ def test_a_ct_size_that_does_not_match_the_detectors_is_refused_before_the_opera
     with pytest.raises(ValueError, match="sinogram has 46 detectors but a 8192x8192 image needs 11586"):
         restore.reconstruct_ct(sino, image_size=8192, denoiser=tiny, device="cpu", progress=False, noise_level=0.05)
     assert built == []
+
+
+def test_a_noise_free_image_is_balanced_against_the_rounding_level(tiny):
+    """An estimate of 0 (the flattest blocks of a clean image hold no noise) used to stop a
+    restoration of a real image; it now takes the 8-bit rounding level, and says so."""
+    from pnp_stable.observations import QUANTISATION_NOISE_LEVEL
+
+    flat = torch.full((1, 48, 48), 0.5)
+    flat[:, 10:30, 12:40] = 0.8
+    r = restore.deblur(flat, "gauss:1.0", max_iter=2, denoiser=tiny, device="cpu", progress=False)
+    assert r.report["noise"]["sigma"] == pytest.approx(QUANTISATION_NOISE_LEVEL)
+    assert any("it looks noise-free" in note and "0.29/255" in note for note in r.notes)
+    with pytest.raises(ValueError, match="looks noise-free"):  # a sinogram has no rounding level to fall back on
+        restore.reconstruct_ct(torch.zeros(16, 12), denoiser=tiny, device="cpu", progress=False, max_iter=1)

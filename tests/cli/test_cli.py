@@ -512,7 +512,6 @@ def test_denoise_and_certify_and_models(tmp_path, camera_png, rgb_png, tiny_deno
                 "--out", out)
         assert r.exit_code == 0 and note in r.output, r.output
         assert read_rgb_shape(out) == (32, 32, 3)
-    assert_user_error(run("denoise", camera_png), "Missing option")
     r = run("certify", tiny_denoiser, "--json", "--size", "12", "--steps", "5", "--restarts", "1")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)  # the search's progress goes to stderr
@@ -631,3 +630,35 @@ def test_denoise_takes_noise_or_sigma_and_writes_a_report(tmp_path, camera_png, 
     assert by_sigma.exit_code == 0, by_sigma.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
     assert_user_error(run("denoise", camera_png, "--noise", "25"), "above 1")
+
+
+def test_denoise_estimates_the_noise_level_and_takes_a_folder(tmp_path, tiny_denoiser):
+    from skimage import data
+
+    clean = data.camera()[100:196, 150:246].astype(np.float64) / 255
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    for i, sigma in enumerate((10 / 255, 30 / 255)):
+        noisy = clean + sigma * np.random.default_rng(i).standard_normal(clean.shape)
+        np.save(folder / f"n{i}.npy", noisy.astype(np.float32))
+    r = run("denoise", folder, "--denoiser", tiny_denoiser, "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    for i, sigma in enumerate((10 / 255, 30 / 255)):
+        rep = json.loads((tmp_path / f"r_n{i}.json").read_text())
+        assert rep["noise"]["source"] == "estimated" and abs(rep["noise"]["sigma"] / sigma - 1) < 0.15, rep["noise"]
+        assert (folder / f"n{i}_denoised.npy").is_file()
+    assert "noise level estimated from the image" in r.output
+    # a level outside the denoiser's trained range is said to be an extrapolation
+    r = run("denoise", folder / "n0.npy", "--noise", "1/255", "--denoiser", "gray", "--out", tmp_path / "o.npy")
+    assert r.exit_code == 0 and "below the range the denoiser was trained for (5 to 50/255)" in r.output, r.output
+    assert_user_error(run("denoise", folder, "--out", tmp_path / "x.png", "--denoiser", tiny_denoiser),
+                      "--out names one file")
+
+
+def test_denoise_without_an_image_runs_the_demo(tmp_path, tiny_denoiser, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run("denoise", "--denoiser", tiny_denoiser, "--report", "d.json")
+    assert r.exit_code == 0, r.output
+    assert "demo: scikit-image's camera" in r.output and (tmp_path / "camera_denoised.png").is_file()
+    rep = json.loads((tmp_path / "d.json").read_text())
+    assert rep["noise"] == {"sigma": 25 / 255, "source": "default"} and rep["options"]["simulate"] is True

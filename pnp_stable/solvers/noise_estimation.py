@@ -61,41 +61,54 @@ def estimate_noise_level(y: torch.Tensor, observed: torch.Tensor | None = None) 
         t = t[..., :h, :w]
         return t[..., 0::2, 0::2], t[..., 0::2, 1::2], t[..., 1::2, 0::2], t[..., 1::2, 1::2]
 
-    a, b, c, d = blocks(y.detach().to(torch.float64))
-    diagonal = (a - b - c + d) / 2.0
+    # float32 holds 8- and 16-bit samples exactly and a median to 1e-7: float64 would double the
+    # memory traffic of a large image for nothing
+    work = y.detach()
+    work = work if work.dtype in (torch.float32, torch.float64) else work.to(torch.float32)
+    a, b, c, d = blocks(work)
+    magnitude = ((a - b - c + d) / 2.0).abs()  # |HH|
     detail = ((a + b - c - d).abs() + (a - b + c - d).abs()) / 2.0
     mean = (a + b + c + d) / 4.0
-    if observed is None:
-        full = torch.ones_like(diagonal, dtype=torch.bool)
-    else:
-        full = torch.stack([o.to(y.device) != 0 for o in blocks(observed)]).all(dim=0)
+    full = None if observed is None else torch.stack([o.to(y.device) != 0 for o in blocks(observed)]).all(dim=0)
     levels = []
     for i in range(y.shape[0]):
-        if not bool(full[i].any()):
+        if full is not None and not bool(full[i].any()):
             raise ValueError("no 2x2 block of the image is fully observed, so its noise level cannot be estimated: "
                              "give it (noise_level=, --noise)")
-        levels.append(_selected_level(diagonal[i], detail[i], mean[i], full[i]))
+        levels.append(_selected_level(magnitude[i], detail[i], mean[i], None if full is None else full[i]))
     return levels
 
 
-def _selected_level(diagonal: torch.Tensor, detail: torch.Tensor, mean: torch.Tensor, full: torch.Tensor) -> float:
-    """The MAD level of ``diagonal`` (``C x h x w`` HH coefficients) read on the flattest blocks
-    of ``full`` away from the extremes of ``mean`` (the blocks' means)."""
-    plain = float(diagonal[full].abs().median()) / _MAD_TO_SIGMA
+def _selected_level(magnitude: torch.Tensor, detail: torch.Tensor, mean: torch.Tensor,
+                    full: torch.Tensor | None) -> float:
+    """The MAD level of ``magnitude`` (``C x h x w`` |HH| coefficients) read on the flattest
+    blocks of ``full`` (None: all) away from the extremes of ``mean`` (the blocks' means)."""
+    def median_level(selected: torch.Tensor | None) -> float:
+        return float((magnitude if selected is None else magnitude[selected]).median()) / _MAD_TO_SIGMA
+
+    count = magnitude.numel() if full is None else int(full.sum())
+    plain = median_level(full)
     candidates = full
-    if int(full.sum()) >= MIN_BLOCKS:
-        low, high = float(mean[full].min()), float(mean[full].max())
+    if count >= MIN_BLOCKS:
+        observed_means = mean if full is None else mean[full]
+        low, high = float(observed_means.min()), float(observed_means.max())
         margin = CLIPPING_MARGIN * plain
-        inside = full & (mean > low + margin) & (mean < high - margin)
-        if int(inside.sum()) >= max(MIN_BLOCKS, 0.1 * int(full.sum())):  # else: (almost) all near an extreme
-            candidates = inside
-    count = int(candidates.sum())
+        inside = (mean > low + margin) & (mean < high - margin)
+        inside = inside if full is None else inside & full
+        inside_count = int(inside.sum())
+        if inside_count >= max(MIN_BLOCKS, 0.1 * count):  # else: (almost) all near an extreme
+            candidates, count = inside, inside_count
     kept = max(math.ceil(SELECTED_FRACTION * count), min(count, MIN_READ_BLOCKS))
     if kept == count:
-        return float(diagonal[candidates].abs().median()) / _MAD_TO_SIGMA
+        return median_level(candidates)
     # each block's neighbourhood activity: the mean detail of the observed blocks around it
-    weight = full.to(detail.dtype)[:, None]
-    around = F.avg_pool2d((detail * full)[:, None], 3, 1, 1) / F.avg_pool2d(weight, 3, 1, 1).clamp_min(1e-12)
-    activity = torch.where(candidates, around[:, 0], torch.full_like(detail, math.inf))
-    flattest = torch.topk(activity.flatten(), kept, largest=False).indices
-    return float(diagonal.flatten()[flattest].abs().median()) / _MAD_TO_SIGMA
+    if full is None:
+        around = F.avg_pool2d(detail[:, None], 3, 1, 1, count_include_pad=False)[:, 0]
+    else:
+        weight = full.to(detail.dtype)[:, None]
+        around = (F.avg_pool2d((detail * full)[:, None], 3, 1, 1)
+                  / F.avg_pool2d(weight, 3, 1, 1).clamp_min(1e-12))[:, 0]
+    activity = around if candidates is None else torch.where(candidates, around, torch.full_like(around, math.inf))
+    # the kept-th smallest activity bounds the flattest blocks (a tie at the bound keeps a few more)
+    bound = torch.kthvalue(activity.flatten(), kept).values
+    return median_level(activity <= bound)

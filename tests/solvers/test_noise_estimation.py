@@ -70,3 +70,25 @@ def test_each_image_of_a_batch_and_every_channel(camera):
     y = torch.cat([noisy(clean[i:i + 1], s, seed=i) for i, s in enumerate(levels)])
     for estimate, sigma in zip(estimate_noise_level(y), levels):
         assert estimate == pytest.approx(sigma, rel=0.06)
+
+
+def test_the_benchmark_runs_on_a_tiny_train_folder(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from bench_loader import load_bench_script
+
+    bench = load_bench_script("bench_noise_estimate")
+    assert bench.main(["--data", str(tmp_path)]) == 2 and "no BSDS500 train images" in capsys.readouterr().err
+    train = tmp_path / "denoising/bsds500/images/train"
+    train.mkdir(parents=True)
+    ramp = np.tile(np.linspace(40, 200, 96), (80, 1)).astype(np.uint8)  # flat enough: the level is read
+    for i in range(4):
+        Image.fromarray(ramp).save(train / f"{i}.jpg", quality=100)
+    out = tmp_path / "r.json"
+    assert bench.main(["--data", str(tmp_path), "--images", "2", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["accuracy"]["whole"]["25"]["now"]["median"] == pytest.approx(25, rel=0.1)
+    assert set(record["accuracy"]) == {"whole", "sampled by 2"} and record["superres"] == []

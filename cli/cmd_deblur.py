@@ -63,10 +63,9 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
 def _fits_the_kernel(path: Path, loaded, kernel_shape: tuple[int, int]) -> None:
     """A folder's image in range and at least as large as the kernel (centred on an odd grid, as
     the blur operator does), checked before the first image is restored."""
-    from pnp_stable.cli.image_task import as_tensor
-    from pnp_stable.restore import check_unit_range
+    from pnp_stable.cli.folders import check_range
 
-    check_unit_range(as_tensor(loaded), str(path))
+    check_range(path, loaded)
     kh, kw = kernel_shape
     kh, kw = kh + 1 - kh % 2, kw + 1 - kw % 2
     height, width = loaded.data.shape[:2]

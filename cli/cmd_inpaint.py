@@ -82,62 +82,79 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
 
         arguments = dict(missing=None, observed_fraction=observed, noise_level=level, simulate=simulate, seed=seed,
                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
-                         device=device, color=color, checkpoint=checkpoint,
-                         resume=resume, **manual)
+                         device=device, color=color, checkpoint=checkpoint, resume=resume, **manual)
+        masks = _Masks(missing, quiet, color, simulate)
         run_restorations("inpaint", image, tag="inpainted",
                          demo="demo: scikit-image's camera (256x256), half its pixels removed at random and restored "
-                              "(--simulate)", task=task, arguments=arguments,
-                         out=out, report=report, plot=plot, quiet=quiet,
-                         inputs_for=lambda path: _mask_inputs(missing, path, quiet), check_image=_check_masked,
-                         allow_nonfinite=missing is not None)  # NaN may mark the missing pixels
+                              "(--simulate)", task=task, arguments=arguments, out=out, report=report, plot=plot,
+                         quiet=quiet, inputs_for=masks.inputs_for, check_image=masks.check,
+                         allow_nonfinite=missing is not None and not simulate)  # NaN may mark a real image's holes
 
 
-def _mask_file(missing: Path, image: Path) -> Path:
-    """The mask of ``image``: ``missing`` itself, or in the folder ``missing`` the one file named as
-    the image (any image type)."""
-    from pnp_stable.cli.images import IMAGE_SUFFIXES
+class _Masks:
+    """The masks of ``--missing``: one file for every image, or a folder of one per image (named as
+    the image), read when an image's turn comes; a mask's notes are said once."""
 
-    if not missing.is_dir():
-        return missing
-    found = sorted(p for p in missing.iterdir()
-                   if p.is_file() and p.stem == image.stem and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not found:
-        raise UserError(f"no mask for {image.name} in {missing} (a mask is named as its image: {image.stem}.png, "
-                        f"{image.stem}.npy ...)")
-    if len(found) > 1:
-        raise UserError(f"{len(found)} masks for {image.name} in {missing}: " + ", ".join(p.name for p in found),
-                        hint="keep one mask per image")
-    if found[0].resolve() == image.resolve():
-        raise UserError(f"--missing {missing} holds {image.name} itself: put the masks in a folder of their own")
-    return found[0]
+    def __init__(self, missing: Path | None, quiet: bool, color: str, simulate: bool) -> None:
+        self.missing, self.quiet, self.color, self.simulate = missing, quiet, color, simulate
+        self.noted: set[Path] = set()
 
+    def file_for(self, image: Path) -> Path:
+        """The mask of ``image``: ``--missing`` itself, or in its folder the one file named as the
+        image (any image type)."""
+        from pnp_stable.cli.images import IMAGE_SUFFIXES
 
-def _mask_inputs(missing: Path | None, image: Path | None, quiet: bool):
-    """The task inputs of ``image``'s mask (none for a random mask)."""
-    from pnp_stable.cli.folders import NO_INPUTS, ImageInputs
+        missing = self.missing
+        if not missing.is_dir():
+            return missing
+        found = sorted(p for p in missing.iterdir()
+                       if p.is_file() and p.stem == image.stem and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise UserError(f"no mask for {image.name} in {missing} (a mask is named as its image: "
+                            f"{image.stem}.png, {image.stem}.npy ...)")
+        if len(found) > 1:
+            raise UserError(f"{len(found)} masks for {image.name} in {missing}: " + ", ".join(p.name for p in found),
+                            hint="keep one mask per image")
+        if found[0].resolve() == image.resolve():
+            raise UserError(f"--missing {missing} holds {image.name} itself: put the masks in a folder of their own")
+        return found[0]
 
-    if missing is None:
-        return NO_INPUTS
-    mask = _mask_file(missing, image)
-    return ImageInputs(files=(mask,), reported={"missing": str(mask)},
-                       read=lambda: {"missing": _read_mask(mask, quiet)})
+    def inputs_for(self, image: Path | None):
+        """The task inputs of ``image``'s mask (none for a random one)."""
+        from pnp_stable.cli.folders import NO_INPUTS, ImageInputs
 
+        if self.missing is None:
+            return NO_INPUTS
+        mask = self.file_for(image)
+        return ImageInputs(files=(mask,), reported={"missing": str(mask)}, read=lambda: {"missing": self.read(mask)})
 
-def _check_masked(path: Path, loaded, inputs) -> None:
-    """A folder's image against its mask, before the first is restored: the mask's size and, where
-    a pixel is observed, the image's values: finite and in range (under the mask they are no data)."""
-    from pnp_stable.cli.image_task import as_tensor
-    from pnp_stable.observations import observed_mask, without_missing_values
-    from pnp_stable.restore import check_unit_range
+    def read(self, mask: Path):
+        quiet = self.quiet or mask in self.noted
+        self.noted.add(mask)
+        return _read_mask(mask, quiet)
 
-    image = as_tensor(loaded)
-    mask = inputs.read().get("missing")
-    if mask is not None:
-        try:
-            observed_mask(mask, image)
-        except ValueError as error:
-            raise UserError(f"{path.name}: {error}") from None
-        image = without_missing_values(image, mask)
-    if not bool(image.isfinite().all()):
-        raise UserError(f"{path.name} contains NaN or infinite values where its mask marks no pixel missing")
-    check_unit_range(image, str(path))
+    def check(self, path: Path, loaded, inputs) -> None:
+        """A folder's image against its mask, before the first is restored: what the task would
+        refuse (the mask's size, a mask per channel channel by channel) and the image's values:
+        finite and in range where a pixel is observed (under a real image's mask they are no data;
+        a simulation's image is its ground truth whole)."""
+        from pnp_stable.cli.image_task import as_tensor
+        from pnp_stable.observations import observed_mask, without_missing_values
+        from pnp_stable.restore import check_unit_range
+
+        image = as_tensor(loaded)
+        mask = None if self.missing is None else _read_mask(inputs.files[0], quiet=True)
+        if mask is not None:
+            try:
+                observed = observed_mask(mask, image)
+            except ValueError as error:
+                raise UserError(f"{path.name}: {error}") from None
+            if observed.shape[0] > 1 and self.color == "per-channel":
+                raise UserError(f"{path.name}: its mask marks each colour channel apart, which needs the opponent "
+                                "colour mode (--color opponent); channel by channel, one H x W mask serves the three")
+            if not self.simulate:
+                image = without_missing_values(image, mask)
+        if not bool(image.isfinite().all()):
+            where = " where its mask marks no pixel missing" if mask is not None and not self.simulate else ""
+            raise UserError(f"{path.name} contains NaN or infinite values{where}")
+        check_unit_range(image, str(path))

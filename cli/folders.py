@@ -1,11 +1,12 @@
 """One image or every image of a folder, as the restoration commands (``deblur``, ``superres``,
-``inpaint``) take them.
+``inpaint``, ``denoise``) take them.
 
 A folder is checked whole before the first solve writes anything: every image readable and in
 range (and whatever else the command checks per image: a kernel that fits, a mask of the right
 size), every destination writable, none of them an input and none shared by two images.
 ``--checkpoint``, ``--report`` and ``--plot`` name one file per image (``FILE``'s stem + the
-image's). A stop (Ctrl-C, SIGTERM) ends the whole folder with exit code 130; ``--resume`` then
+image's). A file of the folder that is an input of the others (a mask shared by every image) is
+not restored. A stop (Ctrl-C, SIGTERM) ends the whole folder with exit code 130; ``--resume`` then
 keeps the images that had finished (converged or at ``--max-iter``, as the uninterrupted run leaves
 them; their states are still checked against the options), continues the stopped one and starts
 the others.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import click
 
@@ -26,6 +27,8 @@ from pnp_stable.cli.reporting import check_outputs
 
 if TYPE_CHECKING:
     from pnp_stable.cli.images import LoadedImage
+
+PathLike = Union[str, Path]
 
 
 def _no_arguments() -> dict[str, Any]:
@@ -46,7 +49,7 @@ class ImageInputs:
 NO_INPUTS = ImageInputs()
 
 
-def per_image_name(target: str | Path | None, image: Path) -> Path | None:
+def per_image_name(target: PathLike | None, image: Path) -> Path | None:
     """``FILE``'s per-image name in a folder run: ``<FILE stem>_<image stem><FILE suffix>``."""
     if target is None:
         return None
@@ -55,7 +58,8 @@ def per_image_name(target: str | Path | None, image: Path) -> Path | None:
 
 
 def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, task: Callable[..., Any],
-                     arguments: dict[str, Any], out, report, plot, quiet: bool,
+                     arguments: dict[str, Any], out: PathLike | None, report: PathLike | None,
+                     plot: PathLike | None, quiet: bool,
                      inputs_for: Callable[[Path | None], ImageInputs] | None = None,
                      check_image: Callable[[Path, LoadedImage, ImageInputs], None] | None = None,
                      allow_nonfinite: bool = False) -> None:
@@ -66,23 +70,32 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
     names an image's own inputs (see :class:`ImageInputs`); ``check_image(path, loaded, inputs)``
     refuses, before the first solve of a folder, an image the task would refuse (the range is
     checked by default: a check that replaces it must check it too; with ``allow_nonfinite`` the
-    images are read with their NaN, which it must judge). Exits 130 after a stop, naming the
-    images left."""
+    images are read with their NaN, which it must judge). Exits 130 after a stop (a solve
+    interrupted, or Ctrl-C between solves), naming the images left."""
     from pnp_stable.cli.images import list_images
 
     folder = image is not None and image.is_dir()
     if folder:
         if out is not None:
             raise UserError("--out names one file; with a folder, outputs go beside each input")
-        paths: list[Path | None] = list(list_images(image, outputs_tag=tag))
+        paths: list[Path | None] = []
+        for path in list_images(image, outputs_tag=tag):
+            if path.resolve() in {f.resolve() for f in (inputs_for or _no_inputs)(path).files}:
+                if not quiet:  # e.g. --missing frames/dead.png for the images of frames/
+                    click.echo(f"note: {path.name} is an input of the others (--missing), not an image to restore",
+                               err=True)
+                continue
+            paths.append(path)
+        if not paths:
+            raise UserError(f"no images to restore in {image}")
     else:
         paths = [image]
     checkpoint, resume = arguments.get("checkpoint"), bool(arguments.get("resume"))
     if resume and checkpoint is None:
         raise UserError("--resume needs --checkpoint FILE (the state to continue)")
-    inputs_for = inputs_for or (lambda path: NO_INPUTS)
+    inputs_for = inputs_for or _no_inputs
     if folder:  # every image readable and every output writable before the first solve writes anything
-        _check_folder(command, paths, inputs_for, check_image or _check_range, tag, report, plot, checkpoint, resume,
+        _check_folder(command, paths, inputs_for, check_image or check_range, tag, report, plot, checkpoint, resume,
                       allow_nonfinite)
     for n, path in enumerate(paths):
         state = per_image_name(checkpoint, path) if folder else checkpoint
@@ -107,25 +120,38 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
             these_arguments.update(checkpoint=state, resume=resume_this)
         extra = inputs_for(path)
         these_arguments.update(extra.read())
-        stopped = restore_image(command, path, demo, task, these_arguments, out,
-                                per_image_name(report, path) if folder else report,
-                                per_image_name(plot, path) if folder else plot, quiet, tag,
-                                also_inputs=extra.files, reported={**reported, **extra.reported}, resume_hint=hint,
-                                allow_nonfinite=allow_nonfinite)
+        try:
+            stopped = restore_image(command, path, demo, task, these_arguments, out,
+                                    per_image_name(report, path) if folder else report,
+                                    per_image_name(plot, path) if folder else plot, quiet, tag,
+                                    also_inputs=extra.files, reported={**reported, **extra.reported},
+                                    resume_hint=hint, allow_nonfinite=allow_nonfinite)
+        except KeyboardInterrupt:  # outside a solve, which stops cleanly: this image counts as not restored
+            stopped, unfinished = "interrupted", 1
+        else:
+            unfinished = 0
         if stopped == "interrupted":
-            left = len(paths) - n - 1
-            click.echo("interrupted" + (f": {left} more image(s) not restored" if left else ""), err=True)
+            left = len(paths) - n - 1 + unfinished
+            click.echo("interrupted" + (f": {left} more image(s) not restored" if left and folder else ""),
+                       err=True)
             sys.exit(130)
 
 
-def _check_range(path: Path, loaded: LoadedImage, inputs: ImageInputs) -> None:
+def _no_inputs(path: Path | None) -> ImageInputs:
+    return NO_INPUTS
+
+
+def check_range(path: Path, loaded: LoadedImage, inputs: ImageInputs = NO_INPUTS) -> None:
+    """The default per-image check of a folder: the image on the [0, 1] scale."""
     from pnp_stable.restore import check_unit_range
 
     check_unit_range(as_tensor(loaded), str(path))
 
 
-def _check_folder(command: str, paths: list[Path], inputs_for, check_image, tag: str, report, plot, checkpoint,
-                  resume: bool, allow_nonfinite: bool) -> None:
+def _check_folder(command: str, paths: list[Path], inputs_for: Callable[[Path], ImageInputs],
+                  check_image: Callable[[Path, LoadedImage, ImageInputs], None], tag: str,
+                  report: PathLike | None, plot: PathLike | None, checkpoint: PathLike | None, resume: bool,
+                  allow_nonfinite: bool) -> None:
     """Refuse, before the first solve, what would otherwise fail or destroy something part way
     through a folder: a destination (the restored image, --report, --plot, --checkpoint) that is an
     input (an image, or a file beside it such as a mask) or that two images share (a.png and a.tif),

@@ -1,5 +1,5 @@
-"""One restoration of one image, as the restoration commands (``deblur``, ``superres``, ``inpaint``)
-run it: the demo image, reading the input, running the task under the solver's warnings, and
+"""One restoration of one image, as the restoration commands (``deblur``, ``superres``, ``inpaint``,
+``denoise``) run it: the demo image, reading the input, running the task under the solver's warnings, and
 writing the outputs (:mod:`pnp_stable.cli.folders` runs it for each image of a folder)."""
 
 from __future__ import annotations

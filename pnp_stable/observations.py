@@ -97,14 +97,15 @@ def without_missing_values(image: Any, missing: Any) -> Any:
     return kept[0] if t.ndim == 2 else kept
 
 
-def rounding_level_floor(sigma: float, notes: list[str]) -> tuple[float, float | None]:
-    """``sigma``, or ``QUANTISATION_NOISE_LEVEL`` (with a note) when below it, and the level it
-    replaced (None when kept): the rule balances the regularisation against a positive level."""
+def rounding_level_floor(sigma: float, notes: list[str],
+                         use: str = "the regularisation is balanced against") -> tuple[float, float | None]:
+    """``sigma``, or ``QUANTISATION_NOISE_LEVEL`` (with a note saying how it is used: ``use`` the
+    rounding level) when below it, and the level it replaced (None when kept): the rule balances
+    the regularisation against a positive level, and a denoiser needs one too."""
     if sigma >= QUANTISATION_NOISE_LEVEL:
         return sigma, None
     level = "no noise" if sigma == 0 else f"a noise level of {sigma * 255:.2g}/255"
-    notes.append(f"{level}: the regularisation is balanced against the 8-bit rounding level "
-                 f"({QUANTISATION_NOISE_LEVEL * 255:.2f}/255) instead")
+    notes.append(f"{level}: {use} the 8-bit rounding level ({QUANTISATION_NOISE_LEVEL * 255:.2f}/255) instead")
     return QUANTISATION_NOISE_LEVEL, sigma
 
 

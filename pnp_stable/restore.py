@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from pnp_stable.observations import (
-    QUANTISATION_NOISE_LEVEL, default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
+    default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
     without_missing_values,
 )
 
@@ -411,16 +411,18 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
 
     est = estimate_noise_level(y_batch)
     value = float(np.median(est))
+    if not math.isfinite(value):
+        raise ValueError("could not estimate the noise level: the data hold NaN or infinite values")
     if not value > 0:
         if not image_scale:  # a sinogram: perhaps an image given without --simulate
             raise ValueError("could not estimate the sinogram's noise level (it looks noise-free): give it "
                              "(noise_level=, --noise), or simulate (simulate=True, --simulate) if the data is "
                              "an image to project")
-        # the flattest regions of a clean 8-bit image hold no noise above its rounding: balance the
-        # regularisation against that (as super_resolve and inpaint do for noise-free data)
-        notes.append("noise level estimated from the image: 0 (it looks noise-free); the rounding level "
-                     f"{QUANTISATION_NOISE_LEVEL * 255:.2f}/255 is used (give --noise / noise_level= if you know it)")
-        return QUANTISATION_NOISE_LEVEL, "estimated"
+        # the flattest regions of a clean 8-bit image hold no noise above its rounding: the image
+        # tasks floor the level at that (rounding_level_floor), with a note
+        notes.append("noise level estimated from the image: 0 (it looks noise-free; give noise_level=, --noise, "
+                     "if you know it)")
+        return 0.0, "estimated"
     in_255 = f" ({value * 255:.2f}/255)" if image_scale else ""
     notes.append(f"noise level estimated from the {'image' if image_scale else 'data'}: {value:.4g}{in_255}")
     return value, "estimated"
@@ -501,6 +503,9 @@ def deblur(
                              "use --simulate or another boundary")
         y = batch
     sigma, source = _noise(y, noise_level, notes, defaulted=defaulted)
+    raised_from = None
+    if source == "estimated":
+        sigma, raised_from = rounding_level_floor(sigma, notes)
     t0 = time.perf_counter()
     operator_info = {"type": "Blur", "boundary": boundary, "kernel_sha256": _digest([torch.from_numpy(k)]),
                      "shape": list(batch.shape)}
@@ -508,7 +513,7 @@ def deblur(
                                     clean, progress, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="deblur",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
-                                    operator_info=operator_info)
+                                    operator_info=operator_info, noise_raised_from=raised_from)
     operator_report = {"type": "Blur", "boundary": boundary, "kernel_shape": list(k.shape),
                        "kernel": kernel if isinstance(kernel, str) else "array",
                        "norm": float(op.norm()), "norm_kind": op.norm_kind}
@@ -626,7 +631,7 @@ def super_resolve(
     module = _tiled(module, fine, tile, notes, den_info)
     sigma, source = _noise(y, noise_level, notes, defaulted=defaulted, allow_zero=True)
     sigma, raised_from = rounding_level_floor(sigma, notes)
-    if source == "estimated":
+    if source == "estimated" and raised_from is None:
         # a sampled image keeps its fine texture, which the estimator can read as noise (a blurred
         # one has little): on clean 8-bit samples of four BSDS500 train crops it read 0 to 3/255
         # and cost 0 to 0.5 dB against a given 0.5/255 (docs/benchmarks.md)
@@ -678,12 +683,14 @@ def inpaint(
     norm and prox, so the guarantee is proven, as for :func:`deblur`).
 
     ``missing``: ``H x W`` (all channels) or ``C x H x W``, True or nonzero where a pixel is missing
-    (the values of ``image`` there are ignored). With ``simulate=True`` the image is a clean ground
-    truth; without ``missing``, each pixel is kept with probability ``observed_fraction`` (seeded);
+    (the values of ``image`` there are ignored, and may be NaN). With ``simulate=True`` the image
+    is a clean ground truth, whole (the mask removes its pixels; PSNR/SSIM count them); without
+    ``missing``, each pixel is kept with probability ``observed_fraction`` (seeded);
     noise of std ``noise_level`` (default 0: none) is added to the kept ones, and PSNR/SSIM are
     reported against the smooth fill the solve starts from
     (:func:`~pnp_stable.observations.fill_missing`). Otherwise ``missing`` is required and
-    ``noise_level`` is estimated from the fully observed 2x2 blocks when None. A level of 0, or an
+    ``noise_level`` is estimated from the fully observed 2x2 blocks
+    (:func:`~pnp_stable.solvers.estimate_noise_level`) when None. A level of 0, or an
     estimate below it, is replaced by the 8-bit rounding level
     ``pnp_stable.observations.QUANTISATION_NOISE_LEVEL`` (the rule balances the regularisation
     against a positive level). The other arguments are those of :func:`deblur`.
@@ -696,9 +703,13 @@ def inpaint(
         noise_level = _check_noise_level(noise_level, allow_zero=True)  # 0: noise-free data
     notes: list[str] = []
     dev = resolve_device(device)
-    if missing is not None:  # the values under the mask are no data: NaN or anything may mark them
+    # the values under a real observation's mask are no data: NaN or anything may mark them; a
+    # simulation's image is the ground truth whole, holes included (its PSNR is measured there)
+    observation_with_holes = missing is not None and not simulate
+    if observation_with_holes:
         image = without_missing_values(image, missing)
-    image = _check_image(image, notes, where="" if missing is None else " where the mask marks no pixel missing").to(dev)
+    image = _check_image(image, notes, where=" where the mask marks no pixel missing" if observation_with_holes
+                         else "").to(dev)
     if missing is None:
         if not simulate:
             raise ValueError("inpainting an image needs its missing pixels (missing=, --missing FILE); without them "
@@ -806,18 +817,19 @@ def check_unit_range(image: torch.Tensor | np.ndarray, what: str = "the image") 
     """Refuse an image clearly off the [0, 1] scale the denoisers know (a 0..255 image, a zero-mean
     one): ValueError naming ``what`` and its range.
 
-    ``image`` is ``C x H x W`` or ``H x W``. The test is on the means of its 8 x 8 blocks, which
-    must lie in [-0.25, 1.25], and on its values, which must lie in [-1, 2]. Noise takes single
-    values well beyond [0, 1] (a black pixel with noise of std 50/255 reaches -0.6 one time in a
-    thousand) but not the mean of 64 of them, while the blocks of a 0..255 image or of a zero-mean
-    photograph (its dark regions at -0.5) are far out."""
+    ``image`` is ``C x H x W`` or ``H x W``. The test is on the means of its 8 x 8 blocks (the last
+    ones cut by the edge included), which must lie in [-0.25, 1.25], and on its values, which must
+    lie in [-1.5, 2.5]. Noise takes single values well beyond [0, 1] (a black pixel with noise of
+    std 50/255 reaches -0.6 one time in a thousand, -1.5 practically never) but not the mean of 64
+    of them, while the blocks of a 0..255 image or of a zero-mean photograph (its dark regions at
+    -0.5) are far out."""
     t = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).detach()
-    t = t.to(torch.float64)
+    t = t.to(torch.float32)  # a mean of 64 values to 1e-7: float64 would only double the memory
     low, high = float(t.min()), float(t.max())
     planes = t.reshape(-1, 1, *t.shape[-2:]) if t.ndim >= 2 else t.reshape(1, 1, 1, -1)
     block = (min(8, planes.shape[-2]), min(8, planes.shape[-1]))
-    means = torch.nn.functional.avg_pool2d(planes, block)
-    if float(means.min()) < -0.25 or float(means.max()) > 1.25 or low < -1 or high > 2:
+    means = torch.nn.functional.avg_pool2d(planes, block, ceil_mode=True)
+    if float(means.min()) < -0.25 or float(means.max()) > 1.25 or low < -1.5 or high > 2.5:
         raise ValueError(f"{what} holds values in [{low:.4g}, {high:.4g}]; images must be scaled to [0, 1] "
                          "(e.g. divided by 255 or 65535, or by their maximum)")
 
@@ -1005,8 +1017,10 @@ def denoise(
         notes.append("simulation noise level defaulted to 25/255")
     dev = resolve_device(device)
     image = _check_image(image, notes).to(dev)
+    raised_from = None
     if noise_level is None:
         noise_level, source = _noise(image[None], None, notes)
+        noise_level, raised_from = rounding_level_floor(noise_level, notes, use="the denoiser runs at")
     module, den_info = load_denoiser(denoiser, dev, image.shape[0], color)
     from pnp_stable.solvers.parameters import declared_noise_range
 
@@ -1026,7 +1040,9 @@ def denoise(
         out = module(noisy, noise_level).clamp(0, 1)
     result = out[:, 0] if split else out[0]
     obs = noisy[:, 0] if split else noisy[0]
-    report: dict[str, Any] = {"noise": {"sigma": noise_level, "source": source}, "denoiser": den_info,
+    noise_report = {"sigma": noise_level, "source": source,
+                    **({} if raised_from is None else {"raised_from": raised_from})}
+    report: dict[str, Any] = {"noise": noise_report, "denoiser": den_info,
                               "metrics": {"time_s": time.perf_counter() - t0}}
     truth = None
     if simulate:

@@ -53,7 +53,9 @@ def test_heavy_noise_on_dark_or_bright_regions_is_not_taken_for_another_scale(ti
     restore.check_unit_range(noisy)
     restore.denoise(noisy, 50 / 255, denoiser=tiny, device="cpu")
     with pytest.raises(ValueError, match="images must be scaled"):  # yet one wild value is refused
-        restore.check_unit_range(torch.where(torch.arange(64) == 5, torch.tensor(2.5), flat))
+        restore.check_unit_range(torch.where(torch.arange(64) == 5, torch.tensor(2.6), flat))
+    with pytest.raises(ValueError, match="images must be scaled"):  # and an edge cut short of a block
+        restore.check_unit_range(torch.cat([flat, torch.full((1, 64, 4), -0.9)], dim=-1))  # 68 wide
     with pytest.raises(ValueError, match="images must be scaled"):  # and a uniform offset of a third
         restore.check_unit_range(flat[:, :, :32] - 0.3)
 
@@ -253,7 +255,13 @@ def test_a_noise_free_image_is_balanced_against_the_rounding_level(tiny):
     flat = torch.full((1, 48, 48), 0.5)
     flat[:, 10:30, 12:40] = 0.8
     r = restore.deblur(flat, "gauss:1.0", max_iter=2, denoiser=tiny, device="cpu", progress=False)
-    assert r.report["noise"]["sigma"] == pytest.approx(QUANTISATION_NOISE_LEVEL)
-    assert any("it looks noise-free" in note and "0.29/255" in note for note in r.notes)
+    assert r.report["noise"] == {"sigma": pytest.approx(QUANTISATION_NOISE_LEVEL), "source": "estimated",
+                                 "raised_from": 0.0}
+    assert any("it looks noise-free" in note for note in r.notes)
+    assert any("balanced against the 8-bit rounding level (0.29/255)" in note for note in r.notes)
+    d = restore.denoise(flat, denoiser=tiny, device="cpu")
+    assert d.report["noise"]["raised_from"] == 0.0 and any("the denoiser runs at the 8-bit" in n for n in d.notes)
+    s = restore.super_resolve(flat, 2, max_iter=1, denoiser=tiny, device="cpu", progress=False)
+    assert not any("fine texture reads as noise" in n for n in s.notes)  # it read none
     with pytest.raises(ValueError, match="looks noise-free"):  # a sinogram has no rounding level to fall back on
         restore.reconstruct_ct(torch.zeros(16, 12), denoiser=tiny, device="cpu", progress=False, max_iter=1)

@@ -302,3 +302,15 @@ def test_the_fill_terminates_when_a_channel_has_no_observed_pixel():
     observed[:, 0] = 0
     filled = fill_missing(x * observed, observed)
     assert torch.isfinite(filled).all() and torch.equal(filled[:, 1:], x[:, 1:])
+
+
+def test_a_simulation_with_a_given_mask_is_scored_on_the_whole_ground_truth(camera64, gray):
+    """The values under the mask are ignored for a real observation, but a simulation's image is
+    its ground truth: blanking them first scored the result against zeros in the holes."""
+    from pnp_stable.restore import psnr
+
+    missing = torch.zeros(64, 64, dtype=torch.bool)
+    missing[20:40, 10:50] = True
+    r = ps.inpaint(camera64, missing, simulate=True, noise_level=0, denoiser=gray, max_iter=5, progress=False)
+    assert torch.equal(r.ground_truth, camera64)
+    assert r.psnr == pytest.approx(psnr(r.image, camera64))

@@ -309,3 +309,102 @@ def test_nan_may_mark_the_missing_pixels_of_a_float_image(tmp_path, camera_png, 
     # without a mask (a random one) and in the other commands, NaN is refused as before
     assert_user_error(run("inpaint", folder / "a.npy", "--simulate", "--denoiser", tiny_denoiser), "contains NaN")
     assert_user_error(run("deblur", folder / "a.npy", "--denoiser", tiny_denoiser), "a.npy contains NaN")
+
+
+# -- review findings (folders) ----------------------------------------------------------------------
+
+def test_a_shared_mask_inside_the_images_folder_is_not_restored(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "frames", ["f1.png", "f2.png"], size=(64, 64))
+    mask = _mask(folder, name="dead.png")
+    r = run("inpaint", folder, "--missing", mask, "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "1")
+    assert r.exit_code == 0, r.output
+    assert "dead.png is an input of the others (--missing), not an image to restore" in r.output
+    assert sorted(p.name for p in folder.glob("*_inpainted.png")) == ["f1_inpainted.png", "f2_inpainted.png"]
+
+
+def test_each_image_gets_its_own_mask_and_its_notes_once(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "scans", ["a.png", "b.png"], size=(64, 64))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _mask(masks, name="a.png", box=(slice(0, 8), slice(0, 8)))  # 64 pixels missing
+    _mask(masks, name="b.png", box=(slice(0, 16), slice(0, 16)))  # 256
+    r = run("inpaint", folder, "--missing", masks, "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "1",
+            "--quiet", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    for stem, holes in (("a", 64), ("b", 256)):
+        rep = json.loads((tmp_path / f"r_{stem}.json").read_text())
+        assert rep["operator"]["observed_fraction"] == pytest.approx(1 - holes / 4096)
+    # one RGBA mask for three images: its note (alpha ignored) is said once, not once per read
+    shared = tmp_path / "shared.png"
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[10:20, 10:20] = 255
+    Image.fromarray(rgba).save(shared)
+    more = _images(tmp_path / "more", ["x.png", "y.png", "z.png"], size=(64, 64))
+    r = run("inpaint", more, "--missing", shared, "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "1")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("note: shared.png: alpha channel ignored") == 1
+
+
+def test_a_per_channel_mask_is_refused_before_the_first_image_in_per_channel_mode(tmp_path, tiny_denoiser):
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(folder / name)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _mask(masks, size=(32, 32), box=(slice(0, 4), slice(0, 4)), name="a.png")
+    per_channel = np.zeros((32, 32, 3), np.uint8)
+    per_channel[:4, :4, 0] = 255
+    Image.fromarray(per_channel).save(masks / "b.png")
+    r = run("inpaint", folder, "--missing", masks, "--noise", "0", "--color", "per-channel", "--max-iter", "1")
+    assert_user_error(r, "b.png: its mask marks each colour channel apart")
+    assert not list(folder.glob("*_inpainted.png"))
+
+
+def test_a_folder_of_one_image_uses_per_image_names(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "one", ["only.png"])
+    r = run("superres", folder, "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", "1", "--quiet",
+            "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "r_only.json").is_file() and not (tmp_path / "r.json").exists()
+
+
+def test_a_resumed_folder_reports_the_iteration_cap_asked_for(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "in", ["a.png"])
+    common = ("superres", folder, "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", "2", "--quiet",
+              "--checkpoint", tmp_path / "s.state", "--report", tmp_path / "r.json")
+    assert run(*common).exit_code == 0
+    r = run(*common, "--resume")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "r_a.json").read_text())
+    assert rep["options"]["max_iter"] == 2 and rep["solver"]["iterations"] == 2  # kept as it was
+
+
+def test_ctrl_c_between_two_images_names_those_left(tmp_path, tiny_denoiser, monkeypatch):
+    import pnp_stable.cli.folders as folders
+
+    folder = _images(tmp_path / "in", ["a.png", "b.png", "c.png"])
+    real, calls = folders.restore_image, []
+
+    def interrupted_at_the_second(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(folders, "restore_image", interrupted_at_the_second)
+    r = run("denoise", folder, "--noise", "0.1", "--denoiser", tiny_denoiser, "--quiet")
+    assert r.exit_code == 130 and "interrupted: 2 more image(s) not restored" in r.output, r.output
+    assert (folder / "a_denoised.png").is_file() and not (folder / "b_denoised.png").exists()
+
+
+def test_a_simulation_keeps_the_values_under_its_mask(tmp_path, camera_png, tiny_denoiser):
+    mask = _mask(tmp_path)
+    report = tmp_path / "r.json"
+    r = run("inpaint", camera_png, "--simulate", "--missing", mask, "--noise", "0", "--denoiser", tiny_denoiser,
+            "--max-iter", "2", "--quiet", "--report", report, "--out", tmp_path / "o.png")
+    assert r.exit_code == 0, r.output
+    restored = np.asarray(Image.open(tmp_path / "o.png"), np.float64) / 255
+    truth = np.asarray(Image.open(camera_png), np.float64) / 255
+    expected = 10 * np.log10(1 / np.mean((restored - truth) ** 2))
+    assert json.loads(report.read_text())["metrics"]["psnr"] == pytest.approx(expected, abs=0.05)  # 8-bit output

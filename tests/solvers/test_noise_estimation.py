@@ -34,6 +34,26 @@ def test_pure_noise_is_read_without_bias(sigma):
     assert sum(ratios) / len(ratios) == pytest.approx(1.0, abs=0.015)
 
 
+@pytest.mark.parametrize("sigma", [0.01, 0.05])
+def test_pure_noise_on_a_ramp_is_read_without_bias(sigma):
+    """On a ramp the clipping margin applies (its blocks near the extremes are left out) and the
+    flattest quarter is chosen: still unbiased, within 1 % over 10 draws."""
+    ramp = torch.linspace(0.1, 0.9, 256, dtype=torch.float64).expand(1, 1, 256, 256)
+    ratios = [estimate_noise_level(noisy(ramp, sigma, seed))[0] / sigma for seed in range(10)]
+    assert sum(ratios) / len(ratios) == pytest.approx(1.0, abs=0.01)
+
+
+def test_missing_values_do_not_reach_their_neighbours():
+    """NaN (or anything) in the holes of an inpainting: only fully observed blocks are read, and
+    a hole's detail does not spill into its observed neighbours' activity."""
+    g = torch.Generator().manual_seed(3)
+    y = 0.5 + 0.02 * torch.randn(1, 1, 256, 256, generator=g, dtype=torch.float64)
+    observed = torch.rand(1, 1, 256, 256, generator=g) > 0.1
+    holes = torch.where(observed, y, torch.tensor(float("nan"), dtype=torch.float64))
+    (estimate,) = estimate_noise_level(holes, observed)
+    assert estimate == pytest.approx(0.02, rel=0.06)
+
+
 @pytest.mark.parametrize("sigma_255", [2, 5, 10])
 def test_a_photographs_texture_is_not_read_as_noise(camera, sigma_255):
     sigma = sigma_255 / 255

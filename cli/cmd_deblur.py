@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pnp_stable.cli.errors import UserError, check_level_square, sigterm_as_interrupt, user_errors
+from pnp_stable.cli.errors import check_level_square, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import check_kernel_spec, color_option, manual_settings, parse_level, solver_options
 
 
@@ -47,7 +47,7 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
         kernel_shape = check_kernel_spec(kernel)
         if image is None:
             simulate = True
-        from pnp_stable.cli.folders import run_restorations
+        from pnp_stable.cli.folders import check_kernel_fits, run_restorations
         from pnp_stable.restore import deblur as task
 
         arguments = dict(kernel=kernel, noise_level=level, simulate=simulate, seed=seed, boundary=boundary,
@@ -57,18 +57,5 @@ def deblur(image, kernel, noise, simulate, boundary, color, solver, denoiser, ma
         run_restorations("deblur", image, tag="restored",
                          demo="demo: scikit-image's camera (256x256), blurred and restored (--simulate)", task=task,
                          arguments=arguments, out=out, report=report, plot=plot,
-                         quiet=quiet, check_image=lambda path, loaded, _: _fits_the_kernel(path, loaded, kernel_shape))
+                         quiet=quiet, check_image=lambda path, loaded, _: check_kernel_fits(path, loaded, kernel_shape))
 
-
-def _fits_the_kernel(path: Path, loaded, kernel_shape: tuple[int, int]) -> None:
-    """A folder's image in range and at least as large as the kernel (centred on an odd grid, as
-    the blur operator does), checked before the first image is restored."""
-    from pnp_stable.cli.folders import check_range
-
-    check_range(path, loaded)
-    kh, kw = kernel_shape
-    kh, kw = kh + 1 - kh % 2, kw + 1 - kw % 2
-    height, width = loaded.data.shape[:2]
-    if kh > height or kw > width:
-        raise UserError(f"{path.name} ({height}x{width}) is smaller than the kernel ({kh}x{kw} after "
-                        "centring); nothing was restored")

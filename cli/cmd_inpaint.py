@@ -18,7 +18,7 @@ def _read_mask(path: Path, quiet: bool):
 
     if path.suffix.lower() == ".npy":
         array = read_npy(path)
-        if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] not in (1, 3):
+        if array.ndim == 3 and array.shape[-1] in (1, 3, 4) and array.shape[0] not in (1, 3):
             array = array[..., :3].transpose(2, 0, 1)  # H x W x C, as an image file would be
         return array
     loaded = read_image(path)
@@ -32,8 +32,9 @@ def _read_mask(path: Path, quiet: bool):
 @click.argument("image", required=False, type=click.Path(path_type=Path))
 @click.option("--missing", type=click.Path(path_type=Path), default=None, metavar="MASK|DIR",
               help="Image of IMAGE's size whose white pixels (>= 50% grey) are missing, to be filled; a colour mask "
-                   "marks missing values per channel. A folder holds one mask per image, named as the image (any "
-                   "image type: a.png for a.jpg); one MASK file serves every image of a folder.")
+                   "marks missing values per channel; a .npy mask's nonzero entries are missing (not rescaled). A "
+                   "folder (not the images' own) holds one mask per image, named as the image (a.png or a.npy for "
+                   "a.jpg); one MASK file serves every image of a folder.")
 @click.option("--observed", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="With --simulate and no --missing: the fraction of pixels kept, drawn at random (--seed).")
 @click.option("--noise", default=None, metavar="SIGMA",
@@ -83,7 +84,7 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
         arguments = dict(missing=None, observed_fraction=observed, noise_level=level, simulate=simulate, seed=seed,
                          method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
                          device=device, color=color, checkpoint=checkpoint, resume=resume, **manual)
-        masks = _Masks(missing, quiet, color, simulate)
+        masks = _Masks(missing, quiet, color, simulate, level)
         run_restorations("inpaint", image, tag="inpainted",
                          demo="demo: scikit-image's camera (256x256), half its pixels removed at random and restored "
                               "(--simulate)", task=task, arguments=arguments, out=out, report=report, plot=plot,
@@ -95,8 +96,10 @@ class _Masks:
     """The masks of ``--missing``: one file for every image, or a folder of one per image (named as
     the image), read when an image's turn comes; a mask's notes are said once."""
 
-    def __init__(self, missing: Path | None, quiet: bool, color: str, simulate: bool) -> None:
+    def __init__(self, missing: Path | None, quiet: bool, color: str, simulate: bool,
+                 noise_level: float | None) -> None:
         self.missing, self.quiet, self.color, self.simulate = missing, quiet, color, simulate
+        self.noise_level = noise_level
         self.noted: set[Path] = set()
 
     def file_for(self, image: Path) -> Path:
@@ -109,6 +112,8 @@ class _Masks:
             return missing
         found = sorted(p for p in missing.iterdir()
                        if p.is_file() and p.stem == image.stem and p.suffix.lower() in IMAGE_SUFFIXES)
+        exact = [p for p in found if p.name == image.name]
+        found = exact or found  # a.png and a.tif each with its own mask of the same name
         if not found:
             raise UserError(f"no mask for {image.name} in {missing} (a mask is named as its image: "
                             f"{image.stem}.png, {image.stem}.npy ...)")
@@ -158,3 +163,11 @@ class _Masks:
             where = " where its mask marks no pixel missing" if mask is not None and not self.simulate else ""
             raise UserError(f"{path.name} contains NaN or infinite values{where}")
         check_unit_range(image, str(path))
+        if mask is not None and self.noise_level is None and not self.simulate:
+            from pnp_stable.solvers import estimate_noise_level
+
+            try:  # the task estimates the noise from the fully observed 2x2 blocks
+                estimate_noise_level(image[None], observed.expand_as(image)[None])
+            except ValueError:
+                raise UserError(f"{path.name}: its mask ({inputs.files[0].name}) leaves no 2x2 block fully observed, "
+                                "so the noise level cannot be estimated", hint="give it (--noise)") from None

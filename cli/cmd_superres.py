@@ -46,11 +46,12 @@ def superres(image, factor, kernel, noise, simulate, boundary, color, solver, de
         level = parse_level(noise, allow_zero=True)
         check_level_square(level, "--noise")
         manual = manual_settings(sigma_den, step, strength, tile, solver, per_image_state=True)
-        if kernel is not None:
-            check_kernel_spec(kernel)
+        from pnp_stable.observations import default_super_resolution_kernel
+
+        kernel_shape = check_kernel_spec(kernel if kernel is not None else default_super_resolution_kernel(factor))
         if image is None:
             simulate = True
-        from pnp_stable.cli.folders import run_restorations
+        from pnp_stable.cli.folders import check_kernel_fits, run_restorations
         from pnp_stable.restore import super_resolve
 
         arguments = dict(factor=factor, kernel=kernel, noise_level=level, simulate=simulate, seed=seed,
@@ -59,4 +60,6 @@ def superres(image, factor, kernel, noise, simulate, boundary, color, solver, de
                          resume=resume, **manual)
         run_restorations("superres", image, tag="superres",
                          demo=f"demo: scikit-image's camera (256x256), sampled by {factor} and super-resolved "
-                              "(--simulate)", task=super_resolve, arguments=arguments, out=out, report=report, plot=plot, quiet=quiet)
+                              "(--simulate)", task=super_resolve, arguments=arguments, out=out, report=report, plot=plot, quiet=quiet,
+                         check_image=lambda path, loaded, _: check_kernel_fits(path, loaded, kernel_shape,
+                                                                                1 if simulate else factor))

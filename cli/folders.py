@@ -96,7 +96,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
     inputs_for = inputs_for or _no_inputs
     if folder:  # every image readable and every output writable before the first solve writes anything
         _check_folder(command, paths, inputs_for, check_image or check_range, tag, report, plot, checkpoint, resume,
-                      allow_nonfinite)
+                      allow_nonfinite, arguments)
     for n, path in enumerate(paths):
         state = per_image_name(checkpoint, path) if folder else checkpoint
         resume_this, these_arguments, reported, hint = resume, dict(arguments), {}, None
@@ -148,14 +148,29 @@ def check_range(path: Path, loaded: LoadedImage, inputs: ImageInputs = NO_INPUTS
     check_unit_range(as_tensor(loaded), str(path))
 
 
+def check_kernel_fits(path: Path, loaded: LoadedImage, kernel_shape: tuple[int, int], scale: int = 1) -> None:
+    """A folder's image in range and, once ``scale`` times larger (the grid a super-resolution
+    restores), at least as large as the kernel (centred on an odd grid, as the blur operators do)."""
+    check_range(path, loaded)
+    kh, kw = kernel_shape
+    kh, kw = kh + 1 - kh % 2, kw + 1 - kw % 2
+    height, width = (scale * n for n in loaded.data.shape[:2])
+    if kh > height or kw > width:
+        grid = "" if scale == 1 else f" restored by {scale}"
+        raise UserError(f"{path.name} ({height}x{width}{grid}) is smaller than the kernel ({kh}x{kw} after "
+                        "centring); nothing was restored")
+
+
 def _check_folder(command: str, paths: list[Path], inputs_for: Callable[[Path], ImageInputs],
                   check_image: Callable[[Path, LoadedImage, ImageInputs], None], tag: str,
                   report: PathLike | None, plot: PathLike | None, checkpoint: PathLike | None, resume: bool,
-                  allow_nonfinite: bool) -> None:
+                  allow_nonfinite: bool, arguments: dict[str, Any]) -> None:
     """Refuse, before the first solve, what would otherwise fail or destroy something part way
     through a folder: a destination (the restored image, --report, --plot, --checkpoint) that is an
     input (an image, or a file beside it such as a mask) or that two images share (a.png and a.tif),
-    an existing state without --resume, an unreadable image, and one ``check_image`` refuses."""
+    an existing state without --resume, --resume without any state (a mistyped name would restart
+    every image), an unreadable image, an image the denoiser cannot take (a colour model and a gray
+    image), and one ``check_image`` refuses."""
     from pnp_stable.cli.images import default_output, read_image
 
     inputs = [(path, inputs_for(path)) for path in paths]
@@ -183,8 +198,37 @@ def _check_folder(command: str, paths: list[Path], inputs_for: Callable[[Path], 
         state = targets["checkpoint"]
         if state is not None and not resume and state.exists():
             raise UserError(f"checkpoint {state} exists: resume it (--resume), or choose another --checkpoint")
+    if resume and checkpoint is not None and not any(per_image_name(checkpoint, path).exists() for path in paths):
+        raise UserError(f"no checkpoint to resume: none of the folder's states ({per_image_name(checkpoint, paths[0])}"
+                        f"{', ...' if len(paths) > 1 else ''}) exists")
+    fits: dict[int, str | None] = {}  # channels -> why the denoiser cannot take them (None: it can)
     for path, extra in inputs:
-        check_image(path, read_image(path, allow_nonfinite), extra)
+        loaded = read_image(path, allow_nonfinite)
+        check_image(path, loaded, extra)
+        channels = 3 if loaded.is_rgb else 1
+        if channels not in fits:
+            fits[channels] = _denoiser_refusal(arguments, channels)
+        if fits[channels] is not None:
+            raise UserError(f"{path.name}: {fits[channels]}")
+
+
+def _denoiser_refusal(arguments: dict[str, Any], channels: int) -> str | None:
+    """Why the task's denoiser (``arguments["denoiser"]`` in ``arguments["color"]`` mode) cannot
+    restore images of ``channels`` channels, or None: loaded once per channel count on the CPU."""
+    import torch
+
+    from pnp_stable.protocols import denoiser_channels
+    from pnp_stable.restore import load_denoiser
+
+    try:
+        module, _ = load_denoiser(arguments.get("denoiser"), torch.device("cpu"), channels,
+                                  arguments.get("color", "opponent"))
+        expected = denoiser_channels(module)
+    except ValueError as error:
+        return str(error)
+    if expected is not None and expected != channels and not (expected == 1 and channels == 3):
+        return f"the denoiser expects {expected}-channel images but the image has {channels}"
+    return None
 
 
 def _finished(state) -> str | None:

@@ -113,7 +113,7 @@ def finish_restoration(command: str, restoration, loaded, input_path, out_path: 
             click.echo(f"warning: {g.reason[0].lower()}{g.reason[1:]}", err=True)
     click.echo(restoration.summary_line(str(out_path)))
     saved = restoration.report.get("checkpoint")
-    if saved and not restoration.result.converged:
+    if saved and not restoration.result.converged and not quiet:  # --quiet: the summary line only
         hint = resume_hint or "the same command with --resume continues it"
         click.echo(f"solver state saved to {saved['path']}: {hint}", err=True)
 

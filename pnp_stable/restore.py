@@ -407,7 +407,7 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
     if noise is not None:
         return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
                 "default" if defaulted else "given")
-    from pnp_stable.solvers import estimate_noise_level
+    from pnp_stable.solvers import estimate_noise_level, noise_estimate_caveats
 
     est = estimate_noise_level(y_batch)
     value = float(np.median(est))
@@ -425,6 +425,7 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
         return 0.0, "estimated"
     in_255 = f" ({value * 255:.2f}/255)" if image_scale else ""
     notes.append(f"noise level estimated from the {'image' if image_scale else 'data'}: {value:.4g}{in_255}")
+    notes.extend(f"{caveat}; give the level if you know it" for caveat in noise_estimate_caveats(y_batch, value))
     return value, "estimated"
 
 
@@ -696,7 +697,7 @@ def inpaint(
     against a positive level). The other arguments are those of :func:`deblur`.
     """
     from pnp_stable.operators import Inpainting
-    from pnp_stable.solvers import estimate_noise_level
+    from pnp_stable.solvers import estimate_noise_level, noise_estimate_caveats
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
     if noise_level is not None:
@@ -744,9 +745,12 @@ def inpaint(
         clean = None
         y = op.A(batch)
         if noise_level is None:
-            estimates = estimate_noise_level(y, observed=op.measured_entries(y))
+            measured = op.measured_entries(y)
+            estimates = estimate_noise_level(y, observed=measured)
             sigma, source = float(np.median(estimates)), "estimated"
             notes.append(f"noise level estimated from the fully observed pixels: {sigma:.4g} ({sigma * 255:.2f}/255)")
+            notes.extend(f"{caveat}; give the level if you know it"
+                         for caveat in noise_estimate_caveats(y, sigma, measured))
         else:
             sigma, source = float(noise_level), "given"
     sigma, raised_from = rounding_level_floor(sigma, notes)
@@ -1025,9 +1029,19 @@ def denoise(
     from pnp_stable.solvers.parameters import declared_noise_range
 
     trained = declared_noise_range(module)
-    if trained is not None and not trained[0] <= noise_level <= trained[1]:
-        side = "below" if noise_level < trained[0] else "above"
-        notes.append(f"the noise level {noise_level * 255:.3g}/255 is {side} the range the denoiser was trained for "
+    # below the trained range the denoiser is run at the bottom of it and relaxed, as the FB rule
+    # does (docs/solvers.md): (1 - t) y + t D(y, s_min) ~ prox of t times the regulariser, with
+    # t = (sigma / s_min)^2. On six BSDS500 train crops at 0.5 / 1 / 2 / 3 / 4 /255 it scored 54.21 /
+    # 48.30 / 42.71 / 39.81 / 38.01 dB against 47.16 / 45.41 / 42.20 / 39.74 / 38.04 extrapolated
+    # (the network asked for a level it never saw); it keeps the certificate (t alpha-averaged)
+    level_for_denoiser, relaxation = noise_level, None
+    if trained is not None and noise_level < trained[0]:
+        level_for_denoiser, relaxation = trained[0], (noise_level / trained[0]) ** 2
+        notes.append(f"the noise level {noise_level * 255:.3g}/255 is below the range the denoiser was trained for "
+                     f"({trained[0] * 255:.3g} to {trained[1] * 255:.3g}/255): it runs at {trained[0] * 255:.3g}/255, "
+                     f"relaxed by t = {relaxation:.3g} (the result is (1 - t) x the input + t x the denoised image)")
+    elif trained is not None and noise_level > trained[1]:
+        notes.append(f"the noise level {noise_level * 255:.3g}/255 is above the range the denoiser was trained for "
                      f"({trained[0] * 255:.3g} to {trained[1] * 255:.3g}/255): its output there is an extrapolation")
     batch, split, module = _as_batch(image, module, notes, den_info, color)
     module = _tiled(module, tuple(batch.shape), tile, notes, den_info)
@@ -1037,11 +1051,15 @@ def denoise(
         noisy = batch + noise_level * torch.randn(batch.shape, generator=g, device=dev)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        out = module(noisy, noise_level).clamp(0, 1)
+        out = module(noisy, level_for_denoiser)
+        if relaxation is not None:
+            out = (1 - relaxation) * noisy + relaxation * out
+        out = out.clamp(0, 1)
     result = out[:, 0] if split else out[0]
     obs = noisy[:, 0] if split else noisy[0]
     noise_report = {"sigma": noise_level, "source": source,
                     **({} if raised_from is None else {"raised_from": raised_from})}
+    den_info = {**den_info, "sigma_den": level_for_denoiser, "relaxation": relaxation}
     report: dict[str, Any] = {"noise": noise_report, "denoiser": den_info,
                               "metrics": {"time_s": time.perf_counter() - t0}}
     truth = None

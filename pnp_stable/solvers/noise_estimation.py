@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["estimate_noise_level"]
+__all__ = ["estimate_noise_level", "noise_estimate_caveats"]
 
 # the share of the candidate blocks read: the flattest quarter, but never fewer than
 # MIN_READ_BLOCKS (or all there are): the MAD of n samples has a relative standard error of about
@@ -49,7 +49,9 @@ def estimate_noise_level(y: torch.Tensor, observed: torch.Tensor | None = None) 
 
     Accurate when the clean signal has little energy in that band in its flattest regions, which
     holds for most photographs (a blurred one all the more); it still over-reads an image that is
-    textured everywhere. ``observed`` (``y``'s shape, nonzero where a value was measured; e.g. an
+    textured everywhere, up to the data's own standard deviation, which bounds it (noise
+    independent of the image cannot spread the data more than they are spread), and it under-reads
+    data clipped almost everywhere (:func:`noise_estimate_caveats` says when either is likely). ``observed`` (``y``'s shape, nonzero where a value was measured; e.g. an
     inpainting mask) keeps only the blocks measured in full: a missing pixel's 0 would read as a
     jump. ValueError if an image has no such block.
     """
@@ -80,8 +82,39 @@ def estimate_noise_level(y: torch.Tensor, observed: torch.Tensor | None = None) 
         if full is not None and not bool(full[i].any()):
             raise ValueError("no 2x2 block of the image is fully observed, so its noise level cannot be estimated: "
                              "give it (noise_level=, --noise)")
-        levels.append(_selected_level(magnitude[i], detail[i], mean[i], None if full is None else full[i]))
+        level = _selected_level(magnitude[i], detail[i], mean[i], None if full is None else full[i])
+        values = work[i] if observed is None else work[i][observed[i].to(y.device) != 0]
+        levels.append(min(level, float(values.to(torch.float64).std())) if values.numel() > 1 else level)
     return levels
+
+
+# an estimate above this share of the data's own standard deviation leaves little room for an image
+# under the noise: more likely fine texture read as noise (a checkerboard of 1-pixel squares reads as
+# pure noise); the share of values at the data's minimum or maximum above which clipping is likely
+TEXTURE_SHARE = 0.7
+CLIPPED_SHARE = 0.2
+
+
+def noise_estimate_caveats(y: torch.Tensor, level: float, observed: torch.Tensor | None = None) -> list[str]:
+    """Why ``level``, estimated from ``y`` (``B x C x H x W``; ``observed`` as for
+    :func:`estimate_noise_level`), may be wrong, as sentences for a user (empty if no reason is
+    seen): a level close to the data's own spread (texture read as noise: too high), or many values
+    at the data's extremes (clipping flattens the noise: too low)."""
+    values = y.detach() if observed is None else y.detach()[observed.to(y.device) != 0]
+    values = values.to(torch.float64).flatten()
+    if values.numel() < 2:
+        return []
+    caveats = []
+    spread = float(values.std())
+    if level > TEXTURE_SHARE * spread:
+        caveats.append(f"the estimate is {100 * level / spread:.0f} % of the data's own spread: if the image is "
+                       "not mostly noise, its fine texture was read as noise and the level is too high")
+    low, high = values.min(), values.max()
+    clipped = float(((values == low) | (values == high)).to(torch.float64).mean())
+    if clipped > CLIPPED_SHARE:
+        caveats.append(f"{100 * clipped:.0f} % of the values sit at the data's minimum or maximum (clipped?): "
+                       "clipping flattens the noise, so the level may be too low")
+    return caveats
 
 
 def _selected_level(magnitude: torch.Tensor, detail: torch.Tensor, mean: torch.Tensor,

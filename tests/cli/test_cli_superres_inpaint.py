@@ -408,3 +408,71 @@ def test_a_simulation_keeps_the_values_under_its_mask(tmp_path, camera_png, tiny
     truth = np.asarray(Image.open(camera_png), np.float64) / 255
     expected = 10 * np.log10(1 / np.mean((restored - truth) ** 2))
     assert json.loads(report.read_text())["metrics"]["psnr"] == pytest.approx(expected, abs=0.05)  # 8-bit output
+
+
+# -- review findings (a user's) ------------------------------------------------------------------------
+
+def test_a_folder_refuses_an_image_the_denoiser_cannot_take_before_the_first(tmp_path, tiny_denoiser):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(folder / "a.png")
+    Image.fromarray((np.random.default_rng(1).random((32, 32)) * 255).astype(np.uint8)).save(folder / "b.png")
+    r = run("denoise", folder, "--denoiser", "color", "--noise", "0.04")
+    assert_user_error(r, "b.png: the denoiser expects 3-channel images but the image has 1")
+    assert not list(folder.glob("*_denoised.png"))
+
+
+def test_superres_checks_every_image_against_the_kernel_first(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "in", ["a.png"], size=(64, 64))
+    Image.fromarray(np.full((8, 8), 100, np.uint8)).save(folder / "b.png")
+    r = run("superres", folder, "--kernel", "gauss:2,25", "--noise", "0", "--denoiser", tiny_denoiser)
+    assert_user_error(r, "b.png (16x16 restored by 2) is smaller than the kernel (25x25")
+    assert not list(folder.glob("*_superres.png"))
+
+
+def test_inpaint_checks_first_that_each_noise_level_can_be_estimated(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "in", ["a.png", "b.png"], size=(64, 64))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    np.save(masks / "a.npy", np.zeros((64, 64), bool))
+    checker = np.zeros((64, 64), bool)
+    checker[::2, ::2] = True  # no 2x2 block fully observed
+    np.save(masks / "b.npy", checker)
+    r = run("inpaint", folder, "--missing", masks, "--denoiser", tiny_denoiser, "--max-iter", "1")
+    assert_user_error(r, "b.png: its mask (b.npy) leaves no 2x2 block fully observed")
+    assert not list(folder.glob("*_inpainted.png"))
+    r = run("inpaint", folder, "--missing", masks, "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", "1",
+            "--quiet")
+    assert r.exit_code == 0, r.output
+
+
+def test_a_folder_resume_without_any_state_is_refused(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "in", ["a.png", "b.png"])
+    r = run("superres", folder, "--noise", "0.01", "--denoiser", tiny_denoiser, "--checkpoint", tmp_path / "typo.state",
+            "--resume")
+    assert_user_error(r, "no checkpoint to resume: none of the folder's states")
+    assert not list(folder.glob("*_superres.png"))
+
+
+def test_mask_files_named_exactly_and_a_single_channel_npy(tmp_path, tiny_denoiser):
+    folder = _images(tmp_path / "in", ["a.png"], size=(64, 64))
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(folder / "a.tif")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _mask(masks, name="a.png")
+    _mask(masks, name="a.tif")
+    r = run("inpaint", folder, "--missing", masks, "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "1",
+            "--quiet")
+    assert r.exit_code == 0, r.output  # a.png's mask is a.png, a.tif's a.tif
+    hw1 = np.zeros((64, 64, 1), bool)
+    hw1[5:9, 5:9] = True
+    np.save(tmp_path / "hw1.npy", hw1)
+    r = run("inpaint", folder / "a.png", "--missing", tmp_path / "hw1.npy", "--noise", "0", "--denoiser", tiny_denoiser,
+            "--max-iter", "1", "--quiet", "--out", tmp_path / "o.png")
+    assert r.exit_code == 0, r.output
+
+
+def test_quiet_prints_the_summary_line_only_even_with_a_checkpoint(tmp_path, camera_png, tiny_denoiser):
+    r = run("superres", camera_png, "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", "1", "--quiet",
+            "--checkpoint", tmp_path / "s.state")
+    assert r.exit_code == 0 and len([line for line in r.output.splitlines() if line.strip()]) == 1, r.output

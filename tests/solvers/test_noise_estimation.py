@@ -75,9 +75,9 @@ def test_clipped_regions_are_left_out(camera):
 
 
 def test_small_and_noise_free_images():
-    # a small image is read whole (1024 blocks at least): the plain estimate
+    # a small image is read whole (1024 blocks at least): the plain estimate, within the data's spread
     y = noisy(torch.full((1, 1, 40, 40), 0.3), 0.05, seed=1)
-    assert estimate_noise_level(y)[0] == pytest.approx(plain_mad(y))
+    assert estimate_noise_level(y)[0] == pytest.approx(min(plain_mad(y), float(y.std())))
     assert estimate_noise_level(torch.full((1, 1, 2, 2), 0.5)) == [0.0]
     assert estimate_noise_level(torch.full((2, 3, 64, 64), 0.5)) == [0.0, 0.0]
     with pytest.raises(ValueError, match="at least 2 x 2"):
@@ -112,3 +112,20 @@ def test_the_benchmark_runs_on_a_tiny_train_folder(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["accuracy"]["whole"]["25"]["now"]["median"] == pytest.approx(25, rel=0.1)
     assert set(record["accuracy"]) == {"whole", "sampled by 2"} and record["superres"] == []
+
+
+def test_the_estimate_is_bounded_by_the_data_and_its_caveats_are_said():
+    from pnp_stable.solvers import noise_estimate_caveats
+
+    # a checkerboard of 1-pixel squares is all diagonal detail: the plain MAD reads 0.5, more than
+    # the data's own spread (0.25), which bounds the estimate
+    board = 0.5 + 0.25 * (2 * ((torch.arange(64)[:, None] + torch.arange(64)) % 2) - 1).to(torch.float64)
+    y = board.expand(1, 1, 64, 64)
+    assert plain_mad(y) == pytest.approx(0.5 / 0.6745) and estimate_noise_level(y)[0] == pytest.approx(0.25, rel=0.01)
+    assert any("fine texture was read as noise" in c for c in noise_estimate_caveats(y, estimate_noise_level(y)[0]))
+    # mostly clipped at 0: said to be probably low
+    dark = noisy(torch.full((1, 1, 128, 128), 0.02, dtype=torch.float64), 0.1, seed=0).clamp(0, 1)
+    assert any("clipping flattens the noise" in c for c in noise_estimate_caveats(dark, estimate_noise_level(dark)[0]))
+    # a photograph with moderate noise: nothing to say
+    photo = noisy(torch.tensor(data.camera() / 255.0)[None, None], 5 / 255, seed=0)
+    assert noise_estimate_caveats(photo, estimate_noise_level(photo)[0]) == []

@@ -1008,7 +1008,9 @@ def denoise(
     noise std on the [0, 1] scale; when None, estimated from the image as for the restorations,
     a note saying so). With ``simulate=True`` the image is a clean ground truth: Gaussian noise of
     std ``noise_level`` (default 25/255, with a note) is added first (seeded) and PSNR/SSIM are
-    reported.
+    reported. Below the noise levels the denoiser declares it was trained for, it runs at the
+    lowest of them, ``s_min``, relaxed: ``(1 - t) y + t D(y, s_min)`` with ``t = (noise_level /
+    s_min)^2`` (still averaged; the report's ``denoiser`` records ``sigma_den`` and ``relaxation``).
     Returns a :class:`Restoration` whose ``result`` is None (no iterations). ``color``: how an RGB
     image is treated with a gray denoiser (see the module docstring); ``denoiser``: a name, a path,
     a module, or None for :func:`default_denoiser`; ``tile``: as in :func:`deblur`."""

@@ -634,8 +634,8 @@ def super_resolve(
     sigma, raised_from = rounding_level_floor(sigma, notes)
     if source == "estimated" and raised_from is None:
         # a sampled image keeps its fine texture, which the estimator can read as noise (a blurred
-        # one has little): on clean 8-bit samples of four BSDS500 train crops it read 0 to 3/255
-        # and cost 0 to 0.5 dB against a given 0.5/255 (docs/benchmarks.md)
+        # one has little): on clean 8-bit samples of four BSDS500 train crops it read 0.3 to
+        # 3.2/255 and cost 0 to 0.6 dB against a given 0.5/255 (docs/benchmarks.md)
         notes.append("a sharp image's fine texture reads as noise: if the image is clean, give a small level "
                      "(noise_level=0.5/255, --noise 0.5/255)")
     x0 = interpolate_samples(y, factor, op.image_hw, op.first_sample).clamp(0, 1)

@@ -129,3 +129,18 @@ def test_the_estimate_is_bounded_by_the_data_and_its_caveats_are_said():
     # a photograph with moderate noise: nothing to say
     photo = noisy(torch.tensor(data.camera() / 255.0)[None, None], 5 / 255, seed=0)
     assert noise_estimate_caveats(photo, estimate_noise_level(photo)[0]) == []
+
+
+@pytest.mark.parametrize("sigma_255", [1, 2, 5])
+def test_8_bit_data_are_read_between_the_grid_steps(sigma_255):
+    """|HH| of 8-bit data lies on a grid of 0.5/255, so its plain median moved in steps of 0.74/255
+    once scaled (1/255 read 0.74 or 1.48): the grouped median reads between them. The level of
+    rounded data is that of the noise and the rounding together, sqrt(sigma^2 + 1/12) steps."""
+    expected = (sigma_255**2 + 1 / 12) ** 0.5
+    estimates = []
+    for seed in range(5):
+        y = torch.round(noisy(torch.full((1, 1, 256, 256), 0.5, dtype=torch.float64), sigma_255 / 255, seed) * 255) / 255
+        estimates.append(estimate_noise_level(y.float())[0] * 255)
+    assert sum(estimates) / 5 == pytest.approx(expected, rel=0.03)
+    if sigma_255 == 1:  # the plain median reads 0.74 or 1.48
+        assert abs(plain_mad(y) * 255 - expected) > 0.25

@@ -249,10 +249,12 @@ def test_a_ct_size_that_does_not_match_the_detectors_is_refused_before_the_opera
 
 def test_a_noise_free_image_is_balanced_against_the_rounding_level(tiny):
     """An estimate of 0 (the flattest blocks of a clean image hold no noise) used to stop a
-    restoration of a real image; it now takes the 8-bit rounding level, and says so."""
+    restoration of a real image; it now takes the 8-bit rounding level, and says so. An 8-bit
+    image's estimate is never quite 0 (the grouped median of its rounded values), but below the
+    rounding level: the same floor."""
     from pnp_stable.observations import QUANTISATION_NOISE_LEVEL
 
-    flat = torch.full((1, 48, 48), 0.5)
+    flat = torch.full((1, 48, 48), 0.123)  # off the 8-bit grid: the plain median, 0
     flat[:, 10:30, 12:40] = 0.8
     r = restore.deblur(flat, "gauss:1.0", max_iter=2, denoiser=tiny, device="cpu", progress=False)
     assert r.report["noise"] == {"sigma": pytest.approx(QUANTISATION_NOISE_LEVEL), "source": "estimated",
@@ -263,6 +265,10 @@ def test_a_noise_free_image_is_balanced_against_the_rounding_level(tiny):
     assert d.report["noise"]["raised_from"] == 0.0 and any("the denoiser runs at the 8-bit" in n for n in d.notes)
     s = restore.super_resolve(flat, 2, max_iter=1, denoiser=tiny, device="cpu", progress=False)
     assert not any("fine texture reads as noise" in n for n in s.notes)  # it read none
+    eight_bit = torch.round(flat * 255) / 255
+    r = restore.deblur(eight_bit, "gauss:1.0", max_iter=2, denoiser=tiny, device="cpu", progress=False)
+    assert 0 < r.report["noise"]["raised_from"] < QUANTISATION_NOISE_LEVEL
+    assert r.report["noise"]["sigma"] == pytest.approx(QUANTISATION_NOISE_LEVEL)
     with pytest.raises(ValueError, match="looks noise-free"):  # a sinogram has no rounding level to fall back on
         restore.reconstruct_ct(torch.zeros(16, 12), denoiser=tiny, device="cpu", progress=False, max_iter=1)
 

@@ -82,33 +82,47 @@ def estimate_noise_level(y: torch.Tensor, observed: torch.Tensor | None = None) 
         if full is not None and not bool(full[i].any()):
             raise ValueError("no 2x2 block of the image is fully observed, so its noise level cannot be estimated: "
                              "give it (noise_level=, --noise)")
-        level = _selected_level(magnitude[i], detail[i], mean[i], None if full is None else full[i])
         values = work[i] if observed is None else work[i][observed[i].to(y.device) != 0]
-        levels.append(min(level, float(values.to(torch.float64).std())) if values.numel() > 1 else level)
+        level = _selected_level(magnitude[i], detail[i], mean[i], None if full is None else full[i],
+                                _sample_step(values))
+        levels.append(min(level, float(values.std())) if values.numel() > 1 else level)
     return levels
 
 
-# the grids |HH| lies on for 8- and 16-bit data: multiples of half a sample step
-_QUANTISED_STEPS = (0.5 / 255, 0.5 / 65535)
+# the sample steps of 8- and 16-bit data on the [0, 1] scale
+_SAMPLE_STEPS = (1 / 255, 1 / 65535)
 
 
-def _median_magnitude(values: torch.Tensor) -> float:
-    """The median of ``values`` (|HH| coefficients). On 8- or 16-bit data they lie on a grid of half
-    a sample step, where the plain median jumps in steps of 0.74/255 once scaled to a level (noise
-    of 1/255 read 0.74 or 1.48); there it is the median of the grouped data, interpolated linearly
-    within its bin (the bin of k steps holds the values rounded to k; the first bin is half wide,
-    as the values are magnitudes). With noise of 1 / 2 / 5/255 on 8-bit data this reads 1.04 /
-    2.04 / 5.02 where the plain median read 0.74 / 2.22 / 5.19."""
-    for step in _QUANTISED_STEPS:
-        scaled = values.to(torch.float64) / step
-        bins = torch.round(scaled)
-        if not bool(((scaled - bins).abs() <= 1e-3).all()):
-            continue
-        middle = float(bins.median())
-        below, inside = int((bins < middle).sum()), int((bins == middle).sum())
-        start, width = (0.0, 0.5) if middle == 0 else (middle - 0.5, 1.0)
-        return (start + width * (values.numel() / 2 - below) / inside) * step
-    return float(values.median())
+def _sample_step(values: torch.Tensor) -> float | None:
+    """The step of the grid ``values`` lie on when they are 8- or 16-bit samples scaled to [0, 1]
+    (within float32 rounding), else None."""
+    flat = values.flatten()
+    for step in _SAMPLE_STEPS:
+        # a float image leaves the grid within its first values: the whole pass only for samples
+        for part in (flat[:4096], flat):
+            scaled = part.to(torch.float64) / step
+            if not bool(((scaled - torch.round(scaled)).abs() <= 1e-3).all()):
+                break
+        else:
+            return step
+    return None
+
+
+def _median_magnitude(values: torch.Tensor, step: float | None) -> float:
+    """The median of ``values`` (|HH| coefficients). Data on a grid of ``step`` (8- or 16-bit
+    samples) put |HH| on a grid of ``step / 2``, where the plain median jumps in steps of 0.74/255
+    once scaled to a level (noise of 1/255 read 0.74 or 1.48): there it is the median of the grouped
+    values, interpolated linearly within its bin (the bin of k half-steps holds the values rounded
+    to k; the first is half as wide, as the values are magnitudes). With noise of 1 / 2 / 5/255 on
+    8-bit data this reads 1.04 / 2.04 / 5.02 where the plain median read 0.74 / 2.22 / 5.19."""
+    if step is None:
+        return float(values.median())
+    half = step / 2
+    bins = torch.round(values.to(torch.float64) / half)
+    middle = float(bins.median())
+    below, inside = int((bins < middle).sum()), int((bins == middle).sum())
+    start, width = (0.0, 0.5) if middle == 0 else (middle - 0.5, 1.0)
+    return (start + width * (values.numel() / 2 - below) / inside) * half
 
 
 # an estimate above this share of the data's own standard deviation leaves little room for an image
@@ -141,11 +155,13 @@ def noise_estimate_caveats(y: torch.Tensor, level: float, observed: torch.Tensor
 
 
 def _selected_level(magnitude: torch.Tensor, detail: torch.Tensor, mean: torch.Tensor,
-                    full: torch.Tensor | None) -> float:
+                    full: torch.Tensor | None, step: float | None) -> float:
     """The MAD level of ``magnitude`` (``C x h x w`` |HH| coefficients) read on the flattest
-    blocks of ``full`` (None: all) away from the extremes of ``mean`` (the blocks' means)."""
+    blocks of ``full`` (None: all) away from the extremes of ``mean`` (the blocks' means); ``step``:
+    the data's sample step when they are 8- or 16-bit samples (see :func:`_median_magnitude`)."""
     def median_level(selected: torch.Tensor | None) -> float:
-        return _median_magnitude(magnitude if selected is None else magnitude[selected]) / _MAD_TO_SIGMA
+        values = magnitude if selected is None else magnitude[selected]
+        return _median_magnitude(values, step) / _MAD_TO_SIGMA
 
     count = magnitude.numel() if full is None else int(full.sum())
     plain = median_level(full)

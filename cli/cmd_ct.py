@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -10,7 +9,6 @@ from click.core import ParameterSource
 
 from pnp_stable.cli.errors import UserError, check_level_square, sigterm_as_interrupt, user_errors
 from pnp_stable.cli.options import manual_settings, parse_level, solver_options
-from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
 
 @click.command()
@@ -28,10 +26,11 @@ from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_w
 @click.option("--from-skimage", is_flag=True,
               help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180)): move it to this "
                    "tool's rotation axis first (half a pixel apart for an even detector count).")
-@solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed")
+@solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
 def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
-    """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), FBP-initialised.
+    """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), or from every
+    sinogram in a folder (a stack of slices), FBP-initialised.
 
     Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles, 1% noise (--simulate).
 
@@ -40,9 +39,10 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
       pnp-stable ct
       pnp-stable ct phantom.png --simulate --angles 180 --report ct.json
       pnp-stable ct sinogram.npy --size 256
+      pnp-stable ct slices/ --size 512 --checkpoint slices.state
     """
     with user_errors(), sigterm_as_interrupt():
-        manual = manual_settings(sigma_den, step, strength, tile, solver, checkpoint, resume)
+        manual = manual_settings(sigma_den, step, strength, tile, solver, per_image_state=True)
         if from_skimage and (simulate or data is None):
             raise UserError("--from-skimage converts a sinogram; with --simulate the sinogram is made here")
         level = None
@@ -61,57 +61,82 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
                     raise UserError("--noise must be positive")
                 check_level_square(value, "--noise")
                 level = ("absolute", value)
-        from pnp_stable.cli.images import LoadedImage, default_output, read_image
-
         if data is None:
-            import numpy as np
-            from skimage import data as skdata
-            from skimage import transform
+            simulate = True
+        angles_given = click.get_current_context().get_parameter_source("angles") != ParameterSource.DEFAULT
+        from pnp_stable.cli.folders import run_restorations
+        from pnp_stable.cli.image_task import Demo
 
-            phantom = transform.resize(skdata.shepp_logan_phantom(), (256, 256), anti_aliasing=True)
-            loaded, simulate = LoadedImage(np.clip(phantom, 0, 1).astype(np.float32), 8, None), True
-            if not quiet:
-                click.echo(f"demo: Shepp-Logan phantom (256x256), {angles} angles, reconstructed (--simulate)",
-                           err=True)
-        else:
-            loaded = read_image(data)
-            if loaded.is_rgb:
-                raise UserError(f"{data.name} is an RGB image; CT data must be gray")
-            angles_given = click.get_current_context().get_parameter_source("angles") != ParameterSource.DEFAULT
-            if not simulate and angles_given and loaded.data.shape[1] != angles:
-                raise UserError(f"{data.name} has {loaded.data.shape[1]} angles (columns; a sinogram is "
-                                f"n_detectors x n_angles) but --angles is {angles}",
-                                hint="a sinogram's angles are its columns: drop --angles, or transpose it")
-            if from_skimage and not simulate:
-                import numpy as np
+        # a sinogram's angles are its columns (an explicit --angles that differs is refused first)
+        arguments = dict(angles=angles if simulate else None, simulate=simulate,
+                         noise_level=level[1] if level is not None and level[0] == "absolute" else None,
+                         relative_noise_level=level[1] if level is not None and level[0] == "relative" else None,
+                         seed=seed, image_size=size, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
+                         accelerate=accelerate, device=device, checkpoint=checkpoint, resume=resume, **manual)
+        if data is not None and not data.is_dir():  # a folder checks each file before the first solve
+            from pnp_stable.cli.images import read_image
 
-                from pnp_stable.operators.ct import sinogram_from_skimage
+            _check_ct_input(data, read_image(data), simulate, angles if angles_given else None)
+        demo = Demo(f"demo: Shepp-Logan phantom (256x256), {angles} angles, reconstructed (--simulate)",
+                    image=_phantom, stem="shepp_logan")
+        run_restorations("ct", data, tag="reconstructed", demo=demo, task=_Reconstruction(from_skimage and not simulate),
+                         arguments=arguments, out=out, report=report, plot=plot, quiet=quiet,
+                         check_image=lambda path, loaded, _: _check_ct_input(path, loaded, simulate,
+                                                                             angles if angles_given else None),
+                         reported={"angles": angles, "noise": noise},
+                         # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
+                         output_bit_depth=None if simulate else 16)
 
-                converted = sinogram_from_skimage(loaded.data).astype(np.float32)
-                loaded = LoadedImage(converted, loaded.bit_depth, loaded.path,
-                                     (*loaded.notes, "sinogram moved from skimage.transform.radon's rotation axis "
-                                                     "to this tool's (docs/operators.md)"))
-        out_path = Path(out) if out else default_output(data if data else Path("shepp_logan.png"),
-                                                        "reconstructed", ext=None if data else ".png")
-        check_outputs(data, out=out_path, report=report, plot=plot, checkpoint=checkpoint)
+
+def _phantom():
+    """The demo's ground truth: scikit-image's Shepp-Logan phantom at 256 x 256."""
+    import numpy as np
+    from skimage import data as skdata
+    from skimage import transform
+
+    from pnp_stable.cli.images import LoadedImage
+
+    phantom = transform.resize(skdata.shepp_logan_phantom(), (256, 256), anti_aliasing=True)
+    return LoadedImage(np.clip(phantom, 0, 1).astype(np.float32), 8, None)
+
+
+def _check_ct_input(path: Path, loaded, simulate: bool, angles: int | None) -> None:
+    """What ``reconstruct_ct`` would refuse, before the first slice of a folder (and for one file):
+    an RGB image, a sinogram whose columns disagree with an explicit --angles, a phantom that is not
+    square or not on the [0, 1] scale."""
+    if loaded.is_rgb:
+        raise UserError(f"{path.name} is an RGB image; CT data must be gray")
+    height, width = loaded.data.shape
+    if simulate:
+        if height != width:
+            raise UserError(f"{path.name} is {height}x{width}: a phantom to project (--simulate) must be square")
+        from pnp_stable.cli.folders import check_range
+
+        check_range(path, loaded)
+    elif angles is not None and width != angles:
+        raise UserError(f"{path.name} has {width} angles (columns; a sinogram is n_detectors x n_angles) but "
+                        f"--angles is {angles}",
+                        hint="a sinogram's angles are its columns: drop --angles, or transpose it")
+
+
+class _Reconstruction:
+    """``reconstruct_ct`` on a read image (``1 x H x W``), after moving a scikit-image sinogram to
+    this tool's rotation axis when asked (--from-skimage)."""
+
+    def __init__(self, from_skimage: bool) -> None:
+        self.from_skimage = from_skimage
+
+    def __call__(self, tensor, progress: bool, **arguments):
         import torch
 
         from pnp_stable.restore import reconstruct_ct
 
-        tensor = torch.from_numpy(loaded.data)[None]
-        absolute = level[1] if level is not None and level[0] == "absolute" else None
-        relative = level[1] if level is not None and level[0] == "relative" else None
-        with solver_warnings(quiet):
-            # a sinogram's angles are its columns (an explicit --angles that differs was refused above)
-            restoration = reconstruct_ct(tensor, angles=angles if simulate else None, simulate=simulate,
-                                         noise_level=absolute, relative_noise_level=relative, seed=seed,
-                                         image_size=size, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
-                                         accelerate=accelerate, device=device, progress=not quiet, **manual)
-        options = dict(angles=angles, simulate=simulate, noise=noise, size=size, solver=solver, denoiser=denoiser,
-                       max_iter=max_iter, tol=tol, accelerate=accelerate, seed=seed, device=device, **manual)
-        # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
-        finish_restoration("ct", restoration, loaded, data, out_path, report, plot, options, quiet,
-                           output_bit_depth=None if simulate else 16)
-        if restoration.result.stopped_by == "interrupted":
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        if self.from_skimage:
+            from pnp_stable.operators.ct import sinogram_from_skimage
+
+            tensor = torch.from_numpy(sinogram_from_skimage(tensor[0].numpy()).astype("float32"))[None]
+        restoration = reconstruct_ct(tensor, progress=progress, **arguments)
+        if self.from_skimage:
+            restoration.notes.insert(0, "sinogram moved from skimage.transform.radon's rotation axis to this tool's "
+                                        "(docs/operators.md)")
+        return restoration

@@ -1,5 +1,5 @@
 """One image or every image of a folder, as the restoration commands (``deblur``, ``superres``,
-``inpaint``, ``denoise``) take them.
+``inpaint``, ``denoise``, ``ct``) take them.
 
 A folder is checked whole before the first solve writes anything: every image readable and in
 range (and whatever else the command checks per image: a kernel that fits, a mask of the right
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 import click
 
 from pnp_stable.cli.errors import UserError
-from pnp_stable.cli.image_task import as_tensor, restore_image
+from pnp_stable.cli.image_task import Demo, as_tensor, restore_image
 from pnp_stable.cli.reporting import check_outputs
 
 if TYPE_CHECKING:
@@ -57,23 +57,28 @@ def per_image_name(target: PathLike | None, image: Path) -> Path | None:
     return t.with_name(f"{t.stem}_{image.stem}{t.suffix}")
 
 
-def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, task: Callable[..., Any],
+def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | Demo, task: Callable[..., Any],
                      arguments: dict[str, Any], out: PathLike | None, report: PathLike | None,
                      plot: PathLike | None, quiet: bool,
                      inputs_for: Callable[[Path | None], ImageInputs] | None = None,
                      check_image: Callable[[Path, LoadedImage, ImageInputs], None] | None = None,
-                     allow_nonfinite: bool = False) -> None:
+                     allow_nonfinite: bool = False, output_bit_depth: int | None = None,
+                     reported: dict[str, Any] | None = None) -> None:
     """Run ``task`` (a :mod:`pnp_stable.restore` task) on ``image``: one file, every image of a
     folder (its earlier outputs ``X_<tag>.*`` left out), or the demo when None (described by
-    ``demo``). ``arguments`` are the task's, shared by every image; an iterative task's hold
+    ``demo``: a description of scikit-image's camera, or a :class:`Demo`). ``arguments`` are the
+    task's, shared by every image; an iterative task's hold
     ``checkpoint`` and ``resume`` (a folder's states are named per image). ``inputs_for(path)``
     names an image's own inputs (see :class:`ImageInputs`); ``check_image(path, loaded, inputs)``
     refuses, before the first solve of a folder, an image the task would refuse (the range is
     checked by default: a check that replaces it must check it too; with ``allow_nonfinite`` the
     images are read with their NaN, which it must judge). Exits 130 after a stop (a solve
-    interrupted, or Ctrl-C between solves), naming the images left."""
+    interrupted, or Ctrl-C between solves), naming the images left. ``output_bit_depth``
+    replaces the inputs' in the written images; ``reported`` the values the reports' options show
+    instead of the task arguments' (the command line's spelling)."""
     from pnp_stable.cli.images import list_images
 
+    demo = demo if isinstance(demo, Demo) else Demo(demo)
     folder = image is not None and image.is_dir()
     if folder:
         if out is not None:
@@ -99,7 +104,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
                       allow_nonfinite, arguments)
     for n, path in enumerate(paths):
         state = per_image_name(checkpoint, path) if folder else checkpoint
-        resume_this, these_arguments, reported, hint = resume, dict(arguments), {}, None
+        resume_this, these_arguments, shown, hint = resume, dict(arguments), dict(reported or {}), None
         if folder and checkpoint is not None:
             # in a folder, --resume keeps an image that ended (as the uninterrupted run would have
             # left it), so the "continue it" hint of a single image does not hold there
@@ -114,7 +119,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
                 # resumed for 0 more iterations: pnp_stable.restore compares the state's problem
                 # fingerprint (input, operator, solver, seed, ...) with this run's and refuses a
                 # change, as for one image; the outputs are written again from the saved state
-                these_arguments["max_iter"], reported["max_iter"] = 0, arguments.get("max_iter")
+                these_arguments["max_iter"], shown["max_iter"] = 0, arguments.get("max_iter")
             resume_this = Path(state).is_file()
         if "checkpoint" in arguments:
             these_arguments.update(checkpoint=state, resume=resume_this)
@@ -124,8 +129,9 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str, t
             stopped = restore_image(command, path, demo, task, these_arguments, out,
                                     per_image_name(report, path) if folder else report,
                                     per_image_name(plot, path) if folder else plot, quiet, tag,
-                                    also_inputs=extra.files, reported={**reported, **extra.reported},
-                                    resume_hint=hint, allow_nonfinite=allow_nonfinite)
+                                    also_inputs=extra.files, reported={**shown, **extra.reported},
+                                    resume_hint=hint, allow_nonfinite=allow_nonfinite,
+                                    output_bit_depth=output_bit_depth)
         except KeyboardInterrupt:  # outside a solve, which stops cleanly: this image counts as not restored
             stopped, unfinished = "interrupted", 1
         else:

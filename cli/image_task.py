@@ -1,9 +1,10 @@
 """One restoration of one image, as the restoration commands (``deblur``, ``superres``, ``inpaint``,
-``denoise``) run it: the demo image, reading the input, running the task under the solver's warnings, and
+``denoise``, ``ct``) run it: the demo image, reading the input, running the task under the solver's warnings, and
 writing the outputs (:mod:`pnp_stable.cli.folders` runs it for each image of a folder)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -36,15 +37,26 @@ def as_tensor(loaded: LoadedImage) -> torch.Tensor:
     return tensor.permute(2, 0, 1) if loaded.is_rgb else tensor[None]
 
 
+@dataclass(frozen=True)
+class Demo:
+    """What a command restores without an input: its description (on stderr), the image, and the
+    stem of the output's name (written in the working folder)."""
+
+    description: str
+    image: Callable[[], LoadedImage] = demo_camera
+    stem: str = "camera"
+
+
 # task argument -> the option the report names it by, as the command line does
-_OPTION_NAMES = {"noise_level": "noise", "method": "solver"}
+_OPTION_NAMES = {"noise_level": "noise", "method": "solver", "image_size": "size"}
 
 
-def restore_image(command: str, image: Path | None, demo: str, task: Callable[..., Any],
+def restore_image(command: str, image: Path | None, demo: Demo, task: Callable[..., Any],
                   task_arguments: dict[str, Any], out, report, plot, quiet: bool, tag: str,
                   also_inputs: tuple[Path, ...] = (), reported: dict[str, Any] | None = None,
-                  resume_hint: str | None = None, allow_nonfinite: bool = False) -> str:
-    """Read ``image`` (None: the demo, described by ``demo`` on stderr), check every destination
+                  resume_hint: str | None = None, allow_nonfinite: bool = False,
+                  output_bit_depth: int | None = None) -> str:
+    """Read ``image`` (None: the ``demo``), check every destination
     against the inputs (``image`` and ``also_inputs``, e.g. a mask) before any work, run
     ``task(tensor, **task_arguments)`` and write ``<stem>_<tag>``, the report (whose options are the
     task arguments under their option names, updated by ``reported``: the values a report should
@@ -52,24 +64,26 @@ def restore_image(command: str, image: Path | None, demo: str, task: Callable[..
     stopped (``"interrupted"``: the outputs of the last recorded iterate are written, and the state
     is saved when a checkpoint was given); ``resume_hint`` replaces the "--resume continues it" line
     of a solve stopped at its iteration cap; ``allow_nonfinite`` lets NaN through to the task (which
-    ignores them in an inpainting's holes and refuses them elsewhere)."""
+    ignores them in an inpainting's holes and refuses them elsewhere); ``output_bit_depth``
+    replaces the input's (a CT reconstruction's is not its sinogram's)."""
     options = {_OPTION_NAMES.get(k, k): v for k, v in task_arguments.items()}
     options.update(reported or {})
     from pnp_stable.cli.images import default_output, read_image
 
-    out_path = Path(out) if out else default_output(image, tag)
+    out_path = Path(out) if out else default_output(Path(f"{demo.stem}.png") if image is None else image, tag)
     targets = dict(out=out_path, report=report, plot=plot, checkpoint=task_arguments.get("checkpoint"))
     for source in (image, *also_inputs):
         check_outputs(source, **targets)
     if image is None:
-        loaded = demo_camera()
+        loaded = demo.image()
         if not quiet:
-            click.echo(demo, err=True)
+            click.echo(demo.description, err=True)
     else:
         loaded = read_image(image, allow_nonfinite)  # the task checks the range
     with solver_warnings(quiet):
         restoration = task(as_tensor(loaded), progress=not quiet, **task_arguments)
     stopped_by = "done" if restoration.result is None else restoration.result.stopped_by  # a denoising: no solve
     finish_restoration(command, restoration, loaded, image, out_path, report, plot, options, quiet,
+                       output_bit_depth=output_bit_depth,
                        resume_hint=resume_hint if stopped_by == "max_iter" else None)
     return stopped_by

@@ -662,3 +662,41 @@ def test_denoise_without_an_image_runs_the_demo(tmp_path, tiny_denoiser, monkeyp
     assert "demo: scikit-image's camera" in r.output and (tmp_path / "camera_denoised.png").is_file()
     rep = json.loads((tmp_path / "d.json").read_text())
     assert rep["noise"] == {"sigma": 25 / 255, "source": "default"} and rep["options"]["simulate"] is True
+
+
+def test_ct_reconstructs_every_sinogram_of_a_folder(tmp_path, tiny_denoiser):
+    import torch
+    from skimage import data, transform
+
+    from pnp_stable.operators import ParallelBeamCT
+
+    img = transform.resize(data.shepp_logan_phantom(), (32, 32), anti_aliasing=True).astype(np.float32)
+    op = ParallelBeamCT(32, angles=12)
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for i in range(2):
+        np.save(folder / f"s{i}.npy", op.simulate(torch.from_numpy(img)[None, None], 0.5, seed=i)[0, 0].numpy())
+    common = ("ct", folder, "--denoiser", tiny_denoiser, "--max-iter", "2", "--quiet", "--noise", "0.5")
+    r = run(*common, "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    for i in range(2):
+        assert np.load(folder / f"s{i}_reconstructed.npy").shape == (32, 32)
+        rep = json.loads((tmp_path / f"r_s{i}.json").read_text())
+        assert rep["command"] == "ct" and rep["options"]["noise"] == "0.5" and rep["options"]["size"] is None
+    # checked whole first: a slice whose angles disagree with --angles, an RGB image
+    for p in folder.glob("*_reconstructed.npy"):
+        p.unlink()
+    np.save(folder / "s2.npy", np.zeros((46, 20), np.float32))
+    assert_user_error(run(*common, "--angles", "12"), "s2.npy has 20 angles")
+    (folder / "s2.npy").unlink()
+    Image.fromarray(np.zeros((46, 12, 3), np.uint8)).save(folder / "s3.png")
+    assert_user_error(run(*common), "s3.png is an RGB image")
+    assert not list(folder.glob("*_reconstructed.*"))
+
+
+def test_ct_demo_writes_the_phantoms_reconstruction(tmp_path, tiny_denoiser, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run("ct", "--denoiser", tiny_denoiser, "--max-iter", "1", "--angles", "10")
+    assert r.exit_code == 0, r.output
+    assert "demo: Shepp-Logan phantom (256x256), 10 angles" in r.output
+    assert (tmp_path / "shepp_logan_reconstructed.png").is_file()

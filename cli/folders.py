@@ -79,13 +79,14 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
     from pnp_stable.cli.images import list_images
 
     demo = demo if isinstance(demo, Demo) else Demo(demo)
+    inputs_for = inputs_for or _no_inputs
     folder = image is not None and image.is_dir()
     if folder:
         if out is not None:
             raise UserError("--out names one file; with a folder, outputs go beside each input")
         paths: list[Path | None] = []
         for path in list_images(image, outputs_tag=tag):
-            if path.resolve() in {f.resolve() for f in (inputs_for or _no_inputs)(path).files}:
+            if path.resolve() in {f.resolve() for f in inputs_for(path).files}:
                 if not quiet:  # e.g. --missing frames/dead.png for the images of frames/
                     click.echo(f"note: {path.name} is an input of the others (--missing), not an image to restore",
                                err=True)
@@ -98,7 +99,6 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
     checkpoint, resume = arguments.get("checkpoint"), bool(arguments.get("resume"))
     if resume and checkpoint is None:
         raise UserError("--resume needs --checkpoint FILE (the state to continue)")
-    inputs_for = inputs_for or _no_inputs
     if folder:  # every image readable and every output writable before the first solve writes anything
         _check_folder(command, paths, inputs_for, check_image or check_range, tag, report, plot, checkpoint, resume,
                       allow_nonfinite, arguments)
@@ -223,17 +223,14 @@ def _denoiser_refusal(arguments: dict[str, Any], channels: int) -> str | None:
     restore images of ``channels`` channels, or None: loaded once per channel count on the CPU."""
     import torch
 
-    from pnp_stable.protocols import denoiser_channels
-    from pnp_stable.restore import load_denoiser
+    from pnp_stable.restore import check_denoiser_channels, load_denoiser
 
     try:
         module, _ = load_denoiser(arguments.get("denoiser"), torch.device("cpu"), channels,
                                   arguments.get("color", "opponent"))
-        expected = denoiser_channels(module)
+        check_denoiser_channels(module, channels)
     except ValueError as error:
         return str(error)
-    if expected is not None and expected != channels and not (expected == 1 and channels == 3):
-        return f"the denoiser expects {expected}-channel images but the image has {channels}"
     return None
 
 

@@ -41,7 +41,8 @@ from pnp_stable.observations import (
 )
 
 __all__ = ["Restoration", "deblur", "super_resolve", "inpaint", "reconstruct_ct", "denoise", "load_denoiser", "psnr",
-           "ssim", "resolve_device", "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range"]
+           "ssim", "resolve_device", "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range",
+           "check_denoiser_channels"]
 
 DEFAULT_DENOISER = "gray"
 # the same architecture and certificate as `gray`, trained on RGB images inside the opponent-colour
@@ -223,9 +224,19 @@ def _as_batch(image: torch.Tensor, module: nn.Module, notes: list[str], den_info
         notes.append(f"RGB image restored channel by channel with the gray denoiser{why}")
         den_info["color"] = "per-channel"
         return image[:, None], True, module
-    if model_channels is not None and channels != model_channels:
-        raise ValueError(f"the denoiser expects {model_channels}-channel images but the image has {channels}")
+    check_denoiser_channels(module, channels)
     return image[None], False, module
+
+
+def check_denoiser_channels(module: nn.Module, channels: int) -> None:
+    """Refuse (ValueError) a denoiser that cannot restore images of ``channels`` channels: one
+    declaring another count, but for a gray model and an RGB image (wrapped in the opponent colour
+    space or split channel by channel)."""
+    from pnp_stable.protocols import denoiser_channels
+
+    model_channels = denoiser_channels(module)
+    if model_channels is not None and channels != model_channels and not (channels == 3 and model_channels == 1):
+        raise ValueError(f"the denoiser expects {model_channels}-channel images but the image has {channels}")
 
 
 def _tiled(module: nn.Module, batch_shape: tuple[int, ...], tile: int | None, notes: list[str],
@@ -400,17 +411,20 @@ def _check_noise_level(level: object, name: str = "noise_level", unit_scale: boo
 
 
 def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_scale: bool = True,
-           defaulted: bool = False, allow_zero: bool = False) -> tuple[float, str]:
+           defaulted: bool = False, allow_zero: bool = False,
+           observed: torch.Tensor | None = None) -> tuple[float, str]:
     """The noise level and where it came from ("given", "default" for a simulation's default,
     "estimated"); ``image_scale`` False for data not on the [0, 1] image scale (a sinogram), whose
-    level in /255 would mean nothing."""
+    level in /255 would mean nothing; ``observed``: the measured entries an estimate may read (an
+    inpainting's)."""
     if noise is not None:
         return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
                 "default" if defaulted else "given")
     from pnp_stable.solvers import estimate_noise_level, noise_estimate_caveats
 
-    est = estimate_noise_level(y_batch)
+    est = estimate_noise_level(y_batch, observed=observed)
     value = float(np.median(est))
+    read_from = "the fully observed pixels" if observed is not None else "the image" if image_scale else "the data"
     if not math.isfinite(value):
         raise ValueError("could not estimate the noise level: the data hold NaN or infinite values")
     if not value > 0:
@@ -420,12 +434,13 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
                              "an image to project")
         # the flattest regions of a clean 8-bit image hold no noise above its rounding: the image
         # tasks floor the level at that (rounding_level_floor), with a note
-        notes.append("noise level estimated from the image: 0 (it looks noise-free; give noise_level=, --noise, "
+        notes.append(f"noise level estimated from {read_from}: 0 (it looks noise-free; give noise_level=, --noise, "
                      "if you know it)")
         return 0.0, "estimated"
     in_255 = f" ({value * 255:.2f}/255)" if image_scale else ""
-    notes.append(f"noise level estimated from the {'image' if image_scale else 'data'}: {value:.4g}{in_255}")
-    notes.extend(f"{caveat}; give the level if you know it" for caveat in noise_estimate_caveats(y_batch, value))
+    notes.append(f"noise level estimated from {read_from}: {value:.4g}{in_255}")
+    notes.extend(f"{caveat}; give the level if you know it"
+                 for caveat in noise_estimate_caveats(y_batch, value, observed))
     return value, "estimated"
 
 
@@ -697,7 +712,6 @@ def inpaint(
     against a positive level). The other arguments are those of :func:`deblur`.
     """
     from pnp_stable.operators import Inpainting
-    from pnp_stable.solvers import estimate_noise_level, noise_estimate_caveats
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
     if noise_level is not None:
@@ -744,15 +758,7 @@ def inpaint(
     else:
         clean = None
         y = op.A(batch)
-        if noise_level is None:
-            measured = op.measured_entries(y)
-            estimates = estimate_noise_level(y, observed=measured)
-            sigma, source = float(np.median(estimates)), "estimated"
-            notes.append(f"noise level estimated from the fully observed pixels: {sigma:.4g} ({sigma * 255:.2f}/255)")
-            notes.extend(f"{caveat}; give the level if you know it"
-                         for caveat in noise_estimate_caveats(y, sigma, measured))
-        else:
-            sigma, source = float(noise_level), "given"
+        sigma, source = _noise(y, noise_level, notes, allow_zero=True, observed=op.measured_entries(y))
     sigma, raised_from = rounding_level_floor(sigma, notes)
     x0 = fill_missing(y, op.mask)
     t0 = time.perf_counter()

@@ -49,6 +49,13 @@ class ImageInputs:
 NO_INPUTS = ImageInputs()
 
 
+def _options_naming(path: Path, inputs: ImageInputs) -> str:
+    """`` (--missing)``: the options whose reported value is ``path`` (empty if none is)."""
+    names = [f"--{key.replace('_', '-')}" for key, value in inputs.reported.items()
+             if isinstance(value, (str, Path)) and Path(value).resolve() == path.resolve()]
+    return f" ({', '.join(names)})" if names else ""
+
+
 def per_image_name(target: PathLike | None, image: Path) -> Path | None:
     """``FILE``'s per-image name in a folder run: ``<FILE stem>_<image stem><FILE suffix>``."""
     if target is None:
@@ -86,10 +93,11 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
             raise UserError("--out names one file; with a folder, outputs go beside each input")
         paths: list[Path | None] = []
         for path in list_images(image, outputs_tag=tag):
-            if path.resolve() in {f.resolve() for f in inputs_for(path).files}:
+            inputs = inputs_for(path)
+            if path.resolve() in {f.resolve() for f in inputs.files}:
                 if not quiet:  # e.g. --missing frames/dead.png for the images of frames/
-                    click.echo(f"note: {path.name} is an input of the others (--missing), not an image to restore",
-                               err=True)
+                    click.echo(f"note: {path.name} is an input of the others{_options_naming(path, inputs)}, "
+                               "not an image to restore", err=True)
                 continue
             paths.append(path)
         if not paths:

@@ -23,10 +23,11 @@ from pnp_stable.cli.errors import UserError, user_errors
 @click.option("--resume", is_flag=True,
               help="Continue from RUN_DIR/checkpoint.pt (exact resume); an error if there is none.")
 @click.option("--stop-after", type=click.IntRange(1), default=None, help="End this invocation after N steps (resumable).")
-@click.option("--time-limit", type=click.FloatRange(0), default=None, metavar="MINUTES",
+@click.option("--time-limit", type=float, default=None, metavar="MINUTES",
               help="End this invocation after this much wall time (checkpointed, resumable).")
 @click.option("--export", "export_name", default=None, metavar="NAME",
-              help="After training, export the best checkpoint as NAME.pt + NAME.json (certified step counts frozen).")
+              help="After training, export the finished run as NAME.pt + NAME.json (certified step counts frozen; "
+                   "RUN_DIR/best.pt, the best validation, is exported by python -m pnp_stable.training.export).")
 @click.option("--export-dir", default=None, metavar="DIR",
               help="Where --export writes  [default: your models folder, $PNP_STABLE_MODELS or "
                    "~/.local/share/pnp-stable/models, so that --denoiser NAME finds it].")
@@ -35,7 +36,9 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
     """Train a certified (or, with a *-unconstrained preset, baseline) denoiser.
 
     Ctrl-C or SIGTERM stops after the current step with a checkpoint; --resume continues exactly.
-    Multi-GPU: `torchrun --nproc_per_node N -m pnp_stable.training.run ...` (same options).
+    Multi-GPU: `torchrun --nproc_per_node N -m pnp_stable.training.run ...` takes the same
+    options but --export and --export-dir; export the finished run with
+    `python -m pnp_stable.training.export RUN_DIR/checkpoint.pt NAME --dest DIR`.
 
     \b
     Examples:
@@ -47,29 +50,37 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
 
         from pnp_stable.training import preset as make_preset
         from pnp_stable.training import train_denoiser as train
-        from pnp_stable.training.run import check_run_dir, parse_set_options
+        from pnp_stable.training.run import apply_steps_option, check_run_dir, check_time_limit, parse_set_options
 
         extra = parse_set_options(list(overrides))
+        apply_steps_option(extra, steps)
+        time_limit_s = check_time_limit(time_limit)
         check_run_dir(run_dir, resume)  # before any data is read: a wrong folder fails at once
-        if steps is not None:
-            if "steps" in extra and extra["steps"] != steps:
-                raise UserError(f"--steps {steps} and --set steps={extra['steps']} disagree: give one of them")
-            extra["steps"] = steps
         config = make_preset(preset, list(train_dirs), run_dir, val_dir=val_dir, resume=resume, **extra)
         dest = None
         if export_name:
             # checked now, not after hours of training
-            from pnp_stable.denoisers import user_models_dir
+            from pnp_stable.denoisers import available, user_models_dir
             from pnp_stable.fileio import destination_problem
-            from pnp_stable.training.export import check_model_name
+            from pnp_stable.training.export import check_export_destination, check_model_name
+            from pnp_stable.training.loop import BEST_NAME, CHECKPOINT_NAME
 
             check_model_name(export_name)
             dest = Path(export_dir) if export_dir is not None else user_models_dir()
             problem = destination_problem(dest, folder=True)
             if problem:
                 raise UserError(f"export folder {dest}{problem}")
+            if export_dir is None and export_name in {m["name"] for m in available(include_user=False)}:
+                # --denoiser NAME and load(NAME) would still find the shipped model
+                raise UserError(f"--export {export_name}: a shipped model has that name, which would hide yours; "
+                                "choose another name")
+            if (dest / f"{export_name}.pt").resolve() in {(Path(run_dir) / f).resolve()
+                                                          for f in (CHECKPOINT_NAME, BEST_NAME)}:
+                raise UserError(f"--export {export_name} in {dest} would replace the run's own {export_name}.pt: "
+                                "choose another name or --export-dir")
+            check_export_destination(dest / f"{export_name}.pt", Path(run_dir) / CHECKPOINT_NAME)
         try:
-            result = train(config, stop_after=stop_after, time_limit=None if time_limit is None else 60.0 * time_limit)
+            result = train(config, stop_after=stop_after, time_limit=time_limit_s)
         except KeyboardInterrupt:
             # a second Ctrl-C aborts mid-step: nothing is saved then, the last checkpoint stands
             click.echo(f"aborted; the last checkpoint in {run_dir} (if any) is intact: continue with the same "
@@ -80,17 +91,22 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
             click.echo(f"{result.stopped} at step {result.step} of {result.planned_steps}; checkpoint saved in "
                        f"{run_dir}: continue with the same command plus --resume", err=True)
             sys.exit(130)
-        click.echo(f"trained {result.step} steps; checkpoints in {run_dir}")
-        if export_name and not result.finished:
-            click.echo(f"not exported: the run is at step {result.step} of {result.planned_steps}; continue with "
-                       f"the same command plus --resume (and --export {export_name}) to finish and export it", err=True)
-        elif export_name:
+        if result.finished:
+            click.echo(f"trained {result.step} steps; checkpoints in {run_dir}")
+        else:
+            limit = "--time-limit" if result.stopped == "time_limit" else "--stop-after"
+            click.echo(f"stopped ({limit}) at step {result.step} of {result.planned_steps}; checkpoints in {run_dir}: "
+                       "continue with the same command plus --resume")
+            if export_name:
+                click.echo(f"not exported: the run has not finished; --resume with --export {export_name} finishes "
+                           "and exports it", err=True)
+        if export_name and result.finished:
             from pnp_stable.training import export_denoiser
 
-            best = Path(run_dir) / "best.pt"
-            source = best if best.is_file() else Path(run_dir) / "checkpoint.pt"
-            if not source.is_file():
-                raise UserError(f"no checkpoint to export in {run_dir}")
+            # the finished run (its certified fine-tuning last), not best.pt: a validation on a few
+            # crops may prefer a step before the fine-tuning, whose certified step counts differ
+            # from the ones its weights were trained with
+            source = Path(result.checkpoint)
             dest.mkdir(parents=True, exist_ok=True)
             # the --val folder is measured under a neutral key naming it: it is BSD68 only if the
             # user says so (python -m pnp_stable.training.export --bsd68 DIR)

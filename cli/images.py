@@ -118,10 +118,21 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
         import tifffile
 
         try:
-            raw = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                axes, shape = series.axes, tuple(series.shape)
+                raw = series.asarray()
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"cannot read {path.name} as a TIFF image ({type(exc).__name__})") from None
-        if raw.ndim == 3 and raw.shape[0] in (1, 3, 4) and raw.shape[2] not in (1, 3, 4):
+        # a stack (pages, time points, z-slices...) would otherwise be read as one image: three
+        # frames look like a planar RGB image, more of them like an unsupported shape
+        stacked = [n for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
+        if stacked:
+            raise ValueError(f"{path.name} holds {int(np.prod(stacked))} images (a TIFF stack, axes {axes}); "
+                             "one image per file is read: save the frames as separate files, e.g. in a folder")
+        kept = "".join(a for a, n in zip(axes, shape) if n > 1 or a in "YX")
+        raw = raw.reshape([n for a, n in zip(axes, shape) if n > 1 or a in "YX"])
+        if kept == "SYX":
             raw = np.moveaxis(raw, 0, -1)  # planar (C x H x W) TIFF
         return _normalise(raw, path)
     if path.suffix.lower() == ".png":
@@ -240,7 +251,9 @@ def list_images(folder: Path, outputs_tag: str | None = None) -> list[Path]:
     files that are :func:`default_output` of another file there (``X_<tag>.png`` beside ``X.tif``:
     what an earlier run wrote) are left out, so that a rerun or a resumed run does not restore its
     own outputs."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # a name starting with "." is hidden: macOS's "._x.png" resource forks are not images
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if outputs_tag is not None:
         produced = {default_output(p, outputs_tag) for p in files}
         files = [p for p in files if p not in produced]

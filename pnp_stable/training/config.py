@@ -133,8 +133,9 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be a finite number >= 0 (0 disables clipping), got {self.grad_clip}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if int(self.warmup_steps) < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0 <= int(self.warmup_steps) <= self.steps:
+            # more than steps: the learning rate would never reach its peak
+            raise ValueError(f"warmup_steps must lie in [0, steps], got {self.warmup_steps}")
         if int(self.num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 leaves torch's default), got {self.num_threads}")
         if self.model.power_size < MIN_POWER_SIZE:

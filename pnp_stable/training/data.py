@@ -36,9 +36,14 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise ValueError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # a name starting with "." is hidden: macOS's "._x.png" resource forks are not images
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+        subfolders = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        where = (f" (its subfolders are not searched: give each as a folder of its own, e.g. "
+                 f"{subfolders[0]})" if subfolders else "")
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}{where}")
     return files
 
 
@@ -54,7 +59,9 @@ def training_image_paths(folders: Sequence[str | os.PathLike]) -> list[Path]:
                 if (root / "images" / split).is_dir():
                     paths.extend(list_images(root / "images" / split))
         else:
-            if root.name == "val" and root.parent.name == "images":
+            # resolved: "." inside images/val, or a link to it, is that split too
+            resolved = root.resolve()
+            if resolved.name == "val" and resolved.parent.name == "images":
                 raise ValueError(f"{root} is a BSDS500 val split, which contains BSD68: never train on it")
             paths.extend(list_images(root))
     return paths
@@ -76,6 +83,10 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     try:
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:  # a stack's first frame alone would be trained on without a word
+                raise _CompleteMessage(f"cannot read image {path}: it holds {frames} images (a stack); one image per "
+                                  "file is read: save the frames as separate files")
             if im.mode in _WIDE_GRAY_MODES:
                 arr = _wide_gray(np.asarray(im), im.mode, path)
                 if channels == 3:  # a gray image as RGB: the same plane three times, as convert("RGB") does
@@ -84,7 +95,7 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
                 im = im.convert("L" if channels == 1 else "RGB")
                 arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        if isinstance(exc, _RangeError):
+        if isinstance(exc, _CompleteMessage):
             raise ValueError(str(exc)) from None
         raise ValueError(f"cannot read image {path}: {exc}") from exc
     return arr[..., None] if arr.ndim == 2 else arr
@@ -95,21 +106,22 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
 _WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
-class _RangeError(ValueError):
-    """An image whose values have no known scale to [0, 1]."""
+class _CompleteMessage(ValueError):
+    """A refusal whose message names the file and the problem (values with no known scale to
+    [0, 1], a stack of images), passed on as it is."""
 
 
 def _wide_gray(arr: np.ndarray, mode: str, path: str | os.PathLike) -> np.ndarray:
     """A wide single-channel image as float32 in [0, 1]: integers over the 16-bit range, floats as
-    they are; _RangeError for values that fit neither."""
+    they are; _CompleteMessage for values that fit neither."""
     if mode == "F":
         values = arr.astype(np.float32)
         if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-            raise _RangeError(f"cannot read image {path}: float image with values outside [0, 1] "
+            raise _CompleteMessage(f"cannot read image {path}: float image with values outside [0, 1] "
                               f"({np.nanmin(values):.4g} to {np.nanmax(values):.4g}); rescale it to [0, 1]")
         return values
     if arr.min() < 0 or arr.max() > 65535:
-        raise _RangeError(f"cannot read image {path}: {mode} image with values outside the 16-bit range "
+        raise _CompleteMessage(f"cannot read image {path}: {mode} image with values outside the 16-bit range "
                           f"({arr.min()} to {arr.max()})")
     return (arr.astype(np.float64) / 65535.0).astype(np.float32)
 

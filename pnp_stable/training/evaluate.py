@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -60,7 +61,7 @@ def denoise_bsd68(denoiser: Callable[[torch.Tensor, float], torch.Tensor], folde
         g = torch.Generator().manual_seed(0)
         values, noisy_values = [], []
         tic = time.time()
-        for clean in tqdm(data.images, desc=f"{'bsd68' if channels == 1 else 'cbsd68'} sigma {sigma_255:g}", disable=not progress, leave=False):
+        for clean in tqdm(data.images, desc=f"{Path(folder).name} sigma {sigma_255:g}", disable=not progress, leave=False):
             noisy = clean + sigma * torch.randn(clean.shape, generator=g)
             estimate = denoiser(noisy.to(device), sigma).cpu()
             values.append(float(metric(estimate.clamp(0, 1), clean)))

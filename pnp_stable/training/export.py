@@ -28,17 +28,43 @@ from pnp_stable.training.config import TrainConfig
 from pnp_stable.training.grow import prune_idle_blocks
 from pnp_stable.training.lineage import starting_point_record, wall_hours
 
-__all__ = ["certificate_record", "check_model_name", "empirical_certificate_check", "export_denoiser", "git_commit",
+__all__ = ["certificate_record", "check_export_destination", "check_model_name", "empirical_certificate_check", "export_denoiser", "git_commit",
            "read_calibrated_rule", "write_model"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def check_model_name(name: str) -> None:
-    """One-line ValueError unless ``name`` is a usable model name (letters, digits, '-', '_', '.'):
-    callers that export after hours of training check it before the first step."""
+    """One-line ValueError unless ``name`` is a usable model name (letters, digits, '-', '_', '.';
+    not ending in ``.pt`` or ``.json``, which :func:`~pnp_stable.denoisers.load` would take for a
+    file): callers that export after hours of training check it before the first step."""
     if not _NAME.match(name):
         raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_' and '.'")
+    if name.lower().endswith((".pt", ".json")):
+        raise ValueError(f"invalid model name {name!r}: give it without the suffix ({Path(name).stem!r}); the "
+                         "files are NAME.pt and NAME.json")
+
+
+def check_export_destination(pt_path: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> None:
+    """One-line ValueError if writing the model to ``pt_path`` would replace ``checkpoint`` (the one
+    being exported) or any other training checkpoint (a run's ``checkpoint.pt`` or ``best.pt``:
+    the run could no longer be resumed), or if its folder cannot be made or written."""
+    from pnp_stable.fileio import destination_problem
+    from pnp_stable.training.checkpoint import load_checkpoint
+
+    pt_path = Path(pt_path)
+    problem = destination_problem(pt_path.parent, folder=True)
+    if problem:
+        raise ValueError(f"export folder {pt_path.parent}{problem}")
+    if checkpoint is not None and pt_path.resolve() == Path(checkpoint).resolve():
+        raise ValueError(f"{pt_path} is the checkpoint being exported: choose another name or folder")
+    if pt_path.is_file():
+        try:
+            load_checkpoint(pt_path)
+        except ValueError:
+            return  # an earlier export (or another file) of that name: replaced, as outputs are
+        raise ValueError(f"{pt_path} is a training checkpoint, which the export would replace: choose another "
+                         "name or folder")
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
@@ -164,6 +190,8 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     measured change, is recorded as ``pruned_idle_blocks``.
     """
     check_model_name(name)
+    pt_path = (Path(dest_dir) if dest_dir is not None else pretrained_dir()) / f"{name}.pt"
+    check_export_destination(pt_path, checkpoint)  # before the measurements, which may take long
     state = load_checkpoint(checkpoint)
     train_config = TrainConfig.from_dict(state["config"])
     model = build_denoiser(train_config.model)
@@ -194,6 +222,8 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
         "certificate": certificate,
         "training": {
             "data": train_config.train_dirs,
+            # the number of training images, when the checkpoint records them (2026-12-06 on)
+            **({"images": len(state["training_images"])} if state.get("training_images") else {}),
             "validation": train_config.val_dir,
             "steps": int(state["step"]),
             "planned_steps": train_config.steps,
@@ -251,8 +281,6 @@ def export_denoiser(checkpoint: str | os.PathLike, name: str, dest_dir: str | os
     if extra_metadata:
         metadata.update(extra_metadata)
 
-    dest = Path(dest_dir) if dest_dir is not None else pretrained_dir()
-    pt_path = dest / f"{name}.pt"
     write_model(model, pt_path, metadata)
     return pt_path
 
@@ -329,8 +357,7 @@ def replace_pnp_rules(source: str | os.PathLike, name: str, dest_dir: str | os.P
     """
     import copy
 
-    if not _NAME.match(name):
-        raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_' and '.'")
+    check_model_name(name)
     if not rules or not rules.get("pnp_parameter_rule"):
         raise ValueError("no PnP parameter rule to record: pass --pnp-rule METHOD=FILE or --pnp-rules-from MODEL")
     metadata = copy.deepcopy(stored_metadata(source))
@@ -389,6 +416,20 @@ def _bench_numbers(specs: list[str]) -> dict[str, Any]:
     return merged
 
 
+def _note_unfinished(checkpoint: str) -> None:
+    """A note on stderr when ``checkpoint`` stopped before its planned steps (the export proceeds:
+    an unfinished run is sometimes what is wanted, e.g. to look at it)."""
+    import sys
+
+    if not Path(checkpoint).is_file():
+        return  # the export names the missing file
+    state = load_checkpoint(checkpoint)
+    planned = state.get("config", {}).get("steps")
+    if isinstance(planned, int) and int(state.get("step", planned)) < planned:
+        print(f"note: {checkpoint} is at step {int(state['step'])} of {planned}: the run has not finished (its "
+              "certified fine-tuning comes last); exporting it as it is", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m pnp_stable.training.export CHECKPOINT NAME [--dest DIR] [--bsd68 DIR]``."""
     import argparse
@@ -439,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             print(replace_pnp_rules(args.checkpoint, args.name, args.dest, extra, args.description))
             return 0
         bsd68_result = _bench_numbers(args.bsd68_json) if args.bsd68_json else None
+        _note_unfinished(args.checkpoint)
         path = export_denoiser(args.checkpoint, args.name, args.dest, args.description, args.bsd68, args.bsd68_limit,
                                empirical_check=not args.no_empirical_check, bsd68_result=bsd68_result,
                                prune_idle=not args.keep_idle,

@@ -222,14 +222,19 @@ def _resume_changes(state: dict[str, Any], config: TrainConfig, world: int) -> d
     fields as ``{key: [old, new]}`` (``steps``, ``val_every``, ``checkpoint_every``, ``device``...),
     which the caller logs. ``steps`` may grow or shrink, but not below the checkpoint's step."""
     stored, new = state["config"], config.to_dict()
-    refused = [f"{key} ({stored[key]!r} -> {new[key]!r})" for key in RESUME_FIXED_KEYS
-               if key in stored and _comparable(key, stored[key]) != _comparable(key, new[key])]
+    stored_model, new_model = stored.get("model", {}), new["model"]
+    # the architecture first: the weights cannot even be loaded into another one
+    refused = [f"model.{key} ({stored_model.get(key)!r} -> {new_model.get(key)!r})"
+               for key in sorted(set(stored_model) | set(new_model)) if stored_model.get(key) != new_model.get(key)]
+    refused += [f"{key} ({stored[key]!r} -> {new[key]!r})" for key in RESUME_FIXED_KEYS
+                if key in stored and _comparable(key, stored[key]) != _comparable(key, new[key])]
     recorded_world = state.get("world_size")
     if recorded_world is not None and int(recorded_world) != world:
         refused.append(f"DDP world size ({recorded_world} -> {world})")
     if refused:
         raise ValueError(f"cannot resume {config.run_dir} with changed settings: {', '.join(refused)}; resume with "
-                         "the settings it was started with (or start a new run, e.g. with init_from)")
+                         "the settings it was started with (the same --preset and --set options; or start a new "
+                         "run, e.g. with init_from)")
     if config.steps < int(state["step"]):
         raise ValueError(f"cannot resume {config.run_dir} with steps={config.steps}: its checkpoint is already at "
                          f"step {int(state['step'])}")
@@ -391,6 +396,32 @@ def _stop_reason(stop_requested: threading.Event, deadline: float | None, world:
     return "time_limit" if flags[1] > 0 else None
 
 
+def _image_list(paths: list[Path]) -> list[list[Any]]:
+    """``[[resolved path, size in bytes], ...]`` of the training images: what a resume checks (the
+    batches are drawn from this list by index, so another list gives other batches)."""
+    return [[str(p.resolve()), p.stat().st_size] for p in paths]
+
+
+def _check_same_images(state: dict[str, Any], images: list[list[Any]], run_dir: Path) -> None:
+    """A one-line ValueError if the training images differ from those of the checkpoint ``state``
+    (added, removed, or changed in size): the resumed run would not be the one that was started.
+    Checkpoints older than this record are not checked."""
+    stored = state.get("training_images")
+    if stored is None or [list(e) for e in stored] == images:
+        return
+    before, now = {e[0]: e[1] for e in stored}, {e[0]: e[1] for e in images}
+    parts = []
+    for label, names in (("added", [n for n in now if n not in before]),
+                         ("removed", [n for n in before if n not in now]),
+                         ("changed", [n for n in now if n in before and now[n] != before[n]])):
+        if names:
+            shown = ", ".join(Path(n).name for n in names[:3]) + (", ..." if len(names) > 3 else "")
+            parts.append(f"{len(names)} {label} ({shown})")
+    what = "; ".join(parts) or "their order changed"
+    raise ValueError(f"cannot resume {run_dir}: its training images changed since the checkpoint: {what}; resume with "
+                     "the images it was started with (or start a new run, e.g. with init_from)")
+
+
 def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threading.Event, rank: int, world: int,
               device: torch.device, deadline: float | None, signals: list[str]) -> TrainResult:
     if config.num_threads > 0:
@@ -399,11 +430,10 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
     checkpoint_path, best_path = run_dir / CHECKPOINT_NAME, run_dir / BEST_NAME
     if checkpoint_path.exists() and not config.resume:
         raise ValueError(f"{run_dir} already holds a checkpoint; resume it or choose another run directory")
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
     log = _Log(run_dir / LOG_NAME, rank == 0)
 
     paths = training_image_paths(config.train_dirs)
+    images = _image_list(paths)
     if config.val_dir is not None:
         val_root = Path(config.val_dir).expanduser().resolve()
         if any(p.resolve().parent == val_root for p in paths):
@@ -425,12 +455,17 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
     amp_dtype = cuda_autocast_dtype() if use_amp else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
+    if stop_requested.is_set() and world == 1:
+        # Ctrl-C (or SIGTERM) while the data were read: stop before the first step, which would
+        # otherwise be taken and checkpointed, leaving a fresh run that needs --resume or deleting
+        raise KeyboardInterrupt
+    if rank == 0:  # only now: unusable data or an early stop leave no folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
     step, best, elapsed = 0, None, 0.0
     if config.resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, map_location=device)
-        if state["config"]["model"] != config.model.to_dict():
-            raise ValueError(f"{checkpoint_path} was trained with a different architecture")
         changed = _resume_changes(state, config, world)
+        _check_same_images(state, images, run_dir)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -464,7 +499,7 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
     def state_dict() -> dict[str, Any]:
         return {"config": config.to_dict(), "world_size": world, "step": step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "best": best, "elapsed": elapsed,
+                "scaler": scaler.state_dict(), "best": best, "elapsed": elapsed, "training_images": images,
                 **({"init_from_record": origin} if has_origin else {})}
 
     checkpointed = step  # the step of the last checkpoint written (what a hard abort falls back to)

@@ -94,4 +94,10 @@ def preset(name: str, train_dirs: list[str], run_dir: str, **overrides: Any) -> 
     check_field_values(DenoiserConfig, model_overrides, prefix="model.")
     values["model"].update(model_overrides)
     values.update(overrides)
+    for key in ("certified_finetune_steps", "warmup_steps"):
+        # a shortened run (--steps 100) keeps the preset's phases, which may not fit: say whose they are
+        if key not in overrides and isinstance(values.get(key), int) and isinstance(values.get("steps"), int) \
+                and values[key] > values["steps"]:
+            raise ValueError(f"the preset {name}'s {key} ({values[key]}) is more than steps={values['steps']}: "
+                             f"set it too, e.g. --set {key}={max(0, values['steps'] // 10)}")
     return TrainConfig(train_dirs=list(train_dirs), run_dir=run_dir, **values)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
-__all__ = ["check_run_dir", "main", "parse_overrides", "parse_set_options"]
+__all__ = ["apply_steps_option", "check_run_dir", "check_time_limit", "main", "parse_overrides", "parse_set_options"]
 
 # fields that this script and ``pnp-stable train-denoiser`` set from options of their own: a
 # --set of one would clash with the option's value (Python's "got multiple values" TypeError)
@@ -36,11 +37,27 @@ def parse_overrides(items: list[str]) -> dict:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if key.startswith("model."):
-            out.setdefault("model", {})[key[len("model."):]] = value
+        if key == "model" or key.startswith("model."):
+            model = out.setdefault("model", {})
+            if key == "model":
+                if not isinstance(value, dict):
+                    raise ValueError(f"--set model=...: expects a JSON object of architecture fields, e.g. "
+                                     f"model={{\"width\": 48}}, got {raw!r}")
+                model.update(value)  # merged with the model.* fields given before it, as they are with it
+            else:
+                model[key[len("model."):]] = value
         else:
             out[key] = value
     return out
+
+
+def check_time_limit(minutes: float | None) -> float | None:
+    """``--time-limit MINUTES`` as seconds; a one-line ValueError for a negative or non-finite value."""
+    if minutes is None:
+        return None
+    if not (math.isfinite(minutes) and minutes >= 0):
+        raise ValueError(f"--time-limit must be a non-negative number of minutes, got {minutes:g}")
+    return 60.0 * minutes
 
 
 def parse_set_options(items: list[str]) -> dict:
@@ -51,6 +68,18 @@ def parse_set_options(items: list[str]) -> dict:
         if key in overrides:
             raise ValueError(f"--set {key}=...: {key} has its own option, {option}")
     return overrides
+
+
+def apply_steps_option(overrides: dict, steps: int | None) -> None:
+    """``--steps N`` into ``overrides`` (in place); a one-line ValueError for a non-positive N or a
+    ``--set steps=M`` that says otherwise."""
+    if steps is None:
+        return
+    if steps < 1:
+        raise ValueError(f"--steps must be a positive number of steps, got {steps}")
+    if "steps" in overrides and overrides["steps"] != steps:
+        raise ValueError(f"--steps {steps} and --set steps={overrides['steps']} disagree: give one of them")
+    overrides["steps"] = steps
 
 
 def check_run_dir(run_dir: str | os.PathLike, resume: bool) -> None:
@@ -81,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val", default=None, help="validation folder (e.g. BSD68)")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--steps", type=int, default=None, help="the run's number of steps (the preset's by default)")
     parser.add_argument("--stop-after", type=int, default=None, help="stop this invocation after N steps")
     parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                         help="stop this invocation (checkpointed, resumable) after this much wall time")
@@ -94,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.stop_after is not None and args.stop_after < 1:
             raise ValueError(f"--stop-after must be a positive number of steps, got {args.stop_after}")
         overrides = parse_set_options(args.set)
+        apply_steps_option(overrides, args.steps)
+        time_limit = check_time_limit(args.time_limit)
         check_run_dir(args.run_dir, args.resume)
         config = preset(args.preset, args.train, args.run_dir, val_dir=args.val, resume=args.resume, **overrides)
-        time_limit = None if args.time_limit is None else 60.0 * args.time_limit
         result = train_denoiser(config, stop_after=args.stop_after, time_limit=time_limit)
     except FileNotFoundError as exc:  # e.g. init_from naming no file
         print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)

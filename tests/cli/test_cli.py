@@ -542,16 +542,48 @@ def test_train_denoiser_tiny_run_and_resume(tmp_path):
     args = ["train-denoiser", "--train", folder, "--run-dir", tmp_path / "run", "--preset", "tiny", "--steps", "6"]
     r = run(*args, "--stop-after", "3")
     assert r.exit_code == 0, r.output
-    assert "trained 3 steps" in r.output
+    # an unfinished run says so, and how to go on
+    assert "stopped (--stop-after) at step 3 of 6" in r.output and "--resume" in r.output
     r = run(*args, "--resume", "--time-limit", "0")  # out of time after the first step, checkpointed
-    assert r.exit_code == 0 and "trained 4 steps" in r.output, r.output
-    r = run(*args, "--resume", "--time-limit", "-1")
-    assert r.exit_code == 2 and "--time-limit" in r.output
+    assert r.exit_code == 0 and "stopped (--time-limit) at step 4 of 6" in r.output, r.output
+    for bad in ("-1", "nan"):
+        assert_user_error(run(*args, "--resume", "--time-limit", bad), "--time-limit must be a non-negative number of "
+                                                                        "minutes")
     r = run(*args)  # same run dir without --resume: refused, nothing overwritten
     assert r.exit_code == 2 and "error:" in r.output
+    # an export that would replace the run's own checkpoint (or best.pt) is refused before training
+    for name in ("checkpoint", "best"):
+        assert_user_error(run(*args, "--resume", "--export", name, "--export-dir", tmp_path / "run"),
+                          f"would replace the run's own {name}.pt")
+    assert_user_error(run(*args, "--resume", "--export", "mini.pt", "--export-dir", tmp_path), "without the suffix")
     r = run(*args, "--resume", "--export", "mini", "--export-dir", tmp_path)
     assert r.exit_code == 0, r.output
+    assert "trained 6 steps" in r.output
     assert (tmp_path / "mini.pt").is_file() and (tmp_path / "mini.json").is_file()
+    # the finished run is exported (not best.pt), with the number of images it was trained on
+    metadata = json.loads((tmp_path / "mini.json").read_text())
+    assert metadata["training"]["steps"] == 6 and metadata["training"]["images"] == 3
+
+
+def test_train_denoiser_refuses_a_shipped_name_and_a_changed_image_folder_on_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("PNP_STABLE_MODELS", str(tmp_path / "user-models"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((40, 40)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    args = ["train-denoiser", "--train", folder, "--run-dir", tmp_path / "run", "--preset", "tiny", "--steps", "6"]
+    # load("gray") and --denoiser gray would still find the shipped model
+    assert_user_error(run(*args, "--export", "gray"), "a shipped model has that name")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    r = run(*args, "--stop-after", "2")
+    assert r.exit_code == 0, r.output
+    (folder / "2.png").rename(folder / "zz.png")  # renamed: another list, other batches
+    (folder / ".hidden.png").write_bytes(b"not an image")  # hidden files are no images (macOS ._x.png)
+    assert_user_error(run(*args, "--resume"), "training images changed since the checkpoint: 1 added (zz.png); "
+                                              "1 removed (2.png)")
+    (folder / "zz.png").rename(folder / "2.png")
+    r = run(*args, "--resume")
+    assert r.exit_code == 0 and "trained 6 steps" in r.output, r.output
 
 
 def test_exported_model_lands_in_the_user_folder_and_is_usable_by_name(tmp_path, monkeypatch, camera_png):

@@ -131,3 +131,24 @@ def test_exif_orientation_is_applied_so_the_output_matches_the_display(tmp_path,
     plain = tmp_path / f"plain{suffix}"
     Image.fromarray(stored).save(plain)
     assert read_image(plain).data.shape == (12, 20) and not read_image(plain).notes
+
+
+def test_a_tiff_stack_is_refused_and_planar_rgb_is_read_as_rgb(tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "stack.tif", (rng.random((3, 20, 30)) * 65535).astype(np.uint16),
+                     photometric="minisblack")  # three pages: a stack, not a planar RGB image
+    with pytest.raises(ValueError, match=r"stack.tif holds 3 images \(a TIFF stack"):
+        read_image(tmp_path / "stack.tif")
+    rgb = (rng.random((3, 20, 30)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", rgb, photometric="rgb", planarconfig="separate")
+    loaded = read_image(tmp_path / "planar.tif")
+    assert loaded.data.shape == (20, 30, 3)
+    np.testing.assert_array_equal(loaded.data, np.moveaxis(rgb, 0, -1) / np.float32(255))
+
+
+def test_hidden_files_are_not_listed_as_images(tmp_path):
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "._a.png").write_bytes(b"\0\0")  # macOS's resource fork of a.png
+    assert [p.name for p in list_images(tmp_path)] == ["a.png"]

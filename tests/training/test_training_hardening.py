@@ -324,3 +324,101 @@ def test_only_rank_0_prints_the_result(images, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(loop_module, "train_denoiser", fake_train)
     assert run_module.main(["--preset", "tiny", "--train", str(images), "--run-dir", str(tmp_path / "r")]) == 0
     assert capsys.readouterr().out == ""
+
+
+# --- a user's own data and exports (review of 2026-12-06) ---
+
+
+def test_a_stack_of_images_is_refused_not_trained_on_its_first_frame(tmp_path):
+    from pnp_stable.training.data import read_image
+
+    frames = [Image.fromarray((np.random.default_rng(i).random((20, 20)) * 255).astype(np.uint8)) for i in range(3)]
+    frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match="holds 3 images"):
+        read_image(tmp_path / "stack.tif", 1)
+
+
+def test_the_bsds500_val_split_is_refused_however_it_is_named(tmp_path, monkeypatch):
+    from pnp_stable.training.data import training_image_paths
+
+    val = _images(tmp_path / "bsds" / "images" / "val")
+    (tmp_path / "link").symlink_to(val)
+    monkeypatch.chdir(val)
+    for spelling in (".", str(tmp_path / "link"), str(val)):
+        with pytest.raises(ValueError, match="BSDS500 val split"):
+            training_image_paths([spelling])
+
+
+def test_an_empty_folder_names_its_subfolders_and_hidden_files_are_no_images(tmp_path):
+    from pnp_stable.training.data import list_images
+
+    _images(tmp_path / "top" / "sub")
+    (tmp_path / "top" / "._im0.png").write_bytes(b"\0\0")  # a macOS resource fork
+    with pytest.raises(ValueError, match="subfolders are not searched"):
+        list_images(tmp_path / "top")
+    assert [p.name for p in list_images(tmp_path / "top" / "sub")] == ["im0.png", "im1.png", "im2.png"]
+
+
+def test_set_options_merge_an_architecture_object_and_refuse_a_scalar_model():
+    from pnp_stable.training.run import parse_overrides
+
+    assert parse_overrides(["model.width=6", 'model={"blocks": 3}']) == {"model": {"width": 6, "blocks": 3}}
+    with pytest.raises(ValueError, match="expects a JSON object"):
+        parse_overrides(["model=3", "model.width=4"])
+
+
+def test_a_shortened_preset_names_the_phase_that_no_longer_fits(images, tmp_path):
+    with pytest.raises(ValueError, match=r"preset gray-cpu-deep's certified_finetune_steps \(300\) is more than "
+                                         r"steps=100: set it too"):
+        preset("gray-cpu-deep", [str(images)], str(tmp_path / "run"), steps=100)
+    with pytest.raises(ValueError, match=r"warmup_steps \(200\) is more than steps=150"):
+        preset("gray-cpu", [str(images)], str(tmp_path / "run"), steps=150, certified_finetune_steps=0)
+    assert preset("gray-cpu", [str(images)], str(tmp_path / "run"), steps=150, warmup_steps=10,
+                  certified_finetune_steps=0).steps == 150
+
+
+def test_an_export_never_replaces_a_training_checkpoint(images, tmp_path):
+    from pnp_stable.training.export import main as export_main
+
+    train_denoiser(tiny(images, tmp_path / "run", steps=2))
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    with pytest.raises(ValueError, match="is the checkpoint being exported"):
+        export_denoiser(checkpoint, "checkpoint", dest_dir=tmp_path / "run", empirical_check=False)
+    train_denoiser(tiny(images, tmp_path / "other", steps=2))
+    with pytest.raises(ValueError, match="is a training checkpoint"):  # another run's
+        export_denoiser(checkpoint, "checkpoint", dest_dir=tmp_path / "other", empirical_check=False)
+    assert checkpoint.read_bytes() == before
+    (tmp_path / "file").write_text("x")
+    assert export_main([str(checkpoint), "m", "--dest", str(tmp_path / "file"), "--no-empirical-check"]) == 2
+
+
+def test_the_export_script_says_when_a_run_has_not_finished(images, tmp_path, capsys):
+    from pnp_stable.training.export import main as export_main
+
+    train_denoiser(tiny(images, tmp_path / "run", steps=4), stop_after=1)
+    assert export_main([str(tmp_path / "run" / "checkpoint.pt"), "early", "--dest", str(tmp_path / "out"),
+                        "--no-empirical-check"]) == 0
+    assert "is at step 1 of 4: the run has not finished" in capsys.readouterr().err
+
+
+def test_a_stop_while_the_data_are_read_leaves_no_run_behind(images, tmp_path, monkeypatch):
+    from pnp_stable.training import data as data_module
+
+    original = data_module.PatchSampler.__init__
+
+    def interrupted(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the images load
+
+    monkeypatch.setattr(loop_module.PatchSampler, "__init__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_denoiser(tiny(images, tmp_path / "run", steps=4))
+    assert not (tmp_path / "run").exists()
+
+
+def test_unusable_data_leave_no_run_folder_behind(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        train_denoiser(tiny(tmp_path / "empty", tmp_path / "run", steps=2))
+    assert not (tmp_path / "run").exists()

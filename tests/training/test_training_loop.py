@@ -61,8 +61,9 @@ def test_existing_run_is_never_overwritten(image_folder, tmp_path):
     train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=2))
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=2))
-    with pytest.raises(ValueError, match="different architecture"):
-        train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=4, resume=True, model={"width": 5}))
+    # the changed fields named, the architecture's with the others
+    with pytest.raises(ValueError, match=r"changed settings: model\.width \(4 -> 5\), lr \("):
+        train_denoiser(tiny_config(image_folder, tmp_path / "run", steps=4, resume=True, model={"width": 5}, lr=0.5))
 
 
 def test_certified_finetune_runs_with_certified_step_counts(image_folder, tmp_path):

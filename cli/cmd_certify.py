@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pnp_stable.cli.errors import user_errors
+from pnp_stable.cli.errors import UserError, user_errors
 
 # what the float32 adversarial search may exceed a proven constant by through rounding alone
 SEARCH_TOLERANCE = 1e-4
@@ -51,7 +51,10 @@ def certify(denoiser, size, sigma, restarts, steps, no_search, rgb, as_json):
         module, info = load_denoiser(denoiser, torch.device("cpu"))
         if rgb:
             from pnp_stable.denoisers import OpponentColorDenoiser
+            from pnp_stable.protocols import denoiser_channels
 
+            if denoiser_channels(module) == 3:
+                raise UserError(f"{denoiser} is already a colour (RGB) model: certify it without --rgb")
             module = OpponentColorDenoiser(module)
             module, info = load_denoiser(module, torch.device("cpu"))
             info["name"] = f"{denoiser} (RGB, opponent colour space)"

@@ -108,8 +108,11 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
             # from the ones its weights were trained with
             source = Path(result.checkpoint)
             dest.mkdir(parents=True, exist_ok=True)
+            replaced = (dest / f"{export_name}.pt").is_file()
             # the --val folder is measured under a neutral key naming it: it is BSD68 only if the
             # user says so (python -m pnp_stable.training.export --bsd68 DIR)
             path = export_denoiser(source, export_name, dest_dir=dest, validation_dir=val_dir)
             hint = export_name if export_dir is None else path
+            if replaced:
+                click.echo(f"note: {path} replaced the model of that name exported before", err=True)
             click.echo(f"exported {path} (use it with --denoiser {hint})")

@@ -113,6 +113,10 @@ def _read_payload(path: Path) -> dict[str, Any]:
             raise ValueError(f"{path} is not a (complete) pnp-stable denoiser file: it is truncated or "
                              "corrupt") from None
         raise
+    if isinstance(payload, dict) and str(payload.get("format", "")).startswith("pnp-stable-train/"):
+        # a run's checkpoint.pt or best.pt: the weights are there, but not the frozen certified step counts
+        raise ValueError(f"{path} is a training checkpoint, not a denoiser: export it first "
+                         f"(python -m pnp_stable.training.export {path} NAME --dest DIR)")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pnp-stable denoiser file (format {FORMAT})")
     return payload

@@ -732,3 +732,7 @@ def test_ct_demo_writes_the_phantoms_reconstruction(tmp_path, tiny_denoiser, mon
     assert r.exit_code == 0, r.output
     assert "demo: Shepp-Logan phantom (256x256), 10 angles" in r.output
     assert (tmp_path / "shepp_logan_reconstructed.png").is_file()
+
+
+def test_certify_rgb_of_a_colour_model_says_to_drop_the_flag():
+    assert_user_error(run("certify", "color", "--rgb", "--no-search"), "already a colour (RGB) model")

@@ -422,3 +422,11 @@ def test_unusable_data_leave_no_run_folder_behind(tmp_path):
     with pytest.raises(ValueError, match="no images"):
         train_denoiser(tiny(tmp_path / "empty", tmp_path / "run", steps=2))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_training_checkpoint_given_as_a_denoiser_says_to_export_it(images, tmp_path):
+    from pnp_stable.denoisers import load
+
+    train_denoiser(tiny(images, tmp_path / "run", steps=1))
+    with pytest.raises(ValueError, match="is a training checkpoint, not a denoiser: export it first"):
+        load(tmp_path / "run" / "checkpoint.pt")

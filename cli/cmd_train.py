@@ -43,7 +43,7 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
     \b
     Examples:
       pnp-stable train-denoiser --train data/bsds500 --val data/bsd68 --run-dir runs/gray
-      pnp-stable train-denoiser --train data/bsds500 --run-dir runs/gray --resume --export my-gray
+      pnp-stable train-denoiser --train data/bsds500 --val data/bsd68 --run-dir runs/gray --resume --export my-gray
     """
     with user_errors():
         from pathlib import Path

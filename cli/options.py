@@ -123,7 +123,7 @@ def solver_options(max_iter_default: int, solver_default: str = "fb", rgb: bool 
             click.option("--strength", type=click.Choice(["rule", "sure"]), default="rule", show_default=True,
                          help="Regularisation strength: the automatic rule, or 'sure': also try stronger settings "
                               "and keep one only if Stein's unbiased risk estimate falls by 10% (images with little "
-                              "to restore, e.g. flat regions; 2-4x the time; not with --sigma-den, --step or "
+                              "to restore, e.g. flat regions; 4 to 8 times the time; not with --sigma-den, --step or "
                               "--checkpoint)."),
             click.option("--accelerate/--no-accelerate", default=True, show_default=True,
                          help="Safeguarded Anderson acceleration (keeps the guarantee and the monitor valid)."),

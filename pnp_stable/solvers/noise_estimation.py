@@ -57,6 +57,10 @@ def estimate_noise_level(y: torch.Tensor, observed: torch.Tensor | None = None) 
     """
     if y.ndim != 4:
         raise ValueError(f"noise estimation needs B x C x H x W measurements, got shape {tuple(y.shape)}")
+    if not y.is_floating_point():
+        # an 8-bit tensor would be read in 0..255 units, and off the grid the estimate groups
+        raise ValueError(f"noise estimation needs floating-point data on the [0, 1] scale, got {y.dtype}: divide "
+                         "8-bit samples by 255 (16-bit ones by 65535) first")
     if y.shape[-1] < 2 or y.shape[-2] < 2:
         raise ValueError(f"noise estimation needs images of at least 2 x 2 pixels, got {y.shape[-2]} x {y.shape[-1]}: "
                          "give the noise level")

@@ -144,3 +144,8 @@ def test_8_bit_data_are_read_between_the_grid_steps(sigma_255):
     assert sum(estimates) / 5 == pytest.approx(expected, rel=0.03)
     if sigma_255 == 1:  # the plain median reads 0.74 or 1.48
         assert abs(plain_mad(y) * 255 - expected) > 0.25
+
+
+def test_integer_data_are_refused_not_read_in_their_own_units():
+    with pytest.raises(ValueError, match="floating-point data on the \\[0, 1\\] scale, got torch.uint8"):
+        estimate_noise_level(torch.zeros(1, 1, 8, 8, dtype=torch.uint8))

@@ -26,7 +26,7 @@ __all__ = [
     "ValidationSet",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy")
 # BSDS500's val split contains BSD68 (the validation/benchmark set): never train on it
 _BSDS_TRAIN_SPLITS = ("train", "test")
 
@@ -75,18 +75,21 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     by 65535), float images (TIFF mode ``F``) as float32 as they are, provided their values lie in
     [0, 1] (otherwise a one-line ValueError: no scale is known). Pillow's ``convert("L")`` would
     clip both to 255, i.e. train on nearly white images; :func:`to_unit_range` turns either kind
-    into [0, 1] floats.
+    into [0, 1] floats. ``.npy`` arrays are read as the restoration commands read them (uint8,
+    uint16 / 65535, floats in [0, 1]). A file holding several images (a multi-page TIFF) is refused.
     """
     from PIL import Image, UnidentifiedImageError
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if Path(path).suffix.lower() == ".npy":
+        return _read_npy(Path(path), channels)
     try:
         with Image.open(path) as im:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:  # a stack's first frame alone would be trained on without a word
-                raise _CompleteMessage(f"cannot read image {path}: it holds {frames} images (a stack); one image per "
-                                  "file is read: save the frames as separate files")
+                raise _CompleteMessage(f"cannot read image {path}: it holds {frames} images (a stack); one image "
+                                       "per file is read: save the frames as separate files")
             if im.mode in _WIDE_GRAY_MODES:
                 arr = _wide_gray(np.asarray(im), im.mode, path)
                 if channels == 3:  # a gray image as RGB: the same plane three times, as convert("RGB") does
@@ -99,6 +102,41 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
             raise ValueError(str(exc)) from None
         raise ValueError(f"cannot read image {path}: {exc}") from exc
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+# ITU-R 601 luma, the weights of Pillow's convert("L")
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _read_npy(path: Path, channels: int) -> np.ndarray:
+    """A ``.npy`` image (``H x W``, ``H x W x 1`` or ``H x W x 3``) as :func:`read_image` returns
+    images: uint8 as it is, uint16 divided by 65535, floats as they are if finite and in [0, 1]; an
+    RGB array becomes luma for a gray model and a gray one is repeated for an RGB model."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"cannot read image {path}: array of shape {arr.shape}; expected H x W or H x W x 3")
+    if arr.dtype == np.uint8:
+        pass
+    elif arr.dtype == np.uint16:
+        arr = (arr.astype(np.float64) / 65535.0).astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"cannot read image {path}: float array with values outside [0, 1] or not finite; "
+                             "rescale it to [0, 1]")
+    else:
+        raise ValueError(f"cannot read image {path}: {arr.dtype} array; expected uint8, uint16 or floats in [0, 1]")
+    if arr.ndim == 3 and channels == 1:
+        luma = arr.astype(np.float32) @ _LUMA
+        arr = np.clip(np.rint(luma), 0, 255).astype(np.uint8) if arr.dtype == np.uint8 else luma
+    elif arr.ndim == 2 and channels == 3:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    return np.ascontiguousarray(arr[..., None] if arr.ndim == 2 else arr)
 
 
 # Pillow's single-channel modes wider than 8 bits: 16-bit integers, 32-bit integers (16-bit PNGs in

@@ -430,3 +430,25 @@ def test_a_training_checkpoint_given_as_a_denoiser_says_to_export_it(images, tmp
     train_denoiser(tiny(images, tmp_path / "run", steps=1))
     with pytest.raises(ValueError, match="is a training checkpoint, not a denoiser: export it first"):
         load(tmp_path / "run" / "checkpoint.pt")
+
+
+def test_npy_arrays_are_training_images_as_the_commands_read_them(tmp_path):
+    from pnp_stable.training.data import list_images, read_image, to_unit_range
+
+    rng = np.random.default_rng(0)
+    gray8 = (rng.random((20, 24)) * 255).astype(np.uint8)
+    np.save(tmp_path / "a.npy", gray8)
+    np.save(tmp_path / "b.npy", (rng.random((20, 24)) * 65535).astype(np.uint16))
+    np.save(tmp_path / "c.npy", rng.random((20, 24, 3)).astype(np.float32))
+    assert [p.name for p in list_images(tmp_path)] == ["a.npy", "b.npy", "c.npy"]
+    np.testing.assert_array_equal(read_image(tmp_path / "a.npy", 1)[..., 0], gray8)
+    wide = to_unit_range(torch.from_numpy(read_image(tmp_path / "b.npy", 1)))
+    assert wide.dtype == torch.float32 and 0 <= float(wide.min()) and float(wide.max()) <= 1
+    assert read_image(tmp_path / "c.npy", 1).shape == (20, 24, 1)  # luma of an RGB array
+    assert read_image(tmp_path / "a.npy", 3).shape == (20, 24, 3)
+    np.save(tmp_path / "d.npy", rng.random((20, 24)) * 255)  # floats on another scale
+    with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
+        read_image(tmp_path / "d.npy", 1)
+    np.save(tmp_path / "e.npy", np.zeros((4, 20, 24)))
+    with pytest.raises(ValueError, match="expected H x W or H x W x 3"):
+        read_image(tmp_path / "e.npy", 1)

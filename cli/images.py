@@ -136,7 +136,7 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
             raw = np.moveaxis(raw, 0, -1)  # planar (C x H x W) TIFF
         return _normalise(raw, path)
     if path.suffix.lower() == ".png":
-        from pnp_stable.cli.png16 import png16_colour_type, read_rgb16_png
+        from pnp_stable.png16 import png16_colour_type, read_rgb16_png
 
         if png16_colour_type(path) in (2, 4, 6):
             # Pillow reads 16-bit RGB(A) and gray+alpha as 8 bits: decode them here (a gray+alpha
@@ -223,7 +223,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int | None 
             data = to_depth(arr, depth)
             if depth == 16:
                 if data.ndim == 3:  # Pillow cannot write 16-bit RGB PNG
-                    from pnp_stable.cli.png16 import write_rgb16_png
+                    from pnp_stable.png16 import write_rgb16_png
 
                     write_rgb16_png(tmp, data)
                 else:

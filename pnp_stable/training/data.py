@@ -84,6 +84,17 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if Path(path).suffix.lower() == ".npy":
         return _read_npy(Path(path), channels)
+    if Path(path).suffix.lower() == ".png":
+        from pnp_stable.png16 import png16_colour_type, read_rgb16_png
+
+        if png16_colour_type(Path(path)) in (2, 4, 6):
+            # Pillow reads 16-bit RGB(A) and gray+alpha PNGs as 8 bits: the low byte would be lost
+            try:
+                samples = read_rgb16_png(Path(path))
+            except ValueError as exc:
+                raise ValueError(f"cannot read image {path}: {exc}") from None
+            planes = samples[..., :3] if samples.shape[2] >= 3 else samples[..., 0]  # no alpha
+            return _from_array(planes, Path(path), channels)
     try:
         with Image.open(path) as im:
             frames = getattr(im, "n_frames", 1)
@@ -116,6 +127,12 @@ def _read_npy(path: Path, channels: int) -> np.ndarray:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from None
+    return _from_array(arr, path, channels)
+
+
+def _from_array(arr: np.ndarray, path: Path, channels: int) -> np.ndarray:
+    """``arr`` (``H x W``, ``H x W x 1`` or ``H x W x 3``) as :func:`read_image` returns images (see
+    :func:`_read_npy`)."""
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):

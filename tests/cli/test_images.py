@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pnp_stable.cli.images import default_output, list_images, read_image, write_image
-from pnp_stable.cli.png16 import read_rgb16_png
+from pnp_stable.png16 import read_rgb16_png
 
 
 def _paeth(a, b, c):
@@ -152,3 +152,15 @@ def test_hidden_files_are_not_listed_as_images(tmp_path):
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "a.png")
     (tmp_path / "._a.png").write_bytes(b"\0\0")  # macOS's resource fork of a.png
     assert [p.name for p in list_images(tmp_path)] == ["a.png"]
+
+
+def test_the_png16_benchmark_encodes_what_the_decoder_reads_back(tmp_path):
+    from bench_loader import load_bench_script
+
+    bench = load_bench_script("bench_png16")
+    img = (np.random.default_rng(1).random((9, 7, 3)) * 65535).astype(np.uint16)
+    for filters in ([0], [1], [2], [3], [4], [4, 3, 2, 1, 0]):
+        (tmp_path / "a.png").write_bytes(bench.encode_rgb16_png(img, filters))
+        np.testing.assert_array_equal(read_rgb16_png(tmp_path / "a.png"), img)
+    assert bench.main(["--size", "20x30", "--filters", "0", "4", "--repeats", "1",
+                       "--json", str(tmp_path / "r.json")]) == 0

@@ -452,3 +452,17 @@ def test_npy_arrays_are_training_images_as_the_commands_read_them(tmp_path):
     np.save(tmp_path / "e.npy", np.zeros((4, 20, 24)))
     with pytest.raises(ValueError, match="expected H x W or H x W x 3"):
         read_image(tmp_path / "e.npy", 1)
+
+
+def test_a_16_bit_rgb_png_keeps_its_16_bits(tmp_path):
+    from pnp_stable.png16 import write_rgb16_png
+    from pnp_stable.training.data import read_image
+
+    rgb = (np.random.default_rng(0).random((12, 10, 3)) * 65535).astype(np.uint16)
+    write_rgb16_png(str(tmp_path / "a.png"), rgb)
+    read = read_image(tmp_path / "a.png", 3)
+    assert read.dtype == np.float32
+    np.testing.assert_allclose(read, rgb / 65535.0, atol=1e-7)  # Pillow gave the high bytes only
+    gray = read_image(tmp_path / "a.png", 1)[..., 0]
+    np.testing.assert_allclose(gray, (rgb / 65535.0).astype(np.float32) @ np.float32([0.299, 0.587, 0.114]),
+                               atol=1e-6)

@@ -1,4 +1,5 @@
-"""16-bit RGB(A) PNG, which Pillow reads only as 8-bit and cannot write.
+"""16-bit RGB(A) PNG, which Pillow reads only as 8-bit and cannot write (used by the commands'
+image reader and writer and by the training data).
 
 A small, self-contained codec for the cases Pillow gets wrong: non-interlaced PNGs with 16-bit
 samples and colour type 2 (RGB), 4 (gray+alpha) or 6 (RGBA). Everything else goes through Pillow.
@@ -62,34 +63,41 @@ def read_rgb16_png(path: Path) -> np.ndarray:
     if raw.size != height * (stride + 1):
         raise ValueError(f"{name}: corrupt PNG data")
     rows = raw.reshape(height, stride + 1)
-    out = np.zeros((height, stride), dtype=np.uint8)
-    prev = np.zeros(stride, dtype=np.int32)
-    for y in range(height):
-        ftype, line = rows[y, 0], rows[y, 1:].astype(np.int32)
-        if ftype == 0:
-            cur = line
-        elif ftype == 1:  # Sub: running sum per byte position within a pixel
-            cur = np.cumsum(line.reshape(width, bpp), axis=0).reshape(-1) % 256
-        elif ftype == 2:
-            cur = (line + prev) % 256
-        elif ftype in (3, 4):
-            cur = np.zeros(stride, dtype=np.int32)
-            for i in range(stride):
-                a = int(cur[i - bpp]) if i >= bpp else 0
-                b = int(prev[i])
-                if ftype == 3:
-                    pred = (a + b) // 2
-                else:
-                    c = int(prev[i - bpp]) if i >= bpp else 0
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                cur[i] = (int(line[i]) + pred) % 256
-        else:
-            raise ValueError(f"{Path(path).name}: corrupt PNG filter type {ftype}")
-        out[y] = cur
-        prev = cur
+    bad = rows[:, 0] > 4
+    if bool(bad.any()):
+        raise ValueError(f"{name}: corrupt PNG filter type {int(rows[int(np.argmax(bad)), 0])}")
+    out = _unfilter(rows, width, bpp)
     return out.view(">u2").reshape(height, width, channels).astype(np.uint16)
+
+
+def _unfilter(rows: np.ndarray, width: int, bpp: int) -> np.ndarray:
+    """The PNG-unfiltered bytes (``H x width*bpp`` uint8) of ``rows`` (``H x (1 + width*bpp)``: each
+    row's filter type, then its filtered bytes), by Pillow's C decoder.
+
+    Every PNG filter predicts byte ``i`` from bytes ``i - bpp`` of its row and ``i``, ``i - bpp`` of
+    the row above: the bytes at one offset within the pixel (a "lane", e.g. the high byte of red)
+    depend only on their own lane. Each lane, with its rows' filter types, is therefore an 8-bit
+    gray PNG of ``width`` pixels (``bpp = 1``, where the same rules look one byte back), which
+    Pillow decodes; the lanes are interleaved again. A Python loop over the bytes of the Average
+    and Paeth filters took 3.5 us per RGB pixel (42 s for 12 Mpixel)."""
+    import io
+
+    from PIL import Image
+
+    height = rows.shape[0]
+    lanes = rows[:, 1:].reshape(height, width, bpp)
+    header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    out = np.empty((height, width, bpp), dtype=np.uint8)
+    for k in range(bpp):
+        lane = np.ascontiguousarray(np.concatenate([rows[:, :1], lanes[:, :, k]], axis=1))
+        png = _SIGNATURE + header + _chunk(b"IDAT", zlib.compress(lane.tobytes(), 1)) + _chunk(b"IEND", b"")
+        with Image.open(io.BytesIO(png)) as im:
+            out[:, :, k] = np.asarray(im, dtype=np.uint8)
+    return out.reshape(height, width * bpp)
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
 
 
 def write_rgb16_png(path: str, image: np.ndarray) -> None:
@@ -99,10 +107,7 @@ def write_rgb16_png(path: str, image: np.ndarray) -> None:
     big = np.ascontiguousarray(image.astype(">u2"))
     raw = b"".join(b"\x00" + big[i].tobytes() for i in range(height))
 
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
-
-    png = (_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    png = (_SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0))
+           + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b""))
     with open(path, "wb") as f:
         f.write(png)

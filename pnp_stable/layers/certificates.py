@@ -168,14 +168,23 @@ class Certified(Protocol):
 def certificate_of(module: Any) -> Certificate | None:
     """The certificate of ``module`` if it states one, else None (treated as uncertified).
 
-    Accepts ``certificate() -> Certificate`` or the pair ``certified_lipschitz_bound()`` /
-    ``certified_averagedness()`` (so foreign modules can take part without importing us).
+    Accepts ``certificate() -> Certificate`` (or a ``certificate`` attribute holding one) or the
+    pair ``certified_lipschitz_bound()`` / ``certified_averagedness()`` (so foreign modules can
+    take part without importing us). A ``certificate`` that is neither a :class:`Certificate` nor
+    a method returning one is a TypeError: silently treating the module as uncertified would hide
+    the mistake behind a "no guarantee" verdict.
     """
     fn = getattr(module, "certificate", None)
-    if callable(fn):
-        c = fn()
+    if isinstance(fn, Certificate):
+        return fn
+    if fn is not None:
+        c = fn() if callable(fn) else fn
         if isinstance(c, Certificate):
             return c
+        if c is not None:  # None: "no certificate", as a wrapper of an uncertified module says
+            got = f"{type(module).__name__}.certificate{'()' if callable(fn) else ''}"
+            raise TypeError(f"{got} gave a {type(c).__name__}, not a pnp_stable.layers.Certificate (or use the "
+                            "pair certified_lipschitz_bound() / certified_averagedness())")
     lip = getattr(module, "certified_lipschitz_bound", None)
     if callable(lip):
         avg = getattr(module, "certified_averagedness", None)

@@ -25,7 +25,7 @@ from pnp_stable.solvers.denoiser_adapter import (
 )
 from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting, with_acceleration
 from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
-from pnp_stable.solvers.operator_adapter import as_operator
+from pnp_stable.solvers.operator_adapter import as_operator, prox_optimality_residual
 from pnp_stable.solvers.noise_estimation import estimate_noise_level
 from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, rule_for
 from pnp_stable.solvers.result import SolveResult
@@ -97,7 +97,7 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float, error_ratio: floa
         return (True, None, None) if exact else (False, statement, None)
     declared = getattr(op, "prox_is_exact", None)
     if isinstance(declared, bool):
-        exact = declared
+        exact = declared and _prox_passes_probe(op, y, gamma)
     elif hasattr(op, "last_prox_info"):
         x_like = op.A_adjoint(y[:1])  # type: ignore[attr-defined]
         if getattr(op, "certified_prox_error", False):  # a probe: any error will do, so no CG runs
@@ -119,14 +119,28 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float, error_ratio: floa
                 f"prox_data of {name} is computed by conjugate gradients (float64) to relative residual "
                 f"{getattr(info, 'tolerance', float('nan')):.1e}: firm non-expansiveness holds up to that tolerance"
             ), None
-    else:
-        exact = True
+    else:  # the protocol's contract (an exact argmin), unless a probe of its optimality condition falsifies it
+        relative, limit = prox_optimality_residual(op, y, gamma, float(op.norm()))
+        exact = relative <= limit
+        if not exact:
+            return False, (
+                f"prox_data of {name} is not the exact prox: on a random probe its optimality residual is "
+                f"{relative:.1e} relative (rounding would give at most {limit:.1e}); firm non-expansiveness holds "
+                "up to that error"
+            ), None
     if exact:
         return True, None, None
     return False, (
         f"prox_data of {name} is computed by an iterative least-squares solver: firm non-expansiveness "
         "holds up to its tolerance"
     ), None
+
+
+def _prox_passes_probe(op: object, y: torch.Tensor, gamma: float) -> bool:
+    """Whether ``op.prox_data`` satisfies the prox's optimality condition on a random probe to
+    rounding (:func:`~pnp_stable.solvers.operator_adapter.prox_optimality_residual`)."""
+    relative, limit = prox_optimality_residual(op, y, gamma, float(op.norm()))
+    return relative <= limit
 
 
 def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Tensor,
@@ -271,7 +285,8 @@ def solve(
     y = y.detach()  # the solve is no autograd graph (it runs under inference_mode)
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y contains NaN or infinite values")
-    if y.ndim == 2 and len(getattr(A, "img_size", ())) == 3:
+    image_size = tuple(getattr(A, "img_size", None) or ())
+    if y.ndim == 2 and len(image_size) == 3 and tuple(y.shape) == image_size[1:]:  # an H x W image given bare
         raise ValueError(f"y has shape {tuple(y.shape)}, but {type(A).__name__} works on batch x channels x height "
                          "x width tensors (for one gray image: y[None, None])")
     step_value = None if step is None else _finite_number(step)
@@ -499,6 +514,10 @@ def _iterate(
                new_error: list[float]) -> None:
         for i, e in zip(idx, new_error):
             t_error[i] = e
+        finite_rows = torch.isfinite(new_image.flatten(1)).all(dim=1)
+        if not bool(finite_rows.all()):  # those images stop (see below): their result stays the last finite one
+            old = image if len(idx) == batch else image[idx]
+            new_image = torch.where(finite_rows.view(-1, *[1] * (new_image.ndim - 1)), new_image, old)
         # the sources may alias each other or t_state (FB returns T w and its read-out as one tensor; a
         # denoiser may return its input): t_state is written last, after every source has been read
         if len(idx) == batch:
@@ -657,7 +676,12 @@ def _iterate(
                 }))
             finite = [i for i, r in zip(active, residual) if math.isfinite(r)]
             if len(finite) < len(active):
-                warnings.warn(f"{method.upper()} produced non-finite values; those images stop", RuntimeWarning, stacklevel=3)
+                bad = [i for i in active if i not in finite]
+                warnings.warn(f"{method.upper()} produced non-finite values at iteration {k} (image"
+                              f"{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}); those images stop, their "
+                              "result the last finite iterate (a non-expansive iteration cannot produce them from "
+                              "finite values: look at the denoiser's output or the operator)",
+                              RuntimeWarning, stacklevel=3)
             active = [i for i in finite if not monitor.converged[i]]
             bar.update(1 if step_count else 0)
             if progress and active:

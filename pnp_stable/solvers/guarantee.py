@@ -244,13 +244,18 @@ def analyse_forward_backward(
     if failures:
         reason = "No convergence guarantee: " + "; ".join(failures) + "."
         return IterationPlan("fb", tau, t, km, Guarantee(False, reason, "fb", None, constants, tuple(assumptions), tuple(actions)))
-    reason = (
-        f"The FB map T = D_t o (I - tau A^T(A . - y)) is {alpha_iter:.6g}-averaged: the gradient step is "
-        f"{beta:.6g}-averaged (tau = {tau:.6g} < 2/||A||^2 = {2.0 / lip_sq:.6g}, Baillon-Haddad), "
-        f"{_describe_denoiser(denoiser_cert, denoiser_name)}"
+    steps = (
+        f"the gradient step is {beta:.6g}-averaged (tau = {tau:.6g} < 2/||A||^2 = {2.0 / lip_sq:.6g}, "
+        f"Baillon-Haddad), {_describe_denoiser(denoiser_cert, denoiser_name)}"
         + (f", relaxed with t = {t:.6g}" if t != 1.0 else "")
-        + "; composition by Combettes-Yamada. The monitored variable is x."
     )
+    if km == 1.0:
+        reason = (f"The FB map T = D_t o (I - tau A^T(A . - y)) is {alpha_iter:.6g}-averaged: {steps}; composition "
+                  "by Combettes-Yamada. The monitored variable is x.")
+    else:  # Combettes-Yamada needs both maps averaged: with D only non-expansive, T is non-expansive
+        reason = (f"The FB map T = D_t o (I - tau A^T(A . - y)) is non-expansive ({steps}: a composition of "
+                  "non-expansive maps), so its Krasnosel'skii-Mann average x+ = (x + T x)/2 is 0.5-averaged, with "
+                  "the same fixed points. The monitored variable is x.")
     return IterationPlan("fb", tau, t, km, Guarantee(True, reason, "fb", _KM_THEOREM, constants, tuple(assumptions), tuple(actions)))
 
 

@@ -16,7 +16,8 @@ import torch
 from pnp_stable.layers.norms import power_iteration
 from pnp_stable.protocols import ForwardOperator, NormKind
 
-__all__ = ["PhysicsOperator", "as_operator", "is_forward_operator", "check_adjointness"]
+__all__ = ["PhysicsOperator", "as_operator", "is_forward_operator", "check_adjointness", "norm_lower_bound",
+           "prox_optimality_residual"]
 
 _DEFAULT_MARGIN = 0.02
 _POWER_MAX_ITER = 2000
@@ -35,18 +36,86 @@ def _is_linear_physics(obj: object) -> bool:
 def check_adjointness(
     forward, adjoint, x_like: torch.Tensor, y_like: torch.Tensor, seed: int = 0
 ) -> float:
-    """Relative mismatch ``|<Ax, z> - <x, A^T z>| / (||Ax|| ||z||)`` on one random pair.
+    """Relative adjointness mismatch of ``adjoint`` (``B``) for ``forward`` (``A``): the larger of
+    ``|<Ax, Ax> - <x, B A x>| / ||Ax||^2`` for a random ``x`` and ``|<A B z, z> - <Bz, Bz>| / ||Bz||^2``
+    for a random ``z``.
 
-    Zero up to rounding for a correct adjoint; a wrong adjoint gives O(1).
+    Zero up to rounding for the true adjoint. A wrong ``B = A^T + E`` gives ``|<x, E A x>| / ||Ax||^2``
+    and ``|<Bz, E z>| / ||Bz||^2``: of the order of ``||E|| / ||A||`` at every image size (1.2 A^T
+    gives 0.2 and 0.17). The pair are correlated on purpose: on an independent random pair ``(x, z)``
+    the mismatch ``<(A - B^T) x, z>`` of any wrong adjoint shrinks like ``1 / sqrt(N)`` relative to
+    ``||Ax|| ||z||`` (a 1-pixel shift with the wrong direction read 4e-2 at 64^2 pixels and 8e-5 at
+    2048^2, under the 1e-3 a float32 check allows), so that test let wrong adjoints of large images
+    through.
     """
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(x_like.shape, generator=g, dtype=torch.float64).to(x_like.device, x_like.dtype)
     z = torch.randn(y_like.shape, generator=g, dtype=torch.float64).to(y_like.device, y_like.dtype)
+    mismatches = []
     ax = forward(x)
-    lhs = float((ax * z).sum())
-    rhs = float((x * adjoint(z)).sum())
-    scale = float(ax.norm()) * float(z.norm())
-    return abs(lhs - rhs) / max(scale, 1e-30)
+    scale = float((ax.double() * ax.double()).sum())
+    if scale > 0:  # A x = 0 (an all-zero mask) has nothing to compare
+        mismatches.append(abs(scale - float((x.double() * adjoint(ax).double()).sum())) / scale)
+    bz = adjoint(z)
+    scale = float((bz.double() * bz.double()).sum())
+    if scale > 0:
+        mismatches.append(abs(float((forward(bz).double() * z.double()).sum()) - scale) / scale)
+    return max(mismatches, default=0.0)
+
+
+def norm_lower_bound(forward, adjoint, x_like: torch.Tensor, steps: int = 4, seed: int = 0) -> float:
+    """A lower bound on ``||A||``: ``||A u|| / ||u||`` after ``steps`` power-method steps from a
+    random ``u`` (any ``u`` gives one; the steps raise it towards ``||A||``). A claimed upper bound
+    below it is false."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    u = torch.randn(x_like.shape, generator=g, dtype=torch.float64).to(x_like.device, x_like.dtype)
+    estimate, _ = power_iteration(forward, adjoint, u, n_iter=steps)
+    return estimate
+
+
+def prox_optimality_residual(operator, like: torch.Tensor, gamma: float, norm: float) -> tuple[float, float]:
+    """``(relative residual, rounding limit)`` of ``operator.prox_data`` on a random probe ``(z, y)``:
+    the optimality condition of ``argmin_x gamma/2 ||Ax - y||^2 + 1/2 ||x - z||^2`` is
+    ``(gamma A^T A + I) x = gamma A^T y + z``; rounding leaves at most ``64 eps (1 + gamma ||A||^2)``
+    of its right-hand side. A residual above the limit proves the prox inexact (the probe can only
+    falsify: one that passes is taken at its word)."""
+    probe_like = like[:1]
+    x_like = operator.A_adjoint(probe_like)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(x_like.shape, generator=g, dtype=torch.float64).to(x_like.device, x_like.dtype)
+    y = torch.randn(probe_like.shape, generator=g, dtype=torch.float64).to(probe_like.device, probe_like.dtype)
+    x = operator.prox_data(z, y, gamma)
+    rhs = gamma * operator.A_adjoint(y) + z
+    residual = gamma * operator.A_adjoint(operator.A(x)) + x - rhs
+    relative = float(residual.double().norm() / rhs.double().norm().clamp_min(1e-300))
+    eps = torch.finfo(like.dtype).eps
+    return relative, 64.0 * eps * (1.0 + float(gamma) * norm**2)
+
+
+def _counted_power_iteration(forward, adjoint, u: torch.Tensor) -> tuple[float, torch.Tensor, int]:
+    """:func:`power_iteration` to convergence (``_POWER_TOL``, at most ``_POWER_MAX_ITER`` steps),
+    with the number of steps it took."""
+    count = 0
+
+    def counted(v: torch.Tensor) -> torch.Tensor:
+        nonlocal count
+        count += 1
+        return forward(v)
+
+    estimate, u = power_iteration(counted, adjoint, u, n_iter=_POWER_MAX_ITER, tol=_POWER_TOL)
+    return estimate, u, count
+
+
+def _holds_per_image_parameters(physics: object, batch: int) -> bool:
+    """Whether a deepinv physics holds a tensor per image of a ``batch`` (an inpainting mask or a
+    blur filter of shape ``B x ...``): it cannot then be applied to a sub-batch of the images."""
+    if batch <= 1:
+        return False
+    tensors = []
+    if isinstance(physics, torch.nn.Module):
+        tensors += [t for _, t in physics.named_parameters()] + [t for _, t in physics.named_buffers()]
+    tensors += [v for v in vars(physics).values() if isinstance(v, torch.Tensor)]
+    return any(t.ndim >= 1 and t.shape[0] == batch for t in tensors)
 
 
 class PhysicsOperator:
@@ -72,6 +141,8 @@ class PhysicsOperator:
         self._norm: float | None = None
         self.norm_estimate: float | None = None
         self.norm_iterations = 0
+        # the solver then evaluates the whole batch even when some images have converged
+        self.per_image_parameters = _holds_per_image_parameters(physics, like.shape[0])
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         return self.physics.A(x)
@@ -116,18 +187,7 @@ class PhysicsOperator:
         structural = self._structural_inexactness()
         if structural is not None:
             return False, structural + ": firm non-expansiveness holds up to its tolerance"
-        like = self._like[:1]
-        x_like = self.physics.A_adjoint(like)
-        g = torch.Generator().manual_seed(1)
-        z = torch.randn(x_like.shape, generator=g, dtype=torch.float64).to(x_like.device, x_like.dtype)
-        y = torch.randn(like.shape, generator=g, dtype=torch.float64).to(like.device, like.dtype)
-        x = self.physics.prox_l2(z, y, gamma)
-        adjoint_y = self.physics.A_adjoint(y)
-        rhs = gamma * adjoint_y + z
-        residual = gamma * self.physics.A_adjoint(self.physics.A(x)) + x - rhs
-        relative = float(residual.double().norm() / rhs.double().norm().clamp_min(1e-300))
-        eps = torch.finfo(like.dtype).eps
-        limit = 64.0 * eps * (1.0 + float(gamma) * self.norm() ** 2)
+        relative, limit = prox_optimality_residual(self, self._like, gamma, self.norm())
         if not relative <= limit:
             return False, (
                 f"prox_l2 of {type(self.physics).__name__} is not the exact prox: on a random probe its optimality "
@@ -141,7 +201,7 @@ class PhysicsOperator:
             x_like = self.physics.A_adjoint(self._like[:1])
             u = torch.randn(x_like.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
             u = u.to(x_like.device, x_like.dtype)
-            estimate, _ = power_iteration(self.physics.A, self.physics.A_adjoint, u, n_iter=_POWER_MAX_ITER, tol=_POWER_TOL)
+            estimate, _, self.norm_iterations = _counted_power_iteration(self.physics.A, self.physics.A_adjoint, u)
             if not math.isfinite(estimate) or estimate <= 0:
                 raise ValueError(f"the power method on {type(self.physics).__name__} gave ||A|| = {estimate}")
             self.norm_estimate = estimate
@@ -194,8 +254,9 @@ def as_operator(A: object, like: torch.Tensor, margin: float = _DEFAULT_MARGIN) 
     native = is_forward_operator(A)
     if not native and not _is_linear_physics(A):
         raise ValueError(
-            f"{type(A).__name__} is not a forward operator: expected pnp_stable.operators or a "
-            "deepinv.physics.LinearPhysics (methods A, A_adjoint, prox_l2)"
+            f"{type(A).__name__} is not a forward operator: expected pnp_stable.operators, a "
+            "deepinv.physics.LinearPhysics (methods A, A_adjoint, prox_l2) or the ForwardOperator protocol "
+            f"(pnp_stable.protocols){_protocol_gaps(A)}"
         )
     x_like = A.A_adjoint(like[:1])  # type: ignore[attr-defined]
     mismatch = check_adjointness(A.A, A.A_adjoint, x_like, like[:1])  # type: ignore[attr-defined]
@@ -205,5 +266,41 @@ def as_operator(A: object, like: torch.Tensor, margin: float = _DEFAULT_MARGIN) 
             f"{type(A).__name__}.A_adjoint is not the adjoint of A (relative mismatch {mismatch:.2e} > {limit:g})"
         )
     if native:
+        _check_claimed_norm(A, x_like)
         return A  # type: ignore[return-value]
     return PhysicsOperator(A, like, margin)
+
+
+def _protocol_gaps(A: object) -> str:
+    """``": missing simulate; norm_kind 'upper' is not ..."`` for an object that has some of the
+    ForwardOperator protocol's members (empty when it has none: it is something else)."""
+    members = ("A", "A_adjoint", "norm", "prox_data", "simulate")
+    present = [m for m in members if callable(getattr(A, m, None))]
+    if not present:
+        return ""
+    gaps = []
+    missing = [m for m in members if m not in present]
+    if missing:
+        gaps.append(f"missing {', '.join(missing)}")
+    kind = getattr(A, "norm_kind", None)
+    if kind not in ("exact", "certified", "estimated"):
+        gaps.append(f"norm_kind {kind!r} is not 'exact', 'certified' or 'estimated'")
+    return ": " + "; ".join(gaps) if gaps else ""
+
+
+def _check_claimed_norm(A: ForwardOperator, x_like: torch.Tensor) -> None:
+    """Refuse a protocol operator whose ``norm()`` is not a positive finite number, or lies below a
+    lower bound on ``||A||`` found by a few power-method steps: every step size and every guarantee
+    rests on it being an upper bound."""
+    name = type(A).__name__
+    claimed = A.norm()
+    if not (isinstance(claimed, (int, float)) or (isinstance(claimed, torch.Tensor) and claimed.numel() == 1)):
+        raise ValueError(f"{name}.norm() must return a number, got {type(claimed).__name__}")
+    claimed = float(claimed)
+    if not (math.isfinite(claimed) and claimed > 0):
+        raise ValueError(f"{name}.norm() returned {claimed}: an upper bound on ||A|| must be positive and finite")
+    lower = norm_lower_bound(A.A, A.A_adjoint, x_like)
+    # rounding of the power step: a correct exact norm may be met from below to ~1e-7 (float32)
+    if lower > claimed * (1.0 + 16.0 * torch.finfo(x_like.dtype).eps ** 0.5):
+        raise ValueError(f"{name}.norm() = {claimed:.6g} ({A.norm_kind}) is not an upper bound on ||A||: "
+                         f"||A u|| / ||u|| = {lower:.6g} for a vector u (power-method steps from a random start)")

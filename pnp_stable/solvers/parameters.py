@@ -236,6 +236,10 @@ def choose_parameters(
     # level sigma_x = sigma_y / ||A|| makes it invariant to rescaling (A, y, sigma_y) -> c (A, y,
     # sigma_y), which leaves the problem in x unchanged; CT (||A|| ~ 200) needs this.
     sigma_x = noise_level / operator_norm
+    if sigma_x > 1.0:  # noise wider than the whole [0, 1] range of the images the denoisers know
+        raise ValueError(f"the noise level {noise_level:g} is {sigma_x:g} in the image domain (noise_level / ||A||), "
+                         f"more than the images' whole [0, 1] range: on the 0-255 scale? ({noise_level:g}/255 = "
+                         f"{noise_level / 255:.4g})")
     target = rule.weight * lip_sq * sigma_x**rule.exponent  # omega / step at the MAP balance
     # a level so small that its powers underflow would divide by zero below (ZeroDivisionError) or
     # give a zero step that blames another option: refuse it here, by name

@@ -59,7 +59,10 @@ class SolveResult:
 
     def __repr__(self) -> str:
         # the dataclass default would print both tensors and every history row
-        verdict = "guaranteed" if self.guarantee.holds else "NO guarantee"
+        # as the command line's summary says it: a guarantee resting on an assumption (an estimated
+        # norm, an inexact prox) is not printed as a proven one
+        verdict = ("NO guarantee" if not self.guarantee.holds else
+                   "guaranteed" if self.guarantee.proven else "guaranteed if assumptions hold")
         return (f"SolveResult({self.method}, x {tuple(self.x.shape)}, {self.iterations} it, "
                 f"{self.stopped_by}, {'monotone' if self.monotone else 'residual increased'}, {verdict})")
 

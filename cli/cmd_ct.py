@@ -13,9 +13,11 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 
 @click.command()
 @click.argument("data", required=False, type=click.Path(path_type=Path))
-@click.option("--angles", type=click.IntRange(1, 10000), default=60, show_default=True,
-              help="Number of projection angles, uniform over [0, 180) degrees, for --simulate and the demo; "
-                   "a sinogram's angles are its columns.")
+@click.option("--angles", default="60", show_default=True, metavar="N|FILE",
+              help="Projection angles: a count N, uniform over [0, 180) degrees (for --simulate and the demo; a "
+                   "sinogram's count is its columns), or a FILE of angles in degrees, one per sinogram column "
+                   "(.txt/.csv: numbers separated by spaces, commas or lines; .npy: a 1-D array), e.g. for a "
+                   "360-degree or limited-angle scan.")
 @click.option("--simulate", is_flag=True,
               help="DATA is a square phantom image: project it, add noise, reconstruct, report PSNR/SSIM.")
 @click.option("--noise", default=None, metavar="SIGMA",
@@ -24,8 +26,8 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
 @click.option("--from-skimage", is_flag=True,
-              help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180)): move it to this "
-                   "tool's rotation axis first (half a pixel apart for an even detector count).")
+              help="SINOGRAM was made by skimage.transform.radon with circle=False (angles uniform over [0, 180)): "
+                   "move it to this tool's rotation axis first (half a pixel apart for an even detector count).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
 def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
@@ -64,11 +66,13 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
         if data is None:
             simulate = True
         angles_given = click.get_current_context().get_parameter_source("angles") != ParameterSource.DEFAULT
+        angles = parse_angles(angles)
+        count = angles if isinstance(angles, int) else len(angles)
         from pnp_stable.cli.folders import run_restorations
         from pnp_stable.cli.image_task import Demo
 
         # a sinogram's angles are its columns (an explicit --angles that differs is refused first)
-        arguments = dict(angles=angles if simulate else None, simulate=simulate,
+        arguments = dict(angles=angles if simulate or not isinstance(angles, int) else None, simulate=simulate,
                          noise_level=level[1] if level is not None and level[0] == "absolute" else None,
                          relative_noise_level=level[1] if level is not None and level[0] == "relative" else None,
                          seed=seed, image_size=size, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
@@ -76,16 +80,45 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
         if data is not None and not data.is_dir():  # a folder checks each file before the first solve
             from pnp_stable.cli.images import read_image
 
-            _check_ct_input(data, read_image(data), simulate, angles if angles_given else None)
-        demo = Demo(f"demo: Shepp-Logan phantom (256x256), {angles} angles, reconstructed (--simulate)",
+            _check_ct_input(data, read_image(data), simulate, count if angles_given else None)
+        demo = Demo(f"demo: Shepp-Logan phantom (256x256), {count} angles, reconstructed (--simulate)",
                     image=_phantom, stem="shepp_logan")
         run_restorations("ct", data, tag="reconstructed", demo=demo, task=_Reconstruction(from_skimage and not simulate),
                          arguments=arguments, out=out, report=report, plot=plot, quiet=quiet,
                          check_image=lambda path, loaded, _: _check_ct_input(path, loaded, simulate,
-                                                                             angles if angles_given else None),
-                         reported={"angles": angles, "noise": noise},
+                                                                             count if angles_given else None),
+                         # a sinogram's own count when none was given (the report's operator has the values)
+                         reported={"angles": click.get_current_context().params["angles"]
+                                   if angles_given or simulate else None, "noise": noise},
                          # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
                          output_bit_depth=None if simulate else 16)
+
+
+def parse_angles(text: str) -> int | list[float]:
+    """``--angles``: a count (``"60"``) or a file of angles in degrees (``.npy``: a 1-D array; any
+    other file: numbers separated by spaces, commas or line breaks)."""
+    import numpy as np
+
+    text = text.strip()
+    if text.isdigit():
+        count = int(text)
+        if not 1 <= count <= 10000:
+            raise UserError(f"--angles {count}: give between 1 and 10000 angles")
+        return count
+    path = Path(text)
+    if not path.is_file():
+        raise UserError(f"--angles {text}: neither a count of angles nor a file of them")
+    try:
+        values = (np.load(path, allow_pickle=False) if path.suffix.lower() == ".npy"
+                  else np.array(path.read_text().replace(",", " ").split(), dtype=np.float64))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--angles {path.name}: cannot read angles from it ({exc})") from None
+    if not isinstance(values, np.ndarray) or values.ndim != 1 or values.size == 0 \
+            or not np.issubdtype(values.dtype, np.number):
+        raise UserError(f"--angles {path.name}: expected a 1-D list of angles in degrees")
+    if not np.isfinite(values).all():
+        raise UserError(f"--angles {path.name}: holds NaN or infinite values")
+    return [float(v) for v in values]
 
 
 def _phantom():

@@ -61,9 +61,13 @@ def read_npy(path: Path) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(2, "No such file", str(path))
     try:
-        return np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
+    if not isinstance(loaded, np.ndarray):  # np.load opens any zip archive: an .npz, a saved solver state
+        loaded.close()
+        raise ValueError(f"{path.name} is a zip archive (an .npz or a saved solver state), not a .npy array")
+    return loaded
 
 
 def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> LoadedImage:
@@ -246,6 +250,22 @@ def default_output(input_path: Path | None, suffix_tag: str, out_dir: Path | Non
     return folder / f"{base.stem}_{suffix_tag}{ext}"
 
 
+def _is_residual_plot(path: Path) -> bool:
+    """Whether ``path`` is a residual plot an earlier run wrote (``--plot`` per image into the folder),
+    by the Software text of its PNG (read with the header, not the pixels)."""
+    if path.suffix.lower() != ".png":
+        return False
+    from PIL import Image
+
+    from pnp_stable.solvers.result import PLOT_SOFTWARE
+
+    try:
+        with Image.open(path) as im:
+            return im.info.get("Software") == PLOT_SOFTWARE
+    except Exception:  # noqa: BLE001 - an unreadable file is the reader's to refuse, with its name
+        return False
+
+
 def list_images(folder: Path, outputs_tag: str | None = None) -> list[Path]:
     """Image files directly inside ``folder``, sorted; raises if there are none. With ``outputs_tag``,
     files that are :func:`default_output` of another file there (``X_<tag>.png`` beside ``X.tif``:
@@ -256,7 +276,7 @@ def list_images(folder: Path, outputs_tag: str | None = None) -> list[Path]:
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if outputs_tag is not None:
         produced = {default_output(p, outputs_tag) for p in files}
-        files = [p for p in files if p not in produced]
+        files = [p for p in files if p not in produced and not _is_residual_plot(p)]
     if not files:
         raise ValueError(f"no images (PNG, JPG, TIF, .npy) found in {folder}")
     return files

@@ -70,6 +70,9 @@ def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None
                 figure_format(path)
             except ValueError as error:
                 raise UserError(f"{flag} {error}") from None
+        if option == "checkpoint" and path.suffix.lower() in IMAGE_SUFFIXES:
+            # a solver state named like an image would be read as one by the next run on its folder
+            raise UserError(f"{flag} {path.name}: a solver state is no image; name it e.g. {path.stem}.state")
 
 
 def finish_restoration(command: str, restoration, loaded, input_path, out_path: Path, report, plot,
@@ -84,9 +87,13 @@ def finish_restoration(command: str, restoration, loaded, input_path, out_path: 
     refuse_diverged(restoration)
     img = restoration.image
     data_scale = restoration.report.get("operator", {}).get("data_scale", 1.0)
-    if data_scale != 1.0 and out_path.suffix.lower() != ".npy":
-        img = img / data_scale
-        restoration.notes.append(f"{out_path.name} holds the reconstruction divided by {data_scale:.4g} (an image "
+    peak = float(img.max()) if img.numel() else 0.0
+    if out_path.suffix.lower() != ".npy" and (data_scale != 1.0 or peak > 1.0):
+        # a CT reconstruction of real data may exceed its data scale (a percentile, not a maximum):
+        # divided by the larger of the two, nothing saturates
+        divisor = max(data_scale, peak)
+        img = img / divisor
+        restoration.notes.append(f"{out_path.name} holds the reconstruction divided by {divisor:.4g} (an image "
                                  "file holds [0, 1]); write a .npy for the values on the sinogram's scale")
     arr = img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy()
     protect = tuple(p for p in [input_path] if p is not None)

@@ -412,11 +412,12 @@ def _check_noise_level(level: object, name: str = "noise_level", unit_scale: boo
 
 def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_scale: bool = True,
            defaulted: bool = False, allow_zero: bool = False,
-           observed: torch.Tensor | None = None) -> tuple[float, str]:
+           observed: torch.Tensor | None = None, display_scale: float = 1.0) -> tuple[float, str]:
     """The noise level and where it came from ("given", "default" for a simulation's default,
     "estimated"); ``image_scale`` False for data not on the [0, 1] image scale (a sinogram), whose
     level in /255 would mean nothing; ``observed``: the measured entries an estimate may read (an
-    inpainting's)."""
+    inpainting's); ``display_scale``: what the note multiplies an estimate by (``y_batch`` divided
+    by it, a rescaled sinogram: the note speaks the data's own units)."""
     if noise is not None:
         return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
                 "default" if defaulted else "given")
@@ -438,7 +439,7 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
                      "if you know it)")
         return 0.0, "estimated"
     in_255 = f" ({value * 255:.2f}/255)" if image_scale else ""
-    notes.append(f"noise level estimated from {read_from}: {value:.4g}{in_255}")
+    notes.append(f"noise level estimated from {read_from}: {value * display_scale:.4g}{in_255}")
     notes.extend(f"{caveat}; give the level if you know it"
                  for caveat in noise_estimate_caveats(y_batch, value, observed))
     return value, "estimated"
@@ -878,9 +879,12 @@ def reconstruct_ct(
     Otherwise ``data`` is a sinogram ``n_detectors x n_angles`` (``image_size`` inferred when the
     detector count allows it); its columns are uniform over [0, 180) unless ``angles`` lists them,
     and an ``angles`` whose count differs from the column count is an error. A sinogram whose FBP
-    does not peak near 1 (attenuation in physical units, counts) is divided by that peak for the
+    does not peak in [0.5, 1] (line integrals in physical units) is divided by that peak for the
     solve and the reconstruction multiplied back (a note, and ``report["operator"]["data_scale"]``);
-    ``noise_level`` is then on the sinogram's own scale. ``method``: ``"admm"``
+    ``noise_level`` is on the sinogram's own scale. A reconstruction of real data is clipped at 0
+    only. Notes flag a sinogram whose columns do not sum alike (transposed, or an image), one whose
+    halves mirror each other (a 360-degree scan without its angles) and one largest at its
+    detector edges (counts, not line integrals). ``method``: ``"admm"``
     (the default, as for the command: +1.1 dB over FB on ct-quick for about twice the time),
     ``"fb"`` or ``"drs"``. ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
     ``sigma_den`` and ``step`` replace the automatic parameters, ``tile`` tiles the denoiser and
@@ -921,9 +925,7 @@ def reconstruct_ct(
             raise ValueError(f"the sinogram has {n_ang} angles (columns; n_detectors x n_angles) but {count} were "
                              "given")
         n = image_size or _size_from_detectors(n_det)
-        if n_ang > n_det:  # possible (dense views), but more often a sinogram stored angles x detectors
-            notes.append(f"sinogram read as {n_det} detectors x {n_ang} angles ({n}x{n} image); if its rows "
-                         "are the angles, transpose it")
+        notes.extend(_sinogram_doubts(sino, angles is None))
         # checked before the operator is built: its rotation grids for a wrong, large size alone can
         # exhaust the memory (a 91-detector sinogram with --size 8192 asked for ~32 GB)
         needed = detector_count(n)
@@ -937,7 +939,8 @@ def reconstruct_ct(
     if scale != 1.0:  # A and the FBP are linear: y / s is the sinogram of x / s, on the denoiser's scale
         y, fbp = y / scale, fbp / scale
         noise_level = None if noise_level is None else _check_noise_level(noise_level, unit_scale=False) / scale
-    sigma, source = _noise(y, noise_level, notes, image_scale=False, defaulted=defaulted)
+    # a note gives an estimate on the sinogram's own scale, as a user gives a level
+    sigma, source = _noise(y, noise_level, notes, image_scale=False, defaulted=defaulted, display_scale=scale)
     module = _tiled(module, (1, 1, n, n), tile, notes, den_info)
     x0 = fbp.clamp(0, 1)
     t0 = time.perf_counter()
@@ -948,10 +951,15 @@ def reconstruct_ct(
                                     operator_info={"type": "ParallelBeamCT", "image_size": n,
                                                    "angles": [float(a) for a in op.angles_deg]})
     _strength_note(res, notes)
-    # rescaled data: the percentile is no maximum, so only the sign is known (attenuation >= 0)
-    restored = res.x.clamp(0, 1)[0] if scale == 1.0 else res.x.clamp(min=0)[0] * scale
+    # a phantom lies in [0, 1]; of a real object only the sign is known (attenuation >= 0): its
+    # FBP's percentile is no maximum, so a reconstruction may rise above it (clipping at 1 cut the
+    # brightest parts of objects whose FBP peaked between 1 and 2, as the band let through before)
+    restored = res.x.clamp(0, 1)[0] if simulate else res.x.clamp(min=0)[0] * scale
     report["operator"] = {"type": "ParallelBeamCT", "image_size": n, "angles": len(op.angles_deg),
+                          "angles_deg": [float(a) for a in op.angles_deg],
                           "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale}
+    if scale != 1.0:  # the level on the sinogram's own scale, and the one the solve used
+        report["noise"] = {**report["noise"], "sigma": sigma * scale, "sigma_rescaled": sigma}
     report["metrics"] = {"time_s": time.perf_counter() - t0}
     truth = None
     if clean is not None:
@@ -964,9 +972,47 @@ def reconstruct_ct(
                        notes)
 
 
+# Every column of a parallel-beam sinogram sums to the object's mass (the integral over all rays of
+# one view); a spread of the column sums above this share says the columns are not views
+COLUMN_SUM_SPREAD = 0.1
+# the relative difference under which a sinogram's second half is the mirror of its first
+MIRRORED_HALVES = 0.05
+
+
+def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool) -> list[str]:
+    """Notes on a sinogram (``n_detectors x n_angles``) that is probably not what it will be taken
+    for: its columns not views (transposed, or an image: the column sums differ, where every view
+    of an object sums to its mass), a 360-degree scan read as 180 degrees (its second half mirrors
+    its first, p(theta + 180, s) = p(theta, -s)), or detector counts instead of line integrals
+    (largest at the detector edges, where the rays miss the object)."""
+    notes = []
+    data = sino.double()
+    sums = data.sum(dim=0)
+    mean = float(sums.mean())
+    if mean > 0 and sums.numel() > 1:
+        spread = float(sums.std()) / mean
+        if spread > COLUMN_SUM_SPREAD:
+            notes.append(f"the sinogram's columns (its angles) do not sum to the same total (spread {100 * spread:.0f} "
+                         "%; every view of an object sums to its mass): if its rows are the angles, transpose it; "
+                         "an image to project needs --simulate")
+    n_ang = data.shape[1]
+    if uniform_angles and n_ang >= 4 and n_ang % 2 == 0:
+        first, second = data[:, : n_ang // 2], data[:, n_ang // 2:].flip(0)
+        scale = float(first.norm())
+        if scale > 0 and float((first - second).norm()) <= MIRRORED_HALVES * scale:
+            notes.append("the sinogram's second half mirrors its first, as a 360-degree scan's does, but its angles "
+                         "are taken as uniform over [0, 180): give them (--angles FILE, the API's angles=) or keep "
+                         "the first half")
+    top, edges = float(data.max()), torch.cat([data[0], data[-1]])
+    if top > 0 and float(data.min()) > 0 and float(edges.mean()) > 0.5 * top:
+        notes.append("the sinogram is largest at its detector edges, where rays miss the object: if it holds "
+                     "detector counts or intensities I, reconstruct line integrals -log(I / I0)")
+    return notes
+
+
 # An FBP of a sinogram of a [0, 1] image peaks near 1 (the 99.9th percentile: a few noisy pixels
 # aside); far outside this band the data are on another scale (attenuation in 1/mm, counts ...)
-ATTENUATION_PEAK_BAND = (0.5, 2.0)
+ATTENUATION_PEAK_BAND = (0.5, 1.0)
 
 
 def _attenuation_scale(fbp: torch.Tensor, notes: list[str]) -> float:
@@ -974,8 +1020,9 @@ def _attenuation_scale(fbp: torch.Tensor, notes: list[str]) -> float:
     on: the 99.9th percentile of its FBP (``fbp``) when that lies outside ``ATTENUATION_PEAK_BAND``,
     else 1.
     PnP is not scale-equivariant: a denoiser shown an image peaking at 5 or at 0.02 treats noise
-    and structure at the wrong level (measured: 12 % relative error against 1.7 % on the same
-    phantom at scale 1, and clipping at 1 for the larger scale)."""
+    and structure at the wrong level (measured on a 64 x 64 phantom: 12 % relative error where
+    scale 1 gave 8 %). The band's top is 1: with 2, objects peaking up to 2.3 kept their scale and
+    were clipped at 1 (15.8 to 33.3 % error; docs/cli.md, ``pnp-stable ct``)."""
     values = fbp.flatten()
     peak = float(values.kthvalue(max(1, int(math.ceil(0.999 * values.numel())))).values)
     low, high = ATTENUATION_PEAK_BAND

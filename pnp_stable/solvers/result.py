@@ -147,13 +147,16 @@ class SolveResult:
         fig.tight_layout()
         if path is not None:
             buffer = io.BytesIO()
-            fig.savefig(buffer, format=fmt)
+            # a PNG says what it is, so that a folder run does not take an earlier run's plot for an image
+            fig.savefig(buffer, format=fmt, **({"metadata": {"Software": PLOT_SOFTWARE}} if fmt == "png" else {}))
             atomic_write_bytes(path, buffer.getvalue())
         return fig
 
 
 
 SOLVE_STATE_FORMAT = "pnp-stable-solve/1"
+# the Software text of a residual plot written as PNG (SolveResult.plot)
+PLOT_SOFTWARE = "pnp-stable residual plot"
 
 # the dataclass fields stored as they are (plain numbers, strings, lists and dicts of them)
 _PLAIN_FIELDS = ("method", "iterations", "converged", "history", "monotone", "iterations_per_image",

@@ -93,7 +93,7 @@ def test_denoise_with_an_unreadable_denoiser(tmp_path, camera_png, bad_model):
 
 
 def test_deblur_resume_from_an_unreadable_state(tmp_path, camera_png, tiny_denoiser):
-    garbage = tmp_path / "garbage.png"
+    garbage = tmp_path / "garbage.state"  # an image's bytes under a state's name
     garbage.write_bytes(camera_png.read_bytes())
     assert_user_error(run("deblur", camera_png, "--noise", "0.01", "--denoiser", tiny_denoiser, "--checkpoint", garbage,
                           "--resume", "--out", tmp_path / "o.png"),

@@ -34,7 +34,9 @@ def test_a_folder_never_writes_a_per_image_output_over_an_input(tmp_path, camera
         suffix = ".png"
     before = victim.read_bytes()
     r = run("deblur", folder, "--denoiser", tiny_denoiser, "--max-iter", "1", option, folder / f"p{suffix}")
-    assert_user_error(r, "refusing to overwrite the input p_a.png")
+    # a solver state named like an image is refused as such, before its per-image names are formed
+    assert_user_error(r, "a solver state is no image" if option == "--checkpoint" else
+                      "refusing to overwrite the input p_a.png")
     assert victim.read_bytes() == before
     assert not (folder / "a_restored.png").exists()
 

@@ -1,0 +1,90 @@
+"""``pnp-stable ct`` with a CT user's own sinograms (review of 2026-12-06): angles from a file,
+360-degree scans, transposed data, counts, objects brighter than 1, earlier outputs in the folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from cli_test_helpers import assert_user_error, run
+from skimage import data, transform
+
+from pnp_stable import restore
+from pnp_stable.operators import ParallelBeamCT
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return transform.resize(data.shepp_logan_phantom(), (SIZE, SIZE), anti_aliasing=True).astype(np.float32)
+
+
+def sinogram(phantom, angles, scale=1.0, noise=0.0):
+    op = ParallelBeamCT(SIZE, angles=angles)
+    y = op.A(torch.from_numpy(phantom * scale)[None, None].double())[0, 0]
+    if noise:
+        y = y + noise * torch.randn(y.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return y.float().numpy()
+
+
+def test_angles_from_a_file_reconstruct_a_360_degree_scan_that_a_count_misreads(tmp_path, phantom):
+    angles = np.arange(40) * 9.0  # 0, 9, ..., 351 degrees
+    np.save(tmp_path / "s.npy", sinogram(phantom, list(angles), noise=0.05))
+    (tmp_path / "a.txt").write_text(", ".join(f"{a:g}" for a in angles))
+    common = ("ct", tmp_path / "s.npy", "--denoiser", "gray", "--max-iter", "30")
+    given = run(*common, "--angles", tmp_path / "a.txt", "--out", tmp_path / "g.npy", "--report", tmp_path / "g.json")
+    assert given.exit_code == 0 and "360-degree" not in given.output, given.output
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert report["operator"]["angles_deg"] == pytest.approx(list(angles))
+    read_as_180 = run(*common, "--out", tmp_path / "u.npy", "--report", tmp_path / "u.json")
+    assert "second half mirrors its first, as a 360-degree scan's does" in read_as_180.output
+    assert json.loads((tmp_path / "u.json").read_text())["options"]["angles"] is None  # none given: its columns
+
+    def error(name):
+        return float(np.linalg.norm(np.load(tmp_path / name) - phantom) / np.linalg.norm(phantom))
+
+    assert error("g.npy") < 0.5 * error("u.npy")
+    np.save(tmp_path / "a.npy", angles[:5])
+    assert_user_error(run(*common, "--angles", tmp_path / "a.npy"), "has 40 angles (columns")
+    assert_user_error(run(*common, "--angles", "nofile.txt"), "neither a count of angles nor a file of them")
+
+
+def test_an_object_brighter_than_1_is_not_clipped(phantom):
+    # peaking at 1.8: its FBP's 99.9th percentile lay inside the band that kept the scale, and the
+    # result was clipped at 1
+    scale = 1.8 / float(phantom.max())
+    y = torch.from_numpy(sinogram(phantom, 40, scale=scale, noise=0.02))
+    r = restore.reconstruct_ct(y, denoiser="gray", max_iter=40, progress=False, device="cpu")
+    assert float(r.image.max()) > 1.4
+    truth = torch.from_numpy(phantom * scale)
+    assert float((r.image[0] - truth).norm() / truth.norm()) < 0.2
+
+
+def test_doubtful_sinograms_get_a_note_and_dense_views_do_not(tmp_path, phantom):
+    dense = sinogram(phantom, 120, noise=0.02)  # more angles than detectors: a sinogram still
+    np.save(tmp_path / "dense.npy", dense)
+    common = ("--denoiser", "gray", "--max-iter", "2")
+    r = run("ct", tmp_path / "dense.npy", *common, "--out", tmp_path / "d.npy")
+    assert r.exit_code == 0 and "transpose" not in r.output and "counts" not in r.output, r.output
+    counts = 1e4 * np.exp(-0.05 * sinogram(phantom, 40))  # intensities, not line integrals
+    np.save(tmp_path / "counts.npy", counts.astype(np.float32))
+    r = run("ct", tmp_path / "counts.npy", *common, "--out", tmp_path / "c.npy")
+    assert "if it holds detector counts or intensities I, reconstruct line integrals -log(I / I0)" in r.output
+
+
+def test_a_solver_state_is_not_read_as_an_image_and_a_plot_in_the_folder_is_skipped(tmp_path, phantom, tiny_denoiser):
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for i in range(2):
+        np.save(folder / f"s{i}.npy", sinogram(phantom, 12, noise=0.05 * (i + 1)))
+    common = ("ct", folder, "--denoiser", tiny_denoiser, "--max-iter", "2", "--quiet")
+    assert_user_error(run(*common, "--checkpoint", folder / "state.npy"), "a solver state is no image")
+    r = run(*common, "--plot", folder / "plot.png", "--checkpoint", tmp_path / "st.state")
+    assert r.exit_code == 0 and (folder / "plot_s0.png").is_file(), r.output
+    r = run(*common)  # the plots in the folder are no sinograms
+    assert r.exit_code == 0 and "plot_s0" not in r.output, r.output
+    (tmp_path / "st_s0.state").rename(tmp_path / "zip.npy")  # a zip archive under a .npy name
+    assert_user_error(run("ct", tmp_path / "zip.npy", "--denoiser", tiny_denoiser), "zip.npy is a zip archive")

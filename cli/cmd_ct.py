@@ -83,12 +83,19 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
             _check_ct_input(data, read_image(data), simulate, count if angles_given else None)
         demo = Demo(f"demo: Shepp-Logan phantom (256x256), {count} angles, reconstructed (--simulate)",
                     image=_phantom, stem="shepp_logan")
+        angles_file = None if isinstance(angles, int) else Path(click.get_current_context().params["angles"])
+        inputs = None
+        if angles_file is not None:  # an angles .npy kept in the sinograms' folder is no sinogram
+            from pnp_stable.cli.folders import ImageInputs
+
+            shared = ImageInputs(files=(angles_file,), reported={"angles": str(angles_file)})
+            inputs = lambda _path: shared  # noqa: E731
         run_restorations("ct", data, tag="reconstructed", demo=demo, task=_Reconstruction(from_skimage and not simulate),
-                         arguments=arguments, out=out, report=report, plot=plot, quiet=quiet,
+                         arguments=arguments, out=out, report=report, plot=plot, quiet=quiet, inputs_for=inputs,
                          check_image=lambda path, loaded, _: _check_ct_input(path, loaded, simulate,
                                                                              count if angles_given else None),
                          # a sinogram's own count when none was given (the report's operator has the values)
-                         reported={"angles": click.get_current_context().params["angles"]
+                         reported={"angles": (count if angles_file is None else str(angles_file))
                                    if angles_given or simulate else None, "noise": noise},
                          # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
                          output_bit_depth=None if simulate else 16)
@@ -167,7 +174,9 @@ class _Reconstruction:
         if self.from_skimage:
             from pnp_stable.operators.ct import sinogram_from_skimage
 
-            tensor = torch.from_numpy(sinogram_from_skimage(tensor[0].numpy()).astype("float32"))[None]
+            angles = arguments.get("angles")  # a list from --angles FILE: the shift depends on each angle
+            tensor = torch.from_numpy(sinogram_from_skimage(
+                tensor[0].numpy(), angles_deg=angles if isinstance(angles, list) else None).astype("float32"))[None]
         restoration = reconstruct_ct(tensor, progress=progress, **arguments)
         if self.from_skimage:
             restoration.notes.insert(0, "sinogram moved from skimage.transform.radon's rotation axis to this tool's "

@@ -130,6 +130,8 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
             raise ValueError(f"cannot read {path.name} as a TIFF image ({type(exc).__name__})") from None
         # a stack (pages, time points, z-slices...) would otherwise be read as one image: three
         # frames look like a planar RGB image, more of them like an unsupported shape
+        if "S" not in axes and axes.count("C") == 1 and shape[axes.index("C")] in (3, 4):
+            axes = axes.replace("C", "S")  # an ImageJ/OME composite's 3 or 4 channels: RGB(A) samples
         stacked = [n for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
         if stacked:
             raise ValueError(f"{path.name} holds {int(np.prod(stacked))} images (a TIFF stack, axes {axes}); "

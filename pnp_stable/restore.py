@@ -999,7 +999,10 @@ def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool) -> list[str]:
     if uniform_angles and n_ang >= 4 and n_ang % 2 == 0:
         first, second = data[:, : n_ang // 2], data[:, n_ang // 2:].flip(0)
         scale = float(first.norm())
-        if scale > 0 and float((first - second).norm()) <= MIRRORED_HALVES * scale:
+        # views that do not depend on the angle (a centred disc, a water phantom) mirror anyway
+        turned = data.roll(n_ang // 4, dims=1)[:, : n_ang // 2]
+        if scale > 0 and float((first - second).norm()) <= MIRRORED_HALVES * scale \
+                and float((first - turned).norm()) > MIRRORED_HALVES * scale:
             notes.append("the sinogram's second half mirrors its first, as a 360-degree scan's does, but its angles "
                          "are taken as uniform over [0, 180): give them (--angles FILE, the API's angles=) or keep "
                          "the first half")

@@ -120,7 +120,7 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float, error_ratio: floa
                 f"{getattr(info, 'tolerance', float('nan')):.1e}: firm non-expansiveness holds up to that tolerance"
             ), None
     else:  # the protocol's contract (an exact argmin), unless a probe of its optimality condition falsifies it
-        relative, limit = prox_optimality_residual(op, y, gamma, float(op.norm()))
+        relative, limit = prox_optimality_residual(op, _probe_measurement(op, y), gamma, float(op.norm()))
         exact = relative <= limit
         if not exact:
             return False, (
@@ -136,11 +136,39 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float, error_ratio: floa
     ), None
 
 
+def _measures_images(A: object, dtype: torch.dtype) -> bool:
+    """Whether ``A`` (with a known ``img_size``) measures ``B x C x H x W`` tensors: then a 2-D ``y``
+    is an image given bare, not a batch of vector measurements (compressed sensing)."""
+    # deepinv names it img_size, or imsize (Downsampling)
+    image_size = tuple(getattr(A, "img_size", None) or getattr(A, "imsize", None) or ())
+    forward = getattr(A, "A", None)
+    if len(image_size) != 3 or not callable(forward):
+        return False
+    try:
+        return forward(torch.zeros(1, *image_size, dtype=dtype)).ndim == 4
+    except Exception:  # noqa: BLE001 - an operator that cannot even run on its own size: as_operator says why
+        return False
+
+
+def _finite_rows_or(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """``new`` with each image (row) that holds a non-finite value replaced by ``old``'s (a fresh
+    tensor when any is replaced: the sources may alias the solver's buffers)."""
+    finite = torch.isfinite(new.flatten(1)).all(dim=1)
+    if bool(finite.all()):
+        return new
+    return torch.where(finite.view(-1, *[1] * (new.ndim - 1)), new, old)
+
+
 def _prox_passes_probe(op: object, y: torch.Tensor, gamma: float) -> bool:
     """Whether ``op.prox_data`` satisfies the prox's optimality condition on a random probe to
     rounding (:func:`~pnp_stable.solvers.operator_adapter.prox_optimality_residual`)."""
-    relative, limit = prox_optimality_residual(op, y, gamma, float(op.norm()))
+    relative, limit = prox_optimality_residual(op, _probe_measurement(op, y), gamma, float(op.norm()))
     return relative <= limit
+
+
+def _probe_measurement(op: object, y: torch.Tensor) -> torch.Tensor:
+    """One measurement to probe ``op`` with, or the whole batch when it holds parameters per image."""
+    return y if getattr(op, "per_image_parameters", False) else y[:1]
 
 
 def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Tensor,
@@ -285,8 +313,7 @@ def solve(
     y = y.detach()  # the solve is no autograd graph (it runs under inference_mode)
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y contains NaN or infinite values")
-    image_size = tuple(getattr(A, "img_size", None) or ())
-    if y.ndim == 2 and len(image_size) == 3 and tuple(y.shape) == image_size[1:]:  # an H x W image given bare
+    if y.ndim == 2 and _measures_images(A, y.dtype):  # an H x W measurement given without batch and channel
         raise ValueError(f"y has shape {tuple(y.shape)}, but {type(A).__name__} works on batch x channels x height "
                          "x width tensors (for one gray image: y[None, None])")
     step_value = None if step is None else _finite_number(step)
@@ -387,7 +414,8 @@ def solve(
             w = x0.to(y.device, y.dtype)
         else:
             w = op.A_adjoint(y)
-        reference = op.A_adjoint(y[:1])
+        # the whole batch for an operator holding parameters per image (a blur filter each)
+        reference = op.A_adjoint(y if getattr(op, "per_image_parameters", False) else y[:1])
         if w.shape[1:] != reference.shape[1:] or w.shape[0] != batch:
             raise ValueError(f"x0 has shape {tuple(w.shape)} but A^T y has shape {(batch, *reference.shape[1:])}")
         if x_true is not None and x_true.shape != w.shape:
@@ -514,10 +542,8 @@ def _iterate(
                new_error: list[float]) -> None:
         for i, e in zip(idx, new_error):
             t_error[i] = e
-        finite_rows = torch.isfinite(new_image.flatten(1)).all(dim=1)
-        if not bool(finite_rows.all()):  # those images stop (see below): their result stays the last finite one
-            old = image if len(idx) == batch else image[idx]
-            new_image = torch.where(finite_rows.view(-1, *[1] * (new_image.ndim - 1)), new_image, old)
+        # those images stop (see below): their result stays the last finite one
+        new_image = _finite_rows_or(new_image, image if len(idx) == batch else image[idx])
         # the sources may alias each other or t_state (FB returns T w and its read-out as one tensor; a
         # denoiser may return its input): t_state is written last, after every source has been read
         if len(idx) == batch:
@@ -555,6 +581,8 @@ def _iterate(
         recorded_warm = continuation.get("warm_start")
     elif active:
         g, x, errors = evaluate(state[active] if len(active) < batch else state, active, k)
+        # a first evaluation that is not finite leaves the start point as the result
+        x = _finite_rows_or(x, state if len(active) == batch else state[active])
         for i, e in zip(active, errors):
             t_error[i] = e
         if len(active) == batch:

@@ -51,15 +51,20 @@ def check_adjointness(
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(x_like.shape, generator=g, dtype=torch.float64).to(x_like.device, x_like.dtype)
     z = torch.randn(y_like.shape, generator=g, dtype=torch.float64).to(y_like.device, y_like.dtype)
+    # unit vectors in: A^T (A x) of an operator with a tiny norm would underflow in float32
     mismatches = []
     ax = forward(x)
-    scale = float((ax.double() * ax.double()).sum())
-    if scale > 0:  # A x = 0 (an all-zero mask) has nothing to compare
-        mismatches.append(abs(scale - float((x.double() * adjoint(ax).double()).sum())) / scale)
-    bz = adjoint(z)
-    scale = float((bz.double() * bz.double()).sum())
-    if scale > 0:
-        mismatches.append(abs(float((forward(bz).double() * z.double()).sum()) - scale) / scale)
+    ax_norm = float(ax.double().norm())
+    if ax_norm > 0:  # A x = 0 (an all-zero mask) has nothing to compare
+        # <Ax, Ax> / ||Ax||^2 = 1 against <x, B (Ax)> / ||Ax||^2
+        mismatches.append(abs(ax_norm - float((x.double() * adjoint(ax / ax_norm).double()).sum())) / ax_norm)
+    z_unit = z / float(z.double().norm())
+    bz = adjoint(z_unit)
+    bz_norm = float(bz.double().norm())
+    if bz_norm > 0:  # ||Bz||^2 against <A B z, z>, both divided by ||Bz||^2
+        mismatches.append(abs(float((forward(bz / bz_norm).double() * z_unit.double()).sum()) - bz_norm) / bz_norm)
+    if not all(math.isfinite(v) for v in (ax_norm, bz_norm, *mismatches)):
+        return math.inf  # a NaN would pass any "mismatch > limit" test
     return max(mismatches, default=0.0)
 
 
@@ -74,12 +79,13 @@ def norm_lower_bound(forward, adjoint, x_like: torch.Tensor, steps: int = 4, see
 
 
 def prox_optimality_residual(operator, like: torch.Tensor, gamma: float, norm: float) -> tuple[float, float]:
-    """``(relative residual, rounding limit)`` of ``operator.prox_data`` on a random probe ``(z, y)``:
+    """``(relative residual, rounding limit)`` of ``operator.prox_data`` on a random probe ``(z, y)``
+    shaped like ``like`` (one measurement, or the whole batch for an operator with per-image parameters):
     the optimality condition of ``argmin_x gamma/2 ||Ax - y||^2 + 1/2 ||x - z||^2`` is
     ``(gamma A^T A + I) x = gamma A^T y + z``; rounding leaves at most ``64 eps (1 + gamma ||A||^2)``
     of its right-hand side. A residual above the limit proves the prox inexact (the probe can only
     falsify: one that passes is taken at its word)."""
-    probe_like = like[:1]
+    probe_like = like
     x_like = operator.A_adjoint(probe_like)
     g = torch.Generator().manual_seed(1)
     z = torch.randn(x_like.shape, generator=g, dtype=torch.float64).to(x_like.device, x_like.dtype)
@@ -144,6 +150,12 @@ class PhysicsOperator:
         # the solver then evaluates the whole batch even when some images have converged
         self.per_image_parameters = _holds_per_image_parameters(physics, like.shape[0])
 
+    @property
+    def probe_like(self) -> torch.Tensor:
+        """A measurement to probe the physics with: one, or the whole batch when it holds
+        parameters per image (which a single measurement does not fit)."""
+        return self._like if self.per_image_parameters else self._like[:1]
+
     def A(self, x: torch.Tensor) -> torch.Tensor:
         return self.physics.A(x)
 
@@ -187,7 +199,7 @@ class PhysicsOperator:
         structural = self._structural_inexactness()
         if structural is not None:
             return False, structural + ": firm non-expansiveness holds up to its tolerance"
-        relative, limit = prox_optimality_residual(self, self._like, gamma, self.norm())
+        relative, limit = prox_optimality_residual(self, self.probe_like, gamma, self.norm())
         if not relative <= limit:
             return False, (
                 f"prox_l2 of {type(self.physics).__name__} is not the exact prox: on a random probe its optimality "
@@ -198,7 +210,8 @@ class PhysicsOperator:
 
     def norm(self) -> float:
         if self._norm is None:
-            x_like = self.physics.A_adjoint(self._like[:1])
+            # the whole batch when the physics holds an operator per image: the largest norm, which the shared step needs
+            x_like = self.physics.A_adjoint(self.probe_like)
             u = torch.randn(x_like.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
             u = u.to(x_like.device, x_like.dtype)
             estimate, _, self.norm_iterations = _counted_power_iteration(self.physics.A, self.physics.A_adjoint, u)
@@ -258,12 +271,17 @@ def as_operator(A: object, like: torch.Tensor, margin: float = _DEFAULT_MARGIN) 
             "deepinv.physics.LinearPhysics (methods A, A_adjoint, prox_l2) or the ForwardOperator protocol "
             f"(pnp_stable.protocols){_protocol_gaps(A)}"
         )
-    x_like = A.A_adjoint(like[:1])  # type: ignore[attr-defined]
-    mismatch = check_adjointness(A.A, A.A_adjoint, x_like, like[:1])  # type: ignore[attr-defined]
+    per_image = bool(getattr(A, "per_image_parameters", False)) or (
+        not native and _holds_per_image_parameters(A, like.shape[0]))
+    probe = like if per_image else like[:1]  # a physics with a filter per image takes only its own batch
+    x_like = A.A_adjoint(probe)  # type: ignore[attr-defined]
+    mismatch = check_adjointness(A.A, A.A_adjoint, x_like, probe)  # type: ignore[attr-defined]
     limit = 1e-8 if like.dtype == torch.float64 else 1e-3
-    if mismatch > limit:
+    if not mismatch <= limit:  # NaN included
+        hint = (" (deepinv's Tomography: keep adjoint_via_backprop=True, its default, for an exact adjoint)"
+                if type(A).__name__ == "Tomography" else "")
         raise ValueError(
-            f"{type(A).__name__}.A_adjoint is not the adjoint of A (relative mismatch {mismatch:.2e} > {limit:g})"
+            f"{type(A).__name__}.A_adjoint is not the adjoint of A (relative mismatch {mismatch:.2e} > {limit:g}){hint}"
         )
     if native:
         _check_claimed_norm(A, x_like)
@@ -293,14 +311,15 @@ def _check_claimed_norm(A: ForwardOperator, x_like: torch.Tensor) -> None:
     lower bound on ``||A||`` found by a few power-method steps: every step size and every guarantee
     rests on it being an upper bound."""
     name = type(A).__name__
-    claimed = A.norm()
-    if not (isinstance(claimed, (int, float)) or (isinstance(claimed, torch.Tensor) and claimed.numel() == 1)):
-        raise ValueError(f"{name}.norm() must return a number, got {type(claimed).__name__}")
-    claimed = float(claimed)
+    returned = A.norm()
+    try:
+        claimed = float(returned)  # a float, a numpy scalar, a one-element tensor
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}.norm() must return a number, got {type(returned).__name__}") from None
     if not (math.isfinite(claimed) and claimed > 0):
         raise ValueError(f"{name}.norm() returned {claimed}: an upper bound on ||A|| must be positive and finite")
     lower = norm_lower_bound(A.A, A.A_adjoint, x_like)
     # rounding of the power step: a correct exact norm may be met from below to ~1e-7 (float32)
-    if lower > claimed * (1.0 + 16.0 * torch.finfo(x_like.dtype).eps ** 0.5):
+    if not lower <= claimed * (1.0 + 16.0 * torch.finfo(x_like.dtype).eps ** 0.5):  # NaN included
         raise ValueError(f"{name}.norm() = {claimed:.6g} ({A.norm_kind}) is not an upper bound on ||A||: "
                          f"||A u|| / ||u|| = {lower:.6g} for a vector u (power-method steps from a random start)")

@@ -125,8 +125,11 @@ def _read_npy(path: Path, channels: int) -> np.ndarray:
     RGB array becomes luma for a gray model and a gray one is repeated for an RGB model."""
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc or type(exc).__name__}") from None
+    if not isinstance(arr, np.ndarray):  # np.load opens any zip archive (an .npz) too
+        arr.close()
+        raise ValueError(f"cannot read image {path}: a zip archive (an .npz?), not a .npy array")
     return _from_array(arr, path, channels)
 
 

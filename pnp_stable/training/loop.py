@@ -459,8 +459,6 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         # Ctrl-C (or SIGTERM) while the data were read: stop before the first step, which would
         # otherwise be taken and checkpointed, leaving a fresh run that needs --resume or deleting
         raise KeyboardInterrupt
-    if rank == 0:  # only now: unusable data or an early stop leave no folder behind
-        run_dir.mkdir(parents=True, exist_ok=True)
     step, best, elapsed = 0, None, 0.0
     if config.resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, map_location=device)
@@ -483,6 +481,8 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
         initialised = _initialise_from(model, config.init_from) if config.init_from else None
         # taken now, before the file at init_from can be overwritten (see pnp_stable.training.lineage)
         has_origin, origin = True, starting_point_record(config.init_from)
+        if rank == 0:  # only now: unusable data, a bad init_from or an early stop leave no folder behind
+            run_dir.mkdir(parents=True, exist_ok=True)
         log.write(event="start", step=0, config=config.to_dict(), world_size=world, device=str(device),
                   initialised_from=initialised, starting_point=origin,
                   hardware=platform.processor() or platform.machine(), threads=torch.get_num_threads(),

@@ -88,3 +88,50 @@ def test_a_solver_state_is_not_read_as_an_image_and_a_plot_in_the_folder_is_skip
     assert r.exit_code == 0 and "plot_s0" not in r.output, r.output
     (tmp_path / "st_s0.state").rename(tmp_path / "zip.npy")  # a zip archive under a .npy name
     assert_user_error(run("ct", tmp_path / "zip.npy", "--denoiser", tiny_denoiser), "zip.npy is a zip archive")
+
+
+def test_from_skimage_shifts_each_column_by_the_angles_given(tmp_path, phantom, tiny_denoiser, monkeypatch):
+    from skimage.transform import radon
+
+    from pnp_stable.operators import ct as ct_module
+
+    angles = np.arange(40) * 9.0
+    np.save(tmp_path / "s.npy", radon(phantom.astype(np.float64), theta=angles, circle=False).astype(np.float32))
+    np.save(tmp_path / "a.npy", angles)
+    seen = []
+    original = ct_module.sinogram_from_skimage
+
+    def recording(sinogram, angles_deg=None):
+        seen.append(None if angles_deg is None else list(angles_deg))
+        return original(sinogram, angles_deg)
+
+    monkeypatch.setattr(ct_module, "sinogram_from_skimage", recording)
+    r = run("ct", tmp_path / "s.npy", "--from-skimage", "--angles", tmp_path / "a.npy", "--denoiser", tiny_denoiser,
+            "--max-iter", "1", "--out", tmp_path / "o.npy", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert seen == [list(angles)]
+    assert json.loads((tmp_path / "r.json").read_text())["options"]["angles"] == str(tmp_path / "a.npy")
+
+
+def test_an_angles_file_in_the_folder_is_no_sinogram_and_a_count_is_reported_as_a_number(tmp_path, phantom,
+                                                                                          tiny_denoiser):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    angles = list(np.arange(12) * 15.0)
+    np.save(folder / "s0.npy", sinogram(phantom, angles, noise=0.05))
+    np.save(folder / "angles.npy", np.array(angles))
+    r = run("ct", folder, "--angles", folder / "angles.npy", "--denoiser", tiny_denoiser, "--max-iter", "1")
+    assert r.exit_code == 0 and "angles.npy is an input of the others (--angles)" in r.output, r.output
+    assert (folder / "s0_reconstructed.npy").is_file() and not (folder / "angles_reconstructed.npy").exists()
+    np.save(tmp_path / "one.npy", sinogram(phantom, 12, noise=0.05))
+    r = run("ct", tmp_path / "one.npy", "--angles", "12", "--denoiser", tiny_denoiser, "--max-iter", "1",
+            "--out", tmp_path / "o.npy", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0 and json.loads((tmp_path / "r.json").read_text())["options"]["angles"] == 12
+
+
+def test_a_rotationally_symmetric_object_is_not_taken_for_a_360_degree_scan(tmp_path, tiny_denoiser):
+    yy, xx = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+    disc = (np.hypot(yy, xx) < 12).astype(np.float32) * 0.8
+    np.save(tmp_path / "disc.npy", sinogram(disc, 40, noise=0.02))
+    r = run("ct", tmp_path / "disc.npy", "--denoiser", tiny_denoiser, "--max-iter", "1", "--out", tmp_path / "o.npy")
+    assert r.exit_code == 0 and "360-degree" not in r.output, r.output

@@ -164,3 +164,13 @@ def test_the_png16_benchmark_encodes_what_the_decoder_reads_back(tmp_path):
         np.testing.assert_array_equal(read_rgb16_png(tmp_path / "a.png"), img)
     assert bench.main(["--size", "20x30", "--filters", "0", "4", "--repeats", "1",
                        "--json", str(tmp_path / "r.json")]) == 0
+
+
+def test_an_imagej_composite_with_three_channels_is_rgb(tmp_path):
+    import tifffile
+
+    rgb = (np.random.default_rng(2).random((3, 12, 10)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "c.tif", rgb, imagej=True, metadata={"axes": "CYX"})
+    loaded = read_image(tmp_path / "c.tif")
+    assert loaded.data.shape == (12, 10, 3)
+    np.testing.assert_allclose(loaded.data, np.moveaxis(rgb, 0, -1) / 65535.0, atol=1e-6)

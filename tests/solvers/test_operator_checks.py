@@ -184,3 +184,59 @@ def test_a_noise_level_on_the_0_255_scale_is_refused():
     op = FFTBlur(gaussian_kernel(3, 0.8), (16, 16))
     with pytest.raises(ValueError, match="on the 0-255 scale"):
         solve(op.A(x), op, load("gray"), method="admm", noise_level=25, max_iter=1, progress=False)
+
+
+def test_a_deepinv_blur_with_a_filter_per_image_is_solved():
+    dinv = pytest.importorskip("deepinv")
+    torch.manual_seed(0)
+    filters = torch.stack([torch.ones(1, 5, 5) / 25, torch.ones(1, 5, 5).tril() / 15])  # 2 x 1 x 5 x 5
+    physics = dinv.physics.Blur(filter=filters, padding="circular")
+    x = torch.rand(2, 1, 24, 24)
+    result = solve(physics.A(x), physics, Smooth(), method="fb", max_iter=30, tol=1e-3, progress=False)
+    assert result.x.shape == x.shape and torch.isfinite(result.x).all()
+
+
+def test_a_bare_image_measurement_is_told_to_add_its_dimensions():
+    dinv = pytest.importorskip("deepinv")
+    physics = dinv.physics.Downsampling(img_size=(1, 16, 16), factor=2, filter="bicubic", padding="circular")
+    y = physics.A(torch.rand(1, 1, 16, 16))[0, 0]  # 8 x 8, without batch and channel
+    with pytest.raises(ValueError, match=r"y\[None, None\]"):
+        solve(y, physics, Smooth(), method="fb", max_iter=1, progress=False)
+
+
+def test_norms_of_other_number_types_and_tiny_operators_pass_and_a_nan_adjoint_does_not():
+    import numpy as np
+
+    class NumpyNorm(Altered):
+        def norm(self):
+            return np.float32(FFTBlur.norm(self))
+
+    class Tiny(FFTBlur):  # a correct operator with a norm of 1e-22: A^T A x underflows in float32
+        def __init__(self):
+            super().__init__(gaussian_kernel(3, 0.8), (16, 16))
+            self.symbol = self.symbol * 1e-22
+
+    class NanAdjoint(Altered):
+        def A_adjoint(self, y):
+            return super().A_adjoint(y) * float("nan")
+
+    y = torch.rand(1, 1, 16, 16)
+    assert as_operator(NumpyNorm((16, 16)), y) is not None
+    assert as_operator(Tiny(), y * 1e-22) is not None
+    with pytest.raises(ValueError, match="is not the adjoint of A"):
+        as_operator(NanAdjoint((16, 16)), y)
+
+
+def test_a_denoiser_returning_nan_at_once_leaves_the_start_point():
+    class NanAtOnce(Smooth):
+        def forward(self, x):
+            return super().forward(x) * float("nan")
+
+    x = torch.rand(1, 1, 16, 16)
+    op = FFTBlur(gaussian_kernel(3, 0.8), (16, 16))
+    for method in ("fb", "admm"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = solve(op.A(x), op, NanAtOnce(), method=method, step=1.0, noise_level=0.01, max_iter=5,
+                           progress=False)
+        assert result.stopped_by == "non-finite" and torch.isfinite(result.x).all(), method

@@ -466,3 +466,18 @@ def test_a_16_bit_rgb_png_keeps_its_16_bits(tmp_path):
     gray = read_image(tmp_path / "a.png", 1)[..., 0]
     np.testing.assert_allclose(gray, (rgb / 65535.0).astype(np.float32) @ np.float32([0.299, 0.587, 0.114]),
                                atol=1e-6)
+
+
+def test_a_zip_archive_named_npy_is_refused_in_one_line(tmp_path):
+    from pnp_stable.training.data import read_image
+
+    np.savez(tmp_path / "a.npz", x=np.zeros((4, 4)))
+    (tmp_path / "a.npz").rename(tmp_path / "a.npy")
+    with pytest.raises(ValueError, match="a zip archive"):
+        read_image(tmp_path / "a.npy", 1)
+
+
+def test_a_bad_init_from_leaves_no_run_folder(images, tmp_path):
+    with pytest.raises((ValueError, FileNotFoundError)):
+        train_denoiser(tiny(images, tmp_path / "run", steps=2, init_from=str(tmp_path / "missing.pt")))
+    assert not (tmp_path / "run").exists()

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 value = psnr(model(noisy_val, 1e-5))
             history.append({"step": step, "psnr": value, "iterations": model.last_iterations,
-                            "lam": float(model.log_lam.exp()), "seconds": time.time() - tic})
+                            "lam": float(model.log_lam.detach().exp()), "seconds": time.time() - tic})
             print(f"step {step}: validation {value:.2f} dB ({model.last_iterations} iterations, lam "
                   f"{history[-1]['lam']:.2f}); shipped gray {shipped:.2f} dB; {history[-1]['seconds']:.0f} s", flush=True)
     if args.json:

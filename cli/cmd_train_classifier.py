@@ -3,6 +3,9 @@ the robustness evaluation (clean, certified and, optionally, l2-PGD accuracy).""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import click
 
 from pnp_stable.cli.errors import UserError, user_errors
@@ -18,14 +21,17 @@ def _number_list(cast, what: str, minimum: float):
     def convert(ctx, param, value):
         if value is None:
             return None
+        items = str(value).replace(" ", "").split(",")
+        if "" in items[:-1] or (items[-1] == "" and len(items) > 1):  # "8,,16": a value left out
+            raise click.BadParameter(f"{value!r} has an empty entry")
         try:
-            numbers = [cast(v) for v in str(value).replace(" ", "").split(",") if v]
+            numbers = [cast(v) for v in items if v]
         except ValueError:
             raise click.BadParameter(f"{value!r} is not a comma-separated list of {what}") from None
         if not numbers:
             raise click.BadParameter(f"{value!r} is an empty list")
-        if any(not n >= minimum for n in numbers):
-            raise click.BadParameter(f"{value!r}: every value must be >= {minimum}")
+        if any(not (n >= minimum and math.isfinite(n)) for n in numbers):
+            raise click.BadParameter(f"{value!r}: every value must be a finite number >= {minimum}")
         return numbers
 
     return convert
@@ -40,15 +46,57 @@ def _check_destination(path: str, option: str, folder: bool = False) -> None:
         raise UserError(f"{option} {path}{problem}")
 
 
+# what a run writes into its --run-dir (pnp_stable.classify.train_classifier)
+_RUN_FILES = ("checkpoint.pt", "model.pt", "config.json", "history.json")
+
+
+def _inside(path: str | Path, folder: str | Path) -> bool:
+    resolved, root = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return resolved == root or root in resolved.parents
+
+
+def _check_not_inputs(data: str, init_from: str | None, **outputs: str | None) -> None:
+    """Refuse an output that is an input: inside the --data folder (an image, or a new class folder
+    the next run would read), the --init-from model, or the other output."""
+    seen: dict[Path, str] = {}
+    for option, target in outputs.items():
+        if not target:
+            continue
+        flag, resolved = f"--{option}", Path(target).expanduser().resolve()
+        if _inside(target, data):
+            raise UserError(f"{flag} {target} is inside the --data folder {data}: it would change the dataset",
+                            hint=f"write {flag} elsewhere")
+        if init_from and resolved == Path(init_from).expanduser().resolve():
+            raise UserError(f"{flag} {target} is the --init-from model", hint=f"choose another {flag} name")
+        if resolved in seen:
+            raise UserError(f"{seen[resolved]} and {flag} name the same file ({target})")
+        seen[resolved] = flag
+
+
+def _check_run_dir(run_dir: str, data: str, **outputs: str | None) -> None:
+    """Refuse a --run-dir inside the --data folder (its files, or a new class folder, would join the
+    dataset) and an output that is one of the run's own files."""
+    if _inside(run_dir, data) or _inside(data, run_dir):
+        raise UserError(f"--run-dir {run_dir} and the --data folder {data} overlap: the run's files would change "
+                        "the dataset", hint="choose a --run-dir outside --data")
+    own = {(Path(run_dir) / name).expanduser().resolve() for name in _RUN_FILES}
+    for option, target in outputs.items():
+        if target and Path(target).expanduser().resolve() in own:
+            raise UserError(f"--{option} {target} is one of the run's own files ({', '.join(_RUN_FILES)})",
+                            hint=f"choose another --{option} name")
+
+
 def _image_size(ctx, param, value):
     if value is None:
         return None
     try:
-        parts = [int(v) for v in value.lower().split("x")]
+        parts = [int(v) for v in value.lower().split("x")] if value.strip() == value and " " not in value else []
     except ValueError:
         parts = []
     if len(parts) not in (1, 2) or min(parts) < 1:
         raise click.BadParameter(f"{value!r} is not a size (examples: 28, 32x32)")
+    if max(parts) > 4096:  # a typo (99999x99999) would ask for terabytes of images before any error
+        raise click.BadParameter(f"{value!r}: at most 4096 pixels per side")
     return (parts[0], parts[-1])
 
 
@@ -139,6 +187,8 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
       pnp-stable train-classifier --data data/cifar-10-batches-py --widths 64,128,256 --device cuda
     """
     with user_errors():
+        if not math.isfinite(certified_eps):
+            raise UserError(f"--certified-eps must be a finite radius, got {certified_eps}")
         if plot and not (pgd_eps and do_eval):
             raise UserError("--plot needs an attack to plot", hint="add --pgd-eps 0.1,0.5,1.0 (and keep --eval)")
         from pathlib import Path
@@ -165,6 +215,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
         if plot:
             _check_destination(plot, "--plot")
             figure_format(plot)  # ValueError (one line) for a suffix matplotlib cannot write
+        _check_not_inputs(data, init_from, report=report, plot=plot)
 
         def note(message: str) -> None:
             if not quiet:
@@ -204,6 +255,7 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
         if run_dir is None:
             run_dir = str(Path("runs") / "classify" / f"{kind}-{architecture}")
         _check_destination(run_dir, "--run-dir", folder=True)
+        _check_run_dir(run_dir, data, report=report, plot=plot)
         checkpoint = Path(run_dir) / "checkpoint.pt"
         if checkpoint.exists() and not resume:
             raise UserError(f"{run_dir} already holds a training run",
@@ -262,8 +314,13 @@ def train_classifier(data, dataset, architecture, widths, blocks, max_substeps, 
                 subset = test_eval.subset(eval_size, seed=seed)
                 robustness = evaluate(model, subset, eps=pgd_eps, pgd=PGDConfig(steps=pgd_steps, restarts=pgd_restarts),
                                       seed=seed, progress=not quiet)
-                attacked = ", ".join(f"{e:g}: {100 * a:.1f}%" for e, a in zip(robustness.eps, robustness.pgd_accuracy))
-                line += f"; l2-PGD ({pgd_steps} steps, {len(subset)} images) {attacked}"
+                # on the attacked subset, beside each PGD accuracy its certified one (certified <= PGD
+                # <= clean): the whole test set's, above, are on other images
+                certified = robustness.certified_accuracy or [None] * len(robustness.eps)
+                attacked = ", ".join(f"{e:g}: {100 * a:.1f}%" + ("" if c is None else f" (certified {100 * c:.1f}%)")
+                                     for e, a, c in zip(robustness.eps, robustness.pgd_accuracy, certified))
+                line += (f"; l2-PGD ({pgd_steps} steps, {len(subset)} images, clean {100 * robustness.clean_accuracy:.1f}% "
+                         f"on them) {attacked}")
             click.echo(line)
         if report:
             atomic_write_json(report, {

@@ -104,14 +104,20 @@ class TrainConfig:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_KINDS)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError(f"lr must be positive and weight_decay non-negative, got {self.lr}, {self.weight_decay}")
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"lr must be positive and weight_decay non-negative (finite), got {self.lr}, "
+                             f"{self.weight_decay}")
         if not 0 < self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must lie in (0, 1), got {self.warmup_fraction}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.margin < 0 or not self.logit_scale > 0:
-            raise ValueError(f"margin must be >= 0 and logit_scale > 0, got {self.margin}, {self.logit_scale}")
+        if not (math.isfinite(self.margin) and self.margin >= 0 and math.isfinite(self.logit_scale)
+                and self.logit_scale > 0):
+            raise ValueError(f"margin must be >= 0 and logit_scale > 0 (finite), got {self.margin}, {self.logit_scale}")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            raise ValueError(f"image_size must be (H, W) with positive entries, got {self.image_size}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         for name in ("train_size", "test_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -367,7 +373,7 @@ def train_classifier(
                     running["seconds"] += time.perf_counter() - tick
                     save_checkpoint()
                     bar.close()
-                    tqdm.write(f"interrupted: state saved to {checkpoint_path}; run again to resume")
+                    tqdm.write(f"interrupted: state saved to {checkpoint_path}; run again with --resume (resume=True) to continue")
                     raise KeyboardInterrupt
                 if time.monotonic() - last_save > 60.0 * config.checkpoint_minutes:
                     running["seconds"] += time.perf_counter() - tick

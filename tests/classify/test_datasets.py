@@ -94,7 +94,7 @@ def test_image_folder(tmp_path):
 def test_image_folder_colour_and_resize(tmp_path):
     _png(tmp_path / "x" / "a.png", (6, 6), (255, 0, 0), "RGB")
     _png(tmp_path / "y" / "b.png", (8, 8), 128)
-    with pytest.raises(ValueError, match=r"b.png: size 8x8 differs from a.png \(6x6\); pass image_size"):
+    with pytest.raises(ValueError, match=r"b.png: size 8x8 \(HxW\) differs from a.png \(6x6\); resize them"):
         load_dataset("image_folder", tmp_path)
     data = load_dataset("image_folder", tmp_path, image_size=(4, 3))
     assert data.images.shape == (2, 3, 4, 3)  # one colour image: everything becomes RGB
@@ -162,3 +162,22 @@ def test_detect_dataset(tmp_path, mnist_folder):
         detect_dataset(tmp_path / "absent")
     with pytest.raises(ValueError, match="got a file"):
         detect_dataset(fashion / "train-images-idx3-ubyte.gz")
+
+
+def test_image_folder_reads_16_bit_gray_scaled_skips_hidden_files_and_refuses_odd_classes(tmp_path):
+    for name, level in (("bright", 50000), ("dark", 8000)):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((6, 6), level, np.uint16)).save(tmp_path / name / "a.png")
+        (tmp_path / name / "._a.png").write_bytes(b"\0\0")  # a macOS resource fork: no image
+    data = load_dataset("image_folder", tmp_path)
+    # scaled from the 16-bit range (50000 / 257 = 194.6), not clipped at 255
+    assert data.images[0].unique().tolist() == [195] and data.images[1].unique().tolist() == [31]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: class folder without images"):
+        load_dataset("image_folder", tmp_path)
+    (tmp_path / "empty").rmdir()
+    import shutil
+
+    shutil.rmtree(tmp_path / "dark")
+    with pytest.raises(ValueError, match="1 class folder \\(bright\\); a classifier needs at least two"):
+        load_dataset("image_folder", tmp_path)

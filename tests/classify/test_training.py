@@ -1,4 +1,5 @@
 import json
+import re
 import signal
 
 import pytest
@@ -230,3 +231,15 @@ def test_init_from_rejects_another_layout(tmp_path, make_data):
         train_classifier(wider, train, test)
     with pytest.raises(ValueError, match="model file not found"):
         train_classifier(tiny_config(tmp_path / "c", init_from=str(tmp_path / "absent.pt")), train, test)
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("lr", float("inf"), "lr must be positive"),
+    ("margin", float("nan"), "margin must be >= 0"),
+    ("margin", float("inf"), "margin must be >= 0"),
+    ("image_size", (0, 3), "image_size must be (H, W)"),
+    ("device", "tpu", "device must be 'auto', 'cpu' or 'cuda'"),
+])
+def test_train_config_refuses_non_finite_and_unknown_values_at_once(field, value, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        TrainConfig(dataset="fashion_mnist", **{field: value})

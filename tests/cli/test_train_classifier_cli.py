@@ -70,7 +70,7 @@ def test_tiny_run_writes_model_report_and_plot(tmp_path, fmnist):
     assert result.exit_code == 0, result.output
     assert "trained nonexpansive on fashion_mnist: 1 epoch, 64 images" in result.output
     assert "certified L = 1" in result.output
-    assert "clean" in result.output and "certified@0.5" in result.output and "l2-PGD (3 steps, 8 images)" in result.output
+    assert "clean" in result.output and "certified@0.5" in result.output and "l2-PGD (3 steps, 8 images, clean " in result.output
     assert {p.name for p in run_dir.iterdir()} >= {"checkpoint.pt", "model.pt", "history.json", "config.json"}
     assert plot.stat().st_size > 1000
     r = json.loads(report.read_text())
@@ -162,8 +162,13 @@ def test_bad_idx_files(tmp_path, fmnist):
 
 @pytest.mark.parametrize("options, fragment", [
     (["--pgd-eps", "0.1,abc"], "not a comma-separated list"),
-    (["--pgd-eps", "-0.5"], "must be >= 0"),
-    (["--widths", "8,0"], "must be >= 1"),
+    (["--pgd-eps", "-0.5"], "must be a finite number >= 0"),
+    (["--pgd-eps", "inf"], "must be a finite number >= 0"),  # NaN "adversarial" images
+    (["--certified-eps", "nan"], "--certified-eps must be a finite radius"),
+    (["--widths", "8,,16"], "has an empty entry"),
+    (["--image-size", "32 x 32"], "not a size"),
+    (["--image-size", "99999x99999"], "at most 4096 pixels per side"),
+    (["--widths", "8,0"], "must be a finite number >= 1"),
     (["--max-substeps", "-1"], "--max-substeps"),
     (["--stage-activation", "maxmin", "--widths", "3,4"], "every width must be even"),
     (["--stage-activation", "tanh"], "--stage-activation"),
@@ -251,3 +256,23 @@ def test_init_from_fine_tunes_a_trained_model_and_rejects_a_missing_one(tmp_path
     (tmp_path / "junk.pt").write_bytes(b"\x80junk")
     assert_user_error(run("--data", fmnist, *TINY, "--init-from", tmp_path / "junk.pt", "--run-dir", tmp_path / "d"),
                       "junk.pt is not a pnp-stable classifier (it could not be read as one)")
+
+
+def test_outputs_that_are_inputs_or_the_runs_own_files_are_refused(tmp_path, fmnist, monkeypatch):
+    import pnp_stable.classify
+
+    monkeypatch.setattr(pnp_stable.classify, "train_classifier", lambda *a, **k: pytest.fail("trained"))
+    base = ("--data", fmnist, *TINY, "--pgd-eps", "0.5")
+    image = fmnist / "t10k-images-idx3-ubyte.gz"
+    before = image.read_bytes()
+    assert_user_error(run(*base, "--run-dir", tmp_path / "run", "--report", image), "is inside the --data folder")
+    assert_user_error(run(*base, "--run-dir", tmp_path / "run", "--plot", fmnist / "p.png"), "inside the --data folder")
+    assert_user_error(run(*base, "--run-dir", fmnist / "run"), "overlap: the run's files would change the dataset")
+    assert_user_error(run(*base, "--run-dir", tmp_path / "run", "--report", tmp_path / "run" / "model.pt"),
+                      "is one of the run's own files")
+    assert_user_error(run(*base, "--run-dir", tmp_path / "run", "--report", tmp_path / "same.png",
+                          "--plot", tmp_path / "same.png"), "--report and --plot name the same file")
+    (tmp_path / "init.pt").write_bytes(b"model")
+    assert_user_error(run(*base, "--run-dir", tmp_path / "run", "--init-from", tmp_path / "init.pt",
+                          "--report", tmp_path / "init.pt"), "is the --init-from model")
+    assert image.read_bytes() == before and not (tmp_path / "run").exists()

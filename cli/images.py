@@ -98,6 +98,11 @@ def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> Loaded
         depth = None
     else:
         arr, depth = _read_raster(path, notes)
+        if depth == 16 and arr.size and 0 < float(arr.max()) <= _TWELVE_BIT_TOP:
+            # a camera's 12-bit samples in a 16-bit file: read on the 16-bit scale, the image is dark
+            notes.append(f"{path.name}'s values are at most {round(float(arr.max()) * 65535)} of 65535 (12-bit data "
+                         "in a 16-bit file?): they are read on the 16-bit scale, so the image is dark; if 4095 is "
+                         "its white, rescale it first (a CT sinogram needs nothing: its scale is found)")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] == 4:
@@ -113,6 +118,10 @@ def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> Loaded
     if min(arr.shape[:2]) < 8:
         raise ValueError(f"{path.name} is too small ({arr.shape[0]} x {arr.shape[1]}); need at least 8 x 8 pixels")
     return LoadedImage(np.ascontiguousarray(arr, dtype=np.float32), depth, path, tuple(notes))
+
+
+# the largest 12-bit sample on the 16-bit [0, 1] scale (4095 / 65535), with float32 rounding
+_TWELVE_BIT_TOP = 4095.5 / 65535
 
 
 def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:

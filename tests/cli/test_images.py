@@ -174,3 +174,13 @@ def test_an_imagej_composite_with_three_channels_is_rgb(tmp_path):
     loaded = read_image(tmp_path / "c.tif")
     assert loaded.data.shape == (12, 10, 3)
     np.testing.assert_allclose(loaded.data, np.moveaxis(rgb, 0, -1) / 65535.0, atol=1e-6)
+
+
+def test_twelve_bit_samples_in_a_16_bit_file_get_a_note(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "d.tif", (np.random.default_rng(3).random((16, 16)) * 4095).astype(np.uint16))
+    loaded = read_image(tmp_path / "d.tif")
+    assert loaded.bit_depth == 16 and any("12-bit data in a 16-bit file?" in n for n in loaded.notes)
+    tifffile.imwrite(tmp_path / "f.tif", (np.random.default_rng(3).random((16, 16)) * 65535).astype(np.uint16))
+    assert not any("12-bit" in n for n in read_image(tmp_path / "f.tif").notes)

@@ -25,7 +25,7 @@ from pnp_stable.solvers.denoiser_adapter import (
 )
 from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting, with_acceleration
 from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
-from pnp_stable.solvers.operator_adapter import as_operator, prox_optimality_residual
+from pnp_stable.solvers.operator_adapter import as_operator, probe_measurements, prox_optimality_residual
 from pnp_stable.solvers.noise_estimation import estimate_noise_level
 from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, rule_for
 from pnp_stable.solvers.result import SolveResult
@@ -120,7 +120,7 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float, error_ratio: floa
                 f"{getattr(info, 'tolerance', float('nan')):.1e}: firm non-expansiveness holds up to that tolerance"
             ), None
     else:  # the protocol's contract (an exact argmin), unless a probe of its optimality condition falsifies it
-        relative, limit = prox_optimality_residual(op, _probe_measurement(op, y), gamma, float(op.norm()))
+        relative, limit = prox_optimality_residual(op, probe_measurements(op, y), gamma, float(op.norm()))
         exact = relative <= limit
         if not exact:
             return False, (
@@ -162,13 +162,9 @@ def _finite_rows_or(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
 def _prox_passes_probe(op: object, y: torch.Tensor, gamma: float) -> bool:
     """Whether ``op.prox_data`` satisfies the prox's optimality condition on a random probe to
     rounding (:func:`~pnp_stable.solvers.operator_adapter.prox_optimality_residual`)."""
-    relative, limit = prox_optimality_residual(op, _probe_measurement(op, y), gamma, float(op.norm()))
+    relative, limit = prox_optimality_residual(op, probe_measurements(op, y), gamma, float(op.norm()))
     return relative <= limit
 
-
-def _probe_measurement(op: object, y: torch.Tensor) -> torch.Tensor:
-    """One measurement to probe ``op`` with, or the whole batch when it holds parameters per image."""
-    return y if getattr(op, "per_image_parameters", False) else y[:1]
 
 
 def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Tensor,
@@ -414,8 +410,7 @@ def solve(
             w = x0.to(y.device, y.dtype)
         else:
             w = op.A_adjoint(y)
-        # the whole batch for an operator holding parameters per image (a blur filter each)
-        reference = op.A_adjoint(y if getattr(op, "per_image_parameters", False) else y[:1])
+        reference = op.A_adjoint(probe_measurements(op, y))
         if w.shape[1:] != reference.shape[1:] or w.shape[0] != batch:
             raise ValueError(f"x0 has shape {tuple(w.shape)} but A^T y has shape {(batch, *reference.shape[1:])}")
         if x_true is not None and x_true.shape != w.shape:

@@ -17,7 +17,7 @@ from pnp_stable.layers.norms import power_iteration
 from pnp_stable.protocols import ForwardOperator, NormKind
 
 __all__ = ["PhysicsOperator", "as_operator", "is_forward_operator", "check_adjointness", "norm_lower_bound",
-           "prox_optimality_residual"]
+           "probe_measurements", "prox_optimality_residual"]
 
 _DEFAULT_MARGIN = 0.02
 _POWER_MAX_ITER = 2000
@@ -112,6 +112,13 @@ def _counted_power_iteration(forward, adjoint, u: torch.Tensor) -> tuple[float, 
     return estimate, u, count
 
 
+def probe_measurements(operator: object, y: torch.Tensor) -> torch.Tensor:
+    """The measurements to probe ``operator`` with (adjointness, norm, prox): the first of ``y``, or
+    the whole batch when it holds parameters per image (``per_image_parameters``: a mask or a blur
+    filter per image, which a single measurement does not fit)."""
+    return y if getattr(operator, "per_image_parameters", False) else y[:1]
+
+
 def _holds_per_image_parameters(physics: object, batch: int) -> bool:
     """Whether a deepinv physics holds a tensor per image of a ``batch`` (an inpainting mask or a
     blur filter of shape ``B x ...``): it cannot then be applied to a sub-batch of the images."""
@@ -152,9 +159,8 @@ class PhysicsOperator:
 
     @property
     def probe_like(self) -> torch.Tensor:
-        """A measurement to probe the physics with: one, or the whole batch when it holds
-        parameters per image (which a single measurement does not fit)."""
-        return self._like if self.per_image_parameters else self._like[:1]
+        """A measurement to probe the physics with (:func:`probe_measurements`)."""
+        return probe_measurements(self, self._like)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         return self.physics.A(x)
@@ -271,9 +277,10 @@ def as_operator(A: object, like: torch.Tensor, margin: float = _DEFAULT_MARGIN) 
             "deepinv.physics.LinearPhysics (methods A, A_adjoint, prox_l2) or the ForwardOperator protocol "
             f"(pnp_stable.protocols){_protocol_gaps(A)}"
         )
-    per_image = bool(getattr(A, "per_image_parameters", False)) or (
-        not native and _holds_per_image_parameters(A, like.shape[0]))
-    probe = like if per_image else like[:1]  # a physics with a filter per image takes only its own batch
+    # wrapped first: the wrapper knows whether the physics holds a filter per image, which takes
+    # only its own batch
+    operator = A if native else PhysicsOperator(A, like, margin)
+    probe = probe_measurements(operator, like)
     x_like = A.A_adjoint(probe)  # type: ignore[attr-defined]
     mismatch = check_adjointness(A.A, A.A_adjoint, x_like, probe)  # type: ignore[attr-defined]
     limit = 1e-8 if like.dtype == torch.float64 else 1e-3
@@ -285,8 +292,7 @@ def as_operator(A: object, like: torch.Tensor, margin: float = _DEFAULT_MARGIN) 
         )
     if native:
         _check_claimed_norm(A, x_like)
-        return A  # type: ignore[return-value]
-    return PhysicsOperator(A, like, margin)
+    return operator  # type: ignore[return-value]
 
 
 def _protocol_gaps(A: object) -> str:

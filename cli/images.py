@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pnp_stable.fileio import atomic_output
+from pnp_stable.fileio import atomic_output, read_npy
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
 
@@ -53,21 +53,6 @@ def _integer_array_to_unit(arr: np.ndarray, path: Path, notes: list[str]) -> np.
         notes.append(f"integer samples scaled from [0, {peak}] to [0, 1] ({arr.dtype}); the output is float")
         return arr.astype(np.float32) / peak
     return arr.astype(np.float32)
-
-
-def read_npy(path: Path) -> np.ndarray:
-    """The array of a ``.npy`` file as stored (no scaling, no checks of its values); ValueError
-    naming the file when it cannot be read (no pickles)."""
-    if not path.exists():
-        raise FileNotFoundError(2, "No such file", str(path))
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
-    if not isinstance(loaded, np.ndarray):  # np.load opens any zip archive: an .npz, a saved solver state
-        loaded.close()
-        raise ValueError(f"{path.name} is a zip archive (an .npz or a saved solver state), not a .npy array")
-    return loaded
 
 
 def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> LoadedImage:

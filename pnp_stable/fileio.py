@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "destination_problem", "figure_format",
+           "read_npy",
            "json_safe", "new_file_mode", "read_torch_file"]
 
 
@@ -127,6 +128,25 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
         # Not str(exc): for any file that is not a weights-only pickle, PyTorch's text is a
         # multi-paragraph essay on its weights_only default and arbitrary code execution.
         raise ValueError(f"{os.fspath(path)} is not {what} (it could not be read as one)") from exc
+
+
+def read_npy(path: str | os.PathLike):
+    """The array of a ``.npy`` file as stored (no scaling, no checks of its values); ValueError
+    naming the file when it cannot be read as one (no pickles; ``np.load`` also opens any zip
+    archive, an ``.npz`` or a saved solver state, which is refused), FileNotFoundError when missing."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise ValueError(f"{path.name} is a zip archive (an .npz or a saved solver state), not a .npy array")
+    return loaded
 
 
 def figure_format(path: str | os.PathLike) -> str:

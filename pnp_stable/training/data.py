@@ -123,13 +123,12 @@ def _read_npy(path: Path, channels: int) -> np.ndarray:
     """A ``.npy`` image (``H x W``, ``H x W x 1`` or ``H x W x 3``) as :func:`read_image` returns
     images: uint8 as it is, uint16 divided by 65535, floats as they are if finite and in [0, 1]; an
     RGB array becomes luma for a gray model and a gray one is repeated for an RGB model."""
+    from pnp_stable.fileio import read_npy
+
     try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc or type(exc).__name__}") from None
-    if not isinstance(arr, np.ndarray):  # np.load opens any zip archive (an .npz) too
-        arr.close()
-        raise ValueError(f"cannot read image {path}: a zip archive (an .npz?), not a .npy array")
+        arr = read_npy(path)
+    except ValueError as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
     return _from_array(arr, path, channels)
 
 

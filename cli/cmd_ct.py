@@ -25,11 +25,16 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "estimated if omitted.")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
+@click.option("--detector", type=click.Choice(["full", "circle"]), default="full", show_default=True,
+              help="full: ceil(sqrt(2) N) detectors covering the whole N x N square; circle: N detectors that see the "
+                   "inscribed disc only (skimage.transform.radon's default circle=True); the reconstruction is 0 "
+                   "outside it.")
 @click.option("--from-skimage", is_flag=True,
-              help="SINOGRAM was made by skimage.transform.radon with circle=False (angles uniform over [0, 180)): "
-                   "move it to this tool's rotation axis first (half a pixel apart for an even detector count).")
+              help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180) unless --angles FILE; "
+                   "with circle=True, its default, add --detector circle): move it to this tool's rotation axis "
+                   "first (half a pixel apart for an even detector count).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
-def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
+def ct(data, angles, simulate, noise, size, detector, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), or from every
     sinogram in a folder (a stack of slices), FBP-initialised.
@@ -41,6 +46,7 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
       pnp-stable ct
       pnp-stable ct phantom.png --simulate --angles 180 --report ct.json
       pnp-stable ct sinogram.npy --size 256
+      pnp-stable ct skimage_sinogram.npy --from-skimage --detector circle
       pnp-stable ct slices/ --size 512 --checkpoint slices.state
     """
     with user_errors(), sigterm_as_interrupt():
@@ -75,7 +81,7 @@ def ct(data, angles, simulate, noise, size, from_skimage, solver, denoiser, max_
         arguments = dict(angles=angles if simulate or not isinstance(angles, int) else None, simulate=simulate,
                          noise_level=level[1] if level is not None and level[0] == "absolute" else None,
                          relative_noise_level=level[1] if level is not None and level[0] == "relative" else None,
-                         seed=seed, image_size=size, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
+                         seed=seed, image_size=size, detector=detector, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
                          accelerate=accelerate, device=device, checkpoint=checkpoint, resume=resume, **manual)
         if data is not None and not data.is_dir():  # a folder checks each file before the first solve
             from pnp_stable.cli.images import read_image

@@ -196,6 +196,21 @@ class ParallelBeamCT(CertifiedLinearPhysics):
         if tuple(shape[-2:]) != hw:
             raise ValueError(f"{name} has spatial size {tuple(shape[-2:])}, this ParallelBeamCT expects {hw}")
 
+    def object_support(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+        """The pixels ``A`` sees, as a ``1 x 1 x n x n`` mask of ones and zeros: all of them for
+        ``detector="full"``; for ``"circle"`` the inscribed disc, ``u^2 + v^2 <= 1`` with pixel
+        centres ``u, v = 2 i / (n - 1) - 1`` (deepinv's and skimage's disc). Outside it ``A`` is
+        zero and ``A^T`` returns zeros, so no measurement says anything of those pixels."""
+        n = self.image_size
+        device = self._device if device is None else device
+        if self.detector == "full":
+            return torch.ones(1, 1, n, n, dtype=dtype, device=device)
+        # in float32 and in deepinv's order of operations: pixels on the circle (n = 21: (2, 16), where
+        # 0.8^2 + 0.6^2 = 1) fall in or out by rounding, and must fall as they do in A
+        axis = 2 * torch.arange(n, dtype=torch.float32) / max(n - 1, 1) - 1.0
+        disc = axis[:, None] ** 2 + axis[None, :] ** 2 <= 1
+        return disc.to(dtype=dtype, device=device)[None, None]
+
     def output_shape_for(self, input_shape: torch.Size) -> tuple[int, ...]:
         self._check(tuple(input_shape), (self.image_size, self.image_size), "x")
         return (input_shape[0], input_shape[1], self.n_detectors, len(self.angles_deg))

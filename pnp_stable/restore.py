@@ -854,6 +854,7 @@ def reconstruct_ct(
     relative_noise_level: float | None = None,
     seed: int = 0,
     image_size: int | None = None,
+    detector: str = "full",
     method: str = "admm",
     denoiser: str | nn.Module | None = None,
     max_iter: int = 300,
@@ -877,7 +878,10 @@ def reconstruct_ct(
     ``angles`` (default 60) gets Gaussian noise of std ``noise_level``, or ``relative_noise_level`` times the
     clean sinogram's maximum (default 1%; give one of the two).
     Otherwise ``data`` is a sinogram ``n_detectors x n_angles`` (``image_size`` inferred when the
-    detector count allows it); its columns are uniform over [0, 180) unless ``angles`` lists them,
+    detector count allows it); ``detector="full"`` has ``ceil(sqrt(2) n)`` detectors covering the
+    whole square, ``"circle"`` has ``n`` and sees the inscribed disc only (``skimage.transform.radon``'s
+    default ``circle=True``): the reconstruction is 0 outside that disc, which the data do not
+    measure. Its columns are uniform over [0, 180) unless ``angles`` lists them,
     and an ``angles`` whose count differs from the column count is an error. A sinogram whose FBP
     does not peak in [0.5, 1] (line integrals in physical units) is divided by that peak for the
     solve and the reconstruction multiplied back (a note, and ``report["operator"]["data_scale"]``);
@@ -895,6 +899,8 @@ def reconstruct_ct(
     from pnp_stable.operators.ct import detector_count
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
+    if detector not in ("full", "circle"):
+        raise ValueError(f"detector must be 'full' or 'circle', got {detector!r}")
     notes: list[str] = []
     dev = resolve_device(device)
     module, den_info = load_denoiser(denoiser, dev)
@@ -910,8 +916,12 @@ def reconstruct_ct(
         n = data.shape[-1]
         if data.shape[-2] != n:
             raise ValueError(f"the phantom must be square for parallel-beam CT, got {data.shape[-2]}x{n}; crop it")
-        op = ParallelBeamCT(n, angles=60 if angles is None else angles, device=dev)
+        op = ParallelBeamCT(n, angles=60 if angles is None else angles, detector=detector, device=dev)
         clean = data[None]
+        outside = float((clean * (1 - op.object_support(clean.dtype, dev))).abs().max())
+        if outside > 0:
+            notes.append(f"the phantom is not 0 outside the inscribed disc (up to {outside:.3g}), which the circle "
+                         "detector does not see: the reconstruction is 0 there, and PSNR/SSIM count those pixels")
         if noise_level is None:
             fraction = 0.01 if relative_noise_level is None else float(relative_noise_level)
             noise_level = fraction * float(op.A(clean).abs().max())
@@ -924,15 +934,21 @@ def reconstruct_ct(
         if count is not None and count != n_ang:
             raise ValueError(f"the sinogram has {n_ang} angles (columns; n_detectors x n_angles) but {count} were "
                              "given")
-        n = image_size or _size_from_detectors(n_det)
+        n = image_size or _size_from_detectors(n_det, detector)
         notes.extend(_sinogram_doubts(sino, angles is None))
         # checked before the operator is built: its rotation grids for a wrong, large size alone can
         # exhaust the memory (a 91-detector sinogram with --size 8192 asked for ~32 GB)
-        needed = detector_count(n)
+        needed = detector_count(n, detector)
         if needed != n_det:
-            raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {needed}; check --size")
-        op = ParallelBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles, device=dev)
+            other = "circle" if detector == "full" else "full"
+            # the size fits the other detector: the likelier slip is the detector, not the size
+            hint = f", or pass --detector {other} (detector=)" if detector_count(n, other) == n_det else ""
+            raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {needed} with the {detector} "
+                             f"detector; check --size{hint}")
+        op = ParallelBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles,
+                            detector=detector, device=dev)
         y = sino[None, None]
+        notes.extend(_outside_shadow_doubt(y, op))
         clean = None
     fbp = op.fbp(y)  # the initial iterate, and for a sinogram the measure of its scale
     scale = 1.0 if simulate else _attenuation_scale(fbp, notes)
@@ -949,14 +965,17 @@ def reconstruct_ct(
                                     resume=resume, checkpoint_every=checkpoint_every, task="ct",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
                                     operator_info={"type": "ParallelBeamCT", "image_size": n,
-                                                   "angles": [float(a) for a in op.angles_deg]})
+                                                   "angles": [float(a) for a in op.angles_deg],
+                                                   **({"detector": detector} if detector != "full" else {})})
     _strength_note(res, notes)
     # a phantom lies in [0, 1]; of a real object only the sign is known (attenuation >= 0): its
     # FBP's percentile is no maximum, so a reconstruction may rise above it (clipping at 1 cut the
     # brightest parts of objects whose FBP peaked between 1 and 2, as the band let through before)
     restored = res.x.clamp(0, 1)[0] if simulate else res.x.clamp(min=0)[0] * scale
+    if detector == "circle":  # no ray meets a pixel outside the disc: the data say nothing of it
+        restored = restored * op.object_support(restored.dtype, restored.device)[0]
     report["operator"] = {"type": "ParallelBeamCT", "image_size": n, "angles": len(op.angles_deg),
-                          "angles_deg": [float(a) for a in op.angles_deg],
+                          "detector": detector, "angles_deg": [float(a) for a in op.angles_deg],
                           "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale}
     if scale != 1.0:  # the level on the sinogram's own scale, and the one the solve used
         report["noise"] = {**report["noise"], "sigma": sigma * scale, "sigma_rescaled": sigma}
@@ -1036,12 +1055,47 @@ def _attenuation_scale(fbp: torch.Tensor, notes: list[str]) -> float:
     return peak
 
 
-def _size_from_detectors(n_det: int) -> int:
+# the share of a sinogram's mass on detector bins that no pixel of the image reaches, above which
+# the geometry (the image size, the detector) is doubted when that mass is also far above what noise
+# gives: OUTSIDE_SHADOW_SIGMAS standard deviations of a sum of that much zero-mean noise
+OUTSIDE_SHADOW_SHARE = 0.005
+OUTSIDE_SHADOW_SIGMAS = 10.0
+
+
+def _outside_shadow_doubt(y: torch.Tensor, op) -> list[str]:
+    """A note when much of the sinogram ``y`` lies where the image of ``op`` casts no shadow: the
+    bins no pixel reaches at that angle (``A`` of an all-ones image is 0 there). Data of this
+    geometry have only noise there; mass says the image is larger than assumed, or the sinogram
+    was made for the inscribed disc (skimage's ``circle=True``: ``n`` detectors, read as the full
+    detector of a smaller image; the Shepp-Logan phantom puts 2 % of its mass there)."""
+    shadow = op.A(op.object_support(y.dtype, y.device)) > 0
+    values = y.double()[~shadow]
+    total, outside = float(y.double().sum()), float(values.sum())
+    if values.numel() < 2 or not (total > 0 and outside > OUTSIDE_SHADOW_SHARE * total):
+        return []
+    from pnp_stable.solvers import estimate_noise_level
+
+    # the noise's share of that sum (the estimate reads high on sinograms, which only makes this safer)
+    noise = estimate_noise_level(y)[0]
+    if outside <= OUTSIDE_SHADOW_SIGMAS * noise * math.sqrt(values.numel()):
+        return []
+    n = op.image_size
+    hint = ("; a sinogram of the inscribed disc (skimage's circle=True) needs --detector circle (detector=)"
+            if op.detector == "full" else "")
+    return [f"{100 * outside / total:.1f} % of the sinogram lies on detectors that no pixel of a {n}x{n} image "
+            f"reaches at those angles: the object is larger than that (check --size){hint}"]
+
+
+def _size_from_detectors(n_det: int, detector: str = "full") -> int:
     from pnp_stable.operators.ct import detector_count
 
+    if detector == "circle":
+        return n_det
     candidates = [n for n in range(max(1, int(n_det / math.sqrt(2)) - 2), n_det + 1) if detector_count(n) == n_det]
     if not candidates:
-        raise ValueError(f"cannot infer the image size from {n_det} detectors; pass --size")
+        raise ValueError(f"cannot infer the image size from {n_det} detectors (no n x n image has ceil(sqrt(2) n) = "
+                         f"{n_det}): pass --size, or --detector circle (detector=) for a sinogram of the inscribed "
+                         "disc (skimage's circle=True)")
     return candidates[0]
 
 

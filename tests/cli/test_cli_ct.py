@@ -135,3 +135,50 @@ def test_a_rotationally_symmetric_object_is_not_taken_for_a_360_degree_scan(tmp_
     np.save(tmp_path / "disc.npy", sinogram(disc, 40, noise=0.02))
     r = run("ct", tmp_path / "disc.npy", "--denoiser", tiny_denoiser, "--max-iter", "1", "--out", tmp_path / "o.npy")
     assert r.exit_code == 0 and "360-degree" not in r.output, r.output
+
+
+def test_a_circle_sinogram_from_skimage_is_reconstructed_with_the_circle_detector(tmp_path, tiny_denoiser):
+    """skimage.transform.radon's default, circle=True, has n detectors for an n x n image: read as
+    the full detector of a smaller image, it gets a note; with --detector circle it is the right
+    size, with nothing outside the inscribed disc."""
+    from skimage.transform import radon
+
+    size = 64
+    truth = transform.resize(data.shepp_logan_phantom(), (size, size), anti_aliasing=True)
+    np.save(tmp_path / "s.npy", radon(truth, theta=np.arange(30) * 6.0).astype(np.float32))
+    common = ("ct", tmp_path / "s.npy", "--from-skimage", "--denoiser", tiny_denoiser, "--max-iter", "2")
+    misread = run(*common, "--out", tmp_path / "m.npy")
+    assert misread.exit_code == 0 and "needs --detector circle" in misread.output, misread.output
+    assert np.load(tmp_path / "m.npy").shape == (45, 45)  # ceil(sqrt(2) 45) = 64
+    r = run(*common, "--detector", "circle", "--out", tmp_path / "c.npy", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0 and "--detector" not in r.output, r.output
+    image = np.load(tmp_path / "c.npy")
+    assert image.shape == (size, size)
+    outside = ParallelBeamCT(size, angles=30, detector="circle").object_support()[0, 0].numpy() == 0
+    assert outside.any() and (image[outside] == 0).all() and image[~outside].max() > 0
+    assert json.loads((tmp_path / "r.json").read_text())["operator"]["detector"] == "circle"
+    assert_user_error(run(*common, "--size", "64"), "pass --detector circle")
+    # no image has 48 full detectors: the size cannot be inferred, and the message names the other detector
+    np.save(tmp_path / "s48.npy", radon(truth[8:56, 8:56], theta=np.arange(30) * 6.0).astype(np.float32))
+    assert_user_error(run("ct", tmp_path / "s48.npy", "--denoiser", tiny_denoiser), "--detector circle")
+
+
+def test_sinograms_of_the_right_geometry_get_no_shadow_note(phantom):
+    """The note reads mass where the image casts no shadow; noise alone, at any level, and a full
+    sinogram read as a circle one (whose disc's shadow is every bin) give none."""
+    for noise in (0.0, 0.05, 0.5):
+        y = torch.from_numpy(sinogram(phantom, 24, noise=noise))[None, None]
+        assert restore._outside_shadow_doubt(y, ParallelBeamCT(SIZE, angles=24)) == []
+    wide = ParallelBeamCT(SIZE, angles=24)
+    y = wide.A(torch.from_numpy(phantom)[None, None])
+    assert restore._outside_shadow_doubt(y, ParallelBeamCT(y.shape[-2], angles=24, detector="circle")) == []
+
+
+def test_a_circle_simulation_notes_a_phantom_that_reaches_outside_the_disc(tiny_denoiser):
+    square = torch.full((1, 24, 24), 0.5)
+    result = restore.reconstruct_ct(square, simulate=True, angles=12, detector="circle", denoiser=str(tiny_denoiser),
+                                    max_iter=1, progress=False)
+    assert any("not 0 outside the inscribed disc" in note for note in result.notes), result.notes
+    assert result.report["operator"]["detector"] == "circle"
+    with pytest.raises(ValueError, match="detector must be 'full' or 'circle'"):
+        restore.reconstruct_ct(square, simulate=True, detector="disc", denoiser=str(tiny_denoiser), progress=False)

@@ -230,3 +230,15 @@ def test_skimage_radon_relation(n, detector, circle):
         assert _relative(s, ours) > 0.05
         assert _relative(sinogram_from_skimage(s), ours) < 6e-3
     assert _relative(sinogram_from_skimage(s), ours) < 6e-3
+
+
+@pytest.mark.parametrize("n", [8, 9, 21])
+def test_object_support_is_exactly_the_pixels_the_operator_sees(n):
+    """Outside ``object_support()`` a circle detector's A is zero; inside every pixel reaches some
+    bin (A^T of all-ones is nonzero exactly there). The full detector sees every pixel."""
+    op = ParallelBeamCT(n, angles=17, detector="circle")
+    support = op.object_support(torch.float64)
+    seen = op.A_adjoint(torch.ones(1, 1, n, 17, dtype=torch.float64)) != 0
+    assert torch.equal(seen, support > 0) and 0 < int(support.sum()) < n * n
+    assert float(op.A(1 - support).abs().max()) == 0.0
+    assert bool((ParallelBeamCT(n, angles=5).object_support() == 1).all())

@@ -184,3 +184,93 @@ def test_twelve_bit_samples_in_a_16_bit_file_get_a_note(tmp_path):
     assert loaded.bit_depth == 16 and any("12-bit data in a 16-bit file?" in n for n in loaded.notes)
     tifffile.imwrite(tmp_path / "f.tif", (np.random.default_rng(3).random((16, 16)) * 65535).astype(np.uint16))
     assert not any("12-bit" in n for n in read_image(tmp_path / "f.tif").notes)
+
+
+# -- TIFF variants a photographer's tools write (review of 2026-12-06) ---------------------------
+
+@pytest.fixture
+def photo():
+    """A 24 x 40 RGB image with distinct rows and columns (an orientation shows)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(24, 40, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_and_16_bit_png_orientation_tags_are_applied_as_pillow_displays_them(tmp_path, photo, orientation):
+    from PIL import ImageOps
+
+    image = Image.fromarray(photo)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(tmp_path / "o.tif", exif=exif)
+    with Image.open(tmp_path / "o.tif") as stored:
+        displayed = np.asarray(ImageOps.exif_transpose(stored))
+    loaded = read_image(tmp_path / "o.tif")
+    np.testing.assert_array_equal(np.rint(loaded.data * 255).astype(np.uint8), displayed)
+    assert ("EXIF orientation" in " ".join(loaded.notes)) == (orientation != 1)
+    # a 16-bit RGB PNG goes through our own decoder, which must turn it too
+    png = tmp_path / "o16.png"
+    _write_png16_with_orientation(png, photo.astype(np.uint16) * 257, orientation)
+    loaded16 = read_image(png)
+    np.testing.assert_array_equal(np.rint(loaded16.data * 255).astype(np.uint8), displayed)
+
+
+def _write_png16_with_orientation(path, img16, orientation):
+    h, w, _ = img16.shape
+    raw = b"".join(b"\x00" + img16[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    tiff_exif = b"MM\x00*\x00\x00\x00\x08\x00\x01" + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + b"\x00" * 4
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"eXIf", tiff_exif) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_cmyk_and_lab_tiffs_are_refused_and_palette_and_white_is_zero_ones_read_as_displayed(tmp_path, photo):
+    import tifffile
+
+    gray = photo[..., 0]
+    tifffile.imwrite(tmp_path / "cmyk.tif", np.asarray(Image.fromarray(photo).convert("CMYK")), photometric="separated")
+    with pytest.raises(ValueError, match="cmyk.tif is a CMYK TIFF"):
+        read_image(tmp_path / "cmyk.tif")
+    tifffile.imwrite(tmp_path / "mw.tif", 255 - gray, photometric="miniswhite")
+    loaded = read_image(tmp_path / "mw.tif")
+    np.testing.assert_array_equal(np.rint(loaded.data * 255).astype(np.uint8), gray)
+    assert "white-is-zero" in " ".join(loaded.notes) and loaded.bit_depth == 8
+    tifffile.imwrite(tmp_path / "mw16.tif", (65535 - gray.astype(np.uint16) * 257), photometric="miniswhite")
+    np.testing.assert_array_equal(np.rint(read_image(tmp_path / "mw16.tif").data * 255).astype(np.uint8), gray)
+    palette = Image.fromarray(photo).convert("P", palette=Image.ADAPTIVE, colors=16)
+    palette.save(tmp_path / "pal.tif")
+    loaded = read_image(tmp_path / "pal.tif")
+    np.testing.assert_array_equal(np.rint(loaded.data * 255).astype(np.uint8), np.asarray(palette.convert("RGB")))
+    assert loaded.bit_depth == 8 and "colour map" in " ".join(loaded.notes)
+
+
+def test_pages_written_one_by_one_are_a_stack_and_a_thumbnail_is_not(tmp_path, photo):
+    import tifffile
+
+    gray = photo[..., 0]
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as writer:
+        writer.write(gray)
+        writer.write(gray)
+    with pytest.raises(ValueError, match="holds 2 images"):
+        read_image(tmp_path / "pages.tif")
+    with tifffile.TiffWriter(tmp_path / "thumb.tif") as writer:
+        writer.write(gray)
+        writer.write(gray[::4, ::4], subfiletype=1)  # a reduced-resolution page
+    assert read_image(tmp_path / "thumb.tif").data.shape == gray.shape
+
+
+def test_a_tiff_compressed_without_tifffiles_codec_is_read_by_pillow(tmp_path, photo):
+    """LZW (Photoshop, GIMP, Lightroom offer it) needs the optional imagecodecs in tifffile; Pillow
+    decodes it, orientation included. A damaged TIFF names the problem, not an exception class."""
+    image = Image.fromarray(photo)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "lzw.tif", compression="tiff_lzw", exif=exif)
+    loaded = read_image(tmp_path / "lzw.tif")
+    np.testing.assert_array_equal(np.rint(loaded.data * 255).astype(np.uint8), np.rot90(photo, -1))
+    (tmp_path / "png.tif").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(ValueError, match=r"cannot read png.tif as a TIFF image: (?!TiffFileError)"):
+        read_image(tmp_path / "png.tif")

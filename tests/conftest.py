@@ -17,3 +17,15 @@ def _isolated_user_models(tmp_path_factory, monkeypatch):
     # Tests must never read or write the real user's models folder (~/.local/share/pnp-stable).
     monkeypatch.setenv("PNP_STABLE_MODELS", str(tmp_path_factory.mktemp("user-models")))
     yield
+
+
+@pytest.fixture(scope="session")
+def _session_cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(_session_cache_dir, monkeypatch):
+    # Norm bounds are cached on disk: tests share one cache per session, never the user's.
+    monkeypatch.setenv("PNP_STABLE_CACHE", str(_session_cache_dir))
+    yield

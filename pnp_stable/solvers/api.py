@@ -26,7 +26,7 @@ from pnp_stable.solvers.denoiser_adapter import (
 from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting, with_acceleration
 from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
 from pnp_stable.solvers.operator_adapter import as_operator, probe_measurements, prox_optimality_residual
-from pnp_stable.solvers.noise_estimation import estimate_noise_level
+from pnp_stable.solvers.noise_estimation import estimate_noise_level, estimate_sinogram_noise_level
 from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, rule_for
 from pnp_stable.solvers.result import SolveResult
 from pnp_stable.solvers.splitting import make_iteration_map
@@ -356,7 +356,10 @@ def solve(
     if needs_rule:
         source = "given"
         if noise_level is None and not (kind == "fixed" and trained is None):
-            estimates = estimate_noise_level(y) if y.ndim == 4 else []
+            # a CT operator's measurements are sinograms, read along their detectors
+            estimator = (estimate_sinogram_noise_level if getattr(op, "parameter_family", None) == "ct"
+                         else estimate_noise_level)
+            estimates = estimator(y) if y.ndim == 4 else []
             if not estimates:
                 raise ValueError("cannot estimate the noise level of non-image measurements: pass noise_level=")
             noise_level, source = float(sorted(estimates)[len(estimates) // 2]), "estimated"
@@ -631,7 +634,10 @@ def _iterate(
     stopped_by = "max_iter" if active else "converged"
     last_time = time.perf_counter()
     iteration_time = last_time - clock
-    bar = tqdm(total=max_iter, desc=f"pnp-{method}", disable=not progress or not active, leave=False)
+    # no time-remaining estimate: the total is the iteration cap, which a run that converges never
+    # reaches (a 1500 x 1000 deblur's first iteration read "42:21:50" left for 500 iterations)
+    bar = tqdm(total=max_iter, desc=f"pnp-{method}", disable=not progress or not active, leave=False,
+               bar_format="{desc}: {n_fmt} it (at most {total_fmt}) [{elapsed}, {rate_fmt}{postfix}]")
     last_checkpoint = time.perf_counter()
     try:
         for step_count in range(max_iter + 1 if active else 0):

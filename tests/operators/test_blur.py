@@ -295,3 +295,25 @@ def test_a_gamma_that_overflows_in_the_data_precision_is_named_so():
         op.prox_data(y, y, 1e300)
     with pytest.raises(ValueError, match=r"non-negative, got -1.0$"):
         op.prox_data(y, y, -1.0)
+
+
+def test_a_reflect_blur_norm_bound_is_cached_and_a_tampered_entry_is_not_read(tmp_path, monkeypatch):
+    """A large image's certified bound takes minutes: it is read back from the disk cache for the
+    same kernel, size and boundary, but never an entry that understates the norm."""
+    import json
+
+    from pnp_stable.operators.cache import cache_dir
+
+    monkeypatch.setenv("PNP_STABLE_CACHE", str(tmp_path / "cache"))
+    first = Blur("gauss:1.2", (40, 36), boundary="reflect").norm_bound()
+    assert not first.details.get("cached")
+    files = list((cache_dir() / "blur-norms").glob("*.json"))
+    assert len(files) == 1
+    again = Blur("gauss:1.2", (40, 36), boundary="reflect").norm_bound()
+    assert again.details.get("cached") and again.value == first.value and again.lower == first.lower
+    assert not Blur("gauss:1.2", (40, 38), boundary="reflect").norm_bound().details.get("cached")
+    entry = json.loads(files[0].read_text())
+    entry["result"].update(upper=0.5, lower=0.4)  # below the all-ones Rayleigh quotient, sum(k) = 1
+    files[0].write_text(json.dumps(entry))
+    recomputed = Blur("gauss:1.2", (40, 36), boundary="reflect").norm_bound()
+    assert not recomputed.details.get("cached") and recomputed.value == first.value

@@ -284,7 +284,8 @@ def to_depth(arr: np.ndarray, bit_depth: int) -> np.ndarray:
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int | None = 8,
                 protect: tuple[str | os.PathLike, ...] = ()) -> Path:
-    """Write ``arr`` (values in [0, 1]) atomically; ``bit_depth`` None writes float data (.npy/.tif).
+    """Write ``arr`` (values in [0, 1]) atomically; ``bit_depth`` None writes float data (.npy/.tif)
+    and a 16-bit PNG.
 
     Refuses to write over any path in ``protect`` (the inputs). JPG is always 8-bit.
     """
@@ -307,7 +308,8 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int | None 
         else:
             from PIL import Image
 
-            depth = 8 if suffix in (".jpg", ".jpeg") or bit_depth is None else bit_depth
+            # float data keep what a PNG can hold of their precision: 16 bits
+            depth = 8 if suffix in (".jpg", ".jpeg") else 16 if bit_depth is None else bit_depth
             data = to_depth(arr, depth)
             if depth == 16:
                 if data.ndim == 3:  # Pillow cannot write 16-bit RGB PNG

@@ -98,3 +98,19 @@ def test_deblur_resume_from_an_unreadable_state(tmp_path, camera_png, tiny_denoi
     assert_user_error(run("deblur", camera_png, "--noise", "0.01", "--denoiser", tiny_denoiser, "--checkpoint", garbage,
                           "--resume", "--out", tmp_path / "o.png"),
                       f"{garbage} is not a pnp-stable solver state (it could not be read as one)")
+
+
+def test_a_folder_names_the_image_files_of_types_it_does_not_read(tmp_path, tiny_denoiser):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8))
+    image.save(folder / "a.png")
+    image.save(folder / "b.webp")
+    image.save(folder / "c.bmp")
+    (folder / "notes.txt").write_text("not an image")
+    r = run("denoise", folder, "--noise", "10/255", "--denoiser", tiny_denoiser)
+    assert r.exit_code == 0, r.output
+    assert "skipped 2 image files of a type not read (PNG, JPG, TIF and .npy are): b.webp, c.bmp" in r.output
+    assert "notes.txt" not in r.output and (folder / "a_denoised.png").is_file()
+    quiet = run("denoise", folder, "--noise", "10/255", "--denoiser", tiny_denoiser, "--quiet")
+    assert "skipped" not in quiet.output

@@ -61,10 +61,14 @@ def test_round_trip_keeps_bit_depth(tmp_path, suffix, depth, rgb):
     assert np.abs(back.data - arr).max() <= tol + 1e-7
 
 
-def test_jpeg_is_eight_bit(tmp_path):
+def test_jpeg_is_eight_bit_and_float_data_make_a_16_bit_png(tmp_path):
     arr = np.random.default_rng(2).random((16, 16)).astype(np.float32)
     p = write_image(tmp_path / "x.jpg", arr, 16)
     assert read_image(p).bit_depth == 8
+    for shape in ((16, 16), (16, 16, 3)):  # a float TIFF or .npy restored into a PNG keeps 16 bits
+        data = np.random.default_rng(3).random(shape).astype(np.float32)
+        back = read_image(write_image(tmp_path / "f.png", data, None))
+        assert back.bit_depth == 16 and np.abs(back.data - data).max() <= 0.5 / 65535 + 1e-7
 
 
 def test_write_refuses_the_input_and_is_atomic(tmp_path):

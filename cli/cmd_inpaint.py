@@ -12,8 +12,9 @@ from pnp_stable.cli.options import color_option, manual_settings, parse_level, s
 
 def _read_mask(path: Path, quiet: bool):
     """The missing-pixel mask of ``--missing``: an image file is thresholded at 50 % grey (white:
-    missing; a JPEG's ringing ignored); a ``.npy`` keeps its values, nonzero meaning missing, as in
-    the API (an 8/16-bit or label array is not rescaled first)."""
+    missing; a JPEG's ringing ignored), or at 50 % opacity when it has an alpha channel that is
+    partly transparent (opaque: missing); a ``.npy`` keeps its values, nonzero meaning missing, as
+    in the API (an 8/16-bit or label array is not rescaled first)."""
     from pnp_stable.cli.images import read_image, read_npy
 
     if path.suffix.lower() == ".npy":
@@ -22,9 +23,19 @@ def _read_mask(path: Path, quiet: bool):
             array = array[..., :3].transpose(2, 0, 1)  # H x W x C, as an image file would be
         return array
     loaded = read_image(path)
+    alpha = loaded.alpha
+    # strokes painted on a transparent layer: the alpha channel is the mask (its colours, often
+    # white under full transparency, would mark everything missing)
+    layer = alpha is not None and float(alpha.min()) < 0.5 <= float(alpha.max())
     if not quiet:
         for note in loaded.notes:
-            click.echo(f"note: {path.name}: {note}", err=True)
+            if not (layer and note == "alpha channel ignored"):
+                click.echo(f"note: {path.name}: {note}", err=True)
+        if layer:
+            click.echo(f"note: {path.name}: its alpha channel marks the missing pixels (opaque: missing), as a "
+                       "transparent layer's strokes do", err=True)
+    if layer:
+        return alpha >= 0.5
     return (loaded.data.transpose(2, 0, 1) if loaded.is_rgb else loaded.data) >= 0.5
 
 

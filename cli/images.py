@@ -24,6 +24,7 @@ class LoadedImage:
     bit_depth: int | None  # 8, 16, or None for float data (.npy / float TIFF)
     path: Path | None
     notes: tuple[str, ...] = ()
+    alpha: np.ndarray | None = None  # H x W in [0, 1], when the file had an alpha channel (dropped from data)
 
     @property
     def is_rgb(self) -> bool:
@@ -90,11 +91,10 @@ def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> Loaded
                          "its white, rescale it first (a CT sinogram needs nothing: its scale is found)")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-        notes.append("alpha channel ignored")
-    if arr.ndim == 3 and arr.shape[2] == 2:
-        arr = arr[:, :, 0]
+    alpha = None
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        alpha = np.ascontiguousarray(arr[:, :, -1], dtype=np.float32)
+        arr = arr[:, :, :3] if arr.shape[2] == 4 else arr[:, :, 0]
         notes.append("alpha channel ignored")
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise ValueError(f"{path.name} has shape {arr.shape}; expected a gray (H x W) or RGB (H x W x 3) image")
@@ -102,7 +102,7 @@ def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> Loaded
         _check_finite(arr, path)
     if min(arr.shape[:2]) < 8:
         raise ValueError(f"{path.name} is too small ({arr.shape[0]} x {arr.shape[1]}); need at least 8 x 8 pixels")
-    return LoadedImage(np.ascontiguousarray(arr, dtype=np.float32), depth, path, tuple(notes))
+    return LoadedImage(np.ascontiguousarray(arr, dtype=np.float32), depth, path, tuple(notes), alpha)
 
 
 # the largest 12-bit sample on the 16-bit [0, 1] scale (4095 / 65535), with float32 rounding

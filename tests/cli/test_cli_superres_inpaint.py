@@ -476,3 +476,21 @@ def test_quiet_prints_the_summary_line_only_even_with_a_checkpoint(tmp_path, cam
     r = run("superres", camera_png, "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", "1", "--quiet",
             "--checkpoint", tmp_path / "s.state")
     assert r.exit_code == 0 and len([line for line in r.output.splitlines() if line.strip()]) == 1, r.output
+
+
+def test_a_mask_painted_on_a_transparent_layer_is_read_by_its_alpha(tmp_path):
+    """Strokes on a transparent layer: the colours under full transparency are often white, which
+    would mark every pixel missing; a partly transparent alpha is the mask (opaque: missing)."""
+    from pnp_stable.cli.cmd_inpaint import _read_mask
+
+    layer = np.zeros((16, 20, 4), dtype=np.uint8)
+    layer[..., :3] = 255  # white, fully transparent
+    layer[4:8, 5:9] = (200, 30, 30, 255)  # an opaque red stroke
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+    mask = _read_mask(tmp_path / "layer.png", quiet=True)
+    assert mask.shape == (16, 20) and mask.sum() == 16 and mask[4:8, 5:9].all()
+    opaque = layer.copy()
+    opaque[..., 3] = 255  # an ordinary opaque mask: its white pixels are missing, as before
+    opaque[4:8, 5:9, :3] = 0
+    Image.fromarray(opaque).save(tmp_path / "opaque.png")
+    assert int(np.asarray(_read_mask(tmp_path / "opaque.png", quiet=True)).sum()) == 3 * (16 * 20 - 16)

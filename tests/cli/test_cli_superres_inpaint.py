@@ -334,7 +334,7 @@ def test_each_image_gets_its_own_mask_and_its_notes_once(tmp_path, tiny_denoiser
     for stem, holes in (("a", 64), ("b", 256)):
         rep = json.loads((tmp_path / f"r_{stem}.json").read_text())
         assert rep["operator"]["observed_fraction"] == pytest.approx(1 - holes / 4096)
-    # one RGBA mask for three images: its note (alpha ignored) is said once, not once per read
+    # one RGBA mask for three images: its note (its alpha read as the mask) is said once, not once per read
     shared = tmp_path / "shared.png"
     rgba = np.zeros((64, 64, 4), np.uint8)
     rgba[10:20, 10:20] = 255
@@ -342,7 +342,7 @@ def test_each_image_gets_its_own_mask_and_its_notes_once(tmp_path, tiny_denoiser
     more = _images(tmp_path / "more", ["x.png", "y.png", "z.png"], size=(64, 64))
     r = run("inpaint", more, "--missing", shared, "--noise", "0", "--denoiser", tiny_denoiser, "--max-iter", "1")
     assert r.exit_code == 0, r.output
-    assert r.output.count("note: shared.png: alpha channel ignored") == 1
+    assert r.output.count("note: shared.png: its alpha channel marks the missing pixels") == 1
 
 
 def test_a_per_channel_mask_is_refused_before_the_first_image_in_per_channel_mode(tmp_path, tiny_denoiser):

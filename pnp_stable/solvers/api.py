@@ -71,6 +71,14 @@ def _ssim(x: torch.Tensor, x_true: torch.Tensor) -> list[float]:
     return [float(v) for v in ssim_per_image(x, x_true)]
 
 
+def _norm_proven_here(op: object) -> bool:
+    """Whether an ``"exact"``/``"certified"`` norm was computed by pnp-stable itself (its operators
+    prove theirs: docs/operators.md). Another operator's kind is its own declaration, which the
+    solver checks against a power-method lower bound only, so a guarantee resting on it is stated
+    as conditional, as a declared prox is."""
+    return type(op).__module__.startswith("pnp_stable.")
+
+
 def _norm_statement(op: object) -> str | None:
     statement = getattr(op, "norm_statement", None)
     if callable(statement):
@@ -171,7 +179,13 @@ def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Te
           prox_error_ratio: float) -> IterationPlan:
     name = type(denoiser).__name__
     if method == "fb":
-        return analyse_forward_backward(cert, name, float(op.norm()), op.norm_kind, _norm_statement(op), step, relaxation)
+        kind = op.norm_kind
+        proven = kind == "estimated" or _norm_proven_here(op)
+        statement = _norm_statement(op) if proven else (
+            f"||A|| <= {float(op.norm()):.6g} ({kind} as {type(op).__name__} declares it; checked here only against a "
+            "power-method lower bound)")
+        return analyse_forward_backward(cert, name, float(op.norm()), kind, statement, step, relaxation,
+                                        norm_proven=proven)
     if step is None or not step > 0:  # let the analysis raise its one-line error before any prox is run
         return analyse_splitting(method, cert, name, step if step is not None else float("nan"), relaxation)
     exact, statement, control = _prox_exactness(op, y, float(step), prox_error_ratio)

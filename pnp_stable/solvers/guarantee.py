@@ -168,8 +168,13 @@ def analyse_forward_backward(
     norm_statement: str | None = None,
     step: float | None = None,
     relaxation: float | None = None,
+    norm_proven: bool = True,
 ) -> IterationPlan:
     """Plan and guarantee of FB ``x+ = D_t(x - tau A^T(Ax - y))``.
+
+    An ``"estimated"`` norm, or an exact/certified one that pnp-stable did not compute
+    (``norm_proven=False``: an operator's own declaration), is an assumption of the guarantee
+    (``norm_statement``).
 
     ``step=None`` takes ``tau = 1.9 / ||A||^2``; ``relaxation=None`` takes ``t = 1``. If the
     composed map is only non-expansive (D certified non-expansive but not averaged), the
@@ -200,8 +205,8 @@ def analyse_forward_backward(
     failures: list[str] = []
     actions: list[str] = []
     assumptions = _certificate_assumptions(denoiser_cert)
-    if norm_kind == "estimated":
-        assumptions.append(norm_statement or f"||A|| <= {operator_norm:.6g} (estimated, not proven)")
+    if norm_kind == "estimated" or not norm_proven:
+        assumptions.append(norm_statement or f"||A|| <= {operator_norm:.6g} ({norm_kind}, not proven here)")
 
     if beta < 1.0 - _THRESHOLD_SLACK:
         grad_cert = Certificate(1.0, beta)

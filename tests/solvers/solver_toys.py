@@ -105,3 +105,10 @@ def certified_network(channels: int = 8, blocks: int = 3, dtype=torch.float64, s
         if hasattr(m, "bias") and isinstance(m.bias, nn.Parameter):
             nn.init.normal_(m.bias, std=0.1)
     return net.to(dtype).eval()
+
+
+def declared_norm_only(guarantee) -> bool:
+    """A guarantee that holds with one assumption: a toy operator's own norm claim (FB rests on
+    ``||A||``, which pnp-stable proves for its operators only)."""
+    return guarantee.holds and not guarantee.proven and len(guarantee.assumptions) == 1 \
+        and "declares it" in guarantee.assumptions[0]

@@ -11,7 +11,7 @@ from skimage.transform import resize
 
 from pnp_stable.layers.certificates import Certificate
 from pnp_stable.solvers import MonotonicityWarning, ResidualMonitor, SafeguardedAnderson, solve
-from solver_toys import FFTBlur, GaussianSmoother, certified_network, closed_form_fixed_point, gaussian_kernel
+from solver_toys import FFTBlur, declared_norm_only, GaussianSmoother, certified_network, closed_form_fixed_point, gaussian_kernel
 
 SIZE = 32
 
@@ -39,7 +39,8 @@ def test_linear_firmly_nonexpansive_denoiser_reaches_the_closed_form(blur_proble
     step = 1.2
     result = solve(y, op, smoother, method=method, step=step, relaxation=relaxation, tol=1e-11, max_iter=4000, progress=False)
     expected = closed_form_fixed_point(op, smoother, y, step, 1.0 if relaxation is None else relaxation)
-    assert result.converged and result.guarantee.proven
+    assert result.converged
+    assert declared_norm_only(result.guarantee) if method == "fb" else result.guarantee.proven
     assert float((result.x - expected).norm() / expected.norm()) < 1e-8
     r = _residuals(result)
     assert all(b < a for a, b in zip(r, r[1:])), "the residual of an averaged linear map must decrease strictly"
@@ -54,7 +55,7 @@ def test_certified_network_residual_is_monotone_on_blur(blur_problem, method):
         warnings.simplefilter("error", MonotonicityWarning)
         result = solve(y, op, net, method=method, step=1.0 if method == "admm" else None, tol=1e-9, max_iter=600,
                        x_true=x, progress=False)
-    assert result.guarantee.proven
+    assert declared_norm_only(result.guarantee) if method == "fb" else result.guarantee.proven
     assert result.monotone and result.converged
     r = _residuals(result)
     assert r[-1] < 1e-6 * r[0]
@@ -216,7 +217,8 @@ def test_inference_mode_and_modes_restored(blur_problem):
     result = solve(y, op, net, method="fb", tol=1e-6, max_iter=50, progress=False)
     assert net.training and all(m.training for m in net.modules())
     assert not result.x.requires_grad
-    assert result.guarantee.proven  # the certificate describes the eval-mode computation that ran
+    # the certificate describes the eval-mode computation that ran (the toy operator's norm is its own claim)
+    assert declared_norm_only(result.guarantee)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

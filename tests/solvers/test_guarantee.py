@@ -168,3 +168,49 @@ def test_an_accelerated_solve_quotes_only_what_the_theorem_gives_it():
     assert accelerated.guarantee.theorem.startswith(plain.guarantee.theorem)
     assert "every cluster point of w_k is a fixed point" in accelerated.guarantee.theorem
     assert "not for the accelerated one" in accelerated.guarantee.theorem
+
+
+def test_a_foreign_operators_norm_claim_is_an_assumption_and_ours_is_proven():
+    """FB rests on ||A||. A protocol operator's "certified" norm is its own declaration, checked only
+    against a power-method lower bound: one that understates it slightly (0.915 for a norm of 1,
+    which 4 power steps from a random start do not reach) gets a conditional guarantee naming the
+    claim; pnp-stable's own operators prove their norms."""
+    import warnings
+
+    import torch
+    from solver_toys import certified_network
+
+    from pnp_stable import solve
+    from pnp_stable.operators import Blur
+
+    class Diagonal:
+        norm_kind = "certified"
+
+        def __init__(self, gains):
+            self.gains = gains
+
+        def A(self, x):
+            return x * self.gains
+
+        A_adjoint = A
+
+        def norm(self):
+            return 0.915
+
+        def prox_data(self, z, y, gamma):
+            return (z + gamma * self.gains * y) / (1 + gamma * self.gains ** 2)
+
+        def simulate(self, x, noise_level, seed=None):
+            return self.A(x)
+
+    gains = torch.full((1, 1, 8, 8), 0.9, dtype=torch.float64)
+    gains[..., 3, 4] = 1.0
+    y = torch.rand(1, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = solve(y, Diagonal(gains), certified_network(), method="fb", max_iter=2, progress=False)
+    assert result.guarantee.holds and not result.guarantee.proven
+    assert any("certified as Diagonal declares it" in a for a in result.guarantee.assumptions)
+    blur = Blur("gauss:0.6,5", (8, 8))
+    ours = solve(blur.A(y), blur, certified_network(), method="fb", max_iter=2, progress=False)
+    assert ours.guarantee.proven and not ours.guarantee.assumptions

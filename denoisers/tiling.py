@@ -159,6 +159,7 @@ class TiledDenoiser(nn.Module):
             raise ValueError("this denoiser keeps state between calls, so its tiles would not be independent; "
                              "apply it to the whole image")
         field = receptive_field(denoiser)
+        given = margin is not None
         if margin is None:
             if field is None:
                 raise ValueError("the receptive field of this denoiser is unknown: give a margin "
@@ -167,13 +168,31 @@ class TiledDenoiser(nn.Module):
         if not (isinstance(margin, int) and margin >= 0):
             raise ValueError(f"margin must be a non-negative number of pixels, got {margin!r}")
         self.denoiser = denoiser
-        self.field = field
-        self.alignment = field.alignment if field is not None else 1
-        self.tile = -(-tile // self.alignment) * self.alignment
+        self.requested_tile = tile
+        # a margin left to the field follows it when the weights change (more sub-steps see further)
+        self.margin_given = given
         self.margin = margin
-        self.exact = field is not None and margin >= field.radius
+        self._settle(field)
         self.accepts_noise_level = accepts_noise_level(denoiser)
         self.train(bool(getattr(denoiser, "training", False)))
+
+    def _settle(self, field: ReceptiveField | None) -> None:
+        """Tile, margin and exactness for the denoiser's receptive field ``field`` now."""
+        self.field = field
+        self.alignment = field.alignment if field is not None else 1
+        self.tile = -(-self.requested_tile // self.alignment) * self.alignment
+        if field is not None and not self.margin_given:
+            self.margin = field.radius
+        self.exact = field is not None and self.margin >= field.radius
+
+    def refresh(self) -> None:
+        """Recompute the receptive field from the denoiser as it is now. Its weights may have changed
+        since wrapping (``load_state_dict``, fine-tuning): a block whose certified norm grew takes
+        more sub-steps and sees further, and crops cut to the old field would no longer give the
+        whole-image output (measured: a Lipschitz constant of 1.008 against a certified 1).
+        :meth:`forward` and :meth:`certificate` call it: a default margin follows the field, a given
+        one that no longer covers it makes the tiling inexact (no certificate)."""
+        self._settle(receptive_field(self.denoiser))
 
     def __getattr__(self, name: str) -> Any:
         if name in _DELEGATED:
@@ -208,6 +227,7 @@ class TiledDenoiser(nn.Module):
         height, width = x.shape[-2:]
         if self._inner_training() or (height <= self.tile and width <= self.tile):
             return self._call(x, sigma)
+        self.refresh()
         out: torch.Tensor | None = None
         for rows, cols, keep_rows, keep_cols in self.tiles(height, width):
             part = self._call(x[..., rows, cols], sigma)[..., keep_rows, keep_cols]
@@ -220,6 +240,7 @@ class TiledDenoiser(nn.Module):
     def certificate(self) -> Certificate | None:
         """The wrapped denoiser's certificate when the tiling is exact, else None."""
         inner = certificate_of(self.denoiser)
+        self.refresh()
         if inner is None or not self.exact:
             return None
         note = {"layer": "tiling", "tile": self.tile, "margin": self.margin,

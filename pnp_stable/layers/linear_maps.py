@@ -34,7 +34,7 @@ class LinearMap(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("norm_estimate", torch.zeros(()))
-        self._certified_cache: tuple[torch.Tensor, float] | None = None
+        self._certified_cache: tuple[torch.Tensor, tuple, float] | None = None
 
     # -- interface -------------------------------------------------------------------------
     def adjoint(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:  # pragma: no cover
@@ -46,6 +46,11 @@ class LinearMap(nn.Module):
 
     def _certified(self) -> float:  # pragma: no cover
         raise NotImplementedError
+
+    def _structure(self) -> tuple:
+        """What besides the weight's values the map's norm depends on (a convolution's stride,
+        dilation, groups, padding): part of the certified bound's cache key."""
+        return ()
 
     # -- norms -----------------------------------------------------------------------------
     def estimate_norm(self, n_iter: int = 1, tol: float | None = None) -> float:
@@ -80,18 +85,20 @@ class LinearMap(nn.Module):
 
     def certified_norm(self) -> float:
         """Certified upper bound on ``||A||`` for every input size (cached while the weight's values
-        stay those it was computed from)."""
+        and the map's structure, e.g. a convolution's stride and dilation, stay those it was
+        computed from)."""
         w = self.weight.detach()
         cached = self._certified_cache
+        structure = self._structure()
         # Compared by value: a version counter misses writes through ``weight.data`` (``p.data.mul_``,
         # old-style optimisers), which share the storage but not the counter, and then returned the
         # bound of the old weights; a storage address can be reused by a new tensor.
         if (cached is None or cached[0].shape != w.shape or cached[0].dtype != w.dtype
-                or cached[0].device != w.device or not torch.equal(cached[0], w)):
+                or cached[0].device != w.device or cached[1] != structure or not torch.equal(cached[0], w)):
             value = self._certified()
-            self._certified_cache = (w.clone(), value)
+            self._certified_cache = (w.clone(), structure, value)
             return value
-        return cached[1]
+        return cached[2]
 
 
 class DenseMap(LinearMap):
@@ -252,6 +259,9 @@ class ConvMap(LinearMap):
 
     def _certified(self) -> float:
         return conv_spectral_norm_bound(self.weight, self.stride, self.dilation, self.groups)
+
+    def _structure(self) -> tuple:
+        return (self.stride, self.dilation, self.groups, self.padding, self.padding_mode)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels} -> {self.out_channels}, kernel={self.kernel_size}"

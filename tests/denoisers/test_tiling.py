@@ -210,3 +210,27 @@ def test_tiling_benchmark_records_exactness_per_size_and_tile(tmp_path):
     assert tiled["tile"] == 16 and tiled["tiles"] == 9 and tiled["max_abs_difference"] == 0.0
     assert record["command"].startswith("python bench/bench_tiling.py ") and record["date"]
     assert bench.main(["gray", "--tiles", "-1"]) == 2
+
+
+def test_the_tiling_follows_weights_changed_after_wrapping():
+    """New weights (load_state_dict, fine-tuning) can raise a block's sub-step count and so its
+    receptive field: a default margin follows it (output and certificate of the untiled model), a
+    given margin that no longer covers it is inexact and states no certificate (review of
+    2026-12-06: crops cut to the old field gave a Lipschitz constant of 1.008 against a certified 1)."""
+    from pnp_stable.denoisers import DenoiserConfig, TiledDenoiser, build_denoiser, receptive_field
+
+    torch.manual_seed(1)
+    config = DenoiserConfig(width=2, hidden=3, blocks=1, embedding_dim=4, power_size=8, negative_slope=1.0,
+                            sigma_conditioning=False, learned_relaxation=False, center=0.0, margin=0.0)
+    model = build_denoiser(config).double().eval()
+    follows, fixed = TiledDenoiser(model, tile=4), TiledDenoiser(model, tile=4, margin=receptive_field(model).radius)
+    before = receptive_field(model).radius
+    with torch.no_grad():
+        model.flow_blocks[0].linear.weight.mul_(6.0)  # a larger norm: more sub-steps
+    assert receptive_field(model).radius > before
+    x = torch.rand(1, 1, 13, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(follows(x), model(x), rtol=0, atol=1e-12)
+    assert follows.margin == receptive_field(model).radius and follows.exact
+    assert follows.certificate() is not None
+    assert fixed.certificate() is None and not fixed.exact

@@ -179,3 +179,22 @@ def test_freeze_substeps_respects_the_cap():
     assert blk.step_size() * blk.nu() == pytest.approx(blk.step_budget)
     with pytest.raises(ValueError):
         conv_block(2, max_substeps=-1)
+
+
+def test_certified_norm_cache_follows_the_convolutions_structure():
+    """The bound depends on stride and dilation as much as on the weights: changing either after
+    a bound was cached (all taps of a stride-2 kernel on one polyphase component once dilated by 2)
+    must not return the old bound (review of 2026-12-06: 5.03 returned for a norm of 9.05)."""
+    from pnp_stable.layers.linear_maps import ConvMap
+
+    conv = ConvMap(1, 1, 3, stride=2)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    strided = conv.certified_norm()
+    conv.dilation = 2
+    conv.padding = 2
+    dilated = conv.certified_norm()
+    fresh = ConvMap(1, 1, 3, stride=2, dilation=2)
+    with torch.no_grad():
+        fresh.weight.fill_(1.0)
+    assert dilated == fresh.certified_norm() and dilated > 1.7 * strided

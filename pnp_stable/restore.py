@@ -23,7 +23,6 @@ written for another problem.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -39,6 +38,7 @@ from pnp_stable.observations import (
     default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
     without_missing_values,
 )
+from pnp_stable.solvers.api import tensor_digest as _digest
 
 __all__ = ["Restoration", "deblur", "super_resolve", "inpaint", "reconstruct_ct", "denoise", "load_denoiser", "psnr",
            "ssim", "resolve_device", "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range",
@@ -271,16 +271,6 @@ def _tiled(module: nn.Module, batch_shape: tuple[int, ...], tile: int | None, no
     return tiled
 
 
-def _digest(tensors) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{t.dtype} {tuple(t.shape)}".encode())  # a 1x5 and a 5x1 kernel hold the same bytes
-        t = t.reshape(-1)
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def _problem_fingerprint(task: str, y: torch.Tensor, operator: dict[str, Any], module: nn.Module, method: str,
                          noise: float, sigma_den: float | None, step: float | None) -> dict[str, Any]:
     """What must not change between a checkpoint and its resumption (tiling, progress, ``max_iter``
@@ -421,9 +411,10 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
     if noise is not None:
         return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
                 "default" if defaulted else "given")
-    from pnp_stable.solvers import estimate_noise_level, noise_estimate_caveats
+    from pnp_stable.solvers import estimate_noise_level, estimate_sinogram_noise_level, noise_estimate_caveats
 
-    est = estimate_noise_level(y_batch, observed=observed)
+    # a sinogram is read along its detectors: its sparse views differ too much for the 2-D estimate
+    est = estimate_noise_level(y_batch, observed=observed) if image_scale else estimate_sinogram_noise_level(y_batch)
     value = float(np.median(est))
     read_from = "the fully observed pixels" if observed is not None else "the image" if image_scale else "the data"
     if not math.isfinite(value):

@@ -192,6 +192,33 @@ def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Te
     return analyse_splitting(method, cert, name, step, relaxation, exact, statement, control)
 
 
+def tensor_digest(tensors: Any) -> str:
+    """SHA-256 of tensors' dtypes, shapes and bytes, in order (a denoiser's parameters, a kernel)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype} {tuple(t.shape)}".encode())  # a 1x5 and a 5x1 kernel hold the same bytes
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _map_identity(D: object, op: object) -> dict[str, Any]:
+    """What a resumed solve must share with the one it continues besides ``y`` and the method:
+    the denoiser (its parameters' digest: buffers such as power vectors move) and the operator
+    (its class and norm). Another map would continue the iterates and the residual
+    history of this one, and its guarantee would be stated for both."""
+    weights = "-"
+    if isinstance(D, nn.Module):
+        # parameters, which eval-mode calls never move; a module without any (a fixed filter) is its buffers
+        tensors = list(D.parameters()) or list(D.buffers())
+        weights = tensor_digest(tensors)
+    operator = getattr(op, "physics", op)
+    # by its tensors, not its class: a wrapper with the same output (tiles, whose size may change
+    # on resume) holds the same parameters
+    return {"denoiser": f"parameters sha256 {weights}" if weights != "-" else type(D).__name__,
+            "operator": f"{type(operator).__name__}, ||A|| <= {float(op.norm()):.9g}"}
+
+
 def observation_digest(y: torch.Tensor) -> str:
     """SHA-256 of ``y``'s shape, dtype and bytes: what a resumed solve must be given again."""
     data = y.detach().cpu().contiguous()
@@ -351,6 +378,13 @@ def solve(
     _check_denoiser(D, y)
     op = as_operator(A, y, operator_margin)
     batch = y.shape[0]
+    identity = _map_identity(D, op)
+    if resume is not None:
+        for what, value in identity.items():
+            before = resume.parameters.get(what)
+            if before is not None and before != value:
+                raise ValueError(f"cannot resume: the {what} differs from the solve being continued ({before}; now "
+                                 f"{value}): continue with the same {what}, or start a new solve")
 
     with evaluation_mode(D):
         cert = certificate_of(D)
@@ -411,6 +445,7 @@ def solve(
         else chosen.as_dict(),
         "accelerate": accelerate,
         "observation_sha256": observation,
+        **identity,
     }
     # without a guarantee the errors' effect on T is not bounded (DRS needs R_D non-expansive): exact proxes
     error_control = plan.guarantee.holds and bool(plan.guarantee.constants.get("prox_error_control"))

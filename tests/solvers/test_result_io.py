@@ -154,3 +154,17 @@ def test_state_files_resume_exactly_and_snapshots_are_resumable(run, tmp_path):
     torch.save({"format": "something else"}, tmp_path / "other.state")
     with pytest.raises(ValueError, match="not a pnp-stable solver state"):
         load_solve_state(tmp_path / "other.state")
+
+
+def test_a_solve_is_resumed_only_with_its_own_denoiser_and_operator(run):
+    """Another map would continue this one's iterates and residual history, and the guarantee would
+    be stated for both (review of 2026-12-06: a run with an uncertified denoiser resumed with a
+    certified one read 'proven')."""
+    op, x, y, _ = run
+    first = solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), max_iter=2, progress=False)
+    with pytest.raises(ValueError, match="cannot resume: the denoiser differs"):
+        solve(y, op, GaussianSmoother(2.0, (SIZE, SIZE)), max_iter=2, resume=first, progress=False)
+    other = FFTBlur(0.5 * gaussian_kernel(5, 2.0), (SIZE, SIZE))  # told apart by its class and norm
+    with pytest.raises(ValueError, match="cannot resume: the operator differs"):
+        solve(y, other, GaussianSmoother(1.0, (SIZE, SIZE)), max_iter=2, resume=first, progress=False)
+    assert solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), max_iter=2, resume=first, progress=False).iterations == 4

@@ -5,8 +5,8 @@ residual of the size of float32 rounding only. On Ampere and later NVIDIA GPUs, 
 convolutions in TF32 by default: inputs rounded to a 10-bit mantissa, which moves the output of the
 shipped denoiser by about 1e-5 of its norm, the size of the monitor's slack and of the default
 tolerance. A correctly certified solve would then report increases that its theorem excludes.
-:func:`ieee_float32` turns TF32 off for the duration of a solve or an empirical Lipschitz search;
-CPUs and float64 are unaffected.
+:func:`ieee_float32` turns TF32 (and an enclosing autocast) off for the duration of a solve or an
+empirical Lipschitz search; CPUs and float64 are unaffected by TF32.
 """
 
 from __future__ import annotations
@@ -32,14 +32,20 @@ def _tf32_settings() -> list[tuple[object, str, object]]:
 
 @contextlib.contextmanager
 def ieee_float32() -> Iterator[None]:
-    """Inside, float32 convolutions and matrix products round as IEEE float32 (no TF32); the previous
-    settings are restored on exit. Also usable as a decorator."""
+    """Inside, float32 convolutions and matrix products round as IEEE float32: no TF32, and no
+    enclosing ``torch.autocast`` (whose bfloat16 made a certified solve report 7 "increases beyond
+    floating-point tolerance" measured against float32's); the previous settings are restored on
+    exit. Also usable as a decorator."""
     settings = _tf32_settings()
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in settings]
     try:
         for obj, name, value in settings:
             setattr(obj, name, value)
-        yield
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.autocast("cpu", enabled=False))
+            if torch.cuda.is_available():
+                stack.enter_context(torch.autocast("cuda", enabled=False))
+            yield
     finally:
         for obj, name, value in saved:
             setattr(obj, name, value)

@@ -107,3 +107,15 @@ def test_noise_level_heads_do_not_underflow_under_float16_autocast():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
         out = model(x, 0.1)
     assert torch.isfinite(out).all()
+
+
+def test_ieee_float32_leaves_an_enclosing_autocast():
+    """A solve inside the caller's bfloat16 autocast ran its denoiser in bfloat16 while the monitor's
+    tolerance is float32's: 7 'increases' a certified map cannot have (review of 2026-12-06)."""
+    conv = torch.nn.Conv2d(1, 1, 3)
+    x = torch.rand(1, 1, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x).dtype == torch.bfloat16
+        with ieee_float32():
+            assert conv(x).dtype == torch.float32
+        assert conv(x).dtype == torch.bfloat16

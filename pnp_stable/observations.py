@@ -71,8 +71,12 @@ def observed_mask(missing: Any, image: torch.Tensor) -> torch.Tensor:
     if m.ndim == 3 and m.shape[0] > 1 and bool((m == m[:1]).all()):  # the same mask on every channel
         m = m[:1]  # (an RGB or palette mask image of a gray photograph)
     if m.ndim != 3 or tuple(m.shape[-2:]) != tuple(image.shape[-2:]) or m.shape[0] not in (1, image.shape[0]):
+        turned = tuple(m.shape[-2:]) == tuple(image.shape[-2:])[::-1] and m.shape[-1] != m.shape[-2]
+        # a photograph turned upright by its EXIF orientation when read, and a mask drawn on the stored pixels
+        hint = (": it is the image's size turned by 90 degrees (an image read upright by its EXIF orientation "
+                "tag needs its mask drawn as displayed, or tagged alike)" if turned else "")
         raise ValueError(f"the missing-pixel mask has shape {tuple(m.shape)}; the image is {tuple(image.shape)} "
-                         "(the mask must be H x W, or C x H x W with the image's channels)")
+                         f"(the mask must be H x W, or C x H x W with the image's channels){hint}")
     if not torch.isfinite(m).all():
         raise ValueError("the missing-pixel mask contains NaN or infinite values")
     observed = (m == 0).to(torch.float64)

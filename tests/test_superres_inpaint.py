@@ -170,6 +170,14 @@ def test_bad_masks_are_refused(camera64, missing, match):
         ps.inpaint(camera64, missing, noise_level=0.01, progress=False)
 
 
+def test_a_mask_of_the_image_turned_by_90_degrees_is_named_so(camera64):
+    """A photograph read upright by its EXIF tag and a mask drawn on the stored pixels: the
+    message says the mask is the image's size turned, not only that the shapes differ."""
+    wide = camera64[..., :48]  # 64 x 48
+    with pytest.raises(ValueError, match="turned by 90 degrees"):
+        ps.inpaint(wide, np.zeros((48, 64), bool), noise_level=0.01, progress=False)
+
+
 def test_a_colour_mask_per_channel_needs_the_opponent_mode(gray):
     rgb = torch.rand(3, 16, 16)
     missing = np.zeros((3, 16, 16), bool)

@@ -8,6 +8,7 @@ in the target folder, then ``os.replace``) and refuses to overwrite the input.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,13 @@ def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> Loaded
         arr = arr.astype(np.float32)
         depth = None
     else:
-        arr, depth = _read_raster(path, notes)
+        from PIL import Image
+
+        with warnings.catch_warnings():
+            # a photograph between Pillow's two limits (89 and 179 Mpixel) is legitimate; above, the
+            # error is refused in a sentence (_read_raster)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            arr, depth = _read_raster(path, notes)
         if depth == 16 and arr.size and 0 < float(arr.max()) <= _TWELVE_BIT_TOP:
             # a camera's 12-bit samples in a 16-bit file: read on the 16-bit scale, the image is dark
             notes.append(f"{path.name}'s values are at most {round(float(arr.max()) * 65535)} of 65535 (12-bit data "

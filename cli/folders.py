@@ -129,7 +129,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
             # in a folder, --resume keeps an image that ended (as the uninterrupted run would have
             # left it), so the "continue it" hint of a single image does not hold there
             hint = (f"a folder --resume keeps {path.name} as it is; to iterate further, resume it alone "
-                    f"(pnp-stable {command} {path} --checkpoint {state} --resume, same options)")
+                    f"(pnp-stable {command} {path} --checkpoint {state} --resume, same options, a larger --max-iter)")
         if resume and folder:
             done = _finished(state)
             if done:

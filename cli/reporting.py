@@ -121,7 +121,10 @@ def finish_restoration(command: str, restoration, loaded, input_path, out_path: 
     click.echo(restoration.summary_line(str(out_path)))
     saved = restoration.report.get("checkpoint")
     if saved and not restoration.result.converged and not quiet:  # --quiet: the summary line only
-        hint = resume_hint or "the same command with --resume continues it"
+        # --max-iter is the total over the invocations: a run stopped at it continues only with a larger one
+        hint = resume_hint or ("the same command with a larger --max-iter and --resume continues it"
+                               if restoration.result.stopped_by == "max_iter" else
+                               "the same command with --resume continues it")
         click.echo(f"solver state saved to {saved['path']}: {hint}", err=True)
 
 

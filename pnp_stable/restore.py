@@ -331,6 +331,10 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
     else:
         previous, save = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
             task, y_batch, operator_info or {}, module, method, noise, sigma_den, step))
+        if previous is not None:
+            # max_iter is the total over the invocations: the same call with resume=True stops where
+            # the uninterrupted one would have (a folder's stopped image got k + max_iter iterations)
+            max_iter = max(0, int(max_iter) - int(previous.iterations))
         res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
                     accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
                     sigma_den=sigma_den, step=step, resume=previous, checkpoint=save,

@@ -55,8 +55,8 @@ def test_a_super_resolution_resumes_exactly(camera64, gray, tmp_path):
     full = ps.super_resolve(camera64, 2, max_iter=6, tol=1e-12, **common)
     state = tmp_path / "sr.state"
     ps.super_resolve(camera64, 2, max_iter=3, tol=1e-12, checkpoint=state, **common)
-    # max_iter counts the iterations of this call: 3 more
-    resumed = ps.super_resolve(camera64, 2, max_iter=3, tol=1e-12, checkpoint=state, resume=True, **common)
+    # max_iter is the total over the calls: the same call with resume=True ends where the uninterrupted one does
+    resumed = ps.super_resolve(camera64, 2, max_iter=6, tol=1e-12, checkpoint=state, resume=True, **common)
     assert resumed.result.iterations == 6 and torch.equal(resumed.image, full.image)
     with pytest.raises(ValueError, match="another problem"):
         ps.super_resolve(camera64, 2, max_iter=6, kernel="gauss:2", checkpoint=state, resume=True, **common)

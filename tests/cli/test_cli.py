@@ -392,7 +392,7 @@ def test_checkpoint_and_resume_continue_the_same_solve(tmp_path, camera_png, tin
     assert r.exit_code == 0 and state.is_file(), r.output
     assert "--resume continues it" in r.output
     assert_user_error(run("deblur", camera_png, *common, "--checkpoint", state), "exists")
-    r = run("deblur", camera_png, *common, "--max-iter", "3", "--checkpoint", state, "--resume", "--tile", "40",
+    r = run("deblur", camera_png, *common, "--max-iter", "6", "--checkpoint", state, "--resume", "--tile", "40",
             "--out", tmp_path / "b.npy", "--report", tmp_path / "b.json")
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "b.json").read_text())
@@ -419,8 +419,8 @@ def test_checkpoint_and_resume_continue_the_same_solve(tmp_path, camera_png, tin
     ct = ("ct", phantom, "--simulate", "--angles", "20", "--denoiser", tiny_denoiser, "--no-accelerate", "--tol", "1e-9",
           "--max-iter", "2", "--checkpoint", tmp_path / "ct.state", "--quiet")
     assert run(*ct, "--out", tmp_path / "ct1.png").exit_code == 0
-    r = run(*ct, "--resume", "--out", tmp_path / "ct2.png", "--report", tmp_path / "ct.json")
-    assert r.exit_code == 0, r.output
+    r = run(*ct[:-4], "4", *ct[-3:], "--resume", "--out", tmp_path / "ct2.png", "--report", tmp_path / "ct.json")
+    assert r.exit_code == 0, r.output  # --max-iter is the total: 4 continues a run stopped at 2
     assert json.loads((tmp_path / "ct.json").read_text())["solver"]["iterations"] == 4
     assert_user_error(run(*ct[:4], "30", *ct[5:], "--resume"), "observation, operator")
     for option in ("--report", "--plot"):  # ct protects its input like deblur does
@@ -460,7 +460,8 @@ def test_a_stopped_folder_exits_130_and_resumes_where_it_stopped(tmp_path, camer
     assert "a.png already restored (max_iter" in r.output
     assert not (folder / "a_restored_restored.png").exists()  # its own outputs are not inputs
     assert json.loads((tmp_path / "r_b.json").read_text())["checkpoint"]["resumed_from_iteration"] == 2
-    assert json.loads((tmp_path / "r_b.json").read_text())["solver"]["iterations"] == 4
+    # --max-iter is the total: b, stopped after its 2 iterations, ends there as the uninterrupted run does
+    assert json.loads((tmp_path / "r_b.json").read_text())["solver"]["iterations"] == 2
     assert json.loads((tmp_path / "r_c.json").read_text())["checkpoint"]["resumed_from_iteration"] is None
     assert (tmp_path / "s_c.state").is_file()
 
@@ -500,7 +501,7 @@ def test_an_interrupted_restoration_saves_its_state_and_resumes_exactly(tmp_path
         cut = deblur(image, "gauss:1.2", max_iter=8, checkpoint=tmp_path / "s.state", **kw)
     handle.remove()
     assert cut.result.stopped_by == "interrupted" and cut.result.iterations == 3
-    rest = deblur(image, "gauss:1.2", max_iter=5, checkpoint=tmp_path / "s.state", resume=True, **kw)
+    rest = deblur(image, "gauss:1.2", max_iter=8, checkpoint=tmp_path / "s.state", resume=True, **kw)
     assert rest.result.iterations == 8 and torch.equal(rest.image, whole.image)
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
 

@@ -16,9 +16,11 @@ failures are one short line instead of PyTorch's text.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -70,10 +72,34 @@ def atomic_output(path: str | os.PathLike, make_parents: bool = False, sync: boo
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):  # a failed cleanup must not mask the original error
             tmp.unlink()
+        reason = _write_failure(exc, folder)
+        if reason is not None:  # a full disk is the user's to mend: one line naming the file
+            raise ValueError(f"cannot write {target}: {reason}") from None
         raise
+
+
+# errors of a write that the user mends (free space, a quota, a read-only or failing medium)
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def _write_failure(exc: BaseException, folder: Path) -> str | None:
+    """Why a write into ``folder`` failed, when the medium is the cause (else None): an OSError of
+    :data:`_WRITE_ERRNOS`, or torch's serialiser failing (a RuntimeError of its stream writer,
+    ``unexpected pos ...``, which is what a full disk gives ``torch.save`` to a file)."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        return exc.strerror or str(exc)
+    if isinstance(exc, RuntimeError) and any(mark in str(exc) for mark in ("PytorchStreamWriter", "inline_container",
+                                                                          "unexpected pos")):
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = None
+        full = free is not None and free < 1 << 20
+        return "no space left on device" if full else f"the file could not be written ({str(exc).splitlines()[0]})"
+    return None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, make_parents: bool = False) -> None:
@@ -123,6 +149,9 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
     except FileNotFoundError:
         raise
     except OSError as exc:
+        if exc.errno == errno.EINVAL:  # torch's zip reader on a truncated file: the file, not the system
+            raise ValueError(f"{os.fspath(path)} is not {what} (it could not be read as one: truncated or "
+                             "damaged?)") from exc
         raise ValueError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
     except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign or corrupt files
         # Not str(exc): for any file that is not a weights-only pickle, PyTorch's text is a

@@ -107,3 +107,45 @@ def test_destination_problem_names_what_stands_in_the_way(tmp_path, monkeypatch)
     assert destination_problem(tmp_path / "file" / "deep" / "r.json") == f": {tmp_path / 'file'} is a file, not a folder"
     monkeypatch.setattr("os.access", lambda path, mode: False)  # root may write anywhere: simulate a read-only folder
     assert destination_problem(tmp_path / "new" / "r.json") == f": {tmp_path} is not writable"
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    """ENOSPC from a writer, or torch's stream writer failing on a full disk ('unexpected pos'):
+    a ValueError naming the destination (the commands' one-line error), no temporary file left, the
+    previous file intact."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    import pytest
+
+    from pnp_stable.fileio import atomic_output
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(ValueError, match=r"cannot write .*out.bin: No space left on device"):
+        with atomic_output(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: Usage(10, 10, 0))
+    with pytest.raises(ValueError, match=r"cannot write .*out.bin: no space left on device"):
+        with atomic_output(target):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    with pytest.raises(RuntimeError, match="something else"):  # not a write failure: unchanged
+        with atomic_output(target):
+            raise RuntimeError("something else")
+
+
+def test_a_truncated_torch_file_is_named_as_not_what_it_should_be(tmp_path):
+    import pytest
+    import torch
+
+    from pnp_stable.fileio import read_torch_file
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"x": torch.zeros(4096)}, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:10000])
+    with pytest.raises(ValueError, match=r"cut.pt is not a checkpoint \(it could not be read as one"):
+        read_torch_file(cut, "a checkpoint")

@@ -17,6 +17,7 @@ checkpoint then stands).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import signal
 import threading
@@ -194,6 +195,17 @@ def _load_data(config: TrainConfig, train_data: ImageClassificationData | None,
     return train_data, test_data
 
 
+def _data_digest(train_data: ImageClassificationData, test_data: ImageClassificationData) -> str:
+    """SHA-256 of the images and labels a run trains and evaluates on (after the subsets): what a
+    resume must be given again (a path may change; Fashion-MNIST hashes in a fraction of a second)."""
+    h = hashlib.sha256()
+    for tensor in (train_data.images, train_data.labels, test_data.images, test_data.labels):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype} {tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _model_config(config: TrainConfig, data: ImageClassificationData) -> ClassifierConfig:
     c, h, w = data.image_shape
     values = config.model.to_dict()
@@ -275,7 +287,13 @@ def train_classifier(
     augment = config.augment if config.augment is not None else dataset_kind == "cifar10"
 
     torch.manual_seed(config.seed)
+    data_digest = _data_digest(train_data, test_data)
     state = _read_checkpoint(checkpoint_path, device) if config.resume and checkpoint_path.exists() else None
+    if state is not None and state.get("data_sha256") not in (None, data_digest):
+        # data_path may move, the data may not: another set would continue this run's trajectory
+        raise ValueError(f"cannot resume {out_dir}: its training or test images changed since the checkpoint "
+                         "(their content differs); resume with the data it was started with, or start a new run "
+                         "(e.g. with init_from)")
     if state is not None:
         # read back through the dataclass: an option added after the checkpoint was written takes
         # its default, which is what that run trained with
@@ -332,6 +350,7 @@ def train_classifier(
             "history": history,
             "running": running,
             "class_names": train_data.class_names,
+            "data_sha256": data_digest,
         }, checkpoint_path)
 
     # uint8 images are small (Fashion-MNIST: 47 MB): keeping them on the device avoids a host

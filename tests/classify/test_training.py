@@ -243,3 +243,15 @@ def test_init_from_rejects_another_layout(tmp_path, make_data):
 def test_train_config_refuses_non_finite_and_unknown_values_at_once(field, value, fragment):
     with pytest.raises(ValueError, match=re.escape(fragment)):
         TrainConfig(dataset="fashion_mnist", **{field: value})
+
+
+def test_resume_refuses_changed_data(tmp_path, make_data):
+    """data_path may move between runs, the data may not: another set would continue this run's
+    trajectory (review of 2026-12-06: an edited training image was resumed silently)."""
+    train, test = make_data(48), make_data(16, seed=1)
+    train_classifier(tiny_config(tmp_path, epochs=1), train, test)
+    edited = make_data(48)
+    edited.images[0] = 255 - edited.images[0]
+    with pytest.raises(ValueError, match="training or test images changed since the checkpoint"):
+        train_classifier(tiny_config(tmp_path, epochs=1), edited, test)
+    assert train_classifier(tiny_config(tmp_path, epochs=1), make_data(48), test).history  # the same data: resumed

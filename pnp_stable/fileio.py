@@ -102,6 +102,40 @@ def _write_failure(exc: BaseException, folder: Path) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def exclusive_use(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold ``path`` (a run folder, a checkpoint) for this process while the block runs: a second
+    process asking for it fails at once with a one-line ValueError, instead of both writing the
+    same files (two trainings in one run folder interleaved their logs and left the last writer's
+    checkpoint). The lock is ``.<name>.lock`` beside ``path`` (an advisory ``flock``, released by
+    the system if the process dies; the file is removed at the end). Where the folder does not
+    exist yet, or the system has no ``flock`` (Windows), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    target = Path(path)
+    lock = target.parent / f".{target.name}.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError:  # no folder, or not writable: the writes themselves will say so
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ValueError(f"{what} {target} is in use by another process (it holds {lock.name}); wait for it to "
+                         "end, or choose another") from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, make_parents: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
     with atomic_output(path, make_parents=make_parents) as tmp:

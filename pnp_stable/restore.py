@@ -23,6 +23,7 @@ written for another problem.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -38,6 +39,7 @@ from pnp_stable.observations import (
     default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
     without_missing_values,
 )
+from pnp_stable.fileio import exclusive_use
 from pnp_stable.solvers.api import tensor_digest as _digest
 
 __all__ = ["Restoration", "deblur", "super_resolve", "inpaint", "reconstruct_ct", "denoise", "load_denoiser", "psnr",
@@ -335,10 +337,16 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
             # max_iter is the total over the invocations: the same call with resume=True stops where
             # the uninterrupted one would have (a folder's stopped image got k + max_iter iterations)
             max_iter = max(0, int(max_iter) - int(previous.iterations))
-        res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
-                    accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
-                    sigma_den=sigma_den, step=step, resume=previous, checkpoint=save,
-                    checkpoint_every=checkpoint_every, prox_error_ratio=prox_error_ratio)
+        # two processes saving one state would each continue the other's iterates
+        with exclusive_use(Path(checkpoint), "checkpoint") if checkpoint is not None else contextlib.nullcontext():
+            res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
+                        accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
+                        sigma_den=sigma_den, step=step, resume=previous, checkpoint=save,
+                        checkpoint_every=checkpoint_every, prox_error_ratio=prox_error_ratio)
+            if save is not None and res.stopped_by != "non-finite":
+                # a diverged solve has nothing worth continuing: the last finite state (if one was
+                # saved on the way) is kept, rather than replaced by one a resume would only diverge from
+                save(res)
     report = {
         # raised_from: the level given or estimated, when the rounding-level floor replaced it
         "noise": {"sigma": noise, "source": noise_source,
@@ -348,9 +356,6 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
         "history": res.history,
     }
     if save is not None and res.stopped_by != "non-finite":
-        # a diverged solve has nothing worth continuing: the last finite state (if one was saved
-        # on the way) is kept, rather than replaced by one a resume would only diverge from again
-        save(res)
         report["checkpoint"] = {"path": str(checkpoint), "resumed_from_iteration":
                                 previous.iterations if previous is not None else None}
     return res, report

@@ -149,3 +149,42 @@ def test_a_truncated_torch_file_is_named_as_not_what_it_should_be(tmp_path):
     cut.write_bytes(whole.read_bytes()[:10000])
     with pytest.raises(ValueError, match=r"cut.pt is not a checkpoint \(it could not be read as one"):
         read_torch_file(cut, "a checkpoint")
+
+
+def test_a_run_folder_or_checkpoint_in_use_is_refused(tmp_path):
+    """Two processes in one run folder interleaved their logs and kept the last writer's checkpoint:
+    a second holder is refused at once; the lock goes with its holder (its file too)."""
+    import pytest
+
+    from pnp_stable.fileio import exclusive_use
+
+    run = tmp_path / "run"
+    with exclusive_use(run, "run folder"):
+        assert (tmp_path / ".run.lock").exists()
+        with pytest.raises(ValueError, match=r"run folder .*run is in use by another process"):
+            with exclusive_use(run, "run folder"):
+                pass
+    assert not (tmp_path / ".run.lock").exists()
+    with exclusive_use(run, "run folder"):  # free again
+        pass
+    with exclusive_use(tmp_path / "missing" / "run", "run folder"):  # no folder yet: nothing to lock
+        pass
+
+
+def test_a_training_and_a_solve_refuse_a_folder_or_state_in_use(tmp_path):
+    import pytest
+    import torch
+
+    from pnp_stable.classify import TrainConfig, train_classifier
+    from pnp_stable.fileio import exclusive_use
+    from pnp_stable.restore import deblur
+
+    with exclusive_use(tmp_path / "run", "run folder"):
+        with pytest.raises(ValueError, match="in use by another process"):
+            train_classifier(TrainConfig(dataset="mnist", output_dir=str(tmp_path / "run"), epochs=1,
+                                         progress=False, data_path=str(tmp_path)))
+    state = tmp_path / "s.state"
+    with exclusive_use(state, "checkpoint"):
+        with pytest.raises(ValueError, match="checkpoint .*s.state is in use"):
+            deblur(torch.rand(1, 24, 24), "gauss:1", simulate=True, noise_level=0.02, max_iter=1, checkpoint=state,
+                   progress=False)

@@ -37,7 +37,7 @@ from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
 from pnp_stable.classify.models import atomic_torch_save, build_classifier, load_classifier, save_classifier
-from pnp_stable.fileio import atomic_write_json, read_torch_file
+from pnp_stable.fileio import atomic_write_json, exclusive_use, read_torch_file
 from pnp_stable.precision import cuda_autocast_dtype
 
 __all__ = ["CHECKPOINT_FORMAT", "LOSS_DEFAULTS", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
@@ -276,9 +276,16 @@ def train_classifier(
     into ``config.output_dir``, each atomically. With ``resume`` (default), a checkpoint of the
     same configuration is continued (a finished run returns at once); a checkpoint of a different
     configuration is a ``ValueError`` (choose another ``output_dir`` or pass ``resume=False``).
-    Data passed explicitly replaces loading from ``config.data_path``.
+    Data passed explicitly replaces loading from ``config.data_path``. A second process training
+    into the same ``output_dir`` at the same time is refused (ValueError).
     """
     config.validate()
+    with exclusive_use(Path(config.output_dir), "run folder"):
+        return _train_classifier(config, train_data, test_data)
+
+
+def _train_classifier(config: TrainConfig, train_data: ImageClassificationData | None,
+                      test_data: ImageClassificationData | None) -> TrainResult:
     device = resolve_device(config.device)
     train_data, test_data = _load_data(config, train_data, test_data)
     out_dir = Path(config.output_dir)

@@ -16,6 +16,7 @@ logs and writes checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from torch import nn
 from pnp_stable.denoisers.color import OpponentColorDenoiser
 from pnp_stable.denoisers.io import MAX_FROZEN_SUBSTEPS
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
+from pnp_stable.fileio import exclusive_use
 from pnp_stable.precision import cuda_autocast_dtype
 from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
 from pnp_stable.training.config import TrainConfig
@@ -372,7 +374,9 @@ def _train(config: TrainConfig, stop_after: int | None, stop_requested: threadin
     deadline = None if time_limit is None else time.monotonic() + time_limit
     rank, world, device, own_group = _distributed_context(config)
     try:
-        return _train_on(config, stop_after, stop_requested, rank, world, device, deadline, signals)
+        # one process writes a run folder (rank 0 for all ranks): a second run in it is refused
+        with exclusive_use(Path(config.run_dir).expanduser(), "run folder") if rank == 0 else contextlib.nullcontext():
+            return _train_on(config, stop_after, stop_requested, rank, world, device, deadline, signals)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()

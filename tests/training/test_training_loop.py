@@ -426,3 +426,16 @@ def build_start_model():
     model = build_denoiser(DenoiserConfig(width=3, hidden=4, blocks=1, embedding_dim=8, power_size=8)).eval()
     model.freeze_substeps()
     return model
+
+
+def test_a_run_folder_in_use_by_another_training_is_refused(image_folder, tmp_path):
+    """Two trainings started in one run folder both ran, interleaving log.jsonl (600 records for
+    300 steps) and keeping the last writer's checkpoint (review of 2026-12-06)."""
+    from pnp_stable.fileio import exclusive_use
+
+    run = tmp_path / "run"
+    with exclusive_use(run, "run folder"):
+        with pytest.raises(ValueError, match="is in use by another process"):
+            train_denoiser(tiny_config(image_folder, run, steps=2))
+    assert not run.exists()
+    assert train_denoiser(tiny_config(image_folder, run, steps=2)).step == 2

@@ -420,10 +420,12 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
     if noise is not None:
         return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
                 "default" if defaulted else "given")
-    from pnp_stable.solvers import estimate_noise_level, estimate_sinogram_noise_level, noise_estimate_caveats
+    from pnp_stable.solvers import estimate_noise_level, noise_estimate_caveats
 
-    # a sinogram is read along its detectors: its sparse views differ too much for the 2-D estimate
-    est = estimate_noise_level(y_batch, observed=observed) if image_scale else estimate_sinogram_noise_level(y_batch)
+    # a sinogram too: the 2-D estimate reads its sparse views' differences as noise, which the
+    # detector-axis reading does not, yet the reconstructions are better with it overall
+    # (docs/benchmarks.md, "Sinogram noise": model mismatch, 180 angles at low noise)
+    est = estimate_noise_level(y_batch, observed=observed)
     value = float(np.median(est))
     read_from = "the fully observed pixels" if observed is not None else "the image" if image_scale else "the data"
     if not math.isfinite(value):

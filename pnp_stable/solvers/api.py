@@ -26,7 +26,7 @@ from pnp_stable.solvers.denoiser_adapter import (
 from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting, with_acceleration
 from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
 from pnp_stable.solvers.operator_adapter import as_operator, probe_measurements, prox_optimality_residual
-from pnp_stable.solvers.noise_estimation import estimate_noise_level, estimate_sinogram_noise_level
+from pnp_stable.solvers.noise_estimation import estimate_noise_level
 from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, rule_for
 from pnp_stable.solvers.result import SolveResult
 from pnp_stable.solvers.splitting import make_iteration_map
@@ -404,10 +404,7 @@ def solve(
     if needs_rule:
         source = "given"
         if noise_level is None and not (kind == "fixed" and trained is None):
-            # a CT operator's measurements are sinograms, read along their detectors
-            estimator = (estimate_sinogram_noise_level if getattr(op, "parameter_family", None) == "ct"
-                         else estimate_noise_level)
-            estimates = estimator(y) if y.ndim == 4 else []
+            estimates = estimate_noise_level(y) if y.ndim == 4 else []
             if not estimates:
                 raise ValueError("cannot estimate the noise level of non-image measurements: pass noise_level=")
             noise_level, source = float(sorted(estimates)[len(estimates) // 2]), "estimated"

@@ -198,7 +198,7 @@ def _selected_level(magnitude: torch.Tensor, detail: torch.Tensor, mean: torch.T
     return median_level(activity <= bound)
 
 
-def estimate_sinogram_noise_level(y: torch.Tensor, floor_share: float | None = None) -> list[float]:
+def estimate_sinogram_noise_level(y: torch.Tensor) -> list[float]:
     """Per-sinogram Gaussian noise level of ``y`` (``B x C x n_detectors x n_angles``), read along
     the detectors only.
 
@@ -214,10 +214,12 @@ def estimate_sinogram_noise_level(y: torch.Tensor, floor_share: float | None = N
     curvature of the projections where they have no flat part.
 
     It reads noise only: data free of noise but made by another forward model (a mismatch of a
-    fraction of a percent) read close to 0 although a solve needs regularising against the mismatch
-    as against noise. So the level returned is at least ``floor_share`` (default
-    ``SINOGRAM_FLOOR_SHARE``; 0: none) times the 2-D estimate, which reads such data higher
-    (docs/benchmarks.md, "Sinogram noise"). ValueError for fewer than 3 detectors.
+    fraction of a percent) read close to 0, although a solve needs regularising against the
+    mismatch as against noise. That is why ``reconstruct_ct`` and ``solve`` keep the 2-D estimate
+    when no level is given (docs/benchmarks.md, "Sinogram noise": better on mismatched data and at
+    180 angles, worse at 60 angles and low noise); this one says what the noise itself is, e.g. to
+    check a scanner's level or to give it as ``noise_level`` for data of this tool's own model.
+    ValueError for fewer than 3 detectors.
     """
     if y.ndim != 4:
         raise ValueError(f"noise estimation needs B x C x n_detectors x n_angles data, got shape {tuple(y.shape)}")
@@ -240,16 +242,7 @@ def estimate_sinogram_noise_level(y: torch.Tensor, floor_share: float | None = N
         clipped = float(((values == values.min()) | (values == values.max())).to(torch.float64).mean())
         levels.append(_selected_level(curvature[i], slope[i], mean[i] if clipped >= SINOGRAM_CLIPPED_SHARE else None,
                                       None, None, min_read=SINOGRAM_MIN_READ))
-    share = SINOGRAM_FLOOR_SHARE if floor_share is None else float(floor_share)
-    if not (math.isfinite(share) and share >= 0):
-        raise ValueError(f"floor_share must be a non-negative number, got {floor_share!r}")
-    if share > 0 and y.shape[-1] >= 2:  # (a single view has no 2-D estimate)
-        levels = [max(level, share * floor) for level, floor in zip(levels, estimate_noise_level(y))]
     return levels
-
-
-# the floor of the sinogram estimate, as a share of the 2-D one (see estimate_sinogram_noise_level)
-SINOGRAM_FLOOR_SHARE = 0.25
 
 
 # the share of a sinogram's values at its minimum or maximum from which it is taken as clipped

@@ -166,7 +166,7 @@ def test_sinogram_estimate_is_unbiased_on_pure_noise_of_any_shape():
     generator = torch.Generator().manual_seed(0)
     for shape in [(1, 1, 91, 60), (2, 1, 363, 20), (1, 1, 3, 400)]:
         readings = [level for _ in range(40)
-                    for level in estimate_sinogram_noise_level(0.3 * torch.randn(*shape, generator=generator), floor_share=0)]
+                    for level in estimate_sinogram_noise_level(0.3 * torch.randn(*shape, generator=generator))]
         assert abs(sum(readings) / len(readings) / 0.3 - 1) < 0.03, (shape, sum(readings) / len(readings))
 
 
@@ -179,12 +179,12 @@ def test_sinogram_estimate_reads_low_noise_where_the_2d_estimate_reads_the_views
     clean = _phantom_sinogram().double()
     sigma = 0.001 * float(clean.max())
     y = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    detector, two_d = estimate_sinogram_noise_level(y, floor_share=0)[0], estimate_noise_level(y)[0]
+    detector, two_d = estimate_sinogram_noise_level(y)[0], estimate_noise_level(y)[0]
     assert 0.85 < detector / sigma < 1.2 and two_d / sigma > 2.5, (detector / sigma, two_d / sigma)
     # clipped at 0: the air's noise, squeezed to half, is left out (as in images) and the level is
     # read in the object's shadow, higher rather than lower; without the margin it read 0.45x
     clipped = y.clamp_min(0.0)
-    assert estimate_sinogram_noise_level(clipped, floor_share=0)[0] / sigma > 0.95
+    assert estimate_sinogram_noise_level(clipped)[0] / sigma > 0.95
 
 
 def test_sinogram_estimate_refuses_what_it_cannot_read():
@@ -197,20 +197,3 @@ def test_sinogram_estimate_refuses_what_it_cannot_read():
     with pytest.raises(ValueError, match="n_detectors x n_angles"):
         estimate_sinogram_noise_level(torch.zeros(9, 10))
 
-
-def test_sinogram_estimate_is_floored_at_a_share_of_the_2d_one():
-    """Noise-free data read ~0 along the detectors, yet a solve on data of another forward model
-    needs regularising: the level is at least SINOGRAM_FLOOR_SHARE times the 2-D estimate."""
-    from pnp_stable.solvers.noise_estimation import SINOGRAM_FLOOR_SHARE, estimate_sinogram_noise_level
-
-    clean = _phantom_sinogram(64, 60).double()
-    clean = clean + 1e-7 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    raw = estimate_sinogram_noise_level(clean, floor_share=0)[0]
-    floor = SINOGRAM_FLOOR_SHARE * estimate_noise_level(clean)[0]
-    assert 0 < SINOGRAM_FLOOR_SHARE and raw < floor
-    assert estimate_sinogram_noise_level(clean)[0] == pytest.approx(floor)
-    assert estimate_sinogram_noise_level(clean, floor_share=1.0)[0] == pytest.approx(estimate_noise_level(clean)[0])
-    assert estimate_sinogram_noise_level(clean[..., :1])[0] == estimate_sinogram_noise_level(clean[..., :1], 0)[0]
-    for bad in (-1.0, float("nan")):
-        with pytest.raises(ValueError, match="floor_share"):
-            estimate_sinogram_noise_level(clean, floor_share=bad)

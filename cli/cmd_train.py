@@ -83,8 +83,12 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
             result = train(config, stop_after=stop_after, time_limit=time_limit_s)
         except KeyboardInterrupt:
             # a second Ctrl-C aborts mid-step: nothing is saved then, the last checkpoint stands
-            click.echo(f"aborted; the last checkpoint in {run_dir} (if any) is intact: continue with the same "
-                       "command plus --resume", err=True)
+            if (Path(run_dir) / CHECKPOINT_NAME).is_file():
+                click.echo(f"aborted; the last checkpoint in {run_dir} is intact: continue with the same command plus "
+                           "--resume", err=True)
+            else:  # stopped before the first checkpoint: there is nothing to resume
+                click.echo(f"aborted before the first checkpoint; nothing to resume in {run_dir}: run the same command "
+                           "again", err=True)
             sys.exit(130)
         if result.stopped in ("interrupted", "terminated"):
             # an unfinished run is never exported; exit as the restoration commands do when interrupted

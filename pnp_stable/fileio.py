@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import math
 import os
@@ -134,6 +135,24 @@ def exclusive_use(path: str | os.PathLike, what: str) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_output` left beside ``path`` when a process writing
+    it was killed (``.<stem>.XXXXXXXX<suffix>``: a checkpoint-sized file each, never read again);
+    returns them. Call it only while holding ``path``'s folder or file (:func:`exclusive_use`): a
+    running writer's temporary file has the same name."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    removed = []
+    for candidate in target.parent.glob(f".{glob.escape(target.stem)}.*{glob.escape(target.suffix)}"):
+        middle = candidate.name[len(target.stem) + 2:len(candidate.name) - len(target.suffix)]
+        if len(middle) == 8 and candidate.is_file():  # mkstemp's eight random characters
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, make_parents: bool = False) -> None:

@@ -39,7 +39,7 @@ from pnp_stable.observations import (
     default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
     without_missing_values,
 )
-from pnp_stable.fileio import exclusive_use
+from pnp_stable.fileio import exclusive_use, remove_stale_temporaries
 from pnp_stable.solvers.api import tensor_digest as _digest
 
 __all__ = ["Restoration", "deblur", "super_resolve", "inpaint", "reconstruct_ct", "denoise", "load_denoiser", "psnr",
@@ -339,6 +339,8 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
             max_iter = max(0, int(max_iter) - int(previous.iterations))
         # two processes saving one state would each continue the other's iterates
         with exclusive_use(Path(checkpoint), "checkpoint") if checkpoint is not None else contextlib.nullcontext():
+            if checkpoint is not None:  # a killed run's temporary state files
+                remove_stale_temporaries(checkpoint)
             res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
                         accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,
                         sigma_den=sigma_den, step=step, resume=previous, checkpoint=save,

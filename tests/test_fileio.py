@@ -188,3 +188,15 @@ def test_a_training_and_a_solve_refuse_a_folder_or_state_in_use(tmp_path):
         with pytest.raises(ValueError, match="checkpoint .*s.state is in use"):
             deblur(torch.rand(1, 24, 24), "gauss:1", simulate=True, noise_level=0.02, max_iter=1, checkpoint=state,
                    progress=False)
+
+
+def test_a_killed_writers_temporary_files_are_removed_and_nothing_else(tmp_path):
+    from pnp_stable.fileio import remove_stale_temporaries
+
+    target = tmp_path / "checkpoint.pt"
+    stale = tmp_path / ".checkpoint.a1b2c3d4.pt"  # what atomic_output's mkstemp names look like
+    keep = [tmp_path / ".checkpoint.pt.lock", tmp_path / ".checkpoint.notmine.pt", tmp_path / "checkpoint.pt"]
+    for path in [stale, *keep]:
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(target) == [stale]
+    assert all(path.exists() for path in keep)

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
 from pnp_stable.classify.models import atomic_torch_save, build_classifier, load_classifier, save_classifier
-from pnp_stable.fileio import atomic_write_json, exclusive_use, read_torch_file
+from pnp_stable.fileio import atomic_write_json, exclusive_use, read_torch_file, remove_stale_temporaries
 from pnp_stable.precision import cuda_autocast_dtype
 
 __all__ = ["CHECKPOINT_FORMAT", "LOSS_DEFAULTS", "TrainConfig", "TrainResult", "resolve_device", "train_classifier"]
@@ -281,6 +282,8 @@ def train_classifier(
     """
     config.validate()
     with exclusive_use(Path(config.output_dir), "run folder"):
+        for name in ("checkpoint.pt", "model.pt"):  # killed writers' temporary files
+            remove_stale_temporaries(Path(config.output_dir) / name)
         return _train_classifier(config, train_data, test_data)
 
 
@@ -399,7 +402,9 @@ def _train_classifier(config: TrainConfig, train_data: ImageClassificationData |
                     running["seconds"] += time.perf_counter() - tick
                     save_checkpoint()
                     bar.close()
-                    tqdm.write(f"interrupted: state saved to {checkpoint_path}; run again with --resume (resume=True) to continue")
+                    # the API resumes by default (resume=True); the command needs --resume
+                    tqdm.write(f"interrupted: state saved to {checkpoint_path}; the same run again continues it "
+                               "(pnp-stable train-classifier: the same command plus --resume)", file=sys.stderr)
                     raise KeyboardInterrupt
                 if time.monotonic() - last_save > 60.0 * config.checkpoint_minutes:
                     running["seconds"] += time.perf_counter() - tick

@@ -36,7 +36,7 @@ from torch import nn
 from pnp_stable.denoisers.color import OpponentColorDenoiser
 from pnp_stable.denoisers.io import MAX_FROZEN_SUBSTEPS
 from pnp_stable.denoisers.models import CertifiedDenoiser, build_denoiser
-from pnp_stable.fileio import exclusive_use
+from pnp_stable.fileio import exclusive_use, remove_stale_temporaries
 from pnp_stable.precision import cuda_autocast_dtype
 from pnp_stable.training.checkpoint import load_checkpoint, save_checkpoint
 from pnp_stable.training.config import TrainConfig
@@ -434,6 +434,15 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
     checkpoint_path, best_path = run_dir / CHECKPOINT_NAME, run_dir / BEST_NAME
     if checkpoint_path.exists() and not config.resume:
         raise ValueError(f"{run_dir} already holds a checkpoint; resume it or choose another run directory")
+    # rank 0 only: under DDP the others may look after rank 0 has begun its own log
+    leftovers = [name for name in (LOG_NAME, BEST_NAME) if (run_dir / name).exists()] if rank == 0 else []
+    if leftovers and not checkpoint_path.exists():
+        # a run stopped before its first checkpoint: a new one would overwrite best.pt and append to its log
+        raise ValueError(f"{run_dir} holds an earlier run's {' and '.join(leftovers)} but no checkpoint to resume "
+                         "(stopped before its first one?): remove them, or choose another run directory")
+    if rank == 0:  # killed writers' temporary files: this process holds the folder (exclusive_use)
+        for name in (CHECKPOINT_NAME, BEST_NAME):
+            remove_stale_temporaries(run_dir / name)
     log = _Log(run_dir / LOG_NAME, rank == 0)
 
     paths = training_image_paths(config.train_dirs)

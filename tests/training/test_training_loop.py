@@ -439,3 +439,13 @@ def test_a_run_folder_in_use_by_another_training_is_refused(image_folder, tmp_pa
             train_denoiser(tiny_config(image_folder, run, steps=2))
     assert not run.exists()
     assert train_denoiser(tiny_config(image_folder, run, steps=2)).step == 2
+
+
+def test_a_folder_with_an_earlier_runs_files_but_no_checkpoint_is_not_reused(image_folder, tmp_path):
+    """A run killed before its first checkpoint leaves log.jsonl (and maybe best.pt): a new run there
+    overwrote best.pt and appended a second start to the log (review of 2026-12-06)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"event": "start"}\n')
+    with pytest.raises(ValueError, match="holds an earlier run's log.jsonl but no checkpoint"):
+        train_denoiser(tiny_config(image_folder, run, steps=2))

@@ -86,9 +86,11 @@ def train_denoiser(train_dirs, val_dir, run_dir, preset, steps, overrides, resum
             if (Path(run_dir) / CHECKPOINT_NAME).is_file():
                 click.echo(f"aborted; the last checkpoint in {run_dir} is intact: continue with the same command plus "
                            "--resume", err=True)
-            else:  # stopped before the first checkpoint: there is nothing to resume
-                click.echo(f"aborted before the first checkpoint; nothing to resume in {run_dir}: run the same command "
-                           "again", err=True)
+            elif Path(run_dir).exists():  # stopped before the first checkpoint: nothing to resume
+                click.echo(f"aborted before the first checkpoint; nothing to resume: remove {run_dir} and run the same "
+                           "command again", err=True)
+            else:
+                click.echo("aborted before anything was written: run the same command again", err=True)
             sys.exit(130)
         if result.stopped in ("interrupted", "terminated"):
             # an unfinished run is never exported; exit as the restoration commands do when interrupted

@@ -104,33 +104,52 @@ def _write_failure(exc: BaseException, folder: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def exclusive_use(path: str | os.PathLike, what: str) -> Iterator[None]:
+def exclusive_use(path: str | os.PathLike, what: str) -> Iterator[bool]:
     """Hold ``path`` (a run folder, a checkpoint) for this process while the block runs: a second
     process asking for it fails at once with a one-line ValueError, instead of both writing the
     same files (two trainings in one run folder interleaved their logs and left the last writer's
-    checkpoint). The lock is ``.<name>.lock`` beside ``path`` (an advisory ``flock``, released by
-    the system if the process dies; the file is removed at the end). Where the folder does not
-    exist yet, or the system has no ``flock`` (Windows), nothing is locked."""
+    checkpoint). The lock is ``.<name>.lock`` beside ``path`` (its folder is created if need be):
+    an advisory ``flock``, released by the system if the process dies, the file removed at the
+    end. Yields whether the lock is held: not where the system has no ``flock`` (Windows), the
+    folder cannot be written, or the file system does not lock (some network file systems), in
+    which case nothing is refused either.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
-        yield
+        yield False
         return
     target = Path(path)
     lock = target.parent / f".{target.name}.lock"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
-    except OSError:  # no folder, or not writable: the writes themselves will say so
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    for _ in range(8):
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError:  # not writable: the writes themselves will say so
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ValueError(f"{what} {target} is in use by another process (it holds {lock.name}); wait for "
+                                 "it to end, or choose another") from None
+            yield False  # ENOLCK, ENOSYS, EOPNOTSUPP: a file system without locks
+            return
+        # the holder before us removes the file as it ends: a lock on that unlinked file excludes
+        # nobody who opens the path afresh, so it must be the file the path names now
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
         os.close(fd)
-        raise ValueError(f"{what} {target} is in use by another process (it holds {lock.name}); wait for it to "
-                         "end, or choose another") from None
+    else:  # pragma: no cover - eight holders ending in a row
+        raise ValueError(f"{what} {target} is in use by other processes ({lock.name} keeps changing)")
     try:
-        yield
+        yield True
     finally:
         with contextlib.suppress(OSError):
             os.unlink(lock)

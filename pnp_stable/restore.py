@@ -338,8 +338,9 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
             # the uninterrupted one would have (a folder's stopped image got k + max_iter iterations)
             max_iter = max(0, int(max_iter) - int(previous.iterations))
         # two processes saving one state would each continue the other's iterates
-        with exclusive_use(Path(checkpoint), "checkpoint") if checkpoint is not None else contextlib.nullcontext():
-            if checkpoint is not None:  # a killed run's temporary state files
+        with exclusive_use(Path(checkpoint), "checkpoint") if checkpoint is not None else contextlib.nullcontext() \
+                as held:
+            if held:  # a killed run's temporary state files (only while no other process can be writing)
                 remove_stale_temporaries(checkpoint)
             res = solve(y_batch, op, module, method=method, x0=x0, max_iter=max_iter, tol=tol, x_true=x_true_batch,
                         accelerate="anderson" if accelerate else None, progress=progress, noise_level=noise,

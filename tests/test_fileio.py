@@ -200,3 +200,19 @@ def test_a_killed_writers_temporary_files_are_removed_and_nothing_else(tmp_path)
         path.write_bytes(b"x")
     assert remove_stale_temporaries(target) == [stale]
     assert all(path.exists() for path in keep)
+
+
+def test_a_file_system_without_locks_is_not_a_process_in_the_way(tmp_path, monkeypatch):
+    """ENOLCK/ENOSYS (a network file system without flock) would have refused every run: it runs
+    unlocked (and removes no temporaries, since another writer cannot be excluded)."""
+    import errno
+    import fcntl
+
+    from pnp_stable.fileio import exclusive_use
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with exclusive_use(tmp_path / "run", "run folder") as held:
+        assert held is False

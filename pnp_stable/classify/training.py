@@ -281,9 +281,9 @@ def train_classifier(
     into the same ``output_dir`` at the same time is refused (ValueError).
     """
     config.validate()
-    with exclusive_use(Path(config.output_dir), "run folder"):
-        for name in ("checkpoint.pt", "model.pt"):  # killed writers' temporary files
-            remove_stale_temporaries(Path(config.output_dir) / name)
+    with exclusive_use(Path(config.output_dir), "run folder") as held:
+        for name in ("checkpoint.pt", "model.pt", "history.json", "config.json") if held else ():
+            remove_stale_temporaries(Path(config.output_dir) / name)  # killed writers' temporary files
         return _train_classifier(config, train_data, test_data)
 
 

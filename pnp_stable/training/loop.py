@@ -374,12 +374,41 @@ def _train(config: TrainConfig, stop_after: int | None, stop_requested: threadin
     deadline = None if time_limit is None else time.monotonic() + time_limit
     rank, world, device, own_group = _distributed_context(config)
     try:
-        # one process writes a run folder (rank 0 for all ranks): a second run in it is refused
-        with exclusive_use(Path(config.run_dir).expanduser(), "run folder") if rank == 0 else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            # rank 0 holds the run folder for all ranks and judges it; every rank raises its verdict,
+            # since a rank left alone would wait in DDP's first broadcast until the job is killed
+            problem = None
+            if rank == 0:
+                try:
+                    _check_run_folder(config, stack)
+                except ValueError as exc:
+                    problem = str(exc)
+            if world > 1:
+                verdict = [problem]
+                dist.broadcast_object_list(verdict, src=0)
+                problem = verdict[0]
+            if problem is not None:
+                raise ValueError(problem)
             return _train_on(config, stop_after, stop_requested, rank, world, device, deadline, signals)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _check_run_folder(config: TrainConfig, stack: contextlib.ExitStack) -> None:
+    """Hold ``config.run_dir`` for this run (until ``stack`` closes) and refuse one that another
+    process is training in, or that holds an earlier run's log or best weights without a checkpoint
+    (a run stopped before its first one: a new run would overwrite its best.pt and append to its
+    log); then remove killed writers' temporary files, which no other process can be writing."""
+    run_dir = Path(config.run_dir).expanduser()
+    held = stack.enter_context(exclusive_use(run_dir, "run folder"))
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    leftovers = [name for name in (LOG_NAME, BEST_NAME) if (run_dir / name).exists()]
+    if leftovers and not checkpoint_path.exists():
+        raise ValueError(f"{run_dir} holds an earlier run's {' and '.join(leftovers)} but no checkpoint to resume "
+                         "(stopped before its first one?): remove them, or choose another run directory")
+    for name in (CHECKPOINT_NAME, BEST_NAME) if held else ():
+        remove_stale_temporaries(run_dir / name)
 
 
 def _stop_reason(stop_requested: threading.Event, deadline: float | None, world: int,
@@ -434,15 +463,6 @@ def _train_on(config: TrainConfig, stop_after: int | None, stop_requested: threa
     checkpoint_path, best_path = run_dir / CHECKPOINT_NAME, run_dir / BEST_NAME
     if checkpoint_path.exists() and not config.resume:
         raise ValueError(f"{run_dir} already holds a checkpoint; resume it or choose another run directory")
-    # rank 0 only: under DDP the others may look after rank 0 has begun its own log
-    leftovers = [name for name in (LOG_NAME, BEST_NAME) if (run_dir / name).exists()] if rank == 0 else []
-    if leftovers and not checkpoint_path.exists():
-        # a run stopped before its first checkpoint: a new one would overwrite best.pt and append to its log
-        raise ValueError(f"{run_dir} holds an earlier run's {' and '.join(leftovers)} but no checkpoint to resume "
-                         "(stopped before its first one?): remove them, or choose another run directory")
-    if rank == 0:  # killed writers' temporary files: this process holds the folder (exclusive_use)
-        for name in (CHECKPOINT_NAME, BEST_NAME):
-            remove_stale_temporaries(run_dir / name)
     log = _Log(run_dir / LOG_NAME, rank == 0)
 
     paths = training_image_paths(config.train_dirs)

@@ -39,8 +39,8 @@ from pnp_stable.observations import (
     default_super_resolution_kernel, fill_missing, interpolate_samples, observed_mask, rounding_level_floor,
     without_missing_values,
 )
+from pnp_stable.digest import tensor_digest as _digest
 from pnp_stable.fileio import exclusive_use, remove_stale_temporaries
-from pnp_stable.solvers.api import tensor_digest as _digest
 
 __all__ = ["Restoration", "deblur", "super_resolve", "inpaint", "reconstruct_ct", "denoise", "load_denoiser", "psnr",
            "ssim", "resolve_device", "DEFAULT_DENOISER", "DEFAULT_COLOR_DENOISER", "default_denoiser", "check_unit_range",

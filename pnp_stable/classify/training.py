@@ -17,7 +17,6 @@ checkpoint then stands).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import signal
 import sys
@@ -38,6 +37,7 @@ from pnp_stable.classify.datasets import DATASET_KINDS, load_dataset
 from pnp_stable.classify.evaluation import clean_accuracy
 from pnp_stable.classify.losses import LOSSES, classification_loss
 from pnp_stable.classify.models import atomic_torch_save, build_classifier, load_classifier, save_classifier
+from pnp_stable.digest import tensor_digest
 from pnp_stable.fileio import atomic_write_json, exclusive_use, read_torch_file, remove_stale_temporaries
 from pnp_stable.precision import cuda_autocast_dtype
 
@@ -199,12 +199,7 @@ def _load_data(config: TrainConfig, train_data: ImageClassificationData | None,
 def _data_digest(train_data: ImageClassificationData, test_data: ImageClassificationData) -> str:
     """SHA-256 of the images and labels a run trains and evaluates on (after the subsets): what a
     resume must be given again (a path may change; Fashion-MNIST hashes in a fraction of a second)."""
-    h = hashlib.sha256()
-    for tensor in (train_data.images, train_data.labels, test_data.images, test_data.labels):
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(f"{t.dtype} {tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return tensor_digest((train_data.images, train_data.labels, test_data.images, test_data.labels))
 
 
 def _model_config(config: TrainConfig, data: ImageClassificationData) -> ClassifierConfig:

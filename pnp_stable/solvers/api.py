@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pnp_stable.layers.certificates import certificate_of
+from pnp_stable.digest import tensor_digest
 from pnp_stable.precision import ieee_float32
 from pnp_stable.solvers.anderson import SafeguardedAnderson
 from pnp_stable.solvers.denoiser_adapter import (
@@ -192,31 +193,16 @@ def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Te
     return analyse_splitting(method, cert, name, step, relaxation, exact, statement, control)
 
 
-def tensor_digest(tensors: Any) -> str:
-    """SHA-256 of tensors' dtypes, shapes and bytes, in order (a denoiser's parameters, a kernel)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{t.dtype} {tuple(t.shape)}".encode())  # a 1x5 and a 5x1 kernel hold the same bytes
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _map_identity(D: object, op: object) -> dict[str, Any]:
-    """What a resumed solve must share with the one it continues besides ``y`` and the method:
-    the denoiser (its parameters' digest: buffers such as power vectors move) and the operator
-    (its class and norm). Another map would continue the iterates and the residual
-    history of this one, and its guarantee would be stated for both."""
-    weights = "-"
-    if isinstance(D, nn.Module):
-        # parameters, which eval-mode calls never move; a module without any (a fixed filter) is its buffers
-        tensors = list(D.parameters()) or list(D.buffers())
-        weights = tensor_digest(tensors)
-    operator = getattr(op, "physics", op)
-    # by its tensors, not its class: a wrapper with the same output (tiles, whose size may change
-    # on resume) holds the same parameters
-    return {"denoiser": f"parameters sha256 {weights}" if weights != "-" else type(D).__name__,
-            "operator": f"{type(operator).__name__}, ||A|| <= {float(op.norm()):.9g}"}
+def _denoiser_identity(D: object) -> str:
+    """What a resumed solve's denoiser must share with the one it continues: another map would
+    continue this one's iterates and residual history, and its guarantee would be stated for both.
+    Its parameters' digest (eval-mode calls never move them, unlike buffers such as power vectors;
+    a wrapper with the same output, tiles whose size may change on resume, holds the same ones); a
+    module without parameters is its buffers, and one without tensors (a TV prox) its class."""
+    tensors = (list(D.parameters()) or list(D.buffers())) if isinstance(D, nn.Module) else []
+    if not tensors:
+        return f"{type(D).__module__}.{type(D).__qualname__}"
+    return f"parameters sha256 {tensor_digest(tensors)}"
 
 
 def observation_digest(y: torch.Tensor) -> str:
@@ -378,13 +364,11 @@ def solve(
     _check_denoiser(D, y)
     op = as_operator(A, y, operator_margin)
     batch = y.shape[0]
-    identity = _map_identity(D, op)
-    if resume is not None:
-        for what, value in identity.items():
-            before = resume.parameters.get(what)
-            if before is not None and before != value:
-                raise ValueError(f"cannot resume: the {what} differs from the solve being continued ({before}; now "
-                                 f"{value}): continue with the same {what}, or start a new solve")
+    identity = _denoiser_identity(D)
+    before = None if resume is None else resume.parameters.get("denoiser")
+    if before is not None and before != identity:
+        raise ValueError(f"cannot resume: the denoiser differs from the solve being continued ({before}; now "
+                         f"{identity}): continue with the same denoiser, or start a new solve")
 
     with evaluation_mode(D):
         cert = certificate_of(D)
@@ -442,7 +426,7 @@ def solve(
         else chosen.as_dict(),
         "accelerate": accelerate,
         "observation_sha256": observation,
-        **identity,
+        "denoiser": identity,
     }
     # without a guarantee the errors' effect on T is not bounded (DRS needs R_D non-expansive): exact proxes
     error_control = plan.guarantee.holds and bool(plan.guarantee.constants.get("prox_error_control"))

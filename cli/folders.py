@@ -64,12 +64,6 @@ def per_image_name(target: PathLike | None, image: Path) -> Path | None:
     return t.with_name(f"{t.stem}_{image.stem}{t.suffix}")
 
 
-# image types a folder may hold that are not read: named in a note instead of skipped in silence
-_OTHER_IMAGE_SUFFIXES = frozenset({".webp", ".bmp", ".gif", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jxl", ".pgm",
-                                   ".ppm", ".pnm", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2",
-                                   ".exr", ".hdr", ".dcm", ".fits"})
-
-
 def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | Demo, task: Callable[..., Any],
                      arguments: dict[str, Any], out: PathLike | None, report: PathLike | None,
                      plot: PathLike | None, quiet: bool,
@@ -89,7 +83,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
     interrupted, or Ctrl-C between solves), naming the images left. ``output_bit_depth``
     replaces the inputs' in the written images; ``reported`` the values the reports' options show
     instead of the task arguments' (the command line's spelling)."""
-    from pnp_stable.cli.images import list_images
+    from pnp_stable.cli.images import list_images, unread_images
 
     demo = demo if isinstance(demo, Demo) else Demo(demo)
     inputs_for = inputs_for or _no_inputs
@@ -106,14 +100,11 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
                                "not an image to restore", err=True)
                 continue
             paths.append(path)
+        unread = unread_images(image)
         if not paths:
-            raise UserError(f"no images to restore in {image}")
-        skipped = sorted(p.name for p in image.iterdir() if p.is_file() and p.suffix.lower() in _OTHER_IMAGE_SUFFIXES
-                         and not p.name.startswith("."))
-        if skipped and not quiet:
-            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-            click.echo(f"note: skipped {len(skipped)} image file{'s' if len(skipped) > 1 else ''} of a type not read "
-                       f"(PNG, JPG, TIF and .npy are): {shown}; convert them to restore them", err=True)
+            raise UserError(f"no images to restore in {image}" + (f"; it holds {unread}" if unread else ""))
+        if unread and not quiet:
+            click.echo(f"note: skipped {unread}", err=True)
     else:
         paths = [image]
     checkpoint, resume = arguments.get("checkpoint"), bool(arguments.get("resume"))

@@ -130,12 +130,18 @@ def _read_raster(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None]:
             # Pillow reads 16-bit RGB(A) and gray+alpha as 8 bits: decode them here (a gray+alpha
             # image keeps its gray channel at 16 bits; read_image drops the alpha, with its note)
             raw = read_rgb16_png(path)
-            with Image.open(path) as im:  # Pillow still reads the header's EXIF orientation
-                orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            try:
+                with Image.open(path) as im:  # Pillow still reads the header's EXIF orientation
+                    orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            except Image.DecompressionBombError:  # above Pillow's limit, which our decoder does not have
+                orientation = 1
+                notes.append(f"{path.name} is larger than Pillow reads, so its EXIF orientation (if any) was not "
+                             "read: the stored pixels are restored")
             return _normalise(_displayed(raw, orientation, path, notes), path)
     try:
         with Image.open(path) as im:
-            if getattr(im, "n_frames", 1) > 1:
+            # (a TIFF reaches here after its stack check: Pillow counts a thumbnail page as a frame)
+            if getattr(im, "n_frames", 1) > 1 and path.suffix.lower() not in (".tif", ".tiff"):
                 raise ValueError(f"{path.name} holds {im.n_frames} images (pages or frames); one image per file is "
                                  "read: save them as separate files, e.g. in a folder")
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
@@ -174,8 +180,11 @@ _MINISWHITE, _MINISBLACK, _RGB, _PALETTE = 0, 1, 2, 3
 
 
 def _read_tiff(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None] | None:
-    """A TIFF file's one image as displayed (``_normalise``d), or None when tifffile lacks the
-    codec of its compression (LZW, JPEG, ... need the optional imagecodecs): Pillow reads it then."""
+    """A TIFF file's one image as displayed (``_normalise``d), or None for Pillow to read it: a
+    JPEG-compressed YCbCr TIFF (what scanners and libtiff write; Pillow decodes it to RGB), or
+    8-bit data (16-bit gray) whose compression (LZW, JPEG ...) tifffile decodes only with the
+    optional imagecodecs. Stacks are refused from the metadata first, so that Pillow is given
+    single images only (a reduced-resolution page, a thumbnail, is not a second image)."""
     import tifffile
 
     try:
@@ -184,34 +193,40 @@ def _read_tiff(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None] | 
             axes, shape = series.axes, tuple(series.shape)
             page = tif.pages[0]
             photometric, orientation = int(page.photometric), int(page.tags.valueof(274, 1) or 1)
+            bits, samples, compression = int(page.bitspersample), int(page.samplesperpixel), int(page.compression)
             colormap = page.colormap if photometric == _PALETTE else None
             # further images of the same size in series of their own (pages written one by one) are
             # a stack too; reduced-resolution pages (thumbnails, pyramid levels) are not
             size = (page.imagelength, page.imagewidth)
             others = sum(1 for other in tif.series[1:] if (other.pages[0].imagelength,
                                                             other.pages[0].imagewidth) == size)
-            if photometric == _MINISBLACK or photometric == _RGB or photometric == _MINISWHITE \
-                    or photometric == _PALETTE:
+            _refuse_stack(path, axes, shape, others)
+            if photometric == _YCBCR and compression in _JPEG_COMPRESSIONS:
+                return None
+            if photometric not in (_MINISBLACK, _RGB, _MINISWHITE, _PALETTE):
+                name = {5: "CMYK", 6: "YCbCr", 8: "CIE Lab", 9: "ICC Lab", 10: "ITU Lab"}.get(
+                    photometric, f"photometric {photometric}")
+                raise ValueError(f"{path.name} is a {name} TIFF; convert it to gray or RGB first")
+            try:
                 raw = series.asarray()
+            except ValueError as exc:
+                if "imagecodecs" not in str(exc):  # e.g. "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
+                    raise
+                # Pillow decodes 8-bit gray, RGB, palette and white-is-zero data and 16-bit gray, but
+                # reads 16-bit colour as 8 bits and leaves a 16-bit white-is-zero image a negative
+                if bits <= 8 or (bits == 16 and samples == 1 and photometric == _MINISBLACK):
+                    return None
+                raise ValueError(f"{path.name}'s compression ({tifffile.COMPRESSION(compression).name}) needs the "
+                                 "imagecodecs package for its 16-bit samples: pip install imagecodecs, or save it "
+                                 "uncompressed") from None
     except ValueError as exc:
-        if "imagecodecs" in str(exc):  # e.g. "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
-            return None
+        if str(exc).startswith(path.name):  # ours, already one line naming the file
+            raise
         raise ValueError(f"cannot read {path.name} as a TIFF image: {_first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"cannot read {path.name} as a TIFF image: {_first_line(exc)}") from None
-    if photometric not in (_MINISBLACK, _RGB, _MINISWHITE, _PALETTE):
-        name = {5: "CMYK", 6: "YCbCr", 8: "CIE Lab", 9: "ICC Lab", 10: "ITU Lab"}.get(photometric,
-                                                                                      f"photometric {photometric}")
-        raise ValueError(f"{path.name} is a {name} TIFF; convert it to gray or RGB first")
-    # a stack (pages, time points, z-slices...) would otherwise be read as one image: three
-    # frames look like a planar RGB image, more of them like an unsupported shape
     if "S" not in axes and axes.count("C") == 1 and shape[axes.index("C")] in (3, 4):
         axes = axes.replace("C", "S")  # an ImageJ/OME composite's 3 or 4 channels: RGB(A) samples
-    stacked = [n for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
-    if stacked or others:
-        count = int(np.prod(stacked)) if stacked else 1 + others
-        raise ValueError(f"{path.name} holds {count} images (a TIFF stack, axes {axes}{'' if stacked else ', pages'}); "
-                         "one image per file is read: save the frames as separate files, e.g. in a folder")
     kept = "".join(a for a, n in zip(axes, shape) if n > 1 or a in "YX")
     raw = raw.reshape([n for a, n in zip(axes, shape) if n > 1 or a in "YX"])
     if kept == "SYX":
@@ -221,6 +236,22 @@ def _read_tiff(path: Path, notes: list[str]) -> tuple[np.ndarray, int | None] | 
     elif photometric == _MINISWHITE:
         raw = _inverted(raw, path, notes)
     return _normalise(_displayed(raw, orientation, path, notes), path)
+
+
+_YCBCR = 6
+_JPEG_COMPRESSIONS = (6, 7)  # old-style and new-style JPEG
+
+
+def _refuse_stack(path: Path, axes: str, shape: tuple[int, ...], others: int) -> None:
+    """A stack (pages, time points, z-slices ...) would otherwise be read as one image: three frames
+    look like a planar RGB image, more of them like an unsupported shape."""
+    if "S" not in axes and axes.count("C") == 1 and shape[axes.index("C")] in (3, 4):
+        axes = axes.replace("C", "S")  # an ImageJ/OME composite's 3 or 4 channels: RGB(A) samples
+    stacked = [n for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
+    if stacked or others:
+        count = int(np.prod(stacked)) if stacked else 1 + others
+        raise ValueError(f"{path.name} holds {count} images (a TIFF stack, axes {axes}{'' if stacked else ', pages'}); "
+                         "one image per file is read: save the frames as separate files, e.g. in a folder")
 
 
 def _first_line(exc: Exception) -> str:
@@ -371,5 +402,23 @@ def list_images(folder: Path, outputs_tag: str | None = None) -> list[Path]:
         produced = {default_output(p, outputs_tag) for p in files}
         files = [p for p in files if p not in produced and not _is_residual_plot(p)]
     if not files:
-        raise ValueError(f"no images (PNG, JPG, TIF, .npy) found in {folder}")
+        unread = unread_images(folder)
+        raise ValueError(f"no images (PNG, JPG, TIF, .npy) found in {folder}" + (f"; it holds {unread}" if unread else ""))
     return files
+
+
+# image types a folder may hold that are not read: named in a note instead of skipped in silence
+_OTHER_IMAGE_SUFFIXES = frozenset({".webp", ".bmp", ".gif", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jxl", ".pgm",
+                                   ".ppm", ".pnm", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2",
+                                   ".exr", ".hdr", ".dcm", ".fits"})
+
+
+def unread_images(folder: Path) -> str:
+    """A phrase naming the image files in ``folder`` of types the commands do not read (``""`` if none)."""
+    skipped = sorted(p.name for p in folder.iterdir()
+                     if p.is_file() and p.suffix.lower() in _OTHER_IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not skipped:
+        return ""
+    shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    return (f"{len(skipped)} image file{'s' if len(skipped) > 1 else ''} of a type not read (PNG, JPG, TIF and .npy "
+            f"are): {shown}; convert them to restore them")

@@ -114,3 +114,11 @@ def test_a_folder_names_the_image_files_of_types_it_does_not_read(tmp_path, tiny
     assert "notes.txt" not in r.output and (folder / "a_denoised.png").is_file()
     quiet = run("denoise", folder, "--noise", "10/255", "--denoiser", tiny_denoiser, "--quiet")
     assert "skipped" not in quiet.output
+
+
+def test_a_folder_of_unread_types_only_names_them_in_its_error(tmp_path, tiny_denoiser):
+    folder = tmp_path / "webps"
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "a.webp")
+    assert_user_error(run("denoise", folder, "--noise", "10/255", "--denoiser", tiny_denoiser),
+                      "it holds 1 image file of a type not read (PNG, JPG, TIF and .npy are): a.webp")

@@ -278,3 +278,28 @@ def test_a_tiff_compressed_without_tifffiles_codec_is_read_by_pillow(tmp_path, p
     (tmp_path / "png.tif").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     with pytest.raises(ValueError, match=r"cannot read png.tif as a TIFF image: (?!TiffFileError)"):
         read_image(tmp_path / "png.tif")
+
+
+def test_a_jpeg_tiff_is_read_and_16_bit_colour_without_its_codec_is_refused(tmp_path, photo, monkeypatch):
+    """Scanners and libtiff write JPEG-compressed YCbCr TIFFs: Pillow decodes them to RGB. 16-bit
+    colour whose codec tifffile lacks (imagecodecs) would come back from Pillow as 8 bits: refused,
+    naming the package. A thumbnail page does not make Pillow's path see a stack."""
+    import tifffile
+
+    Image.fromarray(photo).save(tmp_path / "ycc.tif", compression="jpeg")  # (Pillow tags it RGB)
+    loaded = read_image(tmp_path / "ycc.tif")
+    assert loaded.data.shape == photo.shape and np.abs(loaded.data * 255 - photo).mean() < 20
+    tifffile.imwrite(tmp_path / "rgb16.tif", photo.astype(np.uint16) * 257)
+    real = tifffile.TiffPageSeries.asarray
+
+    def codec_missing(self, *args, **kwargs):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", codec_missing)
+    with pytest.raises(ValueError, match="rgb16.tif's compression .* needs the imagecodecs package"):
+        read_image(tmp_path / "rgb16.tif")
+    with tifffile.TiffWriter(tmp_path / "thumb.tif") as writer:  # 8-bit: Pillow reads it, thumbnail and all
+        writer.write(photo[..., 0])
+        writer.write(photo[::4, ::4, 0], subfiletype=1)
+    assert read_image(tmp_path / "thumb.tif").data.shape == photo.shape[:2]
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", real)

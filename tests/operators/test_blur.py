@@ -313,7 +313,7 @@ def test_a_reflect_blur_norm_bound_is_cached_and_a_tampered_entry_is_not_read(tm
     assert again.details.get("cached") and again.value == first.value and again.lower == first.lower
     assert not Blur("gauss:1.2", (40, 38), boundary="reflect").norm_bound().details.get("cached")
     entry = json.loads(files[0].read_text())
-    entry["result"].update(upper=0.5, lower=0.4)  # below the all-ones Rayleigh quotient, sum(k) = 1
+    entry["result"].update(upper=1.0, lower=0.9)  # below a power-method lower bound (the norm is 1.013)
     files[0].write_text(json.dumps(entry))
     recomputed = Blur("gauss:1.2", (40, 36), boundary="reflect").norm_bound()
     assert not recomputed.details.get("cached") and recomputed.value == first.value

@@ -24,9 +24,15 @@ def _read_mask(path: Path, quiet: bool):
         return array
     loaded = read_image(path)
     alpha = loaded.alpha
+    by_colour = (loaded.data.transpose(2, 0, 1) if loaded.is_rgb else loaded.data) >= 0.5
     # strokes painted on a transparent layer: the alpha channel is the mask (its colours, often
-    # white under full transparency, would mark everything missing)
+    # white under full transparency, would mark everything missing). Only when the opaque pixels
+    # say nothing by their colours (one colour, strokes of one pen): a black-and-white mask with a
+    # transparent margin keeps its colours
     layer = alpha is not None and float(alpha.min()) < 0.5 <= float(alpha.max())
+    if layer:
+        opaque = (by_colour[:, alpha >= 0.5] if by_colour.ndim == 3 else by_colour[None, alpha >= 0.5])
+        layer = bool((opaque == opaque[:, :1]).all())
     if not quiet:
         for note in loaded.notes:
             if not (layer and note == "alpha channel ignored"):
@@ -36,7 +42,7 @@ def _read_mask(path: Path, quiet: bool):
                        "transparent layer's strokes do", err=True)
     if layer:
         return alpha >= 0.5
-    return (loaded.data.transpose(2, 0, 1) if loaded.is_rgb else loaded.data) >= 0.5
+    return by_colour
 
 
 @click.command()

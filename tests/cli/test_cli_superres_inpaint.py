@@ -494,3 +494,8 @@ def test_a_mask_painted_on_a_transparent_layer_is_read_by_its_alpha(tmp_path):
     opaque[4:8, 5:9, :3] = 0
     Image.fromarray(opaque).save(tmp_path / "opaque.png")
     assert int(np.asarray(_read_mask(tmp_path / "opaque.png", quiet=True)).sum()) == 3 * (16 * 20 - 16)
+    margin = opaque.copy()
+    margin[:2, :, 3] = 0  # a black-and-white mask with a transparent margin keeps its colours
+    Image.fromarray(margin).save(tmp_path / "margin.png")
+    by_colour = np.asarray(_read_mask(tmp_path / "margin.png", quiet=True))
+    assert by_colour.shape == (3, 16, 20) and not by_colour[:, 4:8, 5:9].any() and by_colour[:, 10:].all()

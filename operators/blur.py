@@ -23,7 +23,6 @@ replicate                   non-negative matrix of ``|k|`` (tight for
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any, Literal
 
 import numpy as np
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_kwargs
-from pnp_stable.operators.cache import load_entry, store_entry
+from pnp_stable.operators.cache import load_entry, norm_bounds_of, store_entry
 from pnp_stable.operators.fft_conv import good_fft_size, grid_convolve, grid_convolve_adjoint, pad_adjoint
 from pnp_stable.operators.kernels import parse_kernel_spec, validate_kernel
 from pnp_stable.operators.norm_bounds import circulant_kernel_spectrum_max, collatz_wielandt_norm_bound, progress_bar
@@ -125,12 +124,10 @@ def _cached_bound_is_plausible(cached: dict[str, Any], kernel: np.ndarray, bound
     images with reflect boundaries, an entry 0.36 % (``gauss:1.2``) or 0.81 % (``motion:9,30``)
     below the norm still passes, which keeps FB's default step ``1.9 / ||A||^2`` below
     ``2 / ||A||^2``."""
-    try:
-        upper, lower = float(cached["upper"]), float(cached["lower"])
-    except (KeyError, TypeError, ValueError):
+    bounds = norm_bounds_of(cached)
+    if bounds is None:
         return False
-    if not (math.isfinite(upper) and math.isfinite(lower) and 0 < lower <= upper):
-        return False
+    upper = bounds[0]
     fast = Blur(np.abs(kernel), image_hw, boundary=boundary)
     v = torch.ones(1, 1, *image_hw, dtype=torch.float64)
     estimate = 0.0

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from pnp_stable.fileio import atomic_write_bytes
 
-__all__ = ["cache_dir", "cache_key", "load_entry", "store_entry"]
+__all__ = ["cache_dir", "cache_key", "load_entry", "norm_bounds_of", "store_entry"]
 
 
 def cache_dir() -> Path:
@@ -63,3 +64,15 @@ def store_entry(namespace: str, description: dict[str, Any], result: dict[str, A
     except (OSError, ValueError):  # ValueError: atomic_write_bytes names an unwritable folder
         return None
     return path
+
+
+def norm_bounds_of(entry: dict[str, Any]) -> tuple[float, float] | None:
+    """``(upper, lower)`` of a cached norm-bound entry, or None unless both are finite numbers with
+    ``0 < lower <= upper`` (a damaged entry is recomputed, never read)."""
+    try:
+        upper, lower = float(entry["upper"]), float(entry["lower"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (math.isfinite(upper) and math.isfinite(lower) and 0 < lower <= upper):
+        return None
+    return upper, lower

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_kwargs
-from pnp_stable.operators.cache import load_entry, store_entry
+from pnp_stable.operators.cache import load_entry, norm_bounds_of, store_entry
 from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
 __all__ = ["ParallelBeamCT", "sinogram_from_skimage"]
@@ -320,12 +320,10 @@ class ParallelBeamCT(CertifiedLinearPhysics):
     def _cached_bound_is_plausible(self, cached: dict[str, Any]) -> bool:
         # a corrupted or tampered cache must not understate the norm: one Rayleigh quotient from
         # the all-ones vector is a proven lower bound, and it is close (within ~1%) for CT
-        try:
-            upper, lower = float(cached["upper"]), float(cached["lower"])
-        except (KeyError, TypeError, ValueError):
+        bounds = norm_bounds_of(cached)
+        if bounds is None:
             return False
-        if not (math.isfinite(upper) and math.isfinite(lower) and 0 < lower <= upper):
-            return False
+        upper = bounds[0]
         with torch.no_grad():
             tomography = self._radon[_dtype_key(torch.float32)]
             ones = torch.ones(1, 1, self.image_size, self.image_size, device=tomography.angles.device)

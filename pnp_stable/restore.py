@@ -1072,10 +1072,15 @@ def _outside_shadow_doubt(y: torch.Tensor, op) -> list[str]:
     bins no pixel reaches at that angle (``A`` of an all-ones image is 0 there). Data of this
     geometry have only noise there; mass says the image is larger than assumed, or the sinogram
     was made for the inscribed disc (skimage's ``circle=True``: ``n`` detectors, read as the full
-    detector of a smaller image; the Shepp-Logan phantom puts 2 % of its mass there)."""
+    detector of a smaller image; the Shepp-Logan phantom puts 2 % of its mass there). Mass is
+    counted above the median of those bins: a constant offset of the whole sinogram (a detector's
+    dark current, a log transform's) lies there too and says nothing of the geometry, while an
+    object reaching beyond the image leaves most of them empty."""
     shadow = op.A(op.object_support(y.dtype, y.device)) > 0
-    values = y.double()[~shadow]
-    total, outside = float(y.double().sum()), float(values.sum())
+    baseline = float(y.double()[~shadow].median()) if bool((~shadow).any()) else 0.0
+    data = y.double() - baseline
+    values = data[~shadow]
+    total, outside = float(data.sum()), float(values.sum())
     if values.numel() < 2 or not (total > 0 and outside > OUTSIDE_SHADOW_SHARE * total):
         return []
     from pnp_stable.solvers import estimate_noise_level

@@ -171,11 +171,13 @@ def test_a_circle_sinogram_from_skimage_is_reconstructed_with_the_circle_detecto
 
 
 def test_sinograms_of_the_right_geometry_get_no_shadow_note(phantom):
-    """The note reads mass where the image casts no shadow; noise alone, at any level, and a full
-    sinogram read as a circle one (whose disc's shadow is every bin) give none."""
+    """The note reads mass where the image casts no shadow; noise alone, at any level, a constant
+    offset (a detector's dark current), and a full sinogram read as a circle one (whose disc's
+    shadow is every bin) give none."""
     for noise in (0.0, 0.05, 0.5):
         y = torch.from_numpy(sinogram(phantom, 24, noise=noise))[None, None]
         assert restore._outside_shadow_doubt(y, ParallelBeamCT(SIZE, angles=24)) == []
+        assert restore._outside_shadow_doubt(y + 0.05 * float(y.max()), ParallelBeamCT(SIZE, angles=24)) == []
     wide = ParallelBeamCT(SIZE, angles=24)
     y = wide.A(torch.from_numpy(phantom)[None, None])
     assert restore._outside_shadow_doubt(y, ParallelBeamCT(y.shape[-2], angles=24, detector="circle")) == []

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
+import numpy as np
 
 from pnp_stable.cli.reporting import check_outputs, finish_restoration, solver_warnings
 
@@ -47,6 +48,16 @@ class Demo:
     stem: str = "camera"
 
 
+# commands whose RGB input with three equal channels is restored as a gray image (not inpaint: a
+# colour mask may mark channels apart; not ct: sinograms are gray)
+_GRAY_WHEN_EQUAL = ("deblur", "denoise", "superres")
+
+
+def _equal_channels(loaded: LoadedImage) -> bool:
+    data = loaded.data
+    return loaded.is_rgb and np.array_equal(data[..., 0], data[..., 1]) and np.array_equal(data[..., 0], data[..., 2])
+
+
 # task argument -> the option the report names it by, as the command line does
 _OPTION_NAMES = {"noise_level": "noise", "method": "solver", "image_size": "size"}
 
@@ -80,8 +91,20 @@ def restore_image(command: str, image: Path | None, demo: Demo, task: Callable[.
             click.echo(demo.description, err=True)
     else:
         loaded = read_image(image, allow_nonfinite)  # the task checks the range
+    written_as_rgb = False
+    if command in _GRAY_WHEN_EQUAL and task_arguments.get("denoiser") is None and _equal_channels(loaded):
+        # a black-and-white photograph saved as RGB: the gray denoiser restores it in a third of the
+        # work (the colour model would see chroma planes of zeros), and the file written is RGB again
+        from pnp_stable.cli.images import LoadedImage
+
+        note = "its three colour channels are equal: restored as a gray image (the gray denoiser) and written as RGB"
+        loaded = LoadedImage(np.ascontiguousarray(loaded.data[..., 0]), loaded.bit_depth, loaded.path,
+                             (*loaded.notes, note), loaded.alpha)
+        written_as_rgb = True
     with solver_warnings(quiet):
         restoration = task(as_tensor(loaded), progress=not quiet, **task_arguments)
+    if written_as_rgb:
+        restoration.image = restoration.image.expand(3, -1, -1).contiguous()
     stopped_by = "done" if restoration.result is None else restoration.result.stopped_by  # a denoising: no solve
     finish_restoration(command, restoration, loaded, image, out_path, report, plot, options, quiet,
                        output_bit_depth=output_bit_depth,

@@ -122,3 +122,21 @@ def test_a_folder_of_unread_types_only_names_them_in_its_error(tmp_path, tiny_de
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "a.webp")
     assert_user_error(run("denoise", folder, "--noise", "10/255", "--denoiser", tiny_denoiser),
                       "it holds 1 image file of a type not read (PNG, JPG, TIF and .npy are): a.webp")
+
+
+def test_an_rgb_file_with_equal_channels_is_restored_as_gray_and_written_as_rgb(tmp_path):
+    """A black-and-white photograph saved as RGB: the gray denoiser, a third of the work of the
+    colour model (whose chroma planes would be zeros), and an RGB file back."""
+    gray = (np.random.default_rng(4).random((24, 20)) * 255).astype(np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    Image.fromarray(np.stack([gray] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    r = run("denoise", tmp_path / "rgb.png", "--noise", "10/255", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0 and "three colour channels are equal: restored as a gray image" in r.output, r.output
+    assert run("denoise", tmp_path / "g.png", "--noise", "10/255").exit_code == 0
+    out = np.asarray(Image.open(tmp_path / "rgb_denoised.png"))
+    assert out.shape == (24, 20, 3)
+    np.testing.assert_array_equal(out[..., 0], np.asarray(Image.open(tmp_path / "g_denoised.png")))
+    assert (out == out[..., :1]).all()
+    import json
+
+    assert json.loads((tmp_path / "r.json").read_text())["image"]["shape"] == [3, 24, 20]

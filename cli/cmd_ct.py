@@ -121,8 +121,10 @@ def parse_angles(text: str) -> int | list[float]:
     path = Path(text)
     if not path.is_file():
         raise UserError(f"--angles {text}: neither a count of angles nor a file of them")
+    from pnp_stable.fileio import read_npy
+
     try:
-        values = (np.load(path, allow_pickle=False) if path.suffix.lower() == ".npy"
+        values = (read_npy(path) if path.suffix.lower() == ".npy"
                   else np.array(path.read_text().replace(",", " ").split(), dtype=np.float64))
     except (OSError, ValueError) as exc:
         raise UserError(f"--angles {path.name}: cannot read angles from it ({exc})") from None

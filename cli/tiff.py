@@ -19,17 +19,17 @@ _MINISWHITE, _MINISBLACK, _RGB, _PALETTE = 0, 1, 2, 3
 
 def read_tiff(path: Path, notes: list[str]) -> np.ndarray | None:
     """A TIFF file's one image as displayed (its samples as stored: integers or floats), or None
-    for Pillow to read it: a
-    JPEG-compressed YCbCr TIFF (what scanners and libtiff write; Pillow decodes it to RGB), or
-    8-bit data (16-bit gray) whose compression (LZW, JPEG ...) tifffile decodes only with the
-    optional imagecodecs. Stacks are refused from the metadata first, so that Pillow is given
+    for Pillow to read it: a JPEG-compressed YCbCr TIFF (what scanners and libtiff write; Pillow
+    decodes it to RGB), or 8-bit data (16-bit gray) whose compression (LZW, JPEG ...) tifffile
+    decodes only with the optional imagecodecs. Stacks are refused from the metadata first, so that Pillow is given
     single images only (a reduced-resolution page, a thumbnail, is not a second image)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes, shape = series.axes, tuple(series.shape)
+            shape = tuple(series.shape)
+            axes = _composite_as_samples(series.axes, shape)
             page = tif.pages[0]
             photometric, orientation = int(page.photometric), int(page.tags.valueof(274, 1) or 1)
             bits, samples, compression = int(page.bitspersample), int(page.samplesperpixel), int(page.compression)
@@ -64,8 +64,6 @@ def read_tiff(path: Path, notes: list[str]) -> np.ndarray | None:
         raise ValueError(f"cannot read {path.name} as a TIFF image: {_first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"cannot read {path.name} as a TIFF image: {_first_line(exc)}") from None
-    if "S" not in axes and axes.count("C") == 1 and shape[axes.index("C")] in (3, 4):
-        axes = axes.replace("C", "S")  # an ImageJ/OME composite's 3 or 4 channels: RGB(A) samples
     kept = "".join(a for a, n in zip(axes, shape) if n > 1 or a in "YX")
     raw = raw.reshape([n for a, n in zip(axes, shape) if n > 1 or a in "YX"])
     if kept == "SYX":
@@ -81,11 +79,17 @@ _YCBCR = 6
 _JPEG_COMPRESSIONS = (6, 7)  # old-style and new-style JPEG
 
 
-def _refuse_stack(path: Path, axes: str, shape: tuple[int, ...], others: int) -> None:
-    """A stack (pages, time points, z-slices ...) would otherwise be read as one image: three frames
-    look like a planar RGB image, more of them like an unsupported shape."""
+def _composite_as_samples(axes: str, shape: tuple[int, ...]) -> str:
+    """``axes`` with an ImageJ/OME composite's 3 or 4 channels (``C``) read as RGB(A) samples (``S``)."""
     if "S" not in axes and axes.count("C") == 1 and shape[axes.index("C")] in (3, 4):
-        axes = axes.replace("C", "S")  # an ImageJ/OME composite's 3 or 4 channels: RGB(A) samples
+        return axes.replace("C", "S")
+    return axes
+
+
+def _refuse_stack(path: Path, axes: str, shape: tuple[int, ...], others: int) -> None:
+    """A stack (pages, time points, z-slices ...; ``axes`` as :func:`_composite_as_samples` gives
+    them) would otherwise be read as one image: three frames look like a planar RGB image, more of
+    them like an unsupported shape."""
     stacked = [n for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
     if stacked or others:
         count = int(np.prod(stacked)) if stacked else 1 + others

@@ -129,7 +129,7 @@ def _prox_exactness(op: object, y: torch.Tensor, gamma: float, error_ratio: floa
                 f"{getattr(info, 'tolerance', float('nan')):.1e}: firm non-expansiveness holds up to that tolerance"
             ), None
     else:  # the protocol's contract (an exact argmin), unless a probe of its optimality condition falsifies it
-        relative, limit = prox_optimality_residual(op, probe_measurements(op, y), gamma, float(op.norm()))
+        relative, limit = prox_optimality_residual(op, y, gamma, float(op.norm()))
         exact = relative <= limit
         if not exact:
             return False, (
@@ -171,9 +171,8 @@ def _finite_rows_or(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
 def _prox_passes_probe(op: object, y: torch.Tensor, gamma: float) -> bool:
     """Whether ``op.prox_data`` satisfies the prox's optimality condition on a random probe to
     rounding (:func:`~pnp_stable.solvers.operator_adapter.prox_optimality_residual`)."""
-    relative, limit = prox_optimality_residual(op, probe_measurements(op, y), gamma, float(op.norm()))
+    relative, limit = prox_optimality_residual(op, y, gamma, float(op.norm()))
     return relative <= limit
-
 
 
 def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Tensor,
@@ -181,12 +180,13 @@ def _plan(method: str, denoiser: object, cert, op, step, relaxation, y: torch.Te
     name = type(denoiser).__name__
     if method == "fb":
         kind = op.norm_kind
-        proven = kind == "estimated" or _norm_proven_here(op)
-        statement = _norm_statement(op) if proven else (
-            f"||A|| <= {float(op.norm()):.6g} ({kind} as {type(op).__name__} declares it; checked here only against a "
-            "power-method lower bound)")
+        # an exact/certified norm computed elsewhere is the operator's declaration (an estimated one
+        # is an assumption by its kind already)
+        declared = kind != "estimated" and not _norm_proven_here(op)
+        statement = (f"||A|| <= {float(op.norm()):.6g} ({kind} as {type(op).__name__} declares it; checked here only "
+                     "against a power-method lower bound)") if declared else _norm_statement(op)
         return analyse_forward_backward(cert, name, float(op.norm()), kind, statement, step, relaxation,
-                                        norm_proven=proven)
+                                        norm_proven=not declared)
     if step is None or not step > 0:  # let the analysis raise its one-line error before any prox is run
         return analyse_splitting(method, cert, name, step if step is not None else float("nan"), relaxation)
     exact, statement, control = _prox_exactness(op, y, float(step), prox_error_ratio)

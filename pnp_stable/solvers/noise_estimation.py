@@ -150,12 +150,16 @@ def noise_estimate_caveats(y: torch.Tensor, level: float, observed: torch.Tensor
     if level > TEXTURE_SHARE * spread:
         caveats.append(f"the estimate is {100 * level / spread:.0f} % of the data's own spread: if the image is "
                        "not mostly noise, its fine texture was read as noise and the level is too high")
-    low, high = values.min(), values.max()
-    clipped = float(((values == low) | (values == high)).to(torch.float64).mean())
+    clipped = _share_at_extremes(values)
     if clipped > CLIPPED_SHARE:
         caveats.append(f"{100 * clipped:.0f} % of the values sit at the data's minimum or maximum (clipped?): "
                        "clipping flattens the noise, so the level may be too low")
     return caveats
+
+
+def _share_at_extremes(values: torch.Tensor) -> float:
+    """The share of ``values`` (flat) equal to their minimum or maximum: clipped data pile up there."""
+    return float(((values == values.min()) | (values == values.max())).to(torch.float64).mean())
 
 
 def _selected_level(magnitude: torch.Tensor, detail: torch.Tensor, mean: torch.Tensor | None,
@@ -238,10 +242,9 @@ def estimate_sinogram_noise_level(y: torch.Tensor) -> list[float]:
         # the clipping margin only where the data are clipped: a sinogram's air (the bins outside
         # the object's shadow) lies at its minimum and holds the purest noise, which a margin scaled
         # by the plain (curvature-inflated) level would leave out
-        values = work[i].flatten()
-        clipped = float(((values == values.min()) | (values == values.max())).to(torch.float64).mean())
-        levels.append(_selected_level(curvature[i], slope[i], mean[i] if clipped >= SINOGRAM_CLIPPED_SHARE else None,
-                                      None, None, min_read=SINOGRAM_MIN_READ))
+        clipped = _share_at_extremes(work[i].flatten()) >= SINOGRAM_CLIPPED_SHARE
+        levels.append(_selected_level(curvature[i], slope[i], mean[i] if clipped else None, None, None,
+                                      min_read=SINOGRAM_MIN_READ))
     return levels
 
 

@@ -80,12 +80,13 @@ def norm_lower_bound(forward, adjoint, x_like: torch.Tensor, steps: int = 4, see
 
 def prox_optimality_residual(operator, like: torch.Tensor, gamma: float, norm: float) -> tuple[float, float]:
     """``(relative residual, rounding limit)`` of ``operator.prox_data`` on a random probe ``(z, y)``
-    shaped like ``like`` (one measurement, or the whole batch for an operator with per-image parameters):
+    shaped like :func:`probe_measurements` of the measurements ``like`` (one measurement, or the
+    whole batch for an operator with per-image parameters):
     the optimality condition of ``argmin_x gamma/2 ||Ax - y||^2 + 1/2 ||x - z||^2`` is
     ``(gamma A^T A + I) x = gamma A^T y + z``; rounding leaves at most ``64 eps (1 + gamma ||A||^2)``
     of its right-hand side. A residual above the limit proves the prox inexact (the probe can only
     falsify: one that passes is taken at its word)."""
-    probe_like = like
+    probe_like = probe_measurements(operator, like)
     x_like = operator.A_adjoint(probe_like)
     g = torch.Generator().manual_seed(1)
     z = torch.randn(x_like.shape, generator=g, dtype=torch.float64).to(x_like.device, x_like.dtype)
@@ -205,7 +206,7 @@ class PhysicsOperator:
         structural = self._structural_inexactness()
         if structural is not None:
             return False, structural + ": firm non-expansiveness holds up to its tolerance"
-        relative, limit = prox_optimality_residual(self, self.probe_like, gamma, self.norm())
+        relative, limit = prox_optimality_residual(self, self._like, gamma, self.norm())
         if not relative <= limit:
             return False, (
                 f"prox_l2 of {type(self.physics).__name__} is not the exact prox: on a random probe its optimality "

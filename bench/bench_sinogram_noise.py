@@ -10,7 +10,7 @@ validation one), ``--size`` square, 60 and 180 angles; sinograms by this tool's 
 Gaussian noise of 0.1 / 0.3 / 1 / 3 % of their maximum, and by ``skimage.transform.radon``
 (``circle=False``, converted by ``sinogram_from_skimage``: a model mismatch of ~0.4 %) with 0 and
 0.1 % (numpy seed = problem index). Each is reconstructed by ``pnp_stable.reconstruct_ct`` (ADMM,
-the shipped ``gray``, automatic parameters) with each level; PSNR of the result clipped to [0, 1].
+``--denoiser``, by default the shipped ``gray``, automatic parameters) with each level; PSNR of the result clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--denoiser", default="gray", help="NAME | PATH (pnp_stable.denoisers.load)")
     parser.add_argument("--max-iter", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
@@ -99,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             cached = solved.get(round(level, 12))
             if cached is None:
                 start = time.perf_counter()
-                restoration = reconstruct_ct(y[0], noise_level=level, max_iter=args.max_iter, device="cpu",
-                                             progress=False)
+                restoration = reconstruct_ct(y[0], noise_level=level, denoiser=args.denoiser, max_iter=args.max_iter,
+                                             device="cpu", progress=False)
                 x = restoration.image.clamp(0, 1)
                 cached = {"psnr": psnr(x, torch.from_numpy(problem["truth"]).float()[None]),
                           "iterations": int(restoration.result.iterations), "wall": time.perf_counter() - start}
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from pnp_stable.fileio import atomic_write_json
 
-        atomic_write_json(args.json, {"protocol": "sinogram-noise", "size": args.size, "rows": rows})
+        atomic_write_json(args.json, {"protocol": "sinogram-noise", "size": args.size, "denoiser": args.denoiser,
+                                       "rows": rows})
     return 0
 
 

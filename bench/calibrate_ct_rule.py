@@ -66,25 +66,42 @@ def calibration_slices(data: Path, count: int, size: int) -> list[tuple[str, np.
 
 def refit(files: list[Path], out: Path | None) -> int:
     """Merge the tables of earlier ``--out`` files (same denoiser, slices and size) and fit again."""
-    runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], tuple(r["images"]), r["size"],
-                                               r["noise_relative"]))
+    runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], tuple(r["images"]), r["size"]))
     if runs is None:
         return 2
-    merged = {(row["angles"], row["weight"], row.get("strength")): row for r in runs for row in r["table"]}
-    table = sorted(merged.values(), key=lambda row: (row["angles"], row["weight"], row.get("strength") or 0.0))
-    result = {**runs[0], "angles": sorted({row["angles"] for row in table}), "merged_from": [str(f) for f in files]}
+    if any(len(_levels(r["noise_relative"])) != 1 and any("noise_relative" not in row for row in r["table"])
+           for r in runs):
+        print("error: a merged file's rows do not name their noise level", file=sys.stderr)
+        return 2
+    # rows written before they carried their noise level take their file's
+    rows = [{**row, "noise_relative": row.get("noise_relative", _levels(r["noise_relative"])[0])}
+            for r in runs for row in r["table"]]
+    merged = {(row["noise_relative"], row["angles"], row["weight"], row.get("strength")): row for row in rows}
+    table = sorted(merged.values(), key=lambda row: (row["noise_relative"], row["angles"], row["weight"],
+                                                     row.get("strength") or 0.0))
+    noise_levels = sorted({row["noise_relative"] for row in table})
+    result = {**runs[0], "angles": sorted({row["angles"] for row in table}),
+              "noise_relative": noise_levels[0] if len(noise_levels) == 1 else noise_levels,
+              "merged_from": [str(f) for f in files]}
     result.update(_fit(table))
     report_calibration(result, out)
     return 0
 
 
+def _levels(noise_relative: float | list[float]) -> list[float]:
+    return [float(v) for v in noise_relative] if isinstance(noise_relative, list) else [float(noise_relative)]
+
+
 def _fit(table: list[dict]) -> dict:
     """The rule: exponent 2 (the MAP scaling) and the one weight (for ADMM: the one pair of weight
     and denoiser strength, rows with a ``strength``) with the best PSNR averaged over the angle
-    counts. The power law through each angle count's best weight is recorded too
+    counts (with several noise levels: :func:`_fit_over_noise_levels`). The power law through each
+    angle count's best weight is recorded too
     (``per_angle_fit``, as bench/calibrate_parameters.py fits noise levels) but not used: with
     two angle counts on a factor-2 grid its exponent is set by grid noise, and the first run
     (2026-11-30) gave a negative one, a rule that regularises more as the noise vanishes."""
+    if len({row["noise_relative"] for row in table if "noise_relative" in row}) > 1:
+        return _fit_over_noise_levels(table)
     if any(row.get("strength") is not None for row in table):
         return _fit_admm(table)
     # fit_rule groups rows by "noise": here the image-domain level of each angle count
@@ -115,6 +132,106 @@ def _fit_admm(table: list[dict]) -> dict:
     rule = {"weight": weight, "exponent": 2.0, "sigma_ratio": strength, "sigma_exponent": 0.0, "gamma_scale": 1.0}
     return {"mean_psnr_by_setting": {f"{w}/{s}": v for (w, s), v in mean_psnr.items()}, "rule": rule,
             "table": table}
+
+
+# the exponents searched: below 0 a rule would regularise more as the noise vanishes
+_EXPONENTS = np.linspace(0.0, 3.0, 301)
+
+
+def _fit_over_noise_levels(table: list[dict]) -> dict:
+    """The rule ``target = weight * ||A||^2 * sigma_x^exponent`` with the best PSNR averaged over
+    every problem (a noise level and an angle count) of a table measured at several noise levels.
+
+    Each problem's PSNR is interpolated in ``log weight`` between its grid points (:func:`_interpolate`; written
+    with exponent 2: ``weight * sigma_x^(exponent - 2)`` is the weight a rule gives it) and never
+    extrapolated: a rule is a candidate only where every problem's weight lies inside its grid. The
+    exponent is searched on [0, 3] and the weight on a fine grid in between. Unlike a power law
+    through each problem's best weight this weighs a problem by what a weight costs it: a problem
+    with a flat optimum yields to one with a sharp optimum. ADMM rows carry a denoiser strength,
+    one for all noise levels: the strength measured at every problem whose best rule scores
+    highest is kept. ``best_at_grid_edge`` names the problems whose best measured weight is the
+    smallest or largest tried (widen their grid before trusting the fit there).
+    """
+    problems = sorted({(row["noise_relative"], row["angles"]) for row in table})
+    strengths = sorted({row.get("strength") for row in table}, key=lambda v: -1.0 if v is None else v)
+    candidates = []
+    for strength in strengths:
+        rows = [row for row in table if row.get("strength") == strength]
+        curves = []
+        for problem in problems:
+            measured = sorted((row["weight"], row["psnr"], row["sigma_x"]) for row in rows
+                              if (row["noise_relative"], row["angles"]) == problem)
+            if len(measured) < 2:
+                break  # this strength was not tried (enough) at every problem
+            curves.append((problem, measured[0][2], np.log([m[0] for m in measured]), np.array([m[1] for m in measured])))
+        else:
+            candidates.append((strength, *_best_power_law(curves)))
+    if not candidates:
+        raise ValueError("no denoiser strength was tried at two weights or more for every noise level and angle count")
+    strength, score, weight, exponent, curves = max(candidates, key=lambda c: c[1])
+    rule = {"weight": weight, "exponent": exponent, "sigma_ratio": 1.0 if strength is None else strength,
+            "gamma_scale": 1.0}
+    if strength is not None:
+        rule["sigma_exponent"] = 0.0
+    per_problem, at_edge = {}, []
+    for (noise, angles), sigma_x, log_weights, psnrs in curves:
+        chosen = weight * sigma_x ** (exponent - 2.0)
+        best = int(np.argmax(psnrs))
+        key = f"{noise}/{angles}"
+        per_problem[key] = {"sigma_x": sigma_x, "best_weight": float(np.exp(log_weights[best])),
+                            "best_psnr": float(psnrs[best]), "rule_weight": chosen,
+                            "rule_psnr": float(_interpolate(np.array([math.log(chosen)]), log_weights, psnrs)[0])}
+        if best in (0, len(psnrs) - 1):
+            at_edge.append(key)
+    return {"best": {str(p["sigma_x"]): {"weight": p["best_weight"], "psnr": p["best_psnr"]}
+                     for p in per_problem.values()},
+            "per_problem": per_problem, "mean_psnr": score, "best_at_grid_edge": at_edge,
+            "rule": rule, "table": table}
+
+
+def _interpolate(query: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """``ys(query)`` by the parabola through the grid point nearest each query and its two
+    neighbours (a line with two points), never above the largest measured value. Exact where the
+    PSNR is quadratic in ``log weight`` near its peak; linear interpolation would be biased towards
+    grid points, which pulls the fitted exponent towards one that hits them (0.1 off in a test)."""
+    if len(xs) < 3:
+        return np.interp(query, xs, ys)
+    # capped at the best measured PSNR: the curves are skewed (steep towards small weights), and a
+    # parabola through three points of one overshoots (by 0.18 dB in the first fit), which a fitted
+    # rule would chase
+    return np.minimum(_parabola_through_nearest(query, xs, ys), ys.max())
+
+
+def _parabola_through_nearest(query: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    nearest = np.searchsorted((xs[1:] + xs[:-1]) / 2, query)  # midpoints split the line into nearest points
+    centre = np.clip(nearest, 1, len(xs) - 2)
+    x0, x1, x2 = xs[centre - 1], xs[centre], xs[centre + 1]
+    y0, y1, y2 = ys[centre - 1], ys[centre], ys[centre + 1]
+    return (y0 * (query - x1) * (query - x2) / ((x0 - x1) * (x0 - x2))
+            + y1 * (query - x0) * (query - x2) / ((x1 - x0) * (x1 - x2))
+            + y2 * (query - x0) * (query - x1) / ((x2 - x0) * (x2 - x1)))
+
+
+def _best_power_law(curves: list) -> tuple[float, float, float, list]:
+    """``(mean PSNR, weight, exponent)`` of the best rule for ``curves`` (problem, sigma_x, log
+    weights, PSNRs), and the curves; see :func:`_fit_over_noise_levels`."""
+    log_sigma = np.array([math.log(c[1]) for c in curves])
+    low = np.array([c[2][0] for c in curves])
+    high = np.array([c[2][-1] for c in curves])
+    best = (-math.inf, math.nan, math.nan)
+    for exponent in _EXPONENTS:
+        shift = (exponent - 2.0) * log_sigma  # log of a problem's weight = log(weight) + shift
+        start, stop = float(np.max(low - shift)), float(np.min(high - shift))
+        if start > stop:
+            continue  # no weight keeps every problem inside its grid
+        log_weights = np.linspace(start, stop, 201)
+        scores = np.mean([_interpolate(log_weights + d, c[2], c[3]) for d, c in zip(shift, curves)], axis=0)
+        top = int(np.argmax(scores))
+        if scores[top] > best[0]:
+            best = (float(scores[top]), math.exp(float(log_weights[top])), float(exponent))
+    if not math.isfinite(best[0]):
+        raise ValueError("no power law keeps every problem's weight inside its grid: widen the grids")
+    return (*best, curves)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 ssims.append(ssim(restored, clean[0]))
                 iterations.append(res.iterations)
                 monotone += bool(res.monotone)
-            row = {"angles": angles, "sigma_x": sigma_x, "weight": weight, "strength": strength,
+            row = {"noise_relative": args.noise_relative, "angles": angles, "sigma_x": sigma_x, "weight": weight, "strength": strength,
                    "psnr": sum(psnrs) / len(psnrs),
                    "ssim": sum(ssims) / len(ssims), "iterations": sum(iterations) / len(iterations),
                    "monotone": monotone, "runs": len(problems), "seconds": time.perf_counter() - start}

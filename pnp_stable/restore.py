@@ -909,6 +909,11 @@ def reconstruct_ct(
     notes: list[str] = []
     dev = resolve_device(device)
     module, den_info = load_denoiser(denoiser, dev)
+    from pnp_stable.protocols import denoiser_channels
+
+    if denoiser_channels(module) not in (None, 1):  # found before the noise estimate and the operator's norm
+        raise ValueError(f"the denoiser takes {denoiser_channels(module)}-channel images; a CT reconstruction is "
+                         "gray: use a gray denoiser (e.g. gray)")
     data = _check_image(data, notes, unit_range=simulate).to(dev)  # a phantom is an image; a sinogram is not
     if data.shape[0] != 1:
         raise ValueError("CT data must be single-channel (gray)")

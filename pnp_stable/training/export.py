@@ -155,8 +155,8 @@ def read_calibrated_rule(spec: str) -> tuple[str | None, str, dict[str, float], 
     except ValueError as exc:
         raise ValueError(f"{file}: {exc}") from None
     rule = {k: float(v) for k, v in stored.items()}
-    provenance = {key: calibration[key] for key in ("images", "crop", "kernels", "angles", "size", "color")
-                  if key in calibration}
+    provenance = {key: calibration[key] for key in ("images", "crop", "kernels", "angles", "size", "color",
+                                                    "noise_relative") if key in calibration}
     provenance["noise_levels"] = sorted(float(n) for n in calibration.get("best", {}))
     provenance["source"] = calibration.get("source", "bench/calibrate_parameters.py on BSDS500 train crops")
     return problem or None, method, rule, provenance

@@ -191,3 +191,15 @@ def test_a_circle_simulation_notes_a_phantom_that_reaches_outside_the_disc(tiny_
     assert result.report["operator"]["detector"] == "circle"
     with pytest.raises(ValueError, match="detector must be 'full' or 'circle'"):
         restore.reconstruct_ct(square, simulate=True, detector="disc", denoiser=str(tiny_denoiser), progress=False)
+
+
+def test_an_rgb_denoiser_is_refused_by_name_before_any_work(tmp_path, phantom):
+    """CT reconstructs a gray image: a colour model (e.g. the shipped ``color``) is refused with a
+    message naming the channels, not with the colour wrapper's tensor-shape complaint."""
+    from pnp_stable.denoisers import DenoiserConfig, build_denoiser, save_denoiser
+
+    model = build_denoiser(DenoiserConfig(channels=3, width=4, hidden=6, blocks=1, embedding_dim=8)).eval()
+    save_denoiser(model, tmp_path / "rgb.pt", {"channels": 3})
+    np.save(tmp_path / "s.npy", sinogram(phantom, 20))
+    assert_user_error(run("ct", tmp_path / "s.npy", "--denoiser", tmp_path / "rgb.pt"),
+                      "the denoiser takes 3-channel images; a CT reconstruction is gray")

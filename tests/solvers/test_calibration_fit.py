@@ -127,6 +127,89 @@ def test_ct_admm_rule_takes_the_pair_best_on_average_over_angle_counts():
     assert "2.0/0.07" not in fitted["mean_psnr_by_setting"]  # not measured at 60 angles
 
 
+def _ct_rows_from_power_law(weight, exponent, strength=0.05, peak=35.0, grid=None, steep_below=1.0):
+    """Rows of a CT calibration at three noise levels and two angle counts whose PSNR peaks, on a
+    fine grid of weights, at ``weight * sigma_x^(exponent - 2)``, ``steep_below`` times faster
+    towards small weights."""
+    grid = grid or [2.0 ** (k / 4) for k in range(-12, 29)]  # 1/8 .. 128
+    rows = []
+    for noise in (0.001, 0.01, 0.03):
+        for angles, scale in ((60, 3.0), (180, 1.7)):
+            sigma_x = noise * scale / 10
+            best = weight * sigma_x ** (exponent - 2.0)
+            rows += [{"noise_relative": noise, "angles": angles, "sigma_x": sigma_x, "weight": w,
+                      "strength": strength, "psnr": peak - (steep_below if w < best else 1.0) * math.log(w / best) ** 2}
+                     for w in grid]
+    return rows
+
+
+def test_ct_rule_over_noise_levels_recovers_the_power_law_of_the_best_weights():
+    """Every problem's PSNR peaks where ``weight * sigma_x^(exponent - 2)`` says: the fit finds the
+    exponent and weight back (to the grid's resolution), no problem loses, none is at its edge."""
+    ct = load_bench_script("calibrate_ct_rule")
+    fitted = ct._fit(_ct_rows_from_power_law(0.4, 1.5))
+    rule = fitted["rule"]
+    assert rule["exponent"] == pytest.approx(1.5, abs=0.02)
+    assert rule["sigma_ratio"] == 0.05 and rule["sigma_exponent"] == 0.0
+    for problem in fitted["per_problem"].values():
+        assert problem["rule_psnr"] == pytest.approx(35.0, abs=0.01)
+        assert problem["rule_weight"] == pytest.approx(0.4 * problem["sigma_x"] ** -0.5, rel=0.05)
+    assert fitted["best_at_grid_edge"] == []
+    assert fitted["mean_psnr"] == pytest.approx(35.0, abs=0.01)
+
+
+def test_ct_rule_over_noise_levels_is_never_credited_above_what_was_measured():
+    """Skewed curves (steep towards small weights, as measured) on a factor-2 grid: a parabola
+    through three of their points overshoots the peak; the fit's PSNRs stay at or below each
+    problem's best measured one."""
+    ct = load_bench_script("calibrate_ct_rule")
+    fitted = ct._fit(_ct_rows_from_power_law(0.4, 1.5, grid=[2.0**k for k in range(-3, 8)], steep_below=6.0))
+    for problem in fitted["per_problem"].values():
+        assert problem["rule_psnr"] <= problem["best_psnr"] + 1e-12
+    assert fitted["mean_psnr"] <= sum(p["best_psnr"] for p in fitted["per_problem"].values()) / 6 + 1e-12
+
+
+def test_ct_rule_over_noise_levels_keeps_the_strength_best_everywhere_and_never_extrapolates():
+    """Two strengths: the one whose best rule scores higher wins. A grid that stops below a
+    problem's optimum is flagged, and the rule's weight there stays inside the grid."""
+    ct = load_bench_script("calibrate_ct_rule")
+    rows = _ct_rows_from_power_law(0.4, 1.5, strength=0.05) + _ct_rows_from_power_law(0.4, 1.5, strength=0.07,
+                                                                                     peak=34.0)
+    assert ct._fit(rows)["rule"]["sigma_ratio"] == 0.05
+    truncated = [row for row in _ct_rows_from_power_law(0.4, 1.5)
+                 if not (row["noise_relative"] == 0.001 and row["angles"] == 180 and row["weight"] > 16.0)]
+    fitted = ct._fit(truncated)
+    assert fitted["best_at_grid_edge"] == ["0.001/180"]
+    assert fitted["per_problem"]["0.001/180"]["rule_weight"] <= 16.0 * (1 + 1e-9)
+    with pytest.raises(ValueError, match="strength"):
+        ct._fit([row for row in truncated if not (row["noise_relative"] == 0.03 and row["weight"] != 1.0)])
+
+
+def test_ct_refit_merges_calibrations_made_at_different_noise_levels(tmp_path, capsys):
+    """Files of one noise level each (rows without their own level, as written before) merge into
+    one table whose rule is fitted over the noise levels; another slice set is refused."""
+    ct = load_bench_script("calibrate_ct_rule")
+    rows = _ct_rows_from_power_law(0.4, 1.5)
+    common = {"denoiser": "gray", "method": "admm", "problem": "ct", "images": ["a", "b"], "size": 128}
+    files = []
+    for noise in (0.001, 0.01, 0.03):
+        path = tmp_path / f"n{noise}.json"
+        table = [{k: v for k, v in row.items() if k != "noise_relative"} for row in rows
+                 if row["noise_relative"] == noise]
+        path.write_text(json.dumps({**common, "noise_relative": noise, "angles": [60, 180], "table": table}))
+        files.append(path)
+    out = tmp_path / "merged.json"
+    assert ct.refit(files, out) == 0
+    merged = json.loads(out.read_text())
+    assert merged["noise_relative"] == [0.001, 0.01, 0.03]
+    assert merged["rule"]["exponent"] == pytest.approx(1.5, abs=0.02)
+    assert ct.refit([out, files[0]], tmp_path / "again.json") == 0  # rows named by level merge again
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(files[0].read_text()), "images": ["c"]}))
+    assert ct.refit([files[0], other], None) == 2
+    assert "different settings" in capsys.readouterr().err
+
+
 def test_colour_calibration_solves_rgb_problems_and_its_rule_records_the_mode(tmp_path, capsys):
     """A full (tiny) calibration run on RGB train crops: one 3-channel problem per crop and kernel,
     the colour mode recorded in the file and carried into a model's metadata by export."""

@@ -278,6 +278,7 @@ def test_export_records_calibrated_pnp_rules_that_the_solvers_use(image_folder, 
 
     ct = tmp_path / "ct.json"
     ct.write_text(json.dumps({"method": "fb", "problem": "ct", "angles": [60, 180], "best": {"0.0003": {}},
+                              "noise_relative": [0.001, 0.01],
                               "source": "bench/calibrate_ct_rule.py on Mayo train slices",
                               "rule": {"weight": 1.5, "exponent": 1.0, "sigma_ratio": 1.0, "gamma_scale": 1.0}}))
     ct_dest = tmp_path / "export-ct"
@@ -291,6 +292,7 @@ def test_export_records_calibrated_pnp_rules_that_the_solvers_use(image_folder, 
     assert rule_for(model, "noise_level", "admm", problem="ct").weight == 1.0  # no CT ADMM rule: the default
     meta = json.loads((ct_dest / "calibrated.json").read_text())
     assert meta["pnp_parameter_calibration"]["ct"]["fb"]["angles"] == [60, 180]
+    assert meta["pnp_parameter_calibration"]["ct"]["fb"]["noise_relative"] == [0.001, 0.01]
     assert export_main(ct_args + ["--pnp-rule", f"fb={ct}"]) == 2  # a CT rule is not the generic one
     assert export_main(ct_args + ["--pnp-rule", f"ct:fb={fb}"]) == 2  # nor a blur rule a CT one
 

@@ -20,6 +20,20 @@ searched over ``--strengths``, while the weight sets ``gamma`` (``omega / gamma 
 pair with the best PSNR averaged over the angle counts is kept. Export it with
 ``--pnp-rule ct:admm=FILE``.
 
+**Across noise levels** (``--noise-relative``, one level per run, merged by ``--refit``) the exponent
+is fitted too, and with two angle counts or more the power of the sampling density
+(``density_exponent``, the operator's ``parameter_density``: angles per pixel across), since at one
+``sigma_x`` sparse views want less regularisation than dense ones (:func:`_fit_over_noise_levels`).
+The shipped ``gray``'s CT ADMM rule (2026-12-06)::
+
+    for n in 0.001 0.003 0.01 0.03; do for a in 30 60 180 360; do
+      python bench/calibrate_ct_rule.py --method admm --size 128 --slices 2 --angles $a --strengths 0.051 \
+          --noise-relative $n --weights W1 ... W5 --out runs/calib/n${n}_a$a.json; done; done
+    python bench/calibrate_ct_rule.py --refit runs/calib/n*_a*.json --out runs/calib/ct_admm.json
+
+(each grid of five weights a factor 2 apart around that problem's optimum; docs/benchmarks.md,
+"CT ADMM rule across noise levels and view counts").
+
 Rows record PSNR and SSIM; the choice maximises PSNR (as the blur calibration does).
 """
 
@@ -31,6 +45,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -66,23 +81,25 @@ def calibration_slices(data: Path, count: int, size: int) -> list[tuple[str, np.
 
 def refit(files: list[Path], out: Path | None) -> int:
     """Merge the tables of earlier ``--out`` files (same denoiser, slices and size) and fit again."""
-    runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], tuple(r["images"]), r["size"]))
+    runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], tuple(r["images"])))
     if runs is None:
         return 2
     if any(len(_levels(r["noise_relative"])) != 1 and any("noise_relative" not in row for row in r["table"])
            for r in runs):
         print("error: a merged file's rows do not name their noise level", file=sys.stderr)
         return 2
-    # rows written before they carried their noise level take their file's
-    rows = [{**row, "noise_relative": row.get("noise_relative", _levels(r["noise_relative"])[0])}
-            for r in runs for row in r["table"]]
-    merged = {(row["noise_relative"], row["angles"], row["weight"], row.get("strength")): row for row in rows}
-    table = sorted(merged.values(), key=lambda row: (row["noise_relative"], row["angles"], row["weight"],
-                                                     row.get("strength") or 0.0))
+    # rows written before they carried their noise level (and density) take their file's
+    rows = [{**row, "noise_relative": row.get("noise_relative", _levels(r["noise_relative"])[0]),
+             "density": row.get("density", row["angles"] / r["size"])} for r in runs for row in r["table"]]
+    merged = {(row["noise_relative"], row["angles"], row["density"], row["weight"], row.get("strength")): row
+              for row in rows}
+    table = sorted(merged.values(), key=lambda row: (row["noise_relative"], row["angles"], row["density"],
+                                                     row["weight"], row.get("strength") or 0.0))
     noise_levels = sorted({row["noise_relative"] for row in table})
+    sizes = sorted({r["size"] for r in runs})
     result = {**runs[0], "angles": sorted({row["angles"] for row in table}),
               "noise_relative": noise_levels[0] if len(noise_levels) == 1 else noise_levels,
-              "merged_from": [str(f) for f in files]}
+              "size": sizes[0] if len(sizes) == 1 else sizes, "merged_from": [str(f) for f in files]}
     result.update(_fit(table))
     report_calibration(result, out)
     return 0
@@ -134,25 +151,29 @@ def _fit_admm(table: list[dict]) -> dict:
             "table": table}
 
 
-# the exponents searched: below 0 a rule would regularise more as the noise vanishes
-_EXPONENTS = np.linspace(0.0, 3.0, 301)
+def _fit_over_noise_levels(table: list[dict], fit_density: bool = True) -> dict:
+    """The rule ``target = weight * ||A||^2 * sigma_x^exponent * d^density_exponent`` with the best
+    PSNR averaged over every problem (a noise level, an angle count and an image size) of a table
+    measured at several noise levels; ``d`` is the operator's ``parameter_density`` (angles per
+    pixel across, the rows' ``density``), fitted when the rows carry two densities or more and
+    ``fit_density``.
 
-
-def _fit_over_noise_levels(table: list[dict]) -> dict:
-    """The rule ``target = weight * ||A||^2 * sigma_x^exponent`` with the best PSNR averaged over
-    every problem (a noise level and an angle count) of a table measured at several noise levels.
-
-    Each problem's PSNR is interpolated in ``log weight`` between its grid points (:func:`_interpolate`; written
-    with exponent 2: ``weight * sigma_x^(exponent - 2)`` is the weight a rule gives it) and never
-    extrapolated: a rule is a candidate only where every problem's weight lies inside its grid. The
-    exponent is searched on [0, 3] and the weight on a fine grid in between. Unlike a power law
-    through each problem's best weight this weighs a problem by what a weight costs it: a problem
-    with a flat optimum yields to one with a sharp optimum. ADMM rows carry a denoiser strength,
-    one for all noise levels: the strength measured at every problem whose best rule scores
-    highest is kept. ``best_at_grid_edge`` names the problems whose best measured weight is the
-    smallest or largest tried (widen their grid before trusting the fit there).
+    Each problem's PSNR is interpolated in ``log weight`` between its grid points
+    (:func:`_interpolate`; written with exponent 2: ``weight * sigma_x^(exponent - 2) * d^k`` is
+    the weight a rule gives it) and never extrapolated: a rule is a candidate only where every
+    problem's weight lies inside its grid. The exponent is searched on [0, 3], the density
+    exponent on [-1, 2], coarse then fine, and the weight on a fine grid in between. Unlike a power
+    law through each problem's best weight this weighs a problem by what a weight costs it: a
+    problem with a flat optimum yields to one with a sharp optimum. ADMM rows carry a denoiser
+    strength, one for all noise levels: the strength measured at every problem whose best rule
+    scores highest is kept. ``best_at_grid_edge`` names the problems whose best measured weight is
+    the smallest or largest tried (widen their grid before trusting the fit there); ``without_density``
+    is the best rule with ``density_exponent`` 0, for comparison.
     """
-    problems = sorted({(row["noise_relative"], row["angles"]) for row in table})
+    problems = sorted({(row["noise_relative"], row["angles"], row.get("density")) for row in table},
+                      key=lambda p: (p[0], p[1], p[2] or 0.0))
+    densities = {p[2] for p in problems}
+    fit_density = fit_density and None not in densities and len(densities) >= 2
     strengths = sorted({row.get("strength") for row in table}, key=lambda v: -1.0 if v is None else v)
     candidates = []
     for strength in strengths:
@@ -160,33 +181,90 @@ def _fit_over_noise_levels(table: list[dict]) -> dict:
         curves = []
         for problem in problems:
             measured = sorted((row["weight"], row["psnr"], row["sigma_x"]) for row in rows
-                              if (row["noise_relative"], row["angles"]) == problem)
+                              if (row["noise_relative"], row["angles"], row.get("density")) == problem)
             if len(measured) < 2:
                 break  # this strength was not tried (enough) at every problem
-            curves.append((problem, measured[0][2], np.log([m[0] for m in measured]), np.array([m[1] for m in measured])))
+            curves.append(_Curve(problem, measured[0][2], problem[2] or 1.0, np.log([m[0] for m in measured]),
+                                 np.array([m[1] for m in measured])))
         else:
-            candidates.append((strength, *_best_power_law(curves)))
+            candidates.append((strength, curves, _best_power_law(curves, fit_density)))
     if not candidates:
         raise ValueError("no denoiser strength was tried at two weights or more for every noise level and angle count")
-    strength, score, weight, exponent, curves = max(candidates, key=lambda c: c[1])
+    strength, curves, (score, weight, exponent, density_exponent) = max(candidates, key=lambda c: c[2][0])
     rule = {"weight": weight, "exponent": exponent, "sigma_ratio": 1.0 if strength is None else strength,
             "gamma_scale": 1.0}
     if strength is not None:
         rule["sigma_exponent"] = 0.0
+    if fit_density:
+        rule["density_exponent"] = density_exponent
     per_problem, at_edge = {}, []
-    for (noise, angles), sigma_x, log_weights, psnrs in curves:
-        chosen = weight * sigma_x ** (exponent - 2.0)
-        best = int(np.argmax(psnrs))
-        key = f"{noise}/{angles}"
-        per_problem[key] = {"sigma_x": sigma_x, "best_weight": float(np.exp(log_weights[best])),
-                            "best_psnr": float(psnrs[best]), "rule_weight": chosen,
-                            "rule_psnr": float(_interpolate(np.array([math.log(chosen)]), log_weights, psnrs)[0])}
-        if best in (0, len(psnrs) - 1):
+    for curve in curves:
+        chosen = weight * curve.sigma_x ** (exponent - 2.0) * curve.density ** density_exponent
+        best = int(np.argmax(curve.psnrs))
+        noise, angles, density = curve.problem
+        key = f"{noise}/{angles}" + ("" if density is None else f"/{density:.4g}")
+        per_problem[key] = {"sigma_x": curve.sigma_x, "density": density,
+                            "best_weight": float(np.exp(curve.log_weights[best])),
+                            "best_psnr": float(curve.psnrs[best]), "rule_weight": chosen,
+                            "rule_psnr": float(_interpolate(np.array([math.log(chosen)]), curve.log_weights,
+                                                            curve.psnrs)[0])}
+        if best in (0, len(curve.psnrs) - 1):
             at_edge.append(key)
-    return {"best": {str(p["sigma_x"]): {"weight": p["best_weight"], "psnr": p["best_psnr"]}
-                     for p in per_problem.values()},
-            "per_problem": per_problem, "mean_psnr": score, "best_at_grid_edge": at_edge,
-            "rule": rule, "table": table}
+    result = {"best": {str(p["sigma_x"]): {"weight": p["best_weight"], "psnr": p["best_psnr"]}
+                       for p in per_problem.values()},
+              "per_problem": per_problem, "mean_psnr": score, "best_at_grid_edge": at_edge,
+              "rule": rule, "table": table}
+    if fit_density:
+        plain = _best_power_law(curves, False)
+        result["without_density"] = {"mean_psnr": plain[0], "weight": plain[1], "exponent": plain[2]}
+    return result
+
+
+class _Curve(NamedTuple):  # not a dataclass: tests load this script without registering its module
+    """One problem's measured PSNR against ``log weight`` (weights in the exponent-2 form)."""
+
+    problem: tuple
+    sigma_x: float
+    density: float
+    log_weights: np.ndarray
+    psnrs: np.ndarray
+
+
+def _best_power_law(curves: list[_Curve], fit_density: bool) -> tuple[float, float, float, float]:
+    """``(mean PSNR, weight, exponent, density exponent)`` of the best rule for ``curves``; see
+    :func:`_fit_over_noise_levels`. Coarse grid, then a fine one around its best."""
+    log_sigma = np.array([math.log(c.sigma_x) for c in curves])
+    log_density = np.array([math.log(c.density) for c in curves])
+    low = np.array([c.log_weights[0] for c in curves])
+    high = np.array([c.log_weights[-1] for c in curves])
+
+    def best_weight(exponent: float, kappa: float) -> tuple[float, float]:
+        shift = (exponent - 2.0) * log_sigma + kappa * log_density  # a problem's log weight - log(weight)
+        start, stop = float(np.max(low - shift)), float(np.min(high - shift))
+        if start > stop:
+            return -math.inf, math.nan  # no weight keeps every problem inside its grid
+        log_weights = np.linspace(start, stop, 201)
+        scores = np.mean([_interpolate(log_weights + d, c.log_weights, c.psnrs) for d, c in zip(shift, curves)],
+                         axis=0)
+        top = int(np.argmax(scores))
+        return float(scores[top]), float(log_weights[top])
+
+    def search(exponents: np.ndarray, kappas: np.ndarray, best: tuple) -> tuple:
+        for exponent in exponents:
+            for kappa in kappas:
+                score, log_weight = best_weight(float(exponent), float(kappa))
+                if score > best[0]:
+                    best = (score, math.exp(log_weight), float(exponent), float(kappa))
+        return best
+
+    # exponent below 0: a rule that regularises more as the noise vanishes
+    kappas = np.linspace(-1.0, 2.0, 31) if fit_density else np.zeros(1)
+    best = search(np.linspace(0.0, 3.0, 61), kappas, (-math.inf, math.nan, math.nan, 0.0))
+    if not math.isfinite(best[0]):
+        raise ValueError("no power law keeps every problem's weight inside its grid: widen the grids")
+    fine_exponents = np.clip(best[2] + np.linspace(-0.05, 0.05, 11), 0.0, 3.0)
+    fine_kappas = best[3] + np.linspace(-0.1, 0.1, 21) if fit_density else np.zeros(1)
+    return search(fine_exponents, fine_kappas, best)
 
 
 def _interpolate(query: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -210,28 +288,6 @@ def _parabola_through_nearest(query: np.ndarray, xs: np.ndarray, ys: np.ndarray)
     return (y0 * (query - x1) * (query - x2) / ((x0 - x1) * (x0 - x2))
             + y1 * (query - x0) * (query - x2) / ((x1 - x0) * (x1 - x2))
             + y2 * (query - x0) * (query - x1) / ((x2 - x0) * (x2 - x1)))
-
-
-def _best_power_law(curves: list) -> tuple[float, float, float, list]:
-    """``(mean PSNR, weight, exponent)`` of the best rule for ``curves`` (problem, sigma_x, log
-    weights, PSNRs), and the curves; see :func:`_fit_over_noise_levels`."""
-    log_sigma = np.array([math.log(c[1]) for c in curves])
-    low = np.array([c[2][0] for c in curves])
-    high = np.array([c[2][-1] for c in curves])
-    best = (-math.inf, math.nan, math.nan)
-    for exponent in _EXPONENTS:
-        shift = (exponent - 2.0) * log_sigma  # log of a problem's weight = log(weight) + shift
-        start, stop = float(np.max(low - shift)), float(np.min(high - shift))
-        if start > stop:
-            continue  # no weight keeps every problem inside its grid
-        log_weights = np.linspace(start, stop, 201)
-        scores = np.mean([_interpolate(log_weights + d, c[2], c[3]) for d, c in zip(shift, curves)], axis=0)
-        top = int(np.argmax(scores))
-        if scores[top] > best[0]:
-            best = (float(scores[top]), math.exp(float(log_weights[top])), float(exponent))
-    if not math.isfinite(best[0]):
-        raise ValueError("no power law keeps every problem's weight inside its grid: widen the grids")
-    return (*best, curves)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                 ssims.append(ssim(restored, clean[0]))
                 iterations.append(res.iterations)
                 monotone += bool(res.monotone)
-            row = {"noise_relative": args.noise_relative, "angles": angles, "sigma_x": sigma_x, "weight": weight, "strength": strength,
+            row = {"noise_relative": args.noise_relative, "angles": angles, "density": op.parameter_density,
+                   "sigma_x": sigma_x, "weight": weight, "strength": strength,
                    "psnr": sum(psnrs) / len(psnrs),
                    "ssim": sum(ssims) / len(ssims), "iterations": sum(iterations) / len(iterations),
                    "monotone": monotone, "runs": len(problems), "seconds": time.perf_counter() - start}

@@ -108,6 +108,16 @@ class ParallelBeamCT(CertifiedLinearPhysics):
     # the automatic PnP parameters use a denoiser's CT calibration when it carries one
     parameter_family = "ct"
 
+    @property
+    def parameter_density(self) -> float:
+        """Projection directions per image pixel across: distinct angles modulo 180 degrees (a
+        360-degree scan measures each direction twice, which the noise level already counts) over
+        the image side. The automatic parameters weigh the denoiser by it when a denoiser's CT rule
+        says so (``ParameterRule.density_exponent``): sparse views want less regularisation than
+        dense ones at one noise level."""
+        directions = np.unique(np.round(np.mod(self.angles_deg, 180.0), 6) % 180.0)
+        return float(directions.size) / self.image_size
+
     def __init__(
         self,
         image_size: int | tuple[int, ...],

@@ -397,7 +397,7 @@ def solve(
         chosen = choose_parameters(method, kind, rule_for(D, kind, method, rule, problem),
                                    None if noise_level is None else float(noise_level), op_norm, source,
                                    sigma_den=sigma_den if takes_sigma else None, step=step,
-                                   trained_noise_level=trained)
+                                   trained_noise_level=trained, density=getattr(op, "parameter_density", None))
         sigma_den = chosen.sigma_den if takes_sigma else None
         step = chosen.step
         if relaxation is None:

@@ -10,10 +10,14 @@ level it was trained at (attribute ``trained_noise_level``). The restoration tar
 
 (``exponent = 2`` is the Bayesian MAP scaling, where the target is ``weight * sigma_y^2``;
 learned denoisers are not exact proxes, so both constants are calibrated, on blur where
-``||A|| = 1``). ``sigma_x`` makes the rule invariant to rescaling ``A``, ``y`` and ``sigma_y`` by
-one factor, which does not change the problem in ``x``: a CT operator (``||A|| ~ 200``) gets the
-same denoiser strength as a blur with the same image-domain noise. Then, with
-``target = weight ||A||^2 sigma_x^p``:
+``||A|| = 1``). An operator may declare a dimensionless sampling density ``d``
+(``parameter_density``; CT: projection directions per image pixel across); a rule with
+``density_exponent = k`` then multiplies the target by ``d^k``. The noise level alone does not
+set the balance on CT: at one ``sigma_x``, sparse views want less regularisation than dense ones
+(the best weight grows like ``d^0.29`` on Mayo train slices, docs/solvers.md). ``sigma_x`` makes
+the rule invariant to rescaling ``A``, ``y`` and ``sigma_y`` by one factor, which does not change
+the problem in ``x``: a CT operator (``||A|| ~ 200``) gets the same denoiser strength as a blur with
+the same image-domain noise. Then, with ``target = weight ||A||^2 sigma_x^p`` (times ``d^k``):
 
 * **FB** with step ``tau`` runs ``prox_{tau target R}``: ``omega = tau * target``.
   A Gaussian denoiser asked for a noise level below its trained range runs at the bottom of the
@@ -65,6 +69,8 @@ class ParameterRule:
             rises), which is what learned denoisers calibrated across noise levels want.
         gamma_scale: ADMM/DRS otherwise: ``gamma = gamma_scale / ||A||^2``.
         sigma_min, sigma_max: clamp on a Gaussian denoiser's noise level (its trained range).
+        density_exponent: power of the operator's sampling density ``parameter_density`` in the
+            target (0: the density does not matter; an operator that declares none counts as 1).
     """
 
     weight: float = 1.0
@@ -74,12 +80,13 @@ class ParameterRule:
     gamma_scale: float = 1.0
     sigma_min: float = 0.0
     sigma_max: float = math.inf
+    density_exponent: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("weight", "sigma_ratio", "gamma_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ParameterRule.{name} must be positive, got {getattr(self, name)}")
-        for name in ("exponent", "sigma_exponent"):
+        for name in ("exponent", "sigma_exponent", "density_exponent"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"ParameterRule.{name} must be finite, got {getattr(self, name)}")
         if self.sigma_exponent < 0:  # s would fall as the noise rises
@@ -119,9 +126,10 @@ class ChosenParameters:
     noise_level: float | None
     noise_level_source: str  # "given", "estimated" or "unused"
     rule: ParameterRule
+    density: float | None = None  # the operator's parameter_density, when the rule used it
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "sigma_den": self.sigma_den,
             "step": self.step,
             "relaxation": self.relaxation,
@@ -129,6 +137,9 @@ class ChosenParameters:
             "noise_level_source": self.noise_level_source,
             "rule": self.rule.as_dict(),
         }
+        if self.density is not None:
+            out["density"] = self.density
+        return out
 
 
 # Calibrated by bench/calibrate_parameters.py on BSDS500 *train* crops (4 images x the 4 deblur-quick
@@ -211,13 +222,20 @@ def choose_parameters(
     sigma_den: float | None = None,
     step: float | None = None,
     trained_noise_level: float | None = None,
+    density: float | None = None,
 ) -> ChosenParameters:
     """Apply ``rule`` (see the module docstring); ``sigma_den``/``step`` given by the user are kept.
 
     ``noise_level`` is sigma_y > 0 on the data scale. A given value fixes its coupled partner
     consistently (e.g. ADMM with a given ``sigma_den`` takes ``gamma = sigma_den^2 / (weight
     sigma_y^p)``). ``trained_noise_level`` is the fixed strength of a ``D(x)`` denoiser, if known.
+    ``density`` is the operator's ``parameter_density`` (None: 1), used when the rule has a
+    ``density_exponent``.
     """
+    if density is not None and (isinstance(density, bool) or not isinstance(density, (int, float))
+                                or not math.isfinite(density) or not density > 0):
+        raise ValueError(f"an operator's parameter_density must be a positive number, got {density!r}")
+    used_density = float(density) if density is not None and rule.density_exponent != 0 else None
     if kind == "fixed" and not trained_noise_level:  # nothing to balance: plain defaults
         if method == "fb":
             tau = _FB_STEP_FRACTION / operator_norm**2 if step is None else float(step)
@@ -241,6 +259,8 @@ def choose_parameters(
                          f"more than the images' whole [0, 1] range: on the 0-255 scale? ({noise_level:g}/255 = "
                          f"{noise_level / 255:.4g})")
     target = rule.weight * lip_sq * sigma_x**rule.exponent  # omega / step at the MAP balance
+    if used_density is not None:
+        target *= used_density**rule.density_exponent
     # a level so small that its powers underflow would divide by zero below (ZeroDivisionError) or
     # give a zero step that blames another option: refuse it here, by name
     if not target > 0 or not noise_level * noise_level > 0:
@@ -270,7 +290,7 @@ def choose_parameters(
                     tau = wanted
                 else:  # the step cannot grow further: weaken D by relaxation (t <= 1 keeps it averaged)
                     relaxation = tau * target / trained_noise_level**2
-        return ChosenParameters(sigma, tau, relaxation, noise_level, noise_level_source, rule)
+        return ChosenParameters(sigma, tau, relaxation, noise_level, noise_level_source, rule, used_density)
     if kind == "noise_level":
         sigma = _clamp(rule.sigma_ratio * sigma_x**rule.sigma_exponent, rule) if sigma_den is None else sigma_den
         gamma = sigma**2 / target if step is None else float(step)
@@ -285,7 +305,7 @@ def choose_parameters(
             gamma = trained_noise_level**2 / target
         else:
             gamma = rule.gamma_scale / lip_sq
-    return ChosenParameters(sigma, gamma, relaxation, noise_level, noise_level_source, rule)
+    return ChosenParameters(sigma, gamma, relaxation, noise_level, noise_level_source, rule, used_density)
 
 
 def _clamp(sigma: float, rule: ParameterRule) -> float:

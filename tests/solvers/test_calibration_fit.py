@@ -127,9 +127,11 @@ def test_ct_admm_rule_takes_the_pair_best_on_average_over_angle_counts():
     assert "2.0/0.07" not in fitted["mean_psnr_by_setting"]  # not measured at 60 angles
 
 
-def _ct_rows_from_power_law(weight, exponent, strength=0.05, peak=35.0, grid=None, steep_below=1.0):
+def _ct_rows_from_power_law(weight, exponent, strength=0.05, peak=35.0, grid=None, steep_below=1.0,
+                            density_exponent=None):
     """Rows of a CT calibration at three noise levels and two angle counts whose PSNR peaks, on a
-    fine grid of weights, at ``weight * sigma_x^(exponent - 2)``, ``steep_below`` times faster
+    fine grid of weights, at ``weight * sigma_x^(exponent - 2)`` (times ``density^density_exponent``
+    with one: the rows then carry their density, angles / 128), ``steep_below`` times faster
     towards small weights."""
     grid = grid or [2.0 ** (k / 4) for k in range(-12, 29)]  # 1/8 .. 128
     rows = []
@@ -137,7 +139,11 @@ def _ct_rows_from_power_law(weight, exponent, strength=0.05, peak=35.0, grid=Non
         for angles, scale in ((60, 3.0), (180, 1.7)):
             sigma_x = noise * scale / 10
             best = weight * sigma_x ** (exponent - 2.0)
-            rows += [{"noise_relative": noise, "angles": angles, "sigma_x": sigma_x, "weight": w,
+            extra = {}
+            if density_exponent is not None:
+                extra = {"density": angles / 128}
+                best *= extra["density"] ** density_exponent
+            rows += [{"noise_relative": noise, "angles": angles, "sigma_x": sigma_x, "weight": w, **extra,
                       "strength": strength, "psnr": peak - (steep_below if w < best else 1.0) * math.log(w / best) ** 2}
                      for w in grid]
     return rows
@@ -156,6 +162,18 @@ def test_ct_rule_over_noise_levels_recovers_the_power_law_of_the_best_weights():
         assert problem["rule_weight"] == pytest.approx(0.4 * problem["sigma_x"] ** -0.5, rel=0.05)
     assert fitted["best_at_grid_edge"] == []
     assert fitted["mean_psnr"] == pytest.approx(35.0, abs=0.01)
+
+
+def test_ct_rule_over_noise_levels_fits_the_sampling_density_when_the_rows_carry_it():
+    """Best weights that also grow like density^0.6: the fit finds the density exponent and the
+    noise exponent back, and records the best rule without the density for comparison."""
+    ct = load_bench_script("calibrate_ct_rule")
+    fitted = ct._fit(_ct_rows_from_power_law(0.4, 1.5, density_exponent=0.6))
+    assert fitted["rule"]["density_exponent"] == pytest.approx(0.6, abs=0.03)
+    assert fitted["rule"]["exponent"] == pytest.approx(1.5, abs=0.02)
+    assert fitted["mean_psnr"] == pytest.approx(35.0, abs=0.01)
+    assert fitted["without_density"]["mean_psnr"] < fitted["mean_psnr"] - 0.05
+    assert "density_exponent" not in ct._fit(_ct_rows_from_power_law(0.4, 1.5))["rule"]  # no densities: none fitted
 
 
 def test_ct_rule_over_noise_levels_is_never_credited_above_what_was_measured():

@@ -180,6 +180,53 @@ def test_an_operator_family_selects_the_denoisers_rule_for_that_problem(blurred)
     assert fallback["sigma_den"] == pytest.approx(math.sqrt(1.9 * 0.3) * sigma_x)
 
 
+def test_a_rule_weighs_the_operators_sampling_density_by_its_exponent():
+    """``target`` gains ``d^density_exponent``: ADMM's ``gamma = s^2 / target`` falls by that factor,
+    FB's denoiser strength by its square root; a rule without the exponent ignores ``d`` (and records
+    none), an operator without a density counts as 1, and a bad density is refused by name."""
+    rule = ParameterRule(weight=0.4, exponent=1.5, sigma_ratio=0.05, sigma_exponent=0.0, density_exponent=0.5)
+    plain = choose_parameters("admm", "noise_level", rule, noise_level=2.0, operator_norm=200.0)
+    dense = choose_parameters("admm", "noise_level", rule, noise_level=2.0, operator_norm=200.0, density=4.0)
+    assert dense.step == pytest.approx(plain.step / 2.0) and dense.sigma_den == plain.sigma_den
+    assert dense.as_dict()["density"] == 4.0 and "density" not in plain.as_dict()
+    fb_plain = choose_parameters("fb", "noise_level", rule, noise_level=2.0, operator_norm=200.0)
+    fb_dense = choose_parameters("fb", "noise_level", rule, noise_level=2.0, operator_norm=200.0, density=4.0)
+    assert fb_dense.sigma_den == pytest.approx(fb_plain.sigma_den * math.sqrt(2.0))
+    ignored = choose_parameters("admm", "noise_level", ParameterRule(weight=0.4, sigma_ratio=0.05, sigma_exponent=0.0),
+                                noise_level=2.0, operator_norm=200.0, density=4.0)
+    assert "density" not in ignored.as_dict()
+    for bad in (0.0, -1.0, math.nan, math.inf, True, "2"):
+        with pytest.raises(ValueError, match="parameter_density must be a positive number"):
+            choose_parameters("admm", "noise_level", rule, noise_level=2.0, operator_norm=200.0, density=bad)
+    with pytest.raises(ValueError, match="density_exponent must be finite"):
+        ParameterRule(density_exponent=math.nan)
+
+
+def test_ct_sampling_density_counts_directions_and_solve_uses_it():
+    """Projection directions per pixel across: a 360-degree scan measures each direction twice and
+    has the density of the 180-degree one; the solver hands the density to the rule and records it."""
+    import numpy as np
+
+    from pnp_stable.operators import ParallelBeamCT
+
+    assert ParallelBeamCT(32, angles=8).parameter_density == pytest.approx(8 / 32)
+    full_turn = ParallelBeamCT(32, angles=np.arange(0.0, 360.0, 22.5))
+    assert full_turn.parameter_density == pytest.approx(8 / 32)
+    assert ParallelBeamCT(32, angles=np.arange(0.0, 360.0, 22.5) + 1.0).parameter_density == pytest.approx(8 / 32)
+    assert ParallelBeamCT(32, angles=[0.0, 180.0, 359.9999999]).parameter_density == pytest.approx(1 / 32)
+    denoiser = SigmaSmoother(1.0, (32, 32))
+    ct = ParallelBeamCT(32, angles=8)
+    y = ct.simulate(torch.rand(1, 1, 32, 32, dtype=torch.float64), 0.5, seed=0)
+    steps = {}
+    for kappa in (0.0, 1.0):
+        denoiser.pnp_parameter_rule = {"ct": {"admm": {"weight": 2.0, "sigma_ratio": 0.05, "sigma_exponent": 0.0,
+                                                       "density_exponent": kappa}}}
+        chosen = solve(y, ct, denoiser, method="admm", noise_level=0.5, max_iter=1, progress=False).parameters
+        steps[kappa] = chosen["step"]
+        assert chosen["automatic"].get("density") == (None if kappa == 0.0 else pytest.approx(8 / 32))
+    assert steps[1.0] == pytest.approx(steps[0.0] / (8 / 32))  # gamma = s^2 / target, target x d
+
+
 def test_denoiser_call_convention_errors(blurred):
     op, x = blurred
     y = op.simulate(x, 0.02, seed=0)

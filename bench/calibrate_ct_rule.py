@@ -7,8 +7,9 @@ measurements reaches the image amplified at high frequencies, and how much depen
 of angles, so the blur rule's strength is off by a factor that moves with the geometry. This
 script grid-searches the weight of ``target = weight * ||A||^2 * sigma_x^2`` per angle count on
 ``--slices`` Mayo train slices (ct-quick's two slices and ``phantom_149``, which is also a
-validation slice, are excluded) and keeps the weight with the best PSNR averaged over the angle
-counts (exponent 2; see :func:`_fit` for why no exponent is fitted). The result carries
+validation slice, are excluded) and, at one noise level, keeps the weight with the best PSNR
+averaged over the angle counts (exponent 2; see :func:`_fit` for why no exponent is fitted from one
+noise level; across several, below, it is). The result carries
 ``"problem": "ct"`` for ``export --pnp-rule ct:fb=FILE``.
 
     python bench/calibrate_ct_rule.py --denoiser gray --weights 0.3 0.6 1.2 2.4 --out runs/bench/calib_ct_fb.json
@@ -80,7 +81,9 @@ def calibration_slices(data: Path, count: int, size: int) -> list[tuple[str, np.
 
 
 def refit(files: list[Path], out: Path | None) -> int:
-    """Merge the tables of earlier ``--out`` files (same denoiser, slices and size) and fit again."""
+    """Merge the tables of earlier ``--out`` files (same denoiser, method and slices) and fit again.
+    Files of one noise level must share the image size; across noise levels sizes may differ (the
+    fit then reads each problem's ``sigma_x`` and density)."""
     runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], tuple(r["images"])))
     if runs is None:
         return 2
@@ -90,17 +93,27 @@ def refit(files: list[Path], out: Path | None) -> int:
         return 2
     # rows written before they carried their noise level (and density) take their file's
     rows = [{**row, "noise_relative": row.get("noise_relative", _levels(r["noise_relative"])[0]),
-             "density": row.get("density", row["angles"] / r["size"])} for r in runs for row in r["table"]]
+             "density": row.get("density", row["angles"] / _levels(r["size"])[0])} for r in runs for row in r["table"]]
     merged = {(row["noise_relative"], row["angles"], row["density"], row["weight"], row.get("strength")): row
               for row in rows}
     table = sorted(merged.values(), key=lambda row: (row["noise_relative"], row["angles"], row["density"],
                                                      row["weight"], row.get("strength") or 0.0))
     noise_levels = sorted({row["noise_relative"] for row in table})
-    sizes = sorted({r["size"] for r in runs})
-    result = {**runs[0], "angles": sorted({row["angles"] for row in table}),
-              "noise_relative": noise_levels[0] if len(noise_levels) == 1 else noise_levels,
-              "size": sizes[0] if len(sizes) == 1 else sizes, "merged_from": [str(f) for f in files]}
-    result.update(_fit(table))
+    sizes = sorted({int(size) for r in runs for size in _levels(r["size"])})
+    if len(sizes) > 1 and len(noise_levels) == 1:
+        print(f"error: the files calibrate different image sizes {sizes} at one noise level: merge them with "
+              "calibrations at other noise levels, or refit each size alone", file=sys.stderr)
+        return 2
+    # what describes the calibration, not what an earlier fit of one file found
+    result = {key: runs[0][key] for key in ("denoiser", "method", "problem", "source", "images") if key in runs[0]}
+    result.update({"size": sizes[0] if len(sizes) == 1 else sizes, "angles": sorted({row["angles"] for row in table}),
+                   "noise_relative": noise_levels[0] if len(noise_levels) == 1 else noise_levels,
+                   "date": time.strftime("%Y-%m-%d"), "merged_from": [str(f) for f in files]})
+    try:
+        result.update(_fit(table))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     report_calibration(result, out)
     return 0
 
@@ -110,13 +123,13 @@ def _levels(noise_relative: float | list[float]) -> list[float]:
 
 
 def _fit(table: list[dict]) -> dict:
-    """The rule: exponent 2 (the MAP scaling) and the one weight (for ADMM: the one pair of weight
-    and denoiser strength, rows with a ``strength``) with the best PSNR averaged over the angle
-    counts (with several noise levels: :func:`_fit_over_noise_levels`). The power law through each
-    angle count's best weight is recorded too
-    (``per_angle_fit``, as bench/calibrate_parameters.py fits noise levels) but not used: with
-    two angle counts on a factor-2 grid its exponent is set by grid noise, and the first run
-    (2026-11-30) gave a negative one, a rule that regularises more as the noise vanishes."""
+    """The rule from one noise level: exponent 2 (the MAP scaling) and the one weight (for ADMM:
+    the one pair of weight and denoiser strength, rows with a ``strength``) with the best PSNR
+    averaged over the angle counts (with several noise levels: :func:`_fit_over_noise_levels`).
+    The power law through each angle count's best weight is recorded too (``per_angle_fit``, as
+    bench/calibrate_parameters.py fits noise levels) but not used: with two angle counts on a
+    factor-2 grid its exponent is set by grid noise, and the first run (2026-11-30) gave a negative
+    one, a rule that regularises more as the noise vanishes."""
     if len({row["noise_relative"] for row in table if "noise_relative" in row}) > 1:
         return _fit_over_noise_levels(table)
     if any(row.get("strength") is not None for row in table):
@@ -155,8 +168,8 @@ def _fit_over_noise_levels(table: list[dict], fit_density: bool = True) -> dict:
     """The rule ``target = weight * ||A||^2 * sigma_x^exponent * d^density_exponent`` with the best
     PSNR averaged over every problem (a noise level, an angle count and an image size) of a table
     measured at several noise levels; ``d`` is the operator's ``parameter_density`` (angles per
-    pixel across, the rows' ``density``), fitted when the rows carry two densities or more and
-    ``fit_density``.
+    pixel across, the rows' ``density``), fitted when the rows carry three densities or more and
+    ``fit_density`` (with two, any exponent reproduces the two offsets exactly: nothing would check it).
 
     Each problem's PSNR is interpolated in ``log weight`` between its grid points
     (:func:`_interpolate`; written with exponent 2: ``weight * sigma_x^(exponent - 2) * d^k`` is
@@ -166,28 +179,41 @@ def _fit_over_noise_levels(table: list[dict], fit_density: bool = True) -> dict:
     law through each problem's best weight this weighs a problem by what a weight costs it: a
     problem with a flat optimum yields to one with a sharp optimum. ADMM rows carry a denoiser
     strength, one for all noise levels: the strength measured at every problem whose best rule
-    scores highest is kept. ``best_at_grid_edge`` names the problems whose best measured weight is
-    the smallest or largest tried (widen their grid before trusting the fit there); ``without_density``
-    is the best rule with ``density_exponent`` 0, for comparison.
+    scores highest is kept (``strengths_not_everywhere`` names those left out). ``best_at_grid_edge``
+    names the problems whose best measured weight is the smallest or largest tried (widen their
+    grid before trusting the fit there); ``without_density`` is the best rule with
+    ``density_exponent`` 0, for comparison.
     """
+    bad = [row for row in table if not math.isfinite(float(row["psnr"]))]
+    if bad:
+        raise ValueError(f"{len(bad)} rows have no finite PSNR (first: noise {bad[0]['noise_relative']}, "
+                         f"{bad[0]['angles']} angles, weight {bad[0]['weight']}): remove or re-measure them")
+    if len({"density" in row and row["density"] is not None for row in table}) > 1:
+        raise ValueError("some rows carry a density and others do not: --refit fills it from each file's size")
     problems = sorted({(row["noise_relative"], row["angles"], row.get("density")) for row in table},
                       key=lambda p: (p[0], p[1], p[2] or 0.0))
     densities = {p[2] for p in problems}
-    fit_density = fit_density and None not in densities and len(densities) >= 2
+    fit_density = fit_density and None not in densities and len(densities) >= 3
     strengths = sorted({row.get("strength") for row in table}, key=lambda v: -1.0 if v is None else v)
-    candidates = []
+    candidates, left_out = [], []
     for strength in strengths:
         rows = [row for row in table if row.get("strength") == strength]
         curves = []
         for problem in problems:
-            measured = sorted((row["weight"], row["psnr"], row["sigma_x"]) for row in rows
-                              if (row["noise_relative"], row["angles"], row.get("density")) == problem)
-            if len(measured) < 2:
+            by_weight: dict[float, list] = {}
+            for row in rows:
+                if (row["noise_relative"], row["angles"], row.get("density")) == problem:
+                    by_weight.setdefault(float(row["weight"]), []).append(row)
+            if len(by_weight) < 2:
                 break  # this strength was not tried (enough) at every problem
-            curves.append(_Curve(problem, measured[0][2], problem[2] or 1.0, np.log([m[0] for m in measured]),
-                                 np.array([m[1] for m in measured])))
+            weights = sorted(by_weight)  # a weight measured twice counts once, at its mean PSNR
+            psnrs = np.array([np.mean([r["psnr"] for r in by_weight[w]]) for w in weights])
+            curves.append(_Curve(problem, float(by_weight[weights[0]][0]["sigma_x"]), problem[2] or 1.0,
+                                 np.log(weights), psnrs))
         else:
             candidates.append((strength, curves, _best_power_law(curves, fit_density)))
+            continue
+        left_out.append(strength)
     if not candidates:
         raise ValueError("no denoiser strength was tried at two weights or more for every noise level and angle count")
     strength, curves, (score, weight, exponent, density_exponent) = max(candidates, key=lambda c: c[2][0])
@@ -213,7 +239,7 @@ def _fit_over_noise_levels(table: list[dict], fit_density: bool = True) -> dict:
     result = {"best": {str(p["sigma_x"]): {"weight": p["best_weight"], "psnr": p["best_psnr"]}
                        for p in per_problem.values()},
               "per_problem": per_problem, "mean_psnr": score, "best_at_grid_edge": at_edge,
-              "rule": rule, "table": table}
+              "strengths_not_everywhere": left_out, "rule": rule, "table": table}
     if fit_density:
         plain = _best_power_law(curves, False)
         result["without_density"] = {"mean_psnr": plain[0], "weight": plain[1], "exponent": plain[2]}
@@ -230,54 +256,84 @@ class _Curve(NamedTuple):  # not a dataclass: tests load this script without reg
     psnrs: np.ndarray
 
 
+_EXPONENT_RANGE = (0.0, 3.0)  # below 0 a rule would regularise more as the noise vanishes
+_DENSITY_EXPONENT_RANGE = (-1.0, 2.0)
+
+
 def _best_power_law(curves: list[_Curve], fit_density: bool) -> tuple[float, float, float, float]:
     """``(mean PSNR, weight, exponent, density exponent)`` of the best rule for ``curves``; see
-    :func:`_fit_over_noise_levels`. Coarse grid, then a fine one around its best."""
+    :func:`_fit_over_noise_levels`. A coarse grid, then a fine one around its best. Where several
+    rules score the same (to 1e-9 dB: a flat optimum), the one in the middle of them is taken, not
+    the first the loops meet, which would favour the smallest exponents."""
     log_sigma = np.array([math.log(c.sigma_x) for c in curves])
     log_density = np.array([math.log(c.density) for c in curves])
     low = np.array([c.log_weights[0] for c in curves])
     high = np.array([c.log_weights[-1] for c in curves])
 
-    def best_weight(exponent: float, kappa: float) -> tuple[float, float]:
-        shift = (exponent - 2.0) * log_sigma + kappa * log_density  # a problem's log weight - log(weight)
-        start, stop = float(np.max(low - shift)), float(np.min(high - shift))
-        if start > stop:
-            return -math.inf, math.nan  # no weight keeps every problem inside its grid
-        log_weights = np.linspace(start, stop, 201)
-        scores = np.mean([_interpolate(log_weights + d, c.log_weights, c.psnrs) for d, c in zip(shift, curves)],
-                         axis=0)
-        top = int(np.argmax(scores))
-        return float(scores[top]), float(log_weights[top])
-
-    def search(exponents: np.ndarray, kappas: np.ndarray, best: tuple) -> tuple:
+    def scored(exponents: np.ndarray, kappas: np.ndarray) -> list[tuple[float, float, float, float]]:
+        out = []
         for exponent in exponents:
             for kappa in kappas:
-                score, log_weight = best_weight(float(exponent), float(kappa))
-                if score > best[0]:
-                    best = (score, math.exp(log_weight), float(exponent), float(kappa))
-        return best
+                shift = (exponent - 2.0) * log_sigma + kappa * log_density  # a problem's log weight - log(weight)
+                start, stop = float(np.max(low - shift)), float(np.min(high - shift))
+                if start > stop:
+                    continue  # no weight keeps every problem inside its grid
+                log_weights = np.linspace(start, stop, 201)
+                scores = np.mean([_interpolate(log_weights + d, c.log_weights, c.psnrs)
+                                  for d, c in zip(shift, curves)], axis=0)
+                out += [(float(v), float(w), float(exponent), float(kappa)) for v, w in zip(scores, log_weights)]
+        return out
 
-    # exponent below 0: a rule that regularises more as the noise vanishes
-    kappas = np.linspace(-1.0, 2.0, 31) if fit_density else np.zeros(1)
-    best = search(np.linspace(0.0, 3.0, 61), kappas, (-math.inf, math.nan, math.nan, 0.0))
-    if not math.isfinite(best[0]):
-        raise ValueError("no power law keeps every problem's weight inside its grid: widen the grids")
-    fine_exponents = np.clip(best[2] + np.linspace(-0.05, 0.05, 11), 0.0, 3.0)
-    fine_kappas = best[3] + np.linspace(-0.1, 0.1, 21) if fit_density else np.zeros(1)
-    return search(fine_exponents, fine_kappas, best)
+    def best_of(rules: list) -> tuple[float, float, float, float]:
+        if not rules:
+            raise ValueError("no power law keeps every problem's weight inside its grid: widen the grids")
+        top = max(r[0] for r in rules)
+        tied = np.array([r[1:] for r in rules if r[0] >= top - 1e-9])
+        centre = tied.mean(axis=0)
+        scale = np.maximum(tied.max(axis=0) - tied.min(axis=0), 1e-12)
+        middle = tied[int(np.argmin((((tied - centre) / scale) ** 2).sum(axis=1)))]
+        return top, float(np.exp(middle[0])), float(middle[1]), float(middle[2])
+
+    kappas = np.linspace(*_DENSITY_EXPONENT_RANGE, 31) if fit_density else np.zeros(1)
+    coarse = best_of(scored(np.linspace(*_EXPONENT_RANGE, 61), kappas))
+    fine_exponents = np.clip(coarse[2] + np.linspace(-0.05, 0.05, 11), *_EXPONENT_RANGE)
+    fine_kappas = (np.clip(coarse[3] + np.linspace(-0.1, 0.1, 21), *_DENSITY_EXPONENT_RANGE) if fit_density
+                   else np.zeros(1))
+    fine = scored(np.unique(fine_exponents), np.unique(fine_kappas))
+    return best_of(fine + [(coarse[0], math.log(coarse[1]), coarse[2], coarse[3])])
 
 
 def _interpolate(query: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """``ys(query)`` by the parabola through the grid point nearest each query and its two
-    neighbours (a line with two points), never above the largest measured value. Exact where the
-    PSNR is quadratic in ``log weight`` near its peak; linear interpolation would be biased towards
-    grid points, which pulls the fitted exponent towards one that hits them (0.1 off in a test)."""
+    neighbours (a line with two points), never above the peak of the parabola through the best
+    measured point and its neighbours (:func:`_peak_estimate`). Exact where the PSNR is quadratic
+    in ``log weight`` near its peak; linear interpolation would be biased towards grid points,
+    which pulls the fitted exponent towards one that hits them (0.1 off in a test)."""
     if len(xs) < 3:
         return np.interp(query, xs, ys)
-    # capped at the best measured PSNR: the curves are skewed (steep towards small weights), and a
-    # parabola through three points of one overshoots (by 0.18 dB in the first fit), which a fitted
-    # rule would chase
-    return np.minimum(_parabola_through_nearest(query, xs, ys), ys.max())
+    # the curves are skewed (steep towards small weights): a parabola through three points on the
+    # steep side overshoots the peak (by 0.18 dB in the first fit), which a fitted rule would chase;
+    # capping at the best *measured* value instead makes the top flat and the fit indifferent there
+    return np.minimum(_parabola_through_nearest(query, xs, ys), _peak_estimate(xs, ys))
+
+
+def _peak_estimate(xs: np.ndarray, ys: np.ndarray) -> float:
+    """The vertex of the parabola through the best grid point and its two neighbours when it is
+    concave with its vertex between them; else the best measured value."""
+    best = int(np.argmax(ys))
+    if best in (0, len(ys) - 1):
+        return float(ys[best])
+    x0, x1, x2 = xs[best - 1:best + 2]
+    y0, y1, y2 = ys[best - 1:best + 2]
+    # Newton form y = y0 + f[x0,x1] (x - x0) + a (x - x0)(x - x1), a = f[x0,x1,x2]: y'' = 2a
+    a = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
+    if not a < 0:
+        return float(ys[best])
+    slope_at_x1 = (y1 - y0) / (x1 - x0) + a * (x1 - x0)
+    vertex = x1 - slope_at_x1 / (2 * a)
+    if not x0 <= vertex <= x2:
+        return float(ys[best])
+    return float(y1 - slope_at_x1**2 / (4 * a))
 
 
 def _parabola_through_nearest(query: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -360,7 +416,15 @@ def main(argv: list[str] | None = None) -> int:
               "source": "bench/calibrate_ct_rule.py on Mayo train slices (ct-quick's excluded)",
               "images": [s for s, _ in slices], "size": args.size, "angles": args.angles,
               "noise_relative": args.noise_relative, "date": time.strftime("%Y-%m-%d")}
-    result.update(_fit(table))
+    try:
+        result.update(_fit(table))
+    except ValueError as err:  # keep the measured table: --refit can fit it with more rows
+        print(f"error: {err}", file=sys.stderr)
+        if args.out:
+            from pnp_stable.fileio import atomic_write_json
+
+            atomic_write_json(args.out, {**result, "table": table})
+        return 2
     report_calibration(result, args.out)
     return 0
 

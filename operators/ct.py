@@ -41,6 +41,11 @@ def _dtype_key(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+# projection directions closer than this are one direction for parameter_density: far below any
+# scanner's angular step (0.18 degrees for 1000 views over 180), far above float32 rounding of angles
+DIRECTION_TOLERANCE_DEG = 0.01
+
+
 def _angles_in_degrees(angles: int | Iterable[float]) -> np.ndarray:
     if isinstance(angles, bool):
         raise ValueError(f"angles must be a count or a sequence of angles in degrees, got {angles!r}")
@@ -110,13 +115,17 @@ class ParallelBeamCT(CertifiedLinearPhysics):
 
     @property
     def parameter_density(self) -> float:
-        """Projection directions per image pixel across: distinct angles modulo 180 degrees (a
-        360-degree scan measures each direction twice, which the noise level already counts) over
-        the image side. The automatic parameters weigh the denoiser by it when a denoiser's CT rule
-        says so (``ParameterRule.density_exponent``): sparse views want less regularisation than
-        dense ones at one noise level."""
-        directions = np.unique(np.round(np.mod(self.angles_deg, 180.0), 6) % 180.0)
-        return float(directions.size) / self.image_size
+        """Projection directions per image pixel across: the angles' distinct directions modulo 180
+        degrees over the image side. Directions closer than ``DIRECTION_TOLERANCE_DEG`` count once:
+        the opposite views of a 360-degree scan (stored as float32, or logged with gantry jitter)
+        measure the same line integrals, and the noise level already counts their repetition. The
+        automatic parameters weigh the denoiser by it when a denoiser's CT rule says so
+        (``ParameterRule.density_exponent``: sparse views want less regularisation than dense ones).
+        The shipped rule was calibrated on uniform scans covering 180 degrees; a limited-angle scan
+        gets the density of its view count, its missing wedge unaccounted for."""
+        directions = np.sort(np.mod(self.angles_deg, 180.0))
+        gaps = np.diff(np.concatenate([directions, directions[:1] + 180.0]))  # the last wraps to the first
+        return float(max(1, int(np.count_nonzero(gaps > DIRECTION_TOLERANCE_DEG)))) / self.image_size
 
     def __init__(
         self,

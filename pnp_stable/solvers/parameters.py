@@ -232,10 +232,7 @@ def choose_parameters(
     ``density`` is the operator's ``parameter_density`` (None: 1), used when the rule has a
     ``density_exponent``.
     """
-    if density is not None and (isinstance(density, bool) or not isinstance(density, (int, float))
-                                or not math.isfinite(density) or not density > 0):
-        raise ValueError(f"an operator's parameter_density must be a positive number, got {density!r}")
-    used_density = float(density) if density is not None and rule.density_exponent != 0 else None
+    used_density = _density_used(density, rule)
     if kind == "fixed" and not trained_noise_level:  # nothing to balance: plain defaults
         if method == "fb":
             tau = _FB_STEP_FRACTION / operator_norm**2 if step is None else float(step)
@@ -260,7 +257,7 @@ def choose_parameters(
                          f"{noise_level / 255:.4g})")
     target = rule.weight * lip_sq * sigma_x**rule.exponent  # omega / step at the MAP balance
     if used_density is not None:
-        target *= used_density**rule.density_exponent
+        target *= _density_factor(used_density, rule.density_exponent)
     # a level so small that its powers underflow would divide by zero below (ZeroDivisionError) or
     # give a zero step that blames another option: refuse it here, by name
     if not target > 0 or not noise_level * noise_level > 0:
@@ -306,6 +303,31 @@ def choose_parameters(
         else:
             gamma = rule.gamma_scale / lip_sq
     return ChosenParameters(sigma, gamma, relaxation, noise_level, noise_level_source, rule, used_density)
+
+
+def _density_used(density: Any, rule: ParameterRule) -> float | None:
+    """The operator's ``parameter_density`` as a float when ``rule`` weighs it, else None (a rule
+    without a density exponent never reads it, whatever an operator declares)."""
+    if density is None or rule.density_exponent == 0:
+        return None
+    try:
+        value = float(density) if not isinstance(density, (bool, str, bytes)) else math.nan
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"an operator's parameter_density must be a positive number, got {density!r}")
+    return value
+
+
+def _density_factor(density: float, exponent: float) -> float:
+    try:
+        factor = math.exp(exponent * math.log(density))
+    except OverflowError:
+        factor = math.inf
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"the operator's parameter_density {density:g} to the rule's density_exponent {exponent:g} "
+                         "is not a usable factor (it overflows or underflows)")
+    return factor
 
 
 def _clamp(sigma: float, rule: ParameterRule) -> float:

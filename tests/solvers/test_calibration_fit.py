@@ -131,12 +131,13 @@ def _ct_rows_from_power_law(weight, exponent, strength=0.05, peak=35.0, grid=Non
                             density_exponent=None):
     """Rows of a CT calibration at three noise levels and two angle counts whose PSNR peaks, on a
     fine grid of weights, at ``weight * sigma_x^(exponent - 2)`` (times ``density^density_exponent``
-    with one: the rows then carry their density, angles / 128), ``steep_below`` times faster
-    towards small weights."""
+    with one: three angle counts, and the rows carry their density, angles / 128), ``steep_below``
+    times faster towards small weights."""
     grid = grid or [2.0 ** (k / 4) for k in range(-12, 29)]  # 1/8 .. 128
     rows = []
+    views = ((60, 3.0), (180, 1.7)) if density_exponent is None else ((30, 4.2), (60, 3.0), (180, 1.7))
     for noise in (0.001, 0.01, 0.03):
-        for angles, scale in ((60, 3.0), (180, 1.7)):
+        for angles, scale in views:
             sigma_x = noise * scale / 10
             best = weight * sigma_x ** (exponent - 2.0)
             extra = {}
@@ -165,8 +166,8 @@ def test_ct_rule_over_noise_levels_recovers_the_power_law_of_the_best_weights():
 
 
 def test_ct_rule_over_noise_levels_fits_the_sampling_density_when_the_rows_carry_it():
-    """Best weights that also grow like density^0.6: the fit finds the density exponent and the
-    noise exponent back, and records the best rule without the density for comparison."""
+    """Best weights that also grow like density^0.6 (three angle counts): the fit finds the density
+    exponent and the noise exponent back, and records the best rule without the density."""
     ct = load_bench_script("calibrate_ct_rule")
     fitted = ct._fit(_ct_rows_from_power_law(0.4, 1.5, density_exponent=0.6))
     assert fitted["rule"]["density_exponent"] == pytest.approx(0.6, abs=0.03)
@@ -174,17 +175,22 @@ def test_ct_rule_over_noise_levels_fits_the_sampling_density_when_the_rows_carry
     assert fitted["mean_psnr"] == pytest.approx(35.0, abs=0.01)
     assert fitted["without_density"]["mean_psnr"] < fitted["mean_psnr"] - 0.05
     assert "density_exponent" not in ct._fit(_ct_rows_from_power_law(0.4, 1.5))["rule"]  # no densities: none fitted
+    two_counts = [row for row in _ct_rows_from_power_law(0.4, 1.5, density_exponent=0.6) if row["angles"] != 30]
+    assert "density_exponent" not in ct._fit(two_counts)["rule"]  # two densities: any exponent fits both
 
 
-def test_ct_rule_over_noise_levels_is_never_credited_above_what_was_measured():
-    """Skewed curves (steep towards small weights, as measured) on a factor-2 grid: a parabola
-    through three of their points overshoots the peak; the fit's PSNRs stay at or below each
-    problem's best measured one."""
+@pytest.mark.parametrize("steep_below", [1.0, 6.0])
+def test_ct_rule_over_noise_levels_finds_the_power_law_on_a_coarse_grid(steep_below):
+    """A factor-2 grid, as the calibrations use: quadratic curves (each problem's peak between grid
+    points) give the power law back, where capping at the best *measured* PSNR made the tops flat
+    and the first of many tied rules won (exponent 1.40 for 1.5); curves 6x steeper towards small
+    weights, whose three-point parabolas overshoot, still do, which uncapped parabolas do not
+    (weight 0.26 for 0.4)."""
     ct = load_bench_script("calibrate_ct_rule")
-    fitted = ct._fit(_ct_rows_from_power_law(0.4, 1.5, grid=[2.0**k for k in range(-3, 8)], steep_below=6.0))
-    for problem in fitted["per_problem"].values():
-        assert problem["rule_psnr"] <= problem["best_psnr"] + 1e-12
-    assert fitted["mean_psnr"] <= sum(p["best_psnr"] for p in fitted["per_problem"].values()) / 6 + 1e-12
+    fitted = ct._fit(_ct_rows_from_power_law(0.4, 1.5, grid=[2.0**k for k in range(-3, 8)],
+                                             steep_below=steep_below))
+    assert fitted["rule"]["exponent"] == pytest.approx(1.5, abs=0.01 if steep_below == 1.0 else 0.05)
+    assert fitted["rule"]["weight"] == pytest.approx(0.4, rel=0.03 if steep_below == 1.0 else 0.1)
 
 
 def test_ct_rule_over_noise_levels_keeps_the_strength_best_everywhere_and_never_extrapolates():

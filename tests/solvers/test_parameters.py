@@ -192,19 +192,31 @@ def test_a_rule_weighs_the_operators_sampling_density_by_its_exponent():
     fb_plain = choose_parameters("fb", "noise_level", rule, noise_level=2.0, operator_norm=200.0)
     fb_dense = choose_parameters("fb", "noise_level", rule, noise_level=2.0, operator_norm=200.0, density=4.0)
     assert fb_dense.sigma_den == pytest.approx(fb_plain.sigma_den * math.sqrt(2.0))
-    ignored = choose_parameters("admm", "noise_level", ParameterRule(weight=0.4, sigma_ratio=0.05, sigma_exponent=0.0),
-                                noise_level=2.0, operator_norm=200.0, density=4.0)
-    assert "density" not in ignored.as_dict()
-    for bad in (0.0, -1.0, math.nan, math.inf, True, "2"):
+    plain_rule = ParameterRule(weight=0.4, exponent=1.5, sigma_ratio=0.05, sigma_exponent=0.0)
+    for anything in (4.0, "not a number", -1.0):  # a rule without the exponent never reads the density
+        ignored = choose_parameters("admm", "noise_level", plain_rule, noise_level=2.0, operator_norm=200.0,
+                                    density=anything)
+        assert "density" not in ignored.as_dict() and ignored.step == pytest.approx(plain.step)
+    import numpy as np
+
+    for scalar in (np.float32(4.0), np.int64(4), torch.tensor(4.0)):  # numbers of other libraries count
+        assert choose_parameters("admm", "noise_level", rule, noise_level=2.0, operator_norm=200.0,
+                                 density=scalar).step == pytest.approx(dense.step)
+    for bad in (0.0, -1.0, math.nan, math.inf, True, "2", None.__class__):
         with pytest.raises(ValueError, match="parameter_density must be a positive number"):
             choose_parameters("admm", "noise_level", rule, noise_level=2.0, operator_norm=200.0, density=bad)
+    for density, exponent in ((1e3, 200.0), (1e-3, 200.0)):
+        with pytest.raises(ValueError, match="density_exponent .* overflows or underflows"):
+            choose_parameters("admm", "noise_level", ParameterRule(density_exponent=exponent), noise_level=2.0,
+                              operator_norm=200.0, density=density)
     with pytest.raises(ValueError, match="density_exponent must be finite"):
         ParameterRule(density_exponent=math.nan)
 
 
 def test_ct_sampling_density_counts_directions_and_solve_uses_it():
-    """Projection directions per pixel across: a 360-degree scan measures each direction twice and
-    has the density of the 180-degree one; the solver hands the density to the rule and records it."""
+    """Projection directions per pixel across: a 360-degree scan of an even number of views measures
+    each direction twice (up to float32 rounding or jitter) and has the density of the 180-degree
+    one, an odd number interleaves; the solver hands the density to the rule and records it."""
     import numpy as np
 
     from pnp_stable.operators import ParallelBeamCT
@@ -214,6 +226,11 @@ def test_ct_sampling_density_counts_directions_and_solve_uses_it():
     assert full_turn.parameter_density == pytest.approx(8 / 32)
     assert ParallelBeamCT(32, angles=np.arange(0.0, 360.0, 22.5) + 1.0).parameter_density == pytest.approx(8 / 32)
     assert ParallelBeamCT(32, angles=[0.0, 180.0, 359.9999999]).parameter_density == pytest.approx(1 / 32)
+    as_float32 = np.rad2deg(np.linspace(0, 2 * np.pi, 16, endpoint=False).astype(np.float32))  # rounded
+    assert ParallelBeamCT(32, angles=as_float32).parameter_density == pytest.approx(8 / 32)
+    jittered = np.arange(0.0, 360.0, 22.5) + np.random.default_rng(0).normal(0.0, 1e-3, 16)  # a gantry's log
+    assert ParallelBeamCT(32, angles=jittered).parameter_density == pytest.approx(8 / 32)
+    assert ParallelBeamCT(32, angles=np.arange(0.0, 360.0, 24.0)).parameter_density == pytest.approx(15 / 32)  # odd: interleaved
     denoiser = SigmaSmoother(1.0, (32, 32))
     ct = ParallelBeamCT(32, angles=8)
     y = ct.simulate(torch.rand(1, 1, 32, 32, dtype=torch.float64), 0.5, seed=0)

@@ -219,11 +219,10 @@ def estimate_sinogram_noise_level(y: torch.Tensor) -> list[float]:
 
     It reads noise only: data free of noise but made by another forward model (a mismatch of a
     fraction of a percent) read close to 0, although a solve needs regularising against the
-    mismatch as against noise. That is why ``reconstruct_ct`` and ``solve`` keep the 2-D estimate
-    when no level is given (docs/benchmarks.md, "Sinogram noise": better on mismatched data and at
-    180 angles, worse at 60 angles and low noise); this one says what the noise itself is, e.g. to
-    check a scanner's level or to give it as ``noise_level`` for data of this tool's own model.
-    ValueError for fewer than 3 detectors.
+    mismatch as against noise. That is why ``reconstruct_ct``, when no level is given, floors it
+    at half the 2-D estimate (docs/benchmarks.md, "Sinogram noise"); ``solve`` reads any data with
+    the 2-D estimate. This one says what the noise itself is, e.g. to check a scanner's level or to
+    give it as ``noise_level``. ValueError for fewer than 3 detectors.
     """
     if y.ndim != 4:
         raise ValueError(f"noise estimation needs B x C x n_detectors x n_angles data, got shape {tuple(y.shape)}")

@@ -412,10 +412,6 @@ def _check_noise_level(level: object, name: str = "noise_level", unit_scale: boo
     raise ValueError(f"{name} must be {kind} number {scale}, got {level!r}{hint}")
 
 
-# a sinogram's noise reading: along the detectors, floored at this share of the 2-D reading
-SINOGRAM_NOISE_FLOOR_SHARE = 0.5
-
-
 def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_scale: bool = True,
            defaulted: bool = False, allow_zero: bool = False,
            observed: torch.Tensor | None = None, display_scale: float = 1.0,
@@ -424,14 +420,16 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
     "estimated"); ``image_scale`` False for data not on the [0, 1] image scale (a sinogram), whose
     level in /255 would mean nothing; ``observed``: the measured entries an estimate may read (an
     inpainting's); ``display_scale``: what the note multiplies an estimate by (``y_batch`` divided
-    by it, a rescaled sinogram: the note speaks the data's own units); ``sinogram``: read it by
-    :func:`_sinogram_noise`."""
+    by it, a rescaled sinogram: the note speaks the data's own units); ``sinogram``: read it as
+    ``solve`` reads a CT operator's data (:func:`~pnp_stable.solvers.estimate_noise_level_for_parameters`)."""
     if noise is not None:
         return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
                 "default" if defaulted else "given")
-    from pnp_stable.solvers import estimate_noise_level, noise_estimate_caveats
+    from pnp_stable.solvers import estimate_noise_level, estimate_noise_level_for_parameters, noise_estimate_caveats
+    from pnp_stable.solvers.noise_estimation import SINOGRAM_NOISE_FLOOR_SHARE
 
-    est = _sinogram_noise(y_batch) if sinogram else estimate_noise_level(y_batch, observed=observed)
+    est = (estimate_noise_level_for_parameters(y_batch, "ct") if sinogram
+           else estimate_noise_level(y_batch, observed=observed))
     value = float(np.median(est))
     read_from = "the fully observed pixels" if observed is not None else "the image" if image_scale else "the data"
     how = (f" (read along the detectors, floored at {SINOGRAM_NOISE_FLOOR_SHARE:g} x the 2-D reading)"
@@ -453,25 +451,6 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
     notes.extend(f"{caveat}; give the level if you know it"
                  for caveat in noise_estimate_caveats(y_batch, value, observed))
     return value, "estimated"
-
-
-def _sinogram_noise(y: torch.Tensor) -> list[float]:
-    """A sinogram's noise level for the automatic parameters: the detector-axis reading
-    (:func:`~pnp_stable.solvers.estimate_sinogram_noise_level`, unbiased for noise) floored at
-    ``SINOGRAM_NOISE_FLOOR_SHARE`` of the 2-D one. The 2-D reading takes a sparse scan's
-    differences between views for noise (3.2x the level at 0.1 % noise, 60 angles), which costs up
-    to 2.1 dB with the CT rule; the floor keeps what it reads in data of another forward model
-    (a mismatch the detector axis reads as ~0 although it must be regularised like noise). Best of
-    the three on the 24 problems of docs/benchmarks.md, "Sinogram noise"."""
-    from pnp_stable.solvers import estimate_noise_level, estimate_sinogram_noise_level
-
-    two_d = estimate_noise_level(y)
-    if y.shape[-2] < 3:  # too few detectors for the detector-axis reading
-        return two_d
-    along = estimate_sinogram_noise_level(y)
-    # NaN stays NaN (max() would drop it when it comes second), for the caller's refusal
-    return [max(a, SINOGRAM_NOISE_FLOOR_SHARE * b) if math.isfinite(a) and math.isfinite(b) else math.nan
-            for a, b in zip(along, two_d)]
 
 
 def deblur(

@@ -16,8 +16,8 @@ from pnp_stable.solvers.parameters import (
     ParameterRule,
     choose_parameters,
 )
-from pnp_stable.solvers.noise_estimation import (estimate_noise_level, estimate_sinogram_noise_level,
-                                                  noise_estimate_caveats)
+from pnp_stable.solvers.noise_estimation import (estimate_noise_level, estimate_noise_level_for_parameters,
+                                                  estimate_sinogram_noise_level, noise_estimate_caveats)
 from pnp_stable.solvers.result import SolveResult, load_solve_state, save_solve_state
 from pnp_stable.solvers.strength import select_strength
 
@@ -25,6 +25,8 @@ __all__ = [
     "DEFAULT_RULES", "METHODS", "ChosenParameters", "Guarantee", "IterationPlan", "MonotonicityWarning",
     "ParameterRule", "PhysicsOperator", "ProximalDenoiser", "ResidualMonitor", "SafeguardedAnderson",
     "SolveResult", "accepts_noise_level", "analyse_forward_backward", "analyse_splitting", "as_operator",
-    "choose_parameters", "estimate_noise_level", "estimate_sinogram_noise_level", "load_solve_state", "noise_estimate_caveats", "save_solve_state", "select_strength", "solve",
+    "choose_parameters", "estimate_noise_level", "estimate_noise_level_for_parameters",
+    "estimate_sinogram_noise_level", "load_solve_state", "noise_estimate_caveats", "save_solve_state",
+    "select_strength", "solve",
     "strength_kind",
 ]

@@ -27,7 +27,7 @@ from pnp_stable.solvers.denoiser_adapter import (
 from pnp_stable.solvers.guarantee import IterationPlan, analyse_forward_backward, analyse_splitting, with_acceleration
 from pnp_stable.solvers.monitor import DEFAULT_TOLERANCE_FACTOR, ResidualMonitor, batch_norms
 from pnp_stable.solvers.operator_adapter import as_operator, probe_measurements, prox_optimality_residual
-from pnp_stable.solvers.noise_estimation import estimate_noise_level
+from pnp_stable.solvers.noise_estimation import estimate_noise_level_for_parameters
 from pnp_stable.solvers.parameters import ParameterRule, choose_parameters, rule_for
 from pnp_stable.solvers.result import SolveResult
 from pnp_stable.solvers.splitting import make_iteration_map
@@ -286,8 +286,8 @@ def solve(
         progress: show a tqdm progress bar.
         sigma_den: noise level passed to ``D`` (finite, >= 0); automatic from the noise level if omitted.
         noise_level: observation noise std for the automatic rule; estimated from ``y``
-            (:func:`~pnp_stable.solvers.estimate_noise_level`, median over the batch) if omitted
-            and needed.
+            (:func:`~pnp_stable.solvers.estimate_noise_level_for_parameters`: a CT operator's
+            sinogram along its detectors; median over the batch) if omitted and needed.
         relaxation: ``t`` in ``D_t = (1 - t) I + t D``; default 1 for FB, and for ADMM/DRS the
             smallest change making ``D_t`` firmly non-expansive.
         rule: a :class:`ParameterRule` overriding the denoiser's or the default calibration.
@@ -388,7 +388,9 @@ def solve(
     if needs_rule:
         source = "given"
         if noise_level is None and not (kind == "fixed" and trained is None):
-            estimates = estimate_noise_level(y) if y.ndim == 4 else []
+            # a CT operator's sinogram is read along its detectors (see the function)
+            estimates = (estimate_noise_level_for_parameters(y, getattr(op, "parameter_family", None))
+                         if y.ndim == 4 else [])
             if not estimates:
                 raise ValueError("cannot estimate the noise level of non-image measurements: pass noise_level=")
             noise_level, source = float(sorted(estimates)[len(estimates) // 2]), "estimated"

@@ -24,7 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["estimate_noise_level", "estimate_sinogram_noise_level", "noise_estimate_caveats"]
+__all__ = ["estimate_noise_level", "estimate_noise_level_for_parameters", "estimate_sinogram_noise_level",
+           "noise_estimate_caveats"]
 
 # the share of the candidate blocks read: the flattest quarter, but never fewer than
 # MIN_READ_BLOCKS (or all there are): the MAD of n samples has a relative standard error of about
@@ -219,10 +220,10 @@ def estimate_sinogram_noise_level(y: torch.Tensor) -> list[float]:
 
     It reads noise only: data free of noise but made by another forward model (a mismatch of a
     fraction of a percent) read close to 0, although a solve needs regularising against the
-    mismatch as against noise. That is why ``reconstruct_ct``, when no level is given, floors it
-    at half the 2-D estimate (docs/benchmarks.md, "Sinogram noise"); ``solve`` reads any data with
-    the 2-D estimate. This one says what the noise itself is, e.g. to check a scanner's level or to
-    give it as ``noise_level``. ValueError for fewer than 3 detectors.
+    mismatch as against noise. That is why the automatic parameters floor it at half the 2-D
+    estimate (:func:`estimate_noise_level_for_parameters`); this one says what the noise itself is,
+    e.g. to check a scanner's level or to give it as ``noise_level``. ValueError for fewer than 3
+    detectors.
     """
     if y.ndim != 4:
         raise ValueError(f"noise estimation needs B x C x n_detectors x n_angles data, got shape {tuple(y.shape)}")
@@ -253,3 +254,30 @@ SINOGRAM_CLIPPED_SHARE = 0.01
 # a small sinogram's air is all that is flat (64 x 64 phantom, 60 angles: ~600 triplets, where 1024
 # reached into the object's shadow and read 1.65x the level at 0.1 % noise)
 SINOGRAM_MIN_READ = 256
+
+
+# a sinogram's noise reading for the automatic parameters: along the detectors, floored at this
+# share of the 2-D reading (docs/benchmarks.md, "CT ADMM rule across noise levels and view counts")
+SINOGRAM_NOISE_FLOOR_SHARE = 0.5
+
+
+def estimate_noise_level_for_parameters(y: torch.Tensor, family: str | None = None) -> list[float]:
+    """The noise level the automatic parameters read from measurements ``y`` of an operator of
+    ``family`` (its ``parameter_family``), per item of the batch.
+
+    Any family but ``"ct"``: :func:`estimate_noise_level`. A sinogram (``"ct"``, at least 3
+    detectors): :func:`estimate_sinogram_noise_level` floored at ``SINOGRAM_NOISE_FLOOR_SHARE`` of
+    the 2-D reading. The 2-D reading takes a sparse scan's differences between views for noise (3.2x
+    the level at 0.1 % noise, 60 angles), which costs up to 2.1 dB with the CT rule; the floor keeps
+    what it reads in data of another forward model, a mismatch the detector axis reads as ~0 although
+    it must be regularised like noise. Of the 2-D reading, the detector one and the floor at 0.25 or
+    0.5, the last had the best mean PSNR on the 24 problems of docs/benchmarks.md. A non-finite
+    reading stays non-finite.
+    """
+    two_d = estimate_noise_level(y)
+    if family != "ct" or y.shape[-2] < 3:
+        return two_d
+    along = estimate_sinogram_noise_level(y)
+    # max() would drop a NaN that comes second: keep it for the caller's refusal
+    return [max(a, SINOGRAM_NOISE_FLOOR_SHARE * b) if math.isfinite(a) and math.isfinite(b) else math.nan
+            for a, b in zip(along, two_d)]

@@ -14,7 +14,7 @@ learned denoisers are not exact proxes, so both constants are calibrated, on blu
 (``parameter_density``; CT: projection directions per image pixel across); a rule with
 ``density_exponent = k`` then multiplies the target by ``d^k``. The noise level alone does not
 set the balance on CT: at one ``sigma_x``, sparse views want less regularisation than dense ones
-(the best weight grows like ``d^0.29`` on Mayo train slices, docs/solvers.md). ``sigma_x`` makes
+(the best weight grows like ``d^0.24`` on Mayo train slices, docs/solvers.md). ``sigma_x`` makes
 the rule invariant to rescaling ``A``, ``y`` and ``sigma_y`` by one factor, which does not change
 the problem in ``x``: a CT operator (``||A|| ~ 200``) gets the same denoiser strength as a blur with
 the same image-domain noise. Then, with ``target = weight ||A||^2 sigma_x^p`` (times ``d^k``):

@@ -209,13 +209,14 @@ def test_an_rgb_denoiser_is_refused_by_name_before_any_work(tmp_path, phantom):
 def test_a_sinogram_is_read_along_its_detectors_floored_at_half_the_2d_reading(phantom, tiny_denoiser):
     """Sparse views at low noise: the 2-D reading takes the views' differences for noise (7.6x the
     level here), the detector-axis one does not; the reconstruction is given the larger of the
-    latter and half the former. A noise-free sinogram of another model (skimage's radon, converted)
-    reads ~0 along the detectors: the floor is what it gets. A NaN reading stays NaN (``max`` would
-    drop it when second)."""
+    latter and half the former, by ``reconstruct_ct`` and by ``solve`` with a CT operator. A
+    noise-free sinogram of another model (skimage's radon, converted) reads ~0 along the detectors:
+    the floor is what it gets. A NaN reading stays NaN (``max`` would drop it when second)."""
     from skimage.transform import radon
 
     from pnp_stable.operators.ct import sinogram_from_skimage
-    from pnp_stable.solvers import estimate_noise_level, estimate_sinogram_noise_level
+    from pnp_stable.solvers import (estimate_noise_level, estimate_noise_level_for_parameters,
+                                    estimate_sinogram_noise_level, solve)
 
     image = transform.resize(data.shepp_logan_phantom(), (64, 64), anti_aliasing=True)  # 32: too few flat bins
     clean = ParallelBeamCT(64, angles=30).A(torch.from_numpy(image)[None, None])[0, 0].numpy()
@@ -227,10 +228,15 @@ def test_a_sinogram_is_read_along_its_detectors_floored_at_half_the_2d_reading(p
     report = restore.reconstruct_ct(y, denoiser=tiny_denoiser, max_iter=1, progress=False, device="cpu").report
     assert report["noise"]["sigma"] == pytest.approx(max(along, 0.5 * two_d), rel=1e-5)
     assert any("read along the detectors, floored at 0.5 x the 2-D reading" in note for note in report["notes"])
+    from pnp_stable.denoisers import load
+
+    solved = solve(batch, ParallelBeamCT(64, angles=30), load(tiny_denoiser), max_iter=1, progress=False)
+    assert solved.parameters["automatic"]["noise_level"] == pytest.approx(max(along, 0.5 * two_d), rel=1e-5)
     larger = transform.resize(data.shepp_logan_phantom(), (96, 96), anti_aliasing=True)  # flat bins again
     theirs = torch.from_numpy(sinogram_from_skimage(radon(larger, theta=np.linspace(0, 180, 40, endpoint=False),
                                                           circle=False)).astype(np.float32))[None, None]
     floor = 0.5 * estimate_noise_level(theirs)[0]
     assert estimate_sinogram_noise_level(theirs)[0] < floor
-    assert restore._sinogram_noise(theirs) == [pytest.approx(floor)]
-    assert math.isnan(restore._sinogram_noise(torch.full((1, 1, 30, 12), math.nan))[0])
+    assert estimate_noise_level_for_parameters(theirs, "ct") == [pytest.approx(floor)]
+    assert estimate_noise_level_for_parameters(theirs) == [pytest.approx(2 * floor)]  # another family: 2-D
+    assert math.isnan(estimate_noise_level_for_parameters(torch.full((1, 1, 30, 12), math.nan), "ct")[0])

@@ -22,7 +22,7 @@ pair with the best PSNR averaged over the angle counts is kept. Export it with
 ``--pnp-rule ct:admm=FILE``.
 
 **Across noise levels** (``--noise-relative``, one level per run, merged by ``--refit``) the exponent
-is fitted too, and with two angle counts or more the power of the sampling density
+is fitted too, and with three angle counts or more the power of the sampling density
 (``density_exponent``, the operator's ``parameter_density``: angles per pixel across), since at one
 ``sigma_x`` sparse views want less regularisation than dense ones (:func:`_fit_over_noise_levels`).
 The shipped ``gray``'s CT ADMM rule (2026-12-06)::

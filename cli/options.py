@@ -96,8 +96,8 @@ def solver_options(max_iter_default: int, solver_default: str = "fb", rgb: bool 
     --resume, --report, --plot, --quiet, --seed.
 
     ``solver_default`` is per command, from the benchmarks with the shipped model: ADMM for blur
-    (0.25 dB better than FB on deblur-quick, 3x fewer iterations) and for CT (+1.1 dB over FB on
-    ct-quick at the same mean SSIM, for about twice the time: a preconditioned CG prox per iteration).
+    (0.25 dB better than FB on deblur-quick, 3x fewer iterations) and for CT (+1.2 dB over FB on
+    ct-quick and +0.013 SSIM, for about twice the time: a preconditioned CG prox per iteration).
     ``rgb``: the command takes RGB images (the default denoiser then depends on the image).
     ``output_tag``: the default output is ``<stem>_<output_tag>.<ext>``; ``folders``: the command
     takes a folder of images (the per-image naming of --checkpoint, --report and --plot is described).

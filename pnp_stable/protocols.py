@@ -29,9 +29,11 @@ class ForwardOperator(Protocol):
     ``prox_data(z, y, gamma)`` returns ``argmin_x gamma/2 ||Ax - y||^2 + 1/2 ||x - z||^2``.
     An operator may name its problem family in an optional ``parameter_family`` attribute
     (``"ct"``): the automatic parameters then use a denoiser's calibration for that family, if
-    it has one (:func:`pnp_stable.solvers.rule_for`), and a dimensionless sampling density in
-    ``parameter_density`` (CT: projection directions per pixel across), which a rule may weigh
-    (``ParameterRule.density_exponent``). An operator whose prox is iterative may
+    it has one (:func:`pnp_stable.solvers.rule_for`; ``"ct"`` also makes an estimated noise level
+    read ``y`` as ``B x C x n_detectors x n_angles`` sinograms, along the detectors), and a
+    dimensionless sampling density in ``parameter_density`` (CT: projection directions per pixel
+    across), which a rule may weigh (``ParameterRule.density_exponent``). An operator whose prox
+    is iterative may
     declare ``certified_prox_error = True``: its ``prox_data`` then takes ``max_error`` (per image)
     and reports certified bounds on its distance to the exact prox in
     ``last_prox_info.error_bounds``, which ADMM/DRS budget and monitor

@@ -287,26 +287,36 @@ def _problem_fingerprint(task: str, y: torch.Tensor, operator: dict[str, Any], m
             "noise level": float(noise), "denoiser noise level": sigma_den, "step": step}
 
 
-def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Callable[[], dict[str, Any]]):
-    """(the result to resume or None, the function that saves a state, or None). ``fingerprint`` is
-    only computed (hashing the observation and the weights) when there is a checkpoint."""
+def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Callable[[], dict[str, Any]],
+                   estimated_noise: bool = False):
+    """(the result to resume or None, the function that saves a state or None, the checkpoint's
+    noise level when it replaces this run's estimate or None). ``fingerprint`` is only computed
+    (hashing the observation and the weights) when there is a checkpoint. An *estimated* noise
+    level that differs from the checkpoint's (a newer version reads the data otherwise: sinograms
+    since 2026-12-06) gives way to the checkpoint's, which its parameters were chosen from; a given
+    one must match."""
     from pnp_stable.solvers import load_solve_state, save_solve_state
 
     if checkpoint is None:
         if resume:
             raise ValueError("resuming needs the checkpoint file to resume from")
-        return None, None
+        return None, None, None
     problem = fingerprint()
     path = Path(checkpoint)
-    previous = None
+    previous = kept_noise = None
     if resume:
         if not path.is_file():
             raise ValueError(f"no checkpoint to resume at {path}")
         previous, meta = load_solve_state(path)
         stored = meta.get("problem", {})
         changed = sorted(k for k in set(stored) | set(problem) if stored.get(k) != problem.get(k))
-        if changed:
-            raise ValueError(f"{path} was written for another problem (different {', '.join(changed)}); "
+        if changed == ["noise level"] and estimated_noise and isinstance(stored.get("noise level"), (int, float)):
+            kept_noise = float(stored["noise level"])
+            problem = {**problem, "noise level": kept_noise}
+        elif changed:
+            given = (f"; it was solved at noise level {stored['noise level']!r}: pass that level to resume"
+                     if changed == ["noise level"] else "")
+            raise ValueError(f"{path} was written for another problem (different {', '.join(changed)}){given}; "
                              "resume with the same input and options, or choose another checkpoint")
     elif path.exists():
         raise ValueError(f"checkpoint {path} exists: resume it, or choose another file")
@@ -314,13 +324,13 @@ def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Cal
     def save(result) -> None:
         save_solve_state(path, result, {"problem": problem})
 
-    return previous, save
+    return previous, save, kept_noise
 
 
 def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, accelerate, noise, noise_source,
                       x_true_batch, progress, x0=None, sigma_den=None, step=None, checkpoint=None, resume=False,
                       checkpoint_every=60.0, task="", operator_info=None, prox_error_ratio=0.03, strength="rule",
-                      noise_raised_from=None):
+                      noise_raised_from=None, notes=None):
     from pnp_stable.solvers import solve
 
     if strength == "sure":  # several solves, never checkpointed (_check_strength refused a checkpoint)
@@ -331,8 +341,14 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
                               x_true=x_true_batch, accelerate="anderson" if accelerate else None, progress=progress,
                               prox_error_ratio=prox_error_ratio, x0=x0)
     else:
-        previous, save = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
-            task, y_batch, operator_info or {}, module, method, noise, sigma_den, step))
+        previous, save, kept_noise = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
+            task, y_batch, operator_info or {}, module, method, noise, sigma_den, step),
+            estimated_noise=noise_source == "estimated")
+        if kept_noise is not None:
+            if notes is not None:
+                notes.append(f"noise level {kept_noise:.4g} kept from the checkpoint, whose parameters were chosen "
+                             f"from it (this version estimates {noise:.4g} on this solve's scale)")
+            noise = kept_noise
         if previous is not None:
             # max_iter is the total over the invocations: the same call with resume=True stops where
             # the uninterrupted one would have (a folder's stopped image got k + max_iter iterations)
@@ -426,14 +442,12 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
         return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
                 "default" if defaulted else "given")
     from pnp_stable.solvers import estimate_noise_level, estimate_noise_level_for_parameters, noise_estimate_caveats
-    from pnp_stable.solvers.noise_estimation import SINOGRAM_NOISE_FLOOR_SHARE
 
     est = (estimate_noise_level_for_parameters(y_batch, "ct") if sinogram
            else estimate_noise_level(y_batch, observed=observed))
     value = float(np.median(est))
     read_from = "the fully observed pixels" if observed is not None else "the image" if image_scale else "the data"
-    how = (f" (read along the detectors, floored at {SINOGRAM_NOISE_FLOOR_SHARE:g} x the 2-D reading)"
-           if sinogram and y_batch.shape[-2] >= 3 else "")
+    how = _sinogram_reading_note(y_batch, value, display_scale) if sinogram and y_batch.shape[-2] >= 3 else ""
     if not math.isfinite(value):
         raise ValueError("could not estimate the noise level: the data hold NaN or infinite values")
     if not value > 0:
@@ -451,6 +465,20 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
     notes.extend(f"{caveat}; give the level if you know it"
                  for caveat in noise_estimate_caveats(y_batch, value, observed))
     return value, "estimated"
+
+
+def _sinogram_reading_note(y: torch.Tensor, value: float, display_scale: float) -> str:
+    """Which of a sinogram's two noise readings the level is (for the note): both are given, since
+    the one along the detectors is the noise itself and the floor, when it applies, is not."""
+    from pnp_stable.solvers import estimate_noise_level, estimate_sinogram_noise_level
+    from pnp_stable.solvers.noise_estimation import SINOGRAM_NOISE_FLOOR_SHARE
+
+    along = float(np.median(estimate_sinogram_noise_level(y))) * display_scale
+    two_d = float(np.median(estimate_noise_level(y))) * display_scale
+    if math.isclose(value * display_scale, along, rel_tol=1e-6):
+        return f" (read along the detectors; the 2-D reading is {two_d:.4g})"
+    return (f" ({SINOGRAM_NOISE_FLOOR_SHARE:g} x the 2-D reading {two_d:.4g}, above the reading along the "
+            f"detectors, {along:.4g}, which is the noise itself if the data follow this tool's forward model)")
 
 
 def deblur(
@@ -538,7 +566,7 @@ def deblur(
                                     clean, progress, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="deblur",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
-                                    operator_info=operator_info, noise_raised_from=raised_from)
+                                    operator_info=operator_info, noise_raised_from=raised_from, notes=notes)
     operator_report = {"type": "Blur", "boundary": boundary, "kernel_shape": list(k.shape),
                        "kernel": kernel if isinstance(kernel, str) else "array",
                        "norm": float(op.norm()), "norm_kind": op.norm_kind}
@@ -670,7 +698,7 @@ def super_resolve(
                                     clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="super-resolve",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
-                                    operator_info=operator_info, noise_raised_from=raised_from)
+                                    operator_info=operator_info, noise_raised_from=raised_from, notes=notes)
     operator_report = {"type": "Downsample", "factor": factor, "boundary": boundary, "kernel_shape": list(k.shape),
                        "kernel": spec if isinstance(spec, str) else "array", "norm": float(op.norm()),
                        "norm_kind": op.norm_kind, "output_shape": [image.shape[0], *op.image_hw]}
@@ -776,7 +804,7 @@ def inpaint(
                                     clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="inpaint",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
-                                    operator_info=operator_info, noise_raised_from=raised_from)
+                                    operator_info=operator_info, noise_raised_from=raised_from, notes=notes)
     operator_report = {"type": "Inpainting", "observed_fraction": float(op.mask.mean()),
                        "mask_channels": int(observed.shape[0]), "norm": float(op.norm()), "norm_kind": op.norm_kind}
     return _image_restoration(res, report, y, clean, split, notes, t0, operator_report, reference=x0,
@@ -897,7 +925,7 @@ def reconstruct_ct(
     only. Notes flag a sinogram whose columns do not sum alike (transposed, or an image), one whose
     halves mirror each other (a 360-degree scan without its angles) and one largest at its
     detector edges (counts, not line integrals). ``method``: ``"admm"``
-    (the default, as for the command: +1.1 dB over FB on ct-quick for about twice the time),
+    (the default, as for the command: +1.2 dB over FB on ct-quick for about twice the time),
     ``"fb"`` or ``"drs"``. ``denoiser``: a name, a path, a module, or None for ``DEFAULT_DENOISER``.
     ``sigma_den`` and ``step`` replace the automatic parameters, ``tile`` tiles the denoiser and
     ``checkpoint``/``resume`` stop and resume, and ``prox_error_ratio`` budgets the CG prox of
@@ -980,7 +1008,9 @@ def reconstruct_ct(
                                     prox_error_ratio=prox_error_ratio, strength=strength,
                                     operator_info={"type": "ParallelBeamCT", "image_size": n,
                                                    "angles": [float(a) for a in op.angles_deg],
-                                                   **({"detector": detector} if detector != "full" else {})})
+                                                   **({"detector": detector} if detector != "full" else {})},
+                                    notes=notes)
+    sigma = report["noise"]["sigma"]  # the checkpoint's, when a resume kept it
     _strength_note(res, notes)
     # a phantom lies in [0, 1]; of a real object only the sign is known (attenuation >= 0): its
     # FBP's percentile is no maximum, so a reconstruction may rise above it (clipping at 1 cut the

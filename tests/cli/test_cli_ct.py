@@ -227,11 +227,28 @@ def test_a_sinogram_is_read_along_its_detectors_floored_at_half_the_2d_reading(p
     assert two_d > 4 * sigma and along == pytest.approx(sigma, rel=0.25)  # the premise (7.6x and 0.88x)
     report = restore.reconstruct_ct(y, denoiser=tiny_denoiser, max_iter=1, progress=False, device="cpu").report
     assert report["noise"]["sigma"] == pytest.approx(max(along, 0.5 * two_d), rel=1e-5)
-    assert any("read along the detectors, floored at 0.5 x the 2-D reading" in note for note in report["notes"])
+    assert any(f"(0.5 x the 2-D reading {two_d:.4g}, above the reading along the detectors, {along:.4g}"
+               in note for note in report["notes"]), report["notes"]
     from pnp_stable.denoisers import load
 
     solved = solve(batch, ParallelBeamCT(64, angles=30), load(tiny_denoiser), max_iter=1, progress=False)
     assert solved.parameters["automatic"]["noise_level"] == pytest.approx(max(along, 0.5 * two_d), rel=1e-5)
+    from pnp_stable.solvers import select_strength
+
+    sure = select_strength(batch, ParallelBeamCT(64, angles=30), load(tiny_denoiser), "admm", max_iter=1,
+                           factors=(2.0,), progress=False)
+    assert sure.parameters["automatic"]["noise_level"] == pytest.approx(max(along, 0.5 * two_d), rel=1e-5)
+    # dense views at 1 %: the 2-D reading is right, its half is the floor, and the detector reading wins
+    dense = ParallelBeamCT(64, angles=180).A(torch.from_numpy(image)[None, None])
+    dense = dense + 0.01 * float(dense.abs().max()) * torch.randn(dense.shape, generator=torch.Generator().manual_seed(1))
+    dense = dense.float()
+    along_dense, two_d_dense = estimate_sinogram_noise_level(dense)[0], estimate_noise_level(dense)[0]
+    assert along_dense > 0.6 * two_d_dense  # the premise: no floor here
+    dense_report = restore.reconstruct_ct(dense[0, 0], denoiser=tiny_denoiser, max_iter=1, progress=False,
+                                          device="cpu").report
+    assert dense_report["noise"]["sigma"] == pytest.approx(along_dense, rel=1e-5)
+    assert any(f"(read along the detectors; the 2-D reading is {two_d_dense:.4g})" in note
+               for note in dense_report["notes"]), dense_report["notes"]
     larger = transform.resize(data.shepp_logan_phantom(), (96, 96), anti_aliasing=True)  # flat bins again
     theirs = torch.from_numpy(sinogram_from_skimage(radon(larger, theta=np.linspace(0, 180, 40, endpoint=False),
                                                           circle=False)).astype(np.float32))[None, None]
@@ -240,3 +257,29 @@ def test_a_sinogram_is_read_along_its_detectors_floored_at_half_the_2d_reading(p
     assert estimate_noise_level_for_parameters(theirs, "ct") == [pytest.approx(floor)]
     assert estimate_noise_level_for_parameters(theirs) == [pytest.approx(2 * floor)]  # another family: 2-D
     assert math.isnan(estimate_noise_level_for_parameters(torch.full((1, 1, 30, 12), math.nan), "ct")[0])
+
+
+def test_a_resume_keeps_the_checkpoints_estimated_noise_level_when_the_estimate_changed(tmp_path, phantom,
+                                                                                       tiny_denoiser, monkeypatch):
+    """A checkpoint saved by a version that read the sinogram's noise otherwise resumes at the
+    checkpoint's level (its parameters came from it), with a note; a *given* level that differs
+    is refused, naming the checkpoint's."""
+    import pnp_stable.solvers as solvers
+
+    y = torch.from_numpy(sinogram(phantom, 30, noise=0.02))
+    state = tmp_path / "state.pt"
+    original = solvers.estimate_noise_level_for_parameters  # what reconstruct_ct reads
+    monkeypatch.setattr(solvers, "estimate_noise_level_for_parameters",
+                        lambda y, family=None: [2 * v for v in original(y, family)])
+    first = restore.reconstruct_ct(y, denoiser=tiny_denoiser, max_iter=2, progress=False, device="cpu",
+                                   checkpoint=state)
+    monkeypatch.setattr(solvers, "estimate_noise_level_for_parameters", original)
+    resumed = restore.reconstruct_ct(y, denoiser=tiny_denoiser, max_iter=4, progress=False, device="cpu",
+                                     checkpoint=state, resume=True)
+    assert resumed.report["noise"]["sigma"] == pytest.approx(first.report["noise"]["sigma"])
+    assert any("kept from the checkpoint" in note for note in resumed.report["notes"])
+    assert not any("kept from the checkpoint" in note for note in first.report["notes"])
+    assert resumed.result.iterations == 4
+    with pytest.raises(ValueError, match="it was solved at noise level .*: pass that level to resume"):
+        restore.reconstruct_ct(y, denoiser=tiny_denoiser, max_iter=6, progress=False, device="cpu",
+                               checkpoint=state, resume=True, noise_level=0.5)

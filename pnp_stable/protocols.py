@@ -33,9 +33,8 @@ class ForwardOperator(Protocol):
     read ``y`` as ``B x C x n_detectors x n_angles`` sinograms, along the detectors), and a
     dimensionless sampling density in ``parameter_density`` (CT: projection directions per pixel
     across), which a rule may weigh (``ParameterRule.density_exponent``). An operator whose prox
-    is iterative may
-    declare ``certified_prox_error = True``: its ``prox_data`` then takes ``max_error`` (per image)
-    and reports certified bounds on its distance to the exact prox in
+    is iterative may declare ``certified_prox_error = True``: its ``prox_data`` then takes
+    ``max_error`` (per image) and reports certified bounds on its distance to the exact prox in
     ``last_prox_info.error_bounds``, which ADMM/DRS budget and monitor
     (:mod:`pnp_stable.solvers.splitting`).
     """

@@ -441,10 +441,9 @@ def _noise(y_batch: torch.Tensor, noise: float | None, notes: list[str], image_s
     if noise is not None:
         return (_check_noise_level(noise, unit_scale=image_scale, allow_zero=allow_zero),
                 "default" if defaulted else "given")
-    from pnp_stable.solvers import estimate_noise_level, estimate_noise_level_for_parameters, noise_estimate_caveats
+    from pnp_stable.solvers import estimate_noise_level_for_parameters, noise_estimate_caveats
 
-    est = (estimate_noise_level_for_parameters(y_batch, "ct") if sinogram
-           else estimate_noise_level(y_batch, observed=observed))
+    est = estimate_noise_level_for_parameters(y_batch, "ct" if sinogram else None, observed=observed)
     value = float(np.median(est))
     read_from = "the fully observed pixels" if observed is not None else "the image" if image_scale else "the data"
     how = _sinogram_reading_note(y_batch, value, display_scale) if sinogram and y_batch.shape[-2] >= 3 else ""

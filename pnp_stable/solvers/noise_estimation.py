@@ -261,11 +261,13 @@ SINOGRAM_MIN_READ = 256
 SINOGRAM_NOISE_FLOOR_SHARE = 0.5
 
 
-def estimate_noise_level_for_parameters(y: torch.Tensor, family: str | None = None) -> list[float]:
+def estimate_noise_level_for_parameters(y: torch.Tensor, family: str | None = None,
+                                        observed: torch.Tensor | None = None) -> list[float]:
     """The noise level the automatic parameters read from measurements ``y`` of an operator of
     ``family`` (its ``parameter_family``), per item of the batch.
 
-    Any family but ``"ct"``: :func:`estimate_noise_level`. A sinogram (``"ct"``, at least 3
+    Any family but ``"ct"``: :func:`estimate_noise_level` (on the ``observed`` entries only, when
+    given: an inpainting's). A sinogram (``"ct"``, at least 3
     detectors): :func:`estimate_sinogram_noise_level` floored at ``SINOGRAM_NOISE_FLOOR_SHARE`` of
     the 2-D reading. The 2-D reading takes a sparse scan's differences between views for noise (3.2x
     the level at 0.1 % noise, 60 angles), which costs up to 2.1 dB with the CT rule; the floor keeps
@@ -274,7 +276,7 @@ def estimate_noise_level_for_parameters(y: torch.Tensor, family: str | None = No
     0.5, the last had the best mean PSNR on the 24 problems of docs/benchmarks.md. A non-finite
     reading stays non-finite.
     """
-    two_d = estimate_noise_level(y)
+    two_d = estimate_noise_level(y, observed=observed)
     if family != "ct" or y.shape[-2] < 3:
         return two_d
     along = estimate_sinogram_noise_level(y)

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from pnp_stable.solvers.api import solve
-from pnp_stable.solvers.noise_estimation import estimate_noise_level, estimate_noise_level_for_parameters
+from pnp_stable.solvers.noise_estimation import estimate_noise_level_for_parameters
 from pnp_stable.solvers.parameters import ParameterRule
 from pnp_stable.solvers.result import SolveResult
 
@@ -131,8 +131,7 @@ def select_strength(
     measured = A.measured_entries(y) if hasattr(A, "measured_entries") else None
     if noise_level is None:  # read as solve reads it (a CT operator's sinogram along its detectors)
         noise_level = statistics.median(
-            estimate_noise_level(y, observed=measured) if measured is not None
-            else estimate_noise_level_for_parameters(y, getattr(A, "parameter_family", None)))
+            estimate_noise_level_for_parameters(y, getattr(A, "parameter_family", None), observed=measured))
     noise_level = float(noise_level)
     if not (math.isfinite(noise_level) and noise_level > 0):
         raise ValueError(f"choosing the strength needs a positive noise level, got {noise_level}")

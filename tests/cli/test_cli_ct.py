@@ -270,7 +270,7 @@ def test_a_resume_keeps_the_checkpoints_estimated_noise_level_when_the_estimate_
     state = tmp_path / "state.pt"
     original = solvers.estimate_noise_level_for_parameters  # what reconstruct_ct reads
     monkeypatch.setattr(solvers, "estimate_noise_level_for_parameters",
-                        lambda y, family=None: [2 * v for v in original(y, family)])
+                        lambda y, family=None, observed=None: [2 * v for v in original(y, family, observed)])
     first = restore.reconstruct_ct(y, denoiser=tiny_denoiser, max_iter=2, progress=False, device="cpu",
                                    checkpoint=state)
     monkeypatch.setattr(solvers, "estimate_noise_level_for_parameters", original)

@@ -17,7 +17,8 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
               help="Projection angles: a count N, uniform over [0, 180) degrees (for --simulate and the demo; a "
                    "sinogram's count is its columns), or a FILE of angles in degrees, one per sinogram column "
                    "(.txt/.csv: numbers separated by spaces, commas or lines; .npy: a 1-D array), e.g. for a "
-                   "360-degree or limited-angle scan.")
+                   "360-degree or limited-angle scan. With --geometry fan a count is uniform over [0, 360) "
+                   "(default 120).")
 @click.option("--simulate", is_flag=True,
               help="DATA is a square phantom image: project it, add noise, reconstruct, report PSNR/SSIM.")
 @click.option("--noise", default=None, metavar="SIGMA",
@@ -29,17 +30,29 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
               help="full: ceil(sqrt(2) N) detectors covering the whole N x N square; circle: N detectors that see the "
                    "inscribed disc only (skimage.transform.radon's default circle=True); the reconstruction is 0 "
                    "outside it.")
+@click.option("--geometry", type=click.Choice(["parallel", "fan"]), default="parallel", show_default=True,
+              help="fan: a flat-detector fan beam, the source circling the image centre (distances in image "
+                   "pixels below; a sinogram's rows are the detector cells, and --size is needed).")
+@click.option("--source-distance", type=float, default=None, metavar="PIXELS",
+              help="Fan beam: source to image centre [default: 2 N].")
+@click.option("--detector-distance", type=float, default=None, metavar="PIXELS",
+              help="Fan beam: image centre to detector [default: N].")
+@click.option("--detector-spacing", type=float, default=None, metavar="PIXELS",
+              help="Fan beam: distance between detector cells, on the detector [default: the magnification, "
+                   "one cell per pixel at the centre].")
 @click.option("--from-skimage", is_flag=True,
               help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180) unless --angles FILE; "
                    "with circle=True, its default, add --detector circle): move it to this tool's rotation axis "
                    "first (half a pixel apart for an even detector count).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
-def ct(data, angles, simulate, noise, size, detector, from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
+def ct(data, angles, simulate, noise, size, detector, geometry, source_distance, detector_distance, detector_spacing,
+       from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
-    """Parallel-beam CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png), or from every
-    sinogram in a folder (a stack of slices), FBP-initialised.
+    """Parallel-beam (or fan-beam) CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png),
+    or from every sinogram in a folder (a stack of slices), FBP-initialised.
 
-    Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles, 1% noise (--simulate).
+    Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles (with --geometry fan, 120 views
+    over 360 degrees), 1% noise (--simulate).
 
     \b
     Examples:
@@ -47,12 +60,31 @@ def ct(data, angles, simulate, noise, size, detector, from_skimage, solver, deno
       pnp-stable ct phantom.png --simulate --angles 180 --report ct.json
       pnp-stable ct sinogram.npy --size 256
       pnp-stable ct skimage_sinogram.npy --from-skimage --detector circle
+      pnp-stable ct --geometry fan
+      pnp-stable ct fan_sinogram.npy --geometry fan --size 256 --source-distance 600 --detector-distance 400
       pnp-stable ct slices/ --size 512 --checkpoint slices.state
     """
     with user_errors(), sigterm_as_interrupt():
         manual = manual_settings(sigma_den, step, strength, tile, solver, per_image_state=True)
         if from_skimage and (simulate or data is None):
             raise UserError("--from-skimage converts a sinogram; with --simulate the sinogram is made here")
+        context = click.get_current_context()
+        fan = geometry == "fan"
+        if fan and from_skimage:
+            raise UserError("--from-skimage converts a parallel-beam sinogram (skimage.transform.radon); not with "
+                            "--geometry fan")
+        if fan and context.get_parameter_source("detector") != ParameterSource.DEFAULT:
+            raise UserError("--detector is the parallel beam's; a fan beam's cells are the sinogram's rows, "
+                            "spaced by --detector-spacing")
+        distances = {"source_distance": source_distance, "detector_distance": detector_distance,
+                     "detector_spacing": detector_spacing}
+        for name, value in distances.items():
+            if value is not None and not fan:
+                raise UserError(f"--{name.replace('_', '-')} describes a fan beam: add --geometry fan")
+            if value is not None and not (value > 0 and value < float("inf")):
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number of pixels, got {value:g}")
+        if fan and not simulate and data is not None and size is None:
+            raise UserError("a fan-beam sinogram needs the image size: pass --size N")
         level = None
         if noise is not None:
             text = noise.strip()
@@ -71,8 +103,8 @@ def ct(data, angles, simulate, noise, size, detector, from_skimage, solver, deno
                 level = ("absolute", value)
         if data is None:
             simulate = True
-        angles_given = click.get_current_context().get_parameter_source("angles") != ParameterSource.DEFAULT
-        angles = parse_angles(angles)
+        angles_given = context.get_parameter_source("angles") != ParameterSource.DEFAULT
+        angles = parse_angles(angles) if angles_given or not fan else 120  # 60 views per half-turn, as the parallel default
         count = angles if isinstance(angles, int) else len(angles)
         from pnp_stable.cli.folders import run_restorations
         from pnp_stable.cli.image_task import Demo
@@ -81,13 +113,16 @@ def ct(data, angles, simulate, noise, size, detector, from_skimage, solver, deno
         arguments = dict(angles=angles if simulate or not isinstance(angles, int) else None, simulate=simulate,
                          noise_level=level[1] if level is not None and level[0] == "absolute" else None,
                          relative_noise_level=level[1] if level is not None and level[0] == "relative" else None,
-                         seed=seed, image_size=size, detector=detector, method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol,
+                         seed=seed, image_size=size, detector=detector, geometry=geometry,
+                         **({k: v for k, v in distances.items() if v is not None}), method=solver, denoiser=denoiser,
+                         max_iter=max_iter, tol=tol,
                          accelerate=accelerate, device=device, checkpoint=checkpoint, resume=resume, **manual)
         if data is not None and not data.is_dir():  # a folder checks each file before the first solve
             from pnp_stable.cli.images import read_image
 
             _check_ct_input(data, read_image(data), simulate, count if angles_given else None)
-        demo = Demo(f"demo: Shepp-Logan phantom (256x256), {count} angles, reconstructed (--simulate)",
+        views = f"{count} fan-beam views over 360 degrees" if fan else f"{count} angles"
+        demo = Demo(f"demo: Shepp-Logan phantom (256x256), {views}, reconstructed (--simulate)",
                     image=_phantom, stem="shepp_logan")
         angles_file = None if isinstance(angles, int) else Path(click.get_current_context().params["angles"])
         inputs = None

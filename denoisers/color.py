@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pnp_stable.denoisers.conditioning import as_sigma_batch
-from pnp_stable.layers.certificates import Certificate, certificate_of
+from pnp_stable.denoisers.conditioning import as_sigma_batch, check_image_dtype
+from pnp_stable.layers.certificates import Certificate, StatedConstants, certificate_of
 from pnp_stable.protocols import accepts_noise_level, denoiser_channels
 
 __all__ = ["OPPONENT_BASIS", "OpponentColorDenoiser", "COLOR_MODES", "DEFAULT_CHROMA_SCALE"]
@@ -59,7 +59,7 @@ DEFAULT_CHROMA_SCALE = 3.0
 _CHROMA_SHIFT = 0.5
 
 
-class OpponentColorDenoiser(nn.Module):
+class OpponentColorDenoiser(StatedConstants, nn.Module):
     """An RGB denoiser ``D_rgb(x, sigma)`` made of a gray denoiser ``gray(x, sigma)``.
 
     Guarantee: ``certificate()`` is the gray model's certificate (same Lipschitz bound and
@@ -98,6 +98,8 @@ class OpponentColorDenoiser(nn.Module):
         """Denoise ``x`` (``B x 3 x H x W``, RGB in [0, 1]) at noise level ``sigma`` ([0, 1] scale)."""
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a B x 3 x H x W RGB tensor, got shape {tuple(getattr(x, 'shape', ()))}")
+        weights = next(self.gray.parameters(), None)  # a foreign gray model may hold none
+        check_image_dtype(x, x.dtype if weights is None else weights.dtype)
         if sigma is None:
             raise ValueError("the opponent-colour denoiser needs a noise level: call it as D(x, sigma)")
         as_sigma_batch(sigma, x.shape[0], x)  # checks it lies in [0, 1]; a float stays a float for ``gray``

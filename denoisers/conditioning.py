@@ -11,11 +11,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["as_sigma_batch", "NoiseEmbedding"]
+__all__ = ["as_sigma_batch", "check_image_dtype", "NoiseEmbedding"]
 
 # sigma is on the [0, 1] image scale; features are expressed relative to 25/255
 _SIGMA_REF = 25.0 / 255.0
 _SIGMA_FLOOR = 1e-4
+
+
+def check_image_dtype(x: torch.Tensor, weights_dtype: torch.dtype) -> None:
+    """One-line errors for images a denoiser cannot take as they are: integer samples (0..255 data
+    would be denoised as if on the [0, 1] scale), complex or empty tensors, and a floating dtype
+    other than the weights' (torch would fail deep inside a layer; under autocast it is allowed)."""
+    if x.is_complex() or not x.is_floating_point():
+        hint = ": divide by 255 (or 65535) and convert, e.g. x.float() / 255" if not x.is_complex() else ""
+        raise ValueError(f"the denoiser takes real floating-point images on the [0, 1] scale, got {x.dtype}{hint}")
+    if x.numel() == 0:
+        raise ValueError(f"the image is empty (shape {tuple(x.shape)})")
+    if x.dtype != weights_dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"the denoiser's weights are {weights_dtype} and the image {x.dtype}: convert the image "
+                         f"(x.to({weights_dtype})) or the model (model.to({x.dtype}))")
 
 
 def as_sigma_batch(sigma: float | torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:

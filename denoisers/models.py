@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from pnp_stable.denoisers.conditioning import NoiseEmbedding, as_sigma_batch
+from pnp_stable.denoisers.conditioning import NoiseEmbedding, as_sigma_batch, check_image_dtype
 from pnp_stable.denoisers.config import DenoiserConfig
 from pnp_stable.layers import Certificate, CertifiedSequential, ConvMap, GradientFlowBlock, Lift, Projection
 from pnp_stable.layers.activations import make_activation
@@ -185,6 +185,11 @@ class _ConditionedDenoiser(nn.Module):
             raise ValueError(f"expected a B x C x H x W tensor, got shape {tuple(getattr(x, 'shape', ()))}")
         if x.shape[1] != self.config.channels:
             raise ValueError(f"this denoiser expects {self.config.channels} channel(s), got {x.shape[1]}")
+        check_image_dtype(x, self.weights_dtype())
+
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype of the weights (the first parameter's: a model is converted as a whole)."""
+        return next(self.parameters()).dtype
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor | None = None) -> torch.Tensor:
         """Denoise ``x`` (``B x C x H x W``, values in [0, 1]) at noise level ``sigma`` ([0, 1] scale)."""

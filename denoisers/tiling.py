@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from pnp_stable.layers import Certificate, ConvMap, GradientFlowBlock, Lift, Projection
-from pnp_stable.layers.certificates import certificate_of
+from pnp_stable.layers.certificates import StatedConstants, certificate_of
 from pnp_stable.protocols import accepts_noise_level
 
 __all__ = ["ReceptiveField", "TiledDenoiser", "receptive_field", "default_tile", "AUTO_TILE_PIXELS"]
@@ -136,7 +136,7 @@ def _shift(part: slice, offset: int) -> slice:
     return slice(part.start + offset, part.stop + offset)
 
 
-class TiledDenoiser(nn.Module):
+class TiledDenoiser(StatedConstants, nn.Module):
     """``denoiser`` applied to overlapping crops: memory bounded by the crop, output unchanged.
 
     Args:

@@ -16,6 +16,7 @@ from typing import Any
 _LAZY = {
     "Blur": "pnp_stable.operators.blur",
     "ParallelBeamCT": "pnp_stable.operators.ct",
+    "FanBeamCT": "pnp_stable.operators.fan_beam",
     "sinogram_from_skimage": "pnp_stable.operators.ct",
     "Identity": "pnp_stable.operators.pointwise",
     "Inpainting": "pnp_stable.operators.pointwise",
@@ -27,7 +28,7 @@ _LAZY = {
     "KernelNormalizationWarning": "pnp_stable.operators.kernels",
     "parse_kernel_spec": "pnp_stable.operators.kernels",
 }
-_SUBMODULES = ("kernels", "kernel_files", "base", "cg", "blur", "ct", "pointwise", "downsample", "norm_bounds", "cache")
+_SUBMODULES = ("kernels", "kernel_files", "base", "cg", "blur", "ct", "fan_beam", "pointwise", "downsample", "norm_bounds", "cache")
 
 __all__ = sorted([*_LAZY, "kernels"])
 

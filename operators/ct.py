@@ -30,7 +30,7 @@ from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_
 from pnp_stable.operators.cache import load_entry, norm_bounds_of, store_entry
 from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
-__all__ = ["ParallelBeamCT", "sinogram_from_skimage"]
+__all__ = ["ParallelBeamCT", "RadonTomography", "sinogram_from_skimage"]
 
 Detector = Literal["full", "circle"]
 _NORM_CACHE_NAMESPACE = "ct-norms"
@@ -86,7 +86,204 @@ def detector_count(n: int, detector: str = "full") -> int:
     return n if detector == "circle" else int(math.ceil(math.sqrt(2) * n))
 
 
-class ParallelBeamCT(CertifiedLinearPhysics):
+class RadonTomography(CertifiedLinearPhysics):
+    """What parallel- and fan-beam CT share on top of ``deepinv.physics.Tomography``: one backend
+    per dtype and device, shape checks, ``A`` and its exact transpose (with optional non-negative
+    per-bin weights, ``_bin_weights``), the certified Collatz-Wielandt norm bound cached per
+    geometry, ``normalize`` and the CG preconditioner of the data prox.
+
+    Subclasses set ``image_size``, ``angles_deg`` and ``n_detectors`` and their geometry before
+    calling :meth:`_start`, and implement ``_make_tomography``, ``geometry``, ``fbp``,
+    ``object_support`` and ``parameter_density``.
+    """
+
+    # the automatic PnP parameters use a denoiser's CT calibration when it carries one
+    parameter_family = "ct"
+    image_size: int
+    angles_deg: np.ndarray
+    n_detectors: int
+
+    def _start(self, normalize: bool, device: torch.device | str) -> None:
+        self.normalize = bool(normalize)
+        self._device = torch.device(device)
+        self._radon = nn.ModuleDict()
+        self._radon[_dtype_key(torch.float32)] = self._make_tomography(torch.float32, self._device)
+        self._scale = 1.0
+        # the spectrum behind the CG preconditioner (see _normal_transfer), computed on first use
+        self._normal_transfer_cache: torch.Tensor | None = None
+        if self.normalize:
+            self._scale = self._raw_norm_bound().value
+
+    def _make_tomography(self, dtype: torch.dtype, device: torch.device) -> nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    def _bin_weights(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """Non-negative weights of the detector bins (shape ``(n_detectors, 1)``) that multiply the
+        backend's sinogram, or None: the matrix stays non-negative, so the norm bound still holds."""
+        return None
+
+    def _tomography(self, t: torch.Tensor) -> nn.Module:
+        if t.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{type(self).__name__} supports float32 and float64 tensors, got {t.dtype}")
+        key = _dtype_key(t.dtype)
+        # one backend per dtype, on the device of the data it serves: deepinv's Radon would copy its
+        # sampling grids to the input's device at every call, and it caches its autograd adjoint by
+        # shape only, so a backend seen from two devices would mix them
+        if key not in self._radon or self._radon[key].angles.device != t.device:
+            self._radon[key] = self._make_tomography(t.dtype, t.device)
+        return self._radon[key]
+
+    def _raw_A(self, x: torch.Tensor, tomography: nn.Module | None = None) -> torch.Tensor:
+        tomography = self._tomography(x) if tomography is None else tomography
+        y = tomography.A(x)
+        weights = self._bin_weights(y.dtype, y.device)
+        return y if weights is None else y * weights
+
+    def _raw_A_adjoint(self, y: torch.Tensor, tomography: nn.Module | None = None) -> torch.Tensor:
+        tomography = self._tomography(y) if tomography is None else tomography
+        weights = self._bin_weights(y.dtype, y.device)
+        return tomography.A_adjoint(y if weights is None else y * weights)
+
+    # -- shapes ------------------------------------------------------------------------------
+    def _check(self, shape: tuple[int, ...], hw: tuple[int, int], name: str) -> None:
+        if len(shape) != 4:
+            raise ValueError(f"{name} must have shape (batch, channels, height, width), got {shape}")
+        if tuple(shape[-2:]) != hw:
+            raise ValueError(f"{name} has spatial size {tuple(shape[-2:])}, this {type(self).__name__} expects {hw}")
+
+    def output_shape_for(self, input_shape: torch.Size) -> tuple[int, ...]:
+        self._check(tuple(input_shape), (self.image_size, self.image_size), "x")
+        return (input_shape[0], input_shape[1], self.n_detectors, len(self.angles_deg))
+
+    def input_shape_for(self, output_shape: torch.Size) -> tuple[int, ...]:
+        self._check(tuple(output_shape), (self.n_detectors, len(self.angles_deg)), "y")
+        return (output_shape[0], output_shape[1], self.image_size, self.image_size)
+
+    # -- A, A^T ------------------------------------------------------------------------------
+    def A(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Sinogram of ``x``: ``(B, C, n, n) -> (B, C, n_detectors, n_angles)``."""
+        _check_kwargs(kwargs, f"{type(self).__name__}.A")
+        self._check_tensor(x, "x")
+        self.output_shape_for(x.shape)
+        y = self._raw_A(x)
+        return y / self._scale if self.normalize else y
+
+    def A_adjoint(self, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Exact transpose of :meth:`A` (back-projection)."""
+        _check_kwargs(kwargs, f"{type(self).__name__}.A_adjoint")
+        self._check_tensor(y, "y")
+        self.input_shape_for(y.shape)
+        x = self._raw_A_adjoint(y)
+        return x / self._scale if self.normalize else x
+
+    # -- the data prox's CG preconditioner ----------------------------------------------------
+    def _normal_transfer(self, device: torch.device) -> torch.Tensor:
+        """Real spectrum of ``A^T A``'s response to a centred point, on the doubled grid (so that the
+        circular convolution it defines does not wrap), float64; computed once per device."""
+        cached = self._normal_transfer_cache
+        if cached is not None and cached.device == device:
+            return cached
+        n = self.image_size
+        delta = torch.zeros(1, 1, n, n, dtype=torch.float64, device=device)
+        delta[..., n // 2, n // 2] = 1.0
+        with torch.no_grad():
+            response = self.A_adjoint_A(delta)[0, 0]
+        grid = torch.zeros(2 * n, 2 * n, dtype=torch.float64, device=device)
+        grid[:n, :n] = response
+        grid = torch.roll(grid, shifts=(-(n // 2), -(n // 2)), dims=(0, 1))
+        # the real part is the spectrum of the response's symmetric part: an even, real filter, so
+        # the preconditioner below is a symmetric operator; A^T A is PSD, so its spectrum is >= 0
+        self._normal_transfer_cache = torch.fft.rfft2(grid).real.clamp_min(0.0)
+        return self._normal_transfer_cache
+
+    def _cg_preconditioner(self, gamma: torch.Tensor):
+        """``(gamma A^T A + I)^-1`` for a shift-invariant approximation of ``A^T A`` (its response
+        at the centre; the parallel-beam normal operator is close to a convolution with ``1/|r|``,
+        a fan-beam one varies slowly across the image): zero-pad to the doubled grid, divide by
+        ``gamma H + 1`` in Fourier, crop. Symmetric positive definite whatever ``H``'s accuracy,
+        which only sets how much it saves (about half the CG iterations in parallel beam)."""
+        n = self.image_size
+        transfer = self._normal_transfer(gamma.device)
+        filters: dict[torch.dtype, torch.Tensor] = {}
+
+        def apply(r: torch.Tensor) -> torch.Tensor:
+            if r.dtype not in filters:
+                filters[r.dtype] = (1.0 / (gamma.reshape(-1, 1, 1, 1) * transfer + 1.0)).to(r.dtype)
+            padded = r.new_zeros(r.shape[:-2] + (2 * n, 2 * n))
+            padded[..., :n, :n] = r
+            out = torch.fft.irfft2(torch.fft.rfft2(padded) * filters[r.dtype], s=(2 * n, 2 * n))
+            return out[..., :n, :n].contiguous()
+
+        return apply
+
+    # -- norm --------------------------------------------------------------------------------
+    def _raw_norm_bound(self) -> NormBound:
+        """Certified bound on the unnormalised operator's norm, from the disk cache if valid."""
+        description = self.geometry()
+        cached = load_entry(_NORM_CACHE_NAMESPACE, description)
+        if cached is not None and self._cached_bound_is_plausible(cached):
+            return NormBound(
+                float(cached["upper"]),
+                "certified",
+                "Collatz-Wielandt bound on the non-negative Radon matrix (cached)",
+                lower=float(cached["lower"]),
+                details={"iterations": cached.get("iterations"), "cached": True},
+            )
+        bound = self._compute_raw_norm_bound()
+        store_entry(
+            _NORM_CACHE_NAMESPACE,
+            description,
+            {"upper": bound.value, "lower": bound.lower, "iterations": bound.details["iterations"]},
+        )
+        return bound
+
+    def _cached_bound_is_plausible(self, cached: dict[str, Any]) -> bool:
+        # a corrupted or tampered cache must not understate the norm: one Rayleigh quotient from
+        # the all-ones vector is a proven lower bound, and it is close (within ~1%) for CT
+        bounds = norm_bounds_of(cached)
+        if bounds is None:
+            return False
+        upper = bounds[0]
+        with torch.no_grad():
+            tomography = self._radon[_dtype_key(torch.float32)]
+            ones = torch.ones(1, 1, self.image_size, self.image_size, device=tomography.angles.device)
+            projected = self._raw_A(ones, tomography)
+            rayleigh = float(projected.double().norm()) / self.image_size
+        return upper >= rayleigh * (1 - 1e-4)
+
+    def _compute_raw_norm_bound(self) -> NormBound:
+        tomography = self._make_tomography(torch.float64, torch.device("cpu"))
+        with progress_bar("CT norm bound", total=200) as report:
+            result = collatz_wielandt_norm_bound(
+                lambda x: self._raw_A(x, tomography),
+                lambda y: self._raw_A_adjoint(y, tomography),
+                (1, 1, self.image_size, self.image_size),
+                rel_gap=1e-6,
+                max_iter=200,
+                progress=report,
+            )
+        return NormBound(
+            result.upper,
+            "certified",
+            "Collatz-Wielandt bound on the non-negative Radon matrix",
+            lower=result.lower,
+            details={"iterations": result.iterations, "cached": False},
+        )
+
+    def _compute_norm_bound(self) -> NormBound:
+        raw = self._raw_norm_bound()
+        if not self.normalize:
+            return raw
+        return NormBound(
+            raw.value / self._scale,
+            "certified",
+            raw.method + ", divided by itself (normalize=True)",
+            lower=None if raw.lower is None else raw.lower / self._scale,
+            details=dict(raw.details, scale=self._scale),
+        )
+
+
+class ParallelBeamCT(RadonTomography):
     """Parallel-beam CT ``y = A x`` for ``n x n`` images (any channel and batch count).
 
     ``angles`` is a count (uniform over ``[0, 180)`` degrees) or the angles in degrees.
@@ -109,9 +306,6 @@ class ParallelBeamCT(CertifiedLinearPhysics):
     Guarantees: exact adjoint (autograd transpose); ``norm()`` a certified upper bound (module
     docstring); ``prox_data`` by warm-started batched CG with reported convergence.
     """
-
-    # the automatic PnP parameters use a denoiser's CT calibration when it carries one
-    parameter_family = "ct"
 
     @property
     def parameter_density(self) -> float:
@@ -145,16 +339,8 @@ class ParallelBeamCT(CertifiedLinearPhysics):
         self.image_size = n
         self.angles_deg = angles_deg
         self.detector = detector
-        self.normalize = bool(normalize)
         self.n_detectors = detector_count(n, detector)
-        self._device = torch.device(device)
-        self._radon = nn.ModuleDict()
-        self._radon[_dtype_key(torch.float32)] = self._make_tomography(torch.float32, self._device)
-        self._scale = 1.0
-        # the spectrum behind the CG preconditioner (see _normal_transfer), computed on first use
-        self._normal_transfer_cache: torch.Tensor | None = None
-        if self.normalize:
-            self._scale = self._raw_norm_bound().value
+        self._start(normalize, device)
 
     # -- presets -----------------------------------------------------------------------------
     @classmethod
@@ -197,24 +383,6 @@ class ParallelBeamCT(CertifiedLinearPhysics):
                 dtype=dtype,
             )
 
-    def _tomography(self, t: torch.Tensor) -> nn.Module:
-        if t.dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"ParallelBeamCT supports float32 and float64 tensors, got {t.dtype}")
-        key = _dtype_key(t.dtype)
-        # one backend per dtype, on the device of the data it serves: deepinv's Radon would copy its
-        # sampling grids to the input's device at every call, and it caches its autograd adjoint by
-        # shape only, so a backend seen from two devices would mix them
-        if key not in self._radon or self._radon[key].angles.device != t.device:
-            self._radon[key] = self._make_tomography(t.dtype, t.device)
-        return self._radon[key]
-
-    # -- shapes ------------------------------------------------------------------------------
-    def _check(self, shape: tuple[int, ...], hw: tuple[int, int], name: str) -> None:
-        if len(shape) != 4:
-            raise ValueError(f"{name} must have shape (batch, channels, height, width), got {shape}")
-        if tuple(shape[-2:]) != hw:
-            raise ValueError(f"{name} has spatial size {tuple(shape[-2:])}, this ParallelBeamCT expects {hw}")
-
     def object_support(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
         """The pixels ``A`` sees, as a ``1 x 1 x n x n`` mask of ones and zeros: all of them for
         ``detector="full"``; for ``"circle"`` the inscribed disc, ``u^2 + v^2 <= 1`` with pixel
@@ -230,69 +398,7 @@ class ParallelBeamCT(CertifiedLinearPhysics):
         disc = axis[:, None] ** 2 + axis[None, :] ** 2 <= 1
         return disc.to(dtype=dtype, device=device)[None, None]
 
-    def output_shape_for(self, input_shape: torch.Size) -> tuple[int, ...]:
-        self._check(tuple(input_shape), (self.image_size, self.image_size), "x")
-        return (input_shape[0], input_shape[1], self.n_detectors, len(self.angles_deg))
-
-    def input_shape_for(self, output_shape: torch.Size) -> tuple[int, ...]:
-        self._check(tuple(output_shape), (self.n_detectors, len(self.angles_deg)), "y")
-        return (output_shape[0], output_shape[1], self.image_size, self.image_size)
-
-    # -- A, A^T, FBP -------------------------------------------------------------------------
-    def A(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Sinogram of ``x``: ``(B, C, n, n) -> (B, C, n_detectors, n_angles)``."""
-        _check_kwargs(kwargs, "ParallelBeamCT.A")
-        self._check_tensor(x, "x")
-        self.output_shape_for(x.shape)
-        y = self._tomography(x).A(x)
-        return y / self._scale if self.normalize else y
-
-    def A_adjoint(self, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Exact transpose of :meth:`A` (back-projection)."""
-        _check_kwargs(kwargs, "ParallelBeamCT.A_adjoint")
-        self._check_tensor(y, "y")
-        self.input_shape_for(y.shape)
-        x = self._tomography(y).A_adjoint(y)
-        return x / self._scale if self.normalize else x
-
-    def _normal_transfer(self, device: torch.device) -> torch.Tensor:
-        """Real spectrum of ``A^T A``'s response to a centred point, on the doubled grid (so that the
-        circular convolution it defines does not wrap), float64; computed once per device."""
-        cached = self._normal_transfer_cache
-        if cached is not None and cached.device == device:
-            return cached
-        n = self.image_size
-        delta = torch.zeros(1, 1, n, n, dtype=torch.float64, device=device)
-        delta[..., n // 2, n // 2] = 1.0
-        with torch.no_grad():
-            response = self.A_adjoint_A(delta)[0, 0]
-        grid = torch.zeros(2 * n, 2 * n, dtype=torch.float64, device=device)
-        grid[:n, :n] = response
-        grid = torch.roll(grid, shifts=(-(n // 2), -(n // 2)), dims=(0, 1))
-        # the real part is the spectrum of the response's symmetric part: an even, real filter, so
-        # the preconditioner below is a symmetric operator; A^T A is PSD, so its spectrum is >= 0
-        self._normal_transfer_cache = torch.fft.rfft2(grid).real.clamp_min(0.0)
-        return self._normal_transfer_cache
-
-    def _cg_preconditioner(self, gamma: torch.Tensor):
-        """``(gamma A^T A + I)^-1`` for a shift-invariant approximation of ``A^T A`` (the parallel-beam
-        normal operator is close to a convolution with ``1/|r|``): zero-pad to the doubled grid,
-        divide by ``gamma H + 1`` in Fourier, crop. Symmetric positive definite whatever ``H``'s
-        accuracy, which only sets how much it saves (about half the CG iterations)."""
-        n = self.image_size
-        transfer = self._normal_transfer(gamma.device)
-        filters: dict[torch.dtype, torch.Tensor] = {}
-
-        def apply(r: torch.Tensor) -> torch.Tensor:
-            if r.dtype not in filters:
-                filters[r.dtype] = (1.0 / (gamma.reshape(-1, 1, 1, 1) * transfer + 1.0)).to(r.dtype)
-            padded = r.new_zeros(r.shape[:-2] + (2 * n, 2 * n))
-            padded[..., :n, :n] = r
-            out = torch.fft.irfft2(torch.fft.rfft2(padded) * filters[r.dtype], s=(2 * n, 2 * n))
-            return out[..., :n, :n].contiguous()
-
-        return apply
-
+    # -- FBP ---------------------------------------------------------------------------------
     def fbp(self, y: torch.Tensor) -> torch.Tensor:
         """Filtered back-projection (deepinv's ramp-filtered FBP): an approximate inverse for
         initialisation, not a least-squares solution."""
@@ -315,71 +421,6 @@ class ParallelBeamCT(CertifiedLinearPhysics):
             "deepinv": deepinv.__version__,
             "method": _NORM_METHOD,
         }
-
-    def _raw_norm_bound(self) -> NormBound:
-        """Certified bound on the unnormalised operator's norm, from the disk cache if valid."""
-        description = self.geometry()
-        cached = load_entry(_NORM_CACHE_NAMESPACE, description)
-        if cached is not None and self._cached_bound_is_plausible(cached):
-            return NormBound(
-                float(cached["upper"]),
-                "certified",
-                "Collatz-Wielandt bound on the non-negative Radon matrix (cached)",
-                lower=float(cached["lower"]),
-                details={"iterations": cached.get("iterations"), "cached": True},
-            )
-        bound = self._compute_raw_norm_bound()
-        store_entry(
-            _NORM_CACHE_NAMESPACE,
-            description,
-            {"upper": bound.value, "lower": bound.lower, "iterations": bound.details["iterations"]},
-        )
-        return bound
-
-    def _cached_bound_is_plausible(self, cached: dict[str, Any]) -> bool:
-        # a corrupted or tampered cache must not understate the norm: one Rayleigh quotient from
-        # the all-ones vector is a proven lower bound, and it is close (within ~1%) for CT
-        bounds = norm_bounds_of(cached)
-        if bounds is None:
-            return False
-        upper = bounds[0]
-        with torch.no_grad():
-            tomography = self._radon[_dtype_key(torch.float32)]
-            ones = torch.ones(1, 1, self.image_size, self.image_size, device=tomography.angles.device)
-            projected = tomography.A(ones)
-            rayleigh = float(projected.double().norm()) / self.image_size
-        return upper >= rayleigh * (1 - 1e-4)
-
-    def _compute_raw_norm_bound(self) -> NormBound:
-        tomography = self._make_tomography(torch.float64, torch.device("cpu"))
-        with progress_bar("CT norm bound", total=200) as report:
-            result = collatz_wielandt_norm_bound(
-                tomography.A,
-                tomography.A_adjoint,
-                (1, 1, self.image_size, self.image_size),
-                rel_gap=1e-6,
-                max_iter=200,
-                progress=report,
-            )
-        return NormBound(
-            result.upper,
-            "certified",
-            "Collatz-Wielandt bound on the non-negative Radon matrix",
-            lower=result.lower,
-            details={"iterations": result.iterations, "cached": False},
-        )
-
-    def _compute_norm_bound(self) -> NormBound:
-        raw = self._raw_norm_bound()
-        if not self.normalize:
-            return raw
-        return NormBound(
-            raw.value / self._scale,
-            "certified",
-            raw.method + ", divided by itself (normalize=True)",
-            lower=None if raw.lower is None else raw.lower / self._scale,
-            details=dict(raw.details, scale=self._scale),
-        )
 
     def __repr__(self) -> str:
         return (

@@ -27,6 +27,7 @@ _LAZY = {
     "as_operator": "pnp_stable.solvers",
     "Blur": "pnp_stable.operators.blur",
     "ParallelBeamCT": "pnp_stable.operators.ct",
+    "FanBeamCT": "pnp_stable.operators.fan_beam",
     "deblur": "pnp_stable.restore",
     "super_resolve": "pnp_stable.restore",
     "inpaint": "pnp_stable.restore",

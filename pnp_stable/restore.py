@@ -844,6 +844,8 @@ def _check_image(image: torch.Tensor, notes: list[str], unit_range: bool = True,
                          "restore its images one by one (or call pnp_stable.solve, which takes a batch)")
     if image.ndim != 3:
         raise ValueError(f"expected an image C x H x W (or H x W), got shape {tuple(image.shape)}")
+    if image.is_complex():  # .float() would drop the imaginary part with only a torch warning
+        raise ValueError(f"the image is complex ({image.dtype}); give its real values (e.g. .real or .abs())")
     if image.shape[0] not in (1, 3) and image.shape[-1] in (1, 3, 4):
         raise ValueError(f"expected channels first (C x H x W), got shape {tuple(image.shape)}: an H x W x C array "
                          "needs .permute(2, 0, 1) (numpy: .transpose(2, 0, 1))")
@@ -890,6 +892,10 @@ def reconstruct_ct(
     seed: int = 0,
     image_size: int | None = None,
     detector: str = "full",
+    geometry: str = "parallel",
+    source_distance: float | None = None,
+    detector_distance: float | None = None,
+    detector_spacing: float | None = None,
     method: str = "admm",
     denoiser: str | nn.Module | None = None,
     max_iter: int = 300,
@@ -906,7 +912,7 @@ def reconstruct_ct(
     prox_error_ratio: float = 0.03,
     strength: str = "rule",
 ) -> Restoration:
-    """CT reconstruction by PnP from a parallel-beam sinogram, initialised by FBP.
+    """CT reconstruction by PnP from a parallel-beam (or fan-beam) sinogram, initialised by FBP.
 
     ``angles``: a count of angles uniform over [0, 180) degrees, or the angles themselves (degrees).
     ``simulate=True``: ``data`` is a square gray image in [0, 1] (the phantom); its sinogram over
@@ -929,13 +935,30 @@ def reconstruct_ct(
     ``sigma_den`` and ``step`` replace the automatic parameters, ``tile`` tiles the denoiser and
     ``checkpoint``/``resume`` stop and resume, and ``prox_error_ratio`` budgets the CG prox of
     ADMM/DRS, and ``strength="sure"`` chooses the regularisation from the data, as in :func:`deblur`.
+
+    ``geometry="fan"``: a flat-detector fan beam (:class:`~pnp_stable.operators.FanBeamCT`, distances
+    in image pixels, its defaults where None): ``angles`` counts views over [0, 360) (default 120
+    for a simulation: 60 views per half-turn, as the parallel default); a sinogram's rows are the
+    detector cells and ``image_size`` must be given. ``detector`` is the parallel beam's.
     """
-    from pnp_stable.operators import ParallelBeamCT
+    from pnp_stable.operators import FanBeamCT, ParallelBeamCT
     from pnp_stable.operators.ct import detector_count
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
     if detector not in ("full", "circle"):
         raise ValueError(f"detector must be 'full' or 'circle', got {detector!r}")
+    if geometry not in ("parallel", "fan"):
+        raise ValueError(f"geometry must be 'parallel' or 'fan', got {geometry!r}")
+    fan = geometry == "fan"
+    if fan and detector != "full":
+        raise ValueError("detector='circle' is a parallel-beam detector; a fan beam's is set by n_detectors "
+                         "(the sinogram's rows) and detector_spacing")
+    distances = {"source_distance": source_distance, "detector_distance": detector_distance,
+                 "detector_spacing": detector_spacing}
+    if not fan and any(v is not None for v in distances.values()):
+        given = [k for k, v in distances.items() if v is not None]
+        raise ValueError(f"{', '.join(given)} {'describes' if len(given) == 1 else 'describe'} a fan beam: pass "
+                         "geometry='fan' (--geometry fan)")
     notes: list[str] = []
     dev = resolve_device(device)
     module, den_info = load_denoiser(denoiser, dev)
@@ -955,8 +978,9 @@ def reconstruct_ct(
     if simulate:
         n = data.shape[-1]
         if data.shape[-2] != n:
-            raise ValueError(f"the phantom must be square for parallel-beam CT, got {data.shape[-2]}x{n}; crop it")
-        op = ParallelBeamCT(n, angles=60 if angles is None else angles, detector=detector, device=dev)
+            raise ValueError(f"the phantom must be square for CT, got {data.shape[-2]}x{n}; crop it")
+        op = (FanBeamCT(n, angles=120 if angles is None else angles, **distances, device=dev) if fan else
+              ParallelBeamCT(n, angles=60 if angles is None else angles, detector=detector, device=dev))
         clean = data[None]
         outside = float((clean * (1 - op.object_support(clean.dtype, dev))).abs().max())
         if outside > 0:
@@ -974,19 +998,25 @@ def reconstruct_ct(
         if count is not None and count != n_ang:
             raise ValueError(f"the sinogram has {n_ang} angles (columns; n_detectors x n_angles) but {count} were "
                              "given")
+        if fan and image_size is None:  # the cells' count and spacing leave the image's side open
+            raise ValueError("a fan-beam sinogram needs the image size: pass --size (image_size=)")
         n = image_size or _size_from_detectors(n_det, detector)
-        notes.extend(_sinogram_doubts(sino, angles is None))
-        # checked before the operator is built: its rotation grids for a wrong, large size alone can
-        # exhaust the memory (a 91-detector sinogram with --size 8192 asked for ~32 GB)
-        needed = detector_count(n, detector)
-        if needed != n_det:
-            other = "circle" if detector == "full" else "full"
-            # the size fits the other detector: the likelier slip is the detector, not the size
-            hint = f", or pass --detector {other} (detector=)" if detector_count(n, other) == n_det else ""
-            raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {needed} with the {detector} "
-                             f"detector; check --size{hint}")
-        op = ParallelBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles,
-                            detector=detector, device=dev)
+        notes.extend(_sinogram_doubts(sino, angles is None, fan))
+        if fan:
+            op = FanBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles,
+                           n_detectors=n_det, **distances, device=dev)
+        else:
+            # checked before the operator is built: its rotation grids for a wrong, large size alone can
+            # exhaust the memory (a 91-detector sinogram with --size 8192 asked for ~32 GB)
+            needed = detector_count(n, detector)
+            if needed != n_det:
+                other = "circle" if detector == "full" else "full"
+                # the size fits the other detector: the likelier slip is the detector, not the size
+                hint = f", or pass --detector {other} (detector=)" if detector_count(n, other) == n_det else ""
+                raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {needed} with the "
+                                 f"{detector} detector; check --size{hint}")
+            op = ParallelBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles,
+                                detector=detector, device=dev)
         y = sino[None, None]
         notes.extend(_outside_shadow_doubt(y, op))
         clean = None
@@ -1005,9 +1035,7 @@ def reconstruct_ct(
                                     clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="ct",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
-                                    operator_info={"type": "ParallelBeamCT", "image_size": n,
-                                                   "angles": [float(a) for a in op.angles_deg],
-                                                   **({"detector": detector} if detector != "full" else {})},
+                                    operator_info=_ct_operator_info(op),
                                     notes=notes)
     sigma = report["noise"]["sigma"]  # the checkpoint's, when a resume kept it
     _strength_note(res, notes)
@@ -1017,8 +1045,11 @@ def reconstruct_ct(
     restored = res.x.clamp(0, 1)[0] if simulate else res.x.clamp(min=0)[0] * scale
     if detector == "circle":  # no ray meets a pixel outside the disc: the data say nothing of it
         restored = restored * op.object_support(restored.dtype, restored.device)[0]
-    report["operator"] = {"type": "ParallelBeamCT", "image_size": n, "angles": len(op.angles_deg),
-                          "detector": detector, "angles_deg": [float(a) for a in op.angles_deg],
+    report["operator"] = {"type": type(op).__name__, "image_size": n, "angles": len(op.angles_deg),
+                          **({"detector": detector} if not fan else
+                             {k: getattr(op, k) for k in ("source_distance", "detector_distance", "n_detectors",
+                                                          "detector_spacing")}),
+                          "angles_deg": [float(a) for a in op.angles_deg],
                           "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale}
     if scale != 1.0:  # the level on the sinogram's own scale, and the one the solve used
         report["noise"] = {**report["noise"], "sigma": sigma * scale, "sigma_rescaled": sigma}
@@ -1041,14 +1072,29 @@ COLUMN_SUM_SPREAD = 0.1
 MIRRORED_HALVES = 0.05
 
 
-def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool) -> list[str]:
+def _ct_operator_info(op) -> dict:
+    """What identifies a CT problem's geometry in a checkpoint's fingerprint (a parallel beam's as
+    before fan beams existed, so that its checkpoints still resume)."""
+    if type(op).__name__ == "FanBeamCT":
+        return {"type": "FanBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
+                **{k: getattr(op, k) for k in ("source_distance", "detector_distance", "n_detectors",
+                                               "detector_spacing")}}
+    return {"type": "ParallelBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
+            **({"detector": op.detector} if op.detector != "full" else {})}
+
+
+def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool, fan: bool = False) -> list[str]:
     """Notes on a sinogram (``n_detectors x n_angles``) that is probably not what it will be taken
     for: its columns not views (transposed, or an image: the column sums differ, where every view
     of an object sums to its mass), a 360-degree scan read as 180 degrees (its second half mirrors
     its first, p(theta + 180, s) = p(theta, -s)), or detector counts instead of line integrals
-    (largest at the detector edges, where the rays miss the object)."""
+    (largest at the detector edges, where the rays miss the object). A fan beam's views neither
+    sum alike (the magnification of an off-centre object turns with the source) nor mirror: only
+    the last check applies to it."""
     notes = []
     data = sino.double()
+    if fan:
+        return notes + _counts_doubt(data)
     sums = data.sum(dim=0)
     mean = float(sums.mean())
     if mean > 0 and sums.numel() > 1:
@@ -1068,11 +1114,15 @@ def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool) -> list[str]:
             notes.append("the sinogram's second half mirrors its first, as a 360-degree scan's does, but its angles "
                          "are taken as uniform over [0, 180): give them (--angles FILE, the API's angles=) or keep "
                          "the first half")
+    return notes + _counts_doubt(data)
+
+
+def _counts_doubt(data: torch.Tensor) -> list[str]:
     top, edges = float(data.max()), torch.cat([data[0], data[-1]])
     if top > 0 and float(data.min()) > 0 and float(edges.mean()) > 0.5 * top:
-        notes.append("the sinogram is largest at its detector edges, where rays miss the object: if it holds "
-                     "detector counts or intensities I, reconstruct line integrals -log(I / I0)")
-    return notes
+        return ["the sinogram is largest at its detector edges, where rays miss the object: if it holds "
+                "detector counts or intensities I, reconstruct line integrals -log(I / I0)"]
+    return []
 
 
 # An FBP of a sinogram of a [0, 1] image peaks near 1 (the 99.9th percentile: a few noisy pixels
@@ -1129,7 +1179,7 @@ def _outside_shadow_doubt(y: torch.Tensor, op) -> list[str]:
         return []
     n = op.image_size
     hint = ("; a sinogram of the inscribed disc (skimage's circle=True) needs --detector circle (detector=)"
-            if op.detector == "full" else "")
+            if getattr(op, "detector", None) == "full" else "")
     return [f"{100 * outside / total:.1f} % of the sinogram lies on detectors that no pixel of a {n}x{n} image "
             f"reaches at those angles: the object is larger than that (check --size){hint}"]
 

@@ -60,6 +60,12 @@ def test_heavy_noise_on_dark_or_bright_regions_is_not_taken_for_another_scale(ti
         restore.check_unit_range(flat[:, :, :32] - 0.3)
 
 
+def test_a_complex_image_is_refused_not_cut_to_its_real_part(tiny, image):
+    with pytest.raises(ValueError, match=r"the image is complex \(torch.complex64\); give its real values"):
+        restore.deblur(image.to(torch.complex64) + 0.5j, "gauss", noise_level=0.01, simulate=True, device="cpu",
+                       progress=False)
+
+
 def test_a_channels_last_image_gets_the_permutation_it_needs(tiny):
     rgb = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)  # as skimage or PIL give it
     with pytest.raises(ValueError, match=r"expected channels first .*\(24, 24, 3\).*permute\(2, 0, 1\)"):

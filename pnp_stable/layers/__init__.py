@@ -5,6 +5,7 @@ from pnp_stable.layers.blocks import GradientFlowBlock, conv_block, dense_block
 from pnp_stable.layers.certificates import (
     Certificate,
     Certified,
+    StatedConstants,
     certificate_of,
     compose,
     convex_combination,
@@ -27,7 +28,7 @@ from pnp_stable.layers.sequential import CertifiedSequential, certify_layers
 from pnp_stable.layers.splines import MonotoneLinearSpline, uniform_knots
 
 __all__ = [
-    "Certificate", "Certified", "CertifiedSequential", "ConvMap", "DenseMap", "GradientFlowBlock", "GroupShrinkage",
+    "Certificate", "Certified", "CertifiedSequential", "StatedConstants", "ConvMap", "DenseMap", "GradientFlowBlock", "GroupShrinkage",
     "INTEGRATORS", "Integrator", "Lift", "LinearMap", "MonotoneActivation", "MonotoneLinearSpline", "Projection",
     "Relaxed",
     "certificate_of", "certify_layers", "compose", "conv_block", "conv_spectral_norm_bound",

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Protocol, runtime_checkable
 __all__ = [
     "Certificate",
     "Certified",
+    "StatedConstants",
     "compose",
     "convex_combination",
     "certificate_of",
@@ -165,6 +166,24 @@ class Certified(Protocol):
     def certificate(self) -> Certificate: ...
 
 
+class StatedConstants:
+    """Mixin for a module whose ``certificate()`` may be None (a wrapper of an uncertified model, a
+    tiling too narrow to be exact): the pair ``certified_lipschitz_bound()`` /
+    ``certified_averagedness()`` read from it, a ValueError naming the module when it has none."""
+
+    def _stated_certificate(self) -> Certificate:
+        stated = self.certificate()  # type: ignore[attr-defined]
+        if stated is None:
+            raise ValueError(f"this {type(self).__name__} states no certificate (see its certificate())")
+        return stated
+
+    def certified_lipschitz_bound(self) -> float:
+        return self._stated_certificate().lipschitz
+
+    def certified_averagedness(self) -> float | None:
+        return self._stated_certificate().averagedness
+
+
 def certificate_of(module: Any) -> Certificate | None:
     """The certificate of ``module`` if it states one, else None (treated as uncertified).
 
@@ -181,10 +200,11 @@ def certificate_of(module: Any) -> Certificate | None:
         c = fn() if callable(fn) else fn
         if isinstance(c, Certificate):
             return c
-        if c is not None:  # None: "no certificate", as a wrapper of an uncertified module says
+        if c is not None:
             got = f"{type(module).__name__}.certificate{'()' if callable(fn) else ''}"
             raise TypeError(f"{got} gave a {type(c).__name__}, not a pnp_stable.layers.Certificate (or use the "
                             "pair certified_lipschitz_bound() / certified_averagedness())")
+        return None  # "no certificate", as a wrapper of an uncertified module says: the pair is not asked
     lip = getattr(module, "certified_lipschitz_bound", None)
     if callable(lip):
         avg = getattr(module, "certified_averagedness", None)

@@ -339,9 +339,24 @@ def solve(
     if y.ndim == 2 and _measures_images(A, y.dtype):  # an H x W measurement given without batch and channel
         raise ValueError(f"y has shape {tuple(y.shape)}, but {type(A).__name__} works on batch x channels x height "
                          "x width tensors (for one gray image: y[None, None])")
+    if y.shape[0] == 0:
+        raise ValueError(f"y is an empty batch (shape {tuple(y.shape)})")
     step_value = None if step is None else _finite_number(step)
     if step is not None and (step_value is None or step_value <= 0):
         raise ValueError(f"step must be a positive number, got {step!r}")
+    # one number each for the whole batch: the parameters they set are shared by its images
+    for name, value in (("noise_level", noise_level), ("sigma_den", sigma_den)):
+        number = None if value is None else _finite_number(value)
+        if value is not None and (number is None or number < 0):
+            try:
+                several = torch.as_tensor(value).numel() > 1
+            except (TypeError, ValueError, RuntimeError):
+                several = False
+            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}"
+                             + (": one for the whole batch, whose images share their parameters; solve images "
+                                "with different levels separately" if several else ""))
+    if x0 is not None and isinstance(x0, torch.Tensor) and not bool(torch.isfinite(x0).all()):
+        raise ValueError("x0 contains NaN or infinite values")
     if isinstance(metrics, str):
         metrics = (metrics,)
     if isinstance(accelerate, bool):
@@ -394,6 +409,13 @@ def solve(
             if not estimates:
                 raise ValueError("cannot estimate the noise level of non-image measurements: pass noise_level=")
             noise_level, source = float(sorted(estimates)[len(estimates) // 2]), "estimated"
+            if noise_level == 0:
+                raise ValueError("the noise level estimated from y is 0 (noise-free or constant data): pass "
+                                 "noise_level= (at least the data's rounding level), or sigma_den and step")
+            if len(estimates) > 1 and max(estimates) > 1.5 * min(estimates):  # beyond the estimator's scatter
+                warnings.warn(f"the batch's images have different estimated noise levels ({min(estimates):.4g} to "
+                              f"{max(estimates):.4g}); one parameter choice serves them all, at {noise_level:.4g}: "
+                              "solve them separately for parameters of their own", UserWarning, stacklevel=2)
         op_norm = float(op.norm())
         problem = getattr(op, "parameter_family", None)  # e.g. "ct": the denoiser's CT calibration
         chosen = choose_parameters(method, kind, rule_for(D, kind, method, rule, problem),

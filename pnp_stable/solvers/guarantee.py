@@ -7,7 +7,8 @@ The analysis never claims more than the constants support:
   and the composition is averaged by the Combettes-Yamada rule
   (:func:`pnp_stable.layers.compose`). If the composition is only non-expansive, the iteration is
   averaged by a Krasnosel'skii-Mann step ``x+ = (x + T x) / 2``.
-* **ADMM / DRS** iterate ``w+ = 1/2 (I + R_f R_D) w`` with ``R = 2 prox - I``. ``prox_{gamma f}`` is
+* **ADMM / DRS** iterate ``w+ = 1/2 (I + R_f R_D) w`` (DRS, data prox first: ``1/2 (I + R_D R_f)``;
+  the same argument) with ``R = 2 prox - I``. ``prox_{gamma f}`` is
   firmly non-expansive for every ``gamma > 0``; ``R_D`` is non-expansive iff ``D`` is firmly
   non-expansive, so an averaged ``D`` is relaxed with ``t = 1 / (2 alpha_D)`` (a merely
   non-expansive one with ``t = 1/2``). The map on ``w`` is then 1/2-averaged.
@@ -274,7 +275,7 @@ def analyse_splitting(
     prox_statement: str | None = None,
     prox_error_control: str | None = None,
 ) -> IterationPlan:
-    """Plan and guarantee of ADMM or DRS, i.e. KM on ``w+ = 1/2 (I + R_f R_D) w``.
+    """Plan and guarantee of ADMM or DRS, i.e. KM on ``w+ = 1/2 (I + R_f R_D) w`` (DRS: ``R_D R_f``).
 
     ``step`` is gamma in ``prox_{gamma f}``, ``f = 1/2 ||Ax - y||^2`` (any gamma > 0 keeps the
     guarantee). ``relaxation=None`` chooses ``t`` automatically so that ``D_t`` is firmly
@@ -349,7 +350,8 @@ def analyse_splitting(
         reason = "No convergence guarantee: " + "; ".join(failures) + "."
         return IterationPlan(method, gamma, t, 0.5, Guarantee(False, reason, method, None, constants, tuple(assumptions), tuple(actions)))
     reason = (
-        f"{name} is the Krasnosel'skii-Mann iteration of T = 1/2 (I + R_f R_D) on {governing}, which is "
+        f"{name} is the Krasnosel'skii-Mann iteration of T = 1/2 (I + {'R_f R_D' if method == 'admm' else 'R_D R_f'}) "
+        f"on {governing}, which is "
         f"1/2-averaged: prox_(gamma f) is firmly non-expansive for gamma = {gamma:.6g} > 0 (f convex), and "
         f"D_t is {d_cert.averagedness:.6g}-averaged (<= 1/2), {_describe_denoiser(denoiser_cert, denoiser_name)}"
         + (f", relaxed with t = {t:.6g}" if t != 1.0 else "")

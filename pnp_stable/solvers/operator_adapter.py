@@ -206,7 +206,13 @@ class PhysicsOperator:
         structural = self._structural_inexactness()
         if structural is not None:
             return False, structural + ": firm non-expansiveness holds up to its tolerance"
-        relative, limit = prox_optimality_residual(self, self._like, gamma, self.norm())
+        try:
+            relative, limit = prox_optimality_residual(self, self._like, gamma, self.norm())
+        except (TypeError, ValueError, RuntimeError, NotImplementedError, AttributeError) as err:
+            # the physics' own prox is broken for this instance (deepinv's Downsampling without a
+            # filter multiplies None): say so here, not from deep inside the first iteration
+            raise ValueError(f"prox_l2 of {type(self.physics).__name__} fails on a probe ({type(err).__name__}: "
+                             f"{err}); ADMM and DRS need it: use method='fb', which takes gradient steps") from None
         if not relative <= limit:
             return False, (
                 f"prox_l2 of {type(self.physics).__name__} is not the exact prox: on a random probe its optimality "

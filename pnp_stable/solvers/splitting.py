@@ -82,8 +82,16 @@ class ADMMMap(IterationMap):
     def __call__(self, w: torch.Tensor, y: torch.Tensor, prox_error: torch.Tensor | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.relaxed_denoise(w)
-        v = self.prox(2.0 * x - w, y, prox_error)
-        return w + (v - x), x
+        z = 2.0 * x - w
+        bad = ~torch.isfinite(z.flatten(1)).all(dim=1)
+        if not bool(bad.any()):
+            return w + (self.prox(z, y, prox_error) - x), x
+        # a denoiser that returned non-finite values: the prox (which refuses them) runs on the
+        # finite iterate in those rows, whose result is then discarded, so that the solver stops
+        # those images as FB and DRS do (the last finite iterate kept) and goes on with the others
+        rows = bad.reshape(-1, *([1] * (z.ndim - 1)))
+        v = self.prox(torch.where(rows, w, z), y, prox_error)
+        return torch.where(rows, torch.full_like(v, float("nan")), w + (v - x)), x
 
 
 class DRSMap(IterationMap):

@@ -283,3 +283,68 @@ def test_a_resume_keeps_the_checkpoints_estimated_noise_level_when_the_estimate_
     with pytest.raises(ValueError, match="it was solved at noise level .*: pass that level to resume"):
         restore.reconstruct_ct(y, denoiser=tiny_denoiser, max_iter=6, progress=False, device="cpu",
                                checkpoint=state, resume=True, noise_level=0.5)
+
+
+def test_a_fan_beam_sinogram_is_reconstructed_in_its_own_geometry(tmp_path, phantom):
+    """``--geometry fan`` with the scanner's distances: a sinogram of that fan is reconstructed well,
+    and better than when read with the default distances (another fan); the report names the geometry."""
+    from pnp_stable.operators import FanBeamCT
+
+    op = FanBeamCT(SIZE, angles=60, source_distance=40.0, detector_distance=30.0)
+    clean = torch.from_numpy(phantom)[None, None]
+    np.save(tmp_path / "fan.npy", op.simulate(clean, 0.02, seed=0)[0, 0].numpy())
+    common = ("ct", tmp_path / "fan.npy", "--geometry", "fan", "--size", str(SIZE), "--denoiser", "gray",
+              "--max-iter", "40", "--quiet")
+    own = run(*common, "--source-distance", "40", "--detector-distance", "30", "--out", tmp_path / "own.npy",
+              "--report", tmp_path / "own.json")
+    assert own.exit_code == 0, own.output
+    report = json.loads((tmp_path / "own.json").read_text())
+    assert report["operator"]["type"] == "FanBeamCT" and report["operator"]["source_distance"] == 40.0
+    assert report["operator"]["n_detectors"] == op.n_detectors
+    other = run(*common, "--out", tmp_path / "other.npy")
+    assert other.exit_code == 0, other.output
+
+    def error(name):
+        return float(np.abs(np.load(tmp_path / name) - phantom).mean())
+
+    assert error("own.npy") < 0.03 < error("other.npy"), (error("own.npy"), error("other.npy"))
+
+
+def test_fan_beam_options_are_checked_before_any_work(tmp_path, phantom):
+    np.save(tmp_path / "s.npy", sinogram(phantom, 20))
+    assert_user_error(run("ct", tmp_path / "s.npy", "--geometry", "fan"),
+                      "a fan-beam sinogram needs the image size: pass --size N")
+    assert_user_error(run("ct", tmp_path / "s.npy", "--source-distance", "90"),
+                      "--source-distance describes a fan beam: add --geometry fan")
+    assert_user_error(run("ct", "--geometry", "fan", "--detector", "circle"), "--detector is the parallel beam's")
+    assert_user_error(run("ct", tmp_path / "s.npy", "--geometry", "fan", "--size", "32", "--from-skimage"),
+                      "--from-skimage converts a parallel-beam sinogram")
+    assert_user_error(run("ct", "--geometry", "fan", "--detector-spacing", "-1"),
+                      "--detector-spacing must be a positive number of pixels")
+    assert_user_error(run("ct", tmp_path / "s.npy", "--geometry", "fan", "--size", "32", "--source-distance", "5"),
+                      "source_distance 5 lies inside the image's reach")
+
+
+def test_the_api_simulates_a_fan_beam_with_120_views_by_default(tiny_denoiser):
+    square = torch.from_numpy(np.pad(np.ones((12, 12), np.float32) * 0.6, 6))[None]
+    result = restore.reconstruct_ct(square, simulate=True, geometry="fan", denoiser=str(tiny_denoiser), max_iter=2,
+                                    progress=False)
+    assert result.report["operator"]["type"] == "FanBeamCT" and result.report["operator"]["angles"] == 120
+    assert result.guarantee.holds
+    with pytest.raises(ValueError, match="geometry must be 'parallel' or 'fan'"):
+        restore.reconstruct_ct(square, simulate=True, geometry="cone", progress=False)
+    with pytest.raises(ValueError, match="detector_spacing describes a fan beam"):
+        restore.reconstruct_ct(square, simulate=True, detector_spacing=1.0, progress=False)
+
+
+def test_a_checkpoint_of_one_fan_geometry_does_not_resume_another(tmp_path, tiny_denoiser):
+    square = torch.from_numpy(np.pad(np.ones((12, 12), np.float32) * 0.6, 6))[None]
+    y = restore.reconstruct_ct(square, simulate=True, geometry="fan", angles=30, denoiser=str(tiny_denoiser),
+                               max_iter=1, progress=False).observation
+    state = tmp_path / "fan.state"
+    common = dict(geometry="fan", image_size=24, denoiser=str(tiny_denoiser), noise_level=0.1, progress=False,
+                  checkpoint=state)
+    restore.reconstruct_ct(y, max_iter=2, **common)
+    assert restore.reconstruct_ct(y, max_iter=3, resume=True, **common).result.iterations == 3
+    with pytest.raises(ValueError, match="checkpoint"):
+        restore.reconstruct_ct(y, max_iter=3, resume=True, source_distance=60.0, **common)

@@ -88,6 +88,11 @@ def test_certificate_is_the_gray_certificate():
     assert cw.details[0]["layer"] == "opponent colour transform"
     assert wrapper.metadata["channels"] == 3 and wrapper.metadata["color"]["mode"] == "opponent"
     assert OpponentColorDenoiser(Recorder()).certificate() is None  # an uncertified gray model stays uncertified
+    # the pair every certified network reports (README), read from the same certificate
+    assert (wrapper.certified_lipschitz_bound(), wrapper.certified_averagedness()) == (cg.lipschitz, cg.averagedness)
+    with pytest.raises(ValueError, match="OpponentColorDenoiser states no certificate"):
+        OpponentColorDenoiser(Recorder()).certified_lipschitz_bound()
+    assert certificate_of(OpponentColorDenoiser(Recorder())) is None  # the pair is not asked then
 
 
 @pytest.mark.parametrize("sigma", [0.02, 0.2])

@@ -81,6 +81,11 @@ def test_sigma_float_and_tensor_agree_and_matter():
         (torch.rand(1, 1, 8, 8), None, "sigma"),
         (torch.rand(1, 1, 8, 8), -0.1, "non-negative"),
         (torch.rand(2, 1, 8, 8), torch.tensor([0.1, 0.2, 0.3]), "entries"),
+        ((torch.rand(1, 1, 8, 8) * 255).to(torch.uint8), 0.1, "floating-point images on the .0, 1. scale.*255"),
+        (torch.rand(1, 1, 8, 8, dtype=torch.complex64), 0.1, "real floating-point"),
+        (torch.rand(1, 1, 8, 8, dtype=torch.float64), 0.1, "weights are torch.float32 and the image torch.float64"),
+        (torch.rand(1, 1, 8, 8).half(), 0.1, "weights are torch.float32 and the image torch.float16"),
+        (torch.rand(0, 1, 8, 8), 0.1, "empty"),
     ],
 )
 def test_input_errors(x, sigma, message):

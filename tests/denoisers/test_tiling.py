@@ -59,6 +59,11 @@ def test_a_margin_short_of_the_radius_changes_the_output_and_drops_the_certifica
     with torch.no_grad():
         assert (short(x, 0.1) - model(x, 0.1)).abs().max() > 1e-6
     assert not short.exact and short.certificate() is None and certificate_of(short) is None
+    with pytest.raises(ValueError, match="TiledDenoiser states no certificate"):
+        short.certified_averagedness()
+    exact = TiledDenoiser(model, tile=radius)
+    inner = certificate_of(model)
+    assert (exact.certified_lipschitz_bound(), exact.certified_averagedness()) == (inner.lipschitz, inner.averagedness)
 
 
 def test_radius_bounds_the_dependence_and_is_tight_for_stride_one():

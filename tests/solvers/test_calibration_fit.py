@@ -232,6 +232,19 @@ def test_ct_refit_merges_calibrations_made_at_different_noise_levels(tmp_path, c
     other.write_text(json.dumps({**json.loads(files[0].read_text()), "images": ["c"]}))
     assert ct.refit([files[0], other], None) == 2
     assert "different settings" in capsys.readouterr().err
+    limited = tmp_path / "limited.json"  # a missing wedge is not in the law: such rows only check a rule
+    limited.write_text(json.dumps({**json.loads(files[1].read_text()), "angle_range": 120.0}))
+    assert ct.refit([files[0], limited, files[2]], None) == 2
+    assert "limited-angle" in capsys.readouterr().err
+
+
+def test_ct_calibration_refuses_an_angle_range_outside_a_half_turn(capsys):
+    ct = load_bench_script("calibrate_ct_rule")
+    for bad in ("0", "-30", "200"):
+        with pytest.raises(SystemExit) as stop:
+            ct.main(["--angle-range", bad])
+        assert stop.value.code == 2
+        assert "--angle-range" in capsys.readouterr().err
 
 
 def test_colour_calibration_solves_rgb_problems_and_its_rule_records_the_mode(tmp_path, capsys):

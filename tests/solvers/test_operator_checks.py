@@ -204,6 +204,16 @@ def test_a_bare_image_measurement_is_told_to_add_its_dimensions():
         solve(y, physics, Smooth(), method="fb", max_iter=1, progress=False)
 
 
+def test_a_physics_whose_prox_fails_is_refused_for_admm_and_drs_and_runs_with_fb():
+    dinv = pytest.importorskip("deepinv")
+    physics = dinv.physics.Downsampling(img_size=(1, 16, 16), factor=2, filter=None)  # its prox_l2 multiplies None
+    y = physics.A(torch.rand(1, 1, 16, 16))
+    for method in ("admm", "drs"):
+        with pytest.raises(ValueError, match=r"prox_l2 of Downsampling fails on a probe \(TypeError.*use method='fb'"):
+            solve(y, physics, Smooth(), method=method, step=1.0, max_iter=2, progress=False)
+    assert solve(y, physics, Smooth(), method="fb", max_iter=2, progress=False).iterations == 2
+
+
 def test_norms_of_other_number_types_and_tiny_operators_pass_and_a_nan_adjoint_does_not():
     import numpy as np
 
@@ -240,3 +250,26 @@ def test_a_denoiser_returning_nan_at_once_leaves_the_start_point():
             result = solve(op.A(x), op, NanAtOnce(), method=method, step=1.0, noise_level=0.01, max_iter=5,
                            progress=False)
         assert result.stopped_by == "non-finite" and torch.isfinite(result.x).all(), method
+
+
+@pytest.mark.parametrize("method", ["fb", "admm", "drs"])
+def test_a_denoiser_turning_nan_mid_run_stops_that_image_cleanly(method):
+    """ADMM included: its data prox refuses non-finite input, which must not turn the documented
+    stop (last finite iterate, a warning) into an error naming an internal variable."""
+    class NanAfterFour(Smooth):
+        calls = 0
+
+        def forward(self, x):
+            type(self).calls += 1
+            out = super().forward(x)
+            return out * float("nan") if type(self).calls > 4 else out
+
+    from pnp_stable.operators import Blur
+
+    x = torch.rand(1, 1, 16, 16)
+    op = Blur("gauss:0.8", (1, 16, 16))  # its prox checks its input, as the toy operators' do not
+    with pytest.warns(RuntimeWarning, match="non-finite values at iteration"):
+        result = solve(op.A(x), op, NanAfterFour(), method=method, step=1.0, noise_level=0.01, max_iter=10,
+                       tol=1e-12, progress=False)
+    assert result.stopped_by == "non-finite" and torch.isfinite(result.x).all() and result.iterations >= 3
+

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pnp_stable.solvers import solve
-from solver_toys import FFTBlur, GaussianSmoother, gaussian_kernel
+from solver_toys import FFTBlur, GaussianSmoother, SigmaSmoother, gaussian_kernel
 
 SIZE = 16
 
@@ -68,6 +68,11 @@ def test_plot_writes_an_image_atomically(run, tmp_path):
         ({"x0": torch.zeros(2, 1, SIZE + 1, SIZE, dtype=torch.float64)}, "x0 has shape"),
         ({"step": -1.0}, "positive"),
         ({"step": float("nan")}, "step must be a positive number"),
+        ({"sigma_den": float("nan")}, "sigma_den must be a finite non-negative number, got nan$"),
+        ({"noise_level": [0.01, 0.03]}, r"noise_level must be a .*: one for the whole batch, whose images share"),
+        ({"noise_level": torch.tensor([0.01, 0.03])}, "one for the whole batch"),
+        ({"sigma_den": -0.1}, "sigma_den must be a finite non-negative number, got -0.1$"),
+        ({"x0": torch.full((2, 1, SIZE, SIZE), float("nan"), dtype=torch.float64)}, "x0 contains NaN"),
     ],
 )
 def test_invalid_arguments_raise_one_line_errors(run, kwargs, message):
@@ -175,3 +180,28 @@ def test_a_solve_is_resumed_only_with_its_own_denoiser(run):
         solve(y, op, torch.nn.Identity(), max_iter=2, resume=solve(y, op, Halver(), max_iter=1, progress=False),
               progress=False)
     assert solve(y, op, GaussianSmoother(1.0, (SIZE, SIZE)), max_iter=2, resume=first, progress=False).iterations == 4
+
+
+def test_an_empty_batch_and_a_zero_noise_estimate_are_named(run):
+    op, _, y, _ = run
+    smoother = SigmaSmoother(1.0, (SIZE, SIZE))  # takes a noise level: the rule needs one
+    with pytest.raises(ValueError, match=r"y is an empty batch \(shape \(0, 1, 16, 16\)\)"):
+        solve(y[:0], op, smoother, method="fb", progress=False)
+    with pytest.raises(ValueError, match="the noise level estimated from y is 0 .*pass noise_level="):
+        solve(torch.full_like(y, 0.5), op, smoother, method="fb", max_iter=1, progress=False)
+
+
+def test_a_batch_of_different_noise_levels_is_warned_of_the_shared_parameters(run):
+    op, x, _, _ = run
+    x = torch.full_like(x, 0.5)  # flat: the estimates are the levels
+    y = torch.cat([op.simulate(x[:1], 0.01, seed=0), op.simulate(x[1:], 0.05, seed=1)])
+    smoother = SigmaSmoother(1.0, (SIZE, SIZE))
+    with pytest.warns(UserWarning, match=r"different estimated noise levels .* one parameter choice serves them"):
+        solve(y, op, smoother, method="fb", max_iter=1, progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # alike levels: no warning
+        solve(torch.cat([op.simulate(x[:1], 0.03, seed=0), op.simulate(x[1:], 0.03, seed=1)]), op, smoother,
+              method="fb", max_iter=1, progress=False)
+

@@ -83,6 +83,8 @@ def ct(data, angles, simulate, noise, size, detector, geometry, source_distance,
                 raise UserError(f"--{name.replace('_', '-')} describes a fan beam: add --geometry fan")
             if value is not None and not (value > 0 and value < float("inf")):
                 raise UserError(f"--{name.replace('_', '-')} must be a positive number of pixels, got {value:g}")
+        if size is not None and (simulate or data is None):
+            raise UserError("--size is a sinogram's image size; a phantom (--simulate, the demo) has its own")
         if fan and not simulate and data is not None and size is None:
             raise UserError("a fan-beam sinogram needs the image size: pass --size N")
         level = None

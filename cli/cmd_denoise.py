@@ -18,7 +18,7 @@ from pnp_stable.cli.options import color_option, parse_level, tile_option
 @click.option("--denoiser", default=None, metavar="NAME|PATH",
               help="Shipped denoiser name or a saved .pt file [default: gray; color for RGB images].")
 @click.option("--simulate", is_flag=True, help="Add Gaussian noise of std SIGMA first (--seed) and report PSNR/SSIM.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output image (.png, .jpg, .tif or .npy; default: <stem>_denoised.<ext> beside the input; "

@@ -79,6 +79,8 @@ def inpaint(image, missing, observed, noise, simulate, color, solver, denoiser, 
       pnp-stable inpaint sharp.png --simulate --observed 0.2 --noise 2.55/255 --report inpaint.json
     """
     with user_errors(), sigterm_as_interrupt():
+        if not observed == observed:  # NaN passes click's range check (every comparison is False)
+            raise UserError("--observed must be a fraction in (0, 1], got nan")
         level = parse_level(noise, allow_zero=True)
         check_level_square(level, "--noise")
         manual = manual_settings(sigma_den, step, strength, tile, solver, per_image_state=True)

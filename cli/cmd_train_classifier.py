@@ -151,7 +151,7 @@ def _image_size(ctx, param, value):
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16/fp16 autocast (CUDA only).")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="torch CPU threads (1 is fastest for small models on a shared machine).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of initialisation, shuffling, subsets and the attack's random starts.")
 @click.option("--eval/--no-eval", "do_eval", default=True, show_default=True,
               help="After training: clean and certified accuracy on the test set (and PGD with --pgd-eps).")

@@ -64,7 +64,8 @@ def user_errors() -> Iterator[None]:
     except IsADirectoryError as exc:
         raise UserError(f"expected a file but got a directory: {exc.filename}") from None
     except PermissionError as exc:
-        raise UserError(f"permission denied: {exc.filename or exc}") from None
+        # a rename over the destination names the hidden temporary file first and the destination second
+        raise UserError(f"permission denied: {exc.filename2 or exc.filename or exc}") from None
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -44,16 +44,46 @@ class ImageInputs:
     files: tuple[Path, ...] = ()
     reported: dict[str, Any] = field(default_factory=dict)
     read: Callable[[], dict[str, Any]] = _no_arguments
+    options: dict[str, Path] = field(default_factory=dict)  # option -> the file it reads, for notes
 
 
 NO_INPUTS = ImageInputs()
 
 
 def _options_naming(path: Path, inputs: ImageInputs) -> str:
-    """`` (--missing)``: the options whose reported value is ``path`` (empty if none is)."""
-    names = [f"--{key.replace('_', '-')}" for key, value in inputs.reported.items()
-             if isinstance(value, (str, Path)) and Path(value).resolve() == path.resolve()]
-    return f" ({', '.join(names)})" if names else ""
+    """`` (--missing)``: the options whose reported value, or file read, is ``path`` (empty if none is)."""
+    named = {**{key: value for key, value in inputs.reported.items() if isinstance(value, (str, Path))},
+             **inputs.options}
+    names = [f"--{key.replace('_', '-')}" for key, value in named.items() if Path(value).resolve() == path.resolve()]
+    return f" ({', '.join(dict.fromkeys(names))})" if names else ""
+
+
+def _files_read_by(arguments: dict[str, Any]) -> dict[str, Path]:
+    """The files a task's shared arguments read: a ``--kernel`` file and a ``--denoiser`` file. They
+    are inputs like the image: no output may replace them, and in a folder they are not restored."""
+    from pnp_stable.operators.kernels import kernel_spec_file
+
+    files = {}
+    kernel = arguments.get("kernel")
+    if isinstance(kernel, str) and kernel_spec_file(kernel) is not None:
+        files["kernel"] = kernel_spec_file(kernel)
+    denoiser = arguments.get("denoiser")
+    if isinstance(denoiser, (str, Path)) and Path(denoiser).expanduser().is_file():
+        files["denoiser"] = Path(denoiser).expanduser()
+    return files
+
+
+def _with_shared_files(inputs_for: Callable[[Path | None], ImageInputs],
+                       shared: dict[str, Path]) -> Callable[[Path | None], ImageInputs]:
+    if not shared:
+        return inputs_for
+
+    def inputs_with_shared(path: Path | None) -> ImageInputs:
+        own = inputs_for(path)
+        return ImageInputs(files=(*own.files, *shared.values()), reported=own.reported, read=own.read,
+                           options={**shared, **own.options})
+
+    return inputs_with_shared
 
 
 def per_image_name(target: PathLike | None, image: Path) -> Path | None:
@@ -86,7 +116,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
     from pnp_stable.cli.images import list_images, unread_images
 
     demo = demo if isinstance(demo, Demo) else Demo(demo)
-    inputs_for = inputs_for or _no_inputs
+    inputs_for = _with_shared_files(inputs_for or _no_inputs, _files_read_by(arguments))
     folder = image is not None and image.is_dir()
     if folder:
         if out is not None:

@@ -72,6 +72,8 @@ def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> Loaded
         raise FileNotFoundError(2, "No such file", str(path))
     if path.is_dir():
         raise IsADirectoryError(21, "Is a directory", str(path))
+    if not path.is_file():  # a FIFO or a device: reading would wait forever
+        raise ValueError(f"{path.name} is not a regular file (a pipe or a device?); give an image file")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"unsupported image type {suffix or '(none)'} for {path.name}; use PNG, JPG, TIF or .npy")

@@ -43,6 +43,7 @@ __all__ = [
     "motion",
     "motion_random",
     "from_file",
+    "kernel_spec_file",
     "parse_kernel_spec",
     "KERNEL_SPEC_HELP",
 ]
@@ -346,6 +347,21 @@ def parse_kernel_spec(spec: str) -> np.ndarray:
         size = _integer(values[1], spec, "size") if len(values) > 1 else 25
         return motion_random(size=size, seed=seed)
     return _kernel_from_path_spec(text, spec)
+
+
+def kernel_spec_file(spec: str) -> Path | None:
+    """The file a kernel spec reads (``PATH[:VARIABLE][#INDEX]``, split as :func:`parse_kernel_spec`
+    splits it), or None for a named kernel and a spec that names no existing file. Callers protect
+    it as an input (an output must never replace it)."""
+    text = spec.strip() if isinstance(spec, str) else ""
+    if not text or text.partition(":")[0].strip().lower() in _NAMES:
+        return None
+    path = Path(text).expanduser()
+    if not path.exists() and "#" in text:
+        path = Path(text.rpartition("#")[0]).expanduser()
+    if not path.exists() and ":" in str(path):
+        path = Path(str(path).rpartition(":")[0])
+    return path if path.is_file() else None
 
 
 def _kernel_from_path_spec(text: str, spec: str) -> np.ndarray:

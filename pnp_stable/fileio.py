@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -240,6 +241,8 @@ def read_npy(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(2, "No such file", str(path))
+    if not path.is_file():  # a FIFO would be waited on forever; a folder gives a raw OSError
+        raise ValueError(f"{path.name} is not a regular file (a folder, a pipe or a device?)")
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
@@ -291,4 +294,23 @@ def destination_problem(path: str | os.PathLike, folder: bool = False) -> str | 
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
+    if not folder and target.is_file():
+        return _replacement_problem(target, ancestor)
+    return None
+
+
+def _replacement_problem(target: Path, parent: Path) -> str | None:
+    """Why an existing file could not be replaced by renaming a new one over it (what an atomic
+    write does), or None: another user's file in a sticky folder (/tmp), or a file that cannot be
+    opened for writing (immutable). Opening it writes nothing."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is not None:
+        folder_stat = os.stat(parent)
+        if folder_stat.st_mode & stat.S_ISVTX and geteuid() not in (0, folder_stat.st_uid, target.stat().st_uid):
+            return f": it belongs to another user in the sticky folder {parent}, so it cannot be replaced"
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND)
+    except OSError as exc:
+        return f": the existing file cannot be replaced ({exc.strerror or exc})"
+    os.close(fd)
     return None

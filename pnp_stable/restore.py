@@ -509,7 +509,9 @@ def deblur(
 
     With ``simulate=True`` the image is a clean ground truth: it is blurred, corrupted by Gaussian
     noise of std ``noise_level`` (seeded), restored, and PSNR/SSIM are reported. Otherwise
-    ``noise_level`` is the observation's noise std (estimated when None). ``method``: ``"admm"``
+    ``noise_level`` is the observation's noise std (estimated when None). A level below the 8-bit
+    rounding level, given or estimated, is replaced by it for the parameter rule (with a note), as
+    in :func:`super_resolve` and :func:`inpaint`. ``method``: ``"admm"``
     (the default, as for the command: 0.25 dB better than FB on deblur-quick in a third of the
     iterations), ``"fb"`` or ``"drs"``. The convergence guarantee is in ``result.guarantee``.
     ``color``: how an RGB image is treated with a gray denoiser (see the module docstring).
@@ -555,9 +557,9 @@ def deblur(
                              "use --simulate or another boundary")
         y = batch
     sigma, source = _noise(y, noise_level, notes, defaulted=defaulted)
-    raised_from = None
-    if source == "estimated":
-        sigma, raised_from = rounding_level_floor(sigma, notes)
+    # a given level too (as super-resolution and inpainting): far below the rounding the rule leaves the
+    # deconvolution unregularised (a given 1e-12 gave 5 dB, "converged"; review of 2026-12-06)
+    sigma, raised_from = rounding_level_floor(sigma, notes)
     t0 = time.perf_counter()
     operator_info = {"type": "Blur", "boundary": boundary, "kernel_sha256": _digest([torch.from_numpy(k)]),
                      "shape": list(batch.shape)}
@@ -936,6 +938,9 @@ def reconstruct_ct(
     ``checkpoint``/``resume`` stop and resume, and ``prox_error_ratio`` budgets the CG prox of
     ADMM/DRS, and ``strength="sure"`` chooses the regularisation from the data, as in :func:`deblur`.
 
+    A noise level below ``CT_NOISE_FLOOR_SHARE`` (1e-4) times the sinogram's maximum, given or
+    estimated, is replaced by that for the parameter rule (a note says so).
+
     ``geometry="fan"``: a flat-detector fan beam (:class:`~pnp_stable.operators.FanBeamCT`, distances
     in image pixels, its defaults where None): ``angles`` counts views over [0, 360) (default 120
     for a simulation: 60 views per half-turn, as the parallel default); a sinogram's rows are the
@@ -1028,6 +1033,12 @@ def reconstruct_ct(
     # a note gives an estimate on the sinogram's own scale, as a user gives a level
     sigma, source = _noise(y, noise_level, notes, image_scale=False, defaulted=defaulted, display_scale=scale,
                            sinogram=True)
+    floor = CT_NOISE_FLOOR_SHARE * float(y.abs().max())
+    raised_from = None
+    if 0 < floor and sigma < floor:  # far below any calibration: the rule would leave the data unregularised
+        notes.append(f"a noise level of {sigma * scale:.3g} is below {CT_NOISE_FLOOR_SHARE:g} x the sinogram's "
+                     f"maximum: the regularisation is balanced against {floor * scale:.3g} instead")
+        sigma, raised_from = floor, sigma
     module = _tiled(module, (1, 1, n, n), tile, notes, den_info)
     x0 = fbp.clamp(0, 1)
     t0 = time.perf_counter()
@@ -1035,7 +1046,7 @@ def reconstruct_ct(
                                     clean, progress, x0=x0, sigma_den=sigma_den, step=step, checkpoint=checkpoint,
                                     resume=resume, checkpoint_every=checkpoint_every, task="ct",
                                     prox_error_ratio=prox_error_ratio, strength=strength,
-                                    operator_info=_ct_operator_info(op),
+                                    operator_info=_ct_operator_info(op), noise_raised_from=raised_from,
                                     notes=notes)
     sigma = report["noise"]["sigma"]  # the checkpoint's, when a resume kept it
     _strength_note(res, notes)
@@ -1065,6 +1076,12 @@ def reconstruct_ct(
                        notes)
 
 
+# The lowest sinogram noise level the automatic parameters use, as a share of the sinogram's
+# maximum: a decade below the CT rule's calibration (0.1 % to 3 %). Below it the rule's weight grows
+# without bound (the data prox's system then needs more CG iterations than it is given) and a
+# reconstruction is the noise-free least-squares one, unregularised: a given 1e-12 gave 26.2 dB
+# where the FBP had 28.3 (review of 2026-12-06)
+CT_NOISE_FLOOR_SHARE = 1e-4
 # Every column of a parallel-beam sinogram sums to the object's mass (the integral over all rays of
 # one view); a spread of the column sums above this share says the columns are not views
 COLUMN_SUM_SPREAD = 0.1

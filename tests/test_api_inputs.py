@@ -299,3 +299,17 @@ def test_an_estimate_with_a_reason_to_doubt_it_says_so(tiny):
     dark = (0.02 + 0.1 * torch.randn(1, 96, 96, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     r = restore.denoise(dark, denoiser=tiny, device="cpu")
     assert any("clipping flattens the noise, so the level may be too low; give the level" in n for n in r.notes)
+
+
+def test_tiny_given_noise_levels_are_floored_not_obeyed(tiny, image):
+    """Review 2026-12-06: deblur with a given 1e-12 put the rule's weight at ~1e18 (an unregularised
+    deconvolution, 5 dB, "converged"); CT likewise. Both now floor it, with a note."""
+    result = restore.deblur(image, "gauss:1.6", noise_level=1e-12, simulate=True, device="cpu", progress=False,
+                            denoiser=tiny, max_iter=5)
+    assert any("the 8-bit rounding level" in note for note in result.notes), result.notes
+    assert result.report["noise"]["raised_from"] == 1e-12
+    phantom = torch.zeros(1, 24, 24)
+    phantom[:, 6:18, 6:18] = 0.7
+    ct = restore.reconstruct_ct(phantom, simulate=True, angles=12, noise_level=1e-12, denoiser=tiny, max_iter=2,
+                                progress=False, device="cpu")
+    assert any("below 0.0001 x the sinogram's maximum" in note for note in ct.notes), ct.notes

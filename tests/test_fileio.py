@@ -216,3 +216,25 @@ def test_a_file_system_without_locks_is_not_a_process_in_the_way(tmp_path, monke
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with exclusive_use(tmp_path / "run", "run folder") as held:
         assert held is False
+
+
+def test_an_existing_destination_that_cannot_be_replaced_is_named_before_any_work(tmp_path, monkeypatch):
+    """Review 2026-12-06: an immutable (or another user's, in /tmp) report file was found only when
+    the report was written, after the restored image: the command failed with outputs on disk."""
+    import os
+
+    from pnp_stable.fileio import destination_problem
+
+    target = tmp_path / "report.json"
+    target.write_text("{}")
+    assert destination_problem(target) is None
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if os.fspath(path) == os.fspath(target):
+            raise PermissionError(1, "Operation not permitted", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    assert destination_problem(target) == ": the existing file cannot be replaced (Operation not permitted)"
+    assert target.read_text() == "{}"

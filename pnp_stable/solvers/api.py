@@ -222,6 +222,19 @@ def _finite_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _with_budget_misses(guarantee: Any, misses: list[float]) -> Any:
+    """``guarantee``, with an assumption added when the iterative data prox stopped short of its
+    error budget: the inexact Krasnosel'skii-Mann theorem needs the errors summable, which the
+    budgets make them; errors above the budget are certified (the monitor allows for them) but
+    their sum is no longer bounded by construction."""
+    if not misses or not guarantee.holds:
+        return guarantee
+    statement = (f"the data prox (CG) stopped above its error budget in {len(misses)} evaluation(s), at most "
+                 f"{max(misses):.3g} x the budget: the errors are certified and allowed for by the monitor, "
+                 "but their summability, which the inexact Krasnosel'skii-Mann theorem needs, is assumed")
+    return dataclasses.replace(guarantee, assumptions=(*guarantee.assumptions, statement))
+
+
 @ieee_float32()  # the monitor's tolerance is float32 rounding, not TF32's (pnp_stable.precision)
 def solve(
     y: torch.Tensor,
@@ -552,6 +565,8 @@ def _iterate(
         ]
         carried_row = last_row
 
+    budget_misses: list[float] = []  # certified prox errors above their budget, over it (CG stopped short)
+
     def budgets(points: torch.Tensor, idx: list[int], index: int) -> torch.Tensor | None:
         """Per row of ``points``, the iterate ``w_index`` of images ``idx``: the error allowed to the
         data prox of its evaluation, ``eta min(r_(index-1), r_0 / index^2)``."""
@@ -588,7 +603,14 @@ def _iterate(
             g, x = T(points, y[idx], budget)
             rows = list(range(len(idx)))
         bounds = T.last_prox_error
-        return g, x, [0.0] * len(idx) if bounds is None else [float(bounds[r]) for r in rows]
+        errors = [0.0] * len(idx) if bounds is None else [float(bounds[r]) for r in rows]
+        reached = T.last_prox_converged
+        if budget is not None and bounds is not None and reached is not None:
+            for row, error in zip(rows, errors):
+                allowed = float(budget[row])
+                if not reached[row] and error > allowed:  # CG gave up above its budget
+                    budget_misses.append(error / allowed if allowed > 0 else math.inf)
+        return g, x, errors
 
     def commit(idx: list[int], new_state: torch.Tensor, new_t: torch.Tensor, new_image: torch.Tensor,
                new_error: list[float]) -> None:
@@ -665,7 +687,7 @@ def _iterate(
             iterations=max(iterations) if iterations else 0,
             converged=all(converged_per_image),
             history=[dict(row) for row in history],
-            guarantee=plan.guarantee,
+            guarantee=_with_budget_misses(plan.guarantee, budget_misses),
             monotone=monitor.monotone,
             iterations_per_image=list(iterations),
             converged_per_image=converged_per_image,

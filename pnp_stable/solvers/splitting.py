@@ -38,8 +38,10 @@ class IterationMap:
         self.denoise = denoise
         self.step = float(step)
         self.relaxation = float(relaxation)
-        # per row of the latest call: certified bound on ||T~ w - T w|| (None: exact to rounding)
+        # per row of the latest call: certified bound on ||T~ w - T w|| (None: exact to rounding), and
+        # whether the prox reached the tolerance its budget set (None: no budget was given)
         self.last_prox_error: list[float] | None = None
+        self.last_prox_converged: list[bool] | None = None
 
     def relaxed_denoise(self, z: torch.Tensor) -> torch.Tensor:
         d = self.denoise(z)
@@ -56,10 +58,12 @@ class IterationMap:
         certified error bounds land in ``last_prox_error``."""
         op = self.operator
         if not getattr(op, "certified_prox_error", False):
-            self.last_prox_error = None
+            self.last_prox_error = self.last_prox_converged = None
             return op.prox_data(z, y, self.step)
         v = op.prox_data(z, y, self.step, max_error=prox_error)  # type: ignore[call-arg]
-        self.last_prox_error = list(op.last_prox_info.error_bounds)  # type: ignore[attr-defined]
+        info = op.last_prox_info  # type: ignore[attr-defined]
+        self.last_prox_error = list(info.error_bounds)
+        self.last_prox_converged = [bool(c) for c in info.converged]
         return v
 
 

@@ -35,7 +35,8 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly inside ``folder`` (sorted); ValueError if there are none."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise ValueError(f"image folder not found: {folder}")
+        raise ValueError(f"{folder} is a file, not a folder of images" if folder.exists() else
+                         f"image folder not found: {folder}")
     # a name starting with "." is hidden: macOS's "._x.png" resource forks are not images
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))

@@ -217,3 +217,56 @@ def test_cpu_allocation_failures_are_out_of_memory():
 def test_certify_size_is_capped():
     r = run("certify", "--size", "4096")
     assert r.exit_code == 2 and "4096" in r.output
+
+
+def test_the_kernel_and_denoiser_files_are_inputs_no_output_replaces(tmp_path, camera_png, tiny_denoiser):
+    """Review 2026-12-06: --out/--report/--plot were checked against the image, a mask and an angles
+    file, not against the --kernel file or a --denoiser file: `--report model.pt` replaced a trained
+    model with JSON, exit code 0."""
+    kernel = tmp_path / "kern.npy"
+    np.save(kernel, np.outer(np.hanning(7), np.hanning(7)) / np.outer(np.hanning(7), np.hanning(7)).sum())
+    model = tmp_path / "model.pt"
+    shutil.copy(tiny_denoiser, model)
+    mat = tmp_path / "k.mat"
+    from scipy.io import savemat
+
+    savemat(mat, {"kernels": np.stack([np.load(kernel)] * 2)})
+    before = {p: p.read_bytes() for p in (kernel, model, mat)}
+    common = ("deblur", camera_png, "--denoiser", model, "--max-iter", "1", "--noise", "2/255")
+    assert_user_error(run(*common, "--kernel", kernel, "--out", kernel), "refusing to overwrite the input kern.npy")
+    assert_user_error(run(*common, "--kernel", kernel, "--report", model), "refusing to overwrite the input model.pt")
+    assert_user_error(run(*common, "--kernel", f"{mat}#1", "--report", mat), "refusing to overwrite the input k.mat")
+    assert_user_error(run("denoise", camera_png, "--denoiser", model, "--noise", "10/255", "--report", model),
+                      "refusing to overwrite the input model.pt")
+    assert all(p.read_bytes() == content for p, content in before.items())
+
+
+def test_a_kernel_file_inside_the_folder_is_no_image_to_restore(tmp_path, camera_png, tiny_denoiser):
+    folder = _folder(tmp_path, camera_png, ["a.png"])
+    psf = np.outer(np.hanning(11), np.hanning(11))
+    Image.fromarray((psf / psf.max() * 255).astype(np.uint8)).save(folder / "psf.png")
+    r = run("deblur", folder, "--kernel", folder / "psf.png", "--denoiser", tiny_denoiser, "--max-iter", "1",
+            "--noise", "2/255")
+    assert r.exit_code == 0, r.output
+    assert "psf.png is an input of the others (--kernel), not an image to restore" in r.output
+    assert (folder / "a_restored.png").exists() and not (folder / "psf_restored.png").exists()
+
+
+def test_a_pipe_given_as_the_image_or_the_mask_is_refused_not_waited_on(tmp_path, camera_png):
+    import os
+
+    pipe_png, pipe_npy = tmp_path / "pipe.png", tmp_path / "pipe.npy"
+    os.mkfifo(pipe_png)
+    os.mkfifo(pipe_npy)
+    assert_user_error(run("deblur", pipe_png, "--noise", "2/255"), "pipe.png is not a regular file")
+    assert_user_error(run("inpaint", camera_png, "--missing", pipe_npy), "pipe.npy is not a regular file")
+
+
+def test_option_values_that_slipped_through_are_named(tmp_path, camera_png):
+    assert_user_error(run("inpaint", camera_png, "--simulate", "--observed", "nan"),
+                      "--observed must be a fraction in (0, 1], got nan")
+    assert_user_error(run("deblur", camera_png, "--seed", "99999999999999999999"), "--seed")
+    assert_user_error(run("ct", camera_png, "--simulate", "--size", "64"),
+                      "--size is a sinogram's image size; a phantom (--simulate, the demo) has its own")
+    assert_user_error(run("train-denoiser", "--train", camera_png, "--run-dir", tmp_path / "run"),
+                      "is a file, not a folder of images")

@@ -224,3 +224,16 @@ def test_resuming_a_cg_prox_solve_is_bit_for_bit_the_uninterrupted_one(method, t
     assert torch.equal(full.state, rest.state) and torch.equal(full.x, rest.x)
     assert rest.evaluations == full.evaluations  # the resumed iterate is not evaluated again
     assert [row["residual"] for row in rest.history] == [row["residual"] for row in full.history]
+
+
+def test_a_cg_prox_that_stops_above_its_budget_makes_the_guarantee_conditional(problem):
+    """Review 2026-12-06: a CG prox capped far below what its budget needs still printed "guaranteed"
+    (proven). Its errors are certified, but the inexact KM theorem needs them summable, which only
+    the budget made them: a miss is now an assumption, named with its count and worst ratio."""
+    model, y, _ = problem
+    capped, _ = _solve(model, y, "reflect", 30.0, cg_max_iter=2)
+    assert capped.guarantee.holds and not capped.guarantee.proven
+    (assumption,) = [a for a in capped.guarantee.assumptions if "stopped above its error budget" in a]
+    assert "summability" in assumption
+    full, _ = _solve(model, y, "reflect", 30.0)
+    assert full.guarantee.proven

@@ -202,3 +202,23 @@ def test_pnp_admm_on_a_fan_beam_scan_is_guaranteed_and_uses_the_ct_rule():
                    max_iter=15, tol=1e-7, progress=False)
     assert result.guarantee.holds and result.monotone
     assert result.parameters["automatic"]["density"] == pytest.approx(op.parameter_density)
+
+
+def test_the_fourier_preconditioner_still_saves_cg_iterations_in_a_fan():
+    """The fan's normal operator is not shift-invariant; its response at the centre still
+    preconditions CG well (at 128 x 128 with 120 views: 22 iterations instead of 60)."""
+    n = 32
+    gen = torch.Generator().manual_seed(0)
+    x, z = (torch.rand(1, 1, n, n, generator=gen, dtype=torch.float64) for _ in range(2))
+    counts = {}
+    for name in ("plain", "fourier"):
+        op = FanBeamCT(n, angles=40)
+        if name == "plain":
+            op._cg_preconditioner = lambda gamma: None
+        y = op.simulate(x, 0.5, seed=1)
+        p = op.prox_data(z, y, torch.tensor([0.03]))
+        assert op.last_prox_info.all_converged
+        grad = 0.03 * op.A_adjoint(op.A(p) - y) + (p - z)
+        assert float(grad.norm() / (0.03 * op.A_adjoint(y) + z).norm()) < 1e-9
+        counts[name] = op.last_prox_info.iterations
+    assert counts["fourier"] < 0.75 * counts["plain"], counts

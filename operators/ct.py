@@ -117,6 +117,32 @@ class RadonTomography(CertifiedLinearPhysics):
     def _make_tomography(self, dtype: torch.dtype, device: torch.device) -> nn.Module:  # pragma: no cover
         raise NotImplementedError
 
+    def _deepinv_tomography(self, angles_deg: np.ndarray, dtype: torch.dtype, device: torch.device,
+                            **geometry: Any) -> nn.Module:
+        """deepinv's ``Tomography`` over ``angles_deg``, unnormalised, with its exact (autograd)
+        adjoint; ``geometry`` holds what differs between beams (``circle``, ``fan_beam`` ...)."""
+        from deepinv.physics import Tomography
+
+        with warnings.catch_warnings():
+            # deepinv warns about the implicit backward solver's iteration count; we never use it
+            warnings.simplefilter("ignore", UserWarning)
+            return Tomography(angles=torch.tensor(angles_deg, dtype=dtype, device=device), img_width=self.image_size,
+                              parallel_computation=True, adjoint_via_backprop=True, normalize=False, device=device,
+                              dtype=dtype, **geometry)
+
+    def geometry(self) -> dict[str, Any]:
+        """A JSON-able description of the geometry (the norm cache key)."""
+        import deepinv
+
+        return {"operator": type(self).__name__, "image_size": self.image_size,
+                "angles_deg": [float(a) for a in self.angles_deg], **self._geometry_fields(),
+                "deepinv": deepinv.__version__, "method": self._norm_method}
+
+    _norm_method = _NORM_METHOD
+
+    def _geometry_fields(self) -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
     def _bin_weights(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
         """Non-negative weights of the detector bins (shape ``(n_detectors, 1)``) that multiply the
         backend's sinogram, or None: the matrix stays non-negative, so the norm bound still holds."""
@@ -367,21 +393,7 @@ class ParallelBeamCT(RadonTomography):
 
     # -- deepinv backends --------------------------------------------------------------------
     def _make_tomography(self, dtype: torch.dtype, device: torch.device) -> nn.Module:
-        from deepinv.physics import Tomography
-
-        with warnings.catch_warnings():
-            # deepinv warns about the implicit backward solver's iteration count; we never use it
-            warnings.simplefilter("ignore", UserWarning)
-            return Tomography(
-                angles=torch.tensor(self.angles_deg, dtype=dtype, device=device),
-                img_width=self.image_size,
-                circle=self.detector == "circle",
-                parallel_computation=True,
-                adjoint_via_backprop=True,
-                normalize=False,
-                device=device,
-                dtype=dtype,
-            )
+        return self._deepinv_tomography(self.angles_deg, dtype, device, circle=self.detector == "circle")
 
     def object_support(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
         """The pixels ``A`` sees, as a ``1 x 1 x n x n`` mask of ones and zeros: all of them for
@@ -409,18 +421,8 @@ class ParallelBeamCT(RadonTomography):
         return tomography.fbp(y * self._scale if self.normalize else y)
 
     # -- norm --------------------------------------------------------------------------------
-    def geometry(self) -> dict[str, Any]:
-        """A JSON-able description of the geometry (the norm cache key)."""
-        import deepinv
-
-        return {
-            "operator": "ParallelBeamCT",
-            "image_size": self.image_size,
-            "angles_deg": [float(a) for a in self.angles_deg],
-            "detector": self.detector,
-            "deepinv": deepinv.__version__,
-            "method": _NORM_METHOD,
-        }
+    def _geometry_fields(self) -> dict[str, Any]:
+        return {"detector": self.detector}
 
     def __repr__(self) -> str:
         return (

@@ -23,7 +23,6 @@ each in float32 (about 400 MB for 256 x 256, the default detector and 360 views)
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -155,8 +154,6 @@ class FanBeamCT(RadonTomography):
 
     # -- deepinv backend ---------------------------------------------------------------------
     def _make_tomography(self, dtype: torch.dtype, device: torch.device) -> nn.Module:
-        from deepinv.physics import Tomography
-
         cells = self.n_detectors
         parameters = {
             "pixel_spacing": 1.0,  # distances in pixels
@@ -166,21 +163,9 @@ class FanBeamCT(RadonTomography):
             # deepinv centres its cells (spacing * (cells - 1) / cells) apart
             "detector_spacing": self.detector_spacing * cells / (cells - 1),
         }
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return Tomography(
-                # deepinv's fan view a is the parallel beam's a - 90 degrees
-                angles=torch.tensor(self.angles_deg + 90.0, dtype=dtype, device=device),
-                img_width=self.image_size,
-                circle=False,
-                parallel_computation=True,
-                adjoint_via_backprop=True,
-                normalize=False,
-                fan_beam=True,
-                fan_parameters=parameters,
-                device=device,
-                dtype=dtype,
-            )
+        # deepinv's fan view a is the parallel beam's a - 90 degrees
+        return self._deepinv_tomography(self.angles_deg + 90.0, dtype, device, circle=False, fan_beam=True,
+                                        fan_parameters=parameters)
 
     def _bin_weights(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         key = (_dtype_key(dtype), str(device))
@@ -240,21 +225,11 @@ class FanBeamCT(RadonTomography):
         return out.to(y.dtype)
 
     # -- norm --------------------------------------------------------------------------------
-    def geometry(self) -> dict[str, Any]:
-        """A JSON-able description of the geometry (the norm cache key)."""
-        import deepinv
+    _norm_method = f"{_NORM_METHOD}+{_FAN_METHOD}"
 
-        return {
-            "operator": "FanBeamCT",
-            "image_size": self.image_size,
-            "angles_deg": [float(a) for a in self.angles_deg],
-            "source_distance": self.source_distance,
-            "detector_distance": self.detector_distance,
-            "n_detectors": self.n_detectors,
-            "detector_spacing": self.detector_spacing,
-            "deepinv": deepinv.__version__,
-            "method": f"{_NORM_METHOD}+{_FAN_METHOD}",
-        }
+    def _geometry_fields(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in ("source_distance", "detector_distance", "n_detectors",
+                                                    "detector_spacing")}
 
     def __repr__(self) -> str:
         return (

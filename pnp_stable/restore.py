@@ -1057,9 +1057,7 @@ def reconstruct_ct(
     if detector == "circle":  # no ray meets a pixel outside the disc: the data say nothing of it
         restored = restored * op.object_support(restored.dtype, restored.device)[0]
     report["operator"] = {"type": type(op).__name__, "image_size": n, "angles": len(op.angles_deg),
-                          **({"detector": detector} if not fan else
-                             {k: getattr(op, k) for k in ("source_distance", "detector_distance", "n_detectors",
-                                                          "detector_spacing")}),
+                          **({"detector": detector} if not fan else _fan_geometry(op)),
                           "angles_deg": [float(a) for a in op.angles_deg],
                           "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale}
     if scale != 1.0:  # the level on the sinogram's own scale, and the one the solve used
@@ -1094,10 +1092,15 @@ def _ct_operator_info(op) -> dict:
     before fan beams existed, so that its checkpoints still resume)."""
     if type(op).__name__ == "FanBeamCT":
         return {"type": "FanBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
-                **{k: getattr(op, k) for k in ("source_distance", "detector_distance", "n_detectors",
-                                               "detector_spacing")}}
+                **_fan_geometry(op)}
     return {"type": "ParallelBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
             **({"detector": op.detector} if op.detector != "full" else {})}
+
+
+def _fan_geometry(op) -> dict:
+    """A fan beam's distances and cells, as its norm cache key names them."""
+    return {k: v for k, v in op.geometry().items()
+            if k in ("source_distance", "detector_distance", "n_detectors", "detector_spacing")}
 
 
 def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool, fan: bool = False) -> list[str]:

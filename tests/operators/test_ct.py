@@ -82,8 +82,11 @@ def test_normalize_gives_norm_at_most_one():
     assert relative_adjoint_error(op, x) < 1e-5
 
 
-def test_prox_optimality_and_warm_start():
-    op = ParallelBeamCT(12, angles=8)
+@pytest.mark.parametrize("beam", ["parallel", "fan"])
+def test_prox_optimality_and_warm_start(beam):
+    from pnp_stable.operators import FanBeamCT
+
+    op = ParallelBeamCT(12, angles=8) if beam == "parallel" else FanBeamCT(12, angles=16)
     x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
     y = op.simulate(x, 0.1, seed=0)
     z = torch.rand_like(x)

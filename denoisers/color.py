@@ -98,8 +98,9 @@ class OpponentColorDenoiser(StatedConstants, nn.Module):
         """Denoise ``x`` (``B x 3 x H x W``, RGB in [0, 1]) at noise level ``sigma`` ([0, 1] scale)."""
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a B x 3 x H x W RGB tensor, got shape {tuple(getattr(x, 'shape', ()))}")
-        weights = next(self.gray.parameters(), None)  # a foreign gray model may hold none
-        check_image_dtype(x, x.dtype if weights is None else weights.dtype)
+        # the dtype contract of our gray models; a foreign one (which may cast its input) states none
+        stated = getattr(self.gray, "weights_dtype", None)
+        check_image_dtype(x, stated() if callable(stated) else x.dtype)
         if sigma is None:
             raise ValueError("the opponent-colour denoiser needs a noise level: call it as D(x, sigma)")
         as_sigma_batch(sigma, x.shape[0], x)  # checks it lies in [0, 1]; a float stays a float for ``gray``

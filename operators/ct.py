@@ -72,7 +72,7 @@ def _image_size(image_size: int | tuple[int, ...]) -> int:
         if len(dims) == 3:
             dims = dims[1:]
         if len(dims) != 2 or dims[0] != dims[1]:
-            raise ValueError(f"ParallelBeamCT needs a square image, got image_size={image_size!r}")
+            raise ValueError(f"CT needs a square image, got image_size={image_size!r}")
         image_size = dims[0]
     if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 2:
         raise ValueError(f"image_size must be an integer >= 2, got {image_size!r}")

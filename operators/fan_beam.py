@@ -4,14 +4,15 @@ deepinv samples each ray at one point per pixel along the *central* ray's axis a
 samples, so its values are the line integrals times ``cos(gamma)``, ``gamma`` the ray's angle to
 the central ray (10 % low at the edge of a 27-degree half fan). :class:`FanBeamCT` multiplies each
 detector bin by ``1 / cos(gamma)``, which makes its values line integrals in pixel units, as
-:class:`~pnp_stable.operators.ParallelBeamCT`'s are. deepinv also places its detector cells
-``spacing * (D - 1) / D`` apart; the spacing passed to it is scaled so that they lie
-``detector_spacing`` apart. Both corrections are checked by tests against exact chord lengths of a
-disc and, for a distant source, against :class:`ParallelBeamCT`. What the corrections cannot undo is
-the sampling: one sample per central-axis pixel is ``1 / cos(gamma)`` pixels apart along the ray,
-so rays grazing an edge at wide fan angles are off by up to 2.5 % (a disc of radius 30 pixels seen
-over a 33-degree half fan; 0.45 % mean over the rays crossing its inner part, where the parallel
-beam is within 0.3 % everywhere).
+:class:`~pnp_stable.operators.ParallelBeamCT`'s are. deepinv also converts distances to its grid
+units as if a unit were ``G / 2`` pixels (``G = ceil(sqrt(2) n)``, the padded side) while its grids
+are corner-aligned, a unit of ``(G - 1) / 2`` pixels: source, detector and cell spacing would all
+shrink by ``(G - 1) / G``, so they are handed to it scaled by ``G / (G - 1)``. Both corrections are
+checked by tests against exact chord lengths of a disc and, for a distant source, against
+:class:`ParallelBeamCT` with more cells than the parallel beam's bins. What they cannot undo is
+the sampling: one sample per central-axis pixel is ``1 / cos(gamma)`` pixels apart along the ray
+(a disc of radius 30 pixels seen over a 33-degree half fan: its chords to 1.2 % at the rays grazing
+its edge, 0.13 % mean over the rays crossing its inner part).
 
 The bin weights are positive, so ``A``'s matrix stays entrywise non-negative and the certified
 Collatz-Wielandt norm bound of the parallel beam applies unchanged (:class:`RadonTomography`).
@@ -29,11 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from pnp_stable.operators.ct import _NORM_METHOD, RadonTomography, _dtype_key, _image_size, detector_count
+from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, RadonTomography, _dtype_key,
+                                     _image_size, detector_count)
 
 __all__ = ["FanBeamCT"]
 
-_FAN_METHOD = "fan-flat-cos-v1"
+_FAN_METHOD = "fan-flat-cos-v2"  # v2: distances in deepinv's corner-aligned grid units
 
 
 def _fan_angles(angles: int | Iterable[float]) -> np.ndarray:
@@ -145,23 +147,28 @@ class FanBeamCT(RadonTomography):
         successive views beyond the typical one (``[0, 360)`` in ``N`` uniform views: 360). How
         the shipped CT rule, calibrated in parallel beam, fares with it: docs/benchmarks.md."""
         directions = np.sort(np.mod(self.angles_deg, 360.0))
-        if directions.size < 2:
-            return 1.0 / self.image_size
         gaps = np.diff(np.concatenate([directions, directions[:1] + 360.0]))
+        distinct = gaps > DIRECTION_TOLERANCE_DEG  # a view repeated (0 and 360 degrees, a list given twice) counts once
+        if int(np.count_nonzero(distinct)) < 2:
+            return 1.0 / self.image_size
+        gaps = gaps[distinct]
         span = 360.0 - (float(gaps.max()) - float(np.median(gaps)))
-        views = directions.size * min(1.0, 180.0 / max(span, 1e-9))
+        views = gaps.size * min(1.0, 180.0 / max(span, 1e-9))
         return max(1.0, views) / self.image_size
 
     # -- deepinv backend ---------------------------------------------------------------------
     def _make_tomography(self, dtype: torch.dtype, device: torch.device) -> nn.Module:
-        cells = self.n_detectors
+        # deepinv turns distances into grid units as if a unit were G / 2 pixels (G the padded side),
+        # but samples with corner-aligned grids, where it is (G - 1) / 2: every distance handed to it
+        # is scaled by G / (G - 1) so that the rays run where this geometry says
+        padded = detector_count(self.image_size, "full")
+        to_grid = padded / (padded - 1)
         parameters = {
             "pixel_spacing": 1.0,  # distances in pixels
-            "source_radius": self.source_distance,
-            "detector_radius": self.detector_distance,
-            "n_detector_pixels": cells,
-            # deepinv centres its cells (spacing * (cells - 1) / cells) apart
-            "detector_spacing": self.detector_spacing * cells / (cells - 1),
+            "source_radius": self.source_distance * to_grid,
+            "detector_radius": self.detector_distance * to_grid,
+            "n_detector_pixels": self.n_detectors,
+            "detector_spacing": self.detector_spacing * to_grid,
         }
         # deepinv's fan view a is the parallel beam's a - 90 degrees
         return self._deepinv_tomography(self.angles_deg + 90.0, dtype, device, circle=False, fan_beam=True,
@@ -184,7 +191,8 @@ class FanBeamCT(RadonTomography):
     def fbp(self, y: torch.Tensor) -> torch.Tensor:
         """Flat-detector fan-beam filtered back-projection: cosine pre-weighting, Ram-Lak filter at
         the centre's scale, back-projection weighted by ``1 / U^2`` (``U`` the pixel's distance to
-        the source over ``source_distance``), each view weighted by its share of the circle over 2.
+        the source over ``source_distance``), each view weighted by its share of the circle over 2
+        (:func:`_view_shares`).
         Exact in the continuum for a full uniform scan; an approximate inverse for initialisation,
         not a least-squares solution."""
         self._check_tensor(y, "y")
@@ -241,14 +249,19 @@ class FanBeamCT(RadonTomography):
 
 
 def _view_shares(angles_deg: np.ndarray) -> np.ndarray:
-    """Each view's share of the circle in radians: half the circular gaps on either side (``2 pi /
-    N`` each for ``N`` uniform views over the full turn)."""
+    """Each view's share of the circle in radians, summing to ``2 pi``: half the gaps on either side,
+    each gap capped at the typical one (so that the missing arc of a short or limited scan does not
+    go to its two end views), scaled to the full turn (``2 pi / N`` each for ``N`` uniform views).
+    Without short-scan (Parker) weights this is an approximation beyond full scans."""
     if angles_deg.size == 1:
         return np.array([2 * np.pi])
     order = np.argsort(np.mod(angles_deg, 360.0))
     sorted_deg = np.mod(angles_deg, 360.0)[order]
     gaps = np.diff(np.concatenate([sorted_deg, sorted_deg[:1] + 360.0]))
-    shares_sorted = np.deg2rad((gaps + np.roll(gaps, 1)) / 2.0)
+    gaps = np.minimum(gaps, np.median(gaps))
+    shares_sorted = (gaps + np.roll(gaps, 1)) / 2.0
+    total = shares_sorted.sum()
+    shares_sorted = (2 * np.pi * shares_sorted / total) if total > 0 else np.full(gaps.size, 2 * np.pi / gaps.size)
     shares = np.empty_like(shares_sorted)
     shares[order] = shares_sorted
     return shares

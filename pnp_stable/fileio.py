@@ -301,8 +301,9 @@ def destination_problem(path: str | os.PathLike, folder: bool = False) -> str | 
 
 def _replacement_problem(target: Path, parent: Path) -> str | None:
     """Why an existing file could not be replaced by renaming a new one over it (what an atomic
-    write does), or None: another user's file in a sticky folder (/tmp), or a file that cannot be
-    opened for writing (immutable). Opening it writes nothing."""
+    write does), or None: another user's file in a sticky folder (/tmp), or an immutable file
+    (opening it for writing fails with EPERM; a read-only mode, EACCES, does not stop a rename in a
+    writable folder). Opening it writes nothing."""
     geteuid = getattr(os, "geteuid", None)
     if geteuid is not None:
         folder_stat = os.stat(parent)
@@ -311,6 +312,8 @@ def _replacement_problem(target: Path, parent: Path) -> str | None:
     try:
         fd = os.open(target, os.O_WRONLY | os.O_APPEND)
     except OSError as exc:
-        return f": the existing file cannot be replaced ({exc.strerror or exc})"
+        if exc.errno == errno.EPERM:
+            return f": the existing file cannot be replaced ({exc.strerror or exc})"
+        return None
     os.close(fd)
     return None

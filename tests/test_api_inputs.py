@@ -306,8 +306,11 @@ def test_tiny_given_noise_levels_are_floored_not_obeyed(tiny, image):
     deconvolution, 5 dB, "converged"); CT likewise. Both now floor it, with a note."""
     result = restore.deblur(image, "gauss:1.6", noise_level=1e-12, simulate=True, device="cpu", progress=False,
                             denoiser=tiny, max_iter=5)
-    assert any("the 8-bit rounding level" in note for note in result.notes), result.notes
+    assert any("is below 1e-05: the regularisation is balanced against 1e-05" in n for n in result.notes), result.notes
     assert result.report["noise"]["raised_from"] == 1e-12
+    small = restore.deblur(image, "gauss:1.6", noise_level=5e-4, simulate=True, device="cpu", progress=False,
+                           denoiser=tiny, max_iter=1)  # a small true level of float data is obeyed
+    assert "raised_from" not in small.report["noise"] and small.report["noise"]["sigma"] == 5e-4
     phantom = torch.zeros(1, 24, 24)
     phantom[:, 6:18, 6:18] = 0.7
     ct = restore.reconstruct_ct(phantom, simulate=True, angles=12, noise_level=1e-12, denoiser=tiny, max_iter=2,

@@ -230,11 +230,16 @@ def test_an_existing_destination_that_cannot_be_replaced_is_named_before_any_wor
     assert destination_problem(target) is None
     real_open = os.open
 
+    refusal = {}
+
     def refusing_open(path, flags, *args, **kwargs):
         if os.fspath(path) == os.fspath(target):
-            raise PermissionError(1, "Operation not permitted", os.fspath(path))
+            raise PermissionError(*refusal["error"], os.fspath(path))
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refusing_open)
+    refusal["error"] = (1, "Operation not permitted")  # EPERM: an immutable file
     assert destination_problem(target) == ": the existing file cannot be replaced (Operation not permitted)"
+    refusal["error"] = (13, "Permission denied")  # EACCES: a read-only mode, which a rename replaces
+    assert destination_problem(target) is None
     assert target.read_text() == "{}"

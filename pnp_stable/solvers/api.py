@@ -644,6 +644,8 @@ def _iterate(
     warm_start_of = getattr(operator, "warm_start_state", None)
     recorded_warm = None
     continuation = None if resume is None else resume.continuation
+    if continuation is not None:  # the segments before keep their misses: the summability is the whole run's
+        budget_misses.extend(float(m) for m in continuation.get("budget_misses", ()))
     if active and continuation is not None and tuple(continuation["t_state"].shape) == tuple(state.shape):
         # T~ w_k as the interrupted solve computed it, and the CG warm start it then had: evaluating
         # again from a fresh warm start would give another T~ w_k (within the certified error)
@@ -703,6 +705,7 @@ def _iterate(
             continuation={
                 "t_state": t_state.clone(),
                 "t_error": list(t_error),
+                "budget_misses": list(budget_misses),
                 "warm_start": None if recorded_warm is None else {k_: v.clone() for k_, v in recorded_warm.items()},
             },
         )

@@ -360,3 +360,24 @@ def test_deblur_quick_bench_runs_a_colour_model_as_it_is_and_a_gray_one_in_eithe
     assert bench.main(["--denoiser", str(tmp_path / "tiny-color.pt"), "--color", "opponent", "--rule", str(calibration),
                        *common[:-2], "--method", "fb"]) == 2
     assert "calibrates 'admm', not 'fb'" in capsys.readouterr().err
+
+
+def test_the_dtype_contract_is_the_gray_models_own():
+    """Our gray model's weights set the dtype (a one-line refusal of float64 with float32 weights);
+    a foreign gray model that casts its input itself is not second-guessed."""
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="weights are torch.float32 and the image torch.float64"):
+        OpponentColorDenoiser(tiny_gray().float())(x, 0.05)
+
+    class Casting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, z, sigma):
+            return (z.float() * self.scale).to(z.dtype)
+
+    assert OpponentColorDenoiser(Casting())(x, 0.05).dtype == torch.float64
+    with pytest.raises(ValueError, match="real floating-point images"):
+        OpponentColorDenoiser(Casting())((x * 255).to(torch.uint8), 0.05)
+

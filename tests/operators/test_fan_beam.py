@@ -49,25 +49,30 @@ def test_values_are_line_integrals_across_a_wide_fan():
     for view in range(2):
         error = np.abs(y[:, view].numpy()[inner] / chord[inner] - 1)
         # one sample per central-axis pixel is 1/cos(gamma) pixels apart along the ray: rays that
-        # graze the disc's edge at wide angles are a little off (the parallel beam: 0.3 %)
-        assert error.max() < 0.03 and error.mean() < 0.006, (error.max(), error.mean())
+        # graze the disc's edge at wide angles are a little off (measured 0.5 % / 1.2 % at most at 0 / 73
+        # degrees, 0.13 % mean; with deepinv's grid units unconverted, 0.45 % mean)
+        assert error.max() < 0.02 and error.mean() < 0.003, (error.max(), error.mean())
         assert np.abs(y[:, view].numpy()[inner] * np.cos(gamma[inner]) / chord[inner] - 1).max() > 0.1
 
 
-def test_a_distant_source_gives_the_parallel_beam_sinogram():
+@pytest.mark.parametrize("extra_cells", [0, 40])
+def test_a_distant_source_gives_the_parallel_beam_sinogram(extra_cells):
     """Orientation, bin order, centre and cell spacing: as the source recedes the fan becomes
-    ParallelBeamCT's projection at the same angles (cells one pixel apart at the centre)."""
+    ParallelBeamCT's projection at the same angles (cells one pixel apart at the centre), on the
+    central cells of a wider detector too (where a wrong conversion of distances shows: 1e-1)."""
     n = 24
+    bins = math.ceil(math.sqrt(2) * n)
     angles = [0.0, 30.0, 90.0, 200.0, 333.0]
-    far = FanBeamCT(n, angles=angles, source_distance=1e7, detector_distance=1e7,
-                    n_detectors=math.ceil(math.sqrt(2) * n), detector_spacing=2.0)
+    far = FanBeamCT(n, angles=angles, source_distance=1e7, detector_distance=1e7, n_detectors=bins + extra_cells,
+                    detector_spacing=2.0)
     parallel = ParallelBeamCT(n, angles=angles)
     x = torch.zeros(1, 1, n, n, dtype=torch.float64)
     x[0, 0, 3:8, 14:19] = 1
     x[0, 0, 12:14, 2:11] = 2
     x[0, 0, 18:22, 18:19] = 3
     expected = parallel.A(x)
-    assert float((far.A(x) - expected).abs().max()) < 2e-3 * float(expected.abs().max())
+    central = far.A(x)[..., extra_cells // 2: extra_cells // 2 + bins, :]
+    assert float((central - expected).abs().max()) < 1e-4 * float(expected.abs().max())
 
 
 def test_source_side_and_magnification():
@@ -133,8 +138,11 @@ def test_parameter_density_counts_views_per_half_turn():
     assert FanBeamCT(n, angles=short).parameter_density == pytest.approx(100 * 180 / 200 / n)
     limited = np.arange(50) * 2.0  # 100 degrees: every view counts
     assert FanBeamCT(n, angles=limited).parameter_density == pytest.approx(50 / n)
-    jittered = np.arange(120) * 3.0 + np.random.default_rng(0).uniform(-0.01, 0.01, 120)
+    jittered = np.arange(120) * 3.0 + np.random.default_rng(0).uniform(-0.001, 0.001, 120)
     assert FanBeamCT(n, angles=jittered).parameter_density == pytest.approx(60 / n, rel=1e-3)
+    twice = np.concatenate([np.arange(60) * 6.0] * 2)  # a list given twice, and 0 with 360: views count once
+    assert FanBeamCT(n, angles=twice).parameter_density == pytest.approx(30 / n)
+    assert FanBeamCT(n, angles=np.arange(61) * 6.0).parameter_density == pytest.approx(30 / n)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -210,3 +218,25 @@ def test_the_fourier_preconditioner_still_saves_cg_iterations_in_a_fan():
         assert float(grad.norm() / (0.03 * op.A_adjoint(y) + z).norm()) < 1e-9
         counts[name] = op.last_prox_info.iterations
     assert counts["fourier"] < 0.75 * counts["plain"], counts
+
+
+def test_fbp_weighs_the_views_of_a_partial_scan_alike():
+    """Review 2026-12-06: each view took half of each neighbouring gap, so the missing arc of a short
+    scan went to its two end views (70 degrees each against 2): the FBP of a short scan lost 7 to 10
+    dB. Gaps are capped at the typical step, and the shares fill the full turn."""
+    from pnp_stable.operators.fan_beam import _view_shares
+
+    for angles in (np.arange(110) * 2.0, np.arange(90) * 2.0, np.arange(120) * 3.0, np.array([5.0, 0.0, 10.0])):
+        shares = _view_shares(angles)
+        assert shares.sum() == pytest.approx(2 * np.pi)
+        assert shares.max() <= 1.01 * shares.min(), angles
+    assert _view_shares(np.array([30.0])) == pytest.approx([2 * np.pi])
+    n = 48
+    disc = _disc(n, 14.0)
+    full = FanBeamCT(n, angles=180, source_distance=40.0, detector_distance=40.0)
+    short = FanBeamCT(n, angles=np.arange(120) * 2.0, source_distance=40.0, detector_distance=40.0)
+    # without short-scan weights a line seen once counts half as much as one seen twice: the short
+    # scan's FBP is rougher (measured 0.13 mean error, at most 0.56; the end-view weights gave 0.24
+    # and 3.3), but nowhere wild
+    errors = [(op.fbp(op.A(disc)) - disc).abs() for op in (full, short)]
+    assert float(errors[0].mean()) < 0.03 and float(errors[1].max()) < 1.0, [float(e.max()) for e in errors]

@@ -237,3 +237,16 @@ def test_a_cg_prox_that_stops_above_its_budget_makes_the_guarantee_conditional(p
     assert "summability" in assumption
     full, _ = _solve(model, y, "reflect", 30.0)
     assert full.guarantee.proven
+
+
+def test_a_resumed_solve_keeps_the_budget_misses_of_the_segments_before(problem):
+    model, y, _ = problem
+    first = solve(y, CountingBlur("gauss:1.6", tuple(y.shape[1:]), boundary="reflect", cg_max_iter=2), model,
+                  method="admm", step=30.0, sigma_den=0.05, progress=False, max_iter=4, tol=1e-9)
+    assert not first.guarantee.proven
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed = solve(y, CountingBlur("gauss:1.6", tuple(y.shape[1:]), boundary="reflect"), model, method="admm",
+                        step=30.0, sigma_den=0.05, progress=False, max_iter=8, tol=1e-9, resume=first)
+    assert resumed.guarantee.holds and not resumed.guarantee.proven
+    assert any("stopped above its error budget" in a for a in resumed.guarantee.assumptions)

@@ -202,7 +202,7 @@ def test_pnp_admm_on_a_fan_beam_scan_is_guaranteed_and_uses_the_ct_rule():
 
 def test_the_fourier_preconditioner_still_saves_cg_iterations_in_a_fan():
     """The fan's normal operator is not shift-invariant; its response at the centre still
-    preconditions CG well (at 128 x 128 with 120 views: 22 iterations instead of 60)."""
+    preconditions CG well (at 128 x 128 with 120 views: 22 iterations instead of 61)."""
     n = 32
     gen = torch.Generator().manual_seed(0)
     x, z = (torch.rand(1, 1, n, n, generator=gen, dtype=torch.float64) for _ in range(2))

@@ -227,7 +227,7 @@ def _check_folder(command: str, paths: list[Path], inputs_for: Callable[[Path], 
         targets = {"out": default_output(path, tag), "report": per_image_name(report, path),
                    "plot": per_image_name(plot, path), "checkpoint": per_image_name(checkpoint, path)}
         for source in (path, *extra.files):
-            check_outputs(source, **targets)
+            check_outputs(source, out_given=False, **targets)
         for option, target in targets.items():
             if target is None:
                 continue

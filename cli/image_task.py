@@ -84,7 +84,7 @@ def restore_image(command: str, image: Path | None, demo: Demo, task: Callable[.
     out_path = Path(out) if out else default_output(Path(f"{demo.stem}.png") if image is None else image, tag)
     targets = dict(out=out_path, report=report, plot=plot, checkpoint=task_arguments.get("checkpoint"))
     for source in (image, *also_inputs):
-        check_outputs(source, **targets)
+        check_outputs(source, out_given=bool(out), **targets)
     if image is None:
         loaded = demo.image()
         if not quiet:

@@ -30,18 +30,19 @@ def solver_warnings(quiet: bool) -> Iterator[None]:
         yield
 
 
-def check_outputs(input_path: Path | None, **targets: str | Path | None) -> None:
+def check_outputs(input_path: Path | None, *, out_given: bool = True, **targets: str | Path | None) -> None:
     """Refuse, before any work, outputs that could not be written or would destroy something: each of
     ``targets`` (option name -> path, None skipped; ``out`` for ``--out`` ...) must not be the input,
     must not be another target, must have a folder that exists, and ``out`` / ``plot`` a type we
-    write. One-line user errors (exit code 2) naming the option."""
+    write. One-line user errors (exit code 2) naming the option (``out_given`` False: the restored
+    image's default name, which no option gave, is named as such)."""
     from pnp_stable.cli.images import IMAGE_SUFFIXES
 
     seen: dict[Path, str] = {}
     for option, target in targets.items():
         if target is None:
             continue
-        flag = f"--{option}"
+        flag = f"--{option}" if option != "out" or out_given else "the output"
         path = Path(target)
         resolved = path.resolve()
         if input_path is not None and resolved == Path(input_path).resolve():

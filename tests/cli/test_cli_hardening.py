@@ -270,3 +270,16 @@ def test_option_values_that_slipped_through_are_named(tmp_path, camera_png):
                       "--size is a sinogram's image size; a phantom (--simulate, the demo) has its own")
     assert_user_error(run("train-denoiser", "--train", camera_png, "--run-dir", tmp_path / "run"),
                       "is a file, not a folder of images")
+
+
+def test_an_unwritable_default_output_is_not_called_out(tmp_path, camera_png, monkeypatch):
+    """Review 2026-12-06: "cannot write --out ..." when no --out was given (the default name beside
+    the input, in a folder that cannot be written)."""
+    import pnp_stable.fileio as fileio
+
+    image = camera_png
+    monkeypatch.setattr(fileio, "tempfile", type("T", (), {"mkstemp": staticmethod(
+        lambda **kw: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))}))
+    r = run("deblur", image, "--noise", "2/255")
+    assert_user_error(r, "cannot write the output")
+    assert "--out" not in r.output

@@ -93,16 +93,13 @@ def refit(files: list[Path], out: Path | None) -> int:
     runs = read_calibrations(files, lambda r: (r["denoiser"], r["method"], tuple(r["images"])))
     if runs is None:
         return 2
-    limited = [str(f) for f, r in zip(files, runs) if r.get("angle_range", 180.0) != 180.0]
-    if limited:  # the law has no term for a missing wedge: such rows check a rule, they do not fit one
-        print(f"error: {limited[0]} measures a limited-angle scan (--angle-range): fit on 180-degree scans only",
-              file=sys.stderr)
-        return 2
-    fan = [str(f) for f, r in zip(files, runs) if r.get("geometry", "parallel") != "parallel"]
-    if fan:  # the rule is fitted in parallel beam; fan-beam rows check how it transfers
-        print(f"error: {fan[0]} measures a fan-beam scan (--geometry fan): fit on parallel-beam scans only",
-              file=sys.stderr)
-        return 2
+    # the law has no term for a missing wedge or another geometry: such rows check a rule, they do not fit one
+    for key, usual, scan, fit_on in (("angle_range", 180.0, "a limited-angle scan (--angle-range)", "180-degree"),
+                                     ("geometry", "parallel", "a fan-beam scan (--geometry fan)", "parallel-beam")):
+        other = [str(f) for f, r in zip(files, runs) if r.get(key, usual) != usual]
+        if other:
+            print(f"error: {other[0]} measures {scan}: fit on {fit_on} scans only", file=sys.stderr)
+            return 2
     if any(len(_levels(r["noise_relative"])) != 1 and any("noise_relative" not in row for row in r["table"])
            for r in runs):
         print("error: a merged file's rows do not name their noise level", file=sys.stderr)

@@ -65,8 +65,9 @@ def _files_read_by(arguments: dict[str, Any]) -> dict[str, Path]:
 
     files = {}
     kernel = arguments.get("kernel")
-    if isinstance(kernel, str) and kernel_spec_file(kernel) is not None:
-        files["kernel"] = kernel_spec_file(kernel)
+    kernel_file = kernel_spec_file(kernel) if isinstance(kernel, str) else None
+    if kernel_file is not None:
+        files["kernel"] = kernel_file
     denoiser = arguments.get("denoiser")
     if isinstance(denoiser, (str, Path)) and Path(denoiser).expanduser().is_file():
         files["denoiser"] = Path(denoiser).expanduser()

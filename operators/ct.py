@@ -46,13 +46,15 @@ def _dtype_key(dtype: torch.dtype) -> str:
 DIRECTION_TOLERANCE_DEG = 0.01
 
 
-def _angles_in_degrees(angles: int | Iterable[float]) -> np.ndarray:
+def _angles_in_degrees(angles: int | Iterable[float], turn: float = 180.0) -> np.ndarray:
+    """A count (uniform over ``[0, turn)`` degrees: 180 for a parallel beam, 360 for a fan's full
+    scan) or the angles in degrees, as a float64 array."""
     if isinstance(angles, bool):
         raise ValueError(f"angles must be a count or a sequence of angles in degrees, got {angles!r}")
     if isinstance(angles, (int, np.integer)):
         if angles < 1:
             raise ValueError(f"the number of angles must be positive, got {angles}")
-        return np.arange(int(angles), dtype=np.float64) * (180.0 / int(angles))
+        return np.arange(int(angles), dtype=np.float64) * (turn / int(angles))
     if isinstance(angles, torch.Tensor):
         angles = angles.detach().cpu().numpy()
     try:
@@ -93,8 +95,9 @@ class RadonTomography(CertifiedLinearPhysics):
     geometry, ``normalize`` and the CG preconditioner of the data prox.
 
     Subclasses set ``image_size``, ``angles_deg`` and ``n_detectors`` and their geometry before
-    calling :meth:`_start`, and implement ``_make_tomography``, ``geometry``, ``fbp``,
-    ``object_support`` and ``parameter_density``.
+    calling :meth:`_start`, and implement ``_make_tomography`` (with :meth:`_deepinv_tomography`),
+    ``_geometry_fields`` (their part of :meth:`geometry`), ``fbp``, ``object_support`` and
+    ``parameter_density``.
     """
 
     # the automatic PnP parameters use a denoiser's CT calibration when it carries one

@@ -30,23 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, RadonTomography, _dtype_key,
-                                     _image_size, detector_count)
+from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, RadonTomography, _angles_in_degrees,
+                                     _dtype_key, _image_size, detector_count)
 
 __all__ = ["FanBeamCT"]
 
 _FAN_METHOD = "fan-flat-cos-v2"  # v2: distances in deepinv's corner-aligned grid units
-
-
-def _fan_angles(angles: int | Iterable[float]) -> np.ndarray:
-    """A count (uniform over ``[0, 360)`` degrees: a full scan) or the source angles in degrees."""
-    from pnp_stable.operators.ct import _angles_in_degrees
-
-    if isinstance(angles, (int, np.integer)) and not isinstance(angles, bool):
-        if angles < 1:
-            raise ValueError(f"the number of angles must be positive, got {angles}")
-        return np.arange(int(angles), dtype=np.float64) * (360.0 / int(angles))
-    return _angles_in_degrees(angles)
 
 
 def _positive(value: Any, name: str) -> float:
@@ -96,7 +85,7 @@ class FanBeamCT(RadonTomography):
         device: torch.device | str = "cpu",
     ) -> None:
         n = _image_size(image_size)
-        angles_deg = _fan_angles(angles)
+        angles_deg = _angles_in_degrees(angles, turn=360.0)  # a count: a full scan
         # deepinv samples each ray across the square padded to its diagonal: the source and the
         # detector must lie outside it, or samples behind the source (or past the detector) count
         reach = detector_count(n, "full") / 2.0
@@ -206,7 +195,8 @@ class FanBeamCT(RadonTomography):
         weighted = work * (source / torch.sqrt(source**2 + centre_positions**2))[:, None]
         filtered = _ram_lak(weighted, step)
         n, cells = self.image_size, self.n_detectors
-        c = (detector_count(n, "full") - 1) / 2.0 - (detector_count(n, "full") // 2 - n // 2)
+        padded = detector_count(n, "full")
+        c = (padded - 1) / 2.0 - (padded // 2 - n // 2)  # the rotation centre, as the parallel beam's
         axis = torch.arange(n, dtype=torch.float64, device=y.device) - c
         rows, cols = axis[:, None], axis[None, :]
         theta = torch.tensor(np.deg2rad(self.angles_deg), dtype=torch.float64, device=y.device)

@@ -1124,7 +1124,7 @@ def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool, fan: bool = False
     notes = []
     data = sino.double()
     if fan:
-        return notes + _counts_doubt(data)
+        return _counts_doubt(data)
     sums = data.sum(dim=0)
     mean = float(sums.mean())
     if mean > 0 and sums.numel() > 1:

@@ -236,6 +236,10 @@ def test_ct_refit_merges_calibrations_made_at_different_noise_levels(tmp_path, c
     limited.write_text(json.dumps({**json.loads(files[1].read_text()), "angle_range": 120.0}))
     assert ct.refit([files[0], limited, files[2]], None) == 2
     assert "limited-angle" in capsys.readouterr().err
+    fan = tmp_path / "fan.json"  # nor does another geometry
+    fan.write_text(json.dumps({**json.loads(files[1].read_text()), "geometry": "fan"}))
+    assert ct.refit([files[0], fan, files[2]], None) == 2
+    assert "fan-beam scan (--geometry fan): fit on parallel-beam scans only" in capsys.readouterr().err
 
 
 def test_ct_calibration_refuses_an_angle_range_outside_a_half_turn(capsys):

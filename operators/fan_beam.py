@@ -33,7 +33,7 @@ from torch import nn
 from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, RadonTomography, _angles_in_degrees,
                                      _dtype_key, _image_size, detector_count)
 
-__all__ = ["FanBeamCT"]
+__all__ = ["FanBeamCT", "conjugate_view", "redundancy_weights"]
 
 _FAN_METHOD = "fan-flat-cos-v2"  # v2: distances in deepinv's corner-aligned grid units
 
@@ -67,8 +67,9 @@ class FanBeamCT(RadonTomography):
 
     Guarantees: exact adjoint (autograd transpose, times the same bin weights); ``norm()`` a
     certified upper bound; ``prox_data`` by warm-started batched CG with reported convergence.
-    ``fbp`` is the flat-detector fan-beam FBP, exact in the continuum for a full uniform scan and
-    an approximation otherwise (no short-scan weights): an initialisation.
+    ``fbp`` is the flat-detector fan-beam FBP with Parker-type redundancy weights, exact in the
+    continuum for any scan that measures every line (a full scan, a short scan of 180 degrees plus
+    the fan angle): an initialisation.
     """
 
     def __init__(
@@ -178,12 +179,15 @@ class FanBeamCT(RadonTomography):
 
     # -- FBP ---------------------------------------------------------------------------------
     def fbp(self, y: torch.Tensor) -> torch.Tensor:
-        """Flat-detector fan-beam filtered back-projection: cosine pre-weighting, Ram-Lak filter at
-        the centre's scale, back-projection weighted by ``1 / U^2`` (``U`` the pixel's distance to
-        the source over ``source_distance``), each view weighted by its share of the circle over 2
-        (:func:`_view_shares`).
-        Exact in the continuum for a full uniform scan; an approximate inverse for initialisation,
-        not a least-squares solution."""
+        """Flat-detector fan-beam filtered back-projection: each measured value weighted by its
+        view's angular step and by its line's redundancy weight (:func:`redundancy_weights`:
+        ``1/2`` everywhere on a full scan, smooth Parker-type weights that sum to one over the
+        measurements of each line on a partial one), cosine pre-weighting, Ram-Lak filter at the
+        centre's scale, back-projection weighted by ``1 / U^2`` (``U`` the pixel's distance to the
+        source over ``source_distance``).
+        Exact in the continuum for a full scan and for any scan that measures every line (a short
+        scan: 180 degrees plus the fan angle, or more); lines a scan misses are missing from it. An
+        approximate inverse for initialisation, not a least-squares solution."""
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
         self._check_finite(y, "y")
@@ -192,7 +196,10 @@ class FanBeamCT(RadonTomography):
         source, spread = self.source_distance, self.magnification
         centre_positions = torch.tensor(self.detector_positions() / spread, dtype=torch.float64, device=y.device)
         step = self.detector_spacing / spread  # the cells' spacing scaled to the centre
-        weighted = work * (source / torch.sqrt(source**2 + centre_positions**2))[:, None]
+        # the weights vary along the detector on a partial scan, so they come before the filter
+        weights = torch.tensor(redundancy_weights(self.angles_deg, self.fan_angles()), dtype=torch.float64,
+                               device=y.device)
+        weighted = work * weights * (source / torch.sqrt(source**2 + centre_positions**2))[:, None]
         filtered = _ram_lak(weighted, step)
         n, cells = self.image_size, self.n_detectors
         padded = detector_count(n, "full")
@@ -200,7 +207,6 @@ class FanBeamCT(RadonTomography):
         axis = torch.arange(n, dtype=torch.float64, device=y.device) - c
         rows, cols = axis[:, None], axis[None, :]
         theta = torch.tensor(np.deg2rad(self.angles_deg), dtype=torch.float64, device=y.device)
-        shares = torch.tensor(_view_shares(self.angles_deg), dtype=torch.float64, device=y.device)
         out = torch.zeros(work.shape[:2] + (n, n), dtype=torch.float64, device=y.device)
         for k in range(theta.numel()):  # one view at a time: memory n^2, not n^2 x views
             cos, sin = torch.cos(theta[k]), torch.sin(theta[k])
@@ -219,7 +225,7 @@ class FanBeamCT(RadonTomography):
                 inside = (cell >= 0) & (cell < cells)
                 gathered = column[..., cell.clamp(0, cells - 1)]
                 values = values + gathered * (weight * inside)
-            out = out + values * (shares[k] / 2.0) / u_ratio**2
+            out = out + values / u_ratio**2
         return out.to(y.dtype)
 
     # -- norm --------------------------------------------------------------------------------
@@ -240,9 +246,8 @@ class FanBeamCT(RadonTomography):
 
 def _view_shares(angles_deg: np.ndarray) -> np.ndarray:
     """Each view's share of the circle in radians, summing to ``2 pi``: half the gaps on either side,
-    each gap capped at the typical one (so that the missing arc of a short or limited scan does not
-    go to its two end views), scaled to the full turn (``2 pi / N`` each for ``N`` uniform views).
-    Without short-scan (Parker) weights this is an approximation beyond full scans."""
+    each gap capped at the typical one (so that an arc missing from the scan does not go to its two
+    end views), scaled to the full turn (``2 pi / N`` each for ``N`` uniform views)."""
     if angles_deg.size == 1:
         return np.array([2 * np.pi])
     order = np.argsort(np.mod(angles_deg, 360.0))
@@ -255,6 +260,66 @@ def _view_shares(angles_deg: np.ndarray) -> np.ndarray:
     shares = np.empty_like(shares_sorted)
     shares[order] = shares_sorted
     return shares
+
+
+def conjugate_view(theta: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """The source angle (radians, in ``[0, 2 pi)``) from which :class:`FanBeamCT` measures the line
+    of the ray at fan angle ``gamma`` from source angle ``theta`` a second time, as its ray at fan
+    angle ``-gamma``: ``theta + pi - 2 gamma`` (the chord's two ends on the source circle)."""
+    return np.mod(theta + np.pi - 2.0 * gamma, 2 * np.pi)
+
+
+def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.ndarray:
+    """FBP weights of a fan-beam scan, ``(cells, views)``: each view's angular step (radians) times
+    a redundancy weight of each of its rays.
+
+    A scan with no gap wider than 1.5 typical steps is a full scan: every line is measured twice,
+    and every ray gets ``1/2`` of its view's share of the turn (:func:`_view_shares`). Otherwise
+    the views span an arc ``[0, R]`` (the circle less its widest gap, plus half a typical step at
+    either end) and the weights are Parker-type: with a window ``s`` that rises from 0 to 1 over a
+    length ``e`` at each end of the arc (``sin^2`` ramps; ``e`` the overscan ``R - 180`` degrees,
+    at most the full fan angle and at least two steps), a ray at arc position ``b`` whose line is
+    measured again at ``b'`` (:func:`conjugate_view`) weighs ``s(b) / (s(b) + s(b'))``, ``s(b')``
+    being zero when ``b'`` lies outside the arc. The weights of the two measurements of a line sum
+    to one, a line measured once weighs one, and the weights vary smoothly with the view and the
+    ray, so a short scan (180 degrees plus the fan angle) reconstructs as well as a full one. A
+    view's step is half of the gaps on either side (at the arc's ends, half a typical step
+    outwards), so irregular views are weighted by the arc they sample (Parker 1982; the normalised
+    form of Silver 2000 and Wesarg et al. 2002)."""
+    angles_deg = np.asarray(angles_deg, dtype=np.float64)
+    gamma = np.asarray(fan_angles, dtype=np.float64)[:, None]
+    directions = np.mod(angles_deg, 360.0)
+    order = np.argsort(directions)
+    sorted_deg = directions[order]
+    gaps = np.diff(np.concatenate([sorted_deg, sorted_deg[:1] + 360.0]))
+    distinct = gaps[gaps > DIRECTION_TOLERANCE_DEG]
+    if distinct.size < 2 or distinct.max() <= 1.5 * np.median(distinct):
+        return np.broadcast_to(_view_shares(angles_deg) / 2.0, (gamma.shape[0], angles_deg.size)).copy()
+    typical = float(np.median(distinct))
+    widest = int(np.argmax(gaps))  # the opening lies between sorted views widest and widest + 1
+    start = sorted_deg[(widest + 1) % sorted_deg.size] - typical / 2.0
+    arc = np.deg2rad(360.0 - gaps[widest] + typical)
+    position = np.deg2rad(np.mod(directions - start, 360.0))[None, :]  # b, radians from the arc's start
+    step = np.deg2rad(typical)
+    ramp = float(np.clip(arc - np.pi, 2 * step, 2 * np.abs(gamma).max()))
+    ramp = min(ramp, arc / 2.0)
+
+    def window(b: np.ndarray) -> np.ndarray:
+        rise = np.clip(np.minimum(b, arc - b) / ramp, 0.0, 1.0)
+        return np.where((b >= 0) & (b <= arc), np.sin(np.pi / 2 * rise) ** 2, 0.0)
+
+    here = window(position)
+    again = window(np.mod(position + np.pi - 2.0 * gamma, 2 * np.pi))
+    total = here + again
+    weights = np.divide(here, total, out=np.zeros_like(total), where=total > 0)
+    # each view's step: half of either gap (the opening counts as one typical step), so that the
+    # weights are a quadrature of the arc wherever its views lie, regularly or not
+    sampled = gaps.copy()
+    sampled[widest] = typical
+    steps_sorted = np.deg2rad((sampled + np.roll(sampled, 1)) / 2.0)
+    steps = np.empty_like(steps_sorted)
+    steps[order] = steps_sorted
+    return weights * steps[None, :]
 
 
 def _ram_lak(sinogram: torch.Tensor, step: float) -> torch.Tensor:

@@ -220,23 +220,86 @@ def test_the_fourier_preconditioner_still_saves_cg_iterations_in_a_fan():
     assert counts["fourier"] < 0.75 * counts["plain"], counts
 
 
-def test_fbp_weighs_the_views_of_a_partial_scan_alike():
-    """Review 2026-12-06: each view took half of each neighbouring gap, so the missing arc of a short
-    scan went to its two end views (70 degrees each against 2): the FBP of a short scan lost 7 to 10
-    dB. Gaps are capped at the typical step, and the shares fill the full turn."""
-    from pnp_stable.operators.fan_beam import _view_shares
+def test_conjugate_view_measures_the_same_line_with_the_opposite_fan_angle():
+    """The ray through a point from source angle theta, seen from conjugate_view(theta, gamma): the
+    same line, at fan angle -gamma (the detector coordinates of the FBP's back-projection)."""
+    from pnp_stable.operators.fan_beam import conjugate_view
 
-    for angles in (np.arange(110) * 2.0, np.arange(90) * 2.0, np.arange(120) * 3.0, np.array([5.0, 0.0, 10.0])):
-        shares = _view_shares(angles)
-        assert shares.sum() == pytest.approx(2 * np.pi)
-        assert shares.max() <= 1.01 * shares.min(), angles
-    assert _view_shares(np.array([30.0])) == pytest.approx([2 * np.pi])
+    source = 90.0
+
+    def fan_angle(theta, row, col):
+        lateral = col * np.cos(theta) - row * np.sin(theta)
+        depth = -col * np.sin(theta) - row * np.cos(theta)
+        return np.arctan(lateral / (source + depth))
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        theta = rng.uniform(0, 2 * np.pi)
+        row, col = rng.uniform(-40, 40, size=2)
+        gamma = fan_angle(theta, row, col)
+        other = conjugate_view(theta, gamma)
+        assert fan_angle(other, row, col) == pytest.approx(-gamma, abs=1e-12)
+        # and the line is the same: a second point on the first ray has the same angle there
+        towards = np.array([np.sin(theta), np.cos(theta)]) * source  # the source, (col, row)
+        point = np.array([col, row]) + 0.3 * (np.array([col, row]) - towards)
+        assert fan_angle(other, point[1], point[0]) == pytest.approx(-gamma, abs=1e-12)
+
+
+@pytest.mark.parametrize("span", [221.8, 260.0, 330.0, 150.0])
+def test_redundancy_weights_sum_to_one_over_each_line(span):
+    """Parker-type weights: a line measured twice weighs one in all, a line measured once weighs one,
+    every weight lies in [0, 1]; views 0.1 degree apart and fan angles that are multiples of 0.05
+    degree, so every conjugate ray is a sample of the scan."""
+    from pnp_stable.operators.fan_beam import redundancy_weights
+
+    step = 0.1
+    views = int(round(span / step)) + 1
+    angles = 30.0 + np.arange(views) * step  # not starting at 0
+    gammas_deg = np.arange(-20, 21) * 0.5
+    weights = redundancy_weights(angles, np.deg2rad(gammas_deg)) / np.deg2rad(step)
+    assert weights.min() >= 0.0 and weights.max() <= 1.0 + 1e-12
+    for j, gamma in enumerate(gammas_deg):
+        partner = int(np.flatnonzero(np.isclose(gammas_deg, -gamma))[0])
+        shift = int(round((180.0 - 2 * gamma) / step))
+        for k in range(0, views, 7):
+            other = k + shift
+            if other < views:
+                assert weights[j, k] + weights[partner, other] == pytest.approx(1.0, abs=1e-9), (gamma, k)
+            elif k - (3600 - shift) < 0:  # measured once: the conjugate lies in the opening
+                assert weights[j, k] == pytest.approx(1.0), (gamma, k)
+
+
+def test_redundancy_weights_of_a_full_scan_are_half_shares():
+    from pnp_stable.operators.fan_beam import _view_shares, redundancy_weights
+
+    gammas = np.deg2rad(np.linspace(-20, 20, 9))
+    for angles in (np.arange(180) * 2.0, np.array([5.0, 0.0, 10.0]) * 24, np.arange(90) * 4.0 + 0.7 * np.sin(np.arange(90))):
+        weights = redundancy_weights(angles, gammas)
+        assert weights == pytest.approx(np.broadcast_to(_view_shares(angles) / 2, weights.shape))
+    assert redundancy_weights(np.array([30.0]), gammas) == pytest.approx(np.full((9, 1), np.pi))
+
+
+def test_fbp_of_short_and_irregular_scans_is_as_good_as_a_full_scan():
+    """Review 2026-12-06 first: each view took half of each neighbouring gap, so the missing arc of
+    a short scan went to its two end views (7 to 10 dB lost). Then, with the gaps capped and no
+    short-scan weights, a line seen once still counted half: a short scan's FBP was 5 dB below the
+    full scan's on a phantom. With the redundancy weights, a short scan (180 degrees plus the fan
+    angle), a 270-degree scan and randomly placed views over 300 and 360 degrees all reconstruct a
+    disc about as well as the full uniform scan (measured inside it: mean errors 0.003 to 0.004
+    against 0.002; the capped shares gave 0.041 to 0.075 on the three partial scans)."""
     n = 48
-    disc = _disc(n, 14.0)
-    full = FanBeamCT(n, angles=180, source_distance=40.0, detector_distance=40.0)
-    short = FanBeamCT(n, angles=np.arange(120) * 2.0, source_distance=40.0, detector_distance=40.0)
-    # without short-scan weights a line seen once counts half as much as one seen twice: the short
-    # scan's FBP is rougher (measured 0.13 mean error, at most 0.56; the end-view weights gave 0.24
-    # and 3.3), but nowhere wild
-    errors = [(op.fbp(op.A(disc)) - disc).abs() for op in (full, short)]
-    assert float(errors[0].mean()) < 0.03 and float(errors[1].max()) < 1.0, [float(e.max()) for e in errors]
+    disc = _disc(n, 14.0, centre=(20.0, 26.0))
+    geometry = dict(source_distance=40.0, detector_distance=40.0)
+    full = FanBeamCT(n, angles=180, **geometry)
+    half_fan = float(np.degrees(np.abs(full.fan_angles()).max()))
+    rng = np.random.default_rng(0)
+    scans = {"full": full,
+             "short": FanBeamCT(n, angles=20.0 + np.linspace(0, 180 + 2 * half_fan, 150), **geometry),
+             "270": FanBeamCT(n, angles=np.arange(135) * 2.0 + 100.0, **geometry),
+             "random 300": FanBeamCT(n, angles=rng.uniform(0, 300, 200), **geometry),
+             "random 360": FanBeamCT(n, angles=rng.uniform(0, 360, 250), **geometry)}
+    inner = _disc(n, 12.0, centre=(20.0, 26.0)) == 1
+    errors = {name: float((op.fbp(op.A(disc)) - disc)[inner].abs().mean()) for name, op in scans.items()}
+    assert errors["full"] < 0.02, errors
+    for name, error in errors.items():
+        assert error < 2 * errors["full"] + 0.01, errors

@@ -19,6 +19,10 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "(.txt/.csv: numbers separated by spaces, commas or lines; .npy: a 1-D array), e.g. for a "
                    "360-degree or limited-angle scan. With --geometry fan a count is uniform over [0, 360) "
                    "(default 120).")
+@click.option("--angle-range", default=None, metavar="DEGREES|short",
+              help="Spread a count of angles (--angles N, or a sinogram's columns) uniformly over [0, DEGREES) "
+                   "instead of the half turn (fan: the full turn): a limited-angle scan, or with --geometry fan "
+                   "'short', a short scan of 180 degrees plus the fan angle, which measures every line.")
 @click.option("--simulate", is_flag=True,
               help="DATA is a square phantom image: project it, add noise, reconstruct, report PSNR/SSIM.")
 @click.option("--noise", default=None, metavar="SIGMA",
@@ -45,7 +49,7 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "with circle=True, its default, add --detector circle): move it to this tool's rotation axis "
                    "first (half a pixel apart for an even detector count).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
-def ct(data, angles, simulate, noise, size, detector, geometry, source_distance, detector_distance, detector_spacing,
+def ct(data, angles, angle_range, simulate, noise, size, detector, geometry, source_distance, detector_distance, detector_spacing,
        from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam (or fan-beam) CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png),
@@ -61,6 +65,7 @@ def ct(data, angles, simulate, noise, size, detector, geometry, source_distance,
       pnp-stable ct sinogram.npy --size 256
       pnp-stable ct skimage_sinogram.npy --from-skimage --detector circle
       pnp-stable ct --geometry fan
+      pnp-stable ct --geometry fan --angles 74 --angle-range short
       pnp-stable ct fan_sinogram.npy --geometry fan --size 256 --source-distance 600 --detector-distance 400
       pnp-stable ct slices/ --size 512 --checkpoint slices.state
     """
@@ -108,6 +113,7 @@ def ct(data, angles, simulate, noise, size, detector, geometry, source_distance,
         angles_given = context.get_parameter_source("angles") != ParameterSource.DEFAULT
         angles = parse_angles(angles) if angles_given or not fan else 120  # 60 views per half-turn, as the parallel default
         count = angles if isinstance(angles, int) else len(angles)
+        angle_range = parse_angle_range(angle_range, fan, listed=not isinstance(angles, int))
         from pnp_stable.cli.folders import run_restorations
         from pnp_stable.cli.image_task import Demo
 
@@ -115,7 +121,7 @@ def ct(data, angles, simulate, noise, size, detector, geometry, source_distance,
         arguments = dict(angles=angles if simulate or not isinstance(angles, int) else None, simulate=simulate,
                          noise_level=level[1] if level is not None and level[0] == "absolute" else None,
                          relative_noise_level=level[1] if level is not None and level[0] == "relative" else None,
-                         seed=seed, image_size=size, detector=detector, geometry=geometry,
+                         seed=seed, image_size=size, detector=detector, geometry=geometry, angle_range=angle_range,
                          **({k: v for k, v in distances.items() if v is not None}), method=solver, denoiser=denoiser,
                          max_iter=max_iter, tol=tol,
                          accelerate=accelerate, device=device, checkpoint=checkpoint, resume=resume, **manual)
@@ -123,7 +129,11 @@ def ct(data, angles, simulate, noise, size, detector, geometry, source_distance,
             from pnp_stable.cli.images import read_image
 
             _check_ct_input(data, read_image(data), simulate, count if angles_given else None)
-        views = f"{count} fan-beam views over 360 degrees" if fan else f"{count} angles"
+        if angle_range is None:
+            span = "360 degrees" if fan else None
+        else:
+            span = "a short scan" if angle_range == "short" else f"{angle_range:g} degrees"
+        views = f"{count} {'fan-beam views' if fan else 'angles'}" + (f" over {span}" if span else "")
         demo = Demo(f"demo: Shepp-Logan phantom (256x256), {views}, reconstructed (--simulate)",
                     image=_phantom, stem="shepp_logan")
         angles_file = None if isinstance(angles, int) else Path(click.get_current_context().params["angles"])
@@ -139,9 +149,30 @@ def ct(data, angles, simulate, noise, size, detector, geometry, source_distance,
                                                                              count if angles_given else None),
                          # a sinogram's own count when none was given (the report's operator has the values)
                          reported={"angles": (count if angles_file is None else str(angles_file))
-                                   if angles_given or simulate else None, "noise": noise},
+                                   if angles_given or simulate else None, "noise": noise, "angle_range": angle_range},
                          # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
                          output_bit_depth=None if simulate else 16)
+
+
+def parse_angle_range(text: str | None, fan: bool, listed: bool) -> float | str | None:
+    """``--angle-range``: degrees in (0, 360], or ``short`` (a fan beam's short scan); None when not given."""
+    if text is None:
+        return None
+    if listed:
+        raise UserError("--angle-range spreads a count of angles; the angles of --angles FILE have their own range")
+    value = text.strip().lower()
+    if value == "short":
+        if not fan:
+            raise UserError("--angle-range short is a fan beam's short scan: add --geometry fan (a parallel beam "
+                            "measures every line over 180 degrees)")
+        return "short"
+    try:
+        degrees = float(value)
+    except ValueError:
+        raise UserError(f"--angle-range {text!r}: neither a number of degrees nor 'short'") from None
+    if not 0 < degrees <= 360:
+        raise UserError(f"--angle-range {text}: must lie in (0, 360] degrees")
+    return degrees
 
 
 def parse_angles(text: str) -> int | list[float]:

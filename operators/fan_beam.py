@@ -130,6 +130,13 @@ class FanBeamCT(RadonTomography):
         return np.arctan(self.detector_positions() / (self.source_distance + self.detector_distance))
 
     @property
+    def short_scan_range(self) -> float:
+        """Degrees a short scan spans: 180 plus the detector's full fan angle. Views uniform over
+        ``[0, short_scan_range)`` measure every line at least once (the arc they sample, half a step
+        beyond each end view, is this range), which :meth:`fbp` then weights to count once."""
+        return 180.0 + 2.0 * float(np.degrees(np.abs(self.fan_angles()).max()))
+
+    @property
     def parameter_density(self) -> float:
         """Views per half-turn of the scan, per image pixel across: a full scan (360 degrees)
         measures every line about twice, so ``N`` views count as ``N / 2``; a scan of ``R`` degrees

@@ -893,6 +893,7 @@ def reconstruct_ct(
     data: torch.Tensor,
     *,
     angles: int | Sequence[float] | None = None,
+    angle_range: float | str | None = None,
     simulate: bool = False,
     noise_level: float | None = None,
     relative_noise_level: float | None = None,
@@ -950,6 +951,11 @@ def reconstruct_ct(
     in image pixels, its defaults where None): ``angles`` counts views over [0, 360) (default 120
     for a simulation: 60 views per half-turn, as the parallel default); a sinogram's rows are the
     detector cells and ``image_size`` must be given. ``detector`` is the parallel beam's.
+
+    ``angle_range``: the views of a count (``angles``, the default count, or a sinogram's columns)
+    are uniform over ``[0, angle_range)`` degrees instead of the half or full turn: a limited-angle
+    scan, or for a fan beam ``"short"``, a short scan (180 degrees plus the fan angle,
+    ``FanBeamCT.short_scan_range``), which measures every line.
     """
     from pnp_stable.operators import FanBeamCT, ParallelBeamCT
     from pnp_stable.operators.ct import detector_count
@@ -969,6 +975,16 @@ def reconstruct_ct(
         given = [k for k, v in distances.items() if v is not None]
         raise ValueError(f"{', '.join(given)} {'describes' if len(given) == 1 else 'describe'} a fan beam: pass "
                          "geometry='fan' (--geometry fan)")
+    if angle_range is not None:
+        if angles is not None and not isinstance(angles, (int, np.integer)):
+            raise ValueError("angle_range spreads a count of angles; the angles listed already have their range")
+        if isinstance(angle_range, str) and angle_range != "short":
+            raise ValueError(f"angle_range must be a number of degrees or 'short', got {angle_range!r}")
+        if angle_range == "short" and not fan:
+            raise ValueError("angle_range='short' is a fan beam's short scan (180 degrees plus the fan angle); a "
+                             "parallel beam's every line is measured over 180 degrees")
+        if angle_range != "short" and (isinstance(angle_range, bool) or not 0 < float(angle_range) <= 360):
+            raise ValueError(f"angle_range must lie in (0, 360] degrees, got {angle_range!r}")
     notes: list[str] = []
     dev = resolve_device(device)
     module, den_info = load_denoiser(denoiser, dev)
@@ -989,6 +1005,9 @@ def reconstruct_ct(
         n = data.shape[-1]
         if data.shape[-2] != n:
             raise ValueError(f"the phantom must be square for CT, got {data.shape[-2]}x{n}; crop it")
+        if angle_range is not None:
+            angles = _angles_over_range((120 if fan else 60) if angles is None else angles, angle_range, n, None,
+                                        distances)
         op = (FanBeamCT(n, angles=120 if angles is None else angles, **distances, device=dev) if fan else
               ParallelBeamCT(n, angles=60 if angles is None else angles, detector=detector, device=dev))
         clean = data[None]
@@ -1011,6 +1030,8 @@ def reconstruct_ct(
         if fan and image_size is None:  # the cells' count and spacing leave the image's side open
             raise ValueError("a fan-beam sinogram needs the image size: pass --size (image_size=)")
         n = image_size or _size_from_detectors(n_det, detector)
+        if angle_range is not None:
+            angles = _angles_over_range(n_ang, angle_range, n, n_det if fan else None, distances)
         notes.extend(_sinogram_doubts(sino, angles is None, fan))
         if fan:
             op = FanBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles,
@@ -1111,6 +1132,18 @@ def _fan_geometry(op) -> dict:
     """A fan beam's distances and cells, as its norm cache key names them."""
     return {k: v for k, v in op.geometry().items()
             if k in ("source_distance", "detector_distance", "n_detectors", "detector_spacing")}
+
+
+def _angles_over_range(count: int, angle_range: float | str, n: int, n_detectors: int | None,
+                       distances: dict[str, float | None]) -> list[float]:
+    """``count`` angles uniform over ``[0, angle_range)`` degrees; ``"short"``: over a fan beam's short
+    scan, for its geometry (``n_detectors`` None: the default detector)."""
+    if angle_range == "short":
+        from pnp_stable.operators import FanBeamCT
+
+        probe = FanBeamCT(n, angles=1, n_detectors=n_detectors, **distances)  # one view: the geometry only
+        angle_range = probe.short_scan_range
+    return [float(k) * float(angle_range) / int(count) for k in range(int(count))]
 
 
 def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool, fan: bool = False) -> list[str]:

@@ -46,8 +46,8 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "one cell per pixel at the centre].")
 @click.option("--from-skimage", is_flag=True,
               help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180) unless --angles FILE; "
-                   "with circle=True, its default, add --detector circle): move it to this tool's rotation axis "
-                   "first (half a pixel apart for an even detector count).")
+                   "with circle=True, its default, add --detector circle): move it to this tool's rotation axis, "
+                   "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
 def ct(data, angles, angle_range, simulate, noise, size, detector, geometry, source_distance, detector_distance, detector_spacing,
        from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
@@ -252,7 +252,8 @@ class _Reconstruction:
 
             angles = arguments.get("angles")  # a list from --angles FILE: the shift depends on each angle
             tensor = torch.from_numpy(sinogram_from_skimage(
-                tensor[0].numpy(), angles_deg=angles if isinstance(angles, list) else None).astype("float32"))[None]
+                tensor[0].numpy(), angles_deg=angles if isinstance(angles, list) else None,
+                detector=arguments.get("detector", "full")).astype("float32"))[None]
         restoration = reconstruct_ct(tensor, progress=progress, **arguments)
         if self.from_skimage:
             restoration.notes.insert(0, "sinogram moved from skimage.transform.radon's rotation axis to this tool's "

@@ -28,7 +28,7 @@ _LAZY = {
     "KernelNormalizationWarning": "pnp_stable.operators.kernels",
     "parse_kernel_spec": "pnp_stable.operators.kernels",
 }
-_SUBMODULES = ("kernels", "kernel_files", "base", "cg", "blur", "ct", "fan_beam", "pointwise", "downsample", "norm_bounds", "cache")
+_SUBMODULES = ("kernels", "kernel_files", "base", "cg", "blur", "ct", "fan_beam", "fbp", "pointwise", "downsample", "norm_bounds", "cache")
 
 __all__ = sorted([*_LAZY, "kernels"])
 

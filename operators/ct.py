@@ -1,9 +1,10 @@
 """Parallel-beam CT on top of ``deepinv.physics.Tomography`` (no Radon transform of our own).
 
 ``A`` is deepinv's Radon transform (zero padding of the image to its diagonal, bilinear
-``grid_sample`` along each ray, sums), unnormalised by default, so values are line integrals in
-pixel units and ``||A||`` grows like ``sqrt(n_angles * n)``. ``A_adjoint`` is the exact
-transpose (deepinv's autograd adjoint, ``adjoint_via_backprop=True``).
+``grid_sample`` along each ray, sums), its rotation axis moved to the image centre
+(:func:`_centre_rotation_axis`), unnormalised by default, so values are line integrals in pixel
+units and ``||A||`` grows like ``sqrt(n_angles * n)``. ``A_adjoint`` is the exact transpose
+(deepinv's autograd adjoint, ``adjoint_via_backprop=True``). ``fbp`` is this module's own.
 
 Norm: every step above has non-negative weights (bilinear interpolation weights, zero padding,
 a 0/1 disc mask), so the matrix of ``A`` is entrywise non-negative and the Collatz–Wielandt
@@ -30,11 +31,11 @@ from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_
 from pnp_stable.operators.cache import load_entry, norm_bounds_of, store_entry
 from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
-__all__ = ["ParallelBeamCT", "RadonTomography", "sinogram_from_skimage"]
+__all__ = ["ParallelBeamCT", "RadonTomography", "image_size_for_bins", "sinogram_from_skimage"]
 
 Detector = Literal["full", "circle"]
 _NORM_CACHE_NAMESPACE = "ct-norms"
-_NORM_METHOD = "collatz-wielandt-float64-v1"
+_NORM_METHOD = "collatz-wielandt-float64-v2"  # v2: the rotation axis at the image centre
 
 
 def _dtype_key(dtype: torch.dtype) -> str:
@@ -79,6 +80,25 @@ def _image_size(image_size: int | tuple[int, ...]) -> int:
     if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 2:
         raise ValueError(f"image_size must be an integer >= 2, got {image_size!r}")
     return int(image_size)
+
+
+def _centre_rotation_axis(radon: nn.Module, n: int) -> None:
+    """Move the rotation axis of deepinv's ``Radon`` (``circle=False``) to the image's centre.
+
+    deepinv pads the ``n x n`` image to ``G x G`` (``G = ceil(sqrt(2) n)``) with ``G//2 - n//2``
+    pixels before it and rotates about the padded square's centre, which is the image's centre
+    ``(n - 1) / 2`` when ``G - n`` is even and half a pixel beyond it in both axes when it is odd
+    (``n = 64, 256``). Scanners and the CT toolboxes (ASTRA, TIGRE, ODL) rotate about the image's
+    centre; a sinogram of theirs read about an axis half a pixel off is inconsistent with itself
+    from view to view (6 dB lost on a 256 x 256 phantom). The sampling grids (corner-aligned,
+    ``G - 1`` pixels from -1 to 1) are shifted in place by the difference, in both axes, which
+    moves every ray with the axis; the grids' padding is zeros, so a sample shifted off them reads
+    the zeros the padding held."""
+    grids = radon.all_grids
+    padded = int(grids.shape[1])  # each ray's samples span the padded side
+    offset = (n - 1) / 2.0 - ((padded - 1) / 2.0 - (padded // 2 - n // 2))  # pixels: 0 or +-1/2
+    if offset:
+        grids.add_(2.0 * offset / (padded - 1))
 
 
 def detector_count(n: int, detector: str = "full") -> int:
@@ -129,9 +149,12 @@ class RadonTomography(CertifiedLinearPhysics):
         with warnings.catch_warnings():
             # deepinv warns about the implicit backward solver's iteration count; we never use it
             warnings.simplefilter("ignore", UserWarning)
-            return Tomography(angles=torch.tensor(angles_deg, dtype=dtype, device=device), img_width=self.image_size,
-                              parallel_computation=True, adjoint_via_backprop=True, normalize=False, device=device,
-                              dtype=dtype, **geometry)
+            tomography = Tomography(angles=torch.tensor(angles_deg, dtype=dtype, device=device),
+                                    img_width=self.image_size, parallel_computation=True, adjoint_via_backprop=True,
+                                    normalize=False, device=device, dtype=dtype, **geometry)
+        if not geometry.get("circle", False):
+            _centre_rotation_axis(tomography.radon, self.image_size)
+        return tomography
 
     def geometry(self) -> dict[str, Any]:
         """A JSON-able description of the geometry (the norm cache key)."""
@@ -326,11 +349,11 @@ class ParallelBeamCT(RadonTomography):
     ``b`` of angle ``theta`` (degrees) sums the image along the line
     ``b = (G - 1)/2 + (col - c) cos(theta) + (c - row) sin(theta)``, i.e. the projection on the
     direction ``theta`` counter-clockwise from the column axis, rows counted downwards (at 0
-    degrees the column sums, at 90 the row sums from the bottom row up); ``c = (G - 1)/2 -
-    (G//2 - n//2)`` in image pixels (``(n - 1)/2`` for ``detector="circle"``). Values are line
-    integrals in pixel units. ``skimage.transform.radon`` uses the same layout, direction and
-    scale but rotates about pixel ``G//2``: for an even ``G`` its bins are offset by
-    ``(1 - cos(theta) + sin(theta)) / 2`` (docs/operators.md, "Sinograms from scikit-image").
+    degrees the column sums, at 90 the row sums from the bottom row up), about the image centre
+    ``c = (n - 1)/2``, as the ASTRA Toolbox's parallel beam (deepinv's own axis, half a pixel off
+    when ``G - n`` is odd, is moved there). Values are line integrals in pixel units.
+    ``skimage.transform.radon`` uses the same layout, direction and scale but rotates about pixel
+    ``n//2``, read at bin ``G//2``: :func:`sinogram_from_skimage` converts its sinograms.
 
     Guarantees: exact adjoint (autograd transpose); ``norm()`` a certified upper bound (module
     docstring); ``prox_data`` by warm-started batched CG with reported convergence.
@@ -415,13 +438,30 @@ class ParallelBeamCT(RadonTomography):
 
     # -- FBP ---------------------------------------------------------------------------------
     def fbp(self, y: torch.Tensor) -> torch.Tensor:
-        """Filtered back-projection (deepinv's ramp-filtered FBP): an approximate inverse for
-        initialisation, not a least-squares solution."""
+        """Filtered back-projection: Ram-Lak filter along the bins, each view weighted by its share
+        of the half-turn (:func:`~pnp_stable.operators.fbp.view_shares`), back-projected about the
+        image centre with linear interpolation between bins; zero outside the inscribed disc for
+        ``detector="circle"``. Exact in the continuum for uniform angles over 180 degrees; an
+        approximate inverse for initialisation, not a least-squares solution."""
+        from pnp_stable.operators.fbp import interpolate_cells, ram_lak, view_shares
+
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
         self._check_finite(y, "y")
-        tomography = self._tomography(y)
-        return tomography.fbp(y * self._scale if self.normalize else y)
+        data = (y * self._scale if self.normalize else y).to(torch.float64)
+        shares = torch.tensor(view_shares(self.angles_deg, turn=180.0), dtype=torch.float64, device=y.device)
+        filtered = ram_lak(data, 1.0) * shares
+        n, bins = self.image_size, self.n_detectors
+        axis = torch.arange(n, dtype=torch.float64, device=y.device) - (n - 1) / 2.0
+        rows, cols = axis[:, None], axis[None, :]
+        theta = torch.tensor(np.deg2rad(self.angles_deg), dtype=torch.float64, device=y.device)
+        out = torch.zeros(data.shape[:2] + (n, n), dtype=torch.float64, device=y.device)
+        for k in range(theta.numel()):  # one view at a time: memory n^2, not n^2 x views
+            lateral = cols * torch.cos(theta[k]) - rows * torch.sin(theta[k])
+            out = out + interpolate_cells(filtered[..., k], lateral + (bins - 1) / 2.0)
+        if self.detector == "circle":
+            out = out * self.object_support(torch.float64, y.device)
+        return out.to(y.dtype)
 
     # -- norm --------------------------------------------------------------------------------
     def _geometry_fields(self) -> dict[str, Any]:
@@ -435,30 +475,48 @@ class ParallelBeamCT(RadonTomography):
         )
 
 
-def sinogram_from_skimage(sinogram: np.ndarray | torch.Tensor, angles_deg: Iterable[float] | None = None) -> np.ndarray:
-    """A ``skimage.transform.radon`` sinogram (``G x N``: detector bins x angles, ``circle`` either
-    way) in :class:`ParallelBeamCT`'s convention, as float64.
+def image_size_for_bins(bins: int, detector: Detector = "full") -> int | None:
+    """The side ``n`` of the square image whose :class:`ParallelBeamCT` has ``bins`` detector bins
+    (``detector_count(n, detector) == bins``), or None when no image has that many."""
+    if detector == "circle":
+        return bins if bins >= 1 else None
+    candidates = [n for n in range(max(1, int(bins / math.sqrt(2)) - 2), bins + 1) if detector_count(n) == bins]
+    return candidates[0] if candidates else None
+
+
+def sinogram_from_skimage(sinogram: np.ndarray | torch.Tensor, angles_deg: Iterable[float] | None = None,
+                          detector: Detector = "full") -> np.ndarray:
+    """A ``skimage.transform.radon`` sinogram (``G x N``: detector bins x angles) in
+    :class:`ParallelBeamCT`'s convention, as float64. ``detector``: ``"full"`` for skimage's
+    ``circle=False`` (``G = ceil(sqrt(2) n)``), ``"circle"`` for its default ``circle=True`` (``G = n``).
 
     The two transforms share layout, angles, direction, sampling and scale, and differ only in the
-    rotation axis (docs/operators.md, "Sinograms from scikit-image"): for an odd ``G`` they agree
-    to rounding and the data are returned unchanged; for an even ``G`` skimage's bin for a line is
-    ours plus ``d(theta) = (1 - cos theta + sin theta) / 2``, undone here by a sub-bin Fourier
-    shift of each column (zero-padded, so nothing wraps around). What remains is not a shift (the
-    rotation centres differ by half a pixel in both axes): about 0.4 % of the sinogram on the
-    128 x 128 Shepp-Logan phantom, against about 10 % unconverted. ``angles_deg`` defaults to the
-    columns uniform over [0, 180), skimage's usual ``theta``.
+    rotation axis (docs/operators.md, "Sinograms from scikit-image"): skimage turns about pixel
+    ``n//2`` and reads it at bin ``G//2``, this tool about the image centre ``(n - 1)/2`` at bin
+    ``(G - 1)/2``. Skimage's bin for a line is ours plus ``[G even]/2 - [n even] (cos theta -
+    sin theta)/2`` (zero for odd ``n`` and ``G``), undone here by a sub-bin Fourier shift of each
+    column (zero-padded, so nothing wraps around). What remains is the two interpolations'
+    difference: about 0.5 % of the sinogram on a 128 x 128 Shepp-Logan phantom, against about
+    10 % unconverted. ``angles_deg`` defaults to the columns uniform over [0, 180), skimage's usual
+    ``theta``.
     """
     s = np.asarray(sinogram.detach().cpu() if isinstance(sinogram, torch.Tensor) else sinogram, dtype=np.float64)
     if s.ndim != 2:
         raise ValueError(f"a sinogram is a 2-D array (detector bins x angles), got shape {s.shape}")
+    if detector not in ("full", "circle"):
+        raise ValueError(f"detector must be 'full' or 'circle', got {detector!r}")
     bins, columns = s.shape
     theta = np.linspace(0.0, 180.0, columns, endpoint=False) if angles_deg is None else _angles_in_degrees(angles_deg)
     if theta.size != columns:
         raise ValueError(f"{theta.size} angles for a sinogram of {columns} columns")
-    if bins % 2:
-        return s.copy()
+    n = image_size_for_bins(bins, detector)
+    if n is None:
+        raise ValueError(f"no n x n image has {bins} bins with the full detector (ceil(sqrt(2) n)): a sinogram of "
+                         "skimage's circle=True needs detector='circle'")
     t = np.deg2rad(theta)
-    shift = 0.5 * (1 - np.cos(t) + np.sin(t))  # ours[b] = skimage[b + shift], per angle
+    shift = 0.5 * (1 - bins % 2) - 0.5 * (1 - n % 2) * (np.cos(t) - np.sin(t))  # ours[b] = skimage[b + shift]
+    if not np.any(shift):
+        return s.copy()
     padded = 2 * bins
     spectrum = np.fft.rfft(s, n=padded, axis=0) * np.exp(2j * np.pi * np.fft.rfftfreq(padded)[:, None] * shift)
     return np.fft.irfft(spectrum, n=padded, axis=0)[:bins]

@@ -32,6 +32,7 @@ from torch import nn
 
 from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, RadonTomography, _angles_in_degrees,
                                      _dtype_key, _image_size, detector_count)
+from pnp_stable.operators.fbp import interpolate_cells, ram_lak, view_shares
 
 __all__ = ["FanBeamCT", "conjugate_view", "redundancy_weights"]
 
@@ -63,7 +64,10 @@ class FanBeamCT(RadonTomography):
 
     Orientation: view ``theta`` is :class:`ParallelBeamCT`'s angle ``theta`` in the limit of a
     distant source (same bins in the same order; at 0 degrees the source lies below the image,
-    rows counted downwards, and bins run with the columns).
+    rows counted downwards, and bins run with the columns); the source turns about the image
+    centre ``(n - 1)/2``. This is the ASTRA Toolbox's ``fanflat`` geometry with
+    ``source_origin = source_distance``, ``origin_det = detector_distance``, ``det_width =
+    detector_spacing`` (pixels), angles in radians, and its sinogram transposed.
 
     Guarantees: exact adjoint (autograd transpose, times the same bin weights); ``norm()`` a
     certified upper bound; ``prox_data`` by warm-started batched CG with reported convergence.
@@ -207,11 +211,9 @@ class FanBeamCT(RadonTomography):
         weights = torch.tensor(redundancy_weights(self.angles_deg, self.fan_angles()), dtype=torch.float64,
                                device=y.device)
         weighted = work * weights * (source / torch.sqrt(source**2 + centre_positions**2))[:, None]
-        filtered = _ram_lak(weighted, step)
+        filtered = ram_lak(weighted, step)
         n, cells = self.image_size, self.n_detectors
-        padded = detector_count(n, "full")
-        c = (padded - 1) / 2.0 - (padded // 2 - n // 2)  # the rotation centre, as the parallel beam's
-        axis = torch.arange(n, dtype=torch.float64, device=y.device) - c
+        axis = torch.arange(n, dtype=torch.float64, device=y.device) - (n - 1) / 2.0  # about the image centre
         rows, cols = axis[:, None], axis[None, :]
         theta = torch.tensor(np.deg2rad(self.angles_deg), dtype=torch.float64, device=y.device)
         out = torch.zeros(work.shape[:2] + (n, n), dtype=torch.float64, device=y.device)
@@ -221,18 +223,7 @@ class FanBeamCT(RadonTomography):
             depth = -cols * sin - rows * cos  # from the centre towards the detector
             u_ratio = (source + depth) / source
             position = lateral / u_ratio  # where the ray through the pixel meets the detector, at the centre's scale
-            index = position / step + (cells - 1) / 2.0
-            low = torch.floor(index)
-            frac = index - low
-            low = low.long()
-            column = filtered[..., k]  # (B, C, cells)
-            values = torch.zeros_like(out)
-            for offset, weight in ((0, 1.0 - frac), (1, frac)):
-                cell = low + offset
-                inside = (cell >= 0) & (cell < cells)
-                gathered = column[..., cell.clamp(0, cells - 1)]
-                values = values + gathered * (weight * inside)
-            out = out + values / u_ratio**2
+            out = out + interpolate_cells(filtered[..., k], position / step + (cells - 1) / 2.0) / u_ratio**2
         return out.to(y.dtype)
 
     # -- norm --------------------------------------------------------------------------------
@@ -251,24 +242,6 @@ class FanBeamCT(RadonTomography):
         )
 
 
-def _view_shares(angles_deg: np.ndarray) -> np.ndarray:
-    """Each view's share of the circle in radians, summing to ``2 pi``: half the gaps on either side,
-    each gap capped at the typical one (so that an arc missing from the scan does not go to its two
-    end views), scaled to the full turn (``2 pi / N`` each for ``N`` uniform views)."""
-    if angles_deg.size == 1:
-        return np.array([2 * np.pi])
-    order = np.argsort(np.mod(angles_deg, 360.0))
-    sorted_deg = np.mod(angles_deg, 360.0)[order]
-    gaps = np.diff(np.concatenate([sorted_deg, sorted_deg[:1] + 360.0]))
-    gaps = np.minimum(gaps, np.median(gaps))
-    shares_sorted = (gaps + np.roll(gaps, 1)) / 2.0
-    total = shares_sorted.sum()
-    shares_sorted = (2 * np.pi * shares_sorted / total) if total > 0 else np.full(gaps.size, 2 * np.pi / gaps.size)
-    shares = np.empty_like(shares_sorted)
-    shares[order] = shares_sorted
-    return shares
-
-
 def conjugate_view(theta: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     """The source angle (radians, in ``[0, 2 pi)``) from which :class:`FanBeamCT` measures the line
     of the ray at fan angle ``gamma`` from source angle ``theta`` a second time, as its ray at fan
@@ -281,7 +254,7 @@ def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.nda
     a redundancy weight of each of its rays.
 
     A scan with no gap wider than 1.5 typical steps is a full scan: every line is measured twice,
-    and every ray gets ``1/2`` of its view's share of the turn (:func:`_view_shares`). Otherwise
+    and every ray gets ``1/2`` of its view's share of the turn (:func:`~pnp_stable.operators.fbp.view_shares`). Otherwise
     the views span an arc ``[0, R]`` (the circle less its widest gap, plus half a typical step at
     either end) and the weights are Parker-type: with a window ``s`` that rises from 0 to 1 over a
     length ``e`` at each end of the arc (``sin^2`` ramps; ``e`` the overscan ``R - 180`` degrees,
@@ -301,7 +274,7 @@ def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.nda
     gaps = np.diff(np.concatenate([sorted_deg, sorted_deg[:1] + 360.0]))
     distinct = gaps[gaps > DIRECTION_TOLERANCE_DEG]
     if distinct.size < 2 or distinct.max() <= 1.5 * np.median(distinct):
-        return np.broadcast_to(_view_shares(angles_deg) / 2.0, (gamma.shape[0], angles_deg.size)).copy()
+        return np.broadcast_to(view_shares(angles_deg) / 2.0, (gamma.shape[0], angles_deg.size)).copy()
     typical = float(np.median(distinct))
     widest = int(np.argmax(gaps))  # the opening lies between sorted views widest and widest + 1
     start = sorted_deg[(widest + 1) % sorted_deg.size] - typical / 2.0
@@ -327,19 +300,3 @@ def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.nda
     steps = np.empty_like(steps_sorted)
     steps[order] = steps_sorted
     return weights * steps[None, :]
-
-
-def _ram_lak(sinogram: torch.Tensor, step: float) -> torch.Tensor:
-    """The band-limited ramp filter (Ram-Lak, spatial kernel of Kak and Slaney) along the detector
-    axis (dim -2) of ``(..., cells, views)`` samples ``step`` apart, zero-padded so nothing wraps."""
-    cells = sinogram.shape[-2]
-    size = 1 << int(math.ceil(math.log2(2 * cells)))
-    offsets = torch.arange(size, device=sinogram.device)
-    offsets = torch.where(offsets <= size // 2, offsets, offsets - size).to(torch.float64)
-    kernel = torch.zeros(size, dtype=torch.float64, device=sinogram.device)
-    kernel[offsets == 0] = 1.0 / (4 * step**2)
-    odd = (offsets.abs() % 2) == 1
-    kernel[odd] = -1.0 / (math.pi**2 * step**2 * offsets[odd] ** 2)
-    spectrum = torch.fft.rfft(kernel) * step
-    padded = torch.fft.rfft(sinogram, n=size, dim=-2)
-    return torch.fft.irfft(padded * spectrum.real[:, None], n=size, dim=-2)[..., :cells, :]

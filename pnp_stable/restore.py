@@ -1248,16 +1248,14 @@ def _outside_shadow_doubt(y: torch.Tensor, op) -> list[str]:
 
 
 def _size_from_detectors(n_det: int, detector: str = "full") -> int:
-    from pnp_stable.operators.ct import detector_count
+    from pnp_stable.operators.ct import image_size_for_bins
 
-    if detector == "circle":
-        return n_det
-    candidates = [n for n in range(max(1, int(n_det / math.sqrt(2)) - 2), n_det + 1) if detector_count(n) == n_det]
-    if not candidates:
+    n = image_size_for_bins(n_det, detector)
+    if n is None:
         raise ValueError(f"cannot infer the image size from {n_det} detectors (no n x n image has ceil(sqrt(2) n) = "
                          f"{n_det}): pass --size, or --detector circle (detector=) for a sinogram of the inscribed "
                          "disc (skimage's circle=True)")
-    return candidates[0]
+    return n
 
 
 # the level a denoising simulation adds when it is given none: the middle level of denoise-bsd68

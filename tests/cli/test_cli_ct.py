@@ -102,9 +102,9 @@ def test_from_skimage_shifts_each_column_by_the_angles_given(tmp_path, phantom, 
     seen = []
     original = ct_module.sinogram_from_skimage
 
-    def recording(sinogram, angles_deg=None):
+    def recording(sinogram, angles_deg=None, detector="full"):
         seen.append(None if angles_deg is None else list(angles_deg))
-        return original(sinogram, angles_deg)
+        return original(sinogram, angles_deg, detector)
 
     monkeypatch.setattr(ct_module, "sinogram_from_skimage", recording)
     r = run("ct", tmp_path / "s.npy", "--from-skimage", "--angles", tmp_path / "a.npy", "--denoiser", tiny_denoiser,

@@ -1,0 +1,64 @@
+"""What the parallel- and fan-beam filtered back-projections share: the ramp filter, each view's
+share of the turn, and the linear interpolation of a filtered view at the pixels' detector
+positions. The geometry of each beam (where a pixel meets the detector, and its weights) stays in
+its operator (:mod:`pnp_stable.operators.ct`, :mod:`pnp_stable.operators.fan_beam`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def view_shares(angles_deg: np.ndarray, turn: float = 360.0) -> np.ndarray:
+    """Each view's share of the ``turn`` (degrees: 360 for a fan beam, 180 for a parallel beam,
+    whose views repeat every half-turn) in radians, summing to ``turn`` in radians: half the gaps on
+    either side, each gap capped at the typical one (so that an arc missing from the scan does not
+    go to its two end views), scaled to the whole turn (``turn / N`` each for ``N`` uniform views)."""
+    angles_deg = np.asarray(angles_deg, dtype=np.float64)
+    full = np.deg2rad(turn)
+    if angles_deg.size == 1:
+        return np.array([full])
+    directions = np.mod(angles_deg, turn)
+    order = np.argsort(directions)
+    sorted_deg = directions[order]
+    gaps = np.diff(np.concatenate([sorted_deg, sorted_deg[:1] + turn]))
+    gaps = np.minimum(gaps, np.median(gaps))
+    shares_sorted = (gaps + np.roll(gaps, 1)) / 2.0
+    total = shares_sorted.sum()
+    shares_sorted = (full * shares_sorted / total) if total > 0 else np.full(gaps.size, full / gaps.size)
+    shares = np.empty_like(shares_sorted)
+    shares[order] = shares_sorted
+    return shares
+
+
+def ram_lak(sinogram: torch.Tensor, step: float) -> torch.Tensor:
+    """The band-limited ramp filter (Ram-Lak, spatial kernel of Kak and Slaney) along the detector
+    axis (dim -2) of ``(..., cells, views)`` samples ``step`` apart, zero-padded so nothing wraps."""
+    cells = sinogram.shape[-2]
+    size = 1 << int(math.ceil(math.log2(2 * cells)))
+    offsets = torch.arange(size, device=sinogram.device)
+    offsets = torch.where(offsets <= size // 2, offsets, offsets - size).to(torch.float64)
+    kernel = torch.zeros(size, dtype=torch.float64, device=sinogram.device)
+    kernel[offsets == 0] = 1.0 / (4 * step**2)
+    odd = (offsets.abs() % 2) == 1
+    kernel[odd] = -1.0 / (math.pi**2 * step**2 * offsets[odd] ** 2)
+    spectrum = torch.fft.rfft(kernel) * step
+    padded = torch.fft.rfft(sinogram, n=size, dim=-2)
+    return torch.fft.irfft(padded * spectrum.real[:, None], n=size, dim=-2)[..., :cells, :]
+
+
+def interpolate_cells(view: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``view`` (``(B, C, cells)``) linearly interpolated at the fractional cell ``index`` of each
+    pixel (``(n, n)``), zero beyond the detector's ends: ``(B, C, n, n)``."""
+    cells = view.shape[-1]
+    low = torch.floor(index)
+    frac = index - low
+    low = low.long()
+    values = view.new_zeros(view.shape[:-1] + index.shape)
+    for offset, weight in ((0, 1.0 - frac), (1, frac)):
+        cell = low + offset
+        inside = (cell >= 0) & (cell < cells)
+        values = values + view[..., cell.clamp(0, cells - 1)] * (weight * inside)
+    return values

@@ -61,7 +61,7 @@ def problems(data: Path, size: int) -> list[dict]:
             op = ParallelBeamCT(size, angles=angles)
             ours = op.A(torch.from_numpy(image)[None, None])[0, 0].numpy()
             theta = np.linspace(0, 180, angles, endpoint=False)
-            theirs = sinogram_from_skimage(radon(image, theta=theta, circle=False))
+            theirs = sinogram_from_skimage(radon(image, theta=theta, circle=False), detector="full")
             for model, clean, levels in (("ours", ours, RELATIVE_NOISE), ("skimage", theirs, MISMATCH_NOISE)):
                 for relative in levels:
                     rng = np.random.default_rng(len(out))

@@ -28,6 +28,17 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 @click.option("--noise", default=None, metavar="SIGMA",
               help="Noise std of the sinogram (absolute, e.g. 0.5, or 1% of its max with --simulate); "
                    "estimated if omitted.")
+@click.option("--photons", type=float, default=None, metavar="I0",
+              help="Photon-count (Poisson) data: I0 incident photons per detector bin. With --simulate the counts "
+                   "are drawn (instead of Gaussian noise); a sinogram is read as post-log line integrals "
+                   "-log(I/I0). The noise level follows from the counts, and the data term is weighted by them "
+                   "(--weighting).")
+@click.option("--weighting", type=click.Choice(["auto", "wls", "none"]), default="auto", show_default=True,
+              help="With --photons: wls, weighted least squares with the photon counts as weights (auto); none, "
+                   "plain least squares.")
+@click.option("--attenuation", type=float, default=None, metavar="MU",
+              help="With --simulate --photons: attenuation per pixel of a phantom value 1 [default: the longest "
+                   "ray attenuated by e^-4].")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
 @click.option("--detector", type=click.Choice(["full", "circle"]), default="full", show_default=True,
@@ -45,11 +56,12 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
               help="Fan beam: distance between detector cells, on the detector [default: the magnification, "
                    "one cell per pixel at the centre].")
 @click.option("--from-skimage", is_flag=True,
-              help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180) unless --angles FILE; "
+              help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180) unless --angles FILE "
+                   "or --angle-range; "
                    "with circle=True, its default, add --detector circle): move it to this tool's rotation axis, "
                    "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
-def ct(data, angles, angle_range, simulate, noise, size, detector, geometry, source_distance, detector_distance, detector_spacing,
+def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, size, detector, geometry, source_distance, detector_distance, detector_spacing,
        from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam (or fan-beam) CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png),
@@ -66,6 +78,8 @@ def ct(data, angles, angle_range, simulate, noise, size, detector, geometry, sou
       pnp-stable ct skimage_sinogram.npy --from-skimage --detector circle
       pnp-stable ct --geometry fan
       pnp-stable ct --geometry fan --angles 74 --angle-range short
+      pnp-stable ct --photons 1e4 --angles 180
+      pnp-stable ct lowdose_sinogram.npy --photons 5e4 --size 512
       pnp-stable ct fan_sinogram.npy --geometry fan --size 256 --source-distance 600 --detector-distance 400
       pnp-stable ct slices/ --size 512 --checkpoint slices.state
     """
@@ -110,6 +124,20 @@ def ct(data, angles, angle_range, simulate, noise, size, detector, geometry, sou
                 level = ("absolute", value)
         if data is None:
             simulate = True
+        if photons is not None:
+            if not (photons > 0 and photons < float("inf")):
+                raise UserError(f"--photons must be a positive number of photons per bin, got {photons:g}")
+            if noise is not None:
+                raise UserError("--photons draws Poisson counts (the noise follows from them); --noise is Gaussian: "
+                                "give one of them")
+        elif context.get_parameter_source("weighting") != ParameterSource.DEFAULT:
+            raise UserError("--weighting applies to photon-count data: add --photons I0")
+        if attenuation is not None:
+            if photons is None or not simulate:
+                raise UserError("--attenuation scales a phantom for a photon-count simulation: add --simulate and "
+                                "--photons")
+            if not (attenuation > 0 and attenuation < float("inf")):
+                raise UserError(f"--attenuation must be a positive number per pixel, got {attenuation:g}")
         angles_given = context.get_parameter_source("angles") != ParameterSource.DEFAULT
         angles = parse_angles(angles) if angles_given or not fan else 120  # 60 views per half-turn, as the parallel default
         count = angles if isinstance(angles, int) else len(angles)
@@ -122,6 +150,7 @@ def ct(data, angles, angle_range, simulate, noise, size, detector, geometry, sou
                          noise_level=level[1] if level is not None and level[0] == "absolute" else None,
                          relative_noise_level=level[1] if level is not None and level[0] == "relative" else None,
                          seed=seed, image_size=size, detector=detector, geometry=geometry, angle_range=angle_range,
+                         photons=photons, weighting=weighting, attenuation=attenuation,
                          **({k: v for k, v in distances.items() if v is not None}), method=solver, denoiser=denoiser,
                          max_iter=max_iter, tol=tol,
                          accelerate=accelerate, device=device, checkpoint=checkpoint, resume=resume, **manual)
@@ -149,7 +178,8 @@ def ct(data, angles, angle_range, simulate, noise, size, detector, geometry, sou
                                                                              count if angles_given else None),
                          # a sinogram's own count when none was given (the report's operator has the values)
                          reported={"angles": (count if angles_file is None else str(angles_file))
-                                   if angles_given or simulate else None, "noise": noise, "angle_range": angle_range},
+                                   if angles_given or simulate else None, "noise": noise, "angle_range": angle_range,
+                                   "photons": photons, "weighting": weighting if photons is not None else None},
                          # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
                          output_bit_depth=None if simulate else 16)
 
@@ -251,6 +281,8 @@ class _Reconstruction:
             from pnp_stable.operators.ct import sinogram_from_skimage
 
             angles = arguments.get("angles")  # a list from --angles FILE: the shift depends on each angle
+            if arguments.get("angle_range") is not None:  # the columns spread over the range given
+                angles = [k * float(arguments["angle_range"]) / tensor.shape[-1] for k in range(tensor.shape[-1])]
             tensor = torch.from_numpy(sinogram_from_skimage(
                 tensor[0].numpy(), angles_deg=angles if isinstance(angles, list) else None,
                 detector=arguments.get("detector", "full")).astype("float32"))[None]

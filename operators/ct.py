@@ -96,9 +96,17 @@ def _centre_rotation_axis(radon: nn.Module, n: int) -> None:
     the zeros the padding held."""
     grids = radon.all_grids
     padded = int(grids.shape[1])  # each ray's samples span the padded side
-    offset = (n - 1) / 2.0 - ((padded - 1) / 2.0 - (padded // 2 - n // 2))  # pixels: 0 or +-1/2
+    offset = deepinv_axis_offset(n, padded)
     if offset:
         grids.add_(2.0 * offset / (padded - 1))
+
+
+def deepinv_axis_offset(n: int, padded: int | None = None) -> float:
+    """Pixels (0 or +-1/2, in both axes) from deepinv's rotation axis for an ``n x n`` image padded
+    to ``padded`` (default ``ceil(sqrt(2) n)``) to the image centre: nonzero when ``padded - n`` is
+    odd, the sizes whose geometry moved on 2026-12-06."""
+    padded = detector_count(n, "full") if padded is None else padded
+    return (n - 1) / 2.0 - ((padded - 1) / 2.0 - (padded // 2 - n // 2))
 
 
 def detector_count(n: int, detector: str = "full") -> int:
@@ -111,8 +119,16 @@ def detector_count(n: int, detector: str = "full") -> int:
 class RadonTomography(CertifiedLinearPhysics):
     """What parallel- and fan-beam CT share on top of ``deepinv.physics.Tomography``: one backend
     per dtype and device, shape checks, ``A`` and its exact transpose (with optional non-negative
-    per-bin weights, ``_bin_weights``), the certified Collatz-Wielandt norm bound cached per
-    geometry, ``normalize`` and the CG preconditioner of the data prox.
+    per-bin weights, ``_bin_weights``, and statistical weights), the certified Collatz-Wielandt
+    norm bound cached per geometry, ``normalize`` and the CG preconditioner of the data prox.
+
+    ``statistical_weights`` (positive, ``n_detectors x n_angles``): the operator becomes
+    ``W^(1/2) A``, so that least squares on its data ``W^(1/2) y`` is the weighted least squares
+    ``||A x - y||_W^2`` of a sinogram whose values have variances proportional to ``1 / W`` (for
+    post-log CT data, ``W`` the detected photon counts): the weighted noise is white. The matrix
+    stays non-negative, so the norm bound is certified as before (and cached per weights);
+    :meth:`statistical_weighting` turns a sinogram into such data, and ``fbp`` takes the weighted
+    data and undoes the weights first.
 
     Subclasses set ``image_size``, ``angles_deg`` and ``n_detectors`` and their geometry before
     calling :meth:`_start`, and implement ``_make_tomography`` (with :meth:`_deepinv_tomography`),
@@ -126,7 +142,10 @@ class RadonTomography(CertifiedLinearPhysics):
     angles_deg: np.ndarray
     n_detectors: int
 
-    def _start(self, normalize: bool, device: torch.device | str) -> None:
+    def _start(self, normalize: bool, device: torch.device | str,
+               statistical_weights: np.ndarray | torch.Tensor | None = None) -> None:
+        self._root_weights = self._check_statistical_weights(statistical_weights)
+        self._root_weights_cache: dict[tuple[str, str], torch.Tensor] = {}
         self.normalize = bool(normalize)
         self._device = torch.device(device)
         self._radon = nn.ModuleDict()
@@ -160,9 +179,15 @@ class RadonTomography(CertifiedLinearPhysics):
         """A JSON-able description of the geometry (the norm cache key)."""
         import deepinv
 
-        return {"operator": type(self).__name__, "image_size": self.image_size,
-                "angles_deg": [float(a) for a in self.angles_deg], **self._geometry_fields(),
-                "deepinv": deepinv.__version__, "method": self._norm_method}
+        description = {"operator": type(self).__name__, "image_size": self.image_size,
+                       "angles_deg": [float(a) for a in self.angles_deg], **self._geometry_fields(),
+                       "deepinv": deepinv.__version__, "method": self._norm_method}
+        if self._root_weights is not None:
+            import hashlib
+
+            description["statistical_weights_sha256"] = hashlib.sha256(
+                np.ascontiguousarray(self._root_weights).tobytes()).hexdigest()
+        return description
 
     _norm_method = _NORM_METHOD
 
@@ -173,6 +198,66 @@ class RadonTomography(CertifiedLinearPhysics):
         """Non-negative weights of the detector bins (shape ``(n_detectors, 1)``) that multiply the
         backend's sinogram, or None: the matrix stays non-negative, so the norm bound still holds."""
         return None
+
+    # -- statistical weights -----------------------------------------------------------------
+    def _check_statistical_weights(self, weights: np.ndarray | torch.Tensor | None) -> np.ndarray | None:
+        if weights is None:
+            return None
+        if isinstance(weights, torch.Tensor):
+            weights = weights.detach().cpu().numpy()
+        try:
+            values = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("statistical_weights must be an array of positive numbers") from None
+        values = values.reshape(values.shape[-2:]) if values.ndim > 2 and values.size == np.prod(values.shape[-2:]) else values
+        expected = (self.n_detectors, len(self.angles_deg))
+        if values.shape != expected:
+            raise ValueError(f"statistical_weights must have the sinogram's shape {expected} (detectors x angles), "
+                             f"got {tuple(values.shape)}")
+        if not np.all(np.isfinite(values)) or not np.all(values > 0):
+            raise ValueError("statistical_weights must be finite and positive (a measurement to ignore needs a tiny "
+                             "weight, not 0)")
+        return np.sqrt(values)
+
+    @property
+    def has_statistical_weights(self) -> bool:
+        """Whether the operator is ``W^(1/2) A`` for statistical weights ``W``."""
+        return self._root_weights is not None
+
+    def _root_weight_tensor(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        if self._root_weights is None:
+            return None
+        key = (_dtype_key(dtype), str(device))
+        if key not in self._root_weights_cache:
+            self._root_weights_cache[key] = torch.tensor(self._root_weights, dtype=dtype, device=device)
+        return self._root_weights_cache[key]
+
+    def _measurement_weights(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        geometric, statistical = self._bin_weights(dtype, device), self._root_weight_tensor(dtype, device)
+        if statistical is None:
+            return geometric
+        return statistical if geometric is None else statistical * geometric
+
+    def statistical_weighting(self, y: torch.Tensor) -> torch.Tensor:
+        """``W^(1/2) y``: a sinogram of this geometry turned into this operator's data (``y`` itself
+        without statistical weights)."""
+        self._check_tensor(y, "y")
+        self.input_shape_for(y.shape)
+        root = self._root_weight_tensor(y.dtype, y.device)
+        return y if root is None else y * root
+
+    def with_statistical_weights(self, weights: np.ndarray | torch.Tensor | None) -> "RadonTomography":
+        """The same geometry, ``normalize``, CG settings and device with these statistical weights
+        (None: none)."""
+        return type(self)(**self._constructor_arguments(), normalize=self.normalize, cg_tol=self.cg_tol,
+                          cg_max_iter=self.cg_max_iter, device=self._device, statistical_weights=weights)
+
+    def _constructor_arguments(self) -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _unweighted(self, y: torch.Tensor) -> torch.Tensor:
+        root = self._root_weight_tensor(y.dtype, y.device)
+        return y if root is None else y / root
 
     def _tomography(self, t: torch.Tensor) -> nn.Module:
         if t.dtype not in (torch.float32, torch.float64):
@@ -188,12 +273,12 @@ class RadonTomography(CertifiedLinearPhysics):
     def _raw_A(self, x: torch.Tensor, tomography: nn.Module | None = None) -> torch.Tensor:
         tomography = self._tomography(x) if tomography is None else tomography
         y = tomography.A(x)
-        weights = self._bin_weights(y.dtype, y.device)
+        weights = self._measurement_weights(y.dtype, y.device)
         return y if weights is None else y * weights
 
     def _raw_A_adjoint(self, y: torch.Tensor, tomography: nn.Module | None = None) -> torch.Tensor:
         tomography = self._tomography(y) if tomography is None else tomography
-        weights = self._bin_weights(y.dtype, y.device)
+        weights = self._measurement_weights(y.dtype, y.device)
         return tomography.A_adjoint(y if weights is None else y * weights)
 
     # -- shapes ------------------------------------------------------------------------------
@@ -344,6 +429,7 @@ class ParallelBeamCT(RadonTomography):
     are ignored by ``A``). ``normalize=True`` divides ``A`` by its certified norm bound, so
     ``||A|| <= 1`` (then ``norm()`` is 1, still certified). Measurements have shape
     ``(B, C, n_detectors, n_angles)``: rows are detector bins, columns are angles.
+    ``statistical_weights`` makes it ``W^(1/2) A`` for weighted least squares (:class:`RadonTomography`).
 
     Geometry (docs/operators.md, "Geometry and sinogram layout"): with ``G = n_detectors``, bin
     ``b`` of angle ``theta`` (degrees) sums the image along the line
@@ -382,6 +468,7 @@ class ParallelBeamCT(RadonTomography):
         cg_tol: float | None = None,
         cg_max_iter: int = 500,
         device: torch.device | str = "cpu",
+        statistical_weights: np.ndarray | torch.Tensor | None = None,
     ) -> None:
         n = _image_size(image_size)
         angles_deg = _angles_in_degrees(angles)
@@ -392,7 +479,7 @@ class ParallelBeamCT(RadonTomography):
         self.angles_deg = angles_deg
         self.detector = detector
         self.n_detectors = detector_count(n, detector)
-        self._start(normalize, device)
+        self._start(normalize, device, statistical_weights)
 
     # -- presets -----------------------------------------------------------------------------
     @classmethod
@@ -448,7 +535,7 @@ class ParallelBeamCT(RadonTomography):
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
         self._check_finite(y, "y")
-        data = (y * self._scale if self.normalize else y).to(torch.float64)
+        data = self._unweighted((y * self._scale if self.normalize else y).to(torch.float64))
         shares = torch.tensor(view_shares(self.angles_deg, turn=180.0), dtype=torch.float64, device=y.device)
         filtered = ram_lak(data, 1.0) * shares
         n, bins = self.image_size, self.n_detectors
@@ -467,6 +554,9 @@ class ParallelBeamCT(RadonTomography):
     def _geometry_fields(self) -> dict[str, Any]:
         return {"detector": self.detector}
 
+    def _constructor_arguments(self) -> dict[str, Any]:
+        return {"image_size": self.image_size, "angles": self.angles_deg, "detector": self.detector}
+
     def __repr__(self) -> str:
         return (
             f"ParallelBeamCT(image_size={self.image_size}, n_angles={len(self.angles_deg)}, "
@@ -484,10 +574,11 @@ def image_size_for_bins(bins: int, detector: Detector = "full") -> int | None:
     return candidates[0] if candidates else None
 
 
-def sinogram_from_skimage(sinogram: np.ndarray | torch.Tensor, angles_deg: Iterable[float] | None = None,
-                          detector: Detector = "full") -> np.ndarray:
+def sinogram_from_skimage(sinogram: np.ndarray | torch.Tensor, angles_deg: Iterable[float] | None = None, *,
+                          detector: Detector) -> np.ndarray:
     """A ``skimage.transform.radon`` sinogram (``G x N``: detector bins x angles) in
-    :class:`ParallelBeamCT`'s convention, as float64. ``detector``: ``"full"`` for skimage's
+    :class:`ParallelBeamCT`'s convention, as float64. ``detector`` (required: most bin counts fit
+    both readings, with different image sizes and shifts): ``"full"`` for skimage's
     ``circle=False`` (``G = ceil(sqrt(2) n)``), ``"circle"`` for its default ``circle=True`` (``G = n``).
 
     The two transforms share layout, angles, direction, sampling and scale, and differ only in the

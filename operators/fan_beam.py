@@ -60,7 +60,8 @@ class FanBeamCT(RadonTomography):
     at the centre (``detector_spacing`` = the magnification) and enough cells for the circle
     through the image's corners. Source and detector must lie outside that circle (radius
     ``ceil(sqrt(2) n) / 2``). Measurements have shape ``(B, C, n_detectors, n_angles)``; values are
-    line integrals in pixel units. ``normalize=True`` divides ``A`` by its certified norm bound.
+    line integrals in pixel units. ``normalize=True`` divides ``A`` by its certified norm bound;
+    ``statistical_weights`` makes it ``W^(1/2) A`` for weighted least squares (:class:`RadonTomography`).
 
     Orientation: view ``theta`` is :class:`ParallelBeamCT`'s angle ``theta`` in the limit of a
     distant source (same bins in the same order; at 0 degrees the source lies below the image,
@@ -88,6 +89,7 @@ class FanBeamCT(RadonTomography):
         cg_tol: float | None = None,
         cg_max_iter: int = 500,
         device: torch.device | str = "cpu",
+        statistical_weights: np.ndarray | torch.Tensor | None = None,
     ) -> None:
         n = _image_size(image_size)
         angles_deg = _angles_in_degrees(angles, turn=360.0)  # a count: a full scan
@@ -118,7 +120,7 @@ class FanBeamCT(RadonTomography):
         self.detector_spacing = spacing
         self.n_detectors = int(n_detectors)
         self._weights_cache: dict[tuple[str, str], torch.Tensor] = {}
-        self._start(normalize, device)
+        self._start(normalize, device, statistical_weights)
 
     @property
     def magnification(self) -> float:
@@ -203,7 +205,7 @@ class FanBeamCT(RadonTomography):
         self.input_shape_for(y.shape)
         self._check_finite(y, "y")
         data = y * self._scale if self.normalize else y
-        work = data.to(torch.float64)
+        work = self._unweighted(data.to(torch.float64))
         source, spread = self.source_distance, self.magnification
         centre_positions = torch.tensor(self.detector_positions() / spread, dtype=torch.float64, device=y.device)
         step = self.detector_spacing / spread  # the cells' spacing scaled to the centre
@@ -228,6 +230,9 @@ class FanBeamCT(RadonTomography):
 
     # -- norm --------------------------------------------------------------------------------
     _norm_method = f"{_NORM_METHOD}+{_FAN_METHOD}"
+
+    def _constructor_arguments(self) -> dict[str, Any]:
+        return {"image_size": self.image_size, "angles": self.angles_deg, **self._geometry_fields()}
 
     def _geometry_fields(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in ("source_distance", "detector_distance", "n_detectors",
@@ -275,8 +280,10 @@ def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.nda
     distinct = gaps[gaps > DIRECTION_TOLERANCE_DEG]
     if distinct.size < 2 or distinct.max() <= 1.5 * np.median(distinct):
         return np.broadcast_to(view_shares(angles_deg) / 2.0, (gamma.shape[0], angles_deg.size)).copy()
-    typical = float(np.median(distinct))
     widest = int(np.argmax(gaps))  # the opening lies between sorted views widest and widest + 1
+    # the typical step leaves the opening out: two views 10 degrees apart have gaps 10 and 350
+    others = np.delete(gaps, widest)
+    typical = float(np.median(others[others > DIRECTION_TOLERANCE_DEG]))
     start = sorted_deg[(widest + 1) % sorted_deg.size] - typical / 2.0
     arc = np.deg2rad(360.0 - gaps[widest] + typical)
     position = np.deg2rad(np.mod(directions - start, 360.0))[None, :]  # b, radians from the arc's start

@@ -919,6 +919,9 @@ def reconstruct_ct(
     checkpoint_every: float = 60.0,
     prox_error_ratio: float = 0.03,
     strength: str = "rule",
+    photons: float | None = None,
+    weighting: str = "auto",
+    attenuation: float | None = None,
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam (or fan-beam) sinogram, initialised by FBP.
 
@@ -956,6 +959,17 @@ def reconstruct_ct(
     are uniform over ``[0, angle_range)`` degrees instead of the half or full turn: a limited-angle
     scan, or for a fan beam ``"short"``, a short scan (180 degrees plus the fan angle,
     ``FanBeamCT.short_scan_range``), which measures every line.
+
+    ``photons``: the incident photon count per detector bin (``I0``) of a transmission scan: the
+    noise is Poisson in the counts, so a post-log sinogram ``y = -log(I / I0)`` has variances
+    ``1 / I`` that differ from bin to bin. A simulation draws the counts (the phantom, scaled by
+    ``attenuation`` per pixel; default: its longest ray attenuated by ``e^-4``); a sinogram given
+    with ``photons`` is taken as such line integrals (``I = I0 e^-y``). The noise level then comes
+    from the counts, not from an estimate, and ``weighting`` chooses the data term: ``"wls"``,
+    weighted least squares with the counts as weights (:class:`RadonTomography`'s
+    ``statistical_weights``: the weighted noise is white, its level ``1 / sqrt(mean I)``);
+    ``"none"``, plain least squares at the root-mean-square level ``sqrt(mean(1 / I))``;
+    ``"auto"`` (default) is ``"wls"`` (docs/benchmarks.md, "Photon-count noise in CT").
     """
     from pnp_stable.operators import FanBeamCT, ParallelBeamCT
     from pnp_stable.operators.ct import detector_count
@@ -985,6 +999,22 @@ def reconstruct_ct(
                              "parallel beam's every line is measured over 180 degrees")
         if angle_range != "short" and (isinstance(angle_range, bool) or not 0 < float(angle_range) <= 360):
             raise ValueError(f"angle_range must lie in (0, 360] degrees, got {angle_range!r}")
+    if weighting not in ("auto", "wls", "none"):
+        raise ValueError(f"weighting must be 'auto', 'wls' or 'none', got {weighting!r}")
+    if photons is not None:
+        if isinstance(photons, bool) or not (float(photons) > 0 and math.isfinite(float(photons))):
+            raise ValueError(f"photons must be a positive number of incident photons per bin, got {photons!r}")
+        if noise_level is not None or relative_noise_level is not None:
+            raise ValueError("give photons (Poisson counts) or a noise level (Gaussian), not both: with photons the "
+                             "noise level follows from the counts")
+    elif weighting != "auto":
+        raise ValueError("weighting applies to photon-count data: pass photons= (--photons)")
+    if attenuation is not None:
+        if photons is None or not simulate:
+            raise ValueError("attenuation scales a phantom for a photon-count simulation: pass simulate=True and "
+                             "photons=")
+        if isinstance(attenuation, bool) or not (float(attenuation) > 0 and math.isfinite(float(attenuation))):
+            raise ValueError(f"attenuation must be a positive number per pixel, got {attenuation!r}")
     notes: list[str] = []
     dev = resolve_device(device)
     module, den_info = load_denoiser(denoiser, dev)
@@ -1015,11 +1045,14 @@ def reconstruct_ct(
         if outside > 0:
             notes.append(f"the phantom is not 0 outside the inscribed disc (up to {outside:.3g}), which the circle "
                          "detector does not see: the reconstruction is 0 there, and PSNR/SSIM count those pixels")
-        if noise_level is None:
-            fraction = 0.01 if relative_noise_level is None else float(relative_noise_level)
-            noise_level = fraction * float(op.A(clean).abs().max())
-            notes.append(f"simulation noise: {fraction:.3g} x the sinogram maximum ({noise_level:.4g})")
-        y = op.simulate(clean, noise_level, seed=seed)
+        if photons is not None:
+            y, counts, mu = _photon_count_simulation(op, clean, float(photons), attenuation, seed, notes)
+        else:
+            if noise_level is None:
+                fraction = 0.01 if relative_noise_level is None else float(relative_noise_level)
+                noise_level = fraction * float(op.A(clean).abs().max())
+                notes.append(f"simulation noise: {fraction:.3g} x the sinogram maximum ({noise_level:.4g})")
+            y = op.simulate(clean, noise_level, seed=seed)
     else:
         sino = data[0]
         n_det, n_ang = sino.shape
@@ -1051,7 +1084,12 @@ def reconstruct_ct(
         y = sino[None, None]
         notes.extend(_outside_shadow_doubt(y, op))
         clean = None
+        if photons is not None:
+            # post-log line integrals in physical units: the counts behind them, at least one photon
+            counts, mu = (float(photons) * torch.exp(-y.double())).clamp_min(1.0), 1.0
     fbp = op.fbp(y)  # the initial iterate, and for a sinogram the measure of its scale
+    if photons is not None:
+        op, y, noise_level = _photon_count_weighting(op, y, counts, mu, weighting, notes)
     scale = 1.0 if simulate else _attenuation_scale(fbp, notes)
     if scale != 1.0:  # A and the FBP are linear: y / s is the sinogram of x / s, on the denoiser's scale
         y, fbp = y / scale, fbp / scale
@@ -1059,6 +1097,8 @@ def reconstruct_ct(
     # a note gives an estimate on the sinogram's own scale, as a user gives a level
     sigma, source = _noise(y, noise_level, notes, image_scale=False, defaulted=defaulted, display_scale=scale,
                            sinogram=True)
+    if photons is not None:
+        source = "photon counts"
     floor = CT_NOISE_FLOOR_SHARE * float(y.abs().max())
     raised_from = None
     if 0 < floor and sigma < floor:  # far below any calibration: the rule would leave the data unregularised
@@ -1085,7 +1125,12 @@ def reconstruct_ct(
     report["operator"] = {"type": type(op).__name__, "image_size": n, "angles": len(op.angles_deg),
                           **({"detector": detector} if not fan else _fan_geometry(op)),
                           "angles_deg": [float(a) for a in op.angles_deg],
-                          "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale}
+                          "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale,
+                          "statistical_weights": "photon counts" if op.has_statistical_weights else None}
+    if photons is not None:
+        report["noise"] = {**report["noise"], "model": "poisson", "photons": float(photons),
+                           "weighting": "wls" if op.has_statistical_weights else "none",
+                           **({"attenuation": mu} if simulate else {})}
     if scale != 1.0:  # the level on the sinogram's own scale, and the one the solve used
         report["noise"] = {**report["noise"], "sigma": sigma * scale, "sigma_rescaled": sigma}
     report["metrics"] = {"time_s": time.perf_counter() - t0}
@@ -1121,11 +1166,65 @@ MIRRORED_HALVES = 0.05
 def _ct_operator_info(op) -> dict:
     """What identifies a CT problem's geometry in a checkpoint's fingerprint (a parallel beam's as
     before fan beams existed, so that its checkpoints still resume)."""
+    from pnp_stable.operators.ct import deepinv_axis_offset
+
+    weights = ({"statistical_weights_sha256": op.geometry()["statistical_weights_sha256"]}
+               if op.has_statistical_weights else {})
+    # the sizes whose rotation axis moved to the image centre (2026-12-06): an older checkpoint of
+    # theirs was solved in another geometry and must not resume
+    if getattr(op, "detector", "full") == "full" and deepinv_axis_offset(op.image_size):
+        weights["rotation_axis"] = "image centre"
     if type(op).__name__ == "FanBeamCT":
         return {"type": "FanBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
-                **_fan_geometry(op)}
+                **_fan_geometry(op), **weights}
     return {"type": "ParallelBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
-            **({"detector": op.detector} if op.detector != "full" else {})}
+            **({"detector": op.detector} if op.detector != "full" else {}), **weights}
+
+
+# a simulation's default attenuation puts the phantom's longest ray at e^-4 (2 % of the photons
+# through: a body's thickest path in clinical CT)
+PHOTON_SIMULATION_PEAK_LINE_INTEGRAL = 4.0
+
+
+def _photon_count_simulation(op, clean: torch.Tensor, photons: float, attenuation: float | None, seed: int,
+                             notes: list[str]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Poisson counts ``I ~ P(photons e^(-mu A x))`` of the phantom ``clean`` and the post-log
+    sinogram they give, ``-log(I / photons) / mu``, on the phantom's scale; a bin that counts no
+    photon is read as one (its logarithm is otherwise infinite). Returns the sinogram, the counts
+    and ``mu``."""
+    line_integrals = op.A(clean).double()
+    peak = float(line_integrals.max())
+    if not peak > 0:
+        raise ValueError("the phantom's sinogram is zero: a photon-count simulation needs an attenuating object")
+    mu = float(attenuation) if attenuation is not None else PHOTON_SIMULATION_PEAK_LINE_INTEGRAL / peak
+    generator = torch.Generator(device=line_integrals.device).manual_seed(int(seed))
+    counts = torch.poisson(photons * torch.exp(-mu * line_integrals), generator=generator)
+    empty = int((counts < 1).sum())
+    counts = counts.clamp_min(1.0)
+    y = (-torch.log(counts / photons) / mu).to(clean.dtype)
+    notes.append(f"simulation noise: Poisson counts of {photons:g} photons per bin, attenuation {mu:.4g} per pixel "
+                 f"(longest ray e^-{mu * peak:.3g}: {photons * math.exp(-mu * peak):.3g} photons expected)"
+                 + (f"; {empty} bins counted no photon and are read as one" if empty else ""))
+    return y, counts, mu
+
+
+def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float, weighting: str,
+                            notes: list[str]):
+    """The operator, data and noise level of photon-count data (post-log, on the scale ``1 / mu``
+    of line integrals): weighted least squares with the counts as weights (``"wls"``, ``"auto"``), or
+    plain least squares at the root-mean-square level (``"none"``)."""
+    mean_count = float(counts.mean())
+    if weighting == "none":
+        level = math.sqrt(float((1.0 / counts).mean())) / mu
+        notes.append(f"noise level from the photon counts: {level:.4g} (root mean square of 1/sqrt(I); plain "
+                     "least squares)")
+        return op, y, level
+    weights = (counts / mean_count).cpu().numpy()[0, 0]
+    weighted = op.with_statistical_weights(weights)
+    level = 1.0 / (mu * math.sqrt(mean_count))
+    notes.append(f"weighted least squares with the photon counts as weights (mean {mean_count:.4g}): the weighted "
+                 f"noise is white, level {level:.4g}")
+    return weighted, weighted.statistical_weighting(y), level
 
 
 def _fan_geometry(op) -> dict:

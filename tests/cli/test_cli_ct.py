@@ -102,9 +102,9 @@ def test_from_skimage_shifts_each_column_by_the_angles_given(tmp_path, phantom, 
     seen = []
     original = ct_module.sinogram_from_skimage
 
-    def recording(sinogram, angles_deg=None, detector="full"):
+    def recording(sinogram, angles_deg=None, *, detector):
         seen.append(None if angles_deg is None else list(angles_deg))
-        return original(sinogram, angles_deg, detector)
+        return original(sinogram, angles_deg, detector=detector)
 
     monkeypatch.setattr(ct_module, "sinogram_from_skimage", recording)
     r = run("ct", tmp_path / "s.npy", "--from-skimage", "--angles", tmp_path / "a.npy", "--denoiser", tiny_denoiser,
@@ -251,7 +251,7 @@ def test_a_sinogram_is_read_along_its_detectors_floored_at_half_the_2d_reading(p
                for note in dense_report["notes"]), dense_report["notes"]
     larger = transform.resize(data.shepp_logan_phantom(), (96, 96), anti_aliasing=True)  # flat bins again
     theirs = torch.from_numpy(sinogram_from_skimage(radon(larger, theta=np.linspace(0, 180, 40, endpoint=False),
-                                                          circle=False)).astype(np.float32))[None, None]
+                                                          circle=False), detector="full").astype(np.float32))[None, None]
     floor = 0.5 * estimate_noise_level(theirs)[0]
     assert estimate_sinogram_noise_level(theirs)[0] < floor
     assert estimate_noise_level_for_parameters(theirs, "ct") == [pytest.approx(floor)]
@@ -404,3 +404,104 @@ def test_angle_range_errors(tmp_path, phantom):
                             (dict(angles=[0.0, 10.0], angle_range=90), "angle_range spreads a count of angles")):
         with pytest.raises(ValueError, match=message):
             restore.reconstruct_ct(square, simulate=True, progress=False, **kwargs)
+
+
+def test_reconstruct_ct_with_photons(tiny_denoiser):
+    square = torch.from_numpy(np.pad(np.ones((12, 12), np.float32) * 0.6, 6))[None]
+    common = dict(simulate=True, angles=30, photons=5e3, denoiser=str(tiny_denoiser), max_iter=2, progress=False)
+    wls = restore.reconstruct_ct(square, **common)
+    noise = wls.report["noise"]
+    assert noise["model"] == "poisson" and noise["weighting"] == "wls" and noise["source"] == "photon counts"
+    assert wls.report["operator"]["statistical_weights"] == "photon counts" and wls.guarantee.holds
+    assert wls.psnr is not None and math.isfinite(wls.psnr)
+    plain = restore.reconstruct_ct(square, weighting="none", **common)
+    assert plain.report["noise"]["weighting"] == "none" and plain.report["operator"]["statistical_weights"] is None
+    assert plain.report["noise"]["sigma"] > noise["sigma"]  # the rms of 1/sqrt(I) against 1/sqrt(mean I)
+    fixed = restore.reconstruct_ct(square, attenuation=0.01, **common)
+    assert fixed.report["noise"]["attenuation"] == 0.01
+    # a measured post-log sinogram with its I0: counts I0 e^-y, the level in the sinogram's units
+    op = ParallelBeamCT(24, angles=30)
+    line_integrals = 0.02 * op.A(square[None].double())[0, 0]
+    measured = restore.reconstruct_ct(line_integrals.float(), photons=1e4, denoiser=str(tiny_denoiser), max_iter=2,
+                                      progress=False)
+    counts = 1e4 * torch.exp(-line_integrals)
+    assert measured.report["noise"]["sigma"] == pytest.approx(1 / math.sqrt(float(counts.mean())), rel=1e-4)
+    for kwargs, message in ((dict(photons=0), "photons must be a positive number"),
+                            (dict(photons=1e4, noise_level=0.1), "give photons .* or a noise level"),
+                            (dict(weighting="wls"), "weighting applies to photon-count data"),
+                            (dict(photons=1e4, weighting="heavy"), "weighting must be 'auto', 'wls' or 'none'"),
+                            (dict(attenuation=0.1), "attenuation scales a phantom")):
+        with pytest.raises(ValueError, match=message):
+            restore.reconstruct_ct(square, simulate=True, progress=False, **kwargs)
+
+
+def test_the_command_reads_photon_counts(tmp_path, tiny_denoiser):
+    """``--photons`` simulates Poisson counts (weighted least squares by default, ``--weighting none``
+    plain) and reads a sinogram as post-log line integrals of that many photons; the report says so."""
+    common = ("--denoiser", tiny_denoiser, "--max-iter", "2", "--quiet")
+    square = np.pad(np.ones((12, 12)) * 0.6, 6)
+    from PIL import Image
+
+    Image.fromarray((square * 255).astype(np.uint8)).save(tmp_path / "phantom.png")
+    r = run("ct", tmp_path / "phantom.png", "--simulate", "--photons", "2e3", "--angles", "20", *common,
+            "--out", tmp_path / "a.png", "--report", tmp_path / "a.json")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["noise"]["model"] == "poisson" and report["noise"]["weighting"] == "wls"
+    assert report["options"]["photons"] == 2000.0
+    r = run("ct", tmp_path / "phantom.png", "--simulate", "--photons", "2e3", "--angles", "20", "--weighting", "none",
+            "--attenuation", "0.05", *common, "--out", tmp_path / "b.png", "--report", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["noise"]["weighting"] == "none" and report["noise"]["attenuation"] == 0.05
+    op = ParallelBeamCT(24, angles=20)
+    np.save(tmp_path / "s.npy", (0.02 * op.A(torch.from_numpy(square)[None, None])[0, 0]).numpy().astype(np.float32))
+    r = run("ct", tmp_path / "s.npy", "--photons", "1e4", *common, "--out", tmp_path / "s_out.npy",
+            "--report", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s.json").read_text())["noise"]["source"] == "photon counts"
+    assert_user_error(run("ct", "--photons", "1e4", "--noise", "1%"), "--photons draws Poisson counts")
+    assert_user_error(run("ct", "--weighting", "wls"), "--weighting applies to photon-count data")
+    assert_user_error(run("ct", tmp_path / "s.npy", "--photons", "1e4", "--attenuation", "0.1"),
+                      "--attenuation scales a phantom for a photon-count simulation")
+    assert_user_error(run("ct", "--photons", "0"), "--photons must be a positive number")
+
+
+def test_review_fixes_of_the_rotation_axis_session(tmp_path, phantom, tiny_denoiser, monkeypatch):
+    """Review 2026-12-06 (seventeenth session): --from-skimage with --angle-range converted the
+    columns for [0, 180); sinogram_from_skimage guessed the detector from the bin count (a
+    circle=True sinogram of 64 bins was read as a full detector's of a 45 x 45 image); a checkpoint
+    of a size whose rotation axis moved resumed in the new geometry."""
+    from skimage.transform import radon
+
+    from pnp_stable.operators import ct as ct_module
+
+    angles = np.arange(30) * 3.0  # 30 views over [0, 90)
+    np.save(tmp_path / "sk.npy", radon(phantom.astype(np.float64), theta=angles, circle=False).astype(np.float32))
+    seen = []
+    original = ct_module.sinogram_from_skimage
+
+    def recording(sinogram, angles_deg=None, *, detector):
+        seen.append(None if angles_deg is None else list(angles_deg))
+        return original(sinogram, angles_deg, detector=detector)
+
+    monkeypatch.setattr(ct_module, "sinogram_from_skimage", recording)
+    r = run("ct", tmp_path / "sk.npy", "--from-skimage", "--angle-range", "90", "--denoiser", tiny_denoiser,
+            "--max-iter", "1", "--quiet", "--out", tmp_path / "o.npy")
+    assert r.exit_code == 0, r.output
+    assert seen == [pytest.approx(list(angles))]
+    with pytest.raises(TypeError):
+        original(np.zeros((64, 10)))  # the detector must be named
+    info = restore._ct_operator_info
+    assert info(ParallelBeamCT(64, angles=4))["rotation_axis"] == "image centre"  # G = 91: the axis moved
+    assert "rotation_axis" not in info(ParallelBeamCT(128, angles=4))  # G = 182: it did not
+    assert "rotation_axis" not in info(ParallelBeamCT(64, angles=4, detector="circle"))
+
+
+def test_two_fan_views_weigh_their_own_step():
+    """Review: the typical step of a scan of two views took the opening into its median (180 degrees
+    for views 10 apart): each view weighed as if it stood for 95 degrees."""
+    from pnp_stable.operators.fan_beam import redundancy_weights
+
+    weights = redundancy_weights(np.array([0.0, 10.0]), np.deg2rad(np.array([-5.0, 0.0, 5.0])))
+    assert weights.max() <= math.radians(10.0) + 1e-12

@@ -5,7 +5,7 @@ against plain least squares, and against a noise level estimated from the sinogr
         [--angles 60 180] [--weighting wls none estimated] [--threads 1] [--json out.json]
 
 Problems: the Shepp-Logan phantom and two Mayo *train* slices (neither ct-quick's nor the shared
-validation one), ``--size`` square, parallel beam with ``--angles``; counts drawn by
+validation one, nor the CT rule's calibration slices), ``--size`` square, parallel beam with ``--angles``; counts drawn by
 ``pnp_stable.reconstruct_ct(simulate=True, photons=I0)`` (attenuation: the longest ray at e^-4;
 torch seed 0). Each is reconstructed (ADMM, ``--denoiser``, by default the shipped ``gray``,
 automatic parameters) with ``weighting="wls"`` (the counts as weights, the level they give),
@@ -25,27 +25,20 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibrate_ct_rule import ALSO_IN_VALIDATION, CT_QUICK_SLICES, DEFAULT_DATA  # noqa: E402
+from calibrate_ct_rule import DEFAULT_DATA, load_slice, usable_train_slices  # noqa: E402
 from records import run_record  # noqa: E402
 
 
 def images(data: Path, size: int) -> list[tuple[str, np.ndarray]]:
-    from PIL import Image
     from skimage import data as skdata
     from skimage import transform
 
-    def fit(image: np.ndarray) -> np.ndarray:
-        return np.clip(transform.resize(image, (size, size), anti_aliasing=True), 0, 1)
-
-    excluded = set(CT_QUICK_SLICES) | set(ALSO_IN_VALIDATION)
-    train = sorted(p for p in (data / "ct/mayo_crr/train").glob("phantom_*.png") if p.stem not in excluded)
+    train = usable_train_slices(data)
     if len(train) < 2:
         raise ValueError(f"fewer than two Mayo train slices under {data}")
-    out = [("shepp_logan", fit(skdata.shepp_logan_phantom()))]
-    for path in (train[len(train) // 5], train[(3 * len(train)) // 5]):
-        with Image.open(path) as img:
-            out.append((path.stem, fit(np.asarray(img.convert("L"), dtype=np.float64) / 255.0)))
-    return out
+    shepp_logan = np.clip(transform.resize(skdata.shepp_logan_phantom(), (size, size), anti_aliasing=True), 0, 1)
+    return [("shepp_logan", shepp_logan.astype(np.float32))] + [
+        (path.stem, load_slice(path, size)) for path in (train[len(train) // 5], train[(3 * len(train)) // 5])]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,22 +68,28 @@ CT_QUICK_SLICES = ("phantom_1012", "phantom_2000")
 ALSO_IN_VALIDATION = ("phantom_149",)
 
 
-def calibration_slices(data: Path, count: int, size: int) -> list[tuple[str, np.ndarray]]:
-    """``count`` Mayo train slices spread over the set, minus ct-quick's and the shared one."""
+def usable_train_slices(data: Path) -> list[Path]:
+    """The Mayo train slices, sorted, minus ct-quick's and the one also in the validation set."""
+    excluded = set(CT_QUICK_SLICES) | set(ALSO_IN_VALIDATION)
+    return sorted(p for p in (data / "ct/mayo_crr/train").glob("phantom_*.png") if p.stem not in excluded)
+
+
+def load_slice(path: Path, size: int) -> np.ndarray:
+    """A slice as a ``size x size`` float32 image in [0, 1] (anti-aliased resize)."""
     from skimage import transform
 
-    excluded = set(CT_QUICK_SLICES) | set(ALSO_IN_VALIDATION)
-    train = sorted(p for p in (data / "ct/mayo_crr/train").glob("phantom_*.png") if p.stem not in excluded)
+    with Image.open(path) as img:
+        image = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    return np.clip(transform.resize(image, (size, size), anti_aliasing=True), 0, 1).astype(np.float32)
+
+
+def calibration_slices(data: Path, count: int, size: int) -> list[tuple[str, np.ndarray]]:
+    """``count`` Mayo train slices spread over the set, minus ct-quick's and the shared one."""
+    train = usable_train_slices(data)
     if len(train) < count:
         raise ValueError(f"only {len(train)} usable Mayo train slices under {data}")
     step = len(train) // count
-    out = []
-    for path in train[step // 2::step][:count]:
-        with Image.open(path) as img:
-            image = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
-        fitted = np.clip(transform.resize(image, (size, size), anti_aliasing=True), 0, 1).astype(np.float32)
-        out.append((path.stem, fitted))
-    return out
+    return [(path.stem, load_slice(path, size)) for path in train[step // 2::step][:count]]
 
 
 def refit(files: list[Path], out: Path | None) -> int:

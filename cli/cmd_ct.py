@@ -125,8 +125,11 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
         if data is None:
             simulate = True
         if photons is not None:
-            if not (photons > 0 and photons < float("inf")):
-                raise UserError(f"--photons must be a positive number of photons per bin, got {photons:g}")
+            from pnp_stable.restore import MAX_PHOTONS
+
+            if not (0 < photons <= MAX_PHOTONS):
+                raise UserError(f"--photons must be a positive number of photons per bin, at most {MAX_PHOTONS:g}, "
+                                f"got {photons:g}")
             if noise is not None:
                 raise UserError("--photons draws Poisson counts (the noise follows from them); --noise is Gaussian: "
                                 "give one of them")
@@ -157,7 +160,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
         if data is not None and not data.is_dir():  # a folder checks each file before the first solve
             from pnp_stable.cli.images import read_image
 
-            _check_ct_input(data, read_image(data), simulate, count if angles_given else None)
+            _check_ct_input(data, read_image(data), simulate, count if angles_given else None, photons)
         if angle_range is None:
             span = "360 degrees" if fan else None
         else:
@@ -175,7 +178,8 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
         run_restorations("ct", data, tag="reconstructed", demo=demo, task=_Reconstruction(from_skimage and not simulate),
                          arguments=arguments, out=out, report=report, plot=plot, quiet=quiet, inputs_for=inputs,
                          check_image=lambda path, loaded, _: _check_ct_input(path, loaded, simulate,
-                                                                             count if angles_given else None),
+                                                                             count if angles_given else None,
+                                                                             photons),
                          # a sinogram's own count when none was given (the report's operator has the values)
                          reported={"angles": (count if angles_file is None else str(angles_file))
                                    if angles_given or simulate else None, "noise": noise, "angle_range": angle_range,
@@ -246,12 +250,17 @@ def _phantom():
     return LoadedImage(np.clip(phantom, 0, 1).astype(np.float32), 8, None)
 
 
-def _check_ct_input(path: Path, loaded, simulate: bool, angles: int | None) -> None:
+def _check_ct_input(path: Path, loaded, simulate: bool, angles: int | None, photons: float | None = None) -> None:
     """What ``reconstruct_ct`` would refuse, before the first slice of a folder (and for one file):
     an RGB image, a sinogram whose columns disagree with an explicit --angles, a phantom that is not
-    square or not on the [0, 1] scale."""
+    square or not on the [0, 1] scale, integer samples (read scaled to [0, 1]) as post-log data of
+    --photons."""
     if loaded.is_rgb:
         raise UserError(f"{path.name} is an RGB image; CT data must be gray")
+    scaled = loaded.bit_depth is not None or any(note.startswith("integer samples scaled") for note in loaded.notes)
+    if photons is not None and not simulate and scaled:
+        raise UserError(f"{path.name} holds integer samples, which are read scaled to [0, 1]: --photons needs the "
+                        "post-log line integrals -log(I/I0) themselves, as float data (.npy or a float TIFF)")
     height, width = loaded.data.shape
     if simulate:
         if height != width:

@@ -29,6 +29,7 @@ from torch import nn
 
 from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_kwargs
 from pnp_stable.operators.cache import load_entry, norm_bounds_of, store_entry
+from pnp_stable.operators.fbp import interpolate_cells, ram_lak, view_shares
 from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
 __all__ = ["ParallelBeamCT", "RadonTomography", "image_size_for_bins", "sinogram_from_skimage"]
@@ -41,6 +42,9 @@ _NORM_METHOD = "collatz-wielandt-float64-v2"  # v2: the rotation axis at the ima
 def _dtype_key(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
+
+# statistical weights whose square roots stay well inside float32's normal range
+STATISTICAL_WEIGHT_RANGE = (1e-30, 1e30)
 
 # projection directions closer than this are one direction for parameter_density: far below any
 # scanner's angular step (0.18 degrees for 1000 views over 180), far above float32 rounding of angles
@@ -204,12 +208,13 @@ class RadonTomography(CertifiedLinearPhysics):
         if weights is None:
             return None
         if isinstance(weights, torch.Tensor):
-            weights = weights.detach().cpu().numpy()
+            weights = weights.detach().cpu().to(torch.float64).numpy()
         try:
             values = np.asarray(weights, dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError("statistical_weights must be an array of positive numbers") from None
-        values = values.reshape(values.shape[-2:]) if values.ndim > 2 and values.size == np.prod(values.shape[-2:]) else values
+        if values.ndim > 2 and values.size == np.prod(values.shape[-2:]):  # a (1, 1, bins, angles) batch
+            values = values.reshape(values.shape[-2:])
         expected = (self.n_detectors, len(self.angles_deg))
         if values.shape != expected:
             raise ValueError(f"statistical_weights must have the sinogram's shape {expected} (detectors x angles), "
@@ -217,6 +222,11 @@ class RadonTomography(CertifiedLinearPhysics):
         if not np.all(np.isfinite(values)) or not np.all(values > 0):
             raise ValueError("statistical_weights must be finite and positive (a measurement to ignore needs a tiny "
                              "weight, not 0)")
+        low, high = STATISTICAL_WEIGHT_RANGE
+        if values.min() < low or values.max() > high:
+            # their square roots multiply float32 sinograms: beyond this they overflow or vanish
+            raise ValueError(f"statistical_weights must lie in [{low:g}, {high:g}] (relative weights: divide them by "
+                             f"their mean), got [{values.min():.3g}, {values.max():.3g}]")
         return np.sqrt(values)
 
     @property
@@ -240,11 +250,12 @@ class RadonTomography(CertifiedLinearPhysics):
 
     def statistical_weighting(self, y: torch.Tensor) -> torch.Tensor:
         """``W^(1/2) y``: a sinogram of this geometry turned into this operator's data (``y`` itself
-        without statistical weights)."""
+        without statistical weights; divided by the norm too when ``normalize=True``, as ``A`` is)."""
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
         root = self._root_weight_tensor(y.dtype, y.device)
-        return y if root is None else y * root
+        weighted = y if root is None else y * root
+        return weighted / self._scale if self.normalize else weighted
 
     def with_statistical_weights(self, weights: np.ndarray | torch.Tensor | None) -> "RadonTomography":
         """The same geometry, ``normalize``, CG settings and device with these statistical weights
@@ -530,8 +541,6 @@ class ParallelBeamCT(RadonTomography):
         image centre with linear interpolation between bins; zero outside the inscribed disc for
         ``detector="circle"``. Exact in the continuum for uniform angles over 180 degrees; an
         approximate inverse for initialisation, not a least-squares solution."""
-        from pnp_stable.operators.fbp import interpolate_cells, ram_lak, view_shares
-
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
         self._check_finite(y, "y")

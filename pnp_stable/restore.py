@@ -288,7 +288,7 @@ def _problem_fingerprint(task: str, y: torch.Tensor, operator: dict[str, Any], m
 
 
 def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Callable[[], dict[str, Any]],
-                   estimated_noise: bool = False):
+                   estimated_noise: bool = False, noise_source: str = "given"):
     """(the result to resume or None, the function that saves a state or None, the checkpoint's
     noise level when it replaces this run's estimate or None). ``fingerprint`` is only computed
     (hashing the observation and the weights) when there is a checkpoint. An *estimated* noise
@@ -314,8 +314,10 @@ def _checkpointing(checkpoint: str | Path | None, resume: bool, fingerprint: Cal
             kept_noise = float(stored["noise level"])
             problem = {**problem, "noise level": kept_noise}
         elif changed:
-            given = (f"; it was solved at noise level {stored['noise level']!r}: pass that level to resume"
-                     if changed == ["noise level"] else "")
+            given = ("" if changed != ["noise level"] else
+                     "; its noise level came from other photon counts: resume with the same --photons (photons=)"
+                     if noise_source == "photon counts" else
+                     f"; it was solved at noise level {stored['noise level']!r}: pass that level to resume")
             raise ValueError(f"{path} was written for another problem (different {', '.join(changed)}){given}; "
                              "resume with the same input and options, or choose another checkpoint")
     elif path.exists():
@@ -343,7 +345,7 @@ def _solve_and_report(y_batch, op, module, den_info, method, max_iter, tol, acce
     else:
         previous, save, kept_noise = _checkpointing(checkpoint, resume, lambda: _problem_fingerprint(
             task, y_batch, operator_info or {}, module, method, noise, sigma_den, step),
-            estimated_noise=noise_source == "estimated")
+            estimated_noise=noise_source == "estimated", noise_source=noise_source)
         if kept_noise is not None:
             if notes is not None:
                 notes.append(f"noise level {kept_noise:.4g} kept from the checkpoint, whose parameters were chosen "
@@ -1002,8 +1004,9 @@ def reconstruct_ct(
     if weighting not in ("auto", "wls", "none"):
         raise ValueError(f"weighting must be 'auto', 'wls' or 'none', got {weighting!r}")
     if photons is not None:
-        if isinstance(photons, bool) or not (float(photons) > 0 and math.isfinite(float(photons))):
-            raise ValueError(f"photons must be a positive number of incident photons per bin, got {photons!r}")
+        if isinstance(photons, bool) or not (0 < float(photons) <= MAX_PHOTONS):
+            raise ValueError(f"photons must be a positive number of incident photons per bin, at most "
+                             f"{MAX_PHOTONS:g}, got {photons!r}")
         if noise_level is not None or relative_noise_level is not None:
             raise ValueError("give photons (Poisson counts) or a noise level (Gaussian), not both: with photons the "
                              "noise level follows from the counts")
@@ -1085,9 +1088,9 @@ def reconstruct_ct(
         notes.extend(_outside_shadow_doubt(y, op))
         clean = None
         if photons is not None:
-            # post-log line integrals in physical units: the counts behind them, at least one photon
-            counts, mu = (float(photons) * torch.exp(-y.double())).clamp_min(1.0), 1.0
+            counts, mu = _counts_of_post_log_data(y, float(photons), notes), 1.0
     fbp = op.fbp(y)  # the initial iterate, and for a sinogram the measure of its scale
+    observed = y  # the sinogram, as the Restoration reports it (not its weighted form)
     if photons is not None:
         op, y, noise_level = _photon_count_weighting(op, y, counts, mu, weighting, notes)
     scale = 1.0 if simulate else _attenuation_scale(fbp, notes)
@@ -1141,7 +1144,7 @@ def reconstruct_ct(
                                  psnr_input=psnr(x0[0], truth), ssim_input=ssim(x0[0], truth),
                                  input="FBP")
     report["notes"] = notes
-    return Restoration(restored.cpu(), (y[0] * scale).cpu(), None if truth is None else truth.cpu(), res, report,
+    return Restoration(restored.cpu(), observed[0].cpu(), None if truth is None else truth.cpu(), res, report,
                        notes)
 
 
@@ -1168,22 +1171,27 @@ def _ct_operator_info(op) -> dict:
     before fan beams existed, so that its checkpoints still resume)."""
     from pnp_stable.operators.ct import deepinv_axis_offset
 
-    weights = ({"statistical_weights_sha256": op.geometry()["statistical_weights_sha256"]}
-               if op.has_statistical_weights else {})
+    extra = ({"statistical_weights_sha256": op.geometry()["statistical_weights_sha256"]}
+             if op.has_statistical_weights else {})
     # the sizes whose rotation axis moved to the image centre (2026-12-06): an older checkpoint of
     # theirs was solved in another geometry and must not resume
     if getattr(op, "detector", "full") == "full" and deepinv_axis_offset(op.image_size):
-        weights["rotation_axis"] = "image centre"
+        extra["rotation_axis"] = "image centre"
     if type(op).__name__ == "FanBeamCT":
         return {"type": "FanBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
-                **_fan_geometry(op), **weights}
+                **_fan_geometry(op), **extra}
     return {"type": "ParallelBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
-            **({"detector": op.detector} if op.detector != "full" else {}), **weights}
+            **({"detector": op.detector} if op.detector != "full" else {}), **extra}
 
 
 # a simulation's default attenuation puts the phantom's longest ray at e^-4 (2 % of the photons
 # through: a body's thickest path in clinical CT)
 PHOTON_SIMULATION_PEAK_LINE_INTEGRAL = 4.0
+# the most incident photons per bin: torch's Poisson sampler counts in int64 (9.2e18), and no scanner
+# comes near (a clinical bin sees 1e4 to 1e6)
+MAX_PHOTONS = 1e15
+# a simulation's longest ray must lose more than this share of a unit line integral and keep some photons
+PHOTON_SIMULATION_LINE_INTEGRAL_RANGE = (1e-3, 50.0)
 
 
 def _photon_count_simulation(op, clean: torch.Tensor, photons: float, attenuation: float | None, seed: int,
@@ -1197,6 +1205,11 @@ def _photon_count_simulation(op, clean: torch.Tensor, photons: float, attenuatio
     if not peak > 0:
         raise ValueError("the phantom's sinogram is zero: a photon-count simulation needs an attenuating object")
     mu = float(attenuation) if attenuation is not None else PHOTON_SIMULATION_PEAK_LINE_INTEGRAL / peak
+    low, high = PHOTON_SIMULATION_LINE_INTEGRAL_RANGE
+    if not low <= mu * peak <= high:
+        raise ValueError(f"attenuation {mu:g} puts the phantom's longest ray at e^-{mu * peak:.3g}: the simulation "
+                         f"needs a line integral between {low:g} and {high:g} there (the default gives "
+                         f"{PHOTON_SIMULATION_PEAK_LINE_INTEGRAL:g})")
     generator = torch.Generator(device=line_integrals.device).manual_seed(int(seed))
     counts = torch.poisson(photons * torch.exp(-mu * line_integrals), generator=generator)
     empty = int((counts < 1).sum())
@@ -1206,6 +1219,21 @@ def _photon_count_simulation(op, clean: torch.Tensor, photons: float, attenuatio
                  f"(longest ray e^-{mu * peak:.3g}: {photons * math.exp(-mu * peak):.3g} photons expected)"
                  + (f"; {empty} bins counted no photon and are read as one" if empty else ""))
     return y, counts, mu
+
+
+def _counts_of_post_log_data(y: torch.Tensor, photons: float, notes: list[str]) -> torch.Tensor:
+    """The counts ``photons e^-y`` behind post-log line integrals ``y`` (physical units), at least one
+    photon per bin (a note counts the bins whose value says fewer); refused when ``y`` cannot be such
+    data (counts beyond float range: values far below 0)."""
+    counts = float(photons) * torch.exp(-y.double())
+    if not bool(torch.isfinite(counts).all()):
+        raise ValueError(f"the sinogram holds values down to {float(y.min()):.4g}: with photons it must hold "
+                         "post-log line integrals -log(I/I0), which lie near or above 0")
+    below = int((counts < 1).sum())
+    if below:
+        notes.append(f"{below} bins of the sinogram lie above log(I0) = {math.log(photons):.4g} (fewer than one of "
+                     f"{photons:g} photons): they are read as one photon; check the photon count if they are many")
+    return counts.clamp_min(1.0)
 
 
 def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float, weighting: str,

@@ -23,6 +23,10 @@ def phantom():
     return transform.resize(data.shepp_logan_phantom(), (SIZE, SIZE), anti_aliasing=True).astype(np.float32)
 
 
+def _mean_error(path, phantom) -> float:
+    return float(np.abs(np.load(path) - phantom).mean())
+
+
 def sinogram(phantom, angles, scale=1.0, noise=0.0):
     op = ParallelBeamCT(SIZE, angles=angles)
     y = op.A(torch.from_numpy(phantom * scale)[None, None].double())[0, 0]
@@ -304,10 +308,8 @@ def test_a_fan_beam_sinogram_is_reconstructed_in_its_own_geometry(tmp_path, phan
     other = run(*common, "--out", tmp_path / "other.npy")
     assert other.exit_code == 0, other.output
 
-    def error(name):
-        return float(np.abs(np.load(tmp_path / name) - phantom).mean())
-
-    assert error("own.npy") < 0.03 < error("other.npy"), (error("own.npy"), error("other.npy"))
+    errors = [_mean_error(tmp_path / name, phantom) for name in ("own.npy", "other.npy")]
+    assert errors[0] < 0.03 < errors[1], errors
 
 
 def test_fan_beam_options_are_checked_before_any_work(tmp_path, phantom):
@@ -382,10 +384,8 @@ def test_angle_range_spreads_a_count_over_a_limited_or_short_scan(tmp_path, phan
     full = run(*args, "--out", tmp_path / "full.npy")
     assert full.exit_code == 0, full.output
 
-    def error(name):
-        return float(np.abs(np.load(tmp_path / name) - phantom).mean())
-
-    assert error("own.npy") < 0.03 < error("full.npy"), (error("own.npy"), error("full.npy"))
+    errors = [_mean_error(tmp_path / name, phantom) for name in ("own.npy", "full.npy")]
+    assert errors[0] < 0.03 < errors[1], errors
 
 
 def test_angle_range_errors(tmp_path, phantom):
@@ -505,3 +505,42 @@ def test_two_fan_views_weigh_their_own_step():
 
     weights = redundancy_weights(np.array([0.0, 10.0]), np.deg2rad(np.array([-5.0, 0.0, 5.0])))
     assert weights.max() <= math.radians(10.0) + 1e-12
+
+
+def test_photon_count_review_fixes(tmp_path, tiny_denoiser):
+    """Review 2026-12-06 of --photons: an integer sinogram file (read scaled to [0, 1]) was taken for
+    line integrals; the observation of a WLS reconstruction was the weighted data; values above
+    log(I0) were clamped without a word and values far below 0 gave a message about weights; I0 past
+    int64 sampled nonsense; a tiny attenuation failed with a message about the noise level; a resume
+    with other photon counts was told to pass a noise level, which --photons refuses."""
+    from PIL import Image
+
+    op = ParallelBeamCT(24, angles=20)
+    square = np.pad(np.ones((12, 12)) * 0.6, 6)
+    line_integrals = 0.05 * op.A(torch.from_numpy(square)[None, None])[0, 0].numpy()
+    Image.fromarray((line_integrals * 10000).astype(np.uint16)).save(tmp_path / "s16.png")
+    assert_user_error(run("ct", tmp_path / "s16.png", "--photons", "1e4"), "holds integer samples")
+    np.save(tmp_path / "int.npy", (line_integrals * 1000).astype(np.int16))
+    assert_user_error(run("ct", tmp_path / "int.npy", "--photons", "1e4"), "holds integer samples")
+    assert_user_error(run("ct", "--photons", "1e20"), "at most 1e+15")
+    Image.fromarray((square * 255).astype(np.uint8)).save(tmp_path / "phantom.png")
+    assert_user_error(run("ct", tmp_path / "phantom.png", "--simulate", "--photons", "1e4", "--attenuation", "1e-9",
+                          "--denoiser", tiny_denoiser), "needs a line integral between")
+
+    y = torch.from_numpy(line_integrals).float()
+    common = dict(photons=50.0, denoiser=str(tiny_denoiser), max_iter=1, progress=False)
+    result = restore.reconstruct_ct(y, **common)
+    assert torch.equal(result.observation[0], y)  # the sinogram, not W^(1/2) y
+    assert any("lie above log(I0)" in note for note in result.notes) == bool((y > math.log(50.0)).any())
+    high = y.clone()
+    high[0, 0] = 10.0  # beyond log(50): fewer than one photon
+    assert any("1 bins of the sinogram lie above log(I0)" in note
+               for note in restore.reconstruct_ct(high, **common).notes)
+    low = y.clone()
+    low[0, 0] = -800.0
+    with pytest.raises(ValueError, match="must hold post-log line integrals"):
+        restore.reconstruct_ct(low, **common)
+    state = tmp_path / "p.state"
+    restore.reconstruct_ct(y, checkpoint=state, **{**common, "max_iter": 2, "photons": 1e4})
+    with pytest.raises(ValueError, match="resume with the same --photons"):
+        restore.reconstruct_ct(y, checkpoint=state, resume=True, **{**common, "max_iter": 3, "photons": 2e4})

@@ -91,3 +91,21 @@ def test_photon_counts_give_post_log_data_whose_weighted_noise_is_white():
     plain_op, plain_y, rms = restore._photon_count_weighting(op, y, counts, mu, "none", [])
     assert plain_op is op and plain_y is y
     assert rms == pytest.approx(float(((y - clean) ** 2).mean().sqrt()), rel=0.05)
+
+
+def test_weights_review_fixes():
+    """Review: bfloat16 weights raised a TypeError; weights whose square roots leave float32's range
+    passed; with normalize=True the weighted data were not divided by the norm as A is."""
+    op = ParallelBeamCT(8, angles=4)
+    shape = (op.n_detectors, 4)
+    assert op.with_statistical_weights(torch.ones(shape, dtype=torch.bfloat16)).has_statistical_weights
+    for extreme in (1e300, 1e-300):
+        with pytest.raises(ValueError, match="statistical_weights must lie in"):
+            op.with_statistical_weights(np.full(shape, extreme))
+    weights = _weights(op)
+    unit = ParallelBeamCT(8, angles=4, normalize=True, statistical_weights=weights)
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    sinogram = ParallelBeamCT(8, angles=4).A(x)
+    assert torch.allclose(unit.statistical_weighting(sinogram), unit.A(x), atol=1e-12)
+    assert torch.allclose(unit.fbp(unit.statistical_weighting(sinogram)), ParallelBeamCT(8, angles=4).fbp(sinogram),
+                          atol=1e-10)

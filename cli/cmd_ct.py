@@ -61,7 +61,8 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "with circle=True, its default, add --detector circle): move it to this tool's rotation axis, "
                    "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
-def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, size, detector, geometry, source_distance, detector_distance, detector_spacing,
+def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, size, detector, geometry,
+       source_distance, detector_distance, detector_spacing,
        from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam (or fan-beam) CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png),

@@ -23,6 +23,21 @@ def phantom():
     return transform.resize(data.shepp_logan_phantom(), (SIZE, SIZE), anti_aliasing=True).astype(np.float32)
 
 
+def _record_skimage_conversions(monkeypatch) -> list:
+    """The angles each ``sinogram_from_skimage`` call of the command is given (None: its default)."""
+    from pnp_stable.operators import ct as ct_module
+
+    seen = []
+    original = ct_module.sinogram_from_skimage
+
+    def recording(sinogram, angles_deg=None, *, detector):
+        seen.append(None if angles_deg is None else list(angles_deg))
+        return original(sinogram, angles_deg, detector=detector)
+
+    monkeypatch.setattr(ct_module, "sinogram_from_skimage", recording)
+    return seen
+
+
 def _mean_error(path, phantom) -> float:
     return float(np.abs(np.load(path) - phantom).mean())
 
@@ -98,19 +113,11 @@ def test_a_solver_state_is_not_read_as_an_image_and_a_plot_in_the_folder_is_skip
 def test_from_skimage_shifts_each_column_by_the_angles_given(tmp_path, phantom, tiny_denoiser, monkeypatch):
     from skimage.transform import radon
 
-    from pnp_stable.operators import ct as ct_module
 
     angles = np.arange(40) * 9.0
     np.save(tmp_path / "s.npy", radon(phantom.astype(np.float64), theta=angles, circle=False).astype(np.float32))
     np.save(tmp_path / "a.npy", angles)
-    seen = []
-    original = ct_module.sinogram_from_skimage
-
-    def recording(sinogram, angles_deg=None, *, detector):
-        seen.append(None if angles_deg is None else list(angles_deg))
-        return original(sinogram, angles_deg, detector=detector)
-
-    monkeypatch.setattr(ct_module, "sinogram_from_skimage", recording)
+    seen = _record_skimage_conversions(monkeypatch)
     r = run("ct", tmp_path / "s.npy", "--from-skimage", "--angles", tmp_path / "a.npy", "--denoiser", tiny_denoiser,
             "--max-iter", "1", "--out", tmp_path / "o.npy", "--report", tmp_path / "r.json")
     assert r.exit_code == 0, r.output
@@ -474,24 +481,17 @@ def test_review_fixes_of_the_rotation_axis_session(tmp_path, phantom, tiny_denoi
     of a size whose rotation axis moved resumed in the new geometry."""
     from skimage.transform import radon
 
-    from pnp_stable.operators import ct as ct_module
+    from pnp_stable.operators.ct import sinogram_from_skimage
 
+    with pytest.raises(TypeError):
+        sinogram_from_skimage(np.zeros((64, 10)))  # the detector must be named
     angles = np.arange(30) * 3.0  # 30 views over [0, 90)
     np.save(tmp_path / "sk.npy", radon(phantom.astype(np.float64), theta=angles, circle=False).astype(np.float32))
-    seen = []
-    original = ct_module.sinogram_from_skimage
-
-    def recording(sinogram, angles_deg=None, *, detector):
-        seen.append(None if angles_deg is None else list(angles_deg))
-        return original(sinogram, angles_deg, detector=detector)
-
-    monkeypatch.setattr(ct_module, "sinogram_from_skimage", recording)
+    seen = _record_skimage_conversions(monkeypatch)
     r = run("ct", tmp_path / "sk.npy", "--from-skimage", "--angle-range", "90", "--denoiser", tiny_denoiser,
             "--max-iter", "1", "--quiet", "--out", tmp_path / "o.npy")
     assert r.exit_code == 0, r.output
     assert seen == [pytest.approx(list(angles))]
-    with pytest.raises(TypeError):
-        original(np.zeros((64, 10)))  # the detector must be named
     info = restore._ct_operator_info
     assert info(ParallelBeamCT(64, angles=4))["rotation_axis"] == "image centre"  # G = 91: the axis moved
     assert "rotation_axis" not in info(ParallelBeamCT(128, angles=4))  # G = 182: it did not

@@ -113,7 +113,6 @@ def test_a_solver_state_is_not_read_as_an_image_and_a_plot_in_the_folder_is_skip
 def test_from_skimage_shifts_each_column_by_the_angles_given(tmp_path, phantom, tiny_denoiser, monkeypatch):
     from skimage.transform import radon
 
-
     angles = np.arange(40) * 9.0
     np.save(tmp_path / "s.npy", radon(phantom.astype(np.float64), theta=angles, circle=False).astype(np.float32))
     np.save(tmp_path / "a.npy", angles)

@@ -69,7 +69,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
     or from every sinogram in a folder (a stack of slices), FBP-initialised.
 
     Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles (with --geometry fan, 120 views
-    over 360 degrees), 1% noise (--simulate).
+    over 360 degrees), 1% noise (with --photons, Poisson counts) (--simulate).
 
     \b
     Examples:
@@ -134,7 +134,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
             if noise is not None:
                 raise UserError("--photons draws Poisson counts (the noise follows from them); --noise is Gaussian: "
                                 "give one of them")
-        elif context.get_parameter_source("weighting") != ParameterSource.DEFAULT:
+        elif weighting != "auto":
             raise UserError("--weighting applies to photon-count data: add --photons I0")
         if attenuation is not None:
             if photons is None or not simulate:
@@ -288,7 +288,15 @@ class _Reconstruction:
         from pnp_stable.restore import reconstruct_ct
 
         if self.from_skimage:
-            from pnp_stable.operators.ct import sinogram_from_skimage
+            from pnp_stable.operators.ct import detector_count, sinogram_from_skimage
+
+            size, detector = arguments.get("image_size"), arguments.get("detector", "full")
+            if size is not None and detector_count(size, detector) != tensor.shape[-2]:
+                other = "circle" if detector == "full" else "full"
+                hint = (f": pass --detector {other}" if detector_count(size, other) == tensor.shape[-2]
+                        else "; check --size")
+                raise UserError(f"the sinogram has {tensor.shape[-2]} detectors but a {size}x{size} image needs "
+                                f"{detector_count(size, detector)} with the {detector} detector{hint}")
 
             angles = arguments.get("angles")  # a list from --angles FILE: the shift depends on each angle
             if arguments.get("angle_range") is not None:  # the columns spread over the range given

@@ -32,7 +32,7 @@ from pnp_stable.operators.cache import load_entry, norm_bounds_of, store_entry
 from pnp_stable.operators.fbp import interpolate_cells, ram_lak, view_shares
 from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
-__all__ = ["ParallelBeamCT", "RadonTomography", "image_size_for_bins", "sinogram_from_skimage"]
+__all__ = ["ParallelBeamCT", "RadonTomography", "deepinv_axis_offset", "image_size_for_bins", "sinogram_from_skimage"]
 
 Detector = Literal["full", "circle"]
 _NORM_CACHE_NAMESPACE = "ct-norms"
@@ -612,7 +612,7 @@ def sinogram_from_skimage(sinogram: np.ndarray | torch.Tensor, angles_deg: Itera
     n = image_size_for_bins(bins, detector)
     if n is None:
         raise ValueError(f"no n x n image has {bins} bins with the full detector (ceil(sqrt(2) n)): a sinogram of "
-                         "skimage's circle=True needs detector='circle'")
+                         "skimage's circle=True needs detector='circle' (--detector circle)")
     t = np.deg2rad(theta)
     shift = 0.5 * (1 - bins % 2) - 0.5 * (1 - n % 2) * (np.cos(t) - np.sin(t))  # ours[b] = skimage[b + shift]
     if not np.any(shift):

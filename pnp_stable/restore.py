@@ -935,7 +935,7 @@ def reconstruct_ct(
     detector count allows it); ``detector="full"`` has ``ceil(sqrt(2) n)`` detectors covering the
     whole square, ``"circle"`` has ``n`` and sees the inscribed disc only (``skimage.transform.radon``'s
     default ``circle=True``): the reconstruction is 0 outside that disc, which the data do not
-    measure. Its columns are uniform over [0, 180) unless ``angles`` lists them,
+    measure. Its columns are uniform over [0, 180) unless ``angles`` lists them (or ``angle_range`` spreads them),
     and an ``angles`` whose count differs from the column count is an error. A sinogram whose FBP
     does not peak in [0.5, 1] (line integrals in physical units) is divided by that peak for the
     solve and the reconstruction multiplied back (a note, and ``report["operator"]["data_scale"]``);
@@ -969,7 +969,8 @@ def reconstruct_ct(
     with ``photons`` is taken as such line integrals (``I = I0 e^-y``). The noise level then comes
     from the counts, not from an estimate, and ``weighting`` chooses the data term: ``"wls"``,
     weighted least squares with the counts as weights (:class:`RadonTomography`'s
-    ``statistical_weights``: the weighted noise is white, its level ``1 / sqrt(mean I)``);
+    ``statistical_weights``: the weighted noise is white, its level ``1 / sqrt(mean I)`` in line
+    integrals, ``1 / (attenuation sqrt(mean I))`` on a simulated phantom's scale);
     ``"none"``, plain least squares at the root-mean-square level ``sqrt(mean(1 / I))``;
     ``"auto"`` (default) is ``"wls"`` (docs/benchmarks.md, "Photon-count noise in CT").
     """
@@ -1190,6 +1191,11 @@ PHOTON_SIMULATION_PEAK_LINE_INTEGRAL = 4.0
 # the most incident photons per bin: torch's Poisson sampler counts in int64 (9.2e18), and no scanner
 # comes near (a clinical bin sees 1e4 to 1e6)
 MAX_PHOTONS = 1e15
+# post-log data of I0 photons lie above -this / sqrt(I0) (a bin beside the object, this many standard
+# deviations of its count above I0)
+POST_LOG_NOISE_SIGMAS = 8.0
+# ... or above -this, whichever is lower: an air calibration off by a few percent
+POST_LOG_CALIBRATION_SLACK = 0.05
 # a simulation's longest ray must lose more than this share of a unit line integral and keep some photons
 PHOTON_SIMULATION_LINE_INTEGRAL_RANGE = (1e-3, 50.0)
 
@@ -1225,10 +1231,15 @@ def _counts_of_post_log_data(y: torch.Tensor, photons: float, notes: list[str]) 
     """The counts ``photons e^-y`` behind post-log line integrals ``y`` (physical units), at least one
     photon per bin (a note counts the bins whose value says fewer); refused when ``y`` cannot be such
     data (counts beyond float range: values far below 0)."""
+    # beside the object a bin counts about I0 +- sqrt(I0) photons: its value lies within a few
+    # 1 / sqrt(I0) of 0 (or a calibration's few percent), and nothing lies further below (it would
+    # count more photons than were sent)
+    lowest = -max(POST_LOG_NOISE_SIGMAS / math.sqrt(photons), POST_LOG_CALIBRATION_SLACK)
+    if float(y.min()) < lowest:
+        raise ValueError(f"the sinogram holds values down to {float(y.min()):.4g}, below {lowest:.3g}: post-log line "
+                         f"integrals -log(I/I0) of {photons:g} photons lie above that; check the photon count and "
+                         "that the data are -log(I/I0)")
     counts = float(photons) * torch.exp(-y.double())
-    if not bool(torch.isfinite(counts).all()):
-        raise ValueError(f"the sinogram holds values down to {float(y.min()):.4g}: with photons it must hold "
-                         "post-log line integrals -log(I/I0), which lie near or above 0")
     below = int((counts < 1).sum())
     if below:
         notes.append(f"{below} bins of the sinogram lie above log(I0) = {math.log(photons):.4g} (fewer than one of "

@@ -422,7 +422,11 @@ def test_reconstruct_ct_with_photons(tiny_denoiser):
     assert wls.psnr is not None and math.isfinite(wls.psnr)
     plain = restore.reconstruct_ct(square, weighting="none", **common)
     assert plain.report["noise"]["weighting"] == "none" and plain.report["operator"]["statistical_weights"] is None
-    assert plain.report["noise"]["sigma"] > noise["sigma"]  # the rms of 1/sqrt(I) against 1/sqrt(mean I)
+    mu = noise["attenuation"]
+    _, counts, _ = restore._photon_count_simulation(ParallelBeamCT(24, angles=30), square[None].double(), 5e3, None,
+                                                    0, [])
+    assert noise["sigma"] == pytest.approx(1 / (mu * math.sqrt(float(counts.mean()))), rel=1e-6)
+    assert plain.report["noise"]["sigma"] == pytest.approx(math.sqrt(float((1 / counts).mean())) / mu, rel=1e-6)
     fixed = restore.reconstruct_ct(square, attenuation=0.01, **common)
     assert fixed.report["noise"]["attenuation"] == 0.01
     # a measured post-log sinogram with its I0: counts I0 e^-y, the level in the sinogram's units
@@ -503,7 +507,9 @@ def test_two_fan_views_weigh_their_own_step():
     from pnp_stable.operators.fan_beam import redundancy_weights
 
     weights = redundancy_weights(np.array([0.0, 10.0]), np.deg2rad(np.array([-5.0, 0.0, 5.0])))
-    assert weights.max() <= math.radians(10.0) + 1e-12
+    assert weights.min() > 0 and weights.max() <= math.radians(10.0) + 1e-12
+    # each view stands for its own 10-degree step: a line seen once weighs one
+    assert weights == pytest.approx(np.full((3, 2), math.radians(10.0)))
 
 
 def test_photon_count_review_fixes(tmp_path, tiny_denoiser):
@@ -530,16 +536,29 @@ def test_photon_count_review_fixes(tmp_path, tiny_denoiser):
     common = dict(photons=50.0, denoiser=str(tiny_denoiser), max_iter=1, progress=False)
     result = restore.reconstruct_ct(y, **common)
     assert torch.equal(result.observation[0], y)  # the sinogram, not W^(1/2) y
-    assert any("lie above log(I0)" in note for note in result.notes) == bool((y > math.log(50.0)).any())
+    assert not any("lie above log(I0)" in note for note in result.notes)  # y stays below log(50)
+    assert float(y.max()) < math.log(50.0)
     high = y.clone()
     high[0, 0] = 10.0  # beyond log(50): fewer than one photon
     assert any("1 bins of the sinogram lie above log(I0)" in note
                for note in restore.reconstruct_ct(high, **common).notes)
-    low = y.clone()
-    low[0, 0] = -800.0
-    with pytest.raises(ValueError, match="must hold post-log line integrals"):
-        restore.reconstruct_ct(low, **common)
+    for value in (-800.0, -100.0, -3.0):  # beyond float range; weights beyond their range; 20 x I0 photons
+        low = y.clone()
+        low[0, 0] = value
+        with pytest.raises(ValueError, match="post-log line integrals -log.I/I0. of 50 photons lie above that"):
+            restore.reconstruct_ct(low, **common)
     state = tmp_path / "p.state"
     restore.reconstruct_ct(y, checkpoint=state, **{**common, "max_iter": 2, "photons": 1e4})
     with pytest.raises(ValueError, match="resume with the same --photons"):
         restore.reconstruct_ct(y, checkpoint=state, resume=True, **{**common, "max_iter": 3, "photons": 2e4})
+
+
+def test_from_skimage_checks_the_size_before_converting(tmp_path, phantom):
+    """Review: with --from-skimage a sinogram whose bins do not fit --size was refused by the
+    conversion, in API words (detector='circle'), instead of naming --size."""
+    from skimage.transform import radon
+
+    np.save(tmp_path / "sk.npy", radon(phantom.astype(np.float64), theta=np.arange(20) * 9.0,
+                                       circle=False).astype(np.float32))
+    assert_user_error(run("ct", tmp_path / "sk.npy", "--from-skimage", "--size", "40"),
+                      "but a 40x40 image needs 57 with the full detector; check --size")

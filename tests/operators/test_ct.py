@@ -277,3 +277,16 @@ def test_geometry_matches_the_astra_toolbox(n):
     fan = FanBeamCT(n, angles=np.arange(10) * 36.0 + 7.0, source_distance=float(source),
                     detector_distance=float(detector), detector_spacing=float(spacing), n_detectors=int(cells))
     assert _relative(fan.A(x)[0, 0].numpy(), reference[f"fan_{n}"]) < (0.1 if n < 20 else 0.05)
+
+
+@pytest.mark.parametrize("n", [64, 65, 128])
+def test_fbp_reconstructs_a_disc_at_its_level(n):
+    """The parallel FBP's amplitude and centring (it sets a measured sinogram's scale): a uniform disc
+    comes back at its value inside, for sizes where deepinv's axis sat off the centre (64: G - n odd)
+    and where it did not (65, 128). Measured mean errors 0.002 to 0.004; 0.7 x the FBP gave 0.3."""
+    rows, cols = np.mgrid[0:n, 0:n].astype(np.float64) - (n - 1) / 2
+    disc = torch.from_numpy(((rows - 3) ** 2 + (cols + 5) ** 2 <= (0.3 * n) ** 2).astype(np.float64))[None, None]
+    inner = torch.from_numpy((rows - 3) ** 2 + (cols + 5) ** 2 <= (0.25 * n) ** 2)
+    op = ParallelBeamCT(n, angles=180)
+    error = (op.fbp(op.A(disc))[0, 0] - disc[0, 0])[inner].abs().mean()
+    assert float(error) < 0.02

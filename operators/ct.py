@@ -29,7 +29,7 @@ from torch import nn
 
 from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_kwargs
 from pnp_stable.operators.cache import load_entry, norm_bounds_of, store_entry
-from pnp_stable.operators.fbp import interpolate_cells, ram_lak, view_shares
+from pnp_stable.operators.fbp import back_project, ram_lak, view_shares
 from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
 __all__ = ["ParallelBeamCT", "RadonTomography", "deepinv_axis_offset", "image_size_for_bins", "sinogram_from_skimage"]
@@ -123,7 +123,7 @@ def detector_count(n: int, detector: str = "full") -> int:
 class RadonTomography(CertifiedLinearPhysics):
     """What parallel- and fan-beam CT share on top of ``deepinv.physics.Tomography``: one backend
     per dtype and device, shape checks, ``A`` and its exact transpose (with optional non-negative
-    per-bin weights, ``_bin_weights``, and statistical weights), the certified Collatz-Wielandt
+    per-bin weights, ``_bin_weight_array``, and statistical weights), the certified Collatz-Wielandt
     norm bound cached per geometry, ``normalize`` and the CG preconditioner of the data prox.
 
     ``statistical_weights`` (positive, ``n_detectors x n_angles``): the operator becomes
@@ -149,7 +149,12 @@ class RadonTomography(CertifiedLinearPhysics):
     def _start(self, normalize: bool, device: torch.device | str,
                statistical_weights: np.ndarray | torch.Tensor | None = None) -> None:
         self._root_weights = self._check_statistical_weights(statistical_weights)
-        self._root_weights_cache: dict[tuple[str, str], torch.Tensor] = {}
+        # what multiplies the backend's sinogram in A and A^T: the bins' geometric weights times the
+        # roots of the statistical ones, combined once (float64) and cached per dtype and device
+        geometric = self._bin_weight_array()
+        root = self._root_weights
+        self._measurement_array = (root if geometric is None else geometric * (1.0 if root is None else root))
+        self._measurement_cache: dict[tuple[str, str], torch.Tensor] = {}
         self.normalize = bool(normalize)
         self._device = torch.device(device)
         self._radon = nn.ModuleDict()
@@ -198,9 +203,10 @@ class RadonTomography(CertifiedLinearPhysics):
     def _geometry_fields(self) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
-    def _bin_weights(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-        """Non-negative weights of the detector bins (shape ``(n_detectors, 1)``) that multiply the
-        backend's sinogram, or None: the matrix stays non-negative, so the norm bound still holds."""
+    def _bin_weight_array(self) -> np.ndarray | None:
+        """Non-negative weights of the detector bins (float64, shape ``(n_detectors, 1)``) that
+        multiply the backend's sinogram, or None: the matrix stays non-negative, so the norm bound
+        still holds."""
         return None
 
     # -- statistical weights -----------------------------------------------------------------
@@ -235,18 +241,15 @@ class RadonTomography(CertifiedLinearPhysics):
         return self._root_weights is not None
 
     def _root_weight_tensor(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-        if self._root_weights is None:
-            return None
-        key = (_dtype_key(dtype), str(device))
-        if key not in self._root_weights_cache:
-            self._root_weights_cache[key] = torch.tensor(self._root_weights, dtype=dtype, device=device)
-        return self._root_weights_cache[key]
+        return None if self._root_weights is None else torch.tensor(self._root_weights, dtype=dtype, device=device)
 
     def _measurement_weights(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-        geometric, statistical = self._bin_weights(dtype, device), self._root_weight_tensor(dtype, device)
-        if statistical is None:
-            return geometric
-        return statistical if geometric is None else statistical * geometric
+        if self._measurement_array is None:
+            return None
+        key = (_dtype_key(dtype), str(device))
+        if key not in self._measurement_cache:
+            self._measurement_cache[key] = torch.tensor(self._measurement_array, dtype=dtype, device=device)
+        return self._measurement_cache[key]
 
     def statistical_weighting(self, y: torch.Tensor) -> torch.Tensor:
         """``W^(1/2) y``: a sinogram of this geometry turned into this operator's data (``y`` itself
@@ -547,14 +550,8 @@ class ParallelBeamCT(RadonTomography):
         data = self._unweighted((y * self._scale if self.normalize else y).to(torch.float64))
         shares = torch.tensor(view_shares(self.angles_deg, turn=180.0), dtype=torch.float64, device=y.device)
         filtered = ram_lak(data, 1.0) * shares
-        n, bins = self.image_size, self.n_detectors
-        axis = torch.arange(n, dtype=torch.float64, device=y.device) - (n - 1) / 2.0
-        rows, cols = axis[:, None], axis[None, :]
-        theta = torch.tensor(np.deg2rad(self.angles_deg), dtype=torch.float64, device=y.device)
-        out = torch.zeros(data.shape[:2] + (n, n), dtype=torch.float64, device=y.device)
-        for k in range(theta.numel()):  # one view at a time: memory n^2, not n^2 x views
-            lateral = cols * torch.cos(theta[k]) - rows * torch.sin(theta[k])
-            out = out + interpolate_cells(filtered[..., k], lateral + (bins - 1) / 2.0)
+        centre = (self.n_detectors - 1) / 2.0
+        out = back_project(filtered, self.angles_deg, self.image_size, lambda lateral, _depth: (lateral + centre, None))
         if self.detector == "circle":
             out = out * self.object_support(torch.float64, y.device)
         return out.to(y.dtype)

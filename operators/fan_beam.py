@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, RadonTomography, _angles_in_degrees,
-                                     _dtype_key, _image_size, detector_count)
-from pnp_stable.operators.fbp import interpolate_cells, ram_lak, view_shares
+                                     _image_size, detector_count)
+from pnp_stable.operators.fbp import back_project, ram_lak, view_shares
 
 __all__ = ["FanBeamCT", "conjugate_view", "redundancy_weights"]
 
@@ -119,7 +119,6 @@ class FanBeamCT(RadonTomography):
         self.detector_distance = detector
         self.detector_spacing = spacing
         self.n_detectors = int(n_detectors)
-        self._weights_cache: dict[tuple[str, str], torch.Tensor] = {}
         self._start(normalize, device, statistical_weights)
 
     @property
@@ -177,12 +176,8 @@ class FanBeamCT(RadonTomography):
         return self._deepinv_tomography(self.angles_deg + 90.0, dtype, device, circle=False, fan_beam=True,
                                         fan_parameters=parameters)
 
-    def _bin_weights(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        key = (_dtype_key(dtype), str(device))
-        if key not in self._weights_cache:
-            obliquity = 1.0 / np.cos(self.fan_angles())  # deepinv sums one sample per pixel of the central axis
-            self._weights_cache[key] = torch.tensor(obliquity, dtype=dtype, device=device)[:, None]
-        return self._weights_cache[key]
+    def _bin_weight_array(self) -> np.ndarray:
+        return (1.0 / np.cos(self.fan_angles()))[:, None]  # deepinv sums one sample per pixel of the central axis
 
     def object_support(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
         """Every pixel (the rays cross the whole square): a ``1 x 1 x n x n`` mask of ones. Pixels
@@ -214,19 +209,14 @@ class FanBeamCT(RadonTomography):
                                device=y.device)
         weighted = work * weights * (source / torch.sqrt(source**2 + centre_positions**2))[:, None]
         filtered = ram_lak(weighted, step)
-        n, cells = self.image_size, self.n_detectors
-        axis = torch.arange(n, dtype=torch.float64, device=y.device) - (n - 1) / 2.0  # about the image centre
-        rows, cols = axis[:, None], axis[None, :]
-        theta = torch.tensor(np.deg2rad(self.angles_deg), dtype=torch.float64, device=y.device)
-        out = torch.zeros(work.shape[:2] + (n, n), dtype=torch.float64, device=y.device)
-        for k in range(theta.numel()):  # one view at a time: memory n^2, not n^2 x views
-            cos, sin = torch.cos(theta[k]), torch.sin(theta[k])
-            lateral = cols * cos - rows * sin  # along the detector
-            depth = -cols * sin - rows * cos  # from the centre towards the detector
+        cells = self.n_detectors
+
+        def cell_and_weight(lateral: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             u_ratio = (source + depth) / source
             position = lateral / u_ratio  # where the ray through the pixel meets the detector, at the centre's scale
-            out = out + interpolate_cells(filtered[..., k], position / step + (cells - 1) / 2.0) / u_ratio**2
-        return out.to(y.dtype)
+            return position / step + (cells - 1) / 2.0, 1.0 / u_ratio**2
+
+        return back_project(filtered, self.angles_deg, self.image_size, cell_and_weight).to(y.dtype)
 
     # -- norm --------------------------------------------------------------------------------
     _norm_method = f"{_NORM_METHOD}+{_FAN_METHOD}"

@@ -1,11 +1,12 @@
 """What the parallel- and fan-beam filtered back-projections share: the ramp filter, each view's
-share of the turn, and the linear interpolation of a filtered view at the pixels' detector
-positions. The geometry of each beam (where a pixel meets the detector, and its weights) stays in
-its operator (:mod:`pnp_stable.operators.ct`, :mod:`pnp_stable.operators.fan_beam`)."""
+share of the turn, and the back-projection of filtered views about the image centre with linear
+interpolation between cells. The geometry of each beam (where a pixel meets the detector, and its
+weight) stays in its operator (:mod:`pnp_stable.operators.ct`, :mod:`pnp_stable.operators.fan_beam`)."""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -62,3 +63,23 @@ def interpolate_cells(view: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         inside = (cell >= 0) & (cell < cells)
         values = values + view[..., cell.clamp(0, cells - 1)] * (weight * inside)
     return values
+
+
+def back_project(filtered: torch.Tensor, angles_deg: np.ndarray, n: int,
+                 cell_and_weight: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+                 ) -> torch.Tensor:
+    """Sum over the views of ``filtered`` (``(B, C, cells, views)``, float64) read at each pixel of
+    an ``n x n`` image: ``cell_and_weight(lateral, depth)`` gives, from the pixels' coordinates about
+    the image centre along the view's detector and towards it (rows counted downwards), the
+    fractional cell each pixel reads and its weight (None: one). One view at a time: memory
+    ``n^2``, not ``n^2`` times the views. Returns ``(B, C, n, n)`` float64."""
+    axis = torch.arange(n, dtype=torch.float64, device=filtered.device) - (n - 1) / 2.0
+    rows, cols = axis[:, None], axis[None, :]
+    theta = torch.tensor(np.deg2rad(angles_deg), dtype=torch.float64, device=filtered.device)
+    out = torch.zeros(filtered.shape[:2] + (n, n), dtype=torch.float64, device=filtered.device)
+    for k in range(theta.numel()):
+        cos, sin = torch.cos(theta[k]), torch.sin(theta[k])
+        cell, weight = cell_and_weight(cols * cos - rows * sin, -cols * sin - rows * cos)
+        values = interpolate_cells(filtered[..., k], cell)
+        out = out + (values if weight is None else values * weight)
+    return out

@@ -1,9 +1,10 @@
 """fan-fbp: how well ``FanBeamCT.fbp`` inverts full, short, irregular and limited fan-beam scans.
 
-    python bench/bench_fan_fbp.py [--size 256] [--threads 2] [--reference FILE] [--pnp] [--json out.json]
+    python bench/bench_fan_fbp.py [--size 256] [--detector-shape flat|curved] [--threads 2] [--reference FILE] [--pnp]
+                                  [--json out.json]
 
 The Shepp-Logan phantom (``--size`` square), ``FanBeamCT``'s default geometry (source 2n, detector
-n), noise-free sinograms of seven scans: 360 uniform views over the full turn, a short scan (222
+n; a flat detector or with ``--detector-shape curved`` an arc of cells equally spaced in fan angle), noise-free sinograms of seven scans: 360 uniform views over the full turn, a short scan (222
 views over 180 degrees plus the fan angle), 270 views over 270 degrees, 300 and 200 views at random
 angles over 360 and 300 degrees (numpy seed 0), and two scans shorter than a short scan (180 views
 over 180 degrees, 120 over 120). PSNR (peak 1) of each FBP clipped to [0, 1].
@@ -43,10 +44,10 @@ def psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / float(((estimate.clamp(0, 1) - truth) ** 2).mean()))
 
 
-def scans(size: int) -> dict[str, np.ndarray]:
+def scans(size: int, detector_shape: str = "flat") -> dict[str, np.ndarray]:
     from pnp_stable.operators import FanBeamCT
 
-    half_fan = float(np.degrees(np.abs(FanBeamCT(size, angles=4).fan_angles()).max()))
+    half_fan = float(np.degrees(np.abs(FanBeamCT(size, angles=4, detector_shape=detector_shape).fan_angles()).max()))
     rng = np.random.default_rng(0)
     short = 180.0 + 2 * half_fan
     return {
@@ -67,22 +68,24 @@ def load_reference(path: Path):
     return module.FanBeamCT.fbp
 
 
-def pnp_short_scan() -> dict:
+def pnp_short_scan(detector_shape: str = "flat") -> dict:
     import pnp_stable as ps
     from pnp_stable.operators import FanBeamCT
 
     size = 128
     truth = phantom(size)
-    half_fan = float(np.degrees(np.abs(FanBeamCT(size, angles=4).fan_angles()).max()))
+    half_fan = float(np.degrees(np.abs(FanBeamCT(size, angles=4, detector_shape=detector_shape).fan_angles()).max()))
     angles = np.linspace(0.0, 180.0 + 2 * half_fan, 74)
     tic = time.perf_counter()
-    simulated = ps.reconstruct_ct(truth[0], angles=angles, simulate=True, geometry="fan", progress=False)
+    simulated = ps.reconstruct_ct(truth[0], angles=angles, simulate=True, geometry="fan", progress=False,
+                                   detector_shape=detector_shape)
     seconds = time.perf_counter() - tic
-    op = FanBeamCT(size, angles=angles)
+    op = FanBeamCT(size, angles=angles, detector_shape=detector_shape)
     attenuation = 0.02
     sinogram = op.A(truth * attenuation)
     sinogram = sinogram + 0.01 * float(sinogram.max()) * torch.randn(sinogram.shape, generator=torch.Generator().manual_seed(0))
-    given = ps.reconstruct_ct(sinogram[0], angles=angles, geometry="fan", image_size=size, progress=False)
+    given = ps.reconstruct_ct(sinogram[0], angles=angles, geometry="fan", image_size=size, progress=False,
+                               detector_shape=detector_shape)
     return {"views": len(angles), "span_deg": float(angles[-1]),
             "simulated": {"psnr": simulated.psnr, "fbp_psnr": simulated.report["metrics"]["psnr_input"],
                           "iterations": simulated.result.iterations, "seconds": seconds,
@@ -94,6 +97,7 @@ def pnp_short_scan() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--detector-shape", choices=("flat", "curved"), default="flat")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reference", type=Path, default=None, help="a FanBeamCT module file to compare with")
     parser.add_argument("--pnp", action="store_true", help="also a PnP reconstruction of a noisy short scan")
@@ -105,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     reference = load_reference(args.reference) if args.reference else None
     truth = phantom(args.size)
     rows = []
-    for label, angles in scans(args.size).items():
-        op = FanBeamCT(args.size, angles=angles)
+    for label, angles in scans(args.size, args.detector_shape).items():
+        op = FanBeamCT(args.size, angles=angles, detector_shape=args.detector_shape)
         sinogram = op.A(truth)
         row = {"scan": label, "views": len(angles), "fbp_psnr": psnr(op.fbp(sinogram), truth)}
         if reference is not None:
@@ -114,14 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"| {label} | " + (f"{row['reference_fbp_psnr']:.2f} | " if reference else "") + f"{row['fbp_psnr']:.2f} |",
               flush=True)
-    record = {"protocol": "fan-fbp", "size": args.size, "rows": rows}
+    record = {"protocol": "fan-fbp", "size": args.size, "detector_shape": args.detector_shape, "rows": rows}
     if args.pnp:
-        record["pnp_short_scan"] = pnp_short_scan()
+        record["pnp_short_scan"] = pnp_short_scan(args.detector_shape)
         print(record["pnp_short_scan"], flush=True)
         if reference is not None:
             current, FanBeamCT.fbp = FanBeamCT.fbp, reference
             try:
-                record["reference_pnp_short_scan"] = pnp_short_scan()
+                record["reference_pnp_short_scan"] = pnp_short_scan(args.detector_shape)
             finally:
                 FanBeamCT.fbp = current
             print(record["reference_pnp_short_scan"], flush=True)

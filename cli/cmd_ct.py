@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -46,8 +47,8 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "inscribed disc only (skimage.transform.radon's default circle=True); the reconstruction is 0 "
                    "outside it.")
 @click.option("--geometry", type=click.Choice(["parallel", "fan"]), default="parallel", show_default=True,
-              help="fan: a flat-detector fan beam, the source circling the image centre (distances in image "
-                   "pixels below; a sinogram's rows are the detector cells, and --size is needed).")
+              help="fan: a fan beam, the source circling the image centre (distances in image pixels below; a "
+                   "sinogram's rows are the detector cells, and --size is needed).")
 @click.option("--source-distance", type=float, default=None, metavar="PIXELS",
               help="Fan beam: source to image centre [default: 2 N].")
 @click.option("--detector-distance", type=float, default=None, metavar="PIXELS",
@@ -55,6 +56,12 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 @click.option("--detector-spacing", type=float, default=None, metavar="PIXELS",
               help="Fan beam: distance between detector cells, on the detector [default: the magnification, "
                    "one cell per pixel at the centre].")
+@click.option("--detector-shape", type=click.Choice(["flat", "curved"]), default=None,
+              help="Fan beam: flat (a line) or curved (an arc centred on the source, cells equally spaced in fan "
+                   "angle, --detector-spacing measured along it: clinical scanners) [default: flat].")
+@click.option("--detector-offset", type=float, default=None, metavar="CELLS",
+              help="Fan beam: the cells shifted along the detector by this many cells, in the bins' order (a "
+                   "scanner's quarter-cell offset: 0.25) [default: 0, centred].")
 @click.option("--from-skimage", is_flag=True,
               help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180) unless --angles FILE "
                    "or --angle-range; "
@@ -62,7 +69,7 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
 def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, size, detector, geometry,
-       source_distance, detector_distance, detector_spacing,
+       source_distance, detector_distance, detector_spacing, detector_shape, detector_offset,
        from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam (or fan-beam) CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png),
@@ -82,6 +89,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
       pnp-stable ct --photons 1e4 --angles 180
       pnp-stable ct lowdose_sinogram.npy --photons 5e4 --size 512
       pnp-stable ct fan_sinogram.npy --geometry fan --size 256 --source-distance 600 --detector-distance 400
+      pnp-stable ct --geometry fan --detector-shape curved
       pnp-stable ct slices/ --size 512 --checkpoint slices.state
     """
     with user_errors(), sigterm_as_interrupt():
@@ -103,6 +111,12 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                 raise UserError(f"--{name.replace('_', '-')} describes a fan beam: add --geometry fan")
             if value is not None and not (value > 0 and value < float("inf")):
                 raise UserError(f"--{name.replace('_', '-')} must be a positive number of pixels, got {value:g}")
+        for name, value in (("detector_shape", detector_shape), ("detector_offset", detector_offset)):
+            if value is not None and not fan:
+                raise UserError(f"--{name.replace('_', '-')} describes a fan beam's detector: add --geometry fan")
+            distances[name] = value
+        if detector_offset is not None and not math.isfinite(detector_offset):
+            raise UserError(f"--detector-offset must be a finite number of cells, got {detector_offset:g}")
         if size is not None and (simulate or data is None):
             raise UserError("--size is a sinogram's image size; a phantom (--simulate, the demo) has its own")
         if fan and not simulate and data is not None and size is None:
@@ -167,6 +181,9 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
         else:
             span = "a short scan" if angle_range == "short" else f"{angle_range:g} degrees"
         views = f"{count} {'fan-beam views' if fan else 'angles'}" + (f" over {span}" if span else "")
+        if detector_shape == "curved" or detector_offset:
+            shift = f", shifted {detector_offset:g} cell" if detector_offset else ""
+            views += f" ({detector_shape or 'flat'} detector{shift})"
         demo = Demo(f"demo: Shepp-Logan phantom (256x256), {views}, reconstructed (--simulate)",
                     image=_phantom, stem="shepp_logan")
         angles_file = None if isinstance(angles, int) else Path(click.get_current_context().params["angles"])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import torch
@@ -169,9 +169,12 @@ class RadonTomography(CertifiedLinearPhysics):
         raise NotImplementedError
 
     def _deepinv_tomography(self, angles_deg: np.ndarray, dtype: torch.dtype, device: torch.device,
+                            rays: Callable[[torch.Tensor], torch.Tensor] | None = None,
                             **geometry: Any) -> nn.Module:
         """deepinv's ``Tomography`` over ``angles_deg``, unnormalised, with its exact (autograd)
-        adjoint; ``geometry`` holds what differs between beams (``circle``, ``fan_beam`` ...)."""
+        adjoint; ``geometry`` holds what differs between beams (``circle``, ``fan_beam`` ...).
+        ``rays``, if given, replaces deepinv's sampling grids (it receives them and returns grids
+        of the same shape), before the rotation axis is moved to the image centre."""
         from deepinv.physics import Tomography
 
         with warnings.catch_warnings():
@@ -180,6 +183,8 @@ class RadonTomography(CertifiedLinearPhysics):
             tomography = Tomography(angles=torch.tensor(angles_deg, dtype=dtype, device=device),
                                     img_width=self.image_size, parallel_computation=True, adjoint_via_backprop=True,
                                     normalize=False, device=device, dtype=dtype, **geometry)
+        if rays is not None:
+            tomography.radon.all_grids = rays(tomography.radon.all_grids)
         if not geometry.get("circle", False):
             _centre_rotation_axis(tomography.radon, self.image_size)
         return tomography

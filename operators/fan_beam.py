@@ -1,4 +1,4 @@
-"""Fan-beam CT with a flat detector, on top of ``deepinv.physics.Tomography(fan_beam=True)``.
+"""Fan-beam CT with a flat or a curved detector, on top of ``deepinv.physics.Tomography(fan_beam=True)``.
 
 deepinv samples each ray at one point per pixel along the *central* ray's axis and sums the
 samples, so its values are the line integrals times ``cos(gamma)``, ``gamma`` the ray's angle to
@@ -17,6 +17,11 @@ its edge, 0.13 % mean over the rays crossing its inner part).
 The bin weights are positive, so ``A``'s matrix stays entrywise non-negative and the certified
 Collatz-Wielandt norm bound of the parallel beam applies unchanged (:class:`RadonTomography`).
 
+A curved detector (third-generation scanners: cells equally spaced on an arc centred on the
+source, so equally spaced in fan angle) is the same ray model with cells at ``D tan(gamma)`` on a
+flat detector at ``D`` from the source: deepinv's grids, which only place cells uniformly, are
+rebuilt for those rays (:func:`fan_ray_grids`, checked against deepinv's own for a flat detector).
+
 Memory: deepinv keeps one sampling grid per view, ``8 * ceil(sqrt(2) n) * n_detectors`` bytes
 each in float32 (about 400 MB for 256 x 256, the default detector and 360 views).
 """
@@ -34,9 +39,10 @@ from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, Rado
                                      _image_size, detector_count)
 from pnp_stable.operators.fbp import back_project, ram_lak, view_shares
 
-__all__ = ["FanBeamCT", "conjugate_view", "redundancy_weights"]
+__all__ = ["FanBeamCT", "DETECTOR_SHAPES", "conjugate_view", "fan_ray_grids", "redundancy_weights"]
 
 _FAN_METHOD = "fan-flat-cos-v2"  # v2: distances in deepinv's corner-aligned grid units
+DETECTOR_SHAPES = ("flat", "curved")
 
 
 def _positive(value: Any, name: str) -> float:
@@ -50,11 +56,18 @@ def _positive(value: Any, name: str) -> float:
 
 
 class FanBeamCT(RadonTomography):
-    """Fan-beam CT ``y = A x`` with a flat detector, for ``n x n`` images (any channel and batch count).
+    """Fan-beam CT ``y = A x`` with a flat or curved detector, for ``n x n`` images (any channel and batch count).
 
     Distances are in image pixels. The source turns on a circle of radius ``source_distance``
-    about the image centre; the flat detector, ``detector_distance`` beyond the centre, has
+    about the image centre; the detector, ``detector_distance`` beyond the centre, has
     ``n_detectors`` cells ``detector_spacing`` apart (at the detector), centred on the central ray.
+    ``detector_shape``: ``"flat"`` (a line perpendicular to the central ray) or ``"curved"`` (an arc
+    centred on the source, radius ``source_distance + detector_distance``, as in third-generation
+    clinical scanners: cells equally spaced in fan angle, ``detector_spacing`` measured along the
+    arc). ``detector_offset``: the cells shifted along the detector by this many cells (positive:
+    with the bins' order), so that the central ray falls between cells; a quarter cell (``0.25``, as
+    many scanners have) makes a full scan's second measurement of each line fall halfway between the
+    first one's rays, doubling the lateral sampling.
     ``angles`` is a count (uniform over ``[0, 360)`` degrees: a full scan) or the source angles in
     degrees. Defaults: source at ``2 n``, detector at ``n`` (magnification 1.5), one cell per pixel
     at the centre (``detector_spacing`` = the magnification) and enough cells for the circle
@@ -90,8 +103,18 @@ class FanBeamCT(RadonTomography):
         cg_max_iter: int = 500,
         device: torch.device | str = "cpu",
         statistical_weights: np.ndarray | torch.Tensor | None = None,
+        detector_shape: str = "flat",
+        detector_offset: float = 0.0,
     ) -> None:
         n = _image_size(image_size)
+        if detector_shape not in DETECTOR_SHAPES:
+            raise ValueError(f"detector_shape must be one of {DETECTOR_SHAPES}, got {detector_shape!r}")
+        try:
+            offset = float(detector_offset)
+        except (TypeError, ValueError):
+            offset = math.nan
+        if isinstance(detector_offset, bool) or not math.isfinite(offset):
+            raise ValueError(f"detector_offset must be a finite number of cells, got {detector_offset!r}")
         angles_deg = _angles_in_degrees(angles, turn=360.0)  # a count: a full scan
         # deepinv samples each ray across the square padded to its diagonal: the source and the
         # detector must lie outside it, or samples behind the source (or past the detector) count
@@ -108,8 +131,9 @@ class FanBeamCT(RadonTomography):
             # cover the circle through the corners (its tangent rays from the source), plus the
             # cell that a corner pixel's bilinear footprint reaches beyond it
             half_fan = math.asin(min(1.0, (math.sqrt(2) * n / 2) / source))
-            half_width = (source + detector) * math.tan(half_fan)
-            n_detectors = 2 * (int(math.ceil(half_width / spacing)) + 1) + 1
+            half_width = (source + detector) * (half_fan if detector_shape == "curved" else math.tan(half_fan))
+            # (an offset detector reaches as far on its short side)
+            n_detectors = 2 * (int(math.ceil(half_width / spacing + abs(offset))) + 1) + 1
         if isinstance(n_detectors, bool) or int(n_detectors) != n_detectors or n_detectors < 2:
             raise ValueError(f"n_detectors must be an integer >= 2, got {n_detectors!r}")
         super().__init__(img_size=(1, n, n), norm_kind="certified", cg_tol=cg_tol, cg_max_iter=cg_max_iter)
@@ -119,6 +143,8 @@ class FanBeamCT(RadonTomography):
         self.detector_distance = detector
         self.detector_spacing = spacing
         self.n_detectors = int(n_detectors)
+        self.detector_shape = detector_shape
+        self.detector_offset = offset
         self._start(normalize, device, statistical_weights)
 
     @property
@@ -127,12 +153,15 @@ class FanBeamCT(RadonTomography):
         return (self.source_distance + self.detector_distance) / self.source_distance
 
     def detector_positions(self) -> np.ndarray:
-        """The cells' centres on the detector, in pixels from the central ray (float64)."""
-        return (np.arange(self.n_detectors) - (self.n_detectors - 1) / 2.0) * self.detector_spacing
+        """The cells' centres on the detector, in pixels from the central ray (float64): along the
+        line for a flat detector, along the arc for a curved one; shifted by ``detector_offset`` cells."""
+        cells = np.arange(self.n_detectors) - (self.n_detectors - 1) / 2.0 + self.detector_offset
+        return cells * self.detector_spacing
 
     def fan_angles(self) -> np.ndarray:
         """Each cell's ray angle to the central ray, in radians."""
-        return np.arctan(self.detector_positions() / (self.source_distance + self.detector_distance))
+        positions = self.detector_positions() / (self.source_distance + self.detector_distance)
+        return positions if self.detector_shape == "curved" else np.arctan(positions)
 
     @property
     def short_scan_range(self) -> float:
@@ -173,7 +202,18 @@ class FanBeamCT(RadonTomography):
             "detector_spacing": self.detector_spacing * to_grid,
         }
         # deepinv's fan view a is the parallel beam's a - 90 degrees
-        return self._deepinv_tomography(self.angles_deg + 90.0, dtype, device, circle=False, fan_beam=True,
+        views = self.angles_deg + 90.0
+        # deepinv places cells uniformly on a flat detector, centred on the central ray; the arc's
+        # cells are its rays through D tan(gamma), an offset detector's are shifted ones: the same
+        # grids with other slopes
+        slopes = torch.tensor(np.tan(self.fan_angles()), dtype=torch.float64)
+        source_grid = self.source_distance * to_grid * 2.0 / padded  # deepinv's unit: G / 2 pixels
+
+        def rebuilt(grids: torch.Tensor) -> torch.Tensor:
+            return fan_ray_grids(views, padded, source_grid, slopes, dtype=grids.dtype, device=grids.device)
+
+        rays = rebuilt if self.detector_shape == "curved" or self.detector_offset else None
+        return self._deepinv_tomography(views, dtype, device, rays=rays, circle=False, fan_beam=True,
                                         fan_parameters=parameters)
 
     def _bin_weight_array(self) -> np.ndarray:
@@ -187,12 +227,15 @@ class FanBeamCT(RadonTomography):
 
     # -- FBP ---------------------------------------------------------------------------------
     def fbp(self, y: torch.Tensor) -> torch.Tensor:
-        """Flat-detector fan-beam filtered back-projection: each measured value weighted by its
+        """Fan-beam filtered back-projection (Kak and Slaney's, for equally spaced cells on a flat
+        detector or equally spaced fan angles on a curved one): each measured value weighted by its
         view's angular step and by its line's redundancy weight (:func:`redundancy_weights`:
         ``1/2`` everywhere on a full scan, smooth Parker-type weights that sum to one over the
-        measurements of each line on a partial one), cosine pre-weighting, Ram-Lak filter at the
-        centre's scale, back-projection weighted by ``1 / U^2`` (``U`` the pixel's distance to the
-        source over ``source_distance``).
+        measurements of each line on a partial one), cosine pre-weighting, Ram-Lak filter (at the
+        centre's scale; for a curved detector in fan angle, with the ``(gamma / sin gamma)^2``
+        kernel), back-projection weighted by ``1 / U^2`` (``U`` the pixel's distance to the source
+        along the central ray over ``source_distance``; curved: ``source_distance / L^2``, ``L`` the
+        distance itself).
         Exact in the continuum for a full scan and for any scan that measures every line (a short
         scan: 180 degrees plus the fan angle, or more); lines a scan misses are missing from it. An
         approximate inverse for initialisation, not a least-squares solution."""
@@ -201,20 +244,27 @@ class FanBeamCT(RadonTomography):
         self._check_finite(y, "y")
         data = y * self._scale if self.normalize else y
         work = self._unweighted(data.to(torch.float64))
-        source, spread = self.source_distance, self.magnification
-        centre_positions = torch.tensor(self.detector_positions() / spread, dtype=torch.float64, device=y.device)
-        step = self.detector_spacing / spread  # the cells' spacing scaled to the centre
+        source, cells, offset = self.source_distance, self.n_detectors, self.detector_offset
+        gamma = self.fan_angles()
         # the weights vary along the detector on a partial scan, so they come before the filter
-        weights = torch.tensor(redundancy_weights(self.angles_deg, self.fan_angles()), dtype=torch.float64,
-                               device=y.device)
-        weighted = work * weights * (source / torch.sqrt(source**2 + centre_positions**2))[:, None]
-        filtered = ram_lak(weighted, step)
-        cells = self.n_detectors
+        weights = torch.tensor(redundancy_weights(self.angles_deg, gamma) * np.cos(gamma)[:, None],
+                               dtype=torch.float64, device=y.device)
+        if self.detector_shape == "curved":
+            step = float(gamma[1] - gamma[0])  # radians between cells
+            filtered = ram_lak(work * weights * source, step, angular=True)
 
-        def cell_and_weight(lateral: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            u_ratio = (source + depth) / source
-            position = lateral / u_ratio  # where the ray through the pixel meets the detector, at the centre's scale
-            return position / step + (cells - 1) / 2.0, 1.0 / u_ratio**2
+            def cell_and_weight(lateral: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                along = source + depth
+                return (torch.atan2(lateral, along) / step + (cells - 1) / 2.0 - offset,
+                        1.0 / (along**2 + lateral**2))
+        else:
+            step = self.detector_spacing / self.magnification  # the cells' spacing scaled to the centre
+            filtered = ram_lak(work * weights, step)
+
+            def cell_and_weight(lateral: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                u_ratio = (source + depth) / source
+                position = lateral / u_ratio  # where the ray through the pixel meets the detector, at the centre's scale
+                return position / step + (cells - 1) / 2.0 - offset, 1.0 / u_ratio**2
 
         return back_project(filtered, self.angles_deg, self.image_size, cell_and_weight).to(y.dtype)
 
@@ -225,16 +275,43 @@ class FanBeamCT(RadonTomography):
         return {"image_size": self.image_size, "angles": self.angles_deg, **self._geometry_fields()}
 
     def _geometry_fields(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in ("source_distance", "detector_distance", "n_detectors",
-                                                    "detector_spacing")}
+        fields = {key: getattr(self, key) for key in ("source_distance", "detector_distance", "n_detectors",
+                                                      "detector_spacing")}
+        # named only when not the default: a centred flat detector's cache entries and checkpoints keep their keys
+        if self.detector_shape == "curved":
+            fields["detector_shape"] = "curved"
+        if self.detector_offset:
+            fields["detector_offset"] = self.detector_offset
+        return fields
 
     def __repr__(self) -> str:
         return (
             f"FanBeamCT(image_size={self.image_size}, n_angles={len(self.angles_deg)}, "
             f"angle_range=[{self.angles_deg.min():.1f}, {self.angles_deg.max():.1f}] deg, "
             f"source_distance={self.source_distance:g}, detector_distance={self.detector_distance:g}, "
-            f"n_detectors={self.n_detectors}, detector_spacing={self.detector_spacing:g}, normalize={self.normalize})"
+            f"n_detectors={self.n_detectors}, detector_spacing={self.detector_spacing:g}, "
+            f"detector_shape={self.detector_shape!r}, detector_offset={self.detector_offset:g}, "
+            f"normalize={self.normalize})"
         )
+
+
+def fan_ray_grids(views_deg: np.ndarray, padded: int, source_grid: float, slopes: torch.Tensor,
+                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    """deepinv's fan-beam sampling grids (``Radon.all_grids``, ``(1, padded, cells * views, 2)``) for
+    rays of any slopes: in a view at deepinv's angle ``views_deg``, the ray of cell ``j`` leaves the
+    source (``source_grid`` grid units behind the centre on the central axis) with lateral slope
+    ``slopes[j]`` (``tan`` of its fan angle) and is sampled once per padded pixel along the central
+    axis, corner-aligned from -1 to 1, as deepinv samples its flat detector's rays (whose slopes are
+    the cells' positions over the source-detector distance). Computed in float64."""
+    depth = torch.linspace(-1.0, 1.0, padded, dtype=torch.float64)[None, :]
+    lateral = slopes.to(torch.float64)[:, None] * (depth + source_grid)  # (cells, padded)
+    depth = depth.expand_as(lateral)
+    grids = []
+    for theta in np.deg2rad(np.asarray(views_deg, dtype=np.float64)):
+        cos, sin = math.cos(theta), math.sin(theta)
+        grid = torch.stack([cos * depth + sin * lateral, -sin * depth + cos * lateral], dim=-1)
+        grids.append(grid.transpose(0, 1))  # (padded, cells, 2): samples along the ray first
+    return torch.cat(grids, dim=1)[None].to(dtype=dtype, device=device)
 
 
 def conjugate_view(theta: np.ndarray, gamma: np.ndarray) -> np.ndarray:

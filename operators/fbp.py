@@ -34,9 +34,11 @@ def view_shares(angles_deg: np.ndarray, turn: float = 360.0) -> np.ndarray:
     return shares
 
 
-def ram_lak(sinogram: torch.Tensor, step: float) -> torch.Tensor:
+def ram_lak(sinogram: torch.Tensor, step: float, angular: bool = False) -> torch.Tensor:
     """The band-limited ramp filter (Ram-Lak, spatial kernel of Kak and Slaney) along the detector
-    axis (dim -2) of ``(..., cells, views)`` samples ``step`` apart, zero-padded so nothing wraps."""
+    axis (dim -2) of ``(..., cells, views)`` samples ``step`` apart, zero-padded so nothing wraps.
+    ``angular``: the samples are fan angles ``step`` radians apart (a curved detector), and the
+    kernel ``h(gamma)`` becomes ``(gamma / sin gamma)^2 h(gamma)`` (Kak and Slaney, equiangular rays)."""
     cells = sinogram.shape[-2]
     size = 1 << int(math.ceil(math.log2(2 * cells)))
     offsets = torch.arange(size, device=sinogram.device)
@@ -45,6 +47,9 @@ def ram_lak(sinogram: torch.Tensor, step: float) -> torch.Tensor:
     kernel[offsets == 0] = 1.0 / (4 * step**2)
     odd = (offsets.abs() % 2) == 1
     kernel[odd] = -1.0 / (math.pi**2 * step**2 * offsets[odd] ** 2)
+    if angular:
+        gamma = offsets[odd] * step
+        kernel[odd] *= (gamma / torch.sin(gamma)) ** 2
     spectrum = torch.fft.rfft(kernel) * step
     padded = torch.fft.rfft(sinogram, n=size, dim=-2)
     return torch.fft.irfft(padded * spectrum.real[:, None], n=size, dim=-2)[..., :cells, :]

@@ -906,6 +906,8 @@ def reconstruct_ct(
     source_distance: float | None = None,
     detector_distance: float | None = None,
     detector_spacing: float | None = None,
+    detector_shape: str | None = None,
+    detector_offset: float | None = None,
     method: str = "admm",
     denoiser: str | nn.Module | None = None,
     max_iter: int = 300,
@@ -952,10 +954,13 @@ def reconstruct_ct(
     A noise level below ``CT_NOISE_FLOOR_SHARE`` (1e-4) times the sinogram's maximum, given or
     estimated, is replaced by that for the parameter rule (a note says so).
 
-    ``geometry="fan"``: a flat-detector fan beam (:class:`~pnp_stable.operators.FanBeamCT`, distances
-    in image pixels, its defaults where None): ``angles`` counts views over [0, 360) (default 120
-    for a simulation: 60 views per half-turn, as the parallel default); a sinogram's rows are the
-    detector cells and ``image_size`` must be given. ``detector`` is the parallel beam's.
+    ``geometry="fan"``: a fan beam (:class:`~pnp_stable.operators.FanBeamCT`, distances in image
+    pixels, its defaults where None; ``detector_shape`` ``"flat"``, the default, or ``"curved"``, an
+    arc of cells equally spaced in fan angle as in clinical scanners; ``detector_offset`` the cells'
+    shift along the detector, in cells, e.g. a scanner's quarter-cell offset): ``angles`` counts views over
+    [0, 360) (default 120 for a simulation: 60 views per half-turn, as the parallel default); a
+    sinogram's rows are the detector cells and ``image_size`` must be given. ``detector`` is the
+    parallel beam's.
 
     ``angle_range``: the views of a count (``angles``, the default count, or a sinogram's columns)
     are uniform over ``[0, angle_range)`` degrees instead of the half or full turn: a limited-angle
@@ -976,6 +981,7 @@ def reconstruct_ct(
     """
     from pnp_stable.operators import FanBeamCT, ParallelBeamCT
     from pnp_stable.operators.ct import detector_count
+    from pnp_stable.operators.fan_beam import DETECTOR_SHAPES
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
     if detector not in ("full", "circle"):
@@ -986,12 +992,18 @@ def reconstruct_ct(
     if fan and detector != "full":
         raise ValueError("detector='circle' is a parallel-beam detector; a fan beam's is set by n_detectors "
                          "(the sinogram's rows) and detector_spacing")
+    if detector_shape is not None and detector_shape not in DETECTOR_SHAPES:
+        raise ValueError(f"detector_shape must be one of {DETECTOR_SHAPES}, got {detector_shape!r}")
+    # the fan beam's own keywords (named "distances" for the most of them)
     distances = {"source_distance": source_distance, "detector_distance": detector_distance,
-                 "detector_spacing": detector_spacing}
+                 "detector_spacing": detector_spacing, "detector_shape": detector_shape,
+                 "detector_offset": detector_offset}
     if not fan and any(v is not None for v in distances.values()):
         given = [k for k, v in distances.items() if v is not None]
         raise ValueError(f"{', '.join(given)} {'describes' if len(given) == 1 else 'describe'} a fan beam: pass "
                          "geometry='fan' (--geometry fan)")
+    distances["detector_shape"] = detector_shape or "flat"
+    distances["detector_offset"] = 0.0 if detector_offset is None else detector_offset
     if angle_range is not None:
         if angles is not None and not isinstance(angles, (int, np.integer)):
             raise ValueError("angle_range spreads a count of angles; the angles listed already have their range")
@@ -1267,9 +1279,11 @@ def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float
 
 
 def _fan_geometry(op) -> dict:
-    """A fan beam's distances and cells, as its norm cache key names them."""
+    """A fan beam's distances and cells (and a curved detector's shape, an offset's cells), as its norm
+    cache key names them."""
     return {k: v for k, v in op.geometry().items()
-            if k in ("source_distance", "detector_distance", "n_detectors", "detector_spacing")}
+            if k in ("source_distance", "detector_distance", "n_detectors", "detector_spacing", "detector_shape",
+                     "detector_offset")}
 
 
 def _angles_over_range(count: int, angle_range: float | str, n: int, n_detectors: int | None,

@@ -738,5 +738,15 @@ def test_ct_demo_writes_the_phantoms_reconstruction(tmp_path, tiny_denoiser, mon
     assert (tmp_path / "shepp_logan_reconstructed.png").is_file()
 
 
+def test_ct_demo_names_a_curved_or_offset_fan_detector(tmp_path, tiny_denoiser, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run("ct", "--denoiser", tiny_denoiser, "--max-iter", "1", "--angles", "6", "--geometry", "fan",
+            "--detector-shape", "curved", "--detector-offset", "0.25", "--report", "ct.json")
+    assert r.exit_code == 0, r.output
+    assert "6 fan-beam views over 360 degrees (curved detector, shifted 0.25 cell)" in r.output
+    operator = json.loads((tmp_path / "ct.json").read_text())["operator"]
+    assert operator["detector_shape"] == "curved" and operator["detector_offset"] == 0.25
+
+
 def test_certify_rgb_of_a_colour_model_says_to_drop_the_flag():
     assert_user_error(run("certify", "color", "--rgb", "--no-search"), "already a colour (RGB) model")

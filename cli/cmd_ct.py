@@ -59,9 +59,10 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 @click.option("--detector-shape", type=click.Choice(["flat", "curved"]), default=None,
               help="Fan beam: flat (a line) or curved (an arc centred on the source, cells equally spaced in fan "
                    "angle, --detector-spacing measured along it: clinical scanners) [default: flat].")
-@click.option("--detector-offset", type=float, default=None, metavar="CELLS",
-              help="Fan beam: the cells shifted along the detector by this many cells, in the bins' order (a "
-                   "scanner's quarter-cell offset: 0.25) [default: 0, centred].")
+@click.option("--detector-offset", default=None, metavar="CELLS|auto",
+              help="The detector's cells shifted along it by this many cells, in the bins' order: a fan beam's "
+                   "quarter-cell offset (0.25), or a parallel beam's misaligned rotation axis (it projects onto bin "
+                   "(G-1)/2 - CELLS); auto reads a parallel-beam sinogram's axis off the data [default: 0, centred].")
 @click.option("--from-skimage", is_flag=True,
               help="SINOGRAM was made by skimage.transform.radon (angles uniform over [0, 180) unless --angles FILE "
                    "or --angle-range; "
@@ -111,12 +112,12 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                 raise UserError(f"--{name.replace('_', '-')} describes a fan beam: add --geometry fan")
             if value is not None and not (value > 0 and value < float("inf")):
                 raise UserError(f"--{name.replace('_', '-')} must be a positive number of pixels, got {value:g}")
-        for name, value in (("detector_shape", detector_shape), ("detector_offset", detector_offset)):
-            if value is not None and not fan:
-                raise UserError(f"--{name.replace('_', '-')} describes a fan beam's detector: add --geometry fan")
-            distances[name] = value
-        if detector_offset is not None and not math.isfinite(detector_offset):
-            raise UserError(f"--detector-offset must be a finite number of cells, got {detector_offset:g}")
+        if detector_shape is not None:
+            if not fan:
+                raise UserError("--detector-shape describes a fan beam's detector: add --geometry fan")
+            distances["detector_shape"] = detector_shape
+        detector_offset = parse_detector_offset(detector_offset, fan, simulate or data is None, detector == "circle")
+        distances["detector_offset"] = detector_offset
         if size is not None and (simulate or data is None):
             raise UserError("--size is a sinogram's image size; a phantom (--simulate, the demo) has its own")
         if fan and not simulate and data is not None and size is None:
@@ -181,9 +182,11 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
         else:
             span = "a short scan" if angle_range == "short" else f"{angle_range:g} degrees"
         views = f"{count} {'fan-beam views' if fan else 'angles'}" + (f" over {span}" if span else "")
-        if detector_shape == "curved" or detector_offset:
+        if fan and (detector_shape == "curved" or detector_offset):
             shift = f", shifted {detector_offset:g} cell" if detector_offset else ""
             views += f" ({detector_shape or 'flat'} detector{shift})"
+        elif isinstance(detector_offset, float) and detector_offset:
+            views += f" (rotation axis {detector_offset:g} bins off the detector's centre)"
         demo = Demo(f"demo: Shepp-Logan phantom (256x256), {views}, reconstructed (--simulate)",
                     image=_phantom, stem="shepp_logan")
         angles_file = None if isinstance(angles, int) else Path(click.get_current_context().params["angles"])
@@ -204,6 +207,32 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                                    "photons": photons, "weighting": weighting if photons is not None else None},
                          # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
                          output_bit_depth=None if simulate else 16)
+
+
+def parse_detector_offset(text: str | None, fan: bool, simulated: bool, circle: bool) -> float | str | None:
+    """``--detector-offset``: a finite number of cells, or ``auto`` (a measured parallel-beam sinogram's
+    rotation axis, read off the data); None when not given."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if circle:
+        raise UserError("--detector-offset shifts the full detector's bins; not with --detector circle (it sees the "
+                        "disc inscribed in the image, about its centre)")
+    if value == "auto":
+        if fan:
+            raise UserError("--detector-offset auto locates a parallel beam's rotation axis; a fan beam's offset is the "
+                            "scanner's: give it in cells (e.g. 0.25)")
+        if simulated:
+            raise UserError("--detector-offset auto reads a measured sinogram's rotation axis; a simulation sets it: "
+                            "give a number of bins")
+        return "auto"
+    try:
+        offset = float(value)
+    except ValueError:
+        raise UserError(f"--detector-offset {text!r} is not a number of cells or 'auto'") from None
+    if not math.isfinite(offset):
+        raise UserError(f"--detector-offset must be a finite number of cells, got {text}")
+    return offset
 
 
 def parse_angle_range(text: str | None, fan: bool, listed: bool) -> float | str | None:

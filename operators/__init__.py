@@ -22,6 +22,9 @@ _LAZY = {
     "RadonTomography": "pnp_stable.operators.ct",
     "redundancy_weights": "pnp_stable.operators.fan_beam",
     "conjugate_view": "pnp_stable.operators.fan_beam",
+    "fan_ray_grids": "pnp_stable.operators.fan_beam",
+    "estimate_detector_offset": "pnp_stable.operators.alignment",
+    "AxisEstimate": "pnp_stable.operators.alignment",
     "Identity": "pnp_stable.operators.pointwise",
     "Inpainting": "pnp_stable.operators.pointwise",
     "Downsample": "pnp_stable.operators.downsample",
@@ -32,7 +35,8 @@ _LAZY = {
     "KernelNormalizationWarning": "pnp_stable.operators.kernels",
     "parse_kernel_spec": "pnp_stable.operators.kernels",
 }
-_SUBMODULES = ("kernels", "kernel_files", "base", "cg", "blur", "ct", "fan_beam", "fbp", "pointwise", "downsample", "norm_bounds", "cache")
+_SUBMODULES = ("kernels", "kernel_files", "base", "cg", "blur", "ct", "fan_beam", "fbp", "alignment", "pointwise",
+               "downsample", "norm_bounds", "cache")
 
 __all__ = sorted([*_LAZY, "kernels"])
 

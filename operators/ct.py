@@ -113,6 +113,17 @@ def deepinv_axis_offset(n: int, padded: int | None = None) -> float:
     return (n - 1) / 2.0 - ((padded - 1) / 2.0 - (padded // 2 - n // 2))
 
 
+def check_detector_offset(offset: object) -> float:
+    """``offset`` (cells or bins along the detector) as a float; a ValueError unless it is a finite number."""
+    try:
+        value = float(offset)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(offset, bool) or not math.isfinite(value):
+        raise ValueError(f"detector_offset must be a finite number of cells, got {offset!r}")
+    return value
+
+
 def detector_count(n: int, detector: str = "full") -> int:
     """Detector bins of :class:`ParallelBeamCT` for an ``n x n`` image: ``n`` for ``"circle"``, else
     ``ceil(sqrt(2) n)`` (the image's diagonal). Cheap, unlike building the operator, whose rotation
@@ -449,10 +460,14 @@ class ParallelBeamCT(RadonTomography):
     ``||A|| <= 1`` (then ``norm()`` is 1, still certified). Measurements have shape
     ``(B, C, n_detectors, n_angles)``: rows are detector bins, columns are angles.
     ``statistical_weights`` makes it ``W^(1/2) A`` for weighted least squares (:class:`RadonTomography`).
+    ``detector_offset`` (``detector="full"`` only): the bins shifted by this many bins along the
+    detector, i.e. the rotation axis projects onto bin ``(G - 1)/2 - detector_offset`` instead of
+    the detector's centre (a misaligned axis, the commonest artefact of lab and synchrotron CT;
+    :func:`estimate_detector_offset` reads it off a sinogram).
 
     Geometry (docs/operators.md, "Geometry and sinogram layout"): with ``G = n_detectors``, bin
     ``b`` of angle ``theta`` (degrees) sums the image along the line
-    ``b = (G - 1)/2 + (col - c) cos(theta) + (c - row) sin(theta)``, i.e. the projection on the
+    ``b = (G - 1)/2 - offset + (col - c) cos(theta) + (c - row) sin(theta)``, i.e. the projection on the
     direction ``theta`` counter-clockwise from the column axis, rows counted downwards (at 0
     degrees the column sums, at 90 the row sums from the bottom row up), about the image centre
     ``c = (n - 1)/2``, as the ASTRA Toolbox's parallel beam (deepinv's own axis, half a pixel off
@@ -488,16 +503,25 @@ class ParallelBeamCT(RadonTomography):
         cg_max_iter: int = 500,
         device: torch.device | str = "cpu",
         statistical_weights: np.ndarray | torch.Tensor | None = None,
+        detector_offset: float = 0.0,
     ) -> None:
         n = _image_size(image_size)
         angles_deg = _angles_in_degrees(angles)
         if detector not in ("full", "circle"):
             raise ValueError(f"detector must be 'full' or 'circle', got {detector!r}")
+        offset = check_detector_offset(detector_offset)
+        if offset and detector == "circle":
+            raise ValueError("detector_offset shifts the full detector's bins; the circle detector sees the disc "
+                             "inscribed in the image, about its centre")
+        if abs(offset) > detector_count(n, detector) / 2:
+            raise ValueError(f"detector_offset {offset:g} moves the rotation axis off the detector of "
+                             f"{detector_count(n, detector)} bins (at most {detector_count(n, detector) / 2:g} either way)")
         super().__init__(img_size=(1, n, n), norm_kind="certified", cg_tol=cg_tol, cg_max_iter=cg_max_iter)
         self.image_size = n
         self.angles_deg = angles_deg
         self.detector = detector
         self.n_detectors = detector_count(n, detector)
+        self.detector_offset = offset
         self._start(normalize, device, statistical_weights)
 
     # -- presets -----------------------------------------------------------------------------
@@ -525,7 +549,17 @@ class ParallelBeamCT(RadonTomography):
 
     # -- deepinv backends --------------------------------------------------------------------
     def _make_tomography(self, dtype: torch.dtype, device: torch.device) -> nn.Module:
-        return self._deepinv_tomography(self.angles_deg, dtype, device, circle=self.detector == "circle")
+        offset, bins = self.detector_offset, self.n_detectors
+
+        def shifted(grids: torch.Tensor) -> torch.Tensor:
+            # each view's samples move by offset times the step between neighbouring bins (one pixel
+            # across its rays), so bin b reads the line bin b + offset read before
+            views = grids.shape[2] // bins
+            step = grids[0, 0, 1::bins][:views] - grids[0, 0, 0::bins][:views]  # (views, 2)
+            return grids + offset * step.repeat_interleave(bins, dim=0)[None, None]
+
+        return self._deepinv_tomography(self.angles_deg, dtype, device, circle=self.detector == "circle",
+                                        rays=shifted if offset else None)
 
     def object_support(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
         """The pixels ``A`` sees, as a ``1 x 1 x n x n`` mask of ones and zeros: all of them for
@@ -555,7 +589,7 @@ class ParallelBeamCT(RadonTomography):
         data = self._unweighted((y * self._scale if self.normalize else y).to(torch.float64))
         shares = torch.tensor(view_shares(self.angles_deg, turn=180.0), dtype=torch.float64, device=y.device)
         filtered = ram_lak(data, 1.0) * shares
-        centre = (self.n_detectors - 1) / 2.0
+        centre = (self.n_detectors - 1) / 2.0 - self.detector_offset  # the bin the rotation axis projects onto
         out = back_project(filtered, self.angles_deg, self.image_size, lambda lateral, _depth: (lateral + centre, None))
         if self.detector == "circle":
             out = out * self.object_support(torch.float64, y.device)
@@ -563,16 +597,17 @@ class ParallelBeamCT(RadonTomography):
 
     # -- norm --------------------------------------------------------------------------------
     def _geometry_fields(self) -> dict[str, Any]:
-        return {"detector": self.detector}
+        # named only when shifted: a centred detector's cache entries and checkpoints keep their keys
+        return {"detector": self.detector, **({"detector_offset": self.detector_offset} if self.detector_offset else {})}
 
     def _constructor_arguments(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "angles": self.angles_deg, "detector": self.detector}
+        return {"image_size": self.image_size, "angles": self.angles_deg, **self._geometry_fields()}
 
     def __repr__(self) -> str:
         return (
             f"ParallelBeamCT(image_size={self.image_size}, n_angles={len(self.angles_deg)}, "
             f"angle_range=[{self.angles_deg.min():.1f}, {self.angles_deg.max():.1f}] deg, detector={self.detector!r}, "
-            f"normalize={self.normalize})"
+            f"detector_offset={self.detector_offset:g}, normalize={self.normalize})"
         )
 
 

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, RadonTomography, _angles_in_degrees,
-                                     _image_size, detector_count)
+                                     _image_size, check_detector_offset, detector_count)
 from pnp_stable.operators.fbp import back_project, ram_lak, view_shares
 
 __all__ = ["FanBeamCT", "DETECTOR_SHAPES", "conjugate_view", "fan_ray_grids", "redundancy_weights"]
@@ -85,9 +85,11 @@ class FanBeamCT(RadonTomography):
 
     Guarantees: exact adjoint (autograd transpose, times the same bin weights); ``norm()`` a
     certified upper bound; ``prox_data`` by warm-started batched CG with reported convergence.
-    ``fbp`` is the flat-detector fan-beam FBP with Parker-type redundancy weights, exact in the
-    continuum for any scan that measures every line (a full scan, a short scan of 180 degrees plus
-    the fan angle): an initialisation.
+    ``fbp`` is the fan-beam FBP (flat or equiangular) with Parker-type redundancy weights, exact in
+    the continuum for any scan that measures every line (a full scan, a short scan of 180 degrees
+    plus the fan angle) with a detector that covers the object in every view: an initialisation.
+    Limits: ``|detector_offset|`` at most half the cells (half the image's shadow, for the default
+    detector); a curved detector's cells within 90 degrees of the central ray.
     """
 
     def __init__(
@@ -109,12 +111,7 @@ class FanBeamCT(RadonTomography):
         n = _image_size(image_size)
         if detector_shape not in DETECTOR_SHAPES:
             raise ValueError(f"detector_shape must be one of {DETECTOR_SHAPES}, got {detector_shape!r}")
-        try:
-            offset = float(detector_offset)
-        except (TypeError, ValueError):
-            offset = math.nan
-        if isinstance(detector_offset, bool) or not math.isfinite(offset):
-            raise ValueError(f"detector_offset must be a finite number of cells, got {detector_offset!r}")
+        offset = check_detector_offset(detector_offset)
         angles_deg = _angles_in_degrees(angles, turn=360.0)  # a count: a full scan
         # deepinv samples each ray across the square padded to its diagonal: the source and the
         # detector must lie outside it, or samples behind the source (or past the detector) count
@@ -127,15 +124,32 @@ class FanBeamCT(RadonTomography):
                                  f"{reach:g} pixels (half the diagonal of the padded {n}x{n} image)")
         magnification = (source + detector) / source
         spacing = magnification if detector_spacing is None else _positive(detector_spacing, "detector_spacing")
-        if n_detectors is None:
+        defaulted = n_detectors is None
+        if defaulted:
             # cover the circle through the corners (its tangent rays from the source), plus the
             # cell that a corner pixel's bilinear footprint reaches beyond it
             half_fan = math.asin(min(1.0, (math.sqrt(2) * n / 2) / source))
             half_width = (source + detector) * (half_fan if detector_shape == "curved" else math.tan(half_fan))
+            shadow_cells = half_width / spacing
+            if abs(offset) > shadow_cells:
+                raise ValueError(f"detector_offset {offset:g} moves the central ray off the image's shadow (at most "
+                                 f"{shadow_cells:.4g} cells either way)")
             # (an offset detector reaches as far on its short side)
-            n_detectors = 2 * (int(math.ceil(half_width / spacing + abs(offset))) + 1) + 1
+            n_detectors = 2 * (int(math.ceil(shadow_cells + abs(offset))) + 1) + 1
         if isinstance(n_detectors, bool) or int(n_detectors) != n_detectors or n_detectors < 2:
             raise ValueError(f"n_detectors must be an integer >= 2, got {n_detectors!r}")
+        if abs(offset) > n_detectors / 2:
+            raise ValueError(f"detector_offset {offset:g} moves the central ray off the detector of {int(n_detectors)} "
+                             f"cells (at most {n_detectors / 2:g} either way)")
+        if detector_shape == "curved":
+            reach = (n_detectors - 1) / 2.0 + abs(offset)
+            widest = math.degrees(reach * spacing / (source + detector))
+            if widest >= 90.0:
+                what = ("the default curved detector, widened on both sides by the offset," if defaulted else
+                        "the curved detector's cells")
+                remedy = "give n_detectors or a smaller offset" if defaulted else "use fewer cells or a smaller spacing"
+                raise ValueError(f"{what} reach {widest:.4g} degrees from the central ray; a ray at 90 degrees or more "
+                                 f"never meets the image: {remedy}")
         super().__init__(img_size=(1, n, n), norm_kind="certified", cg_tol=cg_tol, cg_max_iter=cg_max_iter)
         self.image_size = n
         self.angles_deg = angles_deg
@@ -167,8 +181,9 @@ class FanBeamCT(RadonTomography):
     def short_scan_range(self) -> float:
         """Degrees a short scan spans: 180 plus the detector's full fan angle. Views uniform over
         ``[0, short_scan_range)`` measure every line at least once (the arc they sample, half a step
-        beyond each end view, is this range), which :meth:`fbp` then weights to count once."""
-        return 180.0 + 2.0 * float(np.degrees(np.abs(self.fan_angles()).max()))
+        beyond each end view, is this range), which :meth:`fbp` then weights to count once. At most
+        360 (a detector wider than a half-turn's fan; with an offset, its wider side counts)."""
+        return min(360.0, 180.0 + 2.0 * float(np.degrees(np.abs(self.fan_angles()).max())))
 
     @property
     def parameter_density(self) -> float:
@@ -306,12 +321,15 @@ def fan_ray_grids(views_deg: np.ndarray, padded: int, source_grid: float, slopes
     depth = torch.linspace(-1.0, 1.0, padded, dtype=torch.float64)[None, :]
     lateral = slopes.to(torch.float64)[:, None] * (depth + source_grid)  # (cells, padded)
     depth = depth.expand_as(lateral)
-    grids = []
-    for theta in np.deg2rad(np.asarray(views_deg, dtype=np.float64)):
+    cells = lateral.shape[0]
+    angles = np.deg2rad(np.asarray(views_deg, dtype=np.float64))
+    # filled view by view: only one view is ever held in float64 beside the result
+    grids = torch.empty(1, padded, cells * angles.size, 2, dtype=dtype, device=device)
+    for k, theta in enumerate(angles):
         cos, sin = math.cos(theta), math.sin(theta)
         grid = torch.stack([cos * depth + sin * lateral, -sin * depth + cos * lateral], dim=-1)
-        grids.append(grid.transpose(0, 1))  # (padded, cells, 2): samples along the ray first
-    return torch.cat(grids, dim=1)[None].to(dtype=dtype, device=device)
+        grids[0, :, k * cells:(k + 1) * cells] = grid.transpose(0, 1)  # (padded, cells, 2): along the ray first
+    return grids
 
 
 def conjugate_view(theta: np.ndarray, gamma: np.ndarray) -> np.ndarray:

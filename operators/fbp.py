@@ -46,6 +46,10 @@ def ram_lak(sinogram: torch.Tensor, step: float, angular: bool = False) -> torch
     kernel = torch.zeros(size, dtype=torch.float64, device=sinogram.device)
     kernel[offsets == 0] = 1.0 / (4 * step**2)
     odd = (offsets.abs() % 2) == 1
+    # only offsets within the detector meet data (the rest meets the zero padding); beyond it an
+    # angular kernel may reach gamma = pi, where (gamma / sin gamma)^2 overflows and the FFT would
+    # spread its rounding into every output
+    odd &= offsets.abs() < cells
     kernel[odd] = -1.0 / (math.pi**2 * step**2 * offsets[odd] ** 2)
     if angular:
         gamma = offsets[odd] * step

@@ -907,7 +907,7 @@ def reconstruct_ct(
     detector_distance: float | None = None,
     detector_spacing: float | None = None,
     detector_shape: str | None = None,
-    detector_offset: float | None = None,
+    detector_offset: float | str | None = None,
     method: str = "admm",
     denoiser: str | nn.Module | None = None,
     max_iter: int = 300,
@@ -956,11 +956,16 @@ def reconstruct_ct(
 
     ``geometry="fan"``: a fan beam (:class:`~pnp_stable.operators.FanBeamCT`, distances in image
     pixels, its defaults where None; ``detector_shape`` ``"flat"``, the default, or ``"curved"``, an
-    arc of cells equally spaced in fan angle as in clinical scanners; ``detector_offset`` the cells'
-    shift along the detector, in cells, e.g. a scanner's quarter-cell offset): ``angles`` counts views over
+    arc of cells equally spaced in fan angle as in clinical scanners): ``angles`` counts views over
     [0, 360) (default 120 for a simulation: 60 views per half-turn, as the parallel default); a
     sinogram's rows are the detector cells and ``image_size`` must be given. ``detector`` is the
     parallel beam's.
+
+    ``detector_offset``: the detector's cells shifted along it by this many cells (a fan beam's
+    quarter-cell offset; a parallel beam's misaligned rotation axis, which then projects onto bin
+    ``(G - 1)/2 - detector_offset``); ``"auto"``, for a measured parallel-beam sinogram (full
+    detector), reads it off the data (:func:`~pnp_stable.operators.estimate_detector_offset`, a
+    note gives it and ``report["operator"]["detector_offset_estimate"]`` its fit).
 
     ``angle_range``: the views of a count (``angles``, the default count, or a sinogram's columns)
     are uniform over ``[0, angle_range)`` degrees instead of the half or full turn: a limited-angle
@@ -979,8 +984,8 @@ def reconstruct_ct(
     ``"none"``, plain least squares at the root-mean-square level ``sqrt(mean(1 / I))``;
     ``"auto"`` (default) is ``"wls"`` (docs/benchmarks.md, "Photon-count noise in CT").
     """
-    from pnp_stable.operators import FanBeamCT, ParallelBeamCT
-    from pnp_stable.operators.ct import detector_count
+    from pnp_stable.operators import FanBeamCT, ParallelBeamCT, estimate_detector_offset
+    from pnp_stable.operators.ct import _angles_in_degrees, check_detector_offset, detector_count
     from pnp_stable.operators.fan_beam import DETECTOR_SHAPES
 
     strength = _check_strength(strength, sigma_den, step, checkpoint, resume)
@@ -996,14 +1001,27 @@ def reconstruct_ct(
         raise ValueError(f"detector_shape must be one of {DETECTOR_SHAPES}, got {detector_shape!r}")
     # the fan beam's own keywords (named "distances" for the most of them)
     distances = {"source_distance": source_distance, "detector_distance": detector_distance,
-                 "detector_spacing": detector_spacing, "detector_shape": detector_shape,
-                 "detector_offset": detector_offset}
+                 "detector_spacing": detector_spacing, "detector_shape": detector_shape}
     if not fan and any(v is not None for v in distances.values()):
         given = [k for k, v in distances.items() if v is not None]
         raise ValueError(f"{', '.join(given)} {'describes' if len(given) == 1 else 'describe'} a fan beam: pass "
                          "geometry='fan' (--geometry fan)")
     distances["detector_shape"] = detector_shape or "flat"
-    distances["detector_offset"] = 0.0 if detector_offset is None else detector_offset
+    estimate_offset = isinstance(detector_offset, str) and detector_offset == "auto"
+    if estimate_offset:
+        if fan:
+            raise ValueError("detector_offset='auto' locates a parallel beam's rotation axis; a fan beam's offset is "
+                             "the scanner's (e.g. 0.25 cells): give it")
+        if simulate:
+            raise ValueError("detector_offset='auto' reads a measured sinogram's rotation axis; a simulation sets it: "
+                             "give a number")
+        if detector != "full":
+            raise ValueError("detector_offset shifts the full detector's bins; the circle detector sees the disc "
+                             "inscribed in the image, about its centre")
+        offset = 0.0
+    else:
+        offset = 0.0 if detector_offset is None else check_detector_offset(detector_offset)
+    distances["detector_offset"] = offset
     if angle_range is not None:
         if angles is not None and not isinstance(angles, (int, np.integer)):
             raise ValueError("angle_range spreads a count of angles; the angles listed already have their range")
@@ -1055,7 +1073,8 @@ def reconstruct_ct(
             angles = _angles_over_range((120 if fan else 60) if angles is None else angles, angle_range, n, None,
                                         distances)
         op = (FanBeamCT(n, angles=120 if angles is None else angles, **distances, device=dev) if fan else
-              ParallelBeamCT(n, angles=60 if angles is None else angles, detector=detector, device=dev))
+              ParallelBeamCT(n, angles=60 if angles is None else angles, detector=detector, device=dev,
+                             detector_offset=offset))
         clean = data[None]
         outside = float((clean * (1 - op.object_support(clean.dtype, dev))).abs().max())
         if outside > 0:
@@ -1095,8 +1114,17 @@ def reconstruct_ct(
                 hint = f", or pass --detector {other} (detector=)" if detector_count(n, other) == n_det else ""
                 raise ValueError(f"sinogram has {n_det} detectors but a {n}x{n} image needs {needed} with the "
                                  f"{detector} detector; check --size{hint}")
-            op = ParallelBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles,
-                                detector=detector, device=dev)
+            views = n_ang if angles is None or isinstance(angles, int) else angles
+            if estimate_offset:
+                axis = estimate_detector_offset(sino, _angles_in_degrees(views))
+                offset = axis.offset
+                notes.append(f"rotation axis read off the sinogram: bin {axis.axis_bin:.2f} of {n_det} (detector offset "
+                             f"{offset:+.3f}; the centres of mass fit their sinusoid to {axis.fit_residual:.2g} bins)")
+                if axis.fit_residual > AXIS_FIT_DOUBT_BINS:
+                    notes.append(f"the projections' centres of mass stray {axis.fit_residual:.2g} bins from a parallel "
+                                 "beam's sinusoid: the data may not be a parallel-beam scan of one still object, and the "
+                                 "axis estimate is doubtful")
+            op = ParallelBeamCT(n, angles=views, detector=detector, device=dev, detector_offset=offset)
         y = sino[None, None]
         notes.extend(_outside_shadow_doubt(y, op))
         clean = None
@@ -1140,6 +1168,8 @@ def reconstruct_ct(
         restored = restored * op.object_support(restored.dtype, restored.device)[0]
     report["operator"] = {"type": type(op).__name__, "image_size": n, "angles": len(op.angles_deg),
                           **({"detector": detector} if not fan else _fan_geometry(op)),
+                          **({"detector_offset": op.detector_offset} if not fan and op.detector_offset else {}),
+                          **({"detector_offset_estimate": axis._asdict()} if estimate_offset else {}),
                           "angles_deg": [float(a) for a in op.angles_deg],
                           "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale,
                           "statistical_weights": "photon counts" if op.has_statistical_weights else None}
@@ -1172,6 +1202,9 @@ MIN_DEBLUR_NOISE_LEVEL = 1e-5
 # reconstruction is the noise-free least-squares one, unregularised: a given 1e-12 gave 26.2 dB
 # where the FBP had 28.3 (review of 2026-12-06)
 CT_NOISE_FLOOR_SHARE = 1e-4
+# a parallel-beam scan's projections' centres of mass lie on a sinusoid; beyond this many bins from it on
+# average, the data are not one (measured on phantoms: 0.01 bins noise-free, 0.16 with 1 % noise, 0.43 with 3 %)
+AXIS_FIT_DOUBT_BINS = 1.0
 # Every column of a parallel-beam sinogram sums to the object's mass (the integral over all rays of
 # one view); a spread of the column sums above this share says the columns are not views
 COLUMN_SUM_SPREAD = 0.1
@@ -1194,7 +1227,8 @@ def _ct_operator_info(op) -> dict:
         return {"type": "FanBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
                 **_fan_geometry(op), **extra}
     return {"type": "ParallelBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
-            **({"detector": op.detector} if op.detector != "full" else {}), **extra}
+            **({"detector": op.detector} if op.detector != "full" else {}),
+            **({"detector_offset": op.detector_offset} if op.detector_offset else {}), **extra}
 
 
 # a simulation's default attenuation puts the phantom's longest ray at e^-4 (2 % of the photons

@@ -390,3 +390,42 @@ def test_an_offset_default_detector_still_covers_the_image(shape):
         y = op.A(corners)[0, 0]
         assert float(y.sum(0).min()) > 3.0, offset
         assert float(y[0].abs().max()) == 0.0 and float(y[-1].abs().max()) == 0.0, offset
+
+
+def test_offsets_and_curved_cells_that_cannot_work_are_refused():
+    """Review 2026-12-06: an offset of 1e6 asked for a million-cell detector (killed for memory), one
+    off an explicit detector gave a zero norm (normalize divided by it), and a curved detector past 90
+    degrees had negative weights and mirrored rays."""
+    with pytest.raises(ValueError, match="moves the central ray off the image's shadow"):
+        FanBeamCT(16, angles=4, detector_offset=1e6)
+    with pytest.raises(ValueError, match="moves the central ray off the detector of 10 cells"):
+        FanBeamCT(16, angles=4, n_detectors=10, detector_offset=100)
+    with pytest.raises(ValueError, match="cells reach 140.9 degrees"):
+        FanBeamCT(16, angles=[0.0, 50.0], source_distance=12, detector_distance=12, n_detectors=60,
+                  detector_shape="curved")
+    with pytest.raises(ValueError, match="the default curved detector, widened on both sides by the offset"):
+        FanBeamCT(32, angles=4, source_distance=24, detector_distance=40, detector_offset=-6, detector_shape="curved")
+    assert FanBeamCT(16, angles=4, n_detectors=10, detector_offset=5).norm() > 0
+
+
+def test_a_curved_fbp_is_finite_when_a_kernel_offset_reaches_pi():
+    """Review 2026-12-06: with cells 0.8 degrees apart, the filter's padded kernel reached
+    gamma = 225 x 0.8 degrees = pi, where (gamma / sin gamma)^2 overflowed: the FBP returned 1e10.
+    Only offsets within the detector meet data, and only they are kept."""
+    n = 32
+    op = FanBeamCT(n, angles=60, source_distance=27, detector_distance=27, detector_spacing=54 * np.deg2rad(0.8),
+                   detector_shape="curved")
+    disc = _disc(n, 9.0)
+    reconstruction = op.fbp(op.A(disc))
+    assert float(reconstruction.abs().max()) < 2.0
+    inner = _disc(n, 6.0) == 1
+    assert float((reconstruction - disc)[inner].abs().mean()) < 0.1
+
+
+def test_a_short_scan_never_spans_more_than_a_turn():
+    """Review 2026-12-06: a curved detector past 90 degrees gave a 385-degree short scan; such cells are
+    refused now, and the widest allowed fan (86 degrees here) stays within a turn."""
+    wide = FanBeamCT(16, angles=4, source_distance=12.0, detector_distance=12.0, n_detectors=37, detector_shape="curved")
+    assert 85 < np.degrees(np.abs(wide.fan_angles()).max()) < 90
+    assert wide.short_scan_range == pytest.approx(180 + 2 * np.degrees(np.abs(wide.fan_angles()).max()))
+    assert wide.short_scan_range <= 360.0

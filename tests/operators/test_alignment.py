@@ -1,0 +1,74 @@
+"""estimate_detector_offset: where a parallel-beam scan's rotation axis projects, read off its sinogram."""
+
+import numpy as np
+import pytest
+import torch
+
+from pnp_stable.operators import FanBeamCT, ParallelBeamCT, estimate_detector_offset
+
+
+def _phantom(n: int) -> torch.Tensor:
+    from skimage.data import shepp_logan_phantom
+    from skimage.transform import resize
+
+    return torch.from_numpy(resize(shepp_logan_phantom(), (n, n), anti_aliasing=True))[None, None]
+
+
+@pytest.mark.parametrize("offset, views, span", [(0.0, 90, 180.0), (1.7, 90, 180.0), (-3.2, 40, 360.0),
+                                                 (2.5, 45, 100.0)])
+def test_the_offset_of_noise_free_data_is_found_exactly(offset, views, span):
+    """The centres of mass of a parallel beam's projections lie on a sinusoid about the axis's bin:
+    noise-free, the fit finds the offset to the bilinear sampling's error (measured within 0.002 bins
+    over half a turn or more, 0.011 over 100 degrees, where the sinusoid and the constant separate least)."""
+    n = 64
+    op = ParallelBeamCT(n, angles=np.arange(views) * span / views, detector_offset=offset)
+    estimate = estimate_detector_offset(op.A(_phantom(n))[0, 0], op.angles_deg)
+    assert estimate.offset == pytest.approx(offset, abs=0.005 if span >= 180 else 0.02)
+    assert estimate.axis_bin == (op.n_detectors - 1) / 2 - estimate.offset
+    assert estimate.fit_residual < 0.05
+
+
+def test_noisy_data_give_the_offset_to_a_tenth_of_a_bin():
+    """Noise of 1 % of the sinogram's maximum, three draws (measured errors 0.018, 0.0001, 0.012 bins)."""
+    n = 128
+    op = ParallelBeamCT(n, angles=90, detector_offset=2.3)
+    clean = op.A(_phantom(n))[0, 0]
+    for seed in range(3):
+        noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed), dtype=clean.dtype)
+        estimate = estimate_detector_offset(clean + 0.01 * float(clean.max()) * noise, op.angles_deg)
+        assert estimate.offset == pytest.approx(2.3, abs=0.1), (seed, estimate)
+
+
+def test_data_that_cannot_say_are_refused():
+    n = 32
+    op = ParallelBeamCT(n, angles=30)
+    y = op.A(_phantom(n))[0, 0]
+    with pytest.raises(ValueError, match="span too little of the half-turn"):
+        estimate_detector_offset(y[:, :10], op.angles_deg[:10])  # 60 degrees
+    truncated = y.clone()
+    truncated[:12] = 0.5 * float(y.max())  # the object's shadow running off the detector's end
+    with pytest.raises(ValueError, match="shadow reaches the detector's ends"):
+        estimate_detector_offset(truncated, op.angles_deg)
+    with pytest.raises(ValueError, match="empty"):
+        estimate_detector_offset(torch.zeros_like(y), op.angles_deg)
+    with pytest.raises(ValueError, match="30 columns"):
+        estimate_detector_offset(y, op.angles_deg[:20])
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_detector_offset(torch.full_like(y, float("nan")), op.angles_deg)
+    with pytest.raises(ValueError, match="2-D"):
+        estimate_detector_offset(y[None], op.angles_deg)
+    with pytest.raises(ValueError, match="no mass"):
+        estimate_detector_offset(y - 2 * y[:, :1], op.angles_deg)
+
+
+def test_a_sinogram_that_is_no_parallel_scan_shows_in_the_fit():
+    """A fan beam's centres of mass (magnified, off the sinusoid) stray from the fit far more than a
+    parallel beam's: the fit residual is the doubt reconstruct_ct reports."""
+    n = 48
+    x = torch.zeros(1, 1, n, n, dtype=torch.float64)
+    x[..., 6:14, 30:40] = 1.0  # off-centre, so the magnification varies with the view
+    parallel = ParallelBeamCT(n, angles=np.arange(120) * 3.0)
+    fan = FanBeamCT(n, angles=np.arange(120) * 3.0, source_distance=40.0, detector_distance=40.0)
+    consistent = estimate_detector_offset(parallel.A(x)[0, 0], parallel.angles_deg)
+    inconsistent = estimate_detector_offset(fan.A(x)[0, 0], fan.angles_deg)
+    assert consistent.fit_residual < 0.05 < 1.0 < inconsistent.fit_residual, (consistent, inconsistent)

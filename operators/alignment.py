@@ -11,13 +11,16 @@ mass of every projection is the projection of the object's centre of mass, so ac
 traces ``a cos(theta) + b sin(theta) + c`` exactly, ``c`` being the bin of the rotation axis. A
 least-squares fit over the views gives ``c``; only the bins of the object's shadow in the mean
 projection (and a margin on either side, a twenty-fourth of the detector) count, so that the noise of
-the air beside it, at a long lever arm, does not. It needs projections that hold the whole object
+the air beside it, at a long lever arm, does not; the air's own level is taken off first (air
+not at zero pulls every centre of mass towards the detector's centre). It needs projections that
+hold the whole object and a non-negative object
 (no truncation: refused when the shadow reaches the detector's ends) and views over enough of the
-half-turn to tell the sinusoid from the constant (refused below about 75 degrees). Exact to 0.004
+half-turn to tell the sinusoid from the constant (refused below about 80 degrees; near that limit the
+fit is loose: 0.17 to 0.19 bins root-mean-square with 1 % noise over 83 to 90 degrees). Exact to 0.004
 bins on noise-free phantoms; with Gaussian noise of 1 % of the sinogram's maximum, on the Shepp-Logan
 phantom and two Mayo slices at 256 x 256 (four noise draws each), 0.02 to 0.03 bins root-mean-square
-over 180 views in 180 degrees, 0.01 to 0.05 over 60 views, 0.05 to 0.13 over 60 views in 120
-degrees; with 3 % noise up to 0.16 (docs/operators.md, "A misaligned rotation axis").
+over 180 views in 180 degrees, 0.01 to 0.05 over 60 views, 0.05 to 0.11 over 60 views in 120
+degrees; with 3 % noise up to 0.20 (docs/operators.md, "A misaligned rotation axis").
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ __all__ = ["AxisEstimate", "estimate_detector_offset"]
 
 # the least-squares variance of the fitted constant, relative to that of a full turn's views, above
 # which the views' span cannot separate the axis from the object's position (120 degrees: 31, 90: 106,
-# 60: 570)
+# 83: 144, 80: 173, 60: 570)
 MAX_VARIANCE_INFLATION = 150.0
 # the object's shadow: bins whose mean over the views exceeds this many of its noise deviations
 SHADOW_THRESHOLD_SIGMAS = 4.0
@@ -39,29 +42,37 @@ SHADOW_THRESHOLD_SIGMAS = 4.0
 # shadow's faint tails, and cutting them biases the centres of mass (a 363-bin detector with 1 % or 3 %
 # noise: 0.12 bins root-mean-square error over 18 problems with two bins, 0.074 with 16, 0.11 with 32)
 SHADOW_MARGIN_SHARE = 1.0 / 24.0
+# a view is truncated when the mean of two bins at either end exceeds this many of their noise deviations
+TRUNCATION_SIGMAS = 6.0
 
 
 class AxisEstimate(NamedTuple):
     """``offset``: the :class:`~pnp_stable.operators.ParallelBeamCT` ``detector_offset`` (bins) that
     puts the rotation axis where the data say; ``axis_bin``: that bin, ``(G - 1)/2 - offset``;
     ``fit_residual``: root-mean-square distance (bins) of the views' centres of mass from the fitted
-    sinusoid, which a consistent parallel-beam scan keeps near its noise (a large one says the data
-    are not a parallel beam's, or the object moved); ``bins_used``: the shadow's width."""
+    sinusoid, which a consistent parallel-beam scan keeps near ``expected_residual``, what the
+    sinogram's noise alone gives (a much larger one says the data are not a parallel beam's, or the
+    object moved); ``bins_used``: the shadow's width with its margins; ``baseline``: the air level
+    (the median over the detector's outer fortieth at its lower end) subtracted first."""
 
     offset: float
     axis_bin: float
     fit_residual: float
+    expected_residual: float
     bins_used: int
+    baseline: float
 
 
 def estimate_detector_offset(sinogram: np.ndarray | torch.Tensor, angles_deg: Iterable[float]) -> AxisEstimate:
-    """The detector offset of a parallel-beam ``sinogram`` (``bins x views``, line integrals) whose
-    columns are views at ``angles_deg`` (degrees), from the centres of mass of its projections (the
-    module docstring: exact for noise-free data of an untruncated object, whatever the object).
+    """The detector offset of a parallel-beam ``sinogram`` (``bins x views``, line integrals of a
+    non-negative object) whose columns are views at ``angles_deg`` (degrees), from the centres of
+    mass of its projections (the module docstring: exact for noise-free data of an untruncated
+    object, after the air level is subtracted).
 
     Raises ValueError when the data cannot say: not 2-D, a column count that differs from the
-    angles', views spanning too little of the half-turn, projections whose shadow reaches the
-    detector's ends (truncated: the centre of mass is not the object's), or views without mass.
+    angles', views spanning too little of the half-turn (about 80 degrees), projections whose shadow
+    reaches the detector's ends (truncated: the centre of mass is not the object's), an object with
+    negative values (its centre of mass is no point of it), or views without mass.
     """
     s = np.asarray(sinogram.detach().cpu() if isinstance(sinogram, torch.Tensor) else sinogram, dtype=np.float64)
     if s.ndim != 2:
@@ -76,40 +87,50 @@ def estimate_detector_offset(sinogram: np.ndarray | torch.Tensor, angles_deg: It
     gram = design.T @ design
     if views < 3 or np.linalg.cond(gram) > 1e12 or views * np.linalg.inv(gram)[2, 2] > MAX_VARIANCE_INFLATION:
         raise ValueError("the views span too little of the half-turn to locate the rotation axis (the centres of mass "
-                         "need about 75 degrees or more): give the detector offset")
-    # the shadow in the mean projection, whose noise is the views' over sqrt(views) (a bin's largest
-    # value over many views rises above any threshold in the noise alone); the views' noise from the
-    # second differences along the bins, where smooth projections leave it (no air bins needed: an
-    # object may nearly fill the detector)
-    profile = s.mean(axis=1)
+                         "need about 80 degrees or more; angles in degrees): give the detector offset")
+    # the views' noise from the second differences along the bins, where smooth projections leave it
+    # (no air bins needed: an object may nearly fill the detector); the mean projection's noise is
+    # that over sqrt(views) (a bin's largest value over many views rises above any threshold in the
+    # noise alone)
     second = (s[2:] - 2.0 * s[1:-1] + s[:-2]).ravel() if bins >= 3 else np.zeros(1)
     noise = 1.4826 * float(np.median(np.abs(second - np.median(second)))) / np.sqrt(6.0)
+    # air not at zero (a flat field a little off) moves every centre of mass towards the detector's
+    # centre, the more so the farther the object lies from the axis: its level is taken off first
+    edge = max(2, bins // 40)
+    # (the lower end's: a truncated end holds the object, not air)
+    baseline = min(float(np.median(s[:edge])), float(np.median(s[-edge:])))
+    s = s - baseline
+    profile = s.mean(axis=1)
     level = max(SHADOW_THRESHOLD_SIGMAS * noise / np.sqrt(views), 1e-9 * float(np.abs(profile).max()))
-    peak = int(np.argmax(profile))
-    if not profile[peak] > level:
+    significant = np.flatnonzero(np.abs(profile) > level)
+    if significant.size == 0 or not profile.max() > level:
         raise ValueError("the sinogram is empty (no projection rises above its noise): nothing locates the axis")
-    # the mean projection of any object is one run of bins about the axis (each point sweeps a band
-    # through it), so the shadow is the run about the peak; the noise's stray crossings lie apart
-    above = profile > level
-    first, last = peak, peak
-    while first > 0 and above[first - 1]:
-        first -= 1
-    while last < bins - 1 and above[last + 1]:
-        last += 1
-    if first == 0 or last == bins - 1:
-        raise ValueError("the object's shadow reaches the detector's ends (truncated projections, or no air beside the "
-                         "object): the centres of mass do not locate the axis; give the detector offset")
+    first, last = int(significant[0]), int(significant[-1])
+    if float(profile[first:last + 1].min()) < -level:
+        raise ValueError("the mean projection dips below the air level inside the object's shadow: the object has "
+                         "negative values (or the data are not line integrals), and its centre of mass locates no "
+                         "axis; give the detector offset")
+    # a view whose end bins hold the object is truncated, even where the mean projection hides it
+    ends = np.maximum(s[:2].mean(axis=0), s[-2:].mean(axis=0))
+    if first == 0 or last == bins - 1 or float(ends.max()) > TRUNCATION_SIGMAS * noise / np.sqrt(2.0) + 1e-9 * float(
+            np.abs(s).max()):
+        raise ValueError("the object's shadow reaches the detector's ends in some views (truncated projections, or no "
+                         "air beside the object): the centres of mass do not locate the axis; give the detector offset")
     margin = max(2, int(round(SHADOW_MARGIN_SHARE * bins)))
     low, high = max(0, first - margin), min(bins, last + margin + 1)
     band = s[low:high]
     positions = np.arange(low, high, dtype=np.float64)
     mass = band.sum(axis=0)
-    if np.any(mass <= 0):
-        raise ValueError("some views hold no mass (all their values at or below zero): not line integrals of an "
-                         "object, or a wrong sign")
+    if np.any(mass <= SHADOW_THRESHOLD_SIGMAS * noise * np.sqrt(high - low)):
+        raise ValueError("some views hold no mass above the noise: the object is too faint or too small in them to "
+                         "locate the axis (or the data are not line integrals); give the detector offset")
     centres = (positions[:, None] * band).sum(axis=0) / mass
     coefficients, *_ = np.linalg.lstsq(design, centres, rcond=None)
     axis_bin = float(coefficients[2])
     residual = float(np.sqrt(np.mean((design @ coefficients - centres) ** 2)))
+    # each centre's deviation from the noise: sigma sqrt(sum (position - centre)^2) / mass; the fit
+    # takes three degrees of freedom
+    spread = np.sqrt(((positions[:, None] - centres[None, :]) ** 2).sum(axis=0)) * noise / mass
+    expected = float(np.sqrt(np.mean(spread**2) * max(views - 3, 0) / views))
     return AxisEstimate(offset=(bins - 1) / 2.0 - axis_bin, axis_bin=axis_bin, fit_residual=residual,
-                        bins_used=high - low)
+                        expected_residual=expected, bins_used=high - low, baseline=baseline)

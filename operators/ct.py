@@ -513,9 +513,10 @@ class ParallelBeamCT(RadonTomography):
         if offset and detector == "circle":
             raise ValueError("detector_offset shifts the full detector's bins; the circle detector sees the disc "
                              "inscribed in the image, about its centre")
-        if abs(offset) > detector_count(n, detector) / 2:
+        if abs(offset) > (detector_count(n, detector) - 1) / 2:
             raise ValueError(f"detector_offset {offset:g} moves the rotation axis off the detector of "
-                             f"{detector_count(n, detector)} bins (at most {detector_count(n, detector) / 2:g} either way)")
+                             f"{detector_count(n, detector)} bins (at most {(detector_count(n, detector) - 1) / 2:g} "
+                             "either way)")
         super().__init__(img_size=(1, n, n), norm_kind="certified", cg_tol=cg_tol, cg_max_iter=cg_max_iter)
         self.image_size = n
         self.angles_deg = angles_deg

@@ -88,7 +88,7 @@ class FanBeamCT(RadonTomography):
     ``fbp`` is the fan-beam FBP (flat or equiangular) with Parker-type redundancy weights, exact in
     the continuum for any scan that measures every line (a full scan, a short scan of 180 degrees
     plus the fan angle) with a detector that covers the object in every view: an initialisation.
-    Limits: ``|detector_offset|`` at most half the cells (half the image's shadow, for the default
+    Limits: ``|detector_offset|`` at most ``(n_detectors - 1)/2`` (half the image's shadow, for the default
     detector); a curved detector's cells within 90 degrees of the central ray.
     """
 
@@ -138,9 +138,9 @@ class FanBeamCT(RadonTomography):
             n_detectors = 2 * (int(math.ceil(shadow_cells + abs(offset))) + 1) + 1
         if isinstance(n_detectors, bool) or int(n_detectors) != n_detectors or n_detectors < 2:
             raise ValueError(f"n_detectors must be an integer >= 2, got {n_detectors!r}")
-        if abs(offset) > n_detectors / 2:
+        if abs(offset) > (n_detectors - 1) / 2:
             raise ValueError(f"detector_offset {offset:g} moves the central ray off the detector of {int(n_detectors)} "
-                             f"cells (at most {n_detectors / 2:g} either way)")
+                             f"cells (at most {(n_detectors - 1) / 2:g} either way)")
         if detector_shape == "curved":
             reach = (n_detectors - 1) / 2.0 + abs(offset)
             widest = math.degrees(reach * spacing / (source + detector))

@@ -364,6 +364,28 @@ def test_a_misaligned_rotation_axis_is_read_off_the_sinogram(tmp_path, phantom):
     assert errors[0] < 1.1 * errors[1] and errors[2] > 2 * errors[0], errors
 
 
+def test_the_axis_estimate_notes_an_air_level_and_doubts_only_inconsistent_data(phantom, tiny_denoiser):
+    """``detector_offset="auto"`` (any case): a sinogram whose air lies above zero gets its offset all
+    the same and a note on the air level; noisy but consistent data raise no doubt, an object that
+    moved during the scan does."""
+    from pnp_stable.operators import ParallelBeamCT
+
+    clean = torch.from_numpy(phantom)[None, None]
+    op = ParallelBeamCT(SIZE, angles=60, detector_offset=-1.6)
+    y = op.A(clean)
+    common = dict(denoiser=str(tiny_denoiser), max_iter=1, progress=False, noise_level=0.05)
+    lifted = restore.reconstruct_ct((y + 0.02 * float(y.max()))[0], detector_offset="AUTO", **common)
+    assert lifted.report["operator"]["detector_offset"] == pytest.approx(-1.6, abs=0.05)
+    assert any("air lies at" in note for note in lifted.notes)
+    noisy = y + 0.05 * float(y.max()) * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
+    consistent = restore.reconstruct_ct(noisy[0], detector_offset="auto", **common)
+    assert not any("stray" in note for note in consistent.notes), consistent.notes
+    moved = y.clone()
+    moved[..., 30:] = torch.roll(y[..., 30:], 4, dims=-2)  # the object moved 4 bins halfway through the scan
+    other = restore.reconstruct_ct(moved[0], detector_offset="auto", **common)
+    assert any("stray" in note for note in other.notes), other.notes
+
+
 def test_fan_beam_options_are_checked_before_any_work(tmp_path, phantom):
     np.save(tmp_path / "s.npy", sinogram(phantom, 20))
     assert_user_error(run("ct", tmp_path / "s.npy", "--geometry", "fan"),

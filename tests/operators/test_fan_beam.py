@@ -405,7 +405,9 @@ def test_offsets_and_curved_cells_that_cannot_work_are_refused():
                   detector_shape="curved")
     with pytest.raises(ValueError, match="the default curved detector, widened on both sides by the offset"):
         FanBeamCT(32, angles=4, source_distance=24, detector_distance=40, detector_offset=-6, detector_shape="curved")
-    assert FanBeamCT(16, angles=4, n_detectors=10, detector_offset=5).norm() > 0
+    assert FanBeamCT(16, angles=4, n_detectors=10, detector_offset=4.5).norm() > 0
+    with pytest.raises(ValueError, match="at most 4.5 either way"):
+        FanBeamCT(16, angles=4, n_detectors=10, detector_offset=4.6)
 
 
 def test_a_curved_fbp_is_finite_when_a_kernel_offset_reaches_pi():

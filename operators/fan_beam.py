@@ -259,27 +259,36 @@ class FanBeamCT(RadonTomography):
         self._check_finite(y, "y")
         data = y * self._scale if self.normalize else y
         work = self._unweighted(data.to(torch.float64))
-        source, cells, offset = self.source_distance, self.n_detectors, self.detector_offset
+        source, offset = self.source_distance, self.detector_offset
         gamma = self.fan_angles()
         # the weights vary along the detector on a partial scan, so they come before the filter
-        weights = torch.tensor(redundancy_weights(self.angles_deg, gamma) * np.cos(gamma)[:, None],
-                               dtype=torch.float64, device=y.device)
-        if self.detector_shape == "curved":
-            step = float(gamma[1] - gamma[0])  # radians between cells
-            filtered = ram_lak(work * weights * source, step, angular=True)
+        weighted = work * torch.tensor(redundancy_weights(self.angles_deg, gamma) * np.cos(gamma)[:, None],
+                                       dtype=torch.float64, device=y.device)
+        curved = self.detector_shape == "curved"
+        # the ramp filter's output reaches beyond the data: a pixel whose ray misses the detector (an
+        # offset one's short side, a narrow one's edges) still needs it, so the filtered views extend,
+        # zero-padded, to every ray through the image (a default centred detector already covers them)
+        reach = math.asin(min(1.0, (math.sqrt(2) * self.image_size / 2 + 1) / source))
+        step = float(gamma[1] - gamma[0]) if curved else self.detector_spacing / self.magnification
+        half = (reach if curved else source * math.tan(reach)) / step  # cells, either side of the central ray
+        centre = (self.n_detectors - 1) / 2.0 - offset  # the central ray's cell
+        before = max(0, int(math.ceil(half - centre)))
+        after = max(0, int(math.ceil(centre + half - (self.n_detectors - 1))))
+        weighted = torch.nn.functional.pad(weighted, (0, 0, before, after))
+        centre += before
+        if curved:
+            filtered = ram_lak(weighted * source, step, angular=True)  # step: radians between cells
 
             def cell_and_weight(lateral: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 along = source + depth
-                return (torch.atan2(lateral, along) / step + (cells - 1) / 2.0 - offset,
-                        1.0 / (along**2 + lateral**2))
+                return torch.atan2(lateral, along) / step + centre, 1.0 / (along**2 + lateral**2)
         else:
-            step = self.detector_spacing / self.magnification  # the cells' spacing scaled to the centre
-            filtered = ram_lak(work * weights, step)
+            filtered = ram_lak(weighted, step)  # step: the cells' spacing scaled to the centre
 
             def cell_and_weight(lateral: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 u_ratio = (source + depth) / source
                 position = lateral / u_ratio  # where the ray through the pixel meets the detector, at the centre's scale
-                return position / step + (cells - 1) / 2.0 - offset, 1.0 / u_ratio**2
+                return position / step + centre, 1.0 / u_ratio**2
 
         return back_project(filtered, self.angles_deg, self.image_size, cell_and_weight).to(y.dtype)
 
@@ -339,6 +348,30 @@ def conjugate_view(theta: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     return np.mod(theta + np.pi - 2.0 * gamma, 2 * np.pi)
 
 
+def _detector_cover(gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A window over the detector's fan angles (``gamma``: ``(cells, 1)``), at the rays' own angles and
+    at their conjugates' ``-gamma``: 1 inside, falling in ``sin^2`` ramps to 0 at those of the
+    detector's ends whose mirror image lies on it, 0 beyond them. A centred detector's window is
+    symmetric (its two values equal); an offset one's cells whose conjugate falls off the detector
+    get 0 there, so their lines count once, and the ramp at its short end hands the lines over to
+    the conjugates smoothly (Wang 2002, for displaced detectors)."""
+    low, high = float(gamma.min()), float(gamma.max())
+    overlap = min(-low, high)  # the half-width measured from both sides
+    step = float(np.median(np.abs(np.diff(gamma[:, 0])))) if gamma.shape[0] > 1 else 1.0
+    ramp = max(min(max(0.5 * overlap, 2.0 * step), overlap), 1e-12)
+
+    # only an end whose mirror lies on the detector fades: beyond it the conjugate rays take over; at an
+    # end whose mirror is off the detector, the rays are the lines' only measurements
+    fade_low, fade_high = -low <= high, -high >= low
+
+    def cover(g: np.ndarray) -> np.ndarray:
+        distance = np.minimum(g - low if fade_low else np.inf, high - g if fade_high else np.inf)
+        rise = np.clip(distance / ramp, 0.0, 1.0)
+        return np.where((g >= low) & (g <= high), np.sin(np.pi / 2 * rise) ** 2, 0.0)
+
+    return cover(gamma), cover(-gamma)
+
+
 def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.ndarray:
     """FBP weights of a fan-beam scan, ``(cells, views)``: each view's angular step (radians) times
     a redundancy weight of each of its rays.
@@ -363,8 +396,11 @@ def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.nda
     sorted_deg = directions[order]
     gaps = np.diff(np.concatenate([sorted_deg, sorted_deg[:1] + 360.0]))
     distinct = gaps[gaps > DIRECTION_TOLERANCE_DEG]
+    here_cover, again_cover = _detector_cover(gamma)
     if distinct.size < 2 or distinct.max() <= 1.5 * np.median(distinct):
-        return np.broadcast_to(view_shares(angles_deg) / 2.0, (gamma.shape[0], angles_deg.size)).copy()
+        total = here_cover + again_cover
+        halves = np.divide(here_cover, total, out=np.full_like(total, 0.5), where=total > 0)
+        return view_shares(angles_deg)[None, :] * halves
     widest = int(np.argmax(gaps))  # the opening lies between sorted views widest and widest + 1
     # the typical step leaves the opening out: two views 10 degrees apart have gaps 10 and 350
     others = np.delete(gaps, widest)
@@ -384,6 +420,10 @@ def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.nda
     again = window(np.mod(position + np.pi - 2.0 * gamma, 2 * np.pi))
     total = here + again
     weights = np.divide(here, total, out=np.zeros_like(total), where=total > 0)
+    # a line whose second ray misses an offset detector counts once; where both ends of the detector
+    # fade (a centred detector's last cells) the arc's weights stand
+    covered = here * here_cover + again * again_cover
+    weights = np.divide(here * here_cover, covered, out=weights, where=covered > 0)
     # each view's step: half of either gap (the opening counts as one typical step), so that the
     # weights are a quadrature of the arc wherever its views lie, regularly or not
     sampled = gaps.copy()

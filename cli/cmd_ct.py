@@ -91,6 +91,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
       pnp-stable ct lowdose_sinogram.npy --photons 5e4 --size 512
       pnp-stable ct fan_sinogram.npy --geometry fan --size 256 --source-distance 600 --detector-distance 400
       pnp-stable ct --geometry fan --detector-shape curved
+      pnp-stable ct synchrotron_sinogram.npy --detector-offset auto
       pnp-stable ct slices/ --size 512 --checkpoint slices.state
     """
     with user_errors(), sigterm_as_interrupt():

@@ -22,7 +22,6 @@ _LAZY = {
     "RadonTomography": "pnp_stable.operators.ct",
     "redundancy_weights": "pnp_stable.operators.fan_beam",
     "conjugate_view": "pnp_stable.operators.fan_beam",
-    "fan_ray_grids": "pnp_stable.operators.fan_beam",
     "estimate_detector_offset": "pnp_stable.operators.alignment",
     "AxisEstimate": "pnp_stable.operators.alignment",
     "Identity": "pnp_stable.operators.pointwise",

@@ -557,7 +557,7 @@ class ParallelBeamCT(RadonTomography):
             # across its rays), so bin b reads the line bin b + offset read before
             views = grids.shape[2] // bins
             step = grids[0, 0, 1::bins][:views] - grids[0, 0, 0::bins][:views]  # (views, 2)
-            return grids + offset * step.repeat_interleave(bins, dim=0)[None, None]
+            return grids.add_(offset * step.repeat_interleave(bins, dim=0)[None, None])
 
         return self._deepinv_tomography(self.angles_deg, dtype, device, circle=self.detector == "circle",
                                         rays=shifted if offset else None)
@@ -589,8 +589,17 @@ class ParallelBeamCT(RadonTomography):
         self._check_finite(y, "y")
         data = self._unweighted((y * self._scale if self.normalize else y).to(torch.float64))
         shares = torch.tensor(view_shares(self.angles_deg, turn=180.0), dtype=torch.float64, device=y.device)
-        filtered = ram_lak(data, 1.0) * shares
         centre = (self.n_detectors - 1) / 2.0 - self.detector_offset  # the bin the rotation axis projects onto
+        if self.detector_offset:
+            # the ramp filter's output reaches beyond the data: the pixels whose rays pass beyond an
+            # offset detector's short end still need it, so the views extend, zero-padded, to the
+            # centred detector's reach on either side of the axis
+            half = (self.n_detectors - 1) / 2.0
+            before = max(0, int(math.ceil(half - centre)))
+            after = max(0, int(math.ceil(centre + half - (self.n_detectors - 1))))
+            data = torch.nn.functional.pad(data, (0, 0, before, after))
+            centre += before
+        filtered = ram_lak(data, 1.0) * shares
         out = back_project(filtered, self.angles_deg, self.image_size, lambda lateral, _depth: (lateral + centre, None))
         if self.detector == "circle":
             out = out * self.object_support(torch.float64, y.device)

@@ -181,9 +181,19 @@ class FanBeamCT(RadonTomography):
     def short_scan_range(self) -> float:
         """Degrees a short scan spans: 180 plus the detector's full fan angle. Views uniform over
         ``[0, short_scan_range)`` measure every line at least once (the arc they sample, half a step
-        beyond each end view, is this range), which :meth:`fbp` then weights to count once. At most
-        360 (a detector wider than a half-turn's fan; with an offset, its wider side counts)."""
-        return min(360.0, 180.0 + 2.0 * float(np.degrees(np.abs(self.fan_angles()).max())))
+        beyond each end view, is this range), which :meth:`fbp` then weights to count once, if the
+        detector covers the object on both sides of the central ray: a displaced detector (an offset
+        that leaves one side short) needs a full turn (:meth:`covers_both_sides`). Less than 360
+        (cells lie within 90 degrees of the central ray)."""
+        return 180.0 + 2.0 * float(np.degrees(np.abs(self.fan_angles()).max()))
+
+    def covers_both_sides(self) -> bool:
+        """Whether the detector reaches the image's whole fan on both sides of the central ray (a
+        default detector does; a displaced one, shifted to widen a full scan's field of view, does
+        not, and a short scan with it misses lines)."""
+        reach = math.asin(min(1.0, (math.sqrt(2) * self.image_size / 2) / self.source_distance))
+        gamma = self.fan_angles()
+        return min(-float(gamma.min()), float(gamma.max())) >= reach - 1e-9
 
     @property
     def parameter_density(self) -> float:
@@ -225,7 +235,7 @@ class FanBeamCT(RadonTomography):
         source_grid = self.source_distance * to_grid * 2.0 / padded  # deepinv's unit: G / 2 pixels
 
         def rebuilt(grids: torch.Tensor) -> torch.Tensor:
-            return fan_ray_grids(views, padded, source_grid, slopes, dtype=grids.dtype, device=grids.device)
+            return fan_ray_grids(views, padded, source_grid, slopes, out=grids)
 
         rays = rebuilt if self.detector_shape == "curved" or self.detector_offset else None
         return self._deepinv_tomography(views, dtype, device, rays=rays, circle=False, fan_beam=True,
@@ -245,7 +255,8 @@ class FanBeamCT(RadonTomography):
         """Fan-beam filtered back-projection (Kak and Slaney's, for equally spaced cells on a flat
         detector or equally spaced fan angles on a curved one): each measured value weighted by its
         view's angular step and by its line's redundancy weight (:func:`redundancy_weights`:
-        ``1/2`` everywhere on a full scan, smooth Parker-type weights that sum to one over the
+        ``1/2`` everywhere on a full scan with a centred detector, 1 where an offset detector misses a
+        ray's conjugate, smooth Parker-type weights that sum to one over the
         measurements of each line on a partial one), cosine pre-weighting, Ram-Lak filter (at the
         centre's scale; for a curved detector in fan angle, with the ``(gamma / sin gamma)^2``
         kernel), back-projection weighted by ``1 / U^2`` (``U`` the pixel's distance to the source
@@ -267,7 +278,7 @@ class FanBeamCT(RadonTomography):
         curved = self.detector_shape == "curved"
         # the ramp filter's output reaches beyond the data: a pixel whose ray misses the detector (an
         # offset one's short side, a narrow one's edges) still needs it, so the filtered views extend,
-        # zero-padded, to every ray through the image (a default centred detector already covers them)
+        # zero-padded, to every ray through the image (a default detector needs a cell at most)
         reach = math.asin(min(1.0, (math.sqrt(2) * self.image_size / 2 + 1) / source))
         step = float(gamma[1] - gamma[0]) if curved else self.detector_spacing / self.magnification
         half = (reach if curved else source * math.tan(reach)) / step  # cells, either side of the central ray
@@ -320,20 +331,25 @@ class FanBeamCT(RadonTomography):
 
 
 def fan_ray_grids(views_deg: np.ndarray, padded: int, source_grid: float, slopes: torch.Tensor,
-                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                  out: torch.Tensor | None = None) -> torch.Tensor:
     """deepinv's fan-beam sampling grids (``Radon.all_grids``, ``(1, padded, cells * views, 2)``) for
     rays of any slopes: in a view at deepinv's angle ``views_deg``, the ray of cell ``j`` leaves the
     source (``source_grid`` grid units behind the centre on the central axis) with lateral slope
     ``slopes[j]`` (``tan`` of its fan angle) and is sampled once per padded pixel along the central
     axis, corner-aligned from -1 to 1, as deepinv samples its flat detector's rays (whose slopes are
-    the cells' positions over the source-detector distance). Computed in float64."""
+    the cells' positions over the source-detector distance). Computed in float64; written into
+    ``out`` (of that shape) when given, e.g. the grids it replaces, so that no second copy is held."""
     depth = torch.linspace(-1.0, 1.0, padded, dtype=torch.float64)[None, :]
     lateral = slopes.to(torch.float64)[:, None] * (depth + source_grid)  # (cells, padded)
     depth = depth.expand_as(lateral)
     cells = lateral.shape[0]
     angles = np.deg2rad(np.asarray(views_deg, dtype=np.float64))
     # filled view by view: only one view is ever held in float64 beside the result
-    grids = torch.empty(1, padded, cells * angles.size, 2, dtype=dtype, device=device)
+    shape = (1, padded, cells * angles.size, 2)
+    if out is not None and tuple(out.shape) != shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}, the grids {shape}")
+    grids = torch.empty(shape, dtype=dtype, device=device) if out is None else out
     for k, theta in enumerate(angles):
         cos, sin = math.cos(theta), math.sin(theta)
         grid = torch.stack([cos * depth + sin * lateral, -sin * depth + cos * lateral], dim=-1)
@@ -358,7 +374,9 @@ def _detector_cover(gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     low, high = float(gamma.min()), float(gamma.max())
     overlap = min(-low, high)  # the half-width measured from both sides
     step = float(np.median(np.abs(np.diff(gamma[:, 0])))) if gamma.shape[0] > 1 else 1.0
-    ramp = max(min(max(0.5 * overlap, 2.0 * step), overlap), 1e-12)
+    # the hand-over as wide as the detector is lopsided (a quarter-cell offset: two cells, which keeps
+    # the interleaved rays at 1/2 over the rest), at most the whole overlap (a displaced detector)
+    ramp = max(min(max(abs(high + low), 2.0 * step), overlap), 1e-12)
 
     # only an end whose mirror lies on the detector fades: beyond it the conjugate rays take over; at an
     # end whose mirror is off the detector, the rays are the lines' only measurements
@@ -376,8 +394,11 @@ def redundancy_weights(angles_deg: np.ndarray, fan_angles: np.ndarray) -> np.nda
     """FBP weights of a fan-beam scan, ``(cells, views)``: each view's angular step (radians) times
     a redundancy weight of each of its rays.
 
-    A scan with no gap wider than 1.5 typical steps is a full scan: every line is measured twice,
-    and every ray gets ``1/2`` of its view's share of the turn (:func:`~pnp_stable.operators.fbp.view_shares`). Otherwise
+    A scan with no gap wider than 1.5 typical steps is a full scan: with a centred detector every
+    line is measured twice, and every ray gets ``1/2`` of its view's share of the turn
+    (:func:`~pnp_stable.operators.fbp.view_shares`); an offset detector's rays whose conjugate (at
+    ``-gamma``) misses it get all of it, with a smooth hand-over across its short end
+    (:func:`_detector_cover`, which also multiplies the windows below). Otherwise
     the views span an arc ``[0, R]`` (the circle less its widest gap, plus half a typical step at
     either end) and the weights are Parker-type: with a window ``s`` that rises from 0 to 1 over a
     length ``e`` at each end of the arc (``sin^2`` ramps; ``e`` the overscan ``R - 180`` degrees,

@@ -1019,6 +1019,8 @@ def reconstruct_ct(
             raise ValueError("detector_offset shifts the full detector's bins; the circle detector sees the disc "
                              "inscribed in the image, about its centre")
         offset = 0.0
+    elif isinstance(detector_offset, str):
+        raise ValueError(f"detector_offset must be a number of cells or 'auto', got {detector_offset!r}")
     else:
         offset = 0.0 if detector_offset is None else check_detector_offset(detector_offset)
     distances["detector_offset"] = offset
@@ -1100,7 +1102,7 @@ def reconstruct_ct(
         n = image_size or _size_from_detectors(n_det, detector)
         if angle_range is not None:
             angles = _angles_over_range(n_ang, angle_range, n, n_det if fan else None, distances)
-        notes.extend(_sinogram_doubts(sino, angles is None, fan))
+        notes.extend(_sinogram_doubts(sino, angles is None, fan, axis_offset=0.0 if estimate_offset else offset))
         if fan:
             op = FanBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles,
                            n_detectors=n_det, **distances, device=dev)
@@ -1117,7 +1119,9 @@ def reconstruct_ct(
             views = n_ang if angles is None or isinstance(angles, int) else angles
             if estimate_offset:
                 axis = estimate_detector_offset(sino, _angles_in_degrees(views))
-                offset = axis.offset
+                # to a thousandth of a bin (its accuracy is some hundredths): the slices of one scan then
+                # share their operator's cached norm more often
+                offset = round(axis.offset, 3)
                 notes.append(f"rotation axis read off the sinogram: bin {axis.axis_bin:.2f} of {n_det} (detector offset "
                              f"{offset:+.3f}; the centres of mass fit their sinusoid to {axis.fit_residual:.2g} bins, "
                              f"the noise alone {axis.expected_residual:.2g})")
@@ -1335,18 +1339,24 @@ def _angles_over_range(count: int, angle_range: float | str, n: int, n_detectors
         from pnp_stable.operators import FanBeamCT
 
         probe = FanBeamCT(n, angles=1, n_detectors=n_detectors, **distances)  # one view: the geometry only
+        if not probe.covers_both_sides():
+            raise ValueError("a short scan measures every line only with a detector that covers the image on both "
+                             "sides of the central ray; this offset detector is displaced (one side short): it needs "
+                             "a full turn")
         angle_range = probe.short_scan_range
     return [float(k) * float(angle_range) / int(count) for k in range(int(count))]
 
 
-def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool, fan: bool = False) -> list[str]:
+def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool, fan: bool = False, axis_offset: float = 0.0
+                     ) -> list[str]:
     """Notes on a sinogram (``n_detectors x n_angles``) that is probably not what it will be taken
     for: its columns not views (transposed, or an image: the column sums differ, where every view
     of an object sums to its mass), a 360-degree scan read as 180 degrees (its second half mirrors
     its first, p(theta + 180, s) = p(theta, -s)), or detector counts instead of line integrals
     (largest at the detector edges, where the rays miss the object). A fan beam's views neither
     sum alike (the magnification of an off-centre object turns with the source) nor mirror: only
-    the last check applies to it."""
+    the last check applies to it. ``axis_offset``: a parallel beam's detector offset, about whose
+    axis the halves mirror."""
     notes = []
     data = sino.double()
     if fan:
@@ -1361,7 +1371,14 @@ def _sinogram_doubts(sino: torch.Tensor, uniform_angles: bool, fan: bool = False
                          "an image to project needs --simulate")
     n_ang = data.shape[1]
     if uniform_angles and n_ang >= 4 and n_ang % 2 == 0:
-        first, second = data[:, : n_ang // 2], data[:, n_ang // 2:].flip(0)
+        second = data[:, n_ang // 2:]
+        if axis_offset:
+            # mirrored about the axis's bin (G - 1)/2 - offset: bin b reads what bin b - 2 offset held
+            bins = torch.arange(data.shape[0], dtype=torch.float64)
+            source = (bins - 2.0 * axis_offset).numpy()
+            second = torch.stack([torch.from_numpy(np.interp(source, bins.numpy(), column.numpy(), left=0.0, right=0.0))
+                                  for column in second.T], dim=1)
+        first, second = data[:, : n_ang // 2], second.flip(0)
         scale = float(first.norm())
         # views that do not depend on the angle (a centred disc, a water phantom) mirror anyway
         turned = data.roll(n_ang // 4, dims=1)[:, : n_ang // 2]

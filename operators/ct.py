@@ -29,7 +29,7 @@ from torch import nn
 
 from pnp_stable.operators.base import CertifiedLinearPhysics, NormBound, _check_kwargs
 from pnp_stable.operators.cache import load_entry, norm_bounds_of, store_entry
-from pnp_stable.operators.fbp import back_project, ram_lak, view_shares
+from pnp_stable.operators.fbp import back_project, extend_to_reach, ram_lak, view_shares
 from pnp_stable.operators.norm_bounds import collatz_wielandt_norm_bound, progress_bar
 
 __all__ = ["ParallelBeamCT", "RadonTomography", "deepinv_axis_offset", "image_size_for_bins", "sinogram_from_skimage"]
@@ -589,16 +589,10 @@ class ParallelBeamCT(RadonTomography):
         self._check_finite(y, "y")
         data = self._unweighted((y * self._scale if self.normalize else y).to(torch.float64))
         shares = torch.tensor(view_shares(self.angles_deg, turn=180.0), dtype=torch.float64, device=y.device)
-        centre = (self.n_detectors - 1) / 2.0 - self.detector_offset  # the bin the rotation axis projects onto
-        if self.detector_offset:
-            # the ramp filter's output reaches beyond the data: the pixels whose rays pass beyond an
-            # offset detector's short end still need it, so the views extend, zero-padded, to the
-            # centred detector's reach on either side of the axis
-            half = (self.n_detectors - 1) / 2.0
-            before = max(0, int(math.ceil(half - centre)))
-            after = max(0, int(math.ceil(centre + half - (self.n_detectors - 1))))
-            data = torch.nn.functional.pad(data, (0, 0, before, after))
-            centre += before
+        # the views extend to a centred detector's reach on either side of the axis (an offset one's
+        # short end: extend_to_reach), where the axis projects onto bin (G - 1)/2 - offset
+        data, centre = extend_to_reach(data, (self.n_detectors - 1) / 2.0 - self.detector_offset,
+                                       (self.n_detectors - 1) / 2.0)
         filtered = ram_lak(data, 1.0) * shares
         out = back_project(filtered, self.angles_deg, self.image_size, lambda lateral, _depth: (lateral + centre, None))
         if self.detector == "circle":

@@ -37,7 +37,7 @@ from torch import nn
 
 from pnp_stable.operators.ct import (DIRECTION_TOLERANCE_DEG, _NORM_METHOD, RadonTomography, _angles_in_degrees,
                                      _image_size, check_detector_offset, detector_count)
-from pnp_stable.operators.fbp import back_project, ram_lak, view_shares
+from pnp_stable.operators.fbp import back_project, extend_to_reach, ram_lak, view_shares
 
 __all__ = ["FanBeamCT", "DETECTOR_SHAPES", "conjugate_view", "fan_ray_grids", "redundancy_weights"]
 
@@ -276,17 +276,12 @@ class FanBeamCT(RadonTomography):
         weighted = work * torch.tensor(redundancy_weights(self.angles_deg, gamma) * np.cos(gamma)[:, None],
                                        dtype=torch.float64, device=y.device)
         curved = self.detector_shape == "curved"
-        # the ramp filter's output reaches beyond the data: a pixel whose ray misses the detector (an
-        # offset one's short side, a narrow one's edges) still needs it, so the filtered views extend,
-        # zero-padded, to every ray through the image (a default detector needs a cell at most)
+        # the filtered views extend to every ray through the image (extend_to_reach; a default
+        # detector needs a cell at most), about the central ray's cell
         reach = math.asin(min(1.0, (math.sqrt(2) * self.image_size / 2 + 1) / source))
         step = float(gamma[1] - gamma[0]) if curved else self.detector_spacing / self.magnification
         half = (reach if curved else source * math.tan(reach)) / step  # cells, either side of the central ray
-        centre = (self.n_detectors - 1) / 2.0 - offset  # the central ray's cell
-        before = max(0, int(math.ceil(half - centre)))
-        after = max(0, int(math.ceil(centre + half - (self.n_detectors - 1))))
-        weighted = torch.nn.functional.pad(weighted, (0, 0, before, after))
-        centre += before
+        weighted, centre = extend_to_reach(weighted, (self.n_detectors - 1) / 2.0 - offset, half)
         if curved:
             filtered = ram_lak(weighted * source, step, angular=True)  # step: radians between cells
 

@@ -59,6 +59,19 @@ def ram_lak(sinogram: torch.Tensor, step: float, angular: bool = False) -> torch
     return torch.fft.irfft(padded * spectrum.real[:, None], n=size, dim=-2)[..., :cells, :]
 
 
+def extend_to_reach(views: torch.Tensor, centre: float, half: float) -> tuple[torch.Tensor, float]:
+    """``views`` (``(..., cells, views)``) zero-padded along the cells so that every cell within
+    ``half`` cells of ``centre`` (the central ray's or the axis's, fractional) exists, and that
+    centre's index in the result. The ramp filter's output reaches beyond the data: a pixel whose
+    ray misses the detector (an offset one's short side, a narrow one's edges) still needs it."""
+    cells = views.shape[-2]
+    before = max(0, int(math.ceil(half - centre)))
+    after = max(0, int(math.ceil(centre + half - (cells - 1))))
+    if before or after:
+        views = torch.nn.functional.pad(views, (0, 0, before, after))
+    return views, centre + before
+
+
 def interpolate_cells(view: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``view`` (``(B, C, cells)``) linearly interpolated at the fractional cell ``index`` of each
     pixel (``(n, n)``), zero beyond the detector's ends: ``(B, C, n, n)``."""

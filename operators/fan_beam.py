@@ -142,8 +142,8 @@ class FanBeamCT(RadonTomography):
             raise ValueError(f"detector_offset {offset:g} moves the central ray off the detector of {int(n_detectors)} "
                              f"cells (at most {(n_detectors - 1) / 2:g} either way)")
         if detector_shape == "curved":
-            reach = (n_detectors - 1) / 2.0 + abs(offset)
-            widest = math.degrees(reach * spacing / (source + detector))
+            farthest_cell = (n_detectors - 1) / 2.0 + abs(offset)  # cells from the central ray
+            widest = math.degrees(farthest_cell * spacing / (source + detector))
             if widest >= 90.0:
                 what = ("the default curved detector, widened on both sides by the offset," if defaulted else
                         "the curved detector's cells")

@@ -45,6 +45,12 @@ _FAN_METHOD = "fan-flat-cos-v2"  # v2: distances in deepinv's corner-aligned gri
 DETECTOR_SHAPES = ("flat", "curved")
 
 
+def _image_half_fan(n: int, source: float, margin: float = 0.0) -> float:
+    """The angle (radians) from the central ray to the source's tangent to the circle through an
+    ``n x n`` image's corners, widened by ``margin`` pixels: the half fan every view must see."""
+    return math.asin(min(1.0, (math.sqrt(2) * n / 2 + margin) / source))
+
+
 def _positive(value: Any, name: str) -> float:
     try:
         number = float(value)
@@ -128,7 +134,7 @@ class FanBeamCT(RadonTomography):
         if defaulted:
             # cover the circle through the corners (its tangent rays from the source), plus the
             # cell that a corner pixel's bilinear footprint reaches beyond it
-            half_fan = math.asin(min(1.0, (math.sqrt(2) * n / 2) / source))
+            half_fan = _image_half_fan(n, source)
             half_width = (source + detector) * (half_fan if detector_shape == "curved" else math.tan(half_fan))
             shadow_cells = half_width / spacing
             if abs(offset) > shadow_cells:
@@ -191,7 +197,7 @@ class FanBeamCT(RadonTomography):
         """Whether the detector reaches the image's whole fan on both sides of the central ray (a
         default detector does; a displaced one, shifted to widen a full scan's field of view, does
         not, and a short scan with it misses lines)."""
-        reach = math.asin(min(1.0, (math.sqrt(2) * self.image_size / 2) / self.source_distance))
+        reach = _image_half_fan(self.image_size, self.source_distance)
         gamma = self.fan_angles()
         return min(-float(gamma.min()), float(gamma.max())) >= reach - 1e-9
 
@@ -278,7 +284,7 @@ class FanBeamCT(RadonTomography):
         curved = self.detector_shape == "curved"
         # the filtered views extend to every ray through the image (extend_to_reach; a default
         # detector needs a cell at most), about the central ray's cell
-        reach = math.asin(min(1.0, (math.sqrt(2) * self.image_size / 2 + 1) / source))
+        reach = _image_half_fan(self.image_size, source, margin=1.0)
         step = float(gamma[1] - gamma[0]) if curved else self.detector_spacing / self.magnification
         half = (reach if curved else source * math.tan(reach)) / step  # cells, either side of the central ray
         weighted, centre = extend_to_reach(weighted, (self.n_detectors - 1) / 2.0 - offset, half)

@@ -147,7 +147,7 @@ class RadonTomography(CertifiedLinearPhysics):
 
     Subclasses set ``image_size``, ``angles_deg`` and ``n_detectors`` and their geometry before
     calling :meth:`_start`, and implement ``_make_tomography`` (with :meth:`_deepinv_tomography`),
-    ``_geometry_fields`` (their part of :meth:`geometry`), ``fbp``, ``object_support`` and
+    ``geometry_fields`` (their part of :meth:`geometry`), ``fbp``, ``object_support`` and
     ``parameter_density``.
     """
 
@@ -205,7 +205,7 @@ class RadonTomography(CertifiedLinearPhysics):
         import deepinv
 
         description = {"operator": type(self).__name__, "image_size": self.image_size,
-                       "angles_deg": [float(a) for a in self.angles_deg], **self._geometry_fields(),
+                       "angles_deg": [float(a) for a in self.angles_deg], **self.geometry_fields(),
                        "deepinv": deepinv.__version__, "method": self._norm_method}
         if self._root_weights is not None:
             import hashlib
@@ -216,7 +216,9 @@ class RadonTomography(CertifiedLinearPhysics):
 
     _norm_method = _NORM_METHOD
 
-    def _geometry_fields(self) -> dict[str, Any]:  # pragma: no cover
+    def geometry_fields(self) -> dict[str, Any]:  # pragma: no cover
+        """What sets this beam's rays apart beyond its size and angles (its part of :meth:`geometry`,
+        the norm cache key, and of a checkpoint's fingerprint)."""
         raise NotImplementedError
 
     def _bin_weight_array(self) -> np.ndarray | None:
@@ -600,12 +602,12 @@ class ParallelBeamCT(RadonTomography):
         return out.to(y.dtype)
 
     # -- norm --------------------------------------------------------------------------------
-    def _geometry_fields(self) -> dict[str, Any]:
+    def geometry_fields(self) -> dict[str, Any]:
         # named only when shifted: a centred detector's cache entries and checkpoints keep their keys
         return {"detector": self.detector, **({"detector_offset": self.detector_offset} if self.detector_offset else {})}
 
     def _constructor_arguments(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "angles": self.angles_deg, **self._geometry_fields()}
+        return {"image_size": self.image_size, "angles": self.angles_deg, **self.geometry_fields()}
 
     def __repr__(self) -> str:
         return (

@@ -308,9 +308,9 @@ class FanBeamCT(RadonTomography):
     _norm_method = f"{_NORM_METHOD}+{_FAN_METHOD}"
 
     def _constructor_arguments(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "angles": self.angles_deg, **self._geometry_fields()}
+        return {"image_size": self.image_size, "angles": self.angles_deg, **self.geometry_fields()}
 
-    def _geometry_fields(self) -> dict[str, Any]:
+    def geometry_fields(self) -> dict[str, Any]:
         fields = {key: getattr(self, key) for key in ("source_distance", "detector_distance", "n_detectors",
                                                       "detector_spacing")}
         # named only when not the default: a centred flat detector's cache entries and checkpoints keep their keys

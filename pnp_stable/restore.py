@@ -1325,10 +1325,8 @@ def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float
 
 def _fan_geometry(op) -> dict:
     """A fan beam's distances and cells (and a curved detector's shape, an offset's cells), as its norm
-    cache key names them."""
-    return {k: v for k, v in op.geometry().items()
-            if k in ("source_distance", "detector_distance", "n_detectors", "detector_spacing", "detector_shape",
-                     "detector_offset")}
+    cache key names them (its ``geometry_fields``, so that a field the beam gains is fingerprinted too)."""
+    return op.geometry_fields()
 
 
 def _angles_over_range(count: int, angle_range: float | str, n: int, n_detectors: int | None,

@@ -22,7 +22,7 @@ def test_plan_fits_the_allowance_and_scales_the_phases():
 def test_budgeted_run_trains_exports_and_measures(write_images_root, tmp_path):
     out = tmp_path / "out"
     code = budgeted.main(["--data", str(write_images_root), "--out", str(out), "--preset", "tiny", "--device", "cpu",
-                          "--minutes", "0.3", "--reserve-minutes", "0.1", "--probe-steps", "8",
+                          "--minutes", "0.12", "--reserve-minutes", "0.04", "--probe-steps", "8",
                           "--set", "model.power_size=8"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())

@@ -14,17 +14,24 @@ from pnp_stable.training.checkpoint import load_checkpoint
 from pnp_stable.training.data import PatchSampler, training_image_paths
 
 
-def test_two_process_gloo_step_equals_the_step_on_both_batches(image_folder, tmp_path):
+def test_two_process_gloo_step_equals_the_step_on_both_batches_and_a_time_limit_stops_every_rank_there(
+        image_folder, tmp_path):
+    """One torchrun launch (each costs seconds) checks both: the ranks' first step is the one-process
+    step on both ranks' batches, and under a time limit of 0 the ranks agree (an all-reduce) to stop
+    after it, together, and exit cleanly, although 50 steps were asked for."""
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "pnp_stable.training.run", "--preset", "tiny", "--train", str(image_folder),
-           "--run-dir", str(run_dir), "--set", "steps=1", "--set", "grad_clip=0", "--set", "warmup_steps=1"]
+           "--run-dir", str(run_dir), "--set", "steps=50", "--set", "grad_clip=0", "--set", "warmup_steps=1",
+           "--time-limit", "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     start = json.loads((run_dir / "log.jsonl").read_text().splitlines()[0])
     assert start["event"] == "start" and start["world_size"] == 2
-    trained = load_checkpoint(run_dir / "checkpoint.pt")["model"]
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["step"] == 1
+    trained = state["model"]
 
     # reference: one process, one Adam step on the mean loss over rank 0's and rank 1's batches
     config = preset("tiny", [str(image_folder)], str(tmp_path / "ref"), grad_clip=0, warmup_steps=1)
@@ -52,18 +59,6 @@ def test_two_process_gloo_step_equals_the_step_on_both_batches(image_folder, tmp
     F.mse_loss(alone(batches[0][1], batches[0][2]), batches[0][0]).backward()
     optimizer.step()
     assert any(not torch.allclose(trained[n], p.detach(), rtol=1e-4, atol=1e-6) for n, p in alone.named_parameters())
-
-
-def test_time_limit_stops_every_rank_at_the_same_step(image_folder, tmp_path):
-    """Under DDP the ranks agree on when time is up (an all-reduce), stop together and exit cleanly."""
-    run_dir = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "pnp_stable.training.run", "--preset", "tiny", "--train", str(image_folder),
-           "--run-dir", str(run_dir), "--set", "steps=50", "--time-limit", "0"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 1
 
 
 def _stop_reason_on_rank(rank, store_path, results_path):

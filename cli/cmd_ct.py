@@ -40,6 +40,17 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 @click.option("--attenuation", type=float, default=None, metavar="MU",
               help="With --simulate --photons: attenuation per pixel of a phantom value 1 [default: the longest "
                    "ray attenuated by e^-4].")
+@click.option("--flat", default=None, metavar="FILE|VALUE",
+              help="DATA is a raw transmission sinogram (detector readings before the logarithm) and this its flat "
+                   "field, the exposure without the object: a FILE (.npy/.tif/.png, read unscaled) of one value per "
+                   "detector bin (the sinogram's rows), or of several frames side by side, or one VALUE for every bin. "
+                   "The data become line integrals -log((I - dark)/(flat - dark)), weighted by their photon counts "
+                   "(--weighting).")
+@click.option("--dark", default=None, metavar="FILE|VALUE",
+              help="With --flat: the detector's dark field (its offset), as --flat [default: 0].")
+@click.option("--gain", type=float, default=None, metavar="UNITS",
+              help="With --flat: detector units per photon [default: measured from two or more flat frames, "
+                   "else read off the sinogram's noise].")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
 @click.option("--detector", type=click.Choice(["full", "circle"]), default="full", show_default=True,
@@ -69,7 +80,8 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "with circle=True, its default, add --detector circle): move it to this tool's rotation axis, "
                    "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
-def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, size, detector, geometry,
+def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, flat, dark, gain, size, detector,
+       geometry,
        source_distance, detector_distance, detector_spacing, detector_shape, detector_offset,
        from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
@@ -89,6 +101,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
       pnp-stable ct --geometry fan --angles 74 --angle-range short
       pnp-stable ct --photons 1e4 --angles 180
       pnp-stable ct lowdose_sinogram.npy --photons 5e4 --size 512
+      pnp-stable ct raw_sinogram.tif --flat flat_frames.tif --dark dark_frames.tif
       pnp-stable ct fan_sinogram.npy --geometry fan --size 256 --source-distance 600 --detector-distance 400
       pnp-stable ct --geometry fan --detector-shape curved
       pnp-stable ct synchrotron_sinogram.npy --detector-offset auto
@@ -150,8 +163,9 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
             if noise is not None:
                 raise UserError("--photons draws Poisson counts (the noise follows from them); --noise is Gaussian: "
                                 "give one of them")
-        elif weighting != "auto":
-            raise UserError("--weighting applies to photon-count data: add --photons I0")
+        elif weighting != "auto" and flat is None:
+            raise UserError("--weighting applies to photon-count data: add --photons I0 (or --flat for raw data)")
+        readings = _raw_readings(data, flat, dark, gain, simulate, photons, noise, from_skimage)
         if attenuation is not None:
             if photons is None or not simulate:
                 raise UserError("--attenuation scales a phantom for a photon-count simulation: add --simulate and "
@@ -174,10 +188,12 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                          **({k: v for k, v in distances.items() if v is not None}), method=solver, denoiser=denoiser,
                          max_iter=max_iter, tol=tol,
                          accelerate=accelerate, device=device, checkpoint=checkpoint, resume=resume, **manual)
-        if data is not None and not data.is_dir():  # a folder checks each file before the first solve
-            from pnp_stable.cli.images import read_image
+        from pnp_stable.cli.images import read_image, read_raw_sinogram
 
-            _check_ct_input(data, read_image(data), simulate, count if angles_given else None, photons)
+        reader = read_image if readings is None else read_raw_sinogram  # --flat: readings as stored
+        if data is not None and not data.is_dir():  # a folder checks each file before the first solve
+            _check_ct_input(data, reader(data), simulate, count if angles_given else None,
+                            photons if readings is None else None)
         if angle_range is None:
             span = "360 degrees" if fan else None
         else:
@@ -197,6 +213,10 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
 
             shared = ImageInputs(files=(angles_file,), reported={"angles": str(angles_file)})
             inputs = lambda _path: shared  # noqa: E731
+        if readings is not None:
+            arguments["gain"] = gain
+            readings.angles_file = angles_file
+            inputs = readings.inputs_for
         run_restorations("ct", data, tag="reconstructed", demo=demo, task=_Reconstruction(from_skimage and not simulate),
                          arguments=arguments, out=out, report=report, plot=plot, quiet=quiet, inputs_for=inputs,
                          check_image=lambda path, loaded, _: _check_ct_input(path, loaded, simulate,
@@ -205,9 +225,87 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                          # a sinogram's own count when none was given (the report's operator has the values)
                          reported={"angles": (count if angles_file is None else str(angles_file))
                                    if angles_given or simulate else None, "noise": noise, "angle_range": angle_range,
-                                   "photons": photons, "weighting": weighting if photons is not None else None},
+                                   "photons": photons, "weighting": weighting if photons is not None or flat is not None else None},
                          # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
-                         output_bit_depth=None if simulate else 16)
+                         output_bit_depth=None if simulate else 16,
+                         reader=None if readings is None else read_raw_sinogram)
+
+
+class _RawReadings:
+    """--flat/--dark of one raw sinogram: the files protected as inputs, and read unscaled into
+    ``reconstruct_ct``'s ``flat`` and ``dark`` (the sinogram itself by ``read_raw_sinogram``)."""
+
+    def __init__(self, flat: float | Path, dark: float | Path | None, flat_text: str, dark_text: str | None) -> None:
+        self.flat, self.dark = flat, dark
+        self.shown = {"flat": flat_text, "dark": dark_text}  # the report's options: as the command line spelt them
+        self.angles_file: Path | None = None  # --angles FILE, an input too
+
+    def inputs_for(self, image: Path | None):
+        from pnp_stable.cli.folders import ImageInputs
+
+        files = tuple(f for f in (self.flat, self.dark, self.angles_file) if isinstance(f, Path))
+        return ImageInputs(files=files, read=self._read,
+                           reported={**self.shown, **({"angles": str(self.angles_file)} if self.angles_file else {})},
+                           options={name: f for name, f in (("flat", self.flat), ("dark", self.dark))
+                                    if isinstance(f, Path)})
+
+    def _read(self) -> dict:
+        return {"flat": _readings(self.flat, "--flat"), "dark": _readings(self.dark, "--dark")}
+
+
+def _readings(source: float | Path | None, what: str):
+    if source is None or isinstance(source, float):
+        return source
+    from pnp_stable.cli.images import read_counts
+
+    try:
+        return read_counts(source)
+    except FileNotFoundError:
+        raise UserError(f"{what}: {source} not found") from None
+    except ValueError as error:
+        raise UserError(f"{what}: {error}") from None
+
+
+def _raw_readings(data: Path | None, flat: str | None, dark: str | None, gain: float | None, simulate: bool,
+                  photons: float | None, noise: str | None, from_skimage: bool) -> _RawReadings | None:
+    """``--flat``/``--dark``/``--gain`` checked against the other options (None without --flat)."""
+    if flat is None:
+        for name, value in (("--dark", dark), ("--gain", gain)):
+            if value is not None:
+                raise UserError(f"{name} describes raw detector readings: add their flat field (--flat)")
+        return None
+    if simulate or data is None:
+        raise UserError("--flat is the flat field of a measured raw sinogram; a simulation makes its own data "
+                        "(--photons draws counts)")
+    if data.is_dir():
+        raise UserError("--flat describes one raw sinogram (each detector row has its own flat field): give the "
+                        "sinograms one at a time")
+    if photons is not None:
+        raise UserError("--photons reads post-log data of I0 photons per bin; --flat reads raw data and their flat "
+                        "field (each bin's I0): give one of them")
+    if noise is not None:
+        raise UserError("with --flat the noise follows from the photon counts: drop --noise (give --gain if you know "
+                        "it)")
+    if from_skimage:
+        raise UserError("--from-skimage converts skimage.transform.radon's line integrals; --flat reads raw "
+                        "detector readings")
+    if gain is not None and not (0 < gain < float("inf")):
+        raise UserError(f"--gain must be a positive number of detector units per photon, got {gain:g}")
+    return _RawReadings(_file_or_value(flat, "--flat"), None if dark is None else _file_or_value(dark, "--dark"),
+                        flat, dark)
+
+
+def _file_or_value(text: str, option: str) -> float | Path:
+    try:
+        value = float(text)
+    except ValueError:
+        path = Path(text)
+        if not path.is_file():
+            raise UserError(f"{option} {text}: neither a number nor a file") from None
+        return path
+    if not math.isfinite(value):
+        raise UserError(f"{option} must be a finite number or a file, got {text}")
+    return value
 
 
 def parse_detector_offset(text: str | None, fan: bool, simulated: bool, circle: bool) -> float | str | None:

@@ -101,7 +101,8 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
                      inputs_for: Callable[[Path | None], ImageInputs] | None = None,
                      check_image: Callable[[Path, LoadedImage, ImageInputs], None] | None = None,
                      allow_nonfinite: bool = False, output_bit_depth: int | None = None,
-                     reported: dict[str, Any] | None = None) -> None:
+                     reported: dict[str, Any] | None = None, reader: Callable[[Path], LoadedImage] | None = None
+                     ) -> None:
     """Run ``task`` (a :mod:`pnp_stable.restore` task) on ``image``: one file, every image of a
     folder (its earlier outputs ``X_<tag>.*`` left out), or the demo when None (described by
     ``demo``: a description of scikit-image's camera, or a :class:`Demo`). ``arguments`` are the
@@ -113,12 +114,15 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
     images are read with their NaN, which it must judge). Exits 130 after a stop (a solve
     interrupted, or Ctrl-C between solves), naming the images left. ``output_bit_depth``
     replaces the inputs' in the written images; ``reported`` the values the reports' options show
-    instead of the task arguments' (the command line's spelling)."""
+    instead of the task arguments' (the command line's spelling); ``reader`` reads one image instead
+    of :func:`~pnp_stable.cli.images.read_image` (not with a folder)."""
     from pnp_stable.cli.images import list_images, unread_images
 
     demo = demo if isinstance(demo, Demo) else Demo(demo)
     inputs_for = _with_shared_files(inputs_for or _no_inputs, _files_read_by(arguments))
     folder = image is not None and image.is_dir()
+    if folder and reader is not None:
+        raise UserError(f"pnp-stable {command} reads these inputs one file at a time: give a file, not a folder")
     if folder:
         if out is not None:
             raise UserError("--out names one file; with a folder, outputs go beside each input")
@@ -173,7 +177,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
                                     per_image_name(plot, path) if folder else plot, quiet, tag,
                                     also_inputs=extra.files, reported={**shown, **extra.reported},
                                     resume_hint=hint, allow_nonfinite=allow_nonfinite,
-                                    output_bit_depth=output_bit_depth)
+                                    output_bit_depth=output_bit_depth, reader=reader)
         except KeyboardInterrupt:  # outside a solve, which stops cleanly: this image counts as not restored
             stopped, unfinished = "interrupted", 1
         else:

@@ -66,7 +66,7 @@ def restore_image(command: str, image: Path | None, demo: Demo, task: Callable[.
                   task_arguments: dict[str, Any], out, report, plot, quiet: bool, tag: str,
                   also_inputs: tuple[Path, ...] = (), reported: dict[str, Any] | None = None,
                   resume_hint: str | None = None, allow_nonfinite: bool = False,
-                  output_bit_depth: int | None = None) -> str:
+                  output_bit_depth: int | None = None, reader: Callable[[Path], Any] | None = None) -> str:
     """Read ``image`` (None: the ``demo``), check every destination
     against the inputs (``image`` and ``also_inputs``, e.g. a mask) before any work, run
     ``task(tensor, **task_arguments)`` and write ``<stem>_<tag>``, the report (whose options are the
@@ -76,7 +76,8 @@ def restore_image(command: str, image: Path | None, demo: Demo, task: Callable[.
     is saved when a checkpoint was given); ``resume_hint`` replaces the "--resume continues it" line
     of a solve stopped at its iteration cap; ``allow_nonfinite`` lets NaN through to the task (which
     ignores them in an inpainting's holes and refuses them elsewhere); ``output_bit_depth``
-    replaces the input's (a CT reconstruction's is not its sinogram's)."""
+    replaces the input's (a CT reconstruction's is not its sinogram's); ``reader`` reads ``image``
+    instead of :func:`~pnp_stable.cli.images.read_image` (raw detector readings, unscaled)."""
     options = {_OPTION_NAMES.get(k, k): v for k, v in task_arguments.items()}
     options.update(reported or {})
     from pnp_stable.cli.images import default_output, read_image
@@ -90,7 +91,8 @@ def restore_image(command: str, image: Path | None, demo: Demo, task: Callable[.
         if not quiet:
             click.echo(demo.description, err=True)
     else:
-        loaded = read_image(image, allow_nonfinite)  # the task checks the range
+        # the task checks the range
+        loaded = read_image(image, allow_nonfinite) if reader is None else reader(image)
     written_as_rgb = False
     if command in _GRAY_WHEN_EQUAL and task_arguments.get("denoiser") is None and _equal_channels(loaded):
         # a black-and-white photograph saved as RGB: the gray denoiser restores it in a third of the

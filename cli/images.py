@@ -115,6 +115,50 @@ def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> Loaded
     return LoadedImage(np.ascontiguousarray(arr, dtype=np.float32), depth, path, tuple(notes), alpha)
 
 
+def read_counts(path: str | os.PathLike) -> np.ndarray:
+    """Detector readings as stored, as float64: a ``.npy`` array of any real type (1-D, 2-D, or 2-D
+    with leading axes of length 1), or a gray image file's samples unscaled (8- and 16-bit integers
+    as the integers they are, a float TIFF as is), of any size: raw CT data, whose ratios matter,
+    and whose gain is given in the file's units. FileNotFoundError, or ValueError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    if not path.is_file():
+        raise ValueError(f"{path.name} is not a regular file")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"unsupported file type {suffix or '(none)'} for {path.name}; use .npy, TIF or PNG")
+    if suffix == ".npy":
+        arr = read_npy(path)
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise ValueError(f"{path.name} holds {arr.dtype} data; expected real numbers")
+        while arr.ndim > 2 and arr.shape[0] == 1:
+            arr = arr[0]
+        values = arr.astype(np.float64)
+    else:
+        normalised, depth = _read_raster(path, [])
+        if normalised.ndim == 3 and normalised.shape[2] == 1:
+            normalised = normalised[:, :, 0]
+        if normalised.ndim != 2:
+            raise ValueError(f"{path.name} has shape {normalised.shape}; detector readings are one gray channel")
+        scale = {8: 255.0, 16: 65535.0}.get(depth, 1.0)
+        values = normalised.astype(np.float64) * scale
+        values = np.rint(values) if scale != 1.0 else values
+    if values.ndim > 2 or values.size == 0:
+        raise ValueError(f"{path.name} has shape {values.shape}; expected detector readings (bins, or bins x views)")
+    _check_finite(values, path)
+    return values
+
+
+def read_raw_sinogram(path: str | os.PathLike) -> LoadedImage:
+    """A raw sinogram file (``n_detectors x n_angles`` readings, :func:`read_counts`) as an image
+    the command line's tasks take: its readings unscaled, float32 (exact up to 2^24)."""
+    values = read_counts(path)
+    if values.ndim != 2:
+        raise ValueError(f"{Path(path).name} has shape {values.shape}; a raw sinogram is n_detectors x n_angles")
+    return LoadedImage(np.ascontiguousarray(values, dtype=np.float32), None, Path(path), (), None)
+
+
 # the largest 12-bit sample on the 16-bit [0, 1] scale (4095 / 65535), with float32 rounding
 _TWELVE_BIT_TOP = 4095.5 / 65535
 

@@ -926,6 +926,9 @@ def reconstruct_ct(
     photons: float | None = None,
     weighting: str = "auto",
     attenuation: float | None = None,
+    flat: Any = None,
+    dark: Any = None,
+    gain: float | None = None,
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam (or fan-beam) sinogram, initialised by FBP.
 
@@ -983,6 +986,16 @@ def reconstruct_ct(
     integrals, ``1 / (attenuation sqrt(mean I))`` on a simulated phantom's scale);
     ``"none"``, plain least squares at the root-mean-square level ``sqrt(mean(1 / I))``;
     ``"auto"`` (default) is ``"wls"`` (docs/benchmarks.md, "Photon-count noise in CT").
+
+    ``flat``: ``data`` is a *raw* transmission sinogram (detector readings, before the logarithm) and
+    ``flat`` the exposure without the object (a number, one value per detector bin, or frames side by
+    side, ``n_detectors x k``), ``dark`` the detector's offset (likewise; default 0) and ``gain`` its
+    units per photon (default: measured from two or more flat frames, else read off the sinogram's
+    noise): :func:`~pnp_stable.transmission.flat_field_correction` turns them into line integrals
+    ``-log((I - dark) / (flat - dark))`` and their precisions (photon counts, with the dark frames'
+    electronic noise), which ``weighting`` uses as above, and from which the noise level follows.
+    Dead detector bins (no flat signal) are interpolated and ignored by the data term;
+    ``report["noise"]["flat_field"]`` describes the correction.
     """
     from pnp_stable.operators import FanBeamCT, ParallelBeamCT, estimate_detector_offset
     from pnp_stable.operators.ct import _angles_in_degrees, check_detector_offset, detector_count
@@ -1043,8 +1056,21 @@ def reconstruct_ct(
         if noise_level is not None or relative_noise_level is not None:
             raise ValueError("give photons (Poisson counts) or a noise level (Gaussian), not both: with photons the "
                              "noise level follows from the counts")
-    elif weighting != "auto":
+    elif weighting != "auto" and flat is None:
         raise ValueError("weighting applies to photon-count data: pass photons= (--photons)")
+    if flat is not None:
+        if simulate:
+            raise ValueError("flat is the flat field of a measured raw sinogram; a simulation makes its own data "
+                             "(photons= draws counts)")
+        if photons is not None:
+            raise ValueError("give photons (post-log data of I0 photons per bin) or flat (raw data and their flat "
+                             "field, which says each bin's I0), not both")
+        if noise_level is not None or relative_noise_level is not None:
+            raise ValueError("with flat the noise follows from the photon counts: give no noise level (the gain, if "
+                             "you know it)")
+    elif dark is not None or gain is not None:
+        raise ValueError(f"{'dark' if dark is not None else 'gain'} describes raw detector readings: pass their "
+                         "flat field (flat=, --flat) too")
     if attenuation is not None:
         if photons is None or not simulate:
             raise ValueError("attenuation scales a phantom for a photon-count simulation: pass simulate=True and "
@@ -1102,6 +1128,9 @@ def reconstruct_ct(
         n = image_size or _size_from_detectors(n_det, detector)
         if angle_range is not None:
             angles = _angles_over_range(n_ang, angle_range, n, n_det if fan else None, distances)
+        if flat is not None:
+            transmission = _flat_field_corrected(sino, flat, dark, gain, weighting, notes)
+            sino = transmission.line_integrals.to(sino.dtype).to(dev)
         notes.extend(_sinogram_doubts(sino, angles is None, fan, axis_offset=0.0 if estimate_offset else offset))
         if fan:
             op = FanBeamCT(n, angles=n_ang if angles is None or isinstance(angles, int) else angles,
@@ -1138,9 +1167,11 @@ def reconstruct_ct(
         clean = None
         if photons is not None:
             counts, mu = _counts_of_post_log_data(y, float(photons), notes), 1.0
+        elif flat is not None:
+            counts, mu = transmission.precision.to(dev)[None, None], 1.0
     fbp = op.fbp(y)  # the initial iterate, and for a sinogram the measure of its scale
     observed = y  # the sinogram, as the Restoration reports it (not its weighted form)
-    if photons is not None:
+    if photons is not None or flat is not None:
         op, y, noise_level = _photon_count_weighting(op, y, counts, mu, weighting, notes)
     scale = 1.0 if simulate else _attenuation_scale(fbp, notes)
     if scale != 1.0:  # A and the FBP are linear: y / s is the sinogram of x / s, on the denoiser's scale
@@ -1149,7 +1180,7 @@ def reconstruct_ct(
     # a note gives an estimate on the sinogram's own scale, as a user gives a level
     sigma, source = _noise(y, noise_level, notes, image_scale=False, defaulted=defaulted, display_scale=scale,
                            sinogram=True)
-    if photons is not None:
+    if photons is not None or flat is not None:
         source = "photon counts"
     floor = CT_NOISE_FLOOR_SHARE * float(y.abs().max())
     raised_from = None
@@ -1181,8 +1212,10 @@ def reconstruct_ct(
                           "angles_deg": [float(a) for a in op.angles_deg],
                           "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale,
                           "statistical_weights": "photon counts" if op.has_statistical_weights else None}
-    if photons is not None:
-        report["noise"] = {**report["noise"], "model": "poisson", "photons": float(photons),
+    if photons is not None or flat is not None:
+        report["noise"] = {**report["noise"], "model": "poisson",
+                           **({"photons": float(photons)} if photons is not None else
+                              {"flat_field": transmission.summary()}),
                            "weighting": "wls" if op.has_statistical_weights else "none",
                            **({"attenuation": mu} if simulate else {})}
     if scale != 1.0:  # the level on the sinogram's own scale, and the one the solve used
@@ -1253,6 +1286,10 @@ MAX_PHOTONS = 1e15
 POST_LOG_NOISE_SIGMAS = 8.0
 # ... or above -this, whichever is lower: an air calibration off by a few percent
 POST_LOG_CALIBRATION_SLACK = 0.05
+# a raw sinogram whose every bin transmits less than e^-this of the flat field sees no air: the rays
+# beside an object keep nearly all their photons (line integrals near 0), so such data are likelier
+# line integrals already, or an object wider than the detector
+FLAT_FIELD_NO_AIR = 2.0
 # a simulation's longest ray must lose more than this share of a unit line integral and keep some photons
 PHOTON_SIMULATION_LINE_INTEGRAL_RANGE = (1e-3, 50.0)
 
@@ -1308,10 +1345,13 @@ def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float
                             notes: list[str]):
     """The operator, data and noise level of photon-count data (post-log, on the scale ``1 / mu``
     of line integrals): weighted least squares with the counts as weights (``"wls"``, ``"auto"``), or
-    plain least squares at the root-mean-square level (``"none"``)."""
+    plain least squares at the root-mean-square level (``"none"``). ``counts``: the bins' precisions
+    (inverse variances, in photons: the photon counts where the noise is Poisson alone)."""
     mean_count = float(counts.mean())
     if weighting == "none":
-        level = math.sqrt(float((1.0 / counts).mean())) / mu
+        # dead detector bins (precision ~0, their values interpolated) hold no noise of their own
+        measured = counts[counts > 1e-6 * counts.mean()]
+        level = math.sqrt(float((1.0 / measured).mean())) / mu
         notes.append(f"noise level from the photon counts: {level:.4g} (root mean square of 1/sqrt(I); plain "
                      "least squares)")
         return op, y, level
@@ -1321,6 +1361,41 @@ def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float
     notes.append(f"weighted least squares with the photon counts as weights (mean {mean_count:.4g}): the weighted "
                  f"noise is white, level {level:.4g}")
     return weighted, weighted.statistical_weighting(y), level
+
+
+def _flat_field_corrected(sino: torch.Tensor, flat: Any, dark: Any, gain: float | None, weighting: str,
+                          notes: list[str]):
+    """:func:`~pnp_stable.transmission.flat_field_correction` of a raw sinogram, with notes on what
+    it found: the gain's source, dead detector bins, starved bins, and data that look post-log already."""
+    from pnp_stable.transmission import flat_field_correction
+
+    result = flat_field_correction(sino, flat, dark, gain)
+    electronic = (f", electronic noise {result.read_noise:.3g} photons ({result.dark_frames} dark frames)"
+                  if result.read_noise is not None else "")
+    if result.gain_source == "flat frames":
+        notes.append(f"detector gain measured from the {result.flat_frames} flat frames: {result.gain:.4g} units per "
+                     f"photon{electronic}")
+    elif result.gain_source == "sinogram noise":
+        notes.append(f"detector gain read off the sinogram's noise: {result.gain:.4g} units per photon{electronic}; "
+                     "give it (gain=, --gain) or two or more flat frames if you know better")
+    if result.dead_detectors:
+        shown = ", ".join(str(b) for b in result.dead_detectors[:8]) + (", ..." if len(result.dead_detectors) > 8
+                                                                         else "")
+        notes.append(f"{len(result.dead_detectors)} detector bins have no flat signal above the dark (dead: {shown}): "
+                     "their line integrals are interpolated from their neighbours"
+                     + (" (plain least squares fits those too)" if weighting == "none" else
+                        " and the weighted data term ignores them"))
+    if result.starved_bins:
+        notes.append(f"{result.starved_bins} bins of the sinogram hold less than one photon above the dark (photon "
+                     "starvation): read as one photon")
+    live = np.ones(result.line_integrals.shape[0], dtype=bool)
+    live[list(result.dead_detectors)] = False
+    if float(result.line_integrals[live].min()) > FLAT_FIELD_NO_AIR:
+        notes.append(f"no bin of the sinogram transmits more than e^-{FLAT_FIELD_NO_AIR:g} of the flat field: if the "
+                     "data are line integrals already (post-log), drop the flat field; if the sinogram and the flat "
+                     "are on different scales (one file scaled to [0, 1]), give both as the detector's readings; "
+                     "else the object fills the detector")
+    return result
 
 
 def _fan_geometry(op) -> dict:

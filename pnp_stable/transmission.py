@@ -1,0 +1,292 @@
+"""Raw transmission measurements to the line integrals CT reconstructs, with their statistics.
+
+A detector behind an object records ``I = g N + D`` per bin: ``N`` photons (Poisson), a gain ``g``
+(detector units per photon), a dark offset ``D``; an exposure without the object, the flat field,
+records ``F = g N0 + D``. Beer-Lambert gives the line integrals ``y = -log((I - D) / (F - D))``,
+whose variance is ``1 / N`` plus the electronic noise's share (the delta method): the bins that
+kept few photons are the noisy ones, so a weighted least-squares data term (weights = the inverse
+variances, "precisions") whitens the noise, as :class:`~pnp_stable.operators.RadonTomography`'s
+``statistical_weights`` expect.
+
+``g`` is a property of the detector. When it is not given it can be measured from two or more flat
+frames (photon transfer: the frame-to-frame variance of a bin is ``g`` times its mean above the dark,
+plus the dark frames' variance) or, from one flat, from the sinogram's own noise (its whitened
+level squared times the mean signal above the dark).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["GainEstimate", "TransmissionData", "estimate_gain", "flat_field_correction", "gain_from_sinogram_noise"]
+
+# a detector bin whose flat field lies at most this share of the median flat (above the dark) is dead:
+# a flat's bins vary by tens of percent (the beam's profile, a bow-tie filter), not by 100x
+DEAD_FLAT_SHARE = 1e-2
+# readings whose median lies above this many times the flat (above the dark) are on another scale:
+# an object transmits less than the flat, and noise or a drifting source a few percent more
+READINGS_ABOVE_FLAT = 2.0
+# the gain read off the sinogram's noise leaves out bins of fewer photons than this (by the previous
+# round's gain): below, the logarithm's variance departs from 1 / N (and at 0 photons it is undefined)
+GAIN_READING_MIN_PHOTONS = 10.0
+# while the gain is read off the sinogram, readings at or below the dark are floored at this share of
+# the median flat: line integrals of at most -log(1e-6) = 13.8 (a clinical scan's deepest reach near 8)
+STARVED_FLOOR_SHARE = 1e-6
+
+
+@dataclass(frozen=True)
+class GainEstimate:
+    """A detector's gain measured from flat frames: ``gain`` detector units per photon, ``read_noise``
+    the dark frames' standard deviation (detector units; 0 without two dark frames), and the frames
+    and bins it rests on."""
+
+    gain: float
+    read_noise: float
+    flat_frames: int
+    dark_frames: int
+    bins_used: int
+
+
+@dataclass(frozen=True)
+class TransmissionData:
+    """Flat-field-corrected data: ``line_integrals`` (``n_detectors x n_angles``, float64) and their
+    ``precision`` (inverse variances, in photons), the gain and where it came from (``"given"``,
+    ``"flat frames"`` or ``"sinogram noise"``), the electronic noise in photons (``read_noise``; None
+    without two dark frames), the frames the flat and dark were given as (None: one number for every
+    bin), the dead detector bins (their line integrals interpolated from their neighbours in each
+    view, their precision ~0) and the count of starved bins (less than one photon above the dark:
+    read as one photon)."""
+
+    line_integrals: torch.Tensor
+    precision: torch.Tensor  # the photon counts above the dark
+    gain: float
+    gain_source: str
+    read_noise: float | None
+    flat_frames: int | None
+    dark_frames: int | None
+    dead_detectors: tuple[int, ...]
+    starved_bins: int
+
+    def summary(self) -> dict[str, Any]:
+        """The report's description (JSON-ready)."""
+        return {"gain": self.gain, "gain_source": self.gain_source, "read_noise_photons": self.read_noise,
+                "flat_frames": self.flat_frames, "dark_frames": self.dark_frames,
+                "dead_detectors": list(self.dead_detectors), "starved_bins": self.starved_bins}
+
+
+def _as_array(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().to(torch.float64).numpy()
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers") from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return array
+
+
+def _frames(values: Any, name: str, n_detectors: int) -> np.ndarray:
+    """``values`` as ``n_detectors x frames``: a number (the same in every bin), one value per bin, or
+    frames side by side as a sinogram's views are."""
+    array = _as_array(values, name)
+    while array.ndim > 2 and array.shape[0] == 1:  # a (1, 1, bins, frames) batch
+        array = array[0]
+    if array.ndim == 0:
+        return np.full((n_detectors, 1), float(array))
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] != n_detectors:
+        transposed = array.ndim == 2 and array.shape[1] == n_detectors
+        raise ValueError(f"{name} must hold one value per detector bin ({n_detectors}: its rows, as the sinogram's), "
+                         f"optionally several frames side by side; got shape {tuple(array.shape)}"
+                         + ("; transpose it (frames as columns)" if transposed else ""))
+    if array.shape[1] == 0:
+        raise ValueError(f"{name} holds no frame")
+    return array
+
+
+def estimate_gain(flat_frames: Any, dark_frames: Any = None) -> GainEstimate:
+    """A detector's gain (units per photon) by photon transfer from ``flat_frames`` (``n_detectors x k``,
+    ``k >= 2`` exposures without the object) and optional ``dark_frames`` (``n_detectors x k_d``).
+
+    Each bin's variance across the flat frames is ``g`` times its mean above the dark, plus the
+    electronic noise (the dark frames' variance, ``k_d >= 2``; else taken as 0, which overestimates
+    ``g`` by ``read_noise^2 / mean signal``). The source's frame-to-frame fluctuation, common to all
+    bins, is divided out first (each frame scaled to the frames' mean total), and ``g`` is the ratio
+    of the summed excess variances to the summed means (least squares of variance on mean through
+    0; corrected for the share of each bin's own noise that the frame's total divides out). Assumes
+    Poisson photon statistics and a linear detector; its relative error is about
+    ``sqrt(2 / ((k - 1) bins))``.
+    """
+    flat = _as_array(flat_frames, "flat_frames")
+    if flat.ndim != 2 or flat.shape[1] < 2:
+        raise ValueError(f"the gain's estimate needs at least two flat frames side by side (n_detectors x k), got "
+                         f"shape {tuple(flat.shape)}")
+    n_bins = flat.shape[0]
+    dark = None if dark_frames is None else _frames(dark_frames, "dark_frames", n_bins)
+    dark_mean = np.zeros(n_bins) if dark is None else dark.mean(axis=1)
+    read_var = np.zeros(n_bins) if dark is None or dark.shape[1] < 2 else dark.var(axis=1, ddof=1)
+    signal = flat - dark_mean[:, None]
+    live = signal.mean(axis=1) > DEAD_FLAT_SHARE * max(float(np.median(signal.mean(axis=1))), 0.0)
+    if int(live.sum()) < 2:
+        raise ValueError("the flat frames hold no signal above the dark: cannot measure the gain")
+    totals = signal[live].sum(axis=0)
+    if not np.all(totals > 0):
+        raise ValueError("a flat frame holds no signal above the dark: cannot measure the gain")
+    signal = signal * (totals.mean() / totals)[None, :]  # the source's fluctuation divided out
+    mean = signal[live].mean(axis=1)
+    excess = signal[live].var(axis=1, ddof=1) - read_var[live]
+    # dividing by the frame's total takes out its own photon noise too: a bin of mean m_i (of M in all)
+    # keeps g m_i (1 - m_i / M) of its variance, which matters with few bins
+    gain = float(excess.sum() / (mean.sum() - float((mean ** 2).sum()) / mean.sum()))
+    if not gain > 0:
+        raise ValueError("the flat frames vary less than the dark frames do: no photon noise to measure the gain "
+                         "from (give it)")
+    read_noise = math.sqrt(float(read_var.mean())) if dark is not None and dark.shape[1] >= 2 else 0.0
+    return GainEstimate(gain, read_noise, flat.shape[1], 0 if dark is None else dark.shape[1], int(live.sum()))
+
+
+def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | None = None,
+                          electronic_noise_in_weights: bool = False) -> TransmissionData:
+    """Line integrals ``-log((raw - dark) / (flat - dark))`` of a raw transmission sinogram ``raw``
+    (``n_detectors x n_angles`` detector readings) and their precisions.
+
+    ``flat`` and ``dark``: a number, one value per detector bin, or several frames side by side
+    (``n_detectors x k``, averaged); ``dark`` defaults to 0 (a photon-counting detector).
+    ``gain``: detector units per photon; None: measured from the flat frames when there are two or
+    more (:func:`estimate_gain`), else from the sinogram's noise (:func:`gain_from_sinogram_noise`).
+    Precisions are the ``N`` photons above the dark (the inverse of each bin's Poisson variance
+    ``1 / N`` by the delta method, valid where a bin keeps more than a few photons); with
+    ``electronic_noise_in_weights``, ``N^2 / (N + e^2)``, the electronic noise ``e`` (in photons,
+    from the dark frames' spread; 0 without two of them) included: the exact variance, but PnP
+    reconstructions lost up to 0.95 dB with it (docs/benchmarks.md, "Raw readings"). The flat's own
+    noise (``1 / (k N0)`` more variance per bin, the same in every view) is not modelled.
+
+    A bin whose flat lies at or below ``DEAD_FLAT_SHARE`` of the median flat (above the dark) is a
+    dead detector: its line integrals are interpolated from the nearest live bins of each view and
+    its precision is made negligible (1e-9 of the mean). A bin with less than one photon above the
+    dark is read as one photon. Readings whose median lies above ``READINGS_ABOVE_FLAT`` times the
+    flat (above the dark) are refused: the sinogram and the flat are on different scales.
+    """
+    data = _as_array(raw, "the raw sinogram")
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise ValueError(f"the raw sinogram must be n_detectors x n_angles, got shape {tuple(data.shape)}")
+    n_bins = data.shape[0]
+    flat_frames = _frames(flat, "flat", n_bins)
+    dark_frames = None if dark is None else _frames(dark, "dark", n_bins)
+    read_noise_units = None  # the electronic noise, in detector units
+    if dark_frames is not None and dark_frames.shape[1] >= 2:
+        read_noise_units = math.sqrt(float(dark_frames.var(axis=1, ddof=1).mean()))
+    if gain is not None:
+        if isinstance(gain, bool) or not (float(gain) > 0 and math.isfinite(float(gain))):
+            raise ValueError(f"gain must be a positive number of detector units per photon, got {gain!r}")
+        gain, source = float(gain), "given"
+    elif flat_frames.shape[1] >= 2:
+        gain, source = estimate_gain(flat_frames, dark_frames).gain, "flat frames"
+    else:
+        source = "sinogram noise"
+    dark_mean = np.zeros(n_bins) if dark_frames is None else dark_frames.mean(axis=1)
+    incident = flat_frames.mean(axis=1) - dark_mean
+    median = float(np.median(incident))
+    if not median > 0:
+        raise ValueError("the flat field lies at or below the dark in most detector bins: check the flat and dark "
+                         "fields (and that the flat is the exposure without the object)")
+    dead = incident <= DEAD_FLAT_SHARE * median
+    if int(dead.sum()) > n_bins // 2:
+        raise ValueError(f"{int(dead.sum())} of {n_bins} detector bins have no flat signal above the dark")
+    signal = data - dark_mean[:, None]
+    if not (signal[~dead] > 0).any():
+        raise ValueError("the raw sinogram holds no signal above the dark: check the data and the dark field")
+    transmitted = float(np.median(signal[~dead] / incident[~dead, None]))
+    if transmitted > READINGS_ABOVE_FLAT:
+        raise ValueError(f"the readings lie {transmitted:.3g} times above the flat field (median): an object "
+                         "transmits less than the flat, so the sinogram and the flat are on different scales (e.g. "
+                         "a file scaled to [0, 1] beside a raw one): give both as the detector's readings")
+    if gain is None:
+        # the gain from the noise of line integrals floored at STARVED_FLOOR_SHARE of the flat (not
+        # at one photon, whose size is what is measured)
+        floored = np.maximum(signal, STARVED_FLOOR_SHARE * median)
+        gain = gain_from_sinogram_noise(_log_ratio(floored, incident, dead), floored, dead, read_noise_units or 0.0)
+    floor = gain  # one photon: a reading at or below the dark is photon starvation, not a negative count
+    starved = int((signal[~dead] < floor).sum())
+    signal = np.maximum(signal, floor)
+    # the Poisson precisions, the counts themselves by default: the electronic noise's share cost PnP
+    # reconstructions up to 0.95 dB (docs/benchmarks.md, "Raw readings"), as weights that vary more
+    # across the sinogram leave its low-count regions to the denoiser more
+    photons = signal / gain
+    read_noise = None if read_noise_units is None else read_noise_units / gain
+    precision = photons ** 2 / (photons + (read_noise or 0.0) ** 2) if electronic_noise_in_weights else photons
+    if dead.any():
+        precision[dead] = 1e-9 * float(precision[~dead].mean())
+    return TransmissionData(torch.from_numpy(_log_ratio(signal, incident, dead)), torch.from_numpy(precision), gain,
+                            source, read_noise, _given_frames(flat, flat_frames),
+                            None if dark is None else _given_frames(dark, dark_frames),
+                            tuple(int(i) for i in np.flatnonzero(dead)), starved)
+
+
+def _given_frames(given: Any, frames: np.ndarray) -> int | None:
+    """How many frames a flat or dark was given as: None for one number (the same in every bin)."""
+    return None if np.ndim(_as_array(given, "frames")) == 0 else int(frames.shape[1])
+
+
+def _log_ratio(signal: np.ndarray, incident: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """``-log(signal / incident)`` per bin, the dead bins interpolated from the live ones of each view."""
+    line_integrals = -np.log(signal / np.where(dead, 1.0, incident)[:, None])
+    if dead.any():
+        live_bins = np.flatnonzero(~dead)
+        for view in range(line_integrals.shape[1]):
+            line_integrals[dead, view] = np.interp(np.flatnonzero(dead), live_bins, line_integrals[live_bins, view])
+    return line_integrals
+
+
+def gain_from_sinogram_noise(line_integrals: np.ndarray, signal: np.ndarray, dead: np.ndarray | None = None,
+                             read_noise: float = 0.0) -> float:
+    """A detector's gain (units per photon) read off a post-log sinogram's noise: ``line_integrals``
+    (``n_detectors x n_angles``) of readings ``signal`` (positive) above the dark. Each bin's variance
+    is ``(g signal + e^2) / signal^2`` (``signal / g`` Poisson photons and an electronic noise of
+    ``read_noise = e`` units; the flat taken as exact), so the noise whitened by the relative
+    precisions ``signal^2 / (signal + e^2 / g)`` has level ``sqrt(g / their mean)``:
+    :func:`~pnp_stable.solvers.noise_estimation.estimate_sinogram_noise_level` reads it (along the
+    detectors, where a projection is smooth). Three rounds, each from the previous gain: the first
+    weighs by the signals alone, the next by the precisions, leaving out the bins with fewer than
+    ``GAIN_READING_MIN_PHOTONS`` photons (where the logarithm's variance is no longer ``1 / N``), as
+    are the ``dead`` bins (a mask over the detectors). The precisions and the bins left out follow
+    the signals averaged over 5 neighbouring bins of each view (a bin's own count, noisy, would leave
+    out the bins whose noise fell low, and read low). Accuracy: within 7 % on average, 5 to 10 %
+    standard deviation (docs/benchmarks.md, "Raw readings"). Without
+    ``read_noise`` the electronic noise reads as extra gain (``e^2 / signal`` more variance).
+    ValueError when the noise cannot be read."""
+    from scipy.ndimage import uniform_filter1d
+    from pnp_stable.solvers.noise_estimation import estimate_sinogram_noise_level
+
+    signal = np.asarray(signal, dtype=np.float64)
+    if not np.all(np.isfinite(signal)) or not np.all(signal > 0):
+        raise ValueError("the signals above the dark must be finite and positive to read the gain off the noise")
+    excluded = np.zeros(signal.shape, dtype=bool)
+    if dead is not None:
+        excluded[np.asarray(dead, dtype=bool)] = True
+    signal = uniform_filter1d(signal, 5, axis=0, mode="nearest")
+    data = torch.from_numpy(np.ascontiguousarray(line_integrals, dtype=np.float64))[None, None]
+    gain = None
+    for _ in range(3):
+        precision = signal if gain is None else signal ** 2 / (signal + read_noise ** 2 / gain)
+        left_out = excluded if gain is None else excluded | (signal < GAIN_READING_MIN_PHOTONS * gain)
+        if left_out.all():
+            raise ValueError("too few bins keep enough photons to read the detector's gain off the noise: give the "
+                             "gain, or two or more flat frames")
+        relative = precision / float(precision[~left_out].mean())
+        relative[left_out] = 1e-9  # below the estimator's 1e-6 of the mean: their triplets are left out
+        level = estimate_sinogram_noise_level(data, torch.from_numpy(relative)[None, None])[0]
+        gain = level ** 2 * float(precision[~left_out].mean())
+        if not (math.isfinite(gain) and gain > 0):
+            raise ValueError("could not read the detector's gain off the sinogram's noise (it looks noise-free): give "
+                             "the gain, or two or more flat frames")
+    return gain

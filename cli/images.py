@@ -136,14 +136,24 @@ def read_counts(path: str | os.PathLike) -> np.ndarray:
             arr = arr[0]
         values = arr.astype(np.float64)
     else:
-        normalised, depth = _read_raster(path, [])
-        if normalised.ndim == 3 and normalised.shape[2] == 1:
-            normalised = normalised[:, :, 0]
-        if normalised.ndim != 2:
-            raise ValueError(f"{path.name} has shape {normalised.shape}; detector readings are one gray channel")
-        scale = {8: 255.0, 16: 65535.0}.get(depth, 1.0)
-        values = normalised.astype(np.float64) * scale
-        values = np.rint(values) if scale != 1.0 else values
+        stored = None
+        if suffix in (".tif", ".tiff"):  # any sample type as stored (a photon counter's 32-bit integers)
+            from pnp_stable.cli.tiff import read_tiff
+
+            stored = read_tiff(path, [])
+        if stored is not None:
+            if not np.issubdtype(stored.dtype, np.number) or np.iscomplexobj(stored):
+                raise ValueError(f"{path.name} holds {stored.dtype} samples; expected real numbers")
+            values = stored.astype(np.float64)
+        else:
+            normalised, depth = _read_raster(path, [])
+            scale = {8: 255.0, 16: 65535.0}.get(depth, 1.0)
+            values = normalised.astype(np.float64) * scale
+            values = np.rint(values) if scale != 1.0 else values
+        if values.ndim == 3 and values.shape[2] == 1:
+            values = values[:, :, 0]
+        if values.ndim != 2:
+            raise ValueError(f"{path.name} has shape {values.shape}; detector readings are one gray channel")
     if values.ndim > 2 or values.size == 0:
         raise ValueError(f"{path.name} has shape {values.shape}; expected detector readings (bins, or bins x views)")
     _check_finite(values, path)

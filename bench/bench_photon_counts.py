@@ -10,7 +10,9 @@ validation one, nor the CT rule's calibration slices), ``--size`` square, parall
 torch seed 0). Each is reconstructed (ADMM, ``--denoiser``, by default the shipped ``gray``,
 automatic parameters) with ``weighting="wls"`` (the counts as weights, the level they give),
 ``"none"`` (plain least squares at the root-mean-square level of the counts) and ``estimated``
-(plain least squares, the level estimated from the post-log sinogram, as without ``photons``).
+(plain least squares, the level estimated from the post-log sinogram, as without ``photons``);
+optionally ``auto-photons`` (``photons="auto"`` on the post-log sinogram: its photon count read off
+its noise, then WLS; the count read and the noise's growth with the attenuation are recorded).
 PSNR of the result (clipped to [0, 1]), iterations, wall time.
 """
 
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photons", type=float, nargs="+", default=[1e3, 1e4, 1e5])
     parser.add_argument("--angles", type=int, nargs="+", default=[60, 180])
     parser.add_argument("--weighting", nargs="+", default=["wls", "none", "estimated"],
-                        choices=["wls", "none", "estimated"])
+                        choices=["wls", "none", "estimated", "auto-photons"])
     parser.add_argument("--denoiser", default="gray", help="NAME | PATH (pnp_stable.denoisers.load)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
@@ -65,25 +67,38 @@ def main(argv: list[str] | None = None) -> int:
                     start = time.perf_counter()
                     common = dict(simulate=True, angles=angles, photons=photons, denoiser=args.denoiser,
                                   device="cpu", progress=False)
-                    if weighting == "estimated":
-                        # the same post-log sinogram, read as a sinogram of unknown noise
+                    extra = {}
+                    if weighting in ("estimated", "auto-photons"):
+                        # the same post-log sinogram, read as a sinogram of unknown noise, or of a
+                        # photon count read off its noise (photons="auto")
                         simulated = reconstruct_ct(phantom, weighting="none", max_iter=1, **common)
                         mu = simulated.report["noise"]["attenuation"]
-                        r = reconstruct_ct(simulated.observation * mu, angles=angles, denoiser=args.denoiser,
-                                           device="cpu", progress=False)
+                        line_integrals = simulated.observation * mu
+                        auto = dict(photons="auto") if weighting == "auto-photons" else {}
+                        r = reconstruct_ct(line_integrals, angles=angles, denoiser=args.denoiser, device="cpu",
+                                           progress=False, **auto)
                         value = (r.image / mu).clamp(0, 1)
                         psnr = float(10 * torch.log10(1 / ((value - phantom) ** 2).mean()))
+                        if auto:
+                            from pnp_stable.transmission import photons_from_sinogram_noise
+
+                            estimate = photons_from_sinogram_noise(line_integrals[0])
+                            extra = {"photons_read": estimate.photons, "noise_growth": estimate.growth,
+                                     "expected_growth": estimate.expected_growth,
+                                     "poisson_like": estimate.poisson_like}
                     else:
                         r = reconstruct_ct(phantom, weighting=weighting, **common)
                         psnr = r.psnr
                     row = {"image": name, "angles": angles, "photons": photons, "weighting": weighting,
                            "psnr": psnr, "iterations": int(r.result.iterations),
                            "monotone": bool(r.result.monotone), "guarantee": bool(r.guarantee.holds),
-                           "sigma": r.report["noise"]["sigma"], "wall": time.perf_counter() - start}
+                           "sigma": r.report["noise"]["sigma"], "wall": time.perf_counter() - start, **extra}
                     rows.append(row)
                     print(f"{name:14s} {angles:4d} angles  I0 {photons:8.0f}  {weighting:9s}  PSNR {psnr:6.2f}  "
                           f"it {row['iterations']:3d}  {row['wall']:5.1f}s  monotone {row['monotone']}  "
-                          f"guarantee {row['guarantee']}", flush=True)
+                          f"guarantee {row['guarantee']}"
+                          + (f"  I0 read {extra['photons_read']:.4g}, noise growth {extra['noise_growth']:.2f} "
+                             f"(counts: {extra['expected_growth']:.2f})" if extra else ""), flush=True)
     summary = {}
     for weighting in args.weighting:
         values = [r["psnr"] for r in rows if r["weighting"] == weighting]

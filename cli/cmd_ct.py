@@ -29,11 +29,11 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 @click.option("--noise", default=None, metavar="SIGMA",
               help="Noise std of the sinogram (absolute, e.g. 0.5, or 1% of its max with --simulate); "
                    "estimated if omitted.")
-@click.option("--photons", type=float, default=None, metavar="I0",
+@click.option("--photons", default=None, metavar="I0|auto",
               help="Photon-count (Poisson) data: I0 incident photons per detector bin. With --simulate the counts "
                    "are drawn (instead of Gaussian noise); a sinogram is read as post-log line integrals "
-                   "-log(I/I0). The noise level follows from the counts, and the data term is weighted by them "
-                   "(--weighting).")
+                   "-log(I/I0) (auto: I0 read off its noise). The noise level follows from the counts, and the "
+                   "data term is weighted by them (--weighting).")
 @click.option("--weighting", type=click.Choice(["auto", "wls", "none"]), default="auto", show_default=True,
               help="With --photons: wls, weighted least squares with the photon counts as weights (auto); none, "
                    "plain least squares.")
@@ -101,6 +101,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
       pnp-stable ct --geometry fan --angles 74 --angle-range short
       pnp-stable ct --photons 1e4 --angles 180
       pnp-stable ct lowdose_sinogram.npy --photons 5e4 --size 512
+      pnp-stable ct lowdose_sinogram.npy --photons auto --size 512
       pnp-stable ct raw_sinogram.tif --flat flat_frames.tif --dark dark_frames.tif
       pnp-stable ct fan_sinogram.npy --geometry fan --size 256 --source-distance 600 --detector-distance 400
       pnp-stable ct --geometry fan --detector-shape curved
@@ -155,11 +156,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
         if data is None:
             simulate = True
         if photons is not None:
-            from pnp_stable.restore import MAX_PHOTONS
-
-            if not (0 < photons <= MAX_PHOTONS):
-                raise UserError(f"--photons must be a positive number of photons per bin, at most {MAX_PHOTONS:g}, "
-                                f"got {photons:g}")
+            photons = parse_photons(photons, simulate)
             if noise is not None:
                 raise UserError("--photons draws Poisson counts (the noise follows from them); --noise is Gaussian: "
                                 "give one of them")
@@ -267,7 +264,7 @@ def _readings(source: float | Path | None, what: str):
 
 
 def _raw_readings(data: Path | None, flat: str | None, dark: str | None, gain: float | None, simulate: bool,
-                  photons: float | None, noise: str | None, from_skimage: bool) -> _RawReadings | None:
+                  photons: float | str | None, noise: str | None, from_skimage: bool) -> _RawReadings | None:
     """``--flat``/``--dark``/``--gain`` checked against the other options (None without --flat)."""
     if flat is None:
         for name, value in (("--dark", dark), ("--gain", gain)):
@@ -306,6 +303,27 @@ def _file_or_value(text: str, option: str) -> float | Path:
     if not math.isfinite(value):
         raise UserError(f"{option} must be a finite number or a file, got {text}")
     return value
+
+
+def parse_photons(text: str, simulate: bool) -> float | str:
+    """``--photons``: a number of incident photons per bin, or ``auto`` (a measured sinogram's, read
+    off its noise)."""
+    from pnp_stable.restore import MAX_PHOTONS
+
+    value = text.strip().lower()
+    if value == "auto":
+        if simulate:
+            raise UserError("--photons auto reads a measured sinogram's photon count off its noise; a simulation "
+                            "(--simulate, the demo) draws counts of a number you give")
+        return "auto"
+    try:
+        photons = float(value)
+    except ValueError:
+        raise UserError(f"--photons {text!r} is neither a number of photons per bin nor 'auto'") from None
+    if not (0 < photons <= MAX_PHOTONS):
+        raise UserError(f"--photons must be a positive number of photons per bin, at most {MAX_PHOTONS:g}, "
+                        f"got {text}")
+    return photons
 
 
 def parse_detector_offset(text: str | None, fan: bool, simulated: bool, circle: bool) -> float | str | None:
@@ -396,7 +414,8 @@ def _phantom():
     return LoadedImage(np.clip(phantom, 0, 1).astype(np.float32), 8, None)
 
 
-def _check_ct_input(path: Path, loaded, simulate: bool, angles: int | None, photons: float | None = None) -> None:
+def _check_ct_input(path: Path, loaded, simulate: bool, angles: int | None, photons: float | str | None = None
+                    ) -> None:
     """What ``reconstruct_ct`` would refuse, before the first slice of a folder (and for one file):
     an RGB image, a sinogram whose columns disagree with an explicit --angles, a phantom that is not
     square or not on the [0, 1] scale, integer samples (read scaled to [0, 1]) as post-log data of

@@ -986,6 +986,9 @@ def reconstruct_ct(
     integrals, ``1 / (attenuation sqrt(mean I))`` on a simulated phantom's scale);
     ``"none"``, plain least squares at the root-mean-square level ``sqrt(mean(1 / I))``;
     ``"auto"`` (default) is ``"wls"`` (docs/benchmarks.md, "Photon-count noise in CT").
+    ``photons="auto"``, for a measured post-log sinogram: ``I0`` read off its noise
+    (:func:`~pnp_stable.transmission.photons_from_sinogram_noise`; ``report["noise"]["photons_source"]``
+    says so), with a note, and a doubt when the noise does not grow with the attenuation as counts' does.
 
     ``flat``: ``data`` is a *raw* transmission sinogram (detector readings, before the logarithm) and
     ``flat`` the exposure without the object (a number, one value per detector bin, or frames side by
@@ -1049,8 +1052,15 @@ def reconstruct_ct(
             raise ValueError(f"angle_range must lie in (0, 360] degrees, got {angle_range!r}")
     if weighting not in ("auto", "wls", "none"):
         raise ValueError(f"weighting must be 'auto', 'wls' or 'none', got {weighting!r}")
+    photons_auto = isinstance(photons, str) and photons.strip().lower() == "auto"
+    if photons_auto:
+        if simulate:
+            raise ValueError("photons='auto' reads a measured sinogram's photon count off its noise; a simulation "
+                             "draws counts of a photon count you give")
+    elif isinstance(photons, str):
+        raise ValueError(f"photons must be a number of incident photons per bin or 'auto', got {photons!r}")
     if photons is not None:
-        if isinstance(photons, bool) or not (0 < float(photons) <= MAX_PHOTONS):
+        if not photons_auto and (isinstance(photons, bool) or not (0 < float(photons) <= MAX_PHOTONS)):
             raise ValueError(f"photons must be a positive number of incident photons per bin, at most "
                              f"{MAX_PHOTONS:g}, got {photons!r}")
         if noise_level is not None or relative_noise_level is not None:
@@ -1078,6 +1088,7 @@ def reconstruct_ct(
         if isinstance(attenuation, bool) or not (float(attenuation) > 0 and math.isfinite(float(attenuation))):
             raise ValueError(f"attenuation must be a positive number per pixel, got {attenuation!r}")
     notes: list[str] = []
+    photons_source = "given"
     dev = resolve_device(device)
     module, den_info = load_denoiser(denoiser, dev)
     from pnp_stable.protocols import denoiser_channels
@@ -1165,6 +1176,9 @@ def reconstruct_ct(
         y = sino[None, None]
         notes.extend(_outside_shadow_doubt(y, op))
         clean = None
+        if photons_auto:
+            photons = _photons_read_off(sino, notes)
+            photons_source = "sinogram noise"
         if photons is not None:
             counts, mu = _counts_of_post_log_data(y, float(photons), notes), 1.0
         elif flat is not None:
@@ -1214,8 +1228,8 @@ def reconstruct_ct(
                           "statistical_weights": "photon counts" if op.has_statistical_weights else None}
     if photons is not None or flat is not None:
         report["noise"] = {**report["noise"], "model": "poisson",
-                           **({"photons": float(photons)} if photons is not None else
-                              {"flat_field": transmission.summary()}),
+                           **({"photons": float(photons), "photons_source": photons_source} if photons is not None
+                              else {"flat_field": transmission.summary()}),
                            "weighting": "wls" if op.has_statistical_weights else "none",
                            **({"attenuation": mu} if simulate else {})}
     if scale != 1.0:  # the level on the sinogram's own scale, and the one the solve used
@@ -1361,6 +1375,26 @@ def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float
     notes.append(f"weighted least squares with the photon counts as weights (mean {mean_count:.4g}): the weighted "
                  f"noise is white, level {level:.4g}")
     return weighted, weighted.statistical_weighting(y), level
+
+
+def _photons_read_off(sino: torch.Tensor, notes: list[str]) -> float:
+    """``photons="auto"``: a post-log sinogram's incident photons per bin read off its noise
+    (:func:`~pnp_stable.transmission.photons_from_sinogram_noise`), with a note, and a doubt when
+    its noise does not grow with the attenuation as counts' does."""
+    from pnp_stable.transmission import photons_from_sinogram_noise
+
+    estimate = photons_from_sinogram_noise(sino)
+    if not 0 < estimate.photons <= MAX_PHOTONS:
+        raise ValueError(f"the photon count read off the sinogram's noise, {estimate.photons:.3g}, is no count of "
+                         "incident photons: give it (photons=, --photons)")
+    notes.append(f"incident photons per bin read off the sinogram's noise: {estimate.photons:.4g} (give --photons if "
+                 "you know it)")
+    if not estimate.poisson_like:
+        notes.append(f"the sinogram's noise grows {estimate.growth:.2g} times from its least to its most attenuating "
+                     f"bins, where photon counts' grows {estimate.expected_growth:.2g} times: its noise may not be "
+                     "photon counts' (or the data are not unscaled line integrals -log(I/I0)); without --photons it "
+                     "is read as Gaussian")
+    return float(estimate.photons)
 
 
 def _flat_field_corrected(sino: torch.Tensor, flat: Any, dark: Any, gain: float | None, weighting: str,

@@ -179,3 +179,18 @@ def test_readings_on_another_scale_than_the_flat_are_refused():
 def test_readings_that_cannot_be_corrected_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         flat_field_correction(np.full((BINS, 10), 500.0), **kwargs)
+
+
+def test_a_post_log_sinograms_photon_count_is_read_off_its_noise():
+    """y = -log(I / I0) of Poisson counts: I0 read off the noise, whose growth with the attenuation
+    is a count's; Gaussian noise of one level on the same line integrals does not grow so."""
+    from pnp_stable.transmission import photons_from_sinogram_noise
+
+    rng = np.random.default_rng(7)
+    p = _line_integrals(views=180)
+    y = -np.log(np.maximum(rng.poisson(1e4 * np.exp(-p)), 1) / 1e4)
+    estimate = photons_from_sinogram_noise(y)
+    assert estimate.photons == pytest.approx(1e4, rel=0.15) and estimate.poisson_like
+    assert estimate.expected_growth > 2
+    gaussian = photons_from_sinogram_noise(p + 0.02 * rng.standard_normal(p.shape))
+    assert not gaussian.poisson_like and gaussian.growth < 1.5

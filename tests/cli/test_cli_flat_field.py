@@ -154,3 +154,30 @@ def test_raw_files_of_any_integer_width_shape_and_frame_count_are_read(tmp_path,
     # a larger dark taken off both: every ratio moves away from 1, the line integrals (and their FBP) grow
     assert dark["operator"]["data_scale"] > 1.1 * report["operator"]["data_scale"]
     assert float(np.abs(line_integrals).max()) > 0
+
+
+def test_photons_auto_reads_a_post_log_sinograms_count_off_its_noise(tmp_path, tiny_denoiser):
+    """--photons auto (photons="auto"): the count read off the noise, then weighted least squares;
+    refused for a simulation and for text that is neither."""
+    op = ParallelBeamCT(48, angles=60)
+    disc = torch.from_numpy((np.hypot(*np.mgrid[-24:24, -24:24]) < 16).astype(np.float64) * 0.8)[None, None]
+    line_integrals = (0.1 * op.A(disc))[0, 0].numpy()
+    rng = np.random.default_rng(8)
+    y = -np.log(np.maximum(rng.poisson(5e3 * np.exp(-line_integrals)), 1) / 5e3)
+    result = restore.reconstruct_ct(torch.from_numpy(y).float()[None], photons="auto", denoiser=str(tiny_denoiser),
+                                    max_iter=2, progress=False)
+    noise = result.report["noise"]
+    assert noise["photons_source"] == "sinogram noise" and noise["photons"] == pytest.approx(5e3, rel=0.3)
+    assert noise["weighting"] == "wls" and noise["source"] == "photon counts"
+    assert any("read off the sinogram's noise" in note for note in result.notes)
+    with pytest.raises(ValueError, match="a simulation draws counts"):
+        restore.reconstruct_ct(disc[0].float(), simulate=True, photons="auto", progress=False)
+    with pytest.raises(ValueError, match="or 'auto'"):
+        restore.reconstruct_ct(torch.from_numpy(y).float()[None], photons="many", progress=False)
+    np.save(tmp_path / "post_log.npy", y.astype(np.float32))
+    r = run("ct", tmp_path / "post_log.npy", "--photons", "auto", "--denoiser", tiny_denoiser, "--max-iter", "2",
+            "--quiet", "--report", tmp_path / "auto.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "auto.json").read_text())["noise"]["photons_source"] == "sinogram noise"
+    assert_user_error(run("ct", "--photons", "auto"), "a simulation (--simulate, the demo) draws counts")
+    assert_user_error(run("ct", tmp_path / "post_log.npy", "--photons", "lots"), "neither a number")

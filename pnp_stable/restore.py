@@ -923,7 +923,7 @@ def reconstruct_ct(
     checkpoint_every: float = 60.0,
     prox_error_ratio: float = 0.03,
     strength: str = "rule",
-    photons: float | None = None,
+    photons: float | str | None = None,
     weighting: str = "auto",
     attenuation: float | None = None,
     flat: Any = None,
@@ -995,9 +995,9 @@ def reconstruct_ct(
     side, ``n_detectors x k``), ``dark`` the detector's offset (likewise; default 0) and ``gain`` its
     units per photon (default: measured from two or more flat frames, else read off the sinogram's
     noise): :func:`~pnp_stable.transmission.flat_field_correction` turns them into line integrals
-    ``-log((I - dark) / (flat - dark))`` and their precisions (photon counts, with the dark frames'
-    electronic noise), which ``weighting`` uses as above, and from which the noise level follows.
-    Dead detector bins (no flat signal) are interpolated and ignored by the data term;
+    ``-log((I - dark) / (flat - dark))`` and their precisions (the photon counts above the dark),
+    which ``weighting`` uses as above, and from which the noise level follows.
+    Dead detector bins (no flat signal) are interpolated and ignored by the weighted data term;
     ``report["noise"]["flat_field"]`` describes the correction.
     """
     from pnp_stable.operators import FanBeamCT, ParallelBeamCT, estimate_detector_offset
@@ -1180,7 +1180,7 @@ def reconstruct_ct(
             photons = _photons_read_off(sino, notes)
             photons_source = "sinogram noise"
         if photons is not None:
-            counts, mu = _counts_of_post_log_data(y, float(photons), notes), 1.0
+            counts, mu = _counts_of_post_log_data(y, float(photons), notes, photons_auto), 1.0
         elif flat is not None:
             counts, mu = transmission.precision.to(dev)[None, None], 1.0
     fbp = op.fbp(y)  # the initial iterate, and for a sinogram the measure of its scale
@@ -1335,7 +1335,8 @@ def _photon_count_simulation(op, clean: torch.Tensor, photons: float, attenuatio
     return y, counts, mu
 
 
-def _counts_of_post_log_data(y: torch.Tensor, photons: float, notes: list[str]) -> torch.Tensor:
+def _counts_of_post_log_data(y: torch.Tensor, photons: float, notes: list[str], read_off: bool = False
+                             ) -> torch.Tensor:
     """The counts ``photons e^-y`` behind post-log line integrals ``y`` (physical units), at least one
     photon per bin (a note counts the bins whose value says fewer); refused when ``y`` cannot be such
     data (counts beyond float range: values far below 0)."""
@@ -1344,9 +1345,14 @@ def _counts_of_post_log_data(y: torch.Tensor, photons: float, notes: list[str]) 
     # count more photons than were sent)
     lowest = -max(POST_LOG_NOISE_SIGMAS / math.sqrt(photons), POST_LOG_CALIBRATION_SLACK)
     if float(y.min()) < lowest:
-        raise ValueError(f"the sinogram holds values down to {float(y.min()):.4g}, below {lowest:.3g}: post-log line "
-                         f"integrals -log(I/I0) of {photons:g} photons lie above that; check the photon count and "
-                         "that the data are -log(I/I0)")
+        if read_off:  # no count was given: the air's level, or the noise's kind, is what is off
+            notes.append(f"the sinogram holds values down to {float(y.min()):.4g}, below {lowest:.3g}, where the noise of "
+                         f"the {photons:.4g} photons read off it reaches: post-log data put the air at 0 (-log(I/I0)); "
+                         "check the air calibration (I0), or whether the noise is photon counts'")
+        else:
+            raise ValueError(f"the sinogram holds values down to {float(y.min()):.4g}, below {lowest:.3g}: post-log "
+                             f"line integrals -log(I/I0) of {photons:g} photons lie above that; check the photon count "
+                             "and that the data are -log(I/I0)")
     counts = float(photons) * torch.exp(-y.double())
     below = int((counts < 1).sum())
     if below:
@@ -1389,6 +1395,10 @@ def _photons_read_off(sino: torch.Tensor, notes: list[str]) -> float:
                          "incident photons: give it (photons=, --photons)")
     notes.append(f"incident photons per bin read off the sinogram's noise: {estimate.photons:.4g} (give --photons if "
                  "you know it)")
+    if estimate.clipped_share >= 0.01:
+        notes.append(f"{100 * estimate.clipped_share:.0f} % of the sinogram sits at its minimum (clipped, e.g. negative "
+                     "values set to 0?): the noise is cut there, so the photon count read is unreliable; give it "
+                     "(--photons I0) if you know it")
     if not estimate.poisson_like:
         notes.append(f"the sinogram's noise grows {estimate.growth:.2g} times from its least to its most attenuating "
                      f"bins, where photon counts' grows {estimate.expected_growth:.2g} times: its noise may not be "

@@ -32,6 +32,8 @@ DEAD_FLAT_SHARE = 1e-2
 # readings whose median lies above this many times the flat (above the dark) are on another scale:
 # an object transmits less than the flat, and noise or a drifting source a few percent more
 READINGS_ABOVE_FLAT = 2.0
+# the most photons a post-log sinogram's values may speak of (restore.MAX_PHOTONS's bound)
+MAX_LINE_INTEGRAL_PHOTONS = 1e15
 # photons_from_sinogram_noise's check: the noise must grow with the attenuation by at least this share
 # (in the logarithm) of what photon counts' does
 POISSON_GROWTH_SHARE = 0.75
@@ -178,6 +180,10 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
     dark is read as one photon. Readings whose median lies above ``READINGS_ABOVE_FLAT`` times the
     flat (above the dark) are refused: the sinogram and the flat are on different scales.
     """
+    for name, value in (("flat", flat), ("dark", dark), ("gain", gain)):
+        if isinstance(value, (bool, str)):
+            raise ValueError(f"{name} must be {'a number' if name == 'gain' else 'a number or an array'} "
+                             f"(detector units), got {value!r}")
     data = _as_array(raw, "the raw sinogram")
     while data.ndim > 2 and data.shape[0] == 1:
         data = data[0]
@@ -241,6 +247,11 @@ def _given_frames(given: Any, frames: np.ndarray) -> int | None:
     return None if np.ndim(_as_array(given, "frames")) == 0 else int(frames.shape[1])
 
 
+def _three_adjacent_read(read: np.ndarray) -> bool:
+    """Whether some view holds three adjacent read bins (a triplet the noise estimate can use)."""
+    return bool((read[:-2] & read[1:-1] & read[2:]).any()) if read.shape[0] >= 3 else False
+
+
 def _log_ratio(signal: np.ndarray, incident: np.ndarray, dead: np.ndarray) -> np.ndarray:
     """``-log(signal / incident)`` per bin, the dead bins interpolated from the live ones of each view."""
     line_integrals = -np.log(signal / np.where(dead, 1.0, incident)[:, None])
@@ -277,7 +288,12 @@ def gain_from_sinogram_noise(line_integrals: np.ndarray, signal: np.ndarray, dea
     excluded = np.zeros(signal.shape, dtype=bool)
     if dead is not None:
         excluded[np.asarray(dead, dtype=bool)] = True
-    signal = uniform_filter1d(signal, 5, axis=0, mode="nearest")
+    # averaged over the live bins only (a dead bin's floored signal would pull its neighbours' down),
+    # and kept positive (the running sums' rounding where e^-y spans many decades)
+    live = (~excluded).astype(np.float64)
+    averaged = (uniform_filter1d(signal * live, 5, axis=0, mode="nearest")
+                / np.maximum(uniform_filter1d(live, 5, axis=0, mode="nearest"), 1e-12))
+    signal = np.where(excluded, signal, np.maximum(averaged, 1e-300))
     data = torch.from_numpy(np.ascontiguousarray(line_integrals, dtype=np.float64))[None, None]
     gain = None
     for _ in range(3):
@@ -286,6 +302,9 @@ def gain_from_sinogram_noise(line_integrals: np.ndarray, signal: np.ndarray, dea
         if left_out.all():
             raise ValueError("too few bins keep enough photons to read the detector's gain off the noise: give the "
                              "gain, or two or more flat frames")
+        if not _three_adjacent_read(~left_out):
+            raise ValueError("no three adjacent detector bins are read (dead or photon-starved ones between them): "
+                             "the noise cannot be read along the detectors; give the gain, or two or more flat frames")
         relative = precision / float(precision[~left_out].mean())
         relative[left_out] = 1e-9  # below the estimator's 1e-6 of the mean: their triplets are left out
         level = estimate_sinogram_noise_level(data, torch.from_numpy(relative)[None, None])[0]
@@ -301,19 +320,24 @@ class PhotonEstimate:
     """The incident photons per bin of a post-log sinogram, read off its noise (``photons``), and how
     the noise's growth with the attenuation compares with a photon count's: ``growth`` the ratio of
     the noise levels read in the most and in the least attenuating bins, ``expected_growth`` what
-    Poisson counts give there (``sqrt`` of the ratio of their mean ``e^y``; 1: no growth)."""
+    Poisson counts give there (``sqrt`` of the ratio of their mean ``e^y``; 1: no growth), and the share
+    of the values at the sinogram's minimum (clipped, e.g. negatives set to 0: the noise is cut there
+    and the count read is unreliable, by up to twentyfold)."""
 
     photons: float
     growth: float
     expected_growth: float
+    clipped_share: float = 0.0  # the share of the values at the sinogram's minimum (clipped data: >= 1 %)
 
     @property
     def poisson_like(self) -> bool:
         """Whether the noise grows with the attenuation at least ``POISSON_GROWTH_SHARE`` as much (in
-        the logarithm) as photon counts' does: Gaussian noise of one level does not grow at all (the
-        object's structure, read as noise in its shadow, makes it seem to: 1.3 to 1.8 times on the
-        phantoms of docs/benchmarks.md, "Photon counts read off the sinogram", where counts gave 4.3
-        to 9.7 for an expected 4.1 to 5.5)."""
+        the logarithm) as photon counts' does. Gaussian noise of one level does not grow at all, but
+        the object's structure, read as noise in its shadow, makes it seem to: Gaussian noise of std
+        0.02 grew 1.3 to 1.8 times on the phantoms of docs/benchmarks.md, "Photon counts read off
+        the sinogram" (counts: 4.3 to 9.7 for an expected 4.1 to 5.5), but noise weak against the
+        structure (std 0.005 there) grows as much as counts' and passes. A necessary condition, not
+        a proof."""
         if self.expected_growth <= 1.0:
             return True
         return math.log(max(self.growth, 1e-12)) >= POISSON_GROWTH_SHARE * math.log(self.expected_growth)
@@ -335,9 +359,20 @@ def photons_from_sinogram_noise(line_integrals: Any) -> PhotonEstimate:
         values = values[0]
     if values.ndim != 2:
         raise ValueError(f"the sinogram must be n_detectors x n_angles, got shape {tuple(values.shape)}")
+    if values.shape[0] < 8 or values.shape[1] < 8:
+        raise ValueError(f"a {values.shape[0]} x {values.shape[1]} sinogram holds too few bins to read its photon "
+                         "count off its noise (8 x 8 at least): give the count")
+    if float(values.max()) > math.log(MAX_LINE_INTEGRAL_PHOTONS):
+        raise ValueError(f"the sinogram reaches {float(values.max()):.4g}: line integrals -log(I / I0) of any count "
+                         f"stay below {math.log(MAX_LINE_INTEGRAL_PHOTONS):.3g} (log of 1e15 photons); it is not "
+                         "unscaled post-log data")
     # e^-y relative to the air's, and no more than 1: a value below 0 is the air's noise
-    relative = np.exp(-np.clip(values, 0.0, 700.0))
-    photons = 1.0 / gain_from_sinogram_noise(values, relative)
+    relative = np.exp(-np.clip(values, 0.0, None))
+    try:
+        photons = 1.0 / gain_from_sinogram_noise(values, relative)
+    except ValueError:
+        raise ValueError("could not read the sinogram's photon count off its noise (it looks noise-free, or too few "
+                         "bins keep enough photons): give the count") from None
     data = torch.from_numpy(np.ascontiguousarray(values))[None, None]
     low, high = np.quantile(values, 0.25), np.quantile(values, 0.75)
     levels, means = [], []
@@ -346,4 +381,5 @@ def photons_from_sinogram_noise(line_integrals: Any) -> PhotonEstimate:
         levels.append(estimate_sinogram_noise_level(data, torch.from_numpy(mask)[None, None])[0])
         means.append(float(np.exp(values[part]).mean()))
     growth = levels[1] / levels[0] if levels[0] > 0 else math.inf
-    return PhotonEstimate(photons, growth, math.sqrt(means[1] / means[0]))
+    clipped = float((values == values.min()).mean())
+    return PhotonEstimate(photons, growth, math.sqrt(means[1] / means[0]), clipped)

@@ -194,3 +194,38 @@ def test_a_post_log_sinograms_photon_count_is_read_off_its_noise():
     assert estimate.expected_growth > 2
     gaussian = photons_from_sinogram_noise(p + 0.02 * rng.standard_normal(p.shape))
     assert not gaussian.poisson_like and gaussian.growth < 1.5
+
+
+def test_dead_bins_do_not_bias_the_gain_read_off_the_noise():
+    """Every 8th detector bin dead: the smoothing of the signals skips them (their floored signal
+    pulled the neighbours' precisions down), the reading stays near the gain."""
+    rng = np.random.default_rng(9)
+    p, incident = _line_integrals(views=180), _incident()
+    gain = 2.0
+    raw = gain * rng.poisson(incident[:, None] * np.exp(-p)) + OFFSET
+    flat = gain * incident + OFFSET
+    flat[::8] = OFFSET
+    result = flat_field_correction(raw, flat, OFFSET)
+    assert len(result.dead_detectors) == BINS // 8
+    assert result.gain == pytest.approx(gain, rel=0.15)
+    flat = gain * incident + OFFSET
+    flat[::3] = OFFSET  # no three adjacent live bins: nothing to read along the detectors
+    with pytest.raises(ValueError, match="no three adjacent detector bins"):
+        flat_field_correction(raw, flat, OFFSET)
+
+
+def test_photon_counts_that_cannot_be_read_are_refused_in_post_log_words():
+    from pnp_stable.transmission import photons_from_sinogram_noise
+
+    rng = np.random.default_rng(10)
+    p = _line_integrals(views=60)
+    y = -np.log(np.maximum(rng.poisson(1e4 * np.exp(-p)), 1) / 1e4)
+    with pytest.raises(ValueError, match="not unscaled post-log data"):
+        photons_from_sinogram_noise(100 * y)
+    with pytest.raises(ValueError, match="too few bins"):
+        photons_from_sinogram_noise(y[:6, :3])
+    clipped = photons_from_sinogram_noise(np.maximum(p + 0.02 * rng.standard_normal(p.shape), 0))
+    assert clipped.clipped_share > 0.01
+    for kwargs in (dict(flat=True), dict(flat=1e4, gain="2"), dict(flat=1e4, dark="100")):
+        with pytest.raises(ValueError, match="must be a number"):
+            flat_field_correction(np.full((BINS, 10), 500.0), **kwargs)

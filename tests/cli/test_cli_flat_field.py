@@ -181,3 +181,22 @@ def test_photons_auto_reads_a_post_log_sinograms_count_off_its_noise(tmp_path, t
     assert json.loads((tmp_path / "auto.json").read_text())["noise"]["photons_source"] == "sinogram noise"
     assert_user_error(run("ct", "--photons", "auto"), "a simulation (--simulate, the demo) draws counts")
     assert_user_error(run("ct", tmp_path / "post_log.npy", "--photons", "lots"), "neither a number")
+
+
+def test_photons_auto_doubts_gaussian_and_clipped_sinograms(tiny_denoiser):
+    """Gaussian noise of one level (std 0.02 on line integrals up to 4) does not grow with the
+    attenuation: a note doubts the count read; a sinogram clipped at 0 gets its own note."""
+    op = ParallelBeamCT(64, angles=90)
+    disc = torch.from_numpy((np.hypot(*np.mgrid[-32:32, -32:32]) < 24).astype(np.float64))[None, None]
+    clean = op.A(disc)[0, 0].numpy()
+    line_integrals = 4.0 * clean / clean.max()
+    rng = np.random.default_rng(11)
+    gaussian = line_integrals + 0.02 * rng.standard_normal(line_integrals.shape)
+    common = dict(photons="auto", denoiser=str(tiny_denoiser), max_iter=1, progress=False)
+    result = restore.reconstruct_ct(torch.from_numpy(gaussian).float()[None], **common)
+    assert any("may not be photon counts'" in note for note in result.notes), result.notes
+    counts = -np.log(np.maximum(rng.poisson(1e4 * np.exp(-line_integrals)), 1) / 1e4)
+    result = restore.reconstruct_ct(torch.from_numpy(counts).float()[None], **common)
+    assert not any("may not be photon counts'" in note for note in result.notes), result.notes
+    result = restore.reconstruct_ct(torch.from_numpy(np.maximum(gaussian, 0)).float()[None], **common)
+    assert any("sits at its minimum (clipped" in note for note in result.notes), result.notes

@@ -222,7 +222,8 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                          # a sinogram's own count when none was given (the report's operator has the values)
                          reported={"angles": (count if angles_file is None else str(angles_file))
                                    if angles_given or simulate else None, "noise": noise, "angle_range": angle_range,
-                                   "photons": photons, "weighting": weighting if photons is not None or flat is not None else None},
+                                   "photons": photons,
+                                   "weighting": weighting if photons is not None or flat is not None else None},
                          # a sinogram's bit depth says nothing of the reconstruction's: 16 bits for an image file
                          output_bit_depth=None if simulate else 16,
                          reader=None if readings is None else read_raw_sinogram)

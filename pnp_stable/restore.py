@@ -1346,8 +1346,8 @@ def _counts_of_post_log_data(y: torch.Tensor, photons: float, notes: list[str], 
     lowest = -max(POST_LOG_NOISE_SIGMAS / math.sqrt(photons), POST_LOG_CALIBRATION_SLACK)
     if float(y.min()) < lowest:
         if read_off:  # no count was given: the air's level, or the noise's kind, is what is off
-            notes.append(f"the sinogram holds values down to {float(y.min()):.4g}, below {lowest:.3g}, where the noise of "
-                         f"the {photons:.4g} photons read off it reaches: post-log data put the air at 0 (-log(I/I0)); "
+            notes.append(f"the sinogram holds values down to {float(y.min()):.4g}, below {lowest:.3g}, where the noise "
+                         f"of the {photons:.4g} photons read off it reaches: post-log data put the air at 0 (-log(I/I0)); "
                          "check the air calibration (I0), or whether the noise is photon counts'")
         else:
             raise ValueError(f"the sinogram holds values down to {float(y.min()):.4g}, below {lowest:.3g}: post-log "

@@ -3,15 +3,16 @@
 A detector behind an object records ``I = g N + D`` per bin: ``N`` photons (Poisson), a gain ``g``
 (detector units per photon), a dark offset ``D``; an exposure without the object, the flat field,
 records ``F = g N0 + D``. Beer-Lambert gives the line integrals ``y = -log((I - D) / (F - D))``,
-whose variance is ``1 / N`` plus the electronic noise's share (the delta method): the bins that
-kept few photons are the noisy ones, so a weighted least-squares data term (weights = the inverse
-variances, "precisions") whitens the noise, as :class:`~pnp_stable.operators.RadonTomography`'s
-``statistical_weights`` expect.
+whose variance is ``1 / N`` (the delta method; plus the electronic noise's share): the bins that
+kept few photons are the noisy ones, so a weighted least-squares data term with the counts as
+weights (their Poisson "precisions", inverse variances) whitens the noise, as
+:class:`~pnp_stable.operators.RadonTomography`'s ``statistical_weights`` expect.
 
 ``g`` is a property of the detector. When it is not given it can be measured from two or more flat
 frames (photon transfer: the frame-to-frame variance of a bin is ``g`` times its mean above the dark,
 plus the dark frames' variance) or, from one flat, from the sinogram's own noise (its whitened
-level squared times the mean signal above the dark).
+level squared times the mean signal above the dark). The same reading gives a post-log sinogram's
+incident photon count ``I0`` (:func:`photons_from_sinogram_noise`).
 """
 
 from __future__ import annotations

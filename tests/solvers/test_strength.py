@@ -40,7 +40,7 @@ def _problem(x):
 
 
 def test_a_flat_image_gets_a_stronger_setting_and_a_much_better_restoration(gray):
-    x = torch.full((1, 48, 48), 0.5)
+    x = torch.full((1, 32, 32), 0.5)
     op, y = _problem(x)
     common = dict(noise_level=0.01, progress=False, x_true=x[None])
     rule = ps.solve(y, op, gray, "admm", **common)
@@ -57,7 +57,7 @@ def test_a_flat_image_gets_a_stronger_setting_and_a_much_better_restoration(gray
 def test_a_textured_image_keeps_the_rule_and_its_exact_result(gray):
     from skimage.data import camera
 
-    x = torch.tensor(camera()[96:144, 192:240] / 255.0, dtype=torch.float32)[None]
+    x = torch.tensor(camera()[96:128, 192:224] / 255.0, dtype=torch.float32)[None]
     op, y = _problem(x)
     rule = ps.solve(y, op, gray, "admm", noise_level=0.01, progress=False)
     chosen = select_strength(y, op, gray, "admm", noise_level=0.01, progress=False)

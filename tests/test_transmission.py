@@ -58,7 +58,7 @@ def test_the_gain_is_measured_from_flat_frames_despite_a_fluctuating_source():
     assert estimate.read_noise == pytest.approx(READ_NOISE, rel=0.05)
     assert (estimate.flat_frames, estimate.dark_frames, estimate.bins_used) == (40, 20, BINS)
     # the source's output drifting by 3 % from frame to frame adds variance no photon statistics
-    # explain (a 30x too large gain if left in): divided out, the estimate holds
+    # explain (an 8x too large gain if left in): divided out, the estimate holds
     drift = 1 + 0.03 * rng.standard_normal(40)
     drifting = (flat - OFFSET) * drift[None, :] + OFFSET
     assert estimate_gain(drifting, dark).gain == pytest.approx(GAIN, rel=0.06)

@@ -114,15 +114,13 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
     images are read with their NaN, which it must judge). Exits 130 after a stop (a solve
     interrupted, or Ctrl-C between solves), naming the images left. ``output_bit_depth``
     replaces the inputs' in the written images; ``reported`` the values the reports' options show
-    instead of the task arguments' (the command line's spelling); ``reader`` reads one image instead
-    of :func:`~pnp_stable.cli.images.read_image` (not with a folder)."""
+    instead of the task arguments' (the command line's spelling); ``reader`` reads an image instead
+    of :func:`~pnp_stable.cli.images.read_image` (raw detector readings, unscaled)."""
     from pnp_stable.cli.images import list_images, unread_images
 
     demo = demo if isinstance(demo, Demo) else Demo(demo)
     inputs_for = _with_shared_files(inputs_for or _no_inputs, _files_read_by(arguments))
     folder = image is not None and image.is_dir()
-    if folder and reader is not None:
-        raise UserError(f"pnp-stable {command} reads these inputs one file at a time: give a file, not a folder")
     if folder:
         if out is not None:
             raise UserError("--out names one file; with a folder, outputs go beside each input")
@@ -147,7 +145,7 @@ def run_restorations(command: str, image: Path | None, *, tag: str, demo: str | 
         raise UserError("--resume needs --checkpoint FILE (the state to continue)")
     if folder:  # every image readable and every output writable before the first solve writes anything
         _check_folder(command, paths, inputs_for, check_image or check_range, tag, report, plot, checkpoint, resume,
-                      allow_nonfinite, arguments)
+                      allow_nonfinite, arguments, reader)
     for n, path in enumerate(paths):
         state = per_image_name(checkpoint, path) if folder else checkpoint
         resume_this, these_arguments, shown, hint = resume, dict(arguments), dict(reported or {}), None
@@ -216,7 +214,8 @@ def check_kernel_fits(path: Path, loaded: LoadedImage, kernel_shape: tuple[int, 
 def _check_folder(command: str, paths: list[Path], inputs_for: Callable[[Path], ImageInputs],
                   check_image: Callable[[Path, LoadedImage, ImageInputs], None], tag: str,
                   report: PathLike | None, plot: PathLike | None, checkpoint: PathLike | None, resume: bool,
-                  allow_nonfinite: bool, arguments: dict[str, Any]) -> None:
+                  allow_nonfinite: bool, arguments: dict[str, Any],
+                  reader: Callable[[Path], LoadedImage] | None = None) -> None:
     """Refuse, before the first solve, what would otherwise fail or destroy something part way
     through a folder: a destination (the restored image, --report, --plot, --checkpoint) that is an
     input (an image, or a file beside it such as a mask) or that two images share (a.png and a.tif),
@@ -255,7 +254,7 @@ def _check_folder(command: str, paths: list[Path], inputs_for: Callable[[Path], 
                         f"{', ...' if len(paths) > 1 else ''}) exists")
     fits: dict[int, str | None] = {}  # channels -> why the denoiser cannot take them (None: it can)
     for path, extra in inputs:
-        loaded = read_image(path, allow_nonfinite)
+        loaded = read_image(path, allow_nonfinite) if reader is None else reader(path)
         check_image(path, loaded, extra)
         channels = 3 if loaded.is_rgb else 1
         if channels not in fits:

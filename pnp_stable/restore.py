@@ -1185,7 +1185,8 @@ def reconstruct_ct(
             counts, mu = transmission.precision.to(dev)[None, None], 1.0
     fbp = op.fbp(y)  # the initial iterate, and for a sinogram the measure of its scale
     observed = y  # the sinogram, as the Restoration reports it (not its weighted form)
-    if photons is not None or flat is not None:
+    photon_counts = photons is not None or flat is not None  # the noise follows from counts
+    if photon_counts:
         op, y, noise_level = _photon_count_weighting(op, y, counts, mu, weighting, notes)
     scale = 1.0 if simulate else _attenuation_scale(fbp, notes)
     if scale != 1.0:  # A and the FBP are linear: y / s is the sinogram of x / s, on the denoiser's scale
@@ -1194,7 +1195,7 @@ def reconstruct_ct(
     # a note gives an estimate on the sinogram's own scale, as a user gives a level
     sigma, source = _noise(y, noise_level, notes, image_scale=False, defaulted=defaulted, display_scale=scale,
                            sinogram=True)
-    if photons is not None or flat is not None:
+    if photon_counts:
         source = "photon counts"
     floor = CT_NOISE_FLOOR_SHARE * float(y.abs().max())
     raised_from = None
@@ -1220,13 +1221,13 @@ def reconstruct_ct(
     if detector == "circle":  # no ray meets a pixel outside the disc: the data say nothing of it
         restored = restored * op.object_support(restored.dtype, restored.device)[0]
     report["operator"] = {"type": type(op).__name__, "image_size": n, "angles": len(op.angles_deg),
-                          **({"detector": detector} if not fan else _fan_geometry(op)),
+                          **({"detector": detector} if not fan else op.geometry_fields()),
                           **({"detector_offset": op.detector_offset} if not fan and op.detector_offset else {}),
                           **({"detector_offset_estimate": axis._asdict()} if estimate_offset else {}),
                           "angles_deg": [float(a) for a in op.angles_deg],
                           "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale,
                           "statistical_weights": "photon counts" if op.has_statistical_weights else None}
-    if photons is not None or flat is not None:
+    if photon_counts:
         report["noise"] = {**report["noise"], "model": "poisson",
                            **({"photons": float(photons), "photons_source": photons_source} if photons is not None
                               else {"flat_field": transmission.summary()}),
@@ -1283,7 +1284,7 @@ def _ct_operator_info(op) -> dict:
         extra["rotation_axis"] = "image centre"
     if type(op).__name__ == "FanBeamCT":
         return {"type": "FanBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
-                **_fan_geometry(op), **extra}
+                **op.geometry_fields(), **extra}
     return {"type": "ParallelBeamCT", "image_size": op.image_size, "angles": [float(a) for a in op.angles_deg],
             **({"detector": op.detector} if op.detector != "full" else {}),
             **({"detector_offset": op.detector_offset} if op.detector_offset else {}), **extra}
@@ -1440,12 +1441,6 @@ def _flat_field_corrected(sino: torch.Tensor, flat: Any, dark: Any, gain: float 
                      "are on different scales (one file scaled to [0, 1]), give both as the detector's readings; "
                      "else the object fills the detector")
     return result
-
-
-def _fan_geometry(op) -> dict:
-    """A fan beam's distances and cells (and a curved detector's shape, an offset's cells), as its norm
-    cache key names them (its ``geometry_fields``, so that a field the beam gains is fingerprinted too)."""
-    return op.geometry_fields()
 
 
 def _angles_over_range(count: int, angle_range: float | str, n: int, n_detectors: int | None,

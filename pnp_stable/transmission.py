@@ -87,6 +87,8 @@ class TransmissionData:
 
 
 def _as_array(values: Any, name: str) -> np.ndarray:
+    """``values`` as a finite float64 array, leading axes of length 1 beyond two dropped (a
+    ``(1, 1, bins, views)`` batch is its ``bins x views``)."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().to(torch.float64).numpy()
     try:
@@ -95,6 +97,8 @@ def _as_array(values: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be an array of numbers") from None
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} holds NaN or infinite values")
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
     return array
 
 
@@ -102,8 +106,6 @@ def _frames(values: Any, name: str, n_detectors: int) -> np.ndarray:
     """``values`` as ``n_detectors x frames``: a number (the same in every bin), one value per bin, or
     frames side by side as a sinogram's views are."""
     array = _as_array(values, name)
-    while array.ndim > 2 and array.shape[0] == 1:  # a (1, 1, bins, frames) batch
-        array = array[0]
     if array.ndim == 0:
         return np.full((n_detectors, 1), float(array))
     if array.ndim == 1:
@@ -116,6 +118,19 @@ def _frames(values: Any, name: str, n_detectors: int) -> np.ndarray:
     if array.shape[1] == 0:
         raise ValueError(f"{name} holds no frame")
     return array
+
+
+def _dead_bins(incident: np.ndarray) -> np.ndarray:
+    """The detector bins whose flat (above the dark) lies at or below ``DEAD_FLAT_SHARE`` of the median."""
+    return incident <= DEAD_FLAT_SHARE * max(float(np.median(incident)), 0.0)
+
+
+def _dark_statistics(dark: np.ndarray | None, n_bins: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each bin's dark level (0 without a dark) and its variance across the dark frames (None
+    without two of them: the electronic noise unknown)."""
+    if dark is None:
+        return np.zeros(n_bins), None
+    return dark.mean(axis=1), (dark.var(axis=1, ddof=1) if dark.shape[1] >= 2 else None)
 
 
 def estimate_gain(flat_frames: Any, dark_frames: Any = None) -> GainEstimate:
@@ -137,10 +152,10 @@ def estimate_gain(flat_frames: Any, dark_frames: Any = None) -> GainEstimate:
                          f"shape {tuple(flat.shape)}")
     n_bins = flat.shape[0]
     dark = None if dark_frames is None else _frames(dark_frames, "dark_frames", n_bins)
-    dark_mean = np.zeros(n_bins) if dark is None else dark.mean(axis=1)
-    read_var = np.zeros(n_bins) if dark is None or dark.shape[1] < 2 else dark.var(axis=1, ddof=1)
+    dark_mean, dark_var = _dark_statistics(dark, n_bins)
+    read_var = np.zeros(n_bins) if dark_var is None else dark_var
     signal = flat - dark_mean[:, None]
-    live = signal.mean(axis=1) > DEAD_FLAT_SHARE * max(float(np.median(signal.mean(axis=1))), 0.0)
+    live = ~_dead_bins(signal.mean(axis=1))
     if int(live.sum()) < 2:
         raise ValueError("the flat frames hold no signal above the dark: cannot measure the gain")
     totals = signal[live].sum(axis=0)
@@ -155,7 +170,7 @@ def estimate_gain(flat_frames: Any, dark_frames: Any = None) -> GainEstimate:
     if not gain > 0:
         raise ValueError("the flat frames vary less than the dark frames do: no photon noise to measure the gain "
                          "from (give it)")
-    read_noise = math.sqrt(float(read_var.mean())) if dark is not None and dark.shape[1] >= 2 else 0.0
+    read_noise = 0.0 if dark_var is None else math.sqrt(float(dark_var.mean()))
     return GainEstimate(gain, read_noise, flat.shape[1], 0 if dark is None else dark.shape[1], int(live.sum()))
 
 
@@ -186,31 +201,27 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
             raise ValueError(f"{name} must be {'a number' if name == 'gain' else 'a number or an array'} "
                              f"(detector units), got {value!r}")
     data = _as_array(raw, "the raw sinogram")
-    while data.ndim > 2 and data.shape[0] == 1:
-        data = data[0]
     if data.ndim != 2:
         raise ValueError(f"the raw sinogram must be n_detectors x n_angles, got shape {tuple(data.shape)}")
     n_bins = data.shape[0]
     flat_frames = _frames(flat, "flat", n_bins)
     dark_frames = None if dark is None else _frames(dark, "dark", n_bins)
-    read_noise_units = None  # the electronic noise, in detector units
-    if dark_frames is not None and dark_frames.shape[1] >= 2:
-        read_noise_units = math.sqrt(float(dark_frames.var(axis=1, ddof=1).mean()))
+    dark_mean, dark_var = _dark_statistics(dark_frames, n_bins)
+    read_noise_units = None if dark_var is None else math.sqrt(float(dark_var.mean()))  # electronic noise, units
     if gain is not None:
-        if isinstance(gain, bool) or not (float(gain) > 0 and math.isfinite(float(gain))):
+        if not (float(gain) > 0 and math.isfinite(float(gain))):  # (bools and strings refused above)
             raise ValueError(f"gain must be a positive number of detector units per photon, got {gain!r}")
         gain, source = float(gain), "given"
     elif flat_frames.shape[1] >= 2:
         gain, source = estimate_gain(flat_frames, dark_frames).gain, "flat frames"
     else:
         source = "sinogram noise"
-    dark_mean = np.zeros(n_bins) if dark_frames is None else dark_frames.mean(axis=1)
     incident = flat_frames.mean(axis=1) - dark_mean
     median = float(np.median(incident))
     if not median > 0:
         raise ValueError("the flat field lies at or below the dark in most detector bins: check the flat and dark "
                          "fields (and that the flat is the exposure without the object)")
-    dead = incident <= DEAD_FLAT_SHARE * median
+    dead = _dead_bins(incident)
     if int(dead.sum()) > n_bins // 2:
         raise ValueError(f"{int(dead.sum())} of {n_bins} detector bins have no flat signal above the dark")
     signal = data - dark_mean[:, None]
@@ -245,7 +256,7 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
 
 def _given_frames(given: Any, frames: np.ndarray) -> int | None:
     """How many frames a flat or dark was given as: None for one number (the same in every bin)."""
-    return None if np.ndim(_as_array(given, "frames")) == 0 else int(frames.shape[1])
+    return None if np.ndim(given) == 0 else int(frames.shape[1])
 
 
 def _three_adjacent_read(read: np.ndarray) -> bool:
@@ -356,8 +367,6 @@ def photons_from_sinogram_noise(line_integrals: Any) -> PhotonEstimate:
     from pnp_stable.solvers.noise_estimation import estimate_sinogram_noise_level
 
     values = _as_array(line_integrals, "the sinogram")
-    while values.ndim > 2 and values.shape[0] == 1:
-        values = values[0]
     if values.ndim != 2:
         raise ValueError(f"the sinogram must be n_detectors x n_angles, got shape {tuple(values.shape)}")
     if values.shape[0] < 8 or values.shape[1] < 8:

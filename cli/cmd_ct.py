@@ -51,6 +51,15 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
 @click.option("--gain", type=float, default=None, metavar="UNITS",
               help="With --flat: detector units per photon [default: measured from two or more flat frames, "
                    "else read off the sinogram's noise].")
+@click.option("--projections", is_flag=True,
+              help="DATA is a stack of parallel-beam projections, one per angle (angles x rows x columns: a 3-D .npy, "
+                   "memory-mapped, or a multi-page TIFF): each detector row is a slice's sinogram, and the volume "
+                   "(slices x N x N, float32 .npy or multi-page .tif) is reconstructed slice by slice; --flat/--dark "
+                   "then hold one frame (rows x columns) or frames (k x rows x columns). The gain, --photons auto and "
+                   "--detector-offset auto are measured once for all slices; --checkpoint keeps the finished ones.")
+@click.option("--rows", default=None, metavar="R|A:B",
+              help="With --projections: the detector rows to reconstruct, one (R) or a range (A:B, rows A to B-1; "
+                   "either end may be left out), from 0 [default: all].")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
 @click.option("--detector", type=click.Choice(["full", "circle"]), default="full", show_default=True,
@@ -80,13 +89,15 @@ from pnp_stable.cli.options import manual_settings, parse_level, solver_options
                    "with circle=True, its default, add --detector circle): move it to this tool's rotation axis, "
                    "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
-def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, flat, dark, gain, size, detector,
+def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, flat, dark, gain, projections, rows,
+       size, detector,
        geometry,
        source_distance, detector_distance, detector_spacing, detector_shape, detector_offset,
        from_skimage, solver, denoiser, max_iter, tol, sigma_den, step, strength, accelerate,
        seed, device, tile, checkpoint, resume, out, report, plot, quiet):
     """Parallel-beam (or fan-beam) CT reconstruction from a SINOGRAM (n_detectors x n_angles, .npy/.tif/.png),
-    or from every sinogram in a folder (a stack of slices), FBP-initialised.
+    or from every sinogram in a folder (a stack of slices), FBP-initialised; with --projections, a volume from a
+    stack of parallel-beam projections (angles x rows x columns), slice by slice.
 
     Without DATA, runs the demo: a 256x256 Shepp-Logan phantom, 60 angles (with --geometry fan, 120 views
     over 360 degrees), 1% noise (with --photons, Poisson counts) (--simulate).
@@ -106,6 +117,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
       pnp-stable ct fan_sinogram.npy --geometry fan --size 256 --source-distance 600 --detector-distance 400
       pnp-stable ct --geometry fan --detector-shape curved
       pnp-stable ct synchrotron_sinogram.npy --detector-offset auto
+      pnp-stable ct projections.tif --projections --flat flats.tif --dark darks.tif --rows 100:140
       pnp-stable ct slices/ --size 512 --checkpoint slices.state
     """
     with user_errors(), sigterm_as_interrupt():
@@ -162,7 +174,11 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                                 "give one of them")
         elif weighting != "auto" and flat is None:
             raise UserError("--weighting applies to photon-count data: add --photons I0 (or --flat for raw data)")
-        readings = _raw_readings(data, flat, dark, gain, simulate, photons, noise, from_skimage)
+        if projections:
+            _check_projection_options(data, simulate, from_skimage, fan, context)
+        elif rows is not None:
+            raise UserError("--rows selects detector rows of a projection stack: add --projections")
+        readings = _raw_readings(data, flat, dark, gain, simulate, photons, noise, from_skimage, projections)
         if attenuation is not None:
             if photons is None or not simulate:
                 raise UserError("--attenuation scales a phantom for a photon-count simulation: add --simulate and "
@@ -173,6 +189,22 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
         angles = parse_angles(angles) if angles_given or not fan else 120  # 60 views per half-turn, as the parallel default
         count = angles if isinstance(angles, int) else len(angles)
         angle_range = parse_angle_range(angle_range, fan, listed=not isinstance(angles, int))
+        if projections:
+            from pnp_stable.cli.projections import reconstruct_projection_stack
+
+            options = dict(method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
+                           device=device, image_size=size, detector=detector, weighting=weighting,
+                           noise_level=level[1] if level is not None else None, angle_range=angle_range,
+                           detector_offset=detector_offset, **manual)
+            # the angles as given (a count or a file), None when they are the stack's own
+            shown = {**{k: v for k, v in context.params.items() if k != "quiet"},
+                     "angles": context.params["angles"] if angles_given else None}
+            reconstruct_projection_stack(
+                data, rows=rows, flat=None if readings is None else readings.flat,
+                dark=None if readings is None else readings.dark, gain=gain, photons=photons, angles=angles,
+                count_given=count if angles_given else None, options=options, checkpoint=checkpoint, resume=resume,
+                out=out, report=report, shown=shown, quiet=quiet)
+            return
         from pnp_stable.cli.folders import run_restorations
         from pnp_stable.cli.image_task import Demo
 
@@ -264,8 +296,23 @@ def _readings(source: float | Path | None, what: str):
         raise UserError(f"{what}: {error}") from None
 
 
+def _check_projection_options(data: Path | None, simulate: bool, from_skimage: bool, fan: bool, context) -> None:
+    """What --projections cannot be combined with."""
+    if data is None or simulate:
+        raise UserError("--projections reads a measured stack of projections (a 3-D .npy or multi-page TIFF): give "
+                        "its file (a simulation projects a 2-D phantom)")
+    if from_skimage:
+        raise UserError("--from-skimage converts one scikit-image sinogram; not with --projections")
+    if fan:
+        raise UserError("a stack of fan-beam projections is a cone beam, which does not separate into slices: "
+                        "--projections reads parallel-beam stacks")
+    if context.params.get("plot") is not None:
+        raise UserError("--plot draws one solve's residual; a volume's slices are summed up in --report")
+
+
 def _raw_readings(data: Path | None, flat: str | None, dark: str | None, gain: float | None, simulate: bool,
-                  photons: float | str | None, noise: str | None, from_skimage: bool) -> _RawReadings | None:
+                  photons: float | str | None, noise: str | None, from_skimage: bool,
+                  projections: bool = False) -> _RawReadings | None:
     """``--flat``/``--dark``/``--gain`` checked against the other options (None without --flat)."""
     if flat is None:
         for name, value in (("--dark", dark), ("--gain", gain)):
@@ -275,7 +322,7 @@ def _raw_readings(data: Path | None, flat: str | None, dark: str | None, gain: f
     if simulate or data is None:
         raise UserError("--flat is the flat field of a measured raw sinogram; a simulation makes its own data "
                         "(--photons draws counts)")
-    if data.is_dir():
+    if data.is_dir() and not projections:
         raise UserError("--flat describes one raw sinogram (each detector row has its own flat field): give the "
                         "sinograms one at a time")
     if photons is not None:

@@ -169,6 +169,58 @@ def read_raw_sinogram(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(values, dtype=np.float32), None, Path(path), (), None)
 
 
+def read_stack(path: str | os.PathLike) -> np.ndarray:
+    """A stack of detector frames as stored, ``k x rows x cols`` (a 2-D frame as ``1 x rows x cols``):
+    a ``.npy`` array of any real type, memory-mapped (only the rows reconstructed are read), or a
+    multi-page TIFF (one page per frame; any sample type as stored). Values unchecked (each row is
+    checked where it is used). FileNotFoundError, or ValueError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    if not path.is_file():
+        raise ValueError(f"{path.name} is not a regular file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        arr = read_npy(path, mmap=True)
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                first = tif.series[0]
+                if first.axes.endswith("S"):  # samples side by side in each pixel: a colour image
+                    raise ValueError(f"{path.name} stores {first.shape[-1]} colour samples per pixel; a stack of "
+                                     "detector frames is gray pages (or planes)")
+                # pages written one by one may each be a series of their own; reduced-resolution pages
+                # (thumbnails) are not frames, and a frame of another size is a damaged stack
+                parts = []
+                for index, series in enumerate(tif.series):
+                    if tuple(series.shape[-2:]) == tuple(first.shape[-2:]):
+                        parts.append(series.asarray())
+                    elif not getattr(series.pages[0], "is_reduced", False):
+                        raise ValueError(f"{path.name}: image {index + 1} is {series.shape[-2]} x {series.shape[-1]}, "
+                                         f"the first {first.shape[-2]} x {first.shape[-1]}: frames of one stack "
+                                         "have one size")
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - tifffile raises many types for foreign or damaged files
+            raise ValueError(f"cannot read {path.name} as a TIFF stack ({type(exc).__name__})") from None
+        arr = parts[0] if len(parts) == 1 else np.concatenate([p.reshape(-1, *p.shape[-2:]) for p in parts])
+    else:
+        raise ValueError(f"unsupported file type {suffix or '(none)'} for {path.name}: a stack of detector frames is "
+                         "a 3-D .npy or a multi-page TIFF")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"{path.name} holds {arr.dtype} data; expected real numbers")
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.size == 0:
+        raise ValueError(f"{path.name} has shape {tuple(arr.shape)}; expected frames k x rows x cols (or one 2-D "
+                         "frame)")
+    return arr
+
+
 # the largest 12-bit sample on the 16-bit [0, 1] scale (4095 / 65535), with float32 rounding
 _TWELVE_BIT_TOP = 4095.5 / 65535
 

@@ -232,8 +232,9 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
         raise ValueError(f"{os.fspath(path)} is not {what} (it could not be read as one)") from exc
 
 
-def read_npy(path: str | os.PathLike):
-    """The array of a ``.npy`` file as stored (no scaling, no checks of its values); ValueError
+def read_npy(path: str | os.PathLike, mmap: bool = False):
+    """The array of a ``.npy`` file as stored (no scaling, no checks of its values; ``mmap``:
+    memory-mapped read-only, read from disk only where indexed); ValueError
     naming the file when it cannot be read as one (no pickles; ``np.load`` also opens any zip
     archive, an ``.npz`` or a saved solver state, which is refused), FileNotFoundError when missing."""
     import numpy as np
@@ -244,7 +245,7 @@ def read_npy(path: str | os.PathLike):
     if not path.is_file():  # a FIFO would be waited on forever; a folder gives a raw OSError
         raise ValueError(f"{path.name} is not a regular file (a folder, a pipe or a device?)")
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"cannot read {path.name} as a .npy array ({type(exc).__name__})") from None
     if not isinstance(loaded, np.ndarray):

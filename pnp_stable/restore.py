@@ -929,6 +929,7 @@ def reconstruct_ct(
     flat: Any = None,
     dark: Any = None,
     gain: float | None = None,
+    data_scale: float | None = None,
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam (or fan-beam) sinogram, initialised by FBP.
 
@@ -943,7 +944,8 @@ def reconstruct_ct(
     measure. Its columns are uniform over [0, 180) unless ``angles`` lists them (or ``angle_range`` spreads them),
     and an ``angles`` whose count differs from the column count is an error. A sinogram whose FBP
     does not peak in [0.5, 1] (line integrals in physical units) is divided by that peak for the
-    solve and the reconstruction multiplied back (a note, and ``report["operator"]["data_scale"]``);
+    solve and the reconstruction multiplied back (a note, and ``report["operator"]["data_scale"]``;
+    ``data_scale`` gives that divisor instead, e.g. one for every slice of a volume);
     ``noise_level`` is on the sinogram's own scale. A reconstruction of real data is clipped at 0
     only. Notes flag a sinogram whose columns do not sum alike (transposed, or an image), one whose
     halves mirror each other (a 360-degree scan without its angles) and one largest at its
@@ -1087,6 +1089,11 @@ def reconstruct_ct(
                              "photons=")
         if isinstance(attenuation, bool) or not (float(attenuation) > 0 and math.isfinite(float(attenuation))):
             raise ValueError(f"attenuation must be a positive number per pixel, got {attenuation!r}")
+    if data_scale is not None:
+        if simulate:
+            raise ValueError("data_scale divides a measured sinogram; a simulated phantom is on the [0, 1] scale")
+        if isinstance(data_scale, bool) or not (float(data_scale) > 0 and math.isfinite(float(data_scale))):
+            raise ValueError(f"data_scale must be a positive number, got {data_scale!r}")
     notes: list[str] = []
     photons_source = "given"
     dev = resolve_device(device)
@@ -1188,7 +1195,7 @@ def reconstruct_ct(
     photon_counts = photons is not None or flat is not None  # the noise follows from counts
     if photon_counts:
         op, y, noise_level = _photon_count_weighting(op, y, counts, mu, weighting, notes)
-    scale = 1.0 if simulate else _attenuation_scale(fbp, notes)
+    scale = 1.0 if simulate else _attenuation_scale(fbp, notes) if data_scale is None else float(data_scale)
     if scale != 1.0:  # A and the FBP are linear: y / s is the sinogram of x / s, on the denoiser's scale
         y, fbp = y / scale, fbp / scale
         noise_level = None if noise_level is None else _check_noise_level(noise_level, unit_scale=False) / scale

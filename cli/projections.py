@@ -1,0 +1,222 @@
+"""``pnp-stable ct PROJECTIONS --projections``: a volume, slice by slice, from a stack of parallel-beam
+projections (:func:`pnp_stable.volume.reconstruct_volume`), with its flat and dark frames."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pnp_stable.cli.errors import UserError
+
+# what a volume is written as: its values on the data's scale (attenuation per pixel), float32
+VOLUME_SUFFIXES = (".npy", ".tif", ".tiff")
+
+
+def parse_rows(text: str | None) -> slice | int | None:
+    """``--rows``: one detector row ``R``, or ``A:B`` (rows A to B-1; either end may be left out),
+    counted from 0."""
+    if text is None:
+        return None
+    value = text.strip()
+    first, colon, last = value.partition(":")
+    ends = [part.strip() for part in ((first, last) if colon else (first,))]
+    if not all(part == "" or (part.isascii() and part.isdigit()) for part in ends) or not colon and not ends[0]:
+        raise UserError(f"--rows {text!r}: give a row R or a range A:B of detector rows (from 0; B excluded)")
+    if not colon:
+        return int(ends[0])
+    start, stop = (int(part) if part else None for part in ends)
+    if start is not None and stop is not None and stop <= start:
+        raise UserError(f"--rows {text}: the range is empty (A:B holds rows A to B-1)")
+    return slice(start, stop)
+
+
+def _read(path: Path | float | None, what: str):
+    if path is None or isinstance(path, float):
+        return path
+    from pnp_stable.cli.images import read_stack
+
+    try:
+        return read_stack(path)
+    except FileNotFoundError:
+        raise UserError(f"{what}: {path} not found") from None
+    except ValueError as error:
+        raise UserError(f"{what}: {error}") from None
+
+
+def _check_frames(frames, what: str, shape: tuple[int, int], name: str) -> None:
+    if frames is None or isinstance(frames, float):
+        return
+    import numpy as np
+
+    if tuple(frames.shape[1:]) != shape:
+        raise UserError(f"{what} {name} holds frames of {frames.shape[1]} x {frames.shape[2]}, but the projections' "
+                        f"detector is {shape[0]} x {shape[1]} (rows x columns)")
+    if not np.all(np.isfinite(frames)):
+        raise UserError(f"{what} {name} contains NaN or infinite values")
+
+
+def default_volume_output(data: Path) -> Path:
+    """``<stem>_reconstructed.npy`` beside the projections (``.tif`` for a TIFF stack)."""
+    suffix = ".tif" if data.suffix.lower() in (".tif", ".tiff") else ".npy"
+    return data.with_name(f"{data.stem}_reconstructed{suffix}")
+
+
+def write_volume(path: Path, volume, protect: tuple[Path, ...]) -> None:
+    """The volume (``slices x N x N``, float32) as a ``.npy`` or a multi-page float TIFF, atomically."""
+    import numpy as np
+
+    from pnp_stable.fileio import atomic_output
+
+    if any(path.resolve() == p.resolve() for p in protect):
+        raise UserError(f"refusing to overwrite the input {path.name}")
+    array = np.ascontiguousarray(volume.numpy(), dtype=np.float32)
+    try:
+        with atomic_output(path) as tmp:
+            if path.suffix.lower() == ".npy":
+                with open(tmp, "wb") as handle:
+                    np.save(handle, array)
+            else:
+                import tifffile
+
+                tifffile.imwrite(tmp, array, photometric="minisblack")
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, gain: float | None,
+                                 photons: float | str | None, angles, count_given: int | None,
+                                 options: dict[str, Any], checkpoint: str | None, resume: bool, out: str | None,
+                                 report: str | None, shown: dict[str, Any], quiet: bool) -> None:
+    """Reconstruct ``--rows`` of the projection stack ``data`` and write the volume, the report and
+    the summary; exit 130 after a stop (the slices finished kept in ``--checkpoint``)."""
+    from pnp_stable.cli.reporting import check_outputs
+
+    if not data.is_file():
+        raise UserError(f"{data}: not a file (a stack of projections is one 3-D .npy or multi-page TIFF)"
+                        if data.exists() else f"{data} not found")
+    out_path = Path(out) if out else default_volume_output(data)
+    if out_path.suffix.lower() not in VOLUME_SUFFIXES:
+        raise UserError(f"--out {out_path.name}: a volume is written as .npy or a multi-page .tif (float32 values on "
+                        "the data's scale)")
+    inputs = [data, *(p for p in (flat, dark) if isinstance(p, Path))]
+    if not isinstance(angles, int) and angles is not None:
+        inputs.append(Path(click.get_current_context().params["angles"]))
+    for source in inputs:
+        # out is checked as a volume above; check_outputs knows images only, so it sees it as --report's twin
+        check_outputs(source, out_given=bool(out), report=report, checkpoint=checkpoint)
+        if out_path.resolve() == source.resolve():
+            raise UserError(f"refusing to overwrite the input {source.name}", hint="choose another --out name")
+    state_files = [] if checkpoint is None else [Path(f"{checkpoint}{suffix}")
+                                                 for suffix in ("", ".slices.npy", ".reports.jsonl", ".slice")]
+    for option, target in (("--out", out_path), ("--report", report)):
+        for state_file in state_files:
+            if target is not None and Path(target).resolve() == state_file.resolve():
+                raise UserError(f"{option} {target} is a file of --checkpoint {checkpoint} (its state, slices, reports "
+                                "and the slice in progress: FILE, FILE.slices.npy, FILE.reports.jsonl, FILE.slice)")
+    if report is not None and Path(report).resolve() == out_path.resolve():
+        raise UserError(f"--out and --report name the same file ({out_path})")
+    if checkpoint is not None and not resume and Path(checkpoint).exists():
+        raise UserError(f"checkpoint {checkpoint} exists: resume it (--resume), or choose another --checkpoint")
+
+    stack = _read(data, "projections")
+    n_angles, n_rows, n_cols = stack.shape
+    if n_angles < 2:
+        raise UserError(f"{data.name} holds one 2-D image, not a stack of projections (angles x rows x columns); a "
+                        "sinogram is read without --projections")
+    if count_given is not None and count_given != n_angles:
+        raise UserError(f"{data.name} holds {n_angles} projections (its first axis: angles x rows x columns) but "
+                        f"--angles is {count_given}")
+    flats, darks = _read(flat, "--flat"), _read(dark, "--dark")
+    _check_frames(flats, "--flat", (n_rows, n_cols), getattr(flat, "name", ""))
+    _check_frames(darks, "--dark", (n_rows, n_cols), getattr(dark, "name", ""))
+    selection = parse_rows(rows)
+    from pnp_stable.volume import reconstruct_volume, selected_rows
+
+    try:
+        chosen = selected_rows(selection, n_rows)
+    except ValueError as error:
+        raise UserError(f"--rows {rows}: {error}") from None
+    if not quiet:
+        click.echo(f"{data.name}: {n_angles} projections of {n_rows} x {n_cols} detector pixels; reconstructing "
+                   f"{_rows_text(chosen)}", err=True)
+    from pnp_stable.cli.reporting import solver_warnings
+
+    with solver_warnings(True):  # per-slice residual warnings: the summary counts them
+        result = reconstruct_volume(stack, rows=chosen, flat=flats, dark=darks, gain=gain, photons=photons,
+                                    angles=None if isinstance(angles, int) else angles, checkpoint=checkpoint,
+                                    resume=resume, progress=not quiet, **options)
+    if not quiet:
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+    if result.stopped == "interrupted":
+        kept = f"kept in {checkpoint}: the same command with --resume continues" if checkpoint else \
+            "lost (no --checkpoint)"
+        click.echo(f"interrupted: {len(result.rows)} of {len(chosen)} slices reconstructed, {kept}", err=True)
+        sys.exit(130)
+    if result.stopped == "non-finite":
+        kept = f"; the {len(result.rows)} slices before it are kept in {checkpoint}" if checkpoint and result.rows \
+            else ""
+        raise UserError(f"the iteration diverged on row {result.reports[-1]['row']} (non-finite values){kept}; "
+                        "nothing was written", hint="use a smaller --step, or leave it to the automatic rule")
+    write_volume(out_path, result.volume, tuple(inputs))
+    slices = [_slice_summary(r) for r in result.reports]
+    if report:
+        from pnp_stable.fileio import atomic_write_json
+
+        payload = {"command": "ct", "input": str(data), "output": str(out_path), "options": shown,
+                   "projections": {"shape": [n_angles, n_rows, n_cols], "dtype": str(stack.dtype),
+                                   "angles_deg": result.reports[0]["operator"]["angles_deg"]},
+                   "volume": {"shape": list(result.volume.shape), "rows": result.rows},
+                   "shared": result.shared, "notes": result.notes, "all_guaranteed": result.all_guaranteed,
+                   "slices": slices}
+        try:
+            atomic_write_json(Path(report), payload, default=str)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+    if not quiet:
+        for s in slices:
+            if not s["guaranteed"]:
+                click.echo(f"warning: row {s['row']}: no convergence guarantee ({s['reason']})", err=True)
+    click.echo(_summary_line(out_path, result, slices))
+
+
+def _rows_text(rows: list[int]) -> str:
+    if len(rows) == 1:
+        return f"row {rows[0]}"
+    contiguous = rows == list(range(rows[0], rows[-1] + 1))
+    return f"{len(rows)} rows ({rows[0]}-{rows[-1]}{'' if contiguous else ', not contiguous'})"
+
+
+def _slice_summary(report: dict[str, Any]) -> dict[str, Any]:
+    solver = report["solver"]
+    guarantee = solver["guarantee"]
+    return {"row": report["row"], "iterations": solver["iterations"], "converged": solver["converged"],
+            "stopped_by": solver["stopped_by"], "monotone": solver["monotone"],
+            "guaranteed": guarantee["holds"], "proven": guarantee["proven"], "reason": guarantee["reason"],
+            "noise": report["noise"], "time_s": report.get("metrics", {}).get("time_s"), "notes": report["notes"]}
+
+
+def _summary_line(out_path: Path, result, slices: list[dict[str, Any]]) -> str:
+    from pnp_stable.layers.certificates import format_upper_bound
+
+    count = len(slices)
+    iterations = [s["iterations"] for s in slices]
+    spread = f"{min(iterations)}" if min(iterations) == max(iterations) else f"{min(iterations)}-{max(iterations)}"
+    converged = sum(s["converged"] for s in slices)
+    monotone = sum(s["monotone"] for s in slices)
+    guaranteed = sum(s["guaranteed"] for s in slices)
+    first = result.reports[0]["solver"]
+    alpha = first["guarantee"]["constants"].get("alpha_denoiser")
+    what = first["method"].upper() + (f" with {format_upper_bound(alpha)}-averaged denoiser" if alpha is not None
+                                      else "")
+    if guaranteed == count:
+        verdict = ("guaranteed" if all(s["proven"] for s in slices) else "guaranteed if assumptions hold") + f": {what}"
+    else:
+        verdict = f"convergence guaranteed in {guaranteed}/{count}"
+    n = result.volume.shape[-1]
+    return (f"reconstructed {out_path}  {count} slice{'s' if count > 1 else ''} of {n}x{n} ({_rows_text(result.rows)})  "
+            f"{spread} it  "
+            f"converged {converged}/{count} (monotone {monotone}/{count}, {verdict})")

@@ -1,0 +1,140 @@
+"""``pnp-stable ct PROJECTIONS --projections``: a volume from a projection stack (.npy or multi-page
+TIFF) and its flat and dark frames, written as a float volume; refusals in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from cli_test_helpers import assert_user_error, run
+
+from pnp_stable.operators import ParallelBeamCT
+
+SIZE, VIEWS, ROWS = 24, 30, 3
+
+
+@pytest.fixture(scope="module")
+def stack_files(tmp_path_factory):
+    """Raw projections (views x rows x bins, 16-bit) as .npy and TIFF, 4 flat frames (TIFF), a dark
+    offset of 100 and the axis 1.5 bins off centre."""
+    folder = tmp_path_factory.mktemp("stack")
+    op = ParallelBeamCT(SIZE, angles=VIEWS, detector_offset=1.5)
+    yy, xx = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+    disc = ((xx + 2) ** 2 + yy ** 2 < 49).astype(np.float64)
+    line_integrals = np.stack([0.1 * (1 + r) * op.A(torch.from_numpy(disc)[None, None])[0, 0].numpy()
+                               for r in range(ROWS)])
+    rng = np.random.default_rng(0)
+    raw = (4 * rng.poisson(3e3 * np.exp(-line_integrals)) + 100).transpose(2, 0, 1).astype(np.uint16)
+    flats = (4 * rng.poisson(3e3, size=(4, ROWS, line_integrals.shape[1])) + 100).astype(np.uint16)
+    np.save(folder / "proj.npy", raw)
+    tifffile.imwrite(folder / "proj.tif", raw, photometric="minisblack")
+    tifffile.imwrite(folder / "flats.tif", flats, photometric="minisblack")
+    np.save(folder / "one_flat.npy", flats.mean(axis=0))
+    return folder
+
+
+def test_a_volume_from_an_npy_stack_with_flat_frames(stack_files, tiny_denoiser, tmp_path):
+    out, report = tmp_path / "vol.npy", tmp_path / "vol.json"
+    result = run("ct", stack_files / "proj.npy", "--projections", "--flat", stack_files / "flats.tif", "--dark",
+                 "100", "--detector-offset", "auto", "--rows", "1:", "--denoiser", tiny_denoiser, "--max-iter", 3,
+                 "--out", out, "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "reconstructed" in result.output and "2 slices of 24x24" in result.output
+    assert "guaranteed" in result.output and "rotation axis" in result.output
+    volume = np.load(out)
+    assert volume.shape == (2, SIZE, SIZE) and volume.dtype == np.float32 and volume.max() > 0
+    payload = json.loads(report.read_text())
+    assert payload["volume"] == {"shape": [2, SIZE, SIZE], "rows": [1, 2]}
+    assert payload["projections"] == {"shape": [VIEWS, ROWS, 34], "dtype": "uint16",
+                                      "angles_deg": [6.0 * k for k in range(VIEWS)]}
+    assert payload["options"]["angles"] is None  # the stack's own
+    assert payload["shared"]["gain_source"].startswith("4 flat frames") and payload["all_guaranteed"]
+    assert abs(payload["shared"]["detector_offset"] - 1.5) < 0.3
+    assert [s["row"] for s in payload["slices"]] == [1, 2] and payload["options"]["rows"] == "1:"
+
+
+def test_a_tiff_stack_gives_a_tiff_volume_beside_it(stack_files, tiny_denoiser, tmp_path):
+    import shutil
+
+    for name in ("proj.tif", "one_flat.npy"):
+        shutil.copy(stack_files / name, tmp_path / name)
+    result = run("ct", tmp_path / "proj.tif", "--projections", "--flat", tmp_path / "one_flat.npy", "--dark", "100",
+                 "--gain", "4", "--detector-offset", "1.5", "--rows", "2", "--denoiser", tiny_denoiser,
+                 "--max-iter", 2, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n") == 1  # --quiet: the summary line only
+    volume = tifffile.imread(tmp_path / "proj_reconstructed.tif")
+    assert volume.shape == (1, SIZE, SIZE) and volume.dtype == np.float32  # a volume of one slice
+
+
+def test_a_stopped_volume_exits_130_and_resumes_to_the_uninterrupted_result(stack_files, tiny_denoiser, tmp_path,
+                                                                           monkeypatch):
+    from pnp_stable import restore
+
+    state, out = tmp_path / "vol.state", tmp_path / "vol.npy"
+    args = ("ct", stack_files / "proj.npy", "--projections", "--flat", stack_files / "flats.tif", "--dark", "100",
+            "--detector-offset", "1.5", "--denoiser", tiny_denoiser, "--max-iter", 2, "--out", out, "--quiet")
+    assert run(*args).exit_code == 0
+    whole = np.load(out)
+    out.unlink()
+    original, calls = restore.reconstruct_ct, {"n": 0}
+
+    def stop_at_the_second(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(restore, "reconstruct_ct", stop_at_the_second)
+    stopped = run(*args, "--checkpoint", state)
+    monkeypatch.setattr(restore, "reconstruct_ct", original)
+    assert stopped.exit_code == 130 and "interrupted: 1 of 3 slices reconstructed, kept in" in stopped.output
+    assert not out.exists()
+    assert_user_error(run(*args, "--checkpoint", state), "exists: resume it")
+    assert_user_error(run(*args, "--checkpoint", state, "--resume", "--rows", "0"),
+                      "another volume (different projections, rows)")
+    assert_user_error(run(*args, "--checkpoint", state, "--resume", "--report", f"{state}.slices.npy"),
+                      "is a file of --checkpoint")
+    assert run(*args, "--checkpoint", state, "--resume").exit_code == 0
+    np.testing.assert_array_equal(np.load(out), whole)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--rows", "1"), "--rows selects detector rows of a projection stack"),
+    (("--projections", "--geometry", "fan", "--size", "24"), "cone beam"),
+    (("--projections", "--plot", "p.png"), "--plot draws one solve's residual"),
+    (("--projections", "--out", "v.png"), "a volume is written as .npy or a multi-page .tif"),
+    (("--projections", "--rows", "2:1"), "the range is empty"),
+    (("--projections", "--rows", "a"), "give a row R or a range A:B"),
+    (("--projections", "--rows", "7"), "row 7 lies outside the projections' 3 detector rows"),
+    (("--projections", "--angles", "20"), "holds 30 projections (its first axis"),
+    (("--projections", "--from-skimage"), "not with --projections"),
+])
+def test_refusals(stack_files, tiny_denoiser, extra, message):
+    result = run("ct", stack_files / "proj.npy", *extra, "--denoiser", tiny_denoiser)
+    assert_user_error(result, message)
+
+
+def test_input_refusals(stack_files, tmp_path):
+    assert_user_error(run("ct", "--projections"), "--projections reads a measured stack")
+    assert_user_error(run("ct", stack_files, "--projections"), "not a file")
+    np.save(tmp_path / "flat.npy", np.ones((2, 5)))
+    assert_user_error(run("ct", stack_files / "proj.npy", "--projections", "--flat", tmp_path / "flat.npy"),
+                      "--flat flat.npy holds frames of 2 x 5")
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
+    assert_user_error(run("ct", tmp_path / "words.npy", "--projections"), "expected real numbers")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((20, 30, 3), np.uint8))
+    assert_user_error(run("ct", tmp_path / "rgb.tif", "--projections"), "stores 3 colour samples per pixel")
+    np.save(tmp_path / "sinogram.npy", np.ones((34, 30)))
+    assert_user_error(run("ct", tmp_path / "sinogram.npy", "--projections"), "holds one 2-D image")
+    with tifffile.TiffWriter(tmp_path / "uneven.tif") as writer:
+        for shape in ((3, 34), (3, 34), (2, 34)):
+            writer.write(np.ones(shape, np.uint16))
+    assert_user_error(run("ct", tmp_path / "uneven.tif", "--projections"), "image 3 is 2 x 34")
+    (tmp_path / "stack.png").write_bytes(b"")
+    assert_user_error(run("ct", tmp_path / "stack.png", "--projections"), "a 3-D .npy or a multi-page TIFF")
+    assert_user_error(run("ct", stack_files / "proj.npy", "--projections", "--out", stack_files / "proj.npy"),
+                      "refusing to overwrite the input proj.npy")

@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from pnp_stable.cli.errors import UserError, check_level_square, sigterm_as_interrupt, user_errors
-from pnp_stable.cli.options import manual_settings, parse_level, solver_options
+from pnp_stable.cli.options import manual_settings, parse_level, read_option_file, solver_options
 
 
 @click.command()
@@ -280,20 +280,10 @@ class _RawReadings:
                                     if isinstance(f, Path)})
 
     def _read(self) -> dict:
-        return {"flat": _readings(self.flat, "--flat"), "dark": _readings(self.dark, "--dark")}
+        from pnp_stable.cli.images import read_counts
 
-
-def _readings(source: float | Path | None, what: str):
-    if source is None or isinstance(source, float):
-        return source
-    from pnp_stable.cli.images import read_counts
-
-    try:
-        return read_counts(source)
-    except FileNotFoundError:
-        raise UserError(f"{what}: {source} not found") from None
-    except ValueError as error:
-        raise UserError(f"{what}: {error}") from None
+        return {"flat": read_option_file(self.flat, "--flat", read_counts),
+                "dark": read_option_file(self.dark, "--dark", read_counts)}
 
 
 def _check_projection_options(data: Path | None, simulate: bool, from_skimage: bool, fan: bool, context) -> None:

@@ -115,16 +115,23 @@ def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> Loaded
     return LoadedImage(np.ascontiguousarray(arr, dtype=np.float32), depth, path, tuple(notes), alpha)
 
 
-def read_counts(path: str | os.PathLike) -> np.ndarray:
-    """Detector readings as stored, as float64: a ``.npy`` array of any real type (1-D, 2-D, or 2-D
-    with leading axes of length 1), or a gray image file's samples unscaled (8- and 16-bit integers
-    as the integers they are, a float TIFF as is), of any size: raw CT data, whose ratios matter,
-    and whose gain is given in the file's units. FileNotFoundError, or ValueError naming the file."""
+def _regular_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, when it names a regular file: FileNotFoundError when missing, ValueError for a
+    folder, a pipe or a device (reading one would fail, or wait forever)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(2, "No such file", str(path))
     if not path.is_file():
         raise ValueError(f"{path.name} is not a regular file")
+    return path
+
+
+def read_counts(path: str | os.PathLike) -> np.ndarray:
+    """Detector readings as stored, as float64: a ``.npy`` array of any real type (1-D, 2-D, or 2-D
+    with leading axes of length 1), or a gray image file's samples unscaled (8- and 16-bit integers
+    as the integers they are, a float TIFF as is), of any size: raw CT data, whose ratios matter,
+    and whose gain is given in the file's units. FileNotFoundError, or ValueError naming the file."""
+    path = _regular_file(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"unsupported file type {suffix or '(none)'} for {path.name}; use .npy, TIF or PNG")
@@ -174,11 +181,7 @@ def read_stack(path: str | os.PathLike) -> np.ndarray:
     a ``.npy`` array of any real type, memory-mapped (only the rows reconstructed are read), or a
     multi-page TIFF (one page per frame; any sample type as stored). Values unchecked (each row is
     checked where it is used). FileNotFoundError, or ValueError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(2, "No such file", str(path))
-    if not path.is_file():
-        raise ValueError(f"{path.name} is not a regular file")
+    path = _regular_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         arr = read_npy(path, mmap=True)

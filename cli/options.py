@@ -153,3 +153,18 @@ def solver_options(max_iter_default: int, solver_default: str = "fb", rgb: bool 
         return f
 
     return decorate
+
+
+def read_option_file(source, option: str, reader):
+    """``reader(source)`` for the file an option names (``--flat FILE``), its failures as one-line user
+    errors naming the option; a number or None (the option's value, not a file) as it is."""
+    if source is None or isinstance(source, float):
+        return source
+    from pnp_stable.cli.errors import UserError
+
+    try:
+        return reader(source)
+    except FileNotFoundError:
+        raise UserError(f"{option}: {source} not found") from None
+    except ValueError as error:
+        raise UserError(f"{option}: {error}") from None

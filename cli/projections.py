@@ -33,19 +33,6 @@ def parse_rows(text: str | None) -> slice | int | None:
     return slice(start, stop)
 
 
-def _read(path: Path | float | None, what: str):
-    if path is None or isinstance(path, float):
-        return path
-    from pnp_stable.cli.images import read_stack
-
-    try:
-        return read_stack(path)
-    except FileNotFoundError:
-        raise UserError(f"{what}: {path} not found") from None
-    except ValueError as error:
-        raise UserError(f"{what}: {error}") from None
-
-
 def _check_frames(frames, what: str, shape: tuple[int, int], name: str) -> None:
     if frames is None or isinstance(frames, float):
         return
@@ -121,7 +108,10 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     if checkpoint is not None and not resume and Path(checkpoint).exists():
         raise UserError(f"checkpoint {checkpoint} exists: resume it (--resume), or choose another --checkpoint")
 
-    stack = _read(data, "projections")
+    from pnp_stable.cli.images import read_stack
+    from pnp_stable.cli.options import read_option_file
+
+    stack = read_option_file(data, "projections", read_stack)
     n_angles, n_rows, n_cols = stack.shape
     if n_angles < 2:
         raise UserError(f"{data.name} holds one 2-D image, not a stack of projections (angles x rows x columns); a "
@@ -129,7 +119,7 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     if count_given is not None and count_given != n_angles:
         raise UserError(f"{data.name} holds {n_angles} projections (its first axis: angles x rows x columns) but "
                         f"--angles is {count_given}")
-    flats, darks = _read(flat, "--flat"), _read(dark, "--dark")
+    flats, darks = read_option_file(flat, "--flat", read_stack), read_option_file(dark, "--dark", read_stack)
     _check_frames(flats, "--flat", (n_rows, n_cols), getattr(flat, "name", ""))
     _check_frames(darks, "--dark", (n_rows, n_cols), getattr(dark, "name", ""))
     selection = parse_rows(rows)

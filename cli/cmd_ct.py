@@ -53,9 +53,10 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
                    "else read off the sinogram's noise].")
 @click.option("--projections", is_flag=True,
               help="DATA is a stack of parallel-beam projections, one per angle (angles x rows x columns: a 3-D .npy, "
-                   "memory-mapped, or a multi-page TIFF): each detector row is a slice's sinogram, and the volume "
-                   "(slices x N x N, float32 .npy or multi-page .tif) is reconstructed slice by slice; --flat/--dark "
-                   "then hold one frame (rows x columns) or frames (k x rows x columns). The gain, --photons auto and "
+                   "memory-mapped, a multi-page TIFF, or a folder of one image per angle in the order of their "
+                   "names): each detector row is a slice's sinogram, and the volume (slices x N x N, float32 .npy or "
+                   "multi-page .tif) is reconstructed slice by slice; --flat/--dark then hold one frame (rows x "
+                   "columns) or frames (k x rows x columns, or a folder of them). The gain, --photons auto and "
                    "--detector-offset auto are measured once for all slices; --checkpoint keeps the finished ones.")
 @click.option("--rows", default=None, metavar="R|A:B",
               help="With --projections: the detector rows to reconstruct, one (R) or a range (A:B, rows A to B-1; "
@@ -326,17 +327,19 @@ def _raw_readings(data: Path | None, flat: str | None, dark: str | None, gain: f
                         "detector readings")
     if gain is not None and not (0 < gain < float("inf")):
         raise UserError(f"--gain must be a positive number of detector units per photon, got {gain:g}")
-    return _RawReadings(_file_or_value(flat, "--flat"), None if dark is None else _file_or_value(dark, "--dark"),
+    return _RawReadings(_file_or_value(flat, "--flat", projections),
+                        None if dark is None else _file_or_value(dark, "--dark", projections),
                         flat, dark)
 
 
-def _file_or_value(text: str, option: str) -> float | Path:
+def _file_or_value(text: str, option: str, folders: bool = False) -> float | Path:
+    """A number, or a file (or, with ``folders``, a folder of frames) that ``option`` names."""
     try:
         value = float(text)
     except ValueError:
         path = Path(text)
-        if not path.is_file():
-            raise UserError(f"{option} {text}: neither a number nor a file") from None
+        if not (path.is_file() or folders and path.is_dir()):
+            raise UserError(f"{option} {text}: neither a number nor a file{' or folder' if folders else ''}") from None
         return path
     if not math.isfinite(value):
         raise UserError(f"{option} must be a finite number or a file, got {text}")

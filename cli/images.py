@@ -176,11 +176,36 @@ def read_raw_sinogram(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(values, dtype=np.float32), None, Path(path), (), None)
 
 
-def read_stack(path: str | os.PathLike) -> np.ndarray:
+def frame_files(folder: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """The image files of ``folder`` (less ``exclude``) in natural order of their names: ``p_2`` before
+    ``p_10``, as a scanner numbers its projections."""
+    import re
+
+    skipped = {p.resolve() for p in exclude}
+    files = [p for p in list_images(folder) if p.resolve() not in skipped]
+    if not files:
+        raise ValueError(f"no frames in {folder} (its images are the other inputs)")
+    return sorted(files, key=lambda p: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)])
+
+
+def read_stack(path: str | os.PathLike, exclude: tuple[Path, ...] = ()) -> np.ndarray:
     """A stack of detector frames as stored, ``k x rows x cols`` (a 2-D frame as ``1 x rows x cols``):
-    a ``.npy`` array of any real type, memory-mapped (only the rows reconstructed are read), or a
-    multi-page TIFF (one page per frame; any sample type as stored). Values unchecked (each row is
-    checked where it is used). FileNotFoundError, or ValueError naming the file."""
+    a ``.npy`` array of any real type, memory-mapped (only the rows reconstructed are read), a
+    multi-page TIFF (one page per frame; any sample type as stored), or a folder of frames, one per
+    file in the natural order of their names (:func:`frame_files`, less ``exclude``; read whole).
+    Values unchecked (each row is checked where it is used). FileNotFoundError, or ValueError naming
+    the file."""
+    if Path(path).is_dir():
+        frames = []
+        for file in frame_files(Path(path), exclude):
+            frame = read_stack(file) if file.suffix.lower() in (".npy", ".tif", ".tiff") else read_counts(file)[None]
+            if frame.shape[0] != 1:
+                raise ValueError(f"{file.name} holds {frame.shape[0]} frames; a folder of frames holds one per file")
+            if frames and frame.shape[1:] != frames[0].shape:
+                raise ValueError(f"{file.name} is {frame.shape[1]} x {frame.shape[2]}, the folder's first frame "
+                                 f"{frames[0].shape[0]} x {frames[0].shape[1]}: frames of one stack have one size")
+            frames.append(np.asarray(frame[0]))
+        return np.stack(frames)
     path = _regular_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":

@@ -46,7 +46,10 @@ def _check_frames(frames, what: str, shape: tuple[int, int], name: str) -> None:
 
 
 def default_volume_output(data: Path) -> Path:
-    """``<stem>_reconstructed.npy`` beside the projections (``.tif`` for a TIFF stack)."""
+    """``<stem>_reconstructed.npy`` beside the projections (``.tif`` for a TIFF stack, and beside a
+    folder of frames)."""
+    if data.is_dir():
+        return data.with_name(f"{data.name}_reconstructed.tif")
     suffix = ".tif" if data.suffix.lower() in (".tif", ".tiff") else ".npy"
     return data.with_name(f"{data.stem}_reconstructed{suffix}")
 
@@ -81,9 +84,8 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     the summary; exit 130 after a stop (the slices finished kept in ``--checkpoint``)."""
     from pnp_stable.cli.reporting import check_outputs
 
-    if not data.is_file():
-        raise UserError(f"{data}: not a file (a stack of projections is one 3-D .npy or multi-page TIFF)"
-                        if data.exists() else f"{data} not found")
+    if not data.exists():
+        raise UserError(f"{data} not found")
     out_path = Path(out) if out else default_volume_output(data)
     if out_path.suffix.lower() not in VOLUME_SUFFIXES:
         raise UserError(f"--out {out_path.name}: a volume is written as .npy or a multi-page .tif (float32 values on "
@@ -107,11 +109,16 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
         raise UserError(f"--out and --report name the same file ({out_path})")
     if checkpoint is not None and not resume and Path(checkpoint).exists():
         raise UserError(f"checkpoint {checkpoint} exists: resume it (--resume), or choose another --checkpoint")
+    for folder in (p for p in inputs if p.is_dir()):
+        for option, target in (("--out", out_path), *(("--checkpoint", f) for f in state_files)):
+            if target.resolve().parent == folder.resolve():
+                raise UserError(f"{option} {target} lies in the folder of frames {folder}, where the next run would "
+                                "read it as a frame", hint=f"write it beside the folder ({folder.parent})")
 
     from pnp_stable.cli.images import read_stack
     from pnp_stable.cli.options import read_option_file
 
-    stack = read_option_file(data, "projections", read_stack)
+    stack = read_option_file(data, "projections", lambda path: read_stack(path, exclude=tuple(inputs[1:])))
     n_angles, n_rows, n_cols = stack.shape
     if n_angles < 2:
         raise UserError(f"{data.name} holds one 2-D image, not a stack of projections (angles x rows x columns); a "
@@ -130,8 +137,14 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     except ValueError as error:
         raise UserError(f"--rows {rows}: {error}") from None
     if not quiet:
-        click.echo(f"{data.name}: {n_angles} projections of {n_rows} x {n_cols} detector pixels; reconstructing "
-                   f"{_rows_text(chosen)}", err=True)
+        files = ""
+        if data.is_dir():
+            from pnp_stable.cli.images import frame_files
+
+            listed = frame_files(data, tuple(inputs[1:]))
+            files = f" (files {listed[0].name} to {listed[-1].name}, in the order of their names)"
+        click.echo(f"{data.name}: {n_angles} projections of {n_rows} x {n_cols} detector pixels{files}; "
+                   f"reconstructing {_rows_text(chosen)}", err=True)
     from pnp_stable.cli.reporting import solver_warnings
 
     with solver_warnings(True):  # per-slice residual warnings: the summary counts them

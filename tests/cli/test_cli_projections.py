@@ -70,6 +70,34 @@ def test_a_tiff_stack_gives_a_tiff_volume_beside_it(stack_files, tiny_denoiser, 
     assert volume.shape == (1, SIZE, SIZE) and volume.dtype == np.float32  # a volume of one slice
 
 
+def test_a_folder_of_projections_in_name_order_is_the_stack(stack_files, tiny_denoiser, tmp_path):
+    """One TIFF per angle, numbered without padding (p_2 before p_10), flat frames in a folder and the
+    mean flat inside the projections' folder (an input, so no projection): the stack's volume."""
+    raw, flats = np.load(stack_files / "proj.npy"), tifffile.imread(stack_files / "flats.tif")
+    scan, flat_folder = tmp_path / "scan", tmp_path / "flats"
+    scan.mkdir(), flat_folder.mkdir()
+    for k, projection in enumerate(raw):
+        tifffile.imwrite(scan / f"p_{k}.tif", projection)
+    for k, frame in enumerate(flats):
+        tifffile.imwrite(flat_folder / f"flat_{k}.tif", frame)
+    common = ("--projections", "--dark", "100", "--gain", "4", "--detector-offset", "1.5", "--denoiser",
+              tiny_denoiser, "--max-iter", 2, "--quiet")
+    assert run("ct", stack_files / "proj.npy", "--flat", flat_folder, "--out", tmp_path / "a.npy", *common
+               ).exit_code == 0
+    result = run("ct", scan, "--flat", flat_folder, *common)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "scan_reconstructed.tif"), np.load(tmp_path / "a.npy"))
+    np.save(scan / "mean_flat.npy", flats.mean(axis=0))
+    with_mean_flat = run("ct", scan, "--flat", scan / "mean_flat.npy", "--out", tmp_path / "b.npy", "--report",
+                         tmp_path / "b.json", *common)
+    assert with_mean_flat.exit_code == 0, with_mean_flat.output
+    assert json.loads((tmp_path / "b.json").read_text())["projections"]["shape"][0] == VIEWS
+    assert_user_error(run("ct", scan, "--flat", flat_folder, "--out", scan / "v.tif", *common),
+                      "lies in the folder of frames")
+    tifffile.imwrite(scan / "p_99.tif", np.ones((2, 34), np.uint16))
+    assert_user_error(run("ct", scan, "--flat", flat_folder, *common), "p_99.tif is 2 x 34")
+
+
 def test_a_stopped_volume_exits_130_and_resumes_to_the_uninterrupted_result(stack_files, tiny_denoiser, tmp_path,
                                                                            monkeypatch):
     from pnp_stable import restore
@@ -120,7 +148,6 @@ def test_refusals(stack_files, tiny_denoiser, extra, message):
 
 def test_input_refusals(stack_files, tmp_path):
     assert_user_error(run("ct", "--projections"), "--projections reads a measured stack")
-    assert_user_error(run("ct", stack_files, "--projections"), "not a file")
     np.save(tmp_path / "flat.npy", np.ones((2, 5)))
     assert_user_error(run("ct", stack_files / "proj.npy", "--projections", "--flat", tmp_path / "flat.npy"),
                       "--flat flat.npy holds frames of 2 x 5")

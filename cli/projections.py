@@ -93,11 +93,8 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     inputs = [data, *(p for p in (flat, dark) if isinstance(p, Path))]
     if not isinstance(angles, int) and angles is not None:
         inputs.append(Path(click.get_current_context().params["angles"]))
-    for source in inputs:
-        # out is checked as a volume above; check_outputs knows images only, so it sees it as --report's twin
-        check_outputs(source, out_given=bool(out), report=report, checkpoint=checkpoint)
-        if out_path.resolve() == source.resolve():
-            raise UserError(f"refusing to overwrite the input {source.name}", hint="choose another --out name")
+    for source in inputs:  # each destination writable, none an input, no two the same
+        check_outputs(source, out_given=bool(out), out=out_path, report=report, checkpoint=checkpoint)
     state_files = [] if checkpoint is None else [Path(f"{checkpoint}{suffix}")
                                                  for suffix in ("", ".slices.npy", ".reports.jsonl", ".slice")]
     for option, target in (("--out", out_path), ("--report", report)):
@@ -105,8 +102,6 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
             if target is not None and Path(target).resolve() == state_file.resolve():
                 raise UserError(f"{option} {target} is a file of --checkpoint {checkpoint} (its state, slices, reports "
                                 "and the slice in progress: FILE, FILE.slices.npy, FILE.reports.jsonl, FILE.slice)")
-    if report is not None and Path(report).resolve() == out_path.resolve():
-        raise UserError(f"--out and --report name the same file ({out_path})")
     if checkpoint is not None and not resume and Path(checkpoint).exists():
         raise UserError(f"checkpoint {checkpoint} exists: resume it (--resume), or choose another --checkpoint")
     for folder in (p for p in inputs if p.is_dir()):
@@ -160,10 +155,10 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
         click.echo(f"interrupted: {len(result.rows)} of {len(chosen)} slices reconstructed, {kept}", err=True)
         sys.exit(130)
     if result.stopped == "non-finite":
-        kept = f"; the {len(result.rows)} slices before it are kept in {checkpoint}" if checkpoint and result.rows \
-            else ""
-        raise UserError(f"the iteration diverged on row {result.reports[-1]['row']} (non-finite values){kept}; "
-                        "nothing was written", hint="use a smaller --step, or leave it to the automatic rule")
+        # a resume takes the same options, which diverge again: the remedy is a new run
+        raise UserError(f"the iteration diverged on row {result.reports[-1]['row']} (non-finite values); nothing was "
+                        "written", hint="run again with a smaller --step, or leave it to the automatic rule"
+                        + (" (a new --checkpoint: this one holds these options)" if checkpoint else ""))
     write_volume(out_path, result.volume, tuple(inputs))
     slices = [_slice_summary(r) for r in result.reports]
     if report:

@@ -258,13 +258,16 @@ def reconstruct_volume(
                 stopped = stopped_by
                 if stopped == "non-finite":
                     reports.append(report)  # why, for the caller; neither kept nor counted as done
+                    if slice_state is not None:  # an earlier snapshot of the same diverging solve
+                        slice_state.unlink(missing_ok=True)
                 break
             image = restoration.image[0].detach().cpu().float()
             if kept.path is None:
                 volume[chosen.index(row)] = image
-            else:
-                kept.add(row, image, report)
+            else:  # the slice, then its solver state gone, then counted: a stop between any two redoes it
+                kept.store_slice(row, image)
                 slice_state.unlink(missing_ok=True)
+                kept.record(report)
             done.append(row)
             reports.append(report)
             if bar is not None:
@@ -303,6 +306,8 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
         values = []
         for r in rows:
             try:
+                if not np.all(np.isfinite(stack[:, r, :])):
+                    raise ValueError("NaN or infinite values")
                 values.append((r, read(r)))
             except ValueError as error:
                 skipped.setdefault(r, str(error))
@@ -311,9 +316,8 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
                              f"(row {rows[0]}: {skipped[rows[0]]})")
         return values
 
-    # the whole stack's rows: the same values for any rows chosen (the finite ones: the chosen rows
-    # are checked, the others may hold anything)
-    sample = _sample([r for r in range(stack.shape[1]) if np.all(np.isfinite(stack[:, r, :]))] or [0])
+    # the whole stack's rows: the same values for any rows chosen
+    sample = _sample(list(range(stack.shape[1])))
     if raw and gain is None:
         if isinstance(flats, np.ndarray) and flats.shape[0] >= 2:
             frames = flats.reshape(flats.shape[0], -1).T
@@ -339,6 +343,8 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
         return flat_field_correction(row_sinogram(stack, r), _row_frames(flats, r), _row_frames(darks, r),
                                      gain=shared["gain"]).line_integrals.numpy()
 
+    if not (detector_offset == "auto" or photons == "auto" or shared_scale):
+        return shared, notes  # nothing else to measure
     sinograms = usable(sample, line_integrals)
     if not raw and photons == "auto":
         reads = usable([r for r, _ in sinograms], lambda r: photons_from_sinogram_noise(row_sinogram(stack, r)).photons)
@@ -410,12 +416,12 @@ def _fingerprint(stack, chosen, flats, darks, gain, photons, angles, detector_of
 
 class _VolumeState:
     """A volume's checkpoint, four files: ``path`` itself (the format, the fingerprint of the data and
-    options, the volume's shape; written once, atomically), ``<path>.slices.npy`` (the slices,
+    options, the volume's shape; written once, atomically, first), ``<path>.slices.npy`` (the slices,
     ``len(rows) x N x N`` float32, memory-mapped: each written in place and flushed when it ends),
     ``<path>.reports.jsonl`` (one line per finished slice, its report, appended after its slice is
-    flushed: a crash between the two redoes that slice, a torn last line is ignored) and
-    ``<path>.slice`` (the solver state of the slice in progress). A slice costs its own writing,
-    however many came before."""
+    flushed and its solver state removed: a stop between any two redoes that slice; a torn last line
+    is cut) and ``<path>.slice`` (the solver state of the slice in progress). A slice costs its own
+    writing, however many came before."""
 
     def __init__(self, path, chosen: list[int], size: int, resume: bool) -> None:
         """Checks what can be checked before any work: a state to resume, none to overwrite."""
@@ -430,9 +436,9 @@ class _VolumeState:
             return
         base = os.fspath(self.path)
         self.slices_path, self.reports_path = Path(f"{base}.slices.npy"), Path(f"{base}.reports.jsonl")
-        files = (self.path, self.slices_path, self.reports_path, Path(f"{base}.slice"))
         if not resume:
-            for existing in files:
+            # (slices and reports without the state, written first, are a creation's leftovers: replaced)
+            for existing in (self.path, Path(f"{base}.slice")):
                 if existing.exists():
                     raise ValueError(f"checkpoint {existing} exists: resume it, or choose another file")
         elif not self.path.is_file():
@@ -444,14 +450,10 @@ class _VolumeState:
         from pnp_stable.fileio import atomic_output, read_npy, read_torch_file
 
         if not self.resume:
-            from numpy.lib.format import open_memmap
-
-            with atomic_output(self.slices_path) as tmp:  # created whole, then filled in place
-                open_memmap(tmp, mode="w+", dtype=np.float32, shape=self.shape).flush()
-            self.reports_path.write_bytes(b"")
-            with atomic_output(self.path) as tmp:
+            with atomic_output(self.path) as tmp:  # first: what a resume finds names the rest
                 torch.save({"format": VOLUME_STATE_FORMAT, "fingerprint": fingerprint, "shape": list(self.shape)},
                            tmp)
+            self._create_slices_and_reports()
         else:
             state = read_torch_file(self.path, "a pnp-stable volume state")
             if not isinstance(state, dict) or state.get("format") != VOLUME_STATE_FORMAT:
@@ -461,6 +463,9 @@ class _VolumeState:
                                  if state["fingerprint"].get(k) != fingerprint.get(k))
                 raise ValueError(f"{self.path} was written for another volume (different {', '.join(changed)}); "
                                  "resume with the same data and options, or choose another checkpoint")
+            unstarted = not self.reports_path.exists() or self.reports_path.stat().st_size == 0
+            if unstarted and not self.slices_path.exists():  # stopped while creating them: nothing finished
+                self._create_slices_and_reports()
         try:
             store = np.load(self.slices_path, mmap_mode="r+", allow_pickle=False)
         except FileNotFoundError:
@@ -475,27 +480,45 @@ class _VolumeState:
         if self.resume:
             self._read_reports()
 
+    def _create_slices_and_reports(self) -> None:
+        from numpy.lib.format import open_memmap
+
+        from pnp_stable.fileio import atomic_output, atomic_write_bytes
+
+        with atomic_output(self.slices_path) as tmp:  # created whole, then filled in place
+            open_memmap(tmp, mode="w+", dtype=np.float32, shape=self.shape).flush()
+        atomic_write_bytes(self.reports_path, b"")
+
     def _read_reports(self) -> None:
         import json
 
         if not self.reports_path.is_file():
             raise ValueError(f"{self.reports_path}, the reports of {self.path}, is missing: cannot resume")
-        for line in self.reports_path.read_text().splitlines():
+        text = self.reports_path.read_bytes()
+        complete = text[:text.rfind(b"\n") + 1]
+        if len(complete) < len(text):  # a line torn by a crash: cut, so that the next one starts clean
+            with open(self.reports_path, "r+b") as handle:
+                handle.truncate(len(complete))
+        for line in complete.decode("utf-8", errors="replace").splitlines():
             try:
                 report = json.loads(line)
-            except json.JSONDecodeError:  # a line torn by a crash: its slice is redone
+            except json.JSONDecodeError:
                 continue
             if isinstance(report, dict) and report.get("row") in self.chosen and report["row"] not in self.rows:
                 self.rows.append(report["row"])
                 self.reports.append(report)
 
-    def add(self, row: int, image: torch.Tensor, report: dict) -> None:
+    def store_slice(self, row: int, image: torch.Tensor) -> None:
+        """Write a finished slice in place (not yet counted: :meth:`record` counts it)."""
+        self.store[self.chosen.index(row)] = image.numpy()
+        self.store.flush()
+
+    def record(self, report: dict) -> None:
+        """Count a stored slice as finished: its report appended (a line, synced)."""
         import json
 
         from pnp_stable.fileio import json_safe
 
-        self.store[self.chosen.index(row)] = image.numpy()
-        self.store.flush()
         with open(self.reports_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(json_safe(report), default=str) + "\n")
             handle.flush()

@@ -3,6 +3,8 @@ measured once from the whole stack, stopped and resumed between slices."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -118,6 +120,37 @@ def test_stopped_between_slices_and_resumed(scan, denoiser, tmp_path, monkeypatc
     assert resumed.stopped is None and resumed.rows == list(range(ROWS))
     torch.testing.assert_close(resumed.volume, whole.volume)
     assert not (tmp_path / "volume.state.slice").exists()
+
+
+def test_a_stop_between_a_slices_writing_and_its_count_and_a_torn_report_line(scan, denoiser, tmp_path,
+                                                                            monkeypatch):
+    """A stop after a slice is stored but before it is counted redoes that slice (its solver state is
+    already gone, so the next slice does not take it for its own); a report line torn by a crash is cut
+    and its slice redone."""
+    common = dict(flat=scan["flats"], dark=scan["darks"], gain=GAIN, detector_offset=OFFSET, denoiser=denoiser,
+                  max_iter=3, accelerate=False, progress=False)
+    whole = volume.reconstruct_volume(scan["projections"], **common)
+    state = tmp_path / "volume.state"
+    original, calls = volume._VolumeState.record, {"n": 0}
+
+    def stopped_at_the_second_count(self, report):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, report)
+
+    monkeypatch.setattr(volume._VolumeState, "record", stopped_at_the_second_count)
+    partial = volume.reconstruct_volume(scan["projections"], checkpoint=state, **common)
+    monkeypatch.setattr(volume._VolumeState, "record", original)
+    assert partial.stopped == "interrupted" and partial.rows == [0]
+    assert not (tmp_path / "volume.state.slice").exists()
+    reports = tmp_path / "volume.state.reports.jsonl"
+    with open(reports, "a") as handle:
+        handle.write('{"row": 1, "solver"')  # a crash in the middle of a line
+    resumed = volume.reconstruct_volume(scan["projections"], checkpoint=state, resume=True, **common)
+    assert resumed.rows == list(range(ROWS))
+    torch.testing.assert_close(resumed.volume, whole.volume)
+    assert [json.loads(line)["row"] for line in reports.read_text().splitlines()] == list(range(ROWS))
 
 
 def test_a_slice_stopped_mid_solve_continues_from_its_solver_state(scan, denoiser, tmp_path, monkeypatch):

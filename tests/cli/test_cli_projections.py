@@ -165,3 +165,5 @@ def test_input_refusals(stack_files, tmp_path):
     assert_user_error(run("ct", tmp_path / "stack.png", "--projections"), "a 3-D .npy or a multi-page TIFF")
     assert_user_error(run("ct", stack_files / "proj.npy", "--projections", "--out", stack_files / "proj.npy"),
                       "refusing to overwrite the input proj.npy")
+    assert_user_error(run("ct", stack_files / "proj.npy", "--projections", "--out", tmp_path / "no" / "v.npy"),
+                      "output folder")

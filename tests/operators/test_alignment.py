@@ -42,9 +42,9 @@ def test_noisy_data_give_the_offset_to_a_tenth_of_a_bin():
 def test_a_measured_flat_fields_fixed_pattern_is_no_truncation():
     """Line integrals corrected by a flat field of one measured frame carry its noise in every view
     alike (each bin's flat off by 1 / sqrt(I0)): that pattern does not average out over the views,
-    and was read as the object's shadow reaching the detector's ends (before the fix, 99 of 144 such
-    problems refused; bench/bench_axis_flat_noise.py). Four draws at I0 = 1e4, errors measured
-    0.003 to 0.03 bins."""
+    and its bins in the air were read as part of the object's shadow, which then "dipped below the
+    air" or "reached the detector's ends" (before the fix, 99 of 144 such problems refused;
+    bench/bench_axis_flat_noise.py). Four draws at I0 = 1e4."""
     from pnp_stable.transmission import flat_field_correction
 
     n = 96
@@ -57,6 +57,23 @@ def test_a_measured_flat_fields_fixed_pattern_is_no_truncation():
         flat = rng.poisson(1e4, size=clean.shape[0]).astype(np.float64)
         y = flat_field_correction(raw, flat, gain=1.0).line_integrals
         assert estimate_detector_offset(y, op.angles_deg).offset == pytest.approx(2.3, abs=0.1), seed
+
+
+def test_truncation_is_still_refused_behind_a_measured_flat_field():
+    """The mean projection's own noise raises the shadow's threshold; an object cut off at the
+    detector's end must still be refused (a third of the detector's bins cut, flat of one frame)."""
+    from pnp_stable.transmission import flat_field_correction
+
+    n = 96
+    op = ParallelBeamCT(n, angles=120, detector_offset=2.3)
+    clean = op.A(_phantom(n))[0, 0].numpy()
+    clean = (clean * 4.0 / clean.max())[: 2 * clean.shape[0] // 3]  # the detector's last third missing
+    for seed in range(2):
+        rng = np.random.default_rng(seed)
+        raw = rng.poisson(1e4 * np.exp(-clean)).astype(np.float64)
+        flat = rng.poisson(1e4, size=clean.shape[0]).astype(np.float64)
+        with pytest.raises(ValueError, match="truncated"):
+            estimate_detector_offset(flat_field_correction(raw, flat, gain=1.0).line_integrals, op.angles_deg)
 
 
 def test_data_that_cannot_say_are_refused():

@@ -188,11 +188,26 @@ def frame_files(folder: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
     return sorted(files, key=lambda p: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)])
 
 
+def _mapped_series(path: Path, series) -> np.ndarray | None:
+    """A TIFF series memory-mapped read-only (uncompressed, its pages' data contiguous in the file,
+    native or not: as stored), or None where tifffile cannot map it (compressed, tiled, scattered)."""
+    import tifffile
+
+    offset = getattr(series, "dataoffset", None)
+    if offset is None:
+        return None
+    try:
+        return tifffile.memmap(path, mode="r", series=0)
+    except Exception:  # noqa: BLE001 - tifffile refuses what it cannot map with several error types
+        return None
+
+
 def read_stack(path: str | os.PathLike, exclude: tuple[Path, ...] = ()) -> np.ndarray:
     """A stack of detector frames as stored, ``k x rows x cols`` (a 2-D frame as ``1 x rows x cols``):
     a ``.npy`` array of any real type, memory-mapped (only the rows reconstructed are read), a
-    multi-page TIFF (one page per frame; any sample type as stored), or a folder of frames, one per
-    file in the natural order of their names (:func:`frame_files`, less ``exclude``; read whole).
+    multi-page TIFF (one page per frame; any sample type as stored; memory-mapped when uncompressed
+    and contiguous, else read whole), or a folder of frames, one per file in the natural order of
+    their names (:func:`frame_files`, less ``exclude``; read whole).
     Values unchecked (each row is checked where it is used). FileNotFoundError, or ValueError naming
     the file."""
     if Path(path).is_dir():
@@ -224,16 +239,21 @@ def read_stack(path: str | os.PathLike, exclude: tuple[Path, ...] = ()) -> np.nd
                 parts = []
                 for index, series in enumerate(tif.series):
                     if tuple(series.shape[-2:]) == tuple(first.shape[-2:]):
-                        parts.append(series.asarray())
+                        parts.append(series)
                     elif not getattr(series.pages[0], "is_reduced", False):
                         raise ValueError(f"{path.name}: image {index + 1} is {series.shape[-2]} x {series.shape[-1]}, "
                                          f"the first {first.shape[-2]} x {first.shape[-1]}: frames of one stack "
                                          "have one size")
+                if len(parts) == 1:
+                    arr = _mapped_series(path, first)
+                    if arr is None:
+                        arr = first.asarray()
+                else:
+                    arr = np.concatenate([p.asarray().reshape(-1, *p.shape[-2:]) for p in parts])
         except ValueError:
             raise
         except Exception as exc:  # noqa: BLE001 - tifffile raises many types for foreign or damaged files
             raise ValueError(f"cannot read {path.name} as a TIFF stack ({type(exc).__name__})") from None
-        arr = parts[0] if len(parts) == 1 else np.concatenate([p.reshape(-1, *p.shape[-2:]) for p in parts])
     else:
         raise ValueError(f"unsupported file type {suffix or '(none)'} for {path.name}: a stack of detector frames is "
                          "a 3-D .npy or a multi-page TIFF")

@@ -215,6 +215,6 @@ def _summary_line(out_path: Path, result, slices: list[dict[str, Any]]) -> str:
     else:
         verdict = f"convergence guaranteed in {guaranteed}/{count}"
     n = result.volume.shape[-1]
-    return (f"reconstructed {out_path}  {count} slice{'s' if count > 1 else ''} of {n}x{n} ({_rows_text(result.rows)})  "
-            f"{spread} it  "
+    counted = f"{count} slice{'s' if count > 1 else ''}"
+    return (f"reconstructed {out_path}  {counted} of {n}x{n} ({_rows_text(result.rows)})  {spread} it  "
             f"converged {converged}/{count} (monotone {monotone}/{count}, {verdict})")

@@ -40,11 +40,12 @@ VOLUME_STATE_FORMAT = "pnp-stable volume state 1"
 class VolumeReconstruction:
     """``volume``: the reconstructed slices, ``len(rows) x N x N`` (float32, on the data's scale, clipped
     below at 0), slice ``i`` from detector row ``rows[i]``; ``reports``: each slice's
-    :class:`~pnp_stable.restore.Restoration` report (with its notes under ``"notes"``); ``shared``:
+    :class:`~pnp_stable.restore.Restoration` report (its ``"row"``, its notes under ``"notes"``, without
+    the per-iteration history); ``shared``:
     the values measured once for every slice (``gain`` and its source, ``photons``, ``detector_offset``
-    and its fit, ``data_scale`` with ``shared_scale``); ``stopped``: ``"interrupted"`` when a stop (Ctrl-C) ended the run early, ``"non-finite"``
-    when a slice's iteration diverged (its report is the last; it is not kept), else None (``rows``
-    lists the slices finished)."""
+    and its fit, ``data_scale`` with ``shared_scale``); ``stopped``: ``"interrupted"`` when a stop
+    (Ctrl-C) ended the run early, ``"non-finite"`` when a slice's iteration diverged (its report is the
+    last; it is not kept), else None (``rows`` lists the slices finished)."""
 
     volume: torch.Tensor
     rows: list[int]

@@ -146,6 +146,24 @@ def test_refusals(stack_files, tiny_denoiser, extra, message):
     assert_user_error(result, message)
 
 
+def test_stacks_are_read_as_stored_and_mapped_where_they_can_be(tmp_path):
+    """An uncompressed TIFF stack and a .npy are memory-mapped (a scan larger than the memory is read
+    row by row); a compressed TIFF and pages written one by one are read whole; the values as stored."""
+    from pnp_stable.cli.images import read_stack
+
+    frames = (np.arange(5 * 6 * 7) % 300).reshape(5, 6, 7).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "plain.tif", frames, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "zlib.tif", frames, photometric="minisblack", compression="zlib")
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as writer:
+        for frame in frames:
+            writer.write(frame)
+    np.save(tmp_path / "stack.npy", frames.astype(">f4"))
+    for name, mapped in (("plain.tif", True), ("zlib.tif", False), ("pages.tif", False), ("stack.npy", True)):
+        stack = read_stack(tmp_path / name)
+        assert isinstance(stack, np.memmap) == mapped, name
+        np.testing.assert_array_equal(np.asarray(stack, dtype=np.float64), frames)
+
+
 def test_input_refusals(stack_files, tmp_path):
     assert_user_error(run("ct", "--projections"), "--projections reads a measured stack")
     np.save(tmp_path / "flat.npy", np.ones((2, 5)))

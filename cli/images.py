@@ -185,16 +185,48 @@ def frame_files(folder: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
     files = [p for p in list_images(folder) if p.resolve() not in skipped]
     if not files:
         raise ValueError(f"no frames in {folder} (its images are the other inputs)")
-    return sorted(files, key=lambda p: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)])
+    lossy = [p.name for p in files if p.suffix.lower() in (".jpg", ".jpeg")]
+    if lossy:
+        raise ValueError(f"{lossy[0]} is a JPEG, whose compression alters the readings: frames are TIFF, PNG or .npy")
+    return sorted(files, key=lambda p: [int(t) if t.isdigit() else t.lower() for t in re.split(r"([0-9]+)", p.name)])
+
+
+def frame_order_doubt(files: list[Path]) -> str | None:
+    """Why the order of ``files`` (as :func:`frame_files` sorts them) may not be their angles', or None:
+    names without a number, numbers that do not run evenly (a frame missing), or names that look like
+    signed or decimal angles (``-2``, ``0.5deg``), which the natural order of names misplaces."""
+    import re
+
+    names = [p.stem for p in files]
+    if any(re.search(r"(^|[^0-9A-Za-z])-[0-9]|[0-9][.,][0-9]", name) for name in names):
+        return "some names hold signed or decimal numbers, which the order of names does not follow"
+    numbers = [re.findall(r"[0-9]+", name) for name in names]
+    if not all(numbers):
+        return "some names hold no number"
+    last = [int(n[-1]) for n in numbers]
+    steps = {b - a for a, b in zip(last, last[1:])}
+    if len(steps) > 1 or (steps and steps.pop() <= 0):
+        return f"their numbers do not run evenly ({last[0]}, {last[1]}, ... {last[-1]}: a frame missing?)"
+    return None
+
+
+def _png_counts(path: Path) -> np.ndarray:
+    """A PNG frame's samples as stored (8- or 16-bit integers)."""
+    from PIL import Image
+
+    values = read_counts(path)
+    with Image.open(path) as image:
+        depth = 16 if image.mode.startswith("I") else 8
+    return values.astype(np.uint16 if depth == 16 else np.uint8)
 
 
 def _mapped_series(path: Path, series) -> np.ndarray | None:
-    """A TIFF series memory-mapped read-only (uncompressed, its pages' data contiguous in the file,
-    native or not: as stored), or None where tifffile cannot map it (compressed, tiled, scattered)."""
+    """TIFF ``path``'s first series (``series``) memory-mapped read-only (uncompressed, its pages' data
+    contiguous in the file, native or not: as stored), or None where tifffile cannot map it
+    (compressed, tiled, scattered)."""
     import tifffile
 
-    offset = getattr(series, "dataoffset", None)
-    if offset is None:
+    if getattr(series, "dataoffset", None) is None:
         return None
     try:
         return tifffile.memmap(path, mode="r", series=0)
@@ -211,16 +243,27 @@ def read_stack(path: str | os.PathLike, exclude: tuple[Path, ...] = ()) -> np.nd
     Values unchecked (each row is checked where it is used). FileNotFoundError, or ValueError naming
     the file."""
     if Path(path).is_dir():
-        frames = []
-        for file in frame_files(Path(path), exclude):
-            frame = read_stack(file) if file.suffix.lower() in (".npy", ".tif", ".tiff") else read_counts(file)[None]
+        files = frame_files(Path(path), exclude)
+        stack = None
+        for index, file in enumerate(files):
+            try:
+                frame = read_stack(file) if file.suffix.lower() in (".npy", ".tif", ".tiff") else \
+                    _png_counts(file)[None]
+            except ValueError as error:
+                message = str(error)
+                raise ValueError(message if message.startswith(file.name) else f"{file.name}: {message}") from None
             if frame.shape[0] != 1:
                 raise ValueError(f"{file.name} holds {frame.shape[0]} frames; a folder of frames holds one per file")
-            if frames and frame.shape[1:] != frames[0].shape:
+            if stack is None:
+                stack = np.empty((len(files), *frame.shape[1:]), dtype=frame.dtype)
+            elif frame.shape[1:] != stack.shape[1:]:
                 raise ValueError(f"{file.name} is {frame.shape[1]} x {frame.shape[2]}, the folder's first frame "
-                                 f"{frames[0].shape[0]} x {frames[0].shape[1]}: frames of one stack have one size")
-            frames.append(np.asarray(frame[0]))
-        return np.stack(frames)
+                                 f"{stack.shape[1]} x {stack.shape[2]}: frames of one stack have one size")
+            elif frame.dtype != stack.dtype:  # an 8-bit frame among 16-bit ones, a float one among integers
+                raise ValueError(f"{file.name} stores {frame.dtype} samples, the folder's first frame {stack.dtype}: "
+                                 "frames of one stack have one sample type")
+            stack[index] = frame[0]
+        return stack
     path = _regular_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":

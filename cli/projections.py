@@ -48,6 +48,7 @@ def _check_frames(frames, what: str, shape: tuple[int, int], name: str) -> None:
 def default_volume_output(data: Path) -> Path:
     """``<stem>_reconstructed.npy`` beside the projections (``.tif`` for a TIFF stack, and beside a
     folder of frames)."""
+    data = data.resolve()  # "." and ".." name their folder
     if data.is_dir():
         return data.with_name(f"{data.name}_reconstructed.tif")
     suffix = ".tif" if data.suffix.lower() in (".tif", ".tiff") else ".npy"
@@ -113,7 +114,14 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     from pnp_stable.cli.images import read_stack
     from pnp_stable.cli.options import read_option_file
 
-    stack = read_option_file(data, "projections", lambda path: read_stack(path, exclude=tuple(inputs[1:])))
+    for option, source in (("--flat", flat), ("--dark", dark)):
+        if isinstance(source, Path) and source.resolve() == data.resolve():
+            raise UserError(f"{option} {source} is the projections themselves")
+
+    def read_excluding_the_others(path: Path):  # a folder's images that are other inputs are no frames
+        return read_stack(path, exclude=tuple(p for p in inputs if p.resolve() != path.resolve()))
+
+    stack = read_option_file(data, "projections", read_excluding_the_others)
     n_angles, n_rows, n_cols = stack.shape
     if n_angles < 2:
         raise UserError(f"{data.name} holds one 2-D image, not a stack of projections (angles x rows x columns); a "
@@ -121,7 +129,8 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     if count_given is not None and count_given != n_angles:
         raise UserError(f"{data.name} holds {n_angles} projections (its first axis: angles x rows x columns) but "
                         f"--angles is {count_given}")
-    flats, darks = read_option_file(flat, "--flat", read_stack), read_option_file(dark, "--dark", read_stack)
+    flats = read_option_file(flat, "--flat", read_excluding_the_others)
+    darks = read_option_file(dark, "--dark", read_excluding_the_others)
     _check_frames(flats, "--flat", (n_rows, n_cols), getattr(flat, "name", ""))
     _check_frames(darks, "--dark", (n_rows, n_cols), getattr(dark, "name", ""))
     selection = parse_rows(rows)
@@ -132,14 +141,18 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     except ValueError as error:
         raise UserError(f"--rows {rows}: {error}") from None
     if not quiet:
-        files = ""
+        files, doubt = "", None
         if data.is_dir():
-            from pnp_stable.cli.images import frame_files
+            from pnp_stable.cli.images import frame_files, frame_order_doubt
 
             listed = frame_files(data, tuple(inputs[1:]))
             files = f" (files {listed[0].name} to {listed[-1].name}, in the order of their names)"
-        click.echo(f"{data.name}: {n_angles} projections of {n_rows} x {n_cols} detector pixels{files}; "
+            doubt = frame_order_doubt(listed)
+        click.echo(f"{data.resolve().name}: {n_angles} projections of {n_rows} x {n_cols} detector pixels{files}; "
                    f"reconstructing {_rows_text(chosen)}", err=True)
+        if doubt and not isinstance(angles, list):
+            click.echo(f"note: the frames are taken as uniform angles in the order of their names, but {doubt}: "
+                       "check the order, or list the angles (--angles FILE)", err=True)
     from pnp_stable.cli.reporting import solver_warnings
 
     with solver_warnings(True):  # per-slice residual warnings: the summary counts them

@@ -344,7 +344,14 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
         return flat_field_correction(row_sinogram(stack, r), _row_frames(flats, r), _row_frames(darks, r),
                                      gain=shared["gain"]).line_integrals.numpy()
 
+    def note_skipped() -> None:
+        if skipped:
+            first = min(skipped)
+            notes.append(f"{len(skipped)} of the rows sampled for the shared values left out (row {first}: "
+                         f"{skipped[first]})")
+
     if not (detector_offset == "auto" or photons == "auto" or shared_scale):
+        note_skipped()
         return shared, notes  # nothing else to measure
     sinograms = usable(sample, line_integrals)
     if not raw and photons == "auto":
@@ -353,10 +360,7 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
                       photons_source=f"read off the noise of {len(reads)} rows (median)")
         notes.append(f"{shared['photons']:.4g} incident photons per bin ({shared['photons_source']}), shared by "
                      "every slice")
-    if skipped:
-        first = min(skipped)
-        notes.append(f"{len(skipped)} of the rows sampled for the shared values left out (row {first}: "
-                     f"{skipped[first]})")
+    note_skipped()
     from pnp_stable.operators import estimate_detector_offset
     from pnp_stable.operators.ct import _angles_in_degrees
 
@@ -464,9 +468,8 @@ class _VolumeState:
                                  if state["fingerprint"].get(k) != fingerprint.get(k))
                 raise ValueError(f"{self.path} was written for another volume (different {', '.join(changed)}); "
                                  "resume with the same data and options, or choose another checkpoint")
-            unstarted = not self.reports_path.exists() or self.reports_path.stat().st_size == 0
-            if unstarted and not self.slices_path.exists():  # stopped while creating them: nothing finished
-                self._create_slices_and_reports()
+            if not self.reports_path.exists() or self.reports_path.stat().st_size == 0:
+                self._create_slices_and_reports()  # no slice counted yet (or stopped while creating them)
         try:
             store = np.load(self.slices_path, mmap_mode="r+", allow_pickle=False)
         except FileNotFoundError:

@@ -217,13 +217,56 @@ def test_damaged_rows_are_named_and_left_out_of_the_shared_values(scan, denoiser
                   progress=False)
     with pytest.raises(ValueError, match="row 2 of the projections contains NaN"):
         volume.reconstruct_volume(projections, **common)
-    assert volume.reconstruct_volume(projections, rows=[0], **common).rows == [0]  # row 2 unsampled, unchosen
+    assert volume.reconstruct_volume(projections, rows=[0], **common).rows == [0]  # row 2 only sampled: left out
     projections, flats = scan["projections"].copy(), scan["flats"].copy()
     projections[:, 3, :], flats[:, 3, :] = DARK, DARK  # a dead detector row
     result = volume.reconstruct_volume(projections, rows=[0, 1], **common)
     assert any(note.startswith("1 of the rows sampled for the shared values left out (row 3") for note in result.notes)
     with pytest.raises(ValueError, match="^row 3: "):
         volume.reconstruct_volume(projections, rows=[3], **common)
+
+
+def test_the_shared_values_read_only_their_sampled_rows_and_only_when_asked(scan, denoiser):
+    """Rows neither chosen nor sampled are never read (a NaN there goes unnoticed); the sample is not
+    read when nothing is measured (gain and axis given)."""
+    wide = [r % ROWS for r in range(20)]  # 20 detector rows
+    projections, flats = scan["projections"][:, wide, :].copy(), scan["flats"][:, wide, :]
+    sampled = volume._sample(list(range(20)))
+    unsampled = next(r for r in range(20) if r not in sampled)
+    projections[:, unsampled, 3] = np.nan
+    common = dict(flat=flats, dark=DARK, gain=GAIN, denoiser=denoiser, max_iter=1, progress=False, rows=[0])
+    measured = volume.reconstruct_volume(projections, detector_offset="auto", **common)
+    assert measured.shared["detector_offset_rows"] == len(sampled) and not any("left out" in n for n in measured.notes)
+    projections[:, sampled[1], 3] = np.nan
+    measured = volume.reconstruct_volume(projections, detector_offset="auto", **common)
+    assert any(note.startswith(f"1 of the rows sampled for the shared values left out (row {sampled[1]}: NaN")
+               for note in measured.notes)
+    given = volume.reconstruct_volume(projections, detector_offset=OFFSET, **common)
+    assert not any("left out" in note for note in given.notes)
+
+
+def test_a_checkpoint_whose_creation_stopped_is_completed_on_resume(scan, denoiser, tmp_path, monkeypatch):
+    """Stopped after the state file but before the reports were created: the resume creates them
+    (no slice was counted) and ends with the uninterrupted volume."""
+    from pnp_stable import fileio
+
+    common = dict(flat=scan["flats"], dark=scan["darks"], gain=GAIN, detector_offset=OFFSET, denoiser=denoiser,
+                  max_iter=2, accelerate=False, progress=False)
+    whole = volume.reconstruct_volume(scan["projections"], **common)
+    state = tmp_path / "volume.state"
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio, "atomic_write_bytes", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        volume.reconstruct_volume(scan["projections"], checkpoint=state, **common)
+    monkeypatch.undo()
+    assert state.is_file() and not (tmp_path / "volume.state.reports.jsonl").exists()
+    with pytest.raises(ValueError, match="exists: resume it"):
+        volume.reconstruct_volume(scan["projections"], checkpoint=state, **common)
+    resumed = volume.reconstruct_volume(scan["projections"], checkpoint=state, resume=True, **common)
+    torch.testing.assert_close(resumed.volume, whole.volume)
 
 
 def test_angle_range_spreads_the_views(scan, denoiser):

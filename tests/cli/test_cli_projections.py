@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from PIL import Image
 from cli_test_helpers import assert_user_error, run
 
 from pnp_stable.operators import ParallelBeamCT
@@ -94,8 +95,39 @@ def test_a_folder_of_projections_in_name_order_is_the_stack(stack_files, tiny_de
     assert json.loads((tmp_path / "b.json").read_text())["projections"]["shape"][0] == VIEWS
     assert_user_error(run("ct", scan, "--flat", flat_folder, "--out", scan / "v.tif", *common),
                       "lies in the folder of frames")
+    (scan / "mean_flat.npy").unlink()  # (not an input of the next run: it would be a frame of float samples)
     tifffile.imwrite(scan / "p_99.tif", np.ones((2, 34), np.uint16))
     assert_user_error(run("ct", scan, "--flat", flat_folder, *common), "p_99.tif is 2 x 34")
+
+
+def test_a_folder_of_frames_refuses_mixed_frames_and_doubts_its_order(stack_files, tiny_denoiser, tmp_path,
+                                                                       monkeypatch):
+    raw = np.load(stack_files / "proj.npy")
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    for k, projection in enumerate(raw):
+        tifffile.imwrite(scan / f"p_{2 * k}.tif", projection)  # every second number: evenly, no doubt
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for k, frame in enumerate(tifffile.imread(stack_files / "flats.tif")):
+        tifffile.imwrite(calibration / f"flat_{k}.tif", frame)
+    np.save(calibration / "dark.npy", np.full(raw.shape[1:], 100.0))  # an input, so no flat frame
+    common = ("--projections", "--gain", "4", "--detector-offset", "1.5", "--denoiser", tiny_denoiser,
+              "--max-iter", 1, "--report", tmp_path / "r.json")
+    monkeypatch.chdir(scan)
+    result = run("ct", ".", "--flat", calibration, "--dark", calibration / "dark.npy", *common)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "scan_reconstructed.tif").is_file() and "note: the frames" not in result.output
+    assert json.loads((tmp_path / "r.json").read_text())["shared"] == {"gain": 4.0, "gain_source": "given"}
+    assert_user_error(run("ct", ".", "--flat", ".", *common), "--flat . is the projections themselves")
+    (scan / "p_6.tif").unlink()  # a frame missing
+    result = run("ct", ".", "--flat", calibration, "--dark", calibration / "dark.npy", *common)
+    assert "their numbers do not run evenly (0, 2, ... 58: a frame missing?)" in result.output
+    tifffile.imwrite(scan / "p_6.tif", raw[3].astype(np.float32))
+    assert_user_error(run("ct", ".", "--flat", calibration, *common), "p_6.tif stores float32 samples")
+    Image.fromarray(raw[3].astype(np.uint8)).save(scan / "p_6.jpg")
+    (scan / "p_6.tif").unlink()
+    assert_user_error(run("ct", ".", "--flat", calibration, *common), "p_6.jpg is a JPEG")
 
 
 def test_a_stopped_volume_exits_130_and_resumes_to_the_uninterrupted_result(stack_files, tiny_denoiser, tmp_path,

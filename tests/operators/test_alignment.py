@@ -59,6 +59,24 @@ def test_a_measured_flat_fields_fixed_pattern_is_no_truncation():
         assert estimate_detector_offset(y, op.angles_deg).offset == pytest.approx(2.3, abs=0.1), seed
 
 
+def test_a_lone_bin_of_the_flat_fields_pattern_far_from_the_shadow_is_no_shadow():
+    """A draw whose pattern puts one bin beyond the threshold at the detector's end (bench
+    axis-flat-noise: Shepp-Logan, 128 x 128, 180 views, I0 = 1e4, one flat frame, draw 5): the
+    shadow ended there, and the sinogram was refused as truncated before lone bins far from the
+    others were left out."""
+    from pnp_stable.transmission import flat_field_correction
+
+    n = 128
+    op = ParallelBeamCT(n, angles=180, detector_offset=2.3)
+    clean = op.A(_phantom(n).clamp(0, 1))[0, 0].numpy()
+    clean = clean * 4.0 / clean.max()
+    rng = np.random.default_rng(5)
+    raw = rng.poisson(1e4 * np.exp(-clean)).astype(np.float64)
+    flat = rng.poisson(1e4, size=(clean.shape[0], 1)).astype(np.float64)
+    y = flat_field_correction(raw, flat, gain=1.0).line_integrals
+    assert estimate_detector_offset(y, op.angles_deg).offset == pytest.approx(2.3, abs=0.1)
+
+
 def test_truncation_is_still_refused_behind_a_measured_flat_field():
     """The mean projection's own noise raises the shadow's threshold; an object cut off at the
     detector's end must still be refused (a third of the detector's bins cut, flat of one frame)."""

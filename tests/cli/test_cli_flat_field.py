@@ -186,8 +186,8 @@ def test_photons_auto_reads_a_post_log_sinograms_count_off_its_noise(tmp_path, t
 def test_photons_auto_doubts_gaussian_and_clipped_sinograms(tiny_denoiser):
     """Gaussian noise of one level (std 0.02 on line integrals up to 4) does not grow with the
     attenuation: a note doubts the count read; a sinogram clipped at 0 gets its own note."""
-    op = ParallelBeamCT(64, angles=90)
-    disc = torch.from_numpy((np.hypot(*np.mgrid[-32:32, -32:32]) < 24).astype(np.float64))[None, None]
+    op = ParallelBeamCT(48, angles=60)
+    disc = torch.from_numpy((np.hypot(*np.mgrid[-24:24, -24:24]) < 18).astype(np.float64))[None, None]
     clean = op.A(disc)[0, 0].numpy()
     line_integrals = 4.0 * clean / clean.max()
     rng = np.random.default_rng(11)

@@ -131,8 +131,15 @@ def read_counts(path: str | os.PathLike) -> np.ndarray:
     with leading axes of length 1), or a gray image file's samples unscaled (8- and 16-bit integers
     as the integers they are, a float TIFF as is), of any size: raw CT data, whose ratios matter,
     and whose gain is given in the file's units. FileNotFoundError, or ValueError naming the file."""
+    return _counts_and_depth(path)[0]
+
+
+def _counts_and_depth(path: str | os.PathLike) -> tuple[np.ndarray, int | None]:
+    """:func:`read_counts`'s values, and the bit depth of the integer samples an 8- or 16-bit PNG or
+    JPEG stored them in (None for a ``.npy`` or a TIFF, whose values keep their own type)."""
     path = _regular_file(path)
     suffix = path.suffix.lower()
+    depth = None
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"unsupported file type {suffix or '(none)'} for {path.name}; use .npy, TIF or PNG")
     if suffix == ".npy":
@@ -164,7 +171,7 @@ def read_counts(path: str | os.PathLike) -> np.ndarray:
     if values.ndim > 2 or values.size == 0:
         raise ValueError(f"{path.name} has shape {values.shape}; expected detector readings (bins, or bins x views)")
     _check_finite(values, path)
-    return values
+    return values, depth if depth in (8, 16) else None
 
 
 def read_raw_sinogram(path: str | os.PathLike) -> LoadedImage:
@@ -211,13 +218,9 @@ def frame_order_doubt(files: list[Path]) -> str | None:
 
 
 def _png_counts(path: Path) -> np.ndarray:
-    """A PNG frame's samples as stored (8- or 16-bit integers)."""
-    from PIL import Image
-
-    values = read_counts(path)
-    with Image.open(path) as image:
-        depth = 16 if image.mode.startswith("I") else 8
-    return values.astype(np.uint16 if depth == 16 else np.uint8)
+    """A PNG frame's samples in the integer type they were stored in (8 or 16 bits)."""
+    values, depth = _counts_and_depth(path)
+    return values.astype({8: np.uint8, 16: np.uint16}[depth]) if depth is not None else values
 
 
 def _mapped_series(path: Path, series) -> np.ndarray | None:

@@ -302,12 +302,15 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
     notes: list[str] = []
     raw = flats is not None
     skipped: dict[int, str] = {}
+    finite: dict[int, bool] = {}  # each sampled row checked once, when first read
 
     def usable(rows: list[int], read) -> list[tuple[int, Any]]:
         values = []
         for r in rows:
             try:
-                if not np.all(np.isfinite(stack[:, r, :])):
+                if r not in finite:
+                    finite[r] = bool(np.all(np.isfinite(stack[:, r, :])))
+                if not finite[r]:
                     raise ValueError("NaN or infinite values")
                 values.append((r, read(r)))
             except ValueError as error:
@@ -354,8 +357,9 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
         note_skipped()
         return shared, notes  # nothing else to measure
     sinograms = usable(sample, line_integrals)
-    if not raw and photons == "auto":
-        reads = usable([r for r, _ in sinograms], lambda r: photons_from_sinogram_noise(row_sinogram(stack, r)).photons)
+    if not raw and photons == "auto":  # read off the post-log rows just read
+        by_row = dict(sinograms)
+        reads = usable(list(by_row), lambda r: photons_from_sinogram_noise(by_row[r]).photons)
         shared.update(photons=float(np.median([p for _, p in reads])),
                       photons_source=f"read off the noise of {len(reads)} rows (median)")
         notes.append(f"{shared['photons']:.4g} incident photons per bin ({shared['photons_source']}), shared by "
@@ -365,9 +369,8 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
     from pnp_stable.operators.ct import _angles_in_degrees
 
     views = stack.shape[0] if angles is None else angles
-    mean = np.mean([y for _, y in sinograms], axis=0)
     if detector_offset == "auto":
-        estimate = estimate_detector_offset(mean, _angles_in_degrees(views))
+        estimate = estimate_detector_offset(np.mean([y for _, y in sinograms], axis=0), _angles_in_degrees(views))
         # to a thousandth of a bin, as reconstruct_ct rounds its own estimate
         shared.update(detector_offset=round(float(estimate.offset), 3), detector_offset_fit=estimate._asdict(),
                       detector_offset_rows=len(sinograms))
@@ -391,7 +394,7 @@ def _volume_scale(sinograms: list[np.ndarray], views, offset, n: int, options: d
     from pnp_stable.restore import ATTENUATION_PEAK_BAND
 
     op = ParallelBeamCT(n, angles=views, detector=options.get("detector", "full"),
-                        detector_offset=0.0 if offset is None or offset == "auto" else offset)
+                        detector_offset=0.0 if offset is None else offset)
     # the union's k-th largest value lies among each row's k largest
     k = max(1, int(np.ceil(1e-3 * len(sinograms) * n * n)))
     tops = [torch.topk(op.fbp(torch.from_numpy(y).double()[None, None]).flatten(), min(k, n * n)).values

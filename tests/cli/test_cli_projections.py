@@ -194,6 +194,13 @@ def test_stacks_are_read_as_stored_and_mapped_where_they_can_be(tmp_path):
         stack = read_stack(tmp_path / name)
         assert isinstance(stack, np.memmap) == mapped, name
         np.testing.assert_array_equal(np.asarray(stack, dtype=np.float64), frames)
+    pngs = tmp_path / "pngs"  # a folder of 16-bit PNG frames keeps their integers and their type
+    pngs.mkdir()
+    for k, frame in enumerate(frames):
+        Image.fromarray(frame).save(pngs / f"f_{k}.png")
+    stack = read_stack(pngs)
+    assert stack.dtype == np.uint16
+    np.testing.assert_array_equal(stack, frames)
 
 
 def test_input_refusals(stack_files, tmp_path):

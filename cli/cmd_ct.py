@@ -34,9 +34,11 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
                    "are drawn (instead of Gaussian noise); a sinogram is read as post-log line integrals "
                    "-log(I/I0) (auto: I0 read off its noise). The noise level follows from the counts, and the "
                    "data term is weighted by them (--weighting).")
-@click.option("--weighting", type=click.Choice(["auto", "wls", "none"]), default="auto", show_default=True,
-              help="With --photons: wls, weighted least squares with the photon counts as weights (auto); none, "
-                   "plain least squares.")
+@click.option("--weighting", type=click.Choice(["auto", "gls", "wls", "none"]), default="auto", show_default=True,
+              help="With --photons or --flat: wls, weighted least squares with the photon counts as weights; gls "
+                   "(--flat FILE only), the same whitening the flat's own noise too, an error every view of a bin "
+                   "shares (its fine rings); none, plain least squares; auto: gls for a flat of at most two known "
+                   "exposures (two frames, or --flat-exposures 1 or 2), else wls.")
 @click.option("--attenuation", type=float, default=None, metavar="MU",
               help="With --simulate --photons: attenuation per pixel of a phantom value 1 [default: the longest "
                    "ray attenuated by e^-4].")
@@ -46,6 +48,9 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
                    "detector bin (the sinogram's rows), or of several frames side by side, or one VALUE for every bin. "
                    "The data become line integrals -log((I - dark)/(flat - dark)), weighted by their photon counts "
                    "(--weighting).")
+@click.option("--flat-exposures", type=int, default=None, metavar="K",
+              help="With --flat of one frame: the exposures it averages (1: a raw frame), so that its noise, shared "
+                   "by every view of a bin, is modelled (--weighting gls) [default: unknown; frames given count].")
 @click.option("--dark", default=None, metavar="FILE|VALUE",
               help="With --flat: the detector's dark field (its offset), as --flat [default: 0].")
 @click.option("--gain", type=float, default=None, metavar="UNITS",
@@ -90,7 +95,8 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
                    "with circle=True, its default, add --detector circle): move it to this tool's rotation axis, "
                    "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
-def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, flat, dark, gain, projections, rows,
+def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, flat, flat_exposures, dark, gain,
+       projections, rows,
        size, detector,
        geometry,
        source_distance, detector_distance, detector_spacing, detector_shape, detector_offset,
@@ -180,6 +186,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
         elif rows is not None:
             raise UserError("--rows selects detector rows of a projection stack: add --projections")
         readings = _raw_readings(data, flat, dark, gain, simulate, photons, noise, from_skimage, projections)
+        _check_flat_noise_options(readings, weighting, flat_exposures)
         if attenuation is not None:
             if photons is None or not simulate:
                 raise UserError("--attenuation scales a phantom for a photon-count simulation: add --simulate and "
@@ -195,6 +202,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
 
             options = dict(method=solver, denoiser=denoiser, max_iter=max_iter, tol=tol, accelerate=accelerate,
                            device=device, image_size=size, detector=detector, weighting=weighting,
+                           **({"flat_exposures": flat_exposures} if flat_exposures is not None else {}),
                            noise_level=level[1] if level is not None else None, angle_range=angle_range,
                            detector_offset=detector_offset, **manual)
             # the angles as given (a count or a file), None when they are the stack's own
@@ -244,7 +252,7 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
             shared = ImageInputs(files=(angles_file,), reported={"angles": str(angles_file)})
             inputs = lambda _path: shared  # noqa: E731
         if readings is not None:
-            arguments["gain"] = gain
+            arguments.update(gain=gain, flat_exposures=flat_exposures)
             readings.angles_file = angles_file
             inputs = readings.inputs_for
         run_restorations("ct", data, tag="reconstructed", demo=demo, task=_Reconstruction(from_skimage and not simulate),
@@ -299,6 +307,22 @@ def _check_projection_options(data: Path | None, simulate: bool, from_skimage: b
                         "--projections reads parallel-beam stacks")
     if context.params.get("plot") is not None:
         raise UserError("--plot draws one solve's residual; a volume's slices are summed up in --report")
+
+
+def _check_flat_noise_options(readings: _RawReadings | None, weighting: str, flat_exposures: int | None) -> None:
+    """``--weighting gls`` and ``--flat-exposures`` need a measured flat (``readings``), not a number."""
+    if flat_exposures is not None:
+        if readings is None:
+            raise UserError("--flat-exposures counts the exposures a flat field averages: add the flat (--flat)")
+        if flat_exposures < 1:
+            raise UserError(f"--flat-exposures must be a positive number of exposures, got {flat_exposures}")
+    if weighting == "gls" and readings is None:
+        raise UserError("--weighting gls models a measured flat field's own noise: add its frames (--flat FILE)")
+    if readings is not None and not isinstance(readings.flat, Path):
+        for used, option in ((weighting == "gls", "--weighting gls"), (flat_exposures is not None, "--flat-exposures")):
+            if used:
+                raise UserError(f"{option} describes a measured flat field: --flat {readings.shown['flat']} is a "
+                                "number, without noise of its own; give its frames (--flat FILE)")
 
 
 def _raw_readings(data: Path | None, flat: str | None, dark: str | None, gain: float | None, simulate: bool,

@@ -145,6 +145,17 @@ class RadonTomography(CertifiedLinearPhysics):
     :meth:`statistical_weighting` turns a sinogram into such data, and ``fbp`` takes the weighted
     data and undoes the weights first.
 
+    ``shared_variance`` (in the units of ``1 / W``): an error ``e`` (one value per detector bin) that
+    every view of a bin shares, e.g. a measured flat field's own noise (what draws rings), of
+    covariance ``S``: one variance per bin (``S`` diagonal) or a ``bins x bins`` covariance. The
+    sinogram's covariance is then ``W^-1 + S (x) 1 1^T``, and the operator becomes ``(I - U M U^T)
+    W^(1/2) A`` (``U`` puts a value per bin along that bin's unit root-weight vector over the views,
+    ``M = I - (I + D S D)^(-1/2)``, ``D`` the root weights' norms per bin), which whitens it exactly:
+    least squares on its data is generalized least squares (with one variance ``v`` per bin, each
+    bin's mean over the views weighs ``1 / (1 + sum(W) v)`` of its measure). The whitening is
+    symmetric with norm at most 1, so the certified bound of the non-negative ``W^(1/2) A`` bounds
+    the operator (no longer from below).
+
     Subclasses set ``image_size``, ``angles_deg`` and ``n_detectors`` and their geometry before
     calling :meth:`_start`, and implement ``_make_tomography`` (with :meth:`_deepinv_tomography`),
     ``geometry_fields`` (their part of :meth:`geometry`), ``fbp``, ``object_support`` and
@@ -158,8 +169,11 @@ class RadonTomography(CertifiedLinearPhysics):
     n_detectors: int
 
     def _start(self, normalize: bool, device: torch.device | str,
-               statistical_weights: np.ndarray | torch.Tensor | None = None) -> None:
+               statistical_weights: np.ndarray | torch.Tensor | None = None,
+               shared_variance: np.ndarray | torch.Tensor | None = None) -> None:
         self._root_weights = self._check_statistical_weights(statistical_weights)
+        self._shared_variance, self._shared_whitening = self._check_shared_variance(shared_variance)
+        self._shared_cache: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
         # what multiplies the backend's sinogram in A and A^T: the bins' geometric weights times the
         # roots of the statistical ones, combined once (float64) and cached per dtype and device
         geometric = self._bin_weight_array()
@@ -207,11 +221,14 @@ class RadonTomography(CertifiedLinearPhysics):
         description = {"operator": type(self).__name__, "image_size": self.image_size,
                        "angles_deg": [float(a) for a in self.angles_deg], **self.geometry_fields(),
                        "deepinv": deepinv.__version__, "method": self._norm_method}
-        if self._root_weights is not None:
-            import hashlib
+        import hashlib
 
+        if self._root_weights is not None:
             description["statistical_weights_sha256"] = hashlib.sha256(
                 np.ascontiguousarray(self._root_weights).tobytes()).hexdigest()
+        if self._shared_variance is not None:
+            description["shared_variance_sha256"] = hashlib.sha256(
+                np.ascontiguousarray(self._shared_variance).tobytes()).hexdigest()
         return description
 
     _norm_method = _NORM_METHOD
@@ -253,10 +270,71 @@ class RadonTomography(CertifiedLinearPhysics):
                              f"their mean), got [{values.min():.3g}, {values.max():.3g}]")
         return np.sqrt(values)
 
+    def _check_shared_variance(self, variance: np.ndarray | torch.Tensor | None
+                               ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """The shared error's covariance as given (float64: one variance per detector bin, or a
+        ``bins x bins`` covariance) and the whitening it calls for: the unit vectors ``u_i`` along each
+        bin's root weights ``q_i`` over the views (``U e`` puts ``e_i u_i`` in bin ``i``: an isometry), and
+        the ``bins x bins`` matrices ``M = I - (I + D S D)^(-1/2)`` and ``N = (I + D S D)^(1/2) - I`` (``D =
+        diag(|q_i|)``), so that ``I - U M U^T`` whitens ``I + U D S D U^T``, the weighted covariance
+        ``W^(1/2) (W^-1 + S (x) 1 1^T) W^(1/2)``, and ``I + U N U^T`` is its inverse."""
+        if variance is None:
+            return None, None
+        if isinstance(variance, torch.Tensor):
+            variance = variance.detach().cpu().to(torch.float64).numpy()
+        try:
+            values = np.asarray(variance, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("shared_variance must be an array of non-negative numbers, one per detector bin") from None
+        bins = self.n_detectors
+        if values.ndim == 2 and values.shape == (bins, bins):
+            if not np.all(np.isfinite(values)) or not np.allclose(values, values.T, rtol=1e-10, atol=0.0):
+                raise ValueError("a shared covariance must be finite and symmetric")
+            covariance = (values + values.T) / 2
+            if np.linalg.eigvalsh(covariance).min() < -1e-9 * max(np.abs(covariance).max(), 1e-300):
+                raise ValueError("a shared covariance must be positive semi-definite")
+        else:
+            values = values.reshape(-1)
+            if values.size != bins:
+                raise ValueError(f"shared_variance must hold one value per detector bin ({bins}), or be a {bins} x "
+                                 f"{bins} covariance, got {values.size} values")
+            if not np.all(np.isfinite(values)) or np.any(values < 0):
+                raise ValueError("shared_variance must be finite and non-negative")
+            covariance = np.diag(values)
+        root = (np.ones((bins, len(self.angles_deg))) if self._root_weights is None else self._root_weights)
+        along = np.sqrt((root**2).sum(axis=1))
+        eigenvalues, vectors = np.linalg.eigh(along[:, None] * covariance * along[None, :])
+        eigenvalues = np.clip(eigenvalues, 0.0, None)
+        shrink = (vectors * (1.0 - 1.0 / np.sqrt(1.0 + eigenvalues))) @ vectors.T
+        grow = (vectors * (np.sqrt(1.0 + eigenvalues) - 1.0)) @ vectors.T
+        return values, (root / along[:, None], shrink, grow)
+
     @property
     def has_statistical_weights(self) -> bool:
         """Whether the operator is ``W^(1/2) A`` for statistical weights ``W``."""
         return self._root_weights is not None
+
+    @property
+    def has_shared_error(self) -> bool:
+        """Whether the operator whitens an error every view of a detector bin shares (``shared_variance``)."""
+        return self._shared_variance is not None
+
+    def _shared_terms(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = (_dtype_key(dtype), str(device))
+        if key not in self._shared_cache:
+            self._shared_cache[key] = tuple(torch.tensor(a, dtype=dtype, device=device) for a in self._shared_whitening)
+        return self._shared_cache[key]
+
+    def _whiten_shared(self, z: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        """``(I - U M U^T) z`` (symmetric, norm at most 1: the certified bound of the non-negative
+        ``W^(1/2) A`` bounds the whitened operator too), or its inverse ``(I + U N U^T) z``
+        (:meth:`_check_shared_variance`); ``z`` unchanged without a shared error."""
+        if self._shared_whitening is None:
+            return z
+        unit, shrink, grow = self._shared_terms(z.dtype, z.device)
+        along = (unit * z).sum(dim=-1)  # U^T z: each bin's component along its unit vector
+        change = along @ (grow if inverse else -shrink)  # (symmetric matrices)
+        return z + unit * change[..., None]
 
     def _root_weight_tensor(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
         return None if self._root_weights is None else torch.tensor(self._root_weights, dtype=dtype, device=device)
@@ -275,20 +353,23 @@ class RadonTomography(CertifiedLinearPhysics):
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
         root = self._root_weight_tensor(y.dtype, y.device)
-        weighted = y if root is None else y * root
+        weighted = self._whiten_shared(y if root is None else y * root)
         return weighted / self._scale if self.normalize else weighted
 
-    def with_statistical_weights(self, weights: np.ndarray | torch.Tensor | None) -> "RadonTomography":
+    def with_statistical_weights(self, weights: np.ndarray | torch.Tensor | None,
+                                 shared_variance: np.ndarray | torch.Tensor | None = None) -> "RadonTomography":
         """The same geometry, ``normalize``, CG settings and device with these statistical weights
-        (None: none)."""
+        (None: none) and shared variances (:class:`RadonTomography`)."""
         return type(self)(**self._constructor_arguments(), normalize=self.normalize, cg_tol=self.cg_tol,
-                          cg_max_iter=self.cg_max_iter, device=self._device, statistical_weights=weights)
+                          cg_max_iter=self.cg_max_iter, device=self._device, statistical_weights=weights,
+                          shared_variance=shared_variance)
 
     def _constructor_arguments(self) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
     def _unweighted(self, y: torch.Tensor) -> torch.Tensor:
         root = self._root_weight_tensor(y.dtype, y.device)
+        y = self._whiten_shared(y, inverse=True)
         return y if root is None else y / root
 
     def _tomography(self, t: torch.Tensor) -> nn.Module:
@@ -334,7 +415,7 @@ class RadonTomography(CertifiedLinearPhysics):
         _check_kwargs(kwargs, f"{type(self).__name__}.A")
         self._check_tensor(x, "x")
         self.output_shape_for(x.shape)
-        y = self._raw_A(x)
+        y = self._whiten_shared(self._raw_A(x))
         return y / self._scale if self.normalize else y
 
     def A_adjoint(self, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -342,7 +423,7 @@ class RadonTomography(CertifiedLinearPhysics):
         _check_kwargs(kwargs, f"{type(self).__name__}.A_adjoint")
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
-        x = self._raw_A_adjoint(y)
+        x = self._raw_A_adjoint(self._whiten_shared(y))
         return x / self._scale if self.normalize else x
 
     # -- the data prox's CG preconditioner ----------------------------------------------------
@@ -441,6 +522,10 @@ class RadonTomography(CertifiedLinearPhysics):
 
     def _compute_norm_bound(self) -> NormBound:
         raw = self._raw_norm_bound()
+        if self._shared_whitening is not None:
+            # ||(I - U M U^T) W^(1/2) A|| <= ||W^(1/2) A||: still an upper bound, no longer a lower one
+            raw = NormBound(raw.value, "certified", raw.method + " of W^(1/2) A; the shared error's whitening "
+                            "(norm at most 1) keeps it an upper bound", lower=None, details=raw.details)
         if not self.normalize:
             return raw
         return NormBound(
@@ -461,7 +546,8 @@ class ParallelBeamCT(RadonTomography):
     are ignored by ``A``). ``normalize=True`` divides ``A`` by its certified norm bound, so
     ``||A|| <= 1`` (then ``norm()`` is 1, still certified). Measurements have shape
     ``(B, C, n_detectors, n_angles)``: rows are detector bins, columns are angles.
-    ``statistical_weights`` makes it ``W^(1/2) A`` for weighted least squares (:class:`RadonTomography`).
+    ``statistical_weights`` makes it ``W^(1/2) A`` for weighted least squares, ``shared_variance`` whitens an
+    error every view of a bin shares too (generalized least squares; :class:`RadonTomography`).
     ``detector_offset`` (``detector="full"`` only): the bins shifted by this many bins along the
     detector, i.e. the rotation axis projects onto bin ``(G - 1)/2 - detector_offset`` instead of
     the detector's centre (a misaligned axis, the commonest artefact of lab and synchrotron CT;
@@ -506,6 +592,7 @@ class ParallelBeamCT(RadonTomography):
         device: torch.device | str = "cpu",
         statistical_weights: np.ndarray | torch.Tensor | None = None,
         detector_offset: float = 0.0,
+        shared_variance: np.ndarray | torch.Tensor | None = None,
     ) -> None:
         n = _image_size(image_size)
         angles_deg = _angles_in_degrees(angles)
@@ -525,7 +612,7 @@ class ParallelBeamCT(RadonTomography):
         self.detector = detector
         self.n_detectors = detector_count(n, detector)
         self.detector_offset = offset
-        self._start(normalize, device, statistical_weights)
+        self._start(normalize, device, statistical_weights, shared_variance)
 
     # -- presets -----------------------------------------------------------------------------
     @classmethod

@@ -80,7 +80,8 @@ class FanBeamCT(RadonTomography):
     through the image's corners. Source and detector must lie outside that circle (radius
     ``ceil(sqrt(2) n) / 2``). Measurements have shape ``(B, C, n_detectors, n_angles)``; values are
     line integrals in pixel units. ``normalize=True`` divides ``A`` by its certified norm bound;
-    ``statistical_weights`` makes it ``W^(1/2) A`` for weighted least squares (:class:`RadonTomography`).
+    ``statistical_weights`` makes it ``W^(1/2) A`` for weighted least squares, ``shared_variance`` whitens an
+    error every view of a bin shares too (generalized least squares; :class:`RadonTomography`).
 
     Orientation: view ``theta`` is :class:`ParallelBeamCT`'s angle ``theta`` in the limit of a
     distant source (same bins in the same order; at 0 degrees the source lies below the image,
@@ -113,6 +114,7 @@ class FanBeamCT(RadonTomography):
         statistical_weights: np.ndarray | torch.Tensor | None = None,
         detector_shape: str = "flat",
         detector_offset: float = 0.0,
+        shared_variance: np.ndarray | torch.Tensor | None = None,
     ) -> None:
         n = _image_size(image_size)
         if detector_shape not in DETECTOR_SHAPES:
@@ -165,7 +167,7 @@ class FanBeamCT(RadonTomography):
         self.n_detectors = int(n_detectors)
         self.detector_shape = detector_shape
         self.detector_offset = offset
-        self._start(normalize, device, statistical_weights)
+        self._start(normalize, device, statistical_weights, shared_variance)
 
     @property
     def magnification(self) -> float:

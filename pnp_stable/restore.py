@@ -930,6 +930,7 @@ def reconstruct_ct(
     dark: Any = None,
     gain: float | None = None,
     data_scale: float | None = None,
+    flat_exposures: int | None = None,
 ) -> Restoration:
     """CT reconstruction by PnP from a parallel-beam (or fan-beam) sinogram, initialised by FBP.
 
@@ -987,7 +988,11 @@ def reconstruct_ct(
     ``statistical_weights``: the weighted noise is white, its level ``1 / sqrt(mean I)`` in line
     integrals, ``1 / (attenuation sqrt(mean I))`` on a simulated phantom's scale);
     ``"none"``, plain least squares at the root-mean-square level ``sqrt(mean(1 / I))``;
-    ``"auto"`` (default) is ``"wls"`` (docs/benchmarks.md, "Photon-count noise in CT").
+    ``"gls"`` (raw data with a measured flat field only), weighted least squares that also models the
+    flat's own noise, an error shared by every view of a bin (below); ``"auto"`` (default) is
+    ``"gls"`` for raw data whose flat averages a known count of at most ``RING_MODEL_MAX_EXPOSURES``
+    (2) exposures (its frames, or ``flat_exposures``), else ``"wls"`` (docs/benchmarks.md,
+    "Photon-count noise in CT" and "Rings from the flat field's noise").
     ``photons="auto"``, for a measured post-log sinogram: ``I0`` read off its noise
     (:func:`~pnp_stable.transmission.photons_from_sinogram_noise`; ``report["noise"]["photons_source"]``
     says so), with a note, and a doubt when the noise does not grow with the attenuation as counts' does.
@@ -1000,7 +1005,15 @@ def reconstruct_ct(
     ``-log((I - dark) / (flat - dark))`` and their precisions (the photon counts above the dark),
     which ``weighting`` uses as above, and from which the noise level follows.
     Dead detector bins (no flat signal) are interpolated and ignored by the weighted data term;
-    ``report["noise"]["flat_field"]`` describes the correction.
+    ``report["noise"]["flat_field"]`` describes the correction. A measured flat averages ``k``
+    exposures (its frames, or ``flat_exposures`` for a flat given averaged already), so each bin's
+    line integrals share its error, of variance ``1 / (k N0)``, in every view: a ring in the
+    reconstruction. ``weighting="gls"`` whitens it with the views' own noise in its detector
+    frequencies of period below ``RING_PERIOD_BINS`` (``RadonTomography``'s ``shared_variance``, a
+    covariance by :func:`~pnp_stable.transmission.ring_covariance`), the certificate unchanged: of the
+    0.4 to 1.3 dB a single exposure's rings cost, this gave back 0.25 to 0.65. A flat of one frame is taken for one
+    exposure there, and modelled by ``"auto"`` only when ``flat_exposures`` says so (a mean of many given
+    as one frame would be over-modelled); beyond two exposures the rings cost less than the model.
     """
     from pnp_stable.operators import FanBeamCT, ParallelBeamCT, estimate_detector_offset
     from pnp_stable.operators.ct import _angles_in_degrees, check_detector_offset, detector_count
@@ -1052,8 +1065,13 @@ def reconstruct_ct(
                              "parallel beam's every line is measured over 180 degrees")
         if angle_range != "short" and (isinstance(angle_range, bool) or not 0 < float(angle_range) <= 360):
             raise ValueError(f"angle_range must lie in (0, 360] degrees, got {angle_range!r}")
-    if weighting not in ("auto", "wls", "none"):
-        raise ValueError(f"weighting must be 'auto', 'wls' or 'none', got {weighting!r}")
+    if weighting not in ("auto", "gls", "wls", "none"):
+        raise ValueError(f"weighting must be 'auto', 'gls', 'wls' or 'none', got {weighting!r}")
+    if weighting == "gls" and (flat is None or np.ndim(flat) == 0):
+        raise ValueError("weighting='gls' models a measured flat field's own noise: give the flat's frames (flat=, "
+                         "--flat)" + (", not a number" if flat is not None else ""))
+    if flat_exposures is not None and flat is None:
+        raise ValueError("flat_exposures counts the exposures a flat field averages: give the flat (flat=, --flat)")
     photons_auto = isinstance(photons, str) and photons.strip().lower() == "auto"
     if photons_auto:
         if simulate:
@@ -1147,7 +1165,7 @@ def reconstruct_ct(
         if angle_range is not None:
             angles = _angles_over_range(n_ang, angle_range, n, n_det if fan else None, distances)
         if flat is not None:
-            transmission = _flat_field_corrected(sino, flat, dark, gain, weighting, notes)
+            transmission = _flat_field_corrected(sino, flat, dark, gain, weighting, notes, flat_exposures)
             sino = transmission.line_integrals.to(sino.dtype).to(dev)
         notes.extend(_sinogram_doubts(sino, angles is None, fan, axis_offset=0.0 if estimate_offset else offset))
         if fan:
@@ -1194,7 +1212,9 @@ def reconstruct_ct(
     observed = y  # the sinogram, as the Restoration reports it (not its weighted form)
     photon_counts = photons is not None or flat is not None  # the noise follows from counts
     if photon_counts:
-        op, y, noise_level = _photon_count_weighting(op, y, counts, mu, weighting, notes)
+        rings = flat is not None and _flat_rings_modelled(weighting, transmission, flat_exposures, notes)
+        op, y, noise_level = _photon_count_weighting(op, y, counts, mu, weighting, notes,
+                                                     transmission if rings else None)
     scale = 1.0 if simulate else _attenuation_scale(fbp, notes) if data_scale is None else float(data_scale)
     if scale != 1.0:  # A and the FBP are linear: y / s is the sinogram of x / s, on the denoiser's scale
         y, fbp = y / scale, fbp / scale
@@ -1238,7 +1258,8 @@ def reconstruct_ct(
         report["noise"] = {**report["noise"], "model": "poisson",
                            **({"photons": float(photons), "photons_source": photons_source} if photons is not None
                               else {"flat_field": transmission.summary()}),
-                           "weighting": "wls" if op.has_statistical_weights else "none",
+                           "weighting": ("gls" if op.has_shared_error else "wls" if op.has_statistical_weights
+                                         else "none"),
                            **({"attenuation": mu} if simulate else {})}
     if scale != 1.0:  # the level on the sinogram's own scale, and the one the solve used
         report["noise"] = {**report["noise"], "sigma": sigma * scale, "sigma_rescaled": sigma}
@@ -1283,8 +1304,8 @@ def _ct_operator_info(op) -> dict:
     before fan beams existed, so that its checkpoints still resume)."""
     from pnp_stable.operators.ct import deepinv_axis_offset
 
-    extra = ({"statistical_weights_sha256": op.geometry()["statistical_weights_sha256"]}
-             if op.has_statistical_weights else {})
+    extra = {key: value for key, value in op.geometry().items()
+             if key in ("statistical_weights_sha256", "shared_variance_sha256")}
     # the sizes whose rotation axis moved to the image centre (2026-12-06): an older checkpoint of
     # theirs was solved in another geometry and must not resume
     if getattr(op, "detector", "full") == "full" and deepinv_axis_offset(op.image_size):
@@ -1369,12 +1390,37 @@ def _counts_of_post_log_data(y: torch.Tensor, photons: float, notes: list[str], 
     return counts.clamp_min(1.0)
 
 
+# weighting="auto" whitens a flat field's fine rings when the flat averages at most this many exposures:
+# one exposure's rings cost 0.4 to 1.3 dB, of which the model gave back 0.25 to 0.65; with two it gained
+# 0.06 dB on average, from four on it cost up to 0.08 (docs/benchmarks.md, "Rings from the flat field's noise")
+RING_MODEL_MAX_EXPOSURES = 2
+
+
+def _flat_rings_modelled(weighting: str, transmission, flat_exposures: int | None, notes: list[str]) -> bool:
+    """Whether the data term whitens the flat field's rings (``weighting="gls"``, or ``"auto"`` for a
+    flat of known exposures, at most ``RING_MODEL_MAX_EXPOSURES``); a note for a flat of one frame
+    whose exposures are unknown (one value per bin may be a mean of many)."""
+    if transmission.flat_variance is None or weighting not in ("gls", "auto"):
+        return False
+    if weighting == "gls":
+        return True
+    exposures = flat_exposures if flat_exposures is not None else (
+        transmission.flat_frames if transmission.flat_frames >= 2 else None)
+    if exposures is None:
+        notes.append("the flat field is one frame (one value per bin): if it is a single exposure rather than a mean "
+                     "of several, flat_exposures=1 (--flat-exposures 1) whitens its fine rings, the same in every view")
+        return False
+    return exposures <= RING_MODEL_MAX_EXPOSURES
+
+
 def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float, weighting: str,
-                            notes: list[str]):
+                            notes: list[str], transmission=None):
     """The operator, data and noise level of photon-count data (post-log, on the scale ``1 / mu``
     of line integrals): weighted least squares with the counts as weights (``"wls"``, ``"auto"``), or
     plain least squares at the root-mean-square level (``"none"``). ``counts``: the bins' precisions
-    (inverse variances, in photons: the photon counts where the noise is Poisson alone)."""
+    (inverse variances, in photons: the photon counts where the noise is Poisson alone).
+    ``transmission``: flat-field-corrected data whose flat's own noise (``flat_variance``) the
+    weighted data term also whitens (generalized least squares), where it is known."""
     mean_count = float(counts.mean())
     if weighting == "none":
         # dead detector bins (precision ~0, their values interpolated) hold no noise of their own
@@ -1384,10 +1430,21 @@ def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float
                      "least squares)")
         return op, y, level
     weights = (counts / mean_count).cpu().numpy()[0, 0]
-    weighted = op.with_statistical_weights(weights)
+    shared = None
+    if transmission is not None and transmission.flat_variance is not None:
+        from pnp_stable.transmission import RING_PERIOD_BINS, ring_covariance
+
+        # in the relative weights' units: what a bin of weight 1 (mean_count photons) has
+        shared = ring_covariance(transmission.flat_variance, RING_PERIOD_BINS) * mean_count
+    weighted = op.with_statistical_weights(weights, shared)
     level = 1.0 / (mu * math.sqrt(mean_count))
     notes.append(f"weighted least squares with the photon counts as weights (mean {mean_count:.4g}): the weighted "
                  f"noise is white, level {level:.4g}")
+    if shared is not None:
+        exposures = transmission.flat_exposures
+        notes.append(f"the flat field's own noise ({exposures} exposure{'s' if exposures != 1 else ''}) is the same "
+                     f"in every view of a detector bin: its rings finer than {RING_PERIOD_BINS:g} bins are whitened "
+                     "with the views' noise (generalized least squares), so that the denoiser removes them")
     return weighted, weighted.statistical_weighting(y), level
 
 
@@ -1416,12 +1473,12 @@ def _photons_read_off(sino: torch.Tensor, notes: list[str]) -> float:
 
 
 def _flat_field_corrected(sino: torch.Tensor, flat: Any, dark: Any, gain: float | None, weighting: str,
-                          notes: list[str]):
+                          notes: list[str], flat_exposures: int | None = None):
     """:func:`~pnp_stable.transmission.flat_field_correction` of a raw sinogram, with notes on what
     it found: the gain's source, dead detector bins, starved bins, and data that look post-log already."""
     from pnp_stable.transmission import flat_field_correction
 
-    result = flat_field_correction(sino, flat, dark, gain)
+    result = flat_field_correction(sino, flat, dark, gain, flat_exposures=flat_exposures)
     electronic = (f", electronic noise {result.read_noise:.3g} photons ({result.dark_frames} dark frames)"
                   if result.read_noise is not None else "")
     if result.gain_source == "flat frames":

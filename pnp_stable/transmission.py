@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 __all__ = ["GainEstimate", "PhotonEstimate", "TransmissionData", "estimate_gain", "flat_field_correction",
-           "gain_from_sinogram_noise", "photons_from_sinogram_noise"]
+           "gain_from_sinogram_noise", "photons_from_sinogram_noise", "ring_covariance"]
 
 # a detector bin whose flat field lies at most this share of the median flat (above the dark) is dead:
 # a flat's bins vary by tens of percent (the beam's profile, a bow-tie filter), not by 100x
@@ -44,6 +44,30 @@ GAIN_READING_MIN_PHOTONS = 10.0
 # while the gain is read off the sinogram, readings at or below the dark are floored at this share of
 # the median flat: line integrals of at most -log(1e-6) = 13.8 (a clinical scan's deepest reach near 8)
 STARVED_FLOOR_SHARE = 1e-6
+# the flat's error is whitened only in its components along the detector of period below this many bins
+# (fine rings): coarser ones draw slow radial shading that the denoiser cannot tell from the object's own,
+# and leaving them to the data measured better; fine ones the denoiser removes once the data term lets it
+# (128 x 128 slices, 180 views, one flat frame: docs/benchmarks.md, "Rings from the flat field's noise")
+RING_PERIOD_BINS = 16.0
+
+
+def ring_covariance(flat_variance: Any, period: float = RING_PERIOD_BINS) -> np.ndarray:
+    """The covariance ``H V H`` (``bins x bins``) of a flat field's error ``V = diag(flat_variance)``
+    (:class:`TransmissionData`'s) restricted to the detector frequencies whose period is below
+    ``period`` bins: ``H`` is the orthogonal projector onto those cosines of the orthonormal DCT-II
+    (cosine ``k`` has period ``2 bins / k``), so the error's rings finer than ``period`` are kept
+    exactly and its coarser shading dropped. For
+    :class:`~pnp_stable.operators.RadonTomography`'s ``shared_variance`` (a covariance)."""
+    from scipy.fft import dct
+
+    variance = np.asarray(flat_variance.numpy() if isinstance(flat_variance, torch.Tensor) else flat_variance,
+                          dtype=np.float64).reshape(-1)
+    bins = variance.size
+    cosines = dct(np.eye(bins), norm="ortho", axis=0)  # row k: the k-th cosine over the bins
+    fine = cosines[np.arange(bins) * period > 2 * bins]
+    projector = fine.T @ fine
+    covariance = projector @ (variance[:, None] * projector)
+    return (covariance + covariance.T) / 2
 
 
 @dataclass(frozen=True)
@@ -78,12 +102,17 @@ class TransmissionData:
     dark_frames: int | None
     dead_detectors: tuple[int, ...]
     starved_bins: int
+    # the variance of each bin's error from the flat's own noise (line integrals squared; 0 at dead bins),
+    # the same in every view, and the exposures it was computed for; None for a flat given as a number
+    flat_variance: torch.Tensor | None = None
+    flat_exposures: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """The report's description (JSON-ready)."""
         return {"gain": self.gain, "gain_source": self.gain_source, "read_noise_photons": self.read_noise,
-                "flat_frames": self.flat_frames, "dark_frames": self.dark_frames,
-                "dead_detectors": list(self.dead_detectors), "starved_bins": self.starved_bins}
+                "flat_frames": self.flat_frames, "flat_exposures": self.flat_exposures,
+                "dark_frames": self.dark_frames, "dead_detectors": list(self.dead_detectors),
+                "starved_bins": self.starved_bins}
 
 
 def _as_array(values: Any, name: str) -> np.ndarray:
@@ -175,7 +204,8 @@ def estimate_gain(flat_frames: Any, dark_frames: Any = None) -> GainEstimate:
 
 
 def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | None = None,
-                          electronic_noise_in_weights: bool = False) -> TransmissionData:
+                          electronic_noise_in_weights: bool = False, flat_exposures: int | None = None
+                          ) -> TransmissionData:
     """Line integrals ``-log((raw - dark) / (flat - dark))`` of a raw transmission sinogram ``raw``
     (``n_detectors x n_angles`` detector readings) and their precisions.
 
@@ -187,8 +217,15 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
     ``1 / N`` by the delta method, valid where a bin keeps more than a few photons); with
     ``electronic_noise_in_weights``, ``N^2 / (N + e^2)``, the electronic noise ``e`` (in photons,
     from the dark frames' spread; 0 without two of them) included: the exact variance, but PnP
-    reconstructions lost up to 0.95 dB with it (docs/benchmarks.md, "Raw readings"). The flat's own
-    noise (``1 / (k N0)`` more variance per bin, the same in every view) is not modelled.
+    reconstructions lost up to 0.95 dB with it (docs/benchmarks.md, "Raw readings").
+
+    The flat's own noise is the same in every view of a bin (what draws rings): ``flat_variance``
+    gives its variance per bin, ``(N0 + e^2) / (k N0^2)`` in line integrals for ``N0`` photons per
+    exposure above the dark and ``k`` exposures averaged (``flat_exposures``, by default the frames
+    given; give it for a flat averaged beforehand), for
+    :class:`~pnp_stable.operators.RadonTomography`'s ``shared_variance``. None for a flat given as a
+    number (a model, not a measurement). The dark's own noise, which enters every view differently
+    and is small beside the flat's, is left out.
 
     A bin whose flat lies at or below ``DEAD_FLAT_SHARE`` of the median flat (above the dark) is a
     dead detector: its line integrals are interpolated from the nearest live bins of each view and
@@ -205,6 +242,13 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
         raise ValueError(f"the raw sinogram must be n_detectors x n_angles, got shape {tuple(data.shape)}")
     n_bins = data.shape[0]
     flat_frames = _frames(flat, "flat", n_bins)
+    if flat_exposures is not None:
+        if isinstance(flat_exposures, bool) or int(flat_exposures) != flat_exposures or flat_exposures < 1:
+            raise ValueError(f"flat_exposures must be a positive whole number of exposures, got {flat_exposures!r}")
+        if np.ndim(flat) == 0 or flat_frames.shape[1] > 1:
+            raise ValueError("flat_exposures counts the exposures a flat given as one frame averages; "
+                             + ("a number is no measurement" if np.ndim(flat) == 0 else
+                                f"the {flat_frames.shape[1]} frames given are counted"))
     dark_frames = None if dark is None else _frames(dark, "dark", n_bins)
     dark_mean, dark_var = _dark_statistics(dark_frames, n_bins)
     read_noise_units = None if dark_var is None else math.sqrt(float(dark_var.mean()))  # electronic noise, units
@@ -248,10 +292,16 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
     precision = photons ** 2 / (photons + (read_noise or 0.0) ** 2) if electronic_noise_in_weights else photons
     if dead.any():
         precision[dead] = 1e-9 * float(precision[~dead].mean())
+    flat_variance, exposures = None, None
+    if np.ndim(flat) != 0:  # (a number is a model of the flat, without noise of its own)
+        exposures = int(flat_exposures or flat_frames.shape[1])
+        flat_photons = np.where(dead, 1.0, incident / gain)
+        flat_variance = (flat_photons + (read_noise or 0.0) ** 2) / (exposures * flat_photons**2)
+        flat_variance = torch.from_numpy(np.where(dead, 0.0, flat_variance))
     return TransmissionData(torch.from_numpy(_log_ratio(signal, incident, dead)), torch.from_numpy(precision), gain,
                             source, read_noise, _given_frames(flat, flat_frames),
                             None if dark is None else _given_frames(dark, dark_frames),
-                            tuple(int(i) for i in np.flatnonzero(dead)), starved)
+                            tuple(int(i) for i in np.flatnonzero(dead)), starved, flat_variance, exposures)
 
 
 def _given_frames(given: Any, frames: np.ndarray) -> int | None:

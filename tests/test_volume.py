@@ -76,6 +76,8 @@ def test_each_slice_is_reconstruct_ct_of_its_row_with_the_shared_values(scan, de
             detector_offset=result.shared["detector_offset"], progress=False, **common)
         torch.testing.assert_close(result.volume[i], alone.image[0])
         assert result.reports[i]["row"] == row and "history" not in result.reports[i]
+        # four flat frames: their rings cost less than their model (weighting="auto" keeps wls)
+        assert result.reports[i]["noise"]["weighting"] == "wls"
 
 
 def test_one_scale_for_every_slice(scan, denoiser):
@@ -269,11 +271,14 @@ def test_a_checkpoint_whose_creation_stopped_is_completed_on_resume(scan, denois
     torch.testing.assert_close(resumed.volume, whole.volume)
 
 
-def test_angle_range_spreads_the_views(scan, denoiser):
-    result = volume.reconstruct_volume(scan["projections"], flat=scan["flats"], dark=scan["darks"], gain=GAIN,
+def test_angle_range_spreads_the_views_and_the_slices_options_reach_them(scan, denoiser):
+    result = volume.reconstruct_volume(scan["projections"], flat=scan["flats"][:1], dark=scan["darks"], gain=GAIN,
                                        detector_offset=OFFSET, angle_range=90, rows=0, denoiser=denoiser, max_iter=1,
-                                       progress=False)
+                                       progress=False, flat_exposures=1)
     assert result.reports[0]["operator"]["angles_deg"][:3] == [0.0, 3.0, 6.0]
+    # one flat frame told as one exposure: each row's flat's rings are whitened
+    assert result.reports[0]["noise"]["weighting"] == "gls"
+    assert result.reports[0]["noise"]["flat_field"]["flat_exposures"] == 1
 
 
 def test_post_log_stack_with_its_photon_count_read_once(scan, denoiser):

@@ -547,7 +547,7 @@ def test_reconstruct_ct_with_photons(tiny_denoiser):
     for kwargs, message in ((dict(photons=0), "photons must be a positive number"),
                             (dict(photons=1e4, noise_level=0.1), "give photons .* or a noise level"),
                             (dict(weighting="wls"), "weighting applies to photon-count data"),
-                            (dict(photons=1e4, weighting="heavy"), "weighting must be 'auto', 'wls' or 'none'"),
+                            (dict(photons=1e4, weighting="heavy"), "weighting must be 'auto', 'gls', 'wls' or 'none'"),
                             (dict(attenuation=0.1), "attenuation scales a phantom")):
         with pytest.raises(ValueError, match=message):
             restore.reconstruct_ct(square, simulate=True, progress=False, **kwargs)

@@ -115,6 +115,41 @@ def test_flat_field_refusals_are_one_line(tmp_path, tiny_denoiser):
     assert not list(tmp_path.glob("raw_reconstructed*"))
 
 
+def test_the_command_models_the_flats_own_noise_from_its_frames_or_the_exposures_told(tmp_path, tiny_denoiser):
+    """--weighting gls models a measured flat's noise: its frames (8) or --flat-exposures for a flat
+    averaged already, alike; --weighting auto does so for at most two exposures (a single raw frame
+    told by --flat-exposures 1), and for a flat of one value per bin not told, notes how."""
+    _raw_scan(tmp_path)
+    raw = tmp_path / "raw.png"
+    common = ("--dark", "100", "--gain", "2", "--denoiser", tiny_denoiser, "--max-iter", "2")
+    mean = ("--flat", tmp_path / "flat_mean.npy")
+    cases = {"frames": ("--flat", tmp_path / "flat.png", "--weighting", "gls"),
+             "told": (*mean, "--flat-exposures", "8", "--weighting", "gls"),
+             "auto-frames": ("--flat", tmp_path / "flat.png"), "auto-one": (*mean, "--flat-exposures", "1"),
+             "auto-unknown": mean}
+    reports = {}
+    for name, options in cases.items():
+        r = run("ct", raw, *options, *common, "--out", tmp_path / f"{name}.npy", "--report", tmp_path / f"{name}.json")
+        assert r.exit_code == 0, r.output
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        reports[name]["output"] = r.output
+    for name, weighting, exposures in (("frames", "gls", 8), ("told", "gls", 8), ("auto-frames", "wls", 8),
+                                       ("auto-one", "gls", 1), ("auto-unknown", "wls", 1)):
+        assert reports[name]["noise"]["weighting"] == weighting, name
+        assert reports[name]["noise"]["flat_field"]["flat_exposures"] == exposures, name
+    assert "--flat-exposures 1" in reports["auto-unknown"]["output"]
+    assert "--flat-exposures 1" not in reports["auto-one"]["output"]
+    # the same flat, its frames or their mean told as 8 exposures: the same data term
+    np.testing.assert_allclose(np.load(tmp_path / "frames.npy"), np.load(tmp_path / "told.npy"), rtol=1e-4, atol=1e-6)
+    assert_user_error(run("ct", raw, "--flat-exposures", "4"), "--flat-exposures counts the exposures")
+    assert_user_error(run("ct", raw, "--flat", "20100", "--weighting", "gls"), "--flat 20100 is a number")
+    assert_user_error(run("ct", raw, "--flat", "20100", "--flat-exposures", "3"), "--flat 20100 is a number")
+    assert_user_error(run("ct", raw, "--flat", tmp_path / "flat.png", "--flat-exposures", "0"), "must be a positive")
+    assert_user_error(run("ct", raw, "--photons", "1e4", "--weighting", "gls"), "add its frames (--flat FILE)")
+    assert_user_error(run("ct", raw, "--flat", tmp_path / "flat.png", "--flat-exposures", "4", *common),
+                      "the 8 frames given are counted")
+
+
 def test_dead_bins_under_plain_least_squares_keep_the_noise_level(tiny_denoiser):
     """A dead detector bin's precision is ~0: the plain-least-squares level (the root mean square of
     1 / sqrt(N)) must leave it out, or one bin makes the level thousands of times too large."""

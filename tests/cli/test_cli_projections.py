@@ -64,11 +64,14 @@ def test_a_tiff_stack_gives_a_tiff_volume_beside_it(stack_files, tiny_denoiser, 
         shutil.copy(stack_files / name, tmp_path / name)
     result = run("ct", tmp_path / "proj.tif", "--projections", "--flat", tmp_path / "one_flat.npy", "--dark", "100",
                  "--gain", "4", "--detector-offset", "1.5", "--rows", "2", "--denoiser", tiny_denoiser,
-                 "--max-iter", 2, "--quiet")
+                 "--max-iter", 2, "--quiet", "--flat-exposures", "1", "--report", tmp_path / "report.json")
     assert result.exit_code == 0, result.output
     assert result.output.count("\n") == 1  # --quiet: the summary line only
     volume = tifffile.imread(tmp_path / "proj_reconstructed.tif")
     assert volume.shape == (1, SIZE, SIZE) and volume.dtype == np.float32  # a volume of one slice
+    # one flat frame told as one exposure: each slice's data term whitens its rings
+    slice_report = json.loads((tmp_path / "report.json").read_text())["slices"][0]
+    assert slice_report["noise"]["weighting"] == "gls" and slice_report["noise"]["flat_field"]["flat_exposures"] == 1
 
 
 def test_a_folder_of_projections_in_name_order_is_the_stack(stack_files, tiny_denoiser, tmp_path):

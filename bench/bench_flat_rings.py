@@ -15,7 +15,7 @@ noise too in its detector frequencies of period below ``--ring-period`` bins (``
 ``shared_variance``, ``ring_covariance``; the default for two or more frames); ``exact``, the
 noise-free flat (no rings: the ceiling); ``mean16-as-one``, the mean of the 16 frames given as one
 frame (one value per bin) with ``weighting="gls"``, taken for one exposure (its noise over-modelled
-16 times); ``mean16-told``, the same with ``flat_exposures=16`` and the default weighting.
+16 times); ``mean16-told``, the same told ``flat_exposures=16`` (``gls``: as ``gls-16``).
 ``--ring-period 0`` whitens the flat's whole error (its per-bin variances). PSNR of the reconstruction
 divided by ``mu``, clipped to [0, 1].
 """
@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 if method == "exact":
                     r = reconstruct_ct(raw, flat=data["flat_exact"], dark=DARK, weighting="wls", **common)
                 elif method.startswith("mean16"):
-                    told = {"flat_exposures": 16} if method == "mean16-told" else {"weighting": "gls"}
-                    r = reconstruct_ct(raw, flat=data["flat_frames"].mean(axis=1), dark=darks, **told, **common)
+                    told = {"flat_exposures": 16} if method == "mean16-told" else {}
+                    r = reconstruct_ct(raw, flat=data["flat_frames"].mean(axis=1), dark=darks, weighting="gls",
+                                       **told, **common)
                 else:
                     kind, k = method.split("-")
                     r = reconstruct_ct(raw, flat=data["flat_frames"][:, :int(k)], dark=darks, weighting=kind,

@@ -148,13 +148,14 @@ class RadonTomography(CertifiedLinearPhysics):
     ``shared_variance`` (in the units of ``1 / W``): an error ``e`` (one value per detector bin) that
     every view of a bin shares, e.g. a measured flat field's own noise (what draws rings), of
     covariance ``S``: one variance per bin (``S`` diagonal) or a ``bins x bins`` covariance. The
-    sinogram's covariance is then ``W^-1 + S (x) 1 1^T``, and the operator becomes ``(I - U M U^T)
-    W^(1/2) A`` (``U`` puts a value per bin along that bin's unit root-weight vector over the views,
-    ``M = I - (I + D S D)^(-1/2)``, ``D`` the root weights' norms per bin), which whitens it exactly:
-    least squares on its data is generalized least squares (with one variance ``v`` per bin, each
-    bin's mean over the views weighs ``1 / (1 + sum(W) v)`` of its measure). The whitening is
-    symmetric with norm at most 1, so the certified bound of the non-negative ``W^(1/2) A`` bounds
-    the operator (no longer from below).
+    sinogram's covariance is then ``W^-1 + S (x) 1 1^T``, and the operator becomes ``T W^(1/2) A`` with
+    ``T = I + U (L^-1 - I) U^T`` (``U`` puts a value per bin along that bin's unit root-weight vector
+    over the views, ``L`` the Cholesky factor of ``I + D S D``, ``D`` the root weights' norms per bin),
+    which whitens it exactly: least squares on its data is generalized least squares (with one
+    variance ``v`` per bin, each bin's component along its root weights, a weighted mean over the
+    views, weighs ``1 / (1 + sum(W) v)`` of its measure). ``||T|| <= 1``, so the certified bound of the
+    non-negative ``W^(1/2) A`` bounds the operator (no longer from below). ``with_statistical_weights``
+    builds a new operator: the shared variance is what it is given (None: none).
 
     Subclasses set ``image_size``, ``angles_deg`` and ``n_detectors`` and their geometry before
     calling :meth:`_start`, and implement ``_make_tomography`` (with :meth:`_deepinv_tomography`),
@@ -173,7 +174,7 @@ class RadonTomography(CertifiedLinearPhysics):
                shared_variance: np.ndarray | torch.Tensor | None = None) -> None:
         self._root_weights = self._check_statistical_weights(statistical_weights)
         self._shared_variance, self._shared_whitening = self._check_shared_variance(shared_variance)
-        self._shared_cache: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
+        self._shared_cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         # what multiplies the backend's sinogram in A and A^T: the bins' geometric weights times the
         # roots of the statistical ones, combined once (float64) and cached per dtype and device
         geometric = self._bin_weight_array()
@@ -221,15 +222,22 @@ class RadonTomography(CertifiedLinearPhysics):
         description = {"operator": type(self).__name__, "image_size": self.image_size,
                        "angles_deg": [float(a) for a in self.angles_deg], **self.geometry_fields(),
                        "deepinv": deepinv.__version__, "method": self._norm_method}
-        import hashlib
-
         if self._root_weights is not None:
+            import hashlib
+
             description["statistical_weights_sha256"] = hashlib.sha256(
                 np.ascontiguousarray(self._root_weights).tobytes()).hexdigest()
-        if self._shared_variance is not None:
-            description["shared_variance_sha256"] = hashlib.sha256(
-                np.ascontiguousarray(self._shared_variance).tobytes()).hexdigest()
         return description
+
+    @property
+    def shared_variance_digest(self) -> str | None:
+        """The sha256 of the shared error's covariance (None without one): what a checkpoint's fingerprint
+        adds to :meth:`geometry`, which keys the norm cache (the bound of ``W^(1/2) A`` ignores it)."""
+        if self._shared_variance is None:
+            return None
+        import hashlib
+
+        return hashlib.sha256(np.ascontiguousarray(self._shared_variance).tobytes()).hexdigest()
 
     _norm_method = _NORM_METHOD
 
@@ -271,13 +279,14 @@ class RadonTomography(CertifiedLinearPhysics):
         return np.sqrt(values)
 
     def _check_shared_variance(self, variance: np.ndarray | torch.Tensor | None
-                               ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+                               ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
         """The shared error's covariance as given (float64: one variance per detector bin, or a
-        ``bins x bins`` covariance) and the whitening it calls for: the unit vectors ``u_i`` along each
-        bin's root weights ``q_i`` over the views (``U e`` puts ``e_i u_i`` in bin ``i``: an isometry), and
-        the ``bins x bins`` matrices ``M = I - (I + D S D)^(-1/2)`` and ``N = (I + D S D)^(1/2) - I`` (``D =
-        diag(|q_i|)``), so that ``I - U M U^T`` whitens ``I + U D S D U^T``, the weighted covariance
-        ``W^(1/2) (W^-1 + S (x) 1 1^T) W^(1/2)``, and ``I + U N U^T`` is its inverse."""
+        ``bins x bins`` covariance ``S``) and the whitening it calls for: the unit vectors ``u_i`` along
+        each bin's root weights ``q_i`` over the views (``U e`` puts ``e_i u_i`` in bin ``i``: an isometry)
+        and the lower Cholesky factor ``L`` of ``I + D S D`` (``D = diag(|q_i|)``; a vector for a diagonal
+        ``S``), so that ``T = I + U (L^-1 - I) U^T`` whitens ``I + U D S D U^T``, the weighted covariance
+        ``W^(1/2) (W^-1 + S (x) 1 1^T) W^(1/2)``: ``T (I + U D S D U^T) T^T = I``. ``S`` positive
+        semi-definite makes ``L L^T >= I``, so ``||L^-1|| <= 1`` and ``||T|| <= 1``."""
         if variance is None:
             return None, None
         if isinstance(variance, torch.Tensor):
@@ -287,12 +296,20 @@ class RadonTomography(CertifiedLinearPhysics):
         except (TypeError, ValueError):
             raise ValueError("shared_variance must be an array of non-negative numbers, one per detector bin") from None
         bins = self.n_detectors
+        root = (np.ones((bins, len(self.angles_deg))) if self._root_weights is None else self._root_weights)
+        along = np.sqrt((root**2).sum(axis=1))
         if values.ndim == 2 and values.shape == (bins, bins):
             if not np.all(np.isfinite(values)) or not np.allclose(values, values.T, rtol=1e-10, atol=0.0):
                 raise ValueError("a shared covariance must be finite and symmetric")
-            covariance = (values + values.T) / 2
-            if np.linalg.eigvalsh(covariance).min() < -1e-9 * max(np.abs(covariance).max(), 1e-300):
-                raise ValueError("a shared covariance must be positive semi-definite")
+            spread = along[:, None] * ((values + values.T) / 2) * along[None, :]
+            # positive semi-definite up to rounding (a projection's covariance is singular): then
+            # I + D S D + slack >= I, and the whitening's norm stays at most 1
+            slack = 1e-12 * max(float(np.abs(spread).max()), 1.0)
+            try:
+                np.linalg.cholesky(spread + 2 * slack * np.eye(bins))
+            except np.linalg.LinAlgError:
+                raise ValueError("a shared covariance must be positive semi-definite") from None
+            factor = np.linalg.cholesky(spread + (1.0 + 2 * slack) * np.eye(bins))
         else:
             values = values.reshape(-1)
             if values.size != bins:
@@ -300,18 +317,13 @@ class RadonTomography(CertifiedLinearPhysics):
                                  f"{bins} covariance, got {values.size} values")
             if not np.all(np.isfinite(values)) or np.any(values < 0):
                 raise ValueError("shared_variance must be finite and non-negative")
-            covariance = np.diag(values)
-        root = (np.ones((bins, len(self.angles_deg))) if self._root_weights is None else self._root_weights)
-        along = np.sqrt((root**2).sum(axis=1))
-        eigenvalues, vectors = np.linalg.eigh(along[:, None] * covariance * along[None, :])
-        eigenvalues = np.clip(eigenvalues, 0.0, None)
-        shrink = (vectors * (1.0 - 1.0 / np.sqrt(1.0 + eigenvalues))) @ vectors.T
-        grow = (vectors * (np.sqrt(1.0 + eigenvalues) - 1.0)) @ vectors.T
-        return values, (root / along[:, None], shrink, grow)
+            factor = np.sqrt(1.0 + along**2 * values)
+        return values, (root / along[:, None], factor)
 
     @property
     def has_statistical_weights(self) -> bool:
-        """Whether the operator is ``W^(1/2) A`` for statistical weights ``W``."""
+        """Whether the operator weighs its rows by statistical weights ``W`` (``W^(1/2) A``, whitened
+        further where it has a shared error)."""
         return self._root_weights is not None
 
     @property
@@ -319,22 +331,33 @@ class RadonTomography(CertifiedLinearPhysics):
         """Whether the operator whitens an error every view of a detector bin shares (``shared_variance``)."""
         return self._shared_variance is not None
 
-    def _shared_terms(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _shared_terms(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (_dtype_key(dtype), str(device))
         if key not in self._shared_cache:
             self._shared_cache[key] = tuple(torch.tensor(a, dtype=dtype, device=device) for a in self._shared_whitening)
         return self._shared_cache[key]
 
-    def _whiten_shared(self, z: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        """``(I - U M U^T) z`` (symmetric, norm at most 1: the certified bound of the non-negative
-        ``W^(1/2) A`` bounds the whitened operator too), or its inverse ``(I + U N U^T) z``
-        (:meth:`_check_shared_variance`); ``z`` unchanged without a shared error."""
+    def _whiten_shared(self, z: torch.Tensor, mode: str = "forward") -> torch.Tensor:
+        """``T z`` (``mode="forward"``), ``T^T z`` (``"transpose"``) or ``T^-1 z`` (``"inverse"``) for the
+        shared error's whitening ``T = I + U (L^-1 - I) U^T`` (:meth:`_check_shared_variance`; norm at
+        most 1, so the certified bound of the non-negative ``W^(1/2) A`` bounds ``T W^(1/2) A`` too);
+        ``z`` unchanged without a shared error."""
         if self._shared_whitening is None:
             return z
-        unit, shrink, grow = self._shared_terms(z.dtype, z.device)
-        along = (unit * z).sum(dim=-1)  # U^T z: each bin's component along its unit vector
-        change = along @ (grow if inverse else -shrink)  # (symmetric matrices)
-        return z + unit * change[..., None]
+        unit, factor = self._shared_terms(z.dtype, z.device)
+        along = (unit * z).sum(dim=-1)  # U^T z: each bin's component along its unit vector (rows)
+        if factor.ndim == 1:  # a diagonal covariance: L is diagonal
+            mapped = along * factor if mode == "inverse" else along / factor
+        else:  # rows a: (L^-1 a^T)^T = a L^-T, (L^-T a^T)^T = a L^-1, (L a^T)^T = a L^T
+            rows = along.reshape(-1, along.shape[-1])
+            if mode == "inverse":
+                mapped = rows @ factor.T
+            elif mode == "forward":
+                mapped = torch.linalg.solve_triangular(factor.T, rows, upper=True, left=False)
+            else:
+                mapped = torch.linalg.solve_triangular(factor, rows, upper=False, left=False)
+            mapped = mapped.reshape(along.shape)
+        return z + unit * (mapped - along)[..., None]
 
     def _root_weight_tensor(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
         return None if self._root_weights is None else torch.tensor(self._root_weights, dtype=dtype, device=device)
@@ -348,8 +371,9 @@ class RadonTomography(CertifiedLinearPhysics):
         return self._measurement_cache[key]
 
     def statistical_weighting(self, y: torch.Tensor) -> torch.Tensor:
-        """``W^(1/2) y``: a sinogram of this geometry turned into this operator's data (``y`` itself
-        without statistical weights; divided by the norm too when ``normalize=True``, as ``A`` is)."""
+        """``T W^(1/2) y``: a sinogram of this geometry turned into this operator's data (``W`` 1 without
+        statistical weights, ``T`` the identity without a shared error; divided by the norm too when
+        ``normalize=True``, as ``A`` is)."""
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
         root = self._root_weight_tensor(y.dtype, y.device)
@@ -369,7 +393,7 @@ class RadonTomography(CertifiedLinearPhysics):
 
     def _unweighted(self, y: torch.Tensor) -> torch.Tensor:
         root = self._root_weight_tensor(y.dtype, y.device)
-        y = self._whiten_shared(y, inverse=True)
+        y = self._whiten_shared(y, mode="inverse")
         return y if root is None else y / root
 
     def _tomography(self, t: torch.Tensor) -> nn.Module:
@@ -423,7 +447,7 @@ class RadonTomography(CertifiedLinearPhysics):
         _check_kwargs(kwargs, f"{type(self).__name__}.A_adjoint")
         self._check_tensor(y, "y")
         self.input_shape_for(y.shape)
-        x = self._raw_A_adjoint(self._whiten_shared(y))
+        x = self._raw_A_adjoint(self._whiten_shared(y, mode="transpose"))
         return x / self._scale if self.normalize else x
 
     # -- the data prox's CG preconditioner ----------------------------------------------------
@@ -523,7 +547,7 @@ class RadonTomography(CertifiedLinearPhysics):
     def _compute_norm_bound(self) -> NormBound:
         raw = self._raw_norm_bound()
         if self._shared_whitening is not None:
-            # ||(I - U M U^T) W^(1/2) A|| <= ||W^(1/2) A||: still an upper bound, no longer a lower one
+            # ||T W^(1/2) A|| <= ||W^(1/2) A||: still an upper bound, no longer a lower one
             raw = NormBound(raw.value, "certified", raw.method + " of W^(1/2) A; the shared error's whitening "
                             "(norm at most 1) keeps it an upper bound", lower=None, details=raw.details)
         if not self.normalize:

@@ -1071,7 +1071,8 @@ def reconstruct_ct(
         raise ValueError("weighting='gls' models a measured flat field's own noise: give the flat's frames (flat=, "
                          "--flat)" + (", not a number" if flat is not None else ""))
     if flat_exposures is not None and flat is None:
-        raise ValueError("flat_exposures counts the exposures a flat field averages: give the flat (flat=, --flat)")
+        raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat field averages: give the flat "
+                         "(flat=, --flat)")
     photons_auto = isinstance(photons, str) and photons.strip().lower() == "auto"
     if photons_auto:
         if simulate:
@@ -1253,7 +1254,8 @@ def reconstruct_ct(
                           **({"detector_offset_estimate": axis._asdict()} if estimate_offset else {}),
                           "angles_deg": [float(a) for a in op.angles_deg],
                           "norm": float(op.norm()), "norm_kind": op.norm_kind, "data_scale": scale,
-                          "statistical_weights": "photon counts" if op.has_statistical_weights else None}
+                          "statistical_weights": "photon counts" if op.has_statistical_weights else None,
+                          **({"shared_error": "the flat field's fine rings"} if op.has_shared_error else {})}
     if photon_counts:
         report["noise"] = {**report["noise"], "model": "poisson",
                            **({"photons": float(photons), "photons_source": photons_source} if photons is not None
@@ -1304,8 +1306,10 @@ def _ct_operator_info(op) -> dict:
     before fan beams existed, so that its checkpoints still resume)."""
     from pnp_stable.operators.ct import deepinv_axis_offset
 
-    extra = {key: value for key, value in op.geometry().items()
-             if key in ("statistical_weights_sha256", "shared_variance_sha256")}
+    extra = ({"statistical_weights_sha256": op.geometry()["statistical_weights_sha256"]}
+             if op.has_statistical_weights else {})
+    if op.has_shared_error:
+        extra["shared_variance_sha256"] = op.shared_variance_digest
     # the sizes whose rotation axis moved to the image centre (2026-12-06): an older checkpoint of
     # theirs was solved in another geometry and must not resume
     if getattr(op, "detector", "full") == "full" and deepinv_axis_offset(op.image_size):

@@ -58,15 +58,18 @@ def ring_covariance(flat_variance: Any, period: float = RING_PERIOD_BINS) -> np.
     (cosine ``k`` has period ``2 bins / k``), so the error's rings finer than ``period`` are kept
     exactly and its coarser shading dropped. For
     :class:`~pnp_stable.operators.RadonTomography`'s ``shared_variance`` (a covariance)."""
-    from scipy.fft import dct
-
+    if isinstance(period, bool) or not (float(period) > 0 and math.isfinite(float(period))):
+        raise ValueError(f"period must be a positive number of detector bins, got {period!r}")
     variance = np.asarray(flat_variance.numpy() if isinstance(flat_variance, torch.Tensor) else flat_variance,
                           dtype=np.float64).reshape(-1)
     bins = variance.size
-    cosines = dct(np.eye(bins), norm="ortho", axis=0)  # row k: the k-th cosine over the bins
-    fine = cosines[np.arange(bins) * period > 2 * bins]
-    projector = fine.T @ fine
-    covariance = projector @ (variance[:, None] * projector)
+    # the coarse cosines (k <= 2 bins / period), few: H = I - C^T C, and H V H from products with C
+    k = np.arange(bins)[np.arange(bins) * float(period) <= 2 * bins]
+    coarse = np.cos(np.pi * k[:, None] * (2 * np.arange(bins)[None, :] + 1) / (2 * bins)) * np.sqrt(2.0 / bins)
+    coarse[k == 0] /= np.sqrt(2.0)
+    weighted = coarse * variance[None, :]  # C V
+    covariance = (np.diag(variance) - coarse.T @ weighted - weighted.T @ coarse
+                  + coarse.T @ ((weighted @ coarse.T) @ coarse))
     return (covariance + covariance.T) / 2
 
 
@@ -243,10 +246,13 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
     n_bins = data.shape[0]
     flat_frames = _frames(flat, "flat", n_bins)
     if flat_exposures is not None:
-        if isinstance(flat_exposures, bool) or int(flat_exposures) != flat_exposures or flat_exposures < 1:
-            raise ValueError(f"flat_exposures must be a positive whole number of exposures, got {flat_exposures!r}")
+        whole = isinstance(flat_exposures, (int, float, np.integer, np.floating)) and not isinstance(
+            flat_exposures, bool) and math.isfinite(flat_exposures) and int(flat_exposures) == flat_exposures
+        if not whole or flat_exposures < 1:
+            raise ValueError(f"flat_exposures (--flat-exposures) must be a positive whole number of exposures, got "
+                             f"{flat_exposures!r}")
         if np.ndim(flat) == 0 or flat_frames.shape[1] > 1:
-            raise ValueError("flat_exposures counts the exposures a flat given as one frame averages; "
+            raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat given as one frame averages; "
                              + ("a number is no measurement" if np.ndim(flat) == 0 else
                                 f"the {flat_frames.shape[1]} frames given are counted"))
     dark_frames = None if dark is None else _frames(dark, "dark", n_bins)

@@ -309,3 +309,18 @@ def test_refusals(scan, denoiser):
         volume.reconstruct_volume(stack[0], denoiser=denoiser, progress=False)
     with pytest.raises(ValueError, match="data_scale must be a positive number"):
         restore.reconstruct_ct(torch.ones(1, 35, 10), data_scale=0.0, denoiser=denoiser, progress=False)
+
+
+def test_the_flats_noise_options_are_refused_before_any_work(scan, denoiser, tmp_path):
+    """A misused flat option is refused before the shared values, the denoiser and the checkpoint:
+    no files are left to block the corrected run (review)."""
+    state = tmp_path / "volume.state"
+    for kwargs, message in ((dict(flat=scan["flats"], flat_exposures=1), "the 4 frames given are counted"),
+                            (dict(flat=1e4, flat_exposures=2), "a number is no measurement"),
+                            (dict(flat_exposures=2, photons=1e3), "give the flat"),
+                            (dict(flat=1e4, weighting="gls"), "not a number"),
+                            (dict(weighting="gls", photons=1e3), "models a measured flat field")):
+        with pytest.raises(ValueError, match=message):
+            volume.reconstruct_volume(scan["projections"], denoiser=denoiser, progress=False, checkpoint=state,
+                                      **kwargs)
+        assert not list(tmp_path.iterdir())

@@ -44,7 +44,9 @@ def test_the_whitening_is_exact_with_an_exact_adjoint_and_a_certified_norm(make)
     wls = plain.with_statistical_weights(weights)
     for shared, per_bin in ((variance, np.diag(variance)), (covariance, covariance)):
         op = plain.with_statistical_weights(weights, shared_variance=shared)
-        assert op.has_shared_error and not wls.has_shared_error and op.geometry() != wls.geometry()
+        assert op.has_shared_error and not wls.has_shared_error and wls.shared_variance_digest is None
+        # the norm cache's key is the weights' (the bound of W^(1/2) A); a checkpoint's adds the digest
+        assert op.geometry() == wls.geometry() and wls.norm() > 0 and op.norm_bound().details["cached"]
         # the sinogram's covariance: each value's own 1 / W, plus the shared error in every view of its bin
         full = np.diag(1.0 / weights.ravel()) + np.kron(per_bin, np.ones((views, views)))
         whitening = _whitening_matrix(op)
@@ -118,7 +120,11 @@ def test_the_flats_variance_is_what_repeated_flats_show_and_its_exposures_can_be
     for kwargs, message in (({"flat": flat, "flat_exposures": 4}, "the 8 frames given are counted"),
                             ({"flat": 900.0, "flat_exposures": 4}, "a number is no measurement"),
                             ({"flat": flat[:, 0], "flat_exposures": 0}, "positive whole number"),
-                            ({"flat": flat[:, 0], "flat_exposures": 2.5}, "positive whole number")):
+                            ({"flat": flat[:, 0], "flat_exposures": 2.5}, "positive whole number"),
+                            ({"flat": flat[:, 0], "flat_exposures": float("inf")}, "positive whole number"),
+                            ({"flat": flat[:, 0], "flat_exposures": float("nan")}, "positive whole number"),
+                            ({"flat": flat[:, 0], "flat_exposures": True}, "positive whole number"),
+                            ({"flat": flat[:, 0], "flat_exposures": "8"}, "positive whole number")):
         with pytest.raises(ValueError, match=message):
             flat_field_correction(raw, dark=DARK, gain=GAIN, **kwargs)
 
@@ -199,6 +205,18 @@ def test_gls_options_are_refused_where_they_mean_nothing():
     sinogram = torch.rand(1, 13, 6) + 100.0
     for kwargs, message in (({"weighting": "gls", "photons": 1e3}, "gls' models a measured flat"),
                             ({"weighting": "gls", "flat": 200.0}, "not a number"),
-                            ({"flat_exposures": 4, "photons": 1e3}, "flat_exposures counts")):
+                            ({"flat_exposures": 4, "photons": 1e3}, "counts the exposures a flat field averages")):
         with pytest.raises(ValueError, match=message):
             restore.reconstruct_ct(sinogram, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("frames, told, modelled", [(2, None, True), (3, None, False), (1, 2, True), (1, 3, False),
+                                                     (1, None, False), (1, 1, True)])
+def test_auto_whitens_the_rings_of_a_flat_of_at_most_two_known_exposures(frames, told, modelled):
+    rng = np.random.default_rng(5)
+    _, raw, flat, _ = _transmission(rng, frames)
+    data = flat_field_correction(raw, flat[:, 0] if frames == 1 else flat, DARK, gain=GAIN, flat_exposures=told)
+    notes = []
+    assert restore._flat_rings_modelled("auto", data, told, notes) is modelled
+    assert bool(notes) == (frames == 1 and told is None)  # one value per bin, exposures unknown: how to model it
+    assert restore._flat_rings_modelled("gls", data, told, []) and not restore._flat_rings_modelled("wls", data, told, [])

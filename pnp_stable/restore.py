@@ -1010,10 +1010,11 @@ def reconstruct_ct(
     line integrals share its error, of variance ``1 / (k N0)``, in every view: a ring in the
     reconstruction. ``weighting="gls"`` whitens it with the views' own noise in its detector
     frequencies of period below ``RING_PERIOD_BINS`` (``RadonTomography``'s ``shared_variance``, a
-    covariance by :func:`~pnp_stable.transmission.ring_covariance`), the certificate unchanged: of the
-    0.4 to 1.3 dB a single exposure's rings cost, this gave back 0.25 to 0.65. A flat of one frame is taken for one
-    exposure there, and modelled by ``"auto"`` only when ``flat_exposures`` says so (a mean of many given
-    as one frame would be over-modelled); beyond two exposures the rings cost less than the model.
+    covariance by :func:`~pnp_stable.transmission.ring_covariance`), the certificate unchanged: of
+    the 0.4 to 1.3 dB a single exposure's rings cost, this gave back 0.25 to 0.65. A flat of one
+    frame is taken for one exposure there, and modelled by ``"auto"`` only when ``flat_exposures``
+    says so (a mean of many given as one frame would be over-modelled); beyond two exposures the
+    rings cost less than the model.
     """
     from pnp_stable.operators import FanBeamCT, ParallelBeamCT, estimate_detector_offset
     from pnp_stable.operators.ct import _angles_in_degrees, check_detector_offset, detector_count

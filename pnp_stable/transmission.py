@@ -252,8 +252,8 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
             raise ValueError(f"flat_exposures (--flat-exposures) must be a positive whole number of exposures, got "
                              f"{flat_exposures!r}")
         if np.ndim(flat) == 0 or flat_frames.shape[1] > 1:
-            raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat given as one frame averages; "
-                             + ("a number is no measurement" if np.ndim(flat) == 0 else
+            raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat given as one frame "
+                             "averages; " + ("a number is no measurement" if np.ndim(flat) == 0 else
                                 f"the {flat_frames.shape[1]} frames given are counted"))
     dark_frames = None if dark is None else _frames(dark, "dark", n_bins)
     dark_mean, dark_var = _dark_statistics(dark_frames, n_bins)

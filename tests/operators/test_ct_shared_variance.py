@@ -219,4 +219,5 @@ def test_auto_whitens_the_rings_of_a_flat_of_at_most_two_known_exposures(frames,
     notes = []
     assert restore._flat_rings_modelled("auto", data, told, notes) is modelled
     assert bool(notes) == (frames == 1 and told is None)  # one value per bin, exposures unknown: how to model it
-    assert restore._flat_rings_modelled("gls", data, told, []) and not restore._flat_rings_modelled("wls", data, told, [])
+    assert restore._flat_rings_modelled("gls", data, told, [])
+    assert not restore._flat_rings_modelled("wls", data, told, [])

@@ -15,7 +15,10 @@ noise too in its detector frequencies of period below ``--ring-period`` bins (``
 ``shared_variance``, ``ring_covariance``; the default for two or more frames); ``exact``, the
 noise-free flat (no rings: the ceiling); ``mean16-as-one``, the mean of the 16 frames given as one
 frame (one value per bin) with ``weighting="gls"``, taken for one exposure (its noise over-modelled
-16 times); ``mean16-told``, the same told ``flat_exposures=16`` (``gls``: as ``gls-16``).
+16 times); ``mean16-told``, the same told ``flat_exposures=16`` (``gls``: as ``gls-16``);
+``wls-1-read`` and ``gls-1-read``, one flat frame told as one exposure with the gain read off the
+sinogram's noise (not given), which then models the flat's noise; ``wls-1-untold``, the same not
+told (the flat taken as exact by the reading).
 ``--ring-period 0`` whitens the flat's whole error (its per-bin variances). PSNR of the reconstruction
 divided by ``mu``, clipped to [0, 1].
 """
@@ -38,7 +41,8 @@ from records import run_record  # noqa: E402
 
 
 def methods(frames: list[int]) -> list[str]:
-    return [f"{kind}-{k}" for k in frames for kind in ("wls", "gls")] + ["exact", "mean16-as-one", "mean16-told"]
+    return [f"{kind}-{k}" for k in frames for kind in ("wls", "gls")] + ["exact", "mean16-as-one", "mean16-told",
+                                                                        "wls-1-read", "gls-1-read", "wls-1-untold"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                     told = {"flat_exposures": 16} if method == "mean16-told" else {}
                     r = reconstruct_ct(raw, flat=data["flat_frames"].mean(axis=1), dark=darks, weighting="gls",
                                        **told, **common)
+                elif method.endswith(("-read", "-untold")):  # one flat frame, the gain read off the noise
+                    told = {"flat_exposures": 1} if method.endswith("-read") else {}
+                    r = reconstruct_ct(raw, flat=data["flat_frames"][:, 0], dark=darks, weighting=method[:3],
+                                       **told, **{k: v for k, v in common.items() if k != "gain"})
                 else:
                     kind, k = method.split("-")
                     r = reconstruct_ct(raw, flat=data["flat_frames"][:, :int(k)], dark=darks, weighting=kind,
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"image": name, "photons": photons, "method": method, "psnr": psnr,
                        "iterations": int(r.result.iterations), "monotone": bool(r.result.monotone),
                        "guarantee": bool(r.guarantee.holds), "weighting": r.report["noise"]["weighting"],
+                       "gain": r.report["noise"]["flat_field"]["gain"],
                        "wall": time.perf_counter() - start}
                 rows.append(row)
                 print(f"{name:14s} I0 {photons:7.0f}  {method:13s}  PSNR {psnr:6.2f}  it {row['iterations']:3d}  "

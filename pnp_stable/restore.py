@@ -1012,7 +1012,8 @@ def reconstruct_ct(
     frequencies of period below ``RING_PERIOD_BINS`` (``RadonTomography``'s ``shared_variance``, a
     covariance by :func:`~pnp_stable.transmission.ring_covariance`), the certificate unchanged: of
     the 0.4 to 1.3 dB a single exposure's rings cost, this gave back 0.25 to 0.65. A flat of one
-    frame is taken for one exposure there, and modelled by ``"auto"`` only when ``flat_exposures``
+    frame is taken for one exposure there (by the gain's reading off the noise too, when the gain is
+    not given), and modelled by ``"auto"`` only when ``flat_exposures``
     says so (a mean of many given as one frame would be over-modelled); beyond two exposures the
     rings cost less than the model.
     """
@@ -1484,6 +1485,9 @@ def _flat_field_corrected(sino: torch.Tensor, flat: Any, dark: Any, gain: float 
     from pnp_stable.transmission import flat_field_correction
 
     result = flat_field_correction(sino, flat, dark, gain, flat_exposures=flat_exposures)
+    if weighting == "gls" and flat_exposures is None and result.flat_frames == 1 and gain is None:
+        # gls takes one frame for one exposure: its gain reading then models the flat's noise too
+        result = flat_field_correction(sino, flat, dark, gain, flat_exposures=1)
     electronic = (f", electronic noise {result.read_noise:.3g} photons ({result.dark_frames} dark frames)"
                   if result.read_noise is not None else "")
     if result.gain_source == "flat frames":

@@ -286,7 +286,11 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
         # the gain from the noise of line integrals floored at STARVED_FLOOR_SHARE of the flat (not
         # at one photon, whose size is what is measured)
         floored = np.maximum(signal, STARVED_FLOOR_SHARE * median)
-        gain = gain_from_sinogram_noise(_log_ratio(floored, incident, dead), floored, dead, read_noise_units or 0.0)
+        # a flat told to be few exposures brings its own noise into every ratio (reading as extra gain)
+        told = flat_exposures is not None
+        gain = gain_from_sinogram_noise(_log_ratio(floored, incident, dead), floored, dead, read_noise_units or 0.0,
+                                        flat_signal=np.where(dead, median, incident) if told else None,
+                                        flat_exposures=flat_exposures if told else None)
     floor = gain  # one photon: a reading at or below the dark is photon starvation, not a negative count
     starved = int((signal[~dead] < floor).sum())
     signal = np.maximum(signal, floor)
@@ -331,12 +335,16 @@ def _log_ratio(signal: np.ndarray, incident: np.ndarray, dead: np.ndarray) -> np
 
 
 def gain_from_sinogram_noise(line_integrals: np.ndarray, signal: np.ndarray, dead: np.ndarray | None = None,
-                             read_noise: float = 0.0) -> float:
+                             read_noise: float = 0.0, flat_signal: np.ndarray | None = None,
+                             flat_exposures: int | None = None) -> float:
     """A detector's gain (units per photon) read off a post-log sinogram's noise: ``line_integrals``
     (``n_detectors x n_angles``) of readings ``signal`` (positive) above the dark. Each bin's variance
     is ``(g signal + e^2) / signal^2`` (``signal / g`` Poisson photons and an electronic noise of
-    ``read_noise = e`` units; the flat taken as exact), so the noise whitened by the relative
-    precisions ``signal^2 / (signal + e^2 / g)`` has level ``sqrt(g / their mean)``:
+    ``read_noise = e`` units; the flat taken as exact, or with ``flat_signal``, its readings above the
+    dark per bin, averaged over ``flat_exposures`` exposures, plus ``(g flat + e^2) / (k flat^2)``,
+    the flat's own noise, which reads along the detectors as the views' does), so the noise whitened
+    by the relative precisions (the inverse of those variances over ``g``) has level
+    ``sqrt(g / their mean)``:
     :func:`~pnp_stable.solvers.noise_estimation.estimate_sinogram_noise_level` reads it (along the
     detectors, where a projection is smooth). Three rounds, each from the previous gain: the first
     weighs by the signals alone, the next by the precisions, leaving out the bins with fewer than
@@ -363,9 +371,16 @@ def gain_from_sinogram_noise(line_integrals: np.ndarray, signal: np.ndarray, dea
                 / np.maximum(uniform_filter1d(live, 5, axis=0, mode="nearest"), 1e-12))
     signal = np.where(excluded, signal, np.maximum(averaged, 1e-300))
     data = torch.from_numpy(np.ascontiguousarray(line_integrals, dtype=np.float64))[None, None]
+    flat = None if flat_signal is None else np.asarray(flat_signal, dtype=np.float64).reshape(-1, 1)
+    if flat is not None and not (np.all(np.isfinite(flat)) and np.all(flat > 0)):
+        raise ValueError("the flat's signals above the dark must be finite and positive to read the gain off the noise")
     gain = None
     for _ in range(3):
-        precision = signal if gain is None else signal ** 2 / (signal + read_noise ** 2 / gain)
+        electronic = 0.0 if gain is None else read_noise ** 2 / gain  # e^2 / g, in units
+        variance = (signal + electronic) / signal ** 2  # over g
+        if flat is not None:
+            variance = variance + (flat + electronic) / (int(flat_exposures or 1) * flat ** 2)
+        precision = 1.0 / variance
         left_out = excluded if gain is None else excluded | (signal < GAIN_READING_MIN_PHOTONS * gain)
         if left_out.all():
             raise ValueError("too few bins keep enough photons to read the detector's gain off the noise: give the "

@@ -221,3 +221,21 @@ def test_auto_whitens_the_rings_of_a_flat_of_at_most_two_known_exposures(frames,
     assert bool(notes) == (frames == 1 and told is None)  # one value per bin, exposures unknown: how to model it
     assert restore._flat_rings_modelled("gls", data, told, [])
     assert not restore._flat_rings_modelled("wls", data, told, [])
+
+
+def test_gls_takes_one_flat_frame_for_one_exposure_in_the_gain_reading_too():
+    n = 32
+    op = ParallelBeamCT(n, angles=60)
+    phantom = torch.zeros(1, 1, n, n, dtype=torch.float64)
+    phantom[..., 6:26, 8:24] = 0.02
+    rng = np.random.default_rng(6)
+    incident = np.full(op.n_detectors, 2e3)
+    raw = GAIN * rng.poisson(incident[:, None] * np.exp(-op.A(phantom)[0, 0].numpy())) + DARK
+    flat = GAIN * rng.poisson(incident) + DARK
+    result = restore.reconstruct_ct(torch.from_numpy(raw).float()[None], flat=flat, dark=DARK, weighting="gls",
+                                    denoiser="gray", max_iter=1, progress=False)
+    summary = result.report["noise"]["flat_field"]
+    told = flat_field_correction(raw.astype(np.float32).astype(np.float64), flat, DARK, flat_exposures=1)
+    untold = flat_field_correction(raw.astype(np.float32).astype(np.float64), flat, DARK)
+    assert summary["flat_exposures"] == 1 and summary["gain_source"] == "sinogram noise"
+    assert summary["gain"] == pytest.approx(told.gain, rel=1e-6) and untold.gain > 1.1 * told.gain

@@ -50,7 +50,8 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
                    "(--weighting).")
 @click.option("--flat-exposures", type=int, default=None, metavar="K",
               help="With --flat of one frame: the exposures it averages (1: a raw frame), so that its noise, shared "
-                   "by every view of a bin, is modelled (--weighting gls) [default: unknown; frames given count].")
+                   "by every view of a bin, is modelled (by --weighting auto for 1 or 2, and gls; and in a gain read "
+                   "off the noise) [default: unknown; frames given count].")
 @click.option("--dark", default=None, metavar="FILE|VALUE",
               help="With --flat: the detector's dark field (its offset), as --flat [default: 0].")
 @click.option("--gain", type=float, default=None, metavar="UNITS",
@@ -179,6 +180,8 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
             if noise is not None:
                 raise UserError("--photons draws Poisson counts (the noise follows from them); --noise is Gaussian: "
                                 "give one of them")
+        elif weighting == "gls" and flat is None:
+            raise UserError("--weighting gls models a measured flat field's own noise: add its frames (--flat FILE)")
         elif weighting != "auto" and flat is None:
             raise UserError("--weighting applies to photon-count data: add --photons I0 (or --flat for raw data)")
         if projections:

@@ -304,7 +304,7 @@ class RadonTomography(CertifiedLinearPhysics):
             spread = along[:, None] * ((values + values.T) / 2) * along[None, :]
             # positive semi-definite up to rounding (a projection's covariance is singular): then
             # I + D S D + slack >= I, and the whitening's norm stays at most 1
-            slack = 1e-12 * max(float(np.abs(spread).max()), 1.0)
+            slack = 1e-12 * max(float(np.abs(spread).max()), 1e-300)  # relative to the covariance's scale
             try:
                 np.linalg.cholesky(spread + 2 * slack * np.eye(bins))
             except np.linalg.LinAlgError:

@@ -58,10 +58,13 @@ def ring_covariance(flat_variance: Any, period: float = RING_PERIOD_BINS) -> np.
     (cosine ``k`` has period ``2 bins / k``), so the error's rings finer than ``period`` are kept
     exactly and its coarser shading dropped. For
     :class:`~pnp_stable.operators.RadonTomography`'s ``shared_variance`` (a covariance)."""
-    if isinstance(period, bool) or not (float(period) > 0 and math.isfinite(float(period))):
+    if not isinstance(period, (int, float, np.integer, np.floating)) or isinstance(period, bool) or not (
+            period > 0 and math.isfinite(period)):
         raise ValueError(f"period must be a positive number of detector bins, got {period!r}")
     variance = np.asarray(flat_variance.numpy() if isinstance(flat_variance, torch.Tensor) else flat_variance,
-                          dtype=np.float64).reshape(-1)
+                          dtype=np.float64)
+    if variance.ndim != 1 or not np.all(np.isfinite(variance)) or np.any(variance < 0):
+        raise ValueError("the flat's variances must be finite, non-negative and one per detector bin (1-D)")
     bins = variance.size
     # the coarse cosines (k <= 2 bins / period), few: H = I - C^T C, and H V H from products with C
     k = np.arange(bins)[np.arange(bins) * float(period) <= 2 * bins]
@@ -206,6 +209,15 @@ def estimate_gain(flat_frames: Any, dark_frames: Any = None) -> GainEstimate:
     return GainEstimate(gain, read_noise, flat.shape[1], 0 if dark is None else dark.shape[1], int(live.sum()))
 
 
+def checked_flat_exposures(value: Any) -> int:
+    """``flat_exposures`` as the positive whole number of exposures it must be (ValueError otherwise)."""
+    whole = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and \
+        math.isfinite(value) and int(value) == value
+    if not whole or value < 1:
+        raise ValueError(f"flat_exposures (--flat-exposures) must be a positive whole number of exposures, got {value!r}")
+    return int(value)
+
+
 def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | None = None,
                           electronic_noise_in_weights: bool = False, flat_exposures: int | None = None
                           ) -> TransmissionData:
@@ -246,11 +258,7 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
     n_bins = data.shape[0]
     flat_frames = _frames(flat, "flat", n_bins)
     if flat_exposures is not None:
-        whole = isinstance(flat_exposures, (int, float, np.integer, np.floating)) and not isinstance(
-            flat_exposures, bool) and math.isfinite(flat_exposures) and int(flat_exposures) == flat_exposures
-        if not whole or flat_exposures < 1:
-            raise ValueError(f"flat_exposures (--flat-exposures) must be a positive whole number of exposures, got "
-                             f"{flat_exposures!r}")
+        flat_exposures = checked_flat_exposures(flat_exposures)
         if np.ndim(flat) == 0 or flat_frames.shape[1] > 1:
             raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat given as one frame "
                              "averages; " + ("a number is no measurement" if np.ndim(flat) == 0 else

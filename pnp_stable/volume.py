@@ -216,6 +216,10 @@ def reconstruct_volume(
     if options.get("weighting") == "gls" and not measured:
         raise ValueError("weighting='gls' models a measured flat field's own noise: give its frames (flat=)"
                          + (", not a number" if flats is not None else ""))
+    if options.get("flat_exposures") is not None:
+        from pnp_stable.transmission import checked_flat_exposures
+
+        checked_flat_exposures(options["flat_exposures"])
     if options.get("flat_exposures") is not None and not (measured and flats.shape[0] == 1):
         raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat given as one frame averages; "
                          + ("give the flat" if flats is None else "a number is no measurement" if not measured else

@@ -316,6 +316,8 @@ def test_the_flats_noise_options_are_refused_before_any_work(scan, denoiser, tmp
     no files are left to block the corrected run (review)."""
     state = tmp_path / "volume.state"
     for kwargs, message in ((dict(flat=scan["flats"], flat_exposures=1), "the 4 frames given are counted"),
+                            (dict(flat=scan["flats"][:1], flat_exposures=0), "positive whole number"),
+                            (dict(flat=scan["flats"][:1], flat_exposures=float("nan")), "positive whole number"),
                             (dict(flat=1e4, flat_exposures=2), "a number is no measurement"),
                             (dict(flat_exposures=2, photons=1e3), "give the flat"),
                             (dict(flat=1e4, weighting="gls"), "not a number"),

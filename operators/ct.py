@@ -73,6 +73,17 @@ def _angles_in_degrees(angles: int | Iterable[float], turn: float = 180.0) -> np
     return values
 
 
+def _float64_array(values: Any, message: str) -> np.ndarray:
+    """``values`` (an array, a tensor on any device, a list) as a float64 numpy array; ValueError
+    ``message`` when they are not numbers."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().to(torch.float64).numpy()
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+
+
 def _image_size(image_size: int | tuple[int, ...]) -> int:
     if isinstance(image_size, (tuple, list)):
         dims = tuple(image_size)
@@ -256,12 +267,7 @@ class RadonTomography(CertifiedLinearPhysics):
     def _check_statistical_weights(self, weights: np.ndarray | torch.Tensor | None) -> np.ndarray | None:
         if weights is None:
             return None
-        if isinstance(weights, torch.Tensor):
-            weights = weights.detach().cpu().to(torch.float64).numpy()
-        try:
-            values = np.asarray(weights, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError("statistical_weights must be an array of positive numbers") from None
+        values = _float64_array(weights, "statistical_weights must be an array of positive numbers")
         if values.ndim > 2 and values.size == np.prod(values.shape[-2:]):  # a (1, 1, bins, angles) batch
             values = values.reshape(values.shape[-2:])
         expected = (self.n_detectors, len(self.angles_deg))
@@ -289,12 +295,8 @@ class RadonTomography(CertifiedLinearPhysics):
         semi-definite makes ``L L^T >= I``, so ``||L^-1|| <= 1`` and ``||T|| <= 1``."""
         if variance is None:
             return None, None
-        if isinstance(variance, torch.Tensor):
-            variance = variance.detach().cpu().to(torch.float64).numpy()
-        try:
-            values = np.asarray(variance, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError("shared_variance must be an array of non-negative numbers, one per detector bin") from None
+        values = _float64_array(variance, "shared_variance must be an array of non-negative numbers, one per detector "
+                                          "bin")
         bins = self.n_detectors
         root = (np.ones((bins, len(self.angles_deg))) if self._root_weights is None else self._root_weights)
         along = np.sqrt((root**2).sum(axis=1))

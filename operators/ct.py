@@ -356,8 +356,10 @@ class RadonTomography(CertifiedLinearPhysics):
                 mapped = rows @ factor.T
             elif mode == "forward":
                 mapped = torch.linalg.solve_triangular(factor.T, rows, upper=True, left=False)
-            else:
+            elif mode == "transpose":
                 mapped = torch.linalg.solve_triangular(factor, rows, upper=False, left=False)
+            else:
+                raise ValueError(f"mode must be 'forward', 'transpose' or 'inverse', got {mode!r}")
             mapped = mapped.reshape(along.shape)
         return z + unit * (mapped - along)[..., None]
 

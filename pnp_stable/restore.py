@@ -1437,7 +1437,7 @@ def _photon_count_weighting(op, y: torch.Tensor, counts: torch.Tensor, mu: float
         return op, y, level
     weights = (counts / mean_count).cpu().numpy()[0, 0]
     shared = None
-    if transmission is not None and transmission.flat_variance is not None:
+    if transmission is not None:  # (passed only where the flat's variance is modelled)
         from pnp_stable.transmission import RING_PERIOD_BINS, ring_covariance
 
         # in the relative weights' units: what a bin of weight 1 (mean_count photons) has
@@ -1482,12 +1482,11 @@ def _flat_field_corrected(sino: torch.Tensor, flat: Any, dark: Any, gain: float 
                           notes: list[str], flat_exposures: int | None = None):
     """:func:`~pnp_stable.transmission.flat_field_correction` of a raw sinogram, with notes on what
     it found: the gain's source, dead detector bins, starved bins, and data that look post-log already."""
-    from pnp_stable.transmission import flat_field_correction
+    from pnp_stable.transmission import _frames, flat_field_correction
 
+    if weighting == "gls" and flat_exposures is None and _frames(flat, "flat", sino.shape[0]).shape[1] == 1:
+        flat_exposures = 1  # gls takes one frame for one exposure: a gain read off the noise models its noise too
     result = flat_field_correction(sino, flat, dark, gain, flat_exposures=flat_exposures)
-    if weighting == "gls" and flat_exposures is None and result.flat_frames == 1 and gain is None:
-        # gls takes one frame for one exposure: its gain reading then models the flat's noise too
-        result = flat_field_correction(sino, flat, dark, gain, flat_exposures=1)
     electronic = (f", electronic noise {result.read_noise:.3g} photons ({result.dark_frames} dark frames)"
                   if result.read_noise is not None else "")
     if result.gain_source == "flat frames":

@@ -1069,12 +1069,9 @@ def reconstruct_ct(
             raise ValueError(f"angle_range must lie in (0, 360] degrees, got {angle_range!r}")
     if weighting not in ("auto", "gls", "wls", "none"):
         raise ValueError(f"weighting must be 'auto', 'gls', 'wls' or 'none', got {weighting!r}")
-    if weighting == "gls" and (flat is None or np.ndim(flat) == 0):
-        raise ValueError("weighting='gls' models a measured flat field's own noise: give the flat's frames (flat=, "
-                         "--flat)" + (", not a number" if flat is not None else ""))
-    if flat_exposures is not None and flat is None:
-        raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat field averages: give the flat "
-                         "(flat=, --flat)")
+    from pnp_stable.transmission import check_flat_noise_options
+
+    check_flat_noise_options(flat, weighting, flat_exposures)  # (the flat's frames are counted once it is read)
     photons_auto = isinstance(photons, str) and photons.strip().lower() == "auto"
     if photons_auto:
         if simulate:

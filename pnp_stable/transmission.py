@@ -209,13 +209,30 @@ def estimate_gain(flat_frames: Any, dark_frames: Any = None) -> GainEstimate:
     return GainEstimate(gain, read_noise, flat.shape[1], 0 if dark is None else dark.shape[1], int(live.sum()))
 
 
-def checked_flat_exposures(value: Any) -> int:
-    """``flat_exposures`` as the positive whole number of exposures it must be (ValueError otherwise)."""
-    whole = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and \
-        math.isfinite(value) and int(value) == value
-    if not whole or value < 1:
-        raise ValueError(f"flat_exposures (--flat-exposures) must be a positive whole number of exposures, got {value!r}")
-    return int(value)
+def check_flat_noise_options(flat: Any, weighting: str | None, flat_exposures: Any,
+                             frames: int | None = None) -> int | None:
+    """What modelling a flat field's own noise needs, checked before any work: ``weighting="gls"`` a
+    measured flat (not None, not a number), ``flat_exposures`` a positive whole number and a flat of
+    one frame (``frames``: the frames given, where known). Returns ``flat_exposures`` as an int (None
+    when not given); ValueError naming the option otherwise."""
+    measured = flat is not None and np.ndim(flat) != 0
+    if weighting == "gls" and not measured:
+        raise ValueError("weighting='gls' models a measured flat field's own noise: give the flat's frames (flat=, "
+                         "--flat)" + (", not a number" if flat is not None else ""))
+    if flat_exposures is None:
+        return None
+    whole = isinstance(flat_exposures, (int, float, np.integer, np.floating)) and not isinstance(
+        flat_exposures, bool) and math.isfinite(flat_exposures) and int(flat_exposures) == flat_exposures
+    if not whole or flat_exposures < 1:
+        raise ValueError(f"flat_exposures (--flat-exposures) must be a positive whole number of exposures, got "
+                         f"{flat_exposures!r}")
+    if flat is None:
+        raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat field averages: give the flat "
+                         "(flat=, --flat)")
+    if not measured or (frames or 1) > 1:
+        raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat given as one frame averages; "
+                         + ("a number is no measurement" if not measured else f"the {frames} frames given are counted"))
+    return int(flat_exposures)
 
 
 def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | None = None,
@@ -257,12 +274,7 @@ def flat_field_correction(raw: Any, flat: Any, dark: Any = None, gain: float | N
         raise ValueError(f"the raw sinogram must be n_detectors x n_angles, got shape {tuple(data.shape)}")
     n_bins = data.shape[0]
     flat_frames = _frames(flat, "flat", n_bins)
-    if flat_exposures is not None:
-        flat_exposures = checked_flat_exposures(flat_exposures)
-        if np.ndim(flat) == 0 or flat_frames.shape[1] > 1:
-            raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat given as one frame "
-                             "averages; " + ("a number is no measurement" if np.ndim(flat) == 0 else
-                                f"the {flat_frames.shape[1]} frames given are counted"))
+    flat_exposures = check_flat_noise_options(flat, None, flat_exposures, frames=flat_frames.shape[1])
     dark_frames = None if dark is None else _frames(dark, "dark", n_bins)
     dark_mean, dark_var = _dark_statistics(dark_frames, n_bins)
     read_noise_units = None if dark_var is None else math.sqrt(float(dark_var.mean()))  # electronic noise, units

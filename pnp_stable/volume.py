@@ -212,18 +212,11 @@ def reconstruct_volume(
         raise ValueError("dark and gain describe raw readings: give their flat field (flat=) too")
     if flats is not None and photons is not None:
         raise ValueError("photons describes post-log data; raw readings with a flat field have their own counts")
-    measured = isinstance(flats, np.ndarray)
-    if options.get("weighting") == "gls" and not measured:
-        raise ValueError("weighting='gls' models a measured flat field's own noise: give its frames (flat=)"
-                         + (", not a number" if flats is not None else ""))
-    if options.get("flat_exposures") is not None:
-        from pnp_stable.transmission import checked_flat_exposures
+    from pnp_stable.transmission import check_flat_noise_options
 
-        checked_flat_exposures(options["flat_exposures"])
-    if options.get("flat_exposures") is not None and not (measured and flats.shape[0] == 1):
-        raise ValueError("flat_exposures (--flat-exposures) counts the exposures a flat given as one frame averages; "
-                         + ("give the flat" if flats is None else "a number is no measurement" if not measured else
-                            f"the {flats.shape[0]} frames given are counted"))
+    # what each slice would refuse at its start, here before the shared values and the checkpoint
+    check_flat_noise_options(flats, options.get("weighting"), options.get("flat_exposures"),
+                             frames=flats.shape[0] if isinstance(flats, np.ndarray) else None)
     for name, frames in (("flat", flats), ("dark", darks)):
         if isinstance(frames, np.ndarray) and not np.all(np.isfinite(frames)):
             raise ValueError(f"the {name} field contains NaN or infinite values")

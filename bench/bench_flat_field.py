@@ -41,17 +41,23 @@ GAIN, DARK, READ_NOISE, FRAMES = 4.0, 200.0, 12.0, 16
 METHODS = ("given", "frames", "frames-e2", "mean-flat", "post-log")
 
 
+def bow_tie(photons: float, bins: int) -> np.ndarray:
+    """The incident photons per detector bin: ``I0 (0.3 + 0.7 e^(-(s / 0.6)^2))``, ``s`` in [-1, 1]."""
+    s = np.linspace(-1, 1, bins)
+    return photons * (0.3 + 0.7 * np.exp(-(s / 0.6) ** 2))
+
+
+def detect(mean_photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The detector's readings of Poisson photons of these means: gain, dark offset, electronic noise."""
+    return GAIN * rng.poisson(mean_photons) + DARK + READ_NOISE * rng.standard_normal(mean_photons.shape)
+
+
 def readings(line_integrals: np.ndarray, photons: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Raw readings of ``line_integrals`` (bins x views) and flat and dark frames."""
     bins = line_integrals.shape[0]
-    s = np.linspace(-1, 1, bins)
-    incident = photons * (0.3 + 0.7 * np.exp(-(s / 0.6) ** 2))
-
-    def detect(mean_photons: np.ndarray) -> np.ndarray:
-        return GAIN * rng.poisson(mean_photons) + DARK + READ_NOISE * rng.standard_normal(mean_photons.shape)
-
-    return {"raw": detect(incident[:, None] * np.exp(-line_integrals)),
-            "flat_frames": detect(incident[:, None] * np.ones((1, FRAMES))),
+    incident = bow_tie(photons, bins)
+    return {"raw": detect(incident[:, None] * np.exp(-line_integrals), rng),
+            "flat_frames": detect(incident[:, None] * np.ones((1, FRAMES)), rng),
             "dark_frames": DARK + READ_NOISE * rng.standard_normal((bins, FRAMES)),
             "flat_exact": GAIN * incident + DARK}
 

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_flat_field import DARK, FRAMES, GAIN, READ_NOISE, bow_tie, detect  # noqa: E402  (the same detector)
 from calibrate_ct_rule import DEFAULT_DATA, calibration_slices  # noqa: E402
 from records import run_record  # noqa: E402
 
-GAIN, DARK, READ_NOISE, FRAMES = 4.0, 200.0, 12.0, 16
 METHODS = ("volume", "volume-shared-scale", "per-slice", "given")
 
 
@@ -41,15 +41,10 @@ def scan(slices: np.ndarray, op, photons: float, rng: np.random.Generator) -> di
     line_integrals = np.stack([op.A(torch.from_numpy(s).double()[None, None])[0, 0].numpy() for s in slices])
     mu = 4.0 / float(line_integrals.max())
     rows, bins = slices.shape[0], line_integrals.shape[1]
-    s = np.linspace(-1, 1, bins)
-    incident = photons * (0.3 + 0.7 * np.exp(-(s / 0.6) ** 2))[None, :] * np.linspace(1.0, 0.8, rows)[:, None]
-
-    def detect(mean_photons: np.ndarray) -> np.ndarray:
-        return GAIN * rng.poisson(mean_photons) + DARK + READ_NOISE * rng.standard_normal(mean_photons.shape)
-
-    raw = detect(incident[:, :, None] * np.exp(-mu * line_integrals))
+    incident = bow_tie(photons, bins)[None, :] * np.linspace(1.0, 0.8, rows)[:, None]
+    raw = detect(incident[:, :, None] * np.exp(-mu * line_integrals), rng)
     return {"projections": raw.transpose(2, 0, 1), "mu": mu,
-            "flats": np.stack([detect(incident) for _ in range(FRAMES)]),
+            "flats": np.stack([detect(incident, rng) for _ in range(FRAMES)]),
             "darks": DARK + READ_NOISE * rng.standard_normal((FRAMES, rows, bins))}
 
 

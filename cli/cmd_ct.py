@@ -64,6 +64,12 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
                    "multi-page .tif) is reconstructed slice by slice; --flat/--dark then hold one frame (rows x "
                    "columns) or frames (k x rows x columns, or a folder of them). The gain, --photons auto and "
                    "--detector-offset auto are measured once for all slices; --checkpoint keeps the finished ones.")
+@click.option("--axis-tilt", default=None, metavar="DEGREES|auto",
+              help="With --projections: the rotation axis's image on the detector turns this many degrees from its "
+                   "columns (positive: its column grows with the row; at most 5), or auto to read it off the "
+                   "projections' centres of mass (the object whole on the detector, off the axis); slices are then "
+                   "taken perpendicular to the axis, and --detector-offset is the axis's offset at the middle row "
+                   "[default: 0, along the columns].")
 @click.option("--rows", default=None, metavar="R|A:B",
               help="With --projections: the detector rows to reconstruct, one (R) or a range (A:B, rows A to B-1; "
                    "either end may be left out), from 0 [default: all].")
@@ -97,7 +103,7 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
                    "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
 def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, flat, flat_exposures, dark, gain,
-       projections, rows,
+       projections, axis_tilt, rows,
        size, detector,
        geometry,
        source_distance, detector_distance, detector_spacing, detector_shape, detector_offset,
@@ -188,6 +194,10 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
             _check_projection_options(data, simulate, from_skimage, fan, context)
         elif rows is not None:
             raise UserError("--rows selects detector rows of a projection stack: add --projections")
+        elif axis_tilt is not None:
+            raise UserError("--axis-tilt describes a measured projection stack's rotation axis (a sinogram or a "
+                            "simulation has none to tilt): add --projections and the stack")
+        axis_tilt = parse_axis_tilt(axis_tilt)
         readings = _raw_readings(data, flat, dark, gain, simulate, photons, noise, from_skimage, projections)
         _check_flat_noise_options(readings, weighting, flat_exposures)
         if attenuation is not None:
@@ -207,7 +217,8 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                            device=device, image_size=size, detector=detector, weighting=weighting,
                            **({"flat_exposures": flat_exposures} if flat_exposures is not None else {}),
                            noise_level=level[1] if level is not None else None, angle_range=angle_range,
-                           detector_offset=detector_offset, **manual)
+                           detector_offset=detector_offset,
+                           **({"axis_tilt": axis_tilt} if axis_tilt is not None else {}), **manual)
             # the angles as given (a count or a file), None when they are the stack's own
             shown = {**{k: v for k, v in context.params.items() if k != "quiet"},
                      "angles": context.params["angles"] if angles_given else None}
@@ -392,6 +403,24 @@ def parse_photons(text: str, simulate: bool) -> float | str:
         raise UserError(f"--photons must be a positive number of photons per bin, at most {MAX_PHOTONS:g}, "
                         f"got {text}")
     return photons
+
+
+def parse_axis_tilt(text: str | None) -> float | str | None:
+    """``--axis-tilt``: a finite number of degrees within +-5, or ``auto``; None when not given."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if value == "auto":
+        return "auto"
+    try:
+        degrees = float(value)
+    except ValueError:
+        raise UserError(f"--axis-tilt {text!r} is not a number of degrees or 'auto'") from None
+    from pnp_stable.volume import MAX_AXIS_TILT_DEG
+
+    if not abs(degrees) <= MAX_AXIS_TILT_DEG:
+        raise UserError(f"--axis-tilt must be a number of degrees within +-{MAX_AXIS_TILT_DEG:g}, got {text}")
+    return degrees
 
 
 def parse_detector_offset(text: str | None, fan: bool, simulated: bool, circle: bool) -> float | str | None:

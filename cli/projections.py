@@ -156,7 +156,7 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     from pnp_stable.cli.reporting import solver_warnings
 
     with solver_warnings(True):  # per-slice residual warnings: the summary counts them
-        result = reconstruct_volume(stack, rows=chosen, flat=flats, dark=darks, gain=gain, photons=photons,
+        result = reconstruct_volume(stack, rows=selection, flat=flats, dark=darks, gain=gain, photons=photons,
                                     angles=None if isinstance(angles, int) else angles, checkpoint=checkpoint,
                                     resume=resume, progress=not quiet, **options)
     if not quiet:
@@ -207,7 +207,8 @@ def _slice_summary(report: dict[str, Any]) -> dict[str, Any]:
     return {"row": report["row"], "iterations": solver["iterations"], "converged": solver["converged"],
             "stopped_by": solver["stopped_by"], "monotone": solver["monotone"],
             "guaranteed": guarantee["holds"], "proven": guarantee["proven"], "reason": guarantee["reason"],
-            "noise": report["noise"], "time_s": report.get("metrics", {}).get("time_s"), "notes": report["notes"]}
+            "noise": report["noise"], "time_s": report.get("metrics", {}).get("time_s"), "notes": report["notes"],
+            **({"detector_rows": report["detector_rows"]} if "detector_rows" in report else {})}
 
 
 def _summary_line(out_path: Path, result, slices: list[dict[str, Any]]) -> str:

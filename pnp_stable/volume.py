@@ -28,11 +28,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-__all__ = ["VolumeReconstruction", "reconstruct_volume", "row_sinogram", "selected_rows"]
+__all__ = ["TiltedAxis", "VolumeReconstruction", "reconstruct_volume", "row_sinogram", "selected_rows"]
 
 # rows sampled (evenly over the stack) for what the slices share: enough for the mean sinogram's noise
 # to fall 4x below a row's, few enough to cost a few flat-field corrections
 SHARED_SAMPLE_ROWS = 16
+# the largest axis tilt taken (degrees): beyond it the slices' pixels grow by more than 0.4 % (1 / cos), and
+# the end rows whose slices leave the detector number more than a twelfth of its columns (tan x columns)
+MAX_AXIS_TILT_DEG = 5.0
+# a slice's line within this many rows of the detector's first or last row still counts as on it
+# (a tilt of a millionth of a degree must not cost the end rows)
+EDGE_TOLERANCE_ROWS = 1e-6
+# with the tilt read and the offset given, a note where the projections put the axis farther than this (bins)
+AXIS_DISAGREEMENT_BINS = 0.1
 VOLUME_STATE_FORMAT = "pnp-stable volume state 1"
 
 
@@ -85,6 +93,16 @@ def selected_rows(rows: int | Sequence[int] | slice | range | None, n_rows: int)
     return sorted(set(chosen))
 
 
+def _checked_axis_tilt(axis_tilt: Any) -> float | str | None:
+    if axis_tilt is None or isinstance(axis_tilt, str) and axis_tilt == "auto":
+        return axis_tilt
+    if isinstance(axis_tilt, (bool, str)) or not isinstance(axis_tilt, (int, float, np.number)):
+        raise ValueError(f"axis_tilt must be a number of degrees or 'auto', got {axis_tilt!r}")
+    if not math.isfinite(axis_tilt) or abs(axis_tilt) > MAX_AXIS_TILT_DEG:
+        raise ValueError(f"axis_tilt must be a finite number of degrees within +-{MAX_AXIS_TILT_DEG:g}, got {axis_tilt}")
+    return float(axis_tilt)
+
+
 def _stack(values: Any, name: str) -> np.ndarray:
     array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
@@ -112,18 +130,86 @@ def _frames_of(values: Any, name: str, shape: tuple[int, int]) -> np.ndarray | f
     return array
 
 
-def row_sinogram(projections: np.ndarray, row: int) -> np.ndarray:
+def row_sinogram(projections: np.ndarray, row: int | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Detector row ``row`` of a projection stack (``n_angles x n_rows x n_cols``) as a sinogram,
-    ``n_cols`` bins by ``n_angles`` views (float64)."""
-    return np.ascontiguousarray(np.asarray(projections[:, row, :], dtype=np.float64).T)
+    ``n_cols`` bins by ``n_angles`` views (float64); ``row`` a pair ``(rows, weights)``, each
+    ``k x n_cols``, reads each column as the weighted sum of its rows (a slice of a tilted axis:
+    :meth:`TiltedAxis.sources`)."""
+    return np.ascontiguousarray(np.asarray(_across_rows(projections, row), dtype=np.float64).T)
 
 
-def _row_frames(frames: np.ndarray | float | None, row: int) -> np.ndarray | float | None:
+def _across_rows(frames: np.ndarray, row: int | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    if isinstance(row, tuple):  # per column, rows and their weights (k x n_cols each)
+        rows, weights = row
+        columns = np.arange(frames.shape[2])
+        return sum(w * np.asarray(frames[:, r, columns], dtype=np.float64) for r, w in zip(rows, weights))
+    return frames[:, row, :]
+
+
+def _row_frames(frames: np.ndarray | float | None, row: int | np.ndarray) -> np.ndarray | float | None:
     """A row's flat or dark field as :func:`~pnp_stable.transmission.flat_field_correction` takes it:
-    frames side by side, ``n_cols x k``."""
+    frames side by side, ``n_cols x k`` (``row``: as :func:`row_sinogram`'s)."""
     if frames is None or isinstance(frames, float):
         return frames
-    return np.asarray(frames[:, row, :], dtype=np.float64).T
+    return np.asarray(_across_rows(frames, row), dtype=np.float64).T
+
+
+@dataclass(frozen=True)
+class TiltedAxis:
+    """A rotation axis whose image on the detector turns ``tilt_deg`` degrees from the columns
+    (positive: its bin grows with the row), crossing row ``reference_row`` (the detector's middle) at
+    bin ``axis_bin``; the tilt lies in the detector's plane (a tilt towards the beam is not modelled).
+
+    The object's slices are then the planes perpendicular to the axis, one row apart along it, slice
+    ``r`` crossing the axis ``r - reference_row`` rows from the reference; each projects onto a line
+    of the detector at ``tilt_deg`` from its rows. A slice's sinogram reads each column on that line,
+    between the two detector rows it crosses, linearly (:meth:`sources`): as rotating the projections
+    by the tilt would, along the rows only. Reading the nearest row instead, every bin one reading,
+    measured 3.3 and 3.8 dB worse than this at 1.5 and 3 degrees (and worse than ignoring the tilt: a
+    staircase half a row high along every slice; docs/benchmarks.md, "A tilted rotation axis"). A bin between two rows
+    averages two readings: its noise is ``sqrt((1 - w)^2 + w^2)`` of theirs (down to 0.71 midway),
+    which the statistical weights, read off the averaged counts, do not know. Along the line the bins
+    lie ``1 / cos(tilt)`` apart, read as 1: the slice comes out on pixels that much larger (1.00015 at
+    1 degree) and its attenuation per pixel scaled alike, a uniform scale of every slice."""
+
+    tilt_deg: float
+    axis_bin: float
+    reference_row: float
+    n_rows: int
+    n_cols: int
+
+    def exact_rows(self, row: int) -> np.ndarray:
+        """Per detector column, where slice ``row``'s line crosses it (a fractional row; may lie off
+        the detector: see :meth:`inside`)."""
+        phi = math.radians(self.tilt_deg)
+        columns = np.arange(self.n_cols, dtype=np.float64)
+        return self.reference_row + (row - self.reference_row) / math.cos(phi) - (columns - self.axis_bin) * math.tan(phi)
+
+    def inside(self, row: int) -> bool:
+        """Whether slice ``row``'s line stays on the detector (its end rows do not, at a tilt)."""
+        exact = self.exact_rows(row)
+        return bool(exact.min() >= -EDGE_TOLERANCE_ROWS and exact.max() <= self.n_rows - 1 + EDGE_TOLERANCE_ROWS)
+
+    def axis_bin_of(self, row: int) -> float:
+        """Where the axis lies in slice ``row``'s sinogram (bin)."""
+        return self.axis_bin + (row - self.reference_row) * math.sin(math.radians(self.tilt_deg))
+
+    def detector_offset(self, row: int) -> float:
+        """Slice ``row``'s ``detector_offset`` (to a thousandth of a bin, as the estimates are kept)."""
+        return round((self.n_cols - 1) / 2.0 - self.axis_bin_of(row), 3)
+
+    def sources(self, row: int) -> int | tuple[np.ndarray, np.ndarray]:
+        """What :func:`row_sinogram` reads for slice ``row``: the row itself without a tilt, else per
+        column the two rows its line crosses (``2 x n_cols``) and their weights."""
+        if self.tilt_deg == 0:
+            return row
+        if not self.inside(row):
+            raise ValueError(f"slice {row}'s line leaves the detector at an axis tilt of {self.tilt_deg:+.3g} degrees")
+        exact = np.clip(self.exact_rows(row), 0, self.n_rows - 1)
+        lower = np.floor(exact).astype(np.int64)
+        upper = np.minimum(lower + 1, self.n_rows - 1)
+        weight = exact - lower
+        return np.stack([lower, upper]), np.stack([1.0 - weight, weight])
 
 
 def _sample(rows: list[int]) -> list[int]:
@@ -143,6 +229,7 @@ def reconstruct_volume(
     photons: float | str | None = None,
     angles: int | Sequence[float] | None = None,
     detector_offset: float | str | None = None,
+    axis_tilt: float | str | None = None,
     denoiser: str | torch.nn.Module | None = None,
     device: str = "auto",
     checkpoint: str | os.PathLike | None = None,
@@ -164,6 +251,16 @@ def reconstruct_volume(
     the flat frames' bins (two or more frames) or as the median of the readings off the sampled rows'
     noise, the photon count likewise, the axis by
     :func:`~pnp_stable.operators.estimate_detector_offset` on the sampled rows' mean sinogram.
+    ``axis_tilt``: the rotation axis turns on the detector by this many degrees from its columns
+    (positive: its bin grows with the row; at most ``MAX_AXIS_TILT_DEG``), or ``"auto"`` to read the
+    tilt off the data; slice ``r`` is then the plane perpendicular to the axis ``r - (n_rows - 1)/2``
+    rows from the detector's middle row, read along its line on the detector (:class:`TiltedAxis`),
+    ``detector_offset`` the axis's offset at the middle row, each slice's own from the tilt.
+    ``"auto"`` reads the tilt (and with ``detector_offset="auto"`` the axis) off the centres of mass
+    of whole projections (:func:`~pnp_stable.operators.estimate_axis_tilt`: the object whole on the
+    detector, off the axis); a tilt given with ``detector_offset="auto"`` puts the axis on the line of
+    that slope through the axes of the sampled slices (``_read_tilted_axis``). The end rows whose lines
+    leave the detector are left out when ``rows`` is None, refused when asked for.
     ``angles``: as ``reconstruct_ct``'s (default: ``n_angles`` uniform over [0, 180)); ``options``:
     its other arguments (``method``, ``max_iter``, ``tol``, ``image_size``, ``detector``, ...), the
     same for every slice. The denoiser is loaded once.
@@ -182,8 +279,9 @@ def reconstruct_volume(
 
     Guarantee: each slice carries its own convergence verdict and monotone-residual check
     (``reports[i]["solver"]``; :attr:`VolumeReconstruction.all_guaranteed`). Assumes a parallel
-    beam whose rotation axis is parallel to the detector's columns (no tilt) and a detector whose
-    rows are the object's slices (``geometry="fan"``, a cone beam, is refused).
+    beam whose rotation axis lies in a plane parallel to the detector, along its columns or at
+    ``axis_tilt`` from them (a tilt towards the beam is not modelled), and a detector whose rows are
+    the object's slices (``geometry="fan"``, a cone beam, is refused).
     """
     from pnp_stable.restore import _check_strength, _size_from_detectors, load_denoiser, reconstruct_ct, \
         resolve_device
@@ -200,6 +298,7 @@ def reconstruct_volume(
                          f"{tuple(stack.shape)}")
     n_angles, n_rows, n_cols = stack.shape
     chosen = selected_rows(rows, n_rows)
+    axis_tilt = _checked_axis_tilt(axis_tilt)
     # before any work: what the slices would refuse one by one, and the checkpoint's files
     size = options.get("image_size") or _size_from_detectors(n_cols, options.get("detector", "full"))
     slice_state = None if checkpoint is None else Path(f"{os.fspath(checkpoint)}.slice")
@@ -229,8 +328,29 @@ def reconstruct_volume(
             raise ValueError("angle_range spreads a count of angles; the angles listed already have their range")
         span = float(options.pop("angle_range"))
         angles = [k * span / n_angles for k in range(n_angles)]
-    shared, notes = _shared_values(stack, flats, darks, gain, photons, angles, detector_offset, size, options,
-                                   shared_scale)
+    shared, notes, axis = _shared_values(stack, flats, darks, gain, photons, angles, detector_offset, axis_tilt,
+                                         size, options, shared_scale)
+    if axis is not None:
+        inside = set(_slices_inside(axis))
+        outside = [r for r in chosen if r not in inside]
+        if outside and not (rows is None or isinstance(rows, (slice, range))):  # rows listed: asked for
+            raise ValueError(f"row {outside[0]}'s slice leaves the detector at an axis tilt of {axis.tilt_deg:+.3g} "
+                             f"degrees (its line runs over tan(tilt) x {n_cols} rows): rows {min(inside)} to "
+                             f"{max(inside)} can be reconstructed")
+        if outside:
+            chosen = [r for r in chosen if r in inside]
+            if not chosen:
+                raise ValueError(f"none of the rows chosen stays on the detector at an axis tilt of "
+                                 f"{axis.tilt_deg:+.3g} degrees: rows {min(inside)} to {max(inside)} can be reconstructed")
+            notes.append(f"{len(outside)} end rows left out: their slices' lines leave the detector at this tilt "
+                         f"(rows {min(inside)} to {max(inside)} can be reconstructed)")
+        kept.restrict(chosen, size)
+        read = sorted({int(r) for row in chosen for r in axis.sources(row)[0].ravel()} - set(chosen)) \
+            if axis.tilt_deg else []
+        for row in read:  # the rows beside the slices', which their lines cross
+            if not np.all(np.isfinite(stack[:, row, :])):
+                raise ValueError(f"row {row} of the projections, which the tilted slices' lines cross, contains NaN "
+                                 "or infinite values")
     gain = shared.get("gain", gain)
     photons = shared.get("photons", photons)
     detector_offset = shared.get("detector_offset", detector_offset)
@@ -239,7 +359,7 @@ def reconstruct_volume(
     dev = resolve_device(device)
     module, _ = load_denoiser(denoiser, dev, 1)
     if checkpoint is not None:  # reads every chosen row once more: only where a resume compares it
-        kept.load(_fingerprint(stack, chosen, flats, darks, gain, photons, angles, detector_offset, module,
+        kept.load(_fingerprint(stack, chosen, flats, darks, gain, photons, angles, detector_offset, axis, module,
                                {**options, "data_scale": data_scale}))
     done, reports = list(kept.rows), list(kept.reports)
     volume = None if kept.path is not None else torch.zeros(len(chosen), size, size)
@@ -248,17 +368,22 @@ def reconstruct_volume(
     bar = _progress(len(chosen), len(done), progress)
     try:
         for row in (r for r in chosen if r not in done):
-            raw = torch.from_numpy(row_sinogram(stack, row).astype(np.float32))[None]
+            sources = row if axis is None else axis.sources(row)
+            raw = torch.from_numpy(row_sinogram(stack, sources).astype(np.float32))[None]
             try:
                 restoration = reconstruct_ct(
-                    raw, angles=angles, detector_offset=detector_offset, photons=photons, denoiser=module,
-                    device=device, flat=_row_frames(flats, row), dark=_row_frames(darks, row),
+                    raw, angles=angles, detector_offset=detector_offset if axis is None else axis.detector_offset(row),
+                    photons=photons, denoiser=module, device=device, flat=_row_frames(flats, sources),
+                    dark=_row_frames(darks, sources),
                     gain=gain if flats is not None else None, data_scale=data_scale, checkpoint=slice_state,
                     resume=slice_state is not None and slice_state.is_file(), progress=progress, **options)
             except ValueError as error:
                 raise ValueError(f"row {row}: {error}") from None
             report = {"row": row, **{k: v for k, v in restoration.report.items() if k != "history"},
                       "notes": list(restoration.notes)}
+            if axis is not None:
+                crossed = axis.exact_rows(row)  # the detector rows the slice's line runs over
+                report["detector_rows"] = [int(np.floor(crossed.min())), int(np.ceil(crossed.max()))]
             stopped_by = None if restoration.result is None else restoration.result.stopped_by
             if stopped_by in ("interrupted", "non-finite"):
                 stopped = stopped_by
@@ -296,11 +421,11 @@ def reconstruct_volume(
 
 
 def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons: float | str | None, angles,
-                   detector_offset, size: int, options: dict[str, Any], shared_scale: bool
-                   ) -> tuple[dict[str, Any], list[str]]:
-    """The gain, photon count, detector offset and (``shared_scale``) data scale every slice shares
-    (measured where asked), and notes on them. Sampled rows that cannot be read (no signal above the dark, not
-    finite) are left out, with a note."""
+                   detector_offset, axis_tilt, size: int, options: dict[str, Any], shared_scale: bool
+                   ) -> tuple[dict[str, Any], list[str], TiltedAxis | None]:
+    """The gain, photon count, detector offset, axis tilt (as a :class:`TiltedAxis`, None without one)
+    and (``shared_scale``) data scale every slice shares (measured where asked), and notes on them.
+    Sampled rows that cannot be read (no signal above the dark, not finite) are left out, with a note."""
     from pnp_stable.transmission import estimate_gain, flat_field_correction, photons_from_sinogram_noise
 
     shared: dict[str, Any] = {}
@@ -346,11 +471,11 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
     elif raw:
         shared.update(gain=float(gain), gain_source="given")
 
-    def line_integrals(r: int) -> np.ndarray:
+    def line_integrals(sources: int | np.ndarray) -> np.ndarray:
         if not raw:
-            return row_sinogram(stack, r)
-        return flat_field_correction(row_sinogram(stack, r), _row_frames(flats, r), _row_frames(darks, r),
-                                     gain=shared["gain"]).line_integrals.numpy()
+            return row_sinogram(stack, sources)
+        return flat_field_correction(row_sinogram(stack, sources), _row_frames(flats, sources),
+                                     _row_frames(darks, sources), gain=shared["gain"]).line_integrals.numpy()
 
     def note_skipped() -> None:
         if skipped:
@@ -358,9 +483,17 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
             notes.append(f"{len(skipped)} of the rows sampled for the shared values left out (row {first}: "
                          f"{skipped[first]})")
 
-    if not (detector_offset == "auto" or photons == "auto" or shared_scale):
+    tilted = axis_tilt == "auto" or (axis_tilt is not None and axis_tilt != 0)
+    n_rows, n_cols = stack.shape[1:]
+    if tilted and detector_offset != "auto" and axis_tilt != "auto":  # the axis told: nothing to read
+        axis = TiltedAxis(float(axis_tilt), (n_cols - 1) / 2.0 - float(detector_offset or 0.0), (n_rows - 1) / 2.0,
+                          n_rows, n_cols)
+        shared.update(axis_tilt=axis.tilt_deg, axis_reference_row=axis.reference_row)
+    else:
+        axis = None
+    if not (detector_offset == "auto" or axis_tilt == "auto" or photons == "auto" or shared_scale):
         note_skipped()
-        return shared, notes  # nothing else to measure
+        return shared, notes, axis  # nothing else to measure
     sinograms = usable(sample, line_integrals)
     if not raw and photons == "auto":  # read off the post-log rows just read
         by_row = dict(sinograms)
@@ -374,7 +507,31 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
     from pnp_stable.operators.ct import _angles_in_degrees
 
     views = stack.shape[0] if angles is None else angles
-    if detector_offset == "auto":
+    if tilted and axis is None:
+        axis, fit, sinograms = _read_tilted_axis(sinograms, line_integrals, _angles_in_degrees(views),
+                                                 detector_offset, axis_tilt, n_rows, n_cols)
+        shared.update(detector_offset=round((n_cols - 1) / 2.0 - axis.axis_bin, 3), axis_tilt=axis.tilt_deg,
+                      axis_reference_row=axis.reference_row, axis_fit=fit)
+        where = f"{shared['detector_offset']:+.3f} bins off the detector's centre at row {axis.reference_row:g}"
+        if axis_tilt == "auto":
+            if detector_offset != "auto":
+                where = (f"{shared['detector_offset']:+.3f} bins off the detector's centre at row "
+                         f"{axis.reference_row:g} as given" if detector_offset is not None else
+                         f"at the detector's centre at row {axis.reference_row:g} (detector_offset not given)")
+            notes.append(f"rotation axis tilted {axis.tilt_deg:+.3f} degrees (+- {fit['tilt_error_deg']:.3f} from the "
+                         f"noise) from the detector's columns, read off the centres of mass of whole projections "
+                         f"({fit['rows_used']} rows); {where}; shared by every slice")
+            read_offset = (n_cols - 1) / 2.0 - fit["axis_bin"]
+            if detector_offset != "auto" and abs(read_offset - shared["detector_offset"]) > AXIS_DISAGREEMENT_BINS:
+                notes.append(f"the same projections put the axis {read_offset:+.3f} bins off the detector's centre at "
+                             f"row {axis.reference_row:g}, not {shared['detector_offset']:+.3f}: detector_offset="
+                             "'auto' (--detector-offset auto) takes it")
+        else:
+            notes.append(f"rotation axis {where} at the tilt given (read off {fit['rows_used']} slices' sinograms, "
+                         f"{fit['residual']:.3f} bins root-mean-square from the line"
+                         + (f", {fit['rows_left_out']} misread slices left out" if fit['rows_left_out'] else "")
+                         + "), shared by every slice")
+    elif detector_offset == "auto":
         estimate = estimate_detector_offset(np.mean([y for _, y in sinograms], axis=0), _angles_in_degrees(views))
         # to a thousandth of a bin, as reconstruct_ct rounds its own estimate
         shared.update(detector_offset=round(float(estimate.offset), 3), detector_offset_fit=estimate._asdict(),
@@ -382,34 +539,117 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
         notes.append(f"rotation axis {shared['detector_offset']:+.3f} bins off the detector's centre (read off the "
                      f"mean sinogram of {len(sinograms)} rows), shared by every slice")
     if not shared_scale:
-        return shared, notes
-    shared["data_scale"] = _volume_scale([y for _, y in sinograms], views,
-                                         shared.get("detector_offset", detector_offset), size, options)
+        return shared, notes, axis
+    offset = shared.get("detector_offset", detector_offset)
+    if axis is not None and "axis_fit" not in shared:  # the axis given: its slices' sinograms, not the rows'
+        sinograms = usable(_sample(_slices_inside(axis)),
+                           lambda r: line_integrals(axis.sources(r)))
+    shared["data_scale"] = _volume_scale(
+        [(y, offset if axis is None else axis.detector_offset(r)) for r, y in sinograms], views, size, options)
     if shared["data_scale"] != 1.0:
         notes.append(f"the volume's FBP peaks near {shared['data_scale']:.4g} (over {len(sinograms)} rows), not 1: "
                      "every slice is divided by it for the denoiser (trained on [0, 1] images) and multiplied back")
-    return shared, notes
+    return shared, notes, axis
 
 
-def _volume_scale(sinograms: list[np.ndarray], views, offset, n: int, options: dict[str, Any]) -> float:
+def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, views_deg: np.ndarray,
+                      detector_offset, axis_tilt, n_rows: int, n_cols: int
+                      ) -> tuple[TiltedAxis, dict[str, Any], list[tuple[int, np.ndarray]]]:
+    """The tilted axis, what of it is not given read off the data. ``axis_tilt="auto"``: the tilt and
+    (``detector_offset="auto"``) the axis from whole projections
+    (:func:`~pnp_stable.operators.estimate_axis_tilt`, over every row). A tilt given with ``detector_offset="auto"``: each sampled slice's axis bin
+    (:func:`~pnp_stable.operators.estimate_detector_offset` on its sinogram, the slices drawn at the axis
+    read off the rows' mean sinogram), and the line of the given slope through them
+    (:func:`~pnp_stable.operators.fit_axis_line`). Returns the axis, the reading's record and the
+    sampled slices' sinograms (``sinograms``: the sampled rows' line integrals)."""
+    from pnp_stable.operators import estimate_axis_tilt, estimate_detector_offset, fit_axis_line
+
+    reference, centre = (n_rows - 1) / 2.0, (n_cols - 1) / 2.0
+    given_bin = None if detector_offset == "auto" else centre - float(detector_offset or 0.0)
+
+    def slice_sinograms(axis: TiltedAxis) -> list[tuple[int, np.ndarray]]:
+        read = []
+        for r in _sample(_slices_inside(axis)):
+            try:
+                read.append((r, line_integrals(axis.sources(r))))
+            except ValueError:  # as a row that cannot be read: left out of the shared values
+                pass
+        return read
+
+    if axis_tilt == "auto":
+        # every row: summing every s-th one aliases the object's ends, which move by fractions of a row
+        # from view to view (a reviewer's flat-ended cylinder over 1100 rows read +0.30 degrees for +0.50
+        # from every third row)
+        def whole_rows():
+            for r in range(n_rows):
+                try:
+                    yield r, line_integrals(r)
+                except ValueError as error:  # (no row may be missing from a whole projection)
+                    raise ValueError(f"reading the axis's tilt: row {r}: {error}") from None
+
+        try:
+            estimate = estimate_axis_tilt(whole_rows(), views_deg, reference)
+        except ValueError as error:
+            message = str(error)
+            raise ValueError(message if message.startswith("reading") else f"reading the axis's tilt: {message}") \
+                from None
+        if abs(estimate.tilt_deg) > MAX_AXIS_TILT_DEG:
+            raise ValueError(f"the rotation axis reads as tilted {estimate.tilt_deg:+.2f} degrees from the detector's "
+                             f"columns, beyond the {MAX_AXIS_TILT_DEG:g} this tool corrects: check the projections' "
+                             "orientation (rows across the axis), or give the tilt")
+        axis = TiltedAxis(round(estimate.tilt_deg, 4), estimate.axis_bin if given_bin is None else given_bin,
+                          reference, n_rows, n_cols)
+        return axis, {"method": "whole projections' centres of mass", **estimate._asdict()}, slice_sinograms(axis)
+    start = estimate_detector_offset(np.mean([y for _, y in sinograms], axis=0), views_deg).axis_bin
+    read = slice_sinograms(TiltedAxis(float(axis_tilt), start, reference, n_rows, n_cols))
+    found = {}
+    for r, y in read:
+        try:
+            found[r] = estimate_detector_offset(y, views_deg).axis_bin
+        except ValueError:  # an empty or truncated slice locates nothing: the line does without it
+            pass
+    try:
+        fit = fit_axis_line(list(found), list(found.values()), reference, slope=math.sin(math.radians(axis_tilt)))
+    except ValueError as error:
+        raise ValueError(f"the rotation axis could not be located ({len(found)} of {len(read)} sampled slices located "
+                         f"it: {error}); give the detector offset") from None
+    axis = TiltedAxis(float(axis_tilt), fit.axis_bin, reference, n_rows, n_cols)
+    return axis, {"method": "slices' sinograms, the line of the given tilt", **fit._asdict()}, read
+
+
+def _slices_inside(axis: TiltedAxis) -> list[int]:
+    """The slices whose lines stay on the detector (ValueError when none does)."""
+    inside = [r for r in range(axis.n_rows) if axis.inside(r)]
+    if not inside:
+        raise ValueError(f"at an axis tilt of {axis.tilt_deg:+.3g} degrees no slice's line stays on the detector of "
+                         f"{axis.n_rows} x {axis.n_cols} (rows x columns): each needs tan(tilt) x columns rows")
+    return inside
+
+
+def _volume_scale(sinograms: list[tuple[np.ndarray, float | None]], views, n: int, options: dict[str, Any]) -> float:
     """The divisor that brings the volume to the denoiser's [0, 1] scale: the 99.9th percentile of
-    the sampled rows' FBPs together (1 when it lies in ``ATTENUATION_PEAK_BAND`` or is not positive),
-    as ``reconstruct_ct`` measures one sinogram's: one divisor for all (``shared_scale=True``)."""
+    the sampled rows' FBPs together (each sinogram with its detector offset; 1 when it lies in
+    ``ATTENUATION_PEAK_BAND`` or is not positive), as ``reconstruct_ct`` measures one sinogram's: one
+    divisor for all (``shared_scale=True``)."""
     from pnp_stable.operators import ParallelBeamCT
     from pnp_stable.restore import ATTENUATION_PEAK_BAND
 
-    op = ParallelBeamCT(n, angles=views, detector=options.get("detector", "full"),
-                        detector_offset=0.0 if offset is None else offset)
     # the union's k-th largest value lies among each row's k largest
     k = max(1, int(np.ceil(1e-3 * len(sinograms) * n * n)))
-    tops = [torch.topk(op.fbp(torch.from_numpy(y).double()[None, None]).flatten(), min(k, n * n)).values
-            for y in sinograms]
+    tops, operators = [], {}
+    for y, offset in sinograms:
+        offset = 0.0 if offset is None else offset
+        if offset not in operators:
+            operators[offset] = ParallelBeamCT(n, angles=views, detector=options.get("detector", "full"),
+                                               detector_offset=offset)
+        op = operators[offset]
+        tops.append(torch.topk(op.fbp(torch.from_numpy(y).double()[None, None]).flatten(), min(k, n * n)).values)
     peak = float(torch.topk(torch.cat(tops), k).values[-1])
     low, high = ATTENUATION_PEAK_BAND
     return 1.0 if not math.isfinite(peak) or peak <= 0 or low <= peak <= high else peak
 
 
-def _fingerprint(stack, chosen, flats, darks, gain, photons, angles, detector_offset, module, options) -> dict:
+def _fingerprint(stack, chosen, flats, darks, gain, photons, angles, detector_offset, axis, module, options) -> dict:
     from pnp_stable.digest import tensor_digest
 
     def digest(values) -> str | float | None:
@@ -419,12 +659,16 @@ def _fingerprint(stack, chosen, flats, darks, gain, photons, angles, detector_of
         return tensor_digest([torch.from_numpy(np.array(values, dtype=np.float64))])
 
     weights = tensor_digest(module.parameters())
-    return {"projections": tensor_digest(torch.from_numpy(np.array(stack[:, r, :], dtype=np.float64))
-                                         for r in chosen),
-            "rows": chosen, "flat": digest(flats), "dark": digest(darks), "gain": gain, "photons": photons,
-            "angles": angles if angles is None or isinstance(angles, int) else [float(a) for a in angles],
-            "detector_offset": detector_offset, "denoiser": weights,
-            "options": {k: v for k, v in sorted(options.items()) if k not in ("max_iter", "tol", "tile")}}
+    rows_read = (r if axis is None else axis.sources(r) for r in chosen)
+    fingerprint = {"projections": tensor_digest(torch.from_numpy(np.array(_across_rows(stack, r), dtype=np.float64))
+                                                for r in rows_read),
+                   "rows": chosen, "flat": digest(flats), "dark": digest(darks), "gain": gain, "photons": photons,
+                   "angles": angles if angles is None or isinstance(angles, int) else [float(a) for a in angles],
+                   "detector_offset": detector_offset, "denoiser": weights,
+                   "options": {k: v for k, v in sorted(options.items()) if k not in ("max_iter", "tol", "tile")}}
+    if axis is not None:  # (absent without a tilt: states written before tilts were taken still resume)
+        fingerprint["axis"] = [axis.tilt_deg, round(axis.axis_bin, 6)]
+    return fingerprint
 
 
 class _VolumeState:
@@ -456,6 +700,10 @@ class _VolumeState:
                     raise ValueError(f"checkpoint {existing} exists: resume it, or choose another file")
         elif not self.path.is_file():
             raise ValueError(f"no checkpoint to resume at {self.path}")
+
+    def restrict(self, chosen: list[int], size: int) -> None:
+        """The rows to reconstruct, narrowed after the shared values (a tilted axis's end rows left out)."""
+        self.chosen, self.shape = chosen, (len(chosen), size, size)
 
     def load(self, fingerprint: dict) -> None:
         """Resuming: the slices finished, after checking that the state was written for these data and

@@ -227,3 +227,52 @@ def test_input_refusals(stack_files, tmp_path):
                       "refusing to overwrite the input proj.npy")
     assert_user_error(run("ct", stack_files / "proj.npy", "--projections", "--out", tmp_path / "no" / "v.npy"),
                       "output folder")
+
+
+@pytest.fixture(scope="module")
+def tilted_stack(tmp_path_factory):
+    """Post-log projections (views x rows x bins) of bench_axis_tilt's phantom, its axis tilted 1.5
+    degrees on the detector and 1.3 bins off its centre at the middle row."""
+    from bench_loader import load_bench_script
+
+    bench = load_bench_script("bench_axis_tilt")
+    op = ParallelBeamCT(32, angles=30)
+    stack = 0.1 * bench.projections(32, 22, op.angles_deg, op.n_detectors, 1.5, 1.3)
+    path = tmp_path_factory.mktemp("tilted") / "tilted.npy"
+    np.save(path, stack.astype(np.float32))
+    return path
+
+
+def test_a_tilted_axis_read_off_the_stack(tilted_stack, tiny_denoiser, tmp_path):
+    out, report = tmp_path / "vol.npy", tmp_path / "vol.json"
+    result = run("ct", tilted_stack, "--projections", "--axis-tilt", "auto", "--detector-offset", "auto", "--rows",
+                 "9:11", "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", 1, "--out", out, "--report",
+                 report)
+    assert result.exit_code == 0, result.output
+    assert "rotation axis tilted +" in result.output and "2 slices of 32x32" in result.output
+    payload = json.loads(report.read_text())
+    assert abs(payload["shared"]["axis_tilt"] - 1.5) < 0.1 and abs(payload["shared"]["detector_offset"] - 1.3) < 0.05
+    assert payload["options"]["axis_tilt"] == "auto" and np.load(out).shape == (2, 32, 32)
+    assert all(s["detector_rows"][0] <= s["row"] <= s["detector_rows"][1] for s in payload["slices"])
+
+
+def test_a_tilted_stack_leaves_out_the_end_rows(tilted_stack, tiny_denoiser, tmp_path):
+    """Without --rows (or with a range), the end rows whose slices leave the detector are left out."""
+    out = tmp_path / "vol.npy"
+    result = run("ct", tilted_stack, "--projections", "--axis-tilt", "1.5", "--detector-offset", "1.3", "--noise",
+                 "0.01", "--denoiser", tiny_denoiser, "--max-iter", 1, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "2 end rows left out" in result.output and "20 slices of 32x32 (20 rows (1-20))" in result.output
+    assert np.load(out).shape == (20, 32, 32)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--axis-tilt", "1"), "--axis-tilt describes a measured projection stack's rotation axis"),
+    (("--projections", "--axis-tilt", "x"), "--axis-tilt 'x' is not a number of degrees or 'auto'"),
+    (("--projections", "--axis-tilt", "7"), "--axis-tilt must be a number of degrees within +-5"),
+    (("--projections", "--axis-tilt", "nan"), "--axis-tilt must be a number of degrees within +-5"),
+    (("--projections", "--axis-tilt", "1.5", "--rows", "0", "--quiet"), "row 0's slice leaves the detector"),
+])
+def test_axis_tilt_refusals(tilted_stack, tiny_denoiser, extra, message):
+    result = run("ct", tilted_stack, *extra, "--noise", "0.01", "--denoiser", tiny_denoiser)
+    assert_user_error(result, message)

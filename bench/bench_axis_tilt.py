@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             records.append({"tilt_deg": tilt, "method": method, "rows": result.rows,
                             "psnr": [float(s) for s in scores], "mean_psnr": float(np.mean(scores)),
                             "shared": result.shared, "notes": result.notes, "monotone": monotone,
+                            "guaranteed": sum(r["solver"]["guarantee"]["holds"] for r in result.reports),
                             "iterations": [r["solver"]["iterations"] for r in result.reports],
                             "seconds_per_slice": seconds})
     if args.json is not None:

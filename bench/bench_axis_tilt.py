@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     rng_seed = 0
 
     def scan(tilt: float, clean: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-        clean = projections(args.size, args.rows, angles, bins, tilt, args.offset, args.subpixels) if clean is None else clean
+        if clean is None:
+            clean = projections(args.size, args.rows, angles, bins, tilt, args.offset, args.subpixels)
         mu = 3.0 / float(clean.max())
         counts = np.random.default_rng(rng_seed).poisson(args.photons * np.exp(-mu * clean))
         return -np.log(np.maximum(counts, 1) / args.photons), mu

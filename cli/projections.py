@@ -165,7 +165,8 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     if result.stopped == "interrupted":
         kept = f"kept in {checkpoint}: the same command with --resume continues" if checkpoint else \
             "lost (no --checkpoint)"
-        click.echo(f"interrupted: {len(result.rows)} of {len(chosen)} slices reconstructed, {kept}", err=True)
+        planned = len(chosen) - len(result.shared.get("rows_left_out", ()))  # (a tilt's end rows left out)
+        click.echo(f"interrupted: {len(result.rows)} of {planned} slices reconstructed, {kept}", err=True)
         sys.exit(130)
     if result.stopped == "non-finite":
         # a resume takes the same options, which diverge again: the remedy is a new run

@@ -51,7 +51,9 @@ class VolumeReconstruction:
     :class:`~pnp_stable.restore.Restoration` report (its ``"row"``, its notes under ``"notes"``, without
     the per-iteration history); ``shared``:
     the values measured once for every slice (``gain`` and its source, ``photons``, ``detector_offset``
-    and its fit, ``data_scale`` with ``shared_scale``); ``stopped``: ``"interrupted"`` when a stop
+    and its fit, ``data_scale`` with ``shared_scale``; with a tilted axis ``axis_tilt``,
+    ``axis_reference_row``, the reading's ``axis_fit`` and the end rows left out, ``rows_left_out``);
+    ``stopped``: ``"interrupted"`` when a stop
     (Ctrl-C) ended the run early, ``"non-finite"`` when a slice's iteration diverged (its report is the
     last; it is not kept), else None (``rows`` lists the slices finished)."""
 
@@ -99,7 +101,8 @@ def _checked_axis_tilt(axis_tilt: Any) -> float | str | None:
     if isinstance(axis_tilt, (bool, str)) or not isinstance(axis_tilt, (int, float, np.number)):
         raise ValueError(f"axis_tilt must be a number of degrees or 'auto', got {axis_tilt!r}")
     if not math.isfinite(axis_tilt) or abs(axis_tilt) > MAX_AXIS_TILT_DEG:
-        raise ValueError(f"axis_tilt must be a finite number of degrees within +-{MAX_AXIS_TILT_DEG:g}, got {axis_tilt}")
+        raise ValueError(f"axis_tilt must be a finite number of degrees within +-{MAX_AXIS_TILT_DEG:g}, got "
+                         f"{axis_tilt}")
     return float(axis_tilt)
 
 
@@ -184,7 +187,8 @@ class TiltedAxis:
         the detector: see :meth:`inside`)."""
         phi = math.radians(self.tilt_deg)
         columns = np.arange(self.n_cols, dtype=np.float64)
-        return self.reference_row + (row - self.reference_row) / math.cos(phi) - (columns - self.axis_bin) * math.tan(phi)
+        return (self.reference_row + (row - self.reference_row) / math.cos(phi)
+                - (columns - self.axis_bin) * math.tan(phi))
 
     def inside(self, row: int) -> bool:
         """Whether slice ``row``'s line stays on the detector (its end rows do not, at a tilt)."""
@@ -342,13 +346,17 @@ def reconstruct_volume(
             chosen = [r for r in chosen if r in inside]
             if not chosen:
                 raise ValueError(f"none of the rows chosen stays on the detector at an axis tilt of "
-                                 f"{axis.tilt_deg:+.3g} degrees: rows {min(inside)} to {max(inside)} can be reconstructed")
+                                 f"{axis.tilt_deg:+.3g} degrees: rows {min(inside)} to {max(inside)} can be "
+                                 "reconstructed")
             notes.append(f"{len(outside)} end rows left out: their slices' lines leave the detector at this tilt "
                          f"(rows {min(inside)} to {max(inside)} can be reconstructed)")
+            shared["rows_left_out"] = outside
         kept.restrict(chosen, size)
-        read = sorted({int(r) for row in chosen for r in axis.sources(row)[0].ravel()} - set(chosen)) \
-            if axis.tilt_deg else []
-        for row in read:  # the rows beside the slices', which their lines cross
+        crossed = set()
+        for row in chosen if axis.tilt_deg else ():
+            low, high = _rows_crossed(axis, row)
+            crossed.update(range(low, high + 1))
+        for row in sorted(crossed - set(chosen)):  # the rows beside the slices', which their lines cross
             if not np.all(np.isfinite(stack[:, row, :])):
                 raise ValueError(f"row {row} of the projections, which the tilted slices' lines cross, contains NaN "
                                  "or infinite values")
@@ -383,8 +391,7 @@ def reconstruct_volume(
             report = {"row": row, **{k: v for k, v in restoration.report.items() if k != "history"},
                       "notes": list(restoration.notes)}
             if axis is not None:
-                crossed = axis.exact_rows(row)  # the detector rows the slice's line runs over
-                report["detector_rows"] = [int(np.floor(crossed.min())), int(np.ceil(crossed.max()))]
+                report["detector_rows"] = list(_rows_crossed(axis, row))
             stopped_by = None if restoration.result is None else restoration.result.stopped_by
             if stopped_by in ("interrupted", "non-finite"):
                 stopped = stopped_by
@@ -558,9 +565,10 @@ def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, v
                       ) -> tuple[TiltedAxis, dict[str, Any], list[tuple[int, np.ndarray]]]:
     """The tilted axis, what of it is not given read off the data. ``axis_tilt="auto"``: the tilt and
     (``detector_offset="auto"``) the axis from whole projections
-    (:func:`~pnp_stable.operators.estimate_axis_tilt`, over every row). A tilt given with ``detector_offset="auto"``: each sampled slice's axis bin
-    (:func:`~pnp_stable.operators.estimate_detector_offset` on its sinogram, the slices drawn at the axis
-    read off the rows' mean sinogram), and the line of the given slope through them
+    (:func:`~pnp_stable.operators.estimate_axis_tilt`, over every row). A tilt given with
+    ``detector_offset="auto"``: each sampled slice's axis bin
+    (:func:`~pnp_stable.operators.estimate_detector_offset` on its sinogram, the slices drawn at the
+    axis read off the rows' mean sinogram), and the line of the given slope through them
     (:func:`~pnp_stable.operators.fit_axis_line`). Returns the axis, the reading's record and the
     sampled slices' sinograms (``sinograms``: the sampled rows' line integrals)."""
     from pnp_stable.operators import estimate_axis_tilt, estimate_detector_offset, fit_axis_line
@@ -592,8 +600,11 @@ def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, v
             estimate = estimate_axis_tilt(whole_rows(), views_deg, reference)
         except ValueError as error:
             message = str(error)
-            raise ValueError(message if message.startswith("reading") else f"reading the axis's tilt: {message}") \
-                from None
+            if not message.startswith("reading"):
+                message = f"reading the axis's tilt: {message}"
+            if "give" not in message:  # a row that cannot be read: no whole projection without it
+                message += " (every row counts in a whole projection: repair the row, or give the tilt)"
+            raise ValueError(message) from None
         if abs(estimate.tilt_deg) > MAX_AXIS_TILT_DEG:
             raise ValueError(f"the rotation axis reads as tilted {estimate.tilt_deg:+.2f} degrees from the detector's "
                              f"columns, beyond the {MAX_AXIS_TILT_DEG:g} this tool corrects: check the projections' "
@@ -616,6 +627,12 @@ def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, v
                          f"it: {error}); give the detector offset") from None
     axis = TiltedAxis(float(axis_tilt), fit.axis_bin, reference, n_rows, n_cols)
     return axis, {"method": "slices' sinograms, the line of the given tilt", **fit._asdict()}, read
+
+
+def _rows_crossed(axis: TiltedAxis, row: int) -> tuple[int, int]:
+    """The first and last detector rows slice ``row``'s line runs over (on the detector)."""
+    exact = axis.exact_rows(row)
+    return (max(0, int(np.floor(exact.min()))), min(axis.n_rows - 1, int(np.ceil(exact.max()))))
 
 
 def _slices_inside(axis: TiltedAxis) -> list[int]:

@@ -88,8 +88,11 @@ def test_a_slice_is_read_along_its_line_between_the_rows_it_crosses():
     with pytest.raises(ValueError, match="slice 0's line leaves the detector"):
         axis.sources(0)
     assert volume.TiltedAxis(0.0, 21.0, 5.5, n_rows, n_cols).sources(4) == 4
-    # a tilt of a millionth of a degree keeps every row
-    assert all(volume.TiltedAxis(1e-6, 21.0, 5.5, n_rows, n_cols).inside(r) for r in range(n_rows))
+    # a tilt of a millionth of a degree keeps every row, each reading its own
+    faint = volume.TiltedAxis(1e-6, 21.0, 5.5, n_rows, n_cols)
+    assert all(faint.inside(r) and r - 1 <= volume._rows_crossed(faint, r)[0] <= r <= volume._rows_crossed(faint, r)[1]
+               <= r + 1 for r in range(n_rows))
+    assert volume._rows_crossed(faint, 0)[0] == 0 and volume._rows_crossed(faint, n_rows - 1)[1] == n_rows - 1
 
 
 def test_a_slice_read_along_its_line_is_an_untilted_scan_s_row(bench, geometry, monkeypatch):
@@ -150,11 +153,12 @@ def test_a_volume_with_its_tilt_told_is_each_slice_along_its_line(scans, geometr
     inside = [r for r in range(ROWS) if axis.inside(r)]
     assert result.rows == inside and len(inside) < ROWS
     assert any("end rows left out" in n for n in result.notes)
+    assert result.shared["rows_left_out"] == [r for r in range(ROWS) if r not in inside]
     assert result.shared["axis_tilt"] == 1.5 and result.all_guaranteed
     for i in (0, len(inside) // 2):
         row = inside[i]
-        alone = restore.reconstruct_ct(torch.from_numpy(volume.row_sinogram(scans[1.5], axis.sources(row))).float()[None],
-                                       detector_offset=axis.detector_offset(row), **common)
+        sinogram = torch.from_numpy(volume.row_sinogram(scans[1.5], axis.sources(row))).float()[None]
+        alone = restore.reconstruct_ct(sinogram, detector_offset=axis.detector_offset(row), **common)
         torch.testing.assert_close(result.volume[i], alone.image[0])
         assert result.reports[i]["operator"]["detector_offset"] == axis.detector_offset(row)
         assert result.reports[i]["detector_rows"][0] <= row <= result.reports[i]["detector_rows"][1]
@@ -209,7 +213,7 @@ def test_a_damaged_row_beside_a_tilted_slice(scans, denoiser):
     with pytest.raises(ValueError, match="row 12 of the projections, which the tilted slices' lines cross"):
         volume.reconstruct_volume(damaged, rows=[11], axis_tilt=1.5, detector_offset=OFFSET, **common)
     assert volume.reconstruct_volume(damaged, rows=[11], **common).rows == [11]  # untilted: row 11 alone
-    with pytest.raises(ValueError, match="reading the axis's tilt: row 12"):
+    with pytest.raises(ValueError, match="reading the axis's tilt: row 12: .* repair the row, or give the tilt"):
         volume.reconstruct_volume(damaged, rows=[5], axis_tilt="auto", **common)
 
 

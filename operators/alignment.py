@@ -88,6 +88,27 @@ def _noise_of_second_differences(second: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(second - np.median(second)))) / np.sqrt(6.0)
 
 
+def _air_levelled(s: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``s`` (bins x views) less its air level, the views' noise and that level. The noise from the
+    second differences along the bins, where smooth projections leave it (no air bins needed: an
+    object may nearly fill the detector). Air not at zero (a flat field a little off) moves every
+    centre of mass towards the detector's centre, the more so the farther the object lies from the
+    axis: its level, the median over the detector's outer fortieth at its lower end (a truncated end
+    holds the object, not air), is taken off first."""
+    bins = s.shape[0]
+    noise = _noise_of_second_differences((s[2:] - 2.0 * s[1:-1] + s[:-2]).ravel() if bins >= 3 else np.zeros(1))
+    edge = max(2, bins // 40)
+    baseline = min(float(np.median(s[:edge])), float(np.median(s[-edge:])))
+    return s - baseline, noise, baseline
+
+
+def _ends_hold_the_object(s: np.ndarray, noise: float) -> bool:
+    """Whether some view's two end bins at either end (of ``s`` levelled by :func:`_air_levelled`)
+    rise above their noise: a truncated projection, even where the views' mean hides it."""
+    ends = np.maximum(s[:2].mean(axis=0), s[-2:].mean(axis=0))
+    return float(ends.max()) > TRUNCATION_SIGMAS * noise / np.sqrt(2.0) + 1e-9 * float(np.abs(s).max())
+
+
 def estimate_detector_offset(sinogram: np.ndarray | torch.Tensor, angles_deg: Iterable[float]) -> AxisEstimate:
     """The detector offset of a parallel-beam ``sinogram`` (``bins x views``, line integrals of a
     non-negative object) whose columns are views at ``angles_deg`` (degrees), from the centres of
@@ -113,17 +134,9 @@ def estimate_detector_offset(sinogram: np.ndarray | torch.Tensor, angles_deg: It
     if views < 3 or np.linalg.cond(gram) > 1e12 or views * np.linalg.inv(gram)[2, 2] > MAX_VARIANCE_INFLATION:
         raise ValueError("the views span too little of the half-turn to locate the rotation axis (the centres of mass "
                          "need about 80 degrees or more; angles in degrees): give the detector offset")
-    # the views' noise from the second differences along the bins, where smooth projections leave it
-    # (no air bins needed: an object may nearly fill the detector); the mean projection's noise is
-    # that over sqrt(views) (a bin's largest value over many views rises above any threshold in the
-    # noise alone)
-    noise = _noise_of_second_differences((s[2:] - 2.0 * s[1:-1] + s[:-2]).ravel() if bins >= 3 else np.zeros(1))
-    # air not at zero (a flat field a little off) moves every centre of mass towards the detector's
-    # centre, the more so the farther the object lies from the axis: its level is taken off first
-    edge = max(2, bins // 40)
-    # (the lower end's: a truncated end holds the object, not air)
-    baseline = min(float(np.median(s[:edge])), float(np.median(s[-edge:])))
-    s = s - baseline
+    # the air's level taken off, the views' noise read (the mean projection's is that over sqrt(views):
+    # a bin's largest value over many views rises above any threshold in the noise alone)
+    s, noise, baseline = _air_levelled(s)
     profile = s.mean(axis=1)
     # a flat field's own noise offsets each bin alike in every view (its mean over k frames is off by
     # 1 / sqrt(k N0)): that part does not average out over the views, so the mean projection's noise
@@ -155,10 +168,7 @@ def estimate_detector_offset(sinogram: np.ndarray | torch.Tensor, angles_deg: It
         raise ValueError("the mean projection dips below the air level inside the object's shadow: the object has "
                          "negative values (or the data are not line integrals), and its centre of mass locates no "
                          "axis; give the detector offset")
-    # a view whose end bins hold the object is truncated, even where the mean projection hides it
-    ends = np.maximum(s[:2].mean(axis=0), s[-2:].mean(axis=0))
-    if first == 0 or last == bins - 1 or float(ends.max()) > TRUNCATION_SIGMAS * noise / np.sqrt(2.0) + 1e-9 * float(
-            np.abs(s).max()):
+    if first == 0 or last == bins - 1 or _ends_hold_the_object(s, noise):
         raise ValueError("the object's shadow reaches the detector's ends in some views (truncated projections, or no "
                          "air beside the object): the centres of mass do not locate the axis; give the detector offset")
     low, high = max(0, first - margin), min(bins, last + margin + 1)
@@ -290,7 +300,9 @@ def estimate_axis_tilt(rows: Iterable[tuple[float, np.ndarray]], angles_deg: Ite
                          "of mass need about 80 degrees or more): give the tilt")
     mass = column = height = None
     bins = 0
-    ends: list[tuple[float, np.ndarray, float]] = []  # (row, its mass per view, its mass's noise)
+    # the first and last rows: (row, its mass per view, its mass's noise)
+    first: tuple[float, np.ndarray, float] | None = None
+    last: tuple[float, np.ndarray, float] | None = None
     count = 0
     for row, sinogram in rows:
         s = np.asarray(sinogram, dtype=np.float64)
@@ -299,11 +311,8 @@ def estimate_axis_tilt(rows: Iterable[tuple[float, np.ndarray]], angles_deg: Ite
         if not np.all(np.isfinite(s)):
             raise ValueError(f"row {row}: the sinogram contains NaN or infinite values")
         bins = s.shape[0]
-        noise = _noise_of_second_differences((s[2:] - 2.0 * s[1:-1] + s[:-2]).ravel() if bins >= 3 else np.zeros(1))
-        edge = max(2, bins // 40)
-        s = s - min(float(np.median(s[:edge])), float(np.median(s[-edge:])))  # the air's level
-        end_bins = np.maximum(s[:2].mean(axis=0), s[-2:].mean(axis=0))
-        if float(end_bins.max()) > TRUNCATION_SIGMAS * noise / np.sqrt(2.0) + 1e-9 * float(np.abs(s).max()):
+        s, noise, _ = _air_levelled(s)
+        if _ends_hold_the_object(s, noise):
             raise ValueError(f"row {row}: the object's shadow reaches the detector's ends in some views (truncated "
                              "projections): the centres of mass do not locate the axis; give the tilt")
         row_mass = s.sum(axis=0)
@@ -313,12 +322,15 @@ def estimate_axis_tilt(rows: Iterable[tuple[float, np.ndarray]], angles_deg: Ite
         mass += row_mass
         column += positions @ s
         height += float(row) * row_mass
-        ends.append((float(row), row_mass, noise * np.sqrt(bins)))
+        entry = (float(row), row_mass, noise * np.sqrt(bins))
+        if first is None or entry[0] < first[0]:
+            first = entry
+        if last is None or entry[0] > last[0]:
+            last = entry
         count += 1
     if count < 3:
         raise ValueError(f"{count} detector rows given: the tilt needs the whole projections (three rows or more)")
-    ends.sort(key=lambda entry: entry[0])
-    for label, (row, row_mass, noise) in (("first", ends[0]), ("last", ends[-1])):
+    for label, (row, row_mass, noise) in (("first", first), ("last", last)):
         if float(np.abs(row_mass).max()) > TRUNCATION_SIGMAS * noise:
             raise ValueError(f"the object reaches the detector's {label} row ({row:g}) in some views: the centres of "
                              "mass of projections that do not hold it whole do not locate the axis; give the tilt")
@@ -337,7 +349,7 @@ def estimate_axis_tilt(rows: Iterable[tuple[float, np.ndarray]], angles_deg: Ite
     # the row sinusoid's amplitude from residual noise, over the column sinusoid's
     error = float(np.sqrt(np.mean(residual ** 2) * 2.0 / max(theta.size - 3, 1) / swing2))
     tilt, error_deg = float(np.degrees(np.arctan(slope))), float(np.degrees(error))
-    reach = max(bins, ends[-1][0] - ends[0][0] + 1) / 2.0  # the farthest bin or row from the middle
+    reach = max(bins, last[0] - first[0] + 1) / 2.0  # the farthest bin or row from the middle
     if error * reach > MAX_TILT_ERROR_SHIFT:
         raise ValueError(f"the tilt reads {tilt:+.3f} +- {error_deg:.3f} degrees: too loose to correct it (the "
                          "projections' centres of mass stray from their sinusoids, or swing too little about the "

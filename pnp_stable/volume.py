@@ -515,9 +515,10 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
     from pnp_stable.operators.ct import _angles_in_degrees
 
     views = stack.shape[0] if angles is None else angles
+    slices = None  # the sampled slices' line integrals, where a tilted axis's reading read them
     if tilted and axis is None:
-        axis, fit, sinograms = _read_tilted_axis(sinograms, line_integrals, _angles_in_degrees(views),
-                                                 detector_offset, axis_tilt, n_rows, n_cols)
+        axis, fit, slices = _read_tilted_axis(sinograms, line_integrals, _angles_in_degrees(views),
+                                              detector_offset, axis_tilt, n_rows, n_cols)
         shared.update(detector_offset=round((n_cols - 1) / 2.0 - axis.axis_bin, 3), axis_tilt=axis.tilt_deg,
                       axis_reference_row=axis.reference_row, axis_fit=fit)
         where = f"{shared['detector_offset']:+.3f} bins off the detector's centre at row {axis.reference_row:g}"
@@ -549,9 +550,8 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
     if not shared_scale:
         return shared, notes, axis
     offset = shared.get("detector_offset", detector_offset)
-    if axis is not None and "axis_fit" not in shared:  # the axis given: its slices' sinograms, not the rows'
-        sinograms = usable(_sample(_slices_inside(axis)),
-                           lambda r: line_integrals(axis.sources(r)))
+    if axis is not None:  # a tilted axis: its slices' sinograms, not the rows'
+        sinograms = slices if slices is not None else _slice_sinograms(axis, line_integrals)
     shared["data_scale"] = _volume_scale(
         [(y, offset if axis is None else axis.detector_offset(r)) for r, y in sinograms], views, size, options)
     if shared["data_scale"] != 1.0:
@@ -562,7 +562,7 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
 
 def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, views_deg: np.ndarray,
                       detector_offset, axis_tilt, n_rows: int, n_cols: int
-                      ) -> tuple[TiltedAxis, dict[str, Any], list[tuple[int, np.ndarray]]]:
+                      ) -> tuple[TiltedAxis, dict[str, Any], list[tuple[int, np.ndarray]] | None]:
     """The tilted axis, what of it is not given read off the data. ``axis_tilt="auto"``: the tilt and
     (``detector_offset="auto"``) the axis from whole projections
     (:func:`~pnp_stable.operators.estimate_axis_tilt`, over every row). A tilt given with
@@ -570,20 +570,12 @@ def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, v
     (:func:`~pnp_stable.operators.estimate_detector_offset` on its sinogram, the slices drawn at the
     axis read off the rows' mean sinogram), and the line of the given slope through them
     (:func:`~pnp_stable.operators.fit_axis_line`). Returns the axis, the reading's record and the
-    sampled slices' sinograms (``sinograms``: the sampled rows' line integrals)."""
+    sampled slices' sinograms where it read them, else None (``sinograms``: the sampled rows' line
+    integrals)."""
     from pnp_stable.operators import estimate_axis_tilt, estimate_detector_offset, fit_axis_line
 
     reference, centre = (n_rows - 1) / 2.0, (n_cols - 1) / 2.0
     given_bin = None if detector_offset == "auto" else centre - float(detector_offset or 0.0)
-
-    def slice_sinograms(axis: TiltedAxis) -> list[tuple[int, np.ndarray]]:
-        read = []
-        for r in _sample(_slices_inside(axis)):
-            try:
-                read.append((r, line_integrals(axis.sources(r))))
-            except ValueError:  # as a row that cannot be read: left out of the shared values
-                pass
-        return read
 
     if axis_tilt == "auto":
         # every row: summing every s-th one aliases the object's ends, which move by fractions of a row
@@ -611,9 +603,9 @@ def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, v
                              "orientation (rows across the axis), or give the tilt")
         axis = TiltedAxis(round(estimate.tilt_deg, 4), estimate.axis_bin if given_bin is None else given_bin,
                           reference, n_rows, n_cols)
-        return axis, {"method": "whole projections' centres of mass", **estimate._asdict()}, slice_sinograms(axis)
+        return axis, {"method": "whole projections' centres of mass", **estimate._asdict()}, None
     start = estimate_detector_offset(np.mean([y for _, y in sinograms], axis=0), views_deg).axis_bin
-    read = slice_sinograms(TiltedAxis(float(axis_tilt), start, reference, n_rows, n_cols))
+    read = _slice_sinograms(TiltedAxis(float(axis_tilt), start, reference, n_rows, n_cols), line_integrals)
     found = {}
     for r, y in read:
         try:
@@ -627,6 +619,26 @@ def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, v
                          f"it: {error}); give the detector offset") from None
     axis = TiltedAxis(float(axis_tilt), fit.axis_bin, reference, n_rows, n_cols)
     return axis, {"method": "slices' sinograms, the line of the given tilt", **fit._asdict()}, read
+
+
+def _slice_sinograms(axis: TiltedAxis, line_integrals) -> list[tuple[int, np.ndarray]]:
+    """The line integrals of ``SHARED_SAMPLE_ROWS`` slices spread over those on the detector; a slice
+    that cannot be read (no signal above the dark, values not finite) is left out, as a sampled row
+    is (ValueError when none can be read)."""
+    read, why = [], ""
+    for r in _sample(_slices_inside(axis)):
+        try:
+            y = line_integrals(axis.sources(r))
+        except ValueError as error:
+            why = why or f"slice {r}: {error}"
+            continue
+        if not np.all(np.isfinite(y)):
+            why = why or f"slice {r}: NaN or infinite values"
+            continue
+        read.append((r, y))
+    if not read:
+        raise ValueError(f"none of the slices sampled for the values every slice shares could be read ({why})")
+    return read
 
 
 def _rows_crossed(axis: TiltedAxis, row: int) -> tuple[int, int]:

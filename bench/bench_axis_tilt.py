@@ -154,18 +154,40 @@ def _nearest_rows(active: bool):
 
 
 def _readings(args, argv: list[str] | None, angles: np.ndarray, bins: int, scan) -> int:
-    """The tilt read off each scan: whole projections against the rows one by one."""
-    from pnp_stable.operators import estimate_axis_tilt, estimate_detector_offset, fit_axis_line
+    """The tilt read off each scan: whole projections' centres of mass, the registration of opposite
+    views (where the scan has them), and the rows one by one."""
+    from pnp_stable.operators import (estimate_axis_from_opposite_views, estimate_axis_tilt, estimate_detector_offset,
+                                      fit_axis_line, opposite_view_pairs)
+    from pnp_stable.operators.axis_registration import MAX_PAIRS
     from pnp_stable.volume import row_sinogram
 
     reference = (args.rows - 1) / 2.0
-    print("| tilt (deg) | data | whole projections: tilt | its axis error (bins) | rows one by one: tilt | rows read |")
-    print("|---|---|---|---|---|---|")
+    true_axis = (bins - 1) / 2.0 - args.offset
+    pairs = opposite_view_pairs(angles, at_most=MAX_PAIRS)
+    print("| tilt (deg) | data | whole projections: tilt | axis error (bins) | opposite views: tilt | axis error "
+          "(bins) | seconds | rows one by one: tilt | rows read |")
+    print("|---|---|---|---|---|---|---|---|---|")
     records = []
     for tilt in args.tilts:
         clean = projections(args.size, args.rows, angles, bins, tilt, args.offset, args.subpixels)
         for label, data in (("noise-free", clean), (f"{args.photons:g} photons", scan(tilt, clean)[0])):
-            whole = estimate_axis_tilt(((r, row_sinogram(data, r)) for r in range(args.rows)), angles, reference)
+            record = {"tilt_deg": tilt, "data": label}
+            try:
+                whole = estimate_axis_tilt(((r, row_sinogram(data, r)) for r in range(args.rows)), angles, reference)
+                record["whole"] = whole._asdict()
+                whole_text = (f"{whole.tilt_deg:+.3f} (+- {whole.tilt_error_deg:.3f}) | "
+                              f"{whole.axis_bin - true_axis:+.3f}")
+            except ValueError as error:
+                record["whole"] = str(error)
+                whole_text = "refused | -"
+            opposite_text = "- | - | -"
+            if pairs:
+                started = time.perf_counter()
+                opposite = estimate_axis_from_opposite_views([(data[i], data[j]) for i, j in pairs], reference)
+                seconds = time.perf_counter() - started
+                record["opposite"] = {**opposite._asdict(), "seconds": seconds}
+                opposite_text = (f"{opposite.tilt_deg:+.3f} (+- {opposite.tilt_error_deg:.3f}) | "
+                                 f"{opposite.axis_bin - true_axis:+.3f} | {seconds:.1f}")
             found = {}
             for r in range(args.rows):
                 try:
@@ -174,11 +196,9 @@ def _readings(args, argv: list[str] | None, angles: np.ndarray, bins: int, scan)
                     pass
             line = fit_axis_line(list(found), list(found.values()), reference)
             by_rows = math.degrees(math.atan(line.slope))
-            axis_error = whole.axis_bin - ((bins - 1) / 2.0 - args.offset)
-            print(f"| {tilt:g} | {label} | {whole.tilt_deg:+.3f} (+- {whole.tilt_error_deg:.3f}) | {axis_error:+.3f} | "
-                  f"{by_rows:+.3f} | {line.rows_used} |", flush=True)
-            records.append({"tilt_deg": tilt, "data": label, "whole": whole._asdict(), "rows_fit": line._asdict(),
-                            "rows_tilt_deg": by_rows})
+            print(f"| {tilt:g} | {label} | {whole_text} | {opposite_text} | {by_rows:+.3f} | {line.rows_used} |",
+                  flush=True)
+            records.append({**record, "rows_fit": line._asdict(), "rows_tilt_deg": by_rows})
     if args.json is not None:
         import json
 
@@ -195,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--angles", type=int, default=180)
     parser.add_argument("--photons", type=float, default=1e4)
     parser.add_argument("--offset", type=float, default=1.7)
+    parser.add_argument("--turn", type=float, default=180.0, choices=(180.0, 360.0),
+                        help="the views over [0, TURN) degrees (360: a full turn, whose views pair half a turn apart)")
     parser.add_argument("--eval-rows", type=int, default=8)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--denoiser", default="gray", help="NAME | PATH (pnp_stable.denoisers.load)")
@@ -210,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     from pnp_stable.restore import psnr
     from pnp_stable.volume import TiltedAxis, reconstruct_volume
 
-    op = ParallelBeamCT(args.size, angles=args.angles, detector_offset=args.offset)
+    view_angles = np.arange(args.angles) * (args.turn / args.angles)
+    op = ParallelBeamCT(args.size, angles=view_angles, detector_offset=args.offset)
     angles, bins = op.angles_deg, op.n_detectors
     # the analytic projector agrees with the operator on a slice (else the conventions differ)
     k = args.rows // 2
@@ -236,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     records, table = [], []
     print("| tilt (deg) | method | mean PSNR | min | max | tilt read | offset read | monotone | s per slice |")
     print("|---|---|---|---|---|---|---|---|---|")
-    common = dict(photons=args.photons, denoiser=denoiser, max_iter=300, progress=False)
+    common = dict(photons=args.photons, denoiser=denoiser, max_iter=300, progress=False, angles=list(angles))
     truths: dict[int, np.ndarray] = {}
     for tilt in args.tilts:
         # the rows every method reconstructs: those whose slices stay on the detector at this tilt

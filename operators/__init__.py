@@ -28,6 +28,9 @@ _LAZY = {
     "fit_axis_line": "pnp_stable.operators.alignment",
     "AxisTiltEstimate": "pnp_stable.operators.alignment",
     "estimate_axis_tilt": "pnp_stable.operators.alignment",
+    "AxisRegistration": "pnp_stable.operators.axis_registration",
+    "estimate_axis_from_opposite_views": "pnp_stable.operators.axis_registration",
+    "opposite_view_pairs": "pnp_stable.operators.axis_registration",
     "Identity": "pnp_stable.operators.pointwise",
     "Inpainting": "pnp_stable.operators.pointwise",
     "Downsample": "pnp_stable.operators.downsample",
@@ -38,8 +41,8 @@ _LAZY = {
     "KernelNormalizationWarning": "pnp_stable.operators.kernels",
     "parse_kernel_spec": "pnp_stable.operators.kernels",
 }
-_SUBMODULES = ("kernels", "kernel_files", "base", "cg", "blur", "ct", "fan_beam", "fbp", "alignment", "pointwise",
-               "downsample", "norm_bounds", "cache")
+_SUBMODULES = ("kernels", "kernel_files", "base", "cg", "blur", "ct", "fan_beam", "fbp", "alignment",
+               "axis_registration", "pointwise", "downsample", "norm_bounds", "cache")
 
 __all__ = sorted([*_LAZY, "kernels"])
 

@@ -261,9 +261,12 @@ def reconstruct_volume(
     tilt off the data; slice ``r`` is then the plane perpendicular to the axis ``r - (n_rows - 1)/2``
     rows from the detector's middle row, read along its line on the detector (:class:`TiltedAxis`),
     ``detector_offset`` the axis's offset at the middle row, each slice's own from the tilt.
-    ``"auto"`` reads the tilt (and with ``detector_offset="auto"`` the axis) off the centres of mass
-    of whole projections (:func:`~pnp_stable.operators.estimate_axis_tilt`: the object whole on the
-    detector, off the axis); a tilt given with ``detector_offset="auto"`` puts the axis on the line of
+    ``"auto"`` reads the tilt (and with ``detector_offset="auto"`` the axis) off views half a turn
+    apart where the scan has them (a full turn, or a last view at 180 degrees from the first:
+    :func:`~pnp_stable.operators.estimate_axis_from_opposite_views`, any object, one longer than the
+    detector too), else off the centres of mass of whole projections
+    (:func:`~pnp_stable.operators.estimate_axis_tilt`: the object whole on the detector, off the
+    axis); a tilt given with ``detector_offset="auto"`` puts the axis on the line of
     that slope through the axes of the sampled slices (``_read_tilted_axis``). The end rows whose lines
     leave the detector are left out when ``rows`` is None, refused when asked for.
     ``angles``: as ``reconstruct_ct``'s (default: ``n_angles`` uniform over [0, 180)); ``options``:
@@ -527,9 +530,16 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
                 where = (f"{shared['detector_offset']:+.3f} bins off the detector's centre at row "
                          f"{axis.reference_row:g} as given" if detector_offset is not None else
                          f"at the detector's centre at row {axis.reference_row:g} (detector_offset not given)")
-            notes.append(f"rotation axis tilted {axis.tilt_deg:+.3f} degrees (+- {fit['tilt_error_deg']:.3f} from the "
-                         f"noise) from the detector's columns, read off the centres of mass of whole projections "
-                         f"({fit['rows_used']} rows); {where}; shared by every slice")
+            how = (f"read off {fit['pairs_used']} pairs of opposite views (registered)" if "pairs_used" in fit else
+                   f"read off the centres of mass of whole projections ({fit['rows_used']} rows)")
+            notes.append(f"rotation axis tilted {axis.tilt_deg:+.3f} degrees (standard error "
+                         f"{fit['tilt_error_deg']:.3f}) from the detector's columns, {how}; {where}; shared by every "
+                         "slice")
+            if fit.get("drift_modelled"):
+                drift = max(abs(d) for d in fit["drift_rows"])
+                notes.append(f"the object moved up to {drift:.2f} rows along the axis between opposite views (drift "
+                             "during the scan), taken out of the tilt's reading: views far apart in time do not line "
+                             "up, which no slice corrects")
             read_offset = (n_cols - 1) / 2.0 - fit["axis_bin"]
             if detector_offset != "auto" and abs(read_offset - shared["detector_offset"]) > AXIS_DISAGREEMENT_BINS:
                 notes.append(f"the same projections put the axis {read_offset:+.3f} bins off the detector's centre at "
@@ -564,46 +574,35 @@ def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, v
                       detector_offset, axis_tilt, n_rows: int, n_cols: int
                       ) -> tuple[TiltedAxis, dict[str, Any], list[tuple[int, np.ndarray]] | None]:
     """The tilted axis, what of it is not given read off the data. ``axis_tilt="auto"``: the tilt and
-    (``detector_offset="auto"``) the axis from whole projections
-    (:func:`~pnp_stable.operators.estimate_axis_tilt`, over every row). A tilt given with
+    (``detector_offset="auto"``) the axis from the registration of views half a turn apart where the
+    scan has them (:func:`~pnp_stable.operators.estimate_axis_from_opposite_views`), else from the
+    centres of mass of whole projections (:func:`~pnp_stable.operators.estimate_axis_tilt`), over
+    every row. A tilt given with
     ``detector_offset="auto"``: each sampled slice's axis bin
     (:func:`~pnp_stable.operators.estimate_detector_offset` on its sinogram, the slices drawn at the
     axis read off the rows' mean sinogram), and the line of the given slope through them
     (:func:`~pnp_stable.operators.fit_axis_line`). Returns the axis, the reading's record and the
     sampled slices' sinograms where it read them, else None (``sinograms``: the sampled rows' line
     integrals)."""
-    from pnp_stable.operators import estimate_axis_tilt, estimate_detector_offset, fit_axis_line
+    from pnp_stable.operators import estimate_detector_offset, fit_axis_line, opposite_view_pairs
+    from pnp_stable.operators.axis_registration import MAX_PAIRS
 
     reference, centre = (n_rows - 1) / 2.0, (n_cols - 1) / 2.0
     given_bin = None if detector_offset == "auto" else centre - float(detector_offset or 0.0)
 
     if axis_tilt == "auto":
-        # every row: summing every s-th one aliases the object's ends, which move by fractions of a row
-        # from view to view (a reviewer's flat-ended cylinder over 1100 rows read +0.30 degrees for +0.50
-        # from every third row)
-        def whole_rows():
-            for r in range(n_rows):
-                try:
-                    yield r, line_integrals(r)
-                except ValueError as error:  # (no row may be missing from a whole projection)
-                    raise ValueError(f"reading the axis's tilt: row {r}: {error}") from None
-
-        try:
-            estimate = estimate_axis_tilt(whole_rows(), views_deg, reference)
-        except ValueError as error:
-            message = str(error)
-            if not message.startswith("reading"):
-                message = f"reading the axis's tilt: {message}"
-            if "give" not in message:  # a row that cannot be read: no whole projection without it
-                message += " (every row counts in a whole projection: repair the row, or give the tilt)"
-            raise ValueError(message) from None
-        if abs(estimate.tilt_deg) > MAX_AXIS_TILT_DEG:
+        pairs = opposite_view_pairs(views_deg, at_most=MAX_PAIRS)
+        if pairs:
+            estimate, record = _tilt_from_opposite_views(pairs, line_integrals, reference, n_rows)
+        else:
+            estimate, record = _tilt_from_centres_of_mass(line_integrals, views_deg, reference, n_rows)
+        if abs(estimate.tilt_deg) > MAX_AXIS_TILT_DEG - 1e-6:
             raise ValueError(f"the rotation axis reads as tilted {estimate.tilt_deg:+.2f} degrees from the detector's "
-                             f"columns, beyond the {MAX_AXIS_TILT_DEG:g} this tool corrects: check the projections' "
-                             "orientation (rows across the axis), or give the tilt")
+                             f"columns, at or beyond the {MAX_AXIS_TILT_DEG:g} this tool corrects: check the "
+                             "projections' orientation (rows across the axis), or give the tilt")
         axis = TiltedAxis(round(estimate.tilt_deg, 4), estimate.axis_bin if given_bin is None else given_bin,
                           reference, n_rows, n_cols)
-        return axis, {"method": "whole projections' centres of mass", **estimate._asdict()}, None
+        return axis, record, None
     start = estimate_detector_offset(np.mean([y for _, y in sinograms], axis=0), views_deg).axis_bin
     read = _slice_sinograms(TiltedAxis(float(axis_tilt), start, reference, n_rows, n_cols), line_integrals)
     found = {}
@@ -619,6 +618,75 @@ def _read_tilted_axis(sinograms: list[tuple[int, np.ndarray]], line_integrals, v
                          f"it: {error}); give the detector offset") from None
     axis = TiltedAxis(float(axis_tilt), fit.axis_bin, reference, n_rows, n_cols)
     return axis, {"method": "slices' sinograms, the line of the given tilt", **fit._asdict()}, read
+
+
+def _reading_the_tilt(read, way_out: str):
+    """``read()``, its ValueError worded as the tilt's reading (with ``way_out`` where it has none)."""
+    try:
+        return read()
+    except ValueError as error:
+        message = str(error)
+        if not message.startswith("reading"):
+            message = f"reading the axis's tilt: {message}"
+        if "give" not in message:  # a row that cannot be read
+            message += f" ({way_out})"
+        raise ValueError(message) from None
+
+
+def _every_row(line_integrals, n_rows: int):
+    """``(row, line integrals)`` of every detector row, a row that cannot be read (or not finite)
+    stopping the tilt's reading."""
+    for r in range(n_rows):
+        try:
+            y = line_integrals(r)
+        except ValueError as error:
+            raise ValueError(f"reading the axis's tilt: row {r}: {error}") from None
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"reading the axis's tilt: row {r} holds NaN or infinite values")
+        yield r, y
+
+
+def _tilt_from_centres_of_mass(line_integrals, views_deg: np.ndarray, reference: float, n_rows: int):
+    """The tilt and axis off the centres of mass of whole projections
+    (:func:`~pnp_stable.operators.estimate_axis_tilt`), and the reading's record."""
+    from pnp_stable.operators import estimate_axis_tilt
+
+    # every row: summing every s-th one aliases the object's ends, which move by fractions of a row from
+    # view to view (a reviewer's flat-ended cylinder over 1100 rows read +0.30 degrees for +0.50 from
+    # every third row)
+    def read():
+        try:
+            return estimate_axis_tilt(_every_row(line_integrals, n_rows), views_deg, reference)
+        except ValueError as error:
+            if "reaches" not in str(error):
+                raise
+            raise ValueError(f"{error} (or scan views exactly half a turn apart, a full turn of an even number of "
+                             "views or a last view at 180 degrees from the first: then the tilt is read off opposite "
+                             "views, whole object or not)") from None
+
+    estimate = _reading_the_tilt(read, "every row counts in a whole projection: repair the row, or give the tilt")
+    return estimate, {"method": "whole projections' centres of mass", **estimate._asdict()}
+
+
+def _tilt_from_opposite_views(used: list[tuple[int, int]], line_integrals, reference: float, n_rows: int):
+    """The tilt and axis from the registration of the pairs ``used`` of views half a turn apart
+    (:func:`~pnp_stable.operators.estimate_axis_from_opposite_views`), and the reading's record."""
+    from pnp_stable.operators import estimate_axis_from_opposite_views
+
+    views = [v for pair in used for v in pair]
+
+    def read():
+        images = None
+        for r, y in _every_row(line_integrals, n_rows):
+            if images is None:
+                images = np.empty((len(views), n_rows, y.shape[0]), dtype=np.float32)
+            images[:, r, :] = y[:, views].T
+        return estimate_axis_from_opposite_views([(images[2 * k], images[2 * k + 1]) for k in range(len(used))],
+                                                 reference, max_tilt_deg=MAX_AXIS_TILT_DEG)
+
+    estimate = _reading_the_tilt(read, "the opposite views are read whole: repair the row, or give the tilt")
+    return estimate, {"method": "opposite views' registration", "pairs": [list(p) for p in used],
+                      **estimate._asdict()}
 
 
 def _slice_sinograms(axis: TiltedAxis, line_integrals) -> list[tuple[int, np.ndarray]]:

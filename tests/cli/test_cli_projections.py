@@ -266,6 +266,32 @@ def test_a_tilted_stack_leaves_out_the_end_rows(tilted_stack, tiny_denoiser, tmp
     assert np.load(out).shape == (20, 32, 32)
 
 
+def test_a_long_object_s_tilt_read_off_a_full_turn(tmp_path, tiny_denoiser):
+    """An object longer than the detector, scanned over a full turn (--angle-range 360): the tilt is
+    read off opposite views; over a half turn it cannot be, and the one-line refusal says what would."""
+    from bench_loader import load_bench_script
+
+    bench = load_bench_script("bench_axis_tilt")
+    angles = np.arange(30) * 12.0
+    op = ParallelBeamCT(64, angles=30)
+    long = 0.1 * bench.projections(64, 24, angles, op.n_detectors, 1.5, 1.3, subpixels=2)  # 31 rows long
+    stack = tmp_path / "long.npy"
+    np.save(stack, long.astype(np.float32))
+    report = tmp_path / "vol.json"
+    result = run("ct", stack, "--projections", "--angle-range", "360", "--axis-tilt", "auto", "--detector-offset",
+                 "auto", "--rows", "11:13", "--noise", "0.01", "--denoiser", tiny_denoiser, "--max-iter", 1, "--out",
+                 tmp_path / "vol.npy", "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "pairs of opposite views" in result.output
+    shared = json.loads(report.read_text())["shared"]
+    assert abs(shared["axis_tilt"] - 1.5) < 0.1 and abs(shared["detector_offset"] - 1.3) < 0.05
+    half = tmp_path / "half.npy"
+    np.save(half, long[:15].astype(np.float32))
+    assert_user_error(run("ct", half, "--projections", "--angle-range", "180", "--axis-tilt", "auto", "--noise",
+                          "0.01", "--denoiser", tiny_denoiser, "--quiet"),
+                      "reaches the detector's first row")
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--axis-tilt", "1"), "--axis-tilt describes a measured projection stack's rotation axis"),
     (("--projections", "--axis-tilt", "x"), "--axis-tilt 'x' is not a number of degrees or 'auto'"),

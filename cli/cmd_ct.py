@@ -67,8 +67,9 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
 @click.option("--axis-tilt", default=None, metavar="DEGREES|auto",
               help="With --projections: the rotation axis's image on the detector turns this many degrees from its "
                    "columns (positive: its column grows with the row; at most 5), or auto to read it off the "
-                   "projections: off views half a turn apart where the scan has them (a full turn, e.g. "
-                   "--angle-range 360, or a last view at 180; any object, longer than the detector too), else off "
+                   "projections: off views half a turn apart where the scan has them (a full turn of an even number "
+                   "of views, e.g. --angle-range 360, or a last view at 180; any object, longer than the detector "
+                   "too), else off "
                    "their centres of mass (the object whole on the detector, off the axis); slices are then "
                    "taken perpendicular to the axis, and --detector-offset is the axis's offset at the middle row "
                    "[default: 0, along the columns].")

@@ -51,6 +51,8 @@ MAX_REGISTRATION_ERROR_SHIFT = 0.25
 # the correlation of the views with their opposites' registered mirror images below which they are
 # not taken for mirror images (unrelated views register somewhere, near 0; the benchmark's, 0.999)
 MIN_CORRELATION = 0.5
+# pairs from which the spread of their own readings bounds the standard errors
+MIN_PAIRS_FOR_SPREAD = 3
 # a pair's drift along the axis is taken out of the reading where it exceeds this many rows and this
 # many of its standard errors
 DRIFT_ROWS = 0.1
@@ -137,8 +139,8 @@ def _mirror_centre(profiles: list[tuple[np.ndarray, np.ndarray]]) -> float:
 class _Level:
     """The pairs at one level of detail (pixels ``factor`` bins wide), smoothed, with their
     gradients; the mirror map's residuals and their derivatives in the parameters ``(tilt,
-    axis_bin, shift_1, ..., shift_K)`` (``shift_k``: how far pair k's opposite view lies along the
-    columns' direction, in rows, from the mirror image: the object's drift along the axis), at the
+    axis_bin, shift_1, ..., shift_K)`` (``shift_k``: how far along the axis pair k's view lies from
+    its opposite's mirror image, in rows: minus the object's drift along the axis), at the
     level's pixels (every ``stride``-th along each side, at most ``MAX_SAMPLES`` over the pairs)."""
 
     def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], factor: int, reference_row: float) -> None:
@@ -223,16 +225,19 @@ class _Level:
             dq_tilt_u, dq_tilt_v = 2.0 * (across * a_u + along * b_u), 2.0 * (across * a_v + along * b_v)
             dq_axis_u, dq_axis_v = 2.0 * math.cos(tilt) ** 2, -math.sin(2.0 * tilt)
         for k, (view, opposite, (d_row, d_col)) in enumerate(zip(self.views, self.opposites, self.gradients)):
-            coordinates = np.stack([gv + shifts[k] / self.factor, gu])
+            # the drift moves the object along the axis, (sin, cos) in (bin, row)
+            coordinates = np.stack([gv + shifts[k] * math.cos(tilt) / self.factor,
+                                    gu + shifts[k] * math.sin(tilt) / self.factor])
             out.append(opposite[mask] - map_coordinates(view, coordinates, order=3, mode="nearest", prefilter=False))
             if jacobian:
                 # the gradients are per level pixel; the parameters in full-resolution units
                 g_col = map_coordinates(d_col, coordinates, order=3, mode="nearest", prefilter=False) / self.factor
                 g_row = map_coordinates(d_row, coordinates, order=3, mode="nearest", prefilter=False) / self.factor
                 block = np.zeros((g_col.size, params.size))
-                block[:, 0] = -(g_col * dq_tilt_u + g_row * dq_tilt_v)
+                # the drift's direction turns with the tilt: d(shift a)/dtilt = shift a'
+                block[:, 0] = -(g_col * (dq_tilt_u + shifts[k] * b_u) + g_row * (dq_tilt_v + shifts[k] * b_v))
                 block[:, 1] = -(g_col * dq_axis_u + g_row * dq_axis_v)
-                block[:, 2 + k] = -g_row
+                block[:, 2 + k] = -(g_col * a_u + g_row * a_v)
                 derivatives.append(block)
         residual = np.concatenate(out)
         return (residual, np.concatenate(derivatives)) if jacobian else residual
@@ -302,6 +307,25 @@ def _covariance(level: _Level, residual: np.ndarray, jac: np.ndarray) -> np.ndar
         return None
 
 
+def _pair_spread(pairs: list[tuple[np.ndarray, np.ndarray]], reference_row: float, params: np.ndarray,
+                 drifted: bool, max_tilt: float) -> tuple[float, float] | None:
+    """The standard errors of the mean of the pairs' own readings (each pair refitted alone at full
+    resolution from the joint reading, with its drift where the joint one has drifts), or None where
+    fewer than ``MIN_PAIRS_FOR_SPREAD`` could be refitted."""
+    readings = []
+    for k, pair in enumerate(pairs):
+        level = _Level([pair], 1, reference_row)
+        start = np.array([params[0], params[1], params[2 + k]])
+        free = np.array([0, 1, 2]) if drifted else np.array([0, 1])
+        fitted = _levenberg_marquardt(level, start, free, max_tilt)[0]
+        readings.append(fitted[:2])
+    readings = np.array(readings)
+    if len(readings) < MIN_PAIRS_FOR_SPREAD:
+        return None
+    spread = readings.std(axis=0, ddof=1) / math.sqrt(len(readings))
+    return float(spread[0]), float(spread[1])
+
+
 def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarray]], reference_row: float, *,
                                       max_tilt_deg: float = 5.0) -> AxisRegistration:
     """The tilt and position of a parallel beam's rotation axis from pairs ``(view, opposite)`` of
@@ -316,10 +340,15 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
     mirror to squares turned by twice the tilt, and the cubic interpolation of sharp edges is not
     exact: on the benchmark's phantom without noise the tilt read within 0.006 degrees, the axis
     within 0.001 bins (docs/benchmarks.md, "A tilted rotation axis"). The standard errors take the
-    residuals for noise, the misfit of such edges included. Assumes a parallel beam, the axis in a
+    residuals for noise, the misfit of such edges included, and with ``MIN_PAIRS_FOR_SPREAD`` pairs or
+    more are at least the spread of the pairs' own readings (the residuals alone understated them
+    fourfold at 20 photons per bin). Assumes a parallel beam, the axis in a
     plane parallel to the detector (a tilt towards the beam is not modelled), the object rigid and
-    still but for a drift along the axis between two views, and views exactly half a turn apart
-    (see ``OPPOSITE_TOLERANCE_DEG``). ``max_tilt_deg`` bounds the search.
+    still but for a drift along the axis between two views, views exactly half a turn apart (see
+    ``OPPOSITE_TOLERANCE_DEG``), and no fixed pattern of the detector: a dead or hot row or column, a
+    gain stripe or rings, the same in every view, register with themselves at no tilt and pull the
+    reading towards none, unrefused (a dead row read 2 degrees as 0.2 to 0.4). ``max_tilt_deg``
+    bounds the search.
 
     Raises ValueError when no pair is given, the views' shapes differ, values are not finite, the
     views hold nothing to register (constant), fewer than ``MIN_OVERLAP_SHARE`` of the pixels
@@ -410,6 +439,12 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
                          "degrees): no line within it mirrors them (a fixed pattern of the detector, such as rings or "
                          "a dead or hot column, can outweigh the object); give the tilt")
     tilt_error, axis_error = (float(np.sqrt(max(covariance[i, i], 0.0))) for i in range(2))
+    # the residuals' errors miss what is not noise-like (noise in the views' gradients at low counts, the
+    # misfit of edges): where there are pairs enough, the spread of their own readings bounds them
+    spread = _pair_spread(pairs, reference_row, params, drifted, max_tilt) if len(pairs) >= MIN_PAIRS_FOR_SPREAD \
+        else None
+    if spread is not None:
+        tilt_error, axis_error = max(tilt_error, spread[0]), max(axis_error, spread[1])
     reach = math.hypot(cols / 2.0, rows / 2.0)
     if not math.isfinite(tilt_error) or tilt_error * reach > MAX_REGISTRATION_ERROR_SHIFT:
         raise ValueError(f"the opposite views register at a tilt of {math.degrees(tilt):+.3f} +- "

@@ -141,14 +141,17 @@ def test_a_drift_along_the_axis_between_views():
     pairs = []
     for k, drift in enumerate((0.6, -1.3)):
         view, opposite = _pairs(2.0, 50.8, count=1, seed=10 + k)[0]
-        # the opposite view at row v shows what the undrifted one shows at v - drift
+        # the object moved ``drift`` rows along the axis, (sin, cos) in (bin, row): the opposite view at
+        # p shows what the undrifted one shows at p - drift (sin, cos)
         rows, cols = opposite.shape
         v, u = np.meshgrid(np.arange(rows, dtype=float), np.arange(cols, dtype=float), indexing="ij")
-        pairs.append((view, map_coordinates(opposite, [v - drift, u], order=3, mode="nearest")))
+        t = math.radians(2.0)
+        pairs.append((view, map_coordinates(opposite, [v - drift * math.cos(t), u - drift * math.sin(t)], order=3,
+                                            mode="nearest")))
     estimate = estimate_axis_from_opposite_views(pairs, 31.5)
     # (two interpolations of the opposite views, mirror then drift, blur them a little)
     assert estimate.tilt_deg == pytest.approx(2.0, abs=0.01) and estimate.axis_bin == pytest.approx(50.8, abs=0.03)
-    assert estimate.drift_rows == pytest.approx([0.6, -1.3], abs=0.02)
+    assert estimate.drift_rows == pytest.approx([0.6, -1.3], abs=0.02) and estimate.drift_modelled
 
 
 def test_a_mirror_beyond_the_tilts_searched_is_refused():
@@ -156,3 +159,4 @@ def test_a_mirror_beyond_the_tilts_searched_is_refused():
     with pytest.raises(ValueError, match="register best at the bound of the tilts searched .5 degrees"):
         estimate_axis_from_opposite_views(pairs, 31.5)
     assert estimate_axis_from_opposite_views(pairs, 31.5, max_tilt_deg=8).tilt_deg == pytest.approx(6.0, abs=0.01)
+

@@ -15,10 +15,13 @@ The reflection is found by least squares on the two images after a light Gaussia
 keeps the interpolation from preferring whole-pixel positions of the mirror, a bias on noisy data),
 read at the mirror images by cubic splines (bilinear interpolation left residuals four times larger
 on a sharp-edged phantom, and tilts up to 0.02 degrees off without noise), coarse to fine: a search
-over the tilt on images reduced to about a hundred bins across, then Levenberg-Marquardt on each
-finer level. The bands along the detector's edges are left out: the smoothing meets the edges
-there, and being along the rows in both views they pull the tilt towards none (an object cut by the
-first and last rows read 0.46 for 0.5 degrees with them).
+over the tilt on images reduced to about a hundred bins across (for each tilt the axis from the
+sheared views' column profiles), then Levenberg-Marquardt on each finer level, twice: with the
+mirror alone, and with each pair's drift along the axis (an object that moved between the two
+views), the second kept where the drift it finds is real. The bands along the detector's edges
+are left out: the smoothing meets the edges there, and being along the rows in both views they
+pull the tilt towards none (an object cut by the first and last rows read 0.46 for 0.5 degrees
+with them).
 """
 
 from __future__ import annotations
@@ -196,8 +199,9 @@ class _Level:
         a_u, a_v = math.sin(tilt), math.cos(tilt)
         du, dv = self.u - axis_bin, self.v - self.reference_row
         along = du * a_u + dv * a_v
-        return self.to_level(self.reference_row + 2.0 * along * a_v - dv), self.to_level(axis_bin + 2.0 * along * a_u
-                                                                                         - du)
+        row = self.reference_row + 2.0 * along * a_v - dv
+        column = axis_bin + 2.0 * along * a_u - du
+        return self.to_level(row), self.to_level(column)
 
     def inside(self, tilt: float, axis_bin: float, margin: float = 0.0) -> np.ndarray:
         """The sampled pixels whose mirror images lie on the detector, ``BORDER_PIXELS + margin`` from
@@ -260,8 +264,8 @@ def _levenberg_marquardt(level: _Level, params: np.ndarray, free: np.ndarray, ma
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Levenberg-Marquardt on the parameters ``free`` (indices) at one level, over the pixels whose
     mirror images lie on the detector at the start (with a margin for the steps): one set of pixels
-    for every cost compared, so that no step gains by trading object for air (a mean over a set that
-    moved with the tilt read 20-photon scans 0.5 degrees off). Returns the parameters, the
+    for every cost compared, so that no step gains by trading object for air (a mean over pixels
+    that change with the step can fall by taking in empty ones). Returns the parameters, the
     residuals, their Jacobian in the free parameters, and the set of pixels."""
     params = params.copy()
     margin = 2.0 + float(np.abs(params[2:]).max(initial=0.0)) / level.factor

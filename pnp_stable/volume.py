@@ -262,7 +262,7 @@ def reconstruct_volume(
     rows from the detector's middle row, read along its line on the detector (:class:`TiltedAxis`),
     ``detector_offset`` the axis's offset at the middle row, each slice's own from the tilt.
     ``"auto"`` reads the tilt (and with ``detector_offset="auto"`` the axis) off views half a turn
-    apart where the scan has them (a full turn, or a last view at 180 degrees from the first:
+    apart where the scan has them (a full turn of an even number of views, or a last view at 180 degrees:
     :func:`~pnp_stable.operators.estimate_axis_from_opposite_views`, any object, one longer than the
     detector too), else off the centres of mass of whole projections
     (:func:`~pnp_stable.operators.estimate_axis_tilt`: the object whole on the detector, off the

@@ -339,28 +339,30 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
     after the first; :func:`opposite_view_pairs` finds them in a scan's angles): the line on the
     detector in which every opposite view is its view's mirror image (the module docstring), each
     opposite allowed its own shift along the axis (the object's drift between the two views, which a
-    mirror cannot take up: half a row of it, unmodelled, read a tilt of 2 degrees as 0.2).
+    mirror cannot take up: a reviewer's, growing to a row over the scan, unmodelled, read a tilt of
+    2 degrees as 0.2).
 
     Guarantee: exact for continuous projections of any object, truncated or not, wherever a pixel
     and its mirror image both lie on the detector. A detector's pixels, which integrate their area,
     mirror to squares turned by twice the tilt, and the cubic interpolation of sharp edges is not
-    exact: on the benchmark's phantom without noise the tilt read within 0.006 degrees, the axis
+    exact: on the benchmark's phantom without noise the tilt read within 0.003 degrees, the axis
     within 0.001 bins (docs/benchmarks.md, "A tilted rotation axis"). The standard errors take the
-    residuals for noise, the misfit of such edges included, and with ``MIN_PAIRS_FOR_SPREAD`` pairs or
-    more are at least the spread of the pairs' own readings (the residuals alone understated them
-    fourfold at 20 photons per bin). Assumes a parallel beam, the axis in a
-    plane parallel to the detector (a tilt towards the beam is not modelled), the object rigid and
-    still but for a drift along the axis between two views (with two pairs or more, the same for the
-    two pairs of each difference), and views exactly half a turn apart (see
-    ``OPPOSITE_TOLERANCE_DEG``). With two pairs or more the registration runs on differences of two
-    pairs (pair k less pair k + K/2), in which an additive fixed pattern of the detector (rings, a
-    gain stripe, offsets the same in every view) cancels exactly: on the views themselves it
-    registers with itself at no tilt (3 % rings read 2 degrees as 4.25, a 1 % stripe as 1.3); the
-    differences cost some precision (the standard error 0.0106 against 0.0076 degrees at 128 x 48,
-    1e4 photons). Pixels stuck at one reading in every view (a dead or hot row or column) do not
-    cancel: they still pull the reading towards no tilt, unrefused (a zero row read 2 degrees as
-    0.7 to 1.2 on the differences, 0.1 to 0.4 on the views); so does any fixed pattern with a
-    single pair. ``max_tilt_deg`` bounds the search.
+    residuals for noise, the misfit of such edges included, and with ``MIN_PAIRS_FOR_SPREAD``
+    registered pairs (or differences) or more are at least the spread of their own readings (the
+    residuals alone understated them fourfold at 20 photons per bin; even so they ran short there,
+    0.19 against a spread of 0.78 degrees: below a few hundred photons per bin the reading is
+    loose). Assumes a parallel beam, the axis in a plane parallel to the detector (a tilt towards
+    the beam is not modelled), the object rigid and still but for a drift along the axis between two
+    views (with two pairs or more, the same for the two pairs of each difference), and views exactly
+    half a turn apart (see ``OPPOSITE_TOLERANCE_DEG``). With two pairs or more the registration runs
+    on differences of two pairs (pair k less pair k + K/2), in which an additive fixed pattern of
+    the detector (rings, a gain stripe, offsets the same in every view) cancels exactly: on the
+    views themselves it registers with itself at no tilt (3 % rings read 2 degrees as 4.25, a 1 %
+    stripe as 1.3); the differences cost some precision (the standard error 0.0106 against 0.0076
+    degrees at 128 x 48, 1e4 photons). Pixels stuck at one reading in every view (a dead or hot row
+    or column) do not cancel: they still pull the reading towards no tilt, unrefused (a zero row
+    read 2 degrees as 0.7 to 1.2 on the differences, 0.1 to 0.4 on the views); so does any fixed
+    pattern with a single pair. ``max_tilt_deg`` bounds the search.
 
     Raises ValueError when no pair is given, the views' shapes differ, values are not finite, the
     views hold nothing to register (constant), fewer than ``MIN_OVERLAP_SHARE`` of the pixels

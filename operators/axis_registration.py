@@ -71,11 +71,9 @@ class AxisRegistration(NamedTuple):
     (their correlation by the smoothing allowed for); ``residual``: the root-mean-square difference
     between the views and their registered opposites, over ``signal``, the views' root-mean-square
     deviation about their mean (near 0 for a clean match; noise adds its own share);
-    ``correlation``: that of the views with their opposites' mirror images; ``drift_rows``: per pair
-    registered (with two pairs or more, per difference of two: see
-    :func:`estimate_axis_from_opposite_views`), how far the object moved along the axis between the
-    view and its opposite (rows, positive towards the higher rows), as the opposite view shows it
-    against the view's mirror image, and
+    ``correlation``: that of the views with their opposites' mirror images; ``drift_rows``: per pair,
+    how far the object moved along the axis between the view and its opposite (rows, positive
+    towards the higher rows), as the opposite view shows it against the view's mirror image, and
     ``drift_modelled`` whether the tilt and axis were read with it taken out (where it is real: more
     than ``DRIFT_ROWS`` and ``DRIFT_SIGNIFICANCE`` standard errors for some pair), else by the mirror
     alone; ``pairs_used``: pairs of opposite views; ``overlap``: the share of pixels whose mirror images lie
@@ -345,24 +343,20 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
     Guarantee: exact for continuous projections of any object, truncated or not, wherever a pixel
     and its mirror image both lie on the detector. A detector's pixels, which integrate their area,
     mirror to squares turned by twice the tilt, and the cubic interpolation of sharp edges is not
-    exact: on the benchmark's phantom without noise the tilt read within 0.003 degrees, the axis
+    exact: on the benchmark's phantom without noise the tilt read within 0.004 degrees, the axis
     within 0.001 bins (docs/benchmarks.md, "A tilted rotation axis"). The standard errors take the
-    residuals for noise, the misfit of such edges included, and with ``MIN_PAIRS_FOR_SPREAD``
-    registered pairs (or differences) or more are at least the spread of their own readings (the
-    residuals alone understated them fourfold at 20 photons per bin; even so they ran short there,
-    0.19 against a spread of 0.78 degrees: below a few hundred photons per bin the reading is
-    loose). Assumes a parallel beam, the axis in a plane parallel to the detector (a tilt towards
-    the beam is not modelled), the object rigid and still but for a drift along the axis between two
-    views (with two pairs or more, the same for the two pairs of each difference), and views exactly
-    half a turn apart (see ``OPPOSITE_TOLERANCE_DEG``). With two pairs or more the registration runs
-    on differences of two pairs (pair k less pair k + K/2), in which an additive fixed pattern of
-    the detector (rings, a gain stripe, offsets the same in every view) cancels exactly: on the
-    views themselves it registers with itself at no tilt (3 % rings read 2 degrees as 4.25, a 1 %
-    stripe as 1.3); the differences cost some precision (the standard error 0.0106 against 0.0076
-    degrees at 128 x 48, 1e4 photons). Pixels stuck at one reading in every view (a dead or hot row
-    or column) do not cancel: they still pull the reading towards no tilt, unrefused (a zero row
-    read 2 degrees as 0.7 to 1.2 on the differences, 0.1 to 0.4 on the views); so does any fixed
-    pattern with a single pair. ``max_tilt_deg`` bounds the search.
+    residuals for noise, the misfit of such edges included, and with ``MIN_PAIRS_FOR_SPREAD`` pairs or
+    more are at least the spread of the pairs' own readings (the residuals alone understated them
+    fourfold at 20 photons per bin). Assumes a parallel beam, the axis in a plane parallel to the
+    detector (a tilt towards the beam is not modelled), the object rigid and still but for a drift
+    along the axis between two views, views exactly half a turn apart (see
+    ``OPPOSITE_TOLERANCE_DEG``), and no fixed pattern of the detector: a dead or hot row or column, a
+    gain stripe or rings, the same in every view, register with themselves at no tilt and pull the
+    reading towards none, unrefused (a reviewer's dead row read 2 degrees as 0.2 to 0.4, 3 % rings as
+    4.25, a 1 % stripe as 1.3). Registering differences of two pairs instead, in which an additive
+    pattern cancels, was tried and dropped: it misread drifts that differ between pairs (a 0.1-row
+    step mid-scan read 2 degrees as 2.22) and objects nearly symmetric about the axis (1.70).
+    ``max_tilt_deg`` bounds the search.
 
     Raises ValueError when no pair is given, the views' shapes differ, values are not finite, the
     views hold nothing to register (constant), fewer than ``MIN_OVERLAP_SHARE`` of the pixels
@@ -385,15 +379,6 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
     rows, cols = shape
     if rows < 4 * BORDER_PIXELS or cols < 4 * BORDER_PIXELS:
         raise ValueError(f"views of {rows} x {cols} (rows x bins) are too small to register; give the tilt")
-    given = len(pairs)
-    if given >= 2:
-        # a fixed pattern of the detector (rings, a gain stripe: the same offset in every view) registers
-        # with itself at no tilt and outweighs the object (a reviewer's 3 % rings read 2 degrees as 4.25);
-        # it cancels in the difference of two views, and differences of views half a turn apart are each
-        # other's mirror images as the views are: pair k less pair k + K/2 (views 90 degrees apart, each
-        # view in one difference)
-        half = given // 2
-        pairs = [(pairs[k][0] - pairs[k + half][0], pairs[k][1] - pairs[k + half][1]) for k in range(half)]
     signal = float(np.sqrt(np.mean([np.var(a) for a, _ in pairs])))
     if signal == 0.0:
         raise ValueError("the views are constant: nothing to register; give the tilt")
@@ -476,5 +461,5 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
     return AxisRegistration(tilt_deg=math.degrees(tilt), axis_bin=axis_bin, reference_row=float(reference_row),
                             tilt_error_deg=math.degrees(tilt_error), axis_error_bins=axis_error,
                             residual=float(np.sqrt(np.mean(residual ** 2))) / signal, correlation=correlation,
-                            drift_rows=[-float(x) for x in drift], drift_modelled=drifted, pairs_used=given,
+                            drift_rows=[-float(x) for x in drift], drift_modelled=drifted, pairs_used=len(pairs),
                             overlap=share)

@@ -139,8 +139,7 @@ def test_a_drift_along_the_axis_between_views():
     """Each opposite view moved along the axis (the object's drift between the two views): a mirror
     alone cannot take it up, the shift per pair does, and is reported."""
     pairs = []
-    # pairs k and k + 2 are registered as one difference: the same drift for both
-    for k, drift in enumerate((0.6, -1.3, 0.6, -1.3)):
+    for k, drift in enumerate((0.6, -1.3)):
         view, opposite = _pairs(2.0, 50.8, count=1, seed=10 + k)[0]
         # the object moved ``drift`` rows along the axis, (sin, cos) in (bin, row): the opposite view at
         # p shows what the undrifted one shows at p - drift (sin, cos)
@@ -161,20 +160,3 @@ def test_a_mirror_beyond_the_tilts_searched_is_refused():
         estimate_axis_from_opposite_views(pairs, 31.5)
     assert estimate_axis_from_opposite_views(pairs, 31.5, max_tilt_deg=8).tilt_deg == pytest.approx(6.0, abs=0.01)
 
-
-
-def test_an_additive_fixed_pattern_cancels():
-    """Rings (a random offset per column) and a gain stripe, the same in every view: on the views
-    themselves they register with themselves at no tilt; the differences of two pairs, which the
-    registration uses from two pairs on, cancel them exactly."""
-    pairs = _pairs(2.0, 50.8, count=4)
-    pattern = np.zeros((64, 96))
-    pattern += 3.0 * np.random.default_rng(7).standard_normal(96)[None, :]  # rings
-    pattern[41] += 2.0  # a gain stripe
-    clean = estimate_axis_from_opposite_views(pairs, 31.5)
-    marked = estimate_axis_from_opposite_views([(a + pattern, b + pattern) for a, b in pairs], 31.5)
-    assert (marked.tilt_deg, marked.axis_bin) == pytest.approx((clean.tilt_deg, clean.axis_bin), abs=1e-9)
-    assert clean.tilt_deg == pytest.approx(2.0, abs=0.01) and clean.pairs_used == 4
-    # one pair: nothing to difference, and the pattern pulls the tilt away
-    alone = estimate_axis_from_opposite_views([(pairs[0][0] + pattern, pairs[0][1] + pattern)], 31.5)
-    assert abs(alone.tilt_deg - 2.0) > 0.1

@@ -160,3 +160,18 @@ def test_a_mirror_beyond_the_tilts_searched_is_refused():
         estimate_axis_from_opposite_views(pairs, 31.5)
     assert estimate_axis_from_opposite_views(pairs, 31.5, max_tilt_deg=8).tilt_deg == pytest.approx(6.0, abs=0.01)
 
+
+
+def test_pairs_that_disagree_widen_the_standard_error(monkeypatch):
+    """Four clean pairs mirrored in lines 0.2 degrees apart (1.9 and 2.1, as inconsistent data would
+    be): the residuals stay small, the pairs' own readings do not agree, and their spread bounds the
+    standard error from below."""
+    from pnp_stable.operators import axis_registration
+
+    pairs = [_pairs(tilt, 50.8, count=1, seed=20 + k)[0] for k, tilt in enumerate((1.9, 2.1, 1.9, 2.1))]
+    bounded = estimate_axis_from_opposite_views(pairs, 31.5)
+    assert bounded.tilt_deg == pytest.approx(2.0, abs=0.05)
+    assert bounded.tilt_error_deg > 0.04  # about 0.1 / sqrt(4) from the spread
+    monkeypatch.setattr(axis_registration, "MIN_PAIRS_FOR_SPREAD", 99)
+    residuals_only = estimate_axis_from_opposite_views(pairs, 31.5)
+    assert residuals_only.tilt_error_deg < 0.5 * bounded.tilt_error_deg

@@ -146,7 +146,8 @@ class _Level:
     its opposite's mirror image, in rows: minus the object's drift along the axis), at the
     level's pixels (every ``stride``-th along each side, at most ``MAX_SAMPLES`` over the pairs)."""
 
-    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], factor: int, reference_row: float) -> None:
+    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], factor: int, reference_row: float,
+                 search: bool = False) -> None:
         from scipy.ndimage import gaussian_filter, spline_filter
 
         def coefficients(image: np.ndarray) -> np.ndarray:  # cubic B-spline's, for map_coordinates
@@ -154,10 +155,12 @@ class _Level:
 
         self.factor, self.reference_row = factor, reference_row
         reduced = [_reduced(a, factor) for a, _ in pairs]
-        self.smoothed = [gaussian_filter(a, SMOOTHING_PIXELS, mode="nearest") for a in reduced]
-        self.smoothed_opposites = [gaussian_filter(_reduced(b, factor), SMOOTHING_PIXELS, mode="nearest")
-                                   for _, b in pairs]
-        self.views = [coefficients(v) for v in self.smoothed]
+        smoothed = [gaussian_filter(a, SMOOTHING_PIXELS, mode="nearest") for a in reduced]
+        smoothed_opposites = [gaussian_filter(_reduced(b, factor), SMOOTHING_PIXELS, mode="nearest") for _, b in pairs]
+        # the smoothed images themselves only where the coarse search reads their profiles (axis_for_tilt):
+        # the finer levels, the largest, keep their spline coefficients alone
+        self.smoothed_pairs = list(zip(smoothed, smoothed_opposites)) if search else None
+        self.views = [coefficients(v) for v in smoothed]
         # the smoothed views' exact derivatives (d/drow, d/dcol), per level pixel
         self.gradients = [[coefficients(gaussian_filter(a, SMOOTHING_PIXELS, order=order, mode="nearest"))
                            for order in ((1, 0), (0, 1))] for a in reduced]
@@ -166,7 +169,7 @@ class _Level:
         m = BORDER_PIXELS
         # the sampled pixels, away from the detector's edges (see mirror)
         grid_v, grid_u = np.meshgrid(np.arange(m, rows - m, stride), np.arange(m, cols - m, stride), indexing="ij")
-        self.opposites = [o[grid_v, grid_u] for o in self.smoothed_opposites]
+        self.opposites = [o[grid_v, grid_u] for o in smoothed_opposites]
         # their centres in full-resolution bins and rows
         self.u, self.v = grid_u * factor + (factor - 1) / 2.0, grid_v * factor + (factor - 1) / 2.0
 
@@ -187,7 +190,7 @@ class _Level:
                                      indexing="ij")
         coordinates = [grid_v, grid_u + shift[:, None]]
         profiles = []
-        for a, b in zip(self.smoothed, self.smoothed_opposites):
+        for a, b in self.smoothed_pairs:
             # each image about its median (the air's level), zero off the detector
             pa = map_coordinates(a - np.median(a), coordinates, order=1, mode="constant").sum(axis=0)
             pb = map_coordinates(b - np.median(b), coordinates, order=1, mode="constant").sum(axis=0)
@@ -249,10 +252,10 @@ class _Level:
     def cost(self, params: np.ndarray, mask: np.ndarray) -> float:
         return float(np.mean(self.residuals(params, mask) ** 2))
 
-    def correlation(self, params: np.ndarray, mask: np.ndarray) -> float:
-        """The correlation of the opposite views with the views at the mirror images (1 for a perfect
-        match; near 0 for views that are not each other's mirror images; NaN where either is flat)."""
-        residual = self.residuals(params, mask)
+    def correlation(self, residual: np.ndarray, mask: np.ndarray) -> float:
+        """The correlation of the opposite views with the views at the mirror images, from the
+        ``residual`` over the sampled pixels ``mask`` (1 for a perfect match; near 0 for views that are
+        not each other's mirror images; NaN where either is flat)."""
         opposite = np.concatenate([o[mask] for o in self.opposites])
         mirrored = opposite - residual
         if mirrored.size < 2 or mirrored.std() == 0 or opposite.std() == 0:
@@ -312,10 +315,9 @@ def _covariance(level: _Level, residual: np.ndarray, jac: np.ndarray) -> np.ndar
 
 
 def _pair_spread(pairs: list[tuple[np.ndarray, np.ndarray]], reference_row: float, params: np.ndarray,
-                 drifted: bool, max_tilt: float) -> tuple[float, float] | None:
+                 drifted: bool, max_tilt: float) -> tuple[float, float]:
     """The standard errors of the mean of the pairs' own readings (each pair refitted alone at full
-    resolution from the joint reading, with its drift where the joint one has drifts), or None where
-    fewer than ``MIN_PAIRS_FOR_SPREAD`` could be refitted."""
+    resolution from the joint reading, with its drift where the joint one has drifts)."""
     readings = []
     for k, pair in enumerate(pairs):
         level = _Level([pair], 1, reference_row)
@@ -324,8 +326,6 @@ def _pair_spread(pairs: list[tuple[np.ndarray, np.ndarray]], reference_row: floa
         fitted = _levenberg_marquardt(level, start, free, max_tilt)[0]
         readings.append(fitted[:2])
     readings = np.array(readings)
-    if len(readings) < MIN_PAIRS_FOR_SPREAD:
-        return None
     spread = readings.std(axis=0, ddof=1) / math.sqrt(len(readings))
     return float(spread[0]), float(spread[1])
 
@@ -389,7 +389,7 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
     factor = 1
     while cols // (factor * 2) >= COARSE_WIDTH and rows // (factor * 2) >= 4 * BORDER_PIXELS:
         factor *= 2
-    level = _Level(pairs, factor, reference_row)
+    level = _Level(pairs, factor, reference_row, search=True)
     # a tilt step that moves the farthest bin by about one coarse pixel
     tilt_step = min(max(factor / cols, 1e-4), max(max_tilt, 1e-4))
     candidates = np.arange(-max_tilt, max_tilt + tilt_step / 2, tilt_step)
@@ -401,9 +401,10 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
             mask = level.inside(t, start + d)
             if mask.mean() < MIN_OVERLAP_SHARE:
                 continue
-            cost = level.cost(np.array([t, start + d, *no_shift]), mask)
+            candidate = np.array([t, start + d, *no_shift])
+            cost = level.cost(candidate, mask)
             if cost < best_cost:
-                best, best_cost = np.array([t, start + d, *no_shift]), cost
+                best, best_cost = candidate, cost
     if best is None:
         raise ValueError(f"too few pixels mirror onto the detector (under {MIN_OVERLAP_SHARE:.0%}) at any tilt "
                          "within the range: the axis lies too far off the detector's centre; give the tilt")
@@ -433,7 +434,7 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
     if share < MIN_OVERLAP_SHARE:
         raise ValueError(f"{share:.0%} of the pixels mirror onto the detector at the registration found (under "
                          f"{MIN_OVERLAP_SHARE:.0%}): too little to register; give the tilt")
-    correlation = level.correlation(params, mask)
+    correlation = level.correlation(residual, mask)
     if not math.isfinite(correlation):
         raise ValueError("the views hold nothing where they overlap their opposites' mirror images at the best "
                          "registration found (an object small on the detector, its mirror image off it); give the "
@@ -449,9 +450,8 @@ def estimate_axis_from_opposite_views(pairs: Iterable[tuple[np.ndarray, np.ndarr
     tilt_error, axis_error = (float(np.sqrt(max(covariance[i, i], 0.0))) for i in range(2))
     # the residuals' errors miss what is not noise-like (noise in the views' gradients at low counts, the
     # misfit of edges): where there are pairs enough, the spread of their own readings bounds them
-    spread = _pair_spread(pairs, reference_row, params, drifted, max_tilt) if len(pairs) >= MIN_PAIRS_FOR_SPREAD \
-        else None
-    if spread is not None:
+    if len(pairs) >= MIN_PAIRS_FOR_SPREAD:
+        spread = _pair_spread(pairs, reference_row, params, drifted, max_tilt)
         tilt_error, axis_error = max(tilt_error, spread[0]), max(axis_error, spread[1])
     reach = math.hypot(cols / 2.0, rows / 2.0)
     if not math.isfinite(tilt_error) or tilt_error * reach > MAX_REGISTRATION_ERROR_SHIFT:

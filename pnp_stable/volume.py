@@ -530,7 +530,8 @@ def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons:
                 where = (f"{shared['detector_offset']:+.3f} bins off the detector's centre at row "
                          f"{axis.reference_row:g} as given" if detector_offset is not None else
                          f"at the detector's centre at row {axis.reference_row:g} (detector_offset not given)")
-            how = (f"read off {fit['pairs_used']} pairs of opposite views (registered)" if "pairs_used" in fit else
+            how = (f"read off {fit['pairs_used']} pairs of opposite views (registered)"
+                   if fit["method"] == "opposite views' registration" else
                    f"read off the centres of mass of whole projections ({fit['rows_used']} rows)")
             notes.append(f"rotation axis tilted {axis.tilt_deg:+.3f} degrees (standard error "
                          f"{fit['tilt_error_deg']:.3f}) from the detector's columns, {how}; {where}; shared by every "

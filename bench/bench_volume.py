@@ -2,7 +2,7 @@
 share measured once, against each slice reconstructed on its own from its row.
 
     python bench/bench_volume.py [--data ../shared/data] [--slices 8] [--size 128] [--angles 180]
-        [--photons 1e3 1e4] [--offset 2.3] [--threads 1] [--json out.json]
+        [--photons 1e3 1e4] [--offset 2.3] [--threads 1] [--workers 1 [N ...]] [--json out.json]
 
 The volume: ``--slices`` Mayo *train* slices (calibrate_ct_rule.calibration_slices, spread over the
 set) as the rows of one object, ``--size`` square, a parallel beam of ``--angles`` views over
@@ -15,7 +15,9 @@ with the gain and the axis measured once (``detector_offset="auto"``); ``volume-
 same with one data scale for every slice (``shared_scale=True``); ``per-slice``, each row by
 ``reconstruct_ct`` with its row of the flat and dark frames, its own gain, axis and scale;
 ``given``, each row with the true gain and axis. PSNR of each slice divided by the attenuation,
-clipped to [0, 1].
+clipped to [0, 1]. ``--workers``: ``volume`` is run once per number of worker processes given
+(``reconstruct_volume(workers=N)``, each worker with its share of the usable cores' threads; the
+main process keeps ``--threads``); its time per slice includes starting the workers.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--denoiser", default="gray", help="NAME | PATH (pnp_stable.denoisers.load)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -75,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     for photons in args.photons:
         data = scan(slices, op, photons, np.random.default_rng(0))
         common = dict(denoiser=args.denoiser, max_iter=300, progress=False)
-        for method in args.methods:
+        runs = [(m, w) for m in args.methods for w in (args.workers if m == "volume" else [1])]
+        for method, workers in runs:
             started = time.perf_counter()
             if method.startswith("volume"):
                 result = reconstruct_volume(data["projections"], flat=data["flats"], dark=data["darks"],
                                             detector_offset="auto", shared_scale=method == "volume-shared-scale",
-                                            **common)
+                                            workers=workers, **common)
                 images, reports = list(result.volume), result.reports
                 axes, gains = [result.shared["detector_offset"]], [result.shared["gain"]]
             else:
@@ -99,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             scores = [psnr((image / data["mu"]).clamp(0, 1)[None, None], truth[i][None, None])
                       for i, image in enumerate(images)]
             monotone = sum(bool(r["solver"]["monotone"]) for r in reports)
-            rows.append({"photons": photons, "method": method, "psnr": scores, "axes": axes, "gains": gains,
+            rows.append({"photons": photons, "method": method, "workers": workers, "psnr": scores, "axes": axes, "gains": gains,
                          "monotone": monotone, "iterations": [r["solver"]["iterations"] for r in reports],
                          "seconds_per_slice": seconds})
             axis = (f"{axes[0]:+.3f}" if len(axes) == 1 else
                     f"{min(axes):+.2f} to {max(axes):+.2f}")
             gain = f"{gains[0]:.3f}" if len(gains) == 1 else f"{min(gains):.2f} to {max(gains):.2f}"
-            print(f"| {photons:g} | {method} | {np.mean(scores):.2f} | {min(scores):.2f} | {max(scores):.2f} | "
+            shown = method if workers == 1 else f"{method}, {workers} workers"
+            print(f"| {photons:g} | {shown} | {np.mean(scores):.2f} | {min(scores):.2f} | {max(scores):.2f} | "
                   f"{axis} | {gain} | {monotone}/{len(reports)} | {seconds:.1f} |", flush=True)
     if args.json:
         from pnp_stable.fileio import atomic_write_json

@@ -76,6 +76,11 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
 @click.option("--rows", default=None, metavar="R|A:B",
               help="With --projections: the detector rows to reconstruct, one (R) or a range (A:B, rows A to B-1; "
                    "either end may be left out), from 0 [default: all].")
+@click.option("--workers", default=None, metavar="N|auto",
+              help="With --projections: solve N slices at once in N processes (auto: one per core), each with its "
+                   "share of the cores; one process leaves most cores idle, as a CT solve's projections run on one "
+                   "core per slice. Each process holds its own copy of the denoiser and the projector. CPU only "
+                   "[default: 1].")
 @click.option("--size", type=click.IntRange(8, 8192), default=None,
               help="Image size N (N x N) for a sinogram input; inferred from the detector count if omitted.")
 @click.option("--detector", type=click.Choice(["full", "circle"]), default="full", show_default=True,
@@ -106,7 +111,7 @@ from pnp_stable.cli.options import manual_settings, parse_level, read_option_fil
                    "the image centre, first (skimage turns about pixel N//2).")
 @solver_options(max_iter_default=300, solver_default="admm", rgb=False, output_tag="reconstructed", folders=True)
 def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuation, flat, flat_exposures, dark, gain,
-       projections, axis_tilt, rows,
+       projections, axis_tilt, rows, workers,
        size, detector,
        geometry,
        source_distance, detector_distance, detector_spacing, detector_shape, detector_offset,
@@ -197,10 +202,13 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
             _check_projection_options(data, simulate, from_skimage, fan, context)
         elif rows is not None:
             raise UserError("--rows selects detector rows of a projection stack: add --projections")
+        elif workers is not None:
+            raise UserError("--workers solves the slices of a projection stack at once: add --projections")
         elif axis_tilt is not None:
             raise UserError("--axis-tilt describes a measured projection stack's rotation axis (a sinogram or a "
                             "simulation has none to tilt): add --projections and the stack")
         axis_tilt = parse_axis_tilt(axis_tilt)
+        workers = parse_workers(workers)
         readings = _raw_readings(data, flat, dark, gain, simulate, photons, noise, from_skimage, projections)
         _check_flat_noise_options(readings, weighting, flat_exposures)
         if attenuation is not None:
@@ -221,7 +229,8 @@ def ct(data, angles, angle_range, simulate, noise, photons, weighting, attenuati
                            **({"flat_exposures": flat_exposures} if flat_exposures is not None else {}),
                            noise_level=level[1] if level is not None else None, angle_range=angle_range,
                            detector_offset=detector_offset,
-                           **({"axis_tilt": axis_tilt} if axis_tilt is not None else {}), **manual)
+                           **({"axis_tilt": axis_tilt} if axis_tilt is not None else {}), workers=workers,
+                           **manual)
             # the angles as given (a count or a file), None when they are the stack's own
             shown = {**{k: v for k, v in context.params.items() if k != "quiet"},
                      "angles": context.params["angles"] if angles_given else None}
@@ -424,6 +433,18 @@ def parse_axis_tilt(text: str | None) -> float | str | None:
     if not abs(degrees) <= MAX_AXIS_TILT_DEG:
         raise UserError(f"--axis-tilt must be a number of degrees within +-{MAX_AXIS_TILT_DEG:g}, got {text}")
     return degrees
+
+
+def parse_workers(text: str | None) -> int | str:
+    """``--workers``: a number of processes (1 or more) or ``auto``; 1 when not given."""
+    if text is None:
+        return 1
+    value = text.strip().lower()
+    if value == "auto":
+        return "auto"
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise UserError(f"--workers {text!r}: give a number of processes (1 or more) or 'auto'")
+    return int(value)
 
 
 def parse_detector_offset(text: str | None, fan: bool, simulated: bool, circle: bool) -> float | str | None:

@@ -70,6 +70,10 @@ def user_errors() -> Iterator[None]:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - classified below, re-raised if unexpected
+        from pnp_stable.worker_pool import WorkerDied
+
+        if isinstance(exc, WorkerDied):  # its own way out (fewer workers), not the one of a solve's memory
+            raise UserError(str(exc)) from None
         if _is_out_of_memory(exc):
             raise UserError("out of memory",
                             hint="denoise in smaller tiles (--tile 256), use --device cpu, or crop the input") from None

@@ -99,10 +99,10 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     state_files = [] if checkpoint is None else [Path(f"{checkpoint}{suffix}")
                                                  for suffix in ("", ".slices.npy", ".reports.jsonl", ".slice")]
     for option, target in (("--out", out_path), ("--report", report)):
-        for state_file in state_files:
-            if target is not None and Path(target).resolve() == state_file.resolve():
-                raise UserError(f"{option} {target} is a file of --checkpoint {checkpoint} (its state, slices, reports "
-                                "and the slice in progress: FILE, FILE.slices.npy, FILE.reports.jsonl, FILE.slice)")
+        if checkpoint is not None and target is not None and _checkpoint_file(Path(target), Path(checkpoint)):
+            raise UserError(f"{option} {target} is a file of --checkpoint {checkpoint} (its state, slices, reports "
+                            "and the slices in progress: FILE, FILE.slices.npy, FILE.reports.jsonl, FILE.slice, "
+                            "FILE.slice.ROW with --workers)")
     if checkpoint is not None and not resume and Path(checkpoint).exists():
         raise UserError(f"checkpoint {checkpoint} exists: resume it (--resume), or choose another --checkpoint")
     for folder in (p for p in inputs if p.is_dir()):
@@ -148,8 +148,16 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
             listed = frame_files(data, tuple(inputs[1:]))
             files = f" (files {listed[0].name} to {listed[-1].name}, in the order of their names)"
             doubt = frame_order_doubt(listed)
+        import torch
+
+        from pnp_stable.worker_pool import usable_cores
+
+        cores = usable_cores()
+        on_cpu = options.get("device") == "cpu" or options.get("device") == "auto" and not torch.cuda.is_available()
+        idle = f" (one at a time: --workers auto solves up to {cores} at once)" if (
+            on_cpu and options.get("workers") == 1 and cores > 1 and len(chosen) > 1) else ""
         click.echo(f"{data.resolve().name}: {n_angles} projections of {n_rows} x {n_cols} detector pixels{files}; "
-                   f"reconstructing {_rows_text(chosen)}", err=True)
+                   f"reconstructing {_rows_text(chosen)}{idle}", err=True)
         if doubt and not isinstance(angles, list):
             click.echo(f"note: the frames are taken as uniform angles in the order of their names, but {doubt}: "
                        "check the order, or list the angles (--angles FILE)", err=True)
@@ -193,6 +201,19 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
             if not s["guaranteed"]:
                 click.echo(f"warning: row {s['row']}: no convergence guarantee ({s['reason']})", err=True)
     click.echo(_summary_line(out_path, result, slices))
+
+
+def _checkpoint_file(target: Path, checkpoint: Path) -> bool:
+    """Whether ``target`` is one of the files of the volume checkpoint ``checkpoint`` (pnp_stable.volume's
+    ``_VolumeState``), a slice in progress with workers (``FILE.slice.ROW``) included."""
+    target, checkpoint = target.resolve(), checkpoint.resolve()
+    if target.parent != checkpoint.parent:
+        return False
+    name, base = target.name, checkpoint.name
+    if name in (base, f"{base}.slices.npy", f"{base}.reports.jsonl", f"{base}.slice"):
+        return True
+    row = name[len(f"{base}.slice."):] if name.startswith(f"{base}.slice.") else ""
+    return row.isascii() and row.isdigit()
 
 
 def _rows_text(rows: list[int]) -> str:

@@ -241,6 +241,7 @@ def reconstruct_volume(
     resume: bool = False,
     progress: bool = True,
     shared_scale: bool = False,
+    workers: int | str = 1,
     **options: Any,
 ) -> VolumeReconstruction:
     """Reconstruct the slices ``rows`` (default: all) of a parallel-beam projection stack
@@ -273,11 +274,20 @@ def reconstruct_volume(
     its other arguments (``method``, ``max_iter``, ``tol``, ``image_size``, ``detector``, ...), the
     same for every slice. The denoiser is loaded once.
 
+    ``workers``: the number of processes solving slices at once (``"auto"``: one per usable core), each
+    with its share of the cores' torch threads; on the CPU only. One process leaves most cores idle: the
+    Radon transform and its adjoint, most of a CT solve, run on one core for one slice
+    (:mod:`pnp_stable.worker_pool`). Every slice is the same solve whatever the number of workers (the
+    same values to float rounding, which the number of threads can change); each worker holds its own
+    copy of the denoiser and of the CT operator's sampling grids.
+
     ``checkpoint``: the finished slices are kept in four files (``_VolumeState``: the fingerprint of
     the data and options, ``<checkpoint>.slices.npy`` memory-mapped, ``<checkpoint>.reports.jsonl``,
-    and ``<checkpoint>.slice``, the solver state of the slice in progress); ``resume=True`` continues
-    from them after a stop, refusing a state written for other data or options. A
-    stop (Ctrl-C) returns the slices finished with ``stopped="interrupted"``; a slice that diverges
+    and ``<checkpoint>.slice``, the solver state of the slice in progress, ``<checkpoint>.slice.<row>``
+    for each slice in progress with workers); ``resume=True`` continues from them after a stop, with any
+    number of workers, refusing a state written for other data or options. A
+    stop (Ctrl-C) returns the slices finished with ``stopped="interrupted"`` (with workers, the slices in
+    progress stop too, their solver states saved); a slice that diverges
     ends the run with ``stopped="non-finite"``. A row with NaN or infinite values is refused before any
     work, and a slice ``reconstruct_ct`` refuses raises its ValueError prefixed with ``row R:``.
     Each slice is brought to the denoiser's [0, 1] by its own FBP's scale, as ``reconstruct_ct`` does;
@@ -291,8 +301,7 @@ def reconstruct_volume(
     ``axis_tilt`` from them (a tilt towards the beam is not modelled), and a detector whose rows are
     the object's slices (``geometry="fan"``, a cone beam, is refused).
     """
-    from pnp_stable.restore import _check_strength, _size_from_detectors, load_denoiser, reconstruct_ct, \
-        resolve_device
+    from pnp_stable.restore import _check_strength, _size_from_detectors, load_denoiser, resolve_device
 
     if options.get("geometry", "parallel") != "parallel":
         raise ValueError("a stack of fan-beam projections is a cone beam, which does not separate into slices: "
@@ -307,6 +316,10 @@ def reconstruct_volume(
     n_angles, n_rows, n_cols = stack.shape
     chosen = selected_rows(rows, n_rows)
     axis_tilt = _checked_axis_tilt(axis_tilt)
+    workers = _checked_workers(workers)
+    dev = resolve_device(device)
+    if workers > 1 and dev.type != "cpu":
+        raise ValueError(f"workers solve slices in processes on the CPU; on the {dev.type.upper()} give workers=1")
     # before any work: what the slices would refuse one by one, and the checkpoint's files
     size = options.get("image_size") or _size_from_detectors(n_cols, options.get("detector", "full"))
     slice_state = None if checkpoint is None else Path(f"{os.fspath(checkpoint)}.slice")
@@ -368,55 +381,83 @@ def reconstruct_volume(
     detector_offset = shared.get("detector_offset", detector_offset)
     data_scale = shared.get("data_scale")
 
-    dev = resolve_device(device)
     module, _ = load_denoiser(denoiser, dev, 1)
     if checkpoint is not None:  # reads every chosen row once more: only where a resume compares it
         kept.load(_fingerprint(stack, chosen, flats, darks, gain, photons, angles, detector_offset, axis, module,
                                {**options, "data_scale": data_scale}))
     done, reports = list(kept.rows), list(kept.reports)
     volume = None if kept.path is not None else torch.zeros(len(chosen), size, size)
+    pending = [r for r in chosen if r not in done]
+    workers = min(workers, len(pending)) or 1
+    slices = {"denoiser": module, "device": device if workers == 1 else "cpu", "progress": progress and workers == 1,
+              "options": {"angles": angles, "photons": photons, "gain": gain if flats is not None else None,
+                          "data_scale": data_scale, **options}}
 
-    stopped = None
+    def task(row: int) -> dict:
+        """What a slice's solve needs besides ``slices``: its row's sinogram and frames, its axis, and its
+        solver state (a stopped slice's own, or the one a run with the other number of workers left)."""
+        sources = row if axis is None else axis.sources(row)
+        state = kept.slice_state(row, workers)
+        if state is not None and not state.exists():
+            other = kept.slice_state(row, 1 if workers > 1 else 2)
+            if other.exists() and (workers == 1 or row == pending[0]):  # a one-process run's: its first row's
+                os.replace(other, state)
+        return {"row": row, "raw": row_sinogram(stack, sources).astype(np.float32),
+                "flat": _row_frames(flats, sources), "dark": _row_frames(darks, sources),
+                "detector_offset": detector_offset if axis is None else axis.detector_offset(row),
+                "detector_rows": None if axis is None else list(_rows_crossed(axis, row)),
+                "checkpoint": None if state is None else os.fspath(state)}
+
+    stopped, diverged = None, None
     bar = _progress(len(chosen), len(done), progress)
+
+    def take(outcome: dict) -> bool:
+        """Keep a slice's outcome; True where it ends the run."""
+        nonlocal stopped, diverged
+        row = outcome["row"]
+        if "error" in outcome:
+            raise ValueError(f"row {row}: {outcome['error']}")
+        state = kept.slice_state(row, workers)
+        if outcome["stopped_by"] == "interrupted":
+            stopped = stopped or "interrupted"
+            return True
+        if outcome["stopped_by"] == "non-finite":
+            stopped, diverged = "non-finite", outcome["report"]  # why, for the caller; neither kept nor counted
+            if state is not None:  # an earlier snapshot of the same diverging solve
+                state.unlink(missing_ok=True)
+            return True
+        image = torch.from_numpy(outcome["image"])
+        if kept.path is None:
+            volume[chosen.index(row)] = image
+        else:  # the slice, then its solver state gone, then counted: a stop between any two redoes it
+            kept.store_slice(row, image)
+            state.unlink(missing_ok=True)
+            kept.record(outcome["report"])
+        done.append(row)
+        reports.append(outcome["report"])
+        if bar is not None:
+            bar.set_postfix_str(f"row {row}: {outcome['report']['solver']['iterations']} it", refresh=False)
+            bar.update(1)
+        return False
+
     try:
-        for row in (r for r in chosen if r not in done):
-            sources = row if axis is None else axis.sources(row)
-            raw = torch.from_numpy(row_sinogram(stack, sources).astype(np.float32))[None]
-            try:
-                restoration = reconstruct_ct(
-                    raw, angles=angles, detector_offset=detector_offset if axis is None else axis.detector_offset(row),
-                    photons=photons, denoiser=module, device=device, flat=_row_frames(flats, sources),
-                    dark=_row_frames(darks, sources),
-                    gain=gain if flats is not None else None, data_scale=data_scale, checkpoint=slice_state,
-                    resume=slice_state is not None and slice_state.is_file(), progress=progress, **options)
-            except ValueError as error:
-                raise ValueError(f"row {row}: {error}") from None
-            report = {"row": row, **{k: v for k, v in restoration.report.items() if k != "history"},
-                      "notes": list(restoration.notes)}
-            if axis is not None:
-                report["detector_rows"] = list(_rows_crossed(axis, row))
-            stopped_by = None if restoration.result is None else restoration.result.stopped_by
-            if stopped_by in ("interrupted", "non-finite"):
-                stopped = stopped_by
-                if stopped == "non-finite":
-                    reports.append(report)  # why, for the caller; neither kept nor counted as done
-                    if slice_state is not None:  # an earlier snapshot of the same diverging solve
-                        slice_state.unlink(missing_ok=True)
-                break
-            image = restoration.image[0].detach().cpu().float()
-            if kept.path is None:
-                volume[chosen.index(row)] = image
-            else:  # the slice, then its solver state gone, then counted: a stop between any two redoes it
-                kept.store_slice(row, image)
-                slice_state.unlink(missing_ok=True)
-                kept.record(report)
-            done.append(row)
-            reports.append(report)
-            if bar is not None:
-                bar.set_postfix_str(f"row {row}: {restoration.result.iterations} it", refresh=False)
-                bar.update(1)
-    except KeyboardInterrupt:  # between two slices: the finished ones are kept
-        stopped = "interrupted"
+        if workers == 1:
+            for row in pending:
+                if take(_solve_slice(slices, task(row))):
+                    break
+        else:
+            from pnp_stable.worker_pool import WorkerPool, usable_cores
+
+            with WorkerPool(_solve_slice, slices, workers, threads=max(1, usable_cores() // workers)) as pool:
+                try:
+                    for outcome in pool.results(task(row) for row in pending):
+                        if take(outcome):
+                            break
+                finally:  # the slices in progress stopped (their states saved); those that finished kept
+                    for outcome in pool.stop():
+                        take(outcome)
+    except KeyboardInterrupt:  # between two slices, or in a worker: the finished ones are kept
+        stopped = stopped or "interrupted"
     finally:
         if bar is not None:
             bar.close()
@@ -426,9 +467,45 @@ def reconstruct_volume(
     elif len(finished) < len(chosen):
         volume = volume[finished]
     by_row = {r["row"]: r for r in reports}
-    extra = [reports[-1]] if stopped == "non-finite" else []
+    extra = [diverged] if stopped == "non-finite" else []
     return VolumeReconstruction(volume, [chosen[i] for i in finished], [by_row[chosen[i]] for i in finished] + extra,
                                 shared, notes, stopped)
+
+
+def _checked_workers(workers: Any) -> int:
+    """``workers``: a number of processes (at least 1) or ``"auto"`` (one per usable core)."""
+    if workers == "auto":
+        from pnp_stable.worker_pool import usable_cores
+
+        return usable_cores()
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a number of processes (1 or more) or 'auto', got {workers!r}")
+    return int(workers)
+
+
+def _solve_slice(slices: dict, task: dict) -> dict:
+    """One slice: :func:`~pnp_stable.restore.reconstruct_ct` of its row's sinogram with what the slices
+    share (``slices``), and what the volume keeps of it (``row``, ``report``, ``stopped_by``, ``image``
+    as a float32 array; ``error``: the message of a ValueError it raised). Runs in the calling process,
+    or in a worker (pnp_stable.worker_pool)."""
+    from pnp_stable import restore
+
+    row, state = task["row"], task["checkpoint"]
+    try:
+        restoration = restore.reconstruct_ct(
+            torch.from_numpy(task["raw"])[None], detector_offset=task["detector_offset"], flat=task["flat"],
+            dark=task["dark"], denoiser=slices["denoiser"], device=slices["device"], checkpoint=state,
+            resume=state is not None and Path(state).is_file(), progress=slices["progress"], **slices["options"])
+    except ValueError as error:
+        return {"row": row, "error": str(error)}
+    report = {"row": row, **{k: v for k, v in restoration.report.items() if k != "history"},
+              "notes": list(restoration.notes)}
+    if task["detector_rows"] is not None:
+        report["detector_rows"] = task["detector_rows"]
+    stopped_by = None if restoration.result is None else restoration.result.stopped_by
+    image = None if stopped_by in ("interrupted", "non-finite") else \
+        restoration.image[0].detach().cpu().float().numpy()
+    return {"row": row, "report": report, "stopped_by": stopped_by, "image": image}
 
 
 def _shared_values(stack: np.ndarray, flats, darks, gain: float | None, photons: float | str | None, angles,
@@ -776,8 +853,9 @@ class _VolumeState:
     ``len(rows) x N x N`` float32, memory-mapped: each written in place and flushed when it ends),
     ``<path>.reports.jsonl`` (one line per finished slice, its report, appended after its slice is
     flushed and its solver state removed: a stop between any two redoes that slice; a torn last line
-    is cut) and ``<path>.slice`` (the solver state of the slice in progress). A slice costs its own
-    writing, however many came before."""
+    is cut) and ``<path>.slice`` (the solver state of the slice in progress; ``<path>.slice.<row>``,
+    one per slice in progress, when workers solve several at once). A slice costs its own writing,
+    however many came before."""
 
     def __init__(self, path, chosen: list[int], size: int, resume: bool) -> None:
         """Checks what can be checked before any work: a state to resume, none to overwrite."""
@@ -794,11 +872,25 @@ class _VolumeState:
         self.slices_path, self.reports_path = Path(f"{base}.slices.npy"), Path(f"{base}.reports.jsonl")
         if not resume:
             # (slices and reports without the state, written first, are a creation's leftovers: replaced)
-            for existing in (self.path, Path(f"{base}.slice")):
+            for existing in (self.path, Path(f"{base}.slice"), *self._row_states()):
                 if existing.exists():
                     raise ValueError(f"checkpoint {existing} exists: resume it, or choose another file")
         elif not self.path.is_file():
             raise ValueError(f"no checkpoint to resume at {self.path}")
+
+    def slice_state(self, row: int, workers: int) -> Path | None:
+        """Where the solver state of ``row``'s slice in progress is kept: ``<path>.slice`` when one process
+        solves the slices one after the other, ``<path>.slice.<row>`` when workers solve several at once."""
+        if self.path is None:
+            return None
+        return Path(f"{os.fspath(self.path)}.slice" + ("" if workers == 1 else f".{row}"))
+
+    def _row_states(self) -> list[Path]:
+        """The states of slices a run with workers left in progress."""
+        prefix = f"{self.path.name}.slice."
+        folder = self.path.parent
+        names = os.listdir(folder) if folder.is_dir() else []
+        return [folder / name for name in sorted(names) if name.startswith(prefix) and name[len(prefix):].isdigit()]
 
     def restrict(self, chosen: list[int], size: int) -> None:
         """The rows to reconstruct, narrowed after the shared values (a tilted axis's end rows left out)."""

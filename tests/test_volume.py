@@ -326,3 +326,79 @@ def test_the_flats_noise_options_are_refused_before_any_work(scan, denoiser, tmp
             volume.reconstruct_volume(scan["projections"], denoiser=denoiser, progress=False, checkpoint=state,
                                       **kwargs)
         assert not list(tmp_path.iterdir())
+
+
+def test_workers_solve_the_same_slices_and_a_stop_resumes_with_any_number_of_workers(scan, denoiser, tmp_path,
+                                                                                       monkeypatch):
+    """Slices solved by two worker processes are the one-process volume's, bit for bit (one torch thread
+    each here); a run with workers stopped in the middle resumes, with workers or without, to that volume;
+    a slice stopped mid-solve by a one-process run is continued from its state by a run with workers, and
+    one left by workers by a one-process run."""
+    common = dict(flat=scan["flats"], dark=scan["darks"], gain=GAIN, detector_offset=OFFSET, denoiser=denoiser,
+                  max_iter=4, tol=1e-9, accelerate=False, progress=False)
+    whole = volume.reconstruct_volume(scan["projections"], **common)
+    parallel = volume.reconstruct_volume(scan["projections"], workers=2, **common)
+    assert parallel.rows == whole.rows and [r["row"] for r in parallel.reports] == whole.rows
+    torch.testing.assert_close(parallel.volume, whole.volume, rtol=0, atol=0)
+
+    # a stop of the main process after one slice is counted: the slices in progress stop with it
+    state = tmp_path / "volume.state"
+    original, calls = volume._VolumeState.record, {"n": 0}
+
+    def stopped_at_the_second_count(self, report):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, report)
+
+    monkeypatch.setattr(volume._VolumeState, "record", stopped_at_the_second_count)
+    partial = volume.reconstruct_volume(scan["projections"], checkpoint=state, workers=2, **common)
+    monkeypatch.setattr(volume._VolumeState, "record", original)
+    assert partial.stopped == "interrupted" and 1 <= len(partial.rows) < ROWS
+    with pytest.raises(ValueError, match="exists: resume it"):
+        volume.reconstruct_volume(scan["projections"], checkpoint=state, workers=2, **common)
+    resumed = volume.reconstruct_volume(scan["projections"], checkpoint=state, resume=True, **common)
+    assert resumed.stopped is None and resumed.rows == list(range(ROWS))
+    torch.testing.assert_close(resumed.volume, whole.volume, rtol=0, atol=0)
+    assert not _slice_states(tmp_path)
+
+    # a one-process run's slice stopped after two iterations, continued by workers (and the other way)
+    original_ct = restore.reconstruct_ct
+
+    def stops_the_second_after_two_iterations(*args, **kwargs):
+        if bool(args[0][0, 0, 0] == scan["projections"][0, 1, 0]) and kwargs.get("checkpoint"):  # row 1's slice
+            stopped = original_ct(*args, **{**kwargs, "max_iter": 2})
+            stopped.result.stopped_by = "interrupted"
+            return stopped
+        return original_ct(*args, **kwargs)
+
+    for workers, left in ((2, "volume.state.slice"), (1, "volume.state.slice.1")):
+        for name in tmp_path.glob("volume.state*"):
+            name.unlink()
+        monkeypatch.setattr(restore, "reconstruct_ct", stops_the_second_after_two_iterations)
+        partial = volume.reconstruct_volume(scan["projections"], checkpoint=state, rows=[0, 1, 2], **common)
+        monkeypatch.setattr(restore, "reconstruct_ct", original_ct)
+        assert partial.rows == [0] and (tmp_path / "volume.state.slice").is_file()
+        (tmp_path / "volume.state.slice").rename(tmp_path / left)  # as a one-process run, or workers, leave it
+        resumed = volume.reconstruct_volume(scan["projections"], checkpoint=state, resume=True, rows=[0, 1, 2],
+                                            workers=workers, **common)
+        assert [r["checkpoint"]["resumed_from_iteration"] for r in resumed.reports] == [None, 2, None]
+        torch.testing.assert_close(resumed.volume, whole.volume[:3], rtol=0, atol=0)
+        assert not _slice_states(tmp_path)
+
+
+def _slice_states(folder) -> list[str]:
+    """The solver states of slices in progress left in ``folder``."""
+    return [p.name for p in folder.iterdir() if p.name == "volume.state.slice" or p.name.startswith("volume.state.slice.")
+            and p.name.rsplit(".", 1)[1].isdigit()]
+
+
+def test_workers_refused(scan, denoiser, tmp_path):
+    common = dict(detector_offset=OFFSET, denoiser=denoiser, max_iter=1, progress=False, rows=0)
+    for workers in (0, -1, 1.5, True, "all"):
+        with pytest.raises(ValueError, match="workers must be a number of processes"):
+            volume.reconstruct_volume(scan["line_integrals"].transpose(2, 0, 1), workers=workers, **common)
+    (tmp_path / "volume.state.slice.3").write_bytes(b"")  # a slice in progress, left by a run with workers
+    with pytest.raises(ValueError, match=r"volume.state.slice.3 exists: resume it"):
+        volume.reconstruct_volume(scan["line_integrals"].transpose(2, 0, 1), checkpoint=tmp_path / "volume.state",
+                                  **common)

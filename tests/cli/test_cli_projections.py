@@ -45,6 +45,10 @@ def test_a_volume_from_an_npy_stack_with_flat_frames(stack_files, tiny_denoiser,
     assert result.exit_code == 0, result.output
     assert "reconstructed" in result.output and "2 slices of 24x24" in result.output
     assert "guaranteed" in result.output and "rotation axis" in result.output
+    from pnp_stable.worker_pool import usable_cores
+
+    if usable_cores() > 1:  # the cores left idle, said
+        assert f"reconstructing 2 rows (1-2) (one at a time: --workers auto solves up to {usable_cores()}" in result.output
     volume = np.load(out)
     assert volume.shape == (2, SIZE, SIZE) and volume.dtype == np.float32 and volume.max() > 0
     payload = json.loads(report.read_text())
@@ -159,10 +163,21 @@ def test_a_stopped_volume_exits_130_and_resumes_to_the_uninterrupted_result(stac
     assert_user_error(run(*args, "--checkpoint", state), "exists: resume it")
     assert_user_error(run(*args, "--checkpoint", state, "--resume", "--rows", "0"),
                       "another volume (different projections, rows)")
-    assert_user_error(run(*args, "--checkpoint", state, "--resume", "--report", f"{state}.slices.npy"),
-                      "is a file of --checkpoint")
+    for taken in (f"{state}.slices.npy", f"{state}.slice.2"):  # (a slice in progress with --workers)
+        assert_user_error(run(*args, "--checkpoint", state, "--resume", "--report", taken), "is a file of --checkpoint")
     assert run(*args, "--checkpoint", state, "--resume").exit_code == 0
     np.testing.assert_array_equal(np.load(out), whole)
+
+
+def test_workers_give_the_one_process_volume(stack_files, tiny_denoiser, tmp_path):
+    args = ("ct", stack_files / "proj.npy", "--projections", "--flat", stack_files / "flats.tif", "--dark", "100",
+            "--detector-offset", "1.5", "--denoiser", tiny_denoiser, "--max-iter", 2, "--quiet")
+    assert run(*args, "--out", tmp_path / "one.npy").exit_code == 0
+    result = run(*args, "--out", tmp_path / "two.npy", "--workers", "2", "--report", tmp_path / "two.json")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "two.npy"), np.load(tmp_path / "one.npy"))
+    payload = json.loads((tmp_path / "two.json").read_text())
+    assert payload["options"]["workers"] == "2" and [s["row"] for s in payload["slices"]] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -175,6 +190,9 @@ def test_a_stopped_volume_exits_130_and_resumes_to_the_uninterrupted_result(stac
     (("--projections", "--rows", "7"), "row 7 lies outside the projections' 3 detector rows"),
     (("--projections", "--angles", "20"), "holds 30 projections (its first axis"),
     (("--projections", "--from-skimage"), "not with --projections"),
+    (("--workers", "2"), "--workers solves the slices of a projection stack at once: add --projections"),
+    (("--projections", "--workers", "0"), "--workers '0': give a number of processes"),
+    (("--projections", "--workers", "two"), "--workers 'two': give a number of processes"),
 ])
 def test_refusals(stack_files, tiny_denoiser, extra, message):
     result = run("ct", stack_files / "proj.npy", *extra, "--denoiser", tiny_denoiser)
@@ -302,3 +320,20 @@ def test_a_long_object_s_tilt_read_off_a_full_turn(tmp_path, tiny_denoiser):
 def test_axis_tilt_refusals(tilted_stack, tiny_denoiser, extra, message):
     result = run("ct", tilted_stack, *extra, "--noise", "0.01", "--denoiser", tiny_denoiser)
     assert_user_error(result, message)
+
+
+def test_a_worker_killed_for_memory_is_a_user_error(stack_files, tiny_denoiser, monkeypatch):
+    """A worker process the system kills (for memory, most often) ends the run in one line that says
+    what to do, not with a traceback nor with the hint for a solve's own memory."""
+    from pnp_stable import volume
+    from pnp_stable.worker_pool import WorkerDied
+
+    def killed(*args, **kwargs):
+        raise WorkerDied("a worker process died before finishing its task (killed by the system, most often for "
+                         "lack of memory): run fewer workers")
+
+    monkeypatch.setattr(volume, "reconstruct_volume", killed)
+    result = run("ct", stack_files / "proj.npy", "--projections", "--workers", "2", "--denoiser", tiny_denoiser,
+                 "--quiet")
+    assert_user_error(result, "a worker process died")
+    assert "run fewer workers" in result.output and "smaller tiles" not in result.output

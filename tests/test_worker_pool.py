@@ -1,0 +1,73 @@
+"""WorkerPool: tasks in spawned processes, their results and errors, a stop that interrupts the tasks
+in progress the way Ctrl-C stops a solve, and a killed worker reported instead of waited for."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import worker_pool_tasks as tasks
+from pnp_stable.worker_pool import WorkerDied, WorkerPool
+
+
+def test_every_task_once_with_the_shared_value_and_the_threads_given():
+    with WorkerPool(tasks.scaled, 10, workers=2, threads=1) as pool:
+        results = list(pool.results(range(7)))
+    assert sorted(value for value, _ in results) == [10 * k for k in range(7)]
+    assert {threads for _, threads in results} == {1}
+
+
+def test_a_tasks_error_is_raised_where_its_result_would_be():
+    with WorkerPool(tasks.refuses_three, None, workers=2) as pool:
+        with pytest.raises(ValueError, match="three refused"):
+            list(pool.results(range(6)))
+        pool.stop()
+
+
+def test_a_stop_interrupts_the_tasks_in_progress_and_cancels_the_rest():
+    """Two tasks wait until interrupted, a quick one finishes, the rest never start: stop() returns the
+    running tasks' own results ("stopped") within seconds, and no task is left running."""
+    started = time.monotonic()
+    with WorkerPool(tasks.waits_for_a_stop, None, workers=2) as pool:
+        results = pool.results(["quick", "wait", "wait", "wait", "wait"])
+        assert next(results) == "finished"
+        time.sleep(1.0)  # the waiting tasks under way
+        stopped = pool.stop()
+    assert stopped.count("stopped") == 2 and "never stopped" not in stopped
+    assert time.monotonic() - started < 45
+
+
+def test_a_killed_worker_is_reported_not_waited_for():
+    with WorkerPool(tasks.dies, None, workers=1) as pool:
+        with pytest.raises(WorkerDied, match="run fewer workers"):
+            list(pool.results([0]))
+    assert issubclass(WorkerDied, MemoryError)
+
+
+def test_a_pool_needs_a_worker():
+    with pytest.raises(ValueError, match="at least one worker"):
+        WorkerPool(tasks.scaled, 1, workers=0)
+
+
+def test_ctrl_c_at_a_terminal_stops_a_busy_worker_s_task_and_spares_an_idle_worker(tmp_path):
+    """SIGINT (what Ctrl-C sends every process of the terminal's group) interrupts the task a worker is
+    running, which returns as a stopped solve does; a worker between tasks ignores it and goes on."""
+    import os
+    import signal
+    import threading
+
+    with WorkerPool(tasks.both, None, workers=1) as pool:
+        worker = next(pool.results([("pid", None)]))
+        os.kill(worker, signal.SIGINT)  # idle
+        time.sleep(0.5)
+        told, returned = tmp_path / "pid", []
+        waiting = threading.Thread(target=lambda: returned.extend(pool.results([("wait", str(told))])))
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not told.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert int(told.read_text()) == worker  # the same process: the first SIGINT did not end it
+        os.kill(worker, signal.SIGINT)  # busy
+        waiting.join(30)
+        assert returned == ["stopped"]

@@ -1,0 +1,58 @@
+"""Tasks for tests/test_worker_pool.py, in a module of their own: a spawned worker imports a task's
+function by its module's name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def scaled(shared: int, task: int) -> tuple[int, int]:
+    """The task times the pool's shared value, and the worker's torch thread count."""
+    import torch
+
+    return task * shared, torch.get_num_threads()
+
+
+def refuses_three(shared, task: int) -> int:
+    if task == 3:
+        raise ValueError("three refused")
+    return task
+
+
+def waits_for_a_stop(shared, task: str) -> str:
+    """Returns quickly for "quick"; otherwise waits (up to a minute) until interrupted, as a solve stops."""
+    if task == "quick":
+        return "finished"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "never stopped"
+    except KeyboardInterrupt:
+        return "stopped"
+
+
+def dies(shared, task) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pid(shared, task) -> int:
+    """The worker's process id."""
+    return os.getpid()
+
+
+def waits_after_telling(shared, task: str) -> str:
+    """Writes its process id to the file ``task``, then waits until interrupted (as Ctrl-C at a terminal
+    interrupts a solve)."""
+    with open(task + ".tmp", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(task + ".tmp", task)
+    return waits_for_a_stop(shared, "wait")
+
+
+def both(shared, task):
+    """``pid`` or ``waits_after_telling`` by the task's kind."""
+    kind, value = task
+    return pid(shared, value) if kind == "pid" else waits_after_telling(shared, value)

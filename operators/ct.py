@@ -97,6 +97,105 @@ def _image_size(image_size: int | tuple[int, ...]) -> int:
     return int(image_size)
 
 
+# sampling points built at a time by _sampling_grids (64 MB of float64 coordinates)
+GRID_POINTS_PER_CHUNK = 2 ** 22
+
+
+def _sampling_grids(radon: nn.Module, angles: torch.Tensor, n: int, circle: bool) -> torch.Tensor:
+    """deepinv's sampling grids for ``angles`` (``Radon._create_grids``, one per view, laid side by side
+    as its parallel computation reads them: ``1 x H x (views W) x 2`` for views of ``H x W`` samples), built
+    a few views at a time into the one tensor they end in. ``radon`` was built for one view, whose grid
+    gives the shape. The same values as deepinv's construction, which first holds every view's grid in a
+    list, then their stack, then their concatenation (and its unused back-projector another set): 4 GB
+    for a 0.76 GB float64 grid at 256² and 360 views."""
+    _, height, width, _ = radon.all_grids.shape
+    grids = radon.all_grids.new_empty((1, height, len(angles) * width, 2))
+    by_view = grids.view(1, height, len(angles), width, 2)
+    step = max(1, GRID_POINTS_PER_CHUNK // (height * width))
+    for start in range(0, len(angles), step):
+        chunk = radon._create_grids(angles[start:start + step], n, circle, device=angles.device)  # views x 1 x H x W x 2
+        by_view[0, :, start:start + len(chunk)] = chunk[:, 0].transpose(0, 1)
+    return grids
+
+
+def _padded_input(radon: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``x`` as deepinv's ``Radon.forward`` samples it: zero-padded to its square's diagonal
+    (``circle=False``) or restricted to the inscribed disc (``circle=True``); and the padding before it."""
+    from deepinv.physics.functional.radon import SQRT2
+
+    n = x.shape[-1]
+    if radon.circle:
+        axis = 2 * torch.arange(n, dtype=torch.float, device=x.device)[None, :].expand(n, -1)[None, None] / (n - 1) - 1.0
+        return x * (axis ** 2 + axis.transpose(-2, -1) ** 2 <= 1).to(torch.float), 0
+    pad = int((SQRT2 * n - n).ceil())
+    before = (n + pad) // 2 - n // 2
+    return torch.nn.functional.pad(x, (before, pad - before, before, pad - before)), before
+
+
+def _views_per_chunk(radon: nn.Module, samples: int) -> int:
+    _, height, width, _ = radon.all_grids.shape
+    return max(1, GRID_POINTS_PER_CHUNK // max(1, samples * height * width // len(radon.theta)))
+
+
+def _project(radon: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """deepinv's ``Radon.forward(x)`` (``parallel_computation=True``), ``B x C x cells x views``, computed a
+    few views at a time: the same samples and sums without its ``B x C x H x (views W)`` tensor of every
+    view's samples (0.38 GB in float64 for one 256² image of 360 views)."""
+    padded, _ = _padded_input(radon, x)
+    views = len(radon.theta)
+    batch, channels = x.shape[:2]
+    width = radon.all_grids.shape[2] // views
+    step = _views_per_chunk(radon, batch * channels)
+    parts = []
+    for start in range(0, views, step):
+        count = min(step, views - start)
+        grid = radon.all_grids[:, :, start * width:(start + count) * width]
+        samples = torch.nn.functional.grid_sample(padded, grid.expand(batch, -1, -1, -1), mode="bilinear",
+                                                  padding_mode="zeros", align_corners=True)
+        parts.append(samples.sum(2).reshape(batch, channels, count, width))
+    return torch.cat(parts, 2).transpose(-2, -1)
+
+
+def _project_transposed(radon: nn.Module, y: torch.Tensor, n: int) -> torch.Tensor:
+    """The exact transpose of :func:`_project` for ``n x n`` images: each chunk of views' sums spread back
+    along their rays (the bilinear samples' own transpose, ``grid_sampler_2d_backward``), summed, then
+    the padding cropped (or the disc's mask applied). What autograd computes through ``_project``,
+    without its saved samples."""
+    batch, channels, width, views = y.shape
+    zeros = y.new_zeros((batch, channels, n, n))
+    padded, before = _padded_input(radon, zeros)
+    total = torch.zeros_like(padded)
+    height = radon.all_grids.shape[1]
+    step = _views_per_chunk(radon, batch * channels)
+    for start in range(0, views, step):
+        count = min(step, views - start)
+        grid = radon.all_grids[:, :, start * width:(start + count) * width].expand(batch, -1, -1, -1)
+        spread = y[..., start:start + count].transpose(-2, -1).reshape(batch, channels, 1, count * width)
+        total += torch.ops.aten.grid_sampler_2d_backward(
+            spread.expand(-1, -1, height, -1).contiguous(), padded, grid, 0, 0, True, [True, False])[0]
+    if radon.circle:
+        return _padded_input(radon, total)[0]  # the mask is its own transpose
+    return total[..., before:before + n, before:before + n]
+
+
+class _Projection(torch.autograd.Function):
+    """:func:`_project` with :func:`_project_transposed` as its derivative (and the other way round): the
+    operator stays differentiable, as deepinv's is, without autograd keeping any samples."""
+
+    @staticmethod
+    def forward(x, radon, transposed, n):  # noqa: D102 - autograd API
+        return _project_transposed(radon, x, n) if transposed else _project(radon, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # noqa: D102 - autograd API (torch.func's transforms need it)
+        _, ctx.radon, ctx.transposed, ctx.n = inputs
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102 - autograd API
+        back = _Projection.apply(grad, ctx.radon, not ctx.transposed, ctx.n)
+        return back, None, None, None
+
+
 def _centre_rotation_axis(radon: nn.Module, n: int) -> None:
     """Move the rotation axis of deepinv's ``Radon`` (``circle=False``) to the image's centre.
 
@@ -214,12 +313,22 @@ class RadonTomography(CertifiedLinearPhysics):
         of the same shape), before the rotation axis is moved to the image centre."""
         from deepinv.physics import Tomography
 
+        angles = torch.tensor(angles_deg, dtype=dtype, device=device)
         with warnings.catch_warnings():
             # deepinv warns about the implicit backward solver's iteration count; we never use it
             warnings.simplefilter("ignore", UserWarning)
-            tomography = Tomography(angles=torch.tensor(angles_deg, dtype=dtype, device=device),
-                                    img_width=self.image_size, parallel_computation=True, adjoint_via_backprop=True,
-                                    normalize=False, device=device, dtype=dtype, **geometry)
+            # built for one view, then given every view's grid (_sampling_grids): deepinv's own construction
+            # holds the grids three to four times over while it builds them
+            tomography = Tomography(angles=angles[:1], img_width=self.image_size, parallel_computation=True,
+                                    adjoint_via_backprop=True, normalize=False, device=device, dtype=dtype, **geometry)
+        if getattr(tomography, "iradon", None) is not None:
+            # deepinv's filtered back-projection, with sampling grids as large as the projector's: never
+            # used (our adjoint is autograd's through the projector, our FBP our own), so not kept
+            tomography.iradon = None
+        tomography.angles = angles
+        tomography.radon.theta = angles
+        tomography.radon.all_grids = _sampling_grids(tomography.radon, angles, self.image_size,
+                                                     geometry.get("circle", False))
         if rays is not None:
             tomography.radon.all_grids = rays(tomography.radon.all_grids)
         if not geometry.get("circle", False):
@@ -413,14 +522,14 @@ class RadonTomography(CertifiedLinearPhysics):
 
     def _raw_A(self, x: torch.Tensor, tomography: nn.Module | None = None) -> torch.Tensor:
         tomography = self._tomography(x) if tomography is None else tomography
-        y = tomography.A(x)
+        y = _Projection.apply(x, tomography.radon, False, self.image_size)
         weights = self._measurement_weights(y.dtype, y.device)
         return y if weights is None else y * weights
 
     def _raw_A_adjoint(self, y: torch.Tensor, tomography: nn.Module | None = None) -> torch.Tensor:
         tomography = self._tomography(y) if tomography is None else tomography
         weights = self._measurement_weights(y.dtype, y.device)
-        return tomography.A_adjoint(y if weights is None else y * weights)
+        return _Projection.apply(y if weights is None else y * weights, tomography.radon, True, self.image_size)
 
     # -- shapes ------------------------------------------------------------------------------
     def _check(self, shape: tuple[int, ...], hw: tuple[int, int], name: str) -> None:

@@ -40,6 +40,32 @@ def test_matches_deepinv_tomography_and_shapes():
     assert ParallelBeamCT(14, angles=10, detector="circle").A(x).shape == (2, 1, 14, 10)
 
 
+@pytest.mark.parametrize("fan", [False, True])
+@pytest.mark.parametrize("circle", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_sampling_grids_built_view_by_view_are_deepinv_s(fan, circle, dtype, monkeypatch):
+    """deepinv's grids for every view, built a few views at a time into one tensor (a chunk of 3 views
+    here, 7 views in all: the last chunk shorter), equal its own construction bit for bit; the operator
+    keeps no back-projector grids."""
+    import warnings
+
+    from deepinv.physics import Tomography
+
+    from pnp_stable.operators import ct
+
+    angles = torch.linspace(0, 180, 8, dtype=dtype)[:-1] + 0.3
+    options = dict(img_width=17, parallel_computation=True, adjoint_via_backprop=True, normalize=False, dtype=dtype,
+                   circle=circle, fan_beam=fan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole, one = Tomography(angles=angles, **options), Tomography(angles=angles[:1], **options)
+    _, height, width, _ = one.radon.all_grids.shape
+    monkeypatch.setattr(ct, "GRID_POINTS_PER_CHUNK", 3 * height * width + 5)
+    assert torch.equal(ct._sampling_grids(one.radon, angles, 17, circle), whole.radon.all_grids)
+    op = ParallelBeamCT(12, angles=7)
+    assert op._tomography(torch.zeros(1, 1, 12, 12, dtype=dtype)).iradon is None
+
+
 @pytest.mark.parametrize("detector", ["full", "circle"])
 def test_norm_is_certified_and_tight(detector):
     op = ParallelBeamCT(10, angles=[0.0, 17.0, 45.0, 90.0, 133.0], detector=detector)

@@ -13,6 +13,8 @@ from pnp_stable.cli.errors import UserError
 
 # what a volume is written as: its values on the data's scale (attenuation per pixel), float32
 VOLUME_SUFFIXES = (".npy", ".tif", ".tiff")
+# from this many slices on, the first line says that --workers would use the cores left idle
+SLICES_WORTH_WORKERS = 4
 
 
 def parse_rows(text: str | None) -> slice | int | None:
@@ -154,8 +156,9 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
 
         cores = usable_cores()
         on_cpu = options.get("device") == "cpu" or options.get("device") == "auto" and not torch.cuda.is_available()
+        # (worth a few seconds' start only for more than a few slices)
         idle = f" (one at a time: --workers auto solves up to {cores} at once)" if (
-            on_cpu and options.get("workers") == 1 and cores > 1 and len(chosen) > 1) else ""
+            on_cpu and shown.get("workers") is None and cores > 1 and len(chosen) >= SLICES_WORTH_WORKERS) else ""
         click.echo(f"{data.resolve().name}: {n_angles} projections of {n_rows} x {n_cols} detector pixels{files}; "
                    f"reconstructing {_rows_text(chosen)}{idle}", err=True)
         if doubt and not isinstance(angles, list):

@@ -274,12 +274,13 @@ def reconstruct_volume(
     its other arguments (``method``, ``max_iter``, ``tol``, ``image_size``, ``detector``, ...), the
     same for every slice. The denoiser is loaded once.
 
-    ``workers``: the number of processes solving slices at once (``"auto"``: one per usable core), each
-    with its share of the cores' torch threads; on the CPU only. One process leaves most cores idle: the
-    Radon transform and its adjoint, most of a CT solve, run on one core for one slice
-    (:mod:`pnp_stable.worker_pool`). Every slice is the same solve whatever the number of workers (the
-    same values to float rounding, which the number of threads can change); each worker holds its own
-    copy of the denoiser and of the CT operator's sampling grids.
+    ``workers``: the number of processes solving slices at once (``"auto"``: one per usable core on the
+    CPU, one on a GPU), each with its share of the cores' torch threads; on the CPU only. One process
+    leaves most cores idle: the Radon transform and its adjoint, most of a CT solve, run on one core for
+    one slice (:mod:`pnp_stable.worker_pool`). Every slice is the same solve whatever the number of
+    workers (the same values to float rounding, which the number of threads can change); each worker
+    holds its own copy of the denoiser and of the CT operator's sampling grids, and is spawned: a script
+    calling this with workers must do so under ``if __name__ == "__main__":``.
 
     ``checkpoint``: the finished slices are kept in four files (``_VolumeState``: the fingerprint of
     the data and options, ``<checkpoint>.slices.npy`` memory-mapped, ``<checkpoint>.reports.jsonl``,
@@ -316,10 +317,11 @@ def reconstruct_volume(
     n_angles, n_rows, n_cols = stack.shape
     chosen = selected_rows(rows, n_rows)
     axis_tilt = _checked_axis_tilt(axis_tilt)
-    workers = _checked_workers(workers)
     dev = resolve_device(device)
+    workers = 1 if workers == "auto" and dev.type != "cpu" else _checked_workers(workers)
     if workers > 1 and dev.type != "cpu":
-        raise ValueError(f"workers solve slices in processes on the CPU; on the {dev.type.upper()} give workers=1")
+        raise ValueError(f"workers (--workers) solve slices in processes on the CPU, but the device is {dev.type}: "
+                         "choose the CPU (device='cpu', --device cpu) or one worker, which keeps the GPU busy")
     # before any work: what the slices would refuse one by one, and the checkpoint's files
     size = options.get("image_size") or _size_from_detectors(n_cols, options.get("detector", "full"))
     slice_state = None if checkpoint is None else Path(f"{os.fspath(checkpoint)}.slice")
@@ -411,11 +413,14 @@ def reconstruct_volume(
     stopped, diverged = None, None
     bar = _progress(len(chosen), len(done), progress)
 
-    def take(outcome: dict) -> bool:
-        """Keep a slice's outcome; True where it ends the run."""
+    def take(outcome: dict, stopping: bool = False) -> bool:
+        """Keep a slice's outcome; True where it ends the run. ``stopping``: the run is ending already, and
+        a slice's refusal is not what ends it (the stop's own cause is)."""
         nonlocal stopped, diverged
         row = outcome["row"]
         if "error" in outcome:
+            if stopping:
+                return True
             raise ValueError(f"row {row}: {outcome['error']}")
         state = kept.slice_state(row, workers)
         if outcome["stopped_by"] == "interrupted":
@@ -455,7 +460,7 @@ def reconstruct_volume(
                             break
                 finally:  # the slices in progress stopped (their states saved); those that finished kept
                     for outcome in pool.stop():
-                        take(outcome)
+                        take(outcome, stopping=True)
     except KeyboardInterrupt:  # between two slices, or in a worker: the finished ones are kept
         stopped = stopped or "interrupted"
     finally:

@@ -1,21 +1,26 @@
 """Independent tasks in worker processes, each stoppable in the middle like a solve at a terminal.
 
 Why processes: a volume's slices are independent solves, and one slice cannot use the cores it is
-given. deepinv's Radon transform samples a grid for one image and its adjoint (autograd through that
-sampling) scatters back, on one core whatever torch's thread count (a 128² slice of 180 views: 0.03 s
-forward, 0.09 s adjoint, the same on one thread as on two); they are most of a CT solve. Processes
-solving different slices use every core.
+given. The CT projector samples a grid for one image and its transpose scatters back through that
+sampling, on one core whatever torch's thread count (a 128² slice of 180 views: 0.03 s forward,
+0.09 s transpose, the same on one thread as on two); they are most of a CT solve. Processes solving
+different slices use every core.
 
-Workers are *spawned*, never forked: a fork of a process whose OpenMP threads have run can hang. Each
-gets ``shared`` once (the denoiser, the options: pickled) and ``threads`` torch threads, then runs
-``function(shared, task)`` for task after task. At most two tasks per worker are handed over at a
-time, so a task's data (a slice's sinogram) is held only while it is queued or solved.
+Workers are *spawned*, never forked: a fork of a process whose OpenMP threads have run can hang. So a
+script that starts workers must do so under ``if __name__ == "__main__":`` (each worker imports the
+script's module). Each worker gets ``shared`` once (the denoiser, the options: pickled) and
+``threads`` torch threads, then runs ``function(shared, task)`` for task after task. At most two tasks
+per worker are handed over at a time, so a task's data (a slice's sinogram) is held only while it is
+queued or solved.
 
-A stop ends every task in progress the way Ctrl-C ends a solve: :meth:`WorkerPool.stop` raises
-``KeyboardInterrupt`` inside each (a watcher thread per worker interrupts its main thread), which a
-solve turns into a clean return with its state saved; tasks not started are cancelled. Ctrl-C at a
-terminal reaches the workers directly (one process group): the same handler acts only while a task
-runs, so an idle worker is never torn down with a traceback.
+Stops. A task is stopped the way Ctrl-C stops a solve: a ``KeyboardInterrupt`` raised inside it, once
+(a second one would interrupt the solve's saving of its state), which a solve turns into a clean return
+with its state saved. It comes from :meth:`WorkerPool.stop` (a flag in shared memory, which a watcher
+thread in each worker polls: setting it never waits on a worker, dead or alive), from Ctrl-C or SIGTERM
+sent to the whole process group (a terminal, a batch scheduler: the workers' handlers act only while a
+task runs, and SIGINT is left ignored where the caller ignored it), or from the caller's death (a worker
+whose parent is gone stops its task and exits). The workers start with SIGINT ignored, so a Ctrl-C while
+they import torch does not tear them down with tracebacks.
 """
 
 from __future__ import annotations
@@ -25,17 +30,23 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["WorkerPool", "WorkerDied", "usable_cores"]
 
 # tasks handed to the pool per worker at a time: one running, one ready to start
 TASKS_IN_FLIGHT_PER_WORKER = 2
+# how often (s) a worker's watcher looks at the stop flag and at its parent
+WATCH_INTERVAL_S = 0.05
+# the signal the watcher raises in its worker's main thread (never sent by a terminal)
+_STOP_SIGNAL = getattr(signal, "SIGUSR1", signal.SIGINT)
 
 # the worker process's own state (set by _initialize in each worker)
-_WORKER: dict[str, Any] = {"busy": False, "shared": None, "stop": None}
+_WORKER: dict[str, Any] = {"busy": False, "interrupted": False, "leaving": False, "shared": None, "stop": None}
 
 
 class WorkerDied(MemoryError):
@@ -51,34 +62,70 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _on_interrupt(signum, frame) -> None:
-    if _WORKER["busy"]:
+def _on_stop(signum, frame) -> None:
+    if _WORKER["busy"] and not _WORKER["interrupted"]:
+        _WORKER["interrupted"] = True
         raise KeyboardInterrupt
-    # idle between tasks: the pool is closing, there is nothing to stop
+    # idle between tasks (the pool is closing), or already stopping: nothing more to do
 
 
-def _watch(stop) -> None:
-    stop.wait()
-    _thread.interrupt_main(signal.SIGINT)  # runs _on_interrupt in the worker's main thread
+def _on_terminate(signum, frame) -> None:
+    """SIGTERM: the task in progress stopped as by Ctrl-C, then the process ends; an idle one ends now
+    (as the pool itself ends workers it cannot use, by SIGTERM, and joins them)."""
+    if not _WORKER["busy"]:
+        os._exit(0)
+    _WORKER["leaving"] = True
+    _on_stop(signum, frame)
 
 
-def _initialize(shared: Any, stop, threads: int) -> None:
+def _watch(stop, parent: int) -> None:
+    while True:
+        time.sleep(WATCH_INTERVAL_S)
+        if os.getppid() != parent:  # the caller is gone: its task stopped (its state saved), then the end
+            if not _WORKER["busy"]:
+                os._exit(0)
+            _WORKER["leaving"] = True
+        if (stop.value or _WORKER["leaving"]) and _WORKER["busy"] and not _WORKER["interrupted"]:
+            _thread.interrupt_main(_STOP_SIGNAL)  # runs _on_stop in the worker's main thread
+
+
+def _initialize(shared: Any, stop, threads: int, parent: int, interrupts: bool) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(_STOP_SIGNAL, _on_stop)
+    signal.signal(signal.SIGTERM, _on_terminate)
+    if interrupts:  # (the workers started with SIGINT ignored; the caller's own Ctrl-C now reaches them)
+        signal.signal(signal.SIGINT, _on_stop)
     _WORKER.update(shared=shared, stop=stop)
-    threading.Thread(target=_watch, args=(stop,), daemon=True).start()
+    threading.Thread(target=_watch, args=(stop, parent), daemon=True).start()
 
 
 def _run(function: Callable[[Any, Any], Any], task: Any) -> Any:
-    if _WORKER["stop"].is_set():  # handed over before the stop, started after it
-        raise KeyboardInterrupt
+    _WORKER["interrupted"] = False
     _WORKER["busy"] = True
     try:
+        if _WORKER["stop"].value:  # handed over before the stop, started after it
+            raise KeyboardInterrupt
         return function(_WORKER["shared"], task)
     finally:
         _WORKER["busy"] = False
+        if _WORKER["leaving"]:  # terminated, or its caller gone
+            os._exit(0)
+
+
+@contextmanager
+def _interrupts_ignored():
+    """SIGINT ignored while workers start (they inherit it, and keep it until their handlers are set);
+    left alone outside the main thread, where it cannot be changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class WorkerPool:
@@ -95,9 +142,10 @@ class WorkerPool:
         if workers < 1 or threads < 1:
             raise ValueError(f"a worker pool needs at least one worker of one thread, got {workers} x {threads}")
         context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
+        self._stop = context.RawValue("b", 0)  # shared memory without a lock: setting it waits on nobody
+        interrupts = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
         self._executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_initialize,
-                                             initargs=(shared, self._stop, threads))
+                                             initargs=(shared, self._stop, threads, os.getpid(), interrupts))
         self._function = function
         self._workers = workers
         self._running: set[Future] = set()
@@ -121,7 +169,8 @@ class WorkerPool:
                 except StopIteration:
                     exhausted = True
                     return
-                self._running.add(self._executor.submit(_run, self._function, task))
+                with _interrupts_ignored():  # a submission may start a worker
+                    self._running.add(self._executor.submit(_run, self._function, task))
 
         hand_over()
         while self._running:
@@ -138,13 +187,14 @@ class WorkerPool:
             return future.result()
         except BrokenProcessPool:
             raise WorkerDied("a worker process died before finishing its task (killed by the system, most often "
-                             "for lack of memory): run fewer workers") from None
+                             "for lack of memory: run fewer workers; from a script, workers start only under "
+                             "if __name__ == '__main__':)") from None
 
     def stop(self) -> list[Any]:
         """Stop: the tasks in progress interrupted (each returns what an interrupted task returns, or
-        raises KeyboardInterrupt, skipped here), those not started cancelled. Returns the results of the
-        tasks that were in progress."""
-        self._stop.set()
+        raises KeyboardInterrupt, skipped here, as are tasks whose worker died), those not started
+        cancelled. Returns the results of the tasks that were in progress."""
+        self._stop.value = 1
         for future in self._running:
             future.cancel()
         results = []

@@ -398,6 +398,13 @@ def test_workers_refused(scan, denoiser, tmp_path):
     for workers in (0, -1, 1.5, True, "all"):
         with pytest.raises(ValueError, match="workers must be a number of processes"):
             volume.reconstruct_volume(scan["line_integrals"].transpose(2, 0, 1), workers=workers, **common)
+    from pnp_stable import restore
+
+    on_a_gpu = pytest.MonkeyPatch()
+    on_a_gpu.setattr(restore, "resolve_device", lambda device: torch.device("cuda"))
+    with pytest.raises(ValueError, match="solve slices in processes on the CPU, but the device is cuda: choose"):
+        volume.reconstruct_volume(scan["line_integrals"].transpose(2, 0, 1), workers=2, **common)
+    on_a_gpu.undo()
     (tmp_path / "volume.state.slice.3").write_bytes(b"")  # a slice in progress, left by a run with workers
     with pytest.raises(ValueError, match=r"volume.state.slice.3 exists: resume it"):
         volume.reconstruct_volume(scan["line_integrals"].transpose(2, 0, 1), checkpoint=tmp_path / "volume.state",

@@ -71,3 +71,102 @@ def test_ctrl_c_at_a_terminal_stops_a_busy_worker_s_task_and_spares_an_idle_work
         os.kill(worker, signal.SIGINT)  # busy
         waiting.join(30)
         assert returned == ["stopped"]
+
+
+def _wait_for(path, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"{path} never appeared"
+
+
+def _gone(pid: int, seconds: float = 15.0) -> bool:
+    import os
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a child of ours that ended but was not yet waited for
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def test_a_stop_after_a_worker_died_returns():
+    """The stop flag is set without waiting on the workers: a dead one cannot hold the stop up."""
+    import threading
+
+    with WorkerPool(tasks.dies, None, workers=2) as pool:
+        with pytest.raises(WorkerDied):
+            list(pool.results([0]))
+        stopping = threading.Thread(target=pool.stop, daemon=True)
+        stopping.start()
+        stopping.join(20)
+        assert not stopping.is_alive()
+
+
+def test_a_second_interrupt_does_not_cut_a_stopping_task_short(tmp_path):
+    """Ctrl-C reaches the worker, then the caller's stop: the task, saving its state, is interrupted once."""
+    import os
+    import signal
+    import threading
+
+    told, returned = tmp_path / "task", []
+    with WorkerPool(tasks.saves_when_stopped, None, workers=1) as pool:
+        waiting = threading.Thread(target=lambda: returned.extend(pool.results([str(told)])))
+        waiting.start()
+        _wait_for(told)
+        os.kill(int(told.read_text()), signal.SIGINT)
+        time.sleep(0.3)  # saving
+        returned.extend(pool.stop())
+        waiting.join(30)
+    # (collected by the reading thread, by stop() or by both: they race here, as no caller of a pool does)
+    assert returned and set(returned) == {"saved"} and (tmp_path / "task.saved").exists()
+
+
+def test_sigterm_stops_a_busy_worker_s_task_then_ends_it(tmp_path):
+    """SIGTERM (a scheduler's stop, sent to every process of the job): the task stops as by Ctrl-C, saving
+    its state, and the worker ends."""
+    import os
+    import signal
+    import threading
+
+    told = tmp_path / "task"
+    with WorkerPool(tasks.saves_when_stopped, None, workers=1) as pool:
+        waiting = threading.Thread(target=lambda: pytest.raises(WorkerDied, list, pool.results([str(told)])),
+                                   daemon=True)
+        waiting.start()
+        _wait_for(told)
+        worker = int(told.read_text())
+        os.kill(worker, signal.SIGTERM)
+        _wait_for(tmp_path / "task.saved")
+        assert _gone(worker)
+        waiting.join(30)
+
+
+def test_a_worker_whose_caller_was_killed_stops_its_task_and_ends(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    told = tmp_path / "task"
+    here = Path(__file__).resolve().parent
+    caller = subprocess.Popen([sys.executable, str(here / "worker_pool_tasks.py"), str(told)],
+                              env={**os.environ, "PYTHONPATH": str(here)})
+    try:
+        _wait_for(told, 60)
+        worker = int(told.read_text())
+        caller.send_signal(signal.SIGKILL)
+        caller.wait(10)
+        _wait_for(tmp_path / "task.saved")  # its task stopped, its state saved
+        assert _gone(worker)
+    finally:
+        caller.kill()

@@ -56,3 +56,34 @@ def both(shared, task):
     """``pid`` or ``waits_after_telling`` by the task's kind."""
     kind, value = task
     return pid(shared, value) if kind == "pid" else waits_after_telling(shared, value)
+
+
+def saves_when_stopped(shared, task: str) -> str:
+    """Writes its process id to ``task``, waits until interrupted, then takes a second to "save its state"
+    (writing ``task + '.saved'``), as an interrupted solve does: a second interrupt must not cut that short."""
+    with open(task + ".tmp", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(task + ".tmp", task)
+    try:
+        while True:
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        time.sleep(1.0)
+        with open(task + ".saved", "w") as handle:
+            handle.write("saved")
+        return "saved"
+
+
+def pool_that_waits(told: str) -> None:
+    """A caller (run as a process of its own) whose worker waits in a task until stopped: killing this
+    process must not leave the worker behind."""
+    from pnp_stable.worker_pool import WorkerPool
+
+    with WorkerPool(saves_when_stopped, None, workers=1) as pool:
+        list(pool.results([told]))
+
+
+if __name__ == "__main__":
+    import sys
+
+    pool_that_waits(sys.argv[1])

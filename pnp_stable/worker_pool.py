@@ -46,7 +46,10 @@ WATCH_INTERVAL_S = 0.05
 _STOP_SIGNAL = getattr(signal, "SIGUSR1", signal.SIGINT)
 
 # the worker process's own state (set by _initialize in each worker)
-_WORKER: dict[str, Any] = {"busy": False, "interrupted": False, "leaving": False, "shared": None, "stop": None}
+_WORKER: dict[str, Any] = {"busy": False, "interrupted": False, "leaving": False, "shared": None, "stop": None,
+                           "parent": None}
+# how long (s) a worker stopped by SIGTERM waits for its caller's stop before it ends on its own
+CALLER_STOP_GRACE_S = 2.0
 
 
 class WorkerDied(MemoryError):
@@ -70,8 +73,9 @@ def _on_stop(signum, frame) -> None:
 
 
 def _on_terminate(signum, frame) -> None:
-    """SIGTERM: the task in progress stopped as by Ctrl-C, then the process ends; an idle one ends now
-    (as the pool itself ends workers it cannot use, by SIGTERM, and joins them)."""
+    """SIGTERM: the task in progress stopped as by Ctrl-C, then the process ends unless its caller is
+    stopping the pool too (SIGTERM to the whole job: the pool then ends the workers itself); an idle
+    one ends now (as the pool ends workers it cannot use, by SIGTERM, and joins them)."""
     if not _WORKER["busy"]:
         os._exit(0)
     _WORKER["leaving"] = True
@@ -97,7 +101,7 @@ def _initialize(shared: Any, stop, threads: int, parent: int, interrupts: bool) 
     signal.signal(signal.SIGTERM, _on_terminate)
     if interrupts:  # (the workers started with SIGINT ignored; the caller's own Ctrl-C now reaches them)
         signal.signal(signal.SIGINT, _on_stop)
-    _WORKER.update(shared=shared, stop=stop)
+    _WORKER.update(shared=shared, stop=stop, parent=parent)
     threading.Thread(target=_watch, args=(stop, parent), daemon=True).start()
 
 
@@ -111,7 +115,19 @@ def _run(function: Callable[[Any, Any], Any], task: Any) -> Any:
     finally:
         _WORKER["busy"] = False
         if _WORKER["leaving"]:  # terminated, or its caller gone
-            os._exit(0)
+            _leave_unless_the_caller_stops()
+
+
+def _leave_unless_the_caller_stops() -> None:
+    """End this worker, unless its caller, alive, stops the pool within a grace period: a SIGTERM sent
+    to the whole job reaches the caller too, which then collects the stopped task's result and ends the
+    workers (ending here instead would break the pool under it)."""
+    deadline = time.monotonic() + CALLER_STOP_GRACE_S
+    while os.getppid() == _WORKER["parent"] and not _WORKER["stop"].value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if os.getppid() != _WORKER["parent"] or not _WORKER["stop"].value:
+        os._exit(0)
+    _WORKER["leaving"] = False
 
 
 @contextmanager

@@ -124,15 +124,8 @@ def test_stopped_between_slices_and_resumed(scan, denoiser, tmp_path, monkeypatc
     assert not (tmp_path / "volume.state.slice").exists()
 
 
-def test_a_stop_between_a_slices_writing_and_its_count_and_a_torn_report_line(scan, denoiser, tmp_path,
-                                                                            monkeypatch):
-    """A stop after a slice is stored but before it is counted redoes that slice (its solver state is
-    already gone, so the next slice does not take it for its own); a report line torn by a crash is cut
-    and its slice redone."""
-    common = dict(flat=scan["flats"], dark=scan["darks"], gain=GAIN, detector_offset=OFFSET, denoiser=denoiser,
-                  max_iter=3, accelerate=False, progress=False)
-    whole = volume.reconstruct_volume(scan["projections"], **common)
-    state = tmp_path / "volume.state"
+def _stop_at_the_second_count(monkeypatch) -> None:
+    """A stop (KeyboardInterrupt) where the second finished slice would be counted (undo: monkeypatch.undo())."""
     original, calls = volume._VolumeState.record, {"n": 0}
 
     def stopped_at_the_second_count(self, report):
@@ -142,8 +135,20 @@ def test_a_stop_between_a_slices_writing_and_its_count_and_a_torn_report_line(sc
         return original(self, report)
 
     monkeypatch.setattr(volume._VolumeState, "record", stopped_at_the_second_count)
+
+
+def test_a_stop_between_a_slices_writing_and_its_count_and_a_torn_report_line(scan, denoiser, tmp_path,
+                                                                            monkeypatch):
+    """A stop after a slice is stored but before it is counted redoes that slice (its solver state is
+    already gone, so the next slice does not take it for its own); a report line torn by a crash is cut
+    and its slice redone."""
+    common = dict(flat=scan["flats"], dark=scan["darks"], gain=GAIN, detector_offset=OFFSET, denoiser=denoiser,
+                  max_iter=3, accelerate=False, progress=False)
+    whole = volume.reconstruct_volume(scan["projections"], **common)
+    state = tmp_path / "volume.state"
+    _stop_at_the_second_count(monkeypatch)
     partial = volume.reconstruct_volume(scan["projections"], checkpoint=state, **common)
-    monkeypatch.setattr(volume._VolumeState, "record", original)
+    monkeypatch.undo()
     assert partial.stopped == "interrupted" and partial.rows == [0]
     assert not (tmp_path / "volume.state.slice").exists()
     reports = tmp_path / "volume.state.reports.jsonl"
@@ -343,17 +348,9 @@ def test_workers_solve_the_same_slices_and_a_stop_resumes_with_any_number_of_wor
 
     # a stop of the main process after one slice is counted: the slices in progress stop with it
     state = tmp_path / "volume.state"
-    original, calls = volume._VolumeState.record, {"n": 0}
-
-    def stopped_at_the_second_count(self, report):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, report)
-
-    monkeypatch.setattr(volume._VolumeState, "record", stopped_at_the_second_count)
+    _stop_at_the_second_count(monkeypatch)
     partial = volume.reconstruct_volume(scan["projections"], checkpoint=state, workers=2, **common)
-    monkeypatch.setattr(volume._VolumeState, "record", original)
+    monkeypatch.undo()
     assert partial.stopped == "interrupted" and 1 <= len(partial.rows) < ROWS
     with pytest.raises(ValueError, match="exists: resume it"):
         volume.reconstruct_volume(scan["projections"], checkpoint=state, workers=2, **common)

@@ -33,6 +33,9 @@ from pnp_stable.protocols import NormKind
 __all__ = ["CertifiedLinearPhysics", "NormBound"]
 
 _NORM_KINDS = ("exact", "certified", "estimated")
+# the CG prox starts from the previous solution alone (its product known) when its relative residual
+# is at most this; otherwise z is tried too, at the cost of one product
+WARM_START_TRUSTED = 0.1
 
 
 @dataclass(frozen=True)
@@ -307,8 +310,16 @@ class CertifiedLinearPhysics(LinearPhysics):
             warm = self._warm_start
             if warm is not None and warm[0].shape == z.shape and warm[0].dtype == work and warm[0].device == z.device:
                 previous, normal_previous = warm
-                # M x_prev = gamma A^T A x_prev + x_prev from the stored A^T A x_prev: no product
-                guesses.append(previous if normal_previous is None else (previous, g_work * normal_previous + previous))
+                if normal_previous is None:
+                    guesses.append(previous)
+                else:  # M x_prev = gamma A^T A x_prev + x_prev from the stored A^T A x_prev: no product
+                    m_previous = g_work * normal_previous + previous
+                    guesses.append((previous, m_previous))
+                    # z's residual costs a product of its own, worth it only where the previous solution
+                    # is a poor start (a new problem): along an iteration z won only the first prox
+                    distance = (rhs - m_previous).flatten(1).norm(dim=1) / rhs.flatten(1).norm(dim=1).clamp_min(1e-300)
+                    if bool((distance <= WARM_START_TRUSTED).all()):
+                        guesses.pop(0)
             last_product: dict[str, torch.Tensor] = {}
 
             def apply_matrix(v: torch.Tensor) -> torch.Tensor:

@@ -197,7 +197,8 @@ def refined_conjugate_gradient(
             # digits: ask for twice the reduction it needs, no more
             needed = (threshold / res_sq.sqrt().clamp_min(1e-300))[~converged]
             round_tol = min(0.25, max(inner_tol, 0.5 * float(needed.min())))
-            d, inner, _ = batched_conjugate_gradient(apply_matrix_coarse, r, [torch.zeros_like(r)], tol=round_tol,
+            zero = torch.zeros_like(r)  # its product is 0: not computed
+            d, inner, _ = batched_conjugate_gradient(apply_matrix_coarse, r, [(zero, zero)], tol=round_tol,
                                                      max_iter=max_iter - iterations, precondition=precondition)
             iterations += max(inner.iterations, 1)
             x = x + d.to(x.dtype)

@@ -251,7 +251,8 @@ class CertifiedLinearPhysics(LinearPhysics):
         Exact (closed form) where the operator has one; otherwise batched CG with float64 residuals
         (for float32 ``z`` by mixed-precision refinement: float64 residuals, float32 CG
         corrections; the result is returned in ``z``'s dtype), warm-started from the previous prox
-        solution when the shapes match, to relative residual ``tol`` (default ``cg_tol``, else 1e-10
+        solution when the shapes match (from it alone when its relative residual is at most
+        ``WARM_START_TRUSTED``, else from the better of it and ``z``), to relative residual ``tol`` (default ``cg_tol``, else 1e-10
         for float64 ``z`` and, for float32 ``z``, ``eps_32 ||z|| / ||rhs||`` clamped to
         [1e-10, 1e-8]: an error below the rounding of the float32 result) within ``max_iter``
         iterations (default ``cg_max_iter``). If an image does not

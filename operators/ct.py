@@ -1,10 +1,12 @@
-"""Parallel-beam CT on top of ``deepinv.physics.Tomography`` (no Radon transform of our own).
+"""Parallel-beam CT on top of ``deepinv.physics.Tomography`` (its geometry and sampling grids).
 
 ``A`` is deepinv's Radon transform (zero padding of the image to its diagonal, bilinear
-``grid_sample`` along each ray, sums), its rotation axis moved to the image centre
+``grid_sample`` along each ray, sums) on deepinv's grids, its rotation axis moved to the image centre
 (:func:`_centre_rotation_axis`), unnormalised by default, so values are line integrals in pixel
-units and ``||A||`` grows like ``sqrt(n_angles * n)``. ``A_adjoint`` is the exact transpose
-(deepinv's autograd adjoint, ``adjoint_via_backprop=True``). ``fbp`` is this module's own.
+units and ``||A||`` grows like ``sqrt(n_angles * n)``. ``A_adjoint`` is its exact transpose (the
+sampling's own, what deepinv's autograd adjoint computes). Both run a chunk of views at a time
+(:func:`_project`, :func:`_project_transposed`), equal to deepinv's bit for bit with one chunk, to
+rounding with several, without holding every view's samples at once. ``fbp`` is this module's own.
 
 Norm: every step above has non-negative weights (bilinear interpolation weights, zero padding,
 a 0/1 disc mask), so the matrix of ``A`` is entrywise non-negative and the Collatz–Wielandt
@@ -13,8 +15,9 @@ Rayleigh quotient as a lower bound (see :mod:`pnp_stable.operators.norm_bounds`)
 converges to a 1e-6 gap in about 10 products with ``A^T A`` (unlike deepinv's power-method
 estimate, which only bounds the norm from below). The result is cached on disk per geometry.
 
-Memory: deepinv precomputes one sampling grid per angle: about ``8 * ceil(sqrt(2) n)^2 *
-n_angles`` bytes per dtype in use (190 MB for 256x256 and 180 angles in float32).
+Memory: one sampling grid per angle, built a few at a time (:func:`_sampling_grids`): about
+``8 * ceil(sqrt(2) n)^2 * n_angles`` bytes per dtype in use (190 MB for 256x256 and 180 angles in
+float32); deepinv's own back-projector, as large, is not kept.
 """
 
 from __future__ import annotations
@@ -180,7 +183,10 @@ def _project_transposed(radon: nn.Module, y: torch.Tensor, n: int) -> torch.Tens
 
 class _Projection(torch.autograd.Function):
     """:func:`_project` with :func:`_project_transposed` as its derivative (and the other way round): the
-    operator stays differentiable, as deepinv's is, without autograd keeping any samples."""
+    operator stays differentiable, as deepinv's is, without autograd keeping any samples; torch.func's
+    ``vjp``, ``vmap`` and ``jacrev`` apply (the vmap rule generated: a loop over the mapped images)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(x, radon, transposed, n):  # noqa: D102 - autograd API
@@ -307,8 +313,8 @@ class RadonTomography(CertifiedLinearPhysics):
     def _deepinv_tomography(self, angles_deg: np.ndarray, dtype: torch.dtype, device: torch.device,
                             rays: Callable[[torch.Tensor], torch.Tensor] | None = None,
                             **geometry: Any) -> nn.Module:
-        """deepinv's ``Tomography`` over ``angles_deg``, unnormalised, with its exact (autograd)
-        adjoint; ``geometry`` holds what differs between beams (``circle``, ``fan_beam`` ...).
+        """deepinv's ``Tomography`` over ``angles_deg``, unnormalised, for its geometry and sampling grids
+        (:meth:`_raw_A` and :meth:`_raw_A_adjoint` apply them chunk by chunk); ``geometry`` holds what differs between beams (``circle``, ``fan_beam`` ...).
         ``rays``, if given, replaces deepinv's sampling grids (it receives them and returns grids
         of the same shape), before the rotation axis is moved to the image centre."""
         from deepinv.physics import Tomography
@@ -323,7 +329,7 @@ class RadonTomography(CertifiedLinearPhysics):
                                     adjoint_via_backprop=True, normalize=False, device=device, dtype=dtype, **geometry)
         if getattr(tomography, "iradon", None) is not None:
             # deepinv's filtered back-projection, with sampling grids as large as the projector's: never
-            # used (our adjoint is autograd's through the projector, our FBP our own), so not kept
+            # used (our transpose is the projector's own, our FBP our own), so not kept
             tomography.iradon = None
         tomography.angles = angles
         tomography.radon.theta = angles
@@ -700,7 +706,7 @@ class ParallelBeamCT(RadonTomography):
     ``skimage.transform.radon`` uses the same layout, direction and scale but rotates about pixel
     ``n//2``, read at bin ``G//2``: :func:`sinogram_from_skimage` converts its sinograms.
 
-    Guarantees: exact adjoint (autograd transpose); ``norm()`` a certified upper bound (module
+    Guarantees: exact adjoint (the sampling's own transpose); ``norm()`` a certified upper bound (module
     docstring); ``prox_data`` by warm-started batched CG with reported convergence.
     """
 

@@ -19,8 +19,8 @@ with its state saved. It comes from :meth:`WorkerPool.stop` (a flag in shared me
 thread in each worker polls: setting it never waits on a worker, dead or alive), from Ctrl-C or SIGTERM
 sent to the whole process group (a terminal, a batch scheduler: the workers' handlers act only while a
 task runs, and SIGINT is left ignored where the caller ignored it), or from the caller's death (a worker
-whose parent is gone stops its task and exits). The workers start with SIGINT ignored, so a Ctrl-C while
-they import torch does not tear them down with tracebacks.
+whose parent is gone stops its task and exits). The workers start with SIGINT and SIGTERM ignored, so a
+stop while they import torch does not tear them down with tracebacks.
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ def _on_terminate(signum, frame) -> None:
     stopping the pool too (SIGTERM to the whole job: the pool then ends the workers itself); an idle
     one ends now (as the pool ends workers it cannot use, by SIGTERM, and joins them)."""
     if not _WORKER["busy"]:
-        os._exit(0)
+        # unwinding, not os._exit: an idle worker waits for its next task holding the queue's shared
+        # lock, which a busy one then needs to take its own next (a worker that died with it hung the pool)
+        raise SystemExit(0)
     _WORKER["leaving"] = True
     _on_stop(signum, frame)
 
@@ -132,16 +134,18 @@ def _leave_unless_the_caller_stops() -> None:
 
 @contextmanager
 def _interrupts_ignored():
-    """SIGINT ignored while workers start (they inherit it, and keep it until their handlers are set);
-    left alone outside the main thread, where it cannot be changed."""
+    """SIGINT and SIGTERM ignored while workers start (they inherit that, and keep it until their
+    handlers are set: a worker killed while importing broke the pool, with a traceback from its manager
+    thread); left alone outside the main thread, where they cannot be changed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class WorkerPool:

@@ -170,3 +170,36 @@ def test_a_worker_whose_caller_was_killed_stops_its_task_and_ends(tmp_path):
         assert _gone(worker)
     finally:
         caller.kill()
+
+
+def test_sigterm_to_a_busy_and_an_idle_worker_then_the_caller_s_stop_ends_the_pool(tmp_path):
+    """SIGTERM to the whole job while one worker is idle: the busy one's task stops (its state saved), the
+    idle one ends without keeping the task queue's lock (it did, and the pool then never closed)."""
+    import os
+    import signal
+    import threading
+
+    told, returned = tmp_path / "task", []
+    pool = WorkerPool(tasks.pid_or_saves, None, workers=2)
+
+    def read() -> None:
+        try:
+            for result in pool.results([("pid once told", str(told)), ("wait", str(told))]):
+                returned.append(result)
+        except Exception:  # noqa: BLE001 - the pool breaks as its idle worker ends: what is read is beside the point
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+    _wait_for(told)
+    deadline = time.monotonic() + 30
+    while not returned and time.monotonic() < deadline:
+        time.sleep(0.05)
+    idle, busy = returned[0], int(told.read_text())
+    assert idle != busy
+    for worker in (idle, busy):
+        os.kill(worker, signal.SIGTERM)
+    closing = threading.Thread(target=lambda: (pool.stop(), pool.close()), daemon=True)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive(), "the pool did not close"
+    assert (tmp_path / "task.saved").exists()

@@ -87,3 +87,15 @@ if __name__ == "__main__":
     import sys
 
     pool_that_waits(sys.argv[1])
+
+
+def pid_or_saves(shared, task):
+    """``saves_when_stopped``, or (kind "pid once told") the worker's process id once the file ``value``
+    exists: another worker is then running ``saves_when_stopped``."""
+    kind, value = task
+    if kind == "wait":
+        return saves_when_stopped(shared, value)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(value) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()

@@ -387,3 +387,17 @@ def test_an_offset_detector_keeps_the_guarantees_and_reconstructs_in_place():
         ParallelBeamCT(16, angles=4, detector="circle", detector_offset=1.0)
     with pytest.raises(ValueError, match="detector_offset must be a finite number of cells"):
         ParallelBeamCT(16, angles=4, detector_offset=float("nan"))
+
+
+@pytest.mark.parametrize("build", [lambda: ParallelBeamCT(9, angles=5), lambda: FanBeamCT(9, angles=6)])
+def test_the_operator_under_torch_func_transforms(build):
+    """vmap over images and jacrev (the Jacobian of A is its matrix) apply, as they did to deepinv's."""
+    op = build()
+    x = torch.rand(3, 1, 1, 9, 9, dtype=torch.float64)
+    mapped = torch.func.vmap(op.A)(x)
+    torch.testing.assert_close(mapped, torch.stack([op.A(image) for image in x]))
+    y = torch.rand_like(op.A(x[0]))
+    torch.testing.assert_close(torch.func.vmap(op.A_adjoint)(y[None].expand(2, -1, -1, -1, -1)),
+                               op.A_adjoint(y)[None].expand(2, -1, -1, -1, -1))
+    jacobian = torch.func.jacrev(op.A)(x[0]).reshape(op.A(x[0]).numel(), 81)
+    torch.testing.assert_close(jacobian @ x[1].flatten(), op.A(x[1]).flatten())

@@ -135,9 +135,17 @@ def _padded_input(radon: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]
     return torch.nn.functional.pad(x, (before, pad - before, before, pad - before)), before
 
 
-def _views_per_chunk(radon: nn.Module, samples: int) -> int:
-    _, height, width, _ = radon.all_grids.shape
-    return max(1, GRID_POINTS_PER_CHUNK // max(1, samples * height * width // len(radon.theta)))
+def _view_chunks(radon: nn.Module, samples: int):
+    """The views a few at a time, as ``(start, count, grid)``: ``grid`` their sampling grids, side by side as
+    in ``radon.all_grids`` (``1 x H x (count W) x 2``), the chunk sized to about ``GRID_POINTS_PER_CHUNK``
+    samples for ``samples`` images."""
+    views = len(radon.theta)
+    _, height, total_width, _ = radon.all_grids.shape
+    width = total_width // views
+    step = max(1, GRID_POINTS_PER_CHUNK // max(1, samples * height * width))
+    for start in range(0, views, step):
+        count = min(step, views - start)
+        yield start, count, radon.all_grids[:, :, start * width:(start + count) * width]
 
 
 def _project(radon: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -145,17 +153,12 @@ def _project(radon: nn.Module, x: torch.Tensor) -> torch.Tensor:
     few views at a time: the same samples and sums without its ``B x C x H x (views W)`` tensor of every
     view's samples (0.38 GB in float64 for one 256² image of 360 views)."""
     padded, _ = _padded_input(radon, x)
-    views = len(radon.theta)
     batch, channels = x.shape[:2]
-    width = radon.all_grids.shape[2] // views
-    step = _views_per_chunk(radon, batch * channels)
     parts = []
-    for start in range(0, views, step):
-        count = min(step, views - start)
-        grid = radon.all_grids[:, :, start * width:(start + count) * width]
+    for _, count, grid in _view_chunks(radon, batch * channels):
         samples = torch.nn.functional.grid_sample(padded, grid.expand(batch, -1, -1, -1), mode="bilinear",
                                                   padding_mode="zeros", align_corners=True)
-        parts.append(samples.sum(2).reshape(batch, channels, count, width))
+        parts.append(samples.sum(2).reshape(batch, channels, count, -1))
     return torch.cat(parts, 2).transpose(-2, -1)
 
 
@@ -164,18 +167,14 @@ def _project_transposed(radon: nn.Module, y: torch.Tensor, n: int) -> torch.Tens
     along their rays (the bilinear samples' own transpose, ``grid_sampler_2d_backward``), summed, then
     the padding cropped (or the disc's mask applied). What autograd computes through ``_project``,
     without its saved samples."""
-    batch, channels, width, views = y.shape
-    zeros = y.new_zeros((batch, channels, n, n))
-    padded, before = _padded_input(radon, zeros)
+    batch, channels = y.shape[:2]
+    padded, before = _padded_input(radon, y.new_zeros((batch, channels, n, n)))
     total = torch.zeros_like(padded)
-    height = radon.all_grids.shape[1]
-    step = _views_per_chunk(radon, batch * channels)
-    for start in range(0, views, step):
-        count = min(step, views - start)
-        grid = radon.all_grids[:, :, start * width:(start + count) * width].expand(batch, -1, -1, -1)
-        spread = y[..., start:start + count].transpose(-2, -1).reshape(batch, channels, 1, count * width)
+    for start, count, grid in _view_chunks(radon, batch * channels):
+        spread = y[..., start:start + count].transpose(-2, -1).reshape(batch, channels, 1, -1)
         total += torch.ops.aten.grid_sampler_2d_backward(
-            spread.expand(-1, -1, height, -1).contiguous(), padded, grid, 0, 0, True, [True, False])[0]
+            spread.expand(-1, -1, grid.shape[1], -1).contiguous(), padded, grid.expand(batch, -1, -1, -1), 0, 0,
+            True, [True, False])[0]
     if radon.circle:
         return _padded_input(radon, total)[0]  # the mask is its own transpose
     return total[..., before:before + n, before:before + n]
@@ -519,9 +518,8 @@ class RadonTomography(CertifiedLinearPhysics):
         if t.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"{type(self).__name__} supports float32 and float64 tensors, got {t.dtype}")
         key = _dtype_key(t.dtype)
-        # one backend per dtype, on the device of the data it serves: deepinv's Radon would copy its
-        # sampling grids to the input's device at every call, and it caches its autograd adjoint by
-        # shape only, so a backend seen from two devices would mix them
+        # one backend per dtype, on the device of the data it serves: its sampling grids must be on
+        # that device (deepinv's Radon copied them there at every call)
         if key not in self._radon or self._radon[key].angles.device != t.device:
             self._radon[key] = self._make_tomography(t.dtype, t.device)
         return self._radon[key]

@@ -98,10 +98,11 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
         inputs.append(Path(click.get_current_context().params["angles"]))
     for source in inputs:  # each destination writable, none an input, no two the same
         check_outputs(source, out_given=bool(out), out=out_path, report=report, checkpoint=checkpoint)
-    state_files = [] if checkpoint is None else [Path(f"{checkpoint}{suffix}")
-                                                 for suffix in ("", ".slices.npy", ".reports.jsonl", ".slice")]
+    from pnp_stable.volume import CHECKPOINT_SUFFIXES, is_checkpoint_file, reconstruct_volume, selected_rows
+
+    state_files = [] if checkpoint is None else [Path(f"{checkpoint}{suffix}") for suffix in CHECKPOINT_SUFFIXES]
     for option, target in (("--out", out_path), ("--report", report)):
-        if checkpoint is not None and target is not None and _checkpoint_file(Path(target), Path(checkpoint)):
+        if checkpoint is not None and target is not None and is_checkpoint_file(Path(target), Path(checkpoint)):
             raise UserError(f"{option} {target} is a file of --checkpoint {checkpoint} (its state, slices, reports "
                             "and the slices in progress: FILE, FILE.slices.npy, FILE.reports.jsonl, FILE.slice, "
                             "FILE.slice.ROW with --workers)")
@@ -136,8 +137,6 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
     _check_frames(flats, "--flat", (n_rows, n_cols), getattr(flat, "name", ""))
     _check_frames(darks, "--dark", (n_rows, n_cols), getattr(dark, "name", ""))
     selection = parse_rows(rows)
-    from pnp_stable.volume import reconstruct_volume, selected_rows
-
     try:
         chosen = selected_rows(selection, n_rows)
     except ValueError as error:
@@ -204,19 +203,6 @@ def reconstruct_projection_stack(data: Path, *, rows: str | None, flat, dark, ga
             if not s["guaranteed"]:
                 click.echo(f"warning: row {s['row']}: no convergence guarantee ({s['reason']})", err=True)
     click.echo(_summary_line(out_path, result, slices))
-
-
-def _checkpoint_file(target: Path, checkpoint: Path) -> bool:
-    """Whether ``target`` is one of the files of the volume checkpoint ``checkpoint`` (pnp_stable.volume's
-    ``_VolumeState``), a slice in progress with workers (``FILE.slice.ROW``) included."""
-    target, checkpoint = target.resolve(), checkpoint.resolve()
-    if target.parent != checkpoint.parent:
-        return False
-    name, base = target.name, checkpoint.name
-    if name in (base, f"{base}.slices.npy", f"{base}.reports.jsonl", f"{base}.slice"):
-        return True
-    row = name[len(f"{base}.slice."):] if name.startswith(f"{base}.slice.") else ""
-    return row.isascii() and row.isdigit()
 
 
 def _rows_text(rows: list[int]) -> str:

@@ -42,6 +42,9 @@ EDGE_TOLERANCE_ROWS = 1e-6
 # with the tilt read and the offset given, a note where the projections put the axis farther than this (bins)
 AXIS_DISAGREEMENT_BINS = 0.1
 VOLUME_STATE_FORMAT = "pnp-stable volume state 1"
+# a volume checkpoint FILE's files: FILE, its slices, their reports, the slice in progress (one process);
+# with workers, FILE.slice.ROW for each slice in progress (is_checkpoint_file)
+CHECKPOINT_SUFFIXES = ("", ".slices.npy", ".reports.jsonl", ".slice")
 
 
 @dataclass
@@ -852,6 +855,23 @@ def _fingerprint(stack, chosen, flats, darks, gain, photons, angles, detector_of
     return fingerprint
 
 
+def _row_state_of(name: str, checkpoint_name: str) -> bool:
+    """Whether the file name ``name`` is that of a slice in progress with workers, ``<checkpoint>.slice.ROW``."""
+    prefix = f"{checkpoint_name}.slice."
+    row = name[len(prefix):] if name.startswith(prefix) else ""
+    return row.isascii() and row.isdigit()
+
+
+def is_checkpoint_file(path: Path, checkpoint: Path) -> bool:
+    """Whether ``path`` is one of the files of the volume checkpoint ``checkpoint`` (``CHECKPOINT_SUFFIXES``,
+    and a slice in progress with workers, ``<checkpoint>.slice.ROW``), whether or not it exists yet."""
+    path, checkpoint = path.resolve(), checkpoint.resolve()
+    if path.parent != checkpoint.parent:
+        return False
+    return path.name in {checkpoint.name + suffix for suffix in CHECKPOINT_SUFFIXES} or \
+        _row_state_of(path.name, checkpoint.name)
+
+
 class _VolumeState:
     """A volume's checkpoint, four files: ``path`` itself (the format, the fingerprint of the data and
     options, the volume's shape; written once, atomically, first), ``<path>.slices.npy`` (the slices,
@@ -892,10 +912,9 @@ class _VolumeState:
 
     def _row_states(self) -> list[Path]:
         """The states of slices a run with workers left in progress."""
-        prefix = f"{self.path.name}.slice."
         folder = self.path.parent
         names = os.listdir(folder) if folder.is_dir() else []
-        return [folder / name for name in sorted(names) if name.startswith(prefix) and name[len(prefix):].isdigit()]
+        return [folder / name for name in sorted(names) if _row_state_of(name, self.path.name)]
 
     def restrict(self, chosen: list[int], size: int) -> None:
         """The rows to reconstruct, narrowed after the shared values (a tilted axis's end rows left out)."""
